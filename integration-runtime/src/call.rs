@@ -1,0 +1,252 @@
+//! Calls and what the provider answered about them.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::lifecycle::EventKind;
+
+/// The runtime's id of a call (a UUID v4), stable across restarts.
+///
+/// It is printed and serialized as the hyphenated UUID text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CallId(uuid::Uuid);
+
+impl CallId {
+    /// A fresh random id.
+    pub fn new() -> Self {
+        CallId(uuid::Uuid::new_v4())
+    }
+
+    /// The id of an existing UUID.
+    pub fn from_uuid(uuid: uuid::Uuid) -> Self {
+        CallId(uuid)
+    }
+
+    /// The UUID inside.
+    pub fn as_uuid(&self) -> uuid::Uuid {
+        self.0
+    }
+}
+
+impl Default for CallId {
+    /// A fresh random id, as [`CallId::new`].
+    fn default() -> Self {
+        CallId::new()
+    }
+}
+
+impl fmt::Display for CallId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0.hyphenated(), f)
+    }
+}
+
+impl FromStr for CallId {
+    type Err = uuid::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        uuid::Uuid::parse_str(s).map(CallId)
+    }
+}
+
+impl From<uuid::Uuid> for CallId {
+    fn from(uuid: uuid::Uuid) -> Self {
+        CallId(uuid)
+    }
+}
+
+/// What a provider's status value means, as the spec's status maps say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemoteStatus {
+    /// The provider still works on the call.
+    Processing,
+    /// The provider finished the call successfully.
+    Completed,
+    /// The provider gave up on the call.
+    Failed,
+}
+
+impl RemoteStatus {
+    /// The lifecycle event this status reports.
+    pub fn event_kind(self) -> EventKind {
+        match self {
+            RemoteStatus::Processing => EventKind::Processing,
+            RemoteStatus::Completed => EventKind::Completed,
+            RemoteStatus::Failed => EventKind::Failed,
+        }
+    }
+
+    /// The status as written in specs: `processing`, `completed`, `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RemoteStatus::Processing => "processing",
+            RemoteStatus::Completed => "completed",
+            RemoteStatus::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for RemoteStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How one call is sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallOptions {
+    /// The key sent where the endpoint's `idempotency_key` says, if any.
+    pub idempotency_key: Option<String>,
+}
+
+/// A decoded provider answer. `T` is the typed result (`serde_json::Value` for the engine).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply<T> {
+    /// The HTTP status of the response (0 for a webhook payload).
+    pub http_status: u16,
+    /// The provider's id of the call, when the answer carries one.
+    pub external_id: Option<String>,
+    /// The provider's state of the call, when the endpoint has a status map.
+    pub status: Option<RemoteStatus>,
+    /// The typed result, when the answer carries one.
+    pub result: Option<T>,
+    /// The provider's error message, when the answer carries one.
+    pub error: Option<String>,
+}
+
+impl<T: Serialize> Reply<T> {
+    /// The same reply with its result as JSON.
+    ///
+    /// A result that cannot be represented as JSON (a map with non-string
+    /// keys, say) is dropped and described in `error` instead.
+    pub fn into_json(self) -> Reply<serde_json::Value> {
+        let mut error = self.error;
+        let result = match self.result.map(|result| serde_json::to_value(&result)) {
+            None => None,
+            Some(Ok(value)) => Some(value),
+            Some(Err(e)) => {
+                error.get_or_insert_with(|| format!("the result could not be represented as JSON: {e}"));
+                None
+            }
+        };
+        Reply {
+            http_status: self.http_status,
+            external_id: self.external_id,
+            status: self.status,
+            result,
+            error,
+        }
+    }
+}
+
+/// A typed request a call can be created from (generated request enums, and
+/// `#[derive(IntegrationRequest)]`).
+pub trait IntoCall {
+    /// The name of the integration the request belongs to.
+    const INTEGRATION: &'static str;
+    /// The endpoint the call starts with.
+    fn endpoint(&self) -> &'static str;
+    /// The request as the JSON parameters stored with the call.
+    fn into_params(self) -> serde_json::Value;
+}
+
+/// A typed result read back from stored response data
+/// (`#[derive(IntegrationResponse)]` and entities).
+pub trait FromResult: Sized {
+    /// Reads the result from its stored JSON.
+    fn from_result(value: &serde_json::Value) -> Result<Self, serde_json::Error>;
+}
+
+impl<T: DeserializeOwned> FromResult for T {
+    fn from_result(value: &serde_json::Value) -> Result<Self, serde_json::Error> {
+        T::deserialize(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn call_id_round_trips_as_text() {
+        let id: CallId = "67e55044-10b1-426f-9247-bb680e5fe0c8".parse().unwrap();
+        assert_eq!(id.to_string(), "67e55044-10b1-426f-9247-bb680e5fe0c8");
+        assert_eq!(serde_json::to_value(id).unwrap(), json!("67e55044-10b1-426f-9247-bb680e5fe0c8"));
+        let back: CallId = serde_json::from_value(json!("67e55044-10b1-426f-9247-bb680e5fe0c8")).unwrap();
+        assert_eq!(back, id);
+        assert!("not-a-uuid".parse::<CallId>().is_err());
+    }
+
+    #[test]
+    fn new_call_ids_are_random_v4() {
+        let (a, b) = (CallId::new(), CallId::new());
+        assert_ne!(a, b);
+        assert_eq!(a.as_uuid().get_version_num(), 4);
+    }
+
+    #[test]
+    fn remote_status_maps_to_events() {
+        assert_eq!(RemoteStatus::Processing.event_kind(), EventKind::Processing);
+        assert_eq!(RemoteStatus::Completed.event_kind(), EventKind::Completed);
+        assert_eq!(RemoteStatus::Failed.event_kind(), EventKind::Failed);
+        assert_eq!(serde_json::to_value(RemoteStatus::Completed).unwrap(), json!("completed"));
+        assert_eq!(RemoteStatus::Failed.to_string(), "failed");
+    }
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Audio {
+        url: String,
+        seconds: f64,
+    }
+
+    #[test]
+    fn reply_into_json_keeps_every_field() {
+        let reply = Reply {
+            http_status: 200,
+            external_id: Some("t-1".into()),
+            status: Some(RemoteStatus::Completed),
+            result: Some(Audio { url: "https://a/x.mp3".into(), seconds: 1.5 }),
+            error: None,
+        };
+        let json = reply.into_json();
+        assert_eq!(
+            json,
+            Reply {
+                http_status: 200,
+                external_id: Some("t-1".into()),
+                status: Some(RemoteStatus::Completed),
+                result: Some(json!({"url": "https://a/x.mp3", "seconds": 1.5})),
+                error: None,
+            }
+        );
+    }
+
+    #[test]
+    fn reply_into_json_reports_unrepresentable_results() {
+        let mut map = BTreeMap::new();
+        map.insert((1, 2), "x");
+        let reply = Reply { http_status: 200, external_id: None, status: None, result: Some(map), error: None };
+        let json = reply.into_json();
+        assert_eq!(json.result, None);
+        assert_eq!(
+            json.error.as_deref(),
+            Some("the result could not be represented as JSON: key must be a string")
+        );
+    }
+
+    #[test]
+    fn from_result_deserializes() {
+        let audio = Audio::from_result(&json!({"url": "u", "seconds": 2.0})).unwrap();
+        assert_eq!(audio, Audio { url: "u".into(), seconds: 2.0 });
+        assert!(Audio::from_result(&json!({"url": "u"})).is_err());
+    }
+}

@@ -1,0 +1,283 @@
+//! Static descriptions of integrations, generated as `static` items.
+//!
+//! Every field is public and every reference `'static`, so that generated
+//! code can write the whole description as one constant expression.
+
+/// One integration: its endpoints and how calls to it behave.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IntegrationDescriptor {
+    /// The integration's name, as in the spec (`VolcTts`).
+    pub name: &'static str,
+    /// The generated module's name (`volc_tts`).
+    pub module: &'static str,
+    /// Every endpoint of the spec.
+    pub endpoints: &'static [EndpointDescriptor],
+    /// The integration-wide policy.
+    pub policy: PolicyDescriptor,
+    /// How calls are polled, when the spec has `[polling]`.
+    pub polling: Option<PollingDescriptor>,
+    /// How webhooks are received, when the spec has `[webhook]`.
+    pub webhook: Option<WebhookDescriptor>,
+}
+
+impl IntegrationDescriptor {
+    /// The endpoint called `name`.
+    pub fn endpoint(&self, name: &str) -> Option<&'static EndpointDescriptor> {
+        self.endpoints.iter().find(|endpoint| endpoint.name == name)
+    }
+}
+
+/// One endpoint of an integration.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EndpointDescriptor {
+    /// The endpoint's name, as in the spec (`synthesize`).
+    pub name: &'static str,
+    /// The HTTP method: `GET`, `POST`, `PUT`, `PATCH` or `DELETE`.
+    pub method: &'static str,
+    /// The path template as written in the spec (`/tasks/{external_id}`).
+    pub path: &'static str,
+    /// Whether the response finishes the call.
+    pub mode: Mode,
+    /// Whether business code creates calls for it (it has a `request`).
+    pub starts_calls: bool,
+    /// Whether repeating the request is safe.
+    pub idempotent: bool,
+    /// Where the call's idempotency key is sent, if anywhere.
+    pub idempotency_key: Option<IdempotencyKeyPlacement>,
+    /// The effective policy (the integration's, with this endpoint's overrides).
+    pub policy: PolicyDescriptor,
+}
+
+/// Whether an endpoint's response finishes the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// The response finishes the call.
+    Sync,
+    /// The call finishes later, by polling or webhook.
+    Async,
+}
+
+/// Where an idempotency key is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IdempotencyKeyPlacement {
+    /// In the header of that name.
+    Header(&'static str),
+    /// In the JSON body, at this key path (`["meta", "key"]`).
+    Body(&'static [&'static str]),
+}
+
+/// Timeouts, retries and limits of an integration or endpoint.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PolicyDescriptor {
+    /// Whole-request timeout in milliseconds (0: none).
+    pub timeout_ms: u64,
+    /// Connect timeout in milliseconds (0: none).
+    pub connect_timeout_ms: u64,
+    /// When and how failed attempts are repeated.
+    pub retry: RetryPolicy,
+    /// The circuit breaker, if any.
+    pub circuit_breaker: Option<CircuitBreakerPolicy>,
+    /// The rate limit, if any.
+    pub rate_limit: Option<RateLimitPolicy>,
+    /// Most calls in flight at once, if limited.
+    pub concurrency: Option<u32>,
+}
+
+impl PolicyDescriptor {
+    /// The spec's defaults: 30 s timeout, 5 s connect timeout, one attempt, no limits.
+    pub const DEFAULT: PolicyDescriptor = PolicyDescriptor {
+        timeout_ms: 30_000,
+        connect_timeout_ms: 5_000,
+        retry: RetryPolicy::NONE,
+        circuit_breaker: None,
+        rate_limit: None,
+        concurrency: None,
+    };
+}
+
+impl Default for PolicyDescriptor {
+    fn default() -> Self {
+        PolicyDescriptor::DEFAULT
+    }
+}
+
+/// When and how failed attempts are repeated.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (1: no retry).
+    pub max_attempts: u32,
+    /// Delay before the first retry, in milliseconds.
+    pub initial_backoff_ms: u64,
+    /// Cap of the delay, in milliseconds.
+    pub max_backoff_ms: u64,
+    /// Growth factor of the delay.
+    pub multiplier: f64,
+    /// Which failures are retried.
+    pub on: RetryOn,
+}
+
+impl RetryPolicy {
+    /// One attempt, no retry.
+    pub const NONE: RetryPolicy = RetryPolicy {
+        max_attempts: 1,
+        initial_backoff_ms: 0,
+        max_backoff_ms: 0,
+        multiplier: 1.0,
+        on: RetryOn { server_errors: false, too_many_requests: false, timeouts: false, connect_errors: false },
+    };
+}
+
+/// Which failures a retry policy repeats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RetryOn {
+    /// HTTP 5xx answers (`"5xx"`).
+    pub server_errors: bool,
+    /// HTTP 429 answers (`"429"`).
+    pub too_many_requests: bool,
+    /// Timeouts (`"timeout"`).
+    pub timeouts: bool,
+    /// Connection failures (`"connect"`).
+    pub connect_errors: bool,
+}
+
+/// A circuit breaker: stop calling a failing provider for a while.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CircuitBreakerPolicy {
+    /// Consecutive failures that open the circuit.
+    pub failure_threshold: u32,
+    /// How long the circuit stays open, in milliseconds.
+    pub open_for_ms: u64,
+    /// Trial requests let through while half open.
+    pub half_open_probes: u32,
+}
+
+/// A token-bucket rate limit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimitPolicy {
+    /// Sustained requests per second.
+    pub per_second: f64,
+    /// Requests allowed at once above the sustained rate.
+    pub burst: u32,
+}
+
+/// How calls of an async integration are polled.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PollingDescriptor {
+    /// The status-query endpoint.
+    pub endpoint: &'static str,
+    /// First delay after `initialized`, in milliseconds.
+    pub interval_ms: u64,
+    /// Growth factor of the delay.
+    pub backoff: f64,
+    /// Cap of the delay, in milliseconds.
+    pub max_interval_ms: u64,
+    /// Deadline from creation, in seconds; then the call fails with a timeout.
+    pub give_up_after_s: u64,
+}
+
+/// How provider webhooks are received and verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebhookDescriptor {
+    /// Route of the receiver (`/webhooks/volc-tts`).
+    pub path: &'static str,
+    /// How signatures are checked.
+    pub scheme: SignatureScheme,
+    /// The environment variable holding the secret(s), comma-separated for rotation.
+    pub secret_env: &'static str,
+    /// Accepted clock skew of signed timestamps, in seconds.
+    pub tolerance_s: u64,
+    /// Largest accepted body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// A webhook signature scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureScheme {
+    /// The Standard Webhooks scheme (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
+    StandardWebhooks,
+    /// Stripe's `Stripe-Signature` scheme.
+    Stripe,
+    /// An HMAC-SHA256 of the raw body in one header.
+    HmacSha256 {
+        /// The header carrying the signature.
+        header: &'static str,
+        /// How the signature is encoded.
+        encoding: SignatureEncoding,
+        /// Text before the encoded signature (`sha256=`), possibly empty.
+        prefix: &'static str,
+    },
+}
+
+/// How an HMAC signature is written in its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SignatureEncoding {
+    /// Lowercase or uppercase hexadecimal.
+    Hex,
+    /// Standard base64.
+    Base64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static ENDPOINTS: [EndpointDescriptor; 2] = [
+        EndpointDescriptor {
+            name: "synthesize",
+            method: "POST",
+            path: "/tasks",
+            mode: Mode::Async,
+            starts_calls: true,
+            idempotent: false,
+            idempotency_key: Some(IdempotencyKeyPlacement::Body(&["meta", "key"])),
+            policy: PolicyDescriptor::DEFAULT,
+        },
+        EndpointDescriptor {
+            name: "query",
+            method: "GET",
+            path: "/tasks/{external_id}",
+            mode: Mode::Sync,
+            starts_calls: false,
+            idempotent: true,
+            idempotency_key: None,
+            policy: PolicyDescriptor { timeout_ms: 1_000, ..PolicyDescriptor::DEFAULT },
+        },
+    ];
+
+    static DESCRIPTOR: IntegrationDescriptor = IntegrationDescriptor {
+        name: "VolcTts",
+        module: "volc_tts",
+        endpoints: &ENDPOINTS,
+        policy: PolicyDescriptor::DEFAULT,
+        polling: Some(PollingDescriptor {
+            endpoint: "query",
+            interval_ms: 1_000,
+            backoff: 1.5,
+            max_interval_ms: 10_000,
+            give_up_after_s: 600,
+        }),
+        webhook: Some(WebhookDescriptor {
+            path: "/hooks/tts",
+            scheme: SignatureScheme::HmacSha256 { header: "X-Sig", encoding: SignatureEncoding::Hex, prefix: "sha256=" },
+            secret_env: "TTS_HOOK_SECRET",
+            tolerance_s: 300,
+            max_body_bytes: 1 << 20,
+        }),
+    };
+
+    #[test]
+    fn descriptors_are_usable_in_statics() {
+        assert_eq!(DESCRIPTOR.endpoint("query").map(|e| e.policy.timeout_ms), Some(1_000));
+        assert_eq!(DESCRIPTOR.endpoint("synthesize").map(|e| e.mode), Some(Mode::Async));
+        assert!(DESCRIPTOR.endpoint("missing").is_none());
+    }
+
+    #[test]
+    fn default_policy_matches_the_spec_defaults() {
+        let policy = PolicyDescriptor::default();
+        assert_eq!(policy.timeout_ms, 30_000);
+        assert_eq!(policy.connect_timeout_ms, 5_000);
+        assert_eq!(policy.retry.max_attempts, 1);
+        assert_eq!(policy.retry.on, RetryOn::default());
+    }
+}

@@ -1,0 +1,403 @@
+//! The errors of calls, validation and configuration.
+
+use std::fmt;
+
+/// A call to a provider failed, or could not be made.
+///
+/// The error is opaque; ask it what happened with the `is_*` methods,
+/// [`status`](ClientError::status) and [`provider_message`](ClientError::provider_message).
+/// Its `Display` names the endpoint, the HTTP status and the provider's message,
+/// and never contains a credential.
+#[derive(Debug, Clone)]
+pub struct ClientError {
+    endpoint: String,
+    kind: Kind,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+enum Kind {
+    #[error("the request timed out{}", duration(*.after_ms))]
+    Timeout { connect: bool, after_ms: Option<u64> },
+    #[error("could not connect to the provider: {detail}")]
+    Connect { detail: String },
+    #[error("the request failed: {detail}")]
+    Transport { detail: String },
+    #[error("the provider answered HTTP {}{}", status_text(*.status), message_text(.message))]
+    Status { status: u16, message: Option<String> },
+    #[error("could not obtain an access token{}: {detail}", .status.map(|s| format!(" (HTTP {})", status_text(s))).unwrap_or_default())]
+    Auth { status: Option<u16>, detail: String },
+    #[error("could not read the provider's answer: {detail}")]
+    Decode { detail: String },
+    #[error("invalid request: {0}")]
+    InvalidRequest(ValidationError),
+    #[error("no such endpoint in integration `{integration}`")]
+    UnknownEndpoint { integration: String },
+    #[error("configuration problem: {detail}")]
+    Config { detail: String },
+}
+
+fn duration(after_ms: Option<u64>) -> String {
+    after_ms.map(|ms| format!(" after {ms} ms")).unwrap_or_default()
+}
+
+fn status_text(status: u16) -> String {
+    match reqwest::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()) {
+        Some(reason) => format!("{status} {reason}"),
+        None => status.to_string(),
+    }
+}
+
+fn message_text(message: &Option<String>) -> String {
+    message.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "endpoint `{}`: {}", self.endpoint, self.kind)
+    }
+}
+
+impl std::error::Error for ClientError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            Kind::InvalidRequest(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+impl ClientError {
+    fn new(endpoint: &str, kind: Kind) -> Self {
+        ClientError { endpoint: endpoint.to_owned(), kind }
+    }
+
+    pub(crate) fn timeout(endpoint: &str, connect: bool, after_ms: Option<u64>) -> Self {
+        ClientError::new(endpoint, Kind::Timeout { connect, after_ms })
+    }
+
+    pub(crate) fn connect(endpoint: &str, detail: String) -> Self {
+        ClientError::new(endpoint, Kind::Connect { detail })
+    }
+
+    pub(crate) fn transport(endpoint: &str, detail: String) -> Self {
+        ClientError::new(endpoint, Kind::Transport { detail })
+    }
+
+    pub(crate) fn status_error(endpoint: &str, status: u16, message: Option<String>) -> Self {
+        ClientError::new(endpoint, Kind::Status { status, message })
+    }
+
+    pub(crate) fn auth(endpoint: &str, status: Option<u16>, detail: String) -> Self {
+        ClientError::new(endpoint, Kind::Auth { status, detail })
+    }
+
+    pub(crate) fn config(endpoint: &str, detail: String) -> Self {
+        ClientError::new(endpoint, Kind::Config { detail })
+    }
+
+    /// The request (or its connection) took longer than the policy allows.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.kind, Kind::Timeout { .. })
+    }
+
+    /// No connection could be made (refused, DNS failure, TLS failure, or connect timeout).
+    pub fn is_connect(&self) -> bool {
+        matches!(self.kind, Kind::Connect { .. } | Kind::Timeout { connect: true, .. })
+    }
+
+    /// The provider answered with a non-2xx status; see [`status`](ClientError::status).
+    pub fn is_status(&self) -> bool {
+        matches!(self.kind, Kind::Status { .. })
+    }
+
+    /// The provider's answer did not have the shape the spec describes.
+    pub fn is_decode(&self) -> bool {
+        matches!(self.kind, Kind::Decode { .. })
+    }
+
+    /// The request was not sent because it is invalid (a violated constraint,
+    /// a header value with a control character, ...).
+    pub fn is_invalid_request(&self) -> bool {
+        matches!(self.kind, Kind::InvalidRequest(_))
+    }
+
+    /// The integration is misconfigured (bad credentials format, HTTP client setup).
+    pub fn is_config(&self) -> bool {
+        matches!(self.kind, Kind::Config { .. })
+    }
+
+    /// An OAuth2 access token could not be obtained.
+    pub fn is_auth(&self) -> bool {
+        matches!(self.kind, Kind::Auth { .. })
+    }
+
+    /// The endpoint is not part of the integration.
+    pub fn is_unknown_endpoint(&self) -> bool {
+        matches!(self.kind, Kind::UnknownEndpoint { .. })
+    }
+
+    /// The HTTP status the provider (or its token endpoint) answered with, if any.
+    pub fn status(&self) -> Option<u16> {
+        match &self.kind {
+            Kind::Status { status, .. } => Some(*status),
+            Kind::Auth { status, .. } => *status,
+            _ => None,
+        }
+    }
+
+    /// The provider's error message, read at the endpoint's `error` path.
+    pub fn provider_message(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Status { message, .. } => message.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The constraints the request violated, when it is an invalid request.
+    pub fn validation(&self) -> Option<&ValidationError> {
+        match &self.kind {
+            Kind::InvalidRequest(error) => Some(error),
+            _ => None,
+        }
+    }
+
+    /// The endpoint the call was for.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+}
+
+/// A request violated constraints of its spec; lists every violation.
+///
+/// ```text
+/// 2 constraints violated:
+///   text: length must be at least 1 (got 0)
+///   speed: must be at most 2 (got 3.5)
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidationError {
+    violations: Vec<(String, String)>,
+}
+
+impl ValidationError {
+    pub(crate) fn from_violations(violations: Vec<(String, String)>) -> Self {
+        ValidationError { violations }
+    }
+
+    pub(crate) fn single(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ValidationError { violations: vec![(field.into(), message.into())] }
+    }
+
+    /// Every violation: the field's path (`owner.name`, `tags[2]`) and what is wrong.
+    pub fn violations(&self) -> &[(String, String)] {
+        &self.violations
+    }
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.violations.as_slice() {
+            [] => f.write_str("no constraint violated"),
+            [(field, message)] => write!(f, "{field}: {message}"),
+            all => {
+                write!(f, "{} constraints violated:", all.len())?;
+                for (field, message) in all {
+                    write!(f, "\n  {field}: {message}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ValidationError {}
+
+/// The integration's configuration is incomplete or wrong; lists every problem at once.
+///
+/// ```text
+/// VolcTts is missing 2 environment variables:
+///   VOLC_TTS_TOKEN: API token from the provider console
+///   VOLC_TTS_APP_ID: application id from the provider console
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    integration: String,
+    missing: Vec<(String, String)>,
+    invalid: Vec<(String, String)>,
+}
+
+impl ConfigError {
+    pub(crate) fn new(integration: &str, missing: Vec<(String, String)>, invalid: Vec<(String, String)>) -> Self {
+        ConfigError { integration: integration.to_owned(), missing, invalid }
+    }
+
+    /// The missing environment variables, each with its purpose.
+    pub fn missing(&self) -> &[(String, String)] {
+        &self.missing
+    }
+
+    /// The settings whose value is wrong, each with what is wrong.
+    pub fn invalid(&self) -> &[(String, String)] {
+        &self.invalid
+    }
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let who = if self.integration.is_empty() { "the integration" } else { &self.integration };
+        let mut first = true;
+        if !self.missing.is_empty() {
+            let count = plural(self.missing.len(), "environment variable", "environment variables");
+            write!(f, "{who} is missing {count}:")?;
+            for (var, purpose) in &self.missing {
+                write!(f, "\n  {var}: {purpose}")?;
+            }
+            first = false;
+        }
+        if !self.invalid.is_empty() {
+            if !first {
+                f.write_str("\n")?;
+            }
+            let count = plural(self.invalid.len(), "invalid setting", "invalid settings");
+            write!(f, "{who} has {count}:")?;
+            for (var, problem) in &self.invalid {
+                write!(f, "\n  {var}: {problem}")?;
+            }
+            first = false;
+        }
+        if first {
+            write!(f, "{who} is misconfigured")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The request failed its spec's constraints and was not sent.
+pub fn invalid_request(endpoint: &str, error: ValidationError) -> ClientError {
+    ClientError::new(endpoint, Kind::InvalidRequest(error))
+}
+
+/// The parameters stored for a call do not deserialize into the endpoint's request entity.
+pub fn invalid_params(endpoint: &str, error: &serde_json::Error) -> ClientError {
+    invalid_request(endpoint, ValidationError::single("params", error.to_string()))
+}
+
+/// The integration has no endpoint of that name.
+pub fn unknown_endpoint(integration: &str, endpoint: &str) -> ClientError {
+    ClientError::new(endpoint, Kind::UnknownEndpoint { integration: integration.to_owned() })
+}
+
+/// The provider's answer does not have the shape the spec describes.
+pub fn decode_error(endpoint: &str, message: String) -> ClientError {
+    ClientError::new(endpoint, Kind::Decode { detail: message })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_errors_show_status_and_provider_message() {
+        let error = ClientError::status_error("synthesize", 401, Some("invalid token".into()));
+        assert_eq!(error.to_string(), "endpoint `synthesize`: the provider answered HTTP 401 Unauthorized: invalid token");
+        assert!(error.is_status());
+        assert!(!error.is_timeout() && !error.is_connect() && !error.is_decode());
+        assert_eq!(error.status(), Some(401));
+        assert_eq!(error.provider_message(), Some("invalid token"));
+        assert_eq!(error.endpoint(), "synthesize");
+
+        let bare = ClientError::status_error("query", 599, None);
+        assert_eq!(bare.to_string(), "endpoint `query`: the provider answered HTTP 599");
+        assert_eq!(bare.provider_message(), None);
+    }
+
+    #[test]
+    fn each_kind_answers_only_its_question() {
+        let timeout = ClientError::timeout("a", false, Some(250));
+        assert!(timeout.is_timeout() && !timeout.is_connect());
+        assert_eq!(timeout.to_string(), "endpoint `a`: the request timed out after 250 ms");
+        let connect_timeout = ClientError::timeout("a", true, None);
+        assert!(connect_timeout.is_timeout() && connect_timeout.is_connect());
+        let connect = ClientError::connect("a", "connection refused".into());
+        assert!(connect.is_connect() && !connect.is_timeout());
+        assert_eq!(connect.status(), None);
+        let decode = decode_error("a", "`$.id` is missing".into());
+        assert!(decode.is_decode());
+        assert_eq!(decode.to_string(), "endpoint `a`: could not read the provider's answer: `$.id` is missing");
+        let config = ClientError::config("a", "bad".into());
+        assert!(config.is_config() && !config.is_invalid_request());
+        let unknown = unknown_endpoint("VolcTts", "nope");
+        assert!(unknown.is_unknown_endpoint());
+        assert_eq!(unknown.to_string(), "endpoint `nope`: no such endpoint in integration `VolcTts`");
+        let auth = ClientError::auth("a", Some(400), "invalid_client".into());
+        assert!(auth.is_auth() && !auth.is_status());
+        assert_eq!(auth.status(), Some(400));
+        assert_eq!(
+            auth.to_string(),
+            "endpoint `a`: could not obtain an access token (HTTP 400 Bad Request): invalid_client"
+        );
+    }
+
+    #[test]
+    fn validation_errors_list_every_violation() {
+        let one = ValidationError::single("text", "length must be at least 1 (got 0)");
+        assert_eq!(one.to_string(), "text: length must be at least 1 (got 0)");
+        let two = ValidationError::from_violations(vec![
+            ("text".into(), "length must be at least 1 (got 0)".into()),
+            ("speed".into(), "must be at most 2 (got 3.5)".into()),
+        ]);
+        assert_eq!(
+            two.to_string(),
+            "2 constraints violated:\n  text: length must be at least 1 (got 0)\n  speed: must be at most 2 (got 3.5)"
+        );
+        let error = invalid_request("synthesize", two.clone());
+        assert!(error.is_invalid_request());
+        assert_eq!(error.validation(), Some(&two));
+        assert!(error.to_string().starts_with("endpoint `synthesize`: invalid request: 2 constraints violated:\n  text:"));
+    }
+
+    #[test]
+    fn invalid_params_carry_the_serde_message() {
+        let serde_error = serde_json::from_str::<u8>("\"x\"").unwrap_err();
+        let error = invalid_params("synthesize", &serde_error);
+        assert!(error.is_invalid_request());
+        assert_eq!(error.validation().map(|v| v.violations()[0].0.as_str()), Some("params"));
+    }
+
+    #[test]
+    fn config_errors_list_every_problem() {
+        let error = ConfigError::new(
+            "VolcTts",
+            vec![
+                ("VOLC_TTS_TOKEN".into(), "API token from the provider console".into()),
+                ("VOLC_TTS_APP_ID".into(), "application id".into()),
+            ],
+            vec![],
+        );
+        assert_eq!(
+            error.to_string(),
+            "VolcTts is missing 2 environment variables:\n  VOLC_TTS_TOKEN: API token from the provider console\n  VOLC_TTS_APP_ID: application id"
+        );
+        let both = ConfigError::new(
+            "X",
+            vec![("A".into(), "a".into())],
+            vec![("base URL".into(), "`ftp://x` is not an http(s) URL".into())],
+        );
+        assert_eq!(
+            both.to_string(),
+            "X is missing 1 environment variable:\n  A: a\nX has 1 invalid setting:\n  base URL: `ftp://x` is not an http(s) URL"
+        );
+        assert_eq!(both.missing().len(), 1);
+        assert_eq!(both.invalid().len(), 1);
+    }
+}

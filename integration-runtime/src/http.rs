@@ -1,0 +1,675 @@
+//! The HTTP client generated code sends requests with.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::{Method, Url};
+use serde_json::Value;
+
+use crate::descriptor::PolicyDescriptor;
+use crate::error::{invalid_request, ClientError, ConfigError, ValidationError};
+use crate::form::encode_form;
+use crate::json_path::{extract_message, Seg};
+use crate::request::display_value;
+use crate::secret::Secret;
+
+/// How a request body is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BodyEncoding {
+    /// `application/json`.
+    Json,
+    /// `application/x-www-form-urlencoded`, see [`encode_form`].
+    Form,
+}
+
+/// One request, as generated code builds it.
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    /// The endpoint's name, for errors.
+    pub endpoint: &'static str,
+    /// The HTTP method.
+    pub method: &'static str,
+    /// The path below the base URL, already percent-encoded (see `PathBuilder`).
+    pub path: String,
+    /// Query parameters: lists repeat the key; null values are left out.
+    pub query: Vec<(&'static str, Value)>,
+    /// Request headers.
+    pub headers: Vec<(&'static str, String)>,
+    /// The body and its encoding.
+    pub body: Option<(BodyEncoding, Value)>,
+    /// Where the provider's message is in a non-2xx body.
+    pub error_path: Option<&'static [Seg]>,
+    /// Timeouts of this request.
+    pub policy: &'static PolicyDescriptor,
+}
+
+/// A 2xx answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpResponse {
+    /// The HTTP status.
+    pub status: u16,
+    /// The body: JSON as parsed, an empty body as `Null`, anything else as a `Value::String`.
+    pub body: Value,
+}
+
+/// How requests authenticate.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// No authentication.
+    None,
+    /// `Authorization: Bearer <token>`.
+    Bearer(Secret),
+    /// `Authorization: Basic <base64(username:password)>`.
+    Basic {
+        /// The user name.
+        username: Secret,
+        /// The password.
+        password: Secret,
+    },
+    /// An API key in a header.
+    ApiKeyHeader {
+        /// The header's name.
+        name: &'static str,
+        /// The key.
+        key: Secret,
+    },
+    /// An API key in a query parameter.
+    ApiKeyQuery {
+        /// The parameter's name.
+        name: &'static str,
+        /// The key.
+        key: Secret,
+    },
+    /// An OAuth2 access token obtained from a token endpoint, sent as a bearer token.
+    OAuth2(OAuth2Config),
+}
+
+/// Where and how an OAuth2 access token is obtained.
+///
+/// With a `refresh_token` the client uses the refresh-token grant, otherwise the
+/// client-credentials grant. The client authenticates with HTTP Basic when it has
+/// a `client_secret`, and sends `client_id` in the form otherwise.
+#[derive(Debug, Clone)]
+pub struct OAuth2Config {
+    /// The token endpoint.
+    pub token_url: String,
+    /// The client id.
+    pub client_id: Secret,
+    /// The client secret (optional for public clients using a refresh token).
+    pub client_secret: Option<Secret>,
+    /// Scopes requested, sent space-separated as `scope` when not empty.
+    pub scopes: Vec<String>,
+    /// A refresh token: selects the refresh-token grant.
+    pub refresh_token: Option<Secret>,
+}
+
+/// Sends requests to one provider. Cheap to clone (an `Arc` inside).
+#[derive(Clone)]
+pub struct HttpClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The base URL without a trailing slash.
+    base: String,
+    auth: Auth,
+    /// One reqwest client per connect timeout (a client-wide setting in reqwest).
+    clients: Mutex<Vec<(u64, reqwest::Client)>>,
+    token: tokio::sync::Mutex<TokenState>,
+    /// Credential values scrubbed from every message.
+    secrets: Vec<String>,
+}
+
+#[derive(Default)]
+struct TokenState {
+    access: Option<(Secret, Option<Instant>)>,
+    refresh_token: Option<Secret>,
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClient").field("base_url", &self.inner.base).field("auth", &self.inner.auth).finish()
+    }
+}
+
+/// Parses an http(s) URL, or says what is wrong with it.
+fn parse_http_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|e| format!("`{text}` is not a valid URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("`{text}` is not an http or https URL"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("`{text}` must not have a query or fragment"));
+    }
+    Ok(url)
+}
+
+fn build_client(connect_timeout_ms: u64) -> Result<reqwest::Client, reqwest::Error> {
+    let mut builder =
+        reqwest::Client::builder().user_agent(concat!("integration-runtime/", env!("CARGO_PKG_VERSION")));
+    if connect_timeout_ms > 0 {
+        builder = builder.connect_timeout(Duration::from_millis(connect_timeout_ms));
+    }
+    builder.build()
+}
+
+/// The message of an error and of all its sources, `: `-separated.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// A response body as JSON: empty -> `Null`, not JSON -> `Value::String`.
+fn decode_body(bytes: &[u8]) -> Value {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Value::Null;
+    }
+    serde_json::from_slice(bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
+}
+
+/// At most `max` characters of `text`, with `...` when cut.
+fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}...", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
+/// Whether a path segment is `.` or `..` (plainly or percent-encoded), which URL
+/// parsers would resolve away.
+fn is_dot_segment(segment: &str) -> bool {
+    let lower = segment.to_ascii_lowercase();
+    matches!(lower.as_str(), "." | ".." | "%2e" | "%2e%2e" | ".%2e" | "%2e.")
+}
+
+/// Appends the query pairs of one parameter: lists repeat the key; nulls are left out.
+fn push_query(name: &str, value: &Value, pairs: &mut Vec<(String, String)>) {
+    match value {
+        Value::Null => {}
+        Value::Array(items) => {
+            for item in items.iter().filter(|item| !item.is_null()) {
+                pairs.push((name.to_owned(), display_value(item)));
+            }
+        }
+        other => pairs.push((name.to_owned(), display_value(other))),
+    }
+}
+
+/// A header value that is kept out of debug output.
+fn sensitive(value: &str) -> Option<HeaderValue> {
+    let mut value = HeaderValue::from_str(value).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
+impl HttpClient {
+    /// A client for the provider at `base_url`, authenticating with `auth`.
+    ///
+    /// The URL (and an OAuth2 token URL) must be an absolute http(s) URL without a
+    /// query or fragment.
+    pub fn new(base_url: &str, auth: Auth) -> Result<Self, ConfigError> {
+        let mut invalid = Vec::new();
+        let base = match parse_http_url(base_url) {
+            Ok(url) => url.as_str().trim_end_matches('/').to_owned(),
+            Err(problem) => {
+                invalid.push(("base URL".to_owned(), problem));
+                String::new()
+            }
+        };
+        if let Auth::OAuth2(config) = &auth {
+            if let Err(problem) = parse_http_url(&config.token_url) {
+                invalid.push(("OAuth2 token URL".to_owned(), problem));
+            }
+        }
+        if let Auth::ApiKeyHeader { name, .. } = &auth {
+            if HeaderName::from_bytes(name.as_bytes()).is_err() {
+                invalid.push(("API key header".to_owned(), format!("`{name}` is not a valid header name")));
+            }
+        }
+        let default_connect = PolicyDescriptor::DEFAULT.connect_timeout_ms;
+        let client = match build_client(default_connect) {
+            Ok(client) => Some(client),
+            Err(error) => {
+                invalid.push(("HTTP client".to_owned(), error_chain(&error)));
+                None
+            }
+        };
+        let Some(client) = client.filter(|_| invalid.is_empty()) else {
+            return Err(ConfigError::new("", Vec::new(), invalid));
+        };
+        let secrets = match &auth {
+            Auth::None => vec![],
+            Auth::Bearer(token) => vec![token.clone()],
+            Auth::Basic { username, password } => vec![username.clone(), password.clone()],
+            Auth::ApiKeyHeader { key, .. } | Auth::ApiKeyQuery { key, .. } => vec![key.clone()],
+            Auth::OAuth2(config) => [Some(&config.client_id), config.client_secret.as_ref(), config.refresh_token.as_ref()]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect(),
+        };
+        let refresh_token = match &auth {
+            Auth::OAuth2(config) => config.refresh_token.clone(),
+            _ => None,
+        };
+        Ok(HttpClient {
+            inner: Arc::new(Inner {
+                base,
+                auth,
+                clients: Mutex::new(vec![(default_connect, client)]),
+                token: tokio::sync::Mutex::new(TokenState { access: None, refresh_token }),
+                secrets: secrets.iter().map(|s| s.expose().to_owned()).filter(|s| !s.is_empty()).collect(),
+            }),
+        })
+    }
+
+    /// The base URL, without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        &self.inner.base
+    }
+
+    /// Sends `request` once.
+    ///
+    /// A 2xx answer is `Ok`; any other status is a [`ClientError`] with the status
+    /// and the provider's message (read at `error_path`, or the text of a non-JSON
+    /// body). The policy's `timeout_ms` bounds the whole exchange, `connect_timeout_ms`
+    /// the connection. Retries are not made here.
+    pub async fn send(&self, request: HttpRequest) -> Result<HttpResponse, ClientError> {
+        let endpoint = request.endpoint;
+        let policy = request.policy;
+        let url = self.url(&request)?;
+        let method = Method::from_bytes(request.method.as_bytes()).map_err(|_| {
+            invalid_request(endpoint, ValidationError::single("method", format!("`{}` is not an HTTP method", request.method)))
+        })?;
+        let (mut headers, body) = request_headers_and_body(&request)?;
+        let mut basic = None;
+        match &self.inner.auth {
+            Auth::None | Auth::ApiKeyQuery { .. } => {}
+            Auth::Bearer(token) => {
+                headers.insert(AUTHORIZATION, self.bearer(endpoint, token)?);
+            }
+            Auth::Basic { username, password } => {
+                headers.remove(AUTHORIZATION);
+                basic = Some((username, password));
+            }
+            Auth::ApiKeyHeader { name, key } => {
+                let name = HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| ClientError::config(endpoint, format!("`{name}` is not a valid header name")))?;
+                let value = sensitive(key.expose()).ok_or_else(|| {
+                    ClientError::config(endpoint, "the API key contains characters not allowed in a header".to_owned())
+                })?;
+                headers.insert(name, value);
+            }
+            Auth::OAuth2(config) => {
+                let token = self.access_token(endpoint, config, policy).await?;
+                headers.insert(AUTHORIZATION, self.bearer(endpoint, &token)?);
+            }
+        }
+
+        let client = self.client(endpoint, policy.connect_timeout_ms)?;
+        let mut builder = client.request(method, url).headers(headers);
+        if policy.timeout_ms > 0 {
+            builder = builder.timeout(Duration::from_millis(policy.timeout_ms));
+        }
+        if let Some(body) = body {
+            builder = builder.body(body);
+        }
+        if let Some((username, password)) = basic {
+            builder = builder.basic_auth(username.expose(), Some(password.expose()));
+        }
+        let (status, body) = self.exchange(endpoint, policy, builder).await?;
+        if (200..300).contains(&status) {
+            return Ok(HttpResponse { status, body });
+        }
+        if status == 401 && matches!(self.inner.auth, Auth::OAuth2(_)) {
+            // The token may have been revoked: fetch a new one next time.
+            self.inner.token.lock().await.access = None;
+        }
+        let message = request
+            .error_path
+            .and_then(|path| extract_message(&body, path))
+            .or_else(|| match &body {
+                Value::String(text) if !text.trim().is_empty() => Some(truncate(text.trim(), 500)),
+                _ => None,
+            })
+            .map(|message| self.redact(&message));
+        Err(ClientError::status_error(endpoint, status, message))
+    }
+
+    /// The full URL of a request: base + path, query, and an API key in the query.
+    fn url(&self, request: &HttpRequest) -> Result<Url, ClientError> {
+        let endpoint = request.endpoint;
+        if request.path.split('/').any(is_dot_segment) {
+            return Err(invalid_request(
+                endpoint,
+                ValidationError::single("path", "a path parameter is `.` or `..`, which would change the request's path"),
+            ));
+        }
+        let separator = if request.path.is_empty() || request.path.starts_with('/') { "" } else { "/" };
+        let text = format!("{}{separator}{}", self.inner.base, request.path);
+        let mut url = Url::parse(&text).map_err(|e| {
+            invalid_request(endpoint, ValidationError::single("path", format!("`{}` does not make a valid URL: {e}", request.path)))
+        })?;
+        let mut pairs = Vec::new();
+        for (name, value) in &request.query {
+            push_query(name, value, &mut pairs);
+        }
+        if let Auth::ApiKeyQuery { name, key } = &self.inner.auth {
+            pairs.push(((*name).to_owned(), key.expose().to_owned()));
+        }
+        if !pairs.is_empty() {
+            url.query_pairs_mut().extend_pairs(pairs);
+        }
+        Ok(url)
+    }
+
+    fn bearer(&self, endpoint: &str, token: &Secret) -> Result<HeaderValue, ClientError> {
+        sensitive(&format!("Bearer {}", token.expose())).ok_or_else(|| {
+            ClientError::config(endpoint, "the bearer token contains characters not allowed in a header".to_owned())
+        })
+    }
+
+    /// The reqwest client with this connect timeout, built on first use.
+    fn client(&self, endpoint: &str, connect_timeout_ms: u64) -> Result<reqwest::Client, ClientError> {
+        let mut clients = self.inner.clients.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, client)) = clients.iter().find(|(ms, _)| *ms == connect_timeout_ms) {
+            return Ok(client.clone());
+        }
+        let client = build_client(connect_timeout_ms)
+            .map_err(|e| ClientError::config(endpoint, format!("could not build the HTTP client: {}", error_chain(&e))))?;
+        clients.push((connect_timeout_ms, client.clone()));
+        Ok(client)
+    }
+
+    /// Sends a request and reads the whole answer: its status and decoded body.
+    async fn exchange(
+        &self,
+        endpoint: &str,
+        policy: &PolicyDescriptor,
+        builder: reqwest::RequestBuilder,
+    ) -> Result<(u16, Value), ClientError> {
+        let response = builder.send().await.map_err(|e| self.transport_error(endpoint, policy, e))?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.map_err(|e| self.transport_error(endpoint, policy, e))?;
+        Ok((status, decode_body(&bytes)))
+    }
+
+    fn transport_error(&self, endpoint: &str, policy: &PolicyDescriptor, error: reqwest::Error) -> ClientError {
+        // Without the URL: an API key may be in its query.
+        let error = error.without_url();
+        if error.is_timeout() {
+            let connect = error.is_connect();
+            let ms = if connect { policy.connect_timeout_ms } else { policy.timeout_ms };
+            return ClientError::timeout(endpoint, connect, Some(ms).filter(|ms| *ms > 0));
+        }
+        let detail = self.redact(&error_chain(&error));
+        if error.is_connect() {
+            ClientError::connect(endpoint, detail)
+        } else {
+            ClientError::transport(endpoint, detail)
+        }
+    }
+
+    /// `text` with every credential replaced by `***`.
+    fn redact(&self, text: &str) -> String {
+        self.inner.secrets.iter().fold(text.to_owned(), |text, secret| text.replace(secret.as_str(), "***"))
+    }
+
+    /// A valid access token: the cached one, or a new one from the token endpoint.
+    async fn access_token(
+        &self,
+        endpoint: &str,
+        config: &OAuth2Config,
+        policy: &PolicyDescriptor,
+    ) -> Result<Secret, ClientError> {
+        let mut state = self.inner.token.lock().await;
+        if let Some((token, expires_at)) = &state.access {
+            if expires_at.is_none_or(|at| Instant::now() < at) {
+                return Ok(token.clone());
+            }
+        }
+        let mut form = serde_json::Map::new();
+        match &state.refresh_token {
+            Some(refresh_token) => {
+                form.insert("grant_type".into(), "refresh_token".into());
+                form.insert("refresh_token".into(), refresh_token.expose().into());
+            }
+            None => {
+                form.insert("grant_type".into(), "client_credentials".into());
+            }
+        }
+        if !config.scopes.is_empty() {
+            form.insert("scope".into(), config.scopes.join(" ").into());
+        }
+        if config.client_secret.is_none() {
+            form.insert("client_id".into(), config.client_id.expose().into());
+        }
+        let url = parse_http_url(&config.token_url).map_err(|problem| ClientError::config(endpoint, problem))?;
+        let client = self.client(endpoint, policy.connect_timeout_ms)?;
+        let mut builder = client
+            .post(url)
+            .header(ACCEPT, "application/json")
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(encode_form(&Value::Object(form)));
+        if let Some(secret) = &config.client_secret {
+            builder = builder.basic_auth(config.client_id.expose(), Some(secret.expose()));
+        }
+        if policy.timeout_ms > 0 {
+            builder = builder.timeout(Duration::from_millis(policy.timeout_ms));
+        }
+        let requested_at = Instant::now();
+        let (status, body) = self.exchange(endpoint, policy, builder).await?;
+        if !(200..300).contains(&status) {
+            let detail = [&[Seg::Key("error_description")][..], &[Seg::Key("error")][..]]
+                .iter()
+                .find_map(|path| extract_message(&body, path))
+                .or_else(|| body.as_str().map(|text| truncate(text.trim(), 500)))
+                .unwrap_or_else(|| "the token endpoint refused the request".to_owned());
+            return Err(ClientError::auth(endpoint, Some(status), self.redact(&detail)));
+        }
+        let Some(access_token) = body.get("access_token").and_then(Value::as_str).filter(|t| !t.is_empty()) else {
+            return Err(ClientError::auth(endpoint, None, "the token endpoint's answer has no `access_token`".to_owned()));
+        };
+        let expires_in = match body.get("expires_in") {
+            Some(Value::Number(n)) => n.as_f64(),
+            Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
+            _ => None,
+        };
+        // Renew shortly before expiry: a tenth of the lifetime early, at most a minute.
+        let expires_at = expires_in.filter(|s| s.is_finite() && *s >= 0.0).map(|seconds| {
+            let lifetime = Duration::from_secs_f64(seconds.min(1e9));
+            requested_at + lifetime - (lifetime / 10).min(Duration::from_secs(60))
+        });
+        let token = Secret::new(access_token);
+        if let Some(new_refresh) = body.get("refresh_token").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+            state.refresh_token = Some(Secret::new(new_refresh));
+        }
+        state.access = Some((token.clone(), expires_at));
+        Ok(token)
+    }
+}
+
+/// The request's own headers (with `Accept` and `Content-Type` defaults) and its encoded body.
+fn request_headers_and_body(request: &HttpRequest) -> Result<(HeaderMap, Option<Vec<u8>>), ClientError> {
+    let endpoint = request.endpoint;
+    let mut headers = HeaderMap::new();
+    for (name, value) in &request.headers {
+        let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            invalid_request(endpoint, ValidationError::single(format!("header `{name}`"), "is not a valid header name"))
+        })?;
+        let value = HeaderValue::from_str(value).map_err(|_| {
+            invalid_request(
+                endpoint,
+                ValidationError::single(
+                    format!("header `{name}`"),
+                    "contains a character not allowed in an HTTP header value (such as CR, LF or NUL)",
+                ),
+            )
+        })?;
+        headers.append(header, value);
+    }
+    headers.entry(ACCEPT).or_insert(HeaderValue::from_static("application/json"));
+    let body = match &request.body {
+        None => None,
+        Some((BodyEncoding::Json, value)) => {
+            headers.entry(CONTENT_TYPE).or_insert(HeaderValue::from_static("application/json"));
+            Some(serde_json::to_vec(value).map_err(|e| ClientError::config(endpoint, e.to_string()))?)
+        }
+        Some((BodyEncoding::Form, value)) => {
+            headers.entry(CONTENT_TYPE).or_insert(HeaderValue::from_static("application/x-www-form-urlencoded"));
+            Some(encode_form(value).into_bytes())
+        }
+    };
+    Ok((headers, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    static POLICY: PolicyDescriptor = PolicyDescriptor::DEFAULT;
+
+    fn request(path: &str) -> HttpRequest {
+        HttpRequest {
+            endpoint: "get_item",
+            method: "GET",
+            path: path.to_owned(),
+            query: vec![],
+            headers: vec![],
+            body: None,
+            error_path: None,
+            policy: &POLICY,
+        }
+    }
+
+    fn client(base: &str, auth: Auth) -> HttpClient {
+        HttpClient::new(base, auth).unwrap()
+    }
+
+    #[test]
+    fn base_and_path_join_with_one_slash() {
+        for base in ["https://api.example.com/v1", "https://api.example.com/v1/"] {
+            let client = client(base, Auth::None);
+            assert_eq!(client.base_url(), "https://api.example.com/v1");
+            assert_eq!(client.url(&request("/items/1")).unwrap().as_str(), "https://api.example.com/v1/items/1");
+            assert_eq!(client.url(&request("items/1")).unwrap().as_str(), "https://api.example.com/v1/items/1");
+        }
+        let root = client("https://api.example.com", Auth::None);
+        assert_eq!(root.url(&request("/x")).unwrap().as_str(), "https://api.example.com/x");
+        assert_eq!(root.url(&request("")).unwrap().as_str(), "https://api.example.com/");
+    }
+
+    #[test]
+    fn query_repeats_lists_and_omits_nulls() {
+        let client = client("https://h", Auth::ApiKeyQuery { name: "api_key", key: Secret::new("k&1") });
+        let mut req = request("/s");
+        req.query = vec![
+            ("q", json!("a b&c")),
+            ("tag", json!(["x", null, 2])),
+            ("skip", json!(null)),
+            ("n", json!(5)),
+            ("on", json!(true)),
+        ];
+        assert_eq!(client.url(&req).unwrap().as_str(), "https://h/s?q=a+b%26c&tag=x&tag=2&n=5&on=true&api_key=k%261");
+    }
+
+    #[test]
+    fn dot_segments_are_rejected() {
+        let client = client("https://h/v1", Auth::None);
+        for path in ["/items/..", "/items/%2E%2e/x", "/./x", "/a/.%2E"] {
+            let error = client.url(&request(path)).unwrap_err();
+            assert!(error.is_invalid_request(), "{path}");
+        }
+        assert!(client.url(&request("/items/...")).is_ok());
+        assert!(client.url(&request("/items/a.b")).is_ok());
+    }
+
+    #[test]
+    fn invalid_base_urls_are_config_errors() {
+        let error = HttpClient::new("ftp://files.example.com", Auth::None).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the integration has 1 invalid setting:\n  base URL: `ftp://files.example.com` is not an http or https URL"
+        );
+        let error = HttpClient::new(
+            "not a url",
+            Auth::OAuth2(OAuth2Config {
+                token_url: "https://auth/x?y#z".into(),
+                client_id: Secret::new("id"),
+                client_secret: None,
+                scopes: vec![],
+                refresh_token: None,
+            }),
+        )
+        .unwrap_err();
+        assert_eq!(error.invalid().len(), 2);
+        assert_eq!(error.invalid()[0].1, "`not a url` is not a valid URL: relative URL without a base");
+        assert_eq!(error.invalid()[1].1, "`https://auth/x?y#z` must not have a query or fragment");
+        let error = HttpClient::new("https://h", Auth::ApiKeyHeader { name: "bad name", key: Secret::new("k") }).unwrap_err();
+        assert_eq!(error.invalid()[0].1, "`bad name` is not a valid header name");
+    }
+
+    #[test]
+    fn headers_and_bodies_are_prepared() {
+        let mut req = request("/x");
+        req.headers = vec![("X-Trace", "abc".into()), ("x-multi", "1".into()), ("X-Multi", "2".into())];
+        req.body = Some((BodyEncoding::Form, json!({"a": {"b": "c d"}})));
+        let (headers, body) = request_headers_and_body(&req).unwrap();
+        assert_eq!(headers.get("x-trace").unwrap(), "abc");
+        assert_eq!(headers.get_all("x-multi").iter().collect::<Vec<_>>(), ["1", "2"]);
+        assert_eq!(headers.get(ACCEPT).unwrap(), "application/json");
+        assert_eq!(headers.get(CONTENT_TYPE).unwrap(), "application/x-www-form-urlencoded");
+        assert_eq!(body.as_deref(), Some(&b"a%5Bb%5D=c+d"[..]));
+
+        req.body = Some((BodyEncoding::Json, json!({"a": [1]})));
+        let (headers, body) = request_headers_and_body(&req).unwrap();
+        assert_eq!(headers.get(CONTENT_TYPE).unwrap(), "application/json");
+        assert_eq!(body.as_deref(), Some(&b"{\"a\":[1]}"[..]));
+    }
+
+    #[test]
+    fn control_characters_in_header_values_are_invalid_requests() {
+        for bad in ["a\r\nX-Injected: 1", "a\nb", "nul\0"] {
+            let mut req = request("/x");
+            req.headers = vec![("X-Name", bad.to_owned())];
+            let error = request_headers_and_body(&req).unwrap_err();
+            assert!(error.is_invalid_request());
+            assert_eq!(
+                error.to_string(),
+                "endpoint `get_item`: invalid request: header `X-Name`: contains a character not allowed in an HTTP header value (such as CR, LF or NUL)"
+            );
+        }
+    }
+
+    #[test]
+    fn bodies_decode_leniently() {
+        assert_eq!(decode_body(b""), Value::Null);
+        assert_eq!(decode_body(b" \n"), Value::Null);
+        assert_eq!(decode_body(b"{\"a\":1}"), json!({"a": 1}));
+        assert_eq!(decode_body(b"\"s\""), json!("s"));
+        assert_eq!(decode_body(b"Bad Gateway"), json!("Bad Gateway"));
+        assert_eq!(decode_body(b"\xff ok"), json!("\u{fffd} ok"));
+    }
+
+    #[test]
+    fn messages_are_redacted_and_truncated() {
+        let client = client("https://h", Auth::Basic { username: Secret::new("user-1"), password: Secret::new("pw-secret") });
+        assert_eq!(client.redact("bad password pw-secret for user-1"), "bad password *** for ***");
+        assert_eq!(truncate("héllo", 2), "hé...");
+        assert_eq!(truncate("hé", 2), "hé");
+        let debug = format!("{client:?}");
+        assert!(!debug.contains("pw-secret") && !debug.contains("user-1"), "{debug}");
+    }
+}

@@ -1,0 +1,248 @@
+//! Reading provider answers with JSON paths pre-parsed at compile time.
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::call::RemoteStatus;
+use crate::error::{decode_error, ClientError};
+
+/// One segment of a singular JSON path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Seg {
+    /// An object member: `.name`, `['name']`.
+    Key(&'static str),
+    /// An array element: `[0]`; negative counts from the end (`[-1]` is the last).
+    Index(i64),
+}
+
+/// The value at `path`, if there is one.
+pub fn lookup<'v>(value: &'v Value, path: &[Seg]) -> Option<&'v Value> {
+    path.iter().try_fold(value, |current, seg| match (seg, current) {
+        (Seg::Key(key), Value::Object(map)) => map.get(*key),
+        (Seg::Index(index), Value::Array(items)) => {
+            let len = i64::try_from(items.len()).ok()?;
+            let at = if *index < 0 { len + index } else { *index };
+            usize::try_from(at).ok().and_then(|at| items.get(at))
+        }
+        _ => None,
+    })
+}
+
+/// Where one field of a result entity is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldPath {
+    /// The field's name in the entity.
+    pub field: &'static str,
+    /// The pre-parsed path.
+    pub path: &'static [Seg],
+    /// The path as written in the spec, for messages.
+    pub text: &'static str,
+}
+
+/// Builds `{field: value}` from the paths (absent / null values left out), then deserializes `T`.
+///
+/// A missing required field is a decode error naming `text` (the JSON path as written).
+pub fn extract<T: DeserializeOwned>(endpoint: &str, body: &Value, fields: &[FieldPath]) -> Result<T, ClientError> {
+    let mut object = Map::new();
+    for field in fields {
+        match lookup(body, field.path) {
+            None | Some(Value::Null) => {}
+            Some(value) => {
+                object.insert(field.field.to_owned(), value.clone());
+            }
+        }
+    }
+    T::deserialize(Value::Object(object)).map_err(|error| {
+        let message = error.to_string();
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.strip_suffix('`'))
+            .and_then(|name| fields.iter().find(|field| field.field == name));
+        match missing {
+            Some(field) => decode_error(
+                endpoint,
+                format!("`{}` is missing from the response (needed for field `{}`)", field.text, field.field),
+            ),
+            None => decode_error(endpoint, format!("the result does not match the spec: {message}")),
+        }
+    })
+}
+
+/// The provider's id at `path`: strings as they are, numbers in decimal; anything else / absent: `None`.
+pub fn extract_id(body: &Value, path: &[Seg]) -> Option<String> {
+    match lookup(body, path)? {
+        Value::String(text) => Some(text.clone()),
+        Value::Number(number) => Some(number.to_string()),
+        _ => None,
+    }
+}
+
+/// Looks the value at `path` up in `map` (JSON strings, numbers and bools compared by their text).
+///
+/// Absent or unmapped: a decode error naming the path and the value.
+pub fn map_status(
+    endpoint: &str,
+    body: &Value,
+    path: &[Seg],
+    text: &str,
+    map: &[(&str, RemoteStatus)],
+) -> Result<RemoteStatus, ClientError> {
+    let value = match lookup(body, path) {
+        None | Some(Value::Null) => {
+            return Err(decode_error(endpoint, format!("the status at `{text}` is missing from the response")))
+        }
+        Some(value) => value,
+    };
+    let key = match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        other => {
+            return Err(decode_error(
+                endpoint,
+                format!("the status at `{text}` is not a string, number or bool: {other}"),
+            ))
+        }
+    };
+    map.iter().find(|(external, _)| *external == key).map(|(_, status)| *status).ok_or_else(|| {
+        let known: Vec<String> = map.iter().map(|(external, _)| format!("`{external}`")).collect();
+        decode_error(
+            endpoint,
+            format!("the status `{key}` at `{text}` is not in the spec's status map (known: {})", known.join(", ")),
+        )
+    })
+}
+
+/// The provider's message at `path`: a string as it is, other values as JSON text;
+/// absent, null or empty: `None`.
+pub fn extract_message(body: &Value, path: &[Seg]) -> Option<String> {
+    match lookup(body, path)? {
+        Value::Null => None,
+        Value::String(text) if text.trim().is_empty() => None,
+        Value::String(text) => Some(text.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+    use serde_json::json;
+
+    use super::*;
+
+    fn body() -> Value {
+        json!({
+            "data": {"task_id": "t-42", "num_id": 1234567890123_i64, "items": [{"n": 1}, {"n": 2}, {"n": 3}]},
+            "state": 2,
+            "ok": true,
+            "message": "quota exceeded",
+            "nothing": null,
+            "detail": {"code": 7},
+        })
+    }
+
+    #[test]
+    fn lookup_follows_keys_and_indices() {
+        let body = body();
+        assert_eq!(lookup(&body, &[]), Some(&body));
+        assert_eq!(lookup(&body, &[Seg::Key("data"), Seg::Key("task_id")]), Some(&json!("t-42")));
+        let items = [Seg::Key("data"), Seg::Key("items")];
+        assert_eq!(lookup(&body, &[items[0], items[1], Seg::Index(0), Seg::Key("n")]), Some(&json!(1)));
+        assert_eq!(lookup(&body, &[items[0], items[1], Seg::Index(-1), Seg::Key("n")]), Some(&json!(3)));
+        assert_eq!(lookup(&body, &[items[0], items[1], Seg::Index(-3), Seg::Key("n")]), Some(&json!(1)));
+        assert_eq!(lookup(&body, &[items[0], items[1], Seg::Index(-4)]), None);
+        assert_eq!(lookup(&body, &[items[0], items[1], Seg::Index(3)]), None);
+        assert_eq!(lookup(&body, &[Seg::Key("data"), Seg::Index(0)]), None);
+        assert_eq!(lookup(&body, &[Seg::Key("absent")]), None);
+        assert_eq!(lookup(&body, &[Seg::Key("message"), Seg::Key("x")]), None);
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Audio {
+        id: String,
+        first: i64,
+        note: Option<String>,
+    }
+
+    static FIELDS: [FieldPath; 3] = [
+        FieldPath { field: "id", path: &[Seg::Key("data"), Seg::Key("task_id")], text: "$.data.task_id" },
+        FieldPath { field: "first", path: &[Seg::Key("data"), Seg::Key("items"), Seg::Index(0), Seg::Key("n")], text: "$.data.items[0].n" },
+        FieldPath { field: "note", path: &[Seg::Key("nothing")], text: "$.nothing" },
+    ];
+
+    #[test]
+    fn extract_builds_the_entity() {
+        let audio: Audio = extract("query", &body(), &FIELDS).unwrap();
+        assert_eq!(audio, Audio { id: "t-42".into(), first: 1, note: None });
+    }
+
+    #[test]
+    fn extract_names_the_path_of_a_missing_field() {
+        let error = extract::<Audio>("query", &json!({"data": {"items": [{"n": 1}]}}), &FIELDS).unwrap_err();
+        assert!(error.is_decode());
+        assert_eq!(
+            error.to_string(),
+            "endpoint `query`: could not read the provider's answer: `$.data.task_id` is missing from the response (needed for field `id`)"
+        );
+    }
+
+    #[test]
+    fn extract_reports_type_mismatches() {
+        let error = extract::<Audio>("query", &json!({"data": {"task_id": 5, "items": [{"n": 1}]}}), &FIELDS).unwrap_err();
+        assert!(error.is_decode());
+        assert!(error.to_string().contains("the result does not match the spec: invalid type: integer `5`, expected a string"), "{error}");
+    }
+
+    #[test]
+    fn extract_id_reads_strings_and_numbers() {
+        let body = body();
+        assert_eq!(extract_id(&body, &[Seg::Key("data"), Seg::Key("task_id")]).as_deref(), Some("t-42"));
+        assert_eq!(extract_id(&body, &[Seg::Key("data"), Seg::Key("num_id")]).as_deref(), Some("1234567890123"));
+        assert_eq!(extract_id(&body, &[Seg::Key("ok")]), None);
+        assert_eq!(extract_id(&body, &[Seg::Key("nothing")]), None);
+        assert_eq!(extract_id(&body, &[Seg::Key("absent")]), None);
+    }
+
+    const MAP: [(&str, RemoteStatus); 4] = [
+        ("1", RemoteStatus::Processing),
+        ("2", RemoteStatus::Completed),
+        ("true", RemoteStatus::Completed),
+        ("quota exceeded", RemoteStatus::Failed),
+    ];
+
+    #[test]
+    fn map_status_compares_by_text() {
+        let body = body();
+        assert_eq!(map_status("q", &body, &[Seg::Key("state")], "$.state", &MAP).unwrap(), RemoteStatus::Completed);
+        assert_eq!(map_status("q", &body, &[Seg::Key("ok")], "$.ok", &MAP).unwrap(), RemoteStatus::Completed);
+        assert_eq!(map_status("q", &body, &[Seg::Key("message")], "$.message", &MAP).unwrap(), RemoteStatus::Failed);
+    }
+
+    #[test]
+    fn map_status_names_the_path_and_value() {
+        let error = map_status("q", &json!({"state": 9}), &[Seg::Key("state")], "$.state", &MAP).unwrap_err();
+        assert!(error.is_decode());
+        assert_eq!(
+            error.to_string(),
+            "endpoint `q`: could not read the provider's answer: the status `9` at `$.state` is not in the spec's status map (known: `1`, `2`, `true`, `quota exceeded`)"
+        );
+        let missing = map_status("q", &json!({}), &[Seg::Key("state")], "$.state", &MAP).unwrap_err();
+        assert_eq!(
+            missing.to_string(),
+            "endpoint `q`: could not read the provider's answer: the status at `$.state` is missing from the response"
+        );
+        let object = map_status("q", &json!({"state": {"a": 1}}), &[Seg::Key("state")], "$.state", &MAP).unwrap_err();
+        assert!(object.to_string().ends_with("the status at `$.state` is not a string, number or bool: {\"a\":1}"));
+    }
+
+    #[test]
+    fn extract_message_reads_text_or_json() {
+        let body = body();
+        assert_eq!(extract_message(&body, &[Seg::Key("message")]).as_deref(), Some("quota exceeded"));
+        assert_eq!(extract_message(&body, &[Seg::Key("detail")]).as_deref(), Some("{\"code\":7}"));
+        assert_eq!(extract_message(&body, &[Seg::Key("nothing")]), None);
+        assert_eq!(extract_message(&json!({"m": " "}), &[Seg::Key("m")]), None);
+        assert_eq!(extract_message(&body, &[Seg::Key("absent")]), None);
+    }
+}

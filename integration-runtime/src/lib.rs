@@ -1,0 +1,55 @@
+//! Runtime for integrations generated from TOML specs.
+//!
+//! A spec describes an external API; [`integration!`] turns it into typed
+//! code at compile time, and this crate runs it: it builds and sends the
+//! requests, folds provider answers into the unified lifecycle
+//! (`initialized -> processing -> completed | failed`) and keeps every call
+//! durably.
+//!
+//! The spec language is documented in `docs/spec-reference.md`.
+
+mod call;
+mod config;
+mod conforms;
+mod descriptor;
+mod error;
+mod form;
+mod http;
+mod integration;
+mod json_path;
+mod lifecycle;
+mod request;
+mod secret;
+mod store;
+mod validate;
+
+/// What generated code uses (the contract is `docs/design/generated-code.md`); not a stable API.
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+pub use call::{CallId, CallOptions, FromResult, IntoCall, RemoteStatus, Reply};
+pub use descriptor::{
+    CircuitBreakerPolicy, EndpointDescriptor, IdempotencyKeyPlacement, IntegrationDescriptor, Mode,
+    PolicyDescriptor, PollingDescriptor, RateLimitPolicy, RetryOn, RetryPolicy, SignatureEncoding,
+    SignatureScheme, WebhookDescriptor,
+};
+pub use error::{ClientError, ConfigError, ValidationError};
+pub use integration::{BoxFuture, Integration};
+pub use lifecycle::{CallStatus, EventKind, ParseLifecycleError, Transition};
+pub use secret::Secret;
+pub use store::{
+    AppendOutcome, CallRecord, CallWithEvents, Created, Cursor, EventPayload, EventRecord,
+    ListOrder, ListQuery, MemoryStore, NewCall, NewEvent, Page, SqliteStore, StatusCounts, Store,
+    StoreError, MAX_PAGE_SIZE,
+};
+
+/// Generates the typed integration of a spec: `integration!("specs/x.toml")`.
+///
+/// The path is relative to the crate's `CARGO_MANIFEST_DIR`. Every mistake in
+/// the spec is a compile error naming its file, line and column.
+pub use integration_macros::integration;
+/// Binds a struct of your own to an endpoint's request entity, checked against the spec.
+pub use integration_macros::IntegrationRequest;
+/// Binds a struct of your own to a result entity, checked against the spec.
+pub use integration_macros::IntegrationResponse;

@@ -1,0 +1,18 @@
+//! What generated code uses; not a stable API.
+//!
+//! The contract between the code generator and this crate is
+//! `docs/design/generated-code.md`.
+
+pub use ::chrono;
+pub use ::serde;
+pub use ::serde_json;
+pub use ::uuid;
+
+pub use crate::config::EnvReader;
+pub use crate::conforms::{assert_conforms, kinds, Conforms};
+pub use crate::error::{decode_error, invalid_params, invalid_request, unknown_endpoint};
+pub use crate::form::encode_form;
+pub use crate::http::{Auth, BodyEncoding, HttpClient, HttpRequest, HttpResponse, OAuth2Config};
+pub use crate::json_path::{extract, extract_id, extract_message, lookup, map_status, FieldPath, Seg};
+pub use crate::request::{display_value, to_value, JsonBody, PathBuilder};
+pub use crate::validate::Violations;

@@ -1,0 +1,136 @@
+//! The one error type of every store.
+
+use std::error::Error as StdError;
+use std::fmt;
+
+/// What went wrong in a store operation.
+///
+/// Opaque on purpose: callers branch on the `is_*` methods, which stay stable
+/// when a backend (PostgreSQL) adds causes of its own.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct StoreError {
+    kind: ErrorKind,
+    message: String,
+    #[source]
+    source: Option<Box<dyn StdError + Send + Sync + 'static>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ErrorKind {
+    NotFound,
+    Conflict,
+    LeaseLost,
+    Backend,
+    Corrupt,
+}
+
+impl StoreError {
+    pub(crate) fn new(kind: ErrorKind, message: impl fmt::Display) -> Self {
+        StoreError {
+            kind,
+            message: message.to_string(),
+            source: None,
+        }
+    }
+
+    pub(crate) fn with_source(
+        kind: ErrorKind,
+        message: impl fmt::Display,
+        source: impl StdError + Send + Sync + 'static,
+    ) -> Self {
+        StoreError {
+            kind,
+            message: message.to_string(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    pub(crate) fn not_found(what: impl fmt::Display) -> Self {
+        Self::new(ErrorKind::NotFound, format_args!("{what} not found"))
+    }
+
+    pub(crate) fn conflict(message: impl fmt::Display) -> Self {
+        Self::new(ErrorKind::Conflict, message)
+    }
+
+    pub(crate) fn lease_lost(call: impl fmt::Display, worker: &str) -> Self {
+        Self::new(
+            ErrorKind::LeaseLost,
+            format_args!("worker `{worker}` no longer holds the lease on call {call}"),
+        )
+    }
+
+    pub(crate) fn backend(
+        message: impl fmt::Display,
+        source: impl StdError + Send + Sync + 'static,
+    ) -> Self {
+        Self::with_source(ErrorKind::Backend, message, source)
+    }
+
+    pub(crate) fn corrupt(message: impl fmt::Display) -> Self {
+        Self::new(ErrorKind::Corrupt, message)
+    }
+
+    /// The call (or the call behind an external id) does not exist.
+    pub fn is_not_found(&self) -> bool {
+        self.kind == ErrorKind::NotFound
+    }
+
+    /// The operation contradicts what is stored: an idempotency key reused for
+    /// a different request, an external id that already belongs to another
+    /// call, or a lease held by another worker ([`StoreError::is_lease_lost`]).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self.kind, ErrorKind::Conflict | ErrorKind::LeaseLost)
+    }
+
+    /// The worker's lease expired and another worker claimed the call: the
+    /// caller must stop working on it.
+    pub fn is_lease_lost(&self) -> bool {
+        self.kind == ErrorKind::LeaseLost
+    }
+
+    /// The backend failed (I/O, database busy or unreachable, migration
+    /// failure); retrying later may succeed.
+    pub fn is_backend(&self) -> bool {
+        self.kind == ErrorKind::Backend
+    }
+
+    /// Stored data could not be read back (an unknown status, invalid JSON):
+    /// retrying will not help.
+    pub fn is_corrupt(&self) -> bool {
+        self.kind == ErrorKind::Corrupt
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        let kind = match &error {
+            sqlx::Error::RowNotFound => ErrorKind::NotFound,
+            sqlx::Error::Database(db) if db.is_unique_violation() => ErrorKind::Conflict,
+            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => ErrorKind::Corrupt,
+            _ => ErrorKind::Backend,
+        };
+        let message = format!("database error: {error}");
+        StoreError::with_source(kind, message, error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_lost_is_a_conflict() {
+        let error = StoreError::lease_lost("c1", "w1");
+        assert!(error.is_lease_lost() && error.is_conflict());
+        assert!(!error.is_not_found() && !error.is_backend() && !error.is_corrupt());
+        assert!(error.to_string().contains("w1"), "{error}");
+    }
+
+    #[test]
+    fn sqlx_errors_map_to_kinds() {
+        assert!(StoreError::from(sqlx::Error::RowNotFound).is_not_found());
+        assert!(StoreError::from(sqlx::Error::PoolTimedOut).is_backend());
+    }
+}

@@ -1,0 +1,465 @@
+//! A store in process memory, for tests and examples: same contract as the
+//! durable stores (it runs the same conformance suite), nothing survives the
+//! process.
+
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+
+use super::{
+    lease_deadline, new_call_id, now, plan_append, truncate, AppendOutcome, BoxFuture, CallId,
+    CallRecord, CallWithEvents, Created, Cursor, EventRecord, ListOrder, ListQuery, NewCall,
+    NewEvent, Page, StatusCounts, Store, StoreError,
+};
+use crate::lifecycle::{CallStatus, Transition};
+
+/// A [`Store`] that keeps everything in memory.
+///
+/// Operations run under one mutex, never held across an `.await`, which is
+/// what makes claims and appends atomic here.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+    work: Notify,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Calls by creation sequence: the listing order and the cursor.
+    calls: BTreeMap<i64, CallRecord>,
+    /// Events of each call (by creation sequence), in recording order.
+    events: HashMap<i64, Vec<EventRecord>>,
+    by_id: HashMap<CallId, i64>,
+    by_external_id: HashMap<(String, String), i64>,
+    by_idempotency_key: HashMap<(String, String), i64>,
+    last_call_seq: i64,
+    last_event_id: i64,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave a half-applied change:
+        // every operation checks first and mutates last.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn create_now(&self, call: NewCall) -> Result<Created, StoreError> {
+        let mut state = self.state();
+        if let Some(key) = &call.idempotency_key {
+            if let Some(seq) = state
+                .by_idempotency_key
+                .get(&(call.integration.clone(), key.clone()))
+            {
+                let existing = &state.calls[seq];
+                check_same_request(existing, &call)?;
+                return Ok(Created {
+                    id: existing.id,
+                    created: false,
+                });
+            }
+        }
+        let now = now();
+        let id = new_call_id();
+        state.last_call_seq += 1;
+        let seq = state.last_call_seq;
+        if let Some(key) = &call.idempotency_key {
+            state
+                .by_idempotency_key
+                .insert((call.integration.clone(), key.clone()), seq);
+        }
+        state.by_id.insert(id, seq);
+        state.calls.insert(
+            seq,
+            CallRecord {
+                id,
+                integration: call.integration,
+                endpoint: call.endpoint,
+                status: CallStatus::Pending,
+                external_id: None,
+                params: call.params,
+                response_data: None,
+                error: None,
+                attempts: 0,
+                idempotency_key: call.idempotency_key,
+                created_at: now,
+                updated_at: now,
+                completed_at: None,
+                next_run_at: Some(call.run_at.map_or(now, truncate)),
+                lease_owner: None,
+                lease_expires_at: None,
+            },
+        );
+        Ok(Created { id, created: true })
+    }
+
+    fn claim_now(&self, worker: &str, limit: u32, lease: Duration) -> Vec<CallRecord> {
+        let mut guard = self.state();
+        let state = &mut *guard;
+        let now = now();
+        let limit = limit as usize;
+        if limit == 0 {
+            return Vec::new();
+        }
+        // Keep only the `limit` earliest due calls while scanning (a max-heap
+        // of size `limit`), so the extra memory is bounded like the SQL claim.
+        let mut earliest: BinaryHeap<(DateTime<Utc>, i64)> = BinaryHeap::with_capacity(limit + 1);
+        for (&seq, call) in &state.calls {
+            if is_claimable(call, now) {
+                earliest.push((call.next_run_at.unwrap_or(now), seq));
+                if earliest.len() > limit {
+                    earliest.pop();
+                }
+            }
+        }
+        let deadline = lease_deadline(now, lease);
+        let mut claimed: Vec<_> = earliest.into_vec();
+        claimed.sort_unstable();
+        claimed
+            .into_iter()
+            .map(|(_, seq)| {
+                let call = state.calls.get_mut(&seq).expect("indexed call exists");
+                call.lease_owner = Some(worker.to_owned());
+                call.lease_expires_at = Some(deadline);
+                call.updated_at = now;
+                call.clone()
+            })
+            .collect()
+    }
+
+    /// Runs `change` on `id` if `worker` holds its lease.
+    fn with_lease(
+        &self,
+        id: CallId,
+        worker: &str,
+        change: impl FnOnce(&mut CallRecord, DateTime<Utc>),
+    ) -> Result<(), StoreError> {
+        let mut guard = self.state();
+        let state = &mut *guard;
+        let seq = *state
+            .by_id
+            .get(&id)
+            .ok_or_else(|| StoreError::not_found(format_args!("call {id}")))?;
+        let call = state.calls.get_mut(&seq).expect("indexed call exists");
+        if call.lease_owner.as_deref() != Some(worker) {
+            return Err(StoreError::lease_lost(id, worker));
+        }
+        let now = now();
+        change(call, now);
+        call.updated_at = now;
+        Ok(())
+    }
+
+    fn append_now(
+        &self,
+        seq: Option<i64>,
+        what: &dyn Fn() -> String,
+        event: NewEvent,
+    ) -> Result<AppendOutcome, StoreError> {
+        let mut guard = self.state();
+        let state = &mut *guard;
+        let seq = seq.ok_or_else(|| StoreError::not_found(what()))?;
+        let call = &state.calls[&seq];
+        let id = call.id;
+        if let Some(earlier) = state
+            .events
+            .get(&seq)
+            .and_then(|events| events.iter().find(|e| e.key == event.key))
+        {
+            return Ok(AppendOutcome::Duplicate {
+                call_id: id,
+                event_id: earlier.id,
+                status: call.status,
+            });
+        }
+        let plan = plan_append(id, call.status, call.external_id.as_deref(), &event)?;
+        if let Some(external_id) = &plan.set_external_id {
+            let key = (call.integration.clone(), external_id.clone());
+            if state
+                .by_external_id
+                .get(&key)
+                .is_some_and(|&other| other != seq)
+            {
+                return Err(StoreError::conflict(format_args!(
+                    "external id `{external_id}` of `{}` already belongs to another call",
+                    key.0
+                )));
+            }
+            state.by_external_id.insert(key, seq);
+        }
+
+        let now = now();
+        state.last_event_id += 1;
+        let event_id = state.last_event_id;
+        let call = state.calls.get_mut(&seq).expect("indexed call exists");
+        if let Some(external_id) = plan.set_external_id {
+            call.external_id = Some(external_id);
+            call.updated_at = now;
+        }
+        if let Transition::Moved(_, to) = plan.transition {
+            call.status = to;
+            call.updated_at = now;
+            match to {
+                CallStatus::Completed => call.response_data = event.payload.result.clone(),
+                CallStatus::Failed => call.error = event.payload.error.clone(),
+                CallStatus::Pending | CallStatus::Processing => {}
+            }
+            if to.is_terminal() {
+                call.completed_at = Some(now);
+                call.next_run_at = None;
+            }
+        }
+        state.events.entry(seq).or_default().push(EventRecord {
+            id: event_id,
+            call_id: id,
+            kind: event.kind,
+            key: event.key,
+            payload: event.payload,
+            applied: plan.transition.is_moved(),
+            recorded_at: now,
+        });
+        Ok(AppendOutcome::recorded(id, event_id, plan.transition))
+    }
+
+    fn list_now(&self, query: &ListQuery) -> Page {
+        let state = self.state();
+        let limit = query.clamped_limit() as usize;
+        let matches = |call: &&CallRecord| {
+            call.integration == query.integration && query.status.is_none_or(|s| call.status == s)
+        };
+        // One row more than the page tells whether another page exists.
+        let rows: Vec<(i64, CallRecord)> = match query.order {
+            ListOrder::OldestFirst => {
+                let start = query.after.map_or(i64::MIN, |c| c.0.saturating_add(1));
+                state
+                    .calls
+                    .range(start..)
+                    .filter(|(_, call)| matches(call))
+                    .take(limit + 1)
+                    .map(|(&seq, call)| (seq, call.clone()))
+                    .collect()
+            }
+            ListOrder::NewestFirst => {
+                let end = query.after.map_or(i64::MAX, |c| c.0);
+                state
+                    .calls
+                    .range(..end)
+                    .rev()
+                    .filter(|(_, call)| matches(call))
+                    .take(limit + 1)
+                    .map(|(&seq, call)| (seq, call.clone()))
+                    .collect()
+            }
+        };
+        page_of(rows, limit)
+    }
+}
+
+/// Splits `limit + 1` fetched rows into a page and its continuation.
+pub(super) fn page_of(mut rows: Vec<(i64, CallRecord)>, limit: usize) -> Page {
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next = if more {
+        rows.last().map(|(seq, _)| Cursor(*seq))
+    } else {
+        None
+    };
+    Page {
+        calls: rows.into_iter().map(|(_, call)| call).collect(),
+        next,
+    }
+}
+
+fn is_claimable(call: &CallRecord, now: DateTime<Utc>) -> bool {
+    matches!(call.status, CallStatus::Pending | CallStatus::Processing)
+        && call.next_run_at.is_some_and(|at| at <= now)
+        && call.lease_expires_at.is_none_or(|until| until <= now)
+}
+
+/// An idempotency key may only be replayed for the same request.
+pub(super) fn check_same_request(existing: &CallRecord, call: &NewCall) -> Result<(), StoreError> {
+    if existing.endpoint == call.endpoint && existing.params == call.params {
+        Ok(())
+    } else {
+        Err(StoreError::conflict(format_args!(
+            "idempotency key `{}` of `{}` was used for call {} with another request",
+            call.idempotency_key.as_deref().unwrap_or_default(),
+            call.integration,
+            existing.id
+        )))
+    }
+}
+
+impl Store for MemoryStore {
+    fn create(&self, call: NewCall) -> BoxFuture<'_, Result<Created, StoreError>> {
+        Box::pin(async move {
+            let created = self.create_now(call)?;
+            if created.created {
+                self.work.notify_waiters();
+            }
+            Ok(created)
+        })
+    }
+
+    fn claim<'a>(
+        &'a self,
+        worker: &'a str,
+        limit: u32,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<Vec<CallRecord>, StoreError>> {
+        Box::pin(async move { Ok(self.claim_now(worker, limit, lease)) })
+    }
+
+    fn extend_lease<'a>(
+        &'a self,
+        id: CallId,
+        worker: &'a str,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.with_lease(id, worker, |call, now| {
+                call.lease_expires_at = Some(lease_deadline(now, lease));
+            })
+        })
+    }
+
+    fn release<'a>(&'a self, id: CallId, worker: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.with_lease(id, worker, |call, _| {
+                call.lease_owner = None;
+                call.lease_expires_at = None;
+            })?;
+            self.work.notify_waiters();
+            Ok(())
+        })
+    }
+
+    fn reschedule<'a>(
+        &'a self,
+        id: CallId,
+        worker: &'a str,
+        next_run_at: Option<DateTime<Utc>>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.with_lease(id, worker, |call, _| {
+                call.next_run_at = if call.status.is_terminal() {
+                    None
+                } else {
+                    next_run_at.map(truncate)
+                };
+                call.attempts = call.attempts.saturating_add(1);
+                call.lease_owner = None;
+                call.lease_expires_at = None;
+            })?;
+            self.work.notify_waiters();
+            Ok(())
+        })
+    }
+
+    fn append_event(
+        &self,
+        id: CallId,
+        event: NewEvent,
+    ) -> BoxFuture<'_, Result<AppendOutcome, StoreError>> {
+        Box::pin(async move {
+            let seq = self.state().by_id.get(&id).copied();
+            self.append_now(seq, &|| format!("call {id}"), event)
+        })
+    }
+
+    fn append_event_by_external_id<'a>(
+        &'a self,
+        integration: &'a str,
+        external_id: &'a str,
+        event: NewEvent,
+    ) -> BoxFuture<'a, Result<AppendOutcome, StoreError>> {
+        Box::pin(async move {
+            let key = (integration.to_owned(), external_id.to_owned());
+            let seq = self.state().by_external_id.get(&key).copied();
+            self.append_now(
+                seq,
+                &|| format!("call of `{integration}` with external id `{external_id}`"),
+                event,
+            )
+        })
+    }
+
+    fn get(&self, id: CallId) -> BoxFuture<'_, Result<Option<CallRecord>, StoreError>> {
+        Box::pin(async move {
+            let state = self.state();
+            Ok(state.by_id.get(&id).map(|seq| state.calls[seq].clone()))
+        })
+    }
+
+    fn get_with_events(
+        &self,
+        id: CallId,
+    ) -> BoxFuture<'_, Result<Option<CallWithEvents>, StoreError>> {
+        Box::pin(async move {
+            let state = self.state();
+            Ok(state.by_id.get(&id).map(|seq| CallWithEvents {
+                call: state.calls[seq].clone(),
+                events: state.events.get(seq).cloned().unwrap_or_default(),
+            }))
+        })
+    }
+
+    fn find_by_external_id<'a>(
+        &'a self,
+        integration: &'a str,
+        external_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<CallRecord>, StoreError>> {
+        Box::pin(async move {
+            let state = self.state();
+            let key = (integration.to_owned(), external_id.to_owned());
+            Ok(state
+                .by_external_id
+                .get(&key)
+                .map(|seq| state.calls[seq].clone()))
+        })
+    }
+
+    fn list<'a>(&'a self, query: &'a ListQuery) -> BoxFuture<'a, Result<Page, StoreError>> {
+        Box::pin(async move { Ok(self.list_now(query)) })
+    }
+
+    fn count_by_status<'a>(
+        &'a self,
+        integration: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<StatusCounts, StoreError>> {
+        Box::pin(async move {
+            let state = self.state();
+            let mut counts = StatusCounts::default();
+            for call in state.calls.values() {
+                if integration.is_none_or(|name| call.integration == name) {
+                    counts.add(call.status, 1);
+                }
+            }
+            Ok(counts)
+        })
+    }
+
+    fn wait_for_work(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.work.notified())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::MemoryStore;
+
+    crate::store::conformance::store_conformance_tests!(|| async {
+        crate::store::conformance::Fixture::new(Arc::new(MemoryStore::new()))
+    });
+}

@@ -1,0 +1,257 @@
+//! The durable store: every call, its lifecycle snapshot and its event log.
+//!
+//! # Model
+//!
+//! A *call* is one request business code asked for. Its status is the fold
+//! of its *events* through [`CallStatus::transition`]; the store keeps the
+//! append-only event log and, for fast reads, the folded snapshot in the call
+//! record, updated in the same transaction as the append.
+//!
+//! - **Idempotent appends.** Every event has a key chosen by the caller (a
+//!   webhook's delivery id, or [`NewEvent::key_for`] for the runtime's own
+//!   steps). A key already stored for the call is a no-op reported as
+//!   [`AppendOutcome::Duplicate`]: providers and retries may deliver twice.
+//! - **Ignored events are kept.** An event the state machine ignores (late,
+//!   out of order, after a terminal status) is still recorded, with
+//!   `applied = false`, so the log shows everything the provider said; it
+//!   never moves the snapshot, which only goes forward.
+//! - **Terminal exactly once.** Only the event that moves the call into
+//!   `completed`/`failed` sets `completed_at` and `response_data`/`error`.
+//! - **External ids** are set by the first event that carries one (normally
+//!   `initialized`, appended by call id) and are unique per integration; later
+//!   events (webhooks, polls) are appended by `(integration, external id)`.
+//!   An event carrying a *different* external id than the call's is a
+//!   conflict, not silently recorded.
+//! - **Creation is idempotent** on the caller's key, unique per integration;
+//!   reusing a key for a different endpoint or parameters is a conflict.
+//!
+//! # Claiming, and why memory does not grow with the backlog
+//!
+//! Workers never load "all pending calls". [`Store::claim`] takes at most
+//! `limit` calls that are due (`pending` or `processing`, `next_run_at <=
+//! now`, lease free or expired), in `next_run_at` order, and leases them to
+//! the worker in the same atomic statement. In SQLite this is one `UPDATE ...
+//! WHERE seq IN (SELECT ... ORDER BY next_run_at LIMIT n) RETURNING`, served
+//! by a partial index that holds only scheduled calls (terminal calls leave
+//! it, since their `next_run_at` is cleared), so the scan stops after `n`
+//! claimable rows, skipping at most the calls currently leased; a worker's
+//! memory is bounded by `limit` whether the backlog holds ten calls or ten
+//! million. Two claimers never get the same call because the selection and
+//! the lease are one write (SQLite serializes writers; PostgreSQL will use
+//! `FOR UPDATE SKIP LOCKED` in the subquery).
+//!
+//! A lease is a deadline, not a lock: a worker that dies simply lets it
+//! expire, and the call becomes claimable again. Every later write by the
+//! worker ([`Store::extend_lease`], [`Store::release`],
+//! [`Store::reschedule`]) checks that it still owns the lease and fails with
+//! [`StoreError::is_lease_lost`] otherwise, so a slow worker cannot clobber
+//! the schedule set by the worker that took over.
+//!
+//! # Why a boxed-future trait
+//!
+//! The engine holds its store as `Arc<dyn Store>`: the backend is chosen at
+//! run time (SQLite file, PostgreSQL URL, in-memory in tests), and other crates
+//! may bring their own. `async fn` in traits is not dyn-compatible, so every
+//! method returns a [`BoxFuture`]-shaped `Pin<Box<dyn Future + Send>>`; one
+//! allocation per operation is noise next to a database round trip. An enum
+//! over the known backends would close the set and buy nothing measurable.
+//!
+//! # Designed for PostgreSQL
+//!
+//! Nothing here assumes a single process: claims are leases with deadlines
+//! (no in-process locks), appends are keyed so they can be replayed, cursors
+//! are sequence numbers (an identity column in PostgreSQL), and
+//! [`Store::wait_for_work`] is the hook for `LISTEN/NOTIFY`. Writes are
+//! already batched where it matters: one claim statement leases a whole
+//! batch, and each append is one transaction.
+//!
+//! # Time
+//!
+//! Stores read the wall clock themselves and keep timestamps to the
+//! millisecond, so every backend returns the same values.
+
+mod error;
+mod memory;
+mod sqlite;
+mod types;
+
+#[cfg(test)]
+pub(crate) mod conformance;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+pub use error::StoreError;
+pub use memory::MemoryStore;
+pub use sqlite::SqliteStore;
+pub use types::{
+    AppendOutcome, CallRecord, CallWithEvents, Created, Cursor, EventPayload, EventRecord,
+    ListOrder, ListQuery, NewCall, NewEvent, Page, StatusCounts, MAX_PAGE_SIZE,
+};
+
+use crate::call::CallId;
+use crate::lifecycle::{CallStatus, Transition};
+
+/// The future every [`Store`] method returns (the same shape as the crate's
+/// `BoxFuture`; an alias, so the two are interchangeable).
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Durable storage of calls and their events; see the [module docs](self).
+///
+/// Dyn-compatible: an engine holds it as `Arc<dyn Store>`.
+pub trait Store: Send + Sync {
+    /// Creates a pending call, due at `call.run_at` (or now).
+    ///
+    /// With an idempotency key that already names a call of the same
+    /// integration, returns that call (`created: false`); a conflict if that
+    /// call was created for another endpoint or other parameters.
+    fn create(&self, call: NewCall) -> BoxFuture<'_, Result<Created, StoreError>>;
+
+    /// Leases up to `limit` due calls to `worker` for `lease`, earliest
+    /// `next_run_at` first.
+    ///
+    /// A call is due when it is `pending` or `processing`, its `next_run_at`
+    /// has passed, and no unexpired lease is held on it.
+    fn claim<'a>(
+        &'a self,
+        worker: &'a str,
+        limit: u32,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<Vec<CallRecord>, StoreError>>;
+
+    /// Moves the end of `worker`'s lease on `id` to now + `lease`.
+    ///
+    /// Fails with [`StoreError::is_lease_lost`] when another worker holds it
+    /// (or nobody does), [`StoreError::is_not_found`] for an unknown call.
+    fn extend_lease<'a>(
+        &'a self,
+        id: CallId,
+        worker: &'a str,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Gives up `worker`'s lease on `id` without changing its schedule (a
+    /// due call becomes claimable at once).
+    fn release<'a>(&'a self, id: CallId, worker: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Finishes a worker's turn on `id`: sets `next_run_at` (`None`: do not
+    /// run again until an event or an operator reschedules it), increments
+    /// `attempts` and releases the lease. On a call that became terminal
+    /// meanwhile, `next_run_at` stays cleared.
+    fn reschedule<'a>(
+        &'a self,
+        id: CallId,
+        worker: &'a str,
+        next_run_at: Option<DateTime<Utc>>,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Appends `event` to the log of call `id` (the runtime's own events:
+    /// `initialized` with the external id, a sync call's `completed`, a
+    /// `failed` after the last retry).
+    fn append_event(
+        &self,
+        id: CallId,
+        event: NewEvent,
+    ) -> BoxFuture<'_, Result<AppendOutcome, StoreError>>;
+
+    /// Appends `event` to the call the provider knows as `external_id`
+    /// (webhooks and polls). Not found until `initialized` set that id.
+    fn append_event_by_external_id<'a>(
+        &'a self,
+        integration: &'a str,
+        external_id: &'a str,
+        event: NewEvent,
+    ) -> BoxFuture<'a, Result<AppendOutcome, StoreError>>;
+
+    /// The call `id`, if it exists.
+    fn get(&self, id: CallId) -> BoxFuture<'_, Result<Option<CallRecord>, StoreError>>;
+
+    /// The call `id` with its event log, if it exists.
+    fn get_with_events(
+        &self,
+        id: CallId,
+    ) -> BoxFuture<'_, Result<Option<CallWithEvents>, StoreError>>;
+
+    /// The call of `integration` the provider knows as `external_id`.
+    fn find_by_external_id<'a>(
+        &'a self,
+        integration: &'a str,
+        external_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<CallRecord>, StoreError>>;
+
+    /// One page of the calls of an integration, in a stable order.
+    fn list<'a>(&'a self, query: &'a ListQuery) -> BoxFuture<'a, Result<Page, StoreError>>;
+
+    /// How many calls are in each status, for one integration or all.
+    fn count_by_status<'a>(
+        &'a self,
+        integration: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<StatusCounts, StoreError>>;
+
+    /// Resolves when work may have become available (a call created,
+    /// released or rescheduled through this store).
+    ///
+    /// A hint only: it may wake spuriously and misses changes made by other
+    /// processes or inside a caller's transaction, so workers also claim on a
+    /// timer.
+    fn wait_for_work(&self) -> BoxFuture<'_, ()>;
+}
+
+/// What appending an event will do to a call, decided from its current
+/// status and external id; shared so every backend folds the same way.
+pub(crate) struct AppendPlan {
+    pub(crate) transition: Transition,
+    /// The external id to set on the call (it has none yet).
+    pub(crate) set_external_id: Option<String>,
+}
+
+pub(crate) fn plan_append(
+    id: CallId,
+    status: CallStatus,
+    external_id: Option<&str>,
+    event: &NewEvent,
+) -> Result<AppendPlan, StoreError> {
+    let set_external_id = match (external_id, event.payload.external_id.as_deref()) {
+        (Some(current), Some(new)) if current != new => {
+            return Err(StoreError::conflict(format_args!(
+                "call {id} has external id `{current}`, but a `{}` event says `{new}`",
+                event.kind
+            )))
+        }
+        (None, Some(new)) => Some(new.to_owned()),
+        _ => None,
+    };
+    Ok(AppendPlan {
+        transition: status.transition(event.kind),
+        set_external_id,
+    })
+}
+
+/// A fresh call id.
+pub(crate) fn new_call_id() -> CallId {
+    CallId::new()
+}
+
+/// Now, to the millisecond (what every backend stores).
+pub(crate) fn now() -> DateTime<Utc> {
+    truncate(Utc::now())
+}
+
+pub(crate) fn truncate(at: DateTime<Utc>) -> DateTime<Utc> {
+    from_millis(at.timestamp_millis()).unwrap_or(at)
+}
+
+pub(crate) fn from_millis(millis: i64) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(millis)
+}
+
+/// `now + lease`, saturating instead of overflowing on absurd leases.
+pub(crate) fn lease_deadline(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
+    let millis = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+    chrono::Duration::try_milliseconds(millis)
+        .and_then(|lease| now.checked_add_signed(lease))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}

@@ -1,0 +1,945 @@
+//! The embedded default store: one SQLite file in WAL mode.
+//!
+//! Queries are checked at run time (no `DATABASE_URL` at build time). Tables
+//! are prefixed `integration_` because the file may be the application's own
+//! database: that is what makes [`SqliteStore::create_in_tx`] (the
+//! transactional outbox) possible.
+//!
+//! Every transaction that reads before it writes starts with `BEGIN
+//! IMMEDIATE`: a deferred transaction that must upgrade to a writer after
+//! another connection committed fails with `SQLITE_BUSY` no matter the busy
+//! timeout, while an immediate one simply waits its turn.
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
+};
+use sqlx::Row;
+use tokio::sync::Notify;
+
+use super::memory::{check_same_request, page_of};
+use super::{
+    from_millis, lease_deadline, new_call_id, now, plan_append, truncate, AppendOutcome, BoxFuture,
+    CallId, CallRecord, CallWithEvents, Created, EventPayload, EventRecord, ListOrder, ListQuery,
+    NewCall, NewEvent, Page, StatusCounts, Store, StoreError,
+};
+use crate::lifecycle::{CallStatus, Transition};
+
+/// The schema, as additive steps: each runs once, in order, recorded in
+/// `integration_store_migrations`. Never edit or remove a step; add one.
+/// (sqlx's own migrator is not used: its `_sqlx_migrations` table belongs to
+/// the application when the file is shared.)
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "calls and their event log",
+    r#"
+    CREATE TABLE IF NOT EXISTS integration_calls (
+        -- Creation sequence: the listing order and the cursor.
+        seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+        id               TEXT    NOT NULL UNIQUE,
+        integration      TEXT    NOT NULL,
+        endpoint         TEXT    NOT NULL,
+        status           TEXT    NOT NULL,
+        external_id      TEXT,
+        params           TEXT    NOT NULL,
+        response_data    TEXT,
+        error            TEXT,
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        idempotency_key  TEXT,
+        -- Timestamps: milliseconds since the Unix epoch, UTC.
+        created_at       INTEGER NOT NULL,
+        updated_at       INTEGER NOT NULL,
+        completed_at     INTEGER,
+        next_run_at      INTEGER,
+        lease_owner      TEXT,
+        lease_expires_at INTEGER
+    );
+    -- NULLs are distinct in SQLite unique indexes: only set keys and ids collide.
+    CREATE UNIQUE INDEX IF NOT EXISTS integration_calls_idempotency_key
+        ON integration_calls (integration, idempotency_key);
+    CREATE UNIQUE INDEX IF NOT EXISTS integration_calls_external_id
+        ON integration_calls (integration, external_id);
+    -- Only scheduled calls: what claiming scans, in claim order.
+    CREATE INDEX IF NOT EXISTS integration_calls_due
+        ON integration_calls (next_run_at, seq) WHERE next_run_at IS NOT NULL;
+    CREATE INDEX IF NOT EXISTS integration_calls_by_integration
+        ON integration_calls (integration, seq);
+    CREATE INDEX IF NOT EXISTS integration_calls_by_status
+        ON integration_calls (integration, status, seq);
+
+    CREATE TABLE IF NOT EXISTS integration_call_events (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        call_id     TEXT    NOT NULL REFERENCES integration_calls (id),
+        kind        TEXT    NOT NULL,
+        event_key   TEXT    NOT NULL,
+        payload     TEXT    NOT NULL,
+        applied     INTEGER NOT NULL,
+        recorded_at INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX IF NOT EXISTS integration_call_events_key
+        ON integration_call_events (call_id, event_key);
+    "#,
+)];
+
+const CALL_COLUMNS: &str = "seq, id, integration, endpoint, status, external_id, params, \
+     response_data, error, attempts, idempotency_key, created_at, updated_at, completed_at, \
+     next_run_at, lease_owner, lease_expires_at";
+
+/// A [`Store`] in a SQLite file.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), integration_runtime::StoreError> {
+/// use integration_runtime::{NewCall, SqliteStore, Store};
+///
+/// let store = SqliteStore::open("calls.db").await?;
+/// let created = store.create(NewCall::new("acme", "send", serde_json::json!({"to": "x"}))).await?;
+/// # let _ = created; Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    work: Notify,
+}
+
+impl SqliteStore {
+    /// Opens the store in the file at `path`, creating the file if needed,
+    /// in WAL mode with full sync, and migrates the schema. An existing
+    /// file keeps all its data: migrations only add.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a committed call or event survives a power cut, not only a crash.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        Self::from_pool(pool).await
+    }
+
+    /// Uses an existing pool (typically the application's own, so that
+    /// [`SqliteStore::create_in_tx`] shares its transactions) and migrates
+    /// the schema. The pool's options are the caller's; WAL mode and a busy
+    /// timeout are recommended.
+    pub async fn from_pool(pool: SqlitePool) -> Result<Self, StoreError> {
+        migrate(&pool).await?;
+        Ok(SqliteStore {
+            pool,
+            work: Notify::new(),
+        })
+    }
+
+    /// The pool the store runs on.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Creates a call inside the caller's own transaction: the transactional
+    /// outbox. The call exists if and only if the caller commits, so business
+    /// data and the calls it implies cannot disagree.
+    ///
+    /// `conn` must be a connection to this store's database (`&mut *tx` for a
+    /// `sqlx::Transaction<'_, Sqlite>`). Workers pick the call up at their
+    /// next claim after the commit.
+    pub async fn create_in_tx(
+        &self,
+        conn: &mut SqliteConnection,
+        call: NewCall,
+    ) -> Result<Created, StoreError> {
+        insert_call(conn, call).await
+    }
+
+    async fn append(
+        &self,
+        target: Target<'_>,
+        event: NewEvent,
+    ) -> Result<AppendOutcome, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = match target {
+            Target::Id(id) => {
+                sqlx::query(&format!(
+                    "SELECT {CALL_COLUMNS} FROM integration_calls WHERE id = ?"
+                ))
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?
+            }
+            Target::External {
+                integration,
+                external_id,
+            } => {
+                sqlx::query(&format!(
+                    "SELECT {CALL_COLUMNS} FROM integration_calls \
+                     WHERE integration = ? AND external_id = ?"
+                ))
+                .bind(integration)
+                .bind(external_id)
+                .fetch_optional(&mut *tx)
+                .await?
+            }
+        };
+        let Some(row) = row else {
+            return Err(StoreError::not_found(target));
+        };
+        let (seq, call) = call_from_row(&row)?;
+        let id_text = call.id.to_string();
+
+        let earlier: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM integration_call_events WHERE call_id = ? AND event_key = ?",
+        )
+        .bind(&id_text)
+        .bind(&event.key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(event_id) = earlier {
+            return Ok(AppendOutcome::Duplicate {
+                call_id: call.id,
+                event_id,
+                status: call.status,
+            });
+        }
+
+        let plan = plan_append(call.id, call.status, call.external_id.as_deref(), &event)?;
+        let now = now();
+        if let Some(external_id) = &plan.set_external_id {
+            sqlx::query(
+                "UPDATE integration_calls SET external_id = ?, updated_at = ? WHERE seq = ?",
+            )
+            .bind(external_id)
+            .bind(now.timestamp_millis())
+            .bind(seq)
+            .execute(&mut *tx)
+            .await
+            .map_err(|error| match StoreError::from(error) {
+                e if e.is_conflict() => StoreError::conflict(format_args!(
+                    "external id `{external_id}` of `{}` already belongs to another call",
+                    call.integration
+                )),
+                e => e,
+            })?;
+        }
+
+        let payload = to_json(&event.payload)?;
+        let event_id = sqlx::query(
+            "INSERT INTO integration_call_events \
+             (call_id, kind, event_key, payload, applied, recorded_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&id_text)
+        .bind(event.kind.as_str())
+        .bind(&event.key)
+        .bind(payload)
+        .bind(plan.transition.is_moved())
+        .bind(now.timestamp_millis())
+        .execute(&mut *tx)
+        .await?
+        .last_insert_rowid();
+
+        if let Transition::Moved(_, to) = plan.transition {
+            // Only the moving event writes the terminal fields: exactly once.
+            let (response_data, error) = match to {
+                CallStatus::Completed => (
+                    event.payload.result.as_ref().map(to_json).transpose()?,
+                    None,
+                ),
+                CallStatus::Failed => (None, event.payload.error.clone()),
+                CallStatus::Pending | CallStatus::Processing => (None, None),
+            };
+            let terminal = to.is_terminal();
+            sqlx::query(
+                "UPDATE integration_calls SET status = ?, updated_at = ?, \
+                 response_data = COALESCE(?, response_data), error = COALESCE(?, error), \
+                 completed_at = CASE WHEN ? THEN ? ELSE completed_at END, \
+                 next_run_at = CASE WHEN ? THEN NULL ELSE next_run_at END \
+                 WHERE seq = ?",
+            )
+            .bind(to.as_str())
+            .bind(now.timestamp_millis())
+            .bind(response_data)
+            .bind(error)
+            .bind(terminal)
+            .bind(now.timestamp_millis())
+            .bind(terminal)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(AppendOutcome::recorded(call.id, event_id, plan.transition))
+    }
+
+    /// Runs `update` (an `UPDATE ... WHERE id = ? AND lease_owner = ?` whose
+    /// last two binds are those) and turns "no row" into not-found or
+    /// lease-lost.
+    async fn with_lease<'q>(
+        &self,
+        id: CallId,
+        worker: &str,
+        update: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    ) -> Result<(), StoreError> {
+        let id_text = id.to_string();
+        let done = update
+            .bind(id_text.clone())
+            .bind(worker.to_owned())
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() > 0 {
+            return Ok(());
+        }
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT seq FROM integration_calls WHERE id = ?")
+                .bind(&id_text)
+                .fetch_optional(&self.pool)
+                .await?;
+        Err(match exists {
+            Some(_) => StoreError::lease_lost(id, worker),
+            None => StoreError::not_found(format_args!("call {id}")),
+        })
+    }
+}
+
+/// Which call an event is for.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    Id(CallId),
+    External {
+        integration: &'a str,
+        external_id: &'a str,
+    },
+}
+
+impl std::fmt::Display for Target<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Id(id) => write!(f, "call {id}"),
+            Target::External {
+                integration,
+                external_id,
+            } => {
+                write!(
+                    f,
+                    "call of `{integration}` with external id `{external_id}`"
+                )
+            }
+        }
+    }
+}
+
+async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
+    let migration_error = |version: i64, error: sqlx::Error| {
+        let message = format!("migrating the store schema to version {version} failed: {error}");
+        StoreError::backend(message, error)
+    };
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS integration_store_migrations (\
+         version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+    )
+    .execute(pool)
+    .await
+    .map_err(|e| migration_error(0, e))?;
+    for &(version, description, sql) in MIGRATIONS {
+        // One immediate transaction per step: two processes opening the same
+        // file at once apply each step once, and a failed step leaves nothing.
+        let mut tx = pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| migration_error(version, e))?;
+        let applied: Option<i64> = sqlx::query_scalar(
+            "SELECT version FROM integration_store_migrations WHERE version = ?",
+        )
+        .bind(version)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| migration_error(version, e))?;
+        if applied.is_some() {
+            continue;
+        }
+        sqlx::raw_sql(sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| migration_error(version, e))?;
+        sqlx::query(
+            "INSERT INTO integration_store_migrations (version, description, applied_at) \
+             VALUES (?, ?, ?)",
+        )
+        .bind(version)
+        .bind(description)
+        .bind(now().timestamp_millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| migration_error(version, e))?;
+        tx.commit().await.map_err(|e| migration_error(version, e))?;
+    }
+    Ok(())
+}
+
+async fn insert_call(conn: &mut SqliteConnection, call: NewCall) -> Result<Created, StoreError> {
+    let now = now();
+    let id = new_call_id();
+    // The conflict clause makes a concurrent create with the same key a no-op
+    // instead of an error; the existing call is read back below.
+    let inserted = sqlx::query(
+        "INSERT INTO integration_calls (id, integration, endpoint, status, params, attempts, \
+         idempotency_key, created_at, updated_at, next_run_at) \
+         VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?) \
+         ON CONFLICT (integration, idempotency_key) DO NOTHING",
+    )
+    .bind(id.to_string())
+    .bind(&call.integration)
+    .bind(&call.endpoint)
+    .bind(CallStatus::Pending.as_str())
+    .bind(to_json(&call.params)?)
+    .bind(&call.idempotency_key)
+    .bind(now.timestamp_millis())
+    .bind(now.timestamp_millis())
+    .bind(call.run_at.map_or(now, truncate).timestamp_millis())
+    .execute(&mut *conn)
+    .await?;
+    if inserted.rows_affected() == 1 {
+        return Ok(Created { id, created: true });
+    }
+    let row = sqlx::query(&format!(
+        "SELECT {CALL_COLUMNS} FROM integration_calls WHERE integration = ? AND idempotency_key = ?"
+    ))
+    .bind(&call.integration)
+    .bind(&call.idempotency_key)
+    .fetch_one(&mut *conn)
+    .await?;
+    let (_, existing) = call_from_row(&row)?;
+    check_same_request(&existing, &call)?;
+    Ok(Created {
+        id: existing.id,
+        created: false,
+    })
+}
+
+fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value)
+        .map_err(|e| StoreError::corrupt(format_args!("value cannot be stored as JSON: {e}")))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::corrupt(format_args!("stored `{column}` is not valid JSON: {e}")))
+}
+
+fn timestamp(column: &str, millis: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    millis
+        .map(|ms| {
+            from_millis(ms).ok_or_else(|| {
+                StoreError::corrupt(format_args!("stored `{column}` is out of range: {ms}"))
+            })
+        })
+        .transpose()
+}
+
+fn required_timestamp(row: &SqliteRow, column: &str) -> Result<DateTime<Utc>, StoreError> {
+    timestamp(column, Some(row.try_get(column)?)).map(|t| t.expect("some in, some out"))
+}
+
+fn parse_id(text: &str) -> Result<CallId, StoreError> {
+    text.parse()
+        .map_err(|_| StoreError::corrupt(format_args!("stored call id `{text}` is not a UUID")))
+}
+
+/// A call row, with its creation sequence.
+fn call_from_row(row: &SqliteRow) -> Result<(i64, CallRecord), StoreError> {
+    let status: String = row.try_get("status")?;
+    let params: String = row.try_get("params")?;
+    let response_data: Option<String> = row.try_get("response_data")?;
+    let attempts: i64 = row.try_get("attempts")?;
+    let call = CallRecord {
+        id: parse_id(&row.try_get::<String, _>("id")?)?,
+        integration: row.try_get("integration")?,
+        endpoint: row.try_get("endpoint")?,
+        status: status.parse().map_err(StoreError::corrupt)?,
+        external_id: row.try_get("external_id")?,
+        params: from_json("params", &params)?,
+        response_data: response_data
+            .map(|text| from_json("response_data", &text))
+            .transpose()?,
+        error: row.try_get("error")?,
+        attempts: u32::try_from(attempts)
+            .map_err(|_| StoreError::corrupt(format_args!("stored attempts {attempts}")))?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        created_at: required_timestamp(row, "created_at")?,
+        updated_at: required_timestamp(row, "updated_at")?,
+        completed_at: timestamp("completed_at", row.try_get("completed_at")?)?,
+        next_run_at: timestamp("next_run_at", row.try_get("next_run_at")?)?,
+        lease_owner: row.try_get("lease_owner")?,
+        lease_expires_at: timestamp("lease_expires_at", row.try_get("lease_expires_at")?)?,
+    };
+    Ok((row.try_get("seq")?, call))
+}
+
+fn event_from_row(row: &SqliteRow) -> Result<EventRecord, StoreError> {
+    let kind: String = row.try_get("kind")?;
+    let payload: String = row.try_get("payload")?;
+    Ok(EventRecord {
+        id: row.try_get("id")?,
+        call_id: parse_id(&row.try_get::<String, _>("call_id")?)?,
+        kind: kind.parse().map_err(StoreError::corrupt)?,
+        key: row.try_get("event_key")?,
+        payload: from_json::<EventPayload>("payload", &payload)?,
+        applied: row.try_get("applied")?,
+        recorded_at: required_timestamp(row, "recorded_at")?,
+    })
+}
+
+impl Store for SqliteStore {
+    fn create(&self, call: NewCall) -> BoxFuture<'_, Result<Created, StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.pool.acquire().await?;
+            let created = insert_call(&mut conn, call).await?;
+            if created.created {
+                self.work.notify_waiters();
+            }
+            Ok(created)
+        })
+    }
+
+    fn claim<'a>(
+        &'a self,
+        worker: &'a str,
+        limit: u32,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<Vec<CallRecord>, StoreError>> {
+        Box::pin(async move {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            let now = now();
+            // One statement selects and leases: SQLite runs it under the
+            // write lock, so concurrent claimers see disjoint sets. The
+            // subquery walks `integration_calls_due` and stops at `limit`.
+            let rows = sqlx::query(&format!(
+                "UPDATE integration_calls \
+                 SET lease_owner = ?1, lease_expires_at = ?2, updated_at = ?3 \
+                 WHERE seq IN ( \
+                     SELECT seq FROM integration_calls \
+                     WHERE next_run_at <= ?3 AND status IN ('pending', 'processing') \
+                       AND (lease_expires_at IS NULL OR lease_expires_at <= ?3) \
+                     ORDER BY next_run_at, seq LIMIT ?4) \
+                 RETURNING {CALL_COLUMNS}"
+            ))
+            .bind(worker)
+            .bind(lease_deadline(now, lease).timestamp_millis())
+            .bind(now.timestamp_millis())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            let mut calls = rows
+                .iter()
+                .map(call_from_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            // RETURNING has no defined order.
+            calls.sort_by_key(|(seq, call)| (call.next_run_at, *seq));
+            Ok(calls.into_iter().map(|(_, call)| call).collect())
+        })
+    }
+
+    fn extend_lease<'a>(
+        &'a self,
+        id: CallId,
+        worker: &'a str,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let now = now();
+            let update = sqlx::query(
+                "UPDATE integration_calls SET lease_expires_at = ?, updated_at = ? \
+                 WHERE id = ? AND lease_owner = ?",
+            )
+            .bind(lease_deadline(now, lease).timestamp_millis())
+            .bind(now.timestamp_millis());
+            self.with_lease(id, worker, update).await
+        })
+    }
+
+    fn release<'a>(&'a self, id: CallId, worker: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let update = sqlx::query(
+                "UPDATE integration_calls \
+                 SET lease_owner = NULL, lease_expires_at = NULL, updated_at = ? \
+                 WHERE id = ? AND lease_owner = ?",
+            )
+            .bind(now().timestamp_millis());
+            self.with_lease(id, worker, update).await?;
+            self.work.notify_waiters();
+            Ok(())
+        })
+    }
+
+    fn reschedule<'a>(
+        &'a self,
+        id: CallId,
+        worker: &'a str,
+        next_run_at: Option<DateTime<Utc>>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let update = sqlx::query(
+                "UPDATE integration_calls SET \
+                 next_run_at = CASE WHEN status IN ('completed', 'failed') THEN NULL ELSE ? END, \
+                 attempts = attempts + 1, lease_owner = NULL, lease_expires_at = NULL, \
+                 updated_at = ? \
+                 WHERE id = ? AND lease_owner = ?",
+            )
+            .bind(next_run_at.map(|at| truncate(at).timestamp_millis()))
+            .bind(now().timestamp_millis());
+            self.with_lease(id, worker, update).await?;
+            self.work.notify_waiters();
+            Ok(())
+        })
+    }
+
+    fn append_event(
+        &self,
+        id: CallId,
+        event: NewEvent,
+    ) -> BoxFuture<'_, Result<AppendOutcome, StoreError>> {
+        Box::pin(self.append(Target::Id(id), event))
+    }
+
+    fn append_event_by_external_id<'a>(
+        &'a self,
+        integration: &'a str,
+        external_id: &'a str,
+        event: NewEvent,
+    ) -> BoxFuture<'a, Result<AppendOutcome, StoreError>> {
+        Box::pin(self.append(
+            Target::External {
+                integration,
+                external_id,
+            },
+            event,
+        ))
+    }
+
+    fn get(&self, id: CallId) -> BoxFuture<'_, Result<Option<CallRecord>, StoreError>> {
+        Box::pin(async move {
+            let row = sqlx::query(&format!(
+                "SELECT {CALL_COLUMNS} FROM integration_calls WHERE id = ?"
+            ))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+            Ok(row
+                .as_ref()
+                .map(call_from_row)
+                .transpose()?
+                .map(|(_, call)| call))
+        })
+    }
+
+    fn get_with_events(
+        &self,
+        id: CallId,
+    ) -> BoxFuture<'_, Result<Option<CallWithEvents>, StoreError>> {
+        Box::pin(async move {
+            // One read transaction: the snapshot and the log agree.
+            let mut tx = self.pool.begin().await?;
+            let row = sqlx::query(&format!(
+                "SELECT {CALL_COLUMNS} FROM integration_calls WHERE id = ?"
+            ))
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else { return Ok(None) };
+            let (_, call) = call_from_row(&row)?;
+            let events = sqlx::query(
+                "SELECT id, call_id, kind, event_key, payload, applied, recorded_at \
+                 FROM integration_call_events WHERE call_id = ? ORDER BY id",
+            )
+            .bind(id.to_string())
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(event_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+            tx.commit().await?;
+            Ok(Some(CallWithEvents { call, events }))
+        })
+    }
+
+    fn find_by_external_id<'a>(
+        &'a self,
+        integration: &'a str,
+        external_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<CallRecord>, StoreError>> {
+        Box::pin(async move {
+            let row = sqlx::query(&format!(
+                "SELECT {CALL_COLUMNS} FROM integration_calls \
+                 WHERE integration = ? AND external_id = ?"
+            ))
+            .bind(integration)
+            .bind(external_id)
+            .fetch_optional(&self.pool)
+            .await?;
+            Ok(row
+                .as_ref()
+                .map(call_from_row)
+                .transpose()?
+                .map(|(_, call)| call))
+        })
+    }
+
+    fn list<'a>(&'a self, query: &'a ListQuery) -> BoxFuture<'a, Result<Page, StoreError>> {
+        Box::pin(async move {
+            let limit = query.clamped_limit();
+            let (after, direction) = match query.order {
+                ListOrder::OldestFirst => ("seq > ?", "ASC"),
+                ListOrder::NewestFirst => ("seq < ?", "DESC"),
+            };
+            let status_filter = if query.status.is_some() {
+                "AND status = ?"
+            } else {
+                ""
+            };
+            let sql = format!(
+                "SELECT {CALL_COLUMNS} FROM integration_calls \
+                 WHERE integration = ? {status_filter} AND {after} \
+                 ORDER BY seq {direction} LIMIT ?"
+            );
+            let start = query.after.map_or(
+                match query.order {
+                    ListOrder::OldestFirst => i64::MIN,
+                    ListOrder::NewestFirst => i64::MAX,
+                },
+                |cursor| cursor.0,
+            );
+            let mut select = sqlx::query(&sql).bind(&query.integration);
+            if let Some(status) = query.status {
+                select = select.bind(status.as_str());
+            }
+            // One row more than the page tells whether another page exists.
+            let rows = select
+                .bind(start)
+                .bind(i64::from(limit) + 1)
+                .fetch_all(&self.pool)
+                .await?;
+            let rows = rows
+                .iter()
+                .map(call_from_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(page_of(rows, limit as usize))
+        })
+    }
+
+    fn count_by_status<'a>(
+        &'a self,
+        integration: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<StatusCounts, StoreError>> {
+        Box::pin(async move {
+            let rows: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT status, COUNT(*) FROM integration_calls \
+                 WHERE ?1 IS NULL OR integration = ?1 GROUP BY status",
+            )
+            .bind(integration)
+            .fetch_all(&self.pool)
+            .await?;
+            let mut counts = StatusCounts::default();
+            for (status, count) in rows {
+                let status: CallStatus = status.parse().map_err(StoreError::corrupt)?;
+                counts.add(status, u64::try_from(count).unwrap_or_default());
+            }
+            Ok(counts)
+        })
+    }
+
+    fn wait_for_work(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.work.notified())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::store::conformance::Fixture;
+
+    async fn fixture() -> Fixture {
+        let dir = Fixture::temp_dir();
+        let store = SqliteStore::open(dir.join("store.db"))
+            .await
+            .expect("open store");
+        Fixture::new(Arc::new(store)).with_dir(dir)
+    }
+
+    crate::store::conformance::store_conformance_tests!(fixture);
+
+    async fn open_in(dir: &Path) -> SqliteStore {
+        SqliteStore::open(dir.join("store.db"))
+            .await
+            .expect("open store")
+    }
+
+    #[tokio::test]
+    async fn outbox_rolled_back_leaves_no_call_committed_is_claimable() {
+        let dir = Fixture::temp_dir();
+        let store = open_in(&dir).await;
+
+        let mut tx = store.pool().begin().await.unwrap();
+        let rolled_back = store
+            .create_in_tx(&mut tx, NewCall::new("acme", "send", json!({"n": 1})))
+            .await
+            .unwrap();
+        tx.rollback().await.unwrap();
+        assert_eq!(store.get(rolled_back.id).await.unwrap(), None);
+        assert!(store
+            .claim("w", 10, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_empty());
+
+        let mut tx = store.pool().begin().await.unwrap();
+        let committed = store
+            .create_in_tx(&mut tx, NewCall::new("acme", "send", json!({"n": 2})))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let claimed = store.claim("w", 10, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(
+            claimed.iter().map(|c| c.id).collect::<Vec<_>>(),
+            vec![committed.id]
+        );
+
+        // A dropped (neither committed nor rolled back) transaction also leaves nothing.
+        let dropped = {
+            let mut tx = store.pool().begin().await.unwrap();
+            store
+                .create_in_tx(&mut tx, NewCall::new("acme", "send", json!({})))
+                .await
+                .unwrap()
+        };
+        assert_eq!(store.get(dropped.id).await.unwrap(), None);
+        drop(store);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn outbox_sees_idempotency_keys_of_committed_calls() {
+        let dir = Fixture::temp_dir();
+        let store = open_in(&dir).await;
+        let first = store
+            .create(NewCall::new("acme", "send", json!({})).idempotency_key("k"))
+            .await
+            .unwrap();
+        let mut tx = store.pool().begin().await.unwrap();
+        let again = store
+            .create_in_tx(
+                &mut tx,
+                NewCall::new("acme", "send", json!({})).idempotency_key("k"),
+            )
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(
+            again,
+            Created {
+                id: first.id,
+                created: false
+            }
+        );
+        drop(store);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn reopening_keeps_data_and_applies_each_migration_once() {
+        let dir = Fixture::temp_dir();
+        let store = open_in(&dir).await;
+        let created = store
+            .create(NewCall::new("acme", "send", json!({"a": 1})))
+            .await
+            .unwrap();
+        store
+            .append_event(created.id, NewEvent::initialized("i", "ext-1"))
+            .await
+            .unwrap();
+        store.pool().close().await;
+        drop(store);
+
+        let store = open_in(&dir).await;
+        let again = store
+            .get_with_events(created.id)
+            .await
+            .unwrap()
+            .expect("call kept");
+        assert_eq!(again.call.status, CallStatus::Processing);
+        assert_eq!(again.call.external_id.as_deref(), Some("ext-1"));
+        assert_eq!(again.events.len(), 1);
+        let versions: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM integration_store_migrations ORDER BY version")
+                .fetch_all(store.pool())
+                .await
+                .unwrap();
+        assert_eq!(versions, MIGRATIONS.iter().map(|m| m.0).collect::<Vec<_>>());
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+        drop(store);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn claiming_walks_the_due_index() {
+        let dir = Fixture::temp_dir();
+        let store = open_in(&dir).await;
+        let plan: Vec<String> = sqlx::query(
+            "EXPLAIN QUERY PLAN SELECT seq FROM integration_calls \
+             WHERE next_run_at <= ?1 AND status IN ('pending', 'processing') \
+               AND (lease_expires_at IS NULL OR lease_expires_at <= ?1) \
+             ORDER BY next_run_at, seq LIMIT ?2",
+        )
+        .bind(0_i64)
+        .bind(10_i64)
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get::<String, _>("detail"))
+        .collect();
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("integration_calls_due")),
+            "claim does not use the due index: {plan:?}"
+        );
+        assert!(
+            !plan.iter().any(|step| step.contains("TEMP B-TREE")),
+            "claim sorts: {plan:?}"
+        );
+        drop(store);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn corrupt_rows_are_reported_not_panicked_on() {
+        let dir = Fixture::temp_dir();
+        let store = open_in(&dir).await;
+        let created = store
+            .create(NewCall::new("acme", "send", json!({})))
+            .await
+            .unwrap();
+        sqlx::query("UPDATE integration_calls SET status = 'done' WHERE id = ?")
+            .bind(created.id.to_string())
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let error = store.get(created.id).await.unwrap_err();
+        assert!(error.is_corrupt(), "{error}");
+        drop(store);
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

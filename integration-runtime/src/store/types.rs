@@ -1,0 +1,451 @@
+//! The records a store keeps and the requests it takes.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::CallId;
+use crate::lifecycle::{CallStatus, EventKind, Transition};
+
+/// A call to create: what business code asked for, not yet sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewCall {
+    /// The integration's name (the spec's `name`).
+    pub integration: String,
+    /// The endpoint of that integration that starts the call.
+    pub endpoint: String,
+    /// The request parameters, as JSON.
+    pub params: Value,
+    /// The caller's idempotency key, unique per integration: creating again
+    /// with the same key returns the existing call instead of a new one.
+    pub idempotency_key: Option<String>,
+    /// When a worker may first claim the call; `None` means now.
+    pub run_at: Option<DateTime<Utc>>,
+}
+
+impl NewCall {
+    /// A call of `endpoint` of `integration` with `params`, due now.
+    pub fn new(integration: impl Into<String>, endpoint: impl Into<String>, params: Value) -> Self {
+        NewCall {
+            integration: integration.into(),
+            endpoint: endpoint.into(),
+            params,
+            idempotency_key: None,
+            run_at: None,
+        }
+    }
+
+    /// Sets the caller's idempotency key.
+    #[must_use]
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Delays the first run until `at`.
+    #[must_use]
+    pub fn run_at(mut self, at: DateTime<Utc>) -> Self {
+        self.run_at = Some(at);
+        self
+    }
+}
+
+/// What [`Store::create`](super::Store::create) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Created {
+    /// The call's id: the new call's, or the existing one's.
+    pub id: CallId,
+    /// `false` when the idempotency key named an existing call and nothing was created.
+    pub created: bool,
+}
+
+/// A stored call: the snapshot of its lifecycle and its scheduling state.
+///
+/// Timestamps are kept to the millisecond.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallRecord {
+    /// The call's id.
+    pub id: CallId,
+    /// The integration's name.
+    pub integration: String,
+    /// The endpoint that starts the call.
+    pub endpoint: String,
+    /// The fold of the call's applied events.
+    pub status: CallStatus,
+    /// The provider's id of the call, once known; unique per integration.
+    pub external_id: Option<String>,
+    /// The request parameters.
+    pub params: Value,
+    /// The result, once completed.
+    pub response_data: Option<Value>,
+    /// The error, once failed.
+    pub error: Option<String>,
+    /// How many times the call was rescheduled by a worker.
+    pub attempts: u32,
+    /// The caller's idempotency key.
+    pub idempotency_key: Option<String>,
+    /// When the call was created.
+    pub created_at: DateTime<Utc>,
+    /// When the row last changed.
+    pub updated_at: DateTime<Utc>,
+    /// When the call reached a terminal status.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// When a worker may claim the call; `None`: not scheduled (terminal, or
+    /// waiting for a webhook).
+    pub next_run_at: Option<DateTime<Utc>>,
+    /// The worker holding the lease, if any (possibly expired).
+    pub lease_owner: Option<String>,
+    /// When the lease ends.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+}
+
+impl CallRecord {
+    /// Whether the call reached `completed` or `failed`.
+    pub fn is_terminal(&self) -> bool {
+        self.status.is_terminal()
+    }
+}
+
+/// What an event says besides its kind, stored as JSON in the event log.
+///
+/// Unknown fields are ignored when read, so later versions may add some.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventPayload {
+    /// The provider's id of the call (`initialized`, or a sync call's generated id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// The result (`completed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// The error (`failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// An event to append to a call's log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    /// The kind of event.
+    pub kind: EventKind,
+    /// Makes appending idempotent: a key already stored for the call is a
+    /// no-op. A webhook's delivery id, or [`NewEvent::key_for`].
+    pub key: String,
+    /// What the event carries.
+    pub payload: EventPayload,
+}
+
+impl NewEvent {
+    /// A bare event of `kind`.
+    pub fn new(kind: EventKind, key: impl Into<String>) -> Self {
+        NewEvent {
+            kind,
+            key: key.into(),
+            payload: EventPayload::default(),
+        }
+    }
+
+    /// The provider accepted the call under `external_id`.
+    pub fn initialized(key: impl Into<String>, external_id: impl Into<String>) -> Self {
+        Self::new(EventKind::Initialized, key).external_id(external_id)
+    }
+
+    /// The provider reports work in progress.
+    pub fn processing(key: impl Into<String>) -> Self {
+        Self::new(EventKind::Processing, key)
+    }
+
+    /// The call succeeded with `result`.
+    pub fn completed(key: impl Into<String>, result: Value) -> Self {
+        let mut event = Self::new(EventKind::Completed, key);
+        event.payload.result = Some(result);
+        event
+    }
+
+    /// The call failed with `error`.
+    pub fn failed(key: impl Into<String>, error: impl Into<String>) -> Self {
+        let mut event = Self::new(EventKind::Failed, key);
+        event.payload.error = Some(error.into());
+        event
+    }
+
+    /// Attaches the provider's id of the call; the store sets it on the call
+    /// if the call has none yet.
+    #[must_use]
+    pub fn external_id(mut self, external_id: impl Into<String>) -> Self {
+        self.payload.external_id = Some(external_id.into());
+        self
+    }
+
+    /// The conventional key of an event the runtime itself derives:
+    /// `"{kind}:{call}:{attempt}"`, so a retried step cannot record twice.
+    pub fn key_for(kind: EventKind, call: CallId, attempt: u32) -> String {
+        format!("{kind}:{call}:{attempt}")
+    }
+}
+
+/// One entry of a call's append-only event log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// Position in the store's log; increases with every recorded event.
+    pub id: i64,
+    /// The call the event belongs to.
+    pub call_id: CallId,
+    /// The kind of event.
+    pub kind: EventKind,
+    /// The event key, unique per call.
+    pub key: String,
+    /// What the event carried.
+    pub payload: EventPayload,
+    /// Whether the event moved the call's status; `false` for late,
+    /// repeated or out-of-order events, which are kept for the record only.
+    pub applied: bool,
+    /// When the event was recorded.
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// What appending an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// Recorded, and the call's status moved from `from` to `to`.
+    Applied {
+        /// The call.
+        call_id: CallId,
+        /// The new event's id.
+        event_id: i64,
+        /// The status before.
+        from: CallStatus,
+        /// The status after.
+        to: CallStatus,
+    },
+    /// Recorded with `applied = false`: the state machine ignored it (late,
+    /// out of order, or after a terminal status). The snapshot is unchanged.
+    Ignored {
+        /// The call.
+        call_id: CallId,
+        /// The new event's id.
+        event_id: i64,
+        /// The call's (unchanged) status.
+        status: CallStatus,
+    },
+    /// An event with the same key was already stored for the call: nothing changed.
+    Duplicate {
+        /// The call.
+        call_id: CallId,
+        /// The id of the event stored earlier under that key.
+        event_id: i64,
+        /// The call's current status.
+        status: CallStatus,
+    },
+}
+
+impl AppendOutcome {
+    pub(crate) fn recorded(call_id: CallId, event_id: i64, transition: Transition) -> Self {
+        match transition {
+            Transition::Moved(from, to) => AppendOutcome::Applied {
+                call_id,
+                event_id,
+                from,
+                to,
+            },
+            Transition::Ignored(status) => AppendOutcome::Ignored {
+                call_id,
+                event_id,
+                status,
+            },
+        }
+    }
+
+    /// The call the event belongs to.
+    pub fn call_id(&self) -> CallId {
+        match *self {
+            AppendOutcome::Applied { call_id, .. }
+            | AppendOutcome::Ignored { call_id, .. }
+            | AppendOutcome::Duplicate { call_id, .. } => call_id,
+        }
+    }
+
+    /// The id of the new event, or of the one stored earlier under the same key.
+    pub fn event_id(&self) -> i64 {
+        match *self {
+            AppendOutcome::Applied { event_id, .. }
+            | AppendOutcome::Ignored { event_id, .. }
+            | AppendOutcome::Duplicate { event_id, .. } => event_id,
+        }
+    }
+
+    /// The call's status after the append.
+    pub fn status(&self) -> CallStatus {
+        match *self {
+            AppendOutcome::Applied { to, .. } => to,
+            AppendOutcome::Ignored { status, .. } | AppendOutcome::Duplicate { status, .. } => {
+                status
+            }
+        }
+    }
+
+    /// Whether the event moved the status.
+    pub fn is_applied(&self) -> bool {
+        matches!(self, AppendOutcome::Applied { .. })
+    }
+
+    /// Whether the key was already stored.
+    pub fn is_duplicate(&self) -> bool {
+        matches!(self, AppendOutcome::Duplicate { .. })
+    }
+}
+
+/// A call with its whole event log, oldest event first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallWithEvents {
+    /// The call.
+    pub call: CallRecord,
+    /// Its events, in the order they were recorded.
+    pub events: Vec<EventRecord>,
+}
+
+/// The largest page [`Store::list`](super::Store::list) returns; larger limits are clamped.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// In which order [`Store::list`](super::Store::list) walks the calls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ListOrder {
+    /// In creation order.
+    #[default]
+    OldestFirst,
+    /// Most recently created first.
+    NewestFirst,
+}
+
+/// Which calls to list, and from where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Only calls of this integration.
+    pub integration: String,
+    /// Only calls with this status; `None`: any.
+    pub status: Option<CallStatus>,
+    /// Continue after this position (the previous page's [`Page::next`]).
+    pub after: Option<Cursor>,
+    /// At most this many calls (clamped to 1..=[`MAX_PAGE_SIZE`]).
+    pub limit: u32,
+    /// The walking order.
+    pub order: ListOrder,
+}
+
+impl ListQuery {
+    /// The first 100 calls of `integration`, oldest first.
+    pub fn new(integration: impl Into<String>) -> Self {
+        ListQuery {
+            integration: integration.into(),
+            status: None,
+            after: None,
+            limit: 100,
+            order: ListOrder::OldestFirst,
+        }
+    }
+
+    /// Only calls with `status`.
+    #[must_use]
+    pub fn status(mut self, status: CallStatus) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// Continue after `cursor`.
+    #[must_use]
+    pub fn after(mut self, cursor: Cursor) -> Self {
+        self.after = Some(cursor);
+        self
+    }
+
+    /// At most `limit` calls per page.
+    #[must_use]
+    pub fn limit(mut self, limit: u32) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// Walk in `order`.
+    #[must_use]
+    pub fn order(mut self, order: ListOrder) -> Self {
+        self.order = order;
+        self
+    }
+
+    pub(crate) fn clamped_limit(&self) -> u32 {
+        self.limit.clamp(1, MAX_PAGE_SIZE)
+    }
+}
+
+/// A position in a listing: opaque, but printable and parseable so it can
+/// travel through a URL.
+///
+/// It is the creation sequence of the last call of a page, so pages neither
+/// skip nor repeat calls when calls are created or change status meanwhile
+/// (a call whose status changed simply shows up, or not, where it belongs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Cursor(pub(crate) i64);
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl FromStr for Cursor {
+    type Err = std::num::ParseIntError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(Cursor)
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    /// The calls, in the query's order.
+    pub calls: Vec<CallRecord>,
+    /// Where the next page starts; `None` when this was the last page.
+    pub next: Option<Cursor>,
+}
+
+/// How many calls are in each status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusCounts {
+    /// Calls not acknowledged by the provider yet.
+    pub pending: u64,
+    /// Calls the provider works on.
+    pub processing: u64,
+    /// Calls finished successfully.
+    pub completed: u64,
+    /// Calls finished unsuccessfully.
+    pub failed: u64,
+}
+
+impl StatusCounts {
+    /// The count of `status`.
+    pub fn get(&self, status: CallStatus) -> u64 {
+        match status {
+            CallStatus::Pending => self.pending,
+            CallStatus::Processing => self.processing,
+            CallStatus::Completed => self.completed,
+            CallStatus::Failed => self.failed,
+        }
+    }
+
+    /// All calls.
+    pub fn total(&self) -> u64 {
+        self.pending + self.processing + self.completed + self.failed
+    }
+
+    pub(crate) fn add(&mut self, status: CallStatus, count: u64) {
+        match status {
+            CallStatus::Pending => self.pending += count,
+            CallStatus::Processing => self.processing += count,
+            CallStatus::Completed => self.completed += count,
+            CallStatus::Failed => self.failed += count,
+        }
+    }
+}

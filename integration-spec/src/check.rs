@@ -1,0 +1,299 @@
+//! Cross-cutting rules of the spec language, one small function each.
+//!
+//! Lowering reads each section on its own; the rules here relate sections to
+//! each other (a mapping to its entity, an async endpoint to the polling or
+//! webhook that finishes it). Each reports into the collector and never stops
+//! the others from running, so one build shows every mistake.
+
+use crate::diagnostic::Collector;
+use crate::ir::{Endpoint, Entity, Field, IdempotencyKey, Method, Mode, PathPart, Polling, RemoteStatus, Span, StatusMap, Type, Webhook};
+
+/// Names of generated items must be valid identifiers in the expected case,
+/// or the generated code would not compile (or would shadow std types).
+pub(crate) fn pascal_case(cx: &mut Collector, name: &str, span: Span, key_path: &str, what: &str) {
+    let ok = name.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+        && name.chars().all(|c| c.is_ascii_alphanumeric());
+    if !ok {
+        cx.error(span, key_path, format!("{what} `{name}` must be PascalCase (letters and digits, starting upper-case)"))
+            .help(format!("rename it, e.g. `{}`", to_pascal(name)));
+    }
+}
+
+/// Field and endpoint names become Rust functions and fields.
+pub(crate) fn snake_case(cx: &mut Collector, name: &str, span: Span, key_path: &str, what: &str) {
+    let ok = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name != "_";
+    if !ok {
+        cx.error(span, key_path, format!("{what} `{name}` must be snake_case (lower-case letters, digits, `_`)"))
+            .help(format!("rename it, e.g. `{}`", to_snake(name)));
+    }
+}
+
+/// Environment variable names are portable shell names.
+pub(crate) fn env_var_name(cx: &mut Collector, name: &str, span: Span, key_path: &str) {
+    let ok = name.chars().next().is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+        && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    if !ok {
+        cx.error(span, key_path, format!("`{name}` is not a portable environment variable name"))
+            .help("use upper-case letters, digits and `_`, e.g. `PROVIDER_API_TOKEN`");
+    }
+}
+
+/// Header names are RFC 9110 tokens; anything else is refused by every HTTP stack.
+pub(crate) fn header_name(cx: &mut Collector, name: &str, span: Span, key_path: &str) {
+    let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || !name.chars().all(is_tchar) {
+        cx.error(span, key_path, format!("`{name}` is not a valid HTTP header name"))
+            .help("header names are letters, digits and `-`, e.g. `X-Request-Id`");
+    }
+}
+
+/// A status map that cannot reach both terminal states would leave calls
+/// stuck in `processing` (or make failure impossible to report).
+pub(crate) fn status_map_is_complete(cx: &mut Collector, status: &StatusMap, span: Span, key_path: &str) {
+    for (needed, name) in [(RemoteStatus::Completed, "completed"), (RemoteStatus::Failed, "failed")] {
+        if !status.map.iter().any(|(_, s)| *s == needed) {
+            cx.error(span.clone(), key_path, format!("status map has no external state that means `{name}`"))
+                .help(format!("map the provider's {name} state, e.g. `map = {{ done = \"completed\", error = \"failed\" }}`"));
+        }
+    }
+}
+
+/// Every `{param}` in a path must be filled from somewhere; an optional field
+/// cannot fill a path segment because the URL would have a hole.
+pub(crate) fn path_param_source(cx: &mut Collector, param: &str, request: Option<&Entity>, span: Span, key_path: &str) -> Option<PathPart> {
+    if param == "external_id" {
+        return Some(PathPart::ExternalId);
+    }
+    let Some(entity) = request else {
+        cx.error(span, key_path, format!("path parameter `{{{param}}}` has no source"))
+            .help("path parameters come from the `request` entity's fields, or `{external_id}`; add `request = \"...\"` to this endpoint");
+        return None;
+    };
+    match entity.field(param) {
+        Some(field) if field.optional => {
+            cx.error(span, key_path, format!("path parameter `{{{param}}}` comes from optional field `{}.{param}`", entity.name))
+                .help("a path segment cannot be left out; make the field required or move the value to `query`");
+            None
+        }
+        Some(field) if !is_scalar(&field.ty) => {
+            cx.error(span, key_path, format!("path parameter `{{{param}}}` comes from field `{}.{param}` of type {}", entity.name, field.ty.spec_name()))
+                .help("path parameters must be strings, numbers, booleans, uuids, timestamps or enums");
+            None
+        }
+        Some(_) => Some(PathPart::Field(param.to_owned())),
+        None => {
+            cx.error(span, key_path, format!("path parameter `{{{param}}}` has no source: entity `{}` has no field `{param}`", entity.name))
+                .expected_one_of(param, entity.fields.iter().map(|f| f.name.as_str()).chain(["external_id"]));
+            None
+        }
+    }
+}
+
+/// A mapping or template may only read fields of the request entity.
+pub(crate) fn request_field<'e>(cx: &mut Collector, name: &str, request: Option<&'e Entity>, span: Span, key_path: &str) -> Option<&'e Field> {
+    let Some(entity) = request else {
+        cx.error(span, key_path, format!("`{{{name}}}` reads a request field, but this endpoint has no `request` entity"))
+            .help("add `request = \"EntityName\"` to the endpoint, or use a constant");
+        return None;
+    };
+    let field = entity.field(name);
+    if field.is_none() {
+        cx.error(span, key_path, format!("entity `{}` has no field `{name}`", entity.name))
+            .expected_one_of(name, entity.fields.iter().map(|f| f.name.as_str()));
+    }
+    field
+}
+
+/// Text interpolation and path segments need a single scalar value.
+pub(crate) fn is_scalar(ty: &Type) -> bool {
+    !matches!(ty, Type::List(_) | Type::Entity(_) | Type::Json)
+}
+
+/// Value maps translate each value of an enum (or bool) field; a value left
+/// out would have no external spelling at run time.
+pub(crate) fn value_map_covers_field(cx: &mut Collector, field: &Field, keys: &[(String, Span)], span: Span, key_path: &str) {
+    let allowed: Vec<String> = match &field.ty {
+        Type::Enum(values) => values.clone(),
+        Type::Bool => vec!["true".into(), "false".into()],
+        other => {
+            cx.error(span, key_path, format!("value maps apply to enum and bool fields; `{}` is {}", field.name, other.spec_name()))
+                .help("use `\"{field}\"` to send the value as it is");
+            return;
+        }
+    };
+    for (key, key_span) in keys {
+        if !allowed.contains(key) {
+            cx.error(key_span.clone(), key_path, format!("`{key}` is not a value of field `{}`", field.name))
+                .expected_one_of(key, allowed.iter().map(String::as_str));
+        }
+    }
+    let missing: Vec<&str> = allowed.iter().filter(|v| !keys.iter().any(|(k, _)| k == *v)).map(String::as_str).collect();
+    if !missing.is_empty() {
+        cx.error(span, key_path, format!("value map of `{}` misses {}", field.name, quoted_list(&missing)))
+            .help("give every value an external spelling");
+    }
+}
+
+/// GET and DELETE requests carry no body in practice (many servers and
+/// proxies drop it), so a body mapping there is almost surely a mistake.
+pub(crate) fn body_allowed(cx: &mut Collector, method: Method, span: Span, key_path: &str) {
+    if matches!(method, Method::Get | Method::Delete) {
+        cx.error(span, key_path, format!("{} requests have no body", method.as_str()))
+            .help("send these values in `query` instead, or change `method`");
+    }
+}
+
+/// Retrying a request that is not idempotent could charge a card twice; it is
+/// only safe when the provider can recognise the retry by its key.
+pub(crate) fn retry_needs_idempotency(cx: &mut Collector, endpoint: &Endpoint) {
+    if endpoint.policy.retry.max_attempts > 1 && !endpoint.idempotent && endpoint.idempotency_key.is_none() {
+        cx.error(endpoint.span.clone(), format!("endpoints.{}", endpoint.name), format!(
+            "endpoint `{}` is retried (max_attempts = {}) but {} is not idempotent and sends no idempotency key",
+            endpoint.name, endpoint.policy.retry.max_attempts, endpoint.method.as_str()
+        ))
+        .help("add `idempotency_key = { header = \"Idempotency-Key\" }`, mark it `idempotent = true`, or set `policy = { retry = { max_attempts = 1 } }` on the endpoint");
+    }
+}
+
+/// An async call finishes later, so something must tell the runtime how it
+/// ended (polling or a webhook), and later events find the call by external
+/// id, so the provider's id must be read from the response.
+pub(crate) fn async_endpoint_can_finish(cx: &mut Collector, endpoint: &Endpoint, polling: Option<&Polling>, webhook: Option<&Webhook>, external_id_given: bool) {
+    if endpoint.mode != Mode::Async || endpoint.request.is_none() {
+        return;
+    }
+    let key_path = format!("endpoints.{}", endpoint.name);
+    if polling.is_none() && webhook.is_none() {
+        cx.error(endpoint.span.clone(), key_path.clone(), format!("async endpoint `{}` has no way to finish: the spec has neither `[polling]` nor `[webhook]`", endpoint.name))
+            .help("add `[polling]` with a status-query endpoint, or `[webhook]`, or make the endpoint `mode = \"sync\"`");
+    }
+    if !external_id_given {
+        cx.error(endpoint.span.clone(), key_path, format!("async endpoint `{}` has no way to get an external id", endpoint.name))
+            .help("add `external_id = \"$.path.to.task_id\"` pointing at the provider's id in the response");
+    }
+}
+
+/// The polling endpoint is asked about one call by its external id and must
+/// say what state it is in.
+pub(crate) fn polling_endpoint_fits(cx: &mut Collector, polling: &Polling, endpoint: Option<&Endpoint>, span: Span) {
+    let Some(endpoint) = endpoint else { return };
+    if !endpoint.path.contains(&PathPart::ExternalId) {
+        cx.error(span.clone(), "polling.endpoint", format!("polling endpoint `{}` does not use `{{external_id}}` in its path", polling.endpoint))
+            .help("status queries address one call, e.g. `path = \"/tasks/{external_id}\"`");
+    }
+    if endpoint.status.is_none() {
+        cx.error(span.clone(), "polling.endpoint", format!("polling endpoint `{}` has no `status`", polling.endpoint))
+            .help("add `status = { path = \"$.state\", map = { ... } }` to the endpoint");
+    }
+    if endpoint.request.is_some() {
+        cx.error(span, "polling.endpoint", format!("polling endpoint `{}` has a `request` entity", polling.endpoint))
+            .help("a status query is built from the external id alone; remove `request`");
+    }
+}
+
+/// `min <= max` for every pair of bounds.
+pub(crate) fn bounds_ordered<T: PartialOrd + std::fmt::Display>(cx: &mut Collector, min: Option<T>, max: Option<T>, span: Span, key_path: &str, what: &str) {
+    if let (Some(min), Some(max)) = (min, max) {
+        if min > max {
+            cx.error(span, key_path, format!("{what}: minimum {min} is larger than maximum {max}"))
+                .help("swap the two bounds");
+        }
+    }
+}
+
+/// An entity that contains itself (directly or through other entities, not
+/// through a list) would have infinite size.
+pub(crate) fn no_infinite_entities(cx: &mut Collector, entities: &[Entity]) {
+    for entity in entities {
+        let mut stack = vec![entity.name.as_str()];
+        let mut seen = Vec::new();
+        while let Some(name) = stack.pop() {
+            let Some(current) = entities.iter().find(|e| e.name == name) else { continue };
+            for field in &current.fields {
+                if let Type::Entity(inner) = &field.ty {
+                    if inner == &entity.name {
+                        cx.error(entity.span.clone(), format!("entities.{}", entity.name), format!("entity `{}` contains itself through `{}.{}`", entity.name, current.name, field.name))
+                            .help("recursive data must go through a list (`type = \"list\", items = \"...\"`)");
+                        stack.clear();
+                        break;
+                    }
+                    if !seen.contains(&inner.as_str()) {
+                        seen.push(inner.as_str());
+                        stack.push(inner.as_str());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The integration's generated types must not collide with entity types.
+pub(crate) fn generated_names_are_free(cx: &mut Collector, integration: &str, entities: &[Entity]) {
+    let generated = ["", "Call", "Event", "Status", "Client", "Config", "Request", "Response"]
+        .map(|suffix| format!("{integration}{suffix}"));
+    for entity in entities {
+        if generated.contains(&entity.name) {
+            cx.error(entity.span.clone(), format!("entities.{}", entity.name), format!("entity name `{}` collides with a generated type", entity.name))
+                .help(format!("the integration `{integration}` generates {}; rename the entity", generated.join(", ")));
+        }
+    }
+}
+
+/// An idempotency key in the body needs a body.
+pub(crate) fn idempotency_key_fits(cx: &mut Collector, endpoint: &Endpoint) {
+    if let Some(IdempotencyKey::Body(_)) = &endpoint.idempotency_key {
+        if matches!(endpoint.method, Method::Get | Method::Delete) {
+            cx.error(endpoint.span.clone(), format!("endpoints.{}.idempotency_key", endpoint.name), format!("{} requests have no body for the idempotency key", endpoint.method.as_str()))
+                .help("use `idempotency_key = { header = \"Idempotency-Key\" }`");
+        }
+    }
+}
+
+fn quoted_list(items: &[&str]) -> String {
+    items.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
+}
+
+/// `some_name` / `some-name` -> `SomeName`.
+pub(crate) fn to_pascal(name: &str) -> String {
+    name.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let mut chars = s.chars();
+            chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+        })
+        .collect()
+}
+
+/// `SomeName` / `some-name` -> `some_name`.
+pub(crate) fn to_snake(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 && !out.ends_with('_') {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else if !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    out.trim_matches('_').to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn case_conversions() {
+        assert_eq!(to_pascal("volc_tts"), "VolcTts");
+        assert_eq!(to_pascal("en-female-1"), "EnFemale1");
+        assert_eq!(to_snake("VolcTts"), "volc_tts");
+        assert_eq!(to_snake("createPayment"), "create_payment");
+        assert_eq!(to_snake("x-api-key"), "x_api_key");
+    }
+}

@@ -1,0 +1,550 @@
+//! The configuration, the typed client, and the glue the engine drives.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+
+use super::{constant_value, ident, json_path, Names};
+use crate::ir::*;
+
+pub(super) fn generate(spec: &Spec, names: &Names) -> TokenStream {
+    let config = config(spec, names);
+    let client = client(spec, names);
+    let glue = glue(spec, names);
+    quote!(#config #client #glue)
+}
+
+/// One secret of the config: its field name, variable and purpose.
+struct SecretField<'a> {
+    field: proc_macro2::Ident,
+    secret: &'a SecretRef,
+}
+
+fn secrets(spec: &Spec) -> Vec<SecretField<'_>> {
+    let required = |name: &str, secret| SecretField { field: format_ident!("{}", name), secret };
+    let mut out = match &spec.auth {
+        Auth::None => vec![],
+        Auth::Bearer { token } => vec![required("token", token)],
+        Auth::Basic { username, password } => vec![required("username", username), required("password", password)],
+        Auth::ApiKey { key, .. } => vec![required("api_key", key)],
+        Auth::OAuth2ClientCredentials { client_id, client_secret, .. } => {
+            vec![required("client_id", client_id), required("client_secret", client_secret)]
+        }
+        Auth::OAuth2RefreshToken { client_id, client_secret, refresh_token, .. } => {
+            let mut v = vec![required("client_id", client_id), required("refresh_token", refresh_token)];
+            if let Some(secret) = client_secret {
+                v.push(required("client_secret", secret));
+            }
+            v
+        }
+    };
+    if let Some(webhook) = &spec.webhook {
+        out.push(required("webhook_secret", &webhook.verify.secret));
+    }
+    out
+}
+
+fn config(spec: &Spec, names: &Names) -> TokenStream {
+    let Names { config, .. } = names;
+    let integration_name = &spec.integration.name;
+    let secrets = secrets(spec);
+    let fields = secrets.iter().map(|s| {
+        let field = &s.field;
+        let doc = format!(" {} (from `{}`).", s.secret.purpose, s.secret.env);
+        quote!(#[doc = #doc] pub #field: ::integration_runtime::Secret,)
+    });
+    let reads = secrets.iter().map(|s| {
+        let field = &s.field;
+        let (env, purpose) = (&s.secret.env, &s.secret.purpose);
+        quote!(let #field = env.secret(#env, #purpose);)
+    });
+    let field_names = secrets.iter().map(|s| &s.field);
+    let base_url = match &spec.integration.base_url {
+        BaseUrl::Literal(url) => quote!(::std::string::String::from(#url)),
+        BaseUrl::Env { var, default: Some(default), .. } => quote!(env.value_or(#var, #default)),
+        BaseUrl::Env { var, default: None, purpose } => {
+            let purpose = purpose.clone().unwrap_or_else(|| format!("base URL of {integration_name}"));
+            quote!(env.value(#var, #purpose))
+        }
+    };
+    let doc = format!(" Settings of the `{integration_name}` integration. Secrets are redacted in `Debug` output.");
+    quote! {
+        #[doc = #doc]
+        #[derive(Debug, Clone)]
+        pub struct #config {
+            /// Where requests go.
+            pub base_url: ::std::string::String,
+            #(#fields)*
+        }
+
+        impl #config {
+            /// Reads every setting from the environment, and reports every
+            /// missing variable (with what it is for) in one error.
+            pub fn from_env() -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+                let mut env = __rt::EnvReader::new(#integration_name);
+                let base_url = #base_url;
+                #(#reads)*
+                env.finish()?;
+                ::std::result::Result::Ok(#config { base_url, #(#field_names),* })
+            }
+        }
+    }
+}
+
+fn auth_expr(spec: &Spec) -> TokenStream {
+    match &spec.auth {
+        Auth::None => quote!(__rt::Auth::None),
+        Auth::Bearer { .. } => quote!(__rt::Auth::Bearer(config.token.clone())),
+        Auth::Basic { .. } => quote!(__rt::Auth::Basic { username: config.username.clone(), password: config.password.clone() }),
+        Auth::ApiKey { location: ApiKeyLocation::Header, name, .. } => quote!(__rt::Auth::ApiKeyHeader { name: #name, key: config.api_key.clone() }),
+        Auth::ApiKey { location: ApiKeyLocation::Query, name, .. } => quote!(__rt::Auth::ApiKeyQuery { name: #name, key: config.api_key.clone() }),
+        Auth::OAuth2ClientCredentials { token_url, scopes, .. } => quote! {
+            __rt::Auth::OAuth2(__rt::OAuth2Config {
+                token_url: ::std::string::String::from(#token_url),
+                client_id: config.client_id.clone(),
+                client_secret: ::std::option::Option::Some(config.client_secret.clone()),
+                scopes: ::std::vec![#(::std::string::String::from(#scopes)),*],
+                refresh_token: ::std::option::Option::None,
+            })
+        },
+        Auth::OAuth2RefreshToken { token_url, client_secret, .. } => {
+            let secret = if client_secret.is_some() {
+                quote!(::std::option::Option::Some(config.client_secret.clone()))
+            } else {
+                quote!(::std::option::Option::None)
+            };
+            quote! {
+                __rt::Auth::OAuth2(__rt::OAuth2Config {
+                    token_url: ::std::string::String::from(#token_url),
+                    client_id: config.client_id.clone(),
+                    client_secret: #secret,
+                    scopes: ::std::vec::Vec::new(),
+                    refresh_token: ::std::option::Option::Some(config.refresh_token.clone()),
+                })
+            }
+        }
+    }
+}
+
+fn client(spec: &Spec, names: &Names) -> TokenStream {
+    let Names { client, config, .. } = names;
+    let auth = auth_expr(spec);
+    let methods = spec.endpoints.iter().enumerate().map(|(i, e)| endpoint_method(i, e));
+    let doc = format!(" A typed HTTP client of `{}`: one method per endpoint.", spec.integration.name);
+    quote! {
+        #[doc = #doc]
+        #[derive(Debug, Clone)]
+        pub struct #client {
+            http: __rt::HttpClient,
+        }
+
+        impl #client {
+            /// A client for the given settings.
+            pub fn new(config: &#config) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+                let http = __rt::HttpClient::new(&config.base_url, #auth)?;
+                ::std::result::Result::Ok(#client { http })
+            }
+
+            #(#methods)*
+        }
+    }
+}
+
+fn endpoint_method(index: usize, e: &Endpoint) -> TokenStream {
+    let method_name = ident(&e.name);
+    let name = &e.name;
+    let http_method = e.method.as_str();
+    let result_ty = match &e.result {
+        Some(r) => {
+            let entity = format_ident!("{}", r.entity);
+            quote!(#entity)
+        }
+        None => quote!(()),
+    };
+    let mut doc = format!(" `{http_method} {}`", e.path_text);
+    if e.mode == Mode::Async {
+        doc.push_str(" (async: the call finishes later)");
+    }
+    doc.push('.');
+    let (params, validate) = match (&e.request, e.path.contains(&PathPart::ExternalId)) {
+        (Some(entity), _) => {
+            let entity = format_ident!("{}", entity);
+            (
+                quote!(request: &#entity, options: &::integration_runtime::CallOptions),
+                quote!(request.validate().map_err(|e| __rt::invalid_request(#name, e))?;),
+            )
+        }
+        (None, true) => (quote!(external_id: &str), quote!()),
+        (None, false) => (quote!(), quote!()),
+    };
+    let path_parts = e.path.iter().map(|part| match part {
+        PathPart::Literal(text) => quote!(path.literal(#text);),
+        PathPart::ExternalId => quote!(path.param(&__rt::serde_json::Value::from(external_id));),
+        PathPart::Field(field) => {
+            let f = ident(field);
+            quote!(path.param(&__rt::to_value(&request.#f));)
+        }
+    });
+    let query = e.query.iter().map(|m| {
+        let key = &m.target[0];
+        let value = mapping_value(&m.value);
+        quote!(query.push((#key, #value));)
+    });
+    let headers = e.headers.iter().map(|m| {
+        let key = &m.target[0];
+        let value = mapping_value(&m.value);
+        quote! {
+            let value = #value;
+            if !value.is_null() {
+                headers.push((#key, __rt::display_value(&value)));
+            }
+        }
+    });
+    let body_sets = e.body.iter().map(|m| {
+        let target = &m.target;
+        let value = mapping_value(&m.value);
+        quote! {
+            let value = #value;
+            if !value.is_null() {
+                body.set(&[#(#target),*], value);
+            }
+        }
+    });
+    let idempotency = match &e.idempotency_key {
+        Some(IdempotencyKey::Header(header)) => quote! {
+            if let ::std::option::Option::Some(key) = &options.idempotency_key {
+                headers.push((#header, key.clone()));
+            }
+        },
+        Some(IdempotencyKey::Body(path)) => quote! {
+            if let ::std::option::Option::Some(key) = &options.idempotency_key {
+                body.set(&[#(#path),*], __rt::serde_json::Value::from(key.as_str()));
+            }
+        },
+        None if e.request.is_some() => quote!(let _ = options;),
+        None => quote!(),
+    };
+    let has_body = !e.body.is_empty() || matches!(e.idempotency_key, Some(IdempotencyKey::Body(_)));
+    let encoding = match e.encoding {
+        Encoding::Json => quote!(__rt::BodyEncoding::Json),
+        Encoding::Form => quote!(__rt::BodyEncoding::Form),
+    };
+    let body_expr = if has_body {
+        quote!(::std::option::Option::Some((#encoding, body.into_value())))
+    } else {
+        quote!(::std::option::Option::None)
+    };
+    let body_decl = if has_body { quote!(let mut body = __rt::JsonBody::new();) } else { quote!() };
+    let error_path = match &e.error {
+        Some(p) => {
+            let p = json_path(p);
+            quote!(::std::option::Option::Some(#p))
+        }
+        None => quote!(::std::option::Option::None),
+    };
+    let reply = reply_expr(name, &e.external_id, e.status.as_ref(), e.result.as_ref(), e.error.as_ref(), quote!(response.status));
+    quote! {
+        #[doc = #doc]
+        pub async fn #method_name(&self, #params) -> ::std::result::Result<::integration_runtime::Reply<#result_ty>, ::integration_runtime::ClientError> {
+            #validate
+            let mut path = __rt::PathBuilder::new();
+            #(#path_parts)*
+            #[allow(unused_mut)]
+            let mut query: ::std::vec::Vec<(&'static str, __rt::serde_json::Value)> = ::std::vec::Vec::new();
+            #(#query)*
+            #[allow(unused_mut)]
+            let mut headers: ::std::vec::Vec<(&'static str, ::std::string::String)> = ::std::vec::Vec::new();
+            #(#headers)*
+            #body_decl
+            #(#body_sets)*
+            #idempotency
+            let response = self.http.send(__rt::HttpRequest {
+                endpoint: #name,
+                method: #http_method,
+                path: path.finish(),
+                query,
+                headers,
+                body: #body_expr,
+                error_path: #error_path,
+                policy: &__DESCRIPTOR.endpoints[#index].policy,
+            }).await?;
+            let body = &response.body;
+            ::std::result::Result::Ok(#reply)
+        }
+    }
+}
+
+/// Builds a `Reply` from `body` with the spec's paths.
+fn reply_expr(
+    endpoint: &str,
+    external_id: &ExternalId,
+    status: Option<&StatusMap>,
+    result: Option<&ResultSpec>,
+    error: Option<&JsonPath>,
+    http_status: TokenStream,
+) -> TokenStream {
+    let external_id = match external_id {
+        ExternalId::Path(path) => {
+            let p = json_path(path);
+            quote!(__rt::extract_id(body, #p))
+        }
+        ExternalId::Generated => quote!(::std::option::Option::None),
+    };
+    let has_status = status.is_some();
+    let status = match status {
+        Some(s) => {
+            let p = json_path(&s.path);
+            let text = &s.path.text;
+            let entries = s.map.iter().map(|(external, status)| {
+                let status = match status {
+                    RemoteStatus::Processing => quote!(::integration_runtime::RemoteStatus::Processing),
+                    RemoteStatus::Completed => quote!(::integration_runtime::RemoteStatus::Completed),
+                    RemoteStatus::Failed => quote!(::integration_runtime::RemoteStatus::Failed),
+                };
+                quote!((#external, #status))
+            });
+            quote!(::std::option::Option::Some(__rt::map_status(#endpoint, body, #p, #text, &[#(#entries),*])?))
+        }
+        None => quote!(::std::option::Option::None),
+    };
+    let result = match result {
+        Some(r) => {
+            let fields = r.fields.iter().map(|(field, path)| {
+                let p = json_path(path);
+                let text = &path.text;
+                quote!(__rt::FieldPath { field: #field, path: #p, text: #text })
+            });
+            let extract = quote!(__rt::extract(#endpoint, body, &[#(#fields),*]));
+            // A result is only expected once the provider says the call completed.
+            if has_status {
+                quote! {
+                    match status {
+                        ::std::option::Option::Some(::integration_runtime::RemoteStatus::Completed) => ::std::option::Option::Some(#extract?),
+                        _ => ::std::option::Option::None,
+                    }
+                }
+            } else {
+                quote!(::std::option::Option::Some(#extract?))
+            }
+        }
+        None => quote!(::std::option::Option::None),
+    };
+    let error = match error {
+        Some(p) => {
+            let p = json_path(p);
+            quote!(__rt::extract_message(body, #p))
+        }
+        None => quote!(::std::option::Option::None),
+    };
+    quote! {{
+        let status = #status;
+        let result = #result;
+        ::integration_runtime::Reply {
+            http_status: #http_status,
+            external_id: #external_id,
+            status,
+            result,
+            error: #error,
+        }
+    }}
+}
+
+/// The JSON value of one mapping, `Null` when an optional field is absent.
+fn mapping_value(value: &MappingValue) -> TokenStream {
+    let read = |name: &str| {
+        let f = ident(name);
+        quote!(__rt::to_value(&request.#f))
+    };
+    match value {
+        MappingValue::Field(name) => read(name),
+        MappingValue::Constant(c) => constant_value(c),
+        MappingValue::Template(parts) => {
+            let fields: Vec<&String> = parts.iter().filter_map(|p| match p { TemplatePart::Field(f) => Some(f), TemplatePart::Literal(_) => None }).collect();
+            let reads = fields.iter().map(|f| read(f));
+            let mut format = String::new();
+            for part in parts {
+                match part {
+                    TemplatePart::Literal(text) => format.push_str(&text.replace('{', "{{").replace('}', "}}")),
+                    TemplatePart::Field(_) => format.push_str("{}"),
+                }
+            }
+            let indices = (0..fields.len()).map(syn::Index::from);
+            quote! {{
+                let values = [#(#reads),*];
+                if values.iter().any(|v| v.is_null()) {
+                    __rt::serde_json::Value::Null
+                } else {
+                    __rt::serde_json::Value::String(::std::format!(#format, #(__rt::display_value(&values[#indices])),*))
+                }
+            }}
+        }
+        MappingValue::ValueMap { field, map } => {
+            let source = read(field);
+            let arms = map.iter().map(|(from, to)| {
+                let to = constant_value(to);
+                quote!(#from => #to,)
+            });
+            quote! {{
+                let value = #source;
+                if value.is_null() {
+                    __rt::serde_json::Value::Null
+                } else {
+                    match __rt::display_value(&value).as_str() {
+                        #(#arms)*
+                        _ => __rt::serde_json::Value::Null,
+                    }
+                }
+            }}
+        }
+        MappingValue::WithDefault { field, default } => {
+            let source = read(field);
+            let default = constant_value(default);
+            quote! {{
+                let value = #source;
+                if value.is_null() { #default } else { value }
+            }}
+        }
+    }
+}
+
+fn glue(spec: &Spec, names: &Names) -> TokenStream {
+    let Names { integration, client, config, .. } = names;
+    let integration_name = &spec.integration.name;
+    let call_endpoints: Vec<&Endpoint> = spec.call_endpoints().collect();
+    let validate_arms = call_endpoints.iter().map(|e| {
+        let name = &e.name;
+        let entity = format_ident!("{}", e.request.as_deref().unwrap_or_default());
+        quote! {
+            #name => {
+                let request: #entity = __rt::serde_json::from_value(params.clone())
+                    .map_err(|e| __rt::decode_error(#name, ::std::format!("parameters do not fit `{}`: {e}", stringify!(#entity))))?;
+                request.validate().map_err(|e| __rt::invalid_request(#name, e))
+            }
+        }
+    });
+    let start_arms = call_endpoints.iter().map(|e| {
+        let name = &e.name;
+        let method = ident(&e.name);
+        let entity = format_ident!("{}", e.request.as_deref().unwrap_or_default());
+        quote! {
+            #name => {
+                let request: #entity = __rt::serde_json::from_value(params.clone())
+                    .map_err(|e| __rt::decode_error(#name, ::std::format!("parameters do not fit `{}`: {e}", stringify!(#entity))))?;
+                ::std::result::Result::Ok(self.client.#method(&request, options).await?.into_json())
+            }
+        }
+    });
+    let poll = match &spec.polling {
+        Some(polling) => {
+            let method = ident(&polling.endpoint);
+            quote! {
+                ::std::option::Option::Some(::std::boxed::Box::pin(async move {
+                    ::std::result::Result::Ok(self.client.#method(external_id).await?.into_json())
+                }))
+            }
+        }
+        None => quote!({
+            let _ = external_id;
+            ::std::option::Option::None
+        }),
+    };
+    let webhook = match &spec.webhook {
+        Some(w) => {
+            let reply = reply_expr("webhook", &ExternalId::Path(w.external_id.clone()), Some(&w.status), w.result.as_ref(), w.error.as_ref(), quote!(200));
+            let result_ty = w.result.as_ref().map_or_else(|| quote!(()), |r| {
+                let e = format_ident!("{}", r.entity);
+                quote!(#e)
+            });
+            quote! {
+                let read = || -> ::std::result::Result<::integration_runtime::Reply<#result_ty>, ::integration_runtime::ClientError> {
+                    let body = payload;
+                    ::std::result::Result::Ok(#reply)
+                };
+                ::std::option::Option::Some(read().map(::integration_runtime::Reply::into_json))
+            }
+        }
+        None => quote!({
+            let _ = payload;
+            ::std::option::Option::None
+        }),
+    };
+    let doc = format!(" The `{integration_name}` integration, ready to register with the runtime.");
+    quote! {
+        #[doc = #doc]
+        #[derive(Debug, Clone)]
+        pub struct #integration {
+            config: #config,
+            client: #client,
+        }
+
+        impl #integration {
+            /// The integration with the given settings.
+            pub fn new(config: #config) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+                let client = #client::new(&config)?;
+                ::std::result::Result::Ok(#integration { config, client })
+            }
+
+            /// The integration configured from the environment; every missing
+            /// variable is reported at once, with what it is for.
+            pub fn from_env() -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+                Self::new(#config::from_env()?)
+            }
+
+            /// The typed client, for direct calls.
+            pub fn client(&self) -> &#client {
+                &self.client
+            }
+
+            /// The settings.
+            pub fn config(&self) -> &#config {
+                &self.config
+            }
+
+            /// Static facts about the integration: endpoints, policies, polling, webhook.
+            pub fn descriptor() -> &'static ::integration_runtime::IntegrationDescriptor {
+                &__DESCRIPTOR
+            }
+        }
+
+        impl ::integration_runtime::Integration for #integration {
+            fn descriptor(&self) -> &'static ::integration_runtime::IntegrationDescriptor {
+                &__DESCRIPTOR
+            }
+
+            fn validate(&self, endpoint: &str, params: &__rt::serde_json::Value) -> ::std::result::Result<(), ::integration_runtime::ClientError> {
+                match endpoint {
+                    #(#validate_arms)*
+                    _ => ::std::result::Result::Err(__rt::unknown_endpoint(#integration_name, endpoint)),
+                }
+            }
+
+            fn start<'a>(
+                &'a self,
+                endpoint: &'a str,
+                params: &'a __rt::serde_json::Value,
+                options: &'a ::integration_runtime::CallOptions,
+            ) -> ::integration_runtime::BoxFuture<'a, ::std::result::Result<::integration_runtime::Reply<__rt::serde_json::Value>, ::integration_runtime::ClientError>> {
+                ::std::boxed::Box::pin(async move {
+                    let _ = (params, options);
+                    match endpoint {
+                        #(#start_arms)*
+                        _ => ::std::result::Result::Err(__rt::unknown_endpoint(#integration_name, endpoint)),
+                    }
+                })
+            }
+
+            fn poll<'a>(
+                &'a self,
+                external_id: &'a str,
+            ) -> ::std::option::Option<::integration_runtime::BoxFuture<'a, ::std::result::Result<::integration_runtime::Reply<__rt::serde_json::Value>, ::integration_runtime::ClientError>>> {
+                #poll
+            }
+
+            fn read_webhook(
+                &self,
+                payload: &__rt::serde_json::Value,
+            ) -> ::std::option::Option<::std::result::Result<::integration_runtime::Reply<__rt::serde_json::Value>, ::integration_runtime::ClientError>> {
+                #webhook
+            }
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! The static descriptor: facts about the integration the engine reads.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+use super::Names;
+use crate::ir::*;
+
+pub(super) fn generate(spec: &Spec, _names: &Names) -> TokenStream {
+    let name = &spec.integration.name;
+    let module = crate::check::to_snake(name);
+    let endpoints = spec.endpoints.iter().map(endpoint);
+    let policy = policy(&spec.policy);
+    let polling = match &spec.polling {
+        Some(p) => {
+            let Polling { endpoint, interval_ms, backoff, max_interval_ms, give_up_after_s } = p;
+            quote!(::std::option::Option::Some(::integration_runtime::PollingDescriptor {
+                endpoint: #endpoint,
+                interval_ms: #interval_ms,
+                backoff: #backoff,
+                max_interval_ms: #max_interval_ms,
+                give_up_after_s: #give_up_after_s,
+            }))
+        }
+        None => quote!(::std::option::Option::None),
+    };
+    let webhook = match &spec.webhook {
+        Some(w) => {
+            let path = &w.path;
+            let secret_env = &w.verify.secret.env;
+            let tolerance_s = w.verify.tolerance_s;
+            let max_body_bytes = w.max_body_bytes as usize;
+            let scheme = match &w.verify.scheme {
+                SignatureScheme::StandardWebhooks => quote!(::integration_runtime::SignatureScheme::StandardWebhooks),
+                SignatureScheme::Stripe => quote!(::integration_runtime::SignatureScheme::Stripe),
+                SignatureScheme::HmacSha256 { header, encoding, prefix } => {
+                    let encoding = match encoding {
+                        SignatureEncoding::Hex => quote!(::integration_runtime::SignatureEncoding::Hex),
+                        SignatureEncoding::Base64 => quote!(::integration_runtime::SignatureEncoding::Base64),
+                    };
+                    quote!(::integration_runtime::SignatureScheme::HmacSha256 { header: #header, encoding: #encoding, prefix: #prefix })
+                }
+            };
+            quote!(::std::option::Option::Some(::integration_runtime::WebhookDescriptor {
+                path: #path,
+                scheme: #scheme,
+                secret_env: #secret_env,
+                tolerance_s: #tolerance_s,
+                max_body_bytes: #max_body_bytes,
+            }))
+        }
+        None => quote!(::std::option::Option::None),
+    };
+    quote! {
+        #[doc(hidden)]
+        pub static __DESCRIPTOR: ::integration_runtime::IntegrationDescriptor = ::integration_runtime::IntegrationDescriptor {
+            name: #name,
+            module: #module,
+            endpoints: &[#(#endpoints),*],
+            policy: #policy,
+            polling: #polling,
+            webhook: #webhook,
+        };
+    }
+}
+
+fn endpoint(e: &Endpoint) -> TokenStream {
+    let name = &e.name;
+    let method = e.method.as_str();
+    let path = &e.path_text;
+    let mode = match e.mode {
+        Mode::Sync => quote!(::integration_runtime::Mode::Sync),
+        Mode::Async => quote!(::integration_runtime::Mode::Async),
+    };
+    let starts_calls = e.request.is_some();
+    let idempotent = e.idempotent;
+    let idempotency_key = match &e.idempotency_key {
+        Some(IdempotencyKey::Header(h)) => quote!(::std::option::Option::Some(::integration_runtime::IdempotencyKeyPlacement::Header(#h))),
+        Some(IdempotencyKey::Body(path)) => quote!(::std::option::Option::Some(::integration_runtime::IdempotencyKeyPlacement::Body(&[#(#path),*]))),
+        None => quote!(::std::option::Option::None),
+    };
+    let policy = policy(&e.policy);
+    quote!(::integration_runtime::EndpointDescriptor {
+        name: #name,
+        method: #method,
+        path: #path,
+        mode: #mode,
+        starts_calls: #starts_calls,
+        idempotent: #idempotent,
+        idempotency_key: #idempotency_key,
+        policy: #policy,
+    })
+}
+
+fn policy(p: &Policy) -> TokenStream {
+    let Policy { timeout_ms, connect_timeout_ms, retry, circuit_breaker, rate_limit, concurrency } = p;
+    let Retry { max_attempts, initial_backoff_ms, max_backoff_ms, multiplier, on_server_errors, on_too_many_requests, on_timeouts, on_connect_errors } = retry;
+    let circuit_breaker = match circuit_breaker {
+        Some(CircuitBreaker { failure_threshold, open_for_ms, half_open_probes }) => quote!(::std::option::Option::Some(::integration_runtime::CircuitBreakerPolicy {
+            failure_threshold: #failure_threshold,
+            open_for_ms: #open_for_ms,
+            half_open_probes: #half_open_probes,
+        })),
+        None => quote!(::std::option::Option::None),
+    };
+    let rate_limit = match rate_limit {
+        Some(RateLimit { per_second, burst }) => quote!(::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
+            per_second: #per_second,
+            burst: #burst,
+        })),
+        None => quote!(::std::option::Option::None),
+    };
+    let concurrency = match concurrency {
+        Some(c) => quote!(::std::option::Option::Some(#c)),
+        None => quote!(::std::option::Option::None),
+    };
+    quote!(::integration_runtime::PolicyDescriptor {
+        timeout_ms: #timeout_ms,
+        connect_timeout_ms: #connect_timeout_ms,
+        retry: ::integration_runtime::RetryPolicy {
+            max_attempts: #max_attempts,
+            initial_backoff_ms: #initial_backoff_ms,
+            max_backoff_ms: #max_backoff_ms,
+            multiplier: #multiplier,
+            on: ::integration_runtime::RetryOn {
+                server_errors: #on_server_errors,
+                too_many_requests: #on_too_many_requests,
+                timeouts: #on_timeouts,
+                connect_errors: #on_connect_errors,
+            },
+        },
+        circuit_breaker: #circuit_breaker,
+        rate_limit: #rate_limit,
+        concurrency: #concurrency,
+    })
+}

@@ -1,0 +1,180 @@
+//! Entity structs, their enums, defaults and constraint checks.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+
+use super::{enum_type_name, ident, rust_type, variant, Names};
+use crate::ir::{Constant, Entity, Field, Spec, Type};
+
+pub(super) fn generate(spec: &Spec, _names: &Names) -> TokenStream {
+    let items = spec.entities.iter().map(entity);
+    quote!(#(#items)*)
+}
+
+fn entity(entity: &Entity) -> TokenStream {
+    let name = format_ident!("{}", entity.name);
+    let doc = format!(" The `{}` entity of the spec.", entity.name);
+    let fields = entity.fields.iter().map(|f| field(entity, f));
+    let enums = entity.fields.iter().filter_map(|f| enum_type(entity, f));
+    let defaults = entity.fields.iter().filter_map(|f| default_fn(entity, f));
+    let checks = entity.fields.iter().filter_map(constraint_check);
+    quote! {
+        #[doc = #doc]
+        #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+        #[serde(crate = "::integration_runtime::__private::serde")]
+        pub struct #name {
+            #(#fields)*
+        }
+
+        impl #name {
+            /// Checks every constraint the spec declares (lengths, ranges),
+            /// including those of nested entities, and reports all violations.
+            pub fn validate(&self) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
+                #[allow(unused_mut)]
+                let mut violations = __rt::Violations::new();
+                #(#checks)*
+                violations.finish()
+            }
+        }
+
+        #(#enums)*
+        #(#defaults)*
+    }
+}
+
+fn field(entity: &Entity, field: &Field) -> TokenStream {
+    let name = ident(&field.name);
+    let ty = rust_type(&field.ty, &entity.name, &field.name);
+    let doc = field.doc.as_ref().map_or_else(|| format!(" `{}` ({}).", field.name, field.ty.spec_name()), |d| format!(" {d}"));
+    if field.optional {
+        quote! {
+            #[doc = #doc]
+            #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
+            pub #name: ::std::option::Option<#ty>,
+        }
+    } else if field.default.is_some() {
+        let default_fn = default_fn_name(entity, field).to_string();
+        quote! {
+            #[doc = #doc]
+            #[serde(default = #default_fn)]
+            pub #name: #ty,
+        }
+    } else {
+        quote! {
+            #[doc = #doc]
+            pub #name: #ty,
+        }
+    }
+}
+
+fn default_fn_name(entity: &Entity, field: &Field) -> proc_macro2::Ident {
+    format_ident!("__default_{}_{}", crate::check::to_snake(&entity.name), field.name)
+}
+
+fn default_fn(entity: &Entity, field: &Field) -> Option<TokenStream> {
+    let default = field.default.as_ref()?;
+    let name = default_fn_name(entity, field);
+    let ty = rust_type(&field.ty, &entity.name, &field.name);
+    let value = match (&field.ty, default) {
+        (Type::Enum(_), Constant::String(s)) => {
+            let variant = variant(s);
+            quote!(#ty::#variant)
+        }
+        (_, Constant::String(s)) => quote!(::std::string::String::from(#s)),
+        (_, Constant::Int(i)) => quote!(#i),
+        (_, Constant::Float(f)) => quote!(#f),
+        (_, Constant::Bool(b)) => quote!(#b),
+    };
+    Some(quote! {
+        #[doc(hidden)]
+        fn #name() -> #ty {
+            #value
+        }
+    })
+}
+
+fn enum_type(entity: &Entity, field: &Field) -> Option<TokenStream> {
+    let values = match &field.ty {
+        Type::Enum(values) => values,
+        Type::List(item) => match item.as_ref() {
+            Type::Enum(values) => values,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let name = enum_type_name(&entity.name, &field.name);
+    let doc = format!(" Allowed values of `{}.{}`.", entity.name, field.name);
+    let variants = values.iter().map(|v| {
+        let variant = variant(v);
+        let doc = format!(" `{v}`");
+        quote! {
+            #[doc = #doc]
+            #[serde(rename = #v)]
+            #variant,
+        }
+    });
+    let arms = values.iter().map(|v| {
+        let variant = variant(v);
+        quote!(#name::#variant => #v,)
+    });
+    Some(quote! {
+        #[doc = #doc]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, __rt::serde::Serialize, __rt::serde::Deserialize)]
+        #[serde(crate = "::integration_runtime::__private::serde")]
+        pub enum #name {
+            #(#variants)*
+        }
+
+        impl #name {
+            /// The value as the spec spells it.
+            pub fn as_str(&self) -> &'static str {
+                match self {
+                    #(#arms)*
+                }
+            }
+        }
+    })
+}
+
+/// The `validate()` lines for one field; `None` when it has no constraint.
+fn constraint_check(field: &Field) -> Option<TokenStream> {
+    let name = ident(&field.name);
+    let label = field.name.as_str();
+    let opt = |v: Option<TokenStream>| v.map_or_else(|| quote!(::std::option::Option::None), |v| quote!(::std::option::Option::Some(#v)));
+    let check = match &field.ty {
+        Type::String | Type::List(_) if field.len.is_set() => {
+            let (min, max) = (opt(field.len.min.map(|v| quote!(#v))), opt(field.len.max.map(|v| quote!(#v))));
+            let len = if matches!(field.ty, Type::String) { quote!(value.chars().count()) } else { quote!(value.len()) };
+            quote!(violations.len_between(#label, #len, #min, #max);)
+        }
+        Type::Int if field.int_range.is_set() => {
+            let (min, max) = (opt(field.int_range.min.map(|v| quote!(#v))), opt(field.int_range.max.map(|v| quote!(#v))));
+            quote!(violations.int_between(#label, *value, #min, #max);)
+        }
+        Type::Float if field.float_range.is_set() => {
+            let (min, max) = (opt(field.float_range.min.map(|v| quote!(#v))), opt(field.float_range.max.map(|v| quote!(#v))));
+            quote!(violations.float_between(#label, *value, #min, #max);)
+        }
+        Type::Entity(_) => quote!(violations.nested(#label, value.validate());),
+        Type::List(item) if matches!(item.as_ref(), Type::Entity(_)) => quote! {
+            for item in value.iter() {
+                violations.nested(#label, item.validate());
+            }
+        },
+        _ => return None,
+    };
+    Some(if field.optional {
+        quote! {
+            if let ::std::option::Option::Some(value) = &self.#name {
+                #check
+            }
+        }
+    } else {
+        quote! {
+            {
+                let value = &self.#name;
+                #check
+            }
+        }
+    })
+}

@@ -1,0 +1,368 @@
+//! Macro expansion: load the spec a macro names, then generate code or errors.
+
+use std::path::{Path, PathBuf};
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Data, DeriveInput, Fields, LitStr};
+
+use crate::codegen::{self, Options};
+use crate::diagnostic::closest;
+use crate::ir::{Field, Spec, Type};
+use crate::Diagnostics;
+
+/// Where the macro was invoked, for resolving `./` and `../` spec paths.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    /// The source file that invokes the macro, when the compiler knows it.
+    pub file: Option<PathBuf>,
+}
+
+/// A spec read from disk for a macro.
+struct Loaded {
+    /// The path as the user wrote it (used in messages).
+    display: String,
+    /// The resolved path (tracked with `include_bytes!`).
+    absolute: String,
+    source: String,
+}
+
+/// Resolves and reads the spec named by `lit`.
+///
+/// `./x` and `../x` are relative to the invoking file (like `include_str!`);
+/// other relative paths are relative to the crate root (`CARGO_MANIFEST_DIR`).
+/// Absolute paths are refused: they break builds on every other machine.
+fn load(lit: &LitStr, caller: &Caller) -> Result<Loaded, TokenStream> {
+    let written = lit.value();
+    let fail = |message: String| Err(syn::Error::new(lit.span(), message).to_compile_error());
+    if Path::new(&written).is_absolute() {
+        return fail(format!(
+            "spec path `{written}` is absolute; write it relative to the crate root (CARGO_MANIFEST_DIR), e.g. `specs/api.toml`"
+        ));
+    }
+    let base = if written.starts_with("./") || written.starts_with("../") {
+        match caller.file.as_ref().and_then(|f| f.parent()) {
+            Some(dir) => dir.to_path_buf(),
+            None => return fail(format!("cannot resolve `{written}` relative to the invoking file; write it relative to the crate root")),
+        }
+    } else {
+        match std::env::var_os("CARGO_MANIFEST_DIR") {
+            Some(dir) => PathBuf::from(dir),
+            None => return fail("CARGO_MANIFEST_DIR is not set; spec paths are resolved against it (build with cargo)".into()),
+        }
+    };
+    let path = base.join(&written);
+    match std::fs::read_to_string(&path) {
+        Ok(source) => Ok(Loaded { display: written, absolute: path.to_string_lossy().into_owned(), source }),
+        Err(e) => fail(format!(
+            "cannot read spec `{written}`: {e}\n  help: paths are relative to the crate root (the directory of its Cargo.toml), or to this file when they start with `./`"
+        )),
+    }
+}
+
+/// Reads and validates the spec; diagnostics become `compile_error!`s.
+fn load_spec(lit: &LitStr, caller: &Caller) -> Result<(Spec, Loaded), TokenStream> {
+    let loaded = load(lit, caller)?;
+    match crate::parse(&loaded.source, &loaded.display) {
+        Ok(spec) => Ok((spec, loaded)),
+        Err(diagnostics) => Err(spec_errors(&diagnostics, lit.span(), &loaded.absolute)),
+    }
+}
+
+/// One `compile_error!` per diagnostic, so rustc reports all of them, plus
+/// the file tracking so that fixing the spec triggers a rebuild.
+pub(crate) fn spec_errors(diagnostics: &Diagnostics, span: Span, absolute: &str) -> TokenStream {
+    let errors = diagnostics.iter().map(|d| {
+        let message = diagnostics.render(d);
+        quote_spanned!(span=> ::core::compile_error! { #message })
+    });
+    quote! {
+        #(#errors)*
+        const _: &[u8] = include_bytes!(#absolute);
+    }
+}
+
+/// `integration!("specs/x.toml")`.
+pub(crate) fn integration(input: TokenStream, caller: &Caller) -> Result<TokenStream, TokenStream> {
+    let lit: LitStr = syn::parse2(input).map_err(|e| {
+        syn::Error::new(e.span(), "expected the spec path as a string literal: `integration!(\"specs/api.toml\")`").to_compile_error()
+    })?;
+    let (spec, loaded) = load_spec(&lit, caller)?;
+    Ok(codegen::generate(&spec, &Options { track_file: Some(loaded.absolute) }))
+}
+
+/// Which derive is expanding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeriveKind {
+    /// `#[derive(IntegrationRequest)]`: the struct supplies an endpoint's request.
+    Request,
+    /// `#[derive(IntegrationResponse)]`: the struct reads a result entity.
+    Response,
+}
+
+struct DeriveArgs {
+    spec: LitStr,
+    target: LitStr,
+}
+
+fn derive_args(input: &DeriveInput, kind: DeriveKind) -> syn::Result<DeriveArgs> {
+    let target_key = match kind {
+        DeriveKind::Request => "endpoint",
+        DeriveKind::Response => "entity",
+    };
+    let usage = format!("#[integration(spec = \"specs/api.toml\", {target_key} = \"...\")]");
+    let (mut spec, mut target) = (None, None);
+    for attr in input.attrs.iter().filter(|a| a.path().is_ident("integration")) {
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("spec") {
+                spec = Some(meta.value()?.parse::<LitStr>()?);
+            } else if meta.path.is_ident(target_key) {
+                target = Some(meta.value()?.parse::<LitStr>()?);
+            } else {
+                let got = meta.path.get_ident().map(|i| i.to_string()).unwrap_or_default();
+                return Err(meta.error(format!("unknown key `{got}`; expected `spec` and `{target_key}`: {usage}")));
+            }
+            Ok(())
+        })?;
+    }
+    match (spec, target) {
+        (Some(spec), Some(target)) => Ok(DeriveArgs { spec, target }),
+        (None, _) => Err(syn::Error::new(input.ident.span(), format!("missing `spec`: add {usage}"))),
+        (_, None) => Err(syn::Error::new(input.ident.span(), format!("missing `{target_key}`: add {usage}"))),
+    }
+}
+
+/// One field of the user's struct and the spec field name it stands for.
+struct UserField<'a> {
+    field: &'a syn::Field,
+    spec_name: String,
+    span: Span,
+}
+
+fn user_fields(input: &DeriveInput) -> syn::Result<Vec<UserField<'_>>> {
+    let Data::Struct(data) = &input.data else {
+        return Err(syn::Error::new(input.ident.span(), "only structs with named fields can be bound to a spec"));
+    };
+    let Fields::Named(named) = &data.fields else {
+        return Err(syn::Error::new(input.ident.span(), "only structs with named fields can be bound to a spec"));
+    };
+    let mut out = Vec::new();
+    let mut errors: Option<syn::Error> = None;
+    for field in &named.named {
+        let ident = field.ident.as_ref().expect("named field");
+        let mut spec_name = ident.to_string().trim_start_matches("r#").to_owned();
+        let mut skip = false;
+        let mut span = ident.span();
+        for attr in field.attrs.iter().filter(|a| a.path().is_ident("integration")) {
+            let result = attr.parse_nested_meta(|meta| {
+                if meta.path.is_ident("rename") {
+                    let lit: LitStr = meta.value()?.parse()?;
+                    spec_name = lit.value();
+                    span = lit.span();
+                } else if meta.path.is_ident("skip") {
+                    skip = true;
+                } else {
+                    return Err(meta.error("unknown field attribute; expected `rename = \"spec_field\"` or `skip`"));
+                }
+                Ok(())
+            });
+            if let Err(e) = result {
+                combine(&mut errors, e);
+            }
+        }
+        if !skip {
+            out.push(UserField { field, spec_name, span });
+        }
+    }
+    errors.map_or(Ok(out), Err)
+}
+
+fn combine(errors: &mut Option<syn::Error>, error: syn::Error) {
+    match errors {
+        Some(existing) => existing.combine(error),
+        None => *errors = Some(error),
+    }
+}
+
+/// The `kinds` marker a user field must conform to.
+fn kind_marker(ty: &Type, wrap_optional: bool) -> TokenStream {
+    let base = match ty {
+        Type::String => quote!(::integration_runtime::__private::kinds::String),
+        Type::Int => quote!(::integration_runtime::__private::kinds::Int),
+        Type::Float => quote!(::integration_runtime::__private::kinds::Float),
+        Type::Bool => quote!(::integration_runtime::__private::kinds::Bool),
+        Type::Timestamp => quote!(::integration_runtime::__private::kinds::Timestamp),
+        Type::Uuid => quote!(::integration_runtime::__private::kinds::Uuid),
+        Type::Json => quote!(::integration_runtime::__private::kinds::Json),
+        // The generated enum or plain strings both serialize to the allowed text;
+        // the runtime's validation rejects any other value.
+        Type::Enum(_) | Type::Entity(_) => quote!(::integration_runtime::__private::kinds::Entity),
+        Type::List(item) => {
+            let item = kind_marker(item, false);
+            quote!(::integration_runtime::__private::kinds::List<#item>)
+        }
+    };
+    if wrap_optional {
+        quote!(::integration_runtime::__private::kinds::Optional<#base>)
+    } else {
+        base
+    }
+}
+
+/// `#[derive(IntegrationRequest)]` and `#[derive(IntegrationResponse)]`.
+pub(crate) fn derive(input: TokenStream, kind: DeriveKind, caller: &Caller) -> Result<TokenStream, TokenStream> {
+    let input: DeriveInput = syn::parse2(input).map_err(|e| e.to_compile_error())?;
+    let args = derive_args(&input, kind).map_err(|e| e.to_compile_error())?;
+    let fields = user_fields(&input).map_err(|e| e.to_compile_error())?;
+    let (spec, loaded) = load_spec(&args.spec, caller)?;
+    let target = args.target.value();
+    let line_of = |span: &std::ops::Range<usize>| {
+        let line = loaded.source[..span.start.min(loaded.source.len())].matches('\n').count() + 1;
+        format!("{}:{line}", loaded.display)
+    };
+    let (entity, endpoint_name) = match kind {
+        DeriveKind::Request => {
+            let Some(endpoint) = spec.endpoint(&target) else {
+                let mut msg = format!("spec `{}` has no endpoint `{target}`", loaded.display);
+                if let Some(best) = closest(&target, spec.endpoints.iter().map(|e| e.name.as_str())) {
+                    msg.push_str(&format!("\n  help: did you mean `{best}`?"));
+                }
+                return Err(syn::Error::new(args.target.span(), msg).to_compile_error());
+            };
+            let Some(entity) = endpoint.request.as_ref().and_then(|r| spec.entity(r)) else {
+                let msg = format!(
+                    "endpoint `{target}` ({}) has no `request` entity, so no call can be created for it\n  help: bind a struct to an endpoint with `request = \"...\"`",
+                    line_of(&endpoint.span)
+                );
+                return Err(syn::Error::new(args.target.span(), msg).to_compile_error());
+            };
+            (entity, Some(endpoint.name.clone()))
+        }
+        DeriveKind::Response => {
+            let Some(entity) = spec.entity(&target) else {
+                let mut msg = format!("spec `{}` has no entity `{target}`", loaded.display);
+                if let Some(best) = closest(&target, spec.entities.iter().map(|e| e.name.as_str())) {
+                    msg.push_str(&format!("\n  help: did you mean `{best}`?"));
+                }
+                return Err(syn::Error::new(args.target.span(), msg).to_compile_error());
+            };
+            (entity, None)
+        }
+    };
+
+    let mut errors: Option<syn::Error> = None;
+    let mut bound: Vec<(&UserField<'_>, &Field)> = Vec::new();
+    for user in &fields {
+        match entity.field(&user.spec_name) {
+            Some(spec_field) => bound.push((user, spec_field)),
+            None => {
+                let mut msg = format!("entity `{}` ({}) has no field `{}`", entity.name, line_of(&entity.span), user.spec_name);
+                match closest(&user.spec_name, entity.fields.iter().map(|f| f.name.as_str())) {
+                    Some(best) => msg.push_str(&format!("\n  help: did you mean `{best}`? rename with `#[integration(rename = \"{best}\")]`")),
+                    None => msg.push_str("\n  help: rename it with `#[integration(rename = \"...\")]`, or leave it out with `#[integration(skip)]`"),
+                }
+                combine(&mut errors, syn::Error::new(user.span, msg));
+            }
+        }
+    }
+    if kind == DeriveKind::Request {
+        for spec_field in entity.fields.iter().filter(|f| f.is_required()) {
+            if !fields.iter().any(|u| u.spec_name == spec_field.name) {
+                let msg = format!(
+                    "`{}` lacks field `{}` ({}), which entity `{}` requires\n  help: add `{}: ...` or map a field to it with `#[integration(rename = \"{}\")]`",
+                    input.ident, spec_field.name, spec_field.ty.spec_name(), entity.name, spec_field.name, spec_field.name
+                );
+                let _ = line_of(&spec_field.span);
+                combine(&mut errors, syn::Error::new(input.ident.span(), msg));
+            }
+        }
+    }
+    if let Some(errors) = errors {
+        return Err(errors.to_compile_error());
+    }
+
+    let ident = &input.ident;
+    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    let absolute = &loaded.absolute;
+    let checks = bound.iter().map(|(user, spec_field)| {
+        let field = user.field.ident.as_ref().expect("named field");
+        let marker = kind_marker(&spec_field.ty, !spec_field.is_required());
+        let ty_span = user.field.ty.span();
+        quote_spanned!(ty_span=> ::integration_runtime::__private::assert_conforms::<#marker, _>(&value.#field);)
+    });
+    let check_fn = format_ident!("__check_{}", crate::check::to_snake(&ident.to_string()));
+    let checks = quote! {
+        #[allow(dead_code, non_snake_case)]
+        fn #check_fn #impl_generics (value: &#ident #ty_generics) #where_clause {
+            #(#checks)*
+        }
+    };
+    let body = match kind {
+        DeriveKind::Request => {
+            let integration = &spec.integration.name;
+            let endpoint = endpoint_name.unwrap_or_default();
+            let inserts = bound.iter().map(|(user, spec_field)| {
+                let field = user.field.ident.as_ref().expect("named field");
+                let key = &spec_field.name;
+                quote! {
+                    let value = ::integration_runtime::__private::to_value(&self.#field);
+                    if !value.is_null() {
+                        params.insert(::std::string::String::from(#key), value);
+                    }
+                }
+            });
+            quote! {
+                impl #impl_generics ::integration_runtime::IntoCall for #ident #ty_generics #where_clause {
+                    const INTEGRATION: &'static str = #integration;
+                    fn endpoint(&self) -> &'static str {
+                        #endpoint
+                    }
+                    fn into_params(self) -> ::integration_runtime::__private::serde_json::Value {
+                        let mut params = ::integration_runtime::__private::serde_json::Map::new();
+                        #(#inserts)*
+                        ::integration_runtime::__private::serde_json::Value::Object(params)
+                    }
+                }
+            }
+        }
+        DeriveKind::Response => {
+            let reads = bound.iter().map(|(user, spec_field)| {
+                let field = user.field.ident.as_ref().expect("named field");
+                let key = &spec_field.name;
+                quote! {
+                    #field: ::integration_runtime::__private::serde_json::from_value(
+                        value.get(#key).cloned().unwrap_or(::integration_runtime::__private::serde_json::Value::Null),
+                    )?,
+                }
+            });
+            let skipped = match &input.data {
+                Data::Struct(data) => data
+                    .fields
+                    .iter()
+                    .filter_map(|f| f.ident.as_ref())
+                    .filter(|i| !bound.iter().any(|(u, _)| u.field.ident.as_ref() == Some(*i)))
+                    .map(|i| quote!(#i: ::std::default::Default::default(),))
+                    .collect::<Vec<_>>(),
+                _ => Vec::new(),
+            };
+            quote! {
+                impl #impl_generics ::integration_runtime::FromResult for #ident #ty_generics #where_clause {
+                    fn from_result(value: &::integration_runtime::__private::serde_json::Value) -> ::std::result::Result<Self, ::integration_runtime::__private::serde_json::Error> {
+                        ::std::result::Result::Ok(#ident {
+                            #(#reads)*
+                            #(#skipped)*
+                        })
+                    }
+                }
+            }
+        }
+    };
+    Ok(quote! {
+        const _: () = {
+            const _: &[u8] = include_bytes!(#absolute);
+            #body
+            #checks
+        };
+    })
+}

@@ -1,0 +1,722 @@
+// @generated from specs/translate.toml by integration-spec; do not edit.
+// Update with `UPDATE_SNAPSHOTS=1 cargo test -p integration-tests --test snapshots`.
+
+/** The `Translate` integration, generated from its spec.
+
+ Machine translation: one request, one answer.*/
+pub mod translate {
+    #[allow(unused_imports)]
+    use ::integration_runtime::__private as __rt;
+    /// The `Translation` entity of the spec.
+    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[serde(crate = "::integration_runtime::__private::serde")]
+    pub struct Translation {
+        /// The text to translate.
+        pub text: ::std::string::String,
+        /// ISO 639-1 code; detected when absent.
+        #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
+        pub source_lang: ::std::option::Option<::std::string::String>,
+        /// `target_lang` (string).
+        pub target_lang: ::std::string::String,
+        /// `formality` (enum).
+        #[serde(default = "__default_translation_formality")]
+        pub formality: TranslationFormality,
+        /// `glossary_id` (uuid).
+        #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
+        pub glossary_id: ::std::option::Option<
+            ::integration_runtime::__private::uuid::Uuid,
+        >,
+    }
+    impl Translation {
+        /// Checks every constraint the spec declares (lengths, ranges),
+        /// including those of nested entities, and reports all violations.
+        pub fn validate(
+            &self,
+        ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
+            #[allow(unused_mut)]
+            let mut violations = __rt::Violations::new();
+            {
+                let value = &self.text;
+                violations
+                    .len_between(
+                        "text",
+                        value.chars().count(),
+                        ::std::option::Option::Some(1u64),
+                        ::std::option::Option::Some(10000u64),
+                    );
+            }
+            {
+                let value = &self.target_lang;
+                violations
+                    .len_between(
+                        "target_lang",
+                        value.chars().count(),
+                        ::std::option::Option::Some(2u64),
+                        ::std::option::Option::Some(5u64),
+                    );
+            }
+            violations.finish()
+        }
+    }
+    /// Allowed values of `Translation.formality`.
+    #[derive(
+        Debug,
+        Clone,
+        Copy,
+        PartialEq,
+        Eq,
+        Hash,
+        __rt::serde::Serialize,
+        __rt::serde::Deserialize
+    )]
+    #[serde(crate = "::integration_runtime::__private::serde")]
+    pub enum TranslationFormality {
+        /// `default`
+        #[serde(rename = "default")]
+        Default,
+        /// `more`
+        #[serde(rename = "more")]
+        More,
+        /// `less`
+        #[serde(rename = "less")]
+        Less,
+    }
+    impl TranslationFormality {
+        /// The value as the spec spells it.
+        pub fn as_str(&self) -> &'static str {
+            match self {
+                TranslationFormality::Default => "default",
+                TranslationFormality::More => "more",
+                TranslationFormality::Less => "less",
+            }
+        }
+    }
+    #[doc(hidden)]
+    fn __default_translation_formality() -> TranslationFormality {
+        TranslationFormality::Default
+    }
+    /// The `Translated` entity of the spec.
+    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[serde(crate = "::integration_runtime::__private::serde")]
+    pub struct Translated {
+        /// `text` (string).
+        pub text: ::std::string::String,
+        /// `detected_lang` (string).
+        #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
+        pub detected_lang: ::std::option::Option<::std::string::String>,
+        /// `characters` (int).
+        pub characters: i64,
+    }
+    impl Translated {
+        /// Checks every constraint the spec declares (lengths, ranges),
+        /// including those of nested entities, and reports all violations.
+        pub fn validate(
+            &self,
+        ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
+            #[allow(unused_mut)]
+            let mut violations = __rt::Violations::new();
+            violations.finish()
+        }
+    }
+    /// Where a `Translate` call is in its lifecycle.
+    pub type TranslateStatus = ::integration_runtime::CallStatus;
+    /// The typed request parameters of a `Translate` call, one variant per endpoint that starts calls.
+    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[serde(
+        crate = "::integration_runtime::__private::serde",
+        tag = "endpoint",
+        content = "params",
+        rename_all = "snake_case"
+    )]
+    pub enum TranslateRequest {
+        /// Parameters of `translate` (POST /v2/translate).
+        Translate(Translation),
+    }
+    impl TranslateRequest {
+        /// Reads stored parameters of a call of `endpoint`.
+        pub fn from_params(
+            endpoint: &str,
+            params: &__rt::serde_json::Value,
+        ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
+            let parsed: ::std::result::Result<Self, __rt::serde_json::Error> = match endpoint {
+                "translate" => {
+                    __rt::serde_json::from_value(params.clone())
+                        .map(TranslateRequest::Translate)
+                }
+                _ => {
+                    return ::std::result::Result::Err(
+                        __rt::unknown_endpoint("Translate", endpoint),
+                    );
+                }
+            };
+            parsed
+                .map_err(|e| __rt::decode_error(
+                    endpoint,
+                    ::std::format!("stored request parameters do not fit the spec: {e}"),
+                ))
+        }
+    }
+    impl ::integration_runtime::IntoCall for TranslateRequest {
+        const INTEGRATION: &'static str = "Translate";
+        fn endpoint(&self) -> &'static str {
+            match self {
+                TranslateRequest::Translate(_) => "translate",
+            }
+        }
+        fn into_params(self) -> __rt::serde_json::Value {
+            match self {
+                TranslateRequest::Translate(params) => __rt::to_value(&params),
+            }
+        }
+    }
+    impl ::std::convert::From<Translation> for TranslateRequest {
+        fn from(params: Translation) -> Self {
+            TranslateRequest::Translate(params)
+        }
+    }
+    impl ::integration_runtime::IntoCall for Translation {
+        const INTEGRATION: &'static str = "Translate";
+        fn endpoint(&self) -> &'static str {
+            "translate"
+        }
+        fn into_params(self) -> __rt::serde_json::Value {
+            __rt::to_value(&self)
+        }
+    }
+    /// The typed response data of a finished `Translate` call.
+    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize)]
+    #[serde(crate = "::integration_runtime::__private::serde", untagged)]
+    pub enum TranslateResponse {
+        /// Result of a `translate` call.
+        Translate(Translated),
+    }
+    impl TranslateResponse {
+        /// Reads stored response data of a call of `endpoint`.
+        pub fn from_result(
+            endpoint: &str,
+            value: &__rt::serde_json::Value,
+        ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
+            let parsed: ::std::result::Result<Self, __rt::serde_json::Error> = match endpoint {
+                "translate" => {
+                    __rt::serde_json::from_value(value.clone())
+                        .map(TranslateResponse::Translate)
+                }
+                _ => {
+                    return ::std::result::Result::Err(
+                        __rt::unknown_endpoint("Translate", endpoint),
+                    );
+                }
+            };
+            parsed
+                .map_err(|e| __rt::decode_error(
+                    endpoint,
+                    ::std::format!("stored response data does not fit the spec: {e}"),
+                ))
+        }
+    }
+    /// One call to `Translate`: the record business code creates and the runtime drives to a terminal state.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct TranslateCall {
+        /// The call's id, chosen when it is created.
+        pub id: ::integration_runtime::CallId,
+        /// Where it is in its lifecycle (the fold of its events).
+        pub status: TranslateStatus,
+        /// The provider's id (or a generated one), known from `initialized` on.
+        pub external_id: ::std::option::Option<::std::string::String>,
+        /// What business code asked for.
+        pub request_params: TranslateRequest,
+        /// What the provider answered, once completed.
+        pub response_data: ::std::option::Option<TranslateResponse>,
+        /// When the call was created.
+        pub created_at: __rt::chrono::DateTime<__rt::chrono::Utc>,
+        /// When it reached a terminal state.
+        pub completed_at: ::std::option::Option<
+            __rt::chrono::DateTime<__rt::chrono::Utc>,
+        >,
+        /// Why it failed.
+        pub error: ::std::option::Option<::std::string::String>,
+        /// How many times the runtime has sent it.
+        pub attempts: u32,
+    }
+    impl TranslateCall {
+        /// A new, pending call.
+        pub fn new(request: impl ::std::convert::Into<TranslateRequest>) -> Self {
+            TranslateCall {
+                id: ::integration_runtime::CallId::new(),
+                status: ::integration_runtime::CallStatus::Pending,
+                external_id: ::std::option::Option::None,
+                request_params: request.into(),
+                response_data: ::std::option::Option::None,
+                created_at: __rt::chrono::Utc::now(),
+                completed_at: ::std::option::Option::None,
+                error: ::std::option::Option::None,
+                attempts: 0,
+            }
+        }
+        /// The endpoint this call was created for.
+        pub fn endpoint(&self) -> &'static str {
+            ::integration_runtime::IntoCall::endpoint(&self.request_params)
+        }
+        /// Applies one event through the lifecycle state machine.
+        ///
+        /// Late, duplicated and out-of-order events, and events for
+        /// another call, are ignored: the status never moves backwards
+        /// or out of a terminal state.
+        pub fn apply(
+            &mut self,
+            event: &TranslateEvent,
+        ) -> ::integration_runtime::Transition {
+            let ignored = ::integration_runtime::Transition::Ignored(self.status);
+            match (event, &self.external_id) {
+                (
+                    TranslateEvent::Initialized { call_id, .. },
+                    _,
+                ) if *call_id != self.id => return ignored,
+                (
+                    _,
+                    ::std::option::Option::Some(known),
+                ) if known != event.external_id() => return ignored,
+                _ => {}
+            }
+            if self.external_id.is_none() {
+                self.external_id = ::std::option::Option::Some(
+                    event.external_id().to_owned(),
+                );
+            }
+            let transition = self.status.transition(event.kind());
+            if let ::integration_runtime::Transition::Moved(_, to) = transition {
+                self.status = to;
+                match event {
+                    TranslateEvent::Completed { result, .. } => {
+                        self.response_data = result.clone();
+                        self.completed_at = ::std::option::Option::Some(
+                            __rt::chrono::Utc::now(),
+                        );
+                    }
+                    TranslateEvent::Failed { error, .. } => {
+                        self.error = ::std::option::Option::Some(error.clone());
+                        self.completed_at = ::std::option::Option::Some(
+                            __rt::chrono::Utc::now(),
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            transition
+        }
+    }
+    /// A lifecycle event of a `Translate` call: `initialized -> processing -> completed | failed`.
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum TranslateEvent {
+        /// The provider accepted the call.
+        Initialized {
+            /// The call's id.
+            call_id: ::integration_runtime::CallId,
+            /// The provider's id, or a generated one.
+            external_id: ::std::string::String,
+        },
+        /// The provider works on the call.
+        Processing {
+            /// Finds the call.
+            external_id: ::std::string::String,
+        },
+        /// The call finished successfully.
+        Completed {
+            /// Finds the call.
+            external_id: ::std::string::String,
+            /// The typed result, when the endpoint has one.
+            result: ::std::option::Option<TranslateResponse>,
+        },
+        /// The call failed.
+        Failed {
+            /// Finds the call.
+            external_id: ::std::string::String,
+            /// Why.
+            error: ::std::string::String,
+        },
+    }
+    impl TranslateEvent {
+        /// The event's kind, for the state machine.
+        pub fn kind(&self) -> ::integration_runtime::EventKind {
+            match self {
+                TranslateEvent::Initialized { .. } => {
+                    ::integration_runtime::EventKind::Initialized
+                }
+                TranslateEvent::Processing { .. } => {
+                    ::integration_runtime::EventKind::Processing
+                }
+                TranslateEvent::Completed { .. } => {
+                    ::integration_runtime::EventKind::Completed
+                }
+                TranslateEvent::Failed { .. } => ::integration_runtime::EventKind::Failed,
+            }
+        }
+        /// The external id every event carries.
+        pub fn external_id(&self) -> &str {
+            match self {
+                TranslateEvent::Initialized { external_id, .. }
+                | TranslateEvent::Processing { external_id }
+                | TranslateEvent::Completed { external_id, .. }
+                | TranslateEvent::Failed { external_id, .. } => external_id,
+            }
+        }
+    }
+    /// Settings of the `Translate` integration. Secrets are redacted in `Debug` output.
+    #[derive(Debug, Clone)]
+    pub struct TranslateConfig {
+        /// Where requests go.
+        pub base_url: ::std::string::String,
+        /// API key from the translation dashboard (from `TRANSLATE_API_KEY`).
+        pub api_key: ::integration_runtime::Secret,
+    }
+    impl TranslateConfig {
+        /// Reads every setting from the environment, and reports every
+        /// missing variable (with what it is for) in one error.
+        pub fn from_env() -> ::std::result::Result<
+            Self,
+            ::integration_runtime::ConfigError,
+        > {
+            let mut env = __rt::EnvReader::new("Translate");
+            let base_url = env
+                .value_or("TRANSLATE_BASE_URL", "https://translate.example.com");
+            let api_key = env
+                .secret("TRANSLATE_API_KEY", "API key from the translation dashboard");
+            env.finish()?;
+            ::std::result::Result::Ok(TranslateConfig {
+                base_url,
+                api_key,
+            })
+        }
+    }
+    /// A typed HTTP client of `Translate`: one method per endpoint.
+    #[derive(Debug, Clone)]
+    pub struct TranslateClient {
+        http: __rt::HttpClient,
+    }
+    impl TranslateClient {
+        /// A client for the given settings.
+        pub fn new(
+            config: &TranslateConfig,
+        ) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+            let http = __rt::HttpClient::new(
+                &config.base_url,
+                __rt::Auth::ApiKeyHeader {
+                    name: "X-Api-Key",
+                    key: config.api_key.clone(),
+                },
+            )?;
+            ::std::result::Result::Ok(TranslateClient { http })
+        }
+        /// `POST /v2/translate`.
+        pub async fn translate(
+            &self,
+            request: &Translation,
+            options: &::integration_runtime::CallOptions,
+        ) -> ::std::result::Result<
+            ::integration_runtime::Reply<Translated>,
+            ::integration_runtime::ClientError,
+        > {
+            request.validate().map_err(|e| __rt::invalid_request("translate", e))?;
+            let mut path = __rt::PathBuilder::new();
+            path.literal("/v2/translate");
+            #[allow(unused_mut)]
+            let mut query: ::std::vec::Vec<(&'static str, __rt::serde_json::Value)> = ::std::vec::Vec::new();
+            query.push(("source", __rt::to_value(&request.source_lang)));
+            #[allow(unused_mut)]
+            let mut headers: ::std::vec::Vec<(&'static str, ::std::string::String)> = ::std::vec::Vec::new();
+            let value = __rt::serde_json::Value::from("spec-integrations");
+            if !value.is_null() {
+                headers.push(("X-Client", __rt::display_value(&value)));
+            }
+            let mut body = __rt::JsonBody::new();
+            let value = __rt::to_value(&request.text);
+            if !value.is_null() {
+                body.set(&["text"], value);
+            }
+            let value = __rt::to_value(&request.target_lang);
+            if !value.is_null() {
+                body.set(&["target", "lang"], value);
+            }
+            let value = {
+                let value = __rt::to_value(&request.formality);
+                if value.is_null() {
+                    __rt::serde_json::Value::Null
+                } else {
+                    match __rt::display_value(&value).as_str() {
+                        "default" => __rt::serde_json::Value::from("auto"),
+                        "more" => __rt::serde_json::Value::from("formal"),
+                        "less" => __rt::serde_json::Value::from("informal"),
+                        _ => __rt::serde_json::Value::Null,
+                    }
+                }
+            };
+            if !value.is_null() {
+                body.set(&["target", "formality"], value);
+            }
+            let value = __rt::to_value(&request.glossary_id);
+            if !value.is_null() {
+                body.set(&["glossary"], value);
+            }
+            let response = self
+                .http
+                .send(__rt::HttpRequest {
+                    endpoint: "translate",
+                    method: "POST",
+                    path: path.finish(),
+                    query,
+                    headers,
+                    body: ::std::option::Option::Some((
+                        __rt::BodyEncoding::Json,
+                        body.into_value(),
+                    )),
+                    error_path: ::std::option::Option::Some(
+                        &[__rt::Seg::Key("error"), __rt::Seg::Key("message")],
+                    ),
+                    policy: &__DESCRIPTOR.endpoints[0usize].policy,
+                })
+                .await?;
+            let body = &response.body;
+            ::std::result::Result::Ok({
+                let status = ::std::option::Option::None;
+                let result = ::std::option::Option::Some(
+                    __rt::extract(
+                        "translate",
+                        body,
+                        &[
+                            __rt::FieldPath {
+                                field: "text",
+                                path: &[
+                                    __rt::Seg::Key("translation"),
+                                    __rt::Seg::Key("text"),
+                                ],
+                                text: "$.translation.text",
+                            },
+                            __rt::FieldPath {
+                                field: "detected_lang",
+                                path: &[
+                                    __rt::Seg::Key("translation"),
+                                    __rt::Seg::Key("source"),
+                                    __rt::Seg::Key("detected"),
+                                ],
+                                text: "$.translation.source.detected",
+                            },
+                            __rt::FieldPath {
+                                field: "characters",
+                                path: &[
+                                    __rt::Seg::Key("usage"),
+                                    __rt::Seg::Key("characters"),
+                                ],
+                                text: "$.usage.characters",
+                            },
+                        ],
+                    )?,
+                );
+                ::integration_runtime::Reply {
+                    http_status: response.status,
+                    external_id: ::std::option::Option::None,
+                    status,
+                    result,
+                    error: __rt::extract_message(
+                        body,
+                        &[__rt::Seg::Key("error"), __rt::Seg::Key("message")],
+                    ),
+                }
+            })
+        }
+    }
+    /// The `Translate` integration, ready to register with the runtime.
+    #[derive(Debug, Clone)]
+    pub struct Translate {
+        config: TranslateConfig,
+        client: TranslateClient,
+    }
+    impl Translate {
+        /// The integration with the given settings.
+        pub fn new(
+            config: TranslateConfig,
+        ) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+            let client = TranslateClient::new(&config)?;
+            ::std::result::Result::Ok(Translate { config, client })
+        }
+        /// The integration configured from the environment; every missing
+        /// variable is reported at once, with what it is for.
+        pub fn from_env() -> ::std::result::Result<
+            Self,
+            ::integration_runtime::ConfigError,
+        > {
+            Self::new(TranslateConfig::from_env()?)
+        }
+        /// The typed client, for direct calls.
+        pub fn client(&self) -> &TranslateClient {
+            &self.client
+        }
+        /// The settings.
+        pub fn config(&self) -> &TranslateConfig {
+            &self.config
+        }
+        /// Static facts about the integration: endpoints, policies, polling, webhook.
+        pub fn descriptor() -> &'static ::integration_runtime::IntegrationDescriptor {
+            &__DESCRIPTOR
+        }
+    }
+    impl ::integration_runtime::Integration for Translate {
+        fn descriptor(&self) -> &'static ::integration_runtime::IntegrationDescriptor {
+            &__DESCRIPTOR
+        }
+        fn validate(
+            &self,
+            endpoint: &str,
+            params: &__rt::serde_json::Value,
+        ) -> ::std::result::Result<(), ::integration_runtime::ClientError> {
+            match endpoint {
+                "translate" => {
+                    let request: Translation = __rt::serde_json::from_value(
+                            params.clone(),
+                        )
+                        .map_err(|e| __rt::decode_error(
+                            "translate",
+                            ::std::format!(
+                                "parameters do not fit `{}`: {e}", stringify!(Translation)
+                            ),
+                        ))?;
+                    request.validate().map_err(|e| __rt::invalid_request("translate", e))
+                }
+                _ => {
+                    ::std::result::Result::Err(
+                        __rt::unknown_endpoint("Translate", endpoint),
+                    )
+                }
+            }
+        }
+        fn start<'a>(
+            &'a self,
+            endpoint: &'a str,
+            params: &'a __rt::serde_json::Value,
+            options: &'a ::integration_runtime::CallOptions,
+        ) -> ::integration_runtime::BoxFuture<
+            'a,
+            ::std::result::Result<
+                ::integration_runtime::Reply<__rt::serde_json::Value>,
+                ::integration_runtime::ClientError,
+            >,
+        > {
+            ::std::boxed::Box::pin(async move {
+                let _ = (params, options);
+                match endpoint {
+                    "translate" => {
+                        let request: Translation = __rt::serde_json::from_value(
+                                params.clone(),
+                            )
+                            .map_err(|e| __rt::decode_error(
+                                "translate",
+                                ::std::format!(
+                                    "parameters do not fit `{}`: {e}", stringify!(Translation)
+                                ),
+                            ))?;
+                        ::std::result::Result::Ok(
+                            self.client.translate(&request, options).await?.into_json(),
+                        )
+                    }
+                    _ => {
+                        ::std::result::Result::Err(
+                            __rt::unknown_endpoint("Translate", endpoint),
+                        )
+                    }
+                }
+            })
+        }
+        fn poll<'a>(
+            &'a self,
+            external_id: &'a str,
+        ) -> ::std::option::Option<
+            ::integration_runtime::BoxFuture<
+                'a,
+                ::std::result::Result<
+                    ::integration_runtime::Reply<__rt::serde_json::Value>,
+                    ::integration_runtime::ClientError,
+                >,
+            >,
+        > {
+            {
+                let _ = external_id;
+                ::std::option::Option::None
+            }
+        }
+        fn read_webhook(
+            &self,
+            payload: &__rt::serde_json::Value,
+        ) -> ::std::option::Option<
+            ::std::result::Result<
+                ::integration_runtime::Reply<__rt::serde_json::Value>,
+                ::integration_runtime::ClientError,
+            >,
+        > {
+            {
+                let _ = payload;
+                ::std::option::Option::None
+            }
+        }
+    }
+    #[doc(hidden)]
+    pub static __DESCRIPTOR: ::integration_runtime::IntegrationDescriptor = ::integration_runtime::IntegrationDescriptor {
+        name: "Translate",
+        module: "translate",
+        endpoints: &[
+            ::integration_runtime::EndpointDescriptor {
+                name: "translate",
+                method: "POST",
+                path: "/v2/translate",
+                mode: ::integration_runtime::Mode::Sync,
+                starts_calls: true,
+                idempotent: true,
+                idempotency_key: ::std::option::Option::None,
+                policy: ::integration_runtime::PolicyDescriptor {
+                    timeout_ms: 5000u64,
+                    connect_timeout_ms: 5000u64,
+                    retry: ::integration_runtime::RetryPolicy {
+                        max_attempts: 3u32,
+                        initial_backoff_ms: 100u64,
+                        max_backoff_ms: 2000u64,
+                        multiplier: 2f64,
+                        on: ::integration_runtime::RetryOn {
+                            server_errors: true,
+                            too_many_requests: true,
+                            timeouts: true,
+                            connect_errors: true,
+                        },
+                    },
+                    circuit_breaker: ::std::option::Option::None,
+                    rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
+                        per_second: 50f64,
+                        burst: 100u32,
+                    }),
+                    concurrency: ::std::option::Option::Some(16u32),
+                },
+            },
+        ],
+        policy: ::integration_runtime::PolicyDescriptor {
+            timeout_ms: 5000u64,
+            connect_timeout_ms: 5000u64,
+            retry: ::integration_runtime::RetryPolicy {
+                max_attempts: 3u32,
+                initial_backoff_ms: 100u64,
+                max_backoff_ms: 2000u64,
+                multiplier: 2f64,
+                on: ::integration_runtime::RetryOn {
+                    server_errors: true,
+                    too_many_requests: true,
+                    timeouts: true,
+                    connect_errors: true,
+                },
+            },
+            circuit_breaker: ::std::option::Option::None,
+            rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
+                per_second: 50f64,
+                burst: 100u32,
+            }),
+            concurrency: ::std::option::Option::Some(16u32),
+        },
+        polling: ::std::option::Option::None,
+        webhook: ::std::option::Option::None,
+    };
+}

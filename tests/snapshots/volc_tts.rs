@@ -1,0 +1,878 @@
+// @generated from specs/volc_tts.toml by integration-spec; do not edit.
+// Update with `UPDATE_SNAPSHOTS=1 cargo test -p integration-tests --test snapshots`.
+
+/** The `VolcTts` integration, generated from its spec.
+
+ Volcano text-to-speech: async synthesis tasks.*/
+pub mod volc_tts {
+    #[allow(unused_imports)]
+    use ::integration_runtime::__private as __rt;
+    /// The `Synthesis` entity of the spec.
+    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[serde(crate = "::integration_runtime::__private::serde")]
+    pub struct Synthesis {
+        /// What to say.
+        pub text: ::std::string::String,
+        /// `voice` (string).
+        #[serde(default = "__default_synthesis_voice")]
+        pub voice: ::std::string::String,
+        /// `speed` (float).
+        #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
+        pub speed: ::std::option::Option<f64>,
+        /// `format` (enum).
+        #[serde(default = "__default_synthesis_format")]
+        pub format: SynthesisFormat,
+    }
+    impl Synthesis {
+        /// Checks every constraint the spec declares (lengths, ranges),
+        /// including those of nested entities, and reports all violations.
+        pub fn validate(
+            &self,
+        ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
+            #[allow(unused_mut)]
+            let mut violations = __rt::Violations::new();
+            {
+                let value = &self.text;
+                violations
+                    .len_between(
+                        "text",
+                        value.chars().count(),
+                        ::std::option::Option::Some(1u64),
+                        ::std::option::Option::Some(5000u64),
+                    );
+            }
+            if let ::std::option::Option::Some(value) = &self.speed {
+                violations
+                    .float_between(
+                        "speed",
+                        *value,
+                        ::std::option::Option::Some(0.5f64),
+                        ::std::option::Option::Some(2f64),
+                    );
+            }
+            violations.finish()
+        }
+    }
+    /// Allowed values of `Synthesis.format`.
+    #[derive(
+        Debug,
+        Clone,
+        Copy,
+        PartialEq,
+        Eq,
+        Hash,
+        __rt::serde::Serialize,
+        __rt::serde::Deserialize
+    )]
+    #[serde(crate = "::integration_runtime::__private::serde")]
+    pub enum SynthesisFormat {
+        /// `mp3`
+        #[serde(rename = "mp3")]
+        Mp3,
+        /// `wav`
+        #[serde(rename = "wav")]
+        Wav,
+        /// `ogg`
+        #[serde(rename = "ogg")]
+        Ogg,
+    }
+    impl SynthesisFormat {
+        /// The value as the spec spells it.
+        pub fn as_str(&self) -> &'static str {
+            match self {
+                SynthesisFormat::Mp3 => "mp3",
+                SynthesisFormat::Wav => "wav",
+                SynthesisFormat::Ogg => "ogg",
+            }
+        }
+    }
+    #[doc(hidden)]
+    fn __default_synthesis_voice() -> ::std::string::String {
+        ::std::string::String::from("en_female_1")
+    }
+    #[doc(hidden)]
+    fn __default_synthesis_format() -> SynthesisFormat {
+        SynthesisFormat::Mp3
+    }
+    /// The `Audio` entity of the spec.
+    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[serde(crate = "::integration_runtime::__private::serde")]
+    pub struct Audio {
+        /// `url` (string).
+        pub url: ::std::string::String,
+        /// `duration_ms` (int).
+        pub duration_ms: i64,
+    }
+    impl Audio {
+        /// Checks every constraint the spec declares (lengths, ranges),
+        /// including those of nested entities, and reports all violations.
+        pub fn validate(
+            &self,
+        ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
+            #[allow(unused_mut)]
+            let mut violations = __rt::Violations::new();
+            violations.finish()
+        }
+    }
+    /// Where a `VolcTts` call is in its lifecycle.
+    pub type VolcTtsStatus = ::integration_runtime::CallStatus;
+    /// The typed request parameters of a `VolcTts` call, one variant per endpoint that starts calls.
+    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[serde(
+        crate = "::integration_runtime::__private::serde",
+        tag = "endpoint",
+        content = "params",
+        rename_all = "snake_case"
+    )]
+    pub enum VolcTtsRequest {
+        /// Parameters of `synthesize` (POST /api/v1/tts/tasks).
+        Synthesize(Synthesis),
+    }
+    impl VolcTtsRequest {
+        /// Reads stored parameters of a call of `endpoint`.
+        pub fn from_params(
+            endpoint: &str,
+            params: &__rt::serde_json::Value,
+        ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
+            let parsed: ::std::result::Result<Self, __rt::serde_json::Error> = match endpoint {
+                "synthesize" => {
+                    __rt::serde_json::from_value(params.clone())
+                        .map(VolcTtsRequest::Synthesize)
+                }
+                _ => {
+                    return ::std::result::Result::Err(
+                        __rt::unknown_endpoint("VolcTts", endpoint),
+                    );
+                }
+            };
+            parsed
+                .map_err(|e| __rt::decode_error(
+                    endpoint,
+                    ::std::format!("stored request parameters do not fit the spec: {e}"),
+                ))
+        }
+    }
+    impl ::integration_runtime::IntoCall for VolcTtsRequest {
+        const INTEGRATION: &'static str = "VolcTts";
+        fn endpoint(&self) -> &'static str {
+            match self {
+                VolcTtsRequest::Synthesize(_) => "synthesize",
+            }
+        }
+        fn into_params(self) -> __rt::serde_json::Value {
+            match self {
+                VolcTtsRequest::Synthesize(params) => __rt::to_value(&params),
+            }
+        }
+    }
+    impl ::std::convert::From<Synthesis> for VolcTtsRequest {
+        fn from(params: Synthesis) -> Self {
+            VolcTtsRequest::Synthesize(params)
+        }
+    }
+    impl ::integration_runtime::IntoCall for Synthesis {
+        const INTEGRATION: &'static str = "VolcTts";
+        fn endpoint(&self) -> &'static str {
+            "synthesize"
+        }
+        fn into_params(self) -> __rt::serde_json::Value {
+            __rt::to_value(&self)
+        }
+    }
+    /// The typed response data of a finished `VolcTts` call.
+    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize)]
+    #[serde(crate = "::integration_runtime::__private::serde", untagged)]
+    pub enum VolcTtsResponse {
+        /// Result of a `synthesize` call.
+        Synthesize(Audio),
+    }
+    impl VolcTtsResponse {
+        /// Reads stored response data of a call of `endpoint`.
+        pub fn from_result(
+            endpoint: &str,
+            value: &__rt::serde_json::Value,
+        ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
+            let parsed: ::std::result::Result<Self, __rt::serde_json::Error> = match endpoint {
+                "synthesize" => {
+                    __rt::serde_json::from_value(value.clone())
+                        .map(VolcTtsResponse::Synthesize)
+                }
+                _ => {
+                    return ::std::result::Result::Err(
+                        __rt::unknown_endpoint("VolcTts", endpoint),
+                    );
+                }
+            };
+            parsed
+                .map_err(|e| __rt::decode_error(
+                    endpoint,
+                    ::std::format!("stored response data does not fit the spec: {e}"),
+                ))
+        }
+    }
+    /// One call to `VolcTts`: the record business code creates and the runtime drives to a terminal state.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct VolcTtsCall {
+        /// The call's id, chosen when it is created.
+        pub id: ::integration_runtime::CallId,
+        /// Where it is in its lifecycle (the fold of its events).
+        pub status: VolcTtsStatus,
+        /// The provider's id (or a generated one), known from `initialized` on.
+        pub external_id: ::std::option::Option<::std::string::String>,
+        /// What business code asked for.
+        pub request_params: VolcTtsRequest,
+        /// What the provider answered, once completed.
+        pub response_data: ::std::option::Option<VolcTtsResponse>,
+        /// When the call was created.
+        pub created_at: __rt::chrono::DateTime<__rt::chrono::Utc>,
+        /// When it reached a terminal state.
+        pub completed_at: ::std::option::Option<
+            __rt::chrono::DateTime<__rt::chrono::Utc>,
+        >,
+        /// Why it failed.
+        pub error: ::std::option::Option<::std::string::String>,
+        /// How many times the runtime has sent it.
+        pub attempts: u32,
+    }
+    impl VolcTtsCall {
+        /// A new, pending call.
+        pub fn new(request: impl ::std::convert::Into<VolcTtsRequest>) -> Self {
+            VolcTtsCall {
+                id: ::integration_runtime::CallId::new(),
+                status: ::integration_runtime::CallStatus::Pending,
+                external_id: ::std::option::Option::None,
+                request_params: request.into(),
+                response_data: ::std::option::Option::None,
+                created_at: __rt::chrono::Utc::now(),
+                completed_at: ::std::option::Option::None,
+                error: ::std::option::Option::None,
+                attempts: 0,
+            }
+        }
+        /// The endpoint this call was created for.
+        pub fn endpoint(&self) -> &'static str {
+            ::integration_runtime::IntoCall::endpoint(&self.request_params)
+        }
+        /// Applies one event through the lifecycle state machine.
+        ///
+        /// Late, duplicated and out-of-order events, and events for
+        /// another call, are ignored: the status never moves backwards
+        /// or out of a terminal state.
+        pub fn apply(
+            &mut self,
+            event: &VolcTtsEvent,
+        ) -> ::integration_runtime::Transition {
+            let ignored = ::integration_runtime::Transition::Ignored(self.status);
+            match (event, &self.external_id) {
+                (VolcTtsEvent::Initialized { call_id, .. }, _) if *call_id != self.id => {
+                    return ignored;
+                }
+                (
+                    _,
+                    ::std::option::Option::Some(known),
+                ) if known != event.external_id() => return ignored,
+                _ => {}
+            }
+            if self.external_id.is_none() {
+                self.external_id = ::std::option::Option::Some(
+                    event.external_id().to_owned(),
+                );
+            }
+            let transition = self.status.transition(event.kind());
+            if let ::integration_runtime::Transition::Moved(_, to) = transition {
+                self.status = to;
+                match event {
+                    VolcTtsEvent::Completed { result, .. } => {
+                        self.response_data = result.clone();
+                        self.completed_at = ::std::option::Option::Some(
+                            __rt::chrono::Utc::now(),
+                        );
+                    }
+                    VolcTtsEvent::Failed { error, .. } => {
+                        self.error = ::std::option::Option::Some(error.clone());
+                        self.completed_at = ::std::option::Option::Some(
+                            __rt::chrono::Utc::now(),
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            transition
+        }
+    }
+    /// A lifecycle event of a `VolcTts` call: `initialized -> processing -> completed | failed`.
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum VolcTtsEvent {
+        /// The provider accepted the call.
+        Initialized {
+            /// The call's id.
+            call_id: ::integration_runtime::CallId,
+            /// The provider's id, or a generated one.
+            external_id: ::std::string::String,
+        },
+        /// The provider works on the call.
+        Processing {
+            /// Finds the call.
+            external_id: ::std::string::String,
+        },
+        /// The call finished successfully.
+        Completed {
+            /// Finds the call.
+            external_id: ::std::string::String,
+            /// The typed result, when the endpoint has one.
+            result: ::std::option::Option<VolcTtsResponse>,
+        },
+        /// The call failed.
+        Failed {
+            /// Finds the call.
+            external_id: ::std::string::String,
+            /// Why.
+            error: ::std::string::String,
+        },
+    }
+    impl VolcTtsEvent {
+        /// The event's kind, for the state machine.
+        pub fn kind(&self) -> ::integration_runtime::EventKind {
+            match self {
+                VolcTtsEvent::Initialized { .. } => {
+                    ::integration_runtime::EventKind::Initialized
+                }
+                VolcTtsEvent::Processing { .. } => {
+                    ::integration_runtime::EventKind::Processing
+                }
+                VolcTtsEvent::Completed { .. } => {
+                    ::integration_runtime::EventKind::Completed
+                }
+                VolcTtsEvent::Failed { .. } => ::integration_runtime::EventKind::Failed,
+            }
+        }
+        /// The external id every event carries.
+        pub fn external_id(&self) -> &str {
+            match self {
+                VolcTtsEvent::Initialized { external_id, .. }
+                | VolcTtsEvent::Processing { external_id }
+                | VolcTtsEvent::Completed { external_id, .. }
+                | VolcTtsEvent::Failed { external_id, .. } => external_id,
+            }
+        }
+    }
+    /// Settings of the `VolcTts` integration. Secrets are redacted in `Debug` output.
+    #[derive(Debug, Clone)]
+    pub struct VolcTtsConfig {
+        /// Where requests go.
+        pub base_url: ::std::string::String,
+        /// API token from the provider console (from `VOLC_TTS_TOKEN`).
+        pub token: ::integration_runtime::Secret,
+        /// webhook signing secret (whsec_...) (from `VOLC_TTS_WEBHOOK_SECRET`).
+        pub webhook_secret: ::integration_runtime::Secret,
+    }
+    impl VolcTtsConfig {
+        /// Reads every setting from the environment, and reports every
+        /// missing variable (with what it is for) in one error.
+        pub fn from_env() -> ::std::result::Result<
+            Self,
+            ::integration_runtime::ConfigError,
+        > {
+            let mut env = __rt::EnvReader::new("VolcTts");
+            let base_url = env.value_or("VOLC_TTS_BASE_URL", "https://tts.example.com");
+            let token = env
+                .secret("VOLC_TTS_TOKEN", "API token from the provider console");
+            let webhook_secret = env
+                .secret("VOLC_TTS_WEBHOOK_SECRET", "webhook signing secret (whsec_...)");
+            env.finish()?;
+            ::std::result::Result::Ok(VolcTtsConfig {
+                base_url,
+                token,
+                webhook_secret,
+            })
+        }
+    }
+    /// A typed HTTP client of `VolcTts`: one method per endpoint.
+    #[derive(Debug, Clone)]
+    pub struct VolcTtsClient {
+        http: __rt::HttpClient,
+    }
+    impl VolcTtsClient {
+        /// A client for the given settings.
+        pub fn new(
+            config: &VolcTtsConfig,
+        ) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+            let http = __rt::HttpClient::new(
+                &config.base_url,
+                __rt::Auth::Bearer(config.token.clone()),
+            )?;
+            ::std::result::Result::Ok(VolcTtsClient { http })
+        }
+        /// `POST /api/v1/tts/tasks` (async: the call finishes later).
+        pub async fn synthesize(
+            &self,
+            request: &Synthesis,
+            options: &::integration_runtime::CallOptions,
+        ) -> ::std::result::Result<
+            ::integration_runtime::Reply<()>,
+            ::integration_runtime::ClientError,
+        > {
+            request.validate().map_err(|e| __rt::invalid_request("synthesize", e))?;
+            let mut path = __rt::PathBuilder::new();
+            path.literal("/api/v1/tts/tasks");
+            #[allow(unused_mut)]
+            let mut query: ::std::vec::Vec<(&'static str, __rt::serde_json::Value)> = ::std::vec::Vec::new();
+            #[allow(unused_mut)]
+            let mut headers: ::std::vec::Vec<(&'static str, ::std::string::String)> = ::std::vec::Vec::new();
+            let mut body = __rt::JsonBody::new();
+            let value = __rt::to_value(&request.text);
+            if !value.is_null() {
+                body.set(&["input", "text"], value);
+            }
+            let value = __rt::to_value(&request.voice);
+            if !value.is_null() {
+                body.set(&["input", "voice_type"], value);
+            }
+            let value = __rt::to_value(&request.speed);
+            if !value.is_null() {
+                body.set(&["speed_ratio"], value);
+            }
+            let value = __rt::to_value(&request.format);
+            if !value.is_null() {
+                body.set(&["audio", "format"], value);
+            }
+            if let ::std::option::Option::Some(key) = &options.idempotency_key {
+                headers.push(("X-Idempotency-Key", key.clone()));
+            }
+            let response = self
+                .http
+                .send(__rt::HttpRequest {
+                    endpoint: "synthesize",
+                    method: "POST",
+                    path: path.finish(),
+                    query,
+                    headers,
+                    body: ::std::option::Option::Some((
+                        __rt::BodyEncoding::Json,
+                        body.into_value(),
+                    )),
+                    error_path: ::std::option::Option::Some(
+                        &[__rt::Seg::Key("message")],
+                    ),
+                    policy: &__DESCRIPTOR.endpoints[0usize].policy,
+                })
+                .await?;
+            let body = &response.body;
+            ::std::result::Result::Ok({
+                let status = ::std::option::Option::None;
+                let result = ::std::option::Option::None;
+                ::integration_runtime::Reply {
+                    http_status: response.status,
+                    external_id: __rt::extract_id(
+                        body,
+                        &[__rt::Seg::Key("data"), __rt::Seg::Key("task_id")],
+                    ),
+                    status,
+                    result,
+                    error: __rt::extract_message(body, &[__rt::Seg::Key("message")]),
+                }
+            })
+        }
+        /// `GET /api/v1/tts/tasks/{external_id}`.
+        pub async fn query(
+            &self,
+            external_id: &str,
+        ) -> ::std::result::Result<
+            ::integration_runtime::Reply<Audio>,
+            ::integration_runtime::ClientError,
+        > {
+            let mut path = __rt::PathBuilder::new();
+            path.literal("/api/v1/tts/tasks/");
+            path.param(&__rt::serde_json::Value::from(external_id));
+            #[allow(unused_mut)]
+            let mut query: ::std::vec::Vec<(&'static str, __rt::serde_json::Value)> = ::std::vec::Vec::new();
+            #[allow(unused_mut)]
+            let mut headers: ::std::vec::Vec<(&'static str, ::std::string::String)> = ::std::vec::Vec::new();
+            let response = self
+                .http
+                .send(__rt::HttpRequest {
+                    endpoint: "query",
+                    method: "GET",
+                    path: path.finish(),
+                    query,
+                    headers,
+                    body: ::std::option::Option::None,
+                    error_path: ::std::option::Option::Some(
+                        &[__rt::Seg::Key("data"), __rt::Seg::Key("message")],
+                    ),
+                    policy: &__DESCRIPTOR.endpoints[1usize].policy,
+                })
+                .await?;
+            let body = &response.body;
+            ::std::result::Result::Ok({
+                let status = ::std::option::Option::Some(
+                    __rt::map_status(
+                        "query",
+                        body,
+                        &[__rt::Seg::Key("data"), __rt::Seg::Key("state")],
+                        "$.data.state",
+                        &[
+                            ("queued", ::integration_runtime::RemoteStatus::Processing),
+                            ("running", ::integration_runtime::RemoteStatus::Processing),
+                            ("done", ::integration_runtime::RemoteStatus::Completed),
+                            ("error", ::integration_runtime::RemoteStatus::Failed),
+                        ],
+                    )?,
+                );
+                let result = match status {
+                    ::std::option::Option::Some(
+                        ::integration_runtime::RemoteStatus::Completed,
+                    ) => {
+                        ::std::option::Option::Some(
+                            __rt::extract(
+                                "query",
+                                body,
+                                &[
+                                    __rt::FieldPath {
+                                        field: "url",
+                                        path: &[
+                                            __rt::Seg::Key("data"),
+                                            __rt::Seg::Key("audio_url"),
+                                        ],
+                                        text: "$.data.audio_url",
+                                    },
+                                    __rt::FieldPath {
+                                        field: "duration_ms",
+                                        path: &[__rt::Seg::Key("data"), __rt::Seg::Key("duration")],
+                                        text: "$.data.duration",
+                                    },
+                                ],
+                            )?,
+                        )
+                    }
+                    _ => ::std::option::Option::None,
+                };
+                ::integration_runtime::Reply {
+                    http_status: response.status,
+                    external_id: ::std::option::Option::None,
+                    status,
+                    result,
+                    error: __rt::extract_message(
+                        body,
+                        &[__rt::Seg::Key("data"), __rt::Seg::Key("message")],
+                    ),
+                }
+            })
+        }
+    }
+    /// The `VolcTts` integration, ready to register with the runtime.
+    #[derive(Debug, Clone)]
+    pub struct VolcTts {
+        config: VolcTtsConfig,
+        client: VolcTtsClient,
+    }
+    impl VolcTts {
+        /// The integration with the given settings.
+        pub fn new(
+            config: VolcTtsConfig,
+        ) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+            let client = VolcTtsClient::new(&config)?;
+            ::std::result::Result::Ok(VolcTts { config, client })
+        }
+        /// The integration configured from the environment; every missing
+        /// variable is reported at once, with what it is for.
+        pub fn from_env() -> ::std::result::Result<
+            Self,
+            ::integration_runtime::ConfigError,
+        > {
+            Self::new(VolcTtsConfig::from_env()?)
+        }
+        /// The typed client, for direct calls.
+        pub fn client(&self) -> &VolcTtsClient {
+            &self.client
+        }
+        /// The settings.
+        pub fn config(&self) -> &VolcTtsConfig {
+            &self.config
+        }
+        /// Static facts about the integration: endpoints, policies, polling, webhook.
+        pub fn descriptor() -> &'static ::integration_runtime::IntegrationDescriptor {
+            &__DESCRIPTOR
+        }
+    }
+    impl ::integration_runtime::Integration for VolcTts {
+        fn descriptor(&self) -> &'static ::integration_runtime::IntegrationDescriptor {
+            &__DESCRIPTOR
+        }
+        fn validate(
+            &self,
+            endpoint: &str,
+            params: &__rt::serde_json::Value,
+        ) -> ::std::result::Result<(), ::integration_runtime::ClientError> {
+            match endpoint {
+                "synthesize" => {
+                    let request: Synthesis = __rt::serde_json::from_value(params.clone())
+                        .map_err(|e| __rt::decode_error(
+                            "synthesize",
+                            ::std::format!(
+                                "parameters do not fit `{}`: {e}", stringify!(Synthesis)
+                            ),
+                        ))?;
+                    request
+                        .validate()
+                        .map_err(|e| __rt::invalid_request("synthesize", e))
+                }
+                _ => {
+                    ::std::result::Result::Err(
+                        __rt::unknown_endpoint("VolcTts", endpoint),
+                    )
+                }
+            }
+        }
+        fn start<'a>(
+            &'a self,
+            endpoint: &'a str,
+            params: &'a __rt::serde_json::Value,
+            options: &'a ::integration_runtime::CallOptions,
+        ) -> ::integration_runtime::BoxFuture<
+            'a,
+            ::std::result::Result<
+                ::integration_runtime::Reply<__rt::serde_json::Value>,
+                ::integration_runtime::ClientError,
+            >,
+        > {
+            ::std::boxed::Box::pin(async move {
+                let _ = (params, options);
+                match endpoint {
+                    "synthesize" => {
+                        let request: Synthesis = __rt::serde_json::from_value(
+                                params.clone(),
+                            )
+                            .map_err(|e| __rt::decode_error(
+                                "synthesize",
+                                ::std::format!(
+                                    "parameters do not fit `{}`: {e}", stringify!(Synthesis)
+                                ),
+                            ))?;
+                        ::std::result::Result::Ok(
+                            self.client.synthesize(&request, options).await?.into_json(),
+                        )
+                    }
+                    _ => {
+                        ::std::result::Result::Err(
+                            __rt::unknown_endpoint("VolcTts", endpoint),
+                        )
+                    }
+                }
+            })
+        }
+        fn poll<'a>(
+            &'a self,
+            external_id: &'a str,
+        ) -> ::std::option::Option<
+            ::integration_runtime::BoxFuture<
+                'a,
+                ::std::result::Result<
+                    ::integration_runtime::Reply<__rt::serde_json::Value>,
+                    ::integration_runtime::ClientError,
+                >,
+            >,
+        > {
+            ::std::option::Option::Some(
+                ::std::boxed::Box::pin(async move {
+                    ::std::result::Result::Ok(
+                        self.client.query(external_id).await?.into_json(),
+                    )
+                }),
+            )
+        }
+        fn read_webhook(
+            &self,
+            payload: &__rt::serde_json::Value,
+        ) -> ::std::option::Option<
+            ::std::result::Result<
+                ::integration_runtime::Reply<__rt::serde_json::Value>,
+                ::integration_runtime::ClientError,
+            >,
+        > {
+            let read = || -> ::std::result::Result<
+                ::integration_runtime::Reply<Audio>,
+                ::integration_runtime::ClientError,
+            > {
+                let body = payload;
+                ::std::result::Result::Ok({
+                    let status = ::std::option::Option::Some(
+                        __rt::map_status(
+                            "webhook",
+                            body,
+                            &[__rt::Seg::Key("state")],
+                            "$.state",
+                            &[
+                                (
+                                    "running",
+                                    ::integration_runtime::RemoteStatus::Processing,
+                                ),
+                                ("done", ::integration_runtime::RemoteStatus::Completed),
+                                ("error", ::integration_runtime::RemoteStatus::Failed),
+                            ],
+                        )?,
+                    );
+                    let result = match status {
+                        ::std::option::Option::Some(
+                            ::integration_runtime::RemoteStatus::Completed,
+                        ) => {
+                            ::std::option::Option::Some(
+                                __rt::extract(
+                                    "webhook",
+                                    body,
+                                    &[
+                                        __rt::FieldPath {
+                                            field: "url",
+                                            path: &[__rt::Seg::Key("audio_url")],
+                                            text: "$.audio_url",
+                                        },
+                                        __rt::FieldPath {
+                                            field: "duration_ms",
+                                            path: &[__rt::Seg::Key("duration")],
+                                            text: "$.duration",
+                                        },
+                                    ],
+                                )?,
+                            )
+                        }
+                        _ => ::std::option::Option::None,
+                    };
+                    ::integration_runtime::Reply {
+                        http_status: 200,
+                        external_id: __rt::extract_id(
+                            body,
+                            &[__rt::Seg::Key("task_id")],
+                        ),
+                        status,
+                        result,
+                        error: __rt::extract_message(body, &[__rt::Seg::Key("message")]),
+                    }
+                })
+            };
+            ::std::option::Option::Some(
+                read().map(::integration_runtime::Reply::into_json),
+            )
+        }
+    }
+    #[doc(hidden)]
+    pub static __DESCRIPTOR: ::integration_runtime::IntegrationDescriptor = ::integration_runtime::IntegrationDescriptor {
+        name: "VolcTts",
+        module: "volc_tts",
+        endpoints: &[
+            ::integration_runtime::EndpointDescriptor {
+                name: "synthesize",
+                method: "POST",
+                path: "/api/v1/tts/tasks",
+                mode: ::integration_runtime::Mode::Async,
+                starts_calls: true,
+                idempotent: false,
+                idempotency_key: ::std::option::Option::Some(
+                    ::integration_runtime::IdempotencyKeyPlacement::Header(
+                        "X-Idempotency-Key",
+                    ),
+                ),
+                policy: ::integration_runtime::PolicyDescriptor {
+                    timeout_ms: 10000u64,
+                    connect_timeout_ms: 5000u64,
+                    retry: ::integration_runtime::RetryPolicy {
+                        max_attempts: 5u32,
+                        initial_backoff_ms: 200u64,
+                        max_backoff_ms: 20000u64,
+                        multiplier: 2f64,
+                        on: ::integration_runtime::RetryOn {
+                            server_errors: true,
+                            too_many_requests: true,
+                            timeouts: true,
+                            connect_errors: true,
+                        },
+                    },
+                    circuit_breaker: ::std::option::Option::Some(::integration_runtime::CircuitBreakerPolicy {
+                        failure_threshold: 5u32,
+                        open_for_ms: 30000u64,
+                        half_open_probes: 1u32,
+                    }),
+                    rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
+                        per_second: 20f64,
+                        burst: 40u32,
+                    }),
+                    concurrency: ::std::option::Option::Some(32u32),
+                },
+            },
+            ::integration_runtime::EndpointDescriptor {
+                name: "query",
+                method: "GET",
+                path: "/api/v1/tts/tasks/{external_id}",
+                mode: ::integration_runtime::Mode::Sync,
+                starts_calls: false,
+                idempotent: true,
+                idempotency_key: ::std::option::Option::None,
+                policy: ::integration_runtime::PolicyDescriptor {
+                    timeout_ms: 10000u64,
+                    connect_timeout_ms: 5000u64,
+                    retry: ::integration_runtime::RetryPolicy {
+                        max_attempts: 5u32,
+                        initial_backoff_ms: 200u64,
+                        max_backoff_ms: 20000u64,
+                        multiplier: 2f64,
+                        on: ::integration_runtime::RetryOn {
+                            server_errors: true,
+                            too_many_requests: true,
+                            timeouts: true,
+                            connect_errors: true,
+                        },
+                    },
+                    circuit_breaker: ::std::option::Option::Some(::integration_runtime::CircuitBreakerPolicy {
+                        failure_threshold: 5u32,
+                        open_for_ms: 30000u64,
+                        half_open_probes: 1u32,
+                    }),
+                    rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
+                        per_second: 20f64,
+                        burst: 40u32,
+                    }),
+                    concurrency: ::std::option::Option::Some(32u32),
+                },
+            },
+        ],
+        policy: ::integration_runtime::PolicyDescriptor {
+            timeout_ms: 10000u64,
+            connect_timeout_ms: 5000u64,
+            retry: ::integration_runtime::RetryPolicy {
+                max_attempts: 5u32,
+                initial_backoff_ms: 200u64,
+                max_backoff_ms: 20000u64,
+                multiplier: 2f64,
+                on: ::integration_runtime::RetryOn {
+                    server_errors: true,
+                    too_many_requests: true,
+                    timeouts: true,
+                    connect_errors: true,
+                },
+            },
+            circuit_breaker: ::std::option::Option::Some(::integration_runtime::CircuitBreakerPolicy {
+                failure_threshold: 5u32,
+                open_for_ms: 30000u64,
+                half_open_probes: 1u32,
+            }),
+            rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
+                per_second: 20f64,
+                burst: 40u32,
+            }),
+            concurrency: ::std::option::Option::Some(32u32),
+        },
+        polling: ::std::option::Option::Some(::integration_runtime::PollingDescriptor {
+            endpoint: "query",
+            interval_ms: 2000u64,
+            backoff: 1.5f64,
+            max_interval_ms: 30000u64,
+            give_up_after_s: 600u64,
+        }),
+        webhook: ::std::option::Option::Some(::integration_runtime::WebhookDescriptor {
+            path: "/webhooks/volc-tts",
+            scheme: ::integration_runtime::SignatureScheme::StandardWebhooks,
+            secret_env: "VOLC_TTS_WEBHOOK_SECRET",
+            tolerance_s: 300u64,
+            max_body_bytes: 1048576usize,
+        }),
+    };
+}

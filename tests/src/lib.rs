@@ -1,0 +1,12 @@
+//! Workspace-level tests live in `tests/tests/`. This library compiles the
+//! committed snapshots of generated code, so a snapshot that would not
+//! compile fails the build.
+
+#![allow(missing_docs)]
+
+#[path = "../snapshots/payments.rs"]
+pub mod payments_snapshot;
+#[path = "../snapshots/translate.rs"]
+pub mod translate_snapshot;
+#[path = "../snapshots/volc_tts.rs"]
+pub mod volc_tts_snapshot;
