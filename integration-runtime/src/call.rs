@@ -3,7 +3,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::lifecycle::EventKind;
@@ -130,7 +129,9 @@ impl<T: Serialize> Reply<T> {
             None => None,
             Some(Ok(value)) => Some(value),
             Some(Err(e)) => {
-                error.get_or_insert_with(|| format!("the result could not be represented as JSON: {e}"));
+                error.get_or_insert_with(|| {
+                    format!("the result could not be represented as JSON: {e}")
+                });
                 None
             }
         };
@@ -155,6 +156,17 @@ pub trait IntoCall {
     fn into_params(self) -> serde_json::Value;
 }
 
+/// A generated call record type (`XCall`), readable from a stored call.
+///
+/// The engine stores calls as JSON; this is how hooks and queries hand
+/// business code the typed record of its integration.
+pub trait TypedCall: Sized + Send + 'static {
+    /// The integration the record type belongs to.
+    const INTEGRATION: &'static str;
+    /// Reads the typed record from a stored call of this integration.
+    fn from_record(record: &crate::CallRecord) -> Result<Self, crate::ClientError>;
+}
+
 /// A typed result read back from stored response data
 /// (`#[derive(IntegrationResponse)]` and entities).
 pub trait FromResult: Sized {
@@ -162,11 +174,9 @@ pub trait FromResult: Sized {
     fn from_result(value: &serde_json::Value) -> Result<Self, serde_json::Error>;
 }
 
-impl<T: DeserializeOwned> FromResult for T {
-    fn from_result(value: &serde_json::Value) -> Result<Self, serde_json::Error> {
-        T::deserialize(value)
-    }
-}
+// No blanket impl for `DeserializeOwned`: it would conflict with
+// `#[derive(IntegrationResponse)]` on a struct that also derives `Deserialize`.
+// Generated entities implement it themselves.
 
 #[cfg(test)]
 mod tests {
@@ -180,8 +190,12 @@ mod tests {
     fn call_id_round_trips_as_text() {
         let id: CallId = "67e55044-10b1-426f-9247-bb680e5fe0c8".parse().unwrap();
         assert_eq!(id.to_string(), "67e55044-10b1-426f-9247-bb680e5fe0c8");
-        assert_eq!(serde_json::to_value(id).unwrap(), json!("67e55044-10b1-426f-9247-bb680e5fe0c8"));
-        let back: CallId = serde_json::from_value(json!("67e55044-10b1-426f-9247-bb680e5fe0c8")).unwrap();
+        assert_eq!(
+            serde_json::to_value(id).unwrap(),
+            json!("67e55044-10b1-426f-9247-bb680e5fe0c8")
+        );
+        let back: CallId =
+            serde_json::from_value(json!("67e55044-10b1-426f-9247-bb680e5fe0c8")).unwrap();
         assert_eq!(back, id);
         assert!("not-a-uuid".parse::<CallId>().is_err());
     }
@@ -198,7 +212,10 @@ mod tests {
         assert_eq!(RemoteStatus::Processing.event_kind(), EventKind::Processing);
         assert_eq!(RemoteStatus::Completed.event_kind(), EventKind::Completed);
         assert_eq!(RemoteStatus::Failed.event_kind(), EventKind::Failed);
-        assert_eq!(serde_json::to_value(RemoteStatus::Completed).unwrap(), json!("completed"));
+        assert_eq!(
+            serde_json::to_value(RemoteStatus::Completed).unwrap(),
+            json!("completed")
+        );
         assert_eq!(RemoteStatus::Failed.to_string(), "failed");
     }
 
@@ -214,7 +231,10 @@ mod tests {
             http_status: 200,
             external_id: Some("t-1".into()),
             status: Some(RemoteStatus::Completed),
-            result: Some(Audio { url: "https://a/x.mp3".into(), seconds: 1.5 }),
+            result: Some(Audio {
+                url: "https://a/x.mp3".into(),
+                seconds: 1.5,
+            }),
             error: None,
         };
         let json = reply.into_json();
@@ -234,7 +254,13 @@ mod tests {
     fn reply_into_json_reports_unrepresentable_results() {
         let mut map = BTreeMap::new();
         map.insert((1, 2), "x");
-        let reply = Reply { http_status: 200, external_id: None, status: None, result: Some(map), error: None };
+        let reply = Reply {
+            http_status: 200,
+            external_id: None,
+            status: None,
+            result: Some(map),
+            error: None,
+        };
         let json = reply.into_json();
         assert_eq!(json.result, None);
         assert_eq!(
@@ -243,10 +269,4 @@ mod tests {
         );
     }
 
-    #[test]
-    fn from_result_deserializes() {
-        let audio = Audio::from_result(&json!({"url": "u", "seconds": 2.0})).unwrap();
-        assert_eq!(audio, Audio { url: "u".into(), seconds: 2.0 });
-        assert!(Audio::from_result(&json!({"url": "u"})).is_err());
-    }
 }

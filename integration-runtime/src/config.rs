@@ -39,7 +39,12 @@ impl EnvReader {
         integration: &'static str,
         source: impl Fn(&str) -> Result<String, VarError> + Send + Sync + 'static,
     ) -> Self {
-        EnvReader { integration, source: Box::new(source), missing: Vec::new(), invalid: Vec::new() }
+        EnvReader {
+            integration,
+            source: Box::new(source),
+            missing: Vec::new(),
+            invalid: Vec::new(),
+        }
     }
 
     /// The non-empty value of `var`; records a problem and returns `None` when there is none.
@@ -48,7 +53,8 @@ impl EnvReader {
             Ok(value) if !value.is_empty() => Some(value),
             Ok(_) | Err(VarError::NotPresent) => None,
             Err(VarError::NotUnicode(_)) => {
-                self.invalid.push((var.to_owned(), "is not valid UTF-8".to_owned()));
+                self.invalid
+                    .push((var.to_owned(), "is not valid UTF-8".to_owned()));
                 None
             }
         }
@@ -97,7 +103,11 @@ impl EnvReader {
         if self.missing.is_empty() && self.invalid.is_empty() {
             Ok(())
         } else {
-            Err(ConfigError::new(self.integration, self.missing, self.invalid))
+            Err(ConfigError::new(
+                self.integration,
+                self.missing,
+                self.invalid,
+            ))
         }
     }
 }
@@ -109,8 +119,13 @@ mod tests {
     use super::*;
 
     fn reader(vars: &[(&str, &str)]) -> EnvReader {
-        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        EnvReader::with_source("VolcTts", move |var| vars.get(var).cloned().ok_or(VarError::NotPresent))
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        EnvReader::with_source("VolcTts", move |var| {
+            vars.get(var).cloned().ok_or(VarError::NotPresent)
+        })
     }
 
     #[test]
@@ -119,8 +134,16 @@ mod tests {
         assert_eq!(env.secret("TOKEN", "API token").expose(), "t0k");
         assert_eq!(env.value("APP", "app id"), "app-1");
         assert_eq!(env.value_or("URL", "https://default"), "https://x");
-        assert_eq!(env.value_or("OTHER_URL", "https://default"), "https://default");
-        assert_eq!(env.optional_secret("TOKEN").map(|s| s.expose().to_owned()).as_deref(), Some("t0k"));
+        assert_eq!(
+            env.value_or("OTHER_URL", "https://default"),
+            "https://default"
+        );
+        assert_eq!(
+            env.optional_secret("TOKEN")
+                .map(|s| s.expose().to_owned())
+                .as_deref(),
+            Some("t0k")
+        );
         assert!(env.optional_secret("NOPE").is_none());
         assert_eq!(env.finish(), Ok(()));
     }
@@ -128,8 +151,18 @@ mod tests {
     #[test]
     fn every_missing_variable_is_reported_once() {
         let mut env = reader(&[("EMPTY", "")]);
-        assert_eq!(env.secret("VOLC_TTS_TOKEN", "API token from the provider console").expose(), "");
-        assert_eq!(env.value("VOLC_TTS_APP_ID", "application id from the provider console"), "");
+        assert_eq!(
+            env.secret("VOLC_TTS_TOKEN", "API token from the provider console")
+                .expose(),
+            ""
+        );
+        assert_eq!(
+            env.value(
+                "VOLC_TTS_APP_ID",
+                "application id from the provider console"
+            ),
+            ""
+        );
         assert_eq!(env.secret("EMPTY", "set but empty").expose(), "");
         assert_eq!(env.value_or("BASE", "https://d"), "https://d");
         let error = env.finish().unwrap_err();

@@ -123,7 +123,12 @@ impl RetryPolicy {
         initial_backoff_ms: 0,
         max_backoff_ms: 0,
         multiplier: 1.0,
-        on: RetryOn { server_errors: false, too_many_requests: false, timeouts: false, connect_errors: false },
+        on: RetryOn {
+            server_errors: false,
+            too_many_requests: false,
+            timeouts: false,
+            connect_errors: false,
+        },
     };
 }
 
@@ -240,7 +245,10 @@ mod tests {
             starts_calls: false,
             idempotent: true,
             idempotency_key: None,
-            policy: PolicyDescriptor { timeout_ms: 1_000, ..PolicyDescriptor::DEFAULT },
+            policy: PolicyDescriptor {
+                timeout_ms: 1_000,
+                ..PolicyDescriptor::DEFAULT
+            },
         },
     ];
 
@@ -258,7 +266,11 @@ mod tests {
         }),
         webhook: Some(WebhookDescriptor {
             path: "/hooks/tts",
-            scheme: SignatureScheme::HmacSha256 { header: "X-Sig", encoding: SignatureEncoding::Hex, prefix: "sha256=" },
+            scheme: SignatureScheme::HmacSha256 {
+                header: "X-Sig",
+                encoding: SignatureEncoding::Hex,
+                prefix: "sha256=",
+            },
             secret_env: "TTS_HOOK_SECRET",
             tolerance_s: 300,
             max_body_bytes: 1 << 20,
@@ -267,8 +279,14 @@ mod tests {
 
     #[test]
     fn descriptors_are_usable_in_statics() {
-        assert_eq!(DESCRIPTOR.endpoint("query").map(|e| e.policy.timeout_ms), Some(1_000));
-        assert_eq!(DESCRIPTOR.endpoint("synthesize").map(|e| e.mode), Some(Mode::Async));
+        assert_eq!(
+            DESCRIPTOR.endpoint("query").map(|e| e.policy.timeout_ms),
+            Some(1_000)
+        );
+        assert_eq!(
+            DESCRIPTOR.endpoint("synthesize").map(|e| e.mode),
+            Some(Mode::Async)
+        );
         assert!(DESCRIPTOR.endpoint("missing").is_none());
     }
 

@@ -17,13 +17,19 @@ pub struct ClientError {
 #[derive(Debug, Clone, thiserror::Error)]
 enum Kind {
     #[error("the request timed out{}", duration(*.after_ms))]
-    Timeout { connect: bool, after_ms: Option<u64> },
+    Timeout {
+        connect: bool,
+        after_ms: Option<u64>,
+    },
     #[error("could not connect to the provider: {detail}")]
     Connect { detail: String },
     #[error("the request failed: {detail}")]
     Transport { detail: String },
     #[error("the provider answered HTTP {}{}", status_text(*.status), message_text(.message))]
-    Status { status: u16, message: Option<String> },
+    Status {
+        status: u16,
+        message: Option<String>,
+    },
     #[error("could not obtain an access token{}: {detail}", .status.map(|s| format!(" (HTTP {})", status_text(s))).unwrap_or_default())]
     Auth { status: Option<u16>, detail: String },
     #[error("could not read the provider's answer: {detail}")]
@@ -37,18 +43,26 @@ enum Kind {
 }
 
 fn duration(after_ms: Option<u64>) -> String {
-    after_ms.map(|ms| format!(" after {ms} ms")).unwrap_or_default()
+    after_ms
+        .map(|ms| format!(" after {ms} ms"))
+        .unwrap_or_default()
 }
 
 fn status_text(status: u16) -> String {
-    match reqwest::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()) {
+    match reqwest::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+    {
         Some(reason) => format!("{status} {reason}"),
         None => status.to_string(),
     }
 }
 
 fn message_text(message: &Option<String>) -> String {
-    message.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
+    message
+        .as_ref()
+        .map(|m| format!(": {m}"))
+        .unwrap_or_default()
 }
 
 impl fmt::Display for ClientError {
@@ -68,7 +82,10 @@ impl std::error::Error for ClientError {
 
 impl ClientError {
     fn new(endpoint: &str, kind: Kind) -> Self {
-        ClientError { endpoint: endpoint.to_owned(), kind }
+        ClientError {
+            endpoint: endpoint.to_owned(),
+            kind,
+        }
     }
 
     pub(crate) fn timeout(endpoint: &str, connect: bool, after_ms: Option<u64>) -> Self {
@@ -102,7 +119,10 @@ impl ClientError {
 
     /// No connection could be made (refused, DNS failure, TLS failure, or connect timeout).
     pub fn is_connect(&self) -> bool {
-        matches!(self.kind, Kind::Connect { .. } | Kind::Timeout { connect: true, .. })
+        matches!(
+            self.kind,
+            Kind::Connect { .. } | Kind::Timeout { connect: true, .. }
+        )
     }
 
     /// The provider answered with a non-2xx status; see [`status`](ClientError::status).
@@ -185,7 +205,9 @@ impl ValidationError {
     }
 
     pub(crate) fn single(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ValidationError { violations: vec![(field.into(), message.into())] }
+        ValidationError {
+            violations: vec![(field.into(), message.into())],
+        }
     }
 
     /// Every violation: the field's path (`owner.name`, `tags[2]`) and what is wrong.
@@ -227,8 +249,16 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub(crate) fn new(integration: &str, missing: Vec<(String, String)>, invalid: Vec<(String, String)>) -> Self {
-        ConfigError { integration: integration.to_owned(), missing, invalid }
+    pub(crate) fn new(
+        integration: &str,
+        missing: Vec<(String, String)>,
+        invalid: Vec<(String, String)>,
+    ) -> Self {
+        ConfigError {
+            integration: integration.to_owned(),
+            missing,
+            invalid,
+        }
     }
 
     /// The missing environment variables, each with its purpose.
@@ -252,10 +282,18 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let who = if self.integration.is_empty() { "the integration" } else { &self.integration };
+        let who = if self.integration.is_empty() {
+            "the integration"
+        } else {
+            &self.integration
+        };
         let mut first = true;
         if !self.missing.is_empty() {
-            let count = plural(self.missing.len(), "environment variable", "environment variables");
+            let count = plural(
+                self.missing.len(),
+                "environment variable",
+                "environment variables",
+            );
             write!(f, "{who} is missing {count}:")?;
             for (var, purpose) in &self.missing {
                 write!(f, "\n  {var}: {purpose}")?;
@@ -289,12 +327,20 @@ pub fn invalid_request(endpoint: &str, error: ValidationError) -> ClientError {
 
 /// The parameters stored for a call do not deserialize into the endpoint's request entity.
 pub fn invalid_params(endpoint: &str, error: &serde_json::Error) -> ClientError {
-    invalid_request(endpoint, ValidationError::single("params", error.to_string()))
+    invalid_request(
+        endpoint,
+        ValidationError::single("params", error.to_string()),
+    )
 }
 
 /// The integration has no endpoint of that name.
 pub fn unknown_endpoint(integration: &str, endpoint: &str) -> ClientError {
-    ClientError::new(endpoint, Kind::UnknownEndpoint { integration: integration.to_owned() })
+    ClientError::new(
+        endpoint,
+        Kind::UnknownEndpoint {
+            integration: integration.to_owned(),
+        },
+    )
 }
 
 /// The provider's answer does not have the shape the spec describes.
@@ -309,7 +355,10 @@ mod tests {
     #[test]
     fn status_errors_show_status_and_provider_message() {
         let error = ClientError::status_error("synthesize", 401, Some("invalid token".into()));
-        assert_eq!(error.to_string(), "endpoint `synthesize`: the provider answered HTTP 401 Unauthorized: invalid token");
+        assert_eq!(
+            error.to_string(),
+            "endpoint `synthesize`: the provider answered HTTP 401 Unauthorized: invalid token"
+        );
         assert!(error.is_status());
         assert!(!error.is_timeout() && !error.is_connect() && !error.is_decode());
         assert_eq!(error.status(), Some(401));
@@ -317,7 +366,10 @@ mod tests {
         assert_eq!(error.endpoint(), "synthesize");
 
         let bare = ClientError::status_error("query", 599, None);
-        assert_eq!(bare.to_string(), "endpoint `query`: the provider answered HTTP 599");
+        assert_eq!(
+            bare.to_string(),
+            "endpoint `query`: the provider answered HTTP 599"
+        );
         assert_eq!(bare.provider_message(), None);
     }
 
@@ -325,7 +377,10 @@ mod tests {
     fn each_kind_answers_only_its_question() {
         let timeout = ClientError::timeout("a", false, Some(250));
         assert!(timeout.is_timeout() && !timeout.is_connect());
-        assert_eq!(timeout.to_string(), "endpoint `a`: the request timed out after 250 ms");
+        assert_eq!(
+            timeout.to_string(),
+            "endpoint `a`: the request timed out after 250 ms"
+        );
         let connect_timeout = ClientError::timeout("a", true, None);
         assert!(connect_timeout.is_timeout() && connect_timeout.is_connect());
         let connect = ClientError::connect("a", "connection refused".into());
@@ -333,12 +388,18 @@ mod tests {
         assert_eq!(connect.status(), None);
         let decode = decode_error("a", "`$.id` is missing".into());
         assert!(decode.is_decode());
-        assert_eq!(decode.to_string(), "endpoint `a`: could not read the provider's answer: `$.id` is missing");
+        assert_eq!(
+            decode.to_string(),
+            "endpoint `a`: could not read the provider's answer: `$.id` is missing"
+        );
         let config = ClientError::config("a", "bad".into());
         assert!(config.is_config() && !config.is_invalid_request());
         let unknown = unknown_endpoint("VolcTts", "nope");
         assert!(unknown.is_unknown_endpoint());
-        assert_eq!(unknown.to_string(), "endpoint `nope`: no such endpoint in integration `VolcTts`");
+        assert_eq!(
+            unknown.to_string(),
+            "endpoint `nope`: no such endpoint in integration `VolcTts`"
+        );
         let auth = ClientError::auth("a", Some(400), "invalid_client".into());
         assert!(auth.is_auth() && !auth.is_status());
         assert_eq!(auth.status(), Some(400));
@@ -363,7 +424,9 @@ mod tests {
         let error = invalid_request("synthesize", two.clone());
         assert!(error.is_invalid_request());
         assert_eq!(error.validation(), Some(&two));
-        assert!(error.to_string().starts_with("endpoint `synthesize`: invalid request: 2 constraints violated:\n  text:"));
+        assert!(error.to_string().starts_with(
+            "endpoint `synthesize`: invalid request: 2 constraints violated:\n  text:"
+        ));
     }
 
     #[test]
@@ -371,7 +434,10 @@ mod tests {
         let serde_error = serde_json::from_str::<u8>("\"x\"").unwrap_err();
         let error = invalid_params("synthesize", &serde_error);
         assert!(error.is_invalid_request());
-        assert_eq!(error.validation().map(|v| v.violations()[0].0.as_str()), Some("params"));
+        assert_eq!(
+            error.validation().map(|v| v.violations()[0].0.as_str()),
+            Some("params")
+        );
     }
 
     #[test]
@@ -379,7 +445,10 @@ mod tests {
         let error = ConfigError::new(
             "VolcTts",
             vec![
-                ("VOLC_TTS_TOKEN".into(), "API token from the provider console".into()),
+                (
+                    "VOLC_TTS_TOKEN".into(),
+                    "API token from the provider console".into(),
+                ),
                 ("VOLC_TTS_APP_ID".into(), "application id".into()),
             ],
             vec![],

@@ -5,11 +5,18 @@ use serde_json::Value;
 
 /// The application/x-www-form-urlencoded percent-encode set: every byte but
 /// `A-Z a-z 0-9 * - . _` (a space becomes `+` separately).
-const FORM: &AsciiSet = &NON_ALPHANUMERIC.remove(b'*').remove(b'-').remove(b'.').remove(b'_');
+const FORM: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'*')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_');
 
 /// Encodes one key or value the way application/x-www-form-urlencoded requires.
 fn component(text: &str) -> String {
-    text.split(' ').map(|part| utf8_percent_encode(part, FORM).to_string()).collect::<Vec<_>>().join("+")
+    text.split(' ')
+        .map(|part| utf8_percent_encode(part, FORM).to_string())
+        .collect::<Vec<_>>()
+        .join("+")
 }
 
 /// Encodes a JSON object as an `application/x-www-form-urlencoded` body.
@@ -67,7 +74,9 @@ mod tests {
     #[test]
     fn flat_values() {
         assert_eq!(
-            sorted_pairs(&encode_form(&json!({"amount": 2000, "currency": "usd", "capture": false, "ratio": 0.5, "skip": null}))),
+            sorted_pairs(&encode_form(
+                &json!({"amount": 2000, "currency": "usd", "capture": false, "ratio": 0.5, "skip": null})
+            )),
             ["amount=2000", "capture=false", "currency=usd", "ratio=0.5"]
         );
     }
@@ -98,7 +107,10 @@ mod tests {
                 "metadata%5Border_id%5D=6735",
             ]
         );
-        assert_eq!(encode_form(&json!({"a": {"b": [{"c": "d"}]}})), "a%5Bb%5D%5B0%5D%5Bc%5D=d");
+        assert_eq!(
+            encode_form(&json!({"a": {"b": [{"c": "d"}]}})),
+            "a%5Bb%5D%5B0%5D%5Bc%5D=d"
+        );
     }
 
     #[test]

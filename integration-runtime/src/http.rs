@@ -129,7 +129,10 @@ struct TokenState {
 
 impl std::fmt::Debug for HttpClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpClient").field("base_url", &self.inner.base).field("auth", &self.inner.auth).finish()
+        f.debug_struct("HttpClient")
+            .field("base_url", &self.inner.base)
+            .field("auth", &self.inner.auth)
+            .finish()
     }
 }
 
@@ -146,8 +149,8 @@ fn parse_http_url(text: &str) -> Result<Url, String> {
 }
 
 fn build_client(connect_timeout_ms: u64) -> Result<reqwest::Client, reqwest::Error> {
-    let mut builder =
-        reqwest::Client::builder().user_agent(concat!("integration-runtime/", env!("CARGO_PKG_VERSION")));
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("integration-runtime/", env!("CARGO_PKG_VERSION")));
     if connect_timeout_ms > 0 {
         builder = builder.connect_timeout(Duration::from_millis(connect_timeout_ms));
     }
@@ -174,7 +177,8 @@ fn decode_body(bytes: &[u8]) -> Value {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Value::Null;
     }
-    serde_json::from_slice(bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
 }
 
 /// At most `max` characters of `text`, with `...` when cut.
@@ -189,7 +193,10 @@ fn truncate(text: &str, max: usize) -> String {
 /// parsers would resolve away.
 fn is_dot_segment(segment: &str) -> bool {
     let lower = segment.to_ascii_lowercase();
-    matches!(lower.as_str(), "." | ".." | "%2e" | "%2e%2e" | ".%2e" | "%2e.")
+    matches!(
+        lower.as_str(),
+        "." | ".." | "%2e" | "%2e%2e" | ".%2e" | "%2e."
+    )
 }
 
 /// Appends the query pairs of one parameter: lists repeat the key; nulls are left out.
@@ -233,7 +240,10 @@ impl HttpClient {
         }
         if let Auth::ApiKeyHeader { name, .. } = &auth {
             if HeaderName::from_bytes(name.as_bytes()).is_err() {
-                invalid.push(("API key header".to_owned(), format!("`{name}` is not a valid header name")));
+                invalid.push((
+                    "API key header".to_owned(),
+                    format!("`{name}` is not a valid header name"),
+                ));
             }
         }
         let default_connect = PolicyDescriptor::DEFAULT.connect_timeout_ms;
@@ -252,11 +262,15 @@ impl HttpClient {
             Auth::Bearer(token) => vec![token.clone()],
             Auth::Basic { username, password } => vec![username.clone(), password.clone()],
             Auth::ApiKeyHeader { key, .. } | Auth::ApiKeyQuery { key, .. } => vec![key.clone()],
-            Auth::OAuth2(config) => [Some(&config.client_id), config.client_secret.as_ref(), config.refresh_token.as_ref()]
-                .into_iter()
-                .flatten()
-                .cloned()
-                .collect(),
+            Auth::OAuth2(config) => [
+                Some(&config.client_id),
+                config.client_secret.as_ref(),
+                config.refresh_token.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect(),
         };
         let refresh_token = match &auth {
             Auth::OAuth2(config) => config.refresh_token.clone(),
@@ -267,8 +281,15 @@ impl HttpClient {
                 base,
                 auth,
                 clients: Mutex::new(vec![(default_connect, client)]),
-                token: tokio::sync::Mutex::new(TokenState { access: None, refresh_token }),
-                secrets: secrets.iter().map(|s| s.expose().to_owned()).filter(|s| !s.is_empty()).collect(),
+                token: tokio::sync::Mutex::new(TokenState {
+                    access: None,
+                    refresh_token,
+                }),
+                secrets: secrets
+                    .iter()
+                    .map(|s| s.expose().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
             }),
         })
     }
@@ -289,7 +310,13 @@ impl HttpClient {
         let policy = request.policy;
         let url = self.url(&request)?;
         let method = Method::from_bytes(request.method.as_bytes()).map_err(|_| {
-            invalid_request(endpoint, ValidationError::single("method", format!("`{}` is not an HTTP method", request.method)))
+            invalid_request(
+                endpoint,
+                ValidationError::single(
+                    "method",
+                    format!("`{}` is not an HTTP method", request.method),
+                ),
+            )
         })?;
         let (mut headers, body) = request_headers_and_body(&request)?;
         let mut basic = None;
@@ -303,10 +330,14 @@ impl HttpClient {
                 basic = Some((username, password));
             }
             Auth::ApiKeyHeader { name, key } => {
-                let name = HeaderName::from_bytes(name.as_bytes())
-                    .map_err(|_| ClientError::config(endpoint, format!("`{name}` is not a valid header name")))?;
+                let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                    ClientError::config(endpoint, format!("`{name}` is not a valid header name"))
+                })?;
                 let value = sensitive(key.expose()).ok_or_else(|| {
-                    ClientError::config(endpoint, "the API key contains characters not allowed in a header".to_owned())
+                    ClientError::config(
+                        endpoint,
+                        "the API key contains characters not allowed in a header".to_owned(),
+                    )
                 })?;
                 headers.insert(name, value);
             }
@@ -352,13 +383,26 @@ impl HttpClient {
         if request.path.split('/').any(is_dot_segment) {
             return Err(invalid_request(
                 endpoint,
-                ValidationError::single("path", "a path parameter is `.` or `..`, which would change the request's path"),
+                ValidationError::single(
+                    "path",
+                    "a path parameter is `.` or `..`, which would change the request's path",
+                ),
             ));
         }
-        let separator = if request.path.is_empty() || request.path.starts_with('/') { "" } else { "/" };
+        let separator = if request.path.is_empty() || request.path.starts_with('/') {
+            ""
+        } else {
+            "/"
+        };
         let text = format!("{}{separator}{}", self.inner.base, request.path);
         let mut url = Url::parse(&text).map_err(|e| {
-            invalid_request(endpoint, ValidationError::single("path", format!("`{}` does not make a valid URL: {e}", request.path)))
+            invalid_request(
+                endpoint,
+                ValidationError::single(
+                    "path",
+                    format!("`{}` does not make a valid URL: {e}", request.path),
+                ),
+            )
         })?;
         let mut pairs = Vec::new();
         for (name, value) in &request.query {
@@ -375,18 +419,33 @@ impl HttpClient {
 
     fn bearer(&self, endpoint: &str, token: &Secret) -> Result<HeaderValue, ClientError> {
         sensitive(&format!("Bearer {}", token.expose())).ok_or_else(|| {
-            ClientError::config(endpoint, "the bearer token contains characters not allowed in a header".to_owned())
+            ClientError::config(
+                endpoint,
+                "the bearer token contains characters not allowed in a header".to_owned(),
+            )
         })
     }
 
     /// The reqwest client with this connect timeout, built on first use.
-    fn client(&self, endpoint: &str, connect_timeout_ms: u64) -> Result<reqwest::Client, ClientError> {
-        let mut clients = self.inner.clients.lock().unwrap_or_else(PoisonError::into_inner);
+    fn client(
+        &self,
+        endpoint: &str,
+        connect_timeout_ms: u64,
+    ) -> Result<reqwest::Client, ClientError> {
+        let mut clients = self
+            .inner
+            .clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some((_, client)) = clients.iter().find(|(ms, _)| *ms == connect_timeout_ms) {
             return Ok(client.clone());
         }
-        let client = build_client(connect_timeout_ms)
-            .map_err(|e| ClientError::config(endpoint, format!("could not build the HTTP client: {}", error_chain(&e))))?;
+        let client = build_client(connect_timeout_ms).map_err(|e| {
+            ClientError::config(
+                endpoint,
+                format!("could not build the HTTP client: {}", error_chain(&e)),
+            )
+        })?;
         clients.push((connect_timeout_ms, client.clone()));
         Ok(client)
     }
@@ -398,18 +457,33 @@ impl HttpClient {
         policy: &PolicyDescriptor,
         builder: reqwest::RequestBuilder,
     ) -> Result<(u16, Value), ClientError> {
-        let response = builder.send().await.map_err(|e| self.transport_error(endpoint, policy, e))?;
+        let response = builder
+            .send()
+            .await
+            .map_err(|e| self.transport_error(endpoint, policy, e))?;
         let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(|e| self.transport_error(endpoint, policy, e))?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(endpoint, policy, e))?;
         Ok((status, decode_body(&bytes)))
     }
 
-    fn transport_error(&self, endpoint: &str, policy: &PolicyDescriptor, error: reqwest::Error) -> ClientError {
+    fn transport_error(
+        &self,
+        endpoint: &str,
+        policy: &PolicyDescriptor,
+        error: reqwest::Error,
+    ) -> ClientError {
         // Without the URL: an API key may be in its query.
         let error = error.without_url();
         if error.is_timeout() {
             let connect = error.is_connect();
-            let ms = if connect { policy.connect_timeout_ms } else { policy.timeout_ms };
+            let ms = if connect {
+                policy.connect_timeout_ms
+            } else {
+                policy.timeout_ms
+            };
             return ClientError::timeout(endpoint, connect, Some(ms).filter(|ms| *ms > 0));
         }
         let detail = self.redact(&error_chain(&error));
@@ -422,7 +496,12 @@ impl HttpClient {
 
     /// `text` with every credential replaced by `***`.
     fn redact(&self, text: &str) -> String {
-        self.inner.secrets.iter().fold(text.to_owned(), |text, secret| text.replace(secret.as_str(), "***"))
+        self.inner
+            .secrets
+            .iter()
+            .fold(text.to_owned(), |text, secret| {
+                text.replace(secret.as_str(), "***")
+            })
     }
 
     /// A valid access token: the cached one, or a new one from the token endpoint.
@@ -454,7 +533,8 @@ impl HttpClient {
         if config.client_secret.is_none() {
             form.insert("client_id".into(), config.client_id.expose().into());
         }
-        let url = parse_http_url(&config.token_url).map_err(|problem| ClientError::config(endpoint, problem))?;
+        let url = parse_http_url(&config.token_url)
+            .map_err(|problem| ClientError::config(endpoint, problem))?;
         let client = self.client(endpoint, policy.connect_timeout_ms)?;
         let mut builder = client
             .post(url)
@@ -470,15 +550,30 @@ impl HttpClient {
         let requested_at = Instant::now();
         let (status, body) = self.exchange(endpoint, policy, builder).await?;
         if !(200..300).contains(&status) {
-            let detail = [&[Seg::Key("error_description")][..], &[Seg::Key("error")][..]]
-                .iter()
-                .find_map(|path| extract_message(&body, path))
-                .or_else(|| body.as_str().map(|text| truncate(text.trim(), 500)))
-                .unwrap_or_else(|| "the token endpoint refused the request".to_owned());
-            return Err(ClientError::auth(endpoint, Some(status), self.redact(&detail)));
+            let detail = [
+                &[Seg::Key("error_description")][..],
+                &[Seg::Key("error")][..],
+            ]
+            .iter()
+            .find_map(|path| extract_message(&body, path))
+            .or_else(|| body.as_str().map(|text| truncate(text.trim(), 500)))
+            .unwrap_or_else(|| "the token endpoint refused the request".to_owned());
+            return Err(ClientError::auth(
+                endpoint,
+                Some(status),
+                self.redact(&detail),
+            ));
         }
-        let Some(access_token) = body.get("access_token").and_then(Value::as_str).filter(|t| !t.is_empty()) else {
-            return Err(ClientError::auth(endpoint, None, "the token endpoint's answer has no `access_token`".to_owned()));
+        let Some(access_token) = body
+            .get("access_token")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+        else {
+            return Err(ClientError::auth(
+                endpoint,
+                None,
+                "the token endpoint's answer has no `access_token`".to_owned(),
+            ));
         };
         let expires_in = match body.get("expires_in") {
             Some(Value::Number(n)) => n.as_f64(),
@@ -486,12 +581,18 @@ impl HttpClient {
             _ => None,
         };
         // Renew shortly before expiry: a tenth of the lifetime early, at most a minute.
-        let expires_at = expires_in.filter(|s| s.is_finite() && *s >= 0.0).map(|seconds| {
-            let lifetime = Duration::from_secs_f64(seconds.min(1e9));
-            requested_at + lifetime - (lifetime / 10).min(Duration::from_secs(60))
-        });
+        let expires_at = expires_in
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(|seconds| {
+                let lifetime = Duration::from_secs_f64(seconds.min(1e9));
+                requested_at + lifetime - (lifetime / 10).min(Duration::from_secs(60))
+            });
         let token = Secret::new(access_token);
-        if let Some(new_refresh) = body.get("refresh_token").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+        if let Some(new_refresh) = body
+            .get("refresh_token")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+        {
             state.refresh_token = Some(Secret::new(new_refresh));
         }
         state.access = Some((token.clone(), expires_at));
@@ -500,12 +601,17 @@ impl HttpClient {
 }
 
 /// The request's own headers (with `Accept` and `Content-Type` defaults) and its encoded body.
-fn request_headers_and_body(request: &HttpRequest) -> Result<(HeaderMap, Option<Vec<u8>>), ClientError> {
+fn request_headers_and_body(
+    request: &HttpRequest,
+) -> Result<(HeaderMap, Option<Vec<u8>>), ClientError> {
     let endpoint = request.endpoint;
     let mut headers = HeaderMap::new();
     for (name, value) in &request.headers {
         let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-            invalid_request(endpoint, ValidationError::single(format!("header `{name}`"), "is not a valid header name"))
+            invalid_request(
+                endpoint,
+                ValidationError::single(format!("header `{name}`"), "is not a valid header name"),
+            )
         })?;
         let value = HeaderValue::from_str(value).map_err(|_| {
             invalid_request(
@@ -518,15 +624,26 @@ fn request_headers_and_body(request: &HttpRequest) -> Result<(HeaderMap, Option<
         })?;
         headers.append(header, value);
     }
-    headers.entry(ACCEPT).or_insert(HeaderValue::from_static("application/json"));
+    headers
+        .entry(ACCEPT)
+        .or_insert(HeaderValue::from_static("application/json"));
     let body = match &request.body {
         None => None,
         Some((BodyEncoding::Json, value)) => {
-            headers.entry(CONTENT_TYPE).or_insert(HeaderValue::from_static("application/json"));
-            Some(serde_json::to_vec(value).map_err(|e| ClientError::config(endpoint, e.to_string()))?)
+            headers
+                .entry(CONTENT_TYPE)
+                .or_insert(HeaderValue::from_static("application/json"));
+            Some(
+                serde_json::to_vec(value)
+                    .map_err(|e| ClientError::config(endpoint, e.to_string()))?,
+            )
         }
         Some((BodyEncoding::Form, value)) => {
-            headers.entry(CONTENT_TYPE).or_insert(HeaderValue::from_static("application/x-www-form-urlencoded"));
+            headers
+                .entry(CONTENT_TYPE)
+                .or_insert(HeaderValue::from_static(
+                    "application/x-www-form-urlencoded",
+                ));
             Some(encode_form(value).into_bytes())
         }
     };
@@ -563,17 +680,35 @@ mod tests {
         for base in ["https://api.example.com/v1", "https://api.example.com/v1/"] {
             let client = client(base, Auth::None);
             assert_eq!(client.base_url(), "https://api.example.com/v1");
-            assert_eq!(client.url(&request("/items/1")).unwrap().as_str(), "https://api.example.com/v1/items/1");
-            assert_eq!(client.url(&request("items/1")).unwrap().as_str(), "https://api.example.com/v1/items/1");
+            assert_eq!(
+                client.url(&request("/items/1")).unwrap().as_str(),
+                "https://api.example.com/v1/items/1"
+            );
+            assert_eq!(
+                client.url(&request("items/1")).unwrap().as_str(),
+                "https://api.example.com/v1/items/1"
+            );
         }
         let root = client("https://api.example.com", Auth::None);
-        assert_eq!(root.url(&request("/x")).unwrap().as_str(), "https://api.example.com/x");
-        assert_eq!(root.url(&request("")).unwrap().as_str(), "https://api.example.com/");
+        assert_eq!(
+            root.url(&request("/x")).unwrap().as_str(),
+            "https://api.example.com/x"
+        );
+        assert_eq!(
+            root.url(&request("")).unwrap().as_str(),
+            "https://api.example.com/"
+        );
     }
 
     #[test]
     fn query_repeats_lists_and_omits_nulls() {
-        let client = client("https://h", Auth::ApiKeyQuery { name: "api_key", key: Secret::new("k&1") });
+        let client = client(
+            "https://h",
+            Auth::ApiKeyQuery {
+                name: "api_key",
+                key: Secret::new("k&1"),
+            },
+        );
         let mut req = request("/s");
         req.query = vec![
             ("q", json!("a b&c")),
@@ -582,7 +717,10 @@ mod tests {
             ("n", json!(5)),
             ("on", json!(true)),
         ];
-        assert_eq!(client.url(&req).unwrap().as_str(), "https://h/s?q=a+b%26c&tag=x&tag=2&n=5&on=true&api_key=k%261");
+        assert_eq!(
+            client.url(&req).unwrap().as_str(),
+            "https://h/s?q=a+b%26c&tag=x&tag=2&n=5&on=true&api_key=k%261"
+        );
     }
 
     #[test]
@@ -615,22 +753,48 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(error.invalid().len(), 2);
-        assert_eq!(error.invalid()[0].1, "`not a url` is not a valid URL: relative URL without a base");
-        assert_eq!(error.invalid()[1].1, "`https://auth/x?y#z` must not have a query or fragment");
-        let error = HttpClient::new("https://h", Auth::ApiKeyHeader { name: "bad name", key: Secret::new("k") }).unwrap_err();
-        assert_eq!(error.invalid()[0].1, "`bad name` is not a valid header name");
+        assert_eq!(
+            error.invalid()[0].1,
+            "`not a url` is not a valid URL: relative URL without a base"
+        );
+        assert_eq!(
+            error.invalid()[1].1,
+            "`https://auth/x?y#z` must not have a query or fragment"
+        );
+        let error = HttpClient::new(
+            "https://h",
+            Auth::ApiKeyHeader {
+                name: "bad name",
+                key: Secret::new("k"),
+            },
+        )
+        .unwrap_err();
+        assert_eq!(
+            error.invalid()[0].1,
+            "`bad name` is not a valid header name"
+        );
     }
 
     #[test]
     fn headers_and_bodies_are_prepared() {
         let mut req = request("/x");
-        req.headers = vec![("X-Trace", "abc".into()), ("x-multi", "1".into()), ("X-Multi", "2".into())];
+        req.headers = vec![
+            ("X-Trace", "abc".into()),
+            ("x-multi", "1".into()),
+            ("X-Multi", "2".into()),
+        ];
         req.body = Some((BodyEncoding::Form, json!({"a": {"b": "c d"}})));
         let (headers, body) = request_headers_and_body(&req).unwrap();
         assert_eq!(headers.get("x-trace").unwrap(), "abc");
-        assert_eq!(headers.get_all("x-multi").iter().collect::<Vec<_>>(), ["1", "2"]);
+        assert_eq!(
+            headers.get_all("x-multi").iter().collect::<Vec<_>>(),
+            ["1", "2"]
+        );
         assert_eq!(headers.get(ACCEPT).unwrap(), "application/json");
-        assert_eq!(headers.get(CONTENT_TYPE).unwrap(), "application/x-www-form-urlencoded");
+        assert_eq!(
+            headers.get(CONTENT_TYPE).unwrap(),
+            "application/x-www-form-urlencoded"
+        );
         assert_eq!(body.as_deref(), Some(&b"a%5Bb%5D=c+d"[..]));
 
         req.body = Some((BodyEncoding::Json, json!({"a": [1]})));
@@ -665,11 +829,23 @@ mod tests {
 
     #[test]
     fn messages_are_redacted_and_truncated() {
-        let client = client("https://h", Auth::Basic { username: Secret::new("user-1"), password: Secret::new("pw-secret") });
-        assert_eq!(client.redact("bad password pw-secret for user-1"), "bad password *** for ***");
+        let client = client(
+            "https://h",
+            Auth::Basic {
+                username: Secret::new("user-1"),
+                password: Secret::new("pw-secret"),
+            },
+        );
+        assert_eq!(
+            client.redact("bad password pw-secret for user-1"),
+            "bad password *** for ***"
+        );
         assert_eq!(truncate("héllo", 2), "hé...");
         assert_eq!(truncate("hé", 2), "hé");
         let debug = format!("{client:?}");
-        assert!(!debug.contains("pw-secret") && !debug.contains("user-1"), "{debug}");
+        assert!(
+            !debug.contains("pw-secret") && !debug.contains("user-1"),
+            "{debug}"
+        );
     }
 }

@@ -17,15 +17,16 @@ pub enum Seg {
 
 /// The value at `path`, if there is one.
 pub fn lookup<'v>(value: &'v Value, path: &[Seg]) -> Option<&'v Value> {
-    path.iter().try_fold(value, |current, seg| match (seg, current) {
-        (Seg::Key(key), Value::Object(map)) => map.get(*key),
-        (Seg::Index(index), Value::Array(items)) => {
-            let len = i64::try_from(items.len()).ok()?;
-            let at = if *index < 0 { len + index } else { *index };
-            usize::try_from(at).ok().and_then(|at| items.get(at))
-        }
-        _ => None,
-    })
+    path.iter()
+        .try_fold(value, |current, seg| match (seg, current) {
+            (Seg::Key(key), Value::Object(map)) => map.get(*key),
+            (Seg::Index(index), Value::Array(items)) => {
+                let len = i64::try_from(items.len()).ok()?;
+                let at = if *index < 0 { len + index } else { *index };
+                usize::try_from(at).ok().and_then(|at| items.get(at))
+            }
+            _ => None,
+        })
 }
 
 /// Where one field of a result entity is read.
@@ -42,7 +43,11 @@ pub struct FieldPath {
 /// Builds `{field: value}` from the paths (absent / null values left out), then deserializes `T`.
 ///
 /// A missing required field is a decode error naming `text` (the JSON path as written).
-pub fn extract<T: DeserializeOwned>(endpoint: &str, body: &Value, fields: &[FieldPath]) -> Result<T, ClientError> {
+pub fn extract<T: DeserializeOwned>(
+    endpoint: &str,
+    body: &Value,
+    fields: &[FieldPath],
+) -> Result<T, ClientError> {
     let mut object = Map::new();
     for field in fields {
         match lookup(body, field.path) {
@@ -61,9 +66,15 @@ pub fn extract<T: DeserializeOwned>(endpoint: &str, body: &Value, fields: &[Fiel
         match missing {
             Some(field) => decode_error(
                 endpoint,
-                format!("`{}` is missing from the response (needed for field `{}`)", field.text, field.field),
+                format!(
+                    "`{}` is missing from the response (needed for field `{}`)",
+                    field.text, field.field
+                ),
             ),
-            None => decode_error(endpoint, format!("the result does not match the spec: {message}")),
+            None => decode_error(
+                endpoint,
+                format!("the result does not match the spec: {message}"),
+            ),
         }
     })
 }
@@ -89,7 +100,10 @@ pub fn map_status(
 ) -> Result<RemoteStatus, ClientError> {
     let value = match lookup(body, path) {
         None | Some(Value::Null) => {
-            return Err(decode_error(endpoint, format!("the status at `{text}` is missing from the response")))
+            return Err(decode_error(
+                endpoint,
+                format!("the status at `{text}` is missing from the response"),
+            ))
         }
         Some(value) => value,
     };
@@ -104,13 +118,22 @@ pub fn map_status(
             ))
         }
     };
-    map.iter().find(|(external, _)| *external == key).map(|(_, status)| *status).ok_or_else(|| {
-        let known: Vec<String> = map.iter().map(|(external, _)| format!("`{external}`")).collect();
-        decode_error(
-            endpoint,
-            format!("the status `{key}` at `{text}` is not in the spec's status map (known: {})", known.join(", ")),
-        )
-    })
+    map.iter()
+        .find(|(external, _)| *external == key)
+        .map(|(_, status)| *status)
+        .ok_or_else(|| {
+            let known: Vec<String> = map
+                .iter()
+                .map(|(external, _)| format!("`{external}`"))
+                .collect();
+            decode_error(
+                endpoint,
+                format!(
+                    "the status `{key}` at `{text}` is not in the spec's status map (known: {})",
+                    known.join(", ")
+                ),
+            )
+        })
 }
 
 /// The provider's message at `path`: a string as it is, other values as JSON text;
@@ -146,11 +169,23 @@ mod tests {
     fn lookup_follows_keys_and_indices() {
         let body = body();
         assert_eq!(lookup(&body, &[]), Some(&body));
-        assert_eq!(lookup(&body, &[Seg::Key("data"), Seg::Key("task_id")]), Some(&json!("t-42")));
+        assert_eq!(
+            lookup(&body, &[Seg::Key("data"), Seg::Key("task_id")]),
+            Some(&json!("t-42"))
+        );
         let items = [Seg::Key("data"), Seg::Key("items")];
-        assert_eq!(lookup(&body, &[items[0], items[1], Seg::Index(0), Seg::Key("n")]), Some(&json!(1)));
-        assert_eq!(lookup(&body, &[items[0], items[1], Seg::Index(-1), Seg::Key("n")]), Some(&json!(3)));
-        assert_eq!(lookup(&body, &[items[0], items[1], Seg::Index(-3), Seg::Key("n")]), Some(&json!(1)));
+        assert_eq!(
+            lookup(&body, &[items[0], items[1], Seg::Index(0), Seg::Key("n")]),
+            Some(&json!(1))
+        );
+        assert_eq!(
+            lookup(&body, &[items[0], items[1], Seg::Index(-1), Seg::Key("n")]),
+            Some(&json!(3))
+        );
+        assert_eq!(
+            lookup(&body, &[items[0], items[1], Seg::Index(-3), Seg::Key("n")]),
+            Some(&json!(1))
+        );
         assert_eq!(lookup(&body, &[items[0], items[1], Seg::Index(-4)]), None);
         assert_eq!(lookup(&body, &[items[0], items[1], Seg::Index(3)]), None);
         assert_eq!(lookup(&body, &[Seg::Key("data"), Seg::Index(0)]), None);
@@ -166,20 +201,45 @@ mod tests {
     }
 
     static FIELDS: [FieldPath; 3] = [
-        FieldPath { field: "id", path: &[Seg::Key("data"), Seg::Key("task_id")], text: "$.data.task_id" },
-        FieldPath { field: "first", path: &[Seg::Key("data"), Seg::Key("items"), Seg::Index(0), Seg::Key("n")], text: "$.data.items[0].n" },
-        FieldPath { field: "note", path: &[Seg::Key("nothing")], text: "$.nothing" },
+        FieldPath {
+            field: "id",
+            path: &[Seg::Key("data"), Seg::Key("task_id")],
+            text: "$.data.task_id",
+        },
+        FieldPath {
+            field: "first",
+            path: &[
+                Seg::Key("data"),
+                Seg::Key("items"),
+                Seg::Index(0),
+                Seg::Key("n"),
+            ],
+            text: "$.data.items[0].n",
+        },
+        FieldPath {
+            field: "note",
+            path: &[Seg::Key("nothing")],
+            text: "$.nothing",
+        },
     ];
 
     #[test]
     fn extract_builds_the_entity() {
         let audio: Audio = extract("query", &body(), &FIELDS).unwrap();
-        assert_eq!(audio, Audio { id: "t-42".into(), first: 1, note: None });
+        assert_eq!(
+            audio,
+            Audio {
+                id: "t-42".into(),
+                first: 1,
+                note: None
+            }
+        );
     }
 
     #[test]
     fn extract_names_the_path_of_a_missing_field() {
-        let error = extract::<Audio>("query", &json!({"data": {"items": [{"n": 1}]}}), &FIELDS).unwrap_err();
+        let error = extract::<Audio>("query", &json!({"data": {"items": [{"n": 1}]}}), &FIELDS)
+            .unwrap_err();
         assert!(error.is_decode());
         assert_eq!(
             error.to_string(),
@@ -189,16 +249,32 @@ mod tests {
 
     #[test]
     fn extract_reports_type_mismatches() {
-        let error = extract::<Audio>("query", &json!({"data": {"task_id": 5, "items": [{"n": 1}]}}), &FIELDS).unwrap_err();
+        let error = extract::<Audio>(
+            "query",
+            &json!({"data": {"task_id": 5, "items": [{"n": 1}]}}),
+            &FIELDS,
+        )
+        .unwrap_err();
         assert!(error.is_decode());
-        assert!(error.to_string().contains("the result does not match the spec: invalid type: integer `5`, expected a string"), "{error}");
+        assert!(
+            error.to_string().contains(
+                "the result does not match the spec: invalid type: integer `5`, expected a string"
+            ),
+            "{error}"
+        );
     }
 
     #[test]
     fn extract_id_reads_strings_and_numbers() {
         let body = body();
-        assert_eq!(extract_id(&body, &[Seg::Key("data"), Seg::Key("task_id")]).as_deref(), Some("t-42"));
-        assert_eq!(extract_id(&body, &[Seg::Key("data"), Seg::Key("num_id")]).as_deref(), Some("1234567890123"));
+        assert_eq!(
+            extract_id(&body, &[Seg::Key("data"), Seg::Key("task_id")]).as_deref(),
+            Some("t-42")
+        );
+        assert_eq!(
+            extract_id(&body, &[Seg::Key("data"), Seg::Key("num_id")]).as_deref(),
+            Some("1234567890123")
+        );
         assert_eq!(extract_id(&body, &[Seg::Key("ok")]), None);
         assert_eq!(extract_id(&body, &[Seg::Key("nothing")]), None);
         assert_eq!(extract_id(&body, &[Seg::Key("absent")]), None);
@@ -214,33 +290,65 @@ mod tests {
     #[test]
     fn map_status_compares_by_text() {
         let body = body();
-        assert_eq!(map_status("q", &body, &[Seg::Key("state")], "$.state", &MAP).unwrap(), RemoteStatus::Completed);
-        assert_eq!(map_status("q", &body, &[Seg::Key("ok")], "$.ok", &MAP).unwrap(), RemoteStatus::Completed);
-        assert_eq!(map_status("q", &body, &[Seg::Key("message")], "$.message", &MAP).unwrap(), RemoteStatus::Failed);
+        assert_eq!(
+            map_status("q", &body, &[Seg::Key("state")], "$.state", &MAP).unwrap(),
+            RemoteStatus::Completed
+        );
+        assert_eq!(
+            map_status("q", &body, &[Seg::Key("ok")], "$.ok", &MAP).unwrap(),
+            RemoteStatus::Completed
+        );
+        assert_eq!(
+            map_status("q", &body, &[Seg::Key("message")], "$.message", &MAP).unwrap(),
+            RemoteStatus::Failed
+        );
     }
 
     #[test]
     fn map_status_names_the_path_and_value() {
-        let error = map_status("q", &json!({"state": 9}), &[Seg::Key("state")], "$.state", &MAP).unwrap_err();
+        let error = map_status(
+            "q",
+            &json!({"state": 9}),
+            &[Seg::Key("state")],
+            "$.state",
+            &MAP,
+        )
+        .unwrap_err();
         assert!(error.is_decode());
         assert_eq!(
             error.to_string(),
             "endpoint `q`: could not read the provider's answer: the status `9` at `$.state` is not in the spec's status map (known: `1`, `2`, `true`, `quota exceeded`)"
         );
-        let missing = map_status("q", &json!({}), &[Seg::Key("state")], "$.state", &MAP).unwrap_err();
+        let missing =
+            map_status("q", &json!({}), &[Seg::Key("state")], "$.state", &MAP).unwrap_err();
         assert_eq!(
             missing.to_string(),
             "endpoint `q`: could not read the provider's answer: the status at `$.state` is missing from the response"
         );
-        let object = map_status("q", &json!({"state": {"a": 1}}), &[Seg::Key("state")], "$.state", &MAP).unwrap_err();
-        assert!(object.to_string().ends_with("the status at `$.state` is not a string, number or bool: {\"a\":1}"));
+        let object = map_status(
+            "q",
+            &json!({"state": {"a": 1}}),
+            &[Seg::Key("state")],
+            "$.state",
+            &MAP,
+        )
+        .unwrap_err();
+        assert!(object
+            .to_string()
+            .ends_with("the status at `$.state` is not a string, number or bool: {\"a\":1}"));
     }
 
     #[test]
     fn extract_message_reads_text_or_json() {
         let body = body();
-        assert_eq!(extract_message(&body, &[Seg::Key("message")]).as_deref(), Some("quota exceeded"));
-        assert_eq!(extract_message(&body, &[Seg::Key("detail")]).as_deref(), Some("{\"code\":7}"));
+        assert_eq!(
+            extract_message(&body, &[Seg::Key("message")]).as_deref(),
+            Some("quota exceeded")
+        );
+        assert_eq!(
+            extract_message(&body, &[Seg::Key("detail")]).as_deref(),
+            Some("{\"code\":7}")
+        );
         assert_eq!(extract_message(&body, &[Seg::Key("nothing")]), None);
         assert_eq!(extract_message(&json!({"m": " "}), &[Seg::Key("m")]), None);
         assert_eq!(extract_message(&body, &[Seg::Key("absent")]), None);

@@ -28,7 +28,7 @@ mod validate;
 #[path = "private.rs"]
 pub mod __private;
 
-pub use call::{CallId, CallOptions, FromResult, IntoCall, RemoteStatus, Reply};
+pub use call::{CallId, CallOptions, FromResult, IntoCall, RemoteStatus, Reply, TypedCall};
 pub use descriptor::{
     CircuitBreakerPolicy, EndpointDescriptor, IdempotencyKeyPlacement, IntegrationDescriptor, Mode,
     PolicyDescriptor, PollingDescriptor, RateLimitPolicy, RetryOn, RetryPolicy, SignatureEncoding,

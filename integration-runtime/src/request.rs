@@ -5,7 +5,11 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 /// Every byte but RFC 3986's unreserved characters (`A-Z a-z 0-9 - . _ ~`).
-const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// The JSON of `value`; `Null` in the (for generated types impossible) case that it fails.
 pub fn to_value<T: Serialize>(value: &T) -> Value {
@@ -47,7 +51,8 @@ impl PathBuilder {
     /// Appends a parameter as ONE path segment: its [`display_value`], with every
     /// byte but the unreserved characters percent-encoded (`/`, `?`, `#`, `%` included).
     pub fn param(&mut self, value: &Value) {
-        self.0.extend(utf8_percent_encode(&display_value(value), PATH_SEGMENT));
+        self.0
+            .extend(utf8_percent_encode(&display_value(value), PATH_SEGMENT));
     }
 
     /// The path.
@@ -81,7 +86,9 @@ impl JsonBody {
         };
         let mut current = &mut self.0;
         for key in parents {
-            current = object(current).entry(*key).or_insert_with(|| Value::Object(Map::new()));
+            current = object(current)
+                .entry(*key)
+                .or_insert_with(|| Value::Object(Map::new()));
         }
         object(current).insert((*last).to_owned(), value);
     }
@@ -134,7 +141,10 @@ mod tests {
         path.param(&json!(7));
         path.literal("/");
         path.param(&json!("héllo-._~+="));
-        assert_eq!(path.finish(), "/v1/items/a%2Fb%3Fc%23d%25e%20f/parts/7/h%C3%A9llo-._~%2B%3D");
+        assert_eq!(
+            path.finish(),
+            "/v1/items/a%2Fb%3Fc%23d%25e%20f/parts/7/h%C3%A9llo-._~%2B%3D"
+        );
     }
 
     #[test]
@@ -144,7 +154,10 @@ mod tests {
         body.set(&["input", "voice", "type"], json!("en_1"));
         body.set(&["speed"], json!(1.5));
         body.set(&["input", "text"], json!("hello"));
-        assert_eq!(body.into_value(), json!({"input": {"text": "hello", "voice": {"type": "en_1"}}, "speed": 1.5}));
+        assert_eq!(
+            body.into_value(),
+            json!({"input": {"text": "hello", "voice": {"type": "en_1"}}, "speed": 1.5})
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::diagnostic::closest;
 use crate::ir::{Field, Spec, Type};
 use crate::Diagnostics;
 
-/// Where the macro was invoked, for resolving `./` and `../` spec paths.
+/// Where the macro was invoked, for resolving `./` spec paths.
 #[derive(Debug, Clone, Default)]
 pub struct Caller {
     /// The source file that invokes the macro, when the compiler knows it.
@@ -30,8 +30,9 @@ struct Loaded {
 
 /// Resolves and reads the spec named by `lit`.
 ///
-/// `./x` and `../x` are relative to the invoking file (like `include_str!`);
-/// other relative paths are relative to the crate root (`CARGO_MANIFEST_DIR`).
+/// Paths are relative to the crate root (`CARGO_MANIFEST_DIR`), except those
+/// starting with `./`, which are relative to the invoking file (like
+/// `include_str!`; handy for tests compiled outside their crate).
 /// Absolute paths are refused: they break builds on every other machine.
 fn load(lit: &LitStr, caller: &Caller) -> Result<Loaded, TokenStream> {
     let written = lit.value();
@@ -41,7 +42,7 @@ fn load(lit: &LitStr, caller: &Caller) -> Result<Loaded, TokenStream> {
             "spec path `{written}` is absolute; write it relative to the crate root (CARGO_MANIFEST_DIR), e.g. `specs/api.toml`"
         ));
     }
-    let base = if written.starts_with("./") || written.starts_with("../") {
+    let base = if written.starts_with("./") {
         match caller.file.as_ref().and_then(|f| f.parent()) {
             Some(dir) => dir.to_path_buf(),
             None => return fail(format!("cannot resolve `{written}` relative to the invoking file; write it relative to the crate root")),

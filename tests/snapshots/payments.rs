@@ -41,6 +41,13 @@ pub mod payments {
             violations.finish()
         }
     }
+    impl ::integration_runtime::FromResult for Address {
+        fn from_result(
+            value: &__rt::serde_json::Value,
+        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
+            <Self as __rt::serde::Deserialize>::deserialize(value)
+        }
+    }
     /// The `Customer` entity of the spec.
     #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
     #[serde(crate = "::integration_runtime::__private::serde")]
@@ -66,6 +73,13 @@ pub mod payments {
                 violations.nested("address", value.validate());
             }
             violations.finish()
+        }
+    }
+    impl ::integration_runtime::FromResult for Customer {
+        fn from_result(
+            value: &__rt::serde_json::Value,
+        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
+            <Self as __rt::serde::Deserialize>::deserialize(value)
         }
     }
     /// The `PaymentIntent` entity of the spec.
@@ -119,6 +133,13 @@ pub mod payments {
                     );
             }
             violations.finish()
+        }
+    }
+    impl ::integration_runtime::FromResult for PaymentIntent {
+        fn from_result(
+            value: &__rt::serde_json::Value,
+        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
+            <Self as __rt::serde::Deserialize>::deserialize(value)
         }
     }
     /// Allowed values of `PaymentIntent.currency`.
@@ -212,6 +233,13 @@ pub mod payments {
             #[allow(unused_mut)]
             let mut violations = __rt::Violations::new();
             violations.finish()
+        }
+    }
+    impl ::integration_runtime::FromResult for Charge {
+        fn from_result(
+            value: &__rt::serde_json::Value,
+        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
+            <Self as __rt::serde::Deserialize>::deserialize(value)
         }
     }
     /// Where a `Payments` call is in its lifecycle.
@@ -399,6 +427,35 @@ pub mod payments {
                 }
             }
             transition
+        }
+    }
+    impl ::integration_runtime::TypedCall for PaymentsCall {
+        const INTEGRATION: &'static str = "Payments";
+        fn from_record(
+            record: &::integration_runtime::CallRecord,
+        ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
+            let response_data = match &record.response_data {
+                ::std::option::Option::Some(value) => {
+                    ::std::option::Option::Some(
+                        PaymentsResponse::from_result(&record.endpoint, value)?,
+                    )
+                }
+                ::std::option::Option::None => ::std::option::Option::None,
+            };
+            ::std::result::Result::Ok(PaymentsCall {
+                id: record.id,
+                status: record.status,
+                external_id: record.external_id.clone(),
+                request_params: PaymentsRequest::from_params(
+                    &record.endpoint,
+                    &record.params,
+                )?,
+                response_data,
+                created_at: record.created_at,
+                completed_at: record.completed_at,
+                error: record.error.clone(),
+                attempts: record.attempts,
+            })
         }
     }
     /// A lifecycle event of a `Payments` call: `initialized -> processing -> completed | failed`.
@@ -794,12 +851,7 @@ pub mod payments {
                     let request: PaymentIntent = __rt::serde_json::from_value(
                             params.clone(),
                         )
-                        .map_err(|e| __rt::decode_error(
-                            "create_payment",
-                            ::std::format!(
-                                "parameters do not fit `{}`: {e}", stringify!(PaymentIntent)
-                            ),
-                        ))?;
+                        .map_err(|e| __rt::invalid_params("create_payment", &e))?;
                     request
                         .validate()
                         .map_err(|e| __rt::invalid_request("create_payment", e))
@@ -830,12 +882,7 @@ pub mod payments {
                         let request: PaymentIntent = __rt::serde_json::from_value(
                                 params.clone(),
                             )
-                            .map_err(|e| __rt::decode_error(
-                                "create_payment",
-                                ::std::format!(
-                                    "parameters do not fit `{}`: {e}", stringify!(PaymentIntent)
-                                ),
-                            ))?;
+                            .map_err(|e| __rt::invalid_params("create_payment", &e))?;
                         ::std::result::Result::Ok(
                             self
                                 .client

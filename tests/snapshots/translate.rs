@@ -58,6 +58,13 @@ pub mod translate {
             violations.finish()
         }
     }
+    impl ::integration_runtime::FromResult for Translation {
+        fn from_result(
+            value: &__rt::serde_json::Value,
+        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
+            <Self as __rt::serde::Deserialize>::deserialize(value)
+        }
+    }
     /// Allowed values of `Translation.formality`.
     #[derive(
         Debug,
@@ -116,6 +123,13 @@ pub mod translate {
             #[allow(unused_mut)]
             let mut violations = __rt::Violations::new();
             violations.finish()
+        }
+    }
+    impl ::integration_runtime::FromResult for Translated {
+        fn from_result(
+            value: &__rt::serde_json::Value,
+        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
+            <Self as __rt::serde::Deserialize>::deserialize(value)
         }
     }
     /// Where a `Translate` call is in its lifecycle.
@@ -305,6 +319,35 @@ pub mod translate {
             transition
         }
     }
+    impl ::integration_runtime::TypedCall for TranslateCall {
+        const INTEGRATION: &'static str = "Translate";
+        fn from_record(
+            record: &::integration_runtime::CallRecord,
+        ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
+            let response_data = match &record.response_data {
+                ::std::option::Option::Some(value) => {
+                    ::std::option::Option::Some(
+                        TranslateResponse::from_result(&record.endpoint, value)?,
+                    )
+                }
+                ::std::option::Option::None => ::std::option::Option::None,
+            };
+            ::std::result::Result::Ok(TranslateCall {
+                id: record.id,
+                status: record.status,
+                external_id: record.external_id.clone(),
+                request_params: TranslateRequest::from_params(
+                    &record.endpoint,
+                    &record.params,
+                )?,
+                response_data,
+                created_at: record.created_at,
+                completed_at: record.completed_at,
+                error: record.error.clone(),
+                attempts: record.attempts,
+            })
+        }
+    }
     /// A lifecycle event of a `Translate` call: `initialized -> processing -> completed | failed`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum TranslateEvent {
@@ -457,6 +500,7 @@ pub mod translate {
             if !value.is_null() {
                 body.set(&["glossary"], value);
             }
+            let _ = options;
             let response = self
                 .http
                 .send(__rt::HttpRequest {
@@ -573,12 +617,7 @@ pub mod translate {
                     let request: Translation = __rt::serde_json::from_value(
                             params.clone(),
                         )
-                        .map_err(|e| __rt::decode_error(
-                            "translate",
-                            ::std::format!(
-                                "parameters do not fit `{}`: {e}", stringify!(Translation)
-                            ),
-                        ))?;
+                        .map_err(|e| __rt::invalid_params("translate", &e))?;
                     request.validate().map_err(|e| __rt::invalid_request("translate", e))
                 }
                 _ => {
@@ -607,12 +646,7 @@ pub mod translate {
                         let request: Translation = __rt::serde_json::from_value(
                                 params.clone(),
                             )
-                            .map_err(|e| __rt::decode_error(
-                                "translate",
-                                ::std::format!(
-                                    "parameters do not fit `{}`: {e}", stringify!(Translation)
-                                ),
-                            ))?;
+                            .map_err(|e| __rt::invalid_params("translate", &e))?;
                         ::std::result::Result::Ok(
                             self.client.translate(&request, options).await?.into_json(),
                         )

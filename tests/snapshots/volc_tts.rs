@@ -53,6 +53,13 @@ pub mod volc_tts {
             violations.finish()
         }
     }
+    impl ::integration_runtime::FromResult for Synthesis {
+        fn from_result(
+            value: &__rt::serde_json::Value,
+        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
+            <Self as __rt::serde::Deserialize>::deserialize(value)
+        }
+    }
     /// Allowed values of `Synthesis.format`.
     #[derive(
         Debug,
@@ -112,6 +119,13 @@ pub mod volc_tts {
             #[allow(unused_mut)]
             let mut violations = __rt::Violations::new();
             violations.finish()
+        }
+    }
+    impl ::integration_runtime::FromResult for Audio {
+        fn from_result(
+            value: &__rt::serde_json::Value,
+        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
+            <Self as __rt::serde::Deserialize>::deserialize(value)
         }
     }
     /// Where a `VolcTts` call is in its lifecycle.
@@ -298,6 +312,35 @@ pub mod volc_tts {
                 }
             }
             transition
+        }
+    }
+    impl ::integration_runtime::TypedCall for VolcTtsCall {
+        const INTEGRATION: &'static str = "VolcTts";
+        fn from_record(
+            record: &::integration_runtime::CallRecord,
+        ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
+            let response_data = match &record.response_data {
+                ::std::option::Option::Some(value) => {
+                    ::std::option::Option::Some(
+                        VolcTtsResponse::from_result(&record.endpoint, value)?,
+                    )
+                }
+                ::std::option::Option::None => ::std::option::Option::None,
+            };
+            ::std::result::Result::Ok(VolcTtsCall {
+                id: record.id,
+                status: record.status,
+                external_id: record.external_id.clone(),
+                request_params: VolcTtsRequest::from_params(
+                    &record.endpoint,
+                    &record.params,
+                )?,
+                response_data,
+                created_at: record.created_at,
+                completed_at: record.completed_at,
+                error: record.error.clone(),
+                attempts: record.attempts,
+            })
         }
     }
     /// A lifecycle event of a `VolcTts` call: `initialized -> processing -> completed | failed`.
@@ -607,12 +650,7 @@ pub mod volc_tts {
             match endpoint {
                 "synthesize" => {
                     let request: Synthesis = __rt::serde_json::from_value(params.clone())
-                        .map_err(|e| __rt::decode_error(
-                            "synthesize",
-                            ::std::format!(
-                                "parameters do not fit `{}`: {e}", stringify!(Synthesis)
-                            ),
-                        ))?;
+                        .map_err(|e| __rt::invalid_params("synthesize", &e))?;
                     request
                         .validate()
                         .map_err(|e| __rt::invalid_request("synthesize", e))
@@ -643,12 +681,7 @@ pub mod volc_tts {
                         let request: Synthesis = __rt::serde_json::from_value(
                                 params.clone(),
                             )
-                            .map_err(|e| __rt::decode_error(
-                                "synthesize",
-                                ::std::format!(
-                                    "parameters do not fit `{}`: {e}", stringify!(Synthesis)
-                                ),
-                            ))?;
+                            .map_err(|e| __rt::invalid_params("synthesize", &e))?;
                         ::std::result::Result::Ok(
                             self.client.synthesize(&request, options).await?.into_json(),
                         )

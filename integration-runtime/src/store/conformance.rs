@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde_json::json;
@@ -266,9 +266,13 @@ pub(crate) async fn concurrent_claimers_never_share_a_call(store: Arc<dyn Store>
 
 pub(crate) async fn an_expired_lease_is_claimable_again(store: Arc<dyn Store>) {
     let id = create(&*store, call(1)).await;
+    let claimed_at = Instant::now();
     assert_eq!(ids(&*store, "w1", 10, SHORT).await, [id]);
+    let early = ids(&*store, "w2", 10, SHORT).await;
+    // Only a claim within the lease must find nothing (a loaded machine may
+    // take longer than the lease between two statements).
     assert!(
-        ids(&*store, "w2", 10, SHORT).await.is_empty(),
+        early.is_empty() || claimed_at.elapsed() >= SHORT,
         "lease not yet expired"
     );
     tokio::time::sleep(PAST_SHORT).await;

@@ -52,7 +52,7 @@
 //! The engine holds its store as `Arc<dyn Store>`: the backend is chosen at
 //! run time (SQLite file, PostgreSQL URL, in-memory in tests), and other crates
 //! may bring their own. `async fn` in traits is not dyn-compatible, so every
-//! method returns a [`BoxFuture`]-shaped `Pin<Box<dyn Future + Send>>`; one
+//! method returns the crate's [`BoxFuture`] (`Pin<Box<dyn Future + Send>>`); one
 //! allocation per operation is noise next to a database round trip. An enum
 //! over the known backends would close the set and buy nothing measurable.
 //!
@@ -78,8 +78,6 @@ mod types;
 #[cfg(test)]
 pub(crate) mod conformance;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -93,15 +91,20 @@ pub use types::{
 };
 
 use crate::call::CallId;
+pub(crate) use crate::integration::BoxFuture;
 use crate::lifecycle::{CallStatus, Transition};
 
-/// The future every [`Store`] method returns (the same shape as the crate's
-/// `BoxFuture`; an alias, so the two are interchangeable).
-pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Durable storage of calls and their events; see the [module docs](self).
+/// Durable storage of calls and their append-only event logs.
 ///
-/// Dyn-compatible: an engine holds it as `Arc<dyn Store>`.
+/// A call's `status` is the fold of its events through
+/// [`CallStatus::transition`], kept as a snapshot in the call record.
+/// Appending is idempotent on the event key; events the state machine
+/// ignores are recorded with `applied = false` and never move the snapshot.
+/// Claiming leases at most `limit` due calls in one atomic step, so a
+/// worker's memory is bounded by its batch, not by the backlog.
+///
+/// Dyn-compatible (every method returns a boxed future): an engine holds it
+/// as `Arc<dyn Store>`, whatever the backend.
 pub trait Store: Send + Sync {
     /// Creates a pending call, due at `call.run_at` (or now).
     ///

@@ -148,7 +148,9 @@ impl SqliteStore {
     ///
     /// `conn` must be a connection to this store's database (`&mut *tx` for a
     /// `sqlx::Transaction<'_, Sqlite>`). Workers pick the call up at their
-    /// next claim after the commit.
+    /// next claim after the commit. A transaction that reads before it
+    /// writes is best begun with `pool.begin_with("BEGIN IMMEDIATE")`, so it
+    /// cannot fail to upgrade to a writer under concurrent writes.
     pub async fn create_in_tx(
         &self,
         conn: &mut SqliteConnection,
@@ -737,13 +739,24 @@ impl Store for SqliteStore {
         integration: Option<&'a str>,
     ) -> BoxFuture<'a, Result<StatusCounts, StoreError>> {
         Box::pin(async move {
-            let rows: Vec<(String, i64)> = sqlx::query_as(
-                "SELECT status, COUNT(*) FROM integration_calls \
-                 WHERE ?1 IS NULL OR integration = ?1 GROUP BY status",
-            )
-            .bind(integration)
-            .fetch_all(&self.pool)
-            .await?;
+            // Two statements rather than `?1 IS NULL OR ...`, which would
+            // keep SQLite from using the per-integration index.
+            let rows: Vec<(String, i64)> = match integration {
+                Some(integration) => {
+                    sqlx::query_as(
+                        "SELECT status, COUNT(*) FROM integration_calls \
+                         WHERE integration = ? GROUP BY status",
+                    )
+                    .bind(integration)
+                    .fetch_all(&self.pool)
+                    .await?
+                }
+                None => {
+                    sqlx::query_as("SELECT status, COUNT(*) FROM integration_calls GROUP BY status")
+                        .fetch_all(&self.pool)
+                        .await?
+                }
+            };
             let mut counts = StatusCounts::default();
             for (status, count) in rows {
                 let status: CallStatus = status.parse().map_err(StoreError::corrupt)?;

@@ -210,6 +210,27 @@ pub(super) fn generate(spec: &Spec, names: &Names) -> TokenStream {
             }
         }
 
+        impl ::integration_runtime::TypedCall for #call {
+            const INTEGRATION: &'static str = #integration_name;
+            fn from_record(record: &::integration_runtime::CallRecord) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
+                let response_data = match &record.response_data {
+                    ::std::option::Option::Some(value) => ::std::option::Option::Some(#response::from_result(&record.endpoint, value)?),
+                    ::std::option::Option::None => ::std::option::Option::None,
+                };
+                ::std::result::Result::Ok(#call {
+                    id: record.id,
+                    status: record.status,
+                    external_id: record.external_id.clone(),
+                    request_params: #request::from_params(&record.endpoint, &record.params)?,
+                    response_data,
+                    created_at: record.created_at,
+                    completed_at: record.completed_at,
+                    error: record.error.clone(),
+                    attempts: record.attempts,
+                })
+            }
+        }
+
         #[doc = #event_doc]
         #[derive(Debug, Clone, PartialEq)]
         pub enum #event {

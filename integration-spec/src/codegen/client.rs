@@ -416,7 +416,7 @@ fn glue(spec: &Spec, names: &Names) -> TokenStream {
         quote! {
             #name => {
                 let request: #entity = __rt::serde_json::from_value(params.clone())
-                    .map_err(|e| __rt::decode_error(#name, ::std::format!("parameters do not fit `{}`: {e}", stringify!(#entity))))?;
+                    .map_err(|e| __rt::invalid_params(#name, &e))?;
                 request.validate().map_err(|e| __rt::invalid_request(#name, e))
             }
         }
@@ -428,7 +428,7 @@ fn glue(spec: &Spec, names: &Names) -> TokenStream {
         quote! {
             #name => {
                 let request: #entity = __rt::serde_json::from_value(params.clone())
-                    .map_err(|e| __rt::decode_error(#name, ::std::format!("parameters do not fit `{}`: {e}", stringify!(#entity))))?;
+                    .map_err(|e| __rt::invalid_params(#name, &e))?;
                 ::std::result::Result::Ok(self.client.#method(&request, options).await?.into_json())
             }
         }

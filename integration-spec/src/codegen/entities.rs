@@ -37,6 +37,12 @@ fn entity(entity: &Entity) -> TokenStream {
             }
         }
 
+        impl ::integration_runtime::FromResult for #name {
+            fn from_result(value: &__rt::serde_json::Value) -> ::std::result::Result<Self, __rt::serde_json::Error> {
+                <Self as __rt::serde::Deserialize>::deserialize(value)
+            }
+        }
+
         #(#enums)*
         #(#defaults)*
     }

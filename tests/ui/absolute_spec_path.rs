@@ -1,0 +1,3 @@
+integration_runtime::integration!("/etc/specs/echo.toml");
+
+fn main() {}

@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/async_cannot_finish.toml");
+
+fn main() {}

@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/base_url_not_url.toml");
+
+fn main() {}

@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/body_unknown_field.toml");
+
+fn main() {}

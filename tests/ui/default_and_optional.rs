@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/default_and_optional.toml");
+
+fn main() {}

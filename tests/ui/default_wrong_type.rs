@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/default_wrong_type.toml");
+
+fn main() {}

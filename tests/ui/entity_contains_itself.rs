@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/entity_contains_itself.toml");
+
+fn main() {}

@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/entity_name_collides.toml");
+
+fn main() {}

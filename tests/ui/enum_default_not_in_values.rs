@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/enum_default_not_in_values.toml");
+
+fn main() {}

@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/enum_without_values.toml");
+
+fn main() {}

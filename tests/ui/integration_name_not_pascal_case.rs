@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/integration_name_not_pascal_case.toml");
+
+fn main() {}

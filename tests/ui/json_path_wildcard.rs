@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/json_path_wildcard.toml");
+
+fn main() {}

@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/list_without_items.toml");
+
+fn main() {}

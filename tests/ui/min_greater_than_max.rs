@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/min_greater_than_max.toml");
+
+fn main() {}

@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/min_len_on_int.toml");
+
+fn main() {}

@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/missing_integration_name.toml");
+
+fn main() {}

@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/no_such_spec.toml");
+
+fn main() {}

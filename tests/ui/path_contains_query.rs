@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/path_contains_query.toml");
+
+fn main() {}

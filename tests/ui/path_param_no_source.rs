@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/path_param_no_source.toml");
+
+fn main() {}

@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/path_param_optional_field.toml");
+
+fn main() {}

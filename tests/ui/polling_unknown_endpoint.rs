@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/polling_unknown_endpoint.toml");
+
+fn main() {}

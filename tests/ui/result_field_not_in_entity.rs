@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/result_field_not_in_entity.toml");
+
+fn main() {}

@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/secret_literal.toml");
+
+fn main() {}

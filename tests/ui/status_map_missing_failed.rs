@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/status_map_missing_failed.toml");
+
+fn main() {}

@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/status_map_not_lifecycle_state.toml");
+
+fn main() {}

@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/template_list_field.toml");
+
+fn main() {}

@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/three_mistakes.toml");
+
+fn main() {}

@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/unknown_auth_kind.toml");
+
+fn main() {}

@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/unknown_integration_key.toml");
+
+fn main() {}

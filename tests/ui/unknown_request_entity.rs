@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/unknown_request_entity.toml");
+
+fn main() {}

@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/unknown_signature_scheme.toml");
+
+fn main() {}

@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/unknown_top_level_key.toml");
+
+fn main() {}

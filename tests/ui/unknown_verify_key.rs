@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/unknown_verify_key.toml");
+
+fn main() {}

@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/value_map_non_enum.toml");
+
+fn main() {}

@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/webhook_without_external_id.toml");
+
+fn main() {}

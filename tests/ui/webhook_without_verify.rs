@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/webhook_without_verify.toml");
+
+fn main() {}
