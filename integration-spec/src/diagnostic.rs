@@ -124,9 +124,11 @@ impl Diagnostics {
             let gutter = line.to_string();
             let pad = " ".repeat(gutter.len());
             let line_chars = text.chars().count();
-            let width = self.source[diagnostic.span.clone()]
-                .lines()
-                .next()
+            // `get`: a span that is not on character boundaries still renders.
+            let width = self
+                .source
+                .get(diagnostic.span.clone())
+                .and_then(|s| s.lines().next())
                 .map_or(1, |s| s.chars().count())
                 .clamp(1, line_chars.saturating_sub(col - 1).max(1));
             out.push_str(&format!(
@@ -157,7 +159,10 @@ impl fmt::Display for Diagnostics {
 impl std::error::Error for Diagnostics {}
 
 fn line_col(source: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(source.len());
+    let mut offset = offset.min(source.len());
+    while !source.is_char_boundary(offset) {
+        offset -= 1;
+    }
     let before = &source[..offset];
     let line = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);

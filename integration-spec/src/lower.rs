@@ -557,7 +557,10 @@ impl Lower<'_> {
                 return parts;
             };
             let param = &rest[open + 1..open + close];
-            if let Some(part) = check::path_param_source(self.cx, param, request, span.clone(), key_path) {
+            // Point at `{param}` itself: the string's span starts at its opening quote.
+            let at = span.start + 1 + (text.len() - rest.len()) + open;
+            let param_span = if at + close < span.end { at..at + close + 1 } else { span.clone() };
+            if let Some(part) = check::path_param_source(self.cx, param, request, param_span, key_path) {
                 parts.push(part);
             }
             rest = &rest[open + close + 1..];
@@ -1010,7 +1013,8 @@ body = { text = "{text}" }
         let errs = errors(&src);
         assert_eq!(errs.len(), 3, "{errs:#?}");
         assert!(errs[0].contains("t.toml:7:8: unknown type `strng`"), "{}", errs[0]);
-        assert!(errs[1].contains("path parameter `{id}` has no source"), "{}", errs[1]);
+        assert!(errs[1].contains("t.toml:11:15: path parameter `{id}` has no source"), "{}", errs[1]);
+        assert!(errs[1].contains("|               ^^^^"), "points at `{{id}}`: {}", errs[1]);
         assert!(errs[2].contains("no field `txt`"), "{}", errs[2]);
     }
 

@@ -16,5 +16,5 @@
 #[test]
 fn spec_mistakes_are_compile_errors() {
     let t = trybuild::TestCases::new();
-    t.compile_fail("tests/ui/*.rs");
+    t.compile_fail("ui/*.rs");
 }
