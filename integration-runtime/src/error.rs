@@ -12,6 +12,8 @@ use std::fmt;
 pub struct ClientError {
     endpoint: String,
     kind: Kind,
+    /// The provider's `Retry-After`, when its answer had one.
+    retry_after: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -40,6 +42,12 @@ enum Kind {
     UnknownEndpoint { integration: String },
     #[error("configuration problem: {detail}")]
     Config { detail: String },
+    #[error("not sent: the circuit breaker is open after repeated failures; the next attempt is allowed in {retry_in_ms} ms")]
+    CircuitOpen { retry_in_ms: u64 },
+    #[error("not sent: the rate limit would delay the request by {wait_ms} ms, more than its timeout")]
+    RateLimited { wait_ms: u64 },
+    #[error("not sent: {limit} requests were in flight (the concurrency limit) for the whole {waited_ms} ms timeout")]
+    Busy { limit: u32, waited_ms: u64 },
 }
 
 fn duration(after_ms: Option<u64>) -> String {
@@ -85,7 +93,21 @@ impl ClientError {
         ClientError {
             endpoint: endpoint.to_owned(),
             kind,
+            retry_after: None,
         }
+    }
+
+    /// The same error, carrying the provider's `Retry-After`.
+    pub(crate) fn with_retry_after(mut self, retry_after: Option<std::time::Duration>) -> Self {
+        self.retry_after = retry_after;
+        self
+    }
+
+    /// How long the provider asked to wait before trying again: its
+    /// `Retry-After` header (delta-seconds, or an HTTP date turned into the
+    /// time left until then), typically on a 429 or 503. `None` without one.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        self.retry_after
     }
 
     pub(crate) fn timeout(endpoint: &str, connect: bool, after_ms: Option<u64>) -> Self {
@@ -110,6 +132,31 @@ impl ClientError {
 
     pub(crate) fn config(endpoint: &str, detail: String) -> Self {
         ClientError::new(endpoint, Kind::Config { detail })
+    }
+
+    pub(crate) fn circuit_open(endpoint: &str, retry_in: std::time::Duration) -> Self {
+        let retry_in_ms = u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX);
+        ClientError::new(endpoint, Kind::CircuitOpen { retry_in_ms })
+    }
+
+    pub(crate) fn rate_limited(endpoint: &str, wait: std::time::Duration) -> Self {
+        let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+        ClientError::new(endpoint, Kind::RateLimited { wait_ms })
+    }
+
+    pub(crate) fn busy(endpoint: &str, limit: u32, waited: std::time::Duration) -> Self {
+        let waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
+        ClientError::new(endpoint, Kind::Busy { limit, waited_ms })
+    }
+
+    /// Whether the failure says the provider is in trouble: a 5xx, a timeout, a
+    /// connection or transport failure. These count against the circuit breaker.
+    pub(crate) fn is_provider_failure(&self) -> bool {
+        match &self.kind {
+            Kind::Timeout { .. } | Kind::Connect { .. } | Kind::Transport { .. } => true,
+            Kind::Status { status, .. } => *status >= 500,
+            _ => false,
+        }
     }
 
     /// The request (or its connection) took longer than the policy allows.
@@ -154,6 +201,34 @@ impl ClientError {
     /// The endpoint is not part of the integration.
     pub fn is_unknown_endpoint(&self) -> bool {
         matches!(self.kind, Kind::UnknownEndpoint { .. })
+    }
+
+    /// The request was not sent because the integration's circuit breaker is open
+    /// (the provider failed repeatedly). Not a failure of the call: try again after
+    /// [`admit_after`](ClientError::admit_after).
+    pub fn is_circuit_open(&self) -> bool {
+        matches!(self.kind, Kind::CircuitOpen { .. })
+    }
+
+    /// The request was not sent because the integration's own limits would have held
+    /// it longer than its timeout: the rate limit (then [`admit_after`](ClientError::admit_after)
+    /// says how long it would have waited) or the concurrency limit. Not a failure
+    /// of the call: try again later. (A provider's HTTP 429 is a status error.)
+    pub fn is_rate_limited(&self) -> bool {
+        matches!(self.kind, Kind::RateLimited { .. } | Kind::Busy { .. })
+    }
+
+    /// For a request the local policies did not let through: how long until they
+    /// would (the circuit half-opens, the rate limit has a slot). `None` otherwise,
+    /// and for the concurrency limit, which depends on other requests finishing.
+    pub fn admit_after(&self) -> Option<std::time::Duration> {
+        match self.kind {
+            Kind::CircuitOpen { retry_in_ms } => {
+                Some(std::time::Duration::from_millis(retry_in_ms))
+            }
+            Kind::RateLimited { wait_ms } => Some(std::time::Duration::from_millis(wait_ms)),
+            _ => None,
+        }
     }
 
     /// The HTTP status the provider (or its token endpoint) answered with, if any.
@@ -320,6 +395,26 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Reads a `Retry-After` header value: delta-seconds (`120`) or an HTTP
+/// date (`Wed, 21 Oct 2015 07:28:00 GMT`, as the time left after `now`; a
+/// date in the past is zero). Anything else is `None`.
+pub(crate) fn parse_retry_after(
+    value: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<std::time::Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Absurdly large numbers saturate instead of failing.
+        return Some(std::time::Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    Some(
+        (at.with_timezone(&chrono::Utc) - now)
+            .to_std()
+            .unwrap_or_default(),
+    )
+}
+
 /// The request failed its spec's constraints and was not sent.
 pub fn invalid_request(endpoint: &str, error: ValidationError) -> ClientError {
     ClientError::new(endpoint, Kind::InvalidRequest(error))
@@ -407,6 +502,63 @@ mod tests {
             auth.to_string(),
             "endpoint `a`: could not obtain an access token (HTTP 400 Bad Request): invalid_client"
         );
+    }
+
+    #[test]
+    fn refusals_of_the_local_policies_say_when_to_come_back() {
+        use std::time::Duration;
+        let open = ClientError::circuit_open("a", Duration::from_millis(1_500));
+        assert!(open.is_circuit_open() && !open.is_rate_limited() && !open.is_provider_failure());
+        assert_eq!(open.admit_after(), Some(Duration::from_millis(1_500)));
+        assert_eq!(open.status(), None);
+        assert_eq!(
+            open.to_string(),
+            "endpoint `a`: not sent: the circuit breaker is open after repeated failures; the next attempt is allowed in 1500 ms"
+        );
+        let limited = ClientError::rate_limited("a", Duration::from_millis(400));
+        assert!(limited.is_rate_limited() && !limited.is_circuit_open());
+        assert_eq!(limited.admit_after(), Some(Duration::from_millis(400)));
+        let busy = ClientError::busy("a", 4, Duration::from_millis(1_000));
+        assert!(busy.is_rate_limited() && busy.admit_after().is_none());
+        assert_eq!(
+            busy.to_string(),
+            "endpoint `a`: not sent: 4 requests were in flight (the concurrency limit) for the whole 1000 ms timeout"
+        );
+        assert!(ClientError::status_error("a", 503, None).is_provider_failure());
+        assert!(!ClientError::status_error("a", 429, None).is_provider_failure());
+        assert!(ClientError::transport("a", "reset".into()).is_provider_failure());
+        assert!(ClientError::timeout("a", false, None).is_provider_failure());
+        assert!(ClientError::status_error("a", 503, None)
+            .admit_after()
+            .is_none());
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        use std::time::Duration;
+        let now = chrono::DateTime::parse_from_rfc3339("2015-10-21T07:28:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
+        assert_eq!(
+            parse_retry_after("99999999999999999999999", now),
+            Some(Duration::from_secs(u64::MAX))
+        );
+        let error = ClientError::status_error("a", 429, None)
+            .with_retry_after(Some(Duration::from_secs(2)));
+        assert_eq!(error.retry_after(), Some(Duration::from_secs(2)));
+        assert_eq!(ClientError::status_error("a", 429, None).retry_after(), None);
     }
 
     #[test]

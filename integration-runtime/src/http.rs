@@ -6,8 +6,10 @@ use std::time::{Duration, Instant};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, Url};
 use serde_json::Value;
+use tracing::Instrument;
 
-use crate::descriptor::PolicyDescriptor;
+use crate::descriptor::{IntegrationDescriptor, PolicyDescriptor};
+use crate::policy::{CircuitState, Outcome, Policies, Refusal};
 use crate::error::{invalid_request, ClientError, ConfigError, ValidationError};
 use crate::form::encode_form;
 use crate::json_path::{extract_message, Seg};
@@ -111,14 +113,73 @@ pub struct HttpClient {
 }
 
 struct Inner {
+    /// The integration's name (empty when unknown), for traces.
+    integration: &'static str,
     /// The base URL without a trailing slash.
     base: String,
     auth: Auth,
     /// One reqwest client per connect timeout (a client-wide setting in reqwest).
     clients: Mutex<Vec<(u64, reqwest::Client)>>,
-    token: tokio::sync::Mutex<TokenState>,
+    /// The OAuth2 token state. Held across a token request: concurrent callers
+    /// wait for that one request instead of making their own.
+    token: Arc<tokio::sync::Mutex<TokenState>>,
     /// Credential values scrubbed from every message.
     secrets: Vec<String>,
+    /// Credentials learnt at run time (access and rotated refresh tokens), also
+    /// scrubbed; the most recent [`LEARNT_SECRETS`] only.
+    learnt: Mutex<Vec<String>>,
+    /// Circuit breaker, rate limit and concurrency limit.
+    policies: Policies,
+}
+
+/// How many run-time credentials are remembered for scrubbing.
+const LEARNT_SECRETS: usize = 8;
+
+/// A request checked and encoded, ready to be sent (possibly twice, see `send`).
+struct Prepared {
+    url: Url,
+    method: Method,
+    headers: HeaderMap,
+    body: Option<Vec<u8>>,
+}
+
+/// What an attempt's result tells the circuit breaker.
+fn outcome_of(result: &Result<HttpResponse, ClientError>) -> Outcome {
+    match result {
+        Ok(_) => Outcome::Success,
+        Err(error) if error.is_provider_failure() => Outcome::Failure,
+        // A 4xx: the provider is up and answering.
+        Err(error) if error.is_status() => Outcome::Success,
+        Err(_) => Outcome::Neutral,
+    }
+}
+
+/// A short name of a result, for traces.
+fn outcome_name(result: &Result<HttpResponse, ClientError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(e) if e.is_circuit_open() => "circuit_open",
+        Err(e) if e.is_rate_limited() => "rate_limited",
+        Err(e) if e.is_status() => "status",
+        Err(e) if e.is_timeout() => "timeout",
+        Err(e) if e.is_connect() => "connect",
+        Err(e) if e.is_auth() => "auth",
+        Err(e) if e.is_invalid_request() => "invalid_request",
+        Err(e) if e.is_config() => "config",
+        Err(_) => "transport",
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn refusal_error(endpoint: &str, refusal: Refusal) -> ClientError {
+    match refusal {
+        Refusal::CircuitOpen(retry_in) => ClientError::circuit_open(endpoint, retry_in),
+        Refusal::RateLimited(wait) => ClientError::rate_limited(endpoint, wait),
+        Refusal::Busy { limit, waited } => ClientError::busy(endpoint, limit, waited),
+    }
 }
 
 #[derive(Default)]
@@ -130,6 +191,7 @@ struct TokenState {
 impl std::fmt::Debug for HttpClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpClient")
+            .field("integration", &self.inner.integration)
             .field("base_url", &self.inner.base)
             .field("auth", &self.inner.auth)
             .finish()
@@ -224,7 +286,34 @@ impl HttpClient {
     ///
     /// The URL (and an OAuth2 token URL) must be an absolute http(s) URL without a
     /// query or fragment.
+    ///
+    /// Without the integration's descriptor the client does not know the
+    /// integration-wide policy: endpoints whose circuit breaker, rate limit or
+    /// concurrency settings are equal share one instance of each. Prefer
+    /// [`for_integration`](HttpClient::for_integration).
     pub fn new(base_url: &str, auth: Auth) -> Result<Self, ConfigError> {
+        HttpClient::build(None, base_url, auth)
+    }
+
+    /// A client for `integration`'s provider at `base_url`, authenticating with `auth`.
+    ///
+    /// The integration's policy gets one circuit breaker, rate limiter and
+    /// concurrency limit, shared by every endpoint with the same settings; an
+    /// endpoint whose setting differs gets its own. Traces name the integration.
+    pub fn for_integration(
+        integration: &'static IntegrationDescriptor,
+        base_url: &str,
+        auth: Auth,
+    ) -> Result<Self, ConfigError> {
+        HttpClient::build(Some(integration), base_url, auth)
+    }
+
+    fn build(
+        integration: Option<&'static IntegrationDescriptor>,
+        base_url: &str,
+        auth: Auth,
+    ) -> Result<Self, ConfigError> {
+        let name = integration.map_or("", |i| i.name);
         let mut invalid = Vec::new();
         let base = match parse_http_url(base_url) {
             Ok(url) => url.as_str().trim_end_matches('/').to_owned(),
@@ -255,7 +344,7 @@ impl HttpClient {
             }
         };
         let Some(client) = client.filter(|_| invalid.is_empty()) else {
-            return Err(ConfigError::new("", Vec::new(), invalid));
+            return Err(ConfigError::new(name, Vec::new(), invalid));
         };
         let secrets = match &auth {
             Auth::None => vec![],
@@ -278,13 +367,16 @@ impl HttpClient {
         };
         Ok(HttpClient {
             inner: Arc::new(Inner {
+                integration: name,
                 base,
                 auth,
                 clients: Mutex::new(vec![(default_connect, client)]),
-                token: tokio::sync::Mutex::new(TokenState {
+                token: Arc::new(tokio::sync::Mutex::new(TokenState {
                     access: None,
                     refresh_token,
-                }),
+                })),
+                learnt: Mutex::new(Vec::new()),
+                policies: Policies::new(integration.map(|i| &i.policy)),
                 secrets: secrets
                     .iter()
                     .map(|s| s.expose().to_owned())
@@ -299,16 +391,99 @@ impl HttpClient {
         &self.inner.base
     }
 
+    /// The state of the integration's circuit breaker, for health checks: the most
+    /// restrictive of its breakers when endpoints have their own (`Closed` when
+    /// there is none).
+    pub fn circuit_state(&self) -> CircuitState {
+        self.inner.policies.circuit_state()
+    }
+
     /// Sends `request` once.
     ///
     /// A 2xx answer is `Ok`; any other status is a [`ClientError`] with the status
     /// and the provider's message (read at `error_path`, or the text of a non-JSON
     /// body). The policy's `timeout_ms` bounds the whole exchange, `connect_timeout_ms`
     /// the connection. Retries are not made here.
+    ///
+    /// The policy's limits apply first: an open circuit breaker refuses the request
+    /// without sending it ([`ClientError::is_circuit_open`]); the rate limit and the
+    /// concurrency limit make it wait, at most its timeout
+    /// ([`ClientError::is_rate_limited`] beyond). 5xx answers, timeouts and
+    /// connection failures count against the circuit breaker, 4xx answers do not.
+    /// With OAuth2, a 401 answer makes the client get a new token and repeat the
+    /// request once; a second 401 is returned.
+    ///
+    /// Each call is traced as an `http_attempt` span (integration, endpoint, method,
+    /// status, latency, outcome); never with credentials or the URL.
     pub async fn send(&self, request: HttpRequest) -> Result<HttpResponse, ClientError> {
+        let span = tracing::info_span!(
+            "http_attempt",
+            integration = self.inner.integration,
+            endpoint = request.endpoint,
+            method = request.method,
+            status = tracing::field::Empty,
+            queued_ms = tracing::field::Empty,
+            latency_ms = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        let result = self
+            .admit_and_send(&request, &span)
+            .instrument(span.clone())
+            .await;
+        let status = match &result {
+            Ok(response) => Some(response.status),
+            Err(error) => error.status().filter(|_| error.is_status()),
+        };
+        if let Some(status) = status {
+            span.record("status", status);
+        }
+        span.record("outcome", outcome_name(&result));
+        span.in_scope(|| match &result {
+            Ok(_) => tracing::debug!("request answered"),
+            Err(error) => tracing::info!(error = %error, "request failed"),
+        });
+        result
+    }
+
+    async fn admit_and_send(
+        &self,
+        request: &HttpRequest,
+        span: &tracing::Span,
+    ) -> Result<HttpResponse, ClientError> {
         let endpoint = request.endpoint;
         let policy = request.policy;
-        let url = self.url(&request)?;
+        let prepared = self.prepare(request)?;
+        let admission = self
+            .inner
+            .policies
+            .admit(endpoint, policy)
+            .await
+            .map_err(|refusal| refusal_error(endpoint, refusal))?;
+        span.record("queued_ms", millis(admission.waited));
+        let started = Instant::now();
+        let mut used_token = None;
+        let mut result = self.attempt(request, &prepared, &mut used_token).await;
+        if let (Err(error), Some(used)) = (&result, used_token.take()) {
+            if error.is_status() && error.status() == Some(401) {
+                // The token may have been revoked: get a new one (once for all
+                // callers that used it) and repeat the request once.
+                tracing::debug!("the provider refused the access token; repeating once with a new one");
+                self.invalidate_token(&used).await;
+                result = match self.inner.policies.pace(endpoint, policy).await {
+                    Ok(_) => self.attempt(request, &prepared, &mut used_token).await,
+                    Err(refusal) => Err(refusal_error(endpoint, refusal)),
+                };
+            }
+        }
+        span.record("latency_ms", millis(started.elapsed()));
+        admission.finish(outcome_of(&result));
+        result
+    }
+
+    /// Checks and encodes a request: nothing is sent when it is invalid.
+    fn prepare(&self, request: &HttpRequest) -> Result<Prepared, ClientError> {
+        let endpoint = request.endpoint;
+        let url = self.url(request)?;
         let method = Method::from_bytes(request.method.as_bytes()).map_err(|_| {
             invalid_request(
                 endpoint,
@@ -318,7 +493,26 @@ impl HttpClient {
                 ),
             )
         })?;
-        let (mut headers, body) = request_headers_and_body(&request)?;
+        let (headers, body) = request_headers_and_body(request)?;
+        Ok(Prepared {
+            url,
+            method,
+            headers,
+            body,
+        })
+    }
+
+    /// One exchange with the provider. `used_token` is set to the OAuth2 access
+    /// token the request carried.
+    async fn attempt(
+        &self,
+        request: &HttpRequest,
+        prepared: &Prepared,
+        used_token: &mut Option<Secret>,
+    ) -> Result<HttpResponse, ClientError> {
+        let endpoint = request.endpoint;
+        let policy = request.policy;
+        let mut headers = prepared.headers.clone();
         let mut basic = None;
         match &self.inner.auth {
             Auth::None | Auth::ApiKeyQuery { .. } => {}
@@ -344,27 +538,27 @@ impl HttpClient {
             Auth::OAuth2(config) => {
                 let token = self.access_token(endpoint, config, policy).await?;
                 headers.insert(AUTHORIZATION, self.bearer(endpoint, &token)?);
+                *used_token = Some(token);
             }
         }
 
         let client = self.client(endpoint, policy.connect_timeout_ms)?;
-        let mut builder = client.request(method, url).headers(headers);
+        let mut builder = client
+            .request(prepared.method.clone(), prepared.url.clone())
+            .headers(headers);
         if policy.timeout_ms > 0 {
             builder = builder.timeout(Duration::from_millis(policy.timeout_ms));
         }
-        if let Some(body) = body {
-            builder = builder.body(body);
+        if let Some(body) = &prepared.body {
+            builder = builder.body(body.clone());
         }
         if let Some((username, password)) = basic {
             builder = builder.basic_auth(username.expose(), Some(password.expose()));
         }
-        let (status, body) = self.exchange(endpoint, policy, builder).await?;
+        let (status, body, retry_after) =
+            self.exchange_with_retry_after(endpoint, policy, builder).await?;
         if (200..300).contains(&status) {
             return Ok(HttpResponse { status, body });
-        }
-        if status == 401 && matches!(self.inner.auth, Auth::OAuth2(_)) {
-            // The token may have been revoked: fetch a new one next time.
-            self.inner.token.lock().await.access = None;
         }
         let message = request
             .error_path
@@ -374,7 +568,7 @@ impl HttpClient {
                 _ => None,
             })
             .map(|message| self.redact(&message));
-        Err(ClientError::status_error(endpoint, status, message))
+        Err(ClientError::status_error(endpoint, status, message).with_retry_after(retry_after))
     }
 
     /// The full URL of a request: base + path, query, and an API key in the query.
@@ -457,16 +651,34 @@ impl HttpClient {
         policy: &PolicyDescriptor,
         builder: reqwest::RequestBuilder,
     ) -> Result<(u16, Value), ClientError> {
+        let (status, body, _) = self
+            .exchange_with_retry_after(endpoint, policy, builder)
+            .await?;
+        Ok((status, body))
+    }
+
+    /// As [`exchange`](Self::exchange), also reading the `Retry-After` header.
+    async fn exchange_with_retry_after(
+        &self,
+        endpoint: &str,
+        policy: &PolicyDescriptor,
+        builder: reqwest::RequestBuilder,
+    ) -> Result<(u16, Value, Option<Duration>), ClientError> {
         let response = builder
             .send()
             .await
             .map_err(|e| self.transport_error(endpoint, policy, e))?;
         let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| crate::error::parse_retry_after(value, chrono::Utc::now()));
         let bytes = response
             .bytes()
             .await
             .map_err(|e| self.transport_error(endpoint, policy, e))?;
-        Ok((status, decode_body(&bytes)))
+        Ok((status, decode_body(&bytes), retry_after))
     }
 
     fn transport_error(
@@ -496,27 +708,98 @@ impl HttpClient {
 
     /// `text` with every credential replaced by `***`.
     fn redact(&self, text: &str) -> String {
+        let learnt = self
+            .inner
+            .learnt
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         self.inner
             .secrets
             .iter()
+            .chain(&learnt)
             .fold(text.to_owned(), |text, secret| {
                 text.replace(secret.as_str(), "***")
             })
     }
 
+    /// Remembers a credential obtained at run time, to scrub it from messages.
+    fn learn(&self, secret: &str) {
+        if secret.is_empty() {
+            return;
+        }
+        let mut learnt = self
+            .inner
+            .learnt
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !learnt.iter().any(|known| known == secret) {
+            if learnt.len() >= LEARNT_SECRETS {
+                learnt.remove(0);
+            }
+            learnt.push(secret.to_owned());
+        }
+    }
+
+    /// Forgets the cached access token if it still is `used` (the provider refused
+    /// it); a token another caller already replaced is kept.
+    async fn invalidate_token(&self, used: &Secret) {
+        let mut state = self.inner.token.lock().await;
+        if state
+            .access
+            .as_ref()
+            .is_some_and(|(token, _)| token.expose() == used.expose())
+        {
+            state.access = None;
+        }
+    }
+
     /// A valid access token: the cached one, or a new one from the token endpoint.
+    ///
+    /// Single flight: the token state stays locked during the token request, so
+    /// concurrent callers wait for it and use its token. The request runs in a task
+    /// of its own: when the caller is cancelled, the answer (and a rotated refresh
+    /// token, which invalidates the previous one) is still kept before the lock is
+    /// released.
     async fn access_token(
         &self,
         endpoint: &str,
         config: &OAuth2Config,
-        policy: &PolicyDescriptor,
+        policy: &'static PolicyDescriptor,
     ) -> Result<Secret, ClientError> {
-        let mut state = self.inner.token.lock().await;
+        let mut state = Arc::clone(&self.inner.token).lock_owned().await;
         if let Some((token, expires_at)) = &state.access {
             if expires_at.is_none_or(|at| Instant::now() < at) {
                 return Ok(token.clone());
             }
         }
+        let client = self.clone();
+        let config = config.clone();
+        let owned_endpoint = endpoint.to_owned();
+        let fetch = async move {
+            client
+                .fetch_token(&owned_endpoint, &config, policy, &mut state)
+                .await
+        };
+        tokio::spawn(fetch.in_current_span())
+            .await
+            .unwrap_or_else(|_| {
+                Err(ClientError::auth(
+                    endpoint,
+                    None,
+                    "the token request was aborted".to_owned(),
+                ))
+            })
+    }
+
+    /// Asks the token endpoint for an access token and stores it in `state`.
+    async fn fetch_token(
+        &self,
+        endpoint: &str,
+        config: &OAuth2Config,
+        policy: &PolicyDescriptor,
+        state: &mut TokenState,
+    ) -> Result<Secret, ClientError> {
         let mut form = serde_json::Map::new();
         match &state.refresh_token {
             Some(refresh_token) => {
@@ -587,12 +870,14 @@ impl HttpClient {
                 let lifetime = Duration::from_secs_f64(seconds.min(1e9));
                 requested_at + lifetime - (lifetime / 10).min(Duration::from_secs(60))
             });
+        self.learn(access_token);
         let token = Secret::new(access_token);
         if let Some(new_refresh) = body
             .get("refresh_token")
             .and_then(Value::as_str)
             .filter(|t| !t.is_empty())
         {
+            self.learn(new_refresh);
             state.refresh_token = Some(Secret::new(new_refresh));
         }
         state.access = Some((token.clone(), expires_at));

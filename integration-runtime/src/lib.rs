@@ -12,16 +12,21 @@ mod call;
 mod config;
 mod conforms;
 mod descriptor;
+pub mod engine;
 mod error;
 mod form;
 mod http;
 mod integration;
 mod json_path;
 mod lifecycle;
+mod metrics;
+pub mod ops;
+mod policy;
 mod request;
 mod secret;
 mod store;
 mod validate;
+pub mod webhook;
 
 /// What generated code uses (the contract is `docs/design/generated-code.md`); not a stable API.
 #[doc(hidden)]
@@ -34,8 +39,14 @@ pub use descriptor::{
     PolicyDescriptor, PollingDescriptor, RateLimitPolicy, RetryOn, RetryPolicy, SignatureEncoding,
     SignatureScheme, WebhookDescriptor,
 };
+pub use engine::{
+    lifecycle_event_key, provider_idempotency_key, EngineError, HookResult, IntoStore, Runtime,
+    RuntimeBuilder, StatusChange,
+};
 pub use error::{ClientError, ConfigError, ValidationError};
+pub use policy::CircuitState;
 pub use integration::{BoxFuture, Integration};
+pub use metrics::{Metrics, MetricsExporter};
 pub use lifecycle::{CallStatus, EventKind, ParseLifecycleError, Transition};
 pub use secret::Secret;
 pub use store::{
@@ -53,3 +64,11 @@ pub use integration_macros::integration;
 pub use integration_macros::IntegrationRequest;
 /// Binds a struct of your own to a result entity, checked against the spec.
 pub use integration_macros::IntegrationResponse;
+
+/// The names most applications need: `use integration_runtime::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        CallId, CallRecord, CallStatus, ClientError, EngineError, Integration, IntoCall,
+        ListQuery, Runtime, SqliteStore, StatusChange, Store, TypedCall,
+    };
+}

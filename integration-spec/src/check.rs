@@ -23,7 +23,7 @@ pub(crate) fn pascal_case(cx: &mut Collector, name: &str, span: Span, key_path: 
 pub(crate) fn snake_case(cx: &mut Collector, name: &str, span: Span, key_path: &str, what: &str) {
     let ok = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && name != "_";
+        && !matches!(name, "_" | "self" | "super" | "crate");
     if !ok {
         cx.error(span, key_path, format!("{what} `{name}` must be snake_case (lower-case letters, digits, `_`)"))
             .help(format!("rename it, e.g. `{}`", to_snake(name)));
@@ -175,6 +175,19 @@ pub(crate) fn async_endpoint_can_finish(cx: &mut Collector, endpoint: &Endpoint,
     }
 }
 
+/// A call's response data has one type: when both the polling endpoint and
+/// the webhook extract a result, they must extract the same entity.
+pub(crate) fn async_results_agree(cx: &mut Collector, polling: Option<&Polling>, endpoints: &[Endpoint], webhook: Option<&Webhook>, span: Span) {
+    let polled = polling.and_then(|p| endpoints.iter().find(|e| e.name == p.endpoint)).and_then(|e| e.result.as_ref());
+    let pushed = webhook.and_then(|w| w.result.as_ref());
+    if let (Some(polled), Some(pushed)) = (polled, pushed) {
+        if polled.entity != pushed.entity {
+            cx.error(span, "webhook.result", format!("the webhook's result is `{}` but the polling endpoint's is `{}`", pushed.entity, polled.entity))
+                .help("a call has one response type; extract the same entity in both places");
+        }
+    }
+}
+
 /// The polling endpoint is asked about one call by its external id and must
 /// say what state it is in.
 pub(crate) fn polling_endpoint_fits(cx: &mut Collector, polling: &Polling, endpoint: Option<&Endpoint>, span: Span) {
@@ -229,8 +242,27 @@ pub(crate) fn no_infinite_entities(cx: &mut Collector, entities: &[Entity]) {
     }
 }
 
-/// The integration's generated types must not collide with entity types.
+/// Generated type names must not collide: the integration's own types, the
+/// entities, and the enum types generated for enum fields (`EntityField`).
 pub(crate) fn generated_names_are_free(cx: &mut Collector, integration: &str, entities: &[Entity]) {
+    integration_types_are_free(cx, integration, entities);
+    for entity in entities {
+        for field in &entity.fields {
+            let is_enum = matches!(&field.ty, Type::Enum(_)) || matches!(&field.ty, Type::List(item) if matches!(item.as_ref(), Type::Enum(_)));
+            if !is_enum {
+                continue;
+            }
+            let generated = format!("{}{}", entity.name, to_pascal(&field.name));
+            if entities.iter().any(|e| e.name == generated) {
+                cx.error(field.span.clone(), format!("entities.{}.{}", entity.name, field.name), format!("enum field `{}.{}` generates type `{generated}`, which is also an entity", entity.name, field.name))
+                    .help("rename the field or the entity");
+            }
+        }
+    }
+}
+
+/// The integration's generated types must not collide with entity types.
+fn integration_types_are_free(cx: &mut Collector, integration: &str, entities: &[Entity]) {
     let generated = ["", "Call", "Event", "Status", "Client", "Config", "Request", "Response"]
         .map(|suffix| format!("{integration}{suffix}"));
     for entity in entities {

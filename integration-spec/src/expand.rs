@@ -271,10 +271,15 @@ pub(crate) fn derive(input: TokenStream, kind: DeriveKind, caller: &Caller) -> R
         for spec_field in entity.fields.iter().filter(|f| f.is_required()) {
             if !fields.iter().any(|u| u.spec_name == spec_field.name) {
                 let msg = format!(
-                    "`{}` lacks field `{}` ({}), which entity `{}` requires\n  help: add `{}: ...` or map a field to it with `#[integration(rename = \"{}\")]`",
-                    input.ident, spec_field.name, spec_field.ty.spec_name(), entity.name, spec_field.name, spec_field.name
+                    "`{}` lacks field `{}` ({}), which entity `{}` requires ({})\n  help: add `{}: ...` or map a field to it with `#[integration(rename = \"{}\")]`",
+                    input.ident,
+                    spec_field.name,
+                    spec_field.ty.spec_name(),
+                    entity.name,
+                    line_of(&spec_field.span),
+                    spec_field.name,
+                    spec_field.name
                 );
-                let _ = line_of(&spec_field.span);
                 combine(&mut errors, syn::Error::new(input.ident.span(), msg));
             }
         }

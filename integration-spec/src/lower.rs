@@ -66,6 +66,9 @@ impl Lower<'_> {
         let polling = root.table(self.cx, "polling", "polling", &["endpoint", "interval_ms", "backoff", "max_interval_ms", "give_up_after_s"])
             .and_then(|t| self.polling(t, &endpoints));
         let webhook = root.get("webhook").and_then(|e| self.webhook(e, &entities));
+        if let Some(e) = root.get("webhook") {
+            check::async_results_agree(self.cx, polling.as_ref(), &endpoints, webhook.as_ref(), e.key_span.into());
+        }
         for (endpoint, given) in endpoints.iter().zip(external_ids_given) {
             check::async_endpoint_can_finish(self.cx, endpoint, polling.as_ref(), webhook.as_ref(), given);
             check::retry_needs_idempotency(self.cx, endpoint);

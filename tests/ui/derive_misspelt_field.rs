@@ -1,8 +1,8 @@
 #[derive(integration_runtime::IntegrationRequest)]
 #[integration(spec = "./specs/derive_misspelt_field.toml", endpoint = "ping")]
 struct Greeting {
-    txet: String,
-    count: Option<i64>,
+    text: String,
+    cuont: Option<i64>,
 }
 
 fn main() {}

@@ -1,0 +1,152 @@
+//! Turning provider answers into lifecycle events, with the event keys that
+//! make polls, webhooks and re-executions agree.
+
+use chrono::Utc;
+use serde_json::Value;
+
+use super::runtime::{Inner, Runtime};
+use super::{EngineError, StatusChange};
+use crate::call::{CallId, RemoteStatus, Reply};
+use crate::lifecycle::EventKind;
+use crate::store::{AppendOutcome, NewEvent, StoreError};
+
+/// The key the runtime appends a lifecycle event of `kind` under.
+///
+/// Keys are unique per call, so each is recorded at most once per call:
+///
+/// | kind | key |
+/// | --- | --- |
+/// | `initialized` | `"initialized"` |
+/// | `processing` | `"processing"` |
+/// | `completed`, `failed` | `"terminal"` |
+///
+/// Both terminal kinds share one key: whichever source (the worker's start
+/// or poll, a webhook, a re-execution after a crash) records a terminal
+/// event first, every later one is a duplicate, so a call never has two
+/// terminal events in its log. Webhook receivers should append with these
+/// keys too (see [`Runtime::record_reply`]); a delivery id is for
+/// deduplicating deliveries, not events.
+pub fn lifecycle_event_key(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Initialized => "initialized",
+        EventKind::Processing => "processing",
+        EventKind::Completed | EventKind::Failed => "terminal",
+    }
+}
+
+/// The idempotency key sent with every attempt of call `id`: its id text,
+/// the same for retries and for re-executions after a crash.
+pub fn provider_idempotency_key(id: CallId) -> String {
+    id.to_string()
+}
+
+/// The external id of a call whose provider gives none (sync endpoints
+/// with `external_id = "generated"`, failures before an answer): the call
+/// id itself, a UUID that stays the same when the call is re-executed.
+pub(crate) fn generated_external_id(id: CallId) -> String {
+    id.to_string()
+}
+
+pub(crate) fn initialized(external_id: &str) -> NewEvent {
+    NewEvent::initialized(lifecycle_event_key(EventKind::Initialized), external_id)
+}
+
+pub(crate) fn processing() -> NewEvent {
+    NewEvent::processing(lifecycle_event_key(EventKind::Processing))
+}
+
+pub(crate) fn completed(result: Value) -> NewEvent {
+    NewEvent::completed(lifecycle_event_key(EventKind::Completed), result)
+}
+
+pub(crate) fn failed(error: impl Into<String>) -> NewEvent {
+    NewEvent::failed(lifecycle_event_key(EventKind::Failed), error)
+}
+
+/// The events a status reply implies (none without a status).
+pub(crate) fn events_of(reply: &Reply<Value>) -> Vec<NewEvent> {
+    match reply.status {
+        None => Vec::new(),
+        Some(RemoteStatus::Processing) => vec![processing()],
+        Some(RemoteStatus::Completed) => vec![
+            processing(),
+            completed(reply.result.clone().unwrap_or(Value::Null)),
+        ],
+        Some(RemoteStatus::Failed) => vec![
+            processing(),
+            failed(
+                reply
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| "the provider reports that the call failed".to_owned()),
+            ),
+        ],
+    }
+}
+
+impl Inner {
+    /// Appends `event` to call `id` and publishes what it changed.
+    pub(crate) async fn record(
+        &self,
+        id: CallId,
+        integration: &str,
+        event: NewEvent,
+    ) -> Result<AppendOutcome, StoreError> {
+        let kind = event.kind;
+        let outcome = self.store.append_event(id, event).await?;
+        self.publish(integration, kind, &outcome);
+        Ok(outcome)
+    }
+
+    pub(crate) fn publish(&self, integration: &str, event: EventKind, outcome: &AppendOutcome) {
+        if let AppendOutcome::Applied {
+            call_id, from, to, ..
+        } = *outcome
+        {
+            // No receiver is fine: the broadcast is best-effort.
+            let _ = self.changes.send(StatusChange {
+                call_id,
+                integration: integration.to_owned(),
+                event,
+                from,
+                to,
+                at: Utc::now(),
+            });
+            if to.is_terminal() {
+                self.terminal.notify_one();
+            }
+        }
+    }
+}
+
+impl Runtime {
+    /// Records what a provider said about the call of `integration` it
+    /// knows as `external_id` (a verified webhook payload read with
+    /// [`Integration::read_webhook`](crate::Integration::read_webhook), or a
+    /// status fetched elsewhere), with the runtime's event keys, and
+    /// publishes the changes.
+    ///
+    /// Returns the outcome of each event appended (none when the reply has
+    /// no status). Fails with a store error that
+    /// [`is_not_found`](StoreError::is_not_found) when no call has that
+    /// external id (yet: `initialized` may still be on its way).
+    pub async fn record_reply(
+        &self,
+        integration: &str,
+        external_id: &str,
+        reply: &Reply<Value>,
+    ) -> Result<Vec<AppendOutcome>, EngineError> {
+        let mut outcomes = Vec::new();
+        for event in events_of(reply) {
+            let kind = event.kind;
+            let outcome = self
+                .inner
+                .store
+                .append_event_by_external_id(integration, external_id, event)
+                .await?;
+            self.inner.publish(integration, kind, &outcome);
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
+}

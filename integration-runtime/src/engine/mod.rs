@@ -1,0 +1,145 @@
+//! The engine: the [`Runtime`] that creates calls and the workers that drive
+//! them through `initialized -> processing -> completed | failed`.
+//!
+//! # Life of a call
+//!
+//! [`Runtime::create`] validates the request against its spec
+//! ([`Integration::validate`](crate::Integration::validate)) and stores a
+//! `pending` call due now. A worker claims it and sends the starting request
+//! through [`Integration::start`](crate::Integration::start) with
+//! [`CallOptions::idempotency_key`](crate::CallOptions) set to the call id
+//! ([`provider_idempotency_key`]): the same key for every retry and every
+//! re-execution after a crash, so a provider that honours it performs the
+//! call once.
+//!
+//! - **Sync endpoint**: `initialized` (the reply's external id, or the call
+//!   id as generated id), `processing`, then `completed` with the result
+//!   (or `failed` when the reply's status says so), all in one turn.
+//! - **Async endpoint**: `initialized` with the reply's external id (a reply
+//!   without one fails the call, saying so), plus `processing` / `completed`
+//!   / `failed` when the reply already carries a status. A call still
+//!   running is scheduled for polling.
+//! - **No answer** (the request failed for good): `initialized` with the
+//!   generated id, then `failed` with the error. Every call ends terminal.
+//!
+//! # Event keys
+//!
+//! The runtime appends with [`lifecycle_event_key`]: `initialized`,
+//! `processing`, and one key, `terminal`, shared by `completed` and
+//! `failed`. Keys are unique per call in the store, so whoever records a
+//! terminal event first (the start reply, a poll, a webhook through
+//! [`Runtime::record_reply`], a worker re-executing after a crash) wins and
+//! every later one is a no-op duplicate: a call never has two terminal
+//! events, and the state machine ignores anything stale.
+//!
+//! # Retries
+//!
+//! A failed start is retried when its class is in the endpoint's
+//! `RetryPolicy::on` (5xx, 429, timeouts, connection failures; never other
+//! 4xx, invalid requests or decode errors) and repeating it is safe (the
+//! endpoint is idempotent or sends the idempotency key). The retry is
+//! rescheduled in the store (`next_run_at`), not slept on: delay =
+//! `random(0 ..= min(max_backoff_ms, initial_backoff_ms * multiplier^(n-1)))`
+//! (full jitter), but at least the provider's `Retry-After`
+//! ([`ClientError::retry_after`](crate::ClientError::retry_after)). After
+//! `max_attempts` requests the call fails with the last error. The store's
+//! `attempts` counts turns that sent a request; a turn refused by an open
+//! circuit breaker (`ClientError::is_circuit_open`) is postponed without
+//! counting.
+//!
+//! # Polling
+//!
+//! A call in `processing` is polled through
+//! [`Integration::poll`](crate::Integration::poll), scheduled through the
+//! store so polls survive restarts. The delay is `interval_ms` growing by
+//! `backoff` up to `max_interval_ms`, computed from the call's age
+//! (`interval + (backoff - 1) * age`, which is the geometric sequence
+//! without a per-call counter). A poll never runs past `give_up_after_s`
+//! from creation; then the call fails with a timeout error. Transient poll
+//! failures (5xx, 429, timeouts, connection) keep polling; others (4xx,
+//! an unmapped status) fail the call with the poll's error. An async
+//! integration without `[polling]` waits for its webhook, without deadline.
+//!
+//! # Claiming, and why memory does not grow with the backlog
+//!
+//! The worker loop asks the store for at most `min(claim_batch, free
+//! slots)` due calls per round trip ([`Store::claim`](crate::Store::claim):
+//! one atomic statement over an index of scheduled calls, leasing what it
+//! returns). A claimed call starts at once in a task holding one of
+//! `concurrency` semaphore permits, so never more than `concurrency` calls
+//! are in flight and never more than that many are held in memory, however
+//! many millions are due. A full batch is followed by another claim at
+//! once; a short one means the backlog is drained, and the loop waits for
+//! the store's wake-up or `poll_idle`.
+//!
+//! # Crash safety
+//!
+//! A claim is a lease, renewed every third of `lease` while the call runs.
+//! A worker that dies stops renewing; once the lease runs out another
+//! worker (or the restarted one) claims the call again and re-executes the
+//! same step with the same idempotency key. Its events are keyed, so
+//! nothing is recorded twice; a worker that lost its lease stops working on
+//! the call and cannot overwrite the new owner's schedule. A request that
+//! reached a provider which ignores idempotency keys may run twice: that is
+//! the price of never losing a call (at-least-once execution).
+//!
+//! [`Runtime::shutdown`] stops claiming, lets in-flight calls finish until
+//! its deadline, then aborts them and releases their leases, so another
+//! worker picks them up at once.
+//!
+//! # Hooks: what is promised
+//!
+//! [`Runtime::on_completed`] / [`Runtime::on_failed`] hooks are delivered
+//! **at least once, surviving restarts**: when a call becomes terminal (by
+//! any path: worker, poll, webhook) the store marks it *to notify* in the
+//! same transaction. The dispatcher started by [`Runtime::run`] claims
+//! marked calls in batches under a lease, runs every matching hook, and
+//! clears the mark only after all of them returned `Ok`/`()`. A hook that
+//! fails or panics is run again after `hook_retry` (together with the
+//! call's other hooks); a process that dies mid-delivery leaves the mark,
+//! and the delivery is repeated once the lease expires. So a hook may run
+//! more than once for a call (make it idempotent, e.g. keyed by call id);
+//! it is never skipped while some runtime with that hook keeps running.
+//! A terminal call whose integration has no hook registered in the
+//! delivering process is marked delivered: register the same hooks in every
+//! process that calls [`Runtime::run`], before calling it.
+//!
+//! [`Runtime::subscribe`] is different: a live, lossy broadcast of the
+//! status changes made through this process, for dashboards and tests.
+
+mod error;
+mod follow_up;
+mod hooks;
+mod retry;
+mod runtime;
+mod worker;
+mod shim;
+
+use chrono::{DateTime, Utc};
+
+pub use error::EngineError;
+pub use follow_up::{lifecycle_event_key, provider_idempotency_key};
+pub use hooks::HookResult;
+pub use runtime::{IntoStore, Runtime, RuntimeBuilder};
+
+use crate::call::CallId;
+use crate::lifecycle::{CallStatus, EventKind};
+
+pub(crate) const DEFAULT_CHANGES_CAPACITY: usize = 1024;
+
+/// One status change of a call, as broadcast by [`Runtime::subscribe`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusChange {
+    /// The call.
+    pub call_id: CallId,
+    /// Its integration's name.
+    pub integration: String,
+    /// The event that moved it.
+    pub event: EventKind,
+    /// The status before.
+    pub from: CallStatus,
+    /// The status after.
+    pub to: CallStatus,
+    /// When the runtime saw the change.
+    pub at: DateTime<Utc>,
+}

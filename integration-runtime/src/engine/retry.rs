@@ -1,0 +1,158 @@
+//! Which failures are retried, and when: pure functions over the spec's policies.
+
+use std::time::Duration;
+
+use crate::descriptor::{EndpointDescriptor, PollingDescriptor, RetryOn, RetryPolicy};
+use crate::error::ClientError;
+
+/// Whether `error` belongs to one of the failure classes `on` retries:
+/// 5xx, 429, timeouts, connection failures. Other 4xx answers, invalid
+/// requests, decode, auth and configuration errors never are.
+pub(crate) fn is_retryable_class(error: &ClientError, on: &RetryOn) -> bool {
+    if error.is_connect() {
+        return on.connect_errors;
+    }
+    if error.is_timeout() {
+        return on.timeouts;
+    }
+    if error.is_status() {
+        return match error.status() {
+            Some(429) => on.too_many_requests,
+            Some(status) if (500..600).contains(&status) => on.server_errors,
+            _ => false,
+        };
+    }
+    false
+}
+
+/// Whether a failed *starting* request of `endpoint` may be sent again:
+/// its class is retried by the endpoint's policy, and repeating it is safe
+/// (the endpoint is idempotent, or it carries the call's idempotency key).
+pub(crate) fn may_retry_start(endpoint: &EndpointDescriptor, error: &ClientError) -> bool {
+    (endpoint.idempotent || endpoint.idempotency_key.is_some())
+        && is_retryable_class(error, &endpoint.policy.retry.on)
+}
+
+/// The delay before retry number `retry` (1 = the first retry): exponential
+/// backoff with full jitter, `random(0 ..= min(max, initial * multiplier^(retry-1)))`,
+/// but never shorter than the provider's `Retry-After`.
+pub(crate) fn retry_delay(
+    policy: &RetryPolicy,
+    retry: u32,
+    retry_after: Option<Duration>,
+    unit_random: f64,
+) -> Duration {
+    let exponent = i32::try_from(retry.saturating_sub(1)).unwrap_or(i32::MAX);
+    let multiplier = if policy.multiplier.is_finite() && policy.multiplier >= 1.0 {
+        policy.multiplier
+    } else {
+        1.0
+    };
+    let ceiling = (policy.initial_backoff_ms as f64) * multiplier.powi(exponent);
+    let cap = if policy.max_backoff_ms > 0 {
+        policy.max_backoff_ms as f64
+    } else {
+        ceiling
+    };
+    let ceiling = if ceiling.is_finite() { ceiling.min(cap) } else { cap };
+    let jittered = (ceiling * unit_random.clamp(0.0, 1.0)).max(0.0);
+    let delay = Duration::from_millis(jittered as u64);
+    match retry_after {
+        Some(after) if after > delay => after,
+        _ => delay,
+    }
+}
+
+/// The delay before the next poll of a call that has existed for `elapsed`.
+///
+/// The spec's growth `interval * backoff^k` (capped at `max_interval_ms`),
+/// expressed through elapsed time: after polls at `t_k`, `interval_k =
+/// interval + (backoff - 1) * t_k`. It needs no per-call counter, so it is
+/// the same after a restart.
+pub(crate) fn poll_delay(polling: &PollingDescriptor, elapsed: Duration) -> Duration {
+    let interval = polling.interval_ms as f64;
+    let backoff = if polling.backoff.is_finite() && polling.backoff >= 1.0 {
+        polling.backoff
+    } else {
+        1.0
+    };
+    let grown = interval + (backoff - 1.0) * elapsed.as_millis() as f64;
+    let max = if polling.max_interval_ms > 0 {
+        (polling.max_interval_ms as f64).max(interval)
+    } else {
+        f64::MAX
+    };
+    let delay = grown.clamp(interval, max);
+    Duration::from_millis(if delay.is_finite() { delay as u64 } else { u64::MAX })
+}
+
+/// A random number in `0.0 ..= 1.0` from the operating system's generator
+/// (through `uuid`, which the crate already uses).
+pub(crate) fn unit_random() -> f64 {
+    let bits = uuid::Uuid::new_v4().as_u128() as u64;
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: RetryPolicy = RetryPolicy {
+        max_attempts: 5,
+        initial_backoff_ms: 100,
+        max_backoff_ms: 1_000,
+        multiplier: 2.0,
+        on: RetryOn {
+            server_errors: true,
+            too_many_requests: true,
+            timeouts: true,
+            connect_errors: true,
+        },
+    };
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        assert_eq!(retry_delay(&POLICY, 1, None, 1.0), Duration::from_millis(100));
+        assert_eq!(retry_delay(&POLICY, 2, None, 1.0), Duration::from_millis(200));
+        assert_eq!(retry_delay(&POLICY, 3, None, 1.0), Duration::from_millis(400));
+        assert_eq!(retry_delay(&POLICY, 10, None, 1.0), Duration::from_millis(1_000));
+        assert_eq!(retry_delay(&POLICY, 3, None, 0.5), Duration::from_millis(200));
+        assert_eq!(retry_delay(&POLICY, 3, None, 0.0), Duration::ZERO);
+        assert_eq!(retry_delay(&POLICY, u32::MAX, None, 1.0), Duration::from_millis(1_000));
+    }
+
+    #[test]
+    fn retry_after_is_a_floor() {
+        let after = Some(Duration::from_secs(3));
+        assert_eq!(retry_delay(&POLICY, 1, after, 1.0), Duration::from_secs(3));
+        let short = Some(Duration::from_millis(10));
+        assert_eq!(retry_delay(&POLICY, 1, short, 1.0), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn random_numbers_are_units() {
+        for _ in 0..100 {
+            let x = unit_random();
+            assert!((0.0..=1.0).contains(&x));
+        }
+    }
+
+    #[test]
+    fn poll_delay_grows_geometrically_and_is_capped() {
+        let polling = PollingDescriptor {
+            endpoint: "q",
+            interval_ms: 100,
+            backoff: 2.0,
+            max_interval_ms: 1_000,
+            give_up_after_s: 60,
+        };
+        assert_eq!(poll_delay(&polling, Duration::ZERO), Duration::from_millis(100));
+        // Polls at 0, 100, 300, 700: intervals 100, 200, 400, 800.
+        assert_eq!(poll_delay(&polling, Duration::from_millis(100)), Duration::from_millis(200));
+        assert_eq!(poll_delay(&polling, Duration::from_millis(300)), Duration::from_millis(400));
+        assert_eq!(poll_delay(&polling, Duration::from_millis(700)), Duration::from_millis(800));
+        assert_eq!(poll_delay(&polling, Duration::from_secs(60)), Duration::from_millis(1_000));
+        let flat = PollingDescriptor { backoff: 1.0, ..polling };
+        assert_eq!(poll_delay(&flat, Duration::from_secs(60)), Duration::from_millis(100));
+    }
+}

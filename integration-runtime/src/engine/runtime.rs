@@ -1,0 +1,590 @@
+//! The [`Runtime`]: its builder, call creation, queries and lifecycle control.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde_json::Value;
+use sqlx::sqlite::SqliteConnection;
+use tokio::sync::{broadcast, watch, Notify};
+use tokio::time::Instant;
+
+use super::error::EngineError;
+use super::hooks::{Hook, HookOn, HookResult};
+use super::{StatusChange, DEFAULT_CHANGES_CAPACITY};
+use crate::call::{CallId, IntoCall, TypedCall};
+use crate::integration::Integration;
+use crate::store::{
+    CallRecord, CallWithEvents, ListQuery, NewCall, Page, SqliteStore, StatusCounts, Store,
+};
+
+/// A store the builder accepts: any [`Store`] by value or in an `Arc`, or an
+/// `Arc<dyn Store>`.
+///
+/// Given by value or as `Arc<SqliteStore>`, a [`SqliteStore`] also enables
+/// the transactional outbox ([`Runtime::create_in_tx`]).
+pub trait IntoStore {
+    /// The store as the runtime holds it, and the SQLite store behind it if it is one.
+    fn into_store(self) -> (Arc<dyn Store>, Option<Arc<SqliteStore>>);
+}
+
+impl<S: Store + 'static> IntoStore for S {
+    fn into_store(self) -> (Arc<dyn Store>, Option<Arc<SqliteStore>>) {
+        Arc::new(self).into_store()
+    }
+}
+
+impl<S: Store + 'static> IntoStore for Arc<S> {
+    fn into_store(self) -> (Arc<dyn Store>, Option<Arc<SqliteStore>>) {
+        let any: Arc<dyn Any + Send + Sync> = self.clone();
+        let sqlite = any.downcast::<SqliteStore>().ok();
+        (self, sqlite)
+    }
+}
+
+impl IntoStore for Arc<dyn Store> {
+    fn into_store(self) -> (Arc<dyn Store>, Option<Arc<SqliteStore>>) {
+        (self, None)
+    }
+}
+
+/// Settings of the worker loop.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) worker_id: String,
+    pub(crate) concurrency: usize,
+    pub(crate) claim_batch: u32,
+    pub(crate) lease: Duration,
+    pub(crate) poll_idle: Duration,
+    pub(crate) hook_retry: Duration,
+}
+
+/// What the worker loop, the hook dispatcher and the runtime's handles share.
+pub(crate) struct Inner {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) sqlite: Option<Arc<SqliteStore>>,
+    pub(crate) integrations: HashMap<&'static str, Arc<dyn Integration>>,
+    pub(crate) settings: Settings,
+    pub(crate) hooks: RwLock<Vec<Hook>>,
+    pub(crate) changes: broadcast::Sender<StatusChange>,
+    /// Woken when a call became terminal through this runtime (hooks are due).
+    pub(crate) terminal: Notify,
+    /// `Some(deadline)` once shutdown was requested.
+    pub(crate) shutdown: watch::Sender<Option<Instant>>,
+    pub(crate) running: AtomicBool,
+    /// `true` while `run` is running.
+    pub(crate) stopped: watch::Sender<bool>,
+}
+
+/// The engine: creates calls, runs workers that drive them to a terminal
+/// state, and tells business code about it.
+///
+/// Cheap to clone (an `Arc` inside): one clone can [`run`](Runtime::run) the
+/// workers while others create calls or [`shutdown`](Runtime::shutdown).
+/// See the [module docs](crate::engine) for scheduling, retries, crash
+/// safety and delivery promises.
+///
+/// ```no_run
+/// # async fn demo(tts: impl integration_runtime::Integration, request: impl integration_runtime::IntoCall) -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use integration_runtime::{Runtime, SqliteStore};
+///
+/// let rt = Runtime::builder()
+///     .store(SqliteStore::open("calls.db").await?)
+///     .integration(tts)
+///     .concurrency(16)
+///     .build()
+///     .await?;
+/// let id = rt.create(request).await?;
+/// let worker = tokio::spawn({ let rt = rt.clone(); async move { rt.run().await } });
+/// // ... later:
+/// rt.shutdown(Duration::from_secs(10)).await;
+/// worker.await??;
+/// # let _ = id; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Runtime {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names: Vec<_> = self.inner.integrations.keys().collect();
+        names.sort();
+        f.debug_struct("Runtime")
+            .field("integrations", &names)
+            .field("settings", &self.inner.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Runtime`]; see [`Runtime::builder`].
+#[must_use]
+pub struct RuntimeBuilder {
+    store: Option<(Arc<dyn Store>, Option<Arc<SqliteStore>>)>,
+    integrations: Vec<Arc<dyn Integration>>,
+    settings: Settings,
+    changes_capacity: usize,
+}
+
+impl fmt::Debug for RuntimeBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RuntimeBuilder")
+            .field("has_store", &self.store.is_some())
+            .field("integrations", &self.integrations.len())
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+impl RuntimeBuilder {
+    /// The store calls live in (required).
+    pub fn store(mut self, store: impl IntoStore) -> Self {
+        self.store = Some(store.into_store());
+        self
+    }
+
+    /// Registers an integration (at least one; names must be unique).
+    pub fn integration(mut self, integration: impl Integration) -> Self {
+        self.integrations.push(Arc::new(integration));
+        self
+    }
+
+    /// Registers an integration held in an `Arc`.
+    pub fn integration_arc(mut self, integration: Arc<dyn Integration>) -> Self {
+        self.integrations.push(integration);
+        self
+    }
+
+    /// The name this process's leases are taken under (default: a fresh
+    /// `worker-<uuid>`). Give every concurrently running worker its own.
+    pub fn worker_id(mut self, id: impl Into<String>) -> Self {
+        self.settings.worker_id = id.into();
+        self
+    }
+
+    /// Most calls executed at once (default 16, at least 1).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.settings.concurrency = n;
+        self
+    }
+
+    /// Most calls claimed in one store round trip (default 32, at least 1);
+    /// never more than there are free execution slots.
+    pub fn claim_batch(mut self, n: u32) -> Self {
+        self.settings.claim_batch = n;
+        self
+    }
+
+    /// How long a claim is valid without renewal (default 60 s). A running
+    /// call's lease is renewed every third of it; a crashed worker's calls
+    /// are claimed again once it runs out.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.settings.lease = lease;
+        self
+    }
+
+    /// How long an idle worker waits before looking for due calls again
+    /// (default 1 s). Calls created through this store wake it at once.
+    pub fn poll_idle(mut self, idle: Duration) -> Self {
+        self.settings.poll_idle = idle;
+        self
+    }
+
+    /// How long a failed hook waits before it is run again (default 10 s).
+    pub fn hook_retry(mut self, delay: Duration) -> Self {
+        self.settings.hook_retry = delay;
+        self
+    }
+
+    /// How many status changes a slow [`Runtime::subscribe`] receiver may
+    /// fall behind before it misses some (default 1024).
+    pub fn changes_capacity(mut self, capacity: usize) -> Self {
+        self.changes_capacity = capacity;
+        self
+    }
+
+    /// Checks the settings and builds the runtime.
+    ///
+    /// Fails when the store or every integration is missing, two
+    /// integrations share a name, or a number is zero.
+    pub async fn build(self) -> Result<Runtime, EngineError> {
+        let Some((store, sqlite)) = self.store else {
+            return Err(EngineError::config("no store: call `.store(..)`"));
+        };
+        if self.integrations.is_empty() {
+            return Err(EngineError::config("no integration: call `.integration(..)`"));
+        }
+        let settings = self.settings;
+        if settings.concurrency == 0 || settings.claim_batch == 0 {
+            return Err(EngineError::config("`concurrency` and `claim_batch` must be at least 1"));
+        }
+        if settings.lease < Duration::from_millis(30) {
+            return Err(EngineError::config("`lease` must be at least 30 ms"));
+        }
+        if settings.worker_id.is_empty() {
+            return Err(EngineError::config("`worker_id` must not be empty"));
+        }
+        let mut integrations = HashMap::new();
+        for integration in self.integrations {
+            let name = integration.descriptor().name;
+            if integrations.insert(name, integration).is_some() {
+                return Err(EngineError::config(format!(
+                    "integration `{name}` is registered twice"
+                )));
+            }
+        }
+        let (changes, _) = broadcast::channel(self.changes_capacity.max(1));
+        let (shutdown, _) = watch::channel(None);
+        let (stopped, _) = watch::channel(true);
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                store,
+                sqlite,
+                integrations,
+                settings,
+                hooks: RwLock::new(Vec::new()),
+                changes,
+                terminal: Notify::new(),
+                shutdown,
+                running: AtomicBool::new(false),
+                stopped,
+            }),
+        })
+    }
+}
+
+impl Runtime {
+    /// A builder with the defaults.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder {
+            store: None,
+            integrations: Vec::new(),
+            settings: Settings {
+                worker_id: format!("worker-{}", uuid::Uuid::new_v4()),
+                concurrency: 16,
+                claim_batch: 32,
+                lease: Duration::from_secs(60),
+                poll_idle: Duration::from_secs(1),
+                hook_retry: Duration::from_secs(10),
+            },
+            changes_capacity: DEFAULT_CHANGES_CAPACITY,
+        }
+    }
+
+    // ----- creating calls -------------------------------------------------
+
+    /// Validates `request` against its spec and stores it as a pending call;
+    /// a worker sends it. Nothing is stored when it is invalid.
+    ///
+    /// Errors: [`EngineError::is_unknown_integration`],
+    /// [`EngineError::is_invalid`] (with every violation), [`EngineError::is_store`].
+    pub async fn create<R: IntoCall>(&self, request: R) -> Result<CallId, EngineError> {
+        let call = self.prepare(request, None)?;
+        Ok(self.inner.store.create(call).await?.id)
+    }
+
+    /// As [`create`](Runtime::create), idempotent on the caller's `key`
+    /// (unique per integration): the same key returns the call created
+    /// first, and creates nothing. Reusing a key for another request is a
+    /// store conflict ([`EngineError::store_error`]`.is_conflict()`).
+    pub async fn create_with_key<R: IntoCall>(
+        &self,
+        request: R,
+        key: impl Into<String>,
+    ) -> Result<CallId, EngineError> {
+        let call = self.prepare(request, Some(key.into()))?;
+        Ok(self.inner.store.create(call).await?.id)
+    }
+
+    /// Creates a call from JSON parameters, for code that only knows the
+    /// integration and endpoint by name. Validated like [`create`](Runtime::create).
+    pub async fn create_json(
+        &self,
+        integration: &str,
+        endpoint: &str,
+        params: Value,
+        key: Option<String>,
+    ) -> Result<CallId, EngineError> {
+        let call = self.prepare_json(integration, endpoint, params, key)?;
+        Ok(self.inner.store.create(call).await?.id)
+    }
+
+    /// The transactional outbox: creates the call inside the caller's own
+    /// SQLite transaction, so it exists if and only if the caller commits.
+    ///
+    /// `conn` is the transaction (`&mut *tx`) on the runtime's
+    /// [`SqliteStore`] database (its [`pool`](SqliteStore::pool), or the
+    /// pool it was made [`from`](SqliteStore::from_pool)). Workers pick the
+    /// call up after the commit, at their next claim (within `poll_idle`).
+    ///
+    /// ```no_run
+    /// # async fn demo(rt: integration_runtime::Runtime, pool: sqlx::SqlitePool, request: impl integration_runtime::IntoCall) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut tx = pool.begin().await?;
+    /// sqlx::query("INSERT INTO orders (id) VALUES (1)").execute(&mut *tx).await?;
+    /// let call = rt.create_in_tx(&mut *tx, request, None).await?;
+    /// tx.commit().await?; // the order and its call, or neither
+    /// # let _ = call; Ok(()) }
+    /// ```
+    pub async fn create_in_tx<R: IntoCall>(
+        &self,
+        conn: &mut SqliteConnection,
+        request: R,
+        key: Option<String>,
+    ) -> Result<CallId, EngineError> {
+        let Some(sqlite) = &self.inner.sqlite else {
+            return Err(EngineError::outbox_unsupported());
+        };
+        let call = self.prepare(request, key)?;
+        Ok(sqlite.create_in_tx(conn, call).await?.id)
+    }
+
+    fn prepare<R: IntoCall>(&self, request: R, key: Option<String>) -> Result<NewCall, EngineError> {
+        let endpoint = request.endpoint();
+        self.prepare_json(R::INTEGRATION, endpoint, request.into_params(), key)
+    }
+
+    fn prepare_json(
+        &self,
+        integration: &str,
+        endpoint: &str,
+        params: Value,
+        key: Option<String>,
+    ) -> Result<NewCall, EngineError> {
+        let found = self
+            .inner
+            .integrations
+            .get(integration)
+            .ok_or_else(|| EngineError::unknown_integration(integration))?;
+        match found.descriptor().endpoint(endpoint) {
+            Some(descriptor) if descriptor.starts_calls => {}
+            _ => return Err(EngineError::not_a_starting_endpoint(integration, endpoint)),
+        }
+        found
+            .validate(endpoint, &params)
+            .map_err(EngineError::invalid)?;
+        let mut call = NewCall::new(integration, endpoint, params);
+        call.idempotency_key = key;
+        Ok(call)
+    }
+
+    // ----- queries --------------------------------------------------------
+
+    /// The call `id`, if it exists.
+    pub async fn get(&self, id: CallId) -> Result<Option<CallRecord>, EngineError> {
+        Ok(self.inner.store.get(id).await?)
+    }
+
+    /// The call `id` with its event log, oldest event first.
+    pub async fn get_with_events(&self, id: CallId) -> Result<Option<CallWithEvents>, EngineError> {
+        Ok(self.inner.store.get_with_events(id).await?)
+    }
+
+    /// The call `id` as its integration's generated record type
+    /// (`rt.get_typed::<volc_tts::VolcTtsCall>(id)`).
+    ///
+    /// Fails with [`EngineError::is_type_mismatch`] when the call belongs
+    /// to another integration or its stored data does not fit the types.
+    pub async fn get_typed<T: TypedCall>(&self, id: CallId) -> Result<Option<T>, EngineError> {
+        match self.inner.store.get(id).await? {
+            None => Ok(None),
+            Some(record) => typed(&record).map(Some),
+        }
+    }
+
+    /// The call of `integration` the provider knows as `external_id`.
+    pub async fn find_by_external_id(
+        &self,
+        integration: &str,
+        external_id: &str,
+    ) -> Result<Option<CallRecord>, EngineError> {
+        Ok(self
+            .inner
+            .store
+            .find_by_external_id(integration, external_id)
+            .await?)
+    }
+
+    /// One page of an integration's calls (filter by status, paginate with
+    /// [`Page::next`]); see [`ListQuery`].
+    pub async fn list(&self, query: &ListQuery) -> Result<Page, EngineError> {
+        Ok(self.inner.store.list(query).await?)
+    }
+
+    /// How many calls are in each status, for one integration or all.
+    pub async fn count_by_status(&self, integration: Option<&str>) -> Result<StatusCounts, EngineError> {
+        Ok(self.inner.store.count_by_status(integration).await?)
+    }
+
+    // ----- accessors (for the webhook receiver and tools) -----------------
+
+    /// The store (to append webhook events, or query directly).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The SQLite store, when the runtime runs on one.
+    pub fn sqlite_store(&self) -> Option<&Arc<SqliteStore>> {
+        self.inner.sqlite.as_ref()
+    }
+
+    /// The registered integration called `name`.
+    pub fn integration(&self, name: &str) -> Option<&Arc<dyn Integration>> {
+        self.inner.integrations.get(name)
+    }
+
+    /// Every registered integration.
+    pub fn integrations(&self) -> impl Iterator<Item = &Arc<dyn Integration>> + '_ {
+        self.inner.integrations.values()
+    }
+
+    /// This runtime's worker id (the lease owner it claims under).
+    pub fn worker_id(&self) -> &str {
+        &self.inner.settings.worker_id
+    }
+
+    // ----- notifications --------------------------------------------------
+
+    /// Every status change made through this runtime (its workers and
+    /// [`Runtime::record_reply`]), as it happens.
+    ///
+    /// Live and lossy: a receiver sees changes after it subscribed, and one
+    /// that falls more than `changes_capacity` behind gets
+    /// `RecvError::Lagged` and misses some. For guaranteed delivery use
+    /// [`on_completed`](Runtime::on_completed) / [`on_failed`](Runtime::on_failed).
+    pub fn subscribe(&self) -> broadcast::Receiver<StatusChange> {
+        self.inner.changes.subscribe()
+    }
+
+    /// Runs `hook` with the typed record of every call of `T`'s integration
+    /// that completes, at least once (see the module docs for the promise).
+    ///
+    /// The hook may return `()` or `Result<(), E: Display>`; an `Err` or a
+    /// panic runs it again after `hook_retry`. Register hooks before
+    /// [`run`](Runtime::run).
+    ///
+    /// ```no_run
+    /// # mod volc_tts { pub struct VolcTtsCall; impl integration_runtime::TypedCall for VolcTtsCall {
+    /// #   const INTEGRATION: &'static str = "VolcTts";
+    /// #   fn from_record(_: &integration_runtime::CallRecord) -> Result<Self, integration_runtime::ClientError> { Ok(VolcTtsCall) } } }
+    /// # fn demo(rt: &integration_runtime::Runtime) {
+    /// rt.on_completed::<volc_tts::VolcTtsCall, _, _, _>(|call| async move {
+    ///     // store the audio URL, notify the user, ...
+    ///     let _ = call;
+    /// });
+    /// # }
+    /// ```
+    pub fn on_completed<T, F, Fut, R>(&self, hook: F)
+    where
+        T: TypedCall,
+        F: Fn(T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: HookResult,
+    {
+        self.add_hook::<T, F, Fut, R>(HookOn::Completed, hook);
+    }
+
+    /// Runs `hook` with the typed record of every call of `T`'s integration
+    /// that fails, at least once; as [`on_completed`](Runtime::on_completed).
+    pub fn on_failed<T, F, Fut, R>(&self, hook: F)
+    where
+        T: TypedCall,
+        F: Fn(T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: HookResult,
+    {
+        self.add_hook::<T, F, Fut, R>(HookOn::Failed, hook);
+    }
+
+    fn add_hook<T, F, Fut, R>(&self, on: HookOn, hook: F)
+    where
+        T: TypedCall,
+        F: Fn(T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: HookResult,
+    {
+        let hook = Hook::new::<T, F, Fut, R>(on, hook);
+        self.inner
+            .hooks
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(hook);
+    }
+
+    // ----- running --------------------------------------------------------
+
+    /// Runs the workers and the hook dispatcher until [`shutdown`](Runtime::shutdown).
+    ///
+    /// Returns once every in-flight call finished or the shutdown deadline
+    /// passed (remaining calls are released for another worker).
+    pub async fn run(&self) -> Result<(), EngineError> {
+        if self.inner.running.swap(true, Ordering::SeqCst) {
+            return Err(EngineError::already_running());
+        }
+        self.inner.stopped.send_replace(false);
+        let dispatcher = tokio::spawn(super::hooks::dispatch(self.inner.clone()));
+        super::worker::run(self.inner.clone()).await;
+        // The dispatcher stops on the same signal; it never fails.
+        let _ = dispatcher.await;
+        self.inner.running.store(false, Ordering::SeqCst);
+        self.inner.stopped.send_replace(true);
+        Ok(())
+    }
+
+    /// Runs until `signal` resolves (say `tokio::signal::ctrl_c()`), then
+    /// shuts down, giving in-flight calls `grace` to finish.
+    pub async fn run_until(
+        &self,
+        signal: impl Future<Output = ()>,
+        grace: Duration,
+    ) -> Result<(), EngineError> {
+        let run = self.run();
+        tokio::pin!(run);
+        tokio::select! {
+            result = &mut run => return result,
+            () = signal => {}
+        }
+        self.request_shutdown(grace);
+        run.await
+    }
+
+    /// Stops claiming new calls, lets in-flight calls finish for up to
+    /// `grace`, releases the rest, and waits until [`run`](Runtime::run)
+    /// returned. Without a running `run`, only prevents future ones from
+    /// claiming anything. Idempotent.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.request_shutdown(grace);
+        let mut stopped = self.inner.stopped.subscribe();
+        // Returns at once when nothing runs; `run` always ends after a request.
+        let _ = stopped.wait_for(|stopped| *stopped).await;
+    }
+
+    fn request_shutdown(&self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        self.inner.shutdown.send_modify(|current| {
+            // The first request's deadline stands; a later one may only shorten it.
+            *current = Some(current.map_or(deadline, |at| at.min(deadline)));
+        });
+    }
+
+    /// Whether shutdown was requested.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutdown.borrow().is_some()
+    }
+}
+
+/// Reads the typed record of a stored call.
+pub(crate) fn typed<T: TypedCall>(record: &CallRecord) -> Result<T, EngineError> {
+    if record.integration != T::INTEGRATION {
+        return Err(EngineError::wrong_integration(
+            record.id,
+            T::INTEGRATION,
+            &record.integration,
+        ));
+    }
+    T::from_record(record).map_err(|e| EngineError::decode(record.id, T::INTEGRATION, e))
+}

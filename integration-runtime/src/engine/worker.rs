@@ -1,0 +1,401 @@
+//! The worker loop: claim due calls in bounded batches, execute each under
+//! its lease, and schedule what comes next through the store.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::follow_up::{
+    completed, events_of, failed, generated_external_id, initialized, processing,
+    provider_idempotency_key,
+};
+use super::retry::{is_retryable_class, may_retry_start, poll_delay, retry_delay, unit_random};
+use super::runtime::Inner;
+use super::shim::StoreShim as _;
+use crate::call::{CallOptions, RemoteStatus, Reply};
+use crate::descriptor::{Mode, RetryOn};
+use crate::error::ClientError;
+use crate::integration::Integration;
+use crate::store::{CallRecord, StoreError};
+use crate::lifecycle::CallStatus;
+
+/// How long a call of an integration this runtime does not know waits
+/// before it is offered again (to a runtime that may know it).
+const FOREIGN_CALL_DELAY: Duration = Duration::from_secs(30);
+
+/// Every failure class: polls keep going through any transient failure.
+const TRANSIENT: RetryOn = RetryOn {
+    server_errors: true,
+    too_many_requests: true,
+    timeouts: true,
+    connect_errors: true,
+};
+
+/// Runs the claim loop until shutdown, then drains in-flight calls.
+pub(crate) async fn run(inner: Arc<Inner>) {
+    let settings = inner.settings.clone();
+    let slots = Arc::new(Semaphore::new(settings.concurrency));
+    let in_flight: Arc<Mutex<HashSet<crate::CallId>>> = Arc::default();
+    let mut tasks = JoinSet::new();
+    let mut shutdown = inner.shutdown.subscribe();
+
+    loop {
+        if shutdown.borrow().is_some() {
+            break;
+        }
+        // Reap finished tasks so the set stays as small as the slots.
+        while tasks.try_join_next().is_some() {}
+
+        // Claim no more than there are free slots: a claimed call never
+        // waits for a slot while its lease runs.
+        let free = slots.available_permits();
+        if free == 0 {
+            tokio::select! {
+                permit = slots.clone().acquire_owned() => drop(permit),
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        let limit = settings
+            .claim_batch
+            .min(u32::try_from(free).unwrap_or(u32::MAX));
+        // Created before claiming, so a wake-up between the claim and the
+        // wait is not lost.
+        let work = inner.store.wait_for_work();
+        let claimed = match inner
+            .store
+            .claim(&settings.worker_id, limit, settings.lease)
+            .await
+        {
+            Ok(claimed) => claimed,
+            Err(_) => {
+                // The store is unavailable: try again after the idle delay.
+                Vec::new()
+            }
+        };
+        let full = claimed.len() as u32 >= limit;
+        for call in claimed {
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                // Cannot happen (only this loop takes permits); be safe.
+                let _ = inner.store.release(call.id, &settings.worker_id).await;
+                continue;
+            };
+            let id = call.id;
+            lock(&in_flight).insert(id);
+            let inner = inner.clone();
+            let in_flight = in_flight.clone();
+            tasks.spawn(async move {
+                execute(&inner, call).await;
+                lock(&in_flight).remove(&id);
+                drop(permit);
+            });
+        }
+        if full {
+            continue;
+        }
+        tokio::select! {
+            () = work => {}
+            () = tokio::time::sleep(settings.poll_idle) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+
+    // Shutdown: no more claims; let in-flight calls finish until the deadline.
+    let deadline = (*shutdown.borrow()).unwrap_or_else(tokio::time::Instant::now);
+    let drained = tokio::time::timeout_at(deadline, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        let unfinished: Vec<_> = lock(&in_flight).iter().copied().collect();
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+        for id in unfinished {
+            // Lease lost or already finished: nothing to give back.
+            let _ = inner.store.release(id, &settings.worker_id).await;
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Executes one claimed call, renewing its lease meanwhile. Every path ends
+/// with a store write that releases the lease, or gives the lease up.
+pub(crate) async fn execute(inner: &Inner, call: CallRecord) {
+    let id = call.id;
+    let worker = inner.settings.worker_id.as_str();
+    match with_heartbeat(inner, id, step(inner, &call)).await {
+        Ok(()) => {}
+        Err(error) if error.is_lease_lost() || error.is_not_found() => {}
+        Err(_) => {
+            // A store failure mid-way: give the call back at once; its
+            // events are idempotent, so the next run repeats nothing twice.
+            let _ = inner.store.release(id, worker).await;
+        }
+    }
+}
+
+/// Runs `work`, extending the lease every third of it. Stops the work when
+/// the lease was lost (another worker owns the call now).
+async fn with_heartbeat(
+    inner: &Inner,
+    id: crate::CallId,
+    work: impl Future<Output = Result<(), StoreError>>,
+) -> Result<(), StoreError> {
+    let lease = inner.settings.lease;
+    let period = (lease / 3).max(Duration::from_millis(10));
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            result = &mut work => return result,
+            _ = ticker.tick() => {
+                match inner.store.extend_lease(id, &inner.settings.worker_id, lease).await {
+                    Err(error) if error.is_lease_lost() || error.is_not_found() => return Err(error),
+                    // A transient store error: the next tick tries again.
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+async fn step(inner: &Inner, call: &CallRecord) -> Result<(), StoreError> {
+    let worker = inner.settings.worker_id.as_str();
+    let Some(integration) = inner.integrations.get(call.integration.as_str()) else {
+        // Not ours: offer it again later, without counting an attempt.
+        return inner
+            .store
+            .postpone(call.id, worker, after(FOREIGN_CALL_DELAY))
+            .await;
+    };
+    match call.status {
+        CallStatus::Pending => start(inner, integration.as_ref(), call).await,
+        CallStatus::Processing => follow_up(inner, integration.as_ref(), call).await,
+        CallStatus::Completed | CallStatus::Failed => {
+            inner.store.reschedule(call.id, worker, None).await
+        }
+    }
+}
+
+fn after(delay: Duration) -> DateTime<Utc> {
+    let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+    Utc::now()
+        .checked_add_signed(delay)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// The request was not sent: the integration's own circuit breaker or
+/// rate/concurrency limit refused it. Not the call's failure.
+fn refused_locally(error: &ClientError) -> bool {
+    error.is_circuit_open() || error.is_rate_limited()
+}
+
+/// How long to wait after a local refusal.
+fn refusal_wait(error: &ClientError, fallback: Duration) -> Duration {
+    error
+        .admit_after()
+        .unwrap_or(fallback)
+        .max(Duration::from_millis(10))
+}
+
+/// Sends the starting request and records what it says.
+async fn start(inner: &Inner, integration: &dyn Integration, call: &CallRecord) -> Result<(), StoreError> {
+    let worker = inner.settings.worker_id.as_str();
+    let descriptor = integration.descriptor();
+    let Some(endpoint) = descriptor
+        .endpoint(&call.endpoint)
+        .filter(|endpoint| endpoint.starts_calls)
+    else {
+        let message = format!(
+            "endpoint `{}` of `{}` does not exist or does not start calls",
+            call.endpoint, call.integration
+        );
+        return fail_unanswered(inner, call, message).await;
+    };
+    let options = CallOptions {
+        idempotency_key: Some(provider_idempotency_key(call.id)),
+    };
+    let attempt = call.attempts.saturating_add(1);
+    let reply = match integration.start(&call.endpoint, &call.params, &options).await {
+        Ok(reply) => reply,
+        Err(error) => {
+            if refused_locally(&error) {
+                // Nothing was sent: wait for the circuit or limit, keep the attempt.
+                let fallback =
+                    Duration::from_millis(endpoint.policy.retry.initial_backoff_ms.max(100));
+                let wait = refusal_wait(&error, fallback);
+                return inner.store.postpone(call.id, worker, after(wait)).await;
+            }
+            let retry = &endpoint.policy.retry;
+            if attempt < retry.max_attempts && may_retry_start(endpoint, &error) {
+                let delay = retry_delay(retry, attempt, error.retry_after(), unit_random());
+                return inner.store.reschedule(call.id, worker, Some(after(delay))).await;
+            }
+            let message = if attempt > 1 {
+                format!("{error} (gave up after {attempt} attempts)")
+            } else {
+                error.to_string()
+            };
+            return fail_unanswered(inner, call, message).await;
+        }
+    };
+    match endpoint.mode {
+        Mode::Sync => {
+            let external_id = reply
+                .external_id
+                .clone()
+                .unwrap_or_else(|| generated_external_id(call.id));
+            if !initialize(inner, call, &external_id).await? {
+                return inner.store.reschedule(call.id, worker, None).await;
+            }
+            inner.record(call.id, &call.integration, processing()).await?;
+            let last = match reply.status {
+                Some(RemoteStatus::Failed) => failed(
+                    reply
+                        .error
+                        .unwrap_or_else(|| "the provider reports that the call failed".to_owned()),
+                ),
+                _ => completed(reply.result.unwrap_or(serde_json::Value::Null)),
+            };
+            inner.record(call.id, &call.integration, last).await?;
+            inner.store.reschedule(call.id, worker, None).await
+        }
+        Mode::Async => {
+            let Some(external_id) = reply.external_id.clone() else {
+                let message = format!(
+                    "endpoint `{}`: the provider's answer (HTTP {}) carries no external id \
+                     where the spec's `external_id` path points, so the call cannot be followed",
+                    call.endpoint, reply.http_status
+                );
+                return fail_unanswered(inner, call, message).await;
+            };
+            if !initialize(inner, call, &external_id).await? {
+                return inner.store.reschedule(call.id, worker, None).await;
+            }
+            if apply_status(inner, call, &reply).await? {
+                return inner.store.reschedule(call.id, worker, None).await;
+            }
+            let next = next_poll(integration, call, None);
+            inner.store.reschedule(call.id, worker, next).await
+        }
+    }
+}
+
+/// Records `initialized`; `false` when the external id already belongs to
+/// another call, in which case the call was failed instead.
+async fn initialize(inner: &Inner, call: &CallRecord, external_id: &str) -> Result<bool, StoreError> {
+    match inner
+        .record(call.id, &call.integration, initialized(external_id))
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(error) if error.is_conflict() && !error.is_lease_lost() => {
+            let message = format!(
+                "the provider's id `{external_id}` for this call already belongs to another call: {error}"
+            );
+            fail_unanswered(inner, call, message).await?;
+            Ok(false)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Fails a call the provider never acknowledged: `initialized` with a
+/// generated id (every call has one), then `failed`, then unscheduled.
+async fn fail_unanswered(inner: &Inner, call: &CallRecord, message: String) -> Result<(), StoreError> {
+    let worker = inner.settings.worker_id.as_str();
+    let generated = generated_external_id(call.id);
+    match inner.record(call.id, &call.integration, initialized(&generated)).await {
+        Ok(_) => {}
+        // The call already has another external id: `failed` still applies.
+        Err(error) if error.is_conflict() && !error.is_lease_lost() => {}
+        Err(error) => return Err(error),
+    }
+    inner.record(call.id, &call.integration, failed(message)).await?;
+    inner.store.reschedule(call.id, worker, None).await
+}
+
+/// Records the status a reply carries; `true` when the call is terminal now.
+async fn apply_status(inner: &Inner, call: &CallRecord, reply: &Reply<serde_json::Value>) -> Result<bool, StoreError> {
+    let mut terminal = false;
+    for event in events_of(reply) {
+        let outcome = inner.record(call.id, &call.integration, event).await?;
+        terminal = outcome.status().is_terminal();
+    }
+    Ok(terminal)
+}
+
+/// When to poll next: `None` without polling (a webhook finishes the call).
+fn next_poll(
+    integration: &dyn Integration,
+    call: &CallRecord,
+    at_least: Option<Duration>,
+) -> Option<DateTime<Utc>> {
+    let polling = integration.descriptor().polling?;
+    let elapsed = (Utc::now() - call.created_at).to_std().unwrap_or_default();
+    let mut delay = poll_delay(&polling, elapsed);
+    if let Some(floor) = at_least {
+        delay = delay.max(floor);
+    }
+    let next = after(delay);
+    Some(next.min(give_up_at(call, polling.give_up_after_s)))
+}
+
+fn give_up_at(call: &CallRecord, give_up_after_s: u64) -> DateTime<Utc> {
+    let seconds = i64::try_from(give_up_after_s).unwrap_or(i64::MAX);
+    chrono::Duration::try_seconds(seconds)
+        .and_then(|d| call.created_at.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// Polls a call the provider acknowledged, or gives up on it.
+async fn follow_up(inner: &Inner, integration: &dyn Integration, call: &CallRecord) -> Result<(), StoreError> {
+    let worker = inner.settings.worker_id.as_str();
+    let descriptor = integration.descriptor();
+    let (Some(polling), Some(external_id)) = (descriptor.polling, call.external_id.as_deref()) else {
+        // Nothing to poll: an event (webhook) finishes the call.
+        return inner.store.reschedule(call.id, worker, None).await;
+    };
+    if Utc::now() >= give_up_at(call, polling.give_up_after_s) {
+        let message = format!(
+            "timed out: no final status within {} s of creation (polling `{}`)",
+            polling.give_up_after_s, polling.endpoint
+        );
+        inner.record(call.id, &call.integration, failed(message)).await?;
+        return inner.store.reschedule(call.id, worker, None).await;
+    }
+    let Some(poll) = integration.poll(external_id) else {
+        return inner.store.reschedule(call.id, worker, None).await;
+    };
+    match poll.await {
+        Ok(reply) => {
+            if apply_status(inner, call, &reply).await? {
+                return inner.store.reschedule(call.id, worker, None).await;
+            }
+            let next = next_poll(integration, call, None);
+            inner.store.reschedule(call.id, worker, next).await
+        }
+        Err(error) if refused_locally(&error) => {
+            let wait = refusal_wait(&error, Duration::from_millis(polling.interval_ms));
+            let next = next_poll(integration, call, Some(wait)).unwrap_or_else(|| after(wait));
+            inner.store.postpone(call.id, worker, next).await
+        }
+        Err(error) if is_retryable_class(&error, &TRANSIENT) => {
+            let next = next_poll(integration, call, error.retry_after());
+            inner.store.reschedule(call.id, worker, next).await
+        }
+        Err(error) => {
+            let message = format!("polling `{}` failed: {error}", polling.endpoint);
+            inner.record(call.id, &call.integration, failed(message)).await?;
+            inner.store.reschedule(call.id, worker, None).await
+        }
+    }
+}

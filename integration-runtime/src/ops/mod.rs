@@ -1,0 +1,440 @@
+//! The operations API, health and the circuit-breaker report.
+//!
+//! [`OpsApi`] builds an axum [`Router`] for operators; mount it under a prefix
+//! of your choice (`Router::new().nest("/ops", ops)`), apart from the public
+//! webhook routes. [`Health`] serves `/health`, and
+//! [`Metrics::exporter`](crate::Metrics::exporter) serves `/metrics`.
+//!
+//! # Authentication
+//!
+//! Every route needs `Authorization: Bearer <token>`, compared in constant
+//! time (SHA-256 digests of both, compared with `subtle`, so neither content
+//! nor length leaks). Wrong or missing: `401` with `WWW-Authenticate: Bearer`.
+//! **Without a configured token the API is disabled**: the router answers
+//! `404` to everything, exactly as if it were not mounted.
+//!
+//! # Routes
+//!
+//! JSON in and out; errors are `{"error": <code>, "message": <text>}`.
+//!
+//! | route | what it does |
+//! | --- | --- |
+//! | `GET /integrations` | The integrations given to the API, with their call counts by status. |
+//! | `GET /calls?integration=X[&status=S][&limit=N][&after=C][&order=oldest\|newest]` | One page of calls of integration `X` (required), optionally of status `S`; `limit` 1..=1000 (default 100); `after` is the previous page's `next`. Answers `{"calls": [...], "next": "C" \| null}`. |
+//! | `GET /failed?integration=X[&limit=N][&after=C]` | The dead-letter view: failed calls of `X`, newest first, same paging. |
+//! | `GET /calls/{id}` | The call with its whole event log: `{"call": {...}, "events": [...]}`; `404` if unknown. |
+//! | `POST /calls/{id}/refresh` | Asks the provider now ([`Integration::poll`] with the call's external id) and appends the answer as an event (key `refresh:<kind>`, so repeated refreshes with the same news record it once). Answers `{"outcome": "applied" \| "ignored" \| "duplicate", "call": {...}}`. `409` when the call is terminal, has no external id yet, or its integration is not given to the API or has no polling; `502` when the provider fails or answers without a status. |
+//! | `POST /calls/{id}/retry` | Retries a **failed** call: see below. `409` (`not_retryable`) for any other status. |
+//!
+//! # Retry semantics
+//!
+//! The event log is append-only and a status never moves backwards, so a
+//! failed call stays failed forever. A retry creates a **new** call of the same
+//! integration, endpoint and parameters, with the idempotency key
+//! `retry-of:<old call id>`: that key links the new call to the old one, and
+//! makes the retry itself idempotent — retrying the same failed call again
+//! returns the same new call (`201` the first time, `200` with
+//! `"created": false` after). If the new call fails too, retry *it*. The answer
+//! is `{"call_id": <new>, "retry_of": <old>, "created": bool}`. The engine
+//! picks the new call up like any other pending call.
+
+mod health;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::call::CallId;
+use crate::integration::Integration;
+use crate::lifecycle::{CallStatus, EventKind};
+use crate::secret::Secret;
+use crate::store::{
+    AppendOutcome, CallRecord, Cursor, ListOrder, ListQuery, NewCall, NewEvent, Page, Store,
+    StoreError,
+};
+pub use crate::webhook::Rejection;
+pub use health::{CheckResult, CircuitReport, CircuitSource, Health, HealthCheck, HealthStatus};
+
+/// Builds the operations [`Router`]; see the [module docs](self).
+pub struct OpsApi {
+    store: Arc<dyn Store>,
+    integrations: BTreeMap<String, Arc<dyn Integration>>,
+    token: Option<Secret>,
+}
+
+impl fmt::Debug for OpsApi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpsApi")
+            .field("integrations", &self.integrations.keys().collect::<Vec<_>>())
+            .field("enabled", &self.token.is_some())
+            .finish()
+    }
+}
+
+struct OpsState {
+    store: Arc<dyn Store>,
+    integrations: BTreeMap<String, Arc<dyn Integration>>,
+    token_digest: [u8; 32],
+}
+
+impl OpsApi {
+    /// An API over `store`, disabled until a token is set.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        OpsApi {
+            store,
+            integrations: BTreeMap::new(),
+            token: None,
+        }
+    }
+
+    /// Makes `integration` refreshable and listed under `/integrations`.
+    #[must_use]
+    pub fn integration(mut self, integration: Arc<dyn Integration>) -> Self {
+        self.integrations
+            .insert(integration.descriptor().name.to_owned(), integration);
+        self
+    }
+
+    /// The bearer token operators must send; `None` (or an empty token)
+    /// disables the API.
+    #[must_use]
+    pub fn token(mut self, token: Option<Secret>) -> Self {
+        self.token = token.filter(|t| !t.expose().is_empty());
+        self
+    }
+
+    /// The token from environment variable `var` (unset or empty: disabled).
+    #[must_use]
+    pub fn token_from_env(self, var: &str) -> Self {
+        let token = std::env::var(var).ok().map(Secret::new);
+        self.token(token)
+    }
+
+    /// Whether a token is configured (otherwise every route answers `404`).
+    pub fn is_enabled(&self) -> bool {
+        self.token.is_some()
+    }
+
+    /// The router (relative routes; nest it under a prefix of your choice).
+    pub fn router(self) -> Router {
+        let Some(token) = self.token else {
+            return Router::new();
+        };
+        let state = Arc::new(OpsState {
+            store: self.store,
+            integrations: self.integrations,
+            token_digest: Sha256::digest(token.expose().as_bytes()).into(),
+        });
+        Router::new()
+            .route("/integrations", get(integrations))
+            .route("/calls", get(list_calls))
+            .route("/failed", get(failed_calls))
+            .route("/calls/{id}", get(show_call))
+            .route("/calls/{id}/refresh", post(refresh_call))
+            .route("/calls/{id}/retry", post(retry_call))
+            .route_layer(middleware::from_fn_with_state(
+                Arc::clone(&state),
+                authorize,
+            ))
+            .with_state(state)
+    }
+}
+
+async fn authorize(State(state): State<Arc<OpsState>>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| {
+            value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    let authorized = presented.is_some_and(|token| {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        bool::from(digest.ct_eq(&state.token_digest))
+    });
+    if authorized {
+        next.run(request).await
+    } else {
+        let mut response = Rejection::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid `Authorization: Bearer <token>` header is required",
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        response
+    }
+}
+
+fn store_error(error: StoreError) -> Rejection {
+    if error.is_not_found() {
+        Rejection::new(StatusCode::NOT_FOUND, "not_found", error.to_string())
+    } else if error.is_conflict() {
+        Rejection::new(StatusCode::CONFLICT, "conflict", error.to_string())
+    } else {
+        Rejection::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_error",
+            error.to_string(),
+        )
+        .retry_after(5)
+    }
+}
+
+fn bad_request(message: impl Into<String>) -> Rejection {
+    Rejection::new(StatusCode::BAD_REQUEST, "bad_request", message)
+}
+
+fn conflict(code: &'static str, message: impl Into<String>) -> Rejection {
+    Rejection::new(StatusCode::CONFLICT, code, message)
+}
+
+fn parse_id(id: &str) -> Result<CallId, Rejection> {
+    id.parse()
+        .map_err(|_| bad_request(format!("`{id}` is not a call id (a UUID)")))
+}
+
+async fn load(state: &OpsState, id: CallId) -> Result<CallRecord, Rejection> {
+    state
+        .store
+        .get(id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| Rejection::new(StatusCode::NOT_FOUND, "not_found", format!("call {id} not found")))
+}
+
+/// Query parameters of the listings.
+#[derive(Debug, Deserialize)]
+struct ListParams {
+    integration: Option<String>,
+    status: Option<String>,
+    limit: Option<u32>,
+    after: Option<String>,
+    order: Option<String>,
+}
+
+impl ListParams {
+    fn query(self, default_order: ListOrder) -> Result<ListQuery, Rejection> {
+        let integration = self
+            .integration
+            .filter(|i| !i.is_empty())
+            .ok_or_else(|| bad_request("the `integration` query parameter is required"))?;
+        let mut query = ListQuery::new(integration).order(default_order);
+        if let Some(status) = self.status {
+            let status: CallStatus = status.parse().map_err(|e| {
+                bad_request(format!(
+                    "{e}; expected pending, processing, completed or failed"
+                ))
+            })?;
+            query = query.status(status);
+        }
+        if let Some(limit) = self.limit {
+            query = query.limit(limit);
+        }
+        if let Some(after) = self.after {
+            let cursor: Cursor = after
+                .parse()
+                .map_err(|_| bad_request(format!("`{after}` is not a cursor")))?;
+            query = query.after(cursor);
+        }
+        match self.order.as_deref() {
+            None => {}
+            Some("oldest") => query = query.order(ListOrder::OldestFirst),
+            Some("newest") => query = query.order(ListOrder::NewestFirst),
+            Some(other) => {
+                return Err(bad_request(format!(
+                    "unknown order `{other}`; expected oldest or newest"
+                )))
+            }
+        }
+        Ok(query)
+    }
+}
+
+fn page_json(page: Page) -> Value {
+    json!({
+        "calls": page.calls,
+        "next": page.next.map(|cursor| cursor.to_string()),
+    })
+}
+
+fn params(params: Result<Query<ListParams>, QueryRejection>) -> Result<ListParams, Rejection> {
+    params
+        .map(|Query(params)| params)
+        .map_err(|e| bad_request(e.body_text()))
+}
+
+async fn integrations(State(state): State<Arc<OpsState>>) -> Result<Json<Value>, Rejection> {
+    let mut list = Vec::new();
+    for (name, integration) in &state.integrations {
+        let counts = state
+            .store
+            .count_by_status(Some(name))
+            .await
+            .map_err(store_error)?;
+        let descriptor = integration.descriptor();
+        list.push(json!({
+            "name": name,
+            "polling": descriptor.polling.is_some(),
+            "webhook": descriptor.webhook.map(|w| w.path),
+            "calls": counts,
+        }));
+    }
+    Ok(Json(json!({ "integrations": list })))
+}
+
+async fn list_calls(
+    State(state): State<Arc<OpsState>>,
+    query: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<Value>, Rejection> {
+    let query = params(query)?.query(ListOrder::OldestFirst)?;
+    let page = state.store.list(&query).await.map_err(store_error)?;
+    Ok(Json(page_json(page)))
+}
+
+async fn failed_calls(
+    State(state): State<Arc<OpsState>>,
+    query: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<Value>, Rejection> {
+    let params = params(query)?;
+    if params.status.as_deref().is_some_and(|s| s != "failed") {
+        return Err(bad_request("the dead-letter view lists failed calls only"));
+    }
+    let query = params
+        .query(ListOrder::NewestFirst)?
+        .status(CallStatus::Failed);
+    let page = state.store.list(&query).await.map_err(store_error)?;
+    Ok(Json(page_json(page)))
+}
+
+async fn show_call(
+    State(state): State<Arc<OpsState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Rejection> {
+    let id = parse_id(&id)?;
+    let call = state
+        .store
+        .get_with_events(id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| {
+            Rejection::new(StatusCode::NOT_FOUND, "not_found", format!("call {id} not found"))
+        })?;
+    Ok(Json(json!(call)))
+}
+
+fn outcome_name(outcome: &AppendOutcome) -> &'static str {
+    match outcome {
+        AppendOutcome::Applied { .. } => "applied",
+        AppendOutcome::Ignored { .. } => "ignored",
+        AppendOutcome::Duplicate { .. } => "duplicate",
+    }
+}
+
+async fn refresh_call(
+    State(state): State<Arc<OpsState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Rejection> {
+    let id = parse_id(&id)?;
+    let call = load(&state, id).await?;
+    if call.is_terminal() {
+        return Err(conflict(
+            "already_terminal",
+            format!("call {id} is already {}; there is nothing to refresh", call.status),
+        ));
+    }
+    let Some(external_id) = call.external_id.as_deref() else {
+        return Err(conflict(
+            "no_external_id",
+            format!("call {id} has no external id yet: the provider has not acknowledged it"),
+        ));
+    };
+    let integration = state.integrations.get(&call.integration).ok_or_else(|| {
+        conflict(
+            "unknown_integration",
+            format!(
+                "integration {} is not registered with the operations API",
+                call.integration
+            ),
+        )
+    })?;
+    let poll = integration.poll(external_id).ok_or_else(|| {
+        conflict(
+            "no_polling",
+            format!("integration {} has no polling endpoint", call.integration),
+        )
+    })?;
+    let reply = poll.await.map_err(|e| {
+        Rejection::new(StatusCode::BAD_GATEWAY, "provider_error", e.to_string())
+    })?;
+    let Some(status) = reply.status else {
+        return Err(Rejection::new(
+            StatusCode::BAD_GATEWAY,
+            "provider_error",
+            "the provider's answer carries no status",
+        ));
+    };
+    let kind = status.event_kind();
+    let key = format!("refresh:{kind}");
+    let event = match kind {
+        EventKind::Completed => NewEvent::completed(key, reply.result.unwrap_or(Value::Null)),
+        EventKind::Failed => NewEvent::failed(
+            key,
+            reply
+                .error
+                .unwrap_or_else(|| "the provider reported a failure".to_owned()),
+        ),
+        EventKind::Processing | EventKind::Initialized => NewEvent::processing(key),
+    };
+    let outcome = state
+        .store
+        .append_event(id, event)
+        .await
+        .map_err(store_error)?;
+    let call = load(&state, id).await?;
+    Ok(Json(json!({"outcome": outcome_name(&outcome), "call": call})))
+}
+
+async fn retry_call(
+    State(state): State<Arc<OpsState>>,
+    Path(id): Path<String>,
+) -> Result<Response, Rejection> {
+    let id = parse_id(&id)?;
+    let call = load(&state, id).await?;
+    if call.status != CallStatus::Failed {
+        return Err(conflict(
+            "not_retryable",
+            format!(
+                "call {id} is {}; only failed calls can be retried",
+                call.status
+            ),
+        ));
+    }
+    let new = NewCall::new(call.integration, call.endpoint, call.params)
+        .idempotency_key(format!("retry-of:{id}"));
+    let created = state.store.create(new).await.map_err(store_error)?;
+    let status = if created.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let body = json!({"call_id": created.id, "retry_of": id, "created": created.created});
+    Ok((status, Json(body)).into_response())
+}

@@ -1,0 +1,376 @@
+//! In-process resilience policies applied around each attempt of
+//! [`HttpClient::send`](crate::__private::HttpClient::send): a circuit breaker,
+//! a GCRA rate limit and a concurrency limit (bulkhead).
+//!
+//! Each component exists once per integration (per `HttpClient`, shared by its
+//! clones). An endpoint whose effective policy has a *different* setting than
+//! the integration's gets its own instance of that component, keyed by the
+//! endpoint's name. When the client was built without the integration's
+//! descriptor, instances are keyed by their setting: endpoints with equal
+//! settings share one.
+//!
+//! Retries are not made here: a refused attempt comes back as an error the
+//! engine reschedules (`is_circuit_open()`, `is_rate_limited()`).
+
+mod circuit_breaker;
+mod rate_limit;
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+pub use circuit_breaker::CircuitState;
+pub(crate) use circuit_breaker::Outcome;
+use circuit_breaker::{BreakerPermit, CircuitBreaker};
+use rate_limit::Gcra;
+
+use crate::descriptor::{CircuitBreakerPolicy, PolicyDescriptor, RateLimitPolicy};
+
+/// Which instance of a component an attempt uses.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Key<C> {
+    /// The integration's (or, without a descriptor, everyone's with this setting).
+    Shared(C),
+    /// An endpoint whose setting differs from the integration's.
+    Endpoint(&'static str, C),
+}
+
+/// Instances of one component, created on first use.
+#[derive(Debug)]
+struct Registry<C, T> {
+    entries: Mutex<Vec<(Key<C>, Arc<T>)>>,
+}
+
+impl<C: PartialEq + Copy, T> Registry<C, T> {
+    fn new() -> Self {
+        Registry {
+            entries: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn get(&self, key: Key<C>, make: impl FnOnce(C) -> T) -> Arc<T> {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, value)) = entries.iter().find(|(k, _)| *k == key) {
+            return Arc::clone(value);
+        }
+        let (Key::Shared(setting) | Key::Endpoint(_, setting)) = key;
+        let value = Arc::new(make(setting));
+        entries.push((key, Arc::clone(&value)));
+        value
+    }
+
+    fn all(&self) -> Vec<Arc<T>> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.iter().map(|(_, value)| Arc::clone(value)).collect()
+    }
+}
+
+/// Why an attempt was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The circuit is open; it may admit an attempt after this long.
+    CircuitOpen(Duration),
+    /// The rate limit would delay the attempt by this much, beyond its timeout.
+    RateLimited(Duration),
+    /// `limit` attempts stayed in flight for the whole timeout.
+    Busy {
+        /// The concurrency limit.
+        limit: u32,
+        /// How long the attempt waited for a slot.
+        waited: Duration,
+    },
+}
+
+/// An admitted attempt: holds its concurrency slot and circuit breaker permit.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    breaker: Option<BreakerPermit>,
+    _slot: Option<OwnedSemaphorePermit>,
+    /// How long admission waited (rate limit and concurrency limit).
+    pub(crate) waited: Duration,
+}
+
+impl Admission {
+    /// Reports the attempt's outcome to the circuit breaker and frees the slot.
+    pub(crate) fn finish(self, outcome: Outcome) {
+        if let Some(permit) = self.breaker {
+            permit.finish(outcome, Instant::now());
+        }
+    }
+}
+
+/// The policies of one integration.
+#[derive(Debug)]
+pub(crate) struct Policies {
+    /// The integration-wide policy, when the client knows its descriptor.
+    integration: Option<&'static PolicyDescriptor>,
+    breakers: Registry<CircuitBreakerPolicy, CircuitBreaker>,
+    limiters: Registry<RateLimitPolicy, Option<Mutex<Gcra>>>,
+    bulkheads: Registry<u32, Semaphore>,
+}
+
+/// The key of an endpoint's `setting`, given the integration's (`None`: unknown).
+fn key<C: PartialEq + Copy>(
+    integration: Option<Option<C>>,
+    endpoint: &'static str,
+    setting: C,
+) -> Key<C> {
+    match integration {
+        Some(Some(shared)) if shared != setting => Key::Endpoint(endpoint, setting),
+        Some(None) => Key::Endpoint(endpoint, setting),
+        _ => Key::Shared(setting),
+    }
+}
+
+fn timeout_of(policy: &PolicyDescriptor) -> Option<Duration> {
+    (policy.timeout_ms > 0).then(|| Duration::from_millis(policy.timeout_ms))
+}
+
+impl Policies {
+    /// Policies of an integration whose integration-wide policy is `integration`
+    /// (`None`: unknown, instances keyed by setting).
+    pub(crate) fn new(integration: Option<&'static PolicyDescriptor>) -> Self {
+        Policies {
+            integration,
+            breakers: Registry::new(),
+            limiters: Registry::new(),
+            bulkheads: Registry::new(),
+        }
+    }
+
+    fn breaker(&self, endpoint: &'static str, policy: &PolicyDescriptor) -> Option<Arc<CircuitBreaker>> {
+        let setting = policy.circuit_breaker?;
+        let shared = self.integration.map(|p| p.circuit_breaker);
+        Some(
+            self.breakers
+                .get(key(shared, endpoint, setting), CircuitBreaker::new),
+        )
+    }
+
+    /// Waits for the rate limit (bounded by the request's timeout).
+    pub(crate) async fn pace(
+        &self,
+        endpoint: &'static str,
+        policy: &PolicyDescriptor,
+    ) -> Result<Duration, Refusal> {
+        let Some(setting) = policy.rate_limit else {
+            return Ok(Duration::ZERO);
+        };
+        let shared = self.integration.map(|p| p.rate_limit);
+        let limiter = self.limiters.get(key(shared, endpoint, setting), |setting| {
+            Gcra::new(setting).map(Mutex::new)
+        });
+        let Some(limiter) = limiter.as_ref() else {
+            return Ok(Duration::ZERO);
+        };
+        let now = Instant::now();
+        let wait = limiter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .reserve(now, timeout_of(policy))
+            .map_err(Refusal::RateLimited)?;
+        if !wait.is_zero() {
+            tokio::time::sleep_until(now + wait).await;
+        }
+        Ok(wait)
+    }
+
+    /// Admits an attempt: the circuit must not be open, the rate limit is waited
+    /// for, and a concurrency slot is taken (each wait bounded by the timeout).
+    pub(crate) async fn admit(
+        &self,
+        endpoint: &'static str,
+        policy: &PolicyDescriptor,
+    ) -> Result<Admission, Refusal> {
+        let breaker = self.breaker(endpoint, policy);
+        // Fail fast, before spending a rate-limit slot on an attempt that cannot go.
+        if let Some(breaker) = &breaker {
+            breaker
+                .check(Instant::now())
+                .map_err(|rejected| self.circuit_refusal(rejected, policy))?;
+        }
+        let started = Instant::now();
+        self.pace(endpoint, policy).await?;
+        let slot = match policy.concurrency {
+            None => None,
+            Some(limit) => {
+                let shared = self.integration.map(|p| p.concurrency);
+                let semaphore = self.bulkheads.get(key(shared, endpoint, limit), |limit| {
+                    Semaphore::new(limit.max(1) as usize)
+                });
+                let acquire = semaphore.acquire_owned();
+                let permit = match timeout_of(policy) {
+                    Some(timeout) => tokio::time::timeout(timeout, acquire).await.map_err(|_| {
+                        Refusal::Busy {
+                            limit,
+                            waited: timeout,
+                        }
+                    })?,
+                    None => acquire.await,
+                };
+                // The semaphore is never closed.
+                permit.ok()
+            }
+        };
+        let permit = match &breaker {
+            Some(breaker) => Some(
+                breaker
+                    .acquire(Instant::now())
+                    .map_err(|rejected| self.circuit_refusal(rejected, policy))?,
+            ),
+            None => None,
+        };
+        Ok(Admission {
+            breaker: permit,
+            _slot: slot,
+            waited: started.elapsed(),
+        })
+    }
+
+    /// A refusal of the breaker; while half-open probes are out, the next decision
+    /// comes at the latest when they time out.
+    fn circuit_refusal(&self, rejected: circuit_breaker::Rejected, policy: &PolicyDescriptor) -> Refusal {
+        let hint = rejected.0.unwrap_or_else(|| {
+            timeout_of(policy).unwrap_or_else(|| {
+                Duration::from_millis(
+                    policy
+                        .circuit_breaker
+                        .map_or(1_000, |cb| cb.open_for_ms.max(1)),
+                )
+            })
+        });
+        Refusal::CircuitOpen(hint)
+    }
+
+    /// The integration's circuit: the most restrictive state of its breakers
+    /// (open before half open before closed).
+    pub(crate) fn circuit_state(&self) -> CircuitState {
+        let now = Instant::now();
+        let mut worst = CircuitState::Closed;
+        for breaker in self.breakers.all() {
+            worst = match (worst, breaker.state(now)) {
+                (CircuitState::Open { until: a }, CircuitState::Open { until: b }) => {
+                    CircuitState::Open { until: a.max(b) }
+                }
+                (open @ CircuitState::Open { .. }, _) | (_, open @ CircuitState::Open { .. }) => open,
+                (CircuitState::HalfOpen, _) | (_, CircuitState::HalfOpen) => CircuitState::HalfOpen,
+                _ => CircuitState::Closed,
+            };
+        }
+        worst
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static LIMITED: PolicyDescriptor = PolicyDescriptor {
+        rate_limit: Some(RateLimitPolicy {
+            per_second: 2.0,
+            burst: 1,
+        }),
+        circuit_breaker: Some(CircuitBreakerPolicy {
+            failure_threshold: 1,
+            open_for_ms: 60_000,
+            half_open_probes: 1,
+        }),
+        concurrency: Some(1),
+        ..PolicyDescriptor::DEFAULT
+    };
+    static OTHER: PolicyDescriptor = PolicyDescriptor {
+        rate_limit: Some(RateLimitPolicy {
+            per_second: 1.0,
+            burst: 1,
+        }),
+        circuit_breaker: Some(CircuitBreakerPolicy {
+            failure_threshold: 2,
+            open_for_ms: 60_000,
+            half_open_probes: 1,
+        }),
+        ..LIMITED
+    };
+
+    #[test]
+    fn endpoints_share_the_integration_setting_and_differing_ones_get_their_own() {
+        let cb = CircuitBreakerPolicy {
+            failure_threshold: 1,
+            open_for_ms: 1,
+            half_open_probes: 1,
+        };
+        let other = CircuitBreakerPolicy {
+            failure_threshold: 2,
+            ..cb
+        };
+        assert_eq!(key(Some(Some(cb)), "a", cb), Key::Shared(cb));
+        assert_eq!(key(Some(Some(cb)), "a", other), Key::Endpoint("a", other));
+        assert_eq!(key(Some(None), "a", cb), Key::Endpoint("a", cb));
+        assert_eq!(key(None, "a", other), Key::Shared(other));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn admission_waits_for_the_rate_and_refuses_beyond_the_timeout() {
+        let policies = Policies::new(Some(&LIMITED));
+        let first = policies.admit("a", &LIMITED).await.unwrap();
+        assert_eq!(first.waited, Duration::ZERO);
+        first.finish(Outcome::Success);
+        // Same setting: the same limiter, 500 ms later.
+        let second = policies.admit("b", &LIMITED).await.unwrap();
+        assert_eq!(second.waited, Duration::from_millis(500));
+        second.finish(Outcome::Success);
+        // A differing endpoint setting: its own limiter, no wait.
+        let own = policies.admit("c", &OTHER).await.unwrap();
+        assert_eq!(own.waited, Duration::ZERO);
+        own.finish(Outcome::Success);
+
+        static SHORT: PolicyDescriptor = PolicyDescriptor {
+            timeout_ms: 100,
+            ..LIMITED
+        };
+        let policies = Policies::new(None);
+        policies.admit("a", &SHORT).await.unwrap().finish(Outcome::Success);
+        assert_eq!(
+            policies.admit("a", &SHORT).await.unwrap_err(),
+            Refusal::RateLimited(Duration::from_millis(500))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_open_circuit_refuses_with_the_time_left() {
+        let policies = Policies::new(Some(&LIMITED));
+        policies.admit("a", &LIMITED).await.unwrap().finish(Outcome::Failure);
+        assert!(matches!(policies.circuit_state(), CircuitState::Open { .. }));
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(
+            policies.admit("a", &LIMITED).await.unwrap_err(),
+            Refusal::CircuitOpen(Duration::from_secs(50))
+        );
+        tokio::time::advance(Duration::from_secs(50)).await;
+        assert_eq!(policies.circuit_state(), CircuitState::HalfOpen);
+        let probe = policies.admit("a", &LIMITED).await.unwrap();
+        probe.finish(Outcome::Success);
+        assert_eq!(policies.circuit_state(), CircuitState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_bulkhead_wait_is_bounded() {
+        static ONE: PolicyDescriptor = PolicyDescriptor {
+            timeout_ms: 200,
+            concurrency: Some(1),
+            ..PolicyDescriptor::DEFAULT
+        };
+        let policies = Policies::new(Some(&ONE));
+        let held = policies.admit("a", &ONE).await.unwrap();
+        assert_eq!(
+            policies.admit("a", &ONE).await.unwrap_err(),
+            Refusal::Busy {
+                limit: 1,
+                waited: Duration::from_millis(200)
+            }
+        );
+        held.finish(Outcome::Success);
+        policies.admit("a", &ONE).await.unwrap().finish(Outcome::Success);
+    }
+}

@@ -1,0 +1,549 @@
+//! The webhook receiver: an axum [`Router`] with one route per integration
+//! whose spec has a `[webhook]`, at the spec's `path`.
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use integration_runtime::{Integration, Store, Metrics};
+//! # use integration_runtime::webhook::WebhookReceiver;
+//! # fn app(store: Arc<dyn Store>, tts: Arc<dyn Integration>) -> Result<axum::Router, Box<dyn std::error::Error>> {
+//! let webhooks = WebhookReceiver::new(store)
+//!     .metrics(Metrics::new())
+//!     .integration(tts)? // reads the secret(s) from the spec's environment variable
+//!     .router();
+//! let app = axum::Router::new().merge(webhooks); // next to your own routes
+//! # Ok(app) }
+//! ```
+//!
+//! # What one delivery goes through
+//!
+//! 1. **Size.** The raw body is read up to the spec's `max_body_bytes`;
+//!    past it: `413`.
+//! 2. **Signature, before anything is parsed.** The headers and raw body are
+//!    checked with the spec's scheme against every active secret (see
+//!    [`signature`]); failure: `401`, nothing stored. The answer names what
+//!    was wrong with the request (`missing_header`, `stale_timestamp`, ...),
+//!    never anything about the secret.
+//! 3. **JSON.** Malformed: `400`.
+//! 4. **Mapping** through [`Integration::read_webhook`]: a status the spec does
+//!    not map, a missing field, or no external id: `422`, nothing stored.
+//! 5. **Storing**, durably, *before* answering `2xx`: the event is appended
+//!    to the call the provider knows by that external id
+//!    ([`Store::append_event_by_external_id`]) under the key
+//!    `webhook:<delivery id>`, where the delivery id is the `webhook-id`
+//!    header (Standard Webhooks), the event's `id` in the payload (Stripe),
+//!    or the SHA-256 of the raw body (generic HMAC, and a Stripe payload
+//!    without `id`). A redelivery therefore hits the same key: it is stored
+//!    once and still answered `200`. Events the lifecycle ignores (a
+//!    `processing` after `completed`) are kept in the log with
+//!    `applied = false` and change nothing; they are answered `200` too.
+//!
+//! Answers are JSON: `{"received": true, "outcome": "applied" | "ignored" |
+//! "duplicate"}` on success, `{"error": <code>, "message": <text>}` otherwise.
+//!
+//! # Rule for unknown external ids
+//!
+//! A webhook can beat the `initialized` event that records the external id
+//! (the provider calls back before the start request's answer is stored).
+//! The receiver does **not** park such events: it answers
+//! **`503 Service Unavailable` with `Retry-After: 10`** and
+//! `{"error": "unknown_external_id"}`, storing nothing, so the provider
+//! redelivers later, by which time `initialized` is stored. Every supported
+//! provider retries non-2xx answers with backoff. A delivery for an id that
+//! never becomes known is retried until the provider gives up; it shows up in
+//! the `integration_webhook_deliveries_total{reason="unknown_external_id"}`
+//! metric. A failing store is also answered `503` with `Retry-After`, so no
+//! accepted delivery is ever lost.
+//!
+//! # Replays
+//!
+//! The timestamped schemes reject deliveries signed more than `tolerance_s`
+//! seconds ago (or ahead); within the window, a replayed delivery carries
+//! the same delivery id and is a duplicate. The generic HMAC scheme signs no
+//! timestamp: a replay of the same body is a duplicate, whenever it comes.
+
+pub mod signature;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::call::RemoteStatus;
+use crate::descriptor::{SignatureScheme, WebhookDescriptor};
+use crate::integration::Integration;
+use crate::metrics::Metrics;
+use crate::secret::Secret;
+use crate::store::{AppendOutcome, NewEvent, Store, StoreError};
+use signature::Verifier;
+
+/// How long a sender is asked to wait before redelivering (seconds).
+const RETRY_AFTER_S: u64 = 10;
+
+/// A refused request: an HTTP status, a short machine-readable code and a
+/// message, answered as `{"error": code, "message": message}`.
+///
+/// Used by the webhook receiver and the [operations API](crate::ops).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl Rejection {
+    /// A rejection with `status`, `code` and `message`.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Rejection {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// Also sends `Retry-After: seconds`.
+    #[must_use]
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The machine-readable code (`signature_mismatch`, `not_found`, ...).
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The human-readable message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        let body = Json(json!({"error": self.code, "message": self.message}));
+        let mut response = (self.status, body).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+/// The receiver could not be set up: an integration without `[webhook]`, a
+/// missing or invalid secret, two integrations on one path. Lists every
+/// problem; never contains a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookConfigError {
+    problems: Vec<String>,
+}
+
+impl WebhookConfigError {
+    /// Each problem, one sentence each.
+    pub fn problems(&self) -> &[String] {
+        &self.problems
+    }
+}
+
+impl fmt::Display for WebhookConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.problems.as_slice() {
+            [one] => write!(f, "webhook receiver: {one}"),
+            many => {
+                write!(f, "webhook receiver: {} problems:", many.len())?;
+                for problem in many {
+                    write!(f, "\n  {problem}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for WebhookConfigError {}
+
+/// Builds the receiver's [`Router`]; see the [module docs](self).
+pub struct WebhookReceiver {
+    store: Arc<dyn Store>,
+    metrics: Metrics,
+    routes: Vec<Route>,
+}
+
+impl fmt::Debug for WebhookReceiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let paths: Vec<&str> = self.routes.iter().map(|r| r.webhook.path).collect();
+        f.debug_struct("WebhookReceiver")
+            .field("paths", &paths)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Route {
+    integration: Arc<dyn Integration>,
+    webhook: &'static WebhookDescriptor,
+    verifier: Verifier,
+}
+
+struct Shared {
+    route: Route,
+    store: Arc<dyn Store>,
+    metrics: Metrics,
+}
+
+impl WebhookReceiver {
+    /// A receiver storing events in `store`, with no routes yet.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        WebhookReceiver {
+            store,
+            metrics: Metrics::new(),
+            routes: Vec::new(),
+        }
+    }
+
+    /// Counts deliveries in `metrics` (by default, in a registry of its own).
+    #[must_use]
+    pub fn metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Adds the route of `integration`, with the secret(s) read now from the
+    /// environment variable its spec names (several comma-separated secrets
+    /// are all accepted).
+    pub fn integration(
+        mut self,
+        integration: Arc<dyn Integration>,
+    ) -> Result<Self, WebhookConfigError> {
+        self.add(integration, None)
+            .map(|()| self)
+            .map_err(|problem| WebhookConfigError {
+                problems: vec![problem],
+            })
+    }
+
+    /// Adds the route of every integration that has a `[webhook]` (others are
+    /// skipped), with secrets from the environment; reports every problem at once.
+    pub fn integrations(
+        mut self,
+        integrations: impl IntoIterator<Item = Arc<dyn Integration>>,
+    ) -> Result<Self, WebhookConfigError> {
+        let mut problems = Vec::new();
+        for integration in integrations {
+            if integration.descriptor().webhook.is_none() {
+                continue;
+            }
+            match self.add(integration, None) {
+                Ok(()) => {}
+                Err(problem) => problems.push(problem),
+            }
+        }
+        if problems.is_empty() {
+            Ok(self)
+        } else {
+            Err(WebhookConfigError { problems })
+        }
+    }
+
+    /// Adds the route of `integration` with explicit secrets (each may hold
+    /// several, comma-separated), instead of the environment.
+    pub fn integration_with_secrets(
+        mut self,
+        integration: Arc<dyn Integration>,
+        secrets: &[Secret],
+    ) -> Result<Self, WebhookConfigError> {
+        self.add(integration, Some(secrets))
+            .map(|()| self)
+            .map_err(|problem| WebhookConfigError {
+                problems: vec![problem],
+            })
+    }
+
+    fn add(
+        &mut self,
+        integration: Arc<dyn Integration>,
+        secrets: Option<&[Secret]>,
+    ) -> Result<(), String> {
+        let name = integration.descriptor().name;
+        let webhook = webhook_of(&*integration)?;
+        let from_env;
+        let secrets = match secrets {
+            Some(secrets) => secrets,
+            None => {
+                from_env = [secret_from_env(name, webhook)?];
+                &from_env
+            }
+        };
+        let verifier = Verifier::new(webhook.scheme, webhook.tolerance_s, secrets)
+            .map_err(|e| format!("{name}: {e} (from `{}`)", webhook.secret_env))?;
+        if let Some(other) = self.routes.iter().find(|r| r.webhook.path == webhook.path) {
+            return Err(format!(
+                "{name} and {} both receive webhooks at `{}`",
+                other.integration.descriptor().name,
+                webhook.path
+            ));
+        }
+        self.routes.push(Route {
+            integration,
+            webhook,
+            verifier,
+        });
+        Ok(())
+    }
+
+    /// The router: `POST <path>` for every added integration.
+    pub fn router(self) -> Router {
+        let mut router = Router::new();
+        for route in self.routes {
+            let path = route.webhook.path;
+            let limit = route.webhook.max_body_bytes;
+            let shared = Arc::new(Shared {
+                route,
+                store: Arc::clone(&self.store),
+                metrics: self.metrics.clone(),
+            });
+            router = router.route(
+                path,
+                post(receive)
+                    .layer(DefaultBodyLimit::max(limit))
+                    .with_state(shared),
+            );
+        }
+        router
+    }
+}
+
+fn webhook_of(integration: &dyn Integration) -> Result<&'static WebhookDescriptor, String> {
+    let descriptor = integration.descriptor();
+    descriptor
+        .webhook
+        .as_ref()
+        .ok_or_else(|| format!("{} has no [webhook] in its spec", descriptor.name))
+}
+
+fn secret_from_env(name: &str, webhook: &WebhookDescriptor) -> Result<Secret, String> {
+    match std::env::var(webhook.secret_env) {
+        Ok(value) if !value.trim().is_empty() => Ok(Secret::new(value)),
+        Ok(_) | Err(std::env::VarError::NotPresent) => Err(format!(
+            "{name}: the webhook secret variable `{}` is not set (it holds one secret, or several comma-separated during rotation)",
+            webhook.secret_env
+        )),
+        Err(std::env::VarError::NotUnicode(_)) => Err(format!(
+            "{name}: the webhook secret variable `{}` is not valid UTF-8",
+            webhook.secret_env
+        )),
+    }
+}
+
+/// What a stored delivery did, and the reason recorded in the metrics.
+struct Accepted(AppendOutcome);
+
+impl Accepted {
+    fn reason(&self) -> &'static str {
+        match self.0 {
+            AppendOutcome::Applied { .. } => "applied",
+            AppendOutcome::Ignored { .. } => "ignored",
+            AppendOutcome::Duplicate { .. } => "duplicate",
+        }
+    }
+}
+
+async fn receive(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let result = shared.handle(&headers, body).await;
+    let name = shared.route.integration.descriptor().name;
+    match result {
+        Ok(accepted) => {
+            let reason = accepted.reason();
+            shared
+                .metrics
+                .webhook_delivery(name, true, reason, started.elapsed());
+            (
+                StatusCode::OK,
+                Json(json!({"received": true, "outcome": reason})),
+            )
+                .into_response()
+        }
+        Err(rejection) => {
+            shared
+                .metrics
+                .webhook_delivery(name, false, rejection.code(), started.elapsed());
+            rejection.into_response()
+        }
+    }
+}
+
+impl Shared {
+    async fn handle(
+        &self,
+        headers: &HeaderMap,
+        body: Result<Bytes, BytesRejection>,
+    ) -> Result<Accepted, Rejection> {
+        let body = body.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Rejection::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    format!(
+                        "the body is larger than {} bytes",
+                        self.route.webhook.max_body_bytes
+                    ),
+                )
+            } else {
+                Rejection::new(
+                    StatusCode::BAD_REQUEST,
+                    "unreadable_body",
+                    "the body could not be read",
+                )
+            }
+        })?;
+
+        let now = chrono::Utc::now().timestamp();
+        let verified = self
+            .route
+            .verifier
+            .verify(headers, &body, now)
+            .map_err(|e| Rejection::new(StatusCode::UNAUTHORIZED, e.reason(), e.to_string()))?;
+
+        let payload: Value = serde_json::from_slice(&body).map_err(|e| {
+            Rejection::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                format!("the body is not valid JSON: {e}"),
+            )
+        })?;
+
+        let delivery_id = match (verified.delivery_id, self.route.webhook.scheme) {
+            (Some(id), _) => id,
+            (None, SignatureScheme::Stripe) => match payload.get("id").and_then(Value::as_str) {
+                Some(id) if !id.is_empty() => id.to_owned(),
+                _ => body_hash(&body),
+            },
+            (None, _) => body_hash(&body),
+        };
+
+        let (external_id, event) = self.event_of(&payload, &delivery_id)?;
+        let name = self.route.integration.descriptor().name;
+        match self
+            .store
+            .append_event_by_external_id(name, &external_id, event)
+            .await
+        {
+            Ok(outcome) => Ok(Accepted(outcome)),
+            Err(error) => Err(store_rejection(name, &external_id, &error)),
+        }
+    }
+
+    /// Maps a verified payload to the external id and the event to append.
+    fn event_of(&self, payload: &Value, delivery_id: &str) -> Result<(String, NewEvent), Rejection> {
+        let unreadable = |message: String| {
+            Rejection::new(StatusCode::UNPROCESSABLE_ENTITY, "unreadable_payload", message)
+        };
+        let reply = match self.route.integration.read_webhook(payload) {
+            Some(Ok(reply)) => reply,
+            Some(Err(error)) => return Err(unreadable(error.to_string())),
+            None => {
+                return Err(unreadable(format!(
+                    "{} does not read webhook payloads",
+                    self.route.integration.descriptor().name
+                )))
+            }
+        };
+        let external_id = reply
+            .external_id
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| unreadable("the payload carries no external id".to_owned()))?;
+        let status = reply
+            .status
+            .ok_or_else(|| unreadable("the payload carries no status".to_owned()))?;
+        let key = format!("webhook:{delivery_id}");
+        let event = match status {
+            RemoteStatus::Processing => NewEvent::processing(key),
+            RemoteStatus::Completed => NewEvent::completed(key, reply.result.unwrap_or(Value::Null)),
+            RemoteStatus::Failed => NewEvent::failed(
+                key,
+                reply
+                    .error
+                    .unwrap_or_else(|| "the provider reported a failure".to_owned()),
+            ),
+        };
+        Ok((external_id, event))
+    }
+}
+
+fn store_rejection(integration: &str, external_id: &str, error: &StoreError) -> Rejection {
+    if error.is_not_found() {
+        Rejection::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unknown_external_id",
+            format!(
+                "no {integration} call has external id `{external_id}` yet; deliver again later"
+            ),
+        )
+        .retry_after(RETRY_AFTER_S)
+    } else if error.is_conflict() {
+        Rejection::new(StatusCode::CONFLICT, "store_conflict", error.to_string())
+    } else {
+        Rejection::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_error",
+            "the event could not be stored; deliver again later",
+        )
+        .retry_after(RETRY_AFTER_S)
+    }
+}
+
+/// The hex SHA-256 of a body: the delivery id of schemes without one.
+fn body_hash(body: &[u8]) -> String {
+    format!("sha256:{}", signature::hex_encode(&Sha256::digest(body)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejection_answers_json_with_retry_after() {
+        let response = Rejection::new(StatusCode::SERVICE_UNAVAILABLE, "x", "later")
+            .retry_after(10)
+            .into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "10");
+    }
+
+    #[test]
+    fn body_hash_is_stable() {
+        assert_eq!(
+            body_hash(b""),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}

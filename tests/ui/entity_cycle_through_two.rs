@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/entity_cycle_through_two.toml");
+
+fn main() {}

@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/enum_empty_values.toml");
+
+fn main() {}

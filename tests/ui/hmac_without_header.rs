@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/hmac_without_header.toml");
+
+fn main() {}

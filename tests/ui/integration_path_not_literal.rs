@@ -1,0 +1,4 @@
+const SPEC: &str = "specs/echo.toml";
+integration_runtime::integration!(SPEC);
+
+fn main() {}

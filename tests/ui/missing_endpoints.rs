@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/missing_endpoints.toml");
+
+fn main() {}

@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/tmp_empty_entity.toml");
+
+fn main() {}

@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/tmp_endpoint_type.toml");
+
+fn main() {}

@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/tmp_entity_self.toml");
+
+fn main() {}

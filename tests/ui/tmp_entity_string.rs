@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/tmp_entity_string.toml");
+
+fn main() {}

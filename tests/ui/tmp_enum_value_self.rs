@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/tmp_enum_value_self.toml");
+
+fn main() {}

@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/tmp_integration_option.toml");
+
+fn main() {}

@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/toml_duplicate_key.toml");
+
+fn main() {}

@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/unknown_http_method.toml");
+
+fn main() {}
