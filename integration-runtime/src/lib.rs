@@ -49,6 +49,8 @@ pub use integration::{BoxFuture, Integration};
 pub use metrics::{Metrics, MetricsExporter};
 pub use lifecycle::{CallStatus, EventKind, ParseLifecycleError, Transition};
 pub use secret::Secret;
+#[cfg(feature = "postgres")]
+pub use store::{PostgresOptions, PostgresStore};
 pub use store::{
     AppendOutcome, CallRecord, CallWithEvents, Created, Cursor, EventPayload, EventRecord,
     ListOrder, ListQuery, MemoryStore, NewCall, NewEvent, Page, SqliteStore, StatusCounts, Store,

@@ -21,9 +21,14 @@ pub(crate) fn pascal_case(cx: &mut Collector, name: &str, span: Span, key_path: 
 
 /// Field and endpoint names become Rust functions and fields.
 pub(crate) fn snake_case(cx: &mut Collector, name: &str, span: Span, key_path: &str, what: &str) {
+    if matches!(name, "self" | "super" | "crate") {
+        cx.error(span, key_path, format!("{what} `{name}` is reserved in Rust"))
+            .help(format!("rename it, e.g. `{name}_value`, and map it with a body or query key of the old name"));
+        return;
+    }
     let ok = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && !matches!(name, "_" | "self" | "super" | "crate");
+        && name != "_";
     if !ok {
         cx.error(span, key_path, format!("{what} `{name}` must be snake_case (lower-case letters, digits, `_`)"))
             .help(format!("rename it, e.g. `{}`", to_snake(name)));
@@ -133,6 +138,23 @@ pub(crate) fn value_map_covers_field(cx: &mut Collector, field: &Field, keys: &[
     if !missing.is_empty() {
         cx.error(span, key_path, format!("value map of `{}` misses {}", field.name, quoted_list(&missing)))
             .help("give every value an external spelling");
+    }
+}
+
+/// A mapping default is sent in place of the field, so it must be a value
+/// the field could have had.
+pub(crate) fn constant_fits_field(cx: &mut Collector, constant: &crate::ir::Constant, field: &Field, span: Span, key_path: &str) {
+    use crate::ir::Constant;
+    let fits = match (&field.ty, constant) {
+        (Type::String | Type::Timestamp | Type::Uuid, Constant::String(_)) => true,
+        (Type::Enum(values), Constant::String(s)) => values.contains(s),
+        (Type::Int, Constant::Int(_)) | (Type::Float, Constant::Int(_) | Constant::Float(_)) | (Type::Bool, Constant::Bool(_)) => true,
+        (Type::Json, _) => true,
+        _ => false,
+    };
+    if !fits {
+        cx.error(span, key_path, format!("default does not fit field `{}` of type {}", field.name, field.ty.spec_name()))
+            .help("give a value of the field's type");
     }
 }
 

@@ -344,6 +344,10 @@ impl Lower<'_> {
             if values[..i].contains(v) {
                 self.cx.error(e.span(), e.key_path(), format!("enum value `{v}` is listed twice")).help("remove the duplicate");
             }
+            if let Some(other) = values[..i].iter().find(|o| *o != v && check::to_pascal(o) == check::to_pascal(v)) {
+                self.cx.error(e.span(), e.key_path(), format!("enum values `{other}` and `{v}` both become the Rust variant `{}`", check::to_pascal(v)))
+                    .help("enum values must differ in more than punctuation and case");
+            }
             if check::to_pascal(v).is_empty() || check::to_pascal(v).starts_with(|c: char| c.is_ascii_digit()) {
                 self.cx.error(e.span(), e.key_path(), format!("enum value `{v}` cannot name a Rust variant"))
                     .help("enum values must contain a letter before any digit");
@@ -479,6 +483,10 @@ impl Lower<'_> {
                 Mode::Sync
             }
         };
+        if let (Mode::Async, None, Some(e)) = (mode, request, t.get("mode")) {
+            self.cx.error(e.span(), join(path, "mode"), "`mode = \"async\"` applies to endpoints that start calls")
+                .help("add `request = \"...\"`, or remove `mode` from this status-query endpoint");
+        }
         let encoding = match t.str(self.cx, "encoding") {
             None | Some(("json", _)) => Encoding::Json,
             Some(("form", _)) => Encoding::Form,
@@ -564,6 +572,10 @@ impl Lower<'_> {
             let at = span.start + 1 + (text.len() - rest.len()) + open;
             let param_span = if at + close < span.end { at..at + close + 1 } else { span.clone() };
             if let Some(part) = check::path_param_source(self.cx, param, request, param_span, key_path) {
+                if part == PathPart::ExternalId && request.is_some() {
+                    self.cx.error(span.clone(), key_path, "`{external_id}` is not known yet when a call starts")
+                        .help("use `{external_id}` in status-query endpoints (without `request`); starting endpoints fill their path from request fields");
+                }
                 parts.push(part);
             }
             rest = &rest[open + close + 1..];
@@ -628,6 +640,7 @@ impl Lower<'_> {
                             self.cx.error(d.span(), d.key_path(), "a mapping default must be a string, number or boolean");
                             return None;
                         };
+                        check::constant_fits_field(self.cx, &default, field, d.span(), &d.key_path());
                         Some(MappingValue::WithDefault { field: from.to_owned(), default })
                     }
                     _ => {
@@ -800,7 +813,14 @@ impl Lower<'_> {
                 check::header_name(self.cx, header, span, &join(&key_path, "header"));
                 Some(IdempotencyKey::Header(header.to_owned()))
             }
-            (None, Some((body, _))) => Some(IdempotencyKey::Body(body.split('.').map(str::to_owned).collect())),
+            (None, Some((body, span))) => {
+                let segments: Vec<String> = body.split('.').map(str::to_owned).collect();
+                if segments.iter().any(String::is_empty) {
+                    self.cx.error(span, join(&key_path, "body"), format!("`{body}` has an empty segment")).help("body paths are dotted, like `meta.idempotency_key`");
+                    return None;
+                }
+                Some(IdempotencyKey::Body(segments))
+            }
             _ => {
                 self.cx.error(e.span(), key_path, "`idempotency_key` needs exactly one of `header` or `body`")
                     .help("e.g. `idempotency_key = { header = \"Idempotency-Key\" }`");
@@ -872,7 +892,9 @@ impl Lower<'_> {
             if r.get("per_second").is_none() {
                 self.cx.error(r.span.into(), rl_path.clone(), "missing key `per_second` in rate limit").help("add `per_second = 10`");
             }
-            let burst = r.positive(self.cx, "burst").map_or(1, |v| v.min(u64::from(u32::MAX)) as u32);
+            // An endpoint's rate limit inherits the integration's burst unless it sets its own.
+            let inherited_burst = policy.rate_limit.as_ref().map_or(1, |r| r.burst);
+            let burst = r.positive(self.cx, "burst").map_or(inherited_burst, |v| v.min(u64::from(u32::MAX)) as u32);
             policy.rate_limit = Some(RateLimit { per_second: per_second.unwrap_or(1.0), burst });
         }
         policy
@@ -956,6 +978,10 @@ impl Lower<'_> {
                         .help(format!("`{scheme_name}` fixes its own headers; remove `{key}`"));
                 }
             }
+        }
+        if let (SignatureScheme::HmacSha256 { .. }, Some(extra)) = (&scheme, t.get("tolerance_s")) {
+            self.cx.error(extra.key_span.into(), extra.key_path(), "`tolerance_s` applies to timestamped schemes; `hmac-sha256` signs no timestamp")
+                .help("remove `tolerance_s`");
         }
         let secret = self.required_secret(t, "secret")?;
         let tolerance_s = t.positive(self.cx, "tolerance_s").unwrap_or(300);

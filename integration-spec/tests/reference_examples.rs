@@ -250,17 +250,3 @@ fn a_missing_base_is_caught() {
     assert_eq!(failures.len(), 1);
     assert!(failures[0].contains("exactly one `# base` block"), "{}", failures[0]);
 }
-
-#[test]
-fn probe() {
-    let Ok(dir) = std::env::var("PROBE_DIR") else { return };
-    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect();
-    entries.sort();
-    for p in entries {
-        let src = std::fs::read_to_string(&p).unwrap();
-        match integration_spec::parse(&src, "doc.toml") {
-            Ok(spec) => println!("== {}: OK\n{}", p.display(), integration_spec::codegen::generate_pretty(&spec, &Default::default())),
-            Err(d) => println!("== {}: ERR\n{d}", p.display()),
-        }
-    }
-}

@@ -28,6 +28,7 @@ pub fn generate(spec: &Spec, options: &Options) -> TokenStream {
     let names = Names::new(spec);
     let module = &names.module;
     let doc = module_doc(spec);
+    let doc = doc.lines().map(|line| quote!(#[doc = #line]));
     let track = options.track_file.as_ref().map(|path| {
         quote! { const _: &[u8] = include_bytes!(#path); }
     });
@@ -36,7 +37,7 @@ pub fn generate(spec: &Spec, options: &Options) -> TokenStream {
     let client = client::generate(spec, &names);
     let descriptor = descriptor::generate(spec, &names);
     quote! {
-        #[doc = #doc]
+        #(#doc)*
         pub mod #module {
             #[allow(unused_imports)]
             use ::integration_runtime::__private as __rt;

@@ -1,0 +1,185 @@
+//! `calls list | show`: read stored calls from an SQLite file.
+
+use std::process::ExitCode;
+use std::str::FromStr;
+
+use clap::{Args, Subcommand};
+use integration_runtime::{CallId, CallRecord, CallStatus, Cursor, ListQuery, SqliteStore, Store};
+use serde_json::json;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CallsCommand {
+    /// List calls of one integration, newest first.
+    #[command(after_help = "Examples:\n  integration calls list --db integrations.db --integration VolcTts\n  integration calls list --db integrations.db --integration VolcTts --status failed --json")]
+    List(ListArgs),
+    /// Show one call with its events.
+    #[command(after_help = "Examples:\n  integration calls show --db integrations.db 1b4e28ba-2fa1-11d2-883f-0016d3cca427")]
+    Show(ShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StoreArgs {
+    /// The SQLite file the runtime writes (e.g. `integrations.db`).
+    #[arg(long)]
+    db: std::path::PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The integration's name, as in the spec (`[integration] name`).
+    #[arg(long)]
+    integration: String,
+    /// Only calls in this status: pending, processing, completed, failed.
+    #[arg(long)]
+    status: Option<String>,
+    /// Page size (at most 1000).
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+    /// Continue after this cursor (printed at the end of a page).
+    #[arg(long)]
+    after: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ShowArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The call id.
+    id: String,
+}
+
+pub(crate) fn run(command: CallsCommand) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async {
+        match command {
+            CallsCommand::List(args) => list(args).await,
+            CallsCommand::Show(args) => show(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn open(store: &StoreArgs) -> Result<SqliteStore, String> {
+    if !store.db.exists() {
+        return Err(format!("{} does not exist (the runtime creates it on first start)", store.db.display()));
+    }
+    SqliteStore::open(&store.db).await.map_err(|e| format!("cannot open {}: {e}", store.db.display()))
+}
+
+async fn list(args: ListArgs) -> Result<(), String> {
+    let store = open(&args.store).await?;
+    let mut query = ListQuery::new(&args.integration).limit(args.limit).order(integration_runtime::ListOrder::NewestFirst);
+    if let Some(status) = &args.status {
+        query = query.status(CallStatus::from_str(status).map_err(|e| format!("{e}; use pending, processing, completed or failed"))?);
+    }
+    if let Some(after) = &args.after {
+        query = query.after(Cursor::from_str(after).map_err(|_| format!("`{after}` is not a cursor printed by a previous page"))?);
+    }
+    let page = store.list(&query).await.map_err(|e| e.to_string())?;
+    if args.store.json {
+        let calls: Vec<_> = page.calls.iter().map(call_json).collect();
+        println!("{}", json!({ "calls": calls, "next": page.next.map(|c| c.to_string()) }));
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = page
+        .calls
+        .iter()
+        .map(|c| {
+            vec![
+                c.id.to_string(),
+                c.endpoint.clone(),
+                c.status.to_string(),
+                c.external_id.clone().unwrap_or_else(|| "-".into()),
+                c.attempts.to_string(),
+                c.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                c.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print!("{}", table(&["ID", "ENDPOINT", "STATUS", "EXTERNAL ID", "ATTEMPTS", "CREATED (UTC)", "ERROR"], &rows));
+    match page.next {
+        Some(cursor) => println!("more: --after {cursor}"),
+        None => println!("{} call(s)", rows.len()),
+    }
+    Ok(())
+}
+
+async fn show(args: ShowArgs) -> Result<(), String> {
+    let store = open(&args.store).await?;
+    let id = CallId::from_str(&args.id).map_err(|_| format!("`{}` is not a call id (a UUID)", args.id))?;
+    let Some(found) = store.get_with_events(id).await.map_err(|e| e.to_string())? else {
+        return Err(format!("no call {id} in {}", args.store.db.display()));
+    };
+    if args.store.json {
+        let events: Vec<_> = found
+            .events
+            .iter()
+            .map(|e| json!({ "kind": e.kind, "key": e.key, "applied": e.applied, "recorded_at": e.recorded_at, "payload": { "external_id": e.payload.external_id, "result": e.payload.result, "error": e.payload.error } }))
+            .collect();
+        println!("{}", json!({ "call": call_json(&found.call), "events": events }));
+        return Ok(());
+    }
+    let c = &found.call;
+    println!("call        {}\nintegration {}\nendpoint    {}\nstatus      {}\nexternal id {}\nattempts    {}\ncreated     {}\ncompleted   {}",
+        c.id, c.integration, c.endpoint, c.status, c.external_id.as_deref().unwrap_or("-"), c.attempts, c.created_at,
+        c.completed_at.map_or_else(|| "-".to_owned(), |t| t.to_string()));
+    if let Some(error) = &c.error {
+        println!("error       {error}");
+    }
+    println!("params      {}", c.params);
+    if let Some(data) = &c.response_data {
+        println!("response    {data}");
+    }
+    let rows: Vec<Vec<String>> = found
+        .events
+        .iter()
+        .map(|e| vec![e.recorded_at.format("%H:%M:%S%.3f").to_string(), e.kind.to_string(), if e.applied { "yes".into() } else { "no (ignored)".into() }, e.key.clone()])
+        .collect();
+    println!();
+    print!("{}", table(&["RECORDED", "EVENT", "APPLIED", "KEY"], &rows));
+    Ok(())
+}
+
+fn call_json(c: &CallRecord) -> serde_json::Value {
+    json!({
+        "id": c.id, "integration": c.integration, "endpoint": c.endpoint, "status": c.status,
+        "external_id": c.external_id, "params": c.params, "response_data": c.response_data, "error": c.error,
+        "attempts": c.attempts, "created_at": c.created_at, "completed_at": c.completed_at,
+    })
+}
+
+/// A plain text table with aligned columns.
+fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| -> String {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        format!("{}\n", padded.join("  ").trim_end())
+    };
+    let mut out = line(headers.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}

@@ -1,0 +1,40 @@
+//! `integration`: check and expand specs, and look at stored calls.
+//!
+//! Run `integration --help` (or `cargo run -p integration-cli -- --help`).
+
+mod calls;
+mod specs;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Check and expand integration specs, and inspect stored calls.
+#[derive(Debug, Parser)]
+#[command(name = "integration", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate specs and print every problem with its place in the file.
+    #[command(after_help = "Examples:\n  integration check specs/\n  integration check specs/volc_tts.toml specs/payments.toml\n\nExit status: 0 when every spec is valid, 1 when any has errors, 2 when a file cannot be read.")]
+    Check(specs::CheckArgs),
+    /// Print the Rust code generated for a spec, formatted.
+    #[command(after_help = "Examples:\n  integration expand specs/volc_tts.toml\n  integration expand specs/translate.toml > translate_generated.rs")]
+    Expand(specs::ExpandArgs),
+    /// Inspect stored calls.
+    #[command(subcommand)]
+    Calls(calls::CallsCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check(args) => specs::check(&args),
+        Command::Expand(args) => specs::expand(&args),
+        Command::Calls(command) => calls::run(command),
+    }
+}

@@ -1,0 +1,98 @@
+//! `check` and `expand`: the same parser and generator the macros use.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    /// Spec files, or folders searched for `*.toml` files.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExpandArgs {
+    /// The spec file.
+    spec: PathBuf,
+}
+
+/// Every `*.toml` file below `path` (or `path` itself), sorted.
+fn spec_files(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    if path.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+        entries.sort();
+        for entry in entries {
+            if entry.is_dir() || entry.extension().is_some_and(|e| e == "toml") {
+                spec_files(&entry, out)?;
+            }
+        }
+    } else {
+        out.push(path.to_path_buf());
+    }
+    Ok(())
+}
+
+pub(crate) fn check(args: &CheckArgs) -> ExitCode {
+    let mut files = Vec::new();
+    for path in &args.paths {
+        if let Err(e) = spec_files(path, &mut files) {
+            eprintln!("error: cannot read {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    }
+    if files.is_empty() {
+        eprintln!("error: no spec files (*.toml) found in the given paths");
+        return ExitCode::from(2);
+    }
+    let (mut valid, mut invalid, mut unreadable) = (0, 0, 0);
+    for file in &files {
+        let name = file.display().to_string();
+        match std::fs::read_to_string(file) {
+            Err(e) => {
+                eprintln!("error: cannot read {name}: {e}");
+                unreadable += 1;
+            }
+            Ok(source) => match integration_spec::parse(&source, &name) {
+                Ok(spec) => {
+                    println!("ok: {name} ({}: {} endpoints, {} entities)", spec.integration.name, spec.endpoints.len(), spec.entities.len());
+                    valid += 1;
+                }
+                Err(diagnostics) => {
+                    eprintln!("{diagnostics}\n");
+                    invalid += 1;
+                }
+            },
+        }
+    }
+    println!("checked {} spec(s): {valid} valid, {invalid} with errors, {unreadable} unreadable", files.len());
+    if unreadable > 0 {
+        ExitCode::from(2)
+    } else if invalid > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+pub(crate) fn expand(args: &ExpandArgs) -> ExitCode {
+    let name = args.spec.display().to_string();
+    let source = match std::fs::read_to_string(&args.spec) {
+        Ok(source) => source,
+        Err(e) => {
+            eprintln!("error: cannot read {name}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match integration_spec::parse(&source, &name) {
+        Ok(spec) => {
+            print!("{}", integration_spec::codegen::generate_pretty(&spec, &Default::default()));
+            ExitCode::SUCCESS
+        }
+        Err(diagnostics) => {
+            eprintln!("{diagnostics}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,666 @@
+//! The engine end to end: a SQLite file in a temporary directory, generated
+//! integrations from `tests/specs`, and a wiremock provider on 127.0.0.1.
+//! Every test is bounded by a timeout; intervals are milliseconds.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use integration_runtime::{
+    CallId, CallRecord, CallStatus, EventKind, ListQuery, MemoryStore, Runtime, SqliteStore,
+};
+use serde_json::{json, Value};
+use wiremock::matchers::{method, path, path_regex};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+integration_runtime::integration!("tests/specs/engine_sync.toml");
+integration_runtime::integration!("tests/specs/engine_async.toml");
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// A fresh directory, deleted on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("engine-it-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+    fn db(&self) -> PathBuf {
+        self.0.join("calls.db")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.0).ok();
+    }
+}
+
+/// One request the provider saw.
+#[derive(Debug, Clone)]
+struct Hit {
+    at: Instant,
+    path: String,
+    key: Option<String>,
+    body: Value,
+}
+
+/// A scripted responder that records every request.
+#[derive(Clone)]
+struct Script {
+    hits: Arc<Mutex<Vec<Hit>>>,
+    answer: Arc<dyn Fn(usize, &Request) -> ResponseTemplate + Send + Sync>,
+}
+
+impl Script {
+    fn new(answer: impl Fn(usize, &Request) -> ResponseTemplate + Send + Sync + 'static) -> Self {
+        Script {
+            hits: Arc::default(),
+            answer: Arc::new(answer),
+        }
+    }
+    fn hits(&self) -> Vec<Hit> {
+        self.hits.lock().unwrap().clone()
+    }
+}
+
+impl Respond for Script {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let n = {
+            let mut hits = self.hits.lock().unwrap();
+            hits.push(Hit {
+                at: Instant::now(),
+                path: request.url.path().to_owned(),
+                key: request
+                    .headers
+                    .get("idempotency-key")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned),
+                body: serde_json::from_slice(&request.body).unwrap_or(Value::Null),
+            });
+            hits.len() - 1
+        };
+        (self.answer)(n, request)
+    }
+}
+
+async fn provider(route: &str, script: &Script) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(route))
+        .respond_with(script.clone())
+        .mount(&server)
+        .await;
+    server
+}
+
+fn sync_integration(server: &MockServer) -> engine_sync::EngineSync {
+    engine_sync::EngineSync::new(engine_sync::EngineSyncConfig {
+        base_url: server.uri(),
+    })
+    .unwrap()
+}
+
+fn async_integration(server: &MockServer) -> engine_async::EngineAsync {
+    engine_async::EngineAsync::new(engine_async::EngineAsyncConfig {
+        base_url: server.uri(),
+    })
+    .unwrap()
+}
+
+fn message(text: &str) -> engine_sync::Message {
+    engine_sync::Message { text: text.into() }
+}
+
+fn job(text: &str) -> engine_async::Job {
+    engine_async::Job { text: text.into() }
+}
+
+async fn open(dir: &Path) -> SqliteStore {
+    SqliteStore::open(dir.join("calls.db")).await.unwrap()
+}
+
+fn fast(builder: integration_runtime::RuntimeBuilder) -> integration_runtime::RuntimeBuilder {
+    builder
+        .poll_idle(Duration::from_millis(20))
+        .lease(Duration::from_secs(5))
+        .hook_retry(Duration::from_millis(50))
+        .concurrency(8)
+        .claim_batch(4)
+}
+
+fn spawn_run(rt: &Runtime) -> tokio::task::JoinHandle<()> {
+    let rt = rt.clone();
+    tokio::spawn(async move { rt.run().await.unwrap() })
+}
+
+async fn stop(rt: &Runtime, worker: tokio::task::JoinHandle<()>) {
+    tokio::time::timeout(LIMIT, rt.shutdown(Duration::from_secs(2)))
+        .await
+        .expect("shutdown in time");
+    tokio::time::timeout(LIMIT, worker)
+        .await
+        .expect("run ends")
+        .unwrap();
+}
+
+async fn wait_terminal(rt: &Runtime, id: CallId) -> CallRecord {
+    let started = Instant::now();
+    loop {
+        let call = rt.get(id).await.unwrap().expect("call exists");
+        if call.is_terminal() {
+            return call;
+        }
+        assert!(started.elapsed() < LIMIT, "call {id} not terminal in time: {call:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn kinds(events: &[integration_runtime::EventRecord]) -> Vec<EventKind> {
+    events.iter().map(|e| e.kind).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_call_completes_with_exactly_three_events() {
+    let dir = TempDir::new();
+    let script = Script::new(|_, _| ResponseTemplate::new(200).set_body_json(json!({"echoed": "hi!"})));
+    let server = provider("/send", &script).await;
+    let rt = fast(Runtime::builder())
+        .store(open(&dir.0).await)
+        .integration(sync_integration(&server))
+        .build()
+        .await
+        .unwrap();
+    let mut changes = rt.subscribe();
+    let id = rt.create(message("hi")).await.unwrap();
+    let worker = spawn_run(&rt);
+    let call = wait_terminal(&rt, id).await;
+    assert_eq!(call.status, CallStatus::Completed);
+    assert_eq!(call.response_data, Some(json!({"echoed": "hi!"})));
+    assert_eq!(call.external_id, Some(id.to_string()), "generated id is the call id");
+
+    let full = rt.get_with_events(id).await.unwrap().unwrap();
+    assert_eq!(
+        kinds(&full.events),
+        [EventKind::Initialized, EventKind::Processing, EventKind::Completed]
+    );
+    let keys: Vec<_> = full.events.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["initialized", "processing", "terminal"]);
+
+    let hits = script.hits();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].key.as_deref(), Some(id.to_string().as_str()));
+    assert_eq!(hits[0].body, json!({"text": "hi"}));
+
+    // Typed access.
+    let typed: engine_sync::EngineSyncCall = rt.get_typed(id).await.unwrap().unwrap();
+    assert_eq!(typed.status, CallStatus::Completed);
+    assert_eq!(
+        typed.response_data,
+        Some(engine_sync::EngineSyncResponse::Send(engine_sync::Echo { echoed: "hi!".into() }))
+    );
+    let wrong = rt.get_typed::<engine_async::EngineAsyncCall>(id).await.unwrap_err();
+    assert!(wrong.is_type_mismatch(), "{wrong}");
+
+    // The broadcast saw pending -> processing -> completed.
+    let first = changes.recv().await.unwrap();
+    assert_eq!((first.call_id, first.from, first.to), (id, CallStatus::Pending, CallStatus::Processing));
+    let second = changes.recv().await.unwrap();
+    assert_eq!((second.from, second.to), (CallStatus::Processing, CallStatus::Completed));
+    stop(&rt, worker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_call_goes_through_polling_to_completed() {
+    let dir = TempDir::new();
+    let submit = Script::new(|_, _| ResponseTemplate::new(202).set_body_json(json!({"job_id": "job-1"})));
+    let status = Script::new(|n, _| {
+        if n < 2 {
+            ResponseTemplate::new(200).set_body_json(json!({"state": if n == 0 { "queued" } else { "running" }}))
+        } else {
+            ResponseTemplate::new(200).set_body_json(json!({"state": "done", "url": "https://cdn/x.mp3"}))
+        }
+    });
+    let server = provider("/jobs", &submit).await;
+    Mock::given(method("GET"))
+        .and(path_regex("^/jobs/[^/]+$"))
+        .respond_with(status.clone())
+        .mount(&server)
+        .await;
+    let rt = fast(Runtime::builder())
+        .store(open(&dir.0).await)
+        .integration(async_integration(&server))
+        .build()
+        .await
+        .unwrap();
+    let id = rt.create(job("speak")).await.unwrap();
+    assert_eq!(rt.get(id).await.unwrap().unwrap().status, CallStatus::Pending);
+    let mut changes = rt.subscribe();
+    let worker = spawn_run(&rt);
+    let call = wait_terminal(&rt, id).await;
+    assert_eq!(call.status, CallStatus::Completed);
+    assert_eq!(call.external_id.as_deref(), Some("job-1"));
+    assert_eq!(call.response_data, Some(json!({"url": "https://cdn/x.mp3"})));
+    let found = rt.find_by_external_id("EngineAsync", "job-1").await.unwrap().unwrap();
+    assert_eq!(found.id, id);
+
+    let full = rt.get_with_events(id).await.unwrap().unwrap();
+    assert_eq!(
+        kinds(&full.events),
+        [EventKind::Initialized, EventKind::Processing, EventKind::Completed]
+    );
+    let statuses: Vec<_> = [changes.recv().await.unwrap(), changes.recv().await.unwrap()]
+        .iter()
+        .map(|c| (c.from, c.to))
+        .collect();
+    assert_eq!(
+        statuses,
+        [(CallStatus::Pending, CallStatus::Processing), (CallStatus::Processing, CallStatus::Completed)]
+    );
+    let polls = status.hits();
+    assert_eq!(polls.len(), 3, "queued, running, done");
+    assert!(polls.iter().all(|h| h.path == "/jobs/job-1"));
+    // Polls are spaced by at least the interval (20 ms, growing).
+    for pair in polls.windows(2) {
+        assert!(pair[1].at - pair[0].at >= Duration::from_millis(15), "{:?}", pair[1].at - pair[0].at);
+    }
+    assert_eq!(submit.hits()[0].key.as_deref(), Some(id.to_string().as_str()));
+    stop(&rt, worker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn always_500_fails_after_exactly_max_attempts() {
+    let dir = TempDir::new();
+    let script = Script::new(|_, _| ResponseTemplate::new(500).set_body_json(json!({"message": "boom"})));
+    let server = provider("/send", &script).await;
+    let rt = fast(Runtime::builder())
+        .store(open(&dir.0).await)
+        .integration(sync_integration(&server))
+        .build()
+        .await
+        .unwrap();
+    let id = rt.create(message("hi")).await.unwrap();
+    let worker = spawn_run(&rt);
+    let call = wait_terminal(&rt, id).await;
+    assert_eq!(call.status, CallStatus::Failed);
+    let error = call.error.unwrap();
+    assert!(error.contains("500") && error.contains("boom") && error.contains("3 attempts"), "{error}");
+    // Give a wrongly scheduled extra attempt the chance to show up.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let hits = script.hits();
+    assert_eq!(hits.len(), 3, "max_attempts = 3");
+    assert!(hits.iter().all(|h| h.key.as_deref() == Some(id.to_string().as_str())), "same key on every attempt");
+    let full = rt.get_with_events(id).await.unwrap().unwrap();
+    assert_eq!(kinds(&full.events), [EventKind::Initialized, EventKind::Failed]);
+    assert_eq!(full.events[0].payload.external_id, Some(id.to_string()));
+    stop(&rt, worker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_400_fails_at_once_with_one_request() {
+    let dir = TempDir::new();
+    let script = Script::new(|_, _| ResponseTemplate::new(400).set_body_json(json!({"message": "bad voice"})));
+    let server = provider("/send", &script).await;
+    let rt = fast(Runtime::builder())
+        .store(open(&dir.0).await)
+        .integration(sync_integration(&server))
+        .build()
+        .await
+        .unwrap();
+    let id = rt.create(message("hi")).await.unwrap();
+    let worker = spawn_run(&rt);
+    let call = wait_terminal(&rt, id).await;
+    assert_eq!(call.status, CallStatus::Failed);
+    assert!(call.error.as_deref().unwrap().contains("bad voice"), "{:?}", call.error);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(script.hits().len(), 1);
+    stop(&rt, worker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_with_retry_after_is_honoured() {
+    let dir = TempDir::new();
+    let script = Script::new(|n, _| {
+        if n == 0 {
+            ResponseTemplate::new(429).insert_header("Retry-After", "1")
+        } else {
+            ResponseTemplate::new(200).set_body_json(json!({"echoed": "later"}))
+        }
+    });
+    let server = provider("/send", &script).await;
+    let rt = fast(Runtime::builder())
+        .store(open(&dir.0).await)
+        .integration(sync_integration(&server))
+        .build()
+        .await
+        .unwrap();
+    let id = rt.create(message("hi")).await.unwrap();
+    let worker = spawn_run(&rt);
+    let call = wait_terminal(&rt, id).await;
+    assert_eq!(call.status, CallStatus::Completed);
+    let hits = script.hits();
+    assert_eq!(hits.len(), 2);
+    let gap = hits[1].at - hits[0].at;
+    // The policy's own backoff is at most 40 ms; the provider asked for 1 s.
+    assert!(gap >= Duration::from_millis(990), "retried after {gap:?}");
+    assert!(gap < Duration::from_secs(3), "retried after {gap:?}");
+    assert_eq!(call.attempts, 2);
+    stop(&rt, worker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_rolled_back_leaves_nothing_committed_runs() {
+    let dir = TempDir::new();
+    let script = Script::new(|_, _| ResponseTemplate::new(200).set_body_json(json!({"echoed": "ok"})));
+    let server = provider("/send", &script).await;
+    let store = open(&dir.0).await;
+    let pool = store.pool().clone();
+    sqlx::query("CREATE TABLE orders (id INTEGER PRIMARY KEY)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let rt = fast(Runtime::builder())
+        .store(store)
+        .integration(sync_integration(&server))
+        .build()
+        .await
+        .unwrap();
+
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("INSERT INTO orders (id) VALUES (1)").execute(&mut *tx).await.unwrap();
+    let rolled_back = rt.create_in_tx(&mut tx, message("rolled back"), None).await.unwrap();
+    tx.rollback().await.unwrap();
+    assert!(rt.get(rolled_back).await.unwrap().is_none());
+
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("INSERT INTO orders (id) VALUES (2)").execute(&mut *tx).await.unwrap();
+    let committed = rt.create_in_tx(&mut tx, message("committed"), None).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let worker = spawn_run(&rt);
+    let call = wait_terminal(&rt, committed).await;
+    assert_eq!(call.status, CallStatus::Completed);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let hits = script.hits();
+    assert_eq!(hits.len(), 1, "only the committed call is sent");
+    assert_eq!(hits[0].body, json!({"text": "committed"}));
+    let page = rt.list(&ListQuery::new("EngineSync")).await.unwrap();
+    assert_eq!(page.calls.len(), 1);
+    stop(&rt, worker).await;
+
+    // The outbox needs a SQLite store.
+    let memory = fast(Runtime::builder())
+        .store(MemoryStore::new())
+        .integration(sync_integration(&server))
+        .build()
+        .await
+        .unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    let error = memory.create_in_tx(&mut tx, message("x"), None).await.unwrap_err();
+    assert!(error.is_outbox_unsupported(), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hooks_fire_exactly_once_per_terminal_call() {
+    let dir = TempDir::new();
+    let script = Script::new(|_, request: &Request| {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+        if body["text"].as_str().is_some_and(|t| t.starts_with("bad")) {
+            ResponseTemplate::new(422).set_body_json(json!({"message": "rejected"}))
+        } else {
+            ResponseTemplate::new(200).set_body_json(json!({"echoed": body["text"]}))
+        }
+    });
+    let server = provider("/send", &script).await;
+    let rt = fast(Runtime::builder())
+        .store(open(&dir.0).await)
+        .integration(sync_integration(&server))
+        .build()
+        .await
+        .unwrap();
+    let completed: Arc<Mutex<HashMap<CallId, u32>>> = Arc::default();
+    let failed: Arc<Mutex<HashMap<CallId, u32>>> = Arc::default();
+    let flaky_once: Arc<Mutex<bool>> = Arc::default();
+    {
+        let completed = completed.clone();
+        let flaky_once = flaky_once.clone();
+        rt.on_completed::<engine_sync::EngineSyncCall, _, _, _>(move |call| {
+            let completed = completed.clone();
+            let flaky_once = flaky_once.clone();
+            async move {
+                assert_eq!(call.status, CallStatus::Completed);
+                // The first delivery of "flaky" fails: it must be retried, and then count once.
+                if call.request_params == engine_sync::EngineSyncRequest::Send(message("flaky")) {
+                    let mut failed_before = flaky_once.lock().unwrap();
+                    if !*failed_before {
+                        *failed_before = true;
+                        return Err("not yet");
+                    }
+                }
+                *completed.lock().unwrap().entry(call.id).or_default() += 1;
+                Ok(())
+            }
+        });
+    }
+    {
+        let failed = failed.clone();
+        rt.on_failed::<engine_sync::EngineSyncCall, _, _, _>(move |call| {
+            let failed = failed.clone();
+            async move {
+                *failed.lock().unwrap().entry(call.id).or_default() += 1;
+            }
+        });
+    }
+    let worker = spawn_run(&rt);
+    let mut good = Vec::new();
+    let mut bad = Vec::new();
+    for n in 0..6 {
+        good.push(rt.create(message(&format!("good {n}"))).await.unwrap());
+        bad.push(rt.create(message(&format!("bad {n}"))).await.unwrap());
+    }
+    good.push(rt.create(message("flaky")).await.unwrap());
+    for id in good.iter().chain(&bad) {
+        wait_terminal(&rt, *id).await;
+    }
+    let started = Instant::now();
+    loop {
+        let done = completed.lock().unwrap().len() == good.len() && failed.lock().unwrap().len() == bad.len();
+        if done {
+            break;
+        }
+        assert!(started.elapsed() < LIMIT, "hooks not delivered in time");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Let any duplicate delivery happen before counting.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let completed = completed.lock().unwrap().clone();
+    let failed = failed.lock().unwrap().clone();
+    assert!(good.iter().all(|id| completed.get(id) == Some(&1)), "{completed:?}");
+    assert!(bad.iter().all(|id| failed.get(id) == Some(&1)), "{failed:?}");
+    assert!(*flaky_once.lock().unwrap(), "the failing delivery happened");
+    stop(&rt, worker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creation_validates_and_is_idempotent_on_the_callers_key() {
+    let dir = TempDir::new();
+    let script = Script::new(|_, _| ResponseTemplate::new(200).set_body_json(json!({"echoed": "ok"})));
+    let server = provider("/send", &script).await;
+    let rt = fast(Runtime::builder())
+        .store(open(&dir.0).await)
+        .integration(sync_integration(&server))
+        .build()
+        .await
+        .unwrap();
+
+    let invalid = rt.create(message("")).await.unwrap_err();
+    assert!(invalid.is_invalid(), "{invalid}");
+    assert!(invalid.to_string().contains("text"), "{invalid}");
+    let unknown = rt
+        .create_json("Nope", "send", json!({"text": "x"}), None)
+        .await
+        .unwrap_err();
+    assert!(unknown.is_unknown_integration(), "{unknown}");
+    assert!(unknown.to_string().contains("`Nope`"), "{unknown}");
+    let not_started = rt
+        .create_json("EngineSync", "nope", json!({"text": "x"}), None)
+        .await
+        .unwrap_err();
+    assert!(not_started.is_invalid(), "{not_started}");
+    let unregistered = rt.create(job("x")).await.unwrap_err();
+    assert!(unregistered.is_unknown_integration(), "{unregistered}");
+    assert_eq!(rt.count_by_status(None).await.unwrap().total(), 0, "nothing stored");
+
+    let first = rt.create_with_key(message("once"), "order-7").await.unwrap();
+    let again = rt.create_with_key(message("once"), "order-7").await.unwrap();
+    assert_eq!(first, again);
+    let conflict = rt.create_with_key(message("other"), "order-7").await.unwrap_err();
+    assert!(conflict.store_error().is_some_and(|e| e.is_conflict()), "{conflict}");
+    assert_eq!(rt.count_by_status(Some("EngineSync")).await.unwrap().total(), 1);
+
+    let builder_error = Runtime::builder().store(MemoryStore::new()).build().await.unwrap_err();
+    assert!(builder_error.is_config(), "{builder_error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_answer_without_external_id_fails_clearly() {
+    let dir = TempDir::new();
+    let submit = Script::new(|_, _| ResponseTemplate::new(202).set_body_json(json!({"ok": true})));
+    let server = provider("/jobs", &submit).await;
+    let rt = fast(Runtime::builder())
+        .store(open(&dir.0).await)
+        .integration(async_integration(&server))
+        .build()
+        .await
+        .unwrap();
+    let id = rt.create(job("x")).await.unwrap();
+    let worker = spawn_run(&rt);
+    let call = wait_terminal(&rt, id).await;
+    assert_eq!(call.status, CallStatus::Failed);
+    assert!(call.error.as_deref().unwrap().contains("no external id"), "{:?}", call.error);
+    let full = rt.get_with_events(id).await.unwrap().unwrap();
+    assert_eq!(kinds(&full.events), [EventKind::Initialized, EventKind::Failed]);
+    stop(&rt, worker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_gives_up_after_the_deadline() {
+    let dir = TempDir::new();
+    let submit = Script::new(|_, _| ResponseTemplate::new(202).set_body_json(json!({"job_id": "slow"})));
+    let status = Script::new(|_, _| ResponseTemplate::new(200).set_body_json(json!({"state": "running"})));
+    let server = provider("/jobs", &submit).await;
+    Mock::given(method("GET"))
+        .and(path_regex("^/jobs/[^/]+$"))
+        .respond_with(status.clone())
+        .mount(&server)
+        .await;
+    let rt = fast(Runtime::builder())
+        .store(MemoryStore::new())
+        .integration(async_integration(&server))
+        .build()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let id = rt.create(job("x")).await.unwrap();
+    let worker = spawn_run(&rt);
+    let call = wait_terminal(&rt, id).await;
+    let took = started.elapsed();
+    assert_eq!(call.status, CallStatus::Failed);
+    assert!(call.error.as_deref().unwrap().contains("timed out"), "{:?}", call.error);
+    // give_up_after_s = 2, polls capped at 100 ms apart.
+    assert!(took >= Duration::from_millis(1_900) && took < Duration::from_secs(4), "{took:?}");
+    let polls = status.hits().len();
+    assert!((10..=100).contains(&polls), "{polls} polls");
+    stop(&rt, worker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_and_a_poll_agree_on_one_terminal_event() {
+    let dir = TempDir::new();
+    let submit = Script::new(|_, _| ResponseTemplate::new(202).set_body_json(json!({"job_id": "j-9"})));
+    let status = Script::new(|_, _| ResponseTemplate::new(200).set_body_json(json!({"state": "done", "url": "poll"})));
+    let server = provider("/jobs", &submit).await;
+    Mock::given(method("GET"))
+        .and(path_regex("^/jobs/[^/]+$"))
+        .respond_with(status.clone())
+        .mount(&server)
+        .await;
+    let rt = fast(Runtime::builder())
+        .store(open(&dir.0).await)
+        .integration(async_integration(&server))
+        .build()
+        .await
+        .unwrap();
+    let id = rt.create(job("x")).await.unwrap();
+    let worker = spawn_run(&rt);
+    let call = wait_terminal(&rt, id).await;
+    assert_eq!(call.response_data, Some(json!({"url": "poll"})));
+    // A late webhook saying the same thing records nothing new.
+    let reply = integration_runtime::Reply {
+        http_status: 0,
+        external_id: Some("j-9".into()),
+        status: Some(integration_runtime::RemoteStatus::Completed),
+        result: Some(json!({"url": "webhook"})),
+        error: None,
+    };
+    let outcomes = rt.record_reply("EngineAsync", "j-9", &reply).await.unwrap();
+    assert!(outcomes.iter().all(|o| o.is_duplicate()), "{outcomes:?}");
+    let full = rt.get_with_events(id).await.unwrap().unwrap();
+    let terminal = full
+        .events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Completed | EventKind::Failed))
+        .count();
+    assert_eq!(terminal, 1);
+    assert_eq!(full.call.response_data, Some(json!({"url": "poll"})));
+    stop(&rt, worker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_bounds_calls_in_flight_and_shutdown_drains() {
+    let script = Script::new(|_, _| {
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"echoed": "slow"}))
+            .set_delay(Duration::from_millis(150))
+    });
+    let server = provider("/send", &script).await;
+    let rt = fast(Runtime::builder())
+        .store(MemoryStore::new())
+        .integration(sync_integration(&server))
+        .concurrency(3)
+        .claim_batch(10)
+        .build()
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for n in 0..9 {
+        ids.push(rt.create(message(&format!("m{n}"))).await.unwrap());
+    }
+    let started = Instant::now();
+    let worker = spawn_run(&rt);
+    for id in &ids {
+        wait_terminal(&rt, *id).await;
+    }
+    // 9 calls of 150 ms, 3 at a time: at least 3 rounds.
+    assert!(started.elapsed() >= Duration::from_millis(440), "{:?}", started.elapsed());
+    // Arrival times: never more than 3 requests within one 150 ms window.
+    let hits = script.hits();
+    for (i, hit) in hits.iter().enumerate() {
+        let window = hits[i..]
+            .iter()
+            .filter(|h| h.at.duration_since(hit.at) < Duration::from_millis(140))
+            .count();
+        assert!(window <= 3, "{window} requests in flight at once");
+    }
+
+    // Shutdown while calls are in flight: they finish within the grace.
+    let late = rt.create(message("late")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    stop(&rt, worker).await;
+    assert_eq!(rt.get(late).await.unwrap().unwrap().status, CallStatus::Completed);
+    let again = rt.run().await;
+    assert!(again.is_ok(), "a stopped runtime returns at once");
+}
