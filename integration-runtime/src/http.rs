@@ -349,7 +349,14 @@ impl HttpClient {
         let secrets = match &auth {
             Auth::None => vec![],
             Auth::Bearer(token) => vec![token.clone()],
-            Auth::Basic { username, password } => vec![username.clone(), password.clone()],
+            Auth::Basic { username, password } => {
+                // The header's base64 form too: a provider may echo it.
+                let header = base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    format!("{}:{}", username.expose(), password.expose()),
+                );
+                vec![username.clone(), password.clone(), Secret::new(header)]
+            }
             Auth::ApiKeyHeader { key, .. } | Auth::ApiKeyQuery { key, .. } => vec![key.clone()],
             Auth::OAuth2(config) => [
                 Some(&config.client_id),

@@ -28,9 +28,6 @@ impl TempDir {
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
     }
-    fn db(&self) -> PathBuf {
-        self.0.join("calls.db")
-    }
 }
 
 impl Drop for TempDir {
@@ -548,7 +545,6 @@ async fn async_answer_without_external_id_fails_clearly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polling_gives_up_after_the_deadline() {
-    let dir = TempDir::new();
     let submit = Script::new(|_, _| ResponseTemplate::new(202).set_body_json(json!({"job_id": "slow"})));
     let status = Script::new(|_, _| ResponseTemplate::new(200).set_body_json(json!({"state": "running"})));
     let server = provider("/jobs", &submit).await;

@@ -1,9 +1,9 @@
 // @generated from specs/payments.toml by integration-spec; do not edit.
 // Update with `UPDATE_SNAPSHOTS=1 cargo test -p integration-tests --test snapshots`.
 
-/** The `Payments` integration, generated from its spec.
-
- Card payments: create a payment intent, learn the outcome by webhook.*/
+/// The `Payments` integration, generated from its spec.
+///
+/// Card payments: create a payment intent, learn the outcome by webhook.
 pub mod payments {
     #[allow(unused_imports)]
     use ::integration_runtime::__private as __rt;

@@ -1,9 +1,9 @@
 // @generated from specs/translate.toml by integration-spec; do not edit.
 // Update with `UPDATE_SNAPSHOTS=1 cargo test -p integration-tests --test snapshots`.
 
-/** The `Translate` integration, generated from its spec.
-
- Machine translation: one request, one answer.*/
+/// The `Translate` integration, generated from its spec.
+///
+/// Machine translation: one request, one answer.
 pub mod translate {
     #[allow(unused_imports)]
     use ::integration_runtime::__private as __rt;

@@ -1,9 +1,9 @@
 // @generated from specs/volc_tts.toml by integration-spec; do not edit.
 // Update with `UPDATE_SNAPSHOTS=1 cargo test -p integration-tests --test snapshots`.
 
-/** The `VolcTts` integration, generated from its spec.
-
- Volcano text-to-speech: async synthesis tasks.*/
+/// The `VolcTts` integration, generated from its spec.
+///
+/// Volcano text-to-speech: async synthesis tasks.
 pub mod volc_tts {
     #[allow(unused_imports)]
     use ::integration_runtime::__private as __rt;

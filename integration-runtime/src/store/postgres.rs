@@ -1171,3 +1171,189 @@ impl Store for PostgresStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+    use sqlx::Connection;
+
+    use super::*;
+    use crate::store::conformance::Fixture;
+
+    /// The test database's URL, or `None` (saying so) when it is not configured.
+    fn test_url() -> Option<String> {
+        match std::env::var("INTEGRATION_TEST_DATABASE_URL") {
+            Ok(url) if !url.is_empty() => Some(url),
+            _ => {
+                eprintln!("skipping: INTEGRATION_TEST_DATABASE_URL is not set");
+                None
+            }
+        }
+    }
+
+    /// A fresh schema name, dropped with everything in it when this is
+    /// dropped, even after a failed assertion.
+    struct TestSchema {
+        url: String,
+        name: String,
+    }
+
+    impl TestSchema {
+        fn new(url: &str) -> Self {
+            TestSchema {
+                url: url.to_owned(),
+                name: format!("irt_unit_{}", uuid::Uuid::new_v4().simple()),
+            }
+        }
+    }
+
+    impl Drop for TestSchema {
+        fn drop(&mut self) {
+            let (url, name) = (self.url.clone(), self.name.clone());
+            // A runtime of its own, on a thread of its own: this runs inside
+            // the test's runtime.
+            let dropped = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                runtime.block_on(async move {
+                    let mut conn = PgConnection::connect(&url).await?;
+                    let quoted = quote_identifier(&name).expect("valid name");
+                    sqlx::raw_sql(&format!(
+                        "SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS {quoted} CASCADE"
+                    ))
+                    .execute(&mut conn)
+                    .await?;
+                    conn.close().await
+                })
+            })
+            .join();
+            if !matches!(dropped, Ok(Ok(()))) {
+                eprintln!("could not drop test schema {}: {dropped:?}", self.name);
+            }
+        }
+    }
+
+    async fn open(url: &str, schema: &str) -> PostgresStore {
+        PostgresStore::connect_with(
+            url.parse().expect("valid test database URL"),
+            PostgresOptions::default().schema(schema).max_connections(4),
+        )
+        .await
+        .expect("connect to the test database")
+    }
+
+    async fn fixture() -> Option<Fixture> {
+        let url = test_url()?;
+        let schema = TestSchema::new(&url);
+        let store = open(&url, &schema.name).await;
+        Some(Fixture::new(Arc::new(store)).with_guard(schema))
+    }
+
+    crate::store::conformance::store_conformance_tests!(optional: fixture);
+
+    #[test]
+    fn identifiers_are_quoted_and_bounded() {
+        assert_eq!(quote_identifier("calls").unwrap(), r#""calls""#);
+        assert_eq!(quote_identifier(r#"a"b"#).unwrap(), r#""a""b""#);
+        assert_eq!(
+            quote_identifier("x; DROP TABLE t").unwrap(),
+            r#""x; DROP TABLE t""#
+        );
+        for bad in ["", "a\0b", &"x".repeat(64)] {
+            assert!(quote_identifier(bad).unwrap_err().is_backend(), "{bad:?}");
+        }
+        assert!(quote_identifier(&"x".repeat(63)).is_ok());
+    }
+
+    #[test]
+    fn channel_names_fit_an_identifier() {
+        assert_eq!(channel_name("public"), "integration_work:public");
+        let long = channel_name(&"é".repeat(31));
+        assert!(long.len() <= MAX_IDENTIFIER_BYTES, "{}", long.len());
+        assert!(long.starts_with("integration_work:é"));
+    }
+
+    #[tokio::test]
+    async fn migrations_are_recorded_once_per_schema() {
+        let Some(url) = test_url() else { return };
+        let schema = TestSchema::new(&url);
+        let store = open(&url, &schema.name).await;
+        let again = open(&url, &schema.name).await;
+        let versions: Vec<i64> = sqlx::query_scalar(&format!(
+            "SELECT version FROM {}.integration_store_migrations ORDER BY version",
+            quote_identifier(&schema.name).unwrap()
+        ))
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(versions, MIGRATIONS.iter().map(|m| m.0).collect::<Vec<_>>());
+        assert_eq!(again.schema(), schema.name);
+        store.pool().close().await;
+        again.pool().close().await;
+    }
+
+    #[tokio::test]
+    async fn the_default_schema_is_the_current_one() {
+        let Some(url) = test_url() else { return };
+        let schema = TestSchema::new(&url);
+        // A search_path naming the (fresh) schema first: the store resolves
+        // and then names it explicitly.
+        let setup = open(&url, &schema.name).await;
+        setup.pool().close().await;
+        let connect: PgConnectOptions = url.parse().unwrap();
+        let connect = connect.options([("search_path", schema.name.as_str())]);
+        let store = PostgresStore::connect_with(connect, PostgresOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(store.schema(), schema.name);
+        store.pool().close().await;
+    }
+
+    #[tokio::test]
+    async fn corrupt_rows_are_reported_not_panicked_on() {
+        let Some(url) = test_url() else { return };
+        let schema = TestSchema::new(&url);
+        let store = open(&url, &schema.name).await;
+        let created = store
+            .create(NewCall::new("acme", "send", json!({})))
+            .await
+            .unwrap();
+        sqlx::query(&format!(
+            "UPDATE {} SET status = 'done' WHERE id = $1",
+            store.calls
+        ))
+        .bind(created.id.as_uuid())
+        .execute(store.pool())
+        .await
+        .unwrap();
+        let error = store.get(created.id).await.unwrap_err();
+        assert!(error.is_corrupt(), "{error}");
+        store.pool().close().await;
+    }
+
+    #[tokio::test]
+    async fn json_round_trips_exactly() {
+        let Some(url) = test_url() else { return };
+        let schema = TestSchema::new(&url);
+        let store = open(&url, &schema.name).await;
+        // Key order, a NUL character, big and fractional numbers: `json`
+        // keeps the text, so the value comes back as written (and an
+        // idempotent replay still compares equal).
+        let params = json!({"z": 1, "a": "nul\u{0}char", "big": u64::MAX, "f": 1.5e300});
+        let created = store
+            .create(NewCall::new("acme", "send", params.clone()).idempotency_key("k"))
+            .await
+            .unwrap();
+        assert_eq!(store.get(created.id).await.unwrap().unwrap().params, params);
+        let again = store
+            .create(NewCall::new("acme", "send", params).idempotency_key("k"))
+            .await
+            .unwrap();
+        assert_eq!((again.id, again.created), (created.id, false));
+        store.pool().close().await;
+    }
+}

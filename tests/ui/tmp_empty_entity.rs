@@ -1,3 +1,0 @@
-integration_runtime::integration!("./specs/tmp_empty_entity.toml");
-
-fn main() {}

@@ -1,3 +1,0 @@
-integration_runtime::integration!("./specs/tmp_endpoint_type.toml");
-
-fn main() {}

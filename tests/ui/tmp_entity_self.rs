@@ -1,3 +1,0 @@
-integration_runtime::integration!("./specs/tmp_entity_self.toml");
-
-fn main() {}

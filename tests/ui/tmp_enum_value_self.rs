@@ -1,3 +1,0 @@
-integration_runtime::integration!("./specs/tmp_enum_value_self.toml");
-
-fn main() {}

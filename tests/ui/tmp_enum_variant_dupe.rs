@@ -1,3 +1,0 @@
-integration_runtime::integration!("./specs/tmp_enum_variant_dupe.toml");
-
-fn main() {}

@@ -1,3 +1,0 @@
-integration_runtime::integration!("./specs/tmp_field_fn.toml");
-
-fn main() {}

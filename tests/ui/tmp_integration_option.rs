@@ -1,3 +1,0 @@
-integration_runtime::integration!("./specs/tmp_integration_option.toml");
-
-fn main() {}
