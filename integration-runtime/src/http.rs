@@ -405,6 +405,14 @@ impl HttpClient {
         self.inner.policies.circuit_state()
     }
 
+    /// Every circuit breaker of the integration with its state: the integration's,
+    /// named by the integration (empty when built with [`new`](HttpClient::new)),
+    /// and those of endpoints with their own setting, named `Integration.endpoint`.
+    /// A breaker appears once it exists (the integration's from the start).
+    pub fn circuit_states(&self) -> Vec<(String, CircuitState)> {
+        self.inner.policies.circuit_states(self.inner.integration)
+    }
+
     /// Sends `request` once.
     ///
     /// A 2xx answer is `Ok`; any other status is a [`ClientError`] with the status

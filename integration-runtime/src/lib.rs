@@ -19,6 +19,7 @@ mod http;
 mod integration;
 mod json_path;
 mod lifecycle;
+mod record;
 mod metrics;
 pub mod ops;
 mod policy;
@@ -48,6 +49,7 @@ pub use policy::CircuitState;
 pub use integration::{BoxFuture, Integration};
 pub use metrics::{Metrics, MetricsExporter};
 pub use lifecycle::{CallStatus, EventKind, ParseLifecycleError, Transition};
+pub use record::{Call, CallRequest, CallResponse, Event};
 pub use secret::Secret;
 #[cfg(feature = "postgres")]
 pub use store::{PostgresOptions, PostgresStore};

@@ -45,11 +45,14 @@ struct Hit {
     body: Value,
 }
 
+/// How a script answers its `n`th request.
+type Answer = dyn Fn(usize, &Request) -> ResponseTemplate + Send + Sync;
+
 /// A scripted responder that records every request.
 #[derive(Clone)]
 struct Script {
     hits: Arc<Mutex<Vec<Hit>>>,
-    answer: Arc<dyn Fn(usize, &Request) -> ResponseTemplate + Send + Sync>,
+    answer: Arc<Answer>,
 }
 
 impl Script {
@@ -424,7 +427,7 @@ async fn hooks_fire_exactly_once_per_terminal_call() {
     {
         let completed = completed.clone();
         let flaky_once = flaky_once.clone();
-        rt.on_completed::<engine_sync::EngineSyncCall, _, _, _>(move |call| {
+        rt.on_completed::<engine_sync::EngineSyncCall, _>(move |call| {
             let completed = completed.clone();
             let flaky_once = flaky_once.clone();
             async move {
@@ -444,7 +447,7 @@ async fn hooks_fire_exactly_once_per_terminal_call() {
     }
     {
         let failed = failed.clone();
-        rt.on_failed::<engine_sync::EngineSyncCall, _, _, _>(move |call| {
+        rt.on_failed::<engine_sync::EngineSyncCall, _>(move |call| {
             let failed = failed.clone();
             async move {
                 *failed.lock().unwrap().entry(call.id).or_default() += 1;

@@ -128,6 +128,10 @@ async fn a_5xx_burst_opens_the_circuit_and_a_successful_probe_closes_it() {
     }
     let opened = Instant::now();
     assert!(matches!(client.circuit_state(), CircuitState::Open { .. }));
+    let states = client.circuit_states();
+    assert_eq!(states.len(), 1);
+    assert_eq!(states[0].0, "Flaky");
+    assert!(matches!(states[0].1, CircuitState::Open { .. }));
     // Open: nothing is sent, and the error says when to come back.
     for _ in 0..5 {
         let error = client.clone().send(request("get", &POLICY)).await.unwrap_err();

@@ -419,3 +419,44 @@ async fn metrics_count_deliveries_by_outcome_and_reason() {
     assert_eq!(env.snapshot(id).await.call.status, CallStatus::Completed);
     let _ = &env.metrics;
 }
+
+#[tokio::test]
+async fn lifecycle_keys_agree_with_the_engine_and_observers_see_every_event() {
+    use integration_runtime::webhook::EventKeys;
+    use integration_runtime::{lifecycle_event_key, EventKind, NewEvent};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let dir = TempDir::new();
+    let (_, store) = sqlite_store(&dir).await;
+    let seen = Arc::new(AtomicUsize::new(0));
+    let observer = {
+        let seen = Arc::clone(&seen);
+        Arc::new(move |integration: &str, kind: EventKind, _: &integration_runtime::AppendOutcome| {
+            assert_eq!((integration, kind), ("HookTts", EventKind::Completed));
+            seen.fetch_add(1, Ordering::SeqCst);
+        })
+    };
+    let router = WebhookReceiver::new(Arc::clone(&store))
+        .event_keys(EventKeys::Lifecycle)
+        .on_event(observer)
+        .integration_with_secrets(tts(), &[Secret::new(TTS_SECRET)])
+        .unwrap()
+        .router();
+    let base = serve(router).await;
+    let id = initialized_call(&*store, "HookTts", "synthesize", json!({"text": "x"}), "task-l").await;
+    // The engine's poll finished the call first, under its own key.
+    let key = lifecycle_event_key(EventKind::Completed);
+    store.append_event(id, NewEvent::completed(key, json!({"url": "p", "duration_ms": 1}))).await.unwrap();
+    let before = store.get_with_events(id).await.unwrap().unwrap();
+
+    let body = done("task-l");
+    let headers = standard::sign(TTS_SECRET, "msg_l", now(), body.as_bytes()).unwrap();
+    let mut request = reqwest::Client::new().post(format!("{base}/webhooks/tts")).body(body);
+    for (name, value) in &headers {
+        request = request.header(name.as_str(), value.as_bytes());
+    }
+    let a = answer(request.send().await.unwrap()).await;
+    assert_eq!((a.status, &a.json["outcome"]), (200, &json!("duplicate")), "{}", a.text);
+    assert_eq!(store.get_with_events(id).await.unwrap().unwrap(), before, "one terminal event only");
+    assert_eq!(seen.load(Ordering::SeqCst), 1);
+}

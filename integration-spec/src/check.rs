@@ -11,6 +11,10 @@ use crate::ir::{Endpoint, Entity, Field, IdempotencyKey, Method, Mode, PathPart,
 /// Names of generated items must be valid identifiers in the expected case,
 /// or the generated code would not compile (or would shadow std types).
 pub(crate) fn pascal_case(cx: &mut Collector, name: &str, span: Span, key_path: &str, what: &str) {
+    if name == "Self" {
+        cx.error(span, key_path, format!("{what} `Self` is reserved in Rust")).help("choose another name");
+        return;
+    }
     let ok = name.chars().next().is_some_and(|c| c.is_ascii_uppercase())
         && name.chars().all(|c| c.is_ascii_alphanumeric());
     if !ok {
@@ -65,18 +69,35 @@ pub(crate) fn status_map_is_complete(cx: &mut Collector, status: &StatusMap, spa
     }
 }
 
+/// An endpoint's request entity as far as lowering knows it.
+#[derive(Clone, Copy)]
+pub(crate) enum Request<'e> {
+    /// The endpoint has no `request`.
+    Absent,
+    /// `request` names an entity that does not exist (already reported):
+    /// references to its fields cannot be checked and are not reported.
+    Unresolved,
+    /// The request entity.
+    Entity(&'e Entity),
+}
+
 /// Every `{param}` in a path must be filled from somewhere; an optional field
 /// cannot fill a path segment because the URL would have a hole.
-pub(crate) fn path_param_source(cx: &mut Collector, param: &str, request: Option<&Entity>, span: Span, key_path: &str) -> Option<PathPart> {
+pub(crate) fn path_param_source(cx: &mut Collector, param: &str, request: Request<'_>, span: Span, key_path: &str) -> Option<PathPart> {
     if param == "external_id" {
         return Some(PathPart::ExternalId);
     }
-    let Some(entity) = request else {
+    let entity = match request {
+        Request::Entity(entity) => entity,
+        Request::Unresolved => return None,
+        Request::Absent => {
         cx.error(span, key_path, format!("path parameter `{{{param}}}` has no source"))
             .help("path parameters come from the `request` entity's fields, or `{external_id}`; add `request = \"...\"` to this endpoint");
-        return None;
+            return None;
+        }
     };
     match entity.field(param) {
+        Some(field) if field.recovered => Some(PathPart::Field(param.to_owned())),
         Some(field) if field.optional => {
             cx.error(span, key_path, format!("path parameter `{{{param}}}` comes from optional field `{}.{param}`", entity.name))
                 .help("a path segment cannot be left out; make the field required or move the value to `query`");
@@ -97,11 +118,15 @@ pub(crate) fn path_param_source(cx: &mut Collector, param: &str, request: Option
 }
 
 /// A mapping or template may only read fields of the request entity.
-pub(crate) fn request_field<'e>(cx: &mut Collector, name: &str, request: Option<&'e Entity>, span: Span, key_path: &str) -> Option<&'e Field> {
-    let Some(entity) = request else {
-        cx.error(span, key_path, format!("`{{{name}}}` reads a request field, but this endpoint has no `request` entity"))
-            .help("add `request = \"EntityName\"` to the endpoint, or use a constant");
-        return None;
+pub(crate) fn request_field<'e>(cx: &mut Collector, name: &str, request: Request<'e>, span: Span, key_path: &str) -> Option<&'e Field> {
+    let entity = match request {
+        Request::Entity(entity) => entity,
+        Request::Unresolved => return None,
+        Request::Absent => {
+            cx.error(span, key_path, format!("`{{{name}}}` reads a request field, but this endpoint has no `request` entity"))
+                .help("add `request = \"EntityName\"` to the endpoint, or use a constant");
+            return None;
+        }
     };
     let field = entity.field(name);
     if field.is_none() {
@@ -119,6 +144,9 @@ pub(crate) fn is_scalar(ty: &Type) -> bool {
 /// Value maps translate each value of an enum (or bool) field; a value left
 /// out would have no external spelling at run time.
 pub(crate) fn value_map_covers_field(cx: &mut Collector, field: &Field, keys: &[(String, Span)], span: Span, key_path: &str) {
+    if field.recovered {
+        return;
+    }
     let allowed: Vec<String> = match &field.ty {
         Type::Enum(values) => values.clone(),
         Type::Bool => vec!["true".into(), "false".into()],
@@ -145,6 +173,9 @@ pub(crate) fn value_map_covers_field(cx: &mut Collector, field: &Field, keys: &[
 /// the field could have had.
 pub(crate) fn constant_fits_field(cx: &mut Collector, constant: &crate::ir::Constant, field: &Field, span: Span, key_path: &str) {
     use crate::ir::Constant;
+    if field.recovered {
+        return;
+    }
     let fits = match (&field.ty, constant) {
         (Type::String | Type::Timestamp | Type::Uuid, Constant::String(_)) => true,
         (Type::Enum(values), Constant::String(s)) => values.contains(s),
@@ -182,12 +213,12 @@ pub(crate) fn retry_needs_idempotency(cx: &mut Collector, endpoint: &Endpoint) {
 /// An async call finishes later, so something must tell the runtime how it
 /// ended (polling or a webhook), and later events find the call by external
 /// id, so the provider's id must be read from the response.
-pub(crate) fn async_endpoint_can_finish(cx: &mut Collector, endpoint: &Endpoint, polling: Option<&Polling>, webhook: Option<&Webhook>, external_id_given: bool) {
+pub(crate) fn async_endpoint_can_finish(cx: &mut Collector, endpoint: &Endpoint, has_polling: bool, has_webhook: bool, external_id_given: bool) {
     if endpoint.mode != Mode::Async || endpoint.request.is_none() {
         return;
     }
     let key_path = format!("endpoints.{}", endpoint.name);
-    if polling.is_none() && webhook.is_none() {
+    if !has_polling && !has_webhook {
         cx.error(endpoint.span.clone(), key_path.clone(), format!("async endpoint `{}` has no way to finish: the spec has neither `[polling]` nor `[webhook]`", endpoint.name))
             .help("add `[polling]` with a status-query endpoint, or `[webhook]`, or make the endpoint `mode = \"sync\"`");
     }
@@ -268,6 +299,7 @@ pub(crate) fn no_infinite_entities(cx: &mut Collector, entities: &[Entity]) {
 /// entities, and the enum types generated for enum fields (`EntityField`).
 pub(crate) fn generated_names_are_free(cx: &mut Collector, integration: &str, entities: &[Entity]) {
     integration_types_are_free(cx, integration, entities);
+    let mut enum_types: Vec<(String, String)> = Vec::new();
     for entity in entities {
         for field in &entity.fields {
             let is_enum = matches!(&field.ty, Type::Enum(_)) || matches!(&field.ty, Type::List(item) if matches!(item.as_ref(), Type::Enum(_)));
@@ -275,6 +307,12 @@ pub(crate) fn generated_names_are_free(cx: &mut Collector, integration: &str, en
                 continue;
             }
             let generated = format!("{}{}", entity.name, to_pascal(&field.name));
+            let field_path = format!("{}.{}", entity.name, field.name);
+            if let Some((_, other)) = enum_types.iter().find(|(name, _)| *name == generated) {
+                cx.error(field.span.clone(), format!("entities.{field_path}"), format!("enum fields `{other}` and `{field_path}` both generate type `{generated}`"))
+                    .help("rename one of the fields");
+            }
+            enum_types.push((generated.clone(), field_path));
             if entities.iter().any(|e| e.name == generated) {
                 cx.error(field.span.clone(), format!("entities.{}.{}", entity.name, field.name), format!("enum field `{}.{}` generates type `{generated}`, which is also an entity", entity.name, field.name))
                     .help("rename the field or the entity");

@@ -42,6 +42,11 @@ impl Collector {
         self.items.last_mut().expect("just pushed")
     }
 
+    /// How many errors were reported so far.
+    pub(crate) fn len(&self) -> usize {
+        self.items.len()
+    }
+
     pub(crate) fn has_errors(&self) -> bool {
         !self.items.is_empty()
     }

@@ -186,6 +186,56 @@ fn combine(errors: &mut Option<syn::Error>, error: syn::Error) {
     }
 }
 
+/// A spec-level explanation when the user's field type is plainly not the
+/// spec's (a primitive of another kind, or `Option` for a required field).
+/// Anything less obvious is left to the `Conforms` trait check, which rustc
+/// reports at the field's type.
+fn obvious_type_mismatch(ty: &syn::Type, field: &Field) -> Option<String> {
+    let last = |ty: &syn::Type| match ty {
+        syn::Type::Path(p) if p.qself.is_none() => p.path.segments.last().map(|s| (s.ident.to_string(), s.arguments.clone())),
+        _ => None,
+    };
+    let (name, args) = last(ty)?;
+    if name == "Option" {
+        if field.is_required() {
+            return Some("the spec requires it; drop the `Option` or make the spec field `optional = true`".into());
+        }
+        let syn::PathArguments::AngleBracketed(args) = args else { return None };
+        let Some(syn::GenericArgument::Type(inner)) = args.args.first() else { return None };
+        return obvious_type_mismatch(inner, field);
+    }
+    let kind = match name.as_str() {
+        "String" | "str" => "string",
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" | "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "int",
+        "f32" | "f64" => "float",
+        "bool" => "bool",
+        _ => return None,
+    };
+    let expected = match &field.ty {
+        Type::String | Type::Enum(_) => "string",
+        Type::Int => "int",
+        Type::Float => "float",
+        Type::Bool => "bool",
+        // A primitive can never be one of the structured spec types.
+        Type::Timestamp => return Some("use `chrono::DateTime<chrono::Utc>`".into()),
+        Type::Uuid => return Some("use `uuid::Uuid`".into()),
+        Type::Json => return Some("use `serde_json::Value`".into()),
+        Type::List(_) => return Some("use a `Vec` of the item type".into()),
+        Type::Entity(name) => return Some(format!("use a struct that serializes like the entity `{name}`")),
+    };
+    // An int is a valid float.
+    if kind == expected || (kind == "int" && expected == "float") {
+        return None;
+    }
+    let rust = match expected {
+        "string" => "`String`",
+        "int" => "an integer type such as `i64`",
+        "float" => "`f64`",
+        _ => "`bool`",
+    };
+    Some(format!("use {rust}"))
+}
+
 /// The `kinds` marker a user field must conform to.
 fn kind_marker(ty: &Type, wrap_optional: bool) -> TokenStream {
     let base = match ty {
@@ -218,9 +268,12 @@ pub(crate) fn derive(input: TokenStream, kind: DeriveKind, caller: &Caller) -> R
     let fields = user_fields(&input).map_err(|e| e.to_compile_error())?;
     let (spec, loaded) = load_spec(&args.spec, caller)?;
     let target = args.target.value();
+    // Derive errors point at the user's Rust code; this names the spec place too.
     let line_of = |span: &std::ops::Range<usize>| {
-        let line = loaded.source[..span.start.min(loaded.source.len())].matches('\n').count() + 1;
-        format!("{}:{line}", loaded.display)
+        let before = loaded.source.get(..span.start).unwrap_or_default();
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        format!("{}:{line}:{column}", loaded.display)
     };
     let (entity, endpoint_name) = match kind {
         DeriveKind::Request => {
@@ -254,12 +307,33 @@ pub(crate) fn derive(input: TokenStream, kind: DeriveKind, caller: &Caller) -> R
 
     let mut errors: Option<syn::Error> = None;
     let mut bound: Vec<(&UserField<'_>, &Field)> = Vec::new();
+    // Spec fields already suggested for a misspelt user field: not reported missing too.
+    let mut suggested: Vec<&str> = Vec::new();
     for user in &fields {
         match entity.field(&user.spec_name) {
-            Some(spec_field) => bound.push((user, spec_field)),
+            Some(spec_field) => {
+                if let Some(mismatch) = obvious_type_mismatch(&user.field.ty, spec_field) {
+                    let ty = &user.field.ty;
+                    let msg = format!(
+                        "field `{}` is `{}` but `{}.{}` ({}) is {}\n  help: {mismatch}",
+                        user.spec_name,
+                        quote!(#ty).to_string().replace(' ', ""),
+                        entity.name,
+                        spec_field.name,
+                        line_of(&spec_field.span),
+                        spec_field.ty.spec_name(),
+                    );
+                    combine(&mut errors, syn::Error::new(user.field.ty.span(), msg));
+                }
+                bound.push((user, spec_field));
+            }
             None => {
                 let mut msg = format!("entity `{}` ({}) has no field `{}`", entity.name, line_of(&entity.span), user.spec_name);
-                match closest(&user.spec_name, entity.fields.iter().map(|f| f.name.as_str())) {
+                let best = closest(&user.spec_name, entity.fields.iter().map(|f| f.name.as_str()));
+                if let Some(best) = best {
+                    suggested.push(best);
+                }
+                match best {
                     Some(best) => msg.push_str(&format!("\n  help: did you mean `{best}`? rename with `#[integration(rename = \"{best}\")]`")),
                     None => msg.push_str("\n  help: rename it with `#[integration(rename = \"...\")]`, or leave it out with `#[integration(skip)]`"),
                 }
@@ -268,7 +342,7 @@ pub(crate) fn derive(input: TokenStream, kind: DeriveKind, caller: &Caller) -> R
         }
     }
     if kind == DeriveKind::Request {
-        for spec_field in entity.fields.iter().filter(|f| f.is_required()) {
+        for spec_field in entity.fields.iter().filter(|f| f.is_required() && !suggested.contains(&f.name.as_str())) {
             if !fields.iter().any(|u| u.spec_name == spec_field.name) {
                 let msg = format!(
                     "`{}` lacks field `{}` ({}), which entity `{}` requires ({})\n  help: add `{}: ...` or map a field to it with `#[integration(rename = \"{}\")]`",

@@ -157,6 +157,9 @@ pub struct Field {
     pub int_range: Bounds<i64>,
     /// Numeric range for floats.
     pub float_range: Bounds<f64>,
+    /// Kept after an error in its declaration (already reported), so that
+    /// references to it do not cascade into more errors.
+    pub(crate) recovered: bool,
 }
 
 /// Inclusive bounds; either side optional.

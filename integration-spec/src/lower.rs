@@ -33,7 +33,7 @@ pub fn parse(source: &str, file: &str) -> Result<Spec, Diagnostics> {
         // A broken document would only produce confusing follow-up errors.
         for error in errors {
             cx.error(error.span().unwrap_or(0..0), "", format!("invalid TOML: {}", error.message().trim()))
-                .help("fix the TOML syntax (https://toml.io); strings need quotes, tables need `[name]`");
+                .help("fix the TOML syntax (https://toml.io)");
         }
         return Err(cx.into_diagnostics(file, source));
     }
@@ -70,7 +70,8 @@ impl Lower<'_> {
             check::async_results_agree(self.cx, polling.as_ref(), &endpoints, webhook.as_ref(), e.key_span.into());
         }
         for (endpoint, given) in endpoints.iter().zip(external_ids_given) {
-            check::async_endpoint_can_finish(self.cx, endpoint, polling.as_ref(), webhook.as_ref(), given);
+            // Presence, not validity: a broken `[webhook]` was reported already.
+            check::async_endpoint_can_finish(self.cx, endpoint, root.get("polling").is_some(), root.get("webhook").is_some(), given);
             check::retry_needs_idempotency(self.cx, endpoint);
             check::idempotency_key_fits(self.cx, endpoint);
         }
@@ -257,9 +258,13 @@ impl Lower<'_> {
 
     fn field(&mut self, e: Entry<'_, '_>, entity_names: &[String]) -> Option<Field> {
         let key_path = e.key_path();
+        let errors_before = self.cx.len();
         check::snake_case(self.cx, e.key, e.key_span.into(), &key_path, "field name");
+        // A badly named field is kept under the name the error suggests, so
+        // mappings written with that name do not report it again.
+        let name = if self.cx.len() > errors_before { check::to_snake(e.key) } else { e.key.to_owned() };
         let mut field = Field {
-            name: e.key.to_owned(),
+            name,
             span: e.key_span.into(),
             ty: Type::Json,
             optional: false,
@@ -268,34 +273,37 @@ impl Lower<'_> {
             len: Bounds::default(),
             int_range: Bounds::default(),
             float_range: Bounds::default(),
+            recovered: self.cx.len() > errors_before,
+        };
+        // From here on, a declaration error keeps the field as `json` and
+        // marks it recovered: its other uses are then not reported again.
+        let recover = |mut field: Field| {
+            field.ty = Type::Json;
+            field.recovered = true;
+            Some(field)
         };
         if let DeValue::String(shorthand) = e.value.get_ref() {
             if matches!(shorthand.as_ref(), "enum" | "list") {
                 let needs = if shorthand == "enum" { "values = [\"a\", \"b\"]" } else { "items = \"string\"" };
                 self.cx.error(e.span(), key_path, format!("`{shorthand}` needs more than a type name"))
                     .help(format!("write `{} = {{ type = \"{shorthand}\", {needs} }}`", e.key));
-                return None;
+                return recover(field);
             }
-            field.ty = self.type_name(shorthand, e.span(), &key_path, entity_names)?;
-            return Some(field);
+            return match self.type_name(shorthand, e.span(), &key_path, entity_names) {
+                Some(ty) => {
+                    field.ty = ty;
+                    Some(field)
+                }
+                None => recover(field),
+            };
         }
         let Some(t) = Table::new(self.cx, &key_path, e.key_span.into(), e.value, FIELD_KEYS) else {
-            return None;
+            return recover(field);
         };
-        let (ty_name, ty_span) = t.require_str(self.cx, "type", "add `type = \"string\"` (or int, float, bool, timestamp, uuid, json, enum, list, or an entity name)")?;
-        field.ty = match ty_name {
-            "enum" => Type::Enum(self.enum_values(t)?),
-            "list" => {
-                let (item, item_span) = t.require_str(self.cx, "items", "add `items = \"string\"` (the type of each item)")?;
-                if matches!(item, "list" | "enum") {
-                    self.cx.error(item_span, join(&key_path, "items"), format!("list items cannot be `{item}` directly"))
-                        .help("declare an entity for the item and use its name");
-                    return None;
-                }
-                Type::List(Box::new(self.type_name(item, item_span, &join(&key_path, "items"), entity_names)?))
-            }
-            other => self.type_name(other, ty_span, &join(&key_path, "type"), entity_names)?,
+        let Some(ty) = self.field_type(t, &key_path, entity_names) else {
+            return recover(field);
         };
+        field.ty = ty;
         for (key, applies) in [("values", matches!(field.ty, Type::Enum(_))), ("items", matches!(field.ty, Type::List(_)))] {
             if let Some(extra) = t.get(key).filter(|_| !applies) {
                 self.cx.error(extra.key_span.into(), extra.key_path(), format!("`{key}` does not apply to type {}", field.ty.spec_name()))
@@ -313,6 +321,23 @@ impl Lower<'_> {
             }
         }
         Some(field)
+    }
+
+    fn field_type(&mut self, t: Table<'_, '_>, key_path: &str, entity_names: &[String]) -> Option<Type> {
+        let (ty_name, ty_span) = t.require_str(self.cx, "type", "add `type = \"string\"` (or int, float, bool, timestamp, uuid, json, enum, list, or an entity name)")?;
+        Some(match ty_name {
+            "enum" => Type::Enum(self.enum_values(t)?),
+            "list" => {
+                let (item, item_span) = t.require_str(self.cx, "items", "add `items = \"string\"` (the type of each item)")?;
+                if matches!(item, "list" | "enum") {
+                    self.cx.error(item_span, join(key_path, "items"), format!("list items cannot be `{item}` directly"))
+                        .help("declare an entity for the item and use its name");
+                    return None;
+                }
+                Type::List(Box::new(self.type_name(item, item_span, &join(key_path, "items"), entity_names)?))
+            }
+            other => self.type_name(other, ty_span, &join(key_path, "type"), entity_names)?,
+        })
     }
 
     fn type_name(&mut self, name: &str, span: Span, key_path: &str, entity_names: &[String]) -> Option<Type> {
@@ -347,6 +372,10 @@ impl Lower<'_> {
             if let Some(other) = values[..i].iter().find(|o| *o != v && check::to_pascal(o) == check::to_pascal(v)) {
                 self.cx.error(e.span(), e.key_path(), format!("enum values `{other}` and `{v}` both become the Rust variant `{}`", check::to_pascal(v)))
                     .help("enum values must differ in more than punctuation and case");
+            }
+            if check::to_pascal(v) == "Self" {
+                self.cx.error(e.span(), e.key_path(), format!("enum value `{v}` would name the variant `Self`, which Rust reserves"))
+                    .help("enum values must not spell `self` in any case");
             }
             if check::to_pascal(v).is_empty() || check::to_pascal(v).starts_with(|c: char| c.is_ascii_digit()) {
                 self.cx.error(e.span(), e.key_path(), format!("enum value `{v}` cannot name a Rust variant"))
@@ -467,14 +496,21 @@ impl Lower<'_> {
             },
             None => None,
         };
-        let request = t.str(self.cx, "request").and_then(|(r, span)| {
-            let found = entities.iter().find(|e| e.name == r);
-            if found.is_none() {
-                self.cx.error(span, join(path, "request"), format!("unknown entity `{r}`"))
-                    .expected_one_of(r, entities.iter().map(|e| e.name.as_str()));
-            }
-            found
-        });
+        let request = match t.get("request") {
+            None => check::Request::Absent,
+            Some(e) => match string(self.cx, e) {
+                None => check::Request::Unresolved,
+                Some((r, span)) => match entities.iter().find(|e| e.name == r) {
+                    Some(entity) => check::Request::Entity(entity),
+                    None => {
+                        self.cx.error(span, join(path, "request"), format!("unknown entity `{r}`"))
+                            .expected_one_of(r, entities.iter().map(|e| e.name.as_str()));
+                        check::Request::Unresolved
+                    }
+                },
+            },
+        };
+        let has_request = !matches!(request, check::Request::Absent);
         let mode = match t.str(self.cx, "mode") {
             None | Some(("sync", _)) => Mode::Sync,
             Some(("async", _)) => Mode::Async,
@@ -483,7 +519,7 @@ impl Lower<'_> {
                 Mode::Sync
             }
         };
-        if let (Mode::Async, None, Some(e)) = (mode, request, t.get("mode")) {
+        if let (Mode::Async, false, Some(e)) = (mode, has_request, t.get("mode")) {
             self.cx.error(e.span(), join(path, "mode"), "`mode = \"async\"` applies to endpoints that start calls")
                 .help("add `request = \"...\"`, or remove `mode` from this status-query endpoint");
         }
@@ -514,7 +550,11 @@ impl Lower<'_> {
             },
             None => ExternalId::Generated,
         };
-        let external_id_given = matches!(external_id, ExternalId::Path(_)) || external_id_entry.is_none() && mode == Mode::Sync;
+        // An invalid path was reported already; it still counts as given.
+        let external_id_given = match external_id_entry {
+            Some(e) => e.value.get_ref().as_str() != Some("generated"),
+            None => mode == Mode::Sync,
+        };
         let status = t.get("status").and_then(|e| self.status_map(e));
         let result = t.get("result").and_then(|e| self.result(e, entities));
         let error = t.str(self.cx, "error").and_then(|(text, span)| self.json_path(text, span, &join(path, "error")));
@@ -532,7 +572,12 @@ impl Lower<'_> {
             method,
             path: path_parts,
             path_text,
-            request: request.map(|e| e.name.clone()),
+            request: match request {
+                check::Request::Entity(entity) => Some(entity.name.clone()),
+                // Keep the endpoint a call endpoint so no follow-up rule misfires.
+                check::Request::Unresolved => Some(String::new()),
+                check::Request::Absent => None,
+            },
             mode,
             encoding,
             query,
@@ -549,7 +594,7 @@ impl Lower<'_> {
         Some((endpoint, external_id_given))
     }
 
-    fn path_template(&mut self, text: &str, span: Span, key_path: &str, request: Option<&Entity>) -> Vec<PathPart> {
+    fn path_template(&mut self, text: &str, span: Span, key_path: &str, request: check::Request<'_>) -> Vec<PathPart> {
         if !text.starts_with('/') {
             self.cx.error(span.clone(), key_path, format!("path `{text}` must start with `/`")).help(format!("write `/{text}`"));
         }
@@ -572,7 +617,7 @@ impl Lower<'_> {
             let at = span.start + 1 + (text.len() - rest.len()) + open;
             let param_span = if at + close < span.end { at..at + close + 1 } else { span.clone() };
             if let Some(part) = check::path_param_source(self.cx, param, request, param_span, key_path) {
-                if part == PathPart::ExternalId && request.is_some() {
+                if part == PathPart::ExternalId && !matches!(request, check::Request::Absent) {
                     self.cx.error(span.clone(), key_path, "`{external_id}` is not known yet when a call starts")
                         .help("use `{external_id}` in status-query endpoints (without `request`); starting endpoints fill their path from request fields");
                 }
@@ -586,7 +631,7 @@ impl Lower<'_> {
         parts
     }
 
-    fn mappings(&mut self, t: Table<'_, '_>, key: &str, request: Option<&Entity>, is_headers: bool) -> Vec<Mapping> {
+    fn mappings(&mut self, t: Table<'_, '_>, key: &str, request: check::Request<'_>, is_headers: bool) -> Vec<Mapping> {
         let Some(e) = t.get(key) else { return Vec::new() };
         let key_path = e.key_path();
         let Some(table) = Table::open(self.cx, &key_path, e.key_span.into(), e.value) else { return Vec::new() };
@@ -609,7 +654,7 @@ impl Lower<'_> {
         out
     }
 
-    fn mapping_value(&mut self, e: Entry<'_, '_>, request: Option<&Entity>) -> Option<MappingValue> {
+    fn mapping_value(&mut self, e: Entry<'_, '_>, request: check::Request<'_>) -> Option<MappingValue> {
         let key_path = e.key_path();
         match e.value.get_ref() {
             DeValue::String(text) => self.template(text, e.span(), &key_path, request),
@@ -661,7 +706,7 @@ impl Lower<'_> {
         }
     }
 
-    fn template(&mut self, text: &str, span: Span, key_path: &str, request: Option<&Entity>) -> Option<MappingValue> {
+    fn template(&mut self, text: &str, span: Span, key_path: &str, request: check::Request<'_>) -> Option<MappingValue> {
         let mut parts = Vec::new();
         let mut literal = String::new();
         let mut chars = text.char_indices().peekable();
@@ -711,10 +756,10 @@ impl Lower<'_> {
             [] => Some(MappingValue::Constant(Constant::String(String::new()))),
             [TemplatePart::Literal(text)] => Some(MappingValue::Constant(Constant::String(text.clone()))),
             _ => {
-                let entity = request?;
+                let check::Request::Entity(entity) = request else { return Some(MappingValue::Template(parts)) };
                 for part in &parts {
                     if let TemplatePart::Field(name) = part {
-                        if let Some(field) = entity.field(name).filter(|f| !check::is_scalar(&f.ty)) {
+                        if let Some(field) = entity.field(name).filter(|f| !f.recovered && !check::is_scalar(&f.ty)) {
                             self.cx.error(span.clone(), key_path, format!("`{{{name}}}` is {} and cannot be interpolated into text", field.ty.spec_name()))
                                 .help(format!("map it on its own: `\"{{{name}}}\"`"));
                         }
@@ -747,6 +792,7 @@ impl Lower<'_> {
         let map_path = m.key_path();
         let mt = Table::open(self.cx, &map_path, m.key_span.into(), m.value)?;
         let mut map = Vec::new();
+        let mut invalid = false;
         for item in mt.entries() {
             let status = match string(self.cx, item) {
                 Some(("processing", _)) => RemoteStatus::Processing,
@@ -755,14 +801,22 @@ impl Lower<'_> {
                 Some((other, span)) => {
                     self.cx.error(span, item.key_path(), format!("`{other}` is not a lifecycle state"))
                         .expected_one_of(other, ["processing", "completed", "failed"]);
+                    invalid = true;
                     continue;
                 }
-                None => continue,
+                None => {
+                    invalid = true;
+                    continue;
+                }
             };
             map.push((item.key.to_owned(), status));
         }
-        let status = StatusMap { path: path?, map };
-        check::status_map_is_complete(self.cx, &status, m.key_span.into(), &map_path);
+        // A broken path was reported already; keep the map so rules that
+        // need one (polling) do not report it missing.
+        let status = StatusMap { path: path.unwrap_or_else(JsonPath::root), map };
+        if !invalid {
+            check::status_map_is_complete(self.cx, &status, m.key_span.into(), &map_path);
+        }
         Some(status)
     }
 
@@ -854,17 +908,22 @@ impl Lower<'_> {
             }
             if let Some(v) = r.number(self.cx, "multiplier") {
                 if v < 1.0 {
-                    self.cx.error(r.span.into(), join(&retry_path, "multiplier"), "`multiplier` must be at least 1.0").help("backoff grows by this factor per attempt");
+                    let at = r.get("multiplier").map_or_else(|| r.span.into(), |e| e.span());
+                    self.cx.error(at, join(&retry_path, "multiplier"), "`multiplier` must be at least 1.0").help("backoff grows by this factor per attempt");
                 }
                 retry.multiplier = v;
             }
             check::bounds_ordered(self.cx, Some(retry.initial_backoff_ms), Some(retry.max_backoff_ms), r.span.into(), &retry_path, "backoff");
-            if r.get("on").is_some() {
+            if let Some(on) = r.get("on") {
                 let classes = self.string_list(r, "on");
-                for class in &classes {
-                    if !RETRY_CLASSES.contains(&class.as_str()) {
-                        let e = r.get("on").expect("checked above");
-                        self.cx.error(e.span(), e.key_path(), format!("unknown retry class `{class}`")).expected_one_of(class, RETRY_CLASSES.iter().copied());
+                if let DeValue::Array(items) = on.value.get_ref() {
+                    for item in items.iter() {
+                        if let DeValue::String(class) = item.get_ref() {
+                            if !RETRY_CLASSES.contains(&class.as_ref()) {
+                                self.cx.error(item.span(), on.key_path(), format!("unknown retry class `{class}`"))
+                                    .expected_one_of(class, RETRY_CLASSES.iter().copied());
+                            }
+                        }
                     }
                 }
                 let has = |c: &str| classes.iter().any(|x| x == c);
@@ -915,7 +974,8 @@ impl Lower<'_> {
             give_up_after_s: t.positive(self.cx, "give_up_after_s").unwrap_or(3_600),
         };
         if polling.backoff < 1.0 {
-            self.cx.error(t.span.into(), "polling.backoff", "`backoff` must be at least 1.0").help("the delay grows by this factor after each poll");
+            let at = t.get("backoff").map_or_else(|| t.span.into(), |e| e.span());
+            self.cx.error(at, "polling.backoff", "`backoff` must be at least 1.0").help("the delay grows by this factor after each poll");
         }
         check::bounds_ordered(self.cx, Some(polling.interval_ms), Some(polling.max_interval_ms), t.span.into(), "polling", "interval");
         check::polling_endpoint_fits(self.cx, &polling, endpoint, span);

@@ -220,6 +220,10 @@ fn unsigned(cx: &mut Collector, e: Entry<'_, '_>) -> Option<u64> {
             cx.error(e.span(), e.key_path(), format!("`{}` must not be negative", e.key));
             None
         }
+        None if matches!(e.value.get_ref(), DeValue::Integer(_)) => {
+            cx.error(e.span(), e.key_path(), format!("`{}` is too large", e.key)).help("the largest accepted value is 9223372036854775807");
+            None
+        }
         _ => {
             cx.error(e.span(), e.key_path(), format!("`{}` must be an integer, found {}", e.key, kind_of(e.value.get_ref())))
                 .help(format!("write a whole number, e.g. `{} = 1000`", e.key));

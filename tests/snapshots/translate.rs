@@ -146,9 +146,8 @@ pub mod translate {
         /// Parameters of `translate` (POST /v2/translate).
         Translate(Translation),
     }
-    impl TranslateRequest {
-        /// Reads stored parameters of a call of `endpoint`.
-        pub fn from_params(
+    impl ::integration_runtime::CallRequest for TranslateRequest {
+        fn from_params(
             endpoint: &str,
             params: &__rt::serde_json::Value,
         ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
@@ -204,9 +203,8 @@ pub mod translate {
         /// Result of a `translate` call.
         Translate(Translated),
     }
-    impl TranslateResponse {
-        /// Reads stored response data of a call of `endpoint`.
-        pub fn from_result(
+    impl ::integration_runtime::CallResponse for TranslateResponse {
+        fn from_result(
             endpoint: &str,
             value: &__rt::serde_json::Value,
         ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
@@ -229,181 +227,12 @@ pub mod translate {
         }
     }
     /// One call to `Translate`: the record business code creates and the runtime drives to a terminal state.
-    #[derive(Debug, Clone, PartialEq)]
-    pub struct TranslateCall {
-        /// The call's id, chosen when it is created.
-        pub id: ::integration_runtime::CallId,
-        /// Where it is in its lifecycle (the fold of its events).
-        pub status: TranslateStatus,
-        /// The provider's id (or a generated one), known from `initialized` on.
-        pub external_id: ::std::option::Option<::std::string::String>,
-        /// What business code asked for.
-        pub request_params: TranslateRequest,
-        /// What the provider answered, once completed.
-        pub response_data: ::std::option::Option<TranslateResponse>,
-        /// When the call was created.
-        pub created_at: __rt::chrono::DateTime<__rt::chrono::Utc>,
-        /// When it reached a terminal state.
-        pub completed_at: ::std::option::Option<
-            __rt::chrono::DateTime<__rt::chrono::Utc>,
-        >,
-        /// Why it failed.
-        pub error: ::std::option::Option<::std::string::String>,
-        /// How many times the runtime has sent it.
-        pub attempts: u32,
-    }
-    impl TranslateCall {
-        /// A new, pending call.
-        pub fn new(request: impl ::std::convert::Into<TranslateRequest>) -> Self {
-            TranslateCall {
-                id: ::integration_runtime::CallId::new(),
-                status: ::integration_runtime::CallStatus::Pending,
-                external_id: ::std::option::Option::None,
-                request_params: request.into(),
-                response_data: ::std::option::Option::None,
-                created_at: __rt::chrono::Utc::now(),
-                completed_at: ::std::option::Option::None,
-                error: ::std::option::Option::None,
-                attempts: 0,
-            }
-        }
-        /// The endpoint this call was created for.
-        pub fn endpoint(&self) -> &'static str {
-            ::integration_runtime::IntoCall::endpoint(&self.request_params)
-        }
-        /// Applies one event through the lifecycle state machine.
-        ///
-        /// Late, duplicated and out-of-order events, and events for
-        /// another call, are ignored: the status never moves backwards
-        /// or out of a terminal state.
-        pub fn apply(
-            &mut self,
-            event: &TranslateEvent,
-        ) -> ::integration_runtime::Transition {
-            let ignored = ::integration_runtime::Transition::Ignored(self.status);
-            match (event, &self.external_id) {
-                (
-                    TranslateEvent::Initialized { call_id, .. },
-                    _,
-                ) if *call_id != self.id => return ignored,
-                (
-                    _,
-                    ::std::option::Option::Some(known),
-                ) if known != event.external_id() => return ignored,
-                _ => {}
-            }
-            if self.external_id.is_none() {
-                self.external_id = ::std::option::Option::Some(
-                    event.external_id().to_owned(),
-                );
-            }
-            let transition = self.status.transition(event.kind());
-            if let ::integration_runtime::Transition::Moved(_, to) = transition {
-                self.status = to;
-                match event {
-                    TranslateEvent::Completed { result, .. } => {
-                        self.response_data = result.clone();
-                        self.completed_at = ::std::option::Option::Some(
-                            __rt::chrono::Utc::now(),
-                        );
-                    }
-                    TranslateEvent::Failed { error, .. } => {
-                        self.error = ::std::option::Option::Some(error.clone());
-                        self.completed_at = ::std::option::Option::Some(
-                            __rt::chrono::Utc::now(),
-                        );
-                    }
-                    _ => {}
-                }
-            }
-            transition
-        }
-    }
-    impl ::integration_runtime::TypedCall for TranslateCall {
-        const INTEGRATION: &'static str = "Translate";
-        fn from_record(
-            record: &::integration_runtime::CallRecord,
-        ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
-            let response_data = match &record.response_data {
-                ::std::option::Option::Some(value) => {
-                    ::std::option::Option::Some(
-                        TranslateResponse::from_result(&record.endpoint, value)?,
-                    )
-                }
-                ::std::option::Option::None => ::std::option::Option::None,
-            };
-            ::std::result::Result::Ok(TranslateCall {
-                id: record.id,
-                status: record.status,
-                external_id: record.external_id.clone(),
-                request_params: TranslateRequest::from_params(
-                    &record.endpoint,
-                    &record.params,
-                )?,
-                response_data,
-                created_at: record.created_at,
-                completed_at: record.completed_at,
-                error: record.error.clone(),
-                attempts: record.attempts,
-            })
-        }
-    }
+    pub type TranslateCall = ::integration_runtime::Call<
+        TranslateRequest,
+        TranslateResponse,
+    >;
     /// A lifecycle event of a `Translate` call: `initialized -> processing -> completed | failed`.
-    #[derive(Debug, Clone, PartialEq)]
-    pub enum TranslateEvent {
-        /// The provider accepted the call.
-        Initialized {
-            /// The call's id.
-            call_id: ::integration_runtime::CallId,
-            /// The provider's id, or a generated one.
-            external_id: ::std::string::String,
-        },
-        /// The provider works on the call.
-        Processing {
-            /// Finds the call.
-            external_id: ::std::string::String,
-        },
-        /// The call finished successfully.
-        Completed {
-            /// Finds the call.
-            external_id: ::std::string::String,
-            /// The typed result, when the endpoint has one.
-            result: ::std::option::Option<TranslateResponse>,
-        },
-        /// The call failed.
-        Failed {
-            /// Finds the call.
-            external_id: ::std::string::String,
-            /// Why.
-            error: ::std::string::String,
-        },
-    }
-    impl TranslateEvent {
-        /// The event's kind, for the state machine.
-        pub fn kind(&self) -> ::integration_runtime::EventKind {
-            match self {
-                TranslateEvent::Initialized { .. } => {
-                    ::integration_runtime::EventKind::Initialized
-                }
-                TranslateEvent::Processing { .. } => {
-                    ::integration_runtime::EventKind::Processing
-                }
-                TranslateEvent::Completed { .. } => {
-                    ::integration_runtime::EventKind::Completed
-                }
-                TranslateEvent::Failed { .. } => ::integration_runtime::EventKind::Failed,
-            }
-        }
-        /// The external id every event carries.
-        pub fn external_id(&self) -> &str {
-            match self {
-                TranslateEvent::Initialized { external_id, .. }
-                | TranslateEvent::Processing { external_id }
-                | TranslateEvent::Completed { external_id, .. }
-                | TranslateEvent::Failed { external_id, .. } => external_id,
-            }
-        }
-    }
+    pub type TranslateEvent = ::integration_runtime::Event<TranslateResponse>;
     /// Settings of the `Translate` integration. Secrets are redacted in `Debug` output.
     #[derive(Debug, Clone)]
     pub struct TranslateConfig {

@@ -1,7 +1,7 @@
 //! The generated record, event and state machine, and the derives on a
 //! user's own structs, used the way business code uses them.
 
-use integration_runtime::{CallId, CallStatus, FromResult, Integration, IntoCall, Transition};
+use integration_runtime::{CallId, CallRequest, CallStatus, FromResult, Integration, IntoCall, Transition};
 use serde_json::json;
 
 integration_runtime::integration!("../specs/volc_tts.toml");

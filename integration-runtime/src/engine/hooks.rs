@@ -50,12 +50,12 @@ pub(crate) struct Hook {
 }
 
 impl Hook {
-    pub(crate) fn new<T, F, Fut, R>(on: HookOn, hook: F) -> Self
+    pub(crate) fn new<T, F, Fut>(on: HookOn, hook: F) -> Self
     where
         T: TypedCall,
         F: Fn(T) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = R> + Send + 'static,
-        R: HookResult,
+        Fut: Future + Send + 'static,
+        Fut::Output: HookResult,
     {
         let run = move |record: &CallRecord| -> BoxFuture<'static, Result<(), String>> {
             match typed::<T>(record) {
@@ -119,7 +119,14 @@ pub(crate) async fn dispatch(inner: Arc<Inner>) {
                     let record = call.clone();
                     match tokio::spawn(async move { run(&record).await }).await {
                         Ok(Ok(())) => {}
-                        Ok(Err(_)) | Err(_) => ok = false,
+                        Ok(Err(error)) => {
+                            tracing::warn!(call = %call.id, %error, "hook failed; it will run again");
+                            ok = false;
+                        }
+                        Err(error) => {
+                            tracing::warn!(call = %call.id, %error, "hook panicked; it will run again");
+                            ok = false;
+                        }
                     }
                 }
                 let retry_at = if ok {

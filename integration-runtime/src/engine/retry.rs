@@ -122,6 +122,54 @@ mod tests {
     }
 
     #[test]
+    fn only_the_configured_classes_are_retried() {
+        let all = POLICY.on;
+        let none = RetryOn::default();
+        let cases = [
+            (ClientError::status_error("e", 500, None), true),
+            (ClientError::status_error("e", 503, None), true),
+            (ClientError::status_error("e", 429, None), true),
+            (ClientError::status_error("e", 400, None), false),
+            (ClientError::status_error("e", 404, None), false),
+            (ClientError::status_error("e", 409, None), false),
+            (ClientError::timeout("e", false, Some(10)), true),
+            (ClientError::timeout("e", true, Some(10)), true),
+            (ClientError::connect("e", "refused".into()), true),
+            (crate::error::decode_error("e", "bad".into()), false),
+        ];
+        for (error, retried) in cases {
+            assert_eq!(is_retryable_class(&error, &all), retried, "{error}");
+            assert!(!is_retryable_class(&error, &none), "{error}");
+        }
+        let only_5xx = RetryOn { server_errors: true, ..RetryOn::default() };
+        assert!(!is_retryable_class(&ClientError::status_error("e", 429, None), &only_5xx));
+        assert!(!is_retryable_class(&ClientError::timeout("e", false, None), &only_5xx));
+    }
+
+    #[test]
+    fn non_idempotent_starts_are_retried_only_with_a_key() {
+        use crate::descriptor::{EndpointDescriptor, IdempotencyKeyPlacement, Mode, PolicyDescriptor};
+        let mut endpoint = EndpointDescriptor {
+            name: "send",
+            method: "POST",
+            path: "/send",
+            mode: Mode::Sync,
+            starts_calls: true,
+            idempotent: false,
+            idempotency_key: None,
+            policy: PolicyDescriptor { retry: POLICY, ..PolicyDescriptor::DEFAULT },
+        };
+        let error = ClientError::status_error("send", 502, None);
+        assert!(!may_retry_start(&endpoint, &error));
+        endpoint.idempotency_key = Some(IdempotencyKeyPlacement::Header("Idempotency-Key"));
+        assert!(may_retry_start(&endpoint, &error));
+        endpoint.idempotency_key = None;
+        endpoint.idempotent = true;
+        assert!(may_retry_start(&endpoint, &error));
+        assert!(!may_retry_start(&endpoint, &ClientError::status_error("send", 422, None)));
+    }
+
+    #[test]
     fn retry_after_is_a_floor() {
         let after = Some(Duration::from_secs(3));
         assert_eq!(retry_delay(&POLICY, 1, after, 1.0), Duration::from_secs(3));

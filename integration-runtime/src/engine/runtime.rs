@@ -52,6 +52,9 @@ impl IntoStore for Arc<dyn Store> {
     }
 }
 
+/// A store as held: the trait object, and the SQLite store behind it if any.
+type HeldStore = (Arc<dyn Store>, Option<Arc<SqliteStore>>);
+
 /// Settings of the worker loop.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
@@ -125,7 +128,7 @@ impl fmt::Debug for Runtime {
 /// Builds a [`Runtime`]; see [`Runtime::builder`].
 #[must_use]
 pub struct RuntimeBuilder {
-    store: Option<(Arc<dyn Store>, Option<Arc<SqliteStore>>)>,
+    store: Option<HeldStore>,
     integrations: Vec<Arc<dyn Integration>>,
     settings: Settings,
     changes_capacity: usize,
@@ -461,53 +464,50 @@ impl Runtime {
     }
 
     /// Runs `hook` with the typed record of every call of `T`'s integration
-    /// that completes, at least once (see the module docs for the promise).
+    /// that completes, at least once (see the [module docs](crate::engine)
+    /// for the promise).
     ///
     /// The hook may return `()` or `Result<(), E: Display>`; an `Err` or a
     /// panic runs it again after `hook_retry`. Register hooks before
     /// [`run`](Runtime::run).
     ///
     /// ```no_run
-    /// # mod volc_tts { pub struct VolcTtsCall; impl integration_runtime::TypedCall for VolcTtsCall {
+    /// # mod volc_tts { pub struct VolcTtsCall { pub id: integration_runtime::CallId } impl integration_runtime::TypedCall for VolcTtsCall {
     /// #   const INTEGRATION: &'static str = "VolcTts";
-    /// #   fn from_record(_: &integration_runtime::CallRecord) -> Result<Self, integration_runtime::ClientError> { Ok(VolcTtsCall) } } }
+    /// #   fn from_record(r: &integration_runtime::CallRecord) -> Result<Self, integration_runtime::ClientError> { Ok(VolcTtsCall { id: r.id }) } } }
     /// # fn demo(rt: &integration_runtime::Runtime) {
-    /// rt.on_completed::<volc_tts::VolcTtsCall, _, _, _>(|call| async move {
-    ///     // store the audio URL, notify the user, ...
-    ///     let _ = call;
+    /// rt.on_completed::<volc_tts::VolcTtsCall, _>(|call| async move {
+    ///     // Store the audio URL, notify the user, ... idempotently: a hook
+    ///     // may run more than once for a call.
+    ///     println!("call {} completed", call.id);
+    /// });
+    /// rt.on_failed::<volc_tts::VolcTtsCall, _>(|call| async move {
+    ///     // An `Err` runs the hook again later.
+    ///     Ok::<(), std::io::Error>(())
     /// });
     /// # }
     /// ```
-    pub fn on_completed<T, F, Fut, R>(&self, hook: F)
+    pub fn on_completed<T, Fut>(&self, hook: impl Fn(T) -> Fut + Send + Sync + 'static)
     where
         T: TypedCall,
-        F: Fn(T) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = R> + Send + 'static,
-        R: HookResult,
+        Fut: Future + Send + 'static,
+        Fut::Output: HookResult,
     {
-        self.add_hook::<T, F, Fut, R>(HookOn::Completed, hook);
+        self.add_hook(Hook::new(HookOn::Completed, hook));
     }
 
     /// Runs `hook` with the typed record of every call of `T`'s integration
     /// that fails, at least once; as [`on_completed`](Runtime::on_completed).
-    pub fn on_failed<T, F, Fut, R>(&self, hook: F)
+    pub fn on_failed<T, Fut>(&self, hook: impl Fn(T) -> Fut + Send + Sync + 'static)
     where
         T: TypedCall,
-        F: Fn(T) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = R> + Send + 'static,
-        R: HookResult,
+        Fut: Future + Send + 'static,
+        Fut::Output: HookResult,
     {
-        self.add_hook::<T, F, Fut, R>(HookOn::Failed, hook);
+        self.add_hook(Hook::new(HookOn::Failed, hook));
     }
 
-    fn add_hook<T, F, Fut, R>(&self, on: HookOn, hook: F)
-    where
-        T: TypedCall,
-        F: Fn(T) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = R> + Send + 'static,
-        R: HookResult,
-    {
-        let hook = Hook::new::<T, F, Fut, R>(on, hook);
+    fn add_hook(&self, hook: Hook) {
         self.inner
             .hooks
             .write()

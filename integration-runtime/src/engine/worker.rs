@@ -73,8 +73,9 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             .await
         {
             Ok(claimed) => claimed,
-            Err(_) => {
+            Err(error) => {
                 // The store is unavailable: try again after the idle delay.
+                tracing::warn!(worker = %settings.worker_id, %error, "claiming due calls failed");
                 Vec::new()
             }
         };
@@ -133,10 +134,13 @@ pub(crate) async fn execute(inner: &Inner, call: CallRecord) {
     let worker = inner.settings.worker_id.as_str();
     match with_heartbeat(inner, id, step(inner, &call)).await {
         Ok(()) => {}
-        Err(error) if error.is_lease_lost() || error.is_not_found() => {}
-        Err(_) => {
+        Err(error) if error.is_lease_lost() || error.is_not_found() => {
+            tracing::debug!(call = %id, %error, "lost the lease; another worker owns the call");
+        }
+        Err(error) => {
             // A store failure mid-way: give the call back at once; its
             // events are idempotent, so the next run repeats nothing twice.
+            tracing::warn!(call = %id, %error, "store failure while executing a call; released it");
             let _ = inner.store.release(id, worker).await;
         }
     }
@@ -178,7 +182,20 @@ async fn step(inner: &Inner, call: &CallRecord) -> Result<(), StoreError> {
     };
     match call.status {
         CallStatus::Pending => start(inner, integration.as_ref(), call).await,
-        CallStatus::Processing => follow_up(inner, integration.as_ref(), call).await,
+        CallStatus::Processing => {
+            let mode = integration
+                .descriptor()
+                .endpoint(&call.endpoint)
+                .map(|endpoint| endpoint.mode);
+            if mode == Some(Mode::Sync) {
+                // A sync call is only `processing` when its worker died
+                // between `initialized` and the result: send it again (same
+                // key); the events already recorded are duplicates.
+                start(inner, integration.as_ref(), call).await
+            } else {
+                follow_up(inner, integration.as_ref(), call).await
+            }
+        }
         CallStatus::Completed | CallStatus::Failed => {
             inner.store.reschedule(call.id, worker, None).await
         }

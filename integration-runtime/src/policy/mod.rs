@@ -61,9 +61,12 @@ impl<C: PartialEq + Copy, T> Registry<C, T> {
         value
     }
 
-    fn all(&self) -> Vec<Arc<T>> {
+    fn all(&self) -> Vec<(Key<C>, Arc<T>)> {
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        entries.iter().map(|(_, value)| Arc::clone(value)).collect()
+        entries
+            .iter()
+            .map(|(key, value)| (*key, Arc::clone(value)))
+            .collect()
     }
 }
 
@@ -132,12 +135,17 @@ impl Policies {
     /// Policies of an integration whose integration-wide policy is `integration`
     /// (`None`: unknown, instances keyed by setting).
     pub(crate) fn new(integration: Option<&'static PolicyDescriptor>) -> Self {
-        Policies {
+        let policies = Policies {
             integration,
             breakers: Registry::new(),
             limiters: Registry::new(),
             bulkheads: Registry::new(),
+        };
+        // The integration's breaker exists from the start, for health checks.
+        if let Some(setting) = integration.and_then(|p| p.circuit_breaker) {
+            policies.breakers.get(Key::Shared(setting), CircuitBreaker::new);
         }
+        policies
     }
 
     fn breaker(&self, endpoint: &'static str, policy: &PolicyDescriptor) -> Option<Arc<CircuitBreaker>> {
@@ -249,7 +257,7 @@ impl Policies {
     pub(crate) fn circuit_state(&self) -> CircuitState {
         let now = Instant::now();
         let mut worst = CircuitState::Closed;
-        for breaker in self.breakers.all() {
+        for (_, breaker) in self.breakers.all() {
             worst = match (worst, breaker.state(now)) {
                 (CircuitState::Open { until: a }, CircuitState::Open { until: b }) => {
                     CircuitState::Open { until: a.max(b) }
@@ -260,6 +268,22 @@ impl Policies {
             };
         }
         worst
+    }
+
+    /// Every breaker's state, named `integration` or `integration.endpoint`.
+    pub(crate) fn circuit_states(&self, integration: &str) -> Vec<(String, CircuitState)> {
+        let now = Instant::now();
+        self.breakers
+            .all()
+            .into_iter()
+            .map(|(key, breaker)| {
+                let name = match key {
+                    Key::Shared(_) => integration.to_owned(),
+                    Key::Endpoint(endpoint, _) => format!("{integration}.{endpoint}"),
+                };
+                (name, breaker.state(now))
+            })
+            .collect()
     }
 }
 
@@ -352,6 +376,25 @@ mod tests {
         let probe = policies.admit("a", &LIMITED).await.unwrap();
         probe.finish(Outcome::Success);
         assert_eq!(policies.circuit_state(), CircuitState::Closed);
+        // An endpoint with its own breaker is reported on its own.
+        policies.admit("b", &OTHER).await.unwrap().finish(Outcome::Failure);
+        assert_eq!(
+            policies.circuit_states("Tts"),
+            [
+                ("Tts".to_owned(), CircuitState::Closed),
+                ("Tts.b".to_owned(), CircuitState::Closed)
+            ]
+        );
+    }
+
+    #[test]
+    fn the_integration_breaker_exists_before_any_request() {
+        let policies = Policies::new(Some(&LIMITED));
+        assert_eq!(
+            policies.circuit_states("Tts"),
+            [("Tts".to_owned(), CircuitState::Closed)]
+        );
+        assert!(Policies::new(None).circuit_states("").is_empty());
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,151 +1,24 @@
 //! The PostgreSQL store: many worker processes on one database.
 //!
-//! Enabled by the crate feature `postgres` (on by default). Queries are
-//! checked at run time (no `DATABASE_URL` at build time), and the store has
-//! the same semantics as [`SqliteStore`](super::SqliteStore): both run the
-//! same conformance suite.
-//!
-//! # Configuration
-//!
-//! ```no_run
-//! # async fn demo() -> Result<(), integration_runtime::StoreError> {
-//! use integration_runtime::{PostgresOptions, PostgresStore};
-//!
-//! // The defaults: tables in the connection's current schema (`public`),
-//! // a pool of 10 connections, LISTEN/NOTIFY on.
-//! let store = PostgresStore::connect("postgres://app@db.internal/app").await?;
-//!
-//! // Or: own connect options, a dedicated schema and a bigger pool.
-//! let connect: sqlx::postgres::PgConnectOptions =
-//!     "postgres://app@db.internal/app".parse().expect("valid URL");
-//! let store = PostgresStore::connect_with(
-//!     connect.application_name("billing-worker"),
-//!     PostgresOptions::default().schema("integrations").max_connections(20),
-//! )
-//! .await?;
-//! # let _ = store; Ok(()) }
-//! ```
-//!
-//! [`PostgresStore::from_pool`] takes the application's own pool instead, so
-//! that [`PostgresStore::create_in_tx`] can create calls inside the
-//! application's transactions (the transactional outbox).
-//!
-//! - **Schema.** With [`PostgresOptions::schema`] every table lives in that
-//!   schema, created if missing (the name is quoted, so any name works,
-//!   case and all; at most 63 bytes). Without it, the tables go to the
-//!   connection's current schema (the first existing one of its
-//!   `search_path`), resolved once at connect time; every statement names the
-//!   schema explicitly afterwards, so a caller's connection with another
-//!   `search_path` still writes to the right tables. Tables are prefixed
-//!   `integration_`, as in SQLite, because the schema may be the
-//!   application's own.
-//! - **Migrations** run on connect: numbered, additive steps, recorded in
-//!   `integration_store_migrations`, all in one transaction that first takes
-//!   `pg_advisory_xact_lock` on a key derived from the schema name. Processes
-//!   starting at once therefore migrate one after the other: the first
-//!   applies the steps, the others find them recorded. A failed step leaves
-//!   the schema as it was (PostgreSQL DDL is transactional). Steps a newer
-//!   version recorded are left alone.
-//! - **Isolation.** Every statement assumes the default `READ COMMITTED`.
-//!   That matters only for [`PostgresStore::create_in_tx`], which runs in the
-//!   caller's transaction.
-//! - **Clocks.** Like every store, this one stamps times (due times, lease
-//!   deadlines) with the clock of the process that writes them, to the
-//!   millisecond. Workers on several machines must keep their clocks in sync
-//!   (NTP): a clock `d` ahead makes its leases look `d` shorter to the others.
-//! - **Columns.** Ids are `uuid`, times `timestamptz`, and parameters,
-//!   results and event payloads `json` (not `jsonb`): the exact text the
-//!   runtime wrote, so reading it back gives the same value, `\u0000`
-//!   included; `->` and `->>` work on it as on `jsonb`.
-//!
-//! # Claiming with many workers
-//!
-//! [`Store::claim`] is one statement: an `UPDATE` whose subquery selects up
-//! to `limit` due calls in `next_run_at` order with `FOR UPDATE SKIP
-//! LOCKED`, and leases them. Two claimers running at the same moment lock
-//! disjoint rows; a row another claimer has just leased and committed is
-//! re-checked against the lease condition before it is locked, so it is
-//! dropped, never leased twice. No claimer waits for another, so adding
-//! workers adds throughput until the database is the bottleneck. The
-//! subquery walks a partial index holding only scheduled calls, so a claim
-//! costs the same with ten or ten million finished calls.
-//!
-//! Appends lock the call's row (`SELECT ... FOR UPDATE`) for the length of
-//! their transaction, so a webhook and a poll reporting on one call at once
-//! are applied one after the other: the event key is checked, and the
-//! status folded, against the other's committed result, and a call becomes
-//! terminal exactly once. A claim skips a call whose row an append holds
-//! at that moment; the next claim takes it.
-//!
-//! Event ids and the listing cursor are identity columns: they grow in the
-//! order rows are *inserted*, not committed. Per call the events are in
-//! order (appends to one call are serialized), but a listing walked while
-//! calls are being created can miss a call whose creating transaction
-//! (typically a long outbox transaction) committed after the walk had passed
-//! its position. Listings are for operators, not a work queue: claiming
-//! never misses a call.
-//!
-//! # Waking workers: LISTEN/NOTIFY
-//!
-//! A create, a release and a reschedule that make a call due now send
-//! `pg_notify` on the store's channel, in the same transaction (so a rolled
-//! back outbox call wakes nobody, and a committed one wakes workers only
-//! once it is visible). The first [`Store::wait_for_work`] of a store starts
-//! a background task that `LISTEN`s on a connection of its own (not taken
-//! from the pool) and wakes every waiter of that store on each notification.
-//! Changes made through the same store object wake its waiters directly.
-//!
-//! Notifications are a hint and can be lost: nothing is queued for a
-//! process that is not listening at the moment (starting up, reconnecting),
-//! and they do not pass through a transaction-mode connection pooler
-//! (PgBouncer `pool_mode = transaction`: `LISTEN` binds to a server
-//! connection the pooler hands to others). Workers therefore also claim on a
-//! timer; the listener only cuts the latency. Behind such a pooler, set
-//! [`PostgresOptions::listen`] to `false`, or give the store a direct
-//! connection. The listener wakes all waiters whenever it (re)connects,
-//! since it may have missed notifications meanwhile.
-//!
-//! # When the database restarts or fails over
-//!
-//! Statements in flight fail with a backend error ([`StoreError::is_backend`]:
-//! retry later). The pool tests a connection before handing it out and
-//! replaces dead ones, so once the database accepts connections again the
-//! next operation succeeds without restarting the process; the listener
-//! reconnects by itself with a backoff (up to 5 s) and then wakes its
-//! waiters. Nothing is lost: a transaction either committed before the
-//! failure or left nothing. A worker that could not write its result keeps
-//! no lease alive: its leases expire and other workers (or itself) claim the
-//! calls again, and because appends are idempotent on their keys, replaying
-//! an already recorded step records nothing twice.
-//!
-//! # What is per process
-//!
-//! The store is shared; rate limits and circuit breakers are not: each
-//! process counts its own requests and failures in memory. With `N` worker
-//! processes on one store, a rate limit of `r` requests per second lets up
-//! to `N * r` requests per second reach the provider, and each process's
-//! breaker opens on the failures *it* saw, so up to `N` processes keep
-//! probing a failing provider until each of their breakers opened. Divide
-//! the provider's limit by `N` when configuring the integration, or run the
-//! calls of a tightly limited integration on one process.
+//! Everything a user needs to know (configuration, claiming with many
+//! workers, notifications, database restarts, what stays per process) is on
+//! [`PostgresStore`], since this module is private.
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{
-    PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow,
-};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::memory::{check_same_request, page_of};
 use super::{
-    lease_deadline, new_call_id, now, plan_append, truncate, AppendOutcome, BoxFuture, CallId,
-    CallRecord, CallWithEvents, Created, EventPayload, EventRecord, ListOrder, ListQuery, NewCall,
-    NewEvent, Page, StatusCounts, Store, StoreError,
+    lease_deadline, new_call_id, now, plan_append, truncate, AppendOutcome, BoxFuture, CallId, CallRecord,
+    CallWithEvents, Created, EventPayload, EventRecord, ListOrder, ListQuery, NewCall, NewEvent, Page, StatusCounts,
+    Store, StoreError,
 };
 use crate::lifecycle::{CallStatus, Transition};
 
@@ -272,8 +145,12 @@ impl PostgresOptions {
 }
 
 /// A [`Store`] in a PostgreSQL database, shared by any number of worker
-/// processes. See the [module documentation](self) for claiming, restarts
-/// and notifications.
+/// processes.
+///
+/// Enabled by the crate feature `postgres` (on by default). Queries are
+/// checked at run time (no `DATABASE_URL` at build time), and the store has
+/// the same semantics as [`SqliteStore`](crate::SqliteStore): both run the
+/// same conformance suite.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), integration_runtime::StoreError> {
@@ -283,6 +160,130 @@ impl PostgresOptions {
 /// let created = store.create(NewCall::new("acme", "send", serde_json::json!({"to": "x"}))).await?;
 /// # let _ = created; Ok(()) }
 /// ```
+///
+/// # Configuration
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), integration_runtime::StoreError> {
+/// use integration_runtime::{PostgresOptions, PostgresStore};
+///
+/// // The defaults: tables in the connection's current schema (`public`),
+/// // a pool of 10 connections, LISTEN/NOTIFY on.
+/// let store = PostgresStore::connect("postgres://app@db.internal/app").await?;
+///
+/// // Or: own connect options, a dedicated schema and a bigger pool.
+/// let connect: sqlx::postgres::PgConnectOptions =
+///     "postgres://app@db.internal/app".parse().expect("valid URL");
+/// let store = PostgresStore::connect_with(
+///     connect.application_name("billing-worker"),
+///     PostgresOptions::default().schema("integrations").max_connections(20),
+/// )
+/// .await?;
+/// # let _ = store; Ok(()) }
+/// ```
+///
+/// [`PostgresStore::from_pool`] takes the application's own pool instead, so
+/// that [`PostgresStore::create_in_tx`] can create calls inside the
+/// application's transactions (the transactional outbox).
+///
+/// - **Schema.** With [`PostgresOptions::schema`] every table lives in that
+///   schema, created if missing (the name is quoted, so any name works,
+///   case and all; at most 63 bytes). Without it, the tables go to the
+///   connection's current schema (the first existing one of its
+///   `search_path`), resolved once at connect time; every statement names the
+///   schema explicitly afterwards, so a caller's connection with another
+///   `search_path` still writes to the right tables. Tables are prefixed
+///   `integration_`, as in SQLite, because the schema may be the
+///   application's own.
+/// - **Migrations** run on connect: numbered, additive steps, recorded in
+///   `integration_store_migrations`, all in one transaction that first takes
+///   `pg_advisory_xact_lock` on a key derived from the schema name. Processes
+///   starting at once therefore migrate one after the other: the first
+///   applies the steps, the others find them recorded. A failed step leaves
+///   the schema as it was (PostgreSQL DDL is transactional). Steps a newer
+///   version recorded are left alone.
+/// - **Isolation.** Every statement assumes the default `READ COMMITTED`.
+///   That matters only for [`PostgresStore::create_in_tx`], which runs in the
+///   caller's transaction.
+/// - **Clocks.** Like every store, this one stamps times (due times, lease
+///   deadlines) with the clock of the process that writes them, to the
+///   millisecond. Workers on several machines must keep their clocks in sync
+///   (NTP): a clock `d` ahead makes its leases look `d` shorter to the others.
+/// - **Columns.** Ids are `uuid`, times `timestamptz`, and parameters,
+///   results and event payloads `json` (not `jsonb`): the exact text the
+///   runtime wrote, so reading it back gives the same value, `\u0000`
+///   included; `->` and `->>` work on it as on `jsonb`.
+///
+/// # Claiming with many workers
+///
+/// [`Store::claim`] is one statement: an `UPDATE` whose subquery selects up
+/// to `limit` due calls in `next_run_at` order with `FOR UPDATE SKIP
+/// LOCKED`, and leases them. Two claimers running at the same moment lock
+/// disjoint rows; a row another claimer has just leased and committed is
+/// re-checked against the lease condition before it is locked, so it is
+/// dropped, never leased twice. No claimer waits for another, so adding
+/// workers adds throughput until the database is the bottleneck. The
+/// subquery walks a partial index holding only scheduled calls, so a claim
+/// costs the same with ten or ten million finished calls.
+///
+/// Appends lock the call's row (`SELECT ... FOR UPDATE`) for the length of
+/// their transaction, so a webhook and a poll reporting on one call at once
+/// are applied one after the other: the event key is checked, and the
+/// status folded, against the other's committed result, and a call becomes
+/// terminal exactly once. A claim skips a call whose row an append holds
+/// at that moment; the next claim takes it.
+///
+/// Event ids and the listing cursor are identity columns: they grow in the
+/// order rows are *inserted*, not committed. Per call the events are in
+/// order (appends to one call are serialized), but a listing walked while
+/// calls are being created can miss a call whose creating transaction
+/// (typically a long outbox transaction) committed after the walk had passed
+/// its position. Listings are for operators, not a work queue: claiming
+/// never misses a call.
+///
+/// # Waking workers: LISTEN/NOTIFY
+///
+/// A create, a release and a reschedule that make a call due now send
+/// `pg_notify` on the store's channel, in the same transaction (so a rolled
+/// back outbox call wakes nobody, and a committed one wakes workers only
+/// once it is visible). The first [`Store::wait_for_work`] of a store starts
+/// a background task that `LISTEN`s on a connection of its own (not taken
+/// from the pool) and wakes every waiter of that store on each notification.
+/// Changes made through the same store object wake its waiters directly.
+///
+/// Notifications are a hint and can be lost: nothing is queued for a
+/// process that is not listening at the moment (starting up, reconnecting),
+/// and they do not pass through a transaction-mode connection pooler
+/// (PgBouncer `pool_mode = transaction`: `LISTEN` binds to a server
+/// connection the pooler hands to others). Workers therefore also claim on a
+/// timer; the listener only cuts the latency. Behind such a pooler, set
+/// [`PostgresOptions::listen`] to `false`, or give the store a direct
+/// connection. The listener wakes all waiters whenever it (re)connects,
+/// since it may have missed notifications meanwhile.
+///
+/// # When the database restarts or fails over
+///
+/// Statements in flight fail with a backend error ([`StoreError::is_backend`]:
+/// retry later). The pool tests a connection before handing it out and
+/// replaces dead ones, so once the database accepts connections again the
+/// next operation succeeds without restarting the process; the listener
+/// reconnects by itself with a backoff (up to 5 s) and then wakes its
+/// waiters. Nothing is lost: a transaction either committed before the
+/// failure or left nothing. A worker that could not write its result keeps
+/// no lease alive: its leases expire and other workers (or itself) claim the
+/// calls again, and because appends are idempotent on their keys, replaying
+/// an already recorded step records nothing twice.
+///
+/// # What is per process
+///
+/// The store is shared; rate limits and circuit breakers are not: each
+/// process counts its own requests and failures in memory. With `N` worker
+/// processes on one store, a rate limit of `r` requests per second lets up
+/// to `N * r` requests per second reach the provider, and each process's
+/// breaker opens on the failures *it* saw, so up to `N` processes keep
+/// probing a failing provider until each of their breakers opened. Divide
+/// the provider's limit by `N` when configuring the integration, or run the
+/// calls of a tightly limited integration on one process.
 #[derive(Debug)]
 pub struct PostgresStore {
     pool: PgPool,
@@ -316,18 +317,15 @@ impl PostgresStore {
     /// Fails if the database cannot be reached now; later outages are
     /// survived (see the module documentation).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let options: PgConnectOptions = url.parse().map_err(|error| {
-            StoreError::backend("invalid PostgreSQL connection URL", error)
-        })?;
+        let options: PgConnectOptions = url
+            .parse()
+            .map_err(|error| StoreError::backend("invalid PostgreSQL connection URL", error))?;
         Self::connect_with(options, PostgresOptions::default()).await
     }
 
     /// Opens a pool of `options.max_connections` connections with `connect`
     /// and migrates the schema.
-    pub async fn connect_with(
-        connect: PgConnectOptions,
-        options: PostgresOptions,
-    ) -> Result<Self, StoreError> {
+    pub async fn connect_with(connect: PgConnectOptions, options: PostgresOptions) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
@@ -345,9 +343,7 @@ impl PostgresStore {
         let schema = match options.schema {
             Some(schema) => schema,
             None => {
-                let current: Option<String> = sqlx::query_scalar("SELECT current_schema()")
-                    .fetch_one(&pool)
-                    .await?;
+                let current: Option<String> = sqlx::query_scalar("SELECT current_schema()").fetch_one(&pool).await?;
                 current.ok_or_else(|| {
                     StoreError::new(
                         super::error::ErrorKind::Backend,
@@ -391,19 +387,11 @@ impl PostgresStore {
     /// caller commits, and not at all on rollback. A replayed idempotency
     /// key never raises an error inside the caller's transaction (the insert
     /// is `ON CONFLICT DO NOTHING`), so the transaction stays usable.
-    pub async fn create_in_tx(
-        &self,
-        conn: &mut PgConnection,
-        call: NewCall,
-    ) -> Result<Created, StoreError> {
+    pub async fn create_in_tx(&self, conn: &mut PgConnection, call: NewCall) -> Result<Created, StoreError> {
         self.insert_call(conn, call).await
     }
 
-    async fn insert_call(
-        &self,
-        conn: &mut PgConnection,
-        call: NewCall,
-    ) -> Result<Created, StoreError> {
+    async fn insert_call(&self, conn: &mut PgConnection, call: NewCall) -> Result<Created, StoreError> {
         let calls = &self.calls;
         let now = now();
         let id = new_call_id();
@@ -463,11 +451,7 @@ impl PostgresStore {
         })
     }
 
-    async fn append(
-        &self,
-        target: Target<'_>,
-        event: NewEvent,
-    ) -> Result<AppendOutcome, StoreError> {
+    async fn append(&self, target: Target<'_>, event: NewEvent) -> Result<AppendOutcome, StoreError> {
         let (calls, events) = (&self.calls, &self.events);
         let mut tx = self.pool.begin().await?;
         // Lock the call's row until commit: concurrent appends to one call
@@ -552,10 +536,7 @@ impl PostgresStore {
         if let Transition::Moved(_, to) = plan.transition {
             // Only the moving event writes the terminal fields: exactly once.
             let (response_data, error) = match to {
-                CallStatus::Completed => (
-                    event.payload.result.as_ref().map(to_json).transpose()?,
-                    None,
-                ),
+                CallStatus::Completed => (event.payload.result.as_ref().map(to_json).transpose()?, None),
                 CallStatus::Failed => (None, event.payload.error.clone()),
                 CallStatus::Pending | CallStatus::Processing => (None, None),
             };
@@ -582,21 +563,15 @@ impl PostgresStore {
 
     /// Turns the row count of a lease-checked write of `id` by `worker` into
     /// success, not-found or lease-lost.
-    async fn lease_checked(
-        &self,
-        id: CallId,
-        worker: &str,
-        updated: i64,
-    ) -> Result<(), StoreError> {
+    async fn lease_checked(&self, id: CallId, worker: &str, updated: i64) -> Result<(), StoreError> {
         if updated > 0 {
             return Ok(());
         }
         let calls = &self.calls;
-        let exists: Option<i32> =
-            sqlx::query_scalar(&format!("SELECT 1 FROM {calls} WHERE id = $1"))
-                .bind(id.as_uuid())
-                .fetch_optional(&self.pool)
-                .await?;
+        let exists: Option<i32> = sqlx::query_scalar(&format!("SELECT 1 FROM {calls} WHERE id = $1"))
+            .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await?;
         Err(match exists {
             Some(_) => StoreError::lease_lost(id, worker),
             None => StoreError::not_found(format_args!("call {id}")),
@@ -613,11 +588,7 @@ impl PostgresStore {
         };
         self.listener.get_or_init(|| {
             let connect = (*self.pool.connect_options()).clone();
-            AbortOnDrop(runtime.spawn(listen_for_work(
-                connect,
-                self.channel.clone(),
-                self.work.clone(),
-            )))
+            AbortOnDrop(runtime.spawn(listen_for_work(connect, self.channel.clone(), self.work.clone())))
         });
     }
 }
@@ -684,10 +655,7 @@ async fn listen_for_work(connect: PgConnectOptions, channel: String, work: Arc<N
 #[derive(Clone, Copy)]
 enum Target<'a> {
     Id(CallId),
-    External {
-        integration: &'a str,
-        external_id: &'a str,
-    },
+    External { integration: &'a str, external_id: &'a str },
 }
 
 impl fmt::Display for Target<'_> {
@@ -697,10 +665,7 @@ impl fmt::Display for Target<'_> {
             Target::External {
                 integration,
                 external_id,
-            } => write!(
-                f,
-                "call of `{integration}` with external id `{external_id}`"
-            ),
+            } => write!(f, "call of `{integration}` with external id `{external_id}`"),
         }
     }
 }
@@ -737,21 +702,17 @@ fn channel_name(schema: &str) -> String {
 
 async fn migrate(pool: &PgPool, schema: &str, quoted: &str) -> Result<(), StoreError> {
     let migration_error = |version: i64, error: sqlx::Error| {
-        let message = format!(
-            "migrating the store schema `{schema}` to version {version} failed: {error}"
-        );
+        let message = format!("migrating the store schema `{schema}` to version {version} failed: {error}");
         StoreError::backend(message, error)
     };
     let mut tx = pool.begin().await.map_err(|e| migration_error(0, e))?;
     // Processes migrating the same schema at once take turns; the lock is
     // released when the transaction ends, however it ends.
-    sqlx::query(
-        "SELECT pg_advisory_xact_lock(hashtext('integration-runtime store'), hashtext($1))",
-    )
-    .bind(schema)
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| migration_error(0, e))?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('integration-runtime store'), hashtext($1))")
+        .bind(schema)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| migration_error(0, e))?;
     // Checked first: `CREATE SCHEMA IF NOT EXISTS` needs the CREATE
     // privilege on the database even when the schema exists.
     let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_namespace WHERE nspname = $1")
@@ -772,12 +733,10 @@ async fn migrate(pool: &PgPool, schema: &str, quoted: &str) -> Result<(), StoreE
     .execute(&mut *tx)
     .await
     .map_err(|e| migration_error(0, e))?;
-    let applied: Vec<i64> = sqlx::query_scalar(&format!(
-        "SELECT version FROM {quoted}.integration_store_migrations"
-    ))
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(|e| migration_error(0, e))?;
+    let applied: Vec<i64> = sqlx::query_scalar(&format!("SELECT version FROM {quoted}.integration_store_migrations"))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| migration_error(0, e))?;
     for &(version, description, sql) in MIGRATIONS {
         if applied.contains(&version) {
             continue;
@@ -802,8 +761,7 @@ async fn migrate(pool: &PgPool, schema: &str, quoted: &str) -> Result<(), StoreE
 }
 
 fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value)
-        .map_err(|e| StoreError::corrupt(format_args!("value cannot be stored as JSON: {e}")))
+    serde_json::to_string(value).map_err(|e| StoreError::corrupt(format_args!("value cannot be stored as JSON: {e}")))
 }
 
 fn from_json<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> Result<T, StoreError> {
@@ -906,10 +864,7 @@ impl Store for PostgresStore {
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
-            let mut calls = rows
-                .iter()
-                .map(call_from_row)
-                .collect::<Result<Vec<_>, _>>()?;
+            let mut calls = rows.iter().map(call_from_row).collect::<Result<Vec<_>, _>>()?;
             // RETURNING has no defined order.
             calls.sort_by_key(|(seq, call)| (call.next_run_at, *seq));
             Ok(calls.into_iter().map(|(_, call)| call).collect())
@@ -1000,11 +955,7 @@ impl Store for PostgresStore {
         })
     }
 
-    fn append_event(
-        &self,
-        id: CallId,
-        event: NewEvent,
-    ) -> BoxFuture<'_, Result<AppendOutcome, StoreError>> {
+    fn append_event(&self, id: CallId, event: NewEvent) -> BoxFuture<'_, Result<AppendOutcome, StoreError>> {
         Box::pin(self.append(Target::Id(id), event))
     }
 
@@ -1026,24 +977,15 @@ impl Store for PostgresStore {
     fn get(&self, id: CallId) -> BoxFuture<'_, Result<Option<CallRecord>, StoreError>> {
         Box::pin(async move {
             let calls = &self.calls;
-            let row = sqlx::query(&format!(
-                "SELECT {CALL_COLUMNS} FROM {calls} c WHERE c.id = $1"
-            ))
-            .bind(id.as_uuid())
-            .fetch_optional(&self.pool)
-            .await?;
-            Ok(row
-                .as_ref()
-                .map(call_from_row)
-                .transpose()?
-                .map(|(_, call)| call))
+            let row = sqlx::query(&format!("SELECT {CALL_COLUMNS} FROM {calls} c WHERE c.id = $1"))
+                .bind(id.as_uuid())
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(row.as_ref().map(call_from_row).transpose()?.map(|(_, call)| call))
         })
     }
 
-    fn get_with_events(
-        &self,
-        id: CallId,
-    ) -> BoxFuture<'_, Result<Option<CallWithEvents>, StoreError>> {
+    fn get_with_events(&self, id: CallId) -> BoxFuture<'_, Result<Option<CallWithEvents>, StoreError>> {
         Box::pin(async move {
             let (calls, events) = (&self.calls, &self.events);
             // One statement, so one snapshot: the call and its log agree.
@@ -1084,11 +1026,7 @@ impl Store for PostgresStore {
             .bind(external_id)
             .fetch_optional(&self.pool)
             .await?;
-            Ok(row
-                .as_ref()
-                .map(call_from_row)
-                .transpose()?
-                .map(|(_, call)| call))
+            Ok(row.as_ref().map(call_from_row).transpose()?.map(|(_, call)| call))
         })
     }
 
@@ -1119,18 +1057,12 @@ impl Store for PostgresStore {
                 select = select.bind(status.as_str());
             }
             let rows = select.fetch_all(&self.pool).await?;
-            let rows = rows
-                .iter()
-                .map(call_from_row)
-                .collect::<Result<Vec<_>, _>>()?;
+            let rows = rows.iter().map(call_from_row).collect::<Result<Vec<_>, _>>()?;
             Ok(page_of(rows, limit as usize))
         })
     }
 
-    fn count_by_status<'a>(
-        &'a self,
-        integration: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<StatusCounts, StoreError>> {
+    fn count_by_status<'a>(&'a self, integration: Option<&'a str>) -> BoxFuture<'a, Result<StatusCounts, StoreError>> {
         Box::pin(async move {
             let calls = &self.calls;
             let rows: Vec<(String, i64)> = match integration {
@@ -1144,11 +1076,9 @@ impl Store for PostgresStore {
                     .await?
                 }
                 None => {
-                    sqlx::query_as(&format!(
-                        "SELECT status, count(*) FROM {calls} GROUP BY status"
-                    ))
-                    .fetch_all(&self.pool)
-                    .await?
+                    sqlx::query_as(&format!("SELECT status, count(*) FROM {calls} GROUP BY status"))
+                        .fetch_all(&self.pool)
+                        .await?
                 }
             };
             let mut counts = StatusCounts::default();
@@ -1259,10 +1189,7 @@ mod tests {
     fn identifiers_are_quoted_and_bounded() {
         assert_eq!(quote_identifier("calls").unwrap(), r#""calls""#);
         assert_eq!(quote_identifier(r#"a"b"#).unwrap(), r#""a""b""#);
-        assert_eq!(
-            quote_identifier("x; DROP TABLE t").unwrap(),
-            r#""x; DROP TABLE t""#
-        );
+        assert_eq!(quote_identifier("x; DROP TABLE t").unwrap(), r#""x; DROP TABLE t""#);
         for bad in ["", "a\0b", &"x".repeat(64)] {
             assert!(quote_identifier(bad).unwrap_err().is_backend(), "{bad:?}");
         }
@@ -1318,18 +1245,12 @@ mod tests {
         let Some(url) = test_url() else { return };
         let schema = TestSchema::new(&url);
         let store = open(&url, &schema.name).await;
-        let created = store
-            .create(NewCall::new("acme", "send", json!({})))
+        let created = store.create(NewCall::new("acme", "send", json!({}))).await.unwrap();
+        sqlx::query(&format!("UPDATE {} SET status = 'done' WHERE id = $1", store.calls))
+            .bind(created.id.as_uuid())
+            .execute(store.pool())
             .await
             .unwrap();
-        sqlx::query(&format!(
-            "UPDATE {} SET status = 'done' WHERE id = $1",
-            store.calls
-        ))
-        .bind(created.id.as_uuid())
-        .execute(store.pool())
-        .await
-        .unwrap();
         let error = store.get(created.id).await.unwrap_err();
         assert!(error.is_corrupt(), "{error}");
         store.pool().close().await;

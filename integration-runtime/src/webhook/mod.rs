@@ -37,6 +37,14 @@
 //!    `processing` after `completed`) are kept in the log with
 //!    `applied = false` and change nothing; they are answered `200` too.
 //!
+//! With [`EventKeys::Lifecycle`] the key is instead the runtime's
+//! [`lifecycle_event_key`](crate::lifecycle_event_key) (`processing`,
+//! `terminal`), as the engine appends with: a redelivery is still a
+//! duplicate, and a terminal event reported by a poll *and* a webhook is
+//! recorded once. The default keeps one log entry per delivery (an audit of
+//! what each delivery said), at the price of a second terminal event
+//! (recorded with `applied = false`) when a poll and a webhook both report the end.
+//!
 //! Answers are JSON: `{"received": true, "outcome": "applied" | "ignored" |
 //! "duplicate"}` on success, `{"error": <code>, "message": <text>}` otherwise.
 //!
@@ -79,7 +87,9 @@ use sha2::{Digest, Sha256};
 
 use crate::call::RemoteStatus;
 use crate::descriptor::{SignatureScheme, WebhookDescriptor};
+use crate::engine::lifecycle_event_key;
 use crate::integration::Integration;
+use crate::lifecycle::EventKind;
 use crate::metrics::Metrics;
 use crate::secret::Secret;
 use crate::store::{AppendOutcome, NewEvent, Store, StoreError};
@@ -187,10 +197,27 @@ impl fmt::Display for WebhookConfigError {
 
 impl std::error::Error for WebhookConfigError {}
 
+/// Which key a delivery's event is appended under.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EventKeys {
+    /// `webhook:<delivery id>`: one log entry per delivery (the default).
+    #[default]
+    Delivery,
+    /// The engine's [`lifecycle_event_key`](crate::lifecycle_event_key):
+    /// one event per lifecycle step, whatever reported it.
+    Lifecycle,
+}
+
+/// Called after every event a delivery appended (with its integration and
+/// kind), e.g. to broadcast status changes; see [`WebhookReceiver::on_event`].
+pub type EventObserver = Arc<dyn Fn(&str, EventKind, &AppendOutcome) + Send + Sync>;
+
 /// Builds the receiver's [`Router`]; see the [module docs](self).
 pub struct WebhookReceiver {
     store: Arc<dyn Store>,
     metrics: Metrics,
+    keys: EventKeys,
+    observer: Option<EventObserver>,
     routes: Vec<Route>,
 }
 
@@ -213,6 +240,8 @@ struct Shared {
     route: Route,
     store: Arc<dyn Store>,
     metrics: Metrics,
+    keys: EventKeys,
+    observer: Option<EventObserver>,
 }
 
 impl WebhookReceiver {
@@ -221,8 +250,25 @@ impl WebhookReceiver {
         WebhookReceiver {
             store,
             metrics: Metrics::new(),
+            keys: EventKeys::default(),
+            observer: None,
             routes: Vec::new(),
         }
+    }
+
+    /// Chooses the event keys (default [`EventKeys::Delivery`]).
+    #[must_use]
+    pub fn event_keys(mut self, keys: EventKeys) -> Self {
+        self.keys = keys;
+        self
+    }
+
+    /// Calls `observer` after every event a delivery appended (applied,
+    /// ignored or duplicate), before the delivery is answered.
+    #[must_use]
+    pub fn on_event(mut self, observer: EventObserver) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Counts deliveries in `metrics` (by default, in a registry of its own).
@@ -325,6 +371,8 @@ impl WebhookReceiver {
                 route,
                 store: Arc::clone(&self.store),
                 metrics: self.metrics.clone(),
+                keys: self.keys,
+                observer: self.observer.clone(),
             });
             router = router.route(
                 path,
@@ -452,12 +500,18 @@ impl Shared {
 
         let (external_id, event) = self.event_of(&payload, &delivery_id)?;
         let name = self.route.integration.descriptor().name;
+        let kind = event.kind;
         match self
             .store
             .append_event_by_external_id(name, &external_id, event)
             .await
         {
-            Ok(outcome) => Ok(Accepted(outcome)),
+            Ok(outcome) => {
+                if let Some(observer) = &self.observer {
+                    observer(name, kind, &outcome);
+                }
+                Ok(Accepted(outcome))
+            }
             Err(error) => Err(store_rejection(name, &external_id, &error)),
         }
     }
@@ -484,7 +538,10 @@ impl Shared {
         let status = reply
             .status
             .ok_or_else(|| unreadable("the payload carries no status".to_owned()))?;
-        let key = format!("webhook:{delivery_id}");
+        let key = match self.keys {
+            EventKeys::Delivery => format!("webhook:{delivery_id}"),
+            EventKeys::Lifecycle => lifecycle_event_key(status.event_kind()).to_owned(),
+        };
         let event = match status {
             RemoteStatus::Processing => NewEvent::processing(key),
             RemoteStatus::Completed => NewEvent::completed(key, reply.result.unwrap_or(Value::Null)),

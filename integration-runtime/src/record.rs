@@ -1,0 +1,183 @@
+//! The typed call record and event of an integration.
+//!
+//! Every generated integration names these for its own request and response
+//! types (`pub type VolcTtsCall = Call<VolcTtsRequest, VolcTtsResponse>`), so
+//! the lifecycle logic exists once, here, and not once per spec.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::call::{CallId, IntoCall, TypedCall};
+use crate::error::ClientError;
+use crate::lifecycle::{CallStatus, EventKind, Transition};
+use crate::store::CallRecord;
+
+/// A generated request enum: one variant per endpoint that starts calls.
+pub trait CallRequest: IntoCall + Clone + Send + 'static {
+    /// Reads stored parameters of a call of `endpoint`.
+    fn from_params(endpoint: &str, params: &Value) -> Result<Self, ClientError>;
+}
+
+/// A generated response enum: the typed response data of a finished call.
+pub trait CallResponse: Clone + Send + 'static {
+    /// Reads stored response data of a call of `endpoint`.
+    fn from_result(endpoint: &str, value: &Value) -> Result<Self, ClientError>;
+}
+
+/// One call: the record business code creates and the runtime drives to a
+/// terminal state. `R` is the integration's request type, `S` its response
+/// type; generated code names it `<Name>Call`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call<R, S> {
+    /// The call's id, chosen when it is created.
+    pub id: CallId,
+    /// Where it is in its lifecycle (the fold of its events).
+    pub status: CallStatus,
+    /// The provider's id (or a generated one), known from `initialized` on.
+    pub external_id: Option<String>,
+    /// What business code asked for.
+    pub request_params: R,
+    /// What the provider answered, once completed.
+    pub response_data: Option<S>,
+    /// When the call was created.
+    pub created_at: DateTime<Utc>,
+    /// When it reached a terminal state.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// How many times the runtime has sent it.
+    pub attempts: u32,
+}
+
+/// A lifecycle event of a call: `initialized -> processing -> completed | failed`.
+/// `initialized` carries the call id; every event carries the external id,
+/// by which later events find their call. Generated code names it `<Name>Event`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event<S> {
+    /// The provider accepted the call.
+    Initialized {
+        /// The call's id.
+        call_id: CallId,
+        /// The provider's id, or a generated one.
+        external_id: String,
+    },
+    /// The provider works on the call.
+    Processing {
+        /// Finds the call.
+        external_id: String,
+    },
+    /// The call finished successfully.
+    Completed {
+        /// Finds the call.
+        external_id: String,
+        /// The typed result, when the endpoint has one.
+        result: Option<S>,
+    },
+    /// The call failed.
+    Failed {
+        /// Finds the call.
+        external_id: String,
+        /// Why.
+        error: String,
+    },
+}
+
+impl<S> Event<S> {
+    /// The event's kind, for the state machine.
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Event::Initialized { .. } => EventKind::Initialized,
+            Event::Processing { .. } => EventKind::Processing,
+            Event::Completed { .. } => EventKind::Completed,
+            Event::Failed { .. } => EventKind::Failed,
+        }
+    }
+
+    /// The external id every event carries.
+    pub fn external_id(&self) -> &str {
+        match self {
+            Event::Initialized { external_id, .. }
+            | Event::Processing { external_id }
+            | Event::Completed { external_id, .. }
+            | Event::Failed { external_id, .. } => external_id,
+        }
+    }
+}
+
+impl<R: IntoCall, S: Clone> Call<R, S> {
+    /// A new, pending call.
+    pub fn new(request: impl Into<R>) -> Self {
+        Call {
+            id: CallId::new(),
+            status: CallStatus::Pending,
+            external_id: None,
+            request_params: request.into(),
+            response_data: None,
+            created_at: Utc::now(),
+            completed_at: None,
+            error: None,
+            attempts: 0,
+        }
+    }
+
+    /// The endpoint this call was created for.
+    pub fn endpoint(&self) -> &'static str {
+        self.request_params.endpoint()
+    }
+
+    /// Applies one event through the lifecycle state machine
+    /// ([`CallStatus::transition`]).
+    ///
+    /// Late, duplicated and out-of-order events, and events for another call
+    /// (another call id, or another external id once one is known), are
+    /// ignored: the status never moves backwards or out of a terminal state.
+    pub fn apply(&mut self, event: &Event<S>) -> Transition {
+        let ignored = Transition::Ignored(self.status);
+        match (event, &self.external_id) {
+            (Event::Initialized { call_id, .. }, _) if *call_id != self.id => return ignored,
+            (_, Some(known)) if known != event.external_id() => return ignored,
+            _ => {}
+        }
+        if self.external_id.is_none() {
+            self.external_id = Some(event.external_id().to_owned());
+        }
+        let transition = self.status.transition(event.kind());
+        if let Transition::Moved(_, to) = transition {
+            self.status = to;
+            match event {
+                Event::Completed { result, .. } => {
+                    self.response_data = result.clone();
+                    self.completed_at = Some(Utc::now());
+                }
+                Event::Failed { error, .. } => {
+                    self.error = Some(error.clone());
+                    self.completed_at = Some(Utc::now());
+                }
+                Event::Initialized { .. } | Event::Processing { .. } => {}
+            }
+        }
+        transition
+    }
+}
+
+impl<R: CallRequest, S: CallResponse> TypedCall for Call<R, S> {
+    const INTEGRATION: &'static str = R::INTEGRATION;
+
+    fn from_record(record: &CallRecord) -> Result<Self, ClientError> {
+        let response_data = match &record.response_data {
+            Some(value) => Some(S::from_result(&record.endpoint, value)?),
+            None => None,
+        };
+        Ok(Call {
+            id: record.id,
+            status: record.status,
+            external_id: record.external_id.clone(),
+            request_params: R::from_params(&record.endpoint, &record.params)?,
+            response_data,
+            created_at: record.created_at,
+            completed_at: record.completed_at,
+            error: record.error.clone(),
+            attempts: record.attempts,
+        })
+    }
+}

@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/enum_variants_collide.toml");
+
+fn main() {}

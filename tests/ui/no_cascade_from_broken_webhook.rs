@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/no_cascade_from_broken_webhook.toml");
+
+fn main() {}

@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/status_state_typo.toml");
+
+fn main() {}
