@@ -663,3 +663,54 @@ async fn concurrency_bounds_calls_in_flight_and_shutdown_drains() {
     let again = rt.run().await;
     assert!(again.is_ok(), "a stopped runtime returns at once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_past_its_deadline_releases_calls_for_another_worker() {
+    let script = Script::new(|n, _| {
+        let answer = ResponseTemplate::new(200).set_body_json(json!({"echoed": "x"}));
+        if n == 0 {
+            answer.set_delay(Duration::from_secs(3))
+        } else {
+            answer
+        }
+    });
+    let server = provider("/send", &script).await;
+    let store = Arc::new(MemoryStore::new());
+    let first = fast(Runtime::builder())
+        .store(store.clone())
+        .integration(sync_integration(&server))
+        .worker_id("first")
+        .build()
+        .await
+        .unwrap();
+    let id = first.create(message("slow")).await.unwrap();
+    let worker = spawn_run(&first);
+    let started = Instant::now();
+    while script.hits().is_empty() {
+        assert!(started.elapsed() < LIMIT);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let stopping = Instant::now();
+    tokio::time::timeout(LIMIT, first.shutdown(Duration::from_millis(100)))
+        .await
+        .unwrap();
+    worker.await.unwrap();
+    assert!(stopping.elapsed() < Duration::from_secs(2), "{:?}", stopping.elapsed());
+    let call = first.get(id).await.unwrap().unwrap();
+    assert_eq!(call.status, CallStatus::Pending);
+    assert_eq!(call.lease_owner, None, "released, not left to expire");
+
+    let second = fast(Runtime::builder())
+        .store(store)
+        .integration(sync_integration(&server))
+        .worker_id("second")
+        .build()
+        .await
+        .unwrap();
+    let worker = spawn_run(&second);
+    let call = wait_terminal(&second, id).await;
+    assert_eq!(call.status, CallStatus::Completed);
+    let keys: Vec<_> = script.hits().into_iter().map(|h| h.key).collect();
+    assert_eq!(keys, vec![Some(id.to_string()); 2], "re-sent with the same key");
+    stop(&second, worker).await;
+}

@@ -37,7 +37,7 @@
 //! claimable rows, skipping at most the calls currently leased; a worker's
 //! memory is bounded by `limit` whether the backlog holds ten calls or ten
 //! million. Two claimers never get the same call because the selection and
-//! the lease are one write (SQLite serializes writers; PostgreSQL will use
+//! the lease are one write (SQLite serializes writers; PostgreSQL uses
 //! `FOR UPDATE SKIP LOCKED` in the subquery).
 //!
 //! A lease is a deadline, not a lock: a worker that dies simply lets it
@@ -61,9 +61,10 @@
 //! Nothing here assumes a single process: claims are leases with deadlines
 //! (no in-process locks), appends are keyed so they can be replayed, cursors
 //! are sequence numbers (an identity column in PostgreSQL), and
-//! [`Store::wait_for_work`] is the hook for `LISTEN/NOTIFY`. Writes are
-//! already batched where it matters: one claim statement leases a whole
-//! batch, and each append is one transaction.
+//! [`Store::wait_for_work`] is the hook for `LISTEN/NOTIFY`. The PostgreSQL
+//! store (feature `postgres`, on by default) is documented on its type,
+//! `PostgresStore`. Writes are already batched where it matters: one claim
+//! statement leases a whole batch, and each append is one transaction.
 //!
 //! # Time
 //!

@@ -276,14 +276,23 @@ impl PostgresOptions {
 ///
 /// # What is per process
 ///
-/// The store is shared; rate limits and circuit breakers are not: each
-/// process counts its own requests and failures in memory. With `N` worker
-/// processes on one store, a rate limit of `r` requests per second lets up
-/// to `N * r` requests per second reach the provider, and each process's
-/// breaker opens on the failures *it* saw, so up to `N` processes keep
-/// probing a failing provider until each of their breakers opened. Divide
-/// the provider's limit by `N` when configuring the integration, or run the
-/// calls of a tightly limited integration on one process.
+/// The store is shared; the resilience policies are not. Rate limits,
+/// concurrency limits and circuit breakers live in memory, in each
+/// integration's HTTP client, so every process (strictly: every client
+/// instance) enforces its own, and nothing about them goes through the
+/// database. With `N` worker processes on one store:
+///
+/// - a rate limit of `r` requests per second lets up to `N * r` requests per
+///   second reach the provider, and a concurrency limit of `c` up to
+///   `N * c` requests in flight;
+/// - each circuit breaker counts only the failures its own process saw: a
+///   breaker opening after `k` failures lets up to `N * k` failing requests
+///   through before every process stopped sending, and when they half-open
+///   each process sends its own probes.
+///
+/// To hold a provider-wide limit, divide it by `N` in the integration's
+/// policy (and re-divide when scaling out), or run the calls of a tightly
+/// limited integration on fewer processes.
 #[derive(Debug)]
 pub struct PostgresStore {
     pool: PgPool,
@@ -1237,6 +1246,78 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(store.schema(), schema.name);
+        store.pool().close().await;
+    }
+
+    #[tokio::test]
+    async fn claiming_walks_the_due_index() {
+        let Some(url) = test_url() else { return };
+        let schema = TestSchema::new(&url);
+        let store = open(&url, &schema.name).await;
+        let calls = &store.calls;
+        // A backlog of finished calls and a few due ones, with statistics.
+        sqlx::raw_sql(&format!(
+            "INSERT INTO {calls} (id, integration, endpoint, status, params, created_at, \
+                 updated_at, next_run_at) \
+             SELECT gen_random_uuid(), 'acme', 'send', \
+                 CASE WHEN g % 100 = 0 THEN 'pending' ELSE 'completed' END, '{{}}', now(), \
+                 now(), CASE WHEN g % 100 = 0 THEN now() END \
+             FROM generate_series(1, 5000) AS g; \
+             ANALYZE {calls}"
+        ))
+        .execute(store.pool())
+        .await
+        .unwrap();
+        let plan: Vec<String> = sqlx::query_scalar(&format!(
+            "EXPLAIN (COSTS OFF) SELECT seq FROM {calls} \
+             WHERE next_run_at <= $1 AND status IN ('pending', 'processing') \
+               AND (lease_expires_at IS NULL OR lease_expires_at <= $1) \
+             ORDER BY next_run_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED"
+        ))
+        .bind(now())
+        .bind(10_i64)
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        assert!(
+            plan.iter().any(|line| line.contains("integration_calls_due")),
+            "claim does not use the due index: {plan:#?}"
+        );
+        assert!(!plan.iter().any(|line| line.contains("Sort")), "claim sorts: {plan:#?}");
+        assert_eq!(store.claim("w", 100, Duration::from_secs(60)).await.unwrap().len(), 50);
+        store.pool().close().await;
+    }
+
+    #[tokio::test]
+    async fn without_listen_waiters_still_wake_on_local_changes() {
+        let Some(url) = test_url() else { return };
+        let schema = TestSchema::new(&url);
+        let store = Arc::new(
+            PostgresStore::connect_with(
+                url.parse().unwrap(),
+                PostgresOptions::default().schema(&schema.name).listen(false),
+            )
+            .await
+            .unwrap(),
+        );
+        let waiter = {
+            let store = store.clone();
+            tokio::spawn(async move { store.wait_for_work().await })
+        };
+        let woke = tokio::time::timeout(Duration::from_secs(5), async {
+            let mut n = 0;
+            while !waiter.is_finished() {
+                store
+                    .create(NewCall::new("acme", "send", json!({ "n": n })))
+                    .await
+                    .unwrap();
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        assert!(woke.is_ok(), "wait_for_work never woke");
+        assert!(store.listener.get().is_none(), "no LISTEN connection");
         store.pool().close().await;
     }
 
