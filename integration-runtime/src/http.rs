@@ -200,7 +200,12 @@ impl std::fmt::Debug for HttpClient {
 
 /// Parses an http(s) URL, or says what is wrong with it.
 fn parse_http_url(text: &str) -> Result<Url, String> {
-    let url = Url::parse(text).map_err(|e| format!("`{text}` is not a valid URL: {e}"))?;
+    let url = Url::parse(text).map_err(|e| format!("the URL is not valid: {e}"))?;
+    // Credentials in a URL would show wherever the URL does (Debug, errors);
+    // they belong in `[auth]`, whose secrets are redacted.
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("the URL must not contain credentials (`user:password@`); declare them in `[auth]`".into());
+    }
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!("`{text}` is not an http or https URL"));
     }
@@ -1055,12 +1060,15 @@ mod tests {
         assert_eq!(error.invalid().len(), 2);
         assert_eq!(
             error.invalid()[0].1,
-            "`not a url` is not a valid URL: relative URL without a base"
+            "the URL is not valid: relative URL without a base"
         );
         assert_eq!(
             error.invalid()[1].1,
             "`https://auth/x?y#z` must not have a query or fragment"
         );
+        let error = HttpClient::new("https://user:hunter2@h.example", Auth::None).unwrap_err();
+        assert!(error.invalid()[0].1.contains("must not contain credentials"));
+        assert!(!error.to_string().contains("hunter2"), "{error}");
         let error = HttpClient::new(
             "https://h",
             Auth::ApiKeyHeader {

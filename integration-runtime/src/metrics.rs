@@ -59,9 +59,7 @@ use crate::policy::CircuitState;
 use crate::store::Store;
 
 /// Upper bounds of the latency histogram buckets, in seconds.
-const BUCKETS: [f64; 12] = [
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
+const BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
 /// The runtime's metrics registry. Cheap to clone: clones share the series.
 #[derive(Clone, Default)]
@@ -157,19 +155,13 @@ impl Metrics {
 
     /// Counts a call that reached a terminal `status`.
     pub fn call_finished(&self, integration: &str, status: CallStatus) {
-        self.inner
-            .calls_finished
-            .get(&[integration, status.as_str()])
-            .inc();
+        self.inner.calls_finished.get(&[integration, status.as_str()]).inc();
     }
 
     /// Counts one request to a provider and records how long it took.
     /// `outcome` is a short word: `ok`, `error`, `timeout`, ...
     pub fn attempt(&self, integration: &str, endpoint: &str, outcome: &str, latency: Duration) {
-        self.inner
-            .attempts
-            .get(&[integration, endpoint, outcome])
-            .inc();
+        self.inner.attempts.get(&[integration, endpoint, outcome]).inc();
         self.inner
             .attempt_seconds
             .get(&[integration, endpoint])
@@ -178,22 +170,10 @@ impl Metrics {
 
     /// Counts a webhook delivery (`accepted` or not, with its reason) and its
     /// handling time.
-    pub(crate) fn webhook_delivery(
-        &self,
-        integration: &str,
-        accepted: bool,
-        reason: &str,
-        latency: Duration,
-    ) {
+    pub(crate) fn webhook_delivery(&self, integration: &str, accepted: bool, reason: &str, latency: Duration) {
         let result = if accepted { "accepted" } else { "rejected" };
-        self.inner
-            .webhook_deliveries
-            .get(&[integration, result, reason])
-            .inc();
-        self.inner
-            .webhook_seconds
-            .get(&[integration])
-            .observe(latency);
+        self.inner.webhook_deliveries.get(&[integration, result, reason]).inc();
+        self.inner.webhook_seconds.get(&[integration]).observe(latency);
     }
 
     /// An exporter of these metrics plus the state of `store` (and, once
@@ -338,12 +318,7 @@ impl MetricsExporter {
             "Whether the store answered the scrape's queries (1) or not (0).",
             "gauge",
         );
-        sample(
-            &mut out,
-            "integration_store_up",
-            &[],
-            if store_up { 1.0 } else { 0.0 },
-        );
+        sample(&mut out, "integration_store_up", &[], if store_up { 1.0 } else { 0.0 });
         header_lines(
             &mut out,
             "integration_circuit_state",
@@ -377,10 +352,7 @@ impl MetricsExporter {
                 let exporter = Arc::clone(&exporter);
                 async move {
                     (
-                        [(
-                            header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4; charset=utf-8",
-                        )],
+                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
                         exporter.render().await,
                     )
                         .into_response()
@@ -420,38 +392,21 @@ fn number(value: f64) -> String {
 
 /// Label values escape `\`, `"` and newlines.
 fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 fn counters(out: &mut String, name: &str, help: &str, keys: &[&str], family: &Family<Counter>) {
     header_lines(out, name, help, "counter");
     for (values, counter) in family.snapshot() {
-        let labels: Vec<(&str, &str)> = keys
-            .iter()
-            .copied()
-            .zip(values.iter().map(String::as_str))
-            .collect();
+        let labels: Vec<(&str, &str)> = keys.iter().copied().zip(values.iter().map(String::as_str)).collect();
         sample(out, name, &labels, counter.0.load(Ordering::Relaxed) as f64);
     }
 }
 
-fn histograms(
-    out: &mut String,
-    name: &str,
-    help: &str,
-    keys: &[&str],
-    family: &Family<Histogram>,
-) {
+fn histograms(out: &mut String, name: &str, help: &str, keys: &[&str], family: &Family<Histogram>) {
     header_lines(out, name, help, "histogram");
     for (values, histogram) in family.snapshot() {
-        let labels: Vec<(&str, &str)> = keys
-            .iter()
-            .copied()
-            .zip(values.iter().map(String::as_str))
-            .collect();
+        let labels: Vec<(&str, &str)> = keys.iter().copied().zip(values.iter().map(String::as_str)).collect();
         let mut cumulative = 0u64;
         let bucket_name = format!("{name}_bucket");
         for (i, bucket) in histogram.buckets.iter().enumerate() {
@@ -483,19 +438,24 @@ mod tests {
         metrics.webhook_delivery("A\"b", false, "signature_mismatch", Duration::ZERO);
         let mut out = String::new();
         metrics.render_registry(&mut out);
-        assert!(out.contains("integration_calls_created_total{integration=\"A\"} 2\n"), "{out}");
-        assert!(out.contains(
-            "integration_calls_finished_total{integration=\"A\",status=\"failed\"} 1\n"
-        ));
-        assert!(out.contains(
-            "integration_attempt_duration_seconds_bucket{integration=\"A\",endpoint=\"go\",le=\"0.025\"} 1\n"
-        ), "{out}");
+        assert!(
+            out.contains("integration_calls_created_total{integration=\"A\"} 2\n"),
+            "{out}"
+        );
+        assert!(out.contains("integration_calls_finished_total{integration=\"A\",status=\"failed\"} 1\n"));
+        assert!(
+            out.contains(
+                "integration_attempt_duration_seconds_bucket{integration=\"A\",endpoint=\"go\",le=\"0.025\"} 1\n"
+            ),
+            "{out}"
+        );
         assert!(out.contains(
             "integration_attempt_duration_seconds_bucket{integration=\"A\",endpoint=\"go\",le=\"+Inf\"} 2\n"
         ));
-        assert!(out.contains(
-            "integration_attempt_duration_seconds_sum{integration=\"A\",endpoint=\"go\"} 60.02\n"
-        ), "{out}");
+        assert!(
+            out.contains("integration_attempt_duration_seconds_sum{integration=\"A\",endpoint=\"go\"} 60.02\n"),
+            "{out}"
+        );
         assert!(out.contains("integration=\"A\\\"b\",result=\"rejected\""), "{out}");
         assert!(out.contains("# TYPE integration_attempts_total counter\n"));
     }

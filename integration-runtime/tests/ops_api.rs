@@ -7,9 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use integration_runtime::ops::{CircuitReport, Health, OpsApi};
-use integration_runtime::{
-    CallId, CallStatus, CircuitState, Integration, Metrics, NewCall, NewEvent, Secret, Store,
-};
+use integration_runtime::{CallId, CallStatus, CircuitState, Integration, Metrics, NewCall, NewEvent, Secret, Store};
 use serde_json::{json, Value};
 use webhook_support::{answer, initialized_call, metric, parse_prometheus, serve, sqlite_store, Answer, TempDir};
 use wiremock::matchers::{header, method, path};
@@ -89,23 +87,50 @@ async fn the_api_needs_the_token_and_is_off_without_one() {
     let none = answer(env.http.get(&url).send().await.unwrap()).await;
     assert_eq!((none.status, &none.json["error"]), (401, &json!("unauthorized")));
     assert_eq!(none.headers["www-authenticate"], "Bearer");
-    let wrong = answer(env.http.get(&url).bearer_auth("ops-token-0123456788").send().await.unwrap()).await;
+    let wrong = answer(
+        env.http
+            .get(&url)
+            .bearer_auth("ops-token-0123456788")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(wrong.status, 401);
     let short = answer(env.http.get(&url).bearer_auth("o").send().await.unwrap()).await;
     assert_eq!(short.status, 401);
-    let basic = answer(env.http.get(&url).basic_auth("admin", Some(TOKEN)).send().await.unwrap()).await;
+    let basic = answer(
+        env.http
+            .get(&url)
+            .basic_auth("admin", Some(TOKEN))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(basic.status, 401);
     assert_eq!(env.get("/calls?integration=HookTts").await.status, 200);
     // Refresh and retry are behind the same check.
     let id = env.failed("x").await;
-    let retry = env.http.post(format!("{}/ops/calls/{id}/retry", env.base)).send().await.unwrap();
+    let retry = env
+        .http
+        .post(format!("{}/ops/calls/{id}/retry", env.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(retry.status().as_u16(), 401);
 
     // No token: everything is 404, as if not mounted.
     let disabled = OpsApi::new(Arc::clone(&env.store)).token(None);
     assert!(!disabled.is_enabled());
     let base = serve(axum::Router::new().nest("/ops", disabled.router())).await;
-    let off = env.http.get(format!("{base}/ops/calls?integration=HookTts")).bearer_auth(TOKEN).send().await.unwrap();
+    let off = env
+        .http
+        .get(format!("{base}/ops/calls?integration=HookTts"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(off.status().as_u16(), 404);
     let empty = OpsApi::new(Arc::clone(&env.store)).token(Some(Secret::new("")));
     assert!(!empty.is_enabled());
@@ -120,10 +145,17 @@ async fn calls_are_listed_by_page_and_status_and_shown_with_events() {
 
     let first = env.get("/calls?integration=HookTts&limit=2").await;
     assert_eq!(first.status, 200, "{}", first.text);
-    let ids: Vec<&Value> = first.json["calls"].as_array().unwrap().iter().map(|c| &c["id"]).collect();
+    let ids: Vec<&Value> = first.json["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| &c["id"])
+        .collect();
     assert_eq!(ids, [&json!(a.to_string()), &json!(b.to_string())]);
     let next = first.json["next"].as_str().unwrap();
-    let second = env.get(&format!("/calls?integration=HookTts&limit=2&after={next}")).await;
+    let second = env
+        .get(&format!("/calls?integration=HookTts&limit=2&after={next}"))
+        .await;
     assert_eq!(second.json["calls"][0]["id"], json!(c.to_string()));
     assert_eq!(second.json["calls"][0]["external_id"], json!("t-c"));
     assert_eq!(second.json["next"], Value::Null);
@@ -145,7 +177,12 @@ async fn calls_are_listed_by_page_and_status_and_shown_with_events() {
         "/failed?integration=HookTts&status=pending",
     ] {
         let answer = env.get(bad).await;
-        assert_eq!((answer.status, &answer.json["error"]), (400, &json!("bad_request")), "{bad}: {}", answer.text);
+        assert_eq!(
+            (answer.status, &answer.json["error"]),
+            (400, &json!("bad_request")),
+            "{bad}: {}",
+            answer.text
+        );
     }
 
     let shown = env.get(&format!("/calls/{c}")).await;
@@ -176,26 +213,37 @@ async fn refresh_asks_the_provider_and_records_its_answer() {
         .await;
     Mock::given(method("GET"))
         .and(path("/tasks/t-9"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!({"state": "done", "audio_url": "https://cdn/9.mp3", "duration": 900}),
-        ))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"state": "done", "audio_url": "https://cdn/9.mp3", "duration": 900})),
+        )
         .mount(&env.provider)
         .await;
     let id = initialized_call(&*env.store, "HookTts", "synthesize", json!({"text": "9"}), "t-9").await;
 
     let running = env.post(&format!("/calls/{id}/refresh")).await;
     assert_eq!(running.status, 200, "{}", running.text);
-    assert_eq!(running.json["outcome"], json!("ignored"), "processing after initialized moves nothing");
+    assert_eq!(
+        running.json["outcome"],
+        json!("ignored"),
+        "processing after initialized moves nothing"
+    );
     let again = env.post(&format!("/calls/{id}/refresh")).await;
     assert_eq!(again.json["outcome"], json!("duplicate"));
     let done = env.post(&format!("/calls/{id}/refresh")).await;
     assert_eq!(done.json["outcome"], json!("applied"));
     assert_eq!(done.json["call"]["status"], json!("completed"));
-    assert_eq!(done.json["call"]["response_data"], json!({"url": "https://cdn/9.mp3", "duration_ms": 900}));
+    assert_eq!(
+        done.json["call"]["response_data"],
+        json!({"url": "https://cdn/9.mp3", "duration_ms": 900})
+    );
     assert_eq!(env.store.get_with_events(id).await.unwrap().unwrap().events.len(), 3);
 
     let terminal = env.post(&format!("/calls/{id}/refresh")).await;
-    assert_eq!((terminal.status, &terminal.json["error"]), (409, &json!("already_terminal")));
+    assert_eq!(
+        (terminal.status, &terminal.json["error"]),
+        (409, &json!("already_terminal"))
+    );
     let pending = env.pending("p").await;
     let no_id = env.post(&format!("/calls/{pending}/refresh")).await;
     assert_eq!((no_id.status, &no_id.json["error"]), (409, &json!("no_external_id")));
@@ -209,7 +257,11 @@ async fn refresh_asks_the_provider_and_records_its_answer() {
     let bad = initialized_call(&*env.store, "HookTts", "synthesize", json!({"text": "b"}), "t-bad").await;
     let failed = env.post(&format!("/calls/{bad}/refresh")).await;
     assert_eq!((failed.status, &failed.json["error"]), (502, &json!("provider_error")));
-    assert!(failed.json["message"].as_str().unwrap().contains("on fire"), "{}", failed.text);
+    assert!(
+        failed.json["message"].as_str().unwrap().contains("on fire"),
+        "{}",
+        failed.text
+    );
     assert_eq!(env.store.get_with_events(bad).await.unwrap().unwrap().events.len(), 1);
 }
 
@@ -231,10 +283,16 @@ async fn retry_creates_a_linked_new_call_once_and_refuses_live_ones() {
     assert_eq!(env.store.get(old).await.unwrap().unwrap().status, CallStatus::Failed);
 
     let second = env.post(&format!("/calls/{old}/retry")).await;
-    assert_eq!((second.status, &second.json["call_id"], &second.json["created"]), (200, &json!(new.to_string()), &json!(false)));
+    assert_eq!(
+        (second.status, &second.json["call_id"], &second.json["created"]),
+        (200, &json!(new.to_string()), &json!(false))
+    );
 
     let done = initialized_call(&*env.store, "HookTts", "synthesize", json!({"text": "d"}), "t-d").await;
-    env.store.append_event(done, NewEvent::completed("done", json!({}))).await.unwrap();
+    env.store
+        .append_event(done, NewEvent::completed("done", json!({})))
+        .await
+        .unwrap();
     let refused = env.post(&format!("/calls/{done}/retry")).await;
     assert_eq!(refused.status, 409);
     assert_eq!(refused.json["error"], json!("not_retryable"));
@@ -243,7 +301,10 @@ async fn retry_creates_a_linked_new_call_once_and_refuses_live_ones() {
         json!(format!("call {done} is completed; only failed calls can be retried"))
     );
     let in_flight = env.post(&format!("/calls/{new}/retry")).await;
-    assert_eq!((in_flight.status, &in_flight.json["error"]), (409, &json!("not_retryable")));
+    assert_eq!(
+        (in_flight.status, &in_flight.json["error"]),
+        (409, &json!("not_retryable"))
+    );
     assert_eq!(env.post(&format!("/calls/{}/retry", CallId::new())).await.status, 404);
 }
 
@@ -254,7 +315,12 @@ async fn health_reports_the_store_and_circuits() {
     let state = Arc::new(Mutex::new(CircuitState::Closed));
     let circuits = {
         let state = Arc::clone(&state);
-        move || vec![CircuitReport { name: "HookTts".into(), state: *state.lock().unwrap() }]
+        move || {
+            vec![CircuitReport {
+                name: "HookTts".into(),
+                state: *state.lock().unwrap(),
+            }]
+        }
     };
     let base = serve(Health::new(Arc::clone(&store)).circuits(Arc::new(circuits)).router()).await;
     let http = reqwest::Client::new();
@@ -269,7 +335,10 @@ async fn health_reports_the_store_and_circuits() {
     *state.lock().unwrap() = CircuitState::Open { until: Instant::now() };
     let degraded = health().await;
     assert_eq!((degraded.status, &degraded.json["status"]), (200, &json!("degraded")));
-    assert_eq!(degraded.json["checks"]["circuits"]["detail"], json!({"HookTts": "open"}));
+    assert_eq!(
+        degraded.json["checks"]["circuits"]["detail"],
+        json!({"HookTts": "open"})
+    );
 
     sqlite.pool().close().await;
     let down = health().await;
@@ -288,22 +357,47 @@ async fn metrics_export_store_state_circuits_and_recorded_counts() {
     metrics.call_finished("HookTts", CallStatus::Failed);
     metrics.attempt("HookTts", "synthesize", "ok", std::time::Duration::from_millis(30));
     let circuits = || {
-        vec![CircuitReport { name: "HookTts".into(), state: CircuitState::Open { until: Instant::now() } }]
+        vec![CircuitReport {
+            name: "HookTts".into(),
+            state: CircuitState::Open { until: Instant::now() },
+        }]
     };
     let exporter = metrics
         .exporter(Arc::clone(&env.store))
         .integration(&*tts("http://127.0.0.1:9"))
         .circuits(Arc::new(circuits));
     let base = serve(exporter.router()).await;
-    let text = env.http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = env
+        .http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let samples = parse_prometheus(&text);
     let tts = [("integration", "HookTts")];
     assert_eq!(metric(&samples, "integration_queue_depth", &tts), Some(2.0));
-    assert_eq!(metric(&samples, "integration_calls", &[tts[0], ("status", "failed")]), Some(1.0));
-    assert_eq!(metric(&samples, "integration_calls_created_total", &tts), Some(1.0));
-    assert_eq!(metric(&samples, "integration_calls_finished_total", &[tts[0], ("status", "failed")]), Some(1.0));
     assert_eq!(
-        metric(&samples, "integration_attempts_total", &[tts[0], ("endpoint", "synthesize"), ("outcome", "ok")]),
+        metric(&samples, "integration_calls", &[tts[0], ("status", "failed")]),
+        Some(1.0)
+    );
+    assert_eq!(metric(&samples, "integration_calls_created_total", &tts), Some(1.0));
+    assert_eq!(
+        metric(
+            &samples,
+            "integration_calls_finished_total",
+            &[tts[0], ("status", "failed")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &samples,
+            "integration_attempts_total",
+            &[tts[0], ("endpoint", "synthesize"), ("outcome", "ok")]
+        ),
         Some(1.0)
     );
     assert_eq!(
@@ -314,6 +408,9 @@ async fn metrics_export_store_state_circuits_and_recorded_counts() {
         ),
         Some(1.0)
     );
-    assert_eq!(metric(&samples, "integration_circuit_state", &[("circuit", "HookTts")]), Some(2.0));
+    assert_eq!(
+        metric(&samples, "integration_circuit_state", &[("circuit", "HookTts")]),
+        Some(2.0)
+    );
     assert_eq!(metric(&samples, "integration_store_up", &[]), Some(1.0));
 }

@@ -9,9 +9,7 @@ use std::sync::Arc;
 use axum::http::HeaderMap;
 use integration_runtime::webhook::signature::{generic, standard, stripe};
 use integration_runtime::webhook::WebhookReceiver;
-use integration_runtime::{
-    CallId, CallStatus, CallWithEvents, Integration, Metrics, Secret, SignatureEncoding, Store,
-};
+use integration_runtime::{CallId, CallStatus, CallWithEvents, Integration, Metrics, Secret, SignatureEncoding, Store};
 use serde_json::{json, Value};
 use webhook_support::{answer, initialized_call, metric, parse_prometheus, serve, sqlite_store, Answer, TempDir};
 
@@ -111,7 +109,14 @@ impl Env {
     }
 
     async fn tts_call(&self, external_id: &str) -> CallId {
-        initialized_call(&*self.store, "HookTts", "synthesize", json!({"text": "hi"}), external_id).await
+        initialized_call(
+            &*self.store,
+            "HookTts",
+            "synthesize",
+            json!({"text": "hi"}),
+            external_id,
+        )
+        .await
     }
 }
 
@@ -187,10 +192,20 @@ async fn adversarial_deliveries_are_refused_and_change_nothing() {
 
     let mut cases: Vec<(&str, HeaderMap, String, u16, &str)> = Vec::new();
     let tampered = body.replace("a.mp3", "evil.mp3");
-    cases.push(("tampered body", signed("m1", ts, &body), tampered, 401, "signature_mismatch"));
+    cases.push((
+        "tampered body",
+        signed("m1", ts, &body),
+        tampered,
+        401,
+        "signature_mismatch",
+    ));
     let wrong = standard::sign("whsec_dGhpcyBpcyBub3QgdGhlIHNlY3JldA==", "m2", ts, body.as_bytes()).unwrap();
     cases.push(("wrong secret", wrong, body.clone(), 401, "signature_mismatch"));
-    for header in [standard::ID_HEADER, standard::TIMESTAMP_HEADER, standard::SIGNATURE_HEADER] {
+    for header in [
+        standard::ID_HEADER,
+        standard::TIMESTAMP_HEADER,
+        standard::SIGNATURE_HEADER,
+    ] {
         let mut headers = signed("m3", ts, &body);
         headers.remove(header);
         cases.push(("missing header", headers, body.clone(), 401, "missing_header"));
@@ -198,31 +213,80 @@ async fn adversarial_deliveries_are_refused_and_change_nothing() {
     let mut garbled = signed("m4", ts, &body);
     garbled.insert(standard::SIGNATURE_HEADER, "v1,not base64!".parse().unwrap());
     cases.push(("garbled signature", garbled, body.clone(), 401, "malformed_header"));
-    cases.push(("stale timestamp", signed("m5", ts - 301, &body), body.clone(), 401, "stale_timestamp"));
-    cases.push(("future timestamp", signed("m6", ts + 301, &body), body.clone(), 401, "future_timestamp"));
+    cases.push((
+        "stale timestamp",
+        signed("m5", ts - 301, &body),
+        body.clone(),
+        401,
+        "stale_timestamp",
+    ));
+    cases.push((
+        "future timestamp",
+        signed("m6", ts + 301, &body),
+        body.clone(),
+        401,
+        "future_timestamp",
+    ));
     let big = json!({"task_id": "task-adv", "state": "done", "pad": "x".repeat(3000)}).to_string();
-    cases.push(("oversized body", signed("m7", ts, &big), big.clone(), 413, "body_too_large"));
+    cases.push((
+        "oversized body",
+        signed("m7", ts, &big),
+        big.clone(),
+        413,
+        "body_too_large",
+    ));
     let broken = "{\"task_id\": \"task-adv\", ".to_owned();
-    cases.push(("malformed JSON", signed("m8", ts, &broken), broken.clone(), 400, "malformed_json"));
+    cases.push((
+        "malformed JSON",
+        signed("m8", ts, &broken),
+        broken.clone(),
+        400,
+        "malformed_json",
+    ));
     let unknown = json!({"task_id": "task-adv", "state": "exploded"}).to_string();
-    cases.push(("unknown status", signed("m9", ts, &unknown), unknown.clone(), 422, "unreadable_payload"));
+    cases.push((
+        "unknown status",
+        signed("m9", ts, &unknown),
+        unknown.clone(),
+        422,
+        "unreadable_payload",
+    ));
     let no_id = json!({"state": "done", "audio_url": "u", "duration": 1}).to_string();
-    cases.push(("no external id", signed("m10", ts, &no_id), no_id.clone(), 422, "unreadable_payload"));
+    cases.push((
+        "no external id",
+        signed("m10", ts, &no_id),
+        no_id.clone(),
+        422,
+        "unreadable_payload",
+    ));
     let missing_field = json!({"task_id": "task-adv", "state": "done"}).to_string();
-    cases.push(("missing result field", signed("m11", ts, &missing_field), missing_field.clone(), 422, "unreadable_payload"));
+    cases.push((
+        "missing result field",
+        signed("m11", ts, &missing_field),
+        missing_field.clone(),
+        422,
+        "unreadable_payload",
+    ));
 
     for (what, headers, body, status, code) in cases {
         let a = env.post("/webhooks/tts", headers, body).await;
         assert_eq!(a.status, status, "{what}: {}", a.text);
         assert_eq!(a.json["error"], json!(code), "{what}: {}", a.text);
         assert!(a.json["message"].is_string(), "{what}: {}", a.text);
-        assert!(!a.text.contains("C2FVsBQ") && !a.text.contains("whsec"), "{what} leaks: {}", a.text);
+        assert!(
+            !a.text.contains("C2FVsBQ") && !a.text.contains("whsec"),
+            "{what} leaks: {}",
+            a.text
+        );
         assert_eq!(env.snapshot(id).await, before, "{what} changed the store");
     }
 
     // Replay of an accepted delivery: answered 200, stored once.
     let accepted = signed("m-ok", ts, &body);
-    assert_eq!(env.post("/webhooks/tts", accepted.clone(), body.clone()).await.status, 200);
+    assert_eq!(
+        env.post("/webhooks/tts", accepted.clone(), body.clone()).await.status,
+        200
+    );
     let after = env.snapshot(id).await;
     assert_eq!(after.call.status, CallStatus::Completed);
     let replay = env.post("/webhooks/tts", accepted, body).await;
@@ -248,7 +312,10 @@ async fn a_webhook_that_beats_initialized_is_asked_to_come_back() {
     let id = env.tts_call("task-early").await;
     assert_eq!(env.snapshot(id).await.events.len(), 1);
     let redelivery = env.post("/webhooks/tts", headers, body).await;
-    assert_eq!((redelivery.status, &redelivery.json["outcome"]), (200, &json!("applied")));
+    assert_eq!(
+        (redelivery.status, &redelivery.json["outcome"]),
+        (200, &json!("applied"))
+    );
     assert_eq!(env.snapshot(id).await.call.status, CallStatus::Completed);
 }
 
@@ -269,17 +336,26 @@ async fn stripe_signed_webhooks_finish_payments_once() {
     let body = stripe_event("evt_1", "payment_intent.payment_failed", "pi_1");
     let headers = stripe::sign(PAY_SECRET, now(), body.as_bytes());
     for _ in 0..3 {
-        assert_eq!(env.post("/webhooks/pay", headers.clone(), body.clone()).await.status, 200);
+        assert_eq!(
+            env.post("/webhooks/pay", headers.clone(), body.clone()).await.status,
+            200
+        );
     }
     let after = env.snapshot(id).await;
     assert_eq!(after.call.status, CallStatus::Failed);
     assert_eq!(after.call.error.as_deref(), Some("card declined"));
     assert_eq!(after.events.len(), 2);
-    assert_eq!(after.events[1].key, "webhook:evt_1", "the Stripe event id is the delivery id");
+    assert_eq!(
+        after.events[1].key, "webhook:evt_1",
+        "the Stripe event id is the delivery id"
+    );
 
     // The same event, re-signed later (Stripe's own retry): still one event.
     let retried = stripe::sign(PAY_SECRET, now() + 5, body.as_bytes());
-    assert_eq!(env.post("/webhooks/pay", retried, body.clone()).await.json["outcome"], json!("duplicate"));
+    assert_eq!(
+        env.post("/webhooks/pay", retried, body.clone()).await.json["outcome"],
+        json!("duplicate")
+    );
 
     let stale = stripe::sign(PAY_SECRET, now() - 301, body.as_bytes());
     let a = env.post("/webhooks/pay", stale, body.clone()).await;
@@ -295,7 +371,13 @@ async fn github_style_webhooks_are_verified_and_deduplicated_by_body() {
     let id = initialized_call(&*env.store, "HookGit", "start", json!({"repo": "a/b"}), "42").await;
     let body = json!({"build": {"id": 42, "status": "success", "conclusion": "green"}}).to_string();
     let sign = |secret: &str, body: &str| {
-        generic::sign("X-Hub-Signature-256", secret, SignatureEncoding::Hex, "sha256=", body.as_bytes())
+        generic::sign(
+            "X-Hub-Signature-256",
+            secret,
+            SignatureEncoding::Hex,
+            "sha256=",
+            body.as_bytes(),
+        )
     };
     let a = env.post("/webhooks/git", sign(GIT_SECRET, &body), body.clone()).await;
     assert_eq!((a.status, &a.json["outcome"]), (200, &json!("applied")), "{}", a.text);
@@ -306,8 +388,18 @@ async fn github_style_webhooks_are_verified_and_deduplicated_by_body() {
     let replay = env.post("/webhooks/git", sign(GIT_SECRET, &body), body.clone()).await;
     assert_eq!(replay.json["outcome"], json!("duplicate"));
     let tampered = body.replace("green", "red");
-    assert_eq!(env.post("/webhooks/git", sign(GIT_SECRET, &body), tampered).await.status, 401);
-    assert_eq!(env.post("/webhooks/git", sign("wrong", &body), body.clone()).await.status, 401);
+    assert_eq!(
+        env.post("/webhooks/git", sign(GIT_SECRET, &body), tampered)
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        env.post("/webhooks/git", sign("wrong", &body), body.clone())
+            .await
+            .status,
+        401
+    );
     assert_eq!(env.post("/webhooks/git", HeaderMap::new(), body).await.status, 401);
     assert_eq!(env.snapshot(id).await, after);
 }
@@ -321,15 +413,27 @@ async fn secrets_come_from_the_environment_and_missing_ones_are_reported() {
         .integrations([pay(), git()])
         .unwrap_err();
     let text = error.to_string();
-    assert!(text.contains("HOOK_PAY_WEBHOOK_SECRET") && text.contains("HOOK_GIT_WEBHOOK_SECRET"), "{text}");
+    assert!(
+        text.contains("HOOK_PAY_WEBHOOK_SECRET") && text.contains("HOOK_GIT_WEBHOOK_SECRET"),
+        "{text}"
+    );
     assert_eq!(error.problems().len(), 2);
 
     std::env::set_var("HOOK_GIT_WEBHOOK_SECRET", format!("old-secret, {GIT_SECRET}"));
-    let router = WebhookReceiver::new(Arc::clone(&store)).integration(git()).unwrap().router();
+    let router = WebhookReceiver::new(Arc::clone(&store))
+        .integration(git())
+        .unwrap()
+        .router();
     let base = serve(router).await;
     let body = json!({"build": {"id": 7, "status": "in_progress"}}).to_string();
     let id = initialized_call(&*store, "HookGit", "start", json!({"repo": "a/b"}), "7").await;
-    let headers = generic::sign("X-Hub-Signature-256", GIT_SECRET, SignatureEncoding::Hex, "sha256=", body.as_bytes());
+    let headers = generic::sign(
+        "X-Hub-Signature-256",
+        GIT_SECRET,
+        SignatureEncoding::Hex,
+        "sha256=",
+        body.as_bytes(),
+    );
     let mut request = reqwest::Client::new().post(format!("{base}/webhooks/git")).body(body);
     for (name, value) in &headers {
         request = request.header(name.as_str(), value.as_bytes());
@@ -337,10 +441,7 @@ async fn secrets_come_from_the_environment_and_missing_ones_are_reported() {
     assert_eq!(request.send().await.unwrap().status().as_u16(), 200);
     assert_eq!(store.get(id).await.unwrap().unwrap().status, CallStatus::Processing);
 
-    let no_webhook = WebhookReceiver::new(store).integration_with_secrets(
-        Arc::new(NoWebhook),
-        &[Secret::new("x")],
-    );
+    let no_webhook = WebhookReceiver::new(store).integration_with_secrets(Arc::new(NoWebhook), &[Secret::new("x")]);
     assert!(no_webhook.unwrap_err().to_string().contains("has no [webhook]"));
 }
 
@@ -368,16 +469,22 @@ impl Integration for NoWebhook {
         _: &'a str,
         _: &'a Value,
         _: &'a integration_runtime::CallOptions,
-    ) -> integration_runtime::BoxFuture<'a, Result<integration_runtime::Reply<Value>, integration_runtime::ClientError>> {
+    ) -> integration_runtime::BoxFuture<'a, Result<integration_runtime::Reply<Value>, integration_runtime::ClientError>>
+    {
         Box::pin(async { unreachable!("never started") })
     }
     fn poll<'a>(
         &'a self,
         _: &'a str,
-    ) -> Option<integration_runtime::BoxFuture<'a, Result<integration_runtime::Reply<Value>, integration_runtime::ClientError>>> {
+    ) -> Option<
+        integration_runtime::BoxFuture<'a, Result<integration_runtime::Reply<Value>, integration_runtime::ClientError>>,
+    > {
         None
     }
-    fn read_webhook(&self, _: &Value) -> Option<Result<integration_runtime::Reply<Value>, integration_runtime::ClientError>> {
+    fn read_webhook(
+        &self,
+        _: &Value,
+    ) -> Option<Result<integration_runtime::Reply<Value>, integration_runtime::ClientError>> {
         None
     }
 }
@@ -410,10 +517,20 @@ async fn metrics_count_deliveries_by_outcome_and_reason() {
     assert_eq!(deliveries("rejected", "stale_timestamp"), Some(1.0));
     assert_eq!(deliveries("rejected", "signature_mismatch"), Some(1.0));
     assert_eq!(
-        metric(&samples, "integration_webhook_duration_seconds_count", &[("integration", "HookTts")]),
+        metric(
+            &samples,
+            "integration_webhook_duration_seconds_count",
+            &[("integration", "HookTts")]
+        ),
         Some(4.0)
     );
-    let calls = |status: &str| metric(&samples, "integration_calls", &[("integration", "HookTts"), ("status", status)]);
+    let calls = |status: &str| {
+        metric(
+            &samples,
+            "integration_calls",
+            &[("integration", "HookTts"), ("status", status)],
+        )
+    };
     assert_eq!((calls("completed"), calls("pending")), (Some(1.0), Some(0.0)));
     assert_eq!(metric(&samples, "integration_store_up", &[]), Some(1.0));
     assert_eq!(env.snapshot(id).await.call.status, CallStatus::Completed);
@@ -431,10 +548,12 @@ async fn lifecycle_keys_agree_with_the_engine_and_observers_see_every_event() {
     let seen = Arc::new(AtomicUsize::new(0));
     let observer = {
         let seen = Arc::clone(&seen);
-        Arc::new(move |integration: &str, kind: EventKind, _: &integration_runtime::AppendOutcome| {
-            assert_eq!((integration, kind), ("HookTts", EventKind::Completed));
-            seen.fetch_add(1, Ordering::SeqCst);
-        })
+        Arc::new(
+            move |integration: &str, kind: EventKind, _: &integration_runtime::AppendOutcome| {
+                assert_eq!((integration, kind), ("HookTts", EventKind::Completed));
+                seen.fetch_add(1, Ordering::SeqCst);
+            },
+        )
     };
     let router = WebhookReceiver::new(Arc::clone(&store))
         .event_keys(EventKeys::Lifecycle)
@@ -446,7 +565,10 @@ async fn lifecycle_keys_agree_with_the_engine_and_observers_see_every_event() {
     let id = initialized_call(&*store, "HookTts", "synthesize", json!({"text": "x"}), "task-l").await;
     // The engine's poll finished the call first, under its own key.
     let key = lifecycle_event_key(EventKind::Completed);
-    store.append_event(id, NewEvent::completed(key, json!({"url": "p", "duration_ms": 1}))).await.unwrap();
+    store
+        .append_event(id, NewEvent::completed(key, json!({"url": "p", "duration_ms": 1})))
+        .await
+        .unwrap();
     let before = store.get_with_events(id).await.unwrap().unwrap();
 
     let body = done("task-l");
@@ -457,6 +579,31 @@ async fn lifecycle_keys_agree_with_the_engine_and_observers_see_every_event() {
     }
     let a = answer(request.send().await.unwrap()).await;
     assert_eq!((a.status, &a.json["outcome"]), (200, &json!("duplicate")), "{}", a.text);
-    assert_eq!(store.get_with_events(id).await.unwrap().unwrap(), before, "one terminal event only");
+    assert_eq!(
+        store.get_with_events(id).await.unwrap().unwrap(),
+        before,
+        "one terminal event only"
+    );
     assert_eq!(seen.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn concurrent_redeliveries_are_stored_once() {
+    let env = Arc::new(env().await);
+    let id = env.tts_call("task-c").await;
+    let ts = now();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let env = Arc::clone(&env);
+            tokio::spawn(async move { env.tts("msg_c", ts, &done("task-c")).await.status })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let after = env.snapshot(id).await;
+    assert_eq!(after.call.status, CallStatus::Completed);
+    assert_eq!(after.events.len(), 2);
 }

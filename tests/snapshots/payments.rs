@@ -391,7 +391,8 @@ pub mod payments {
         pub fn new(
             config: &PaymentsConfig,
         ) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
-            let http = __rt::HttpClient::new(
+            let http = __rt::HttpClient::for_integration(
+                &__DESCRIPTOR,
                 &config.base_url,
                 __rt::Auth::Bearer(config.token.clone()),
             )?;

@@ -270,7 +270,8 @@ pub mod translate {
         pub fn new(
             config: &TranslateConfig,
         ) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
-            let http = __rt::HttpClient::new(
+            let http = __rt::HttpClient::for_integration(
+                &__DESCRIPTOR,
                 &config.base_url,
                 __rt::Auth::ApiKeyHeader {
                     name: "X-Api-Key",

@@ -267,7 +267,8 @@ pub mod volc_tts {
         pub fn new(
             config: &VolcTtsConfig,
         ) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
-            let http = __rt::HttpClient::new(
+            let http = __rt::HttpClient::for_integration(
+                &__DESCRIPTOR,
                 &config.base_url,
                 __rt::Auth::Bearer(config.token.clone()),
             )?;

@@ -43,9 +43,12 @@
 //! (full jitter), but at least the provider's `Retry-After`
 //! ([`ClientError::retry_after`](crate::ClientError::retry_after)). After
 //! `max_attempts` requests the call fails with the last error. The store's
-//! `attempts` counts turns that sent a request; a turn refused by an open
-//! circuit breaker (`ClientError::is_circuit_open`) is postponed without
-//! counting.
+//! `attempts` counts worker turns that sent a request (starts and polls);
+//! a turn the integration's own circuit breaker or rate limit refused
+//! ([`ClientError::is_circuit_open`](crate::ClientError::is_circuit_open),
+//! [`is_rate_limited`](crate::ClientError::is_rate_limited)) sent nothing and
+//! is postponed by its [`admit_after`](crate::ClientError::admit_after)
+//! without counting an attempt.
 //!
 //! # Polling
 //!

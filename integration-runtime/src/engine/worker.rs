@@ -86,14 +86,12 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                 let _ = inner.store.release(call.id, &settings.worker_id).await;
                 continue;
             };
-            let id = call.id;
-            lock(&in_flight).insert(id);
+            let tracked = InFlight::new(in_flight.clone(), call.id);
             let inner = inner.clone();
-            let in_flight = in_flight.clone();
             tasks.spawn(async move {
+                // Dropped last, also when the task panics or is aborted.
+                let _slot = (permit, tracked);
                 execute(&inner, call).await;
-                lock(&in_flight).remove(&id);
-                drop(permit);
             });
         }
         if full {
@@ -120,6 +118,25 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             // Lease lost or already finished: nothing to give back.
             let _ = inner.store.release(id, &settings.worker_id).await;
         }
+    }
+}
+
+/// Membership of a call in the in-flight set, for as long as it runs.
+struct InFlight {
+    set: Arc<Mutex<HashSet<crate::CallId>>>,
+    id: crate::CallId,
+}
+
+impl InFlight {
+    fn new(set: Arc<Mutex<HashSet<crate::CallId>>>, id: crate::CallId) -> Self {
+        lock(&set).insert(id);
+        InFlight { set, id }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        lock(&self.set).remove(&self.id);
     }
 }
 

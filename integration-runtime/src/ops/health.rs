@@ -1,25 +1,4 @@
-//! `GET /health`: a list of named checks, each `up`, `degraded` or `down`.
-//!
-//! Built in: `store` (a primary-key lookup, bounded by a timeout) and, once a
-//! [`CircuitSource`] is given, `circuits` (degraded while any circuit is
-//! open). Add your own with [`Health::check`].
-//!
-//! The answer is `200` unless a check is `down` (then `503`), so a load
-//! balancer keeps routing to an instance whose provider is failing (its
-//! circuit is open, the instance itself is fine) but not to one that lost
-//! its database:
-//!
-//! ```json
-//! {"status": "degraded",
-//!  "checks": {"store": {"status": "up", "detail": {"latency_ms": 1}},
-//!             "circuits": {"status": "degraded", "detail": {"VolcTts": "open"}}}}
-//! ```
-//!
-//! Circuit breakers live in each integration's HTTP client
-//! (`HttpClient::circuit_state`), which the dyn [`Integration`](crate::Integration)
-//! trait does not expose; whoever holds the clients (the engine, or the
-//! application) reports them through [`CircuitSource`] — a closure returning
-//! [`CircuitReport`]s will do.
+//! `GET /health`: see [`Health`].
 
 use std::fmt;
 use std::sync::Arc;
@@ -155,7 +134,28 @@ impl HealthCheck for CircuitCheck {
     }
 }
 
-/// Builds the `/health` router; see the [module docs](self).
+/// `GET /health`: a list of named checks, each `up`, `degraded` or `down`.
+///
+/// Built in: `store` (a primary-key lookup, bounded by a timeout) and, once a
+/// [`CircuitSource`] is given, `circuits` (degraded while any circuit is
+/// open). Add your own with [`Health::check`].
+///
+/// The answer is `200` unless a check is `down` (then `503`), so a load
+/// balancer keeps routing to an instance whose provider is failing (its
+/// circuit is open, the instance itself is fine) but not to one that lost
+/// its database:
+///
+/// ```json
+/// {"status": "degraded",
+///  "checks": {"store": {"status": "up", "detail": {"latency_ms": 1}},
+///             "circuits": {"status": "degraded", "detail": {"VolcTts": "open"}}}}
+/// ```
+///
+/// Circuit breakers live in each integration's HTTP client
+/// (`HttpClient::circuit_state`), which the dyn [`Integration`](crate::Integration)
+/// trait does not expose; whoever holds the clients (the engine, or the
+/// application) reports them through [`CircuitSource`] — a closure returning
+/// [`CircuitReport`]s will do.
 #[derive(Clone)]
 pub struct Health {
     checks: Vec<Arc<dyn HealthCheck>>,

@@ -61,8 +61,7 @@ use crate::integration::Integration;
 use crate::lifecycle::{CallStatus, EventKind};
 use crate::secret::Secret;
 use crate::store::{
-    AppendOutcome, CallRecord, Cursor, ListOrder, ListQuery, NewCall, NewEvent, Page, Store,
-    StoreError,
+    AppendOutcome, CallRecord, Cursor, ListOrder, ListQuery, NewCall, NewEvent, Page, Store, StoreError,
 };
 pub use crate::webhook::Rejection;
 pub use health::{CheckResult, CircuitReport, CircuitSource, Health, HealthCheck, HealthStatus};
@@ -144,10 +143,7 @@ impl OpsApi {
             .route("/calls/{id}", get(show_call))
             .route("/calls/{id}/refresh", post(refresh_call))
             .route("/calls/{id}/retry", post(retry_call))
-            .route_layer(middleware::from_fn_with_state(
-                Arc::clone(&state),
-                authorize,
-            ))
+            .route_layer(middleware::from_fn_with_state(Arc::clone(&state), authorize))
             .with_state(state)
     }
 }
@@ -157,11 +153,7 @@ async fn authorize(State(state): State<Arc<OpsState>>, request: Request, next: N
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| {
-            value
-                .strip_prefix("Bearer ")
-                .or_else(|| value.strip_prefix("bearer "))
-        })
+        .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
         .map(str::trim);
     let authorized = presented.is_some_and(|token| {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
@@ -189,12 +181,7 @@ fn store_error(error: StoreError) -> Rejection {
     } else if error.is_conflict() {
         Rejection::new(StatusCode::CONFLICT, "conflict", error.to_string())
     } else {
-        Rejection::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_error",
-            error.to_string(),
-        )
-        .retry_after(5)
+        Rejection::new(StatusCode::SERVICE_UNAVAILABLE, "store_error", error.to_string()).retry_after(5)
     }
 }
 
@@ -238,11 +225,9 @@ impl ListParams {
             .ok_or_else(|| bad_request("the `integration` query parameter is required"))?;
         let mut query = ListQuery::new(integration).order(default_order);
         if let Some(status) = self.status {
-            let status: CallStatus = status.parse().map_err(|e| {
-                bad_request(format!(
-                    "{e}; expected pending, processing, completed or failed"
-                ))
-            })?;
+            let status: CallStatus = status
+                .parse()
+                .map_err(|e| bad_request(format!("{e}; expected pending, processing, completed or failed")))?;
             query = query.status(status);
         }
         if let Some(limit) = self.limit {
@@ -284,11 +269,7 @@ fn params(params: Result<Query<ListParams>, QueryRejection>) -> Result<ListParam
 async fn integrations(State(state): State<Arc<OpsState>>) -> Result<Json<Value>, Rejection> {
     let mut list = Vec::new();
     for (name, integration) in &state.integrations {
-        let counts = state
-            .store
-            .count_by_status(Some(name))
-            .await
-            .map_err(store_error)?;
+        let counts = state.store.count_by_status(Some(name)).await.map_err(store_error)?;
         let descriptor = integration.descriptor();
         list.push(json!({
             "name": name,
@@ -317,26 +298,19 @@ async fn failed_calls(
     if params.status.as_deref().is_some_and(|s| s != "failed") {
         return Err(bad_request("the dead-letter view lists failed calls only"));
     }
-    let query = params
-        .query(ListOrder::NewestFirst)?
-        .status(CallStatus::Failed);
+    let query = params.query(ListOrder::NewestFirst)?.status(CallStatus::Failed);
     let page = state.store.list(&query).await.map_err(store_error)?;
     Ok(Json(page_json(page)))
 }
 
-async fn show_call(
-    State(state): State<Arc<OpsState>>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, Rejection> {
+async fn show_call(State(state): State<Arc<OpsState>>, Path(id): Path<String>) -> Result<Json<Value>, Rejection> {
     let id = parse_id(&id)?;
     let call = state
         .store
         .get_with_events(id)
         .await
         .map_err(store_error)?
-        .ok_or_else(|| {
-            Rejection::new(StatusCode::NOT_FOUND, "not_found", format!("call {id} not found"))
-        })?;
+        .ok_or_else(|| Rejection::new(StatusCode::NOT_FOUND, "not_found", format!("call {id} not found")))?;
     Ok(Json(json!(call)))
 }
 
@@ -348,10 +322,7 @@ fn outcome_name(outcome: &AppendOutcome) -> &'static str {
     }
 }
 
-async fn refresh_call(
-    State(state): State<Arc<OpsState>>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, Rejection> {
+async fn refresh_call(State(state): State<Arc<OpsState>>, Path(id): Path<String>) -> Result<Json<Value>, Rejection> {
     let id = parse_id(&id)?;
     let call = load(&state, id).await?;
     if call.is_terminal() {
@@ -381,9 +352,9 @@ async fn refresh_call(
             format!("integration {} has no polling endpoint", call.integration),
         )
     })?;
-    let reply = poll.await.map_err(|e| {
-        Rejection::new(StatusCode::BAD_GATEWAY, "provider_error", e.to_string())
-    })?;
+    let reply = poll
+        .await
+        .map_err(|e| Rejection::new(StatusCode::BAD_GATEWAY, "provider_error", e.to_string()))?;
     let Some(status) = reply.status else {
         return Err(Rejection::new(
             StatusCode::BAD_GATEWAY,
@@ -403,32 +374,21 @@ async fn refresh_call(
         ),
         EventKind::Processing | EventKind::Initialized => NewEvent::processing(key),
     };
-    let outcome = state
-        .store
-        .append_event(id, event)
-        .await
-        .map_err(store_error)?;
+    let outcome = state.store.append_event(id, event).await.map_err(store_error)?;
     let call = load(&state, id).await?;
     Ok(Json(json!({"outcome": outcome_name(&outcome), "call": call})))
 }
 
-async fn retry_call(
-    State(state): State<Arc<OpsState>>,
-    Path(id): Path<String>,
-) -> Result<Response, Rejection> {
+async fn retry_call(State(state): State<Arc<OpsState>>, Path(id): Path<String>) -> Result<Response, Rejection> {
     let id = parse_id(&id)?;
     let call = load(&state, id).await?;
     if call.status != CallStatus::Failed {
         return Err(conflict(
             "not_retryable",
-            format!(
-                "call {id} is {}; only failed calls can be retried",
-                call.status
-            ),
+            format!("call {id} is {}; only failed calls can be retried", call.status),
         ));
     }
-    let new = NewCall::new(call.integration, call.endpoint, call.params)
-        .idempotency_key(format!("retry-of:{id}"));
+    let new = NewCall::new(call.integration, call.endpoint, call.params).idempotency_key(format!("retry-of:{id}"));
     let created = state.store.create(new).await.map_err(store_error)?;
     let status = if created.created {
         StatusCode::CREATED

@@ -38,7 +38,7 @@
 //!    `applied = false` and change nothing; they are answered `200` too.
 //!
 //! With [`EventKeys::Lifecycle`] the key is instead the runtime's
-//! [`lifecycle_event_key`](crate::lifecycle_event_key) (`processing`,
+//! [`lifecycle_event_key`] (`processing`,
 //! `terminal`), as the engine appends with: a redelivery is still a
 //! duplicate, and a terminal event reported by a poll *and* a webhook is
 //! recorded once. The default keeps one log entry per delivery (an audit of
@@ -203,7 +203,7 @@ pub enum EventKeys {
     /// `webhook:<delivery id>`: one log entry per delivery (the default).
     #[default]
     Delivery,
-    /// The engine's [`lifecycle_event_key`](crate::lifecycle_event_key):
+    /// The engine's [`lifecycle_event_key`]:
     /// one event per lifecycle step, whatever reported it.
     Lifecycle,
 }
@@ -281,10 +281,7 @@ impl WebhookReceiver {
     /// Adds the route of `integration`, with the secret(s) read now from the
     /// environment variable its spec names (several comma-separated secrets
     /// are all accepted).
-    pub fn integration(
-        mut self,
-        integration: Arc<dyn Integration>,
-    ) -> Result<Self, WebhookConfigError> {
+    pub fn integration(mut self, integration: Arc<dyn Integration>) -> Result<Self, WebhookConfigError> {
         self.add(integration, None)
             .map(|()| self)
             .map_err(|problem| WebhookConfigError {
@@ -329,11 +326,7 @@ impl WebhookReceiver {
             })
     }
 
-    fn add(
-        &mut self,
-        integration: Arc<dyn Integration>,
-        secrets: Option<&[Secret]>,
-    ) -> Result<(), String> {
+    fn add(&mut self, integration: Arc<dyn Integration>, secrets: Option<&[Secret]>) -> Result<(), String> {
         let name = integration.descriptor().name;
         let webhook = webhook_of(&*integration)?;
         let from_env;
@@ -376,9 +369,7 @@ impl WebhookReceiver {
             });
             router = router.route(
                 path,
-                post(receive)
-                    .layer(DefaultBodyLimit::max(limit))
-                    .with_state(shared),
+                post(receive).layer(DefaultBodyLimit::max(limit)).with_state(shared),
             );
         }
         router
@@ -431,14 +422,8 @@ async fn receive(
     match result {
         Ok(accepted) => {
             let reason = accepted.reason();
-            shared
-                .metrics
-                .webhook_delivery(name, true, reason, started.elapsed());
-            (
-                StatusCode::OK,
-                Json(json!({"received": true, "outcome": reason})),
-            )
-                .into_response()
+            shared.metrics.webhook_delivery(name, true, reason, started.elapsed());
+            (StatusCode::OK, Json(json!({"received": true, "outcome": reason}))).into_response()
         }
         Err(rejection) => {
             shared
@@ -450,27 +435,16 @@ async fn receive(
 }
 
 impl Shared {
-    async fn handle(
-        &self,
-        headers: &HeaderMap,
-        body: Result<Bytes, BytesRejection>,
-    ) -> Result<Accepted, Rejection> {
+    async fn handle(&self, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Accepted, Rejection> {
         let body = body.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 Rejection::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "body_too_large",
-                    format!(
-                        "the body is larger than {} bytes",
-                        self.route.webhook.max_body_bytes
-                    ),
+                    format!("the body is larger than {} bytes", self.route.webhook.max_body_bytes),
                 )
             } else {
-                Rejection::new(
-                    StatusCode::BAD_REQUEST,
-                    "unreadable_body",
-                    "the body could not be read",
-                )
+                Rejection::new(StatusCode::BAD_REQUEST, "unreadable_body", "the body could not be read")
             }
         })?;
 
@@ -501,11 +475,7 @@ impl Shared {
         let (external_id, event) = self.event_of(&payload, &delivery_id)?;
         let name = self.route.integration.descriptor().name;
         let kind = event.kind;
-        match self
-            .store
-            .append_event_by_external_id(name, &external_id, event)
-            .await
-        {
+        match self.store.append_event_by_external_id(name, &external_id, event).await {
             Ok(outcome) => {
                 if let Some(observer) = &self.observer {
                     observer(name, kind, &outcome);
@@ -518,9 +488,8 @@ impl Shared {
 
     /// Maps a verified payload to the external id and the event to append.
     fn event_of(&self, payload: &Value, delivery_id: &str) -> Result<(String, NewEvent), Rejection> {
-        let unreadable = |message: String| {
-            Rejection::new(StatusCode::UNPROCESSABLE_ENTITY, "unreadable_payload", message)
-        };
+        let unreadable =
+            |message: String| Rejection::new(StatusCode::UNPROCESSABLE_ENTITY, "unreadable_payload", message);
         let reply = match self.route.integration.read_webhook(payload) {
             Some(Ok(reply)) => reply,
             Some(Err(error)) => return Err(unreadable(error.to_string())),
@@ -561,9 +530,7 @@ fn store_rejection(integration: &str, external_id: &str, error: &StoreError) -> 
         Rejection::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unknown_external_id",
-            format!(
-                "no {integration} call has external id `{external_id}` yet; deliver again later"
-            ),
+            format!("no {integration} call has external id `{external_id}` yet; deliver again later"),
         )
         .retry_after(RETRY_AFTER_S)
     } else if error.is_conflict() {

@@ -54,7 +54,10 @@ pub async fn initialized_call(
 ) -> CallId {
     let created = store.create(NewCall::new(integration, endpoint, params)).await.unwrap();
     store
-        .append_event(created.id, NewEvent::initialized(format!("init:{}", created.id), external_id))
+        .append_event(
+            created.id,
+            NewEvent::initialized(format!("init:{}", created.id), external_id),
+        )
         .await
         .unwrap();
     created.id
@@ -73,7 +76,12 @@ pub async fn answer(response: reqwest::Response) -> Answer {
     let headers = response.headers().clone();
     let text = response.text().await.unwrap();
     let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Answer { status, headers, text, json }
+    Answer {
+        status,
+        headers,
+        text,
+        json,
+    }
 }
 
 /// One sample of a Prometheus text exposition.
@@ -107,7 +115,11 @@ pub fn parse_prometheus(text: &str) -> Vec<Sample> {
                     "bad type, {}",
                     at()
                 );
-                assert!(types.insert(name.to_owned(), kind.to_owned()).is_none(), "TYPE twice, {}", at());
+                assert!(
+                    types.insert(name.to_owned(), kind.to_owned()).is_none(),
+                    "TYPE twice, {}",
+                    at()
+                );
             } else {
                 assert_eq!(keyword, "HELP", "unknown comment, {}", at());
             }
@@ -122,8 +134,13 @@ pub fn parse_prometheus(text: &str) -> Vec<Sample> {
         let (name, labels) = match name_and_labels.split_once('{') {
             None => (name_and_labels, BTreeMap::new()),
             Some((name, rest)) => {
-                let body = rest.strip_suffix('}').unwrap_or_else(|| panic!("unclosed labels, {}", at()));
-                (name, parse_labels(body).unwrap_or_else(|| panic!("bad labels, {}", at())))
+                let body = rest
+                    .strip_suffix('}')
+                    .unwrap_or_else(|| panic!("unclosed labels, {}", at()));
+                (
+                    name,
+                    parse_labels(body).unwrap_or_else(|| panic!("bad labels, {}", at())),
+                )
             }
         };
         assert!(valid_name(name), "bad sample name, {}", at());
@@ -135,14 +152,20 @@ pub fn parse_prometheus(text: &str) -> Vec<Sample> {
         if types[family] == "histogram" && name.ends_with("_bucket") {
             assert!(labels.contains_key("le"), "bucket without le, {}", at());
         }
-        samples.push(Sample { name: name.to_owned(), labels, value });
+        samples.push(Sample {
+            name: name.to_owned(),
+            labels,
+            value,
+        });
     }
     samples
 }
 
 fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
@@ -182,7 +205,9 @@ pub fn metric(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option
         .find(|s| {
             s.name == name
                 && s.labels.len() == labels.len()
-                && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
         })
         .map(|s| s.value)
 }

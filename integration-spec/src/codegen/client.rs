@@ -140,7 +140,7 @@ fn client(spec: &Spec, names: &Names) -> TokenStream {
         impl #client {
             /// A client for the given settings.
             pub fn new(config: &#config) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
-                let http = __rt::HttpClient::new(&config.base_url, #auth)?;
+                let http = __rt::HttpClient::for_integration(&__DESCRIPTOR, &config.base_url, #auth)?;
                 ::std::result::Result::Ok(#client { http })
             }
 

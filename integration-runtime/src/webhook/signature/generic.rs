@@ -7,8 +7,7 @@
 use axum::http::HeaderMap;
 
 use super::{
-    any_key_matches, base64_decode, base64_encode, header_map, hex_decode, hex_encode,
-    SignatureError, Verified,
+    any_key_matches, base64_decode, base64_encode, header_map, hex_decode, hex_encode, SignatureError, Verified,
 };
 use crate::descriptor::SignatureEncoding;
 
@@ -54,13 +53,7 @@ pub fn signature(secret: &str, encoding: SignatureEncoding, prefix: &str, body: 
 }
 
 /// The header of a delivery signed with `secret` (for tests and senders).
-pub fn sign(
-    header: &'static str,
-    secret: &str,
-    encoding: SignatureEncoding,
-    prefix: &str,
-    body: &[u8],
-) -> HeaderMap {
+pub fn sign(header: &'static str, secret: &str, encoding: SignatureEncoding, prefix: &str, body: &[u8]) -> HeaderMap {
     header_map(&[(header, signature(secret, encoding, prefix, body))])
 }
 
@@ -79,8 +72,7 @@ mod tests {
     // GitHub's documented example ("Validating webhook deliveries").
     const SECRET: &str = "It's a Secret to Everybody";
     const BODY: &[u8] = b"Hello, World!";
-    const EXPECTED: &str =
-        "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+    const EXPECTED: &str = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
 
     fn headers(value: &str) -> HeaderMap {
         header_map(&[("x-hub-signature-256", value.to_owned())])
@@ -91,8 +83,17 @@ mod tests {
         assert_eq!(signature(SECRET, SignatureEncoding::Hex, "sha256=", BODY), EXPECTED);
         let verifier = Verifier::new(GITHUB, 0, &[Secret::new(SECRET)]).unwrap();
         assert!(verifier.verify(&headers(EXPECTED), BODY, 0).is_ok());
-        assert!(verifier.verify(&headers(&EXPECTED.to_uppercase().replace("SHA256=", "sha256=")), BODY, 0).is_ok());
-        assert_eq!(verifier.verify(&headers(EXPECTED), b"Hello, World?", 0), Err(SignatureError::Mismatch));
+        assert!(verifier
+            .verify(
+                &headers(&EXPECTED.to_uppercase().replace("SHA256=", "sha256=")),
+                BODY,
+                0
+            )
+            .is_ok());
+        assert_eq!(
+            verifier.verify(&headers(EXPECTED), b"Hello, World?", 0),
+            Err(SignatureError::Mismatch)
+        );
         assert_eq!(
             verifier.verify(&headers(&EXPECTED["sha256=".len()..]), BODY, 0),
             Err(SignatureError::Malformed("x-hub-signature-256"))

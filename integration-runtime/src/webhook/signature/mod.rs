@@ -4,7 +4,7 @@
 //! in where the signature, the timestamp and the delivery id travel, how the
 //! signature is encoded and how the secret is written. Each scheme module
 //! parses its headers and hands the signed parts to the one shared helper
-//! ([`any_key_matches`]), which compares in constant time
+//! (`any_key_matches`), which compares in constant time
 //! (`hmac`'s `verify_slice`).
 //!
 //! - [`standard`]: [Standard Webhooks](https://www.standardwebhooks.com/)
@@ -144,11 +144,7 @@ impl Verifier {
     ///
     /// Each [`Secret`] may itself hold several comma-separated secrets (as the
     /// environment variable does); blanks around them are ignored.
-    pub fn new(
-        scheme: SignatureScheme,
-        tolerance_s: u64,
-        secrets: &[Secret],
-    ) -> Result<Self, InvalidSecret> {
+    pub fn new(scheme: SignatureScheme, tolerance_s: u64, secrets: &[Secret]) -> Result<Self, InvalidSecret> {
         let mut keys = Vec::new();
         for (position, secret) in split_secrets(secrets).enumerate() {
             let key = match scheme {
@@ -158,9 +154,7 @@ impl Verifier {
                         position + 1
                     ))
                 })?,
-                SignatureScheme::Stripe | SignatureScheme::HmacSha256 { .. } => {
-                    secret.as_bytes().to_vec()
-                }
+                SignatureScheme::Stripe | SignatureScheme::HmacSha256 { .. } => secret.as_bytes().to_vec(),
             };
             keys.push(key);
         }
@@ -186,12 +180,7 @@ impl Verifier {
 
     /// Checks one delivery's headers and raw body; `now` is the current
     /// Unix time in seconds (for the freshness check).
-    pub fn verify(
-        &self,
-        headers: &HeaderMap,
-        body: &[u8],
-        now: i64,
-    ) -> Result<Verified, SignatureError> {
+    pub fn verify(&self, headers: &HeaderMap, body: &[u8], now: i64) -> Result<Verified, SignatureError> {
         let window = Window {
             now,
             tolerance_s: self.tolerance_s,
@@ -260,8 +249,8 @@ fn sign(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
 
 fn mac_of(key: &[u8], parts: &[&[u8]]) -> HmacSha256 {
     // HMAC takes keys of any length: `new_from_slice` cannot fail.
-    let mut mac = <HmacSha256 as Mac>::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+    let mut mac =
+        <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
     for part in parts {
         mac.update(part);
     }

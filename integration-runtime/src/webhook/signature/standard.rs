@@ -6,10 +6,7 @@
 
 use axum::http::HeaderMap;
 
-use super::{
-    any_key_matches, base64_decode, base64_encode, header, header_map, SignatureError, Verified,
-    Window,
-};
+use super::{any_key_matches, base64_decode, base64_encode, header, header_map, SignatureError, Verified, Window};
 
 /// The delivery id header.
 pub const ID_HEADER: &str = "webhook-id";
@@ -46,13 +43,7 @@ pub(super) fn verify(
         return Err(SignatureError::Malformed(SIGNATURE_HEADER));
     }
     window.check(timestamp)?;
-    let parts: [&[u8]; 5] = [
-        id.as_bytes(),
-        b".",
-        timestamp_text.as_bytes(),
-        b".",
-        body,
-    ];
+    let parts: [&[u8]; 5] = [id.as_bytes(), b".", timestamp_text.as_bytes(), b".", body];
     if !any_key_matches(keys, &parts, &candidates) {
         return Err(SignatureError::Mismatch);
     }
@@ -133,7 +124,10 @@ mod tests {
     fn tampering_and_bad_headers_are_rejected() {
         let v = verifier(SECRET);
         let tampered = br#"{"email":"test@example.com","username":"test_user2"}"#;
-        assert_eq!(v.verify(&headers(EXPECTED), tampered, TIMESTAMP), Err(SignatureError::Mismatch));
+        assert_eq!(
+            v.verify(&headers(EXPECTED), tampered, TIMESTAMP),
+            Err(SignatureError::Mismatch)
+        );
         let mut wrong_id = headers(EXPECTED);
         wrong_id.insert(ID_HEADER, "msg_other".parse().unwrap());
         assert_eq!(v.verify(&wrong_id, BODY, TIMESTAMP), Err(SignatureError::Mismatch));
@@ -147,7 +141,13 @@ mod tests {
             v.verify(&headers("v2,abc"), BODY, TIMESTAMP),
             Err(SignatureError::Malformed(SIGNATURE_HEADER))
         );
-        assert_eq!(v.verify(&headers(EXPECTED), BODY, TIMESTAMP + 301), Err(SignatureError::Stale));
-        assert_eq!(v.verify(&headers(EXPECTED), BODY, TIMESTAMP - 301), Err(SignatureError::Future));
+        assert_eq!(
+            v.verify(&headers(EXPECTED), BODY, TIMESTAMP + 301),
+            Err(SignatureError::Stale)
+        );
+        assert_eq!(
+            v.verify(&headers(EXPECTED), BODY, TIMESTAMP - 301),
+            Err(SignatureError::Future)
+        );
     }
 }

@@ -6,9 +6,7 @@
 
 use axum::http::HeaderMap;
 
-use super::{
-    any_key_matches, header, header_map, hex_decode, hex_encode, SignatureError, Verified, Window,
-};
+use super::{any_key_matches, header, header_map, hex_decode, hex_encode, SignatureError, Verified, Window};
 
 /// The signature header.
 pub const SIGNATURE_HEADER: &str = "stripe-signature";
@@ -94,7 +92,9 @@ mod tests {
         assert!(verifier(SECRET).verify(&headers(&good), BODY, T).is_ok());
         let rolled = format!("t={T},v0=00,v1={},v1={v1}", "ab".repeat(32));
         assert!(verifier(SECRET).verify(&headers(&rolled), BODY, T + 10).is_ok());
-        assert!(verifier(&format!("whsec_old,{SECRET}")).verify(&headers(&good), BODY, T).is_ok());
+        assert!(verifier(&format!("whsec_old,{SECRET}"))
+            .verify(&headers(&good), BODY, T)
+            .is_ok());
         assert_eq!(
             verifier("whsec_other").verify(&headers(&good), BODY, T),
             Err(SignatureError::Mismatch)
