@@ -319,6 +319,91 @@ pub struct Endpoint {
     pub idempotency_key: Option<IdempotencyKey>,
     /// Effective policy (integration policy with this endpoint's overrides).
     pub policy: Policy,
+    /// Set for list endpoints (those with `paginate`): the items of each page
+    /// and how the next page is asked for. List endpoints start no calls.
+    pub list: Option<List>,
+}
+
+/// What a list endpoint returns and how it pages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct List {
+    /// Where the array of items is in each page, and their type.
+    pub items: Items,
+    /// How the next page is asked for.
+    pub paginate: Pagination,
+}
+
+/// `items = { path, entity }`: the array of items on each page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Items {
+    /// Where the array is in the response body (`$`: the body is the array).
+    pub path: JsonPath,
+    /// The entity each item is read as.
+    pub entity: String,
+}
+
+/// `paginate = { style = ..., ... }`: how a list endpoint asks for the next page.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pagination {
+    /// The response body holds the next page's cursor; it is sent as query parameter `param`.
+    Cursor {
+        /// Where the next cursor is in the body.
+        cursor: JsonPath,
+        /// The query parameter that carries it.
+        param: String,
+    },
+    /// A response header holds the next page's cursor; it is sent as query parameter `param`.
+    CursorHeader {
+        /// The response header.
+        header: String,
+        /// The query parameter that carries it.
+        param: String,
+    },
+    /// `param` counts the items skipped so far; `limit_param = limit` asks for page sizes.
+    Offset {
+        /// The offset query parameter.
+        param: String,
+        /// The page-size query parameter.
+        limit_param: String,
+        /// Items per page.
+        limit: u64,
+    },
+    /// `param` numbers the pages from `start`; `size_param = size` asks for page sizes.
+    Page {
+        /// The page-number query parameter.
+        param: String,
+        /// The number of the first page.
+        start: u64,
+        /// The page-size query parameter.
+        size_param: String,
+        /// Items per page.
+        size: u64,
+    },
+    /// RFC 8288 `Link: <url>; rel="next"` response headers.
+    Link,
+}
+
+impl Pagination {
+    /// The style's name as written in specs.
+    pub fn style(&self) -> &'static str {
+        match self {
+            Pagination::Cursor { .. } => "cursor",
+            Pagination::CursorHeader { .. } => "cursor_header",
+            Pagination::Offset { .. } => "offset",
+            Pagination::Page { .. } => "page",
+            Pagination::Link => "link",
+        }
+    }
+
+    /// The query parameters the paginator sets on each page request.
+    pub fn query_params(&self) -> Vec<&str> {
+        match self {
+            Pagination::Cursor { param, .. } | Pagination::CursorHeader { param, .. } => vec![param],
+            Pagination::Offset { param, limit_param, .. } => vec![param, limit_param],
+            Pagination::Page { param, size_param, .. } => vec![param, size_param],
+            Pagination::Link => vec![],
+        }
+    }
 }
 
 /// One part of a path template.
@@ -593,9 +678,18 @@ impl Spec {
         self.endpoints.iter().find(|e| e.name == name)
     }
 
-    /// Endpoints that start calls (those with a request entity).
+    /// Endpoints that start calls: those with a request entity that are not
+    /// list endpoints.
     pub fn call_endpoints(&self) -> impl Iterator<Item = &Endpoint> {
-        self.endpoints.iter().filter(|e| e.request.is_some())
+        self.endpoints.iter().filter(|e| e.starts_calls())
+    }
+}
+
+impl Endpoint {
+    /// Whether the endpoint starts calls: it has a request entity and is not
+    /// a list endpoint.
+    pub fn starts_calls(&self) -> bool {
+        self.request.is_some() && self.list.is_none()
     }
 }
 

@@ -3,6 +3,10 @@
 //! - [`FakeProvider`]: a fake of the provider a spec describes, on loopback,
 //!   with scripted [`Outcome`]s per endpoint (success, failure, delays,
 //!   HTTP errors with `Retry-After`), and every request recorded.
+//! - [`WebhookSender`]: signed deliveries for every verification scheme
+//!   (Standard Webhooks, Stripe, generic HMAC), and the fake provider can
+//!   send them itself when its tasks finish
+//!   ([`FakeProviderBuilder::webhooks_to`]).
 //! - Polling without real waiting: the fake counts polls, not seconds
 //!   ([`FakeProviderBuilder::polls_until_done`]).
 //!
@@ -11,9 +15,11 @@
 mod json_write;
 mod provider;
 mod script;
+mod webhook;
 
 pub use provider::{FakeProvider, FakeProviderBuilder, RecordedRequest};
 pub use script::Outcome;
+pub use webhook::{SignedDelivery, WebhookSender};
 
 /// Why the test kit could not start.
 #[derive(Debug, thiserror::Error)]
@@ -24,4 +30,7 @@ pub enum TestkitError {
     /// The spec has mistakes.
     #[error("{0}")]
     Spec(integration_spec::Diagnostics),
+    /// A webhook could not be signed or delivered.
+    #[error("{0}")]
+    Webhook(String),
 }

@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 
 use crate::json_write::set;
 use crate::script::{Outcome, OutcomeKind, Script};
+use crate::webhook::WebhookSender;
 use crate::TestkitError;
 
 /// One request the fake provider received.
@@ -66,6 +67,15 @@ struct State {
     tasks: HashMap<String, Task>,
     requests: Vec<RecordedRequest>,
     next_id: u64,
+    webhooks: Option<Arc<Webhooks>>,
+    deliveries: Vec<(String, Result<u16, String>)>,
+}
+
+/// Where and how the fake announces finished tasks.
+struct Webhooks {
+    url: String,
+    sender: WebhookSender,
+    delay: std::time::Duration,
 }
 
 /// Builds a [`FakeProvider`]; see [`FakeProvider::from_spec`].
@@ -73,6 +83,7 @@ pub struct FakeProviderBuilder {
     spec: Spec,
     scripts: HashMap<String, Script>,
     polls_until_done: u32,
+    webhooks: Option<Webhooks>,
 }
 
 /// A fake of the provider a spec describes, listening on 127.0.0.1.
@@ -107,7 +118,7 @@ impl FakeProvider {
 
     /// A fake for an already parsed spec.
     pub fn from_spec(spec: Spec) -> FakeProviderBuilder {
-        FakeProviderBuilder { spec, scripts: HashMap::new(), polls_until_done: 0 }
+        FakeProviderBuilder { spec, scripts: HashMap::new(), polls_until_done: 0, webhooks: None }
     }
 
     /// The base URL to point the integration at.
@@ -123,6 +134,12 @@ impl FakeProvider {
     /// Requests received for one endpoint.
     pub fn requests_to(&self, endpoint: &str) -> Vec<RecordedRequest> {
         self.lock().requests.iter().filter(|r| r.endpoint == endpoint).cloned().collect()
+    }
+
+    /// Webhook deliveries sent so far: the external id and the receiver's
+    /// HTTP status (or why the delivery failed).
+    pub fn webhook_deliveries(&self) -> Vec<(String, Result<u16, String>)> {
+        self.lock().deliveries.clone()
     }
 
     /// The external ids of the tasks the fake accepted.
@@ -159,8 +176,19 @@ impl FakeProviderBuilder {
         self
     }
 
+    /// Announces every accepted async task's outcome with a signed webhook
+    /// to `url`, `delay` after accepting it (the spec must have `[webhook]`;
+    /// the payload follows its paths and status map).
+    pub fn webhooks_to(mut self, url: impl Into<String>, sender: WebhookSender, delay: std::time::Duration) -> Self {
+        self.webhooks = Some(Webhooks { url: url.into(), sender, delay });
+        self
+    }
+
     /// Binds 127.0.0.1 on a free port and serves until dropped.
     pub async fn start(self) -> Result<FakeProvider, TestkitError> {
+        if self.webhooks.is_some() && self.spec.webhook.is_none() {
+            return Err(TestkitError::Webhook(format!("spec `{}` has no [webhook] section", self.spec.integration.name)));
+        }
         let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| TestkitError::Io("127.0.0.1:0".into(), e))?;
         let address = listener.local_addr().map_err(|e| TestkitError::Io("127.0.0.1:0".into(), e))?;
         let state = Arc::new(Mutex::new(State {
@@ -170,6 +198,8 @@ impl FakeProviderBuilder {
             tasks: HashMap::new(),
             requests: Vec::new(),
             next_id: 0,
+            webhooks: self.webhooks.map(Arc::new),
+            deliveries: Vec::new(),
         }));
         let shared = Arc::clone(&state);
         let app = Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
@@ -267,6 +297,7 @@ fn percent_decode(text: &str) -> String {
 }
 
 async fn handle(state: Arc<Mutex<State>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let shared = Arc::clone(&state);
     let (delay, response) = {
         let mut guard = lock(&state);
         let state = &mut *guard;
@@ -287,7 +318,13 @@ async fn handle(state: Arc<Mutex<State>>, method: Method, uri: Uri, headers: Hea
         });
         match external_id {
             Some(id) => (std::time::Duration::ZERO, status_query(state, &endpoint, &id)),
-            None => start(state, &endpoint),
+            None => {
+                let (delay, response, accepted) = start(state, &endpoint);
+                if let (Some(external_id), Some(webhooks)) = (accepted, state.webhooks.clone()) {
+                    tokio::spawn(announce(shared, webhooks, external_id));
+                }
+                (delay, response)
+            }
         }
     };
     if !delay.is_zero() {
@@ -296,8 +333,29 @@ async fn handle(state: Arc<Mutex<State>>, method: Method, uri: Uri, headers: Hea
     response
 }
 
-/// A request that starts a call.
-fn start(state: &mut State, endpoint: &Endpoint) -> (std::time::Duration, Response) {
+/// Sends the signed webhook that announces a task's outcome; afterwards
+/// status queries report the outcome too.
+async fn announce(state: Arc<Mutex<State>>, webhooks: Arc<Webhooks>, external_id: String) {
+    tokio::time::sleep(webhooks.delay).await;
+    let payload = {
+        let mut guard = lock(&state);
+        let state = &mut *guard;
+        let polls_until_done = state.polls_until_done;
+        let Some(task) = state.tasks.get_mut(&external_id) else { return };
+        task.polls = task.polls.max(polls_until_done);
+        let outcome = task.outcome.clone();
+        let Some(webhook) = &state.spec.webhook else { return };
+        let mut body = json!({});
+        set(&mut body, &webhook.external_id.segments, json!(external_id));
+        write_outcome(&state.spec, &mut body, Some(&webhook.status), webhook.result.as_ref(), webhook.error.as_ref(), &outcome);
+        body
+    };
+    let delivered = webhooks.sender.send(&webhooks.url, &payload).await.map_err(|e| e.to_string());
+    lock(&state).deliveries.push((external_id, delivered));
+}
+
+/// A request that starts a call; the external id when an async task was accepted.
+fn start(state: &mut State, endpoint: &Endpoint) -> (std::time::Duration, Response, Option<String>) {
     let outcome = state.scripts.get_mut(&endpoint.name).map_or_else(Outcome::complete_with_made_up_result, Script::next);
     let delay = outcome.delay;
     if let OutcomeKind::Reject { status, retry_after, message } = &outcome.kind {
@@ -309,7 +367,7 @@ fn start(state: &mut State, endpoint: &Endpoint) -> (std::time::Duration, Respon
         if let Some(seconds) = retry_after {
             response.headers_mut().insert("retry-after", HeaderValue::from(*seconds));
         }
-        return (delay, response);
+        return (delay, response, None);
     }
     state.next_id += 1;
     let external_id = format!("{}-{}", endpoint.name, state.next_id);
@@ -320,7 +378,7 @@ fn start(state: &mut State, endpoint: &Endpoint) -> (std::time::Duration, Respon
     match endpoint.mode {
         Mode::Sync => {
             let response_status = write_outcome(&state.spec, &mut body, endpoint.status.as_ref(), endpoint.result.as_ref(), endpoint.error.as_ref(), &outcome);
-            (delay, (response_status, axum::Json(body)).into_response())
+            (delay, (response_status, axum::Json(body)).into_response(), None)
         }
         Mode::Async => {
             if let Some(status) = &endpoint.status {
@@ -328,8 +386,8 @@ fn start(state: &mut State, endpoint: &Endpoint) -> (std::time::Duration, Respon
                     set(&mut body, &status.path.segments, json!(word));
                 }
             }
-            state.tasks.insert(external_id, Task { outcome, polls: 0 });
-            (delay, (StatusCode::OK, axum::Json(body)).into_response())
+            state.tasks.insert(external_id.clone(), Task { outcome, polls: 0 });
+            (delay, (StatusCode::OK, axum::Json(body)).into_response(), Some(external_id))
         }
     }
 }

@@ -60,9 +60,8 @@ use crate::call::CallId;
 use crate::integration::Integration;
 use crate::lifecycle::{CallStatus, EventKind};
 use crate::secret::Secret;
-use crate::store::{
-    AppendOutcome, CallRecord, Cursor, ListOrder, ListQuery, NewCall, NewEvent, Page, Store, StoreError,
-};
+use crate::store::{CallRecord, Cursor, ListOrder, ListQuery, NewCall, NewEvent, Page, Store, StoreError};
+use crate::webhook::outcome_name;
 pub use crate::webhook::Rejection;
 pub use health::{CheckResult, CircuitReport, CircuitSource, Health, HealthCheck, HealthStatus};
 
@@ -312,14 +311,6 @@ async fn show_call(State(state): State<Arc<OpsState>>, Path(id): Path<String>) -
         .map_err(store_error)?
         .ok_or_else(|| Rejection::new(StatusCode::NOT_FOUND, "not_found", format!("call {id} not found")))?;
     Ok(Json(json!(call)))
-}
-
-fn outcome_name(outcome: &AppendOutcome) -> &'static str {
-    match outcome {
-        AppendOutcome::Applied { .. } => "applied",
-        AppendOutcome::Ignored { .. } => "ignored",
-        AppendOutcome::Duplicate { .. } => "duplicate",
-    }
 }
 
 async fn refresh_call(State(state): State<Arc<OpsState>>, Path(id): Path<String>) -> Result<Json<Value>, Rejection> {

@@ -403,11 +403,16 @@ struct Accepted(AppendOutcome);
 
 impl Accepted {
     fn reason(&self) -> &'static str {
-        match self.0 {
-            AppendOutcome::Applied { .. } => "applied",
-            AppendOutcome::Ignored { .. } => "ignored",
-            AppendOutcome::Duplicate { .. } => "duplicate",
-        }
+        outcome_name(&self.0)
+    }
+}
+
+/// `applied`, `ignored` or `duplicate`, as answered and counted.
+pub(crate) fn outcome_name(outcome: &AppendOutcome) -> &'static str {
+    match outcome {
+        AppendOutcome::Applied { .. } => "applied",
+        AppendOutcome::Ignored { .. } => "ignored",
+        AppendOutcome::Duplicate { .. } => "duplicate",
     }
 }
 
