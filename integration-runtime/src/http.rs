@@ -53,6 +53,27 @@ pub struct HttpResponse {
     pub status: u16,
     /// The body: JSON as parsed, an empty body as `Null`, anything else as a `Value::String`.
     pub body: Value,
+    /// The response headers in received order, names in lower case; values
+    /// that are not visible ASCII text are left out.
+    pub headers: Vec<(String, String)>,
+}
+
+impl HttpResponse {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of header `name` (case-insensitive), in received order.
+    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// How requests authenticate.
@@ -436,6 +457,17 @@ impl HttpClient {
     /// Each call is traced as an `http_attempt` span (integration, endpoint, method,
     /// status, latency, outcome); never with credentials or the URL.
     pub async fn send(&self, request: HttpRequest) -> Result<HttpResponse, ClientError> {
+        self.send_to(request, None).await
+    }
+
+    /// As [`send`](Self::send), to `url` instead of the base URL + the request's
+    /// path and query when given (a next-page link). `url` must have the base
+    /// URL's origin: credentials never go to another host.
+    pub(crate) async fn send_to(
+        &self,
+        request: HttpRequest,
+        url: Option<Url>,
+    ) -> Result<HttpResponse, ClientError> {
         let span = tracing::info_span!(
             "http_attempt",
             integration = self.inner.integration,
@@ -447,7 +479,7 @@ impl HttpClient {
             outcome = tracing::field::Empty,
         );
         let result = self
-            .admit_and_send(&request, &span)
+            .admit_and_send(&request, url, &span)
             .instrument(span.clone())
             .await;
         let status = match &result {
@@ -468,11 +500,12 @@ impl HttpClient {
     async fn admit_and_send(
         &self,
         request: &HttpRequest,
+        url: Option<Url>,
         span: &tracing::Span,
     ) -> Result<HttpResponse, ClientError> {
         let endpoint = request.endpoint;
         let policy = request.policy;
-        let prepared = self.prepare(request)?;
+        let prepared = self.prepare(request, url)?;
         let admission = self
             .inner
             .policies
@@ -501,9 +534,12 @@ impl HttpClient {
     }
 
     /// Checks and encodes a request: nothing is sent when it is invalid.
-    fn prepare(&self, request: &HttpRequest) -> Result<Prepared, ClientError> {
+    fn prepare(&self, request: &HttpRequest, url: Option<Url>) -> Result<Prepared, ClientError> {
         let endpoint = request.endpoint;
-        let url = self.url(request)?;
+        let url = match url {
+            Some(url) => self.same_origin_url(endpoint, url)?,
+            None => self.url(request)?,
+        };
         let method = Method::from_bytes(request.method.as_bytes()).map_err(|_| {
             invalid_request(
                 endpoint,
@@ -575,10 +611,10 @@ impl HttpClient {
         if let Some((username, password)) = basic {
             builder = builder.basic_auth(username.expose(), Some(password.expose()));
         }
-        let (status, body, retry_after) =
+        let (status, body, retry_after, headers) =
             self.exchange_with_retry_after(endpoint, policy, builder).await?;
         if (200..300).contains(&status) {
-            return Ok(HttpResponse { status, body });
+            return Ok(HttpResponse { status, body, headers });
         }
         let message = request
             .error_path
@@ -589,6 +625,38 @@ impl HttpClient {
             })
             .map(|message| self.redact(&message));
         Err(ClientError::status_error(endpoint, status, message).with_retry_after(retry_after))
+    }
+
+    /// A next-page URL, checked to be on the base URL's origin (scheme, host
+    /// and port), with the API key put in its query when it goes there.
+    fn same_origin_url(&self, endpoint: &str, mut url: Url) -> Result<Url, ClientError> {
+        let base = Url::parse(&self.inner.base).map_err(|e| ClientError::config(endpoint, e.to_string()))?;
+        if url.origin() != base.origin() || !url.username().is_empty() || url.password().is_some() {
+            return Err(invalid_request(
+                endpoint,
+                ValidationError::single(
+                    "next page link",
+                    format!(
+                        "points to {} instead of {}; it is not followed, so credentials never reach another origin",
+                        url.origin().ascii_serialization(),
+                        base.origin().ascii_serialization()
+                    ),
+                ),
+            ));
+        }
+        url.set_fragment(None);
+        if let Auth::ApiKeyQuery { name, key } = &self.inner.auth {
+            let kept: Vec<(String, String)> = url
+                .query_pairs()
+                .filter(|(n, _)| n != name)
+                .map(|(n, v)| (n.into_owned(), v.into_owned()))
+                .collect();
+            url.set_query(None);
+            url.query_pairs_mut()
+                .extend_pairs(kept)
+                .append_pair(name, key.expose());
+        }
+        Ok(url)
     }
 
     /// The full URL of a request: base + path, query, and an API key in the query.
@@ -671,19 +739,20 @@ impl HttpClient {
         policy: &PolicyDescriptor,
         builder: reqwest::RequestBuilder,
     ) -> Result<(u16, Value), ClientError> {
-        let (status, body, _) = self
+        let (status, body, _, _) = self
             .exchange_with_retry_after(endpoint, policy, builder)
             .await?;
         Ok((status, body))
     }
 
-    /// As [`exchange`](Self::exchange), also reading the `Retry-After` header.
+    /// As [`exchange`](Self::exchange), also reading the `Retry-After` header and
+    /// returning the response headers.
     async fn exchange_with_retry_after(
         &self,
         endpoint: &str,
         policy: &PolicyDescriptor,
         builder: reqwest::RequestBuilder,
-    ) -> Result<(u16, Value, Option<Duration>), ClientError> {
+    ) -> Result<(u16, Value, Option<Duration>, Vec<(String, String)>), ClientError> {
         let response = builder
             .send()
             .await
@@ -694,11 +763,16 @@ impl HttpClient {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| crate::error::parse_retry_after(value, chrono::Utc::now()));
+        let headers = response
+            .headers()
+            .iter()
+            .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
+            .collect();
         let bytes = response
             .bytes()
             .await
             .map_err(|e| self.transport_error(endpoint, policy, e))?;
-        Ok((status, decode_body(&bytes), retry_after))
+        Ok((status, decode_body(&bytes), retry_after, headers))
     }
 
     fn transport_error(

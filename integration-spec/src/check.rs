@@ -6,7 +6,7 @@
 //! the others from running, so one build shows every mistake.
 
 use crate::diagnostic::Collector;
-use crate::ir::{Endpoint, Entity, Field, IdempotencyKey, Method, Mode, PathPart, Polling, RemoteStatus, Span, StatusMap, Type, Webhook};
+use crate::ir::{Endpoint, Entity, Field, IdempotencyKey, Mapping, Method, Mode, Pagination, PathPart, Polling, RemoteStatus, Span, StatusMap, Type, Webhook};
 
 /// Names of generated items must be valid identifiers in the expected case,
 /// or the generated code would not compile (or would shadow std types).
@@ -214,7 +214,7 @@ pub(crate) fn retry_needs_idempotency(cx: &mut Collector, endpoint: &Endpoint) {
 /// ended (polling or a webhook), and later events find the call by external
 /// id, so the provider's id must be read from the response.
 pub(crate) fn async_endpoint_can_finish(cx: &mut Collector, endpoint: &Endpoint, has_polling: bool, has_webhook: bool, external_id_given: bool) {
-    if endpoint.mode != Mode::Async || endpoint.request.is_none() {
+    if endpoint.mode != Mode::Async || !endpoint.starts_calls() {
         return;
     }
     let key_path = format!("endpoints.{}", endpoint.name);
@@ -339,6 +339,66 @@ pub(crate) fn idempotency_key_fits(cx: &mut Collector, endpoint: &Endpoint) {
         if matches!(endpoint.method, Method::Get | Method::Delete) {
             cx.error(endpoint.span.clone(), format!("endpoints.{}.idempotency_key", endpoint.name), format!("{} requests have no body for the idempotency key", endpoint.method.as_str()))
                 .help("use `idempotency_key = { header = \"Idempotency-Key\" }`");
+        }
+    }
+}
+
+/// A list endpoint reads pages and starts no call, so the keys that describe
+/// a call (how it finishes, its state, id, result, idempotency key) have
+/// nothing to apply to.
+pub(crate) fn list_endpoint_excludes(cx: &mut Collector, endpoint: &str, key: &str, span: Span, key_path: &str) {
+    let (what, help) = match key {
+        "mode" => ("`mode = \"async\"`", "a listing is read page by page while you iterate; remove `mode`"),
+        "result" => ("`result`", "each page's items are typed by `items = { path = \"$.data\", entity = \"...\" }`; remove `result`"),
+        "status" => ("`status`", "a listing has no lifecycle state to track; remove `status`"),
+        "external_id" => ("`external_id`", "a listing creates nothing to be identified later; remove `external_id`"),
+        "idempotency_key" => ("`idempotency_key`", "a listing is read-only and starts no call; remove it (a POST search can be marked `idempotent = true`)"),
+        _ => ("this key", "remove it"),
+    };
+    cx.error(span, key_path, format!("{what} does not apply to list endpoint `{endpoint}` (it has `paginate`)")).help(help);
+}
+
+/// `items` types the pages of a list endpoint; without `paginate` there are
+/// no pages to read them from.
+pub(crate) fn items_need_paginate(cx: &mut Collector, endpoint: &str, span: Span, key_path: &str) {
+    cx.error(span, key_path, format!("`items` applies to list endpoints, but `{endpoint}` has no `paginate`"))
+        .help("add `paginate = { style = \"cursor\", cursor = \"$.next\", param = \"cursor\" }` (or another style), or use `result` for a single answer");
+}
+
+/// A list endpoint's pages must say where their items are and what they are.
+pub(crate) fn paginate_needs_items(cx: &mut Collector, endpoint: &str, span: Span, key_path: &str) {
+    cx.error(span, key_path, format!("list endpoint `{endpoint}` has `paginate` but no `items`"))
+        .help("add `items = { path = \"$.data\", entity = \"EntityName\" }` (the array of items on each page)");
+}
+
+/// Each pagination style reads its own keys; a key of another style (say
+/// `limit` with cursors) would silently do nothing.
+pub(crate) fn pagination_key_fits_style(cx: &mut Collector, style: &str, style_keys: &[&str], key: &str, span: Span, key_path: &str) {
+    if style_keys.contains(&key) {
+        return;
+    }
+    let takes = if style_keys.is_empty() { "no other keys".to_owned() } else { quoted_list(style_keys) };
+    cx.error(span, key_path, format!("`{key}` does not apply to the `{style}` pagination style"))
+        .help(format!("the `{style}` style takes {takes}; remove `{key}`"));
+}
+
+/// The paginator sets its query parameters on every page; the same name in
+/// the endpoint's `query`, as the API key's parameter, or twice in the
+/// pagination itself would send two conflicting values.
+pub(crate) fn pagination_params_are_free(cx: &mut Collector, pagination: &Pagination, query: &[Mapping], api_key_query: Option<&str>, span: Span, key_path: &str) {
+    let params = pagination.query_params();
+    for (i, param) in params.iter().enumerate() {
+        if params[..i].contains(param) {
+            cx.error(span.clone(), key_path, format!("pagination uses query parameter `{param}` twice"))
+                .help("the page position and the page size need different parameters");
+        }
+        if query.iter().any(|m| m.target.first().is_some_and(|t| t == param)) {
+            cx.error(span.clone(), key_path, format!("query parameter `{param}` is set by the pagination and by `query`"))
+                .help(format!("remove `{param}` from `query`; the paginator sets it on every page"));
+        }
+        if api_key_query == Some(*param) {
+            cx.error(span.clone(), key_path, format!("query parameter `{param}` is set by the pagination and carries the API key"))
+                .help("name the pagination parameter as the provider documents it; it cannot be the API key's");
         }
     }
 }

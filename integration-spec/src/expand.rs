@@ -284,6 +284,13 @@ pub(crate) fn derive(input: TokenStream, kind: DeriveKind, caller: &Caller) -> R
                 }
                 return Err(syn::Error::new(args.target.span(), msg).to_compile_error());
             };
+            if endpoint.list.is_some() {
+                let msg = format!(
+                    "endpoint `{target}` ({}) is a list endpoint (it has `paginate`), so no call can be created for it\n  help: call the client's `{target}` method to read its pages; bind a struct to an endpoint that starts calls",
+                    line_of(&endpoint.span)
+                );
+                return Err(syn::Error::new(args.target.span(), msg).to_compile_error());
+            }
             let Some(entity) = endpoint.request.as_ref().and_then(|r| spec.entity(r)) else {
                 let msg = format!(
                     "endpoint `{target}` ({}) has no `request` entity, so no call can be created for it\n  help: bind a struct to an endpoint with `request = \"...\"`",

@@ -18,8 +18,10 @@ const INTEGRATION_KEYS: &[&str] = &["name", "description", "base_url"];
 const FIELD_KEYS: &[&str] = &["type", "optional", "default", "values", "items", "min_len", "max_len", "min", "max", "doc"];
 const ENDPOINT_KEYS: &[&str] = &[
     "method", "path", "request", "mode", "encoding", "query", "headers", "body", "external_id", "status", "result",
-    "error", "idempotent", "idempotency_key", "policy",
+    "error", "idempotent", "idempotency_key", "policy", "items", "paginate",
 ];
+const PAGINATE_KEYS: &[&str] = &["style", "cursor", "header", "param", "limit_param", "limit", "start", "size_param", "size"];
+const PAGINATION_STYLES: &[&str] = &["cursor", "cursor_header", "offset", "page", "link"];
 const POLICY_KEYS: &[&str] = &["timeout_ms", "connect_timeout_ms", "retry", "circuit_breaker", "rate_limit", "concurrency"];
 const RETRY_KEYS: &[&str] = &["max_attempts", "initial_backoff_ms", "max_backoff_ms", "multiplier", "on"];
 const RETRY_CLASSES: &[&str] = &["5xx", "429", "timeout", "connect"];
@@ -62,7 +64,11 @@ impl Lower<'_> {
             Some(t) => self.policy(t, Policy::default()),
             None => Policy::default(),
         };
-        let (endpoints, external_ids_given) = self.endpoints(root, &entities, &policy);
+        let api_key_query = match &auth {
+            Auth::ApiKey { location: ApiKeyLocation::Query, name, .. } => Some(name.as_str()),
+            _ => None,
+        };
+        let (endpoints, external_ids_given) = self.endpoints(root, &entities, &policy, api_key_query);
         let polling = root.table(self.cx, "polling", "polling", &["endpoint", "interval_ms", "backoff", "max_interval_ms", "give_up_after_s"])
             .and_then(|t| self.polling(t, &endpoints));
         let webhook = root.get("webhook").and_then(|e| self.webhook(e, &entities));
@@ -456,7 +462,7 @@ impl Lower<'_> {
         value
     }
 
-    fn endpoints(&mut self, root: Table<'_, '_>, entities: &[Entity], integration_policy: &Policy) -> (Vec<Endpoint>, Vec<bool>) {
+    fn endpoints(&mut self, root: Table<'_, '_>, entities: &[Entity], integration_policy: &Policy, api_key_query: Option<&str>) -> (Vec<Endpoint>, Vec<bool>) {
         let Some(e) = root.require(self.cx, "endpoints", "add at least one endpoint, e.g. `[endpoints.create]` with `method` and `path`") else {
             return (Vec::new(), Vec::new());
         };
@@ -471,7 +477,7 @@ impl Lower<'_> {
             let path = join("endpoints", name);
             check::snake_case(self.cx, name, key.span(), &path, "endpoint name");
             let Some(t) = Table::new(self.cx, &path, key.span(), value, ENDPOINT_KEYS) else { continue };
-            if let Some((endpoint, given)) = self.endpoint(name, key.span(), t, entities, integration_policy) {
+            if let Some((endpoint, given)) = self.endpoint(name, key.span(), t, entities, integration_policy, api_key_query) {
                 endpoints.push(endpoint);
                 external_ids_given.push(given);
             }
@@ -479,7 +485,7 @@ impl Lower<'_> {
         (endpoints, external_ids_given)
     }
 
-    fn endpoint(&mut self, name: &str, span: Span, t: Table<'_, '_>, entities: &[Entity], integration_policy: &Policy) -> Option<(Endpoint, bool)> {
+    fn endpoint(&mut self, name: &str, span: Span, t: Table<'_, '_>, entities: &[Entity], integration_policy: &Policy, api_key_query: Option<&str>) -> Option<(Endpoint, bool)> {
         let path = t.path;
         let method = match t.require_str(self.cx, "method", "add `method = \"POST\"` (or GET, PUT, PATCH, DELETE)") {
             Some((m, span)) => match m.to_ascii_uppercase().as_str() {
@@ -519,7 +525,8 @@ impl Lower<'_> {
                 Mode::Sync
             }
         };
-        if let (Mode::Async, false, Some(e)) = (mode, has_request, t.get("mode")) {
+        // On a list endpoint, `mode = "async"` is reported by the list rules.
+        if let (Mode::Async, false, Some(e), None) = (mode, has_request, t.get("mode"), t.get("paginate")) {
             self.cx.error(e.span(), join(path, "mode"), "`mode = \"async\"` applies to endpoints that start calls")
                 .help("add `request = \"...\"`, or remove `mode` from this status-query endpoint");
         }
@@ -566,6 +573,9 @@ impl Lower<'_> {
             Some(p) => self.policy(p, integration_policy.clone()),
             None => integration_policy.clone(),
         };
+        let list = self.list(name, t, entities, &query, api_key_query);
+        // A list endpoint finishes nothing later; `mode = "async"` was reported.
+        let mode = if list.is_some() { Mode::Sync } else { mode };
         let endpoint = Endpoint {
             name: name.to_owned(),
             span,
@@ -590,8 +600,122 @@ impl Lower<'_> {
             idempotent,
             idempotency_key,
             policy,
+            list,
         };
         Some((endpoint, external_id_given))
+    }
+
+    /// `items` and `paginate`: what makes an endpoint a list endpoint. A broken
+    /// `paginate` still makes one (with placeholders), so rules about call
+    /// endpoints do not misfire on it.
+    fn list(&mut self, name: &str, t: Table<'_, '_>, entities: &[Entity], query: &[Mapping], api_key_query: Option<&str>) -> Option<List> {
+        let items = t.get("items");
+        let Some(paginate) = t.get("paginate") else {
+            if let Some(items) = items {
+                check::items_need_paginate(self.cx, name, items.key_span.into(), &items.key_path());
+            }
+            return None;
+        };
+        for key in ["mode", "result", "status", "external_id", "idempotency_key"] {
+            let Some(e) = t.get(key) else { continue };
+            if key == "mode" && e.value.get_ref().as_str() != Some("async") {
+                continue;
+            }
+            check::list_endpoint_excludes(self.cx, name, key, e.key_span.into(), &e.key_path());
+        }
+        if items.is_none() {
+            check::paginate_needs_items(self.cx, name, paginate.key_span.into(), t.path);
+        }
+        let items = items.and_then(|e| self.items(e, entities));
+        let pagination = self.pagination(paginate);
+        if let Some(p) = &pagination {
+            check::pagination_params_are_free(self.cx, p, query, api_key_query, paginate.key_span.into(), &paginate.key_path());
+        }
+        Some(List {
+            items: items.unwrap_or_else(|| Items { path: JsonPath::root(), entity: String::new() }),
+            paginate: pagination.unwrap_or(Pagination::Link),
+        })
+    }
+
+    fn items(&mut self, e: Entry<'_, '_>, entities: &[Entity]) -> Option<Items> {
+        let key_path = e.key_path();
+        let t = Table::new(self.cx, &key_path, e.key_span.into(), e.value, &["path", "entity"])?;
+        let entity = t.require_str(self.cx, "entity", "add `entity = \"EntityName\"` (the type of each item)");
+        let path = match t.str(self.cx, "path") {
+            Some((text, span)) => self.json_path(text, span, &join(&key_path, "path")),
+            None => Some(JsonPath::root()),
+        };
+        let (name, span) = entity?;
+        if !entities.iter().any(|e| e.name == name) {
+            self.cx.error(span, join(&key_path, "entity"), format!("unknown entity `{name}`"))
+                .expected_one_of(name, entities.iter().map(|e| e.name.as_str()));
+            return None;
+        }
+        Some(Items { path: path?, entity: name.to_owned() })
+    }
+
+    fn pagination(&mut self, e: Entry<'_, '_>) -> Option<Pagination> {
+        let key_path = e.key_path();
+        let t = Table::new(self.cx, &key_path, e.key_span.into(), e.value, PAGINATE_KEYS)?;
+        let (style, style_span) = t.require_str(self.cx, "style", "add `style = \"cursor\"` (or cursor_header, offset, page, link)")?;
+        let style_keys: &[&str] = match style {
+            "cursor" => &["cursor", "param"],
+            "cursor_header" => &["header", "param"],
+            "offset" => &["param", "limit_param", "limit"],
+            "page" => &["param", "start", "size_param", "size"],
+            "link" => &[],
+            other => {
+                self.cx.error(style_span, join(&key_path, "style"), format!("unknown pagination style `{other}`"))
+                    .expected_one_of(other, PAGINATION_STYLES.iter().copied());
+                return None;
+            }
+        };
+        for entry in t.entries().filter(|x| x.key != "style" && PAGINATE_KEYS.contains(&x.key)) {
+            check::pagination_key_fits_style(self.cx, style, style_keys, entry.key, entry.key_span.into(), &entry.key_path());
+        }
+        let query_param = |this: &mut Self, key: &str, example: &str| -> Option<String> {
+            let (name, span) = t.require_str(this.cx, key, &format!("add `{key} = \"{example}\"` (a query parameter of the `{style}` style)"))?;
+            if name.is_empty() {
+                this.cx.error(span, join(&key_path, key), format!("`{key}` must not be empty")).help(format!("e.g. `{key} = \"{example}\"`"));
+                return None;
+            }
+            Some(name.to_owned())
+        };
+        let size = |this: &mut Self, key: &str| -> Option<u64> {
+            t.require(this.cx, key, &format!("add `{key} = 100` (items per page)"))?;
+            t.positive(this.cx, key)
+        };
+        Some(match style {
+            "cursor" => {
+                let cursor = t
+                    .require_str(self.cx, "cursor", "add `cursor = \"$.next_cursor\"` (where the next page's cursor is in the body)")
+                    .and_then(|(text, span)| self.json_path(text, span, &join(&key_path, "cursor")));
+                let param = query_param(self, "param", "cursor");
+                Pagination::Cursor { cursor: cursor?, param: param? }
+            }
+            "cursor_header" => {
+                let header = t.require_str(self.cx, "header", "add `header = \"X-Next-Cursor\"` (the response header with the next page's cursor)");
+                if let Some((h, span)) = &header {
+                    check::header_name(self.cx, h, span.clone(), &join(&key_path, "header"));
+                }
+                let param = query_param(self, "param", "cursor");
+                Pagination::CursorHeader { header: header?.0.to_owned(), param: param? }
+            }
+            "offset" => {
+                let param = query_param(self, "param", "offset");
+                let limit_param = query_param(self, "limit_param", "limit");
+                let limit = size(self, "limit");
+                Pagination::Offset { param: param?, limit_param: limit_param?, limit: limit? }
+            }
+            "page" => {
+                let param = query_param(self, "param", "page");
+                let start = t.u64(self.cx, "start").unwrap_or(1);
+                let size_param = query_param(self, "size_param", "per_page");
+                let size = size(self, "size");
+                Pagination::Page { param: param?, start, size_param: size_param?, size: size? }
+            }
+            _ => Pagination::Link,
+        })
     }
 
     fn path_template(&mut self, text: &str, span: Span, key_path: &str, request: check::Request<'_>) -> Vec<PathPart> {

@@ -60,9 +60,13 @@ struct Task {
     polls: u32,
 }
 
+/// Chooses an outcome for a request by its content; checked before the script.
+type Rule = (String, Box<dyn Fn(&RecordedRequest) -> bool + Send + Sync>, Outcome);
+
 struct State {
     spec: Spec,
     scripts: HashMap<String, Script>,
+    rules: Vec<Rule>,
     polls_until_done: u32,
     tasks: HashMap<String, Task>,
     requests: Vec<RecordedRequest>,
@@ -82,6 +86,7 @@ struct Webhooks {
 pub struct FakeProviderBuilder {
     spec: Spec,
     scripts: HashMap<String, Script>,
+    rules: Vec<Rule>,
     polls_until_done: u32,
     webhooks: Option<Webhooks>,
 }
@@ -118,7 +123,7 @@ impl FakeProvider {
 
     /// A fake for an already parsed spec.
     pub fn from_spec(spec: Spec) -> FakeProviderBuilder {
-        FakeProviderBuilder { spec, scripts: HashMap::new(), polls_until_done: 0, webhooks: None }
+        FakeProviderBuilder { spec, scripts: HashMap::new(), rules: Vec::new(), polls_until_done: 0, webhooks: None }
     }
 
     /// The base URL to point the integration at.
@@ -168,6 +173,26 @@ impl FakeProviderBuilder {
         self
     }
 
+    /// Gives requests of `endpoint` that `matches` this outcome, whatever
+    /// their order (calls run concurrently, so order-based scripts are not
+    /// deterministic for batches). Rules are checked before the script, in
+    /// the order they were added.
+    ///
+    /// ```no_run
+    /// # fn demo(builder: integration_testkit::FakeProviderBuilder) -> integration_testkit::FakeProviderBuilder {
+    /// use integration_testkit::Outcome;
+    /// builder.when(
+    ///     "synthesize",
+    ///     |request| request.json().is_some_and(|body| body["input"]["voice_type"] == "en_robot_9"),
+    ///     Outcome::fail("voice not available"),
+    /// )
+    /// # }
+    /// ```
+    pub fn when(mut self, endpoint: &str, matches: impl Fn(&RecordedRequest) -> bool + Send + Sync + 'static, outcome: Outcome) -> Self {
+        self.rules.push((endpoint.to_owned(), Box::new(matches), outcome));
+        self
+    }
+
     /// How many status queries of an async call answer `processing` before
     /// the scripted outcome shows. Counting polls instead of time keeps
     /// tests deterministic and fast.
@@ -194,6 +219,7 @@ impl FakeProviderBuilder {
         let state = Arc::new(Mutex::new(State {
             spec: self.spec,
             scripts: self.scripts,
+            rules: self.rules,
             polls_until_done: self.polls_until_done,
             tasks: HashMap::new(),
             requests: Vec::new(),
@@ -356,7 +382,16 @@ async fn announce(state: Arc<Mutex<State>>, webhooks: Arc<Webhooks>, external_id
 
 /// A request that starts a call; the external id when an async task was accepted.
 fn start(state: &mut State, endpoint: &Endpoint) -> (std::time::Duration, Response, Option<String>) {
-    let outcome = state.scripts.get_mut(&endpoint.name).map_or_else(Outcome::complete_with_made_up_result, Script::next);
+    let request = state.requests.last();
+    let ruled = state
+        .rules
+        .iter()
+        .find(|(name, matches, _)| *name == endpoint.name && request.is_some_and(|r| matches(r)))
+        .map(|(_, _, outcome)| outcome.clone());
+    let outcome = match ruled {
+        Some(outcome) => outcome,
+        None => state.scripts.get_mut(&endpoint.name).map_or_else(Outcome::complete_with_made_up_result, Script::next),
+    };
     let delay = outcome.delay;
     if let OutcomeKind::Reject { status, retry_after, message } = &outcome.kind {
         let mut body = json!({});

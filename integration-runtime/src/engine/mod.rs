@@ -113,7 +113,7 @@
 mod error;
 mod follow_up;
 mod hooks;
-mod retry;
+pub(crate) mod retry;
 mod runtime;
 mod worker;
 mod shim;

@@ -70,6 +70,38 @@ pub(super) fn generate(spec: &Spec, names: &Names) -> TokenStream {
         quote!(#name => __rt::serde_json::from_value(value.clone()).map(#response::#v),)
     });
 
+    // A spec whose endpoints start no calls (only listings and queries) has
+    // empty enums: their match bodies would be unreachable code.
+    let no_calls = call_endpoints.is_empty();
+    let from_params = if no_calls {
+        quote! {
+            let _ = params;
+            ::std::result::Result::Err(__rt::unknown_endpoint(#integration_name, endpoint))
+        }
+    } else {
+        quote! {
+            let parsed: ::std::result::Result<Self, __rt::serde_json::Error> = match endpoint {
+                #(#request_parse_arms)*
+                _ => return ::std::result::Result::Err(__rt::unknown_endpoint(#integration_name, endpoint)),
+            };
+            parsed.map_err(|e| __rt::decode_error(endpoint, ::std::format!("stored request parameters do not fit the spec: {e}")))
+        }
+    };
+    let from_result = if no_calls {
+        quote! {
+            let _ = value;
+            ::std::result::Result::Err(__rt::unknown_endpoint(#integration_name, endpoint))
+        }
+    } else {
+        quote! {
+            let parsed: ::std::result::Result<Self, __rt::serde_json::Error> = match endpoint {
+                #(#response_parse_arms)*
+                _ => return ::std::result::Result::Err(__rt::unknown_endpoint(#integration_name, endpoint)),
+            };
+            parsed.map_err(|e| __rt::decode_error(endpoint, ::std::format!("stored response data does not fit the spec: {e}")))
+        }
+    };
+
     let request_doc = format!(" The typed request parameters of a `{integration_name}` call, one variant per endpoint that starts calls.");
     let response_doc = format!(" The typed response data of a finished `{integration_name}` call.");
     let call_doc = format!(" One call to `{integration_name}`: the record business code creates and the runtime drives to a terminal state.");
@@ -89,18 +121,14 @@ pub(super) fn generate(spec: &Spec, names: &Names) -> TokenStream {
 
         impl ::integration_runtime::CallRequest for #request {
             fn from_params(endpoint: &str, params: &__rt::serde_json::Value) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
-                let parsed: ::std::result::Result<Self, __rt::serde_json::Error> = match endpoint {
-                    #(#request_parse_arms)*
-                    _ => return ::std::result::Result::Err(__rt::unknown_endpoint(#integration_name, endpoint)),
-                };
-                parsed.map_err(|e| __rt::decode_error(endpoint, ::std::format!("stored request parameters do not fit the spec: {e}")))
+                #from_params
             }
         }
 
         impl ::integration_runtime::IntoCall for #request {
             const INTEGRATION: &'static str = #integration_name;
             fn endpoint(&self) -> &'static str {
-                match self {
+                match *self {
                     #(#request_endpoint_arms)*
                 }
             }
@@ -122,11 +150,7 @@ pub(super) fn generate(spec: &Spec, names: &Names) -> TokenStream {
 
         impl ::integration_runtime::CallResponse for #response {
             fn from_result(endpoint: &str, value: &__rt::serde_json::Value) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
-                let parsed: ::std::result::Result<Self, __rt::serde_json::Error> = match endpoint {
-                    #(#response_parse_arms)*
-                    _ => return ::std::result::Result::Err(__rt::unknown_endpoint(#integration_name, endpoint)),
-                };
-                parsed.map_err(|e| __rt::decode_error(endpoint, ::std::format!("stored response data does not fit the spec: {e}")))
+                #from_result
             }
         }
 

@@ -166,6 +166,17 @@ fn endpoint_method(index: usize, e: &Endpoint) -> TokenStream {
     }
     doc.push('.');
     let (params, validate) = match (&e.request, e.path.contains(&PathPart::ExternalId)) {
+        (Some(entity), _) if e.list.is_some() => {
+            let entity = format_ident!("{}", entity);
+            (
+                quote!(request: &#entity),
+                quote! {
+                    if let ::std::result::Result::Err(e) = request.validate() {
+                        return ::integration_runtime::Paginator::failed(__rt::invalid_request(#name, e));
+                    }
+                },
+            )
+        }
         (Some(entity), _) => {
             let entity = format_ident!("{}", entity);
             (
@@ -220,7 +231,7 @@ fn endpoint_method(index: usize, e: &Endpoint) -> TokenStream {
                 body.set(&[#(#path),*], __rt::serde_json::Value::from(key.as_str()));
             }
         },
-        None if e.request.is_some() => quote!(let _ = options;),
+        None if e.starts_calls() => quote!(let _ = options;),
         None => quote!(),
     };
     let has_body = !e.body.is_empty() || matches!(e.idempotency_key, Some(IdempotencyKey::Body(_)));
@@ -241,6 +252,57 @@ fn endpoint_method(index: usize, e: &Endpoint) -> TokenStream {
         }
         None => quote!(::std::option::Option::None),
     };
+    let http_request = quote! {
+        __rt::HttpRequest {
+            endpoint: #name,
+            method: #http_method,
+            path: path.finish(),
+            query,
+            headers,
+            body: #body_expr,
+            error_path: #error_path,
+            policy: &__DESCRIPTOR.endpoints[#index].policy,
+        }
+    };
+    if let Some(list) = &e.list {
+        let item = format_ident!("{}", list.items.entity);
+        let items_path = json_path(&list.items.path);
+        let items_text = &list.items.path.text;
+        let pagination = pagination(&list.paginate);
+        let doc = format!(
+            " `{http_method} {}`: the `{}` items at `{items_text}` of every page ({} pagination).",
+            e.path_text,
+            list.items.entity,
+            list.paginate.style()
+        );
+        return quote! {
+            #[doc = #doc]
+            ///
+            /// Nothing is sent until the first item is asked for; each further page is
+            /// fetched when the previous one's items are consumed, and retried under the
+            /// endpoint's retry policy. Iterate with `next_item().await`, `collect_all().await`,
+            /// or as a `Stream`.
+            pub fn #method_name(&self, #params) -> ::integration_runtime::Paginator<#item> {
+                #validate
+                let mut path = __rt::PathBuilder::new();
+                #(#path_parts)*
+                #[allow(unused_mut)]
+                let mut query: ::std::vec::Vec<(&'static str, __rt::serde_json::Value)> = ::std::vec::Vec::new();
+                #(#query)*
+                #[allow(unused_mut)]
+                let mut headers: ::std::vec::Vec<(&'static str, ::std::string::String)> = ::std::vec::Vec::new();
+                #(#headers)*
+                #body_decl
+                #(#body_sets)*
+                ::integration_runtime::Paginator::new(
+                    self.http.clone(),
+                    #http_request,
+                    #pagination,
+                    __rt::ItemsPath { path: #items_path, text: #items_text },
+                )
+            }
+        };
+    }
     let reply = reply_expr(name, &e.external_id, e.status.as_ref(), e.result.as_ref(), e.error.as_ref(), quote!(response.status));
     quote! {
         #[doc = #doc]
@@ -257,19 +319,26 @@ fn endpoint_method(index: usize, e: &Endpoint) -> TokenStream {
             #body_decl
             #(#body_sets)*
             #idempotency
-            let response = self.http.send(__rt::HttpRequest {
-                endpoint: #name,
-                method: #http_method,
-                path: path.finish(),
-                query,
-                headers,
-                body: #body_expr,
-                error_path: #error_path,
-                policy: &__DESCRIPTOR.endpoints[#index].policy,
-            }).await?;
+            let response = self.http.send(#http_request).await?;
             let body = &response.body;
             ::std::result::Result::Ok(#reply)
         }
+    }
+}
+
+/// The runtime's description of a pagination style.
+fn pagination(p: &Pagination) -> TokenStream {
+    match p {
+        Pagination::Cursor { cursor, param } => {
+            let cursor = json_path(cursor);
+            quote!(__rt::Pagination::Cursor { cursor: #cursor, param: #param })
+        }
+        Pagination::CursorHeader { header, param } => quote!(__rt::Pagination::CursorHeader { header: #header, param: #param }),
+        Pagination::Offset { param, limit_param, limit } => quote!(__rt::Pagination::Offset { param: #param, limit_param: #limit_param, limit: #limit }),
+        Pagination::Page { param, start, size_param, size } => {
+            quote!(__rt::Pagination::Page { param: #param, start: #start, size_param: #size_param, size: #size })
+        }
+        Pagination::Link => quote!(__rt::Pagination::Link),
     }
 }
 

@@ -72,7 +72,7 @@ fn endpoint(e: &Endpoint) -> TokenStream {
         Mode::Sync => quote!(::integration_runtime::Mode::Sync),
         Mode::Async => quote!(::integration_runtime::Mode::Async),
     };
-    let starts_calls = e.request.is_some();
+    let starts_calls = e.starts_calls();
     let idempotent = e.idempotent;
     let idempotency_key = match &e.idempotency_key {
         Some(IdempotencyKey::Header(h)) => quote!(::std::option::Option::Some(::integration_runtime::IdempotencyKeyPlacement::Header(#h))),

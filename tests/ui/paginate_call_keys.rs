@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/paginate_call_keys.toml");
+
+fn main() {}

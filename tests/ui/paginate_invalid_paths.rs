@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/paginate_invalid_paths.toml");
+
+fn main() {}

@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/paginate_param_in_query.toml");
+
+fn main() {}

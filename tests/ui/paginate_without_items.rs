@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/paginate_without_items.toml");
+
+fn main() {}
