@@ -40,4 +40,11 @@ pub trait Integration: Send + Sync + 'static {
         &self,
         payload: &serde_json::Value,
     ) -> Option<Result<Reply<serde_json::Value>, ClientError>>;
+
+    /// The state of each circuit breaker of the integration's HTTP client,
+    /// by name (`Integration` or `Integration.endpoint`), for health checks
+    /// and metrics. Generated integrations report their client's breakers.
+    fn circuit_states(&self) -> Vec<(String, crate::CircuitState)> {
+        Vec::new()
+    }
 }

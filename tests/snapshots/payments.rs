@@ -282,7 +282,7 @@ pub mod payments {
     impl ::integration_runtime::IntoCall for PaymentsRequest {
         const INTEGRATION: &'static str = "Payments";
         fn endpoint(&self) -> &'static str {
-            match self {
+            match *self {
                 PaymentsRequest::CreatePayment(_) => "create_payment",
             }
         }
@@ -861,6 +861,13 @@ pub mod payments {
             ::std::option::Option::Some(
                 read().map(::integration_runtime::Reply::into_json),
             )
+        }
+        fn circuit_states(
+            &self,
+        ) -> ::std::vec::Vec<
+            (::std::string::String, ::integration_runtime::CircuitState),
+        > {
+            self.client.http.circuit_states()
         }
     }
     #[doc(hidden)]

@@ -172,7 +172,7 @@ pub mod translate {
     impl ::integration_runtime::IntoCall for TranslateRequest {
         const INTEGRATION: &'static str = "Translate";
         fn endpoint(&self) -> &'static str {
-            match self {
+            match *self {
                 TranslateRequest::Translate(_) => "translate",
             }
         }
@@ -519,6 +519,13 @@ pub mod translate {
                 let _ = payload;
                 ::std::option::Option::None
             }
+        }
+        fn circuit_states(
+            &self,
+        ) -> ::std::vec::Vec<
+            (::std::string::String, ::integration_runtime::CircuitState),
+        > {
+            self.client.http.circuit_states()
         }
     }
     #[doc(hidden)]

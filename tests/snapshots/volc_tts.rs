@@ -168,7 +168,7 @@ pub mod volc_tts {
     impl ::integration_runtime::IntoCall for VolcTtsRequest {
         const INTEGRATION: &'static str = "VolcTts";
         fn endpoint(&self) -> &'static str {
-            match self {
+            match *self {
                 VolcTtsRequest::Synthesize(_) => "synthesize",
             }
         }
@@ -613,6 +613,13 @@ pub mod volc_tts {
             ::std::option::Option::Some(
                 read().map(::integration_runtime::Reply::into_json),
             )
+        }
+        fn circuit_states(
+            &self,
+        ) -> ::std::vec::Vec<
+            (::std::string::String, ::integration_runtime::CircuitState),
+        > {
+            self.client.http.circuit_states()
         }
     }
     #[doc(hidden)]

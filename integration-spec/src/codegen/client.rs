@@ -614,6 +614,10 @@ fn glue(spec: &Spec, names: &Names) -> TokenStream {
             ) -> ::std::option::Option<::std::result::Result<::integration_runtime::Reply<__rt::serde_json::Value>, ::integration_runtime::ClientError>> {
                 #webhook
             }
+
+            fn circuit_states(&self) -> ::std::vec::Vec<(::std::string::String, ::integration_runtime::CircuitState)> {
+                self.client.http.circuit_states()
+            }
         }
     }
 }
