@@ -31,7 +31,7 @@ fn check_accepts_the_specs_folder() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("ok: specs/volc_tts.toml (VolcTts"), "{stdout}");
-    assert!(stdout.contains("checked 3 spec(s): 3 valid, 0 with errors"), "{stdout}");
+    assert!(stdout.contains("checked 4 spec(s): 4 valid, 0 with errors"), "{stdout}");
 }
 
 #[test]

@@ -631,7 +631,7 @@ impl HttpClient {
     /// and port), with the API key put in its query when it goes there.
     fn same_origin_url(&self, endpoint: &str, mut url: Url) -> Result<Url, ClientError> {
         let base = Url::parse(&self.inner.base).map_err(|e| ClientError::config(endpoint, e.to_string()))?;
-        if url.origin() != base.origin() || !url.username().is_empty() || url.password().is_some() {
+        if url.origin() != base.origin() {
             return Err(invalid_request(
                 endpoint,
                 ValidationError::single(
@@ -642,6 +642,12 @@ impl HttpClient {
                         base.origin().ascii_serialization()
                     ),
                 ),
+            ));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(invalid_request(
+                endpoint,
+                ValidationError::single("next page link", "carries a user name or password; it is not followed"),
             ));
         }
         url.set_fragment(None);
@@ -1100,6 +1106,24 @@ mod tests {
             client.url(&req).unwrap().as_str(),
             "https://h/s?q=a+b%26c&tag=x&tag=2&n=5&on=true&api_key=k%261"
         );
+    }
+
+    #[test]
+    fn next_page_urls_stay_on_the_origin_and_carry_the_query_key_once() {
+        let client = client(
+            "https://h.example/v1",
+            Auth::ApiKeyQuery { name: "api_key", key: Secret::new("k&1") },
+        );
+        let next = Url::parse("https://h.example/v2/items?page=2&api_key=stale#top").unwrap();
+        assert_eq!(
+            client.same_origin_url("e", next).unwrap().as_str(),
+            "https://h.example/v2/items?page=2&api_key=k%261"
+        );
+        for other in ["http://h.example/v1", "https://h.example:444/v1", "https://evil.example/v1", "https://u:p@h.example/v1"] {
+            let error = client.same_origin_url("e", Url::parse(other).unwrap()).unwrap_err();
+            assert!(error.is_invalid_request(), "{other}");
+            assert!(!error.to_string().contains("k&1"), "{error}");
+        }
     }
 
     #[test]

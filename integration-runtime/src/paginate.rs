@@ -164,7 +164,12 @@ impl<T> Paginator<T> {
     /// filters, headers; the pagination parameters are added per page).
     pub fn new(http: HttpClient, request: HttpRequest, pagination: Pagination, items: ItemsPath) -> Self {
         Paginator {
-            source: Some(Source { http, request, pagination, items }),
+            source: Some(Source {
+                http,
+                request,
+                pagination,
+                items,
+            }),
             next: Position::First,
             current: None,
             buffer: VecDeque::new(),
@@ -213,10 +218,7 @@ impl<T: DeserializeOwned + Send + 'static> Paginator<T> {
     fn start_fetch(&mut self) -> Option<PageFuture<T>> {
         let source = self.source.clone()?;
         let position = std::mem::replace(&mut self.next, Position::Done);
-        let (request, url) = match page_request(&source, &position) {
-            Some(next) => next,
-            None => return None,
-        };
+        let (request, url) = page_request(&source, &position)?;
         let current = match &url {
             Some(url) => Some(url.clone()),
             None => first_url(&source.http, &source.request),
@@ -300,7 +302,14 @@ fn page_request(source: &Source, position: &Position) -> Option<(HttpRequest, Op
         (Pagination::Cursor { param, .. } | Pagination::CursorHeader { param, .. }, Position::Cursor(cursor)) => {
             query.push((param, Value::from(cursor.as_str())));
         }
-        (Pagination::Offset { param, limit_param, limit }, position) => {
+        (
+            Pagination::Offset {
+                param,
+                limit_param,
+                limit,
+            },
+            position,
+        ) => {
             let offset = match position {
                 Position::Offset(offset) => *offset,
                 _ => 0,
@@ -308,7 +317,15 @@ fn page_request(source: &Source, position: &Position) -> Option<(HttpRequest, Op
             query.push((param, Value::from(offset)));
             query.push((limit_param, Value::from(limit)));
         }
-        (Pagination::Page { param, start, size_param, size }, position) => {
+        (
+            Pagination::Page {
+                param,
+                start,
+                size_param,
+                size,
+            },
+            position,
+        ) => {
             let page = match position {
                 Position::Page(page) => *page,
                 _ => start,
@@ -324,12 +341,20 @@ fn page_request(source: &Source, position: &Position) -> Option<(HttpRequest, Op
 /// The URL of the first page (base URL + path), against which a relative
 /// `Link` of its response resolves.
 fn first_url(http: &HttpClient, request: &HttpRequest) -> Option<Url> {
-    let separator = if request.path.is_empty() || request.path.starts_with('/') { "" } else { "/" };
+    let separator = if request.path.is_empty() || request.path.starts_with('/') {
+        ""
+    } else {
+        "/"
+    };
     Url::parse(&format!("{}{separator}{}", http.base_url(), request.path)).ok()
 }
 
 /// Sends one page's request, retrying it under the endpoint's retry policy.
-async fn send_with_retries(http: &HttpClient, request: HttpRequest, url: Option<Url>) -> Result<HttpResponse, ClientError> {
+async fn send_with_retries(
+    http: &HttpClient,
+    request: HttpRequest,
+    url: Option<Url>,
+) -> Result<HttpResponse, ClientError> {
     let retry = &request.policy.retry;
     let mut attempt: u32 = 1;
     loop {
@@ -369,20 +394,34 @@ fn decode_items<T: DeserializeOwned>(source: &Source, body: &Value) -> Result<Ve
                 Value::Number(_) => "a number",
                 _ => "a boolean",
             };
-            return Err(decode_error(endpoint, format!("the page's items at `{text}` are {kind}, not an array")));
+            return Err(decode_error(
+                endpoint,
+                format!("the page's items at `{text}` are {kind}, not an array"),
+            ));
         }
     };
     array
         .iter()
         .enumerate()
         .map(|(i, item)| {
-            T::deserialize(item).map_err(|e| decode_error(endpoint, format!("item {i} of the page at `{text}` does not fit the spec: {e}")))
+            T::deserialize(item).map_err(|e| {
+                decode_error(
+                    endpoint,
+                    format!("item {i} of the page at `{text}` does not fit the spec: {e}"),
+                )
+            })
         })
         .collect()
 }
 
 /// What to ask for after a page that answered `response` with `count` items.
-fn next_position(pagination: &Pagination, position: &Position, response: &HttpResponse, count: usize, current: Option<&Url>) -> Position {
+fn next_position(
+    pagination: &Pagination,
+    position: &Position,
+    response: &HttpResponse,
+    count: usize,
+    current: Option<&Url>,
+) -> Position {
     let count = count as u64;
     let cursor = |value: Option<String>| match value.filter(|c| !c.is_empty()) {
         // A provider that hands back the cursor it was given would loop forever.
@@ -401,14 +440,22 @@ fn next_position(pagination: &Pagination, position: &Position, response: &HttpRe
                 Position::Offset(offset) => *offset,
                 _ => 0,
             };
-            if count == 0 || count < limit { Position::Done } else { Position::Offset(offset + count) }
+            if count == 0 || count < limit {
+                Position::Done
+            } else {
+                Position::Offset(offset + count)
+            }
         }
         Pagination::Page { start, size, .. } => {
             let page = match position {
                 Position::Page(page) => *page,
                 _ => start,
             };
-            if count == 0 || count < size { Position::Done } else { Position::Page(page + 1) }
+            if count == 0 || count < size {
+                Position::Done
+            } else {
+                Position::Page(page + 1)
+            }
         }
         Pagination::Link => {
             let next = next_link(response.header_values("link"));
@@ -458,9 +505,15 @@ fn next_link<'a>(values: impl Iterator<Item = &'a str>) -> Option<String> {
 
 /// Whether a link parameter is `rel` with `next` among its relation types.
 fn is_rel_next(param: &str) -> bool {
-    let Some((name, value)) = param.split_once('=') else { return false };
+    let Some((name, value)) = param.split_once('=') else {
+        return false;
+    };
     name.trim().eq_ignore_ascii_case("rel")
-        && value.trim().trim_matches('"').split_ascii_whitespace().any(|rel| rel.eq_ignore_ascii_case("next"))
+        && value
+            .trim()
+            .trim_matches('"')
+            .split_ascii_whitespace()
+            .any(|rel| rel.eq_ignore_ascii_case("next"))
 }
 
 #[cfg(test)]
@@ -470,50 +523,99 @@ mod tests {
     #[test]
     fn next_links_are_found_among_others() {
         let found = |v: &str| next_link(std::iter::once(v));
-        assert_eq!(found(r#"<https://h/x?page=2>; rel="next""#).as_deref(), Some("https://h/x?page=2"));
+        assert_eq!(
+            found(r#"<https://h/x?page=2>; rel="next""#).as_deref(),
+            Some("https://h/x?page=2")
+        );
         assert_eq!(
             found(r#"<https://h/x?page=1>; rel="prev", <https://h/x?page=3>; rel="next", <https://h/x?page=9>; rel="last""#).as_deref(),
             Some("https://h/x?page=3")
         );
-        assert_eq!(found(r#"</items?after=a,b>; title="a, b"; REL="first NEXT""#).as_deref(), Some("/items?after=a,b"));
+        assert_eq!(
+            found(r#"</items?after=a,b>; title="a, b"; REL="first NEXT""#).as_deref(),
+            Some("/items?after=a,b")
+        );
         assert_eq!(found("<https://h/x>; rel=next").as_deref(), Some("https://h/x"));
         assert_eq!(found(r#"<https://h/x>; rel="nextish""#), None);
         assert_eq!(found(r#"<https://h/x>; rel="prev""#), None);
         assert_eq!(found(""), None);
-        assert_eq!(next_link(["<a>; rel=prev", "<b>; rel=next"].into_iter()).as_deref(), Some("b"));
+        assert_eq!(
+            next_link(["<a>; rel=prev", "<b>; rel=next"].into_iter()).as_deref(),
+            Some("b")
+        );
     }
 
     fn response(body: Value, headers: &[(&str, &str)]) -> HttpResponse {
         HttpResponse {
             status: 200,
             body,
-            headers: headers.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect(),
         }
     }
 
     #[test]
     fn cursors_end_when_absent_null_empty_or_repeated() {
         static NEXT: [Seg; 1] = [Seg::Key("next")];
-        let p = Pagination::Cursor { cursor: &NEXT, param: "c" };
+        let p = Pagination::Cursor {
+            cursor: &NEXT,
+            param: "c",
+        };
         let next = |body: Value, position: &Position| next_position(&p, position, &response(body, &[]), 1, None);
         assert!(matches!(next(serde_json::json!({"next": "b"}), &Position::First), Position::Cursor(c) if c == "b"));
         assert!(matches!(next(serde_json::json!({"next": 7}), &Position::First), Position::Cursor(c) if c == "7"));
-        for end in [serde_json::json!({}), serde_json::json!({"next": null}), serde_json::json!({"next": ""})] {
+        for end in [
+            serde_json::json!({}),
+            serde_json::json!({"next": null}),
+            serde_json::json!({"next": ""}),
+        ] {
             assert!(matches!(next(end, &Position::First), Position::Done));
         }
-        assert!(matches!(next(serde_json::json!({"next": "b"}), &Position::Cursor("b".into())), Position::Done));
+        assert!(matches!(
+            next(serde_json::json!({"next": "b"}), &Position::Cursor("b".into())),
+            Position::Done
+        ));
     }
 
     #[test]
     fn offsets_and_pages_end_on_a_short_page() {
-        let offset = Pagination::Offset { param: "o", limit_param: "l", limit: 2 };
+        let offset = Pagination::Offset {
+            param: "o",
+            limit_param: "l",
+            limit: 2,
+        };
         let r = response(Value::Null, &[]);
-        assert!(matches!(next_position(&offset, &Position::First, &r, 2, None), Position::Offset(2)));
-        assert!(matches!(next_position(&offset, &Position::Offset(2), &r, 2, None), Position::Offset(4)));
-        assert!(matches!(next_position(&offset, &Position::Offset(4), &r, 1, None), Position::Done));
-        assert!(matches!(next_position(&offset, &Position::Offset(4), &r, 0, None), Position::Done));
-        let page = Pagination::Page { param: "p", start: 1, size_param: "s", size: 2 };
-        assert!(matches!(next_position(&page, &Position::First, &r, 2, None), Position::Page(2)));
-        assert!(matches!(next_position(&page, &Position::Page(2), &r, 0, None), Position::Done));
+        assert!(matches!(
+            next_position(&offset, &Position::First, &r, 2, None),
+            Position::Offset(2)
+        ));
+        assert!(matches!(
+            next_position(&offset, &Position::Offset(2), &r, 2, None),
+            Position::Offset(4)
+        ));
+        assert!(matches!(
+            next_position(&offset, &Position::Offset(4), &r, 1, None),
+            Position::Done
+        ));
+        assert!(matches!(
+            next_position(&offset, &Position::Offset(4), &r, 0, None),
+            Position::Done
+        ));
+        let page = Pagination::Page {
+            param: "p",
+            start: 1,
+            size_param: "s",
+            size: 2,
+        };
+        assert!(matches!(
+            next_position(&page, &Position::First, &r, 2, None),
+            Position::Page(2)
+        ));
+        assert!(matches!(
+            next_position(&page, &Position::Page(2), &r, 0, None),
+            Position::Done
+        ));
     }
 }

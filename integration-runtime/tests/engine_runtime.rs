@@ -147,11 +147,14 @@ async fn stop(rt: &Runtime, worker: tokio::task::JoinHandle<()>) {
         .unwrap();
 }
 
+/// Waits until call `id` is terminal and its worker has let go of it.
 async fn wait_terminal(rt: &Runtime, id: CallId) -> CallRecord {
     let started = Instant::now();
     loop {
         let call = rt.get(id).await.unwrap().expect("call exists");
-        if call.is_terminal() {
+        // Terminal, and the worker's turn is over (it releases the lease
+        // and counts the attempt right after the terminal event).
+        if call.is_terminal() && call.lease_owner.is_none() {
             return call;
         }
         assert!(started.elapsed() < LIMIT, "call {id} not terminal in time: {call:?}");
@@ -713,4 +716,124 @@ async fn shutdown_past_its_deadline_releases_calls_for_another_worker() {
     let keys: Vec<_> = script.hits().into_iter().map(|h| h.key).collect();
     assert_eq!(keys, vec![Some(id.to_string()); 2], "re-sent with the same key");
     stop(&second, worker).await;
+}
+
+/// The engine on PostgreSQL, when `INTEGRATION_TEST_DATABASE_URL` is set
+/// (skipped otherwise): calls finish and hooks fire once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_and_hooks_on_postgres() {
+    let Some(url) = std::env::var("INTEGRATION_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) else {
+        eprintln!("skipping: INTEGRATION_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let schema = format!("engine_{}", uuid::Uuid::new_v4().simple());
+    let connect: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+    let store = integration_runtime::PostgresStore::connect_with(
+        connect,
+        integration_runtime::PostgresOptions::default().schema(schema.clone()),
+    )
+    .await
+    .unwrap();
+    let pool = store.pool().clone();
+    let script = Script::new(|n, _| {
+        if n == 0 {
+            ResponseTemplate::new(503)
+        } else {
+            ResponseTemplate::new(200).set_body_json(json!({"echoed": "pg"}))
+        }
+    });
+    let server = provider("/send", &script).await;
+    let rt = fast(Runtime::builder())
+        .store(store)
+        .integration(sync_integration(&server))
+        .build()
+        .await
+        .unwrap();
+    let fired: Arc<Mutex<Vec<CallId>>> = Arc::default();
+    {
+        let fired = fired.clone();
+        rt.on_completed::<engine_sync::EngineSyncCall, _>(move |call| {
+            let fired = fired.clone();
+            async move { fired.lock().unwrap().push(call.id) }
+        });
+    }
+    let worker = spawn_run(&rt);
+    let id = rt.create(message("pg")).await.unwrap();
+    let call = wait_terminal(&rt, id).await;
+    assert_eq!(call.status, CallStatus::Completed);
+    assert_eq!(call.attempts, 2, "one retry after the 503");
+    let started = Instant::now();
+    while fired.lock().unwrap().is_empty() {
+        assert!(started.elapsed() < LIMIT, "hook not fired");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(*fired.lock().unwrap(), vec![id]);
+    stop(&rt, worker).await;
+    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .execute(&pool)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undelivered_hook_is_delivered_after_a_restart() {
+    let dir = TempDir::new();
+    let script = Script::new(|_, _| ResponseTemplate::new(200).set_body_json(json!({"echoed": "ok"})));
+    let server = provider("/send", &script).await;
+
+    // First process: its hook always fails, then it stops.
+    let first = fast(Runtime::builder())
+        .store(open(&dir.0).await)
+        .integration(sync_integration(&server))
+        .build()
+        .await
+        .unwrap();
+    let tries = Arc::new(Mutex::new(0u32));
+    {
+        let tries = tries.clone();
+        first.on_completed::<engine_sync::EngineSyncCall, _>(move |_| {
+            let tries = tries.clone();
+            async move {
+                *tries.lock().unwrap() += 1;
+                Err::<(), _>("downstream unavailable")
+            }
+        });
+    }
+    let id = first.create(message("hi")).await.unwrap();
+    let worker = spawn_run(&first);
+    wait_terminal(&first, id).await;
+    let started = Instant::now();
+    while *tries.lock().unwrap() < 2 {
+        assert!(started.elapsed() < LIMIT, "the failing hook is not retried");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop(&first, worker).await;
+    drop(first);
+
+    // Second process on the same file: delivers it, once.
+    let second = fast(Runtime::builder())
+        .store(open(&dir.0).await)
+        .integration(sync_integration(&server))
+        .build()
+        .await
+        .unwrap();
+    let delivered: Arc<Mutex<Vec<CallId>>> = Arc::default();
+    {
+        let delivered = delivered.clone();
+        second.on_completed::<engine_sync::EngineSyncCall, _>(move |call| {
+            let delivered = delivered.clone();
+            async move { delivered.lock().unwrap().push(call.id) }
+        });
+    }
+    let worker = spawn_run(&second);
+    let started = Instant::now();
+    while delivered.lock().unwrap().is_empty() {
+        assert!(started.elapsed() < LIMIT, "not delivered after the restart");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(*delivered.lock().unwrap(), vec![id]);
+    stop(&second, worker).await;
+    assert_eq!(script.hits().len(), 1, "the call itself ran once");
 }

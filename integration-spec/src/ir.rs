@@ -41,7 +41,7 @@ pub struct Integration {
     pub base_url: BaseUrl,
 }
 
-/// The base URL, literal or from the environment.
+/// A URL (the base URL, an OAuth2 token URL), literal or from the environment.
 #[derive(Debug, Clone)]
 pub enum BaseUrl {
     /// A fixed URL.
@@ -94,8 +94,8 @@ pub enum Auth {
     },
     /// OAuth2 client credentials grant.
     OAuth2ClientCredentials {
-        /// Token endpoint URL.
-        token_url: String,
+        /// Token endpoint URL, literal or from the environment.
+        token_url: BaseUrl,
         /// Client id.
         client_id: SecretRef,
         /// Client secret.
@@ -105,8 +105,8 @@ pub enum Auth {
     },
     /// OAuth2 refresh token grant.
     OAuth2RefreshToken {
-        /// Token endpoint URL.
-        token_url: String,
+        /// Token endpoint URL, literal or from the environment.
+        token_url: BaseUrl,
         /// Client id.
         client_id: SecretRef,
         /// Client secret, for confidential clients.

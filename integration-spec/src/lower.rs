@@ -102,21 +102,22 @@ impl Lower<'_> {
         let description = t.str(self.cx, "description").map(|(d, _)| d.to_owned());
         let base_url = t
             .require(self.cx, "base_url", "add `base_url = \"https://api.example.com\"` or `base_url = { env = \"API_BASE_URL\", default = \"https://...\" }`")
-            .and_then(|e| self.base_url(e))
+            .and_then(|e| self.url_setting(e, "integration.base_url", "API_BASE_URL"))
             .unwrap_or(placeholder.base_url);
         Integration { name, description, base_url }
     }
 
-    fn base_url(&mut self, e: Entry<'_, '_>) -> Option<BaseUrl> {
+    /// A URL setting: a literal, or `{ env, default, purpose }`.
+    fn url_setting(&mut self, e: Entry<'_, '_>, key_path: &str, example_var: &str) -> Option<BaseUrl> {
         if let DeValue::String(url) = e.value.get_ref() {
-            self.url(url, e.span(), "integration.base_url");
+            self.url(url, e.span(), key_path);
             return Some(BaseUrl::Literal(url.to_string()));
         }
-        let t = Table::new(self.cx, "integration.base_url", e.key_span.into(), e.value, &["env", "default", "purpose"])?;
-        let (var, span) = t.require_str(self.cx, "env", "add `env = \"API_BASE_URL\"`")?;
-        check::env_var_name(self.cx, var, span, "integration.base_url.env");
+        let t = Table::new(self.cx, key_path, e.key_span.into(), e.value, &["env", "default", "purpose"])?;
+        let (var, span) = t.require_str(self.cx, "env", &format!("add `env = \"{example_var}\"`"))?;
+        check::env_var_name(self.cx, var, span, &join(key_path, "env"));
         let default = t.str(self.cx, "default").map(|(url, span)| {
-            self.url(url, span, "integration.base_url.default");
+            self.url(url, span, &join(key_path, "default"));
             url.to_owned()
         });
         let purpose = t.str(self.cx, "purpose").map(|(p, _)| p.to_owned());
@@ -219,10 +220,9 @@ impl Lower<'_> {
         }
     }
 
-    fn token_url(&mut self, t: Table<'_, '_>) -> Option<String> {
-        let (url, span) = t.require_str(self.cx, "token_url", "add `token_url = \"https://auth.example.com/oauth/token\"`")?;
-        self.url(url, span, "auth.token_url");
-        Some(url.to_owned())
+    fn token_url(&mut self, t: Table<'_, '_>) -> Option<BaseUrl> {
+        let e = t.require(self.cx, "token_url", "add `token_url = \"https://auth.example.com/oauth/token\"` or `{ env = \"AUTH_TOKEN_URL\", default = \"...\" }`")?;
+        self.url_setting(e, "auth.token_url", "AUTH_TOKEN_URL")
     }
 
     fn string_list(&mut self, t: Table<'_, '_>, key: &str) -> Vec<String> {
@@ -1229,6 +1229,35 @@ body = { text = "{text}" }
         assert!(errs[1].contains("t.toml:11:15: path parameter `{id}` has no source"), "{}", errs[1]);
         assert!(errs[1].contains("|               ^^^^"), "points at `{{id}}`: {}", errs[1]);
         assert!(errs[2].contains("no field `txt`"), "{}", errs[2]);
+    }
+
+    #[test]
+    fn list_endpoints_start_no_calls() {
+        let src = format!(
+            "{MINIMAL}\n[entities.Filter]\nq = \"string\"\n\n[endpoints.list_pings]\nmethod = \"GET\"\npath = \"/pings\"\nrequest = \"Filter\"\nquery = {{ q = \"{{q}}\" }}\nitems = {{ path = \"$.data\", entity = \"Ping\" }}\npaginate = {{ style = \"offset\", param = \"offset\", limit_param = \"limit\", limit = 50 }}\n"
+        );
+        let spec = parse(&src, "t.toml").unwrap_or_else(|d| panic!("{d}"));
+        let list = spec.endpoint("list_pings").unwrap();
+        assert!(!list.starts_calls());
+        assert_eq!(spec.call_endpoints().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["ping"]);
+        let l = list.list.as_ref().unwrap();
+        assert_eq!(l.items.entity, "Ping");
+        assert_eq!(l.items.path.text, "$.data");
+        assert_eq!(l.paginate, Pagination::Offset { param: "offset".into(), limit_param: "limit".into(), limit: 50 });
+    }
+
+    #[test]
+    fn pagination_mistakes_are_all_reported() {
+        let list = |paginate: &str| format!("{MINIMAL}\n[endpoints.list_pings]\nmethod = \"GET\"\npath = \"/pings\"\nitems = {{ entity = \"Ping\" }}\npaginate = {paginate}\n");
+        let errs = errors(&list("{ style = \"pages\" }"));
+        assert!(errs.len() == 1 && errs[0].contains("unknown pagination style `pages`") && errs[0].contains("did you mean `page`?"), "{errs:#?}");
+        let errs = errors(&list("{ style = \"cursor_header\", header = \"X Next\", limit = 3 }"));
+        assert_eq!(errs.len(), 3, "{errs:#?}");
+        assert!(errs.iter().any(|e| e.contains("`limit` does not apply to the `cursor_header` pagination style")), "{errs:#?}");
+        assert!(errs.iter().any(|e| e.contains("`X Next` is not a valid HTTP header name")), "{errs:#?}");
+        assert!(errs.iter().any(|e| e.contains("missing key `param`")), "{errs:#?}");
+        let errs = errors(&list("{ style = \"page\", param = \"page\", size_param = \"n\", size = 10, start = 0 }"));
+        assert!(errs.is_empty(), "start = 0 is allowed: {errs:#?}");
     }
 
     #[test]

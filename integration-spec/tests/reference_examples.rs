@@ -155,6 +155,8 @@ fn every_key_has_an_example() {
         "method", "path", "request", "mode", "encoding", "query", "headers", "body", "external_id", "status",
         "result", "error", "idempotent", "idempotency_key", "policy", "map", "from", "entity", "root", "fields",
         "header",
+        // list endpoints
+        "paginate", "style", "cursor", "param", "limit_param", "limit", "start", "size_param", "size",
         // polling
         "endpoint", "interval_ms", "backoff", "max_interval_ms", "give_up_after_s",
         // webhook
@@ -176,6 +178,8 @@ fn every_key_has_an_example() {
         // lifecycle states, schemes, encodings, retry classes
         "\"processing\"", "\"completed\"", "\"failed\"", "\"standard-webhooks\"", "\"stripe\"", "\"hmac-sha256\"",
         "\"hex\"", "\"base64\"", "\"5xx\"", "\"429\"", "\"timeout\"", "\"connect\"",
+        // pagination styles
+        "\"cursor\"", "\"cursor_header\"", "\"offset\"", "\"page\"", "\"link\"",
     ];
     let markdown = reference();
     let valid: Vec<String> = toml_blocks(&markdown)

@@ -132,6 +132,49 @@ pub mod translate {
             <Self as __rt::serde::Deserialize>::deserialize(value)
         }
     }
+    /// The `Glossary` entity of the spec.
+    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[serde(crate = "::integration_runtime::__private::serde")]
+    pub struct Glossary {
+        /// `id` (uuid).
+        pub id: ::integration_runtime::__private::uuid::Uuid,
+        /// `name` (string).
+        pub name: ::std::string::String,
+        /// `source_lang` (string).
+        pub source_lang: ::std::string::String,
+        /// `target_lang` (string).
+        pub target_lang: ::std::string::String,
+        /// `entry_count` (int).
+        pub entry_count: i64,
+    }
+    impl Glossary {
+        /// Checks every constraint the spec declares (lengths, ranges),
+        /// including those of nested entities, and reports all violations.
+        pub fn validate(
+            &self,
+        ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
+            #[allow(unused_mut)]
+            let mut violations = __rt::Violations::new();
+            {
+                let value = &self.entry_count;
+                violations
+                    .int_between(
+                        "entry_count",
+                        *value,
+                        ::std::option::Option::Some(0i64),
+                        ::std::option::Option::None,
+                    );
+            }
+            violations.finish()
+        }
+    }
+    impl ::integration_runtime::FromResult for Glossary {
+        fn from_result(
+            value: &__rt::serde_json::Value,
+        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
+            <Self as __rt::serde::Deserialize>::deserialize(value)
+        }
+    }
     /// Where a `Translate` call is in its lifecycle.
     pub type TranslateStatus = ::integration_runtime::CallStatus;
     /// The typed request parameters of a `Translate` call, one variant per endpoint that starts calls.
@@ -397,6 +440,43 @@ pub mod translate {
                 }
             })
         }
+        /// `GET /v2/glossaries`: the `Glossary` items at `$.glossaries` of every page (cursor pagination).
+        ///
+        /// Nothing is sent until the first item is asked for; each further page is
+        /// fetched when the previous one's items are consumed, and retried under the
+        /// endpoint's retry policy. Iterate with `next_item().await`, `collect_all().await`,
+        /// or as a `Stream`.
+        pub fn list_glossaries(&self) -> ::integration_runtime::Paginator<Glossary> {
+            let mut path = __rt::PathBuilder::new();
+            path.literal("/v2/glossaries");
+            #[allow(unused_mut)]
+            let mut query: ::std::vec::Vec<(&'static str, __rt::serde_json::Value)> = ::std::vec::Vec::new();
+            #[allow(unused_mut)]
+            let mut headers: ::std::vec::Vec<(&'static str, ::std::string::String)> = ::std::vec::Vec::new();
+            ::integration_runtime::Paginator::new(
+                self.http.clone(),
+                __rt::HttpRequest {
+                    endpoint: "list_glossaries",
+                    method: "GET",
+                    path: path.finish(),
+                    query,
+                    headers,
+                    body: ::std::option::Option::None,
+                    error_path: ::std::option::Option::Some(
+                        &[__rt::Seg::Key("error"), __rt::Seg::Key("message")],
+                    ),
+                    policy: &__DESCRIPTOR.endpoints[1usize].policy,
+                },
+                __rt::Pagination::Cursor {
+                    cursor: &[__rt::Seg::Key("next_page_token")],
+                    param: "page_token",
+                },
+                __rt::ItemsPath {
+                    path: &[__rt::Seg::Key("glossaries")],
+                    text: "$.glossaries",
+                },
+            )
+        }
     }
     /// The `Translate` integration, ready to register with the runtime.
     #[derive(Debug, Clone)]
@@ -539,6 +619,37 @@ pub mod translate {
                 path: "/v2/translate",
                 mode: ::integration_runtime::Mode::Sync,
                 starts_calls: true,
+                idempotent: true,
+                idempotency_key: ::std::option::Option::None,
+                policy: ::integration_runtime::PolicyDescriptor {
+                    timeout_ms: 5000u64,
+                    connect_timeout_ms: 5000u64,
+                    retry: ::integration_runtime::RetryPolicy {
+                        max_attempts: 3u32,
+                        initial_backoff_ms: 100u64,
+                        max_backoff_ms: 2000u64,
+                        multiplier: 2f64,
+                        on: ::integration_runtime::RetryOn {
+                            server_errors: true,
+                            too_many_requests: true,
+                            timeouts: true,
+                            connect_errors: true,
+                        },
+                    },
+                    circuit_breaker: ::std::option::Option::None,
+                    rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
+                        per_second: 50f64,
+                        burst: 100u32,
+                    }),
+                    concurrency: ::std::option::Option::Some(16u32),
+                },
+            },
+            ::integration_runtime::EndpointDescriptor {
+                name: "list_glossaries",
+                method: "GET",
+                path: "/v2/glossaries",
+                mode: ::integration_runtime::Mode::Sync,
+                starts_calls: false,
                 idempotent: true,
                 idempotency_key: ::std::option::Option::None,
                 policy: ::integration_runtime::PolicyDescriptor {

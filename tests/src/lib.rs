@@ -4,6 +4,8 @@
 
 #![allow(missing_docs)]
 
+#[path = "../snapshots/job_runner.rs"]
+pub mod job_runner_snapshot;
 #[path = "../snapshots/payments.rs"]
 pub mod payments_snapshot;
 #[path = "../snapshots/translate.rs"]

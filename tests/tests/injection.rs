@@ -41,7 +41,9 @@ impl Recorder {
         let recorded = Arc::clone(&requests);
         tokio::spawn(async move {
             loop {
-                let Ok((mut socket, _)) = listener.accept().await else { return };
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
                 let recorded = Arc::clone(&recorded);
                 tokio::spawn(async move {
                     let mut data = Vec::new();
@@ -77,14 +79,23 @@ impl Recorder {
                             Ok(n) => body.extend_from_slice(&buf[..n]),
                         }
                     }
-                    recorded.lock().unwrap().push(Raw { method, target, headers, body });
+                    recorded.lock().unwrap().push(Raw {
+                        method,
+                        target,
+                        headers,
+                        body,
+                    });
                     let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}";
                     let _ = socket.write_all(answer.as_bytes()).await;
                     let _ = socket.shutdown().await;
                 });
             }
         });
-        Recorder { base_url: format!("http://{addr}"), host: addr.to_string(), requests }
+        Recorder {
+            base_url: format!("http://{addr}"),
+            host: addr.to_string(),
+            requests,
+        }
     }
 
     fn take(&self) -> Vec<Raw> {
@@ -92,7 +103,11 @@ impl Recorder {
     }
 
     fn client(&self) -> InjectClient {
-        InjectClient::new(&InjectConfig { base_url: self.base_url.clone(), api_key: Secret::new("key-1") }).unwrap()
+        InjectClient::new(&InjectConfig {
+            base_url: self.base_url.clone(),
+            api_key: Secret::new("key-1"),
+        })
+        .unwrap()
     }
 }
 
@@ -126,7 +141,11 @@ fn header_names(raw: &Raw) -> Vec<&str> {
 }
 
 fn header<'r>(raw: &'r Raw, name: &str) -> Vec<&'r str> {
-    raw.headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect()
+    raw.headers
+        .iter()
+        .filter(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+        .collect()
 }
 
 fn hostile_docs() -> Vec<Doc> {
@@ -141,30 +160,71 @@ fn hostile_docs() -> Vec<Doc> {
         doc("a/b", "../../admin", "x&admin=true", "1=2&3", "t-1"),
         doc("?q=1", "#frag", "a#b?c", "#top?x=y", "t-2; x=1, y=\"z\""),
         doc("%2e%2e", "%2F..%2F", "%00%zz%", "100% sure", "t-3 %0d%0a"),
-        doc("@evil.example", "//evil.example:80/x", "http://evil.example/", "\\\\evil.example\\x", "user@evil.example"),
-        doc("..\\..", "a..b", "+plus +", "line1\r\nX-Injected: 1\r\n\r\nGET / HTTP/1.1", "t-5"),
+        doc(
+            "@evil.example",
+            "//evil.example:80/x",
+            "http://evil.example/",
+            "\\\\evil.example\\x",
+            "user@evil.example",
+        ),
+        doc(
+            "..\\..",
+            "a..b",
+            "+plus +",
+            "line1\r\nX-Injected: 1\r\n\r\nGET / HTTP/1.1",
+            "t-5",
+        ),
         // Non-ASCII header text goes as its UTF-8 bytes (RFC 9110 obs-text): no line break, no new header.
         doc("ünïcødé", "名前 😀", "ß=ẞ&∞", "\u{202e}rtl \u{0}nul", "ünï 😀"),
         doc(" spaced ", "tab\there", "a b", "   ", "t-7"),
     ]
 }
 
-const PUT_HEADERS: &[&str] = &["accept", "content-length", "content-type", "host", "user-agent", "x-api-key", "x-span", "x-trace"];
-const FORM_HEADERS: &[&str] = &["accept", "content-length", "content-type", "host", "user-agent", "x-api-key", "x-trace"];
+const PUT_HEADERS: &[&str] = &[
+    "accept",
+    "content-length",
+    "content-type",
+    "host",
+    "user-agent",
+    "x-api-key",
+    "x-span",
+    "x-trace",
+];
+const FORM_HEADERS: &[&str] = &[
+    "accept",
+    "content-length",
+    "content-type",
+    "host",
+    "user-agent",
+    "x-api-key",
+    "x-trace",
+];
 
 #[tokio::test]
 async fn json_requests_keep_host_segments_query_and_headers() {
     let server = Recorder::start().await;
     let client = server.client();
     for doc in hostile_docs() {
-        client.put_json(&doc, &CallOptions::default()).await.unwrap_or_else(|e| panic!("{doc:?}: {e}"));
+        client
+            .put_json(&doc, &CallOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{doc:?}: {e}"));
         let mut raws = server.take();
         assert_eq!(raws.len(), 1, "{doc:?}");
         let raw = raws.remove(0);
         assert_eq!(raw.method, "PUT");
         let (segments, query) = split_target(&raw.target);
-        assert_eq!(segments, ["v1", "folders", doc.folder.as_str(), "docs", doc.name.as_str()], "{}", raw.target);
-        let expected_query = [("tag", doc.tag.clone()), ("q", format!("note:{}", doc.note)), ("fixed", "1".into())];
+        assert_eq!(
+            segments,
+            ["v1", "folders", doc.folder.as_str(), "docs", doc.name.as_str()],
+            "{}",
+            raw.target
+        );
+        let expected_query = [
+            ("tag", doc.tag.clone()),
+            ("q", format!("note:{}", doc.note)),
+            ("fixed", "1".into()),
+        ];
         assert_eq!(query, expected_query.map(|(n, v)| (n.to_owned(), v)), "{}", raw.target);
         assert_eq!(header_names(&raw), PUT_HEADERS, "{doc:?}");
         assert_eq!(header(&raw, "host"), [server.host.as_str()]);
@@ -173,7 +233,10 @@ async fn json_requests_keep_host_segments_query_and_headers() {
         assert_eq!(header(&raw, "x-api-key"), ["key-1"]);
         assert_eq!(header(&raw, "content-type"), ["application/json"]);
         let body: serde_json::Value = serde_json::from_slice(&raw.body).unwrap();
-        assert_eq!(body, json!({ "note": doc.note, "meta": { "tag": doc.tag, "name": doc.name } }));
+        assert_eq!(
+            body,
+            json!({ "note": doc.note, "meta": { "tag": doc.tag, "name": doc.name } })
+        );
     }
 }
 
@@ -182,11 +245,19 @@ async fn form_requests_keep_host_segments_query_headers_and_fields() {
     let server = Recorder::start().await;
     let client = server.client();
     for doc in hostile_docs() {
-        client.post_form(&doc, &CallOptions::default()).await.unwrap_or_else(|e| panic!("{doc:?}: {e}"));
+        client
+            .post_form(&doc, &CallOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{doc:?}: {e}"));
         let raw = server.take().remove(0);
         assert_eq!(raw.method, "POST");
         let (segments, query) = split_target(&raw.target);
-        assert_eq!(segments, ["v1", "folders", doc.folder.as_str(), "forms", doc.name.as_str()], "{}", raw.target);
+        assert_eq!(
+            segments,
+            ["v1", "folders", doc.folder.as_str(), "forms", doc.name.as_str()],
+            "{}",
+            raw.target
+        );
         assert_eq!(query, [("tag".to_owned(), doc.tag.clone())], "{}", raw.target);
         assert_eq!(header_names(&raw), FORM_HEADERS, "{doc:?}");
         assert_eq!(header(&raw, "host"), [server.host.as_str()]);
@@ -194,7 +265,13 @@ async fn form_requests_keep_host_segments_query_headers_and_fields() {
         assert_eq!(header(&raw, "content-type"), ["application/x-www-form-urlencoded"]);
         let mut fields = form_pairs(std::str::from_utf8(&raw.body).unwrap());
         fields.sort();
-        assert_eq!(fields, [("meta[tag]".to_owned(), doc.tag.clone()), ("note".to_owned(), doc.note.clone())]);
+        assert_eq!(
+            fields,
+            [
+                ("meta[tag]".to_owned(), doc.tag.clone()),
+                ("note".to_owned(), doc.note.clone())
+            ]
+        );
     }
 }
 
@@ -202,8 +279,21 @@ async fn form_requests_keep_host_segments_query_headers_and_fields() {
 async fn values_that_cannot_be_header_values_are_refused_before_sending() {
     let server = Recorder::start().await;
     let client = server.client();
-    for trace in ["a\r\nX-Injected: 1", "a\nX-Injected: 1", "a\rb", "nul\0", "\r\n\r\nGET /admin HTTP/1.1", "del\u{7f}"] {
-        let doc = Doc { folder: "f".into(), name: "n".into(), tag: "t".into(), note: "n".into(), trace: trace.into() };
+    for trace in [
+        "a\r\nX-Injected: 1",
+        "a\nX-Injected: 1",
+        "a\rb",
+        "nul\0",
+        "\r\n\r\nGET /admin HTTP/1.1",
+        "del\u{7f}",
+    ] {
+        let doc = Doc {
+            folder: "f".into(),
+            name: "n".into(),
+            tag: "t".into(),
+            note: "n".into(),
+            trace: trace.into(),
+        };
         for result in [
             client.put_json(&doc, &CallOptions::default()).await,
             client.post_form(&doc, &CallOptions::default()).await,
@@ -221,7 +311,13 @@ async fn dot_segments_are_refused_before_sending() {
     let server = Recorder::start().await;
     let client = server.client();
     for name in ["..", "."] {
-        let doc = Doc { folder: "f".into(), name: name.into(), tag: "t".into(), note: "n".into(), trace: "t".into() };
+        let doc = Doc {
+            folder: "f".into(),
+            name: name.into(),
+            tag: "t".into(),
+            note: "n".into(),
+            trace: "t".into(),
+        };
         let error = client.put_json(&doc, &CallOptions::default()).await.unwrap_err();
         assert!(error.is_invalid_request(), "{name}: {error}");
     }

@@ -26,7 +26,13 @@ enum Style {
     Link,
 }
 
-const STYLES: [Style; 5] = [Style::Cursor, Style::CursorHeader, Style::Offset, Style::Page, Style::Link];
+const STYLES: [Style; 5] = [
+    Style::Cursor,
+    Style::CursorHeader,
+    Style::Offset,
+    Style::Page,
+    Style::Link,
+];
 
 /// Two full pages of two voices, then an empty page.
 const PAGES: usize = 3;
@@ -49,12 +55,17 @@ fn all_voices() -> Vec<Voice> {
 }
 
 fn query_value(request: &Request, name: &str) -> Option<String> {
-    request.url.query_pairs().find(|(n, _)| n == name).map(|(_, v)| v.into_owned())
+    request
+        .url
+        .query_pairs()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.into_owned())
 }
 
 /// Which page (0-based) a request asks for, in `style`.
 fn page_of(style: Style, request: &Request) -> usize {
-    let number = |name: &str| query_value(request, name).map(|v| v.trim_start_matches('c').parse::<usize>().expect("a number"));
+    let number =
+        |name: &str| query_value(request, name).map(|v| v.trim_start_matches('c').parse::<usize>().expect("a number"));
     match style {
         Style::Cursor | Style::CursorHeader => number("cursor").unwrap_or(0),
         Style::Offset => number("offset").expect("offset sent") / 2,
@@ -74,11 +85,17 @@ async fn provider(style: Style, fail_page_2: usize, next_link_base: Option<Strin
         .respond_with(move |request: &Request| {
             let page = page_of(style, request);
             if page == 1
-                && failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
+                && failures
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok()
             {
                 return ResponseTemplate::new(503).set_body_json(json!({ "error": "overloaded" }));
             }
-            let items: Vec<_> = if page < PAGES - 1 { (0..2).map(|i| voice_json(page, i)).collect() } else { vec![] };
+            let items: Vec<_> = if page < PAGES - 1 {
+                (0..2).map(|i| voice_json(page, i)).collect()
+            } else {
+                vec![]
+            };
             let has_next = page < PAGES - 1;
             let next_cursor = has_next.then(|| format!("c{}", page + 1));
             let mut response = ResponseTemplate::new(200);
@@ -114,7 +131,11 @@ async fn provider(style: Style, fail_page_2: usize, next_link_base: Option<Strin
 }
 
 fn client(server: &MockServer) -> VoicesClient {
-    VoicesClient::new(&VoicesConfig { base_url: server.uri(), token: Secret::new("tok-1") }).unwrap()
+    VoicesClient::new(&VoicesConfig {
+        base_url: server.uri(),
+        token: Secret::new("tok-1"),
+    })
+    .unwrap()
 }
 
 fn filter() -> VoiceFilter {
@@ -136,8 +157,16 @@ fn expected_query(style: Style, page: usize) -> Vec<(String, String)> {
     let pairs: Vec<(&str, String)> = match style {
         Style::Cursor | Style::CursorHeader if page == 0 => vec![("lang", "en".into())],
         Style::Cursor | Style::CursorHeader => vec![("lang", "en".into()), ("cursor", format!("c{page}"))],
-        Style::Offset => vec![("lang", "en".into()), ("offset", (page * 2).to_string()), ("limit", "2".into())],
-        Style::Page => vec![("lang", "en".into()), ("page", (page + 1).to_string()), ("per_page", "2".into())],
+        Style::Offset => vec![
+            ("lang", "en".into()),
+            ("offset", (page * 2).to_string()),
+            ("limit", "2".into()),
+        ],
+        Style::Page => vec![
+            ("lang", "en".into()),
+            ("page", (page + 1).to_string()),
+            ("per_page", "2".into()),
+        ],
         Style::Link if page == 0 => vec![],
         Style::Link => vec![("page_token", page.to_string())],
     };
@@ -149,7 +178,11 @@ async fn received(server: &MockServer) -> Vec<Request> {
 }
 
 fn query_of(request: &Request) -> Vec<(String, String)> {
-    request.url.query_pairs().map(|(n, v)| (n.into_owned(), v.into_owned())).collect()
+    request
+        .url
+        .query_pairs()
+        .map(|(n, v)| (n.into_owned(), v.into_owned()))
+        .collect()
 }
 
 #[tokio::test]
@@ -158,11 +191,18 @@ async fn every_style_reads_every_page_lazily_with_the_exact_query() {
         let server = provider(style, 0, None).await;
         let client = client(&server);
         let mut voices = list(&client, style);
-        assert!(received(&server).await.is_empty(), "{style:?}: nothing is sent before the first item is asked for");
+        assert!(
+            received(&server).await.is_empty(),
+            "{style:?}: nothing is sent before the first item is asked for"
+        );
 
         let first = voices.next_item().await.expect("an item").expect("no error");
         assert_eq!(first, voice(0, 0), "{style:?}");
-        assert_eq!(received(&server).await.len(), 1, "{style:?}: one page fetched for the first item");
+        assert_eq!(
+            received(&server).await.len(),
+            1,
+            "{style:?}: one page fetched for the first item"
+        );
 
         let mut all = vec![first];
         while let Some(item) = voices.next_item().await {
@@ -178,7 +218,11 @@ async fn every_style_reads_every_page_lazily_with_the_exact_query() {
             assert_eq!(request.url.path(), "/v1/voices", "{style:?}");
             assert_eq!(query_of(request), expected_query(style, page), "{style:?} page {page}");
             let auth = request.headers.get("authorization").and_then(|v| v.to_str().ok());
-            assert_eq!(auth, Some("Bearer tok-1"), "{style:?} page {page}: every page is authenticated");
+            assert_eq!(
+                auth,
+                Some("Bearer tok-1"),
+                "{style:?} page {page}: every page is authenticated"
+            );
         }
     }
 }
@@ -188,7 +232,11 @@ async fn collect_all_and_the_stream_give_the_same_items() {
     for style in STYLES {
         let server = provider(style, 0, None).await;
         let client = client(&server);
-        assert_eq!(list(&client, style).collect_all().await.unwrap(), all_voices(), "{style:?}");
+        assert_eq!(
+            list(&client, style).collect_all().await.unwrap(),
+            all_voices(),
+            "{style:?}"
+        );
 
         let mut stream = list(&client, style);
         assert_eq!(stream.size_hint(), (0, None));
@@ -207,12 +255,19 @@ async fn a_503_on_page_two_is_retried_under_the_policy() {
         // max_attempts = 3: two failures, then the page is answered.
         let server = provider(style, 2, None).await;
         let client = client(&server);
-        let all = list(&client, style).collect_all().await.unwrap_or_else(|e| panic!("{style:?}: {e}"));
+        let all = list(&client, style)
+            .collect_all()
+            .await
+            .unwrap_or_else(|e| panic!("{style:?}: {e}"));
         assert_eq!(all, all_voices(), "{style:?}");
         let requests = received(&server).await;
         assert_eq!(requests.len(), PAGES + 2, "{style:?}: page 2 was sent three times");
         for request in &requests[1..4] {
-            assert_eq!(query_of(request), expected_query(style, 1), "{style:?}: the same page is asked for again");
+            assert_eq!(
+                query_of(request),
+                expected_query(style, 1),
+                "{style:?}: the same page is asked for again"
+            );
         }
     }
 }
@@ -229,10 +284,21 @@ async fn exhausted_retries_yield_the_error_and_end_the_stream() {
         assert!(error.is_status(), "{style:?}: {error}");
         assert_eq!(error.status(), Some(503), "{style:?}");
         if style == Style::Cursor {
-            assert_eq!(error.provider_message(), Some("overloaded"), "the endpoint's error path is read");
+            assert_eq!(
+                error.provider_message(),
+                Some("overloaded"),
+                "the endpoint's error path is read"
+            );
         }
-        assert!(voices.next_item().await.is_none(), "{style:?}: the stream ends after the error");
-        assert_eq!(received(&server).await.len(), 1 + 3, "{style:?}: page 2 was tried max_attempts times");
+        assert!(
+            voices.next_item().await.is_none(),
+            "{style:?}: the stream ends after the error"
+        );
+        assert_eq!(
+            received(&server).await.len(),
+            1 + 3,
+            "{style:?}: page 2 was tried max_attempts times"
+        );
     }
 }
 
@@ -278,4 +344,59 @@ async fn a_next_link_to_another_origin_is_refused() {
         assert!(voices.next_item().await.is_none());
         assert_eq!(received(&server).await.len(), 1, "the credentials went nowhere else");
     }
+}
+
+#[tokio::test]
+async fn a_cursor_full_of_url_syntax_is_sent_as_one_query_value() {
+    let cursor = "x&admin=1#frag %2F/é?=";
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(move |request: &Request| {
+            let next = if query_value(request, "cursor").is_none() {
+                json!(cursor)
+            } else {
+                json!(null)
+            };
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "data": [voice_json(0, 0)], "meta": { "next_cursor": next } }))
+        })
+        .mount(&server)
+        .await;
+    let all = client(&server).by_cursor(&filter()).collect_all().await.unwrap();
+    assert_eq!(all.len(), 2);
+    let requests = received(&server).await;
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[1].url.path(), "/v1/voices");
+    assert_eq!(
+        query_of(&requests[1]),
+        [
+            ("lang".to_owned(), "en".to_owned()),
+            ("cursor".to_owned(), cursor.to_owned())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_next_link_with_credentials_is_refused() {
+    let server = MockServer::start().await;
+    let with_user = server.uri().replacen("http://", "http://user:pw@", 1);
+    Mock::given(method("GET"))
+        .respond_with(move |_: &Request| {
+            ResponseTemplate::new(200)
+                .insert_header(
+                    "Link",
+                    format!("<{with_user}/v1/voices?page_token=1>; rel=\"next\"").as_str(),
+                )
+                .set_body_json(json!([voice_json(0, 0)]))
+        })
+        .mount(&server)
+        .await;
+    let mut voices = client(&server).by_link();
+    assert!(voices.next_item().await.unwrap().is_ok());
+    let error = voices.next_item().await.unwrap().unwrap_err();
+    assert!(
+        error.is_invalid_request() && error.to_string().contains("user name or password"),
+        "{error}"
+    );
+    assert_eq!(received(&server).await.len(), 1);
 }

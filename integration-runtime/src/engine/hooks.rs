@@ -9,7 +9,6 @@ use chrono::Utc;
 use tokio::task::JoinSet;
 
 use super::runtime::{typed, Inner};
-use super::shim::StoreShim as _;
 use crate::call::TypedCall;
 use crate::integration::BoxFuture;
 use crate::lifecycle::CallStatus;

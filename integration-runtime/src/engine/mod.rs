@@ -116,7 +116,6 @@ mod hooks;
 pub(crate) mod retry;
 mod runtime;
 mod worker;
-mod shim;
 
 use chrono::{DateTime, Utc};
 

@@ -16,7 +16,6 @@ use super::follow_up::{
 };
 use super::retry::{is_retryable_class, may_retry_start, poll_delay, retry_delay, unit_random};
 use super::runtime::Inner;
-use super::shim::StoreShim as _;
 use crate::call::{CallOptions, RemoteStatus, Reply};
 use crate::descriptor::{Mode, RetryOn};
 use crate::error::ClientError;

@@ -98,6 +98,8 @@ macro_rules! store_conformance_tests {
             listing_filters_by_status_and_orders_newest_first,
             count_by_status_counts_every_call,
             wait_for_work_wakes_on_create,
+            postpone_does_not_count_an_attempt,
+            terminal_calls_are_notified_until_finished,
         );
     };
     ($make:expr) => {
@@ -860,4 +862,69 @@ pub(crate) async fn wait_for_work_wakes_on_create(store: Arc<dyn Store>) {
     })
     .await;
     assert!(woke.is_ok(), "wait_for_work never woke");
+}
+
+pub(crate) async fn postpone_does_not_count_an_attempt(store: Arc<dyn Store>) {
+    let id = create(&*store, call(1)).await;
+    assert_eq!(ids(&*store, "w", 10, LONG).await, vec![id]);
+    let later = now() + chrono::Duration::milliseconds(80);
+    store.postpone(id, "w", later).await.expect("postpone");
+    let record = store.get(id).await.unwrap().expect("call");
+    assert_eq!(record.attempts, 0, "postponing is not an attempt");
+    assert_eq!(record.next_run_at, Some(super::truncate(later)));
+    assert_eq!(record.lease_owner, None, "the lease is released");
+    assert!(ids(&*store, "w", 10, LONG).await.is_empty(), "not due yet");
+    let error = store.postpone(id, "w", later).await.unwrap_err();
+    assert!(error.is_lease_lost(), "{error}");
+    tokio::time::sleep(PAST_SHORT).await;
+    assert_eq!(ids(&*store, "w", 10, LONG).await, vec![id], "due again");
+    let missing = store.postpone(CallId::new(), "w", later).await.unwrap_err();
+    assert!(missing.is_not_found(), "{missing}");
+}
+
+pub(crate) async fn terminal_calls_are_notified_until_finished(store: Arc<dyn Store>) {
+    let notified = |calls: Vec<crate::store::CallRecord>| {
+        calls.into_iter().map(|c| c.id).collect::<HashSet<_>>()
+    };
+    let a = create(&*store, call(1)).await;
+    let b = create(&*store, call(2)).await;
+    let c = create(&*store, call(3)).await;
+    assert!(store.claim_notifications(10, LONG).await.unwrap().is_empty());
+    store
+        .append_event(a, NewEvent::completed("t", json!({"ok": true})))
+        .await
+        .unwrap();
+    store.append_event(b, NewEvent::failed("t", "no")).await.unwrap();
+    store.append_event(c, NewEvent::processing("p")).await.unwrap();
+    // A late terminal event is ignored and does not notify again.
+    store.append_event(a, NewEvent::failed("late", "x")).await.unwrap();
+
+    let one = store.claim_notifications(1, SHORT).await.unwrap();
+    assert_eq!(one.len(), 1, "the limit holds");
+    let rest = store.claim_notifications(10, SHORT).await.unwrap();
+    let mut first = notified(one);
+    first.extend(notified(rest.clone()));
+    assert_eq!(first, HashSet::from([a, b]), "only terminal calls, each once");
+    assert!(
+        store.claim_notifications(10, SHORT).await.unwrap().is_empty(),
+        "leased notifications are not handed out twice"
+    );
+
+    store.finish_notification(a, None).await.unwrap();
+    tokio::time::sleep(PAST_SHORT).await;
+    let again = store.claim_notifications(10, LONG).await.unwrap();
+    assert_eq!(notified(again.clone()), HashSet::from([b]), "an expired lease is due again");
+    assert_eq!(again[0].status, CallStatus::Failed);
+
+    store.finish_notification(b, Some(now())).await.unwrap();
+    assert_eq!(
+        notified(store.claim_notifications(10, LONG).await.unwrap()),
+        HashSet::from([b]),
+        "a retry at a past time is due at once"
+    );
+    store.finish_notification(b, None).await.unwrap();
+    tokio::time::sleep(PAST_SHORT).await;
+    assert!(store.claim_notifications(10, LONG).await.unwrap().is_empty());
+    let missing = store.finish_notification(CallId::new(), None).await.unwrap_err();
+    assert!(missing.is_not_found(), "{missing}");
 }

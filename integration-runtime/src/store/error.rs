@@ -68,6 +68,14 @@ impl StoreError {
         Self::with_source(ErrorKind::Backend, message, source)
     }
 
+    /// The store does not implement an optional operation.
+    pub(crate) fn unsupported(what: &str) -> Self {
+        Self::new(
+            ErrorKind::Backend,
+            format_args!("this store does not support {what}"),
+        )
+    }
+
     pub(crate) fn corrupt(message: impl fmt::Display) -> Self {
         Self::new(ErrorKind::Corrupt, message)
     }

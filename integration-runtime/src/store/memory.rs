@@ -37,6 +37,8 @@ struct State {
     by_idempotency_key: HashMap<(String, String), i64>,
     last_call_seq: i64,
     last_event_id: i64,
+    /// Calls (by creation sequence) whose terminal notification is due at the time.
+    notify_at: HashMap<i64, DateTime<Utc>>,
 }
 
 impl MemoryStore {
@@ -216,6 +218,7 @@ impl MemoryStore {
             if to.is_terminal() {
                 call.completed_at = Some(now);
                 call.next_run_at = None;
+                state.notify_at.insert(seq, now);
             }
         }
         state.events.entry(seq).or_default().push(EventRecord {
@@ -450,6 +453,87 @@ impl Store for MemoryStore {
 
     fn wait_for_work(&self) -> BoxFuture<'_, ()> {
         Box::pin(self.work.notified())
+    }
+
+    fn postpone<'a>(
+        &'a self,
+        id: CallId,
+        worker: &'a str,
+        next_run_at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.with_lease(id, worker, |call, _| {
+                call.next_run_at = if call.status.is_terminal() {
+                    None
+                } else {
+                    Some(truncate(next_run_at))
+                };
+                call.lease_owner = None;
+                call.lease_expires_at = None;
+            })?;
+            self.work.notify_waiters();
+            Ok(())
+        })
+    }
+
+    fn claim_notifications(
+        &self,
+        limit: u32,
+        lease: Duration,
+    ) -> BoxFuture<'_, Result<Vec<CallRecord>, StoreError>> {
+        Box::pin(async move {
+            let mut guard = self.state();
+            let state = &mut *guard;
+            let now = now();
+            let limit = limit as usize;
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            // The `limit` earliest due notifications, in bounded memory.
+            let mut earliest: BinaryHeap<(DateTime<Utc>, i64)> =
+                BinaryHeap::with_capacity(limit + 1);
+            for (&seq, &at) in &state.notify_at {
+                if at <= now {
+                    earliest.push((at, seq));
+                    if earliest.len() > limit {
+                        earliest.pop();
+                    }
+                }
+            }
+            let deadline = lease_deadline(now, lease);
+            let mut claimed = earliest.into_vec();
+            claimed.sort_unstable();
+            Ok(claimed
+                .into_iter()
+                .map(|(_, seq)| {
+                    state.notify_at.insert(seq, deadline);
+                    state.calls[&seq].clone()
+                })
+                .collect())
+        })
+    }
+
+    fn finish_notification(
+        &self,
+        id: CallId,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut state = self.state();
+            let seq = *state
+                .by_id
+                .get(&id)
+                .ok_or_else(|| StoreError::not_found(format_args!("call {id}")))?;
+            match retry_at {
+                Some(at) => {
+                    state.notify_at.insert(seq, truncate(at));
+                }
+                None => {
+                    state.notify_at.remove(&seq);
+                }
+            }
+            Ok(())
+        })
     }
 }
 

@@ -47,6 +47,16 @@
 //! [`StoreError::is_lease_lost`] otherwise, so a slow worker cannot clobber
 //! the schedule set by the worker that took over.
 //!
+//! # Terminal notifications (hooks)
+//!
+//! The event that moves a call into `completed`/`failed` also marks it *to
+//! notify*, in the same transaction (`notify_at`, due at once). The
+//! engine's hook dispatcher takes marked calls with
+//! [`Store::claim_notifications`] (bounded and leased like [`Store::claim`])
+//! and clears the mark with [`Store::finish_notification`] only after every
+//! hook ran, or sets a retry time: at-least-once delivery that survives
+//! crashes, whatever made the call terminal (worker, poll, webhook).
+//!
 //! # Why a boxed-future trait
 //!
 //! The engine holds its store as `Arc<dyn Store>`: the backend is chosen at
@@ -206,6 +216,54 @@ pub trait Store: Send + Sync {
     /// processes or inside a caller's transaction, so workers also claim on a
     /// timer.
     fn wait_for_work(&self) -> BoxFuture<'_, ()>;
+
+    /// As [`Store::reschedule`], but does *not* count an attempt: for a
+    /// worker turn that sent nothing (the integration's circuit breaker or
+    /// rate limit refused the request, or the worker does not run the
+    /// call's integration). Sets `next_run_at` (cleared on a terminal call)
+    /// and releases the lease; lease checks as for `reschedule`.
+    ///
+    /// The default implementation calls `reschedule` (and so counts an
+    /// attempt); stores override it.
+    fn postpone<'a>(
+        &'a self,
+        id: CallId,
+        worker: &'a str,
+        next_run_at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.reschedule(id, worker, Some(next_run_at))
+    }
+
+    /// Leases up to `limit` calls whose terminal notification is due, for
+    /// `lease`, earliest first: the hook dispatcher's work queue.
+    ///
+    /// The event that makes a call terminal marks it *to notify* (due at
+    /// once) in the same transaction. Claiming moves the due time to now +
+    /// `lease`, so other dispatchers skip the call meanwhile and a crashed
+    /// dispatcher's calls become due again when the lease runs out. Memory
+    /// is bounded by `limit`, as for [`Store::claim`].
+    ///
+    /// The default implementation reports that the store cannot do it.
+    fn claim_notifications(
+        &self,
+        limit: u32,
+        lease: Duration,
+    ) -> BoxFuture<'_, Result<Vec<CallRecord>, StoreError>> {
+        let _ = (limit, lease);
+        Box::pin(async { Err(StoreError::unsupported("terminal notifications")) })
+    }
+
+    /// Ends the notification of call `id`: `None` when every hook ran (the
+    /// mark is cleared for good), `Some(at)` to deliver again at `at` (a
+    /// hook failed). Fails with [`StoreError::is_not_found`] for an unknown call.
+    fn finish_notification(
+        &self,
+        id: CallId,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        let _ = (id, retry_at);
+        Box::pin(async { Err(StoreError::unsupported("terminal notifications")) })
+    }
 }
 
 /// What appending an event will do to a call, decided from its current

@@ -25,10 +25,11 @@ use crate::lifecycle::{CallStatus, Transition};
 /// The schema, as additive steps: each runs once, in order, recorded in
 /// `integration_store_migrations`. Never edit or remove a step; add one.
 /// `{schema}` stands for the quoted schema name.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "calls and their event log",
-    r#"
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "calls and their event log",
+        r#"
     CREATE TABLE IF NOT EXISTS {schema}.integration_calls (
         -- Creation sequence: the listing order and the cursor.
         seq              BIGINT      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -72,7 +73,19 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[(
         CONSTRAINT integration_call_events_key UNIQUE (call_id, event_key)
     );
     "#,
-)];
+    ),
+    (
+        2,
+        "terminal notifications for hooks",
+        r#"
+    -- When the terminal notification (hooks) of a call is due; NULL: none
+    -- pending. Calls already terminal before this step are not notified.
+    ALTER TABLE {schema}.integration_calls ADD COLUMN IF NOT EXISTS notify_at TIMESTAMPTZ;
+    CREATE INDEX IF NOT EXISTS integration_calls_notify
+        ON {schema}.integration_calls (notify_at, seq) WHERE notify_at IS NOT NULL;
+    "#,
+    ),
+];
 
 /// The columns of a call, read through the alias `c`.
 const CALL_COLUMNS: &str = "c.seq, c.id, c.integration, c.endpoint, c.status, c.external_id, \
@@ -225,6 +238,9 @@ impl PostgresOptions {
 /// workers adds throughput until the database is the bottleneck. The
 /// subquery walks a partial index holding only scheduled calls, so a claim
 /// costs the same with ten or ten million finished calls.
+/// [`Store::claim_notifications`] (the hook dispatchers' queue) works the
+/// same way, over a partial index of the calls whose terminal notification
+/// is pending.
 ///
 /// Appends lock the call's row (`SELECT ... FOR UPDATE`) for the length of
 /// their transaction, so a webhook and a poll reporting on one call at once
@@ -554,7 +570,8 @@ impl PostgresStore {
                  response_data = COALESCE($3::json, response_data), \
                  error = COALESCE($4, error), \
                  completed_at = CASE WHEN $5 THEN $2 ELSE completed_at END, \
-                 next_run_at = CASE WHEN $5 THEN NULL ELSE next_run_at END \
+                 next_run_at = CASE WHEN $5 THEN NULL ELSE next_run_at END, \
+                 notify_at = CASE WHEN $5 THEN $2 ELSE notify_at END \
                  WHERE seq = $6"
             ))
             .bind(to.as_str())
@@ -1107,6 +1124,87 @@ impl Store for PostgresStore {
             notified.as_mut().enable();
             self.start_listener();
             notified.await;
+        })
+    }
+
+    fn postpone<'a>(
+        &'a self,
+        id: CallId,
+        worker: &'a str,
+        next_run_at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let calls = &self.calls;
+            // As `reschedule`, without counting an attempt.
+            let updated: i64 = sqlx::query_scalar(&format!(
+                "WITH postponed AS ( \
+                     UPDATE {calls} SET \
+                         next_run_at = CASE WHEN status IN ('completed', 'failed') \
+                             THEN NULL ELSE $1 END, \
+                         lease_owner = NULL, lease_expires_at = NULL, updated_at = $2 \
+                     WHERE id = $3 AND lease_owner = $4 \
+                     RETURNING next_run_at <= $2 AS due) \
+                 SELECT count(*) FROM postponed \
+                 WHERE CASE WHEN due THEN pg_notify($5, '') IS NOT NULL ELSE true END"
+            ))
+            .bind(truncate(next_run_at))
+            .bind(now())
+            .bind(id.as_uuid())
+            .bind(worker)
+            .bind(&self.channel)
+            .fetch_one(&self.pool)
+            .await?;
+            self.lease_checked(id, worker, updated).await?;
+            self.work.notify_waiters();
+            Ok(())
+        })
+    }
+
+    fn claim_notifications(&self, limit: u32, lease: Duration) -> BoxFuture<'_, Result<Vec<CallRecord>, StoreError>> {
+        Box::pin(async move {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            let calls = &self.calls;
+            let now = now();
+            // As `claim`: one statement selects and leases, `SKIP LOCKED`
+            // keeps concurrent dispatchers on disjoint rows.
+            let rows = sqlx::query(&format!(
+                "UPDATE {calls} AS c SET notify_at = $1 \
+                 FROM ( \
+                     SELECT seq FROM {calls} WHERE notify_at <= $2 \
+                     ORDER BY notify_at, seq LIMIT $3 \
+                     FOR UPDATE SKIP LOCKED) AS due \
+                 WHERE c.seq = due.seq \
+                 RETURNING {CALL_COLUMNS}"
+            ))
+            .bind(lease_deadline(now, lease))
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            let mut calls = rows.iter().map(call_from_row).collect::<Result<Vec<_>, _>>()?;
+            calls.sort_by_key(|(seq, call)| (call.completed_at, *seq));
+            Ok(calls.into_iter().map(|(_, call)| call).collect())
+        })
+    }
+
+    fn finish_notification(
+        &self,
+        id: CallId,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let calls = &self.calls;
+            let done = sqlx::query(&format!("UPDATE {calls} SET notify_at = $1 WHERE id = $2"))
+                .bind(retry_at.map(truncate))
+                .bind(id.as_uuid())
+                .execute(&self.pool)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::not_found(format_args!("call {id}")));
+            }
+            Ok(())
         })
     }
 }

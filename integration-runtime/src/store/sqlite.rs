@@ -83,6 +83,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[(
     CREATE UNIQUE INDEX IF NOT EXISTS integration_call_events_key
         ON integration_call_events (call_id, event_key);
     "#,
+), (
+    2,
+    "terminal notifications for hooks",
+    r#"
+    -- When the terminal notification (hooks) of a call is due; NULL: none
+    -- pending. Calls already terminal before this step are not notified.
+    ALTER TABLE integration_calls ADD COLUMN notify_at INTEGER;
+    CREATE INDEX IF NOT EXISTS integration_calls_notify
+        ON integration_calls (notify_at, seq) WHERE notify_at IS NOT NULL;
+    "#,
 )];
 
 const CALL_COLUMNS: &str = "seq, id, integration, endpoint, status, external_id, params, \
@@ -259,7 +269,8 @@ impl SqliteStore {
                 "UPDATE integration_calls SET status = ?, updated_at = ?, \
                  response_data = COALESCE(?, response_data), error = COALESCE(?, error), \
                  completed_at = CASE WHEN ? THEN ? ELSE completed_at END, \
-                 next_run_at = CASE WHEN ? THEN NULL ELSE next_run_at END \
+                 next_run_at = CASE WHEN ? THEN NULL ELSE next_run_at END, \
+                 notify_at = CASE WHEN ? THEN ? ELSE notify_at END \
                  WHERE seq = ?",
             )
             .bind(to.as_str())
@@ -269,6 +280,8 @@ impl SqliteStore {
             .bind(terminal)
             .bind(now.timestamp_millis())
             .bind(terminal)
+            .bind(terminal)
+            .bind(now.timestamp_millis())
             .bind(seq)
             .execute(&mut *tx)
             .await?;
@@ -768,6 +781,78 @@ impl Store for SqliteStore {
 
     fn wait_for_work(&self) -> BoxFuture<'_, ()> {
         Box::pin(self.work.notified())
+    }
+
+    fn postpone<'a>(
+        &'a self,
+        id: CallId,
+        worker: &'a str,
+        next_run_at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let update = sqlx::query(
+                "UPDATE integration_calls SET \
+                 next_run_at = CASE WHEN status IN ('completed', 'failed') THEN NULL ELSE ? END, \
+                 lease_owner = NULL, lease_expires_at = NULL, updated_at = ? \
+                 WHERE id = ? AND lease_owner = ?",
+            )
+            .bind(truncate(next_run_at).timestamp_millis())
+            .bind(now().timestamp_millis());
+            self.with_lease(id, worker, update).await?;
+            self.work.notify_waiters();
+            Ok(())
+        })
+    }
+
+    fn claim_notifications(
+        &self,
+        limit: u32,
+        lease: Duration,
+    ) -> BoxFuture<'_, Result<Vec<CallRecord>, StoreError>> {
+        Box::pin(async move {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            let now = now();
+            // As `claim`: one statement selects and leases, over a partial
+            // index holding only calls with a pending notification.
+            let rows = sqlx::query(&format!(
+                "UPDATE integration_calls SET notify_at = ?1 \
+                 WHERE seq IN ( \
+                     SELECT seq FROM integration_calls WHERE notify_at <= ?2 \
+                     ORDER BY notify_at, seq LIMIT ?3) \
+                 RETURNING {CALL_COLUMNS}"
+            ))
+            .bind(lease_deadline(now, lease).timestamp_millis())
+            .bind(now.timestamp_millis())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            let mut calls = rows
+                .iter()
+                .map(call_from_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            calls.sort_by_key(|(seq, call)| (call.completed_at, *seq));
+            Ok(calls.into_iter().map(|(_, call)| call).collect())
+        })
+    }
+
+    fn finish_notification(
+        &self,
+        id: CallId,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let done = sqlx::query("UPDATE integration_calls SET notify_at = ? WHERE id = ?")
+                .bind(retry_at.map(|at| truncate(at).timestamp_millis()))
+                .bind(id.to_string())
+                .execute(&self.pool)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::not_found(format_args!("call {id}")));
+            }
+            Ok(())
+        })
     }
 }
 

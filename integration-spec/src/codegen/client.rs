@@ -58,14 +58,17 @@ fn config(spec: &Spec, names: &Names) -> TokenStream {
         quote!(let #field = env.secret(#env, #purpose);)
     });
     let field_names = secrets.iter().map(|s| &s.field);
-    let base_url = match &spec.integration.base_url {
-        BaseUrl::Literal(url) => quote!(::std::string::String::from(#url)),
-        BaseUrl::Env { var, default: Some(default), .. } => quote!(env.value_or(#var, #default)),
-        BaseUrl::Env { var, default: None, purpose } => {
-            let purpose = purpose.clone().unwrap_or_else(|| format!("base URL of {integration_name}"));
-            quote!(env.value(#var, #purpose))
+    let base_url = url_setting(&spec.integration.base_url, &format!("base URL of {integration_name}"));
+    let token_url = match &spec.auth {
+        Auth::OAuth2ClientCredentials { token_url, .. } | Auth::OAuth2RefreshToken { token_url, .. } => {
+            Some(url_setting(token_url, &format!("OAuth2 token URL of {integration_name}")))
         }
+        _ => None,
     };
+    let token_url_field = token_url.as_ref().map(|_| quote!(/// Where OAuth2 tokens are requested.
+        pub token_url: ::std::string::String,));
+    let token_url_read = token_url.as_ref().map(|read| quote!(let token_url = #read;));
+    let token_url_init = token_url.as_ref().map(|_| quote!(token_url,));
     let doc = format!(" Settings of the `{integration_name}` integration. Secrets are redacted in `Debug` output.");
     quote! {
         #[doc = #doc]
@@ -73,6 +76,7 @@ fn config(spec: &Spec, names: &Names) -> TokenStream {
         pub struct #config {
             /// Where requests go.
             pub base_url: ::std::string::String,
+            #token_url_field
             #(#fields)*
         }
 
@@ -82,10 +86,23 @@ fn config(spec: &Spec, names: &Names) -> TokenStream {
             pub fn from_env() -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
                 let mut env = __rt::EnvReader::new(#integration_name);
                 let base_url = #base_url;
+                #token_url_read
                 #(#reads)*
                 env.finish()?;
-                ::std::result::Result::Ok(#config { base_url, #(#field_names),* })
+                ::std::result::Result::Ok(#config { base_url, #token_url_init #(#field_names),* })
             }
+        }
+    }
+}
+
+/// Reads a URL setting: a literal, or an environment variable with or without a default.
+fn url_setting(url: &BaseUrl, default_purpose: &str) -> TokenStream {
+    match url {
+        BaseUrl::Literal(url) => quote!(::std::string::String::from(#url)),
+        BaseUrl::Env { var, default: Some(default), .. } => quote!(env.value_or(#var, #default)),
+        BaseUrl::Env { var, default: None, purpose } => {
+            let purpose = purpose.clone().unwrap_or_else(|| default_purpose.to_owned());
+            quote!(env.value(#var, #purpose))
         }
     }
 }
@@ -97,16 +114,16 @@ fn auth_expr(spec: &Spec) -> TokenStream {
         Auth::Basic { .. } => quote!(__rt::Auth::Basic { username: config.username.clone(), password: config.password.clone() }),
         Auth::ApiKey { location: ApiKeyLocation::Header, name, .. } => quote!(__rt::Auth::ApiKeyHeader { name: #name, key: config.api_key.clone() }),
         Auth::ApiKey { location: ApiKeyLocation::Query, name, .. } => quote!(__rt::Auth::ApiKeyQuery { name: #name, key: config.api_key.clone() }),
-        Auth::OAuth2ClientCredentials { token_url, scopes, .. } => quote! {
+        Auth::OAuth2ClientCredentials { scopes, .. } => quote! {
             __rt::Auth::OAuth2(__rt::OAuth2Config {
-                token_url: ::std::string::String::from(#token_url),
+                token_url: config.token_url.clone(),
                 client_id: config.client_id.clone(),
                 client_secret: ::std::option::Option::Some(config.client_secret.clone()),
                 scopes: ::std::vec![#(::std::string::String::from(#scopes)),*],
                 refresh_token: ::std::option::Option::None,
             })
         },
-        Auth::OAuth2RefreshToken { token_url, client_secret, .. } => {
+        Auth::OAuth2RefreshToken { client_secret, .. } => {
             let secret = if client_secret.is_some() {
                 quote!(::std::option::Option::Some(config.client_secret.clone()))
             } else {
@@ -114,7 +131,7 @@ fn auth_expr(spec: &Spec) -> TokenStream {
             };
             quote! {
                 __rt::Auth::OAuth2(__rt::OAuth2Config {
-                    token_url: ::std::string::String::from(#token_url),
+                    token_url: config.token_url.clone(),
                     client_id: config.client_id.clone(),
                     client_secret: #secret,
                     scopes: ::std::vec::Vec::new(),

@@ -1,0 +1,89 @@
+//! The worker child process: a runtime with the benchmark integration on a
+//! SQLite file or a PostgreSQL schema, running until killed or for
+//! `--seconds` (then it prints its memory as JSON and exits).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use integration_runtime::{Runtime, SqliteStore, Store};
+
+use crate::common::{bench_sync, rss_kb, Result};
+
+/// Options of the `worker` subcommand.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct WorkerArgs {
+    /// The SQLite file of the store.
+    #[arg(long)]
+    sqlite: Option<String>,
+    /// A PostgreSQL URL instead.
+    #[arg(long)]
+    postgres: Option<String>,
+    /// The PostgreSQL schema.
+    #[arg(long)]
+    schema: Option<String>,
+    /// The provider's base URL.
+    #[arg(long)]
+    url: String,
+    /// Calls executed at once.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// The claim lease, in milliseconds.
+    #[arg(long, default_value_t = 60_000)]
+    lease_ms: u64,
+    /// The idle poll interval, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    idle_ms: u64,
+    /// Run this long, print `{"rss_kb":..,"hwm_kb":..}` and exit.
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// The lease owner name.
+    #[arg(long)]
+    worker_id: Option<String>,
+}
+
+/// Opens the store the arguments name.
+async fn store(args: &WorkerArgs) -> Result<Arc<dyn Store>> {
+    if let Some(path) = &args.sqlite {
+        return Ok(Arc::new(SqliteStore::open(path).await?));
+    }
+    if let Some(url) = &args.postgres {
+        return crate::postgres::open(url, args.schema.as_deref().unwrap_or("public"), 8).await;
+    }
+    Err("worker: give --sqlite or --postgres".into())
+}
+
+pub(crate) async fn run(args: WorkerArgs) -> Result<()> {
+    let store = store(&args).await?;
+    let mut builder = Runtime::builder()
+        .store(store)
+        .integration(bench_sync(&args.url)?)
+        .concurrency(args.concurrency)
+        .claim_batch(args.concurrency as u32)
+        .lease(Duration::from_millis(args.lease_ms))
+        .poll_idle(Duration::from_millis(args.idle_ms));
+    if let Some(id) = &args.worker_id {
+        builder = builder.worker_id(id.clone());
+    }
+    let rt = builder.build().await?;
+    match args.seconds {
+        None => {
+            rt.run().await?;
+        }
+        Some(seconds) => {
+            let worker = tokio::spawn({
+                let rt = rt.clone();
+                async move { rt.run().await }
+            });
+            tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+            let (rss, hwm) = rss_kb();
+            rt.shutdown(Duration::from_secs(5)).await;
+            worker.await??;
+            let counts = rt.count_by_status(None).await?;
+            println!(
+                "{{\"rss_kb\":{rss},\"hwm_kb\":{hwm},\"completed\":{},\"pending\":{}}}",
+                counts.completed, counts.pending
+            );
+        }
+    }
+    Ok(())
+}

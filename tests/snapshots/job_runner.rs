@@ -1,0 +1,566 @@
+// @generated from specs/job_runner.toml by integration-spec; do not edit.
+// Update with `UPDATE_SNAPSHOTS=1 cargo test -p integration-tests --test snapshots`.
+
+/// The `JobRunner` integration, generated from its spec.
+///
+/// Report rendering behind OAuth2 client credentials.
+pub mod job_runner {
+    #[allow(unused_imports)]
+    use ::integration_runtime::__private as __rt;
+    /// The `ReportJob` entity of the spec.
+    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[serde(crate = "::integration_runtime::__private::serde")]
+    pub struct ReportJob {
+        /// `report` (enum).
+        pub report: ReportJobReport,
+        /// The month, as YYYY-MM.
+        pub month: ::std::string::String,
+        /// `format` (enum).
+        #[serde(default = "__default_report_job_format")]
+        pub format: ReportJobFormat,
+    }
+    impl ReportJob {
+        /// Checks every constraint the spec declares (lengths, ranges),
+        /// including those of nested entities, and reports all violations.
+        pub fn validate(
+            &self,
+        ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
+            #[allow(unused_mut)]
+            let mut violations = __rt::Violations::new();
+            {
+                let value = &self.month;
+                violations
+                    .len_between(
+                        "month",
+                        value.chars().count(),
+                        ::std::option::Option::Some(7u64),
+                        ::std::option::Option::Some(7u64),
+                    );
+            }
+            violations.finish()
+        }
+    }
+    impl ::integration_runtime::FromResult for ReportJob {
+        fn from_result(
+            value: &__rt::serde_json::Value,
+        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
+            <Self as __rt::serde::Deserialize>::deserialize(value)
+        }
+    }
+    /// Allowed values of `ReportJob.report`.
+    #[derive(
+        Debug,
+        Clone,
+        Copy,
+        PartialEq,
+        Eq,
+        Hash,
+        __rt::serde::Serialize,
+        __rt::serde::Deserialize
+    )]
+    #[serde(crate = "::integration_runtime::__private::serde")]
+    pub enum ReportJobReport {
+        /// `sales`
+        #[serde(rename = "sales")]
+        Sales,
+        /// `inventory`
+        #[serde(rename = "inventory")]
+        Inventory,
+    }
+    impl ReportJobReport {
+        /// The value as the spec spells it.
+        pub fn as_str(&self) -> &'static str {
+            match self {
+                ReportJobReport::Sales => "sales",
+                ReportJobReport::Inventory => "inventory",
+            }
+        }
+    }
+    /// Allowed values of `ReportJob.format`.
+    #[derive(
+        Debug,
+        Clone,
+        Copy,
+        PartialEq,
+        Eq,
+        Hash,
+        __rt::serde::Serialize,
+        __rt::serde::Deserialize
+    )]
+    #[serde(crate = "::integration_runtime::__private::serde")]
+    pub enum ReportJobFormat {
+        /// `pdf`
+        #[serde(rename = "pdf")]
+        Pdf,
+        /// `csv`
+        #[serde(rename = "csv")]
+        Csv,
+    }
+    impl ReportJobFormat {
+        /// The value as the spec spells it.
+        pub fn as_str(&self) -> &'static str {
+            match self {
+                ReportJobFormat::Pdf => "pdf",
+                ReportJobFormat::Csv => "csv",
+            }
+        }
+    }
+    #[doc(hidden)]
+    fn __default_report_job_format() -> ReportJobFormat {
+        ReportJobFormat::Pdf
+    }
+    /// The `Report` entity of the spec.
+    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[serde(crate = "::integration_runtime::__private::serde")]
+    pub struct Report {
+        /// `url` (string).
+        pub url: ::std::string::String,
+        /// `pages` (int).
+        pub pages: i64,
+    }
+    impl Report {
+        /// Checks every constraint the spec declares (lengths, ranges),
+        /// including those of nested entities, and reports all violations.
+        pub fn validate(
+            &self,
+        ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
+            #[allow(unused_mut)]
+            let mut violations = __rt::Violations::new();
+            violations.finish()
+        }
+    }
+    impl ::integration_runtime::FromResult for Report {
+        fn from_result(
+            value: &__rt::serde_json::Value,
+        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
+            <Self as __rt::serde::Deserialize>::deserialize(value)
+        }
+    }
+    /// Where a `JobRunner` call is in its lifecycle.
+    pub type JobRunnerStatus = ::integration_runtime::CallStatus;
+    /// The typed request parameters of a `JobRunner` call, one variant per endpoint that starts calls.
+    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[serde(
+        crate = "::integration_runtime::__private::serde",
+        tag = "endpoint",
+        content = "params",
+        rename_all = "snake_case"
+    )]
+    pub enum JobRunnerRequest {
+        /// Parameters of `render` (POST /v1/reports/{report}).
+        Render(ReportJob),
+    }
+    impl ::integration_runtime::CallRequest for JobRunnerRequest {
+        fn from_params(
+            endpoint: &str,
+            params: &__rt::serde_json::Value,
+        ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
+            let parsed: ::std::result::Result<Self, __rt::serde_json::Error> = match endpoint {
+                "render" => {
+                    __rt::serde_json::from_value(params.clone())
+                        .map(JobRunnerRequest::Render)
+                }
+                _ => {
+                    return ::std::result::Result::Err(
+                        __rt::unknown_endpoint("JobRunner", endpoint),
+                    );
+                }
+            };
+            parsed
+                .map_err(|e| __rt::decode_error(
+                    endpoint,
+                    ::std::format!("stored request parameters do not fit the spec: {e}"),
+                ))
+        }
+    }
+    impl ::integration_runtime::IntoCall for JobRunnerRequest {
+        const INTEGRATION: &'static str = "JobRunner";
+        fn endpoint(&self) -> &'static str {
+            match *self {
+                JobRunnerRequest::Render(_) => "render",
+            }
+        }
+        fn into_params(self) -> __rt::serde_json::Value {
+            match self {
+                JobRunnerRequest::Render(params) => __rt::to_value(&params),
+            }
+        }
+    }
+    impl ::std::convert::From<ReportJob> for JobRunnerRequest {
+        fn from(params: ReportJob) -> Self {
+            JobRunnerRequest::Render(params)
+        }
+    }
+    impl ::integration_runtime::IntoCall for ReportJob {
+        const INTEGRATION: &'static str = "JobRunner";
+        fn endpoint(&self) -> &'static str {
+            "render"
+        }
+        fn into_params(self) -> __rt::serde_json::Value {
+            __rt::to_value(&self)
+        }
+    }
+    /// The typed response data of a finished `JobRunner` call.
+    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize)]
+    #[serde(crate = "::integration_runtime::__private::serde", untagged)]
+    pub enum JobRunnerResponse {
+        /// Result of a `render` call.
+        Render(Report),
+    }
+    impl ::integration_runtime::CallResponse for JobRunnerResponse {
+        fn from_result(
+            endpoint: &str,
+            value: &__rt::serde_json::Value,
+        ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
+            let parsed: ::std::result::Result<Self, __rt::serde_json::Error> = match endpoint {
+                "render" => {
+                    __rt::serde_json::from_value(value.clone())
+                        .map(JobRunnerResponse::Render)
+                }
+                _ => {
+                    return ::std::result::Result::Err(
+                        __rt::unknown_endpoint("JobRunner", endpoint),
+                    );
+                }
+            };
+            parsed
+                .map_err(|e| __rt::decode_error(
+                    endpoint,
+                    ::std::format!("stored response data does not fit the spec: {e}"),
+                ))
+        }
+    }
+    /// One call to `JobRunner`: the record business code creates and the runtime drives to a terminal state.
+    pub type JobRunnerCall = ::integration_runtime::Call<
+        JobRunnerRequest,
+        JobRunnerResponse,
+    >;
+    /// A lifecycle event of a `JobRunner` call: `initialized -> processing -> completed | failed`.
+    pub type JobRunnerEvent = ::integration_runtime::Event<JobRunnerResponse>;
+    /// Settings of the `JobRunner` integration. Secrets are redacted in `Debug` output.
+    #[derive(Debug, Clone)]
+    pub struct JobRunnerConfig {
+        /// Where requests go.
+        pub base_url: ::std::string::String,
+        /// Where OAuth2 tokens are requested.
+        pub token_url: ::std::string::String,
+        /// OAuth2 client id of this service (from `JOB_RUNNER_CLIENT_ID`).
+        pub client_id: ::integration_runtime::Secret,
+        /// OAuth2 client secret of this service (from `JOB_RUNNER_CLIENT_SECRET`).
+        pub client_secret: ::integration_runtime::Secret,
+    }
+    impl JobRunnerConfig {
+        /// Reads every setting from the environment, and reports every
+        /// missing variable (with what it is for) in one error.
+        pub fn from_env() -> ::std::result::Result<
+            Self,
+            ::integration_runtime::ConfigError,
+        > {
+            let mut env = __rt::EnvReader::new("JobRunner");
+            let base_url = env
+                .value_or("JOB_RUNNER_BASE_URL", "https://jobs.example.com");
+            let token_url = env
+                .value_or(
+                    "JOB_RUNNER_TOKEN_URL",
+                    "https://auth.example.com/oauth/token",
+                );
+            let client_id = env
+                .secret("JOB_RUNNER_CLIENT_ID", "OAuth2 client id of this service");
+            let client_secret = env
+                .secret(
+                    "JOB_RUNNER_CLIENT_SECRET",
+                    "OAuth2 client secret of this service",
+                );
+            env.finish()?;
+            ::std::result::Result::Ok(JobRunnerConfig {
+                base_url,
+                token_url,
+                client_id,
+                client_secret,
+            })
+        }
+    }
+    /// A typed HTTP client of `JobRunner`: one method per endpoint.
+    #[derive(Debug, Clone)]
+    pub struct JobRunnerClient {
+        http: __rt::HttpClient,
+    }
+    impl JobRunnerClient {
+        /// A client for the given settings.
+        pub fn new(
+            config: &JobRunnerConfig,
+        ) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+            let http = __rt::HttpClient::for_integration(
+                &__DESCRIPTOR,
+                &config.base_url,
+                __rt::Auth::OAuth2(__rt::OAuth2Config {
+                    token_url: config.token_url.clone(),
+                    client_id: config.client_id.clone(),
+                    client_secret: ::std::option::Option::Some(
+                        config.client_secret.clone(),
+                    ),
+                    scopes: ::std::vec![::std::string::String::from("reports:write")],
+                    refresh_token: ::std::option::Option::None,
+                }),
+            )?;
+            ::std::result::Result::Ok(JobRunnerClient { http })
+        }
+        /// `POST /v1/reports/{report}`.
+        pub async fn render(
+            &self,
+            request: &ReportJob,
+            options: &::integration_runtime::CallOptions,
+        ) -> ::std::result::Result<
+            ::integration_runtime::Reply<Report>,
+            ::integration_runtime::ClientError,
+        > {
+            request.validate().map_err(|e| __rt::invalid_request("render", e))?;
+            let mut path = __rt::PathBuilder::new();
+            path.literal("/v1/reports/");
+            path.param(&__rt::to_value(&request.report));
+            #[allow(unused_mut)]
+            let mut query: ::std::vec::Vec<(&'static str, __rt::serde_json::Value)> = ::std::vec::Vec::new();
+            #[allow(unused_mut)]
+            let mut headers: ::std::vec::Vec<(&'static str, ::std::string::String)> = ::std::vec::Vec::new();
+            let mut body = __rt::JsonBody::new();
+            let value = __rt::to_value(&request.month);
+            if !value.is_null() {
+                body.set(&["month"], value);
+            }
+            let value = __rt::to_value(&request.format);
+            if !value.is_null() {
+                body.set(&["format"], value);
+            }
+            let _ = options;
+            let response = self
+                .http
+                .send(__rt::HttpRequest {
+                    endpoint: "render",
+                    method: "POST",
+                    path: path.finish(),
+                    query,
+                    headers,
+                    body: ::std::option::Option::Some((
+                        __rt::BodyEncoding::Json,
+                        body.into_value(),
+                    )),
+                    error_path: ::std::option::Option::Some(&[__rt::Seg::Key("error")]),
+                    policy: &__DESCRIPTOR.endpoints[0usize].policy,
+                })
+                .await?;
+            let body = &response.body;
+            ::std::result::Result::Ok({
+                let status = ::std::option::Option::None;
+                let result = ::std::option::Option::Some(
+                    __rt::extract(
+                        "render",
+                        body,
+                        &[
+                            __rt::FieldPath {
+                                field: "url",
+                                path: &[__rt::Seg::Key("report"), __rt::Seg::Key("url")],
+                                text: "$.report.url",
+                            },
+                            __rt::FieldPath {
+                                field: "pages",
+                                path: &[__rt::Seg::Key("report"), __rt::Seg::Key("pages")],
+                                text: "$.report.pages",
+                            },
+                        ],
+                    )?,
+                );
+                ::integration_runtime::Reply {
+                    http_status: response.status,
+                    external_id: ::std::option::Option::None,
+                    status,
+                    result,
+                    error: __rt::extract_message(body, &[__rt::Seg::Key("error")]),
+                }
+            })
+        }
+    }
+    /// The `JobRunner` integration, ready to register with the runtime.
+    #[derive(Debug, Clone)]
+    pub struct JobRunner {
+        config: JobRunnerConfig,
+        client: JobRunnerClient,
+    }
+    impl JobRunner {
+        /// The integration with the given settings.
+        pub fn new(
+            config: JobRunnerConfig,
+        ) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+            let client = JobRunnerClient::new(&config)?;
+            ::std::result::Result::Ok(JobRunner { config, client })
+        }
+        /// The integration configured from the environment; every missing
+        /// variable is reported at once, with what it is for.
+        pub fn from_env() -> ::std::result::Result<
+            Self,
+            ::integration_runtime::ConfigError,
+        > {
+            Self::new(JobRunnerConfig::from_env()?)
+        }
+        /// The typed client, for direct calls.
+        pub fn client(&self) -> &JobRunnerClient {
+            &self.client
+        }
+        /// The settings.
+        pub fn config(&self) -> &JobRunnerConfig {
+            &self.config
+        }
+        /// Static facts about the integration: endpoints, policies, polling, webhook.
+        pub fn descriptor() -> &'static ::integration_runtime::IntegrationDescriptor {
+            &__DESCRIPTOR
+        }
+    }
+    impl ::integration_runtime::Integration for JobRunner {
+        fn descriptor(&self) -> &'static ::integration_runtime::IntegrationDescriptor {
+            &__DESCRIPTOR
+        }
+        fn validate(
+            &self,
+            endpoint: &str,
+            params: &__rt::serde_json::Value,
+        ) -> ::std::result::Result<(), ::integration_runtime::ClientError> {
+            match endpoint {
+                "render" => {
+                    let request: ReportJob = __rt::serde_json::from_value(params.clone())
+                        .map_err(|e| __rt::invalid_params("render", &e))?;
+                    request.validate().map_err(|e| __rt::invalid_request("render", e))
+                }
+                _ => {
+                    ::std::result::Result::Err(
+                        __rt::unknown_endpoint("JobRunner", endpoint),
+                    )
+                }
+            }
+        }
+        fn start<'a>(
+            &'a self,
+            endpoint: &'a str,
+            params: &'a __rt::serde_json::Value,
+            options: &'a ::integration_runtime::CallOptions,
+        ) -> ::integration_runtime::BoxFuture<
+            'a,
+            ::std::result::Result<
+                ::integration_runtime::Reply<__rt::serde_json::Value>,
+                ::integration_runtime::ClientError,
+            >,
+        > {
+            ::std::boxed::Box::pin(async move {
+                let _ = (params, options);
+                match endpoint {
+                    "render" => {
+                        let request: ReportJob = __rt::serde_json::from_value(
+                                params.clone(),
+                            )
+                            .map_err(|e| __rt::invalid_params("render", &e))?;
+                        ::std::result::Result::Ok(
+                            self.client.render(&request, options).await?.into_json(),
+                        )
+                    }
+                    _ => {
+                        ::std::result::Result::Err(
+                            __rt::unknown_endpoint("JobRunner", endpoint),
+                        )
+                    }
+                }
+            })
+        }
+        fn poll<'a>(
+            &'a self,
+            external_id: &'a str,
+        ) -> ::std::option::Option<
+            ::integration_runtime::BoxFuture<
+                'a,
+                ::std::result::Result<
+                    ::integration_runtime::Reply<__rt::serde_json::Value>,
+                    ::integration_runtime::ClientError,
+                >,
+            >,
+        > {
+            {
+                let _ = external_id;
+                ::std::option::Option::None
+            }
+        }
+        fn read_webhook(
+            &self,
+            payload: &__rt::serde_json::Value,
+        ) -> ::std::option::Option<
+            ::std::result::Result<
+                ::integration_runtime::Reply<__rt::serde_json::Value>,
+                ::integration_runtime::ClientError,
+            >,
+        > {
+            {
+                let _ = payload;
+                ::std::option::Option::None
+            }
+        }
+        fn circuit_states(
+            &self,
+        ) -> ::std::vec::Vec<
+            (::std::string::String, ::integration_runtime::CircuitState),
+        > {
+            self.client.http.circuit_states()
+        }
+    }
+    #[doc(hidden)]
+    pub static __DESCRIPTOR: ::integration_runtime::IntegrationDescriptor = ::integration_runtime::IntegrationDescriptor {
+        name: "JobRunner",
+        module: "job_runner",
+        endpoints: &[
+            ::integration_runtime::EndpointDescriptor {
+                name: "render",
+                method: "POST",
+                path: "/v1/reports/{report}",
+                mode: ::integration_runtime::Mode::Sync,
+                starts_calls: true,
+                idempotent: true,
+                idempotency_key: ::std::option::Option::None,
+                policy: ::integration_runtime::PolicyDescriptor {
+                    timeout_ms: 30000u64,
+                    connect_timeout_ms: 5000u64,
+                    retry: ::integration_runtime::RetryPolicy {
+                        max_attempts: 3u32,
+                        initial_backoff_ms: 200u64,
+                        max_backoff_ms: 5000u64,
+                        multiplier: 2f64,
+                        on: ::integration_runtime::RetryOn {
+                            server_errors: true,
+                            too_many_requests: true,
+                            timeouts: true,
+                            connect_errors: true,
+                        },
+                    },
+                    circuit_breaker: ::std::option::Option::None,
+                    rate_limit: ::std::option::Option::None,
+                    concurrency: ::std::option::Option::None,
+                },
+            },
+        ],
+        policy: ::integration_runtime::PolicyDescriptor {
+            timeout_ms: 30000u64,
+            connect_timeout_ms: 5000u64,
+            retry: ::integration_runtime::RetryPolicy {
+                max_attempts: 3u32,
+                initial_backoff_ms: 200u64,
+                max_backoff_ms: 5000u64,
+                multiplier: 2f64,
+                on: ::integration_runtime::RetryOn {
+                    server_errors: true,
+                    too_many_requests: true,
+                    timeouts: true,
+                    connect_errors: true,
+                },
+            },
+            circuit_breaker: ::std::option::Option::None,
+            rate_limit: ::std::option::Option::None,
+            concurrency: ::std::option::Option::None,
+        },
+        polling: ::std::option::Option::None,
+        webhook: ::std::option::Option::None,
+    };
+}
