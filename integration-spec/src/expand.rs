@@ -19,6 +19,19 @@ pub struct Caller {
     pub file: Option<PathBuf>,
 }
 
+/// The directory of the invoking source file. The compiler may name it
+/// relative to the workspace root while the macro runs in the crate's
+/// directory, so a relative name is looked up from the crate root upwards.
+fn invoking_dir(file: &Path) -> Option<PathBuf> {
+    let found = if file.is_absolute() {
+        file.to_path_buf()
+    } else {
+        let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR")?);
+        manifest_dir.ancestors().map(|dir| dir.join(file)).find(|candidate| candidate.is_file())?
+    };
+    found.parent().map(Path::to_path_buf)
+}
+
 /// A spec read from disk for a macro.
 struct Loaded {
     /// The path as the user wrote it (used in messages).
@@ -43,8 +56,8 @@ fn load(lit: &LitStr, caller: &Caller) -> Result<Loaded, TokenStream> {
         ));
     }
     let base = if written.starts_with("./") {
-        match caller.file.as_ref().and_then(|f| f.parent()) {
-            Some(dir) => dir.to_path_buf(),
+        match caller.file.as_deref().and_then(invoking_dir) {
+            Some(dir) => dir,
             None => return fail(format!("cannot resolve `{written}` relative to the invoking file; write it relative to the crate root")),
         }
     } else {
