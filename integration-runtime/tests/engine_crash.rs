@@ -136,10 +136,7 @@ async fn a_killed_worker_loses_nothing_and_resends_with_the_same_key() {
     let mut ids: HashMap<String, CallId> = HashMap::new();
     for n in 0..CALLS {
         let text = format!("call-{n}");
-        let id = rt
-            .create(engine_sync::Message { text: text.clone() })
-            .await
-            .unwrap();
+        let id = rt.create(engine_sync::Message { text: text.clone() }).await.unwrap();
         ids.insert(text, id);
     }
 

@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use integration_runtime::{
-    CallId, CallRecord, CallStatus, EventKind, ListQuery, MemoryStore, Runtime, SqliteStore,
-};
+use integration_runtime::{CallId, CallRecord, CallStatus, EventKind, ListQuery, MemoryStore, Runtime, SqliteStore};
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -98,17 +96,11 @@ async fn provider(route: &str, script: &Script) -> MockServer {
 }
 
 fn sync_integration(server: &MockServer) -> engine_sync::EngineSync {
-    engine_sync::EngineSync::new(engine_sync::EngineSyncConfig {
-        base_url: server.uri(),
-    })
-    .unwrap()
+    engine_sync::EngineSync::new(engine_sync::EngineSyncConfig { base_url: server.uri() }).unwrap()
 }
 
 fn async_integration(server: &MockServer) -> engine_async::EngineAsync {
-    engine_async::EngineAsync::new(engine_async::EngineAsyncConfig {
-        base_url: server.uri(),
-    })
-    .unwrap()
+    engine_async::EngineAsync::new(engine_async::EngineAsyncConfig { base_url: server.uri() }).unwrap()
 }
 
 fn message(text: &str) -> engine_sync::Message {
@@ -141,10 +133,7 @@ async fn stop(rt: &Runtime, worker: tokio::task::JoinHandle<()>) {
     tokio::time::timeout(LIMIT, rt.shutdown(Duration::from_secs(2)))
         .await
         .expect("shutdown in time");
-    tokio::time::timeout(LIMIT, worker)
-        .await
-        .expect("run ends")
-        .unwrap();
+    tokio::time::timeout(LIMIT, worker).await.expect("run ends").unwrap();
 }
 
 /// Waits until call `id` is terminal and its worker has let go of it.
@@ -203,16 +192,24 @@ async fn sync_call_completes_with_exactly_three_events() {
     assert_eq!(typed.status, CallStatus::Completed);
     assert_eq!(
         typed.response_data,
-        Some(engine_sync::EngineSyncResponse::Send(engine_sync::Echo { echoed: "hi!".into() }))
+        Some(engine_sync::EngineSyncResponse::Send(engine_sync::Echo {
+            echoed: "hi!".into()
+        }))
     );
     let wrong = rt.get_typed::<engine_async::EngineAsyncCall>(id).await.unwrap_err();
     assert!(wrong.is_type_mismatch(), "{wrong}");
 
     // The broadcast saw pending -> processing -> completed.
     let first = changes.recv().await.unwrap();
-    assert_eq!((first.call_id, first.from, first.to), (id, CallStatus::Pending, CallStatus::Processing));
+    assert_eq!(
+        (first.call_id, first.from, first.to),
+        (id, CallStatus::Pending, CallStatus::Processing)
+    );
     let second = changes.recv().await.unwrap();
-    assert_eq!((second.from, second.to), (CallStatus::Processing, CallStatus::Completed));
+    assert_eq!(
+        (second.from, second.to),
+        (CallStatus::Processing, CallStatus::Completed)
+    );
     stop(&rt, worker).await;
 }
 
@@ -261,14 +258,21 @@ async fn async_call_goes_through_polling_to_completed() {
         .collect();
     assert_eq!(
         statuses,
-        [(CallStatus::Pending, CallStatus::Processing), (CallStatus::Processing, CallStatus::Completed)]
+        [
+            (CallStatus::Pending, CallStatus::Processing),
+            (CallStatus::Processing, CallStatus::Completed)
+        ]
     );
     let polls = status.hits();
     assert_eq!(polls.len(), 3, "queued, running, done");
     assert!(polls.iter().all(|h| h.path == "/jobs/job-1"));
     // Polls are spaced by at least the interval (20 ms, growing).
     for pair in polls.windows(2) {
-        assert!(pair[1].at - pair[0].at >= Duration::from_millis(15), "{:?}", pair[1].at - pair[0].at);
+        assert!(
+            pair[1].at - pair[0].at >= Duration::from_millis(15),
+            "{:?}",
+            pair[1].at - pair[0].at
+        );
     }
     assert_eq!(submit.hits()[0].key.as_deref(), Some(id.to_string().as_str()));
     stop(&rt, worker).await;
@@ -290,12 +294,18 @@ async fn always_500_fails_after_exactly_max_attempts() {
     let call = wait_terminal(&rt, id).await;
     assert_eq!(call.status, CallStatus::Failed);
     let error = call.error.unwrap();
-    assert!(error.contains("500") && error.contains("boom") && error.contains("3 attempts"), "{error}");
+    assert!(
+        error.contains("500") && error.contains("boom") && error.contains("3 attempts"),
+        "{error}"
+    );
     // Give a wrongly scheduled extra attempt the chance to show up.
     tokio::time::sleep(Duration::from_millis(150)).await;
     let hits = script.hits();
     assert_eq!(hits.len(), 3, "max_attempts = 3");
-    assert!(hits.iter().all(|h| h.key.as_deref() == Some(id.to_string().as_str())), "same key on every attempt");
+    assert!(
+        hits.iter().all(|h| h.key.as_deref() == Some(id.to_string().as_str())),
+        "same key on every attempt"
+    );
     let full = rt.get_with_events(id).await.unwrap().unwrap();
     assert_eq!(kinds(&full.events), [EventKind::Initialized, EventKind::Failed]);
     assert_eq!(full.events[0].payload.external_id, Some(id.to_string()));
@@ -373,13 +383,19 @@ async fn outbox_rolled_back_leaves_nothing_committed_runs() {
         .unwrap();
 
     let mut tx = pool.begin().await.unwrap();
-    sqlx::query("INSERT INTO orders (id) VALUES (1)").execute(&mut *tx).await.unwrap();
+    sqlx::query("INSERT INTO orders (id) VALUES (1)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
     let rolled_back = rt.create_in_tx(&mut tx, message("rolled back"), None).await.unwrap();
     tx.rollback().await.unwrap();
     assert!(rt.get(rolled_back).await.unwrap().is_none());
 
     let mut tx = pool.begin().await.unwrap();
-    sqlx::query("INSERT INTO orders (id) VALUES (2)").execute(&mut *tx).await.unwrap();
+    sqlx::query("INSERT INTO orders (id) VALUES (2)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
     let committed = rt.create_in_tx(&mut tx, message("committed"), None).await.unwrap();
     tx.commit().await.unwrap();
 
@@ -543,7 +559,11 @@ async fn async_answer_without_external_id_fails_clearly() {
     let worker = spawn_run(&rt);
     let call = wait_terminal(&rt, id).await;
     assert_eq!(call.status, CallStatus::Failed);
-    assert!(call.error.as_deref().unwrap().contains("no external id"), "{:?}", call.error);
+    assert!(
+        call.error.as_deref().unwrap().contains("no external id"),
+        "{:?}",
+        call.error
+    );
     let full = rt.get_with_events(id).await.unwrap().unwrap();
     assert_eq!(kinds(&full.events), [EventKind::Initialized, EventKind::Failed]);
     stop(&rt, worker).await;
@@ -573,7 +593,10 @@ async fn polling_gives_up_after_the_deadline() {
     assert_eq!(call.status, CallStatus::Failed);
     assert!(call.error.as_deref().unwrap().contains("timed out"), "{:?}", call.error);
     // give_up_after_s = 2, polls capped at 100 ms apart.
-    assert!(took >= Duration::from_millis(1_900) && took < Duration::from_secs(4), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(1_900) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
     let polls = status.hits().len();
     assert!((10..=100).contains(&polls), "{polls} polls");
     stop(&rt, worker).await;
@@ -647,7 +670,11 @@ async fn concurrency_bounds_calls_in_flight_and_shutdown_drains() {
         wait_terminal(&rt, *id).await;
     }
     // 9 calls of 150 ms, 3 at a time: at least 3 rounds.
-    assert!(started.elapsed() >= Duration::from_millis(440), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(440),
+        "{:?}",
+        started.elapsed()
+    );
     // Arrival times: never more than 3 requests within one 150 ms window.
     let hits = script.hits();
     for (i, hit) in hits.iter().enumerate() {
@@ -722,7 +749,10 @@ async fn shutdown_past_its_deadline_releases_calls_for_another_worker() {
 /// (skipped otherwise): calls finish and hooks fire once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_and_hooks_on_postgres() {
-    let Some(url) = std::env::var("INTEGRATION_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) else {
+    let Some(url) = std::env::var("INTEGRATION_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
         eprintln!("skipping: INTEGRATION_TEST_DATABASE_URL is not set");
         return;
     };

@@ -14,7 +14,9 @@ pub struct EngineError {
 
 #[derive(Debug, thiserror::Error)]
 enum Kind {
-    #[error("integration `{0}` is not registered with this runtime (register it with `Runtime::builder().integration(..)`)")]
+    #[error(
+        "integration `{0}` is not registered with this runtime (register it with `Runtime::builder().integration(..)`)"
+    )]
     UnknownIntegration(String),
     #[error("endpoint `{endpoint}` of `{integration}` does not start calls (it has no `request` in the spec)")]
     NotAStartingEndpoint { integration: String, endpoint: String },

@@ -68,10 +68,7 @@ pub(crate) fn events_of(reply: &Reply<Value>) -> Vec<NewEvent> {
     match reply.status {
         None => Vec::new(),
         Some(RemoteStatus::Processing) => vec![processing()],
-        Some(RemoteStatus::Completed) => vec![
-            processing(),
-            completed(reply.result.clone().unwrap_or(Value::Null)),
-        ],
+        Some(RemoteStatus::Completed) => vec![processing(), completed(reply.result.clone().unwrap_or(Value::Null))],
         Some(RemoteStatus::Failed) => vec![
             processing(),
             failed(
@@ -99,10 +96,7 @@ impl Inner {
     }
 
     pub(crate) fn publish(&self, integration: &str, event: EventKind, outcome: &AppendOutcome) {
-        if let AppendOutcome::Applied {
-            call_id, from, to, ..
-        } = *outcome
-        {
+        if let AppendOutcome::Applied { call_id, from, to, .. } = *outcome {
             // No receiver is fine: the broadcast is best-effort.
             let _ = self.changes.send(StatusChange {
                 call_id,

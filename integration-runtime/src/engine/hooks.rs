@@ -131,9 +131,12 @@ pub(crate) async fn dispatch(inner: Arc<Inner>) {
                 let retry_at = if ok {
                     None
                 } else {
-                    let delay = chrono::Duration::from_std(inner.settings.hook_retry)
-                        .unwrap_or(chrono::Duration::MAX);
-                    Some(Utc::now().checked_add_signed(delay).unwrap_or(chrono::DateTime::<Utc>::MAX_UTC))
+                    let delay = chrono::Duration::from_std(inner.settings.hook_retry).unwrap_or(chrono::Duration::MAX);
+                    Some(
+                        Utc::now()
+                            .checked_add_signed(delay)
+                            .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC),
+                    )
                 };
                 // If this fails the lease runs out and the call is delivered again.
                 let _ = inner.store.finish_notification(call.id, retry_at).await;

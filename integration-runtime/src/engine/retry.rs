@@ -29,8 +29,7 @@ pub(crate) fn is_retryable_class(error: &ClientError, on: &RetryOn) -> bool {
 /// its class is retried by the endpoint's policy, and repeating it is safe
 /// (the endpoint is idempotent, or it carries the call's idempotency key).
 pub(crate) fn may_retry_start(endpoint: &EndpointDescriptor, error: &ClientError) -> bool {
-    (endpoint.idempotent || endpoint.idempotency_key.is_some())
-        && is_retryable_class(error, &endpoint.policy.retry.on)
+    (endpoint.idempotent || endpoint.idempotency_key.is_some()) && is_retryable_class(error, &endpoint.policy.retry.on)
 }
 
 /// The delay before retry number `retry` (1 = the first retry): exponential
@@ -141,8 +140,14 @@ mod tests {
             assert_eq!(is_retryable_class(&error, &all), retried, "{error}");
             assert!(!is_retryable_class(&error, &none), "{error}");
         }
-        let only_5xx = RetryOn { server_errors: true, ..RetryOn::default() };
-        assert!(!is_retryable_class(&ClientError::status_error("e", 429, None), &only_5xx));
+        let only_5xx = RetryOn {
+            server_errors: true,
+            ..RetryOn::default()
+        };
+        assert!(!is_retryable_class(
+            &ClientError::status_error("e", 429, None),
+            &only_5xx
+        ));
         assert!(!is_retryable_class(&ClientError::timeout("e", false, None), &only_5xx));
     }
 
@@ -157,7 +162,10 @@ mod tests {
             starts_calls: true,
             idempotent: false,
             idempotency_key: None,
-            policy: PolicyDescriptor { retry: POLICY, ..PolicyDescriptor::DEFAULT },
+            policy: PolicyDescriptor {
+                retry: POLICY,
+                ..PolicyDescriptor::DEFAULT
+            },
         };
         let error = ClientError::status_error("send", 502, None);
         assert!(!may_retry_start(&endpoint, &error));
@@ -166,7 +174,10 @@ mod tests {
         endpoint.idempotency_key = None;
         endpoint.idempotent = true;
         assert!(may_retry_start(&endpoint, &error));
-        assert!(!may_retry_start(&endpoint, &ClientError::status_error("send", 422, None)));
+        assert!(!may_retry_start(
+            &endpoint,
+            &ClientError::status_error("send", 422, None)
+        ));
     }
 
     #[test]
@@ -196,11 +207,26 @@ mod tests {
         };
         assert_eq!(poll_delay(&polling, Duration::ZERO), Duration::from_millis(100));
         // Polls at 0, 100, 300, 700: intervals 100, 200, 400, 800.
-        assert_eq!(poll_delay(&polling, Duration::from_millis(100)), Duration::from_millis(200));
-        assert_eq!(poll_delay(&polling, Duration::from_millis(300)), Duration::from_millis(400));
-        assert_eq!(poll_delay(&polling, Duration::from_millis(700)), Duration::from_millis(800));
-        assert_eq!(poll_delay(&polling, Duration::from_secs(60)), Duration::from_millis(1_000));
-        let flat = PollingDescriptor { backoff: 1.0, ..polling };
+        assert_eq!(
+            poll_delay(&polling, Duration::from_millis(100)),
+            Duration::from_millis(200)
+        );
+        assert_eq!(
+            poll_delay(&polling, Duration::from_millis(300)),
+            Duration::from_millis(400)
+        );
+        assert_eq!(
+            poll_delay(&polling, Duration::from_millis(700)),
+            Duration::from_millis(800)
+        );
+        assert_eq!(
+            poll_delay(&polling, Duration::from_secs(60)),
+            Duration::from_millis(1_000)
+        );
+        let flat = PollingDescriptor {
+            backoff: 1.0,
+            ..polling
+        };
         assert_eq!(poll_delay(&flat, Duration::from_secs(60)), Duration::from_millis(100));
     }
 }

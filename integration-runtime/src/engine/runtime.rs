@@ -18,9 +18,7 @@ use super::hooks::{Hook, HookOn, HookResult};
 use super::{StatusChange, DEFAULT_CHANGES_CAPACITY};
 use crate::call::{CallId, IntoCall, TypedCall};
 use crate::integration::Integration;
-use crate::store::{
-    CallRecord, CallWithEvents, ListQuery, NewCall, Page, SqliteStore, StatusCounts, Store,
-};
+use crate::store::{CallRecord, CallWithEvents, ListQuery, NewCall, Page, SqliteStore, StatusCounts, Store};
 
 /// A store the builder accepts: any [`Store`] by value or in an `Arc`, or an
 /// `Arc<dyn Store>`.
@@ -224,7 +222,9 @@ impl RuntimeBuilder {
         }
         let settings = self.settings;
         if settings.concurrency == 0 || settings.claim_batch == 0 {
-            return Err(EngineError::config("`concurrency` and `claim_batch` must be at least 1"));
+            return Err(EngineError::config(
+                "`concurrency` and `claim_batch` must be at least 1",
+            ));
         }
         if settings.lease < Duration::from_millis(30) {
             return Err(EngineError::config("`lease` must be at least 30 ms"));
@@ -236,9 +236,7 @@ impl RuntimeBuilder {
         for integration in self.integrations {
             let name = integration.descriptor().name;
             if integrations.insert(name, integration).is_some() {
-                return Err(EngineError::config(format!(
-                    "integration `{name}` is registered twice"
-                )));
+                return Err(EngineError::config(format!("integration `{name}` is registered twice")));
             }
         }
         let (changes, _) = broadcast::channel(self.changes_capacity.max(1));
@@ -367,9 +365,7 @@ impl Runtime {
             Some(descriptor) if descriptor.starts_calls => {}
             _ => return Err(EngineError::not_a_starting_endpoint(integration, endpoint)),
         }
-        found
-            .validate(endpoint, &params)
-            .map_err(EngineError::invalid)?;
+        found.validate(endpoint, &params).map_err(EngineError::invalid)?;
         let mut call = NewCall::new(integration, endpoint, params);
         call.idempotency_key = key;
         Ok(call)
@@ -405,11 +401,7 @@ impl Runtime {
         integration: &str,
         external_id: &str,
     ) -> Result<Option<CallRecord>, EngineError> {
-        Ok(self
-            .inner
-            .store
-            .find_by_external_id(integration, external_id)
-            .await?)
+        Ok(self.inner.store.find_by_external_id(integration, external_id).await?)
     }
 
     /// One page of an integration's calls (filter by status, paginate with
@@ -537,11 +529,7 @@ impl Runtime {
 
     /// Runs until `signal` resolves (say `tokio::signal::ctrl_c()`), then
     /// shuts down, giving in-flight calls `grace` to finish.
-    pub async fn run_until(
-        &self,
-        signal: impl Future<Output = ()>,
-        grace: Duration,
-    ) -> Result<(), EngineError> {
+    pub async fn run_until(&self, signal: impl Future<Output = ()>, grace: Duration) -> Result<(), EngineError> {
         let run = self.run();
         tokio::pin!(run);
         tokio::select! {

@@ -11,8 +11,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::follow_up::{
-    completed, events_of, failed, generated_external_id, initialized, processing,
-    provider_idempotency_key,
+    completed, events_of, failed, generated_external_id, initialized, processing, provider_idempotency_key,
 };
 use super::retry::{is_retryable_class, may_retry_start, poll_delay, retry_delay, unit_random};
 use super::runtime::Inner;
@@ -20,8 +19,8 @@ use crate::call::{CallOptions, RemoteStatus, Reply};
 use crate::descriptor::{Mode, RetryOn};
 use crate::error::ClientError;
 use crate::integration::Integration;
-use crate::store::{CallRecord, StoreError};
 use crate::lifecycle::CallStatus;
+use crate::store::{CallRecord, StoreError};
 
 /// How long a call of an integration this runtime does not know waits
 /// before it is offered again (to a runtime that may know it).
@@ -60,17 +59,11 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             }
             continue;
         }
-        let limit = settings
-            .claim_batch
-            .min(u32::try_from(free).unwrap_or(u32::MAX));
+        let limit = settings.claim_batch.min(u32::try_from(free).unwrap_or(u32::MAX));
         // Created before claiming, so a wake-up between the claim and the
         // wait is not lost.
         let work = inner.store.wait_for_work();
-        let claimed = match inner
-            .store
-            .claim(&settings.worker_id, limit, settings.lease)
-            .await
-        {
+        let claimed = match inner.store.claim(&settings.worker_id, limit, settings.lease).await {
             Ok(claimed) => claimed,
             Err(error) => {
                 // The store is unavailable: try again after the idle delay.
@@ -105,10 +98,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
 
     // Shutdown: no more claims; let in-flight calls finish until the deadline.
     let deadline = (*shutdown.borrow()).unwrap_or_else(tokio::time::Instant::now);
-    let drained = tokio::time::timeout_at(deadline, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
+    let drained = tokio::time::timeout_at(deadline, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         let unfinished: Vec<_> = lock(&in_flight).iter().copied().collect();
         tasks.abort_all();
@@ -191,10 +181,7 @@ async fn step(inner: &Inner, call: &CallRecord) -> Result<(), StoreError> {
     let worker = inner.settings.worker_id.as_str();
     let Some(integration) = inner.integrations.get(call.integration.as_str()) else {
         // Not ours: offer it again later, without counting an attempt.
-        return inner
-            .store
-            .postpone(call.id, worker, after(FOREIGN_CALL_DELAY))
-            .await;
+        return inner.store.postpone(call.id, worker, after(FOREIGN_CALL_DELAY)).await;
     };
     match call.status {
         CallStatus::Pending => start(inner, integration.as_ref(), call).await,
@@ -212,17 +199,13 @@ async fn step(inner: &Inner, call: &CallRecord) -> Result<(), StoreError> {
                 follow_up(inner, integration.as_ref(), call).await
             }
         }
-        CallStatus::Completed | CallStatus::Failed => {
-            inner.store.reschedule(call.id, worker, None).await
-        }
+        CallStatus::Completed | CallStatus::Failed => inner.store.reschedule(call.id, worker, None).await,
     }
 }
 
 fn after(delay: Duration) -> DateTime<Utc> {
     let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
-    Utc::now()
-        .checked_add_signed(delay)
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    Utc::now().checked_add_signed(delay).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// The request was not sent: the integration's own circuit breaker or
@@ -233,10 +216,7 @@ fn refused_locally(error: &ClientError) -> bool {
 
 /// How long to wait after a local refusal.
 fn refusal_wait(error: &ClientError, fallback: Duration) -> Duration {
-    error
-        .admit_after()
-        .unwrap_or(fallback)
-        .max(Duration::from_millis(10))
+    error.admit_after().unwrap_or(fallback).max(Duration::from_millis(10))
 }
 
 /// Sends the starting request and records what it says.
@@ -262,8 +242,7 @@ async fn start(inner: &Inner, integration: &dyn Integration, call: &CallRecord) 
         Err(error) => {
             if refused_locally(&error) {
                 // Nothing was sent: wait for the circuit or limit, keep the attempt.
-                let fallback =
-                    Duration::from_millis(endpoint.policy.retry.initial_backoff_ms.max(100));
+                let fallback = Duration::from_millis(endpoint.policy.retry.initial_backoff_ms.max(100));
                 let wait = refusal_wait(&error, fallback);
                 return inner.store.postpone(call.id, worker, after(wait)).await;
             }
@@ -325,15 +304,11 @@ async fn start(inner: &Inner, integration: &dyn Integration, call: &CallRecord) 
 /// Records `initialized`; `false` when the external id already belongs to
 /// another call, in which case the call was failed instead.
 async fn initialize(inner: &Inner, call: &CallRecord, external_id: &str) -> Result<bool, StoreError> {
-    match inner
-        .record(call.id, &call.integration, initialized(external_id))
-        .await
-    {
+    match inner.record(call.id, &call.integration, initialized(external_id)).await {
         Ok(_) => Ok(true),
         Err(error) if error.is_conflict() && !error.is_lease_lost() => {
-            let message = format!(
-                "the provider's id `{external_id}` for this call already belongs to another call: {error}"
-            );
+            let message =
+                format!("the provider's id `{external_id}` for this call already belongs to another call: {error}");
             fail_unanswered(inner, call, message).await?;
             Ok(false)
         }
@@ -367,11 +342,7 @@ async fn apply_status(inner: &Inner, call: &CallRecord, reply: &Reply<serde_json
 }
 
 /// When to poll next: `None` without polling (a webhook finishes the call).
-fn next_poll(
-    integration: &dyn Integration,
-    call: &CallRecord,
-    at_least: Option<Duration>,
-) -> Option<DateTime<Utc>> {
+fn next_poll(integration: &dyn Integration, call: &CallRecord, at_least: Option<Duration>) -> Option<DateTime<Utc>> {
     let polling = integration.descriptor().polling?;
     let elapsed = (Utc::now() - call.created_at).to_std().unwrap_or_default();
     let mut delay = poll_delay(&polling, elapsed);
