@@ -14,6 +14,7 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 integration_runtime::integration!("tests/specs/engine_sync.toml");
 integration_runtime::integration!("tests/specs/engine_async.toml");
+integration_runtime::integration!("tests/specs/engine_breaker.toml");
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -866,4 +867,33 @@ async fn an_undelivered_hook_is_delivered_after_a_restart() {
     assert_eq!(*delivered.lock().unwrap(), vec![id]);
     stop(&second, worker).await;
     assert_eq!(script.hits().len(), 1, "the call itself ran once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_circuit_postpones_without_spending_an_attempt() {
+    let script = Script::new(|_, _| ResponseTemplate::new(500).set_body_json(json!({"message": "down"})));
+    let server = provider("/send", &script).await;
+    let integration = engine_breaker::EngineBreaker::new(engine_breaker::EngineBreakerConfig { base_url: server.uri() })
+        .unwrap();
+    let rt = fast(Runtime::builder())
+        .store(MemoryStore::new())
+        .integration(integration)
+        .build()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let id = rt.create(engine_breaker::Message { text: "x".into() }).await.unwrap();
+    let worker = spawn_run(&rt);
+    let call = wait_terminal(&rt, id).await;
+    // Two failures open the circuit; the third attempt waits for it to
+    // half-open instead of failing with "circuit open" after two requests.
+    assert_eq!(call.status, CallStatus::Failed);
+    let error = call.error.unwrap();
+    assert!(error.contains("500") && error.contains("3 attempts"), "{error}");
+    assert_eq!(script.hits().len(), 3);
+    assert_eq!(call.attempts, 3, "the refused turn did not count");
+    let hits = script.hits();
+    assert!(hits[2].at - hits[1].at >= Duration::from_millis(250), "{:?}", hits[2].at - hits[1].at);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    stop(&rt, worker).await;
 }

@@ -266,7 +266,8 @@ async fn start(inner: &Inner, integration: &dyn Integration, call: &CallRecord) 
                 .clone()
                 .unwrap_or_else(|| generated_external_id(call.id));
             if !initialize(inner, call, &external_id).await? {
-                return inner.store.reschedule(call.id, worker, None).await;
+                // Failed and unscheduled already.
+                return Ok(());
             }
             inner.record(call.id, &call.integration, processing()).await?;
             let last = match reply.status {
@@ -290,7 +291,8 @@ async fn start(inner: &Inner, integration: &dyn Integration, call: &CallRecord) 
                 return fail_unanswered(inner, call, message).await;
             };
             if !initialize(inner, call, &external_id).await? {
-                return inner.store.reschedule(call.id, worker, None).await;
+                // Failed and unscheduled already.
+                return Ok(());
             }
             if apply_status(inner, call, &reply).await? {
                 return inner.store.reschedule(call.id, worker, None).await;
@@ -302,7 +304,7 @@ async fn start(inner: &Inner, integration: &dyn Integration, call: &CallRecord) 
 }
 
 /// Records `initialized`; `false` when the external id already belongs to
-/// another call, in which case the call was failed instead.
+/// another call, in which case the call was failed (and unscheduled) instead.
 async fn initialize(inner: &Inner, call: &CallRecord, external_id: &str) -> Result<bool, StoreError> {
     match inner.record(call.id, &call.integration, initialized(external_id)).await {
         Ok(_) => Ok(true),
