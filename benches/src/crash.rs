@@ -14,7 +14,12 @@ use crate::common::{bench_sync, line, message, this_exe, Figure, Provider, Resul
 /// again this long after its last renewal.
 const LEASE_MS: u64 = 1_000;
 
-pub(crate) async fn run(quick: bool, kills: Option<u32>, calls: Option<u32>, seed: Option<u64>) -> Result<(Vec<Figure>, bool)> {
+pub(crate) async fn run(
+    quick: bool,
+    kills: Option<u32>,
+    calls: Option<u32>,
+    seed: Option<u64>,
+) -> Result<(Vec<Figure>, bool)> {
     let kills = kills.unwrap_or(if quick { 10 } else { 100 });
     let calls = u64::from(calls.unwrap_or(if quick { 500 } else { 10_000 }));
     let seed = seed.unwrap_or_else(|| crate::common::chrono_millis() as u64);
@@ -42,23 +47,34 @@ pub(crate) async fn run(quick: bool, kills: Option<u32>, calls: Option<u32>, see
 
     let started = Instant::now();
     let mut landed = 0u32;
+    // Kill moments spread over the whole run: the mean gap is the expected
+    // remaining time (from the rate so far) over the kills left.
+    let mut mean_gap_ms = 150u64;
     for kill in 0..kills {
         let mut child = spawn_worker(&db, &provider.url, kill)?;
-        let wait = rng.range(20, 250);
+        let wait = rng.range(mean_gap_ms / 5 + 10, mean_gap_ms * 9 / 5 + 20);
         tokio::time::sleep(Duration::from_millis(wait)).await;
         child.start_kill()?; // SIGKILL
         child.wait().await?;
         let counts = rt.count_by_status(None).await?;
-        if counts.pending + counts.processing > 0 {
+        let unfinished = counts.pending + counts.processing;
+        if unfinished > 0 {
             landed += 1;
         }
+        let done = (calls - unfinished).max(1) as f64;
+        let remaining_s = unfinished as f64 * started.elapsed().as_secs_f64() / done;
+        let kills_left = u64::from(kills - kill).max(1);
+        mean_gap_ms = ((remaining_s * 1000.0) as u64 / kills_left).clamp(20, 3_000);
     }
     let killed_for = started.elapsed();
     let counts = rt.count_by_status(None).await?;
     line(
         "after the kills",
         &format!("{} of {calls} terminal", counts.completed + counts.failed),
-        &format!("{landed} of {kills} kills landed while calls were unfinished; {:.1} s", killed_for.as_secs_f64()),
+        &format!(
+            "{landed} of {kills} kills landed while calls were unfinished; {:.1} s",
+            killed_for.as_secs_f64()
+        ),
     );
 
     // A last worker finishes the rest (leases of the last victim expire first).
@@ -100,11 +116,27 @@ pub(crate) async fn run(quick: bool, kills: Option<u32>, calls: Option<u32>, see
     let requests = provider.seen.requests.load(std::sync::atomic::Ordering::Relaxed);
 
     line("lost calls", &lost.to_string(), "must be 0");
-    line("calls with two terminal events", &duplicate_terminal.to_string(), "must be 0");
+    line(
+        "calls with two terminal events",
+        &duplicate_terminal.to_string(),
+        "must be 0",
+    );
     line("calls not terminal", &not_terminal.to_string(), "must be 0");
-    line("calls whose request never reached the provider", &never_sent.to_string(), "must be 0");
-    line("failed calls", &counts.failed.to_string(), "expected 0 (the provider always answers)");
-    line("duplicate (call, kind) events", &duplicate_events.to_string(), "expected 0 (keyed appends)");
+    line(
+        "calls whose request never reached the provider",
+        &never_sent.to_string(),
+        "must be 0",
+    );
+    line(
+        "failed calls",
+        &counts.failed.to_string(),
+        "expected 0 (the provider always answers)",
+    );
+    line(
+        "duplicate (call, kind) events",
+        &duplicate_events.to_string(),
+        "expected 0 (keyed appends)",
+    );
     line(
         "requests re-sent with the same key",
         &resent.to_string(),
@@ -128,7 +160,12 @@ fn spawn_worker(db: &std::path::Path, url: &str, n: u32) -> Result<tokio::proces
         .arg("--sqlite")
         .arg(db)
         .args(["--url", url, "--concurrency", "16", "--idle-ms", "50"])
-        .args(["--lease-ms", &LEASE_MS.to_string(), "--worker-id", &format!("crash-{n}")])
+        .args([
+            "--lease-ms",
+            &LEASE_MS.to_string(),
+            "--worker-id",
+            &format!("crash-{n}"),
+        ])
         .kill_on_drop(true)
         .stdout(std::process::Stdio::null())
         .spawn()?)

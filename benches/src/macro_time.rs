@@ -78,7 +78,11 @@ pub(crate) async fn run(quick: bool, cargo: bool) -> Result<Vec<Figure>> {
     // the tokens into text (the compiler's token stream conversion costs alike).
     let first = macros::integration(input.clone(), &caller).to_string();
     if first.contains("compile_error") {
-        return Err(format!("the generated spec does not compile: {}", &first[..first.len().min(2000)]).into());
+        return Err(format!(
+            "the generated spec does not compile: {}",
+            &first[..first.len().min(2000)]
+        )
+        .into());
     }
     let mut expand = Vec::new();
     let mut parse_only = Vec::new();
@@ -111,10 +115,23 @@ pub(crate) async fn run(quick: bool, cargo: bool) -> Result<Vec<Figure>> {
     line(
         "integration! expansion (read+parse+check+generate)",
         &format!("median {}", ms(median)),
-        &format!("max {}; {} bytes of tokens; {} lines of spec", ms(worst), first.len(), source.lines().count()),
+        &format!(
+            "max {}; {} bytes of tokens; {} lines of spec",
+            ms(worst),
+            first.len(),
+            source.lines().count()
+        ),
     );
-    line("  of which parse + check", &format!("median {}", ms(quantile(&parse_only, 0.5))), "");
-    line("baseline: plain `toml` parse of the file", &format!("median {}", ms(toml_median)), &format!("expansion = {ratio:.0}x toml"));
+    line(
+        "  of which parse + check",
+        &format!("median {}", ms(quantile(&parse_only, 0.5))),
+        "",
+    );
+    line(
+        "baseline: plain `toml` parse of the file",
+        &format!("median {}", ms(toml_median)),
+        &format!("expansion = {ratio:.0}x toml"),
+    );
     let mut figures = vec![Figure::new(
         "macro: expand 50 endpoints",
         format!("median {} max {}", ms(median), ms(worst)),
@@ -128,7 +145,10 @@ pub(crate) async fn run(quick: bool, cargo: bool) -> Result<Vec<Figure>> {
                 line(
                     "cargo build of a tiny crate using integration!",
                     &format!("{:.2} s", with.as_secs_f64()),
-                    &format!("same crate without the macro: {:.2} s (debug, deps warm)", without.as_secs_f64()),
+                    &format!(
+                        "same crate without the macro: {:.2} s (debug, deps warm)",
+                        without.as_secs_f64()
+                    ),
                 );
                 figures.push(Figure::new(
                     "macro: cargo build, tiny crate",
@@ -164,7 +184,8 @@ async fn cargo_build(source: &str) -> Result<(Duration, Duration)> {
     )?;
     std::fs::copy(root.join("Cargo.lock"), dir.join("Cargo.lock"))?;
     let plain = "fn main() {}\n";
-    let with_macro = "integration_runtime::integration!(\"fifty.toml\");\nfn main() { let _ = fifty::Fifty::descriptor(); }\n";
+    let with_macro =
+        "integration_runtime::integration!(\"fifty.toml\");\nfn main() { let _ = fifty::Fifty::descriptor(); }\n";
     // Warm: builds the dependencies if this target dir lacks them.
     build(&dir, &root, plain).await?;
     let without = build(&dir, &root, plain.replace("{}", "{ }").as_str()).await?;

@@ -29,7 +29,10 @@ integration_runtime::integration!("specs/bench_hook.toml");
 
 /// Command line.
 #[derive(Debug, Parser)]
-#[command(name = "integration-bench", about = "Benchmarks and reliability evidence for integration-runtime")]
+#[command(
+    name = "integration-bench",
+    about = "Benchmarks and reliability evidence for integration-runtime"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -12,7 +12,9 @@ pub(crate) async fn open(url: &str, schema: &str, max_connections: u32) -> Resul
     let options: sqlx::postgres::PgConnectOptions = url.parse()?;
     let store = PostgresStore::connect_with(
         options,
-        PostgresOptions::default().schema(schema).max_connections(max_connections),
+        PostgresOptions::default()
+            .schema(schema)
+            .max_connections(max_connections),
     )
     .await?;
     Ok(Arc::new(store))

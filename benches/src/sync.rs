@@ -23,17 +23,48 @@ pub(crate) async fn run(quick: bool) -> Result<Vec<Figure>> {
     // Warm the provider and the loopback path once.
     raw_loop(&provider.url, 200, CONCURRENCY).await?;
 
-    let (create_rate, runtime_rate, pragmas) = runtime_run(&provider.url, &scratch, calls).await?;
+    let (create_rate, runtime_rate, pragmas) = runtime_run(&provider.url, &scratch, calls, false).await?;
+    let (single_create, single_rate, _) = runtime_run(&provider.url, &scratch, calls, true).await?;
     let a = raw_loop(&provider.url, calls, CONCURRENCY).await?;
     let b = apalis(&provider.url, &scratch, calls, quick).await;
 
     let durability = format!("SQLite {pragmas}");
-    line("runtime: create (concurrent `Runtime::create`)", &format!("{create_rate:.0} calls/s"), &durability);
-    line("runtime: execute, 3 events durable per call", &format!("{runtime_rate:.0} calls/s"), &durability);
+    line(
+        "runtime: create (concurrent `Runtime::create`)",
+        &format!("{create_rate:.0} calls/s"),
+        &durability,
+    );
+    line(
+        "runtime: execute, 3 events durable per call",
+        &format!("{runtime_rate:.0} calls/s"),
+        &durability,
+    );
+    line(
+        "  same, store on a 1-connection pool (no busy sleeps)",
+        &format!("{single_rate:.0} calls/s"),
+        &format!("create {single_create:.0} calls/s; SqliteStore::from_pool, same pragmas"),
+    );
     let of_a = runtime_rate / a;
-    line("baseline A: raw reqwest loop, no store", &format!("{a:.0} calls/s"), &format!("runtime = {:.1} % of A (target >= 40 %)", of_a * 100.0));
+    line(
+        "baseline A: raw reqwest loop, no store",
+        &format!("{a:.0} calls/s"),
+        &format!("runtime = {:.1} % of A (target >= 40 %)", of_a * 100.0),
+    );
     let mut figures = vec![
-        Figure::new("sync: create", format!("{create_rate:.0} calls/s"), durability.clone(), "", None),
+        Figure::new(
+            "sync: create",
+            format!("{create_rate:.0} calls/s"),
+            durability.clone(),
+            "",
+            None,
+        ),
+        Figure::new(
+            "sync: execute, 1-connection pool",
+            format!("{single_rate:.0} calls/s"),
+            format!("{:.1} % of raw reqwest", single_rate / a * 100.0),
+            "",
+            None,
+        ),
         Figure::new(
             "sync: execute (runtime)",
             format!("{runtime_rate:.0} calls/s"),
@@ -45,7 +76,11 @@ pub(crate) async fn run(quick: bool) -> Result<Vec<Figure>> {
     match b {
         Ok((b, note)) => {
             let times = runtime_rate / b;
-            line("baseline B: apalis 0.7 + SQLite (WAL, FULL) + reqwest", &format!("{b:.0} calls/s"), &format!("runtime = {times:.1}x B (target >= 10x); {note}"));
+            line(
+                "baseline B: apalis 0.7 + SQLite (WAL, FULL) + reqwest",
+                &format!("{b:.0} calls/s"),
+                &format!("runtime = {times:.1}x B (target >= 10x); {note}"),
+            );
             figures.push(Figure::new(
                 "sync: execute vs apalis",
                 format!("{runtime_rate:.0} calls/s"),
@@ -64,8 +99,12 @@ pub(crate) async fn run(quick: bool) -> Result<Vec<Figure>> {
 
 /// Creates `calls` calls, then runs the runtime until all are terminal.
 /// Returns (creates/s, executions/s, the store's pragmas).
-async fn runtime_run(url: &str, scratch: &Scratch, calls: u64) -> Result<(f64, f64, String)> {
-    let store = SqliteStore::open(scratch.path("runtime.db")).await?;
+async fn runtime_run(url: &str, scratch: &Scratch, calls: u64, single: bool) -> Result<(f64, f64, String)> {
+    let store = if single {
+        crate::common::open_single_connection(&scratch.path("single.db")).await?
+    } else {
+        SqliteStore::open(scratch.path("runtime.db")).await?
+    };
     let pragmas = sqlite_pragmas(store.pool()).await;
     let rt = Runtime::builder()
         .store(store)
@@ -183,7 +222,10 @@ async fn apalis(url: &str, scratch: &Scratch, calls: u64, quick: bool) -> std::r
     if !build.status.success() {
         let stderr = String::from_utf8_lossy(&build.stderr);
         let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
-        return Err(format!("apalis peer did not build: {}", tail.into_iter().rev().collect::<Vec<_>>().join(" | ")));
+        return Err(format!(
+            "apalis peer did not build: {}",
+            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+        ));
     }
     let output = tokio::process::Command::new(&binary)
         .arg(format!("{url}/send"))
@@ -198,7 +240,14 @@ async fn apalis(url: &str, scratch: &Scratch, calls: u64, quick: bool) -> std::r
         .lines()
         .rev()
         .find_map(|l| serde_json::from_str(l).ok())
-        .ok_or_else(|| format!("the apalis peer printed no JSON: {stdout} {}", String::from_utf8_lossy(&output.stderr)))?;
-    let rate = json["calls_per_s"].as_f64().ok_or("no calls_per_s in the peer's JSON")?;
+        .ok_or_else(|| {
+            format!(
+                "the apalis peer printed no JSON: {stdout} {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })?;
+    let rate = json["calls_per_s"]
+        .as_f64()
+        .ok_or("no calls_per_s in the peer's JSON")?;
     Ok((rate, format!("apalis done in store: {}", json["done_in_store"])))
 }

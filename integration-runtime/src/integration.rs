@@ -47,4 +47,11 @@ pub trait Integration: Send + Sync + 'static {
     fn circuit_states(&self) -> Vec<(String, crate::CircuitState)> {
         Vec::new()
     }
+
+    /// The webhook signing secret(s) the integration was configured with
+    /// (several comma-separated ones during a rotation); `None` when it has
+    /// no webhook, or leaves the secret to the environment.
+    fn webhook_secret(&self) -> Option<crate::Secret> {
+        None
+    }
 }

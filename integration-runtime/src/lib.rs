@@ -43,7 +43,7 @@ pub use descriptor::{
 };
 pub use engine::{
     lifecycle_event_key, provider_idempotency_key, EngineError, HookResult, IntoStore, Runtime,
-    RuntimeBuilder, StatusChange,
+    RuntimeBuilder, StatusChange, OPS_TOKEN_ENV,
 };
 pub use error::{ClientError, ConfigError, ValidationError};
 pub use policy::CircuitState;

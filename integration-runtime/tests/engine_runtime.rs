@@ -873,8 +873,8 @@ async fn an_undelivered_hook_is_delivered_after_a_restart() {
 async fn an_open_circuit_postpones_without_spending_an_attempt() {
     let script = Script::new(|_, _| ResponseTemplate::new(500).set_body_json(json!({"message": "down"})));
     let server = provider("/send", &script).await;
-    let integration = engine_breaker::EngineBreaker::new(engine_breaker::EngineBreakerConfig { base_url: server.uri() })
-        .unwrap();
+    let integration =
+        engine_breaker::EngineBreaker::new(engine_breaker::EngineBreakerConfig { base_url: server.uri() }).unwrap();
     let rt = fast(Runtime::builder())
         .store(MemoryStore::new())
         .integration(integration)
@@ -893,7 +893,11 @@ async fn an_open_circuit_postpones_without_spending_an_attempt() {
     assert_eq!(script.hits().len(), 3);
     assert_eq!(call.attempts, 3, "the refused turn did not count");
     let hits = script.hits();
-    assert!(hits[2].at - hits[1].at >= Duration::from_millis(250), "{:?}", hits[2].at - hits[1].at);
+    assert!(
+        hits[2].at - hits[1].at >= Duration::from_millis(250),
+        "{:?}",
+        hits[2].at - hits[1].at
+    );
     assert!(started.elapsed() < Duration::from_secs(5));
     stop(&rt, worker).await;
 }

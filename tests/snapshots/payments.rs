@@ -869,6 +869,11 @@ pub mod payments {
         > {
             self.client.http.circuit_states()
         }
+        fn webhook_secret(
+            &self,
+        ) -> ::std::option::Option<::integration_runtime::Secret> {
+            ::std::option::Option::Some(self.config.webhook_secret.clone())
+        }
     }
     #[doc(hidden)]
     pub static __DESCRIPTOR: ::integration_runtime::IntegrationDescriptor = ::integration_runtime::IntegrationDescriptor {

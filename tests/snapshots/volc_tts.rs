@@ -621,6 +621,11 @@ pub mod volc_tts {
         > {
             self.client.http.circuit_states()
         }
+        fn webhook_secret(
+            &self,
+        ) -> ::std::option::Option<::integration_runtime::Secret> {
+            ::std::option::Option::Some(self.config.webhook_secret.clone())
+        }
     }
     #[doc(hidden)]
     pub static __DESCRIPTOR: ::integration_runtime::IntegrationDescriptor = ::integration_runtime::IntegrationDescriptor {

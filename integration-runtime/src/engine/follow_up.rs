@@ -107,6 +107,7 @@ impl Inner {
                 at: Utc::now(),
             });
             if to.is_terminal() {
+                self.metrics.call_finished(integration, to);
                 self.terminal.notify_one();
             }
         }

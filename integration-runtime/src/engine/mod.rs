@@ -115,6 +115,7 @@ mod follow_up;
 mod hooks;
 pub(crate) mod retry;
 mod runtime;
+mod serve;
 mod worker;
 
 use chrono::{DateTime, Utc};
@@ -123,6 +124,7 @@ pub use error::EngineError;
 pub use follow_up::{lifecycle_event_key, provider_idempotency_key};
 pub use hooks::HookResult;
 pub use runtime::{IntoStore, Runtime, RuntimeBuilder};
+pub use serve::OPS_TOKEN_ENV;
 
 use crate::call::CallId;
 use crate::lifecycle::{CallStatus, EventKind};

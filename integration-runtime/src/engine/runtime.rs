@@ -18,6 +18,7 @@ use super::hooks::{Hook, HookOn, HookResult};
 use super::{StatusChange, DEFAULT_CHANGES_CAPACITY};
 use crate::call::{CallId, IntoCall, TypedCall};
 use crate::integration::Integration;
+use crate::metrics::Metrics;
 use crate::store::{CallRecord, CallWithEvents, ListQuery, NewCall, Page, SqliteStore, StatusCounts, Store};
 
 /// A store the builder accepts: any [`Store`] by value or in an `Arc`, or an
@@ -71,6 +72,8 @@ pub(crate) struct Inner {
     pub(crate) integrations: HashMap<&'static str, Arc<dyn Integration>>,
     pub(crate) settings: Settings,
     pub(crate) hooks: RwLock<Vec<Hook>>,
+    /// Process counters for `/metrics` (calls created and finished, attempts).
+    pub(crate) metrics: Metrics,
     pub(crate) changes: broadcast::Sender<StatusChange>,
     /// Woken when a call became terminal through this runtime (hooks are due).
     pub(crate) terminal: Notify,
@@ -130,6 +133,7 @@ pub struct RuntimeBuilder {
     integrations: Vec<Arc<dyn Integration>>,
     settings: Settings,
     changes_capacity: usize,
+    metrics: Metrics,
 }
 
 impl fmt::Debug for RuntimeBuilder {
@@ -143,6 +147,14 @@ impl fmt::Debug for RuntimeBuilder {
 }
 
 impl RuntimeBuilder {
+    /// Counters to report in `/metrics` (calls created and finished,
+    /// attempts and their latency). Defaults to a fresh set; pass your own to
+    /// share one set with other components.
+    pub fn metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
     /// The store calls live in (required).
     pub fn store(mut self, store: impl IntoStore) -> Self {
         self.store = Some(store.into_store());
@@ -249,6 +261,7 @@ impl RuntimeBuilder {
                 integrations,
                 settings,
                 hooks: RwLock::new(Vec::new()),
+                metrics: self.metrics,
                 changes,
                 terminal: Notify::new(),
                 shutdown,
@@ -274,6 +287,7 @@ impl Runtime {
                 hook_retry: Duration::from_secs(10),
             },
             changes_capacity: DEFAULT_CHANGES_CAPACITY,
+            metrics: Metrics::new(),
         }
     }
 
@@ -286,7 +300,16 @@ impl Runtime {
     /// [`EngineError::is_invalid`] (with every violation), [`EngineError::is_store`].
     pub async fn create<R: IntoCall>(&self, request: R) -> Result<CallId, EngineError> {
         let call = self.prepare(request, None)?;
-        Ok(self.inner.store.create(call).await?.id)
+        self.store_new(call).await
+    }
+
+    async fn store_new(&self, call: NewCall) -> Result<CallId, EngineError> {
+        let integration = call.integration.clone();
+        let created = self.inner.store.create(call).await?;
+        if created.created {
+            self.inner.metrics.call_created(&integration);
+        }
+        Ok(created.id)
     }
 
     /// As [`create`](Runtime::create), idempotent on the caller's `key`
@@ -299,7 +322,7 @@ impl Runtime {
         key: impl Into<String>,
     ) -> Result<CallId, EngineError> {
         let call = self.prepare(request, Some(key.into()))?;
-        Ok(self.inner.store.create(call).await?.id)
+        self.store_new(call).await
     }
 
     /// Creates a call from JSON parameters, for code that only knows the
@@ -312,7 +335,7 @@ impl Runtime {
         key: Option<String>,
     ) -> Result<CallId, EngineError> {
         let call = self.prepare_json(integration, endpoint, params, key)?;
-        Ok(self.inner.store.create(call).await?.id)
+        self.store_new(call).await
     }
 
     /// The transactional outbox: creates the call inside the caller's own
@@ -341,7 +364,14 @@ impl Runtime {
             return Err(EngineError::outbox_unsupported());
         };
         let call = self.prepare(request, key)?;
-        Ok(sqlite.create_in_tx(conn, call).await?.id)
+        let integration = call.integration.clone();
+        let created = sqlite.create_in_tx(conn, call).await?;
+        // Counted when the caller's transaction is handed the call; a rollback
+        // after this still counts (the counter is about requests, not commits).
+        if created.created {
+            self.inner.metrics.call_created(&integration);
+        }
+        Ok(created.id)
     }
 
     fn prepare<R: IntoCall>(&self, request: R, key: Option<String>) -> Result<NewCall, EngineError> {
@@ -416,6 +446,11 @@ impl Runtime {
     }
 
     // ----- accessors (for the webhook receiver and tools) -----------------
+
+    /// The counters reported in `/metrics` (see [`Runtime::router`]).
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
 
     /// The store (to append webhook events, or query directly).
     pub fn store(&self) -> &Arc<dyn Store> {

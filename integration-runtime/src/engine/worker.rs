@@ -237,7 +237,17 @@ async fn start(inner: &Inner, integration: &dyn Integration, call: &CallRecord) 
         idempotency_key: Some(provider_idempotency_key(call.id)),
     };
     let attempt = call.attempts.saturating_add(1);
-    let reply = match integration.start(&call.endpoint, &call.params, &options).await {
+    let started = std::time::Instant::now();
+    let result = integration.start(&call.endpoint, &call.params, &options).await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(error) if refused_locally(error) => "refused",
+        Err(error) if error.is_timeout() => "timeout",
+        Err(error) if error.status().is_some() => "http_error",
+        Err(_) => "error",
+    };
+    inner.metrics.attempt(&call.integration, &call.endpoint, outcome, started.elapsed());
+    let reply = match result {
         Ok(reply) => reply,
         Err(error) => {
             if refused_locally(&error) {

@@ -28,22 +28,19 @@
 //!    not map, a missing field, or no external id: `422`, nothing stored.
 //! 5. **Storing**, durably, *before* answering `2xx`: the event is appended
 //!    to the call the provider knows by that external id
-//!    ([`Store::append_event_by_external_id`]) under the key
-//!    `webhook:<delivery id>`, where the delivery id is the `webhook-id`
-//!    header (Standard Webhooks), the event's `id` in the payload (Stripe),
-//!    or the SHA-256 of the raw body (generic HMAC, and a Stripe payload
-//!    without `id`). A redelivery therefore hits the same key: it is stored
-//!    once and still answered `200`. Events the lifecycle ignores (a
-//!    `processing` after `completed`) are kept in the log with
-//!    `applied = false` and change nothing; they are answered `200` too.
+//!    ([`Store::append_event_by_external_id`]) under the runtime's
+//!    [`lifecycle_event_key`] (`processing`, `terminal`), the same keys the
+//!    engine uses for what a start or a poll reported. A redelivery, and a
+//!    terminal state reported by both a poll and a webhook, are therefore
+//!    stored once and still answered `200`. Events the lifecycle ignores (a
+//!    `processing` after `completed`) change nothing and are answered `200` too.
 //!
-//! With [`EventKeys::Lifecycle`] the key is instead the runtime's
-//! [`lifecycle_event_key`] (`processing`,
-//! `terminal`), as the engine appends with: a redelivery is still a
-//! duplicate, and a terminal event reported by a poll *and* a webhook is
-//! recorded once. The default keeps one log entry per delivery (an audit of
-//! what each delivery said), at the price of a second terminal event
-//! (recorded with `applied = false`) when a poll and a webhook both report the end.
+//! With [`EventKeys::Delivery`] the key is instead `webhook:<delivery id>`,
+//! where the delivery id is the `webhook-id` header (Standard Webhooks), the
+//! event's `id` in the payload (Stripe), or the SHA-256 of the raw body
+//! (generic HMAC, and a Stripe payload without `id`): one log entry per
+//! delivery (an audit of what each delivery said), at the price of a second,
+//! ignored, terminal event when a poll and a webhook both report the end.
 //!
 //! Answers are JSON: `{"received": true, "outcome": "applied" | "ignored" |
 //! "duplicate"}` on success, `{"error": <code>, "message": <text>}` otherwise.
@@ -200,12 +197,16 @@ impl std::error::Error for WebhookConfigError {}
 /// Which key a delivery's event is appended under.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum EventKeys {
-    /// `webhook:<delivery id>`: one log entry per delivery (the default).
+    /// The engine's [`lifecycle_event_key`] (the default): one event per
+    /// lifecycle step, whatever reported it, so a webhook and a poll that
+    /// both report the end make one terminal event, and a redelivery under
+    /// a new delivery id is still a duplicate.
     #[default]
-    Delivery,
-    /// The engine's [`lifecycle_event_key`]:
-    /// one event per lifecycle step, whatever reported it.
     Lifecycle,
+    /// `webhook:<delivery id>`: one log entry per distinct delivery; a
+    /// provider that reports the same end twice leaves a second, ignored,
+    /// terminal event in the log.
+    Delivery,
 }
 
 /// Called after every event a delivery appended (with its integration and
@@ -256,7 +257,7 @@ impl WebhookReceiver {
         }
     }
 
-    /// Chooses the event keys (default [`EventKeys::Delivery`]).
+    /// Chooses the event keys (default [`EventKeys::Lifecycle`]).
     #[must_use]
     pub fn event_keys(mut self, keys: EventKeys) -> Self {
         self.keys = keys;
@@ -278,9 +279,10 @@ impl WebhookReceiver {
         self
     }
 
-    /// Adds the route of `integration`, with the secret(s) read now from the
-    /// environment variable its spec names (several comma-separated secrets
-    /// are all accepted).
+    /// Adds the route of `integration`, with the secret(s) it was configured
+    /// with (a generated integration's `webhook_secret`), or else read now
+    /// from the environment variable its spec names (several comma-separated
+    /// secrets are all accepted).
     pub fn integration(mut self, integration: Arc<dyn Integration>) -> Result<Self, WebhookConfigError> {
         self.add(integration, None)
             .map(|()| self)
@@ -290,7 +292,8 @@ impl WebhookReceiver {
     }
 
     /// Adds the route of every integration that has a `[webhook]` (others are
-    /// skipped), with secrets from the environment; reports every problem at once.
+    /// skipped), with secrets as in [`integration`](Self::integration);
+    /// reports every problem at once.
     pub fn integrations(
         mut self,
         integrations: impl IntoIterator<Item = Arc<dyn Integration>>,
@@ -329,12 +332,16 @@ impl WebhookReceiver {
     fn add(&mut self, integration: Arc<dyn Integration>, secrets: Option<&[Secret]>) -> Result<(), String> {
         let name = integration.descriptor().name;
         let webhook = webhook_of(&*integration)?;
-        let from_env;
+        // Explicit secrets, else the integration's own configuration, else the environment.
+        let configured;
         let secrets = match secrets {
             Some(secrets) => secrets,
             None => {
-                from_env = [secret_from_env(name, webhook)?];
-                &from_env
+                configured = [match integration.webhook_secret() {
+                    Some(secret) => secret,
+                    None => secret_from_env(name, webhook)?,
+                }];
+                &configured
             }
         };
         let verifier = Verifier::new(webhook.scheme, webhook.tolerance_s, secrets)

@@ -553,6 +553,13 @@ fn glue(spec: &Spec, names: &Names) -> TokenStream {
             ::std::option::Option::None
         }),
     };
+    let webhook_secret = spec.webhook.as_ref().map(|_| {
+        quote! {
+            fn webhook_secret(&self) -> ::std::option::Option<::integration_runtime::Secret> {
+                ::std::option::Option::Some(self.config.webhook_secret.clone())
+            }
+        }
+    });
     let doc = format!(" The `{integration_name}` integration, ready to register with the runtime.");
     quote! {
         #[doc = #doc]
@@ -635,6 +642,8 @@ fn glue(spec: &Spec, names: &Names) -> TokenStream {
             fn circuit_states(&self) -> ::std::vec::Vec<(::std::string::String, ::integration_runtime::CircuitState)> {
                 self.client.http.circuit_states()
             }
+
+            #webhook_secret
         }
     }
 }

@@ -1,0 +1,68 @@
+//! The runtime's one router (webhooks, health, metrics, operations API) with
+//! the workers, as `Runtime::serve` runs them: an async call is completed by
+//! a signed webhook, the metrics count what happened, the operations API
+//! needs its token.
+
+use std::time::{Duration, Instant};
+
+use integration_runtime::{CallStatus, Runtime, Secret, SqliteStore};
+use integration_testkit::{FakeProvider, Outcome, WebhookSender};
+use serde_json::json;
+
+integration_runtime::integration!("../specs/volc_tts.toml");
+
+const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_router_serves_webhooks_health_metrics_and_ops() {
+    let dir = std::env::temp_dir().join(format!("serve-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let fake = FakeProvider::from_spec_file(concat!(env!("CARGO_MANIFEST_DIR"), "/../specs/volc_tts.toml"))
+        .unwrap()
+        .outcomes("synthesize", [Outcome::complete(json!({ "url": "https://cdn/a.mp3", "duration_ms": 5 }))])
+        .polls_until_done(1000)
+        .webhooks_to(format!("{base}/webhooks/volc-tts"), WebhookSender::standard_webhooks(SECRET), Duration::from_millis(50))
+        .start()
+        .await
+        .unwrap();
+    let tts = volc_tts::VolcTts::new(volc_tts::VolcTtsConfig { base_url: fake.url(), token: Secret::new("t"), webhook_secret: Secret::new(SECRET) }).unwrap();
+    let rt = Runtime::builder().store(SqliteStore::open(dir.join("serve.db")).await.unwrap()).integration(tts).build().await.unwrap();
+    let router = rt.router(Some(Secret::new("ops-token"))).unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let worker = tokio::spawn({
+        let rt = rt.clone();
+        async move { rt.run().await }
+    });
+
+    let id = rt.create(volc_tts::Synthesis { text: "hi".into(), voice: "v".into(), speed: None, format: volc_tts::SynthesisFormat::Mp3 }).await.unwrap();
+    let started = Instant::now();
+    while rt.get(id).await.unwrap().unwrap().status != CallStatus::Completed {
+        assert!(started.elapsed() < Duration::from_secs(20), "the webhook did not complete the call");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let http = reqwest::Client::new();
+    let health = http.get(format!("{base}/health")).send().await.unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    let health: serde_json::Value = serde_json::from_str(&health.text().await.unwrap()).unwrap();
+    assert_eq!(health["status"], json!("up"), "{health}");
+
+    let metrics = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.lines().any(|l| l.contains("integration=\"VolcTts\"")), "{metrics}");
+    let created = metrics.lines().find(|l| l.contains("created") && l.contains("VolcTts") && !l.starts_with('#')).expect("a created counter");
+    assert!(created.ends_with(" 1"), "{created}");
+
+    // The operations API needs the token.
+    let denied = http.get(format!("{base}/ops/calls?integration=VolcTts")).send().await.unwrap();
+    assert_eq!(denied.status().as_u16(), 401);
+    let listed = http.get(format!("{base}/ops/calls?integration=VolcTts")).bearer_auth("ops-token").send().await.unwrap();
+    assert_eq!(listed.status().as_u16(), 200);
+    let listed: serde_json::Value = serde_json::from_str(&listed.text().await.unwrap()).unwrap();
+    assert_eq!(listed["calls"][0]["id"], json!(id.to_string()), "{listed}");
+
+    rt.shutdown(Duration::from_secs(5)).await;
+    worker.await.unwrap().unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+}
