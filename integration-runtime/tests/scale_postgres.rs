@@ -535,6 +535,31 @@ async fn wait_terminal(admin: &PgPool, db: &TestDb, n: usize, started: Instant, 
     }
 }
 
+/// `count` random points of progress (terminal calls) between 5 % and 90 %
+/// of `n`, in order: chaos strikes at random moments of the run, however
+/// fast the machine is.
+fn progress_points(rng: &mut Rng, n: usize, count: usize) -> Vec<i64> {
+    let mut points: Vec<i64> = (0..count)
+        .map(|_| (n as u64 * (5 + rng.below(86)) / 100) as i64)
+        .collect();
+    points.sort_unstable();
+    points
+}
+
+/// Waits (polling at random short intervals) until at least `at` calls are
+/// terminal; returns how many are.
+async fn wait_progress(admin: &PgPool, db: &TestDb, at: i64, rng: &mut Rng, started: Instant, limit: Duration) -> i64 {
+    loop {
+        if let Some(done) = terminal_count(admin, db).await {
+            if done >= at {
+                return done;
+            }
+        }
+        assert!(started.elapsed() < limit, "no progress to {at} terminal calls in {limit:?}");
+        tokio::time::sleep(Duration::from_millis(10 + rng.below(40))).await;
+    }
+}
+
 /// What a run did, as checked by [`verify`].
 struct Outcome {
     requests: usize,
@@ -663,7 +688,7 @@ fn four_worker_processes_execute_every_call_once() {
 fn sigkilled_workers_lose_nothing() {
     let Some(db) = TestDb::new() else { return };
     let _heavy = heavy();
-    let n: usize = env_or("INTEGRATION_TEST_SCALE_CHAOS_CALLS", 4_000);
+    let n: usize = env_or("INTEGRATION_TEST_SCALE_CHAOS_CALLS", 3_000);
     let kills: usize = env_or("INTEGRATION_TEST_SCALE_KILLS", 20);
     let limit = Duration::from_secs(120);
     block_on(async {
@@ -677,14 +702,9 @@ fn sigkilled_workers_lose_nothing() {
 
         let started = Instant::now();
         let mut interrupted_busy = 0;
-        while workers.kills < kills {
-            tokio::time::sleep(Duration::from_millis(100 + rng.below(300))).await;
-            let done = terminal_count(&admin, &db).await.unwrap_or_default();
-            assert!(
-                done < n as i64,
-                "the calls were done after {} kills: raise INTEGRATION_TEST_SCALE_CHAOS_CALLS",
-                workers.kills
-            );
+        for at in progress_points(&mut rng, n, kills) {
+            let done = wait_progress(&admin, &db, at, &mut rng, started, limit).await;
+            assert!(done < n as i64, "the calls were done before kill {}", workers.kills + 1);
             if provider.in_flight() > 0 {
                 interrupted_busy += 1;
             }
@@ -715,7 +735,7 @@ fn sigkilled_workers_lose_nothing() {
 fn terminated_backends_are_survived() {
     let Some(db) = TestDb::new() else { return };
     let _heavy = heavy();
-    let n: usize = env_or("INTEGRATION_TEST_SCALE_CHAOS_CALLS", 4_000);
+    let n: usize = env_or("INTEGRATION_TEST_SCALE_CHAOS_CALLS", 3_000);
     let rounds = 5;
     let limit = Duration::from_secs(120);
     block_on(async {
@@ -729,10 +749,9 @@ fn terminated_backends_are_survived() {
 
         let started = Instant::now();
         let mut terminated = Vec::new();
-        for _ in 0..rounds {
-            tokio::time::sleep(Duration::from_millis(300 + rng.below(400))).await;
-            let done = terminal_count(&admin, &db).await.unwrap_or_default();
-            assert!(done < n as i64, "the calls were done before the chaos: raise INTEGRATION_TEST_SCALE_CHAOS_CALLS");
+        for at in progress_points(&mut rng, n, rounds) {
+            let done = wait_progress(&admin, &db, at, &mut rng, started, limit).await;
+            assert!(done < n as i64, "the calls were done before round {}", terminated.len() + 1);
             terminated.push(terminate_worker_backends(&admin, &db.tag).await);
         }
         let chaos = started.elapsed();
@@ -771,7 +790,7 @@ fn a_database_restart_is_survived() {
     let command = std::env::var("INTEGRATION_TEST_PG_RESTART_CMD")
         .unwrap_or_else(|_| "pg_ctlcluster --skip-systemctl-redirect 15 main restart".to_owned());
     let _heavy = heavy();
-    let n: usize = env_or("INTEGRATION_TEST_SCALE_CHAOS_CALLS", 4_000);
+    let n: usize = env_or("INTEGRATION_TEST_SCALE_CHAOS_CALLS", 3_000);
     let limit = Duration::from_secs(120);
     block_on(async {
         let (provider, url) = start_provider(Duration::from_millis(5)).await;

@@ -63,6 +63,8 @@ pub(crate) struct Settings {
     pub(crate) lease: Duration,
     pub(crate) poll_idle: Duration,
     pub(crate) hook_retry: Duration,
+    /// Real time per spec time for polling (1.0: as the spec says).
+    pub(crate) polling_time_scale: f64,
 }
 
 /// What the worker loop, the hook dispatcher and the runtime's handles share.
@@ -155,6 +157,27 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Compresses the polling schedule for tests: with `0.01`, a spec's
+    /// `interval_ms = 2000` polls after 20 ms, and `give_up_after_s = 600`
+    /// gives up after 6 s. The schedule keeps its shape (growth, cap,
+    /// deadline), so a test drives the same polling a user gets, without
+    /// waiting. Must be in `(0, 1]`; the default is `1.0`.
+    ///
+    /// ```no_run
+    /// # async fn demo(tts: impl integration_runtime::Integration) -> Result<(), integration_runtime::EngineError> {
+    /// let rt = integration_runtime::Runtime::builder()
+    ///     .store(integration_runtime::MemoryStore::new())
+    ///     .integration(tts)
+    ///     .polling_time_scale(0.01)
+    ///     .build()
+    ///     .await?;
+    /// # let _ = rt; Ok(()) }
+    /// ```
+    pub fn polling_time_scale(mut self, scale: f64) -> Self {
+        self.settings.polling_time_scale = scale;
+        self
+    }
+
     /// The store calls live in (required).
     pub fn store(mut self, store: impl IntoStore) -> Self {
         self.store = Some(store.into_store());
@@ -238,6 +261,9 @@ impl RuntimeBuilder {
                 "`concurrency` and `claim_batch` must be at least 1",
             ));
         }
+        if !(settings.polling_time_scale > 0.0 && settings.polling_time_scale <= 1.0) {
+            return Err(EngineError::config("`polling_time_scale` must be in (0, 1]"));
+        }
         if settings.lease < Duration::from_millis(30) {
             return Err(EngineError::config("`lease` must be at least 30 ms"));
         }
@@ -285,6 +311,7 @@ impl Runtime {
                 lease: Duration::from_secs(60),
                 poll_idle: Duration::from_secs(1),
                 hook_retry: Duration::from_secs(10),
+                polling_time_scale: 1.0,
             },
             changes_capacity: DEFAULT_CHANGES_CAPACITY,
             metrics: Metrics::new(),

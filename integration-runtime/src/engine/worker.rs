@@ -307,7 +307,7 @@ async fn start(inner: &Inner, integration: &dyn Integration, call: &CallRecord) 
             if apply_status(inner, call, &reply).await? {
                 return inner.store.reschedule(call.id, worker, None).await;
             }
-            let next = next_poll(integration, call, None);
+            let next = next_poll(integration, call, None, inner.settings.polling_time_scale);
             inner.store.reschedule(call.id, worker, next).await
         }
     }
@@ -354,20 +354,22 @@ async fn apply_status(inner: &Inner, call: &CallRecord, reply: &Reply<serde_json
 }
 
 /// When to poll next: `None` without polling (a webhook finishes the call).
-fn next_poll(integration: &dyn Integration, call: &CallRecord, at_least: Option<Duration>) -> Option<DateTime<Utc>> {
+/// The schedule runs in spec time; `scale` maps it to real time
+/// (see `RuntimeBuilder::polling_time_scale`).
+fn next_poll(integration: &dyn Integration, call: &CallRecord, at_least: Option<Duration>, scale: f64) -> Option<DateTime<Utc>> {
     let polling = integration.descriptor().polling?;
     let elapsed = (Utc::now() - call.created_at).to_std().unwrap_or_default();
-    let mut delay = poll_delay(&polling, elapsed);
+    let mut delay = poll_delay(&polling, elapsed.div_f64(scale)).mul_f64(scale);
     if let Some(floor) = at_least {
         delay = delay.max(floor);
     }
     let next = after(delay);
-    Some(next.min(give_up_at(call, polling.give_up_after_s)))
+    Some(next.min(give_up_at(call, polling.give_up_after_s, scale)))
 }
 
-fn give_up_at(call: &CallRecord, give_up_after_s: u64) -> DateTime<Utc> {
-    let seconds = i64::try_from(give_up_after_s).unwrap_or(i64::MAX);
-    chrono::Duration::try_seconds(seconds)
+fn give_up_at(call: &CallRecord, give_up_after_s: u64, scale: f64) -> DateTime<Utc> {
+    let millis = (give_up_after_s as f64 * 1000.0 * scale).min(i64::MAX as f64) as i64;
+    chrono::Duration::try_milliseconds(millis)
         .and_then(|d| call.created_at.checked_add_signed(d))
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
@@ -380,7 +382,7 @@ async fn follow_up(inner: &Inner, integration: &dyn Integration, call: &CallReco
         // Nothing to poll: an event (webhook) finishes the call.
         return inner.store.reschedule(call.id, worker, None).await;
     };
-    if Utc::now() >= give_up_at(call, polling.give_up_after_s) {
+    if Utc::now() >= give_up_at(call, polling.give_up_after_s, inner.settings.polling_time_scale) {
         let message = format!(
             "timed out: no final status within {} s of creation (polling `{}`)",
             polling.give_up_after_s, polling.endpoint
@@ -396,16 +398,16 @@ async fn follow_up(inner: &Inner, integration: &dyn Integration, call: &CallReco
             if apply_status(inner, call, &reply).await? {
                 return inner.store.reschedule(call.id, worker, None).await;
             }
-            let next = next_poll(integration, call, None);
+            let next = next_poll(integration, call, None, inner.settings.polling_time_scale);
             inner.store.reschedule(call.id, worker, next).await
         }
         Err(error) if refused_locally(&error) => {
             let wait = refusal_wait(&error, Duration::from_millis(polling.interval_ms));
-            let next = next_poll(integration, call, Some(wait)).unwrap_or_else(|| after(wait));
+            let next = next_poll(integration, call, Some(wait), inner.settings.polling_time_scale).unwrap_or_else(|| after(wait));
             inner.store.postpone(call.id, worker, next).await
         }
         Err(error) if is_retryable_class(&error, &TRANSIENT) => {
-            let next = next_poll(integration, call, error.retry_after());
+            let next = next_poll(integration, call, error.retry_after(), inner.settings.polling_time_scale);
             inner.store.reschedule(call.id, worker, next).await
         }
         Err(error) => {
