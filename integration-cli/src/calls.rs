@@ -4,7 +4,9 @@ use std::process::ExitCode;
 use std::str::FromStr;
 
 use clap::{Args, Subcommand};
-use integration_runtime::{CallId, CallRecord, CallStatus, Cursor, ListQuery, SqliteStore, Store};
+use std::sync::Arc;
+
+use integration_runtime::{CallId, CallRecord, CallStatus, Cursor, ListQuery, PostgresStore, SqliteStore, Store};
 use serde_json::json;
 
 #[derive(Debug, Subcommand)]
@@ -15,13 +17,34 @@ pub(crate) enum CallsCommand {
     /// Show one call with its events.
     #[command(after_help = "Examples:\n  integration calls show --db integrations.db 1b4e28ba-2fa1-11d2-883f-0016d3cca427")]
     Show(ShowArgs),
+    /// Retry a failed call: creates a new call with the same parameters
+    /// (idempotency key `retry-of:<id>`, so retrying twice creates one).
+    #[command(after_help = "Examples:\n  integration calls retry --db integrations.db 1b4e28ba-2fa1-11d2-883f-0016d3cca427\n  integration calls retry --db postgres://app@db/app 1b4e28ba-2fa1-11d2-883f-0016d3cca427 --json")]
+    Retry(ShowArgs),
+    /// Ask the provider about a call now, through a running service's
+    /// operations API (only the service has the integration's code and secrets).
+    #[command(after_help = "Examples:\n  INTEGRATION_OPS_TOKEN=... integration calls refresh --ops-url http://127.0.0.1:8080/ops 1b4e28ba-2fa1-11d2-883f-0016d3cca427")]
+    Refresh(RefreshArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RefreshArgs {
+    /// Base URL of the service's operations API (e.g. `http://127.0.0.1:8080/ops`).
+    #[arg(long)]
+    ops_url: String,
+    /// Bearer token of the operations API.
+    #[arg(long, env = "INTEGRATION_OPS_TOKEN", hide_env_values = true)]
+    ops_token: String,
+    /// The call id.
+    id: String,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct StoreArgs {
-    /// The SQLite file the runtime writes (e.g. `integrations.db`).
+    /// The store: an SQLite file (e.g. `integrations.db`) or a PostgreSQL URL
+    /// (`postgres://user@host/db`; `?schema=` is not supported, use the default schema).
     #[arg(long)]
-    db: std::path::PathBuf,
+    db: String,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -65,6 +88,8 @@ pub(crate) fn run(command: CallsCommand) -> ExitCode {
         match command {
             CallsCommand::List(args) => list(args).await,
             CallsCommand::Show(args) => show(args).await,
+            CallsCommand::Retry(args) => retry(args).await,
+            CallsCommand::Refresh(args) => refresh(args).await,
         }
     });
     match result {
@@ -76,11 +101,17 @@ pub(crate) fn run(command: CallsCommand) -> ExitCode {
     }
 }
 
-async fn open(store: &StoreArgs) -> Result<SqliteStore, String> {
-    if !store.db.exists() {
-        return Err(format!("{} does not exist (the runtime creates it on first start)", store.db.display()));
+async fn open(store: &StoreArgs) -> Result<Arc<dyn Store>, String> {
+    if store.db.starts_with("postgres://") || store.db.starts_with("postgresql://") {
+        let pg = PostgresStore::connect(&store.db).await.map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
+        return Ok(Arc::new(pg));
     }
-    SqliteStore::open(&store.db).await.map_err(|e| format!("cannot open {}: {e}", store.db.display()))
+    let path = std::path::Path::new(&store.db);
+    if !path.exists() {
+        return Err(format!("{} does not exist (the runtime creates it on first start)", store.db));
+    }
+    let sqlite = SqliteStore::open(path).await.map_err(|e| format!("cannot open {}: {e}", store.db))?;
+    Ok(Arc::new(sqlite))
 }
 
 async fn list(args: ListArgs) -> Result<(), String> {
@@ -125,7 +156,7 @@ async fn show(args: ShowArgs) -> Result<(), String> {
     let store = open(&args.store).await?;
     let id = CallId::from_str(&args.id).map_err(|_| format!("`{}` is not a call id (a UUID)", args.id))?;
     let Some(found) = store.get_with_events(id).await.map_err(|e| e.to_string())? else {
-        return Err(format!("no call {id} in {}", args.store.db.display()));
+        return Err(format!("no call {id} in {}", args.store.db));
     };
     if args.store.json {
         let events: Vec<_> = found
@@ -182,4 +213,36 @@ fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         out.push_str(&line(row.iter().map(String::as_str).collect()));
     }
     out
+}
+
+async fn retry(args: ShowArgs) -> Result<(), String> {
+    let store = open(&args.store).await?;
+    let id = CallId::from_str(&args.id).map_err(|_| format!("`{}` is not a call id (a UUID)", args.id))?;
+    let created = integration_runtime::ops::retry_failed(&*store, id).await.map_err(|e| e.to_string())?;
+    if args.store.json {
+        println!("{}", json!({ "call_id": created.id, "retry_of": id, "created": created.created }));
+    } else if created.created {
+        println!("created call {} to retry {id}; a running worker sends it", created.id);
+    } else {
+        println!("call {id} was already retried as {}", created.id);
+    }
+    Ok(())
+}
+
+async fn refresh(args: RefreshArgs) -> Result<(), String> {
+    let id = CallId::from_str(&args.id).map_err(|_| format!("`{}` is not a call id (a UUID)", args.id))?;
+    let url = format!("{}/calls/{id}/refresh", args.ops_url.trim_end_matches('/'));
+    let response = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(&args.ops_token)
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach the operations API at {}: {e}", args.ops_url))?;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    if !status.is_success() {
+        return Err(format!("the operations API answered {status}: {body}"));
+    }
+    println!("{body}");
+    Ok(())
 }

@@ -74,7 +74,14 @@ fn expand_prints_the_code_the_snapshots_compile() {
 
 #[test]
 fn help_shows_examples_for_every_command() {
-    for command in [&["check", "--help"][..], &["expand", "--help"], &["calls", "list", "--help"], &["calls", "show", "--help"]] {
+    for command in [
+        &["check", "--help"][..],
+        &["expand", "--help"],
+        &["calls", "list", "--help"],
+        &["calls", "show", "--help"],
+        &["calls", "retry", "--help"],
+        &["calls", "refresh", "--help"],
+    ] {
         let out = run(command);
         assert!(out.status.success());
         assert!(text(&out.stdout).contains("Examples:"), "{command:?}");
@@ -123,4 +130,82 @@ async fn calls_list_and_show_read_a_store_filled_by_the_runtime() {
     assert!(text(&out.stderr).contains("use pending, processing, completed or failed"));
     let out = run(&["calls", "show", "--db", dir.join("missing.db").to_str().unwrap(), &done.to_string()]);
     assert!(text(&out.stderr).contains("does not exist"));
+}
+
+#[tokio::test]
+async fn calls_retry_creates_one_new_call_for_a_failed_one_and_refuses_others() {
+    let dir = scratch("retry");
+    let db = dir.join("integrations.db");
+    let store = SqliteStore::open(&db).await.unwrap();
+    let failed = store.create(NewCall::new("VolcTts", "synthesize", json!({ "text": "hi" }))).await.unwrap().id;
+    store.append_event(failed, NewEvent::initialized("init", "task-1")).await.unwrap();
+    store.append_event(failed, NewEvent::failed("fail", "boom")).await.unwrap();
+    let pending = store.create(NewCall::new("VolcTts", "synthesize", json!({ "text": "ho" }))).await.unwrap().id;
+    let db = db.to_str().unwrap();
+
+    let out = run(&["calls", "retry", "--db", db, &failed.to_string(), "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let first: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(first["created"], json!(true));
+    let out = run(&["calls", "retry", "--db", db, &failed.to_string(), "--json"]);
+    let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((again["created"].clone(), again["call_id"].clone()), (json!(false), first["call_id"].clone()));
+    let retried = store.get(first["call_id"].as_str().unwrap().parse().unwrap()).await.unwrap().unwrap();
+    assert_eq!((retried.params, retried.status), (json!({ "text": "hi" }), integration_runtime::CallStatus::Pending));
+
+    let out = run(&["calls", "retry", "--db", db, &pending.to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("only failed calls can be retried"), "{}", text(&out.stderr));
+}
+
+integration_runtime::integration!("../specs/volc_tts.toml");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_refresh_goes_through_the_operations_api() {
+    use std::sync::Arc;
+    let dir = scratch("refresh");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.join("integrations.db")).await.unwrap());
+    let fake = integration_testkit::FakeProvider::from_spec_file(workspace().join("specs/volc_tts.toml")).unwrap().start().await.unwrap();
+    let tts = volc_tts::VolcTts::new(volc_tts::VolcTtsConfig {
+        base_url: fake.url(),
+        token: integration_runtime::Secret::new("t"),
+        webhook_secret: integration_runtime::Secret::new("whsec_dW51c2Vk"),
+    })
+    .unwrap();
+    // A task the fake knows, and a call that waits for it.
+    let started = tts
+        .client()
+        .synthesize(
+            &volc_tts::Synthesis { text: "hi".into(), voice: "v".into(), speed: None, format: volc_tts::SynthesisFormat::Mp3 },
+            &integration_runtime::CallOptions::default(),
+        )
+        .await
+        .unwrap();
+    let external_id = started.external_id.unwrap();
+    let id = store.create(NewCall::new("VolcTts", "synthesize", json!({ "text": "hi" }))).await.unwrap().id;
+    store.append_event(id, NewEvent::initialized("initialized", external_id.as_str())).await.unwrap();
+    let ops = integration_runtime::ops::OpsApi::new(Arc::clone(&store))
+        .integration(Arc::new(tts))
+        .token(Some(integration_runtime::Secret::new("ops-token")))
+        .router();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, ops).await });
+
+    let cli = |token: &'static str| {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_integration"))
+                .args(["calls", "refresh", "--ops-url", &url, &id.to_string()])
+                .env("INTEGRATION_OPS_TOKEN", token)
+                .output()
+                .unwrap()
+        })
+    };
+    let denied = cli("wrong").await.unwrap();
+    assert_eq!(denied.status.code(), Some(1));
+    assert!(text(&denied.stderr).contains("401"), "{}", text(&denied.stderr));
+    let out = cli("ops-token").await.unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(store.get(id).await.unwrap().unwrap().status, integration_runtime::CallStatus::Completed);
 }

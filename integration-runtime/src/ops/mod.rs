@@ -372,20 +372,45 @@ async fn refresh_call(State(state): State<Arc<OpsState>>, Path(id): Path<String>
 
 async fn retry_call(State(state): State<Arc<OpsState>>, Path(id): Path<String>) -> Result<Response, Rejection> {
     let id = parse_id(&id)?;
-    let call = load(&state, id).await?;
-    if call.status != CallStatus::Failed {
-        return Err(conflict(
-            "not_retryable",
-            format!("call {id} is {}; only failed calls can be retried", call.status),
-        ));
-    }
-    let new = NewCall::new(call.integration, call.endpoint, call.params).idempotency_key(format!("retry-of:{id}"));
-    let created = state.store.create(new).await.map_err(store_error)?;
-    let status = if created.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+    let created = retry_failed(&*state.store, id).await.map_err(|error| match error {
+        RetryError::NotFound(_) => Rejection::new(StatusCode::NOT_FOUND, "not_found", error.to_string()),
+        RetryError::NotFailed { .. } => conflict("not_retryable", error.to_string()),
+        RetryError::Store(e) => store_error(e),
+    })?;
+    let status = if created.created { StatusCode::CREATED } else { StatusCode::OK };
     let body = json!({"call_id": created.id, "retry_of": id, "created": created.created});
     Ok((status, Json(body)).into_response())
+}
+
+/// Why [`retry_failed`] did not retry a call.
+#[derive(Debug, thiserror::Error)]
+pub enum RetryError {
+    /// No call has that id.
+    #[error("call {0} not found")]
+    NotFound(CallId),
+    /// The call did not fail (it is completed or still in flight).
+    #[error("call {id} is {status}; only failed calls can be retried")]
+    NotFailed {
+        /// The call.
+        id: CallId,
+        /// Its status.
+        status: CallStatus,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Retries a failed call: a call's log is append-only and its status never
+/// moves back, so a retry is a NEW call with the same integration, endpoint
+/// and parameters, created with the idempotency key `retry-of:<id>`. That
+/// key links the two, and retrying the same call again returns the same new
+/// call (`created == false`). Used by the operations API and the CLI.
+pub async fn retry_failed(store: &dyn Store, id: CallId) -> Result<crate::store::Created, RetryError> {
+    let call = store.get(id).await?.ok_or(RetryError::NotFound(id))?;
+    if call.status != CallStatus::Failed {
+        return Err(RetryError::NotFailed { id, status: call.status });
+    }
+    let new = NewCall::new(call.integration, call.endpoint, call.params).idempotency_key(format!("retry-of:{id}"));
+    Ok(store.create(new).await?)
 }
