@@ -79,11 +79,21 @@ pub(crate) async fn run(
 
     // A last worker finishes the rest (leases of the last victim expire first).
     let mut last = spawn_worker(&db, &provider.url, kills)?;
-    let finished = crate::sync::wait_terminal(&rt, calls, Duration::from_secs(300)).await;
+    let finished = crate::sync::wait_terminal(&rt, calls, Duration::from_secs(120)).await;
     last.start_kill()?;
     last.wait().await?;
     if let Err(error) = finished {
         println!("  the last worker did not finish: {error}");
+        let stuck: Vec<(String, i64, Option<String>, Option<i64>, Option<i64>)> = sqlx::query_as(
+            "SELECT status, attempts, lease_owner, lease_expires_at, next_run_at FROM integration_calls \
+             WHERE status IN ('pending', 'processing') LIMIT 5",
+        )
+        .fetch_all(&pool)
+        .await?;
+        println!(
+            "  now {} ms; unfinished calls (status, attempts, lease owner, lease end, next run): {stuck:?}",
+            crate::common::chrono_millis()
+        );
     }
 
     // The verdict, from the store and the provider.

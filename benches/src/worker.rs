@@ -53,6 +53,7 @@ async fn store(args: &WorkerArgs) -> Result<Arc<dyn Store>> {
 }
 
 pub(crate) async fn run(args: WorkerArgs) -> Result<()> {
+    let _ = tracing::subscriber::set_global_default(StderrWarnings);
     let store = store(&args).await?;
     let mut builder = Runtime::builder()
         .store(store)
@@ -86,4 +87,44 @@ pub(crate) async fn run(args: WorkerArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Prints warnings and errors of the runtime (`tracing`) to stderr: a worker
+/// child has no other way to say why it cannot claim or store.
+pub(crate) struct StderrWarnings;
+
+impl tracing::Subscriber for StderrWarnings {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        *metadata.level() <= tracing::Level::WARN
+    }
+
+    fn new_span(&self, _span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _span: &tracing::span::Id, _values: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _span: &tracing::span::Id, _follows: &tracing::span::Id) {}
+
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Fields(String);
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                use std::fmt::Write as _;
+                let _ = write!(self.0, " {}={value:?}", field.name());
+            }
+        }
+        let mut fields = Fields(String::new());
+        event.record(&mut fields);
+        eprintln!(
+            "[worker {}] {}{}",
+            std::process::id(),
+            event.metadata().level(),
+            fields.0
+        );
+    }
+
+    fn enter(&self, _span: &tracing::span::Id) {}
+
+    fn exit(&self, _span: &tracing::span::Id) {}
 }
