@@ -8,7 +8,7 @@ use integration_runtime::{CallStatus, EventKind, Runtime, SqliteStore};
 use crate::common::{bench_sync, line, message, ms, quantile, sqlite_pragmas, Figure, Provider, Result, Scratch};
 
 pub(crate) async fn run(quick: bool) -> Result<Vec<Figure>> {
-    let samples: u64 = if quick { 100 } else { 1_000 };
+    let samples: u64 = if quick { 100 } else { 500 };
     println!("\n== create -> initialized latency: {samples} calls one at a time on an idle runtime");
     let scratch = Scratch::new("latency")?;
     let single = crate::common::open_single_connection(&scratch.path("single.db")).await?;

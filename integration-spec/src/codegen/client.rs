@@ -262,6 +262,21 @@ fn endpoint_method(index: usize, e: &Endpoint) -> TokenStream {
         quote!(::std::option::Option::None)
     };
     let body_decl = if has_body { quote!(let mut body = __rt::JsonBody::new();) } else { quote!() };
+    // Path, query, headers and body: the same for a single request and for
+    // the first page of a list.
+    let build_request = quote! {
+        #validate
+        let mut path = __rt::PathBuilder::new();
+        #(#path_parts)*
+        #[allow(unused_mut)]
+        let mut query: ::std::vec::Vec<(&'static str, __rt::serde_json::Value)> = ::std::vec::Vec::new();
+        #(#query)*
+        #[allow(unused_mut)]
+        let mut headers: ::std::vec::Vec<(&'static str, ::std::string::String)> = ::std::vec::Vec::new();
+        #(#headers)*
+        #body_decl
+        #(#body_sets)*
+    };
     let error_path = match &e.error {
         Some(p) => {
             let p = json_path(p);
@@ -300,17 +315,7 @@ fn endpoint_method(index: usize, e: &Endpoint) -> TokenStream {
             /// endpoint's retry policy. Iterate with `next_item().await`, `collect_all().await`,
             /// or as a `Stream`.
             pub fn #method_name(&self, #params) -> ::integration_runtime::Paginator<#item> {
-                #validate
-                let mut path = __rt::PathBuilder::new();
-                #(#path_parts)*
-                #[allow(unused_mut)]
-                let mut query: ::std::vec::Vec<(&'static str, __rt::serde_json::Value)> = ::std::vec::Vec::new();
-                #(#query)*
-                #[allow(unused_mut)]
-                let mut headers: ::std::vec::Vec<(&'static str, ::std::string::String)> = ::std::vec::Vec::new();
-                #(#headers)*
-                #body_decl
-                #(#body_sets)*
+                #build_request
                 ::integration_runtime::Paginator::new(
                     self.http.clone(),
                     #http_request,
@@ -324,17 +329,7 @@ fn endpoint_method(index: usize, e: &Endpoint) -> TokenStream {
     quote! {
         #[doc = #doc]
         pub async fn #method_name(&self, #params) -> ::std::result::Result<::integration_runtime::Reply<#result_ty>, ::integration_runtime::ClientError> {
-            #validate
-            let mut path = __rt::PathBuilder::new();
-            #(#path_parts)*
-            #[allow(unused_mut)]
-            let mut query: ::std::vec::Vec<(&'static str, __rt::serde_json::Value)> = ::std::vec::Vec::new();
-            #(#query)*
-            #[allow(unused_mut)]
-            let mut headers: ::std::vec::Vec<(&'static str, ::std::string::String)> = ::std::vec::Vec::new();
-            #(#headers)*
-            #body_decl
-            #(#body_sets)*
+            #build_request
             #idempotency
             let response = self.http.send(#http_request).await?;
             let body = &response.body;
