@@ -95,7 +95,8 @@ pub(crate) struct StderrWarnings;
 
 impl tracing::Subscriber for StderrWarnings {
     fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
-        *metadata.level() <= tracing::Level::WARN
+        // The runtime's own warnings; sqlx's slow-statement notices are noise here.
+        *metadata.level() <= tracing::Level::WARN && metadata.target().starts_with("integration_runtime")
     }
 
     fn new_span(&self, _span: &tracing::span::Attributes<'_>) -> tracing::span::Id {

@@ -65,7 +65,9 @@ fn split(data: &[u8]) -> Option<(u8, HeaderMap, &[u8])> {
     };
     let mut headers = HeaderMap::new();
     for line in head.split(|b| *b == b'\n') {
-        let Some(colon) = line.iter().position(|b| *b == b':') else { continue };
+        let Some(colon) = line.iter().position(|b| *b == b':') else {
+            continue;
+        };
         let (name, value) = (&line[..colon], &line[colon + 1..]);
         let value = value.strip_prefix(b" ").unwrap_or(value);
         if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
@@ -76,7 +78,9 @@ fn split(data: &[u8]) -> Option<(u8, HeaderMap, &[u8])> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((control, mut headers, body)) = split(data) else { return };
+    let Some((control, mut headers, body)) = split(data) else {
+        return;
+    };
     let f = fixture();
     let sign = control & 4 != 0;
     let (verifier, integration): (&Verifier, &dyn Integration) = match control & 3 {
@@ -98,7 +102,13 @@ fuzz_target!(|data: &[u8]| {
         }
         _ => {
             if sign {
-                let signed = generic::sign("x-hub-signature-256", PLAIN_SECRET, SignatureEncoding::Hex, "sha256=", body);
+                let signed = generic::sign(
+                    "x-hub-signature-256",
+                    PLAIN_SECRET,
+                    SignatureEncoding::Hex,
+                    "sha256=",
+                    body,
+                );
                 for (name, value) in &signed {
                     headers.insert(name.clone(), value.clone());
                 }
@@ -108,7 +118,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let verified = verifier.verify(&headers, body, NOW);
     if sign {
-        assert!(verified.is_ok(), "a correctly signed delivery was refused: {verified:?}");
+        assert!(
+            verified.is_ok(),
+            "a correctly signed delivery was refused: {verified:?}"
+        );
     }
     // The other schemes see the same request too: none may panic.
     let _ = f.standard.verify(&headers, body, NOW);

@@ -65,7 +65,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(10));
-    let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+    let pool = SqlitePoolOptions::new()
+        .max_connections(8)
+        .connect_with(options)
+        .await?;
     SqliteStorage::<()>::migrations().run(&pool).await?;
     let config = Config::new("bench")
         .set_buffer_size(concurrency.max(10))
@@ -76,7 +79,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // creates are timed separately): one push per job.
     let created = Instant::now();
     for i in 0..calls {
-        storage.push(Send { text: format!("call {i}") }).await?;
+        storage
+            .push(Send {
+                text: format!("call {i}"),
+            })
+            .await?;
     }
     let create_seconds = created.elapsed().as_secs_f64();
 
