@@ -234,9 +234,11 @@ impl Drop for TestDb {
                         }
                     }
                 };
-                sqlx::raw_sql(&format!("SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS {quoted} CASCADE"))
-                    .execute(&mut conn)
-                    .await?;
+                sqlx::raw_sql(&format!(
+                    "SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS {quoted} CASCADE"
+                ))
+                .execute(&mut conn)
+                .await?;
                 conn.close().await
             })
         })
@@ -427,7 +429,10 @@ impl Workers {
             .env(CHILD_CONCURRENCY, self.concurrency.to_string())
             .env(CHILD_BATCH, self.batch.to_string())
             .env(CHILD_POOL, self.pool.to_string())
-            .env("INTEGRATION_TEST_SCALE_SYNC_COMMIT", env_or("INTEGRATION_TEST_SCALE_SYNC_COMMIT", "on".to_owned()))
+            .env(
+                "INTEGRATION_TEST_SCALE_SYNC_COMMIT",
+                env_or("INTEGRATION_TEST_SCALE_SYNC_COMMIT", "on".to_owned()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -663,28 +668,31 @@ async fn verify(admin: &PgPool, db: &TestDb, provider: &Provider, n: usize) -> O
         wrong.is_empty(),
         "calls without exactly one terminal event (id, status, terminal events, events): {wrong:?}"
     );
-    let leased: i64 = sqlx::query_scalar(&format!(
-        "SELECT count(*) FROM {calls} WHERE next_run_at IS NOT NULL"
-    ))
-    .fetch_one(admin)
-    .await
-    .unwrap();
+    let leased: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {calls} WHERE next_run_at IS NOT NULL"))
+        .fetch_one(admin)
+        .await
+        .unwrap();
     assert_eq!(leased, 0, "terminal calls still scheduled");
 
     // Every request carried its call's id as the idempotency key.
-    let ids: HashMap<String, String> = sqlx::query_as::<_, (String, String)>(&format!(
-        "SELECT params->>'text', id::text FROM {calls}"
-    ))
-    .fetch_all(admin)
-    .await
-    .unwrap()
-    .into_iter()
-    .collect();
+    let ids: HashMap<String, String> =
+        sqlx::query_as::<_, (String, String)>(&format!("SELECT params->>'text', id::text FROM {calls}"))
+            .fetch_all(admin)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
     let state = provider.lock();
     let mut sends: HashMap<&str, usize> = HashMap::new();
     for (text, key) in &state.sent {
-        let id = ids.get(text).unwrap_or_else(|| panic!("request for an unknown call {text}"));
-        assert_eq!(key.as_deref(), Some(id.as_str()), "{text}: idempotency key is not the call id");
+        let id = ids
+            .get(text)
+            .unwrap_or_else(|| panic!("request for an unknown call {text}"));
+        assert_eq!(
+            key.as_deref(),
+            Some(id.as_str()),
+            "{text}: idempotency key is not the call id"
+        );
         *sends.entry(text).or_default() += 1;
     }
     assert_eq!(sends.len(), n, "calls the provider saw");
@@ -807,11 +815,18 @@ fn terminated_backends_are_survived() {
         let mut terminated = Vec::new();
         for at in progress_points(&mut rng, n, rounds) {
             let done = wait_progress(&admin, &db, at, &mut rng, started, limit).await;
-            assert!(done < n as i64, "the calls were done before round {}", terminated.len() + 1);
+            assert!(
+                done < n as i64,
+                "the calls were done before round {}",
+                terminated.len() + 1
+            );
             terminated.push(terminate_worker_backends(&admin, &db.tag).await);
         }
         let chaos = started.elapsed();
-        assert!(terminated.iter().all(|k| *k > 0), "sessions terminated per round: {terminated:?}");
+        assert!(
+            terminated.iter().all(|k| *k > 0),
+            "sessions terminated per round: {terminated:?}"
+        );
         wait_terminal(&admin, &db, n, started, limit).await;
         let elapsed = started.elapsed();
         // Not one worker process died or was restarted: the store reconnected.
@@ -976,7 +991,10 @@ fn worker_memory_is_flat_under_a_large_backlog() {
 
         let first = samples.first().expect("at least one backlog level").2;
         for (level, _, high) in &samples {
-            assert!(*high < BOUND_KIB, "backlog {level}: worker RSS {high} KiB over the bound");
+            assert!(
+                *high < BOUND_KIB,
+                "backlog {level}: worker RSS {high} KiB over the bound"
+            );
             assert!(
                 *high < first + GROWTH_KIB,
                 "backlog {level}: worker RSS {high} KiB grew from {first} KiB at the smallest backlog"
@@ -1071,7 +1089,11 @@ fn a_lease_heartbeat_never_waits_on_its_own_transaction() {
             assert!(started.elapsed() < limit, "only {done} of {n} terminal after {limit:?}");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        eprintln!("heartbeat: {n} calls terminal after {:?}, {} requests", started.elapsed(), provider.requests());
+        eprintln!(
+            "heartbeat: {n} calls terminal after {:?}, {} requests",
+            started.elapsed(),
+            provider.requests()
+        );
         workers.assert_alive();
         drop(workers);
         admin.close().await;
