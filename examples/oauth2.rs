@@ -51,7 +51,12 @@ async fn run(db: &std::path::Path) -> anyhow::Result<Observed> {
     let auth_url = common::serve(auth_server).await?;
 
     let fake = FakeProvider::from_spec_file(format!("{}/job_runner.toml", common::SPECS))?
-        .outcomes("render", [Outcome::complete(json!({ "url": "https://files.example.com/r.pdf", "pages": 12 }))])
+        .outcomes(
+            "render",
+            [Outcome::complete(
+                json!({ "url": "https://files.example.com/r.pdf", "pages": 12 }),
+            )],
+        )
         .start()
         .await?;
     let config = job_runner::JobRunnerConfig {
@@ -69,7 +74,11 @@ async fn run(db: &std::path::Path) -> anyhow::Result<Observed> {
         .await?;
     let mut ids = Vec::new();
     for month in ["2026-06", "2026-07", "2026-08", "2026-09", "2026-10"] {
-        let job = job_runner::ReportJob { report: job_runner::ReportJobReport::Sales, month: month.into(), format: job_runner::ReportJobFormat::Pdf };
+        let job = job_runner::ReportJob {
+            report: job_runner::ReportJobReport::Sales,
+            month: month.into(),
+            format: job_runner::ReportJobFormat::Pdf,
+        };
         ids.push(rt.create(job).await?);
     }
     let worker = tokio::spawn({
@@ -83,7 +92,11 @@ async fn run(db: &std::path::Path) -> anyhow::Result<Observed> {
     Ok(Observed {
         statuses: calls.iter().map(|c| c.status).collect(),
         token_requests: token_requests.load(Ordering::SeqCst),
-        authorizations: fake.requests_to("render").iter().map(|r| r.header("authorization").map(str::to_owned)).collect(),
+        authorizations: fake
+            .requests_to("render")
+            .iter()
+            .map(|r| r.header("authorization").map(str::to_owned))
+            .collect(),
         config_debug,
     })
 }
@@ -91,7 +104,12 @@ async fn run(db: &std::path::Path) -> anyhow::Result<Observed> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let observed = run(&common::scratch_db("oauth2")).await?;
-    println!("{} calls, {} token request(s); config: {}", observed.statuses.len(), observed.token_requests, observed.config_debug);
+    println!(
+        "{} calls, {} token request(s); config: {}",
+        observed.statuses.len(),
+        observed.token_requests,
+        observed.config_debug
+    );
     Ok(())
 }
 
@@ -105,6 +123,10 @@ mod tests {
         assert_eq!(observed.statuses, vec![CallStatus::Completed; 5]);
         assert_eq!(observed.token_requests, 1);
         assert_eq!(observed.authorizations, vec![Some(format!("Bearer {TOKEN}")); 5]);
-        assert!(!observed.config_debug.contains("cs-super-secret-value"), "{}", observed.config_debug);
+        assert!(
+            !observed.config_debug.contains("cs-super-secret-value"),
+            "{}",
+            observed.config_debug
+        );
     }
 }

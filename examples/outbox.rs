@@ -30,22 +30,33 @@ fn translation(text: &str) -> translate::Translation {
 
 /// Returns (orders stored, calls stored, status of the committed order's call).
 async fn run(db: &std::path::Path) -> anyhow::Result<(i64, usize, CallStatus)> {
-    let fake = FakeProvider::from_spec_file(format!("{}/translate.toml", common::SPECS))?.start().await?;
+    let fake = FakeProvider::from_spec_file(format!("{}/translate.toml", common::SPECS))?
+        .start()
+        .await?;
     let store = SqliteStore::open(db).await?;
     let pool = store.pool().clone();
-    sqlx::query("CREATE TABLE IF NOT EXISTS orders (id INTEGER PRIMARY KEY, note TEXT NOT NULL)").execute(&pool).await?;
-    let translate = translate::Translate::new(translate::TranslateConfig { base_url: fake.url(), api_key: Secret::new("k") })?;
+    sqlx::query("CREATE TABLE IF NOT EXISTS orders (id INTEGER PRIMARY KEY, note TEXT NOT NULL)")
+        .execute(&pool)
+        .await?;
+    let translate = translate::Translate::new(translate::TranslateConfig {
+        base_url: fake.url(),
+        api_key: Secret::new("k"),
+    })?;
     let rt = Runtime::builder().store(store).integration(translate).build().await?;
 
     // Committed: the order and its call.
     let mut tx = pool.begin().await?;
-    sqlx::query("INSERT INTO orders (id, note) VALUES (1, 'Vielen Dank')").execute(&mut *tx).await?;
+    sqlx::query("INSERT INTO orders (id, note) VALUES (1, 'Vielen Dank')")
+        .execute(&mut *tx)
+        .await?;
     let committed = rt.create_in_tx(&mut tx, translation("Vielen Dank"), None).await?;
     tx.commit().await?;
 
     // Rolled back: neither.
     let mut tx = pool.begin().await?;
-    sqlx::query("INSERT INTO orders (id, note) VALUES (2, 'Auf Wiedersehen')").execute(&mut *tx).await?;
+    sqlx::query("INSERT INTO orders (id, note) VALUES (2, 'Auf Wiedersehen')")
+        .execute(&mut *tx)
+        .await?;
     rt.create_in_tx(&mut tx, translation("Auf Wiedersehen"), None).await?;
     tx.rollback().await?;
 

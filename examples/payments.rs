@@ -39,7 +39,13 @@ async fn run(db: &std::path::Path) -> anyhow::Result<Observed> {
     let hook_url = format!("http://{}/webhooks/payments", listener.local_addr()?);
     let fake = FakeProvider::from_spec_file(format!("{}/payments.toml", common::SPECS))?
         // The first request fails with a 503; every later one is accepted.
-        .outcomes("create_payment", [Outcome::reject(503).message("try again"), Outcome::complete_with_made_up_result()])
+        .outcomes(
+            "create_payment",
+            [
+                Outcome::reject(503).message("try again"),
+                Outcome::complete_with_made_up_result(),
+            ],
+        )
         .polls_until_done(1000)
         .webhooks_to(hook_url, WebhookSender::stripe(SECRET), Duration::from_millis(100))
         .start()
@@ -49,7 +55,12 @@ async fn run(db: &std::path::Path) -> anyhow::Result<Observed> {
         token: Secret::new("sk_test_demo"),
         webhook_secret: Secret::new(SECRET),
     })?);
-    let rt = Runtime::builder().store(SqliteStore::open(db).await?).integration_arc(Arc::clone(&payments)).concurrency(1).build().await?;
+    let rt = Runtime::builder()
+        .store(SqliteStore::open(db).await?)
+        .integration_arc(Arc::clone(&payments))
+        .concurrency(1)
+        .build()
+        .await?;
     let receiver = WebhookReceiver::new(Arc::clone(rt.store()))
         .event_keys(EventKeys::Lifecycle)
         .integration_with_secrets(payments, &[Secret::new(SECRET)])?
@@ -64,7 +75,12 @@ async fn run(db: &std::path::Path) -> anyhow::Result<Observed> {
             customer: payments::Customer {
                 email: "ada@example.com".into(),
                 name: Some("Ada Lovelace".into()),
-                address: Some(payments::Address { line1: "12 St James's Sq".into(), city: city.into(), postal_code: "SW1Y 4JH".into(), country: "GB".into() }),
+                address: Some(payments::Address {
+                    line1: "12 St James's Sq".into(),
+                    city: city.into(),
+                    postal_code: "SW1Y 4JH".into(),
+                    country: "GB".into(),
+                }),
             },
             capture: payments::PaymentIntentCapture::Automatic,
             order_id: order.into(),
@@ -83,7 +99,10 @@ async fn run(db: &std::path::Path) -> anyhow::Result<Observed> {
     let creates = fake.requests_to("create_payment");
     Ok(Observed {
         statuses: calls.iter().map(|c| c.status).collect(),
-        keys: creates.iter().filter_map(|r| r.header("idempotency-key").map(str::to_owned)).collect(),
+        keys: creates
+            .iter()
+            .filter_map(|r| r.header("idempotency-key").map(str::to_owned))
+            .collect(),
         first_body: String::from_utf8_lossy(&creates[0].body).into_owned(),
     })
 }
@@ -112,7 +131,15 @@ mod tests {
         assert_eq!(retried, 2, "{:?}", observed.keys);
         let distinct: std::collections::HashSet<_> = observed.keys.iter().collect();
         assert_eq!(distinct.len(), 2, "{:?}", observed.keys);
-        assert!(observed.first_body.contains("customer%5Baddress%5D%5Bcity%5D="), "{}", observed.first_body);
-        assert!(observed.first_body.contains("metadata%5Btags%5D%5B0%5D=web"), "{}", observed.first_body);
+        assert!(
+            observed.first_body.contains("customer%5Baddress%5D%5Bcity%5D="),
+            "{}",
+            observed.first_body
+        );
+        assert!(
+            observed.first_body.contains("metadata%5Btags%5D%5B0%5D=web"),
+            "{}",
+            observed.first_body
+        );
     }
 }

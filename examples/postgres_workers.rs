@@ -25,15 +25,26 @@ const CALLS: usize = 60;
 
 /// Returns the final statuses and how many requests the provider received.
 async fn run(url: &str, schema: &str) -> anyhow::Result<(Vec<CallStatus>, usize)> {
-    let fake = FakeProvider::from_spec_file(format!("{}/translate.toml", common::SPECS))?.start().await?;
+    let fake = FakeProvider::from_spec_file(format!("{}/translate.toml", common::SPECS))?
+        .start()
+        .await?;
     let connect = || async {
         let options = PostgresOptions::default().schema(schema);
         anyhow::Ok(PostgresStore::connect_with(url.parse()?, options).await?)
     };
     let mut runtimes = Vec::new();
     for worker in 0..3 {
-        let translate = translate::Translate::new(translate::TranslateConfig { base_url: fake.url(), api_key: Secret::new("k") })?;
-        let rt = Runtime::builder().store(connect().await?).integration(translate).worker_id(format!("worker-{worker}")).concurrency(4).build().await?;
+        let translate = translate::Translate::new(translate::TranslateConfig {
+            base_url: fake.url(),
+            api_key: Secret::new("k"),
+        })?;
+        let rt = Runtime::builder()
+            .store(connect().await?)
+            .integration(translate)
+            .worker_id(format!("worker-{worker}"))
+            .concurrency(4)
+            .build()
+            .await?;
         runtimes.push(rt);
     }
     let mut ids = Vec::new();
@@ -61,14 +72,23 @@ async fn run(url: &str, schema: &str) -> anyhow::Result<(Vec<CallStatus>, usize)
     for worker in workers {
         worker.await??;
     }
-    let texts: HashSet<String> =
-        fake.requests_to("translate").iter().filter_map(|r| r.json()).map(|body| body["text"].to_string()).collect();
+    let texts: HashSet<String> = fake
+        .requests_to("translate")
+        .iter()
+        .filter_map(|r| r.json())
+        .map(|body| body["text"].to_string())
+        .collect();
     anyhow::ensure!(texts.len() == CALLS, "every call reached the provider");
-    Ok((calls.iter().map(|c| c.status).collect(), fake.requests_to("translate").len()))
+    Ok((
+        calls.iter().map(|c| c.status).collect(),
+        fake.requests_to("translate").len(),
+    ))
 }
 
 fn database_url() -> Option<String> {
-    std::env::var("INTEGRATION_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())
+    std::env::var("INTEGRATION_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
 }
 
 #[tokio::main]
@@ -80,7 +100,9 @@ async fn main() -> anyhow::Result<()> {
     let schema = format!("example_workers_{}", std::process::id());
     let (statuses, requests) = run(&url, &schema).await?;
     let completed = statuses.iter().filter(|s| **s == CallStatus::Completed).count();
-    println!("{completed}/{CALLS} calls completed by 3 workers; the provider saw {requests} requests (schema {schema})");
+    println!(
+        "{completed}/{CALLS} calls completed by 3 workers; the provider saw {requests} requests (schema {schema})"
+    );
     Ok(())
 }
 
@@ -99,6 +121,9 @@ mod tests {
         assert_eq!(statuses, vec![CallStatus::Completed; CALLS]);
         assert_eq!(requests, CALLS, "no call was sent twice");
         let pool = sqlx::PgPool::connect(&url).await.unwrap();
-        sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE")).execute(&pool).await.unwrap();
+        sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+            .execute(&pool)
+            .await
+            .unwrap();
     }
 }

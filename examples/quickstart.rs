@@ -54,7 +54,9 @@ pub struct Row {
 
 /// Runs the whole scenario against the SQLite file at `db`; returns a row per call.
 pub async fn run(db: &Path, live: bool) -> anyhow::Result<Vec<Row>> {
-    let store = SqliteStore::open(db).await.with_context(|| format!("opening {}", db.display()))?;
+    let store = SqliteStore::open(db)
+        .await
+        .with_context(|| format!("opening {}", db.display()))?;
 
     // The webhook receiver: the fake TTS provider posts signed deliveries here.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -65,22 +67,58 @@ pub async fn run(db: &Path, live: bool) -> anyhow::Result<Vec<Row>> {
         move |request: &RecordedRequest| request.json().is_some_and(|body| body["text"] == wanted)
     };
     let translate_fake = FakeProvider::from_spec_file(format!("{SPECS}/translate.toml"))?
-        .when("translate", text_is("Hallo, Welt"), Outcome::complete(json!({ "text": "Hello, world", "detected_lang": "de", "characters": 11 })))
-        .when("translate", text_is("Danke"), Outcome::complete(json!({ "text": "Thank you", "detected_lang": "de", "characters": 5 })))
-        .when("translate", text_is("nuqneH"), Outcome::reject(400).message("target language `tlh` is not supported"))
-        .when("translate", text_is("Bonjour"), Outcome::complete(json!({ "text": "Good morning", "detected_lang": "fr", "characters": 7 })))
+        .when(
+            "translate",
+            text_is("Hallo, Welt"),
+            Outcome::complete(json!({ "text": "Hello, world", "detected_lang": "de", "characters": 11 })),
+        )
+        .when(
+            "translate",
+            text_is("Danke"),
+            Outcome::complete(json!({ "text": "Thank you", "detected_lang": "de", "characters": 5 })),
+        )
+        .when(
+            "translate",
+            text_is("nuqneH"),
+            Outcome::reject(400).message("target language `tlh` is not supported"),
+        )
+        .when(
+            "translate",
+            text_is("Bonjour"),
+            Outcome::complete(json!({ "text": "Good morning", "detected_lang": "fr", "characters": 7 })),
+        )
         .start()
         .await?;
     let voice_is = |wanted: &'static str| {
         move |request: &RecordedRequest| request.json().is_some_and(|body| body["input"]["voice_type"] == wanted)
     };
     let tts_fake = FakeProvider::from_spec_file(format!("{SPECS}/volc_tts.toml"))?
-        .when("synthesize", voice_is("en_robot_9"), Outcome::fail("voice `en_robot_9` is not available"))
-        .when("synthesize", voice_is("en_female_1"), Outcome::complete(json!({ "url": "https://cdn.example.com/ada.mp3", "duration_ms": 1830 })))
-        .when("synthesize", voice_is("en_female_2"), Outcome::complete(json!({ "url": "https://cdn.example.com/grace.mp3", "duration_ms": 2410 })))
-        .when("synthesize", voice_is("en_male_1"), Outcome::complete(json!({ "url": "https://cdn.example.com/linus.mp3", "duration_ms": 990 })))
+        .when(
+            "synthesize",
+            voice_is("en_robot_9"),
+            Outcome::fail("voice `en_robot_9` is not available"),
+        )
+        .when(
+            "synthesize",
+            voice_is("en_female_1"),
+            Outcome::complete(json!({ "url": "https://cdn.example.com/ada.mp3", "duration_ms": 1830 })),
+        )
+        .when(
+            "synthesize",
+            voice_is("en_female_2"),
+            Outcome::complete(json!({ "url": "https://cdn.example.com/grace.mp3", "duration_ms": 2410 })),
+        )
+        .when(
+            "synthesize",
+            voice_is("en_male_1"),
+            Outcome::complete(json!({ "url": "https://cdn.example.com/linus.mp3", "duration_ms": 990 })),
+        )
         .polls_until_done(3)
-        .webhooks_to(webhook_url, WebhookSender::standard_webhooks(WEBHOOK_SECRET), Duration::from_millis(300))
+        .webhooks_to(
+            webhook_url,
+            WebhookSender::standard_webhooks(WEBHOOK_SECRET),
+            Duration::from_millis(300),
+        )
         .start()
         .await?;
 
@@ -110,7 +148,12 @@ pub async fn run(db: &Path, live: bool) -> anyhow::Result<Vec<Row>> {
 
     // Business code decides WHEN: it creates calls.
     let mut ids = Vec::new();
-    for (text, target) in [("Hallo, Welt", "en"), ("Danke", "en"), ("nuqneH", "tlh"), ("Bonjour", "en")] {
+    for (text, target) in [
+        ("Hallo, Welt", "en"),
+        ("Danke", "en"),
+        ("nuqneH", "tlh"),
+        ("Bonjour", "en"),
+    ] {
         let request = translate::Translation {
             text: text.into(),
             source_lang: None,
@@ -120,8 +163,18 @@ pub async fn run(db: &Path, live: bool) -> anyhow::Result<Vec<Row>> {
         };
         ids.push(rt.create(request).await?);
     }
-    for (text, voice) in [("Thank you, Ada", "en_female_1"), ("Thank you, Grace", "en_female_2"), ("Beep", "en_robot_9"), ("Thank you, Linus", "en_male_1")] {
-        let request = volc_tts::Synthesis { text: text.into(), voice: voice.into(), speed: None, format: volc_tts::SynthesisFormat::Mp3 };
+    for (text, voice) in [
+        ("Thank you, Ada", "en_female_1"),
+        ("Thank you, Grace", "en_female_2"),
+        ("Beep", "en_robot_9"),
+        ("Thank you, Linus", "en_male_1"),
+    ] {
+        let request = volc_tts::Synthesis {
+            text: text.into(),
+            voice: voice.into(),
+            speed: None,
+            format: volc_tts::SynthesisFormat::Mp3,
+        };
         ids.push(rt.create(request).await?);
     }
 
@@ -146,7 +199,10 @@ pub async fn run(db: &Path, live: bool) -> anyhow::Result<Vec<Row>> {
         if done == ids.len() {
             break;
         }
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "calls did not finish in 30 s");
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(30),
+            "calls did not finish in 30 s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     if live && std::io::stdout().is_terminal() {
@@ -206,7 +262,11 @@ fn print_table(rows: &[Row]) {
         }
         let id = row.id.to_string();
         let call = format!("{}:{}", &row.integration[..2], &id[..6]);
-        println!("{call:<10} {:<10} {:<42} {outcome}", row.status.as_str(), row.path.join(" -> "));
+        println!(
+            "{call:<10} {:<10} {:<42} {outcome}",
+            row.status.as_str(),
+            row.path.join(" -> ")
+        );
     }
 }
 
@@ -219,12 +279,22 @@ async fn main() -> anyhow::Result<()> {
             std::fs::remove_file(&old).with_context(|| format!("replacing the previous run's {}", old.display()))?;
         }
     }
-    println!("Creating 4 translations (sync) and 4 speech tasks (async, webhook + polling); state in {}", db.display());
+    println!(
+        "Creating 4 translations (sync) and 4 speech tasks (async, webhook + polling); state in {}",
+        db.display()
+    );
     let rows = run(&db, true).await?;
     print_table(&rows);
     let failed = rows.iter().filter(|r| r.status == CallStatus::Failed).count();
-    println!("\n{} calls: {} completed, {failed} failed.", rows.len(), rows.len() - failed);
-    println!("Inspect the file: cargo run -p integration-cli -- calls list --db {} --integration VolcTts", db.display());
+    println!(
+        "\n{} calls: {} completed, {failed} failed.",
+        rows.len(),
+        rows.len() - failed
+    );
+    println!(
+        "Inspect the file: cargo run -p integration-cli -- calls list --db {} --integration VolcTts",
+        db.display()
+    );
     Ok(())
 }
 
@@ -253,10 +323,19 @@ mod tests {
             if row.integration == "Translate" {
                 // A sync answer brings all three events at once; a refusal
                 // still gets `initialized` before `failed`.
-                let expected: &[&str] = if call.status == Completed { &["initialized", "processing", "completed"] } else { &["initialized", "failed"] };
+                let expected: &[&str] = if call.status == Completed {
+                    &["initialized", "processing", "completed"]
+                } else {
+                    &["initialized", "failed"]
+                };
                 assert_eq!(row.path, expected);
             }
-            assert_eq!(row.path.first().map(String::as_str), Some("initialized"), "{:?}", row.path);
+            assert_eq!(
+                row.path.first().map(String::as_str),
+                Some("initialized"),
+                "{:?}",
+                row.path
+            );
         }
         assert_eq!(
             statuses,

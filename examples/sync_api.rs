@@ -24,11 +24,23 @@ integration_runtime::integration!("../specs/translate.toml");
 /// Translates three texts; returns the final calls and how often the hook ran.
 async fn run(db: &std::path::Path) -> anyhow::Result<(Vec<integration_runtime::CallRecord>, usize)> {
     let fake = FakeProvider::from_spec_file(format!("{}/translate.toml", common::SPECS))?
-        .outcomes("translate", [Outcome::complete(json!({ "text": "Hello", "detected_lang": "de", "characters": 5 }))])
+        .outcomes(
+            "translate",
+            [Outcome::complete(
+                json!({ "text": "Hello", "detected_lang": "de", "characters": 5 }),
+            )],
+        )
         .start()
         .await?;
-    let translate = translate::Translate::new(translate::TranslateConfig { base_url: fake.url(), api_key: Secret::new("key") })?;
-    let rt = Runtime::builder().store(SqliteStore::open(db).await?).integration(translate).build().await?;
+    let translate = translate::Translate::new(translate::TranslateConfig {
+        base_url: fake.url(),
+        api_key: Secret::new("key"),
+    })?;
+    let rt = Runtime::builder()
+        .store(SqliteStore::open(db).await?)
+        .integration(translate)
+        .build()
+        .await?;
 
     let hooks = Arc::new(AtomicUsize::new(0));
     let seen = Arc::clone(&hooks);
@@ -86,7 +98,9 @@ mod tests {
         let db = common::scratch_db("sync_api_test");
         let (calls, hooks) = run(&db).await.unwrap();
         assert!(calls.iter().all(|c| c.status == CallStatus::Completed), "{calls:?}");
-        assert!(calls.iter().all(|c| c.response_data == Some(json!({ "text": "Hello", "detected_lang": "de", "characters": 5 }))));
+        assert!(calls
+            .iter()
+            .all(|c| c.response_data == Some(json!({ "text": "Hello", "detected_lang": "de", "characters": 5 }))));
         assert_eq!(hooks, 3);
     }
 }

@@ -42,9 +42,18 @@ async fn run(db: &std::path::Path) -> anyhow::Result<(Vec<CallStatus>, usize, se
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let app_url = format!("http://{}", listener.local_addr()?);
     let fake = FakeProvider::from_spec_file(format!("{}/volc_tts.toml", common::SPECS))?
-        .outcomes("synthesize", [Outcome::complete(json!({ "url": "https://cdn.example.com/a.mp3", "duration_ms": 700 }))])
+        .outcomes(
+            "synthesize",
+            [Outcome::complete(
+                json!({ "url": "https://cdn.example.com/a.mp3", "duration_ms": 700 }),
+            )],
+        )
         .polls_until_done(1000) // only webhooks finish calls here
-        .webhooks_to(format!("{app_url}/webhooks/volc-tts"), WebhookSender::standard_webhooks(SECRET), Duration::from_millis(100))
+        .webhooks_to(
+            format!("{app_url}/webhooks/volc-tts"),
+            WebhookSender::standard_webhooks(SECRET),
+            Duration::from_millis(100),
+        )
         .start()
         .await?;
     let tts: Arc<dyn Integration> = Arc::new(volc_tts::VolcTts::new(volc_tts::VolcTtsConfig {
@@ -52,19 +61,34 @@ async fn run(db: &std::path::Path) -> anyhow::Result<(Vec<CallStatus>, usize, se
         token: Secret::new("t"),
         webhook_secret: Secret::new(SECRET),
     })?);
-    let rt = Runtime::builder().store(SqliteStore::open(db).await?).integration_arc(Arc::clone(&tts)).build().await?;
+    let rt = Runtime::builder()
+        .store(SqliteStore::open(db).await?)
+        .integration_arc(Arc::clone(&tts))
+        .build()
+        .await?;
 
     // Your application: your routes plus the receiver's.
     let receiver = WebhookReceiver::new(Arc::clone(rt.store()))
         .event_keys(EventKeys::Lifecycle)
         .integration_with_secrets(tts, &[Secret::new(SECRET)])?
         .router();
-    let app = axum::Router::new().route("/orders/{id}", get(order_status)).with_state(rt.clone()).merge(receiver);
+    let app = axum::Router::new()
+        .route("/orders/{id}", get(order_status))
+        .with_state(rt.clone())
+        .merge(receiver);
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let mut ids = Vec::new();
     for text in ["Your order has shipped", "Thank you for your order"] {
-        ids.push(rt.create(volc_tts::Synthesis { text: text.into(), voice: "en_female_1".into(), speed: None, format: volc_tts::SynthesisFormat::Mp3 }).await?);
+        ids.push(
+            rt.create(volc_tts::Synthesis {
+                text: text.into(),
+                voice: "en_female_1".into(),
+                speed: None,
+                format: volc_tts::SynthesisFormat::Mp3,
+            })
+            .await?,
+        );
     }
     let worker = tokio::spawn({
         let rt = rt.clone();
@@ -75,7 +99,9 @@ async fn run(db: &std::path::Path) -> anyhow::Result<(Vec<CallStatus>, usize, se
 
     // The provider delivers the last webhook again: stored once, nothing changes.
     let replay = json!({ "task_id": calls[0].external_id, "state": "done", "audio_url": "https://cdn.example.com/a.mp3", "duration": 700 });
-    let status = WebhookSender::standard_webhooks(SECRET).send(&format!("{app_url}/webhooks/volc-tts"), &replay).await?;
+    let status = WebhookSender::standard_webhooks(SECRET)
+        .send(&format!("{app_url}/webhooks/volc-tts"), &replay)
+        .await?;
     anyhow::ensure!(status < 300, "replay answered {status}");
     let events = rt.get_with_events(ids[0]).await?.map_or(0, |c| c.events.len());
 

@@ -24,7 +24,11 @@ pub(crate) async fn wait_terminal(rt: &Runtime, ids: &[CallId], timeout: Duratio
     loop {
         let mut calls = Vec::with_capacity(ids.len());
         for id in ids {
-            calls.push(rt.get(*id).await?.ok_or_else(|| anyhow::anyhow!("call {id} is not stored"))?);
+            calls.push(
+                rt.get(*id)
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("call {id} is not stored"))?,
+            );
         }
         if calls.iter().all(CallRecord::is_terminal) {
             return Ok(calls);
@@ -45,7 +49,15 @@ pub(crate) async fn serve(router: axum::Router) -> anyhow::Result<String> {
 /// One line per call: status, external id, and result or error.
 pub(crate) fn print_calls(calls: &[CallRecord]) {
     for call in calls {
-        let outcome = call.response_data.as_ref().map_or_else(|| call.error.clone().unwrap_or_default(), ToString::to_string);
-        println!("{}  {:<10} {:<24} {outcome}", call.id, call.status.as_str(), call.external_id.as_deref().unwrap_or("-"));
+        let outcome = call
+            .response_data
+            .as_ref()
+            .map_or_else(|| call.error.clone().unwrap_or_default(), ToString::to_string);
+        println!(
+            "{}  {:<10} {:<24} {outcome}",
+            call.id,
+            call.status.as_str(),
+            call.external_id.as_deref().unwrap_or("-")
+        );
     }
 }

@@ -12,18 +12,26 @@ use serde_json::json;
 #[derive(Debug, Subcommand)]
 pub(crate) enum CallsCommand {
     /// List calls of one integration, newest first.
-    #[command(after_help = "Examples:\n  integration calls list --db integrations.db --integration VolcTts\n  integration calls list --db integrations.db --integration VolcTts --status failed --json")]
+    #[command(
+        after_help = "Examples:\n  integration calls list --db integrations.db --integration VolcTts\n  integration calls list --db integrations.db --integration VolcTts --status failed --json"
+    )]
     List(ListArgs),
     /// Show one call with its events.
-    #[command(after_help = "Examples:\n  integration calls show --db integrations.db 1b4e28ba-2fa1-11d2-883f-0016d3cca427")]
+    #[command(
+        after_help = "Examples:\n  integration calls show --db integrations.db 1b4e28ba-2fa1-11d2-883f-0016d3cca427"
+    )]
     Show(ShowArgs),
     /// Retry a failed call: creates a new call with the same parameters
     /// (idempotency key `retry-of:<id>`, so retrying twice creates one).
-    #[command(after_help = "Examples:\n  integration calls retry --db integrations.db 1b4e28ba-2fa1-11d2-883f-0016d3cca427\n  integration calls retry --db postgres://app@db/app 1b4e28ba-2fa1-11d2-883f-0016d3cca427 --json")]
+    #[command(
+        after_help = "Examples:\n  integration calls retry --db integrations.db 1b4e28ba-2fa1-11d2-883f-0016d3cca427\n  integration calls retry --db postgres://app@db/app 1b4e28ba-2fa1-11d2-883f-0016d3cca427 --json"
+    )]
     Retry(ShowArgs),
     /// Ask the provider about a call now, through a running service's
     /// operations API (only the service has the integration's code and secrets).
-    #[command(after_help = "Examples:\n  INTEGRATION_OPS_TOKEN=... integration calls refresh --ops-url http://127.0.0.1:8080/ops 1b4e28ba-2fa1-11d2-883f-0016d3cca427")]
+    #[command(
+        after_help = "Examples:\n  INTEGRATION_OPS_TOKEN=... integration calls refresh --ops-url http://127.0.0.1:8080/ops 1b4e28ba-2fa1-11d2-883f-0016d3cca427"
+    )]
     Refresh(RefreshArgs),
 }
 
@@ -103,30 +111,46 @@ pub(crate) fn run(command: CallsCommand) -> ExitCode {
 
 async fn open(store: &StoreArgs) -> Result<Arc<dyn Store>, String> {
     if store.db.starts_with("postgres://") || store.db.starts_with("postgresql://") {
-        let pg = PostgresStore::connect(&store.db).await.map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
+        let pg = PostgresStore::connect(&store.db)
+            .await
+            .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
         return Ok(Arc::new(pg));
     }
     let path = std::path::Path::new(&store.db);
     if !path.exists() {
-        return Err(format!("{} does not exist (the runtime creates it on first start)", store.db));
+        return Err(format!(
+            "{} does not exist (the runtime creates it on first start)",
+            store.db
+        ));
     }
-    let sqlite = SqliteStore::open(path).await.map_err(|e| format!("cannot open {}: {e}", store.db))?;
+    let sqlite = SqliteStore::open(path)
+        .await
+        .map_err(|e| format!("cannot open {}: {e}", store.db))?;
     Ok(Arc::new(sqlite))
 }
 
 async fn list(args: ListArgs) -> Result<(), String> {
     let store = open(&args.store).await?;
-    let mut query = ListQuery::new(&args.integration).limit(args.limit).order(integration_runtime::ListOrder::NewestFirst);
+    let mut query = ListQuery::new(&args.integration)
+        .limit(args.limit)
+        .order(integration_runtime::ListOrder::NewestFirst);
     if let Some(status) = &args.status {
-        query = query.status(CallStatus::from_str(status).map_err(|e| format!("{e}; use pending, processing, completed or failed"))?);
+        query = query.status(
+            CallStatus::from_str(status).map_err(|e| format!("{e}; use pending, processing, completed or failed"))?,
+        );
     }
     if let Some(after) = &args.after {
-        query = query.after(Cursor::from_str(after).map_err(|_| format!("`{after}` is not a cursor printed by a previous page"))?);
+        query = query.after(
+            Cursor::from_str(after).map_err(|_| format!("`{after}` is not a cursor printed by a previous page"))?,
+        );
     }
     let page = store.list(&query).await.map_err(|e| e.to_string())?;
     if args.store.json {
         let calls: Vec<_> = page.calls.iter().map(call_json).collect();
-        println!("{}", json!({ "calls": calls, "next": page.next.map(|c| c.to_string()) }));
+        println!(
+            "{}",
+            json!({ "calls": calls, "next": page.next.map(|c| c.to_string()) })
+        );
         return Ok(());
     }
     let rows: Vec<Vec<String>> = page
@@ -144,7 +168,21 @@ async fn list(args: ListArgs) -> Result<(), String> {
             ]
         })
         .collect();
-    print!("{}", table(&["ID", "ENDPOINT", "STATUS", "EXTERNAL ID", "ATTEMPTS", "CREATED (UTC)", "ERROR"], &rows));
+    print!(
+        "{}",
+        table(
+            &[
+                "ID",
+                "ENDPOINT",
+                "STATUS",
+                "EXTERNAL ID",
+                "ATTEMPTS",
+                "CREATED (UTC)",
+                "ERROR"
+            ],
+            &rows
+        )
+    );
     match page.next {
         Some(cursor) => println!("more: --after {cursor}"),
         None => println!("{} call(s)", rows.len()),
@@ -181,7 +219,14 @@ async fn show(args: ShowArgs) -> Result<(), String> {
     let rows: Vec<Vec<String>> = found
         .events
         .iter()
-        .map(|e| vec![e.recorded_at.format("%H:%M:%S%.3f").to_string(), e.kind.to_string(), if e.applied { "yes".into() } else { "no (ignored)".into() }, e.key.clone()])
+        .map(|e| {
+            vec![
+                e.recorded_at.format("%H:%M:%S%.3f").to_string(),
+                e.kind.to_string(),
+                if e.applied { "yes".into() } else { "no (ignored)".into() },
+                e.key.clone(),
+            ]
+        })
         .collect();
     println!();
     print!("{}", table(&["RECORDED", "EVENT", "APPLIED", "KEY"], &rows));
@@ -218,9 +263,14 @@ fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 async fn retry(args: ShowArgs) -> Result<(), String> {
     let store = open(&args.store).await?;
     let id = CallId::from_str(&args.id).map_err(|_| format!("`{}` is not a call id (a UUID)", args.id))?;
-    let created = integration_runtime::ops::retry_failed(&*store, id).await.map_err(|e| e.to_string())?;
+    let created = integration_runtime::ops::retry_failed(&*store, id)
+        .await
+        .map_err(|e| e.to_string())?;
     if args.store.json {
-        println!("{}", json!({ "call_id": created.id, "retry_of": id, "created": created.created }));
+        println!(
+            "{}",
+            json!({ "call_id": created.id, "retry_of": id, "created": created.created })
+        );
     } else if created.created {
         println!("created call {} to retry {id}; a running worker sends it", created.id);
     } else {

@@ -20,10 +20,14 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Validate specs and print every problem with its place in the file.
-    #[command(after_help = "Examples:\n  integration check specs/\n  integration check specs/volc_tts.toml specs/payments.toml\n\nExit status: 0 when every spec is valid, 1 when any has errors, 2 when a file cannot be read.")]
+    #[command(
+        after_help = "Examples:\n  integration check specs/\n  integration check specs/volc_tts.toml specs/payments.toml\n\nExit status: 0 when every spec is valid, 1 when any has errors, 2 when a file cannot be read."
+    )]
     Check(specs::CheckArgs),
     /// Print the Rust code generated for a spec, formatted.
-    #[command(after_help = "Examples:\n  integration expand specs/volc_tts.toml\n  integration expand specs/translate.toml > translate_generated.rs")]
+    #[command(
+        after_help = "Examples:\n  integration expand specs/volc_tts.toml\n  integration expand specs/translate.toml > translate_generated.rs"
+    )]
     Expand(specs::ExpandArgs),
     /// Inspect stored calls.
     #[command(subcommand)]

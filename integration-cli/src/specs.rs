@@ -21,7 +21,9 @@ pub(crate) struct ExpandArgs {
 /// Every `*.toml` file below `path` (or `path` itself), sorted.
 fn spec_files(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     if path.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
         entries.sort();
         for entry in entries {
             if entry.is_dir() || entry.extension().is_some_and(|e| e == "toml") {
@@ -56,7 +58,12 @@ pub(crate) fn check(args: &CheckArgs) -> ExitCode {
             }
             Ok(source) => match integration_spec::parse(&source, &name) {
                 Ok(spec) => {
-                    println!("ok: {name} ({}: {} endpoints, {} entities)", spec.integration.name, spec.endpoints.len(), spec.entities.len());
+                    println!(
+                        "ok: {name} ({}: {} endpoints, {} entities)",
+                        spec.integration.name,
+                        spec.endpoints.len(),
+                        spec.entities.len()
+                    );
                     valid += 1;
                 }
                 Err(diagnostics) => {
@@ -66,7 +73,10 @@ pub(crate) fn check(args: &CheckArgs) -> ExitCode {
             },
         }
     }
-    println!("checked {} spec(s): {valid} valid, {invalid} with errors, {unreadable} unreadable", files.len());
+    println!(
+        "checked {} spec(s): {valid} valid, {invalid} with errors, {unreadable} unreadable",
+        files.len()
+    );
     if unreadable > 0 {
         ExitCode::from(2)
     } else if invalid > 0 {
@@ -87,7 +97,10 @@ pub(crate) fn expand(args: &ExpandArgs) -> ExitCode {
     };
     match integration_spec::parse(&source, &name) {
         Ok(spec) => {
-            print!("{}", integration_spec::codegen::generate_pretty(&spec, &Default::default()));
+            print!(
+                "{}",
+                integration_spec::codegen::generate_pretty(&spec, &Default::default())
+            );
             ExitCode::SUCCESS
         }
         Err(diagnostics) => {

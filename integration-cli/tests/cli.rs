@@ -11,7 +11,11 @@ fn workspace() -> PathBuf {
 }
 
 fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_integration")).args(args).current_dir(workspace()).output().expect("binary runs")
+    Command::new(env!("CARGO_BIN_EXE_integration"))
+        .args(args)
+        .current_dir(workspace())
+        .output()
+        .expect("binary runs")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -48,9 +52,15 @@ fn check_reports_every_mistake_with_its_position_and_fails() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     let file = broken.display().to_string();
-    assert!(stderr.contains(&format!("{file}:6:10: unknown HTTP method `GETT`")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{file}:6:10: unknown HTTP method `GETT`")),
+        "{stderr}"
+    );
     assert!(stderr.contains("help: did you mean `GET`?"), "{stderr}");
-    assert!(stderr.contains(&format!("{file}:7:17: path parameter `{{id}}` has no source")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{file}:7:17: path parameter `{{id}}` has no source")),
+        "{stderr}"
+    );
     assert!(text(&out.stdout).contains("checked 2 spec(s): 1 valid, 1 with errors"));
 }
 
@@ -93,12 +103,35 @@ async fn calls_list_and_show_read_a_store_filled_by_the_runtime() {
     let dir = scratch("calls");
     let db = dir.join("integrations.db");
     let store = SqliteStore::open(&db).await.unwrap();
-    let done = store.create(NewCall::new("VolcTts", "synthesize", json!({ "text": "hi" }))).await.unwrap().id;
-    store.append_event(done, NewEvent::initialized("init", "task-1")).await.unwrap();
-    store.append_event(done, NewEvent::completed("done", json!({ "url": "u", "duration_ms": 1 }))).await.unwrap();
-    let failed = store.create(NewCall::new("VolcTts", "synthesize", json!({ "text": "ho" }))).await.unwrap().id;
-    store.append_event(failed, NewEvent::initialized("init", "task-2")).await.unwrap();
-    store.append_event(failed, NewEvent::failed("fail", "voice not available")).await.unwrap();
+    let done = store
+        .create(NewCall::new("VolcTts", "synthesize", json!({ "text": "hi" })))
+        .await
+        .unwrap()
+        .id;
+    store
+        .append_event(done, NewEvent::initialized("init", "task-1"))
+        .await
+        .unwrap();
+    store
+        .append_event(
+            done,
+            NewEvent::completed("done", json!({ "url": "u", "duration_ms": 1 })),
+        )
+        .await
+        .unwrap();
+    let failed = store
+        .create(NewCall::new("VolcTts", "synthesize", json!({ "text": "ho" })))
+        .await
+        .unwrap()
+        .id;
+    store
+        .append_event(failed, NewEvent::initialized("init", "task-2"))
+        .await
+        .unwrap();
+    store
+        .append_event(failed, NewEvent::failed("fail", "voice not available"))
+        .await
+        .unwrap();
     drop(store);
     let db = db.to_str().unwrap();
 
@@ -106,11 +139,24 @@ async fn calls_list_and_show_read_a_store_filled_by_the_runtime() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let table = text(&out.stdout);
     assert!(table.starts_with("ID"), "{table}");
-    assert!(table.contains(&done.to_string()) && table.contains("completed") && table.contains("task-1"), "{table}");
+    assert!(
+        table.contains(&done.to_string()) && table.contains("completed") && table.contains("task-1"),
+        "{table}"
+    );
     assert!(table.contains("voice not available"), "{table}");
     assert!(table.contains("2 call(s)"), "{table}");
 
-    let out = run(&["calls", "list", "--db", db, "--integration", "VolcTts", "--status", "failed", "--json"]);
+    let out = run(&[
+        "calls",
+        "list",
+        "--db",
+        db,
+        "--integration",
+        "VolcTts",
+        "--status",
+        "failed",
+        "--json",
+    ]);
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(listed["calls"].as_array().unwrap().len(), 1);
     assert_eq!(listed["calls"][0]["id"], json!(failed.to_string()));
@@ -119,16 +165,40 @@ async fn calls_list_and_show_read_a_store_filled_by_the_runtime() {
     let out = run(&["calls", "show", "--db", db, &done.to_string(), "--json"]);
     let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(shown["call"]["status"], json!("completed"));
-    let kinds: Vec<&str> = shown["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = shown["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds, ["initialized", "completed"]);
 
     let out = run(&["calls", "show", "--db", db, &done.to_string()]);
-    assert!(text(&out.stdout).contains("status      completed"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("status      completed"),
+        "{}",
+        text(&out.stdout)
+    );
 
-    let out = run(&["calls", "list", "--db", db, "--integration", "VolcTts", "--status", "done"]);
+    let out = run(&[
+        "calls",
+        "list",
+        "--db",
+        db,
+        "--integration",
+        "VolcTts",
+        "--status",
+        "done",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("use pending, processing, completed or failed"));
-    let out = run(&["calls", "show", "--db", dir.join("missing.db").to_str().unwrap(), &done.to_string()]);
+    let out = run(&[
+        "calls",
+        "show",
+        "--db",
+        dir.join("missing.db").to_str().unwrap(),
+        &done.to_string(),
+    ]);
     assert!(text(&out.stderr).contains("does not exist"));
 }
 
@@ -137,10 +207,24 @@ async fn calls_retry_creates_one_new_call_for_a_failed_one_and_refuses_others() 
     let dir = scratch("retry");
     let db = dir.join("integrations.db");
     let store = SqliteStore::open(&db).await.unwrap();
-    let failed = store.create(NewCall::new("VolcTts", "synthesize", json!({ "text": "hi" }))).await.unwrap().id;
-    store.append_event(failed, NewEvent::initialized("init", "task-1")).await.unwrap();
-    store.append_event(failed, NewEvent::failed("fail", "boom")).await.unwrap();
-    let pending = store.create(NewCall::new("VolcTts", "synthesize", json!({ "text": "ho" }))).await.unwrap().id;
+    let failed = store
+        .create(NewCall::new("VolcTts", "synthesize", json!({ "text": "hi" })))
+        .await
+        .unwrap()
+        .id;
+    store
+        .append_event(failed, NewEvent::initialized("init", "task-1"))
+        .await
+        .unwrap();
+    store
+        .append_event(failed, NewEvent::failed("fail", "boom"))
+        .await
+        .unwrap();
+    let pending = store
+        .create(NewCall::new("VolcTts", "synthesize", json!({ "text": "ho" })))
+        .await
+        .unwrap()
+        .id;
     let db = db.to_str().unwrap();
 
     let out = run(&["calls", "retry", "--db", db, &failed.to_string(), "--json"]);
@@ -149,13 +233,27 @@ async fn calls_retry_creates_one_new_call_for_a_failed_one_and_refuses_others() 
     assert_eq!(first["created"], json!(true));
     let out = run(&["calls", "retry", "--db", db, &failed.to_string(), "--json"]);
     let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!((again["created"].clone(), again["call_id"].clone()), (json!(false), first["call_id"].clone()));
-    let retried = store.get(first["call_id"].as_str().unwrap().parse().unwrap()).await.unwrap().unwrap();
-    assert_eq!((retried.params, retried.status), (json!({ "text": "hi" }), integration_runtime::CallStatus::Pending));
+    assert_eq!(
+        (again["created"].clone(), again["call_id"].clone()),
+        (json!(false), first["call_id"].clone())
+    );
+    let retried = store
+        .get(first["call_id"].as_str().unwrap().parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (retried.params, retried.status),
+        (json!({ "text": "hi" }), integration_runtime::CallStatus::Pending)
+    );
 
     let out = run(&["calls", "retry", "--db", db, &pending.to_string()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("only failed calls can be retried"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("only failed calls can be retried"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 integration_runtime::integration!("../specs/volc_tts.toml");
@@ -165,7 +263,11 @@ async fn calls_refresh_goes_through_the_operations_api() {
     use std::sync::Arc;
     let dir = scratch("refresh");
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.join("integrations.db")).await.unwrap());
-    let fake = integration_testkit::FakeProvider::from_spec_file(workspace().join("specs/volc_tts.toml")).unwrap().start().await.unwrap();
+    let fake = integration_testkit::FakeProvider::from_spec_file(workspace().join("specs/volc_tts.toml"))
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
     let tts = volc_tts::VolcTts::new(volc_tts::VolcTtsConfig {
         base_url: fake.url(),
         token: integration_runtime::Secret::new("t"),
@@ -176,14 +278,26 @@ async fn calls_refresh_goes_through_the_operations_api() {
     let started = tts
         .client()
         .synthesize(
-            &volc_tts::Synthesis { text: "hi".into(), voice: "v".into(), speed: None, format: volc_tts::SynthesisFormat::Mp3 },
+            &volc_tts::Synthesis {
+                text: "hi".into(),
+                voice: "v".into(),
+                speed: None,
+                format: volc_tts::SynthesisFormat::Mp3,
+            },
             &integration_runtime::CallOptions::default(),
         )
         .await
         .unwrap();
     let external_id = started.external_id.unwrap();
-    let id = store.create(NewCall::new("VolcTts", "synthesize", json!({ "text": "hi" }))).await.unwrap().id;
-    store.append_event(id, NewEvent::initialized("initialized", external_id.as_str())).await.unwrap();
+    let id = store
+        .create(NewCall::new("VolcTts", "synthesize", json!({ "text": "hi" })))
+        .await
+        .unwrap()
+        .id;
+    store
+        .append_event(id, NewEvent::initialized("initialized", external_id.as_str()))
+        .await
+        .unwrap();
     let ops = integration_runtime::ops::OpsApi::new(Arc::clone(&store))
         .integration(Arc::new(tts))
         .token(Some(integration_runtime::Secret::new("ops-token")))
@@ -207,5 +321,8 @@ async fn calls_refresh_goes_through_the_operations_api() {
     assert!(text(&denied.stderr).contains("401"), "{}", text(&denied.stderr));
     let out = cli("ops-token").await.unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(store.get(id).await.unwrap().unwrap().status, integration_runtime::CallStatus::Completed);
+    assert_eq!(
+        store.get(id).await.unwrap().unwrap().status,
+        integration_runtime::CallStatus::Completed
+    );
 }

@@ -9,7 +9,9 @@ use integration_spec::macros::{self, Caller, DeriveKind};
 use proc_macro::{Span, TokenStream};
 
 fn caller() -> Caller {
-    Caller { file: Span::call_site().local_file() }
+    Caller {
+        file: Span::call_site().local_file(),
+    }
 }
 
 /// Generates the typed integration of a spec; see `integration_runtime::integration!`.

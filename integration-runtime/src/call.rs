@@ -129,9 +129,7 @@ impl<T: Serialize> Reply<T> {
             None => None,
             Some(Ok(value)) => Some(value),
             Some(Err(e)) => {
-                error.get_or_insert_with(|| {
-                    format!("the result could not be represented as JSON: {e}")
-                });
+                error.get_or_insert_with(|| format!("the result could not be represented as JSON: {e}"));
                 None
             }
         };
@@ -194,8 +192,7 @@ mod tests {
             serde_json::to_value(id).unwrap(),
             json!("67e55044-10b1-426f-9247-bb680e5fe0c8")
         );
-        let back: CallId =
-            serde_json::from_value(json!("67e55044-10b1-426f-9247-bb680e5fe0c8")).unwrap();
+        let back: CallId = serde_json::from_value(json!("67e55044-10b1-426f-9247-bb680e5fe0c8")).unwrap();
         assert_eq!(back, id);
         assert!("not-a-uuid".parse::<CallId>().is_err());
     }
@@ -268,5 +265,4 @@ mod tests {
             Some("the result could not be represented as JSON: key must be a string")
         );
     }
-
 }

@@ -53,8 +53,7 @@ impl EnvReader {
             Ok(value) if !value.is_empty() => Some(value),
             Ok(_) | Err(VarError::NotPresent) => None,
             Err(VarError::NotUnicode(_)) => {
-                self.invalid
-                    .push((var.to_owned(), "is not valid UTF-8".to_owned()));
+                self.invalid.push((var.to_owned(), "is not valid UTF-8".to_owned()));
                 None
             }
         }
@@ -103,11 +102,7 @@ impl EnvReader {
         if self.missing.is_empty() && self.invalid.is_empty() {
             Ok(())
         } else {
-            Err(ConfigError::new(
-                self.integration,
-                self.missing,
-                self.invalid,
-            ))
+            Err(ConfigError::new(self.integration, self.missing, self.invalid))
         }
     }
 }
@@ -119,13 +114,8 @@ mod tests {
     use super::*;
 
     fn reader(vars: &[(&str, &str)]) -> EnvReader {
-        let vars: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        EnvReader::with_source("VolcTts", move |var| {
-            vars.get(var).cloned().ok_or(VarError::NotPresent)
-        })
+        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        EnvReader::with_source("VolcTts", move |var| vars.get(var).cloned().ok_or(VarError::NotPresent))
     }
 
     #[test]
@@ -134,14 +124,9 @@ mod tests {
         assert_eq!(env.secret("TOKEN", "API token").expose(), "t0k");
         assert_eq!(env.value("APP", "app id"), "app-1");
         assert_eq!(env.value_or("URL", "https://default"), "https://x");
+        assert_eq!(env.value_or("OTHER_URL", "https://default"), "https://default");
         assert_eq!(
-            env.value_or("OTHER_URL", "https://default"),
-            "https://default"
-        );
-        assert_eq!(
-            env.optional_secret("TOKEN")
-                .map(|s| s.expose().to_owned())
-                .as_deref(),
+            env.optional_secret("TOKEN").map(|s| s.expose().to_owned()).as_deref(),
             Some("t0k")
         );
         assert!(env.optional_secret("NOPE").is_none());
@@ -157,10 +142,7 @@ mod tests {
             ""
         );
         assert_eq!(
-            env.value(
-                "VOLC_TTS_APP_ID",
-                "application id from the provider console"
-            ),
+            env.value("VOLC_TTS_APP_ID", "application id from the provider console"),
             ""
         );
         assert_eq!(env.secret("EMPTY", "set but empty").expose(), "");

@@ -279,14 +279,8 @@ mod tests {
 
     #[test]
     fn descriptors_are_usable_in_statics() {
-        assert_eq!(
-            DESCRIPTOR.endpoint("query").map(|e| e.policy.timeout_ms),
-            Some(1_000)
-        );
-        assert_eq!(
-            DESCRIPTOR.endpoint("synthesize").map(|e| e.mode),
-            Some(Mode::Async)
-        );
+        assert_eq!(DESCRIPTOR.endpoint("query").map(|e| e.policy.timeout_ms), Some(1_000));
+        assert_eq!(DESCRIPTOR.endpoint("synthesize").map(|e| e.mode), Some(Mode::Async));
         assert!(DESCRIPTOR.endpoint("missing").is_none());
     }
 

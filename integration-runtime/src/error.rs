@@ -19,19 +19,13 @@ pub struct ClientError {
 #[derive(Debug, Clone, thiserror::Error)]
 enum Kind {
     #[error("the request timed out{}", duration(*.after_ms))]
-    Timeout {
-        connect: bool,
-        after_ms: Option<u64>,
-    },
+    Timeout { connect: bool, after_ms: Option<u64> },
     #[error("could not connect to the provider: {detail}")]
     Connect { detail: String },
     #[error("the request failed: {detail}")]
     Transport { detail: String },
     #[error("the provider answered HTTP {}{}", status_text(*.status), message_text(.message))]
-    Status {
-        status: u16,
-        message: Option<String>,
-    },
+    Status { status: u16, message: Option<String> },
     #[error("could not obtain an access token{}: {detail}", .status.map(|s| format!(" (HTTP {})", status_text(s))).unwrap_or_default())]
     Auth { status: Option<u16>, detail: String },
     #[error("could not read the provider's answer: {detail}")]
@@ -51,9 +45,7 @@ enum Kind {
 }
 
 fn duration(after_ms: Option<u64>) -> String {
-    after_ms
-        .map(|ms| format!(" after {ms} ms"))
-        .unwrap_or_default()
+    after_ms.map(|ms| format!(" after {ms} ms")).unwrap_or_default()
 }
 
 fn status_text(status: u16) -> String {
@@ -67,10 +59,7 @@ fn status_text(status: u16) -> String {
 }
 
 fn message_text(message: &Option<String>) -> String {
-    message
-        .as_ref()
-        .map(|m| format!(": {m}"))
-        .unwrap_or_default()
+    message.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
 }
 
 impl fmt::Display for ClientError {
@@ -166,10 +155,7 @@ impl ClientError {
 
     /// No connection could be made (refused, DNS failure, TLS failure, or connect timeout).
     pub fn is_connect(&self) -> bool {
-        matches!(
-            self.kind,
-            Kind::Connect { .. } | Kind::Timeout { connect: true, .. }
-        )
+        matches!(self.kind, Kind::Connect { .. } | Kind::Timeout { connect: true, .. })
     }
 
     /// The provider answered with a non-2xx status; see [`status`](ClientError::status).
@@ -223,9 +209,7 @@ impl ClientError {
     /// and for the concurrency limit, which depends on other requests finishing.
     pub fn admit_after(&self) -> Option<std::time::Duration> {
         match self.kind {
-            Kind::CircuitOpen { retry_in_ms } => {
-                Some(std::time::Duration::from_millis(retry_in_ms))
-            }
+            Kind::CircuitOpen { retry_in_ms } => Some(std::time::Duration::from_millis(retry_in_ms)),
             Kind::RateLimited { wait_ms } => Some(std::time::Duration::from_millis(wait_ms)),
             _ => None,
         }
@@ -324,11 +308,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub(crate) fn new(
-        integration: &str,
-        missing: Vec<(String, String)>,
-        invalid: Vec<(String, String)>,
-    ) -> Self {
+    pub(crate) fn new(integration: &str, missing: Vec<(String, String)>, invalid: Vec<(String, String)>) -> Self {
         ConfigError {
             integration: integration.to_owned(),
             missing,
@@ -364,11 +344,7 @@ impl fmt::Display for ConfigError {
         };
         let mut first = true;
         if !self.missing.is_empty() {
-            let count = plural(
-                self.missing.len(),
-                "environment variable",
-                "environment variables",
-            );
+            let count = plural(self.missing.len(), "environment variable", "environment variables");
             write!(f, "{who} is missing {count}:")?;
             for (var, purpose) in &self.missing {
                 write!(f, "\n  {var}: {purpose}")?;
@@ -398,21 +374,14 @@ impl std::error::Error for ConfigError {}
 /// Reads a `Retry-After` header value: delta-seconds (`120`) or an HTTP
 /// date (`Wed, 21 Oct 2015 07:28:00 GMT`, as the time left after `now`; a
 /// date in the past is zero). Anything else is `None`.
-pub(crate) fn parse_retry_after(
-    value: &str,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Option<std::time::Duration> {
+pub(crate) fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<std::time::Duration> {
     let value = value.trim();
     if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
         // Absurdly large numbers saturate instead of failing.
         return Some(std::time::Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
     }
     let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    Some(
-        (at.with_timezone(&chrono::Utc) - now)
-            .to_std()
-            .unwrap_or_default(),
-    )
+    Some((at.with_timezone(&chrono::Utc) - now).to_std().unwrap_or_default())
 }
 
 /// The request failed its spec's constraints and was not sent.
@@ -422,10 +391,7 @@ pub fn invalid_request(endpoint: &str, error: ValidationError) -> ClientError {
 
 /// The parameters stored for a call do not deserialize into the endpoint's request entity.
 pub fn invalid_params(endpoint: &str, error: &serde_json::Error) -> ClientError {
-    invalid_request(
-        endpoint,
-        ValidationError::single("params", error.to_string()),
-    )
+    invalid_request(endpoint, ValidationError::single("params", error.to_string()))
 }
 
 /// The integration has no endpoint of that name.
@@ -461,10 +427,7 @@ mod tests {
         assert_eq!(error.endpoint(), "synthesize");
 
         let bare = ClientError::status_error("query", 599, None);
-        assert_eq!(
-            bare.to_string(),
-            "endpoint `query`: the provider answered HTTP 599"
-        );
+        assert_eq!(bare.to_string(), "endpoint `query`: the provider answered HTTP 599");
         assert_eq!(bare.provider_message(), None);
     }
 
@@ -472,10 +435,7 @@ mod tests {
     fn each_kind_answers_only_its_question() {
         let timeout = ClientError::timeout("a", false, Some(250));
         assert!(timeout.is_timeout() && !timeout.is_connect());
-        assert_eq!(
-            timeout.to_string(),
-            "endpoint `a`: the request timed out after 250 ms"
-        );
+        assert_eq!(timeout.to_string(), "endpoint `a`: the request timed out after 250 ms");
         let connect_timeout = ClientError::timeout("a", true, None);
         assert!(connect_timeout.is_timeout() && connect_timeout.is_connect());
         let connect = ClientError::connect("a", "connection refused".into());
@@ -528,9 +488,7 @@ mod tests {
         assert!(!ClientError::status_error("a", 429, None).is_provider_failure());
         assert!(ClientError::transport("a", "reset".into()).is_provider_failure());
         assert!(ClientError::timeout("a", false, None).is_provider_failure());
-        assert!(ClientError::status_error("a", 503, None)
-            .admit_after()
-            .is_none());
+        assert!(ClientError::status_error("a", 503, None).admit_after().is_none());
     }
 
     #[test]
@@ -555,8 +513,7 @@ mod tests {
             parse_retry_after("99999999999999999999999", now),
             Some(Duration::from_secs(u64::MAX))
         );
-        let error = ClientError::status_error("a", 429, None)
-            .with_retry_after(Some(Duration::from_secs(2)));
+        let error = ClientError::status_error("a", 429, None).with_retry_after(Some(Duration::from_secs(2)));
         assert_eq!(error.retry_after(), Some(Duration::from_secs(2)));
         assert_eq!(ClientError::status_error("a", 429, None).retry_after(), None);
     }
@@ -576,9 +533,9 @@ mod tests {
         let error = invalid_request("synthesize", two.clone());
         assert!(error.is_invalid_request());
         assert_eq!(error.validation(), Some(&two));
-        assert!(error.to_string().starts_with(
-            "endpoint `synthesize`: invalid request: 2 constraints violated:\n  text:"
-        ));
+        assert!(error
+            .to_string()
+            .starts_with("endpoint `synthesize`: invalid request: 2 constraints violated:\n  text:"));
     }
 
     #[test]
@@ -586,10 +543,7 @@ mod tests {
         let serde_error = serde_json::from_str::<u8>("\"x\"").unwrap_err();
         let error = invalid_params("synthesize", &serde_error);
         assert!(error.is_invalid_request());
-        assert_eq!(
-            error.validation().map(|v| v.violations()[0].0.as_str()),
-            Some("params")
-        );
+        assert_eq!(error.validation().map(|v| v.violations()[0].0.as_str()), Some("params"));
     }
 
     #[test]
@@ -597,10 +551,7 @@ mod tests {
         let error = ConfigError::new(
             "VolcTts",
             vec![
-                (
-                    "VOLC_TTS_TOKEN".into(),
-                    "API token from the provider console".into(),
-                ),
+                ("VOLC_TTS_TOKEN".into(), "API token from the provider console".into()),
                 ("VOLC_TTS_APP_ID".into(), "application id".into()),
             ],
             vec![],

@@ -5,11 +5,7 @@ use serde_json::Value;
 
 /// The application/x-www-form-urlencoded percent-encode set: every byte but
 /// `A-Z a-z 0-9 * - . _` (a space becomes `+` separately).
-const FORM: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'*')
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_');
+const FORM: &AsciiSet = &NON_ALPHANUMERIC.remove(b'*').remove(b'-').remove(b'.').remove(b'_');
 
 /// Encodes one key or value the way application/x-www-form-urlencoded requires.
 fn component(text: &str) -> String {

@@ -9,10 +9,10 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use crate::descriptor::{IntegrationDescriptor, PolicyDescriptor};
-use crate::policy::{CircuitState, Outcome, Policies, Refusal};
 use crate::error::{invalid_request, ClientError, ConfigError, ValidationError};
 use crate::form::encode_form;
 use crate::json_path::{extract_message, Seg};
+use crate::policy::{CircuitState, Outcome, Policies, Refusal};
 use crate::request::display_value;
 use crate::secret::Secret;
 
@@ -237,8 +237,7 @@ fn parse_http_url(text: &str) -> Result<Url, String> {
 }
 
 fn build_client(connect_timeout_ms: u64) -> Result<reqwest::Client, reqwest::Error> {
-    let mut builder = reqwest::Client::builder()
-        .user_agent(concat!("integration-runtime/", env!("CARGO_PKG_VERSION")));
+    let mut builder = reqwest::Client::builder().user_agent(concat!("integration-runtime/", env!("CARGO_PKG_VERSION")));
     if connect_timeout_ms > 0 {
         builder = builder.connect_timeout(Duration::from_millis(connect_timeout_ms));
     }
@@ -265,8 +264,7 @@ fn decode_body(bytes: &[u8]) -> Value {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Value::Null;
     }
-    serde_json::from_slice(bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
+    serde_json::from_slice(bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
 }
 
 /// At most `max` characters of `text`, with `...` when cut.
@@ -281,10 +279,7 @@ fn truncate(text: &str, max: usize) -> String {
 /// parsers would resolve away.
 fn is_dot_segment(segment: &str) -> bool {
     let lower = segment.to_ascii_lowercase();
-    matches!(
-        lower.as_str(),
-        "." | ".." | "%2e" | "%2e%2e" | ".%2e" | "%2e."
-    )
+    matches!(lower.as_str(), "." | ".." | "%2e" | "%2e%2e" | ".%2e" | "%2e.")
 }
 
 /// Appends the query pairs of one parameter: lists repeat the key; nulls are left out.
@@ -463,11 +458,7 @@ impl HttpClient {
     /// As [`send`](Self::send), to `url` instead of the base URL + the request's
     /// path and query when given (a next-page link). `url` must have the base
     /// URL's origin: credentials never go to another host.
-    pub(crate) async fn send_to(
-        &self,
-        request: HttpRequest,
-        url: Option<Url>,
-    ) -> Result<HttpResponse, ClientError> {
+    pub(crate) async fn send_to(&self, request: HttpRequest, url: Option<Url>) -> Result<HttpResponse, ClientError> {
         let span = tracing::info_span!(
             "http_attempt",
             integration = self.inner.integration,
@@ -478,10 +469,7 @@ impl HttpClient {
             latency_ms = tracing::field::Empty,
             outcome = tracing::field::Empty,
         );
-        let result = self
-            .admit_and_send(&request, url, &span)
-            .instrument(span.clone())
-            .await;
+        let result = self.admit_and_send(&request, url, &span).instrument(span.clone()).await;
         let status = match &result {
             Ok(response) => Some(response.status),
             Err(error) => error.status().filter(|_| error.is_status()),
@@ -543,10 +531,7 @@ impl HttpClient {
         let method = Method::from_bytes(request.method.as_bytes()).map_err(|_| {
             invalid_request(
                 endpoint,
-                ValidationError::single(
-                    "method",
-                    format!("`{}` is not an HTTP method", request.method),
-                ),
+                ValidationError::single("method", format!("`{}` is not an HTTP method", request.method)),
             )
         })?;
         let (headers, body) = request_headers_and_body(request)?;
@@ -580,9 +565,8 @@ impl HttpClient {
                 basic = Some((username, password));
             }
             Auth::ApiKeyHeader { name, key } => {
-                let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                    ClientError::config(endpoint, format!("`{name}` is not a valid header name"))
-                })?;
+                let name = HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| ClientError::config(endpoint, format!("`{name}` is not a valid header name")))?;
                 let value = sensitive(key.expose()).ok_or_else(|| {
                     ClientError::config(
                         endpoint,
@@ -611,8 +595,7 @@ impl HttpClient {
         if let Some((username, password)) = basic {
             builder = builder.basic_auth(username.expose(), Some(password.expose()));
         }
-        let (status, body, retry_after, headers) =
-            self.exchange_with_retry_after(endpoint, policy, builder).await?;
+        let (status, body, retry_after, headers) = self.exchange_with_retry_after(endpoint, policy, builder).await?;
         if (200..300).contains(&status) {
             return Ok(HttpResponse { status, body, headers });
         }
@@ -658,9 +641,7 @@ impl HttpClient {
                 .map(|(n, v)| (n.into_owned(), v.into_owned()))
                 .collect();
             url.set_query(None);
-            url.query_pairs_mut()
-                .extend_pairs(kept)
-                .append_pair(name, key.expose());
+            url.query_pairs_mut().extend_pairs(kept).append_pair(name, key.expose());
         }
         Ok(url)
     }
@@ -686,10 +667,7 @@ impl HttpClient {
         let mut url = Url::parse(&text).map_err(|e| {
             invalid_request(
                 endpoint,
-                ValidationError::single(
-                    "path",
-                    format!("`{}` does not make a valid URL: {e}", request.path),
-                ),
+                ValidationError::single("path", format!("`{}` does not make a valid URL: {e}", request.path)),
             )
         })?;
         let mut pairs = Vec::new();
@@ -715,16 +693,8 @@ impl HttpClient {
     }
 
     /// The reqwest client with this connect timeout, built on first use.
-    fn client(
-        &self,
-        endpoint: &str,
-        connect_timeout_ms: u64,
-    ) -> Result<reqwest::Client, ClientError> {
-        let mut clients = self
-            .inner
-            .clients
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+    fn client(&self, endpoint: &str, connect_timeout_ms: u64) -> Result<reqwest::Client, ClientError> {
+        let mut clients = self.inner.clients.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((_, client)) = clients.iter().find(|(ms, _)| *ms == connect_timeout_ms) {
             return Ok(client.clone());
         }
@@ -745,9 +715,7 @@ impl HttpClient {
         policy: &PolicyDescriptor,
         builder: reqwest::RequestBuilder,
     ) -> Result<(u16, Value), ClientError> {
-        let (status, body, _, _) = self
-            .exchange_with_retry_after(endpoint, policy, builder)
-            .await?;
+        let (status, body, _, _) = self.exchange_with_retry_after(endpoint, policy, builder).await?;
         Ok((status, body))
     }
 
@@ -781,12 +749,7 @@ impl HttpClient {
         Ok((status, decode_body(&bytes), retry_after, headers))
     }
 
-    fn transport_error(
-        &self,
-        endpoint: &str,
-        policy: &PolicyDescriptor,
-        error: reqwest::Error,
-    ) -> ClientError {
+    fn transport_error(&self, endpoint: &str, policy: &PolicyDescriptor, error: reqwest::Error) -> ClientError {
         // Without the URL: an API key may be in its query.
         let error = error.without_url();
         if error.is_timeout() {
@@ -808,19 +771,12 @@ impl HttpClient {
 
     /// `text` with every credential replaced by `***`.
     fn redact(&self, text: &str) -> String {
-        let learnt = self
-            .inner
-            .learnt
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let learnt = self.inner.learnt.lock().unwrap_or_else(PoisonError::into_inner).clone();
         self.inner
             .secrets
             .iter()
             .chain(&learnt)
-            .fold(text.to_owned(), |text, secret| {
-                text.replace(secret.as_str(), "***")
-            })
+            .fold(text.to_owned(), |text, secret| text.replace(secret.as_str(), "***"))
     }
 
     /// Remembers a credential obtained at run time, to scrub it from messages.
@@ -828,11 +784,7 @@ impl HttpClient {
         if secret.is_empty() {
             return;
         }
-        let mut learnt = self
-            .inner
-            .learnt
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut learnt = self.inner.learnt.lock().unwrap_or_else(PoisonError::into_inner);
         if !learnt.iter().any(|known| known == secret) {
             if learnt.len() >= LEARNT_SECRETS {
                 learnt.remove(0);
@@ -876,20 +828,14 @@ impl HttpClient {
         let client = self.clone();
         let config = config.clone();
         let owned_endpoint = endpoint.to_owned();
-        let fetch = async move {
-            client
-                .fetch_token(&owned_endpoint, &config, policy, &mut state)
-                .await
-        };
-        tokio::spawn(fetch.in_current_span())
-            .await
-            .unwrap_or_else(|_| {
-                Err(ClientError::auth(
-                    endpoint,
-                    None,
-                    "the token request was aborted".to_owned(),
-                ))
-            })
+        let fetch = async move { client.fetch_token(&owned_endpoint, &config, policy, &mut state).await };
+        tokio::spawn(fetch.in_current_span()).await.unwrap_or_else(|_| {
+            Err(ClientError::auth(
+                endpoint,
+                None,
+                "the token request was aborted".to_owned(),
+            ))
+        })
     }
 
     /// Asks the token endpoint for an access token and stores it in `state`.
@@ -916,8 +862,7 @@ impl HttpClient {
         if config.client_secret.is_none() {
             form.insert("client_id".into(), config.client_id.expose().into());
         }
-        let url = parse_http_url(&config.token_url)
-            .map_err(|problem| ClientError::config(endpoint, problem))?;
+        let url = parse_http_url(&config.token_url).map_err(|problem| ClientError::config(endpoint, problem))?;
         let client = self.client(endpoint, policy.connect_timeout_ms)?;
         let mut builder = client
             .post(url)
@@ -933,19 +878,12 @@ impl HttpClient {
         let requested_at = Instant::now();
         let (status, body) = self.exchange(endpoint, policy, builder).await?;
         if !(200..300).contains(&status) {
-            let detail = [
-                &[Seg::Key("error_description")][..],
-                &[Seg::Key("error")][..],
-            ]
-            .iter()
-            .find_map(|path| extract_message(&body, path))
-            .or_else(|| body.as_str().map(|text| truncate(text.trim(), 500)))
-            .unwrap_or_else(|| "the token endpoint refused the request".to_owned());
-            return Err(ClientError::auth(
-                endpoint,
-                Some(status),
-                self.redact(&detail),
-            ));
+            let detail = [&[Seg::Key("error_description")][..], &[Seg::Key("error")][..]]
+                .iter()
+                .find_map(|path| extract_message(&body, path))
+                .or_else(|| body.as_str().map(|text| truncate(text.trim(), 500)))
+                .unwrap_or_else(|| "the token endpoint refused the request".to_owned());
+            return Err(ClientError::auth(endpoint, Some(status), self.redact(&detail)));
         }
         let Some(access_token) = body
             .get("access_token")
@@ -964,12 +902,10 @@ impl HttpClient {
             _ => None,
         };
         // Renew shortly before expiry: a tenth of the lifetime early, at most a minute.
-        let expires_at = expires_in
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(|seconds| {
-                let lifetime = Duration::from_secs_f64(seconds.min(1e9));
-                requested_at + lifetime - (lifetime / 10).min(Duration::from_secs(60))
-            });
+        let expires_at = expires_in.filter(|s| s.is_finite() && *s >= 0.0).map(|seconds| {
+            let lifetime = Duration::from_secs_f64(seconds.min(1e9));
+            requested_at + lifetime - (lifetime / 10).min(Duration::from_secs(60))
+        });
         self.learn(access_token);
         let token = Secret::new(access_token);
         if let Some(new_refresh) = body
@@ -986,9 +922,7 @@ impl HttpClient {
 }
 
 /// The request's own headers (with `Accept` and `Content-Type` defaults) and its encoded body.
-fn request_headers_and_body(
-    request: &HttpRequest,
-) -> Result<(HeaderMap, Option<Vec<u8>>), ClientError> {
+fn request_headers_and_body(request: &HttpRequest) -> Result<(HeaderMap, Option<Vec<u8>>), ClientError> {
     let endpoint = request.endpoint;
     let mut headers = HeaderMap::new();
     for (name, value) in &request.headers {
@@ -1018,17 +952,12 @@ fn request_headers_and_body(
             headers
                 .entry(CONTENT_TYPE)
                 .or_insert(HeaderValue::from_static("application/json"));
-            Some(
-                serde_json::to_vec(value)
-                    .map_err(|e| ClientError::config(endpoint, e.to_string()))?,
-            )
+            Some(serde_json::to_vec(value).map_err(|e| ClientError::config(endpoint, e.to_string()))?)
         }
         Some((BodyEncoding::Form, value)) => {
             headers
                 .entry(CONTENT_TYPE)
-                .or_insert(HeaderValue::from_static(
-                    "application/x-www-form-urlencoded",
-                ));
+                .or_insert(HeaderValue::from_static("application/x-www-form-urlencoded"));
             Some(encode_form(value).into_bytes())
         }
     };
@@ -1075,14 +1004,8 @@ mod tests {
             );
         }
         let root = client("https://api.example.com", Auth::None);
-        assert_eq!(
-            root.url(&request("/x")).unwrap().as_str(),
-            "https://api.example.com/x"
-        );
-        assert_eq!(
-            root.url(&request("")).unwrap().as_str(),
-            "https://api.example.com/"
-        );
+        assert_eq!(root.url(&request("/x")).unwrap().as_str(), "https://api.example.com/x");
+        assert_eq!(root.url(&request("")).unwrap().as_str(), "https://api.example.com/");
     }
 
     #[test]
@@ -1112,14 +1035,22 @@ mod tests {
     fn next_page_urls_stay_on_the_origin_and_carry_the_query_key_once() {
         let client = client(
             "https://h.example/v1",
-            Auth::ApiKeyQuery { name: "api_key", key: Secret::new("k&1") },
+            Auth::ApiKeyQuery {
+                name: "api_key",
+                key: Secret::new("k&1"),
+            },
         );
         let next = Url::parse("https://h.example/v2/items?page=2&api_key=stale#top").unwrap();
         assert_eq!(
             client.same_origin_url("e", next).unwrap().as_str(),
             "https://h.example/v2/items?page=2&api_key=k%261"
         );
-        for other in ["http://h.example/v1", "https://h.example:444/v1", "https://evil.example/v1", "https://u:p@h.example/v1"] {
+        for other in [
+            "http://h.example/v1",
+            "https://h.example:444/v1",
+            "https://evil.example/v1",
+            "https://u:p@h.example/v1",
+        ] {
             let error = client.same_origin_url("e", Url::parse(other).unwrap()).unwrap_err();
             assert!(error.is_invalid_request(), "{other}");
             assert!(!error.to_string().contains("k&1"), "{error}");
@@ -1175,10 +1106,7 @@ mod tests {
             },
         )
         .unwrap_err();
-        assert_eq!(
-            error.invalid()[0].1,
-            "`bad name` is not a valid header name"
-        );
+        assert_eq!(error.invalid()[0].1, "`bad name` is not a valid header name");
     }
 
     #[test]
@@ -1192,15 +1120,9 @@ mod tests {
         req.body = Some((BodyEncoding::Form, json!({"a": {"b": "c d"}})));
         let (headers, body) = request_headers_and_body(&req).unwrap();
         assert_eq!(headers.get("x-trace").unwrap(), "abc");
-        assert_eq!(
-            headers.get_all("x-multi").iter().collect::<Vec<_>>(),
-            ["1", "2"]
-        );
+        assert_eq!(headers.get_all("x-multi").iter().collect::<Vec<_>>(), ["1", "2"]);
         assert_eq!(headers.get(ACCEPT).unwrap(), "application/json");
-        assert_eq!(
-            headers.get(CONTENT_TYPE).unwrap(),
-            "application/x-www-form-urlencoded"
-        );
+        assert_eq!(headers.get(CONTENT_TYPE).unwrap(), "application/x-www-form-urlencoded");
         assert_eq!(body.as_deref(), Some(&b"a%5Bb%5D=c+d"[..]));
 
         req.body = Some((BodyEncoding::Json, json!({"a": [1]})));
@@ -1249,9 +1171,6 @@ mod tests {
         assert_eq!(truncate("héllo", 2), "hé...");
         assert_eq!(truncate("hé", 2), "hé");
         let debug = format!("{client:?}");
-        assert!(
-            !debug.contains("pw-secret") && !debug.contains("user-1"),
-            "{debug}"
-        );
+        assert!(!debug.contains("pw-secret") && !debug.contains("user-1"), "{debug}");
     }
 }

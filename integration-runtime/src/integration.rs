@@ -30,16 +30,11 @@ pub trait Integration: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Reply<serde_json::Value>, ClientError>>;
 
     /// Asks the polling endpoint about `external_id`; `None` when the spec has no polling.
-    fn poll<'a>(
-        &'a self,
-        external_id: &'a str,
-    ) -> Option<BoxFuture<'a, Result<Reply<serde_json::Value>, ClientError>>>;
+    fn poll<'a>(&'a self, external_id: &'a str)
+        -> Option<BoxFuture<'a, Result<Reply<serde_json::Value>, ClientError>>>;
 
     /// Reads a verified webhook payload; `None` when the spec has no webhook.
-    fn read_webhook(
-        &self,
-        payload: &serde_json::Value,
-    ) -> Option<Result<Reply<serde_json::Value>, ClientError>>;
+    fn read_webhook(&self, payload: &serde_json::Value) -> Option<Result<Reply<serde_json::Value>, ClientError>>;
 
     /// The state of each circuit breaker of the integration's HTTP client,
     /// by name (`Integration` or `Integration.endpoint`), for health checks

@@ -17,16 +17,15 @@ pub enum Seg {
 
 /// The value at `path`, if there is one.
 pub fn lookup<'v>(value: &'v Value, path: &[Seg]) -> Option<&'v Value> {
-    path.iter()
-        .try_fold(value, |current, seg| match (seg, current) {
-            (Seg::Key(key), Value::Object(map)) => map.get(*key),
-            (Seg::Index(index), Value::Array(items)) => {
-                let len = i64::try_from(items.len()).ok()?;
-                let at = if *index < 0 { len + index } else { *index };
-                usize::try_from(at).ok().and_then(|at| items.get(at))
-            }
-            _ => None,
-        })
+    path.iter().try_fold(value, |current, seg| match (seg, current) {
+        (Seg::Key(key), Value::Object(map)) => map.get(*key),
+        (Seg::Index(index), Value::Array(items)) => {
+            let len = i64::try_from(items.len()).ok()?;
+            let at = if *index < 0 { len + index } else { *index };
+            usize::try_from(at).ok().and_then(|at| items.get(at))
+        }
+        _ => None,
+    })
 }
 
 /// Where one field of a result entity is read.
@@ -43,11 +42,7 @@ pub struct FieldPath {
 /// Builds `{field: value}` from the paths (absent / null values left out), then deserializes `T`.
 ///
 /// A missing required field is a decode error naming `text` (the JSON path as written).
-pub fn extract<T: DeserializeOwned>(
-    endpoint: &str,
-    body: &Value,
-    fields: &[FieldPath],
-) -> Result<T, ClientError> {
+pub fn extract<T: DeserializeOwned>(endpoint: &str, body: &Value, fields: &[FieldPath]) -> Result<T, ClientError> {
     let mut object = Map::new();
     for field in fields {
         match lookup(body, field.path) {
@@ -71,10 +66,7 @@ pub fn extract<T: DeserializeOwned>(
                     field.text, field.field
                 ),
             ),
-            None => decode_error(
-                endpoint,
-                format!("the result does not match the spec: {message}"),
-            ),
+            None => decode_error(endpoint, format!("the result does not match the spec: {message}")),
         }
     })
 }
@@ -122,10 +114,7 @@ pub fn map_status(
         .find(|(external, _)| *external == key)
         .map(|(_, status)| *status)
         .ok_or_else(|| {
-            let known: Vec<String> = map
-                .iter()
-                .map(|(external, _)| format!("`{external}`"))
-                .collect();
+            let known: Vec<String> = map.iter().map(|(external, _)| format!("`{external}`")).collect();
             decode_error(
                 endpoint,
                 format!(
@@ -208,12 +197,7 @@ mod tests {
         },
         FieldPath {
             field: "first",
-            path: &[
-                Seg::Key("data"),
-                Seg::Key("items"),
-                Seg::Index(0),
-                Seg::Key("n"),
-            ],
+            path: &[Seg::Key("data"), Seg::Key("items"), Seg::Index(0), Seg::Key("n")],
             text: "$.data.items[0].n",
         },
         FieldPath {
@@ -238,8 +222,7 @@ mod tests {
 
     #[test]
     fn extract_names_the_path_of_a_missing_field() {
-        let error = extract::<Audio>("query", &json!({"data": {"items": [{"n": 1}]}}), &FIELDS)
-            .unwrap_err();
+        let error = extract::<Audio>("query", &json!({"data": {"items": [{"n": 1}]}}), &FIELDS).unwrap_err();
         assert!(error.is_decode());
         assert_eq!(
             error.to_string(),
@@ -249,17 +232,13 @@ mod tests {
 
     #[test]
     fn extract_reports_type_mismatches() {
-        let error = extract::<Audio>(
-            "query",
-            &json!({"data": {"task_id": 5, "items": [{"n": 1}]}}),
-            &FIELDS,
-        )
-        .unwrap_err();
+        let error =
+            extract::<Audio>("query", &json!({"data": {"task_id": 5, "items": [{"n": 1}]}}), &FIELDS).unwrap_err();
         assert!(error.is_decode());
         assert!(
-            error.to_string().contains(
-                "the result does not match the spec: invalid type: integer `5`, expected a string"
-            ),
+            error
+                .to_string()
+                .contains("the result does not match the spec: invalid type: integer `5`, expected a string"),
             "{error}"
         );
     }
@@ -306,33 +285,18 @@ mod tests {
 
     #[test]
     fn map_status_names_the_path_and_value() {
-        let error = map_status(
-            "q",
-            &json!({"state": 9}),
-            &[Seg::Key("state")],
-            "$.state",
-            &MAP,
-        )
-        .unwrap_err();
+        let error = map_status("q", &json!({"state": 9}), &[Seg::Key("state")], "$.state", &MAP).unwrap_err();
         assert!(error.is_decode());
         assert_eq!(
             error.to_string(),
             "endpoint `q`: could not read the provider's answer: the status `9` at `$.state` is not in the spec's status map (known: `1`, `2`, `true`, `quota exceeded`)"
         );
-        let missing =
-            map_status("q", &json!({}), &[Seg::Key("state")], "$.state", &MAP).unwrap_err();
+        let missing = map_status("q", &json!({}), &[Seg::Key("state")], "$.state", &MAP).unwrap_err();
         assert_eq!(
             missing.to_string(),
             "endpoint `q`: could not read the provider's answer: the status at `$.state` is missing from the response"
         );
-        let object = map_status(
-            "q",
-            &json!({"state": {"a": 1}}),
-            &[Seg::Key("state")],
-            "$.state",
-            &MAP,
-        )
-        .unwrap_err();
+        let object = map_status("q", &json!({"state": {"a": 1}}), &[Seg::Key("state")], "$.state", &MAP).unwrap_err();
         assert!(object
             .to_string()
             .ends_with("the status at `$.state` is not a string, number or bool: {\"a\":1}"));

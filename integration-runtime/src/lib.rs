@@ -19,11 +19,11 @@ mod http;
 mod integration;
 mod json_path;
 mod lifecycle;
-mod record;
 mod metrics;
 pub mod ops;
 mod paginate;
 mod policy;
+mod record;
 mod request;
 mod secret;
 mod store;
@@ -37,29 +37,27 @@ pub mod __private;
 
 pub use call::{CallId, CallOptions, FromResult, IntoCall, RemoteStatus, Reply, TypedCall};
 pub use descriptor::{
-    CircuitBreakerPolicy, EndpointDescriptor, IdempotencyKeyPlacement, IntegrationDescriptor, Mode,
-    PolicyDescriptor, PollingDescriptor, RateLimitPolicy, RetryOn, RetryPolicy, SignatureEncoding,
-    SignatureScheme, WebhookDescriptor,
+    CircuitBreakerPolicy, EndpointDescriptor, IdempotencyKeyPlacement, IntegrationDescriptor, Mode, PolicyDescriptor,
+    PollingDescriptor, RateLimitPolicy, RetryOn, RetryPolicy, SignatureEncoding, SignatureScheme, WebhookDescriptor,
 };
 pub use engine::{
-    lifecycle_event_key, provider_idempotency_key, EngineError, HookResult, IntoStore, Runtime,
-    RuntimeBuilder, StatusChange, OPS_TOKEN_ENV,
+    lifecycle_event_key, provider_idempotency_key, EngineError, HookResult, IntoStore, Runtime, RuntimeBuilder,
+    StatusChange, OPS_TOKEN_ENV,
 };
 pub use error::{ClientError, ConfigError, ValidationError};
-pub use policy::CircuitState;
 pub use integration::{BoxFuture, Integration};
+pub use lifecycle::{CallStatus, EventKind, ParseLifecycleError, Transition};
 pub use metrics::{Metrics, MetricsExporter};
 pub use paginate::Paginator;
-pub use lifecycle::{CallStatus, EventKind, ParseLifecycleError, Transition};
+pub use policy::CircuitState;
 pub use record::{Call, CallRequest, CallResponse, Event};
 pub use secret::Secret;
+pub use store::{
+    AppendOutcome, CallRecord, CallWithEvents, Created, Cursor, EventPayload, EventRecord, ListOrder, ListQuery,
+    MemoryStore, NewCall, NewEvent, Page, SqliteStore, StatusCounts, Store, StoreError, MAX_PAGE_SIZE,
+};
 #[cfg(feature = "postgres")]
 pub use store::{PostgresOptions, PostgresStore};
-pub use store::{
-    AppendOutcome, CallRecord, CallWithEvents, Created, Cursor, EventPayload, EventRecord,
-    ListOrder, ListQuery, MemoryStore, NewCall, NewEvent, Page, SqliteStore, StatusCounts, Store,
-    StoreError, MAX_PAGE_SIZE,
-};
 
 /// Generates the typed integration of a spec: `integration!("specs/x.toml")`.
 ///
@@ -74,7 +72,7 @@ pub use integration_macros::IntegrationResponse;
 /// The names most applications need: `use integration_runtime::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        CallId, CallRecord, CallStatus, ClientError, EngineError, Integration, IntoCall,
-        ListQuery, Runtime, SqliteStore, StatusChange, Store, TypedCall,
+        CallId, CallRecord, CallStatus, ClientError, EngineError, Integration, IntoCall, ListQuery, Runtime,
+        SqliteStore, StatusChange, Store, TypedCall,
     };
 }

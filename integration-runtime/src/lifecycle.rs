@@ -179,7 +179,10 @@ impl FromStr for CallStatus {
         CallStatus::ALL
             .into_iter()
             .find(|status| status.as_str() == s)
-            .ok_or_else(|| ParseLifecycleError { what: "call status", value: s.to_owned() })
+            .ok_or_else(|| ParseLifecycleError {
+                what: "call status",
+                value: s.to_owned(),
+            })
     }
 }
 
@@ -190,7 +193,10 @@ impl FromStr for EventKind {
         EventKind::ALL
             .into_iter()
             .find(|kind| kind.as_str() == s)
-            .ok_or_else(|| ParseLifecycleError { what: "event kind", value: s.to_owned() })
+            .ok_or_else(|| ParseLifecycleError {
+                what: "event kind",
+                value: s.to_owned(),
+            })
     }
 }
 
@@ -247,14 +253,20 @@ mod tests {
             orders = orders
                 .into_iter()
                 .flat_map(|order: Vec<EventKind>| {
-                    EventKind::ALL.into_iter().filter({ let order = order.clone(); move |e| !order.contains(e) }).map({
-                        let order = order.clone();
-                        move |e| {
-                            let mut next = order.clone();
-                            next.push(e);
-                            next
-                        }
-                    })
+                    EventKind::ALL
+                        .into_iter()
+                        .filter({
+                            let order = order.clone();
+                            move |e| !order.contains(e)
+                        })
+                        .map({
+                            let order = order.clone();
+                            move |e| {
+                                let mut next = order.clone();
+                                next.push(e);
+                                next
+                            }
+                        })
                 })
                 .collect();
         }

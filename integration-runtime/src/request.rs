@@ -5,11 +5,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 /// Every byte but RFC 3986's unreserved characters (`A-Z a-z 0-9 - . _ ~`).
-const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// The JSON of `value`; `Null` in the (for generated types impossible) case that it fails.
 pub fn to_value<T: Serialize>(value: &T) -> Value {
@@ -51,8 +47,7 @@ impl PathBuilder {
     /// Appends a parameter as ONE path segment: its [`display_value`], with every
     /// byte but the unreserved characters percent-encoded (`/`, `?`, `#`, `%` included).
     pub fn param(&mut self, value: &Value) {
-        self.0
-            .extend(utf8_percent_encode(&display_value(value), PATH_SEGMENT));
+        self.0.extend(utf8_percent_encode(&display_value(value), PATH_SEGMENT));
     }
 
     /// The path.
@@ -86,9 +81,7 @@ impl JsonBody {
         };
         let mut current = &mut self.0;
         for key in parents {
-            current = object(current)
-                .entry(*key)
-                .or_insert_with(|| Value::Object(Map::new()));
+            current = object(current).entry(*key).or_insert_with(|| Value::Object(Map::new()));
         }
         object(current).insert((*last).to_owned(), value);
     }

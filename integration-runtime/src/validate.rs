@@ -30,54 +30,27 @@ impl Violations {
     }
 
     /// Checks a length (characters of a string, items of a list).
-    pub fn len_between(
-        &mut self,
-        field: &'static str,
-        actual: usize,
-        min: Option<u64>,
-        max: Option<u64>,
-    ) {
+    pub fn len_between(&mut self, field: &'static str, actual: usize, min: Option<u64>, max: Option<u64>) {
         let actual_u64 = u64::try_from(actual).unwrap_or(u64::MAX);
         if min.is_some_and(|min| actual_u64 < min) || max.is_some_and(|max| actual_u64 > max) {
-            self.push(
-                field,
-                format!("length must be {} (got {actual})", range_text(min, max)),
-            );
+            self.push(field, format!("length must be {} (got {actual})", range_text(min, max)));
         }
     }
 
     /// Checks an integer against inclusive bounds.
-    pub fn int_between(
-        &mut self,
-        field: &'static str,
-        actual: i64,
-        min: Option<i64>,
-        max: Option<i64>,
-    ) {
+    pub fn int_between(&mut self, field: &'static str, actual: i64, min: Option<i64>, max: Option<i64>) {
         if min.is_some_and(|min| actual < min) || max.is_some_and(|max| actual > max) {
-            self.push(
-                field,
-                format!("must be {} (got {actual})", range_text(min, max)),
-            );
+            self.push(field, format!("must be {} (got {actual})", range_text(min, max)));
         }
     }
 
     /// Checks a float against inclusive bounds; NaN violates any bound.
     #[allow(clippy::neg_cmp_op_on_partial_ord)]
-    pub fn float_between(
-        &mut self,
-        field: &'static str,
-        actual: f64,
-        min: Option<f64>,
-        max: Option<f64>,
-    ) {
+    pub fn float_between(&mut self, field: &'static str, actual: f64, min: Option<f64>, max: Option<f64>) {
         let below = min.is_some_and(|min| !(actual >= min));
         let above = max.is_some_and(|max| !(actual <= max));
         if below || above {
-            self.push(
-                field,
-                format!("must be {} (got {actual})", range_text(min, max)),
-            );
+            self.push(field, format!("must be {} (got {actual})", range_text(min, max)));
         }
     }
 
@@ -91,12 +64,7 @@ impl Violations {
     }
 
     /// Records the violations of one entity in a list under `field[index]` (`items[2].name`).
-    pub fn nested_item(
-        &mut self,
-        field: &'static str,
-        index: usize,
-        result: Result<(), ValidationError>,
-    ) {
+    pub fn nested_item(&mut self, field: &'static str, index: usize, result: Result<(), ValidationError>) {
         if let Err(error) = result {
             for (path, message) in error.violations() {
                 self.push(format!("{field}[{index}].{path}"), message.clone());

@@ -72,7 +72,9 @@ async fn numbered_tokens(server: &MockServer, expires_in: u64, delay: Duration) 
         .respond_with(move |_: &Request| {
             let n = issued.fetch_add(1, Ordering::SeqCst) + 1;
             ResponseTemplate::new(200)
-                .set_body_json(json!({"access_token": format!("at-{n}"), "token_type": "bearer", "expires_in": expires_in}))
+                .set_body_json(
+                    json!({"access_token": format!("at-{n}"), "token_type": "bearer", "expires_in": expires_in}),
+                )
                 .set_delay(delay)
         })
         .mount(server)
@@ -83,9 +85,7 @@ async fn numbered_tokens(server: &MockServer, expires_in: u64, delay: Duration) 
 async fn api_accepting(server: &MockServer, good: Option<&'static str>) {
     Mock::given(path("/me"))
         .respond_with(move |request: &Request| {
-            let ok = good.is_some_and(|good| {
-                header_of(request, "authorization") == Some(&*format!("Bearer {good}"))
-            });
+            let ok = good.is_some_and(|good| header_of(request, "authorization") == Some(&*format!("Bearer {good}")));
             if ok {
                 ResponseTemplate::new(200).set_body_json(json!({"id": 1}))
             } else {
@@ -318,11 +318,7 @@ async fn a_rotated_refresh_token_is_kept_even_when_the_caller_gives_up() {
     assert!(abandoned.is_err());
     // at-1 expired at once; the next token request must use rt-2, not the spent rt-1.
     client.send(get("/me")).await.unwrap();
-    let tokens: Vec<String> = requests_to(&server, "/token")
-        .await
-        .iter()
-        .map(body_text)
-        .collect();
+    let tokens: Vec<String> = requests_to(&server, "/token").await.iter().map(body_text).collect();
     assert_eq!(
         tokens,
         [
@@ -469,7 +465,10 @@ async fn secrets_show_in_no_debug_output_error_or_log_line() {
     // The echoes did reach the messages, scrubbed; and the log has the attempts.
     assert!(shown.contains("denied: auth=Bearer ***"), "{shown}");
     assert!(shown.contains("revoked: "), "{shown}");
-    assert!(log.contains("span http_attempt: integration=\"Vault\" endpoint=\"read\" method=\"GET\""), "{log}");
+    assert!(
+        log.contains("span http_attempt: integration=\"Vault\" endpoint=\"read\" method=\"GET\""),
+        "{log}"
+    );
     assert!(log.contains("status=500"), "{log}");
     assert!(log.contains("outcome=\"connect\""), "{log}");
     for secret in secrets {

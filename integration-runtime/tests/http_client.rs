@@ -51,10 +51,7 @@ fn header_of<'r>(request: &'r Request, name: &str) -> Option<&'r str> {
 }
 
 fn sorted_pairs(body: &[u8]) -> Vec<String> {
-    let mut pairs: Vec<String> = String::from_utf8_lossy(body)
-        .split('&')
-        .map(str::to_owned)
-        .collect();
+    let mut pairs: Vec<String> = String::from_utf8_lossy(body).split('&').map(str::to_owned).collect();
     pairs.sort();
     pairs
 }
@@ -62,11 +59,7 @@ fn sorted_pairs(body: &[u8]) -> Vec<String> {
 #[tokio::test]
 async fn json_request_goes_out_exactly() {
     let server = ok_server().await;
-    let client = HttpClient::new(
-        &format!("{}/v1/", server.uri()),
-        Auth::Bearer(Secret::new("tok-123")),
-    )
-    .unwrap();
+    let client = HttpClient::new(&format!("{}/v1/", server.uri()), Auth::Bearer(Secret::new("tok-123"))).unwrap();
     let mut path = PathBuilder::new();
     path.literal("/tasks/");
     path.param(&json!("t 1"));
@@ -99,10 +92,7 @@ async fn json_request_goes_out_exactly() {
     assert_eq!(request.url.path(), "/v1/tasks/t%201");
     assert_eq!(request.url.query(), Some("q=a+b&tag=x&tag=y&n=3"));
     assert_eq!(header_of(&request, "authorization"), Some("Bearer tok-123"));
-    assert_eq!(
-        header_of(&request, "content-type"),
-        Some("application/json")
-    );
+    assert_eq!(header_of(&request, "content-type"), Some("application/json"));
     assert_eq!(header_of(&request, "accept"), Some("application/json"));
     assert_eq!(header_of(&request, "x-request-source"), Some("integration"));
     let sent: Value = serde_json::from_slice(&request.body).unwrap();
@@ -153,9 +143,7 @@ async fn each_static_auth_kind_is_applied() {
                 username: Secret::new("user"),
                 password: Secret::new("pass"),
             },
-            Box::new(|r: &Request| {
-                assert_eq!(header_of(r, "authorization"), Some("Basic dXNlcjpwYXNz"))
-            }),
+            Box::new(|r: &Request| assert_eq!(header_of(r, "authorization"), Some("Basic dXNlcjpwYXNz"))),
         ),
         (
             Auth::ApiKeyHeader {
@@ -210,10 +198,7 @@ async fn path_params_are_encoded_as_one_segment() {
     path.literal("/meta");
     client.send(get(&path.finish())).await.unwrap();
     let request = only_request(&server).await;
-    assert_eq!(
-        request.url.path(),
-        "/files/a%2Fb%3Fc%23d%25e%20%C3%A9%F0%9F%98%80/meta"
-    );
+    assert_eq!(request.url.path(), "/files/a%2Fb%3Fc%23d%25e%20%C3%A9%F0%9F%98%80/meta");
     assert_eq!(request.url.query(), None);
 }
 
@@ -237,10 +222,7 @@ async fn header_values_with_cr_lf_are_rejected_before_sending() {
 async fn non_2xx_answers_carry_status_and_provider_message() {
     let server = MockServer::start().await;
     Mock::given(path("/json"))
-        .respond_with(
-            ResponseTemplate::new(422)
-                .set_body_json(json!({"error": {"message": "text is too long"}})),
-        )
+        .respond_with(ResponseTemplate::new(422).set_body_json(json!({"error": {"message": "text is too long"}})))
         .mount(&server)
         .await;
     Mock::given(path("/text"))
@@ -336,14 +318,8 @@ async fn closed_ports_are_connect_errors_without_secrets() {
     .unwrap();
     let error = client.send(get("/items")).await.unwrap_err();
     assert!(error.is_connect(), "{error}");
-    assert!(
-        !error.to_string().contains("sk-live-query-secret"),
-        "{error}"
-    );
-    assert!(
-        !format!("{error:?}").contains("sk-live-query-secret"),
-        "{error:?}"
-    );
+    assert!(!error.to_string().contains("sk-live-query-secret"), "{error}");
+    assert!(!format!("{error:?}").contains("sk-live-query-secret"), "{error:?}");
 }
 
 #[tokio::test]
@@ -355,8 +331,7 @@ async fn secrets_never_show_in_debug_or_errors() {
     let server = MockServer::start().await;
     Mock::given(path("/items"))
         .respond_with(
-            ResponseTemplate::new(401)
-                .set_body_json(json!({"error": {"message": "invalid key sk-live-abc123"}})),
+            ResponseTemplate::new(401).set_body_json(json!({"error": {"message": "invalid key sk-live-abc123"}})),
         )
         .mount(&server)
         .await;
@@ -383,9 +358,10 @@ async fn oauth2_client_credentials_token_is_fetched_once() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/oauth/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!({"access_token": "at-1", "token_type": "bearer", "expires_in": 3600}),
-        ))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"access_token": "at-1", "token_type": "bearer", "expires_in": 3600})),
+        )
         .expect(1)
         .mount(&server)
         .await;
@@ -407,21 +383,12 @@ async fn oauth2_client_credentials_token_is_fetched_once() {
         }),
     )
     .unwrap();
-    assert_eq!(
-        client.send(get("/me")).await.unwrap().body,
-        json!({"id": 1})
-    );
-    assert_eq!(
-        client.clone().send(get("/me")).await.unwrap().body,
-        json!({"id": 1})
-    );
+    assert_eq!(client.send(get("/me")).await.unwrap().body, json!({"id": 1}));
+    assert_eq!(client.clone().send(get("/me")).await.unwrap().body, json!({"id": 1}));
     server.verify().await;
 
     let requests = server.received_requests().await.unwrap_or_default();
-    let token_request = requests
-        .iter()
-        .find(|r| r.url.path() == "/oauth/token")
-        .unwrap();
+    let token_request = requests.iter().find(|r| r.url.path() == "/oauth/token").unwrap();
     assert_eq!(
         header_of(token_request, "content-type"),
         Some("application/x-www-form-urlencoded")
@@ -509,9 +476,10 @@ async fn oauth2_refresh_token_is_used_and_rotated() {
 async fn oauth2_token_failures_are_auth_errors() {
     let server = MockServer::start().await;
     Mock::given(path("/token"))
-        .respond_with(ResponseTemplate::new(401).set_body_json(
-            json!({"error": "invalid_client", "error_description": "bad secret for csecret"}),
-        ))
+        .respond_with(
+            ResponseTemplate::new(401)
+                .set_body_json(json!({"error": "invalid_client", "error_description": "bad secret for csecret"})),
+        )
         .mount(&server)
         .await;
     let client = HttpClient::new(

@@ -55,11 +55,7 @@ async fn received(server: &MockServer) -> usize {
 async fn wait_for(client: &HttpClient, limit: Duration, wanted: impl Fn(CircuitState) -> bool) {
     let started = Instant::now();
     while !wanted(client.circuit_state()) {
-        assert!(
-            started.elapsed() < limit,
-            "state still {:?}",
-            client.circuit_state()
-        );
+        assert!(started.elapsed() < limit, "state still {:?}", client.circuit_state());
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -114,9 +110,7 @@ async fn a_5xx_burst_opens_the_circuit_and_a_successful_probe_closes_it() {
     let server = MockServer::start().await;
     let flag = Arc::clone(&healthy);
     Mock::given(wiremock::matchers::any())
-        .respond_with(move |_: &Request| {
-            ResponseTemplate::new(if flag.load(Ordering::SeqCst) { 200 } else { 500 })
-        })
+        .respond_with(move |_: &Request| ResponseTemplate::new(if flag.load(Ordering::SeqCst) { 200 } else { 500 }))
         .mount(&server)
         .await;
     let client = HttpClient::for_integration(&FLAKY, &server.uri(), Auth::None).unwrap();
@@ -138,7 +132,10 @@ async fn a_5xx_burst_opens_the_circuit_and_a_successful_probe_closes_it() {
         assert!(error.is_circuit_open(), "{error}");
         assert!(!error.is_status() && error.status().is_none());
         let after = error.admit_after().unwrap();
-        assert!(after > Duration::ZERO && after <= Duration::from_millis(300), "{after:?}");
+        assert!(
+            after > Duration::ZERO && after <= Duration::from_millis(300),
+            "{after:?}"
+        );
     }
     assert_eq!(received(&server).await, 3);
 
@@ -150,7 +147,11 @@ async fn a_5xx_burst_opens_the_circuit_and_a_successful_probe_closes_it() {
         Some(500)
     );
     assert!(matches!(client.circuit_state(), CircuitState::Open { .. }));
-    assert!(client.send(request("get", &POLICY)).await.unwrap_err().is_circuit_open());
+    assert!(client
+        .send(request("get", &POLICY))
+        .await
+        .unwrap_err()
+        .is_circuit_open());
     assert_eq!(received(&server).await, 4);
 
     // A successful probe closes it, and requests flow again.
@@ -202,7 +203,11 @@ async fn timeouts_count_as_failures() {
     for _ in 0..2 {
         assert!(client.send(request("get", &POLICY)).await.unwrap_err().is_timeout());
     }
-    assert!(client.send(request("get", &POLICY)).await.unwrap_err().is_circuit_open());
+    assert!(client
+        .send(request("get", &POLICY))
+        .await
+        .unwrap_err()
+        .is_circuit_open());
     assert_eq!(received(&server).await, 2);
 }
 
@@ -219,13 +224,15 @@ async fn refused_and_dropped_connections_count_as_failures() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
-    let client =
-        HttpClient::for_integration(&FLAKY, &format!("http://127.0.0.1:{port}"), Auth::None)
-            .unwrap();
+    let client = HttpClient::for_integration(&FLAKY, &format!("http://127.0.0.1:{port}"), Auth::None).unwrap();
     for _ in 0..2 {
         assert!(client.send(request("get", &POLICY)).await.unwrap_err().is_connect());
     }
-    assert!(client.send(request("get", &POLICY)).await.unwrap_err().is_circuit_open());
+    assert!(client
+        .send(request("get", &POLICY))
+        .await
+        .unwrap_err()
+        .is_circuit_open());
 
     // The server reads the request and drops the connection without answering.
     let (base, accepted) = raw_server(|stream, _| async move { drop(stream) }).await;
@@ -385,7 +392,11 @@ async fn a_burst_goes_at_once_then_the_rate_applies() {
     let client = HttpClient::for_integration(&FLAKY, &server.uri(), Auth::None).unwrap();
     send_all(&client, &POLICY, 10).await;
     let times = sorted(&arrivals);
-    assert!(times[4] - times[0] < Duration::from_millis(80), "{:?}", times[4] - times[0]);
+    assert!(
+        times[4] - times[0] < Duration::from_millis(80),
+        "{:?}",
+        times[4] - times[0]
+    );
     let last = times[9] - times[0];
     assert!(
         last >= Duration::from_millis(450) && last < Duration::from_millis(650),
@@ -418,7 +429,10 @@ async fn waits_beyond_the_timeout_are_refused_and_endpoints_with_their_own_limit
     let error = client.send(request("slow_too", &POLICY)).await.unwrap_err();
     assert!(error.is_rate_limited() && !error.is_circuit_open(), "{error}");
     let after = error.admit_after().unwrap();
-    assert!(after > Duration::from_millis(300) && after <= Duration::from_millis(500), "{after:?}");
+    assert!(
+        after > Duration::from_millis(300) && after <= Duration::from_millis(500),
+        "{after:?}"
+    );
     assert!(started.elapsed() < Duration::from_millis(100));
     assert_eq!(received(&server).await, 1);
     // An endpoint whose rate limit differs has its own limiter.

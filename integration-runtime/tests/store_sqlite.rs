@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use integration_runtime::{
-    AppendOutcome, CallStatus, EventKind, ListQuery, NewCall, NewEvent, SqliteStore, Store,
-};
+use integration_runtime::{AppendOutcome, CallStatus, EventKind, ListQuery, NewCall, NewEvent, SqliteStore, Store};
 use serde_json::json;
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -18,10 +16,7 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "integration-runtime-store-it-{}",
-            uuid::Uuid::new_v4()
-        ));
+        let dir = std::env::temp_dir().join(format!("integration-runtime-store-it-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
     }
@@ -67,10 +62,7 @@ async fn a_call_goes_through_its_whole_lifecycle() {
 
     // The poll says "still processing"; then a webhook says "done".
     let polled = store.claim("worker-2", 10, LEASE).await.unwrap();
-    assert_eq!(
-        (polled[0].id, polled[0].status),
-        (id, CallStatus::Processing)
-    );
+    assert_eq!((polled[0].id, polled[0].status), (id, CallStatus::Processing));
     let outcome = store
         .append_event_by_external_id("acme", "task-9", NewEvent::processing("poll:1"))
         .await
@@ -87,11 +79,7 @@ async fn a_call_goes_through_its_whole_lifecycle() {
         .await
         .unwrap();
     let done = store
-        .append_event_by_external_id(
-            "acme",
-            "task-9",
-            NewEvent::completed("whk_1", json!({"text": "hi"})),
-        )
+        .append_event_by_external_id("acme", "task-9", NewEvent::completed("whk_1", json!({"text": "hi"})))
         .await
         .unwrap();
     assert!(done.is_applied());
@@ -124,10 +112,7 @@ async fn the_outbox_commits_business_data_and_the_call_together() {
         .await
         .unwrap();
     let lost = store
-        .create_in_tx(
-            &mut tx,
-            NewCall::new("acme", "ship", json!({"item": "lost"})),
-        )
+        .create_in_tx(&mut tx, NewCall::new("acme", "ship", json!({"item": "lost"})))
         .await
         .unwrap();
     tx.rollback().await.unwrap();
@@ -138,10 +123,7 @@ async fn the_outbox_commits_business_data_and_the_call_together() {
         .await
         .unwrap();
     let kept = store
-        .create_in_tx(
-            &mut tx,
-            NewCall::new("acme", "ship", json!({"item": "kept"})),
-        )
+        .create_in_tx(&mut tx, NewCall::new("acme", "ship", json!({"item": "kept"})))
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -220,9 +202,7 @@ async fn two_stores_on_one_file_behave_like_two_processes() {
     let dir = TempDir::new();
     let (a, b) = (open(&dir.db()).await, open(&dir.db()).await);
     for n in 0..30 {
-        a.create(NewCall::new("acme", "send", json!({"n": n})))
-            .await
-            .unwrap();
+        a.create(NewCall::new("acme", "send", json!({"n": n}))).await.unwrap();
     }
     let (from_a, from_b) = tokio::join!(
         async {
@@ -262,12 +242,5 @@ async fn two_stores_on_one_file_behave_like_two_processes() {
         .await
         .unwrap();
     assert!(again.is_duplicate());
-    assert_eq!(
-        b.find_by_external_id("acme", "ext-1")
-            .await
-            .unwrap()
-            .unwrap()
-            .id,
-        id
-    );
+    assert_eq!(b.find_by_external_id("acme", "ext-1").await.unwrap().unwrap().id, id);
 }

@@ -6,20 +6,28 @@
 //! the others from running, so one build shows every mistake.
 
 use crate::diagnostic::Collector;
-use crate::ir::{Endpoint, Entity, Field, IdempotencyKey, Mapping, Method, Mode, Pagination, PathPart, Polling, RemoteStatus, Span, StatusMap, Type, Webhook};
+use crate::ir::{
+    Endpoint, Entity, Field, IdempotencyKey, Mapping, Method, Mode, Pagination, PathPart, Polling, RemoteStatus, Span,
+    StatusMap, Type, Webhook,
+};
 
 /// Names of generated items must be valid identifiers in the expected case,
 /// or the generated code would not compile (or would shadow std types).
 pub(crate) fn pascal_case(cx: &mut Collector, name: &str, span: Span, key_path: &str, what: &str) {
     if name == "Self" {
-        cx.error(span, key_path, format!("{what} `Self` is reserved in Rust")).help("choose another name");
+        cx.error(span, key_path, format!("{what} `Self` is reserved in Rust"))
+            .help("choose another name");
         return;
     }
-    let ok = name.chars().next().is_some_and(|c| c.is_ascii_uppercase())
-        && name.chars().all(|c| c.is_ascii_alphanumeric());
+    let ok =
+        name.chars().next().is_some_and(|c| c.is_ascii_uppercase()) && name.chars().all(|c| c.is_ascii_alphanumeric());
     if !ok {
-        cx.error(span, key_path, format!("{what} `{name}` must be PascalCase (letters and digits, starting upper-case)"))
-            .help(format!("rename it, e.g. `{}`", to_pascal(name)));
+        cx.error(
+            span,
+            key_path,
+            format!("{what} `{name}` must be PascalCase (letters and digits, starting upper-case)"),
+        )
+        .help(format!("rename it, e.g. `{}`", to_pascal(name)));
     }
 }
 
@@ -27,25 +35,39 @@ pub(crate) fn pascal_case(cx: &mut Collector, name: &str, span: Span, key_path: 
 pub(crate) fn snake_case(cx: &mut Collector, name: &str, span: Span, key_path: &str, what: &str) {
     if matches!(name, "self" | "super" | "crate") {
         cx.error(span, key_path, format!("{what} `{name}` is reserved in Rust"))
-            .help(format!("rename it, e.g. `{name}_value`, and map it with a body or query key of the old name"));
+            .help(format!(
+                "rename it, e.g. `{name}_value`, and map it with a body or query key of the old name"
+            ));
         return;
     }
     let ok = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && name != "_";
     if !ok {
-        cx.error(span, key_path, format!("{what} `{name}` must be snake_case (lower-case letters, digits, `_`)"))
-            .help(format!("rename it, e.g. `{}`", to_snake(name)));
+        cx.error(
+            span,
+            key_path,
+            format!("{what} `{name}` must be snake_case (lower-case letters, digits, `_`)"),
+        )
+        .help(format!("rename it, e.g. `{}`", to_snake(name)));
     }
 }
 
 /// Environment variable names are portable shell names.
 pub(crate) fn env_var_name(cx: &mut Collector, name: &str, span: Span, key_path: &str) {
     let ok = name.chars().next().is_some_and(|c| c.is_ascii_uppercase() || c == '_')
-        && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
     if !ok {
-        cx.error(span, key_path, format!("`{name}` is not a portable environment variable name"))
-            .help("use upper-case letters, digits and `_`, e.g. `PROVIDER_API_TOKEN`");
+        cx.error(
+            span,
+            key_path,
+            format!("`{name}` is not a portable environment variable name"),
+        )
+        .help("use upper-case letters, digits and `_`, e.g. `PROVIDER_API_TOKEN`");
     }
 }
 
@@ -63,8 +85,14 @@ pub(crate) fn header_name(cx: &mut Collector, name: &str, span: Span, key_path: 
 pub(crate) fn status_map_is_complete(cx: &mut Collector, status: &StatusMap, span: Span, key_path: &str) {
     for (needed, name) in [(RemoteStatus::Completed, "completed"), (RemoteStatus::Failed, "failed")] {
         if !status.map.iter().any(|(_, s)| *s == needed) {
-            cx.error(span.clone(), key_path, format!("status map has no external state that means `{name}`"))
-                .help(format!("map the provider's {name} state, e.g. `map = {{ done = \"completed\", error = \"failed\" }}`"));
+            cx.error(
+                span.clone(),
+                key_path,
+                format!("status map has no external state that means `{name}`"),
+            )
+            .help(format!(
+                "map the provider's {name} state, e.g. `map = {{ done = \"completed\", error = \"failed\" }}`"
+            ));
         }
     }
 }
@@ -83,7 +111,13 @@ pub(crate) enum Request<'e> {
 
 /// Every `{param}` in a path must be filled from somewhere; an optional field
 /// cannot fill a path segment because the URL would have a hole.
-pub(crate) fn path_param_source(cx: &mut Collector, param: &str, request: Request<'_>, span: Span, key_path: &str) -> Option<PathPart> {
+pub(crate) fn path_param_source(
+    cx: &mut Collector,
+    param: &str,
+    request: Request<'_>,
+    span: Span,
+    key_path: &str,
+) -> Option<PathPart> {
     if param == "external_id" {
         return Some(PathPart::ExternalId);
     }
@@ -91,7 +125,7 @@ pub(crate) fn path_param_source(cx: &mut Collector, param: &str, request: Reques
         Request::Entity(entity) => entity,
         Request::Unresolved => return None,
         Request::Absent => {
-        cx.error(span, key_path, format!("path parameter `{{{param}}}` has no source"))
+            cx.error(span, key_path, format!("path parameter `{{{param}}}` has no source"))
             .help("path parameters come from the `request` entity's fields, or `{external_id}`; add `request = \"...\"` to this endpoint");
             return None;
         }
@@ -99,39 +133,78 @@ pub(crate) fn path_param_source(cx: &mut Collector, param: &str, request: Reques
     match entity.field(param) {
         Some(field) if field.recovered => Some(PathPart::Field(param.to_owned())),
         Some(field) if field.optional => {
-            cx.error(span, key_path, format!("path parameter `{{{param}}}` comes from optional field `{}.{param}`", entity.name))
-                .help("a path segment cannot be left out; make the field required or move the value to `query`");
+            cx.error(
+                span,
+                key_path,
+                format!(
+                    "path parameter `{{{param}}}` comes from optional field `{}.{param}`",
+                    entity.name
+                ),
+            )
+            .help("a path segment cannot be left out; make the field required or move the value to `query`");
             None
         }
         Some(field) if !is_scalar(&field.ty) => {
-            cx.error(span, key_path, format!("path parameter `{{{param}}}` comes from field `{}.{param}` of type {}", entity.name, field.ty.spec_name()))
-                .help("path parameters must be strings, numbers, booleans, uuids, timestamps or enums");
+            cx.error(
+                span,
+                key_path,
+                format!(
+                    "path parameter `{{{param}}}` comes from field `{}.{param}` of type {}",
+                    entity.name,
+                    field.ty.spec_name()
+                ),
+            )
+            .help("path parameters must be strings, numbers, booleans, uuids, timestamps or enums");
             None
         }
         Some(_) => Some(PathPart::Field(param.to_owned())),
         None => {
-            cx.error(span, key_path, format!("path parameter `{{{param}}}` has no source: entity `{}` has no field `{param}`", entity.name))
-                .expected_one_of(param, entity.fields.iter().map(|f| f.name.as_str()).chain(["external_id"]));
+            cx.error(
+                span,
+                key_path,
+                format!(
+                    "path parameter `{{{param}}}` has no source: entity `{}` has no field `{param}`",
+                    entity.name
+                ),
+            )
+            .expected_one_of(
+                param,
+                entity.fields.iter().map(|f| f.name.as_str()).chain(["external_id"]),
+            );
             None
         }
     }
 }
 
 /// A mapping or template may only read fields of the request entity.
-pub(crate) fn request_field<'e>(cx: &mut Collector, name: &str, request: Request<'e>, span: Span, key_path: &str) -> Option<&'e Field> {
+pub(crate) fn request_field<'e>(
+    cx: &mut Collector,
+    name: &str,
+    request: Request<'e>,
+    span: Span,
+    key_path: &str,
+) -> Option<&'e Field> {
     let entity = match request {
         Request::Entity(entity) => entity,
         Request::Unresolved => return None,
         Request::Absent => {
-            cx.error(span, key_path, format!("`{{{name}}}` reads a request field, but this endpoint has no `request` entity"))
-                .help("add `request = \"EntityName\"` to the endpoint, or use a constant");
+            cx.error(
+                span,
+                key_path,
+                format!("`{{{name}}}` reads a request field, but this endpoint has no `request` entity"),
+            )
+            .help("add `request = \"EntityName\"` to the endpoint, or use a constant");
             return None;
         }
     };
     let field = entity.field(name);
     if field.is_none() {
-        cx.error(span, key_path, format!("entity `{}` has no field `{name}`", entity.name))
-            .expected_one_of(name, entity.fields.iter().map(|f| f.name.as_str()));
+        cx.error(
+            span,
+            key_path,
+            format!("entity `{}` has no field `{name}`", entity.name),
+        )
+        .expected_one_of(name, entity.fields.iter().map(|f| f.name.as_str()));
     }
     field
 }
@@ -143,7 +216,13 @@ pub(crate) fn is_scalar(ty: &Type) -> bool {
 
 /// Value maps translate each value of an enum (or bool) field; a value left
 /// out would have no external spelling at run time.
-pub(crate) fn value_map_covers_field(cx: &mut Collector, field: &Field, keys: &[(String, Span)], span: Span, key_path: &str) {
+pub(crate) fn value_map_covers_field(
+    cx: &mut Collector,
+    field: &Field,
+    keys: &[(String, Span)],
+    span: Span,
+    key_path: &str,
+) {
     if field.recovered {
         return;
     }
@@ -151,27 +230,53 @@ pub(crate) fn value_map_covers_field(cx: &mut Collector, field: &Field, keys: &[
         Type::Enum(values) => values.clone(),
         Type::Bool => vec!["true".into(), "false".into()],
         other => {
-            cx.error(span, key_path, format!("value maps apply to enum and bool fields; `{}` is {}", field.name, other.spec_name()))
-                .help("use `\"{field}\"` to send the value as it is");
+            cx.error(
+                span,
+                key_path,
+                format!(
+                    "value maps apply to enum and bool fields; `{}` is {}",
+                    field.name,
+                    other.spec_name()
+                ),
+            )
+            .help("use `\"{field}\"` to send the value as it is");
             return;
         }
     };
     for (key, key_span) in keys {
         if !allowed.contains(key) {
-            cx.error(key_span.clone(), key_path, format!("`{key}` is not a value of field `{}`", field.name))
-                .expected_one_of(key, allowed.iter().map(String::as_str));
+            cx.error(
+                key_span.clone(),
+                key_path,
+                format!("`{key}` is not a value of field `{}`", field.name),
+            )
+            .expected_one_of(key, allowed.iter().map(String::as_str));
         }
     }
-    let missing: Vec<&str> = allowed.iter().filter(|v| !keys.iter().any(|(k, _)| k == *v)).map(String::as_str).collect();
+    let missing: Vec<&str> = allowed
+        .iter()
+        .filter(|v| !keys.iter().any(|(k, _)| k == *v))
+        .map(String::as_str)
+        .collect();
     if !missing.is_empty() {
-        cx.error(span, key_path, format!("value map of `{}` misses {}", field.name, quoted_list(&missing)))
-            .help("give every value an external spelling");
+        cx.error(
+            span,
+            key_path,
+            format!("value map of `{}` misses {}", field.name, quoted_list(&missing)),
+        )
+        .help("give every value an external spelling");
     }
 }
 
 /// A mapping default is sent in place of the field, so it must be a value
 /// the field could have had.
-pub(crate) fn constant_fits_field(cx: &mut Collector, constant: &crate::ir::Constant, field: &Field, span: Span, key_path: &str) {
+pub(crate) fn constant_fits_field(
+    cx: &mut Collector,
+    constant: &crate::ir::Constant,
+    field: &Field,
+    span: Span,
+    key_path: &str,
+) {
     use crate::ir::Constant;
     if field.recovered {
         return;
@@ -179,13 +284,23 @@ pub(crate) fn constant_fits_field(cx: &mut Collector, constant: &crate::ir::Cons
     let fits = match (&field.ty, constant) {
         (Type::String | Type::Timestamp | Type::Uuid, Constant::String(_)) => true,
         (Type::Enum(values), Constant::String(s)) => values.contains(s),
-        (Type::Int, Constant::Int(_)) | (Type::Float, Constant::Int(_) | Constant::Float(_)) | (Type::Bool, Constant::Bool(_)) => true,
+        (Type::Int, Constant::Int(_))
+        | (Type::Float, Constant::Int(_) | Constant::Float(_))
+        | (Type::Bool, Constant::Bool(_)) => true,
         (Type::Json, _) => true,
         _ => false,
     };
     if !fits {
-        cx.error(span, key_path, format!("default does not fit field `{}` of type {}", field.name, field.ty.spec_name()))
-            .help("give a value of the field's type");
+        cx.error(
+            span,
+            key_path,
+            format!(
+                "default does not fit field `{}` of type {}",
+                field.name,
+                field.ty.spec_name()
+            ),
+        )
+        .help("give a value of the field's type");
     }
 }
 
@@ -213,30 +328,62 @@ pub(crate) fn retry_needs_idempotency(cx: &mut Collector, endpoint: &Endpoint) {
 /// An async call finishes later, so something must tell the runtime how it
 /// ended (polling or a webhook), and later events find the call by external
 /// id, so the provider's id must be read from the response.
-pub(crate) fn async_endpoint_can_finish(cx: &mut Collector, endpoint: &Endpoint, has_polling: bool, has_webhook: bool, external_id_given: bool) {
+pub(crate) fn async_endpoint_can_finish(
+    cx: &mut Collector,
+    endpoint: &Endpoint,
+    has_polling: bool,
+    has_webhook: bool,
+    external_id_given: bool,
+) {
     if endpoint.mode != Mode::Async || !endpoint.starts_calls() {
         return;
     }
     let key_path = format!("endpoints.{}", endpoint.name);
     if !has_polling && !has_webhook {
-        cx.error(endpoint.span.clone(), key_path.clone(), format!("async endpoint `{}` has no way to finish: the spec has neither `[polling]` nor `[webhook]`", endpoint.name))
-            .help("add `[polling]` with a status-query endpoint, or `[webhook]`, or make the endpoint `mode = \"sync\"`");
+        cx.error(
+            endpoint.span.clone(),
+            key_path.clone(),
+            format!(
+                "async endpoint `{}` has no way to finish: the spec has neither `[polling]` nor `[webhook]`",
+                endpoint.name
+            ),
+        )
+        .help("add `[polling]` with a status-query endpoint, or `[webhook]`, or make the endpoint `mode = \"sync\"`");
     }
     if !external_id_given {
-        cx.error(endpoint.span.clone(), key_path, format!("async endpoint `{}` has no way to get an external id", endpoint.name))
-            .help("add `external_id = \"$.path.to.task_id\"` pointing at the provider's id in the response");
+        cx.error(
+            endpoint.span.clone(),
+            key_path,
+            format!("async endpoint `{}` has no way to get an external id", endpoint.name),
+        )
+        .help("add `external_id = \"$.path.to.task_id\"` pointing at the provider's id in the response");
     }
 }
 
 /// A call's response data has one type: when both the polling endpoint and
 /// the webhook extract a result, they must extract the same entity.
-pub(crate) fn async_results_agree(cx: &mut Collector, polling: Option<&Polling>, endpoints: &[Endpoint], webhook: Option<&Webhook>, span: Span) {
-    let polled = polling.and_then(|p| endpoints.iter().find(|e| e.name == p.endpoint)).and_then(|e| e.result.as_ref());
+pub(crate) fn async_results_agree(
+    cx: &mut Collector,
+    polling: Option<&Polling>,
+    endpoints: &[Endpoint],
+    webhook: Option<&Webhook>,
+    span: Span,
+) {
+    let polled = polling
+        .and_then(|p| endpoints.iter().find(|e| e.name == p.endpoint))
+        .and_then(|e| e.result.as_ref());
     let pushed = webhook.and_then(|w| w.result.as_ref());
     if let (Some(polled), Some(pushed)) = (polled, pushed) {
         if polled.entity != pushed.entity {
-            cx.error(span, "webhook.result", format!("the webhook's result is `{}` but the polling endpoint's is `{}`", pushed.entity, polled.entity))
-                .help("a call has one response type; extract the same entity in both places");
+            cx.error(
+                span,
+                "webhook.result",
+                format!(
+                    "the webhook's result is `{}` but the polling endpoint's is `{}`",
+                    pushed.entity, polled.entity
+                ),
+            )
+            .help("a call has one response type; extract the same entity in both places");
         }
     }
 }
@@ -246,25 +393,51 @@ pub(crate) fn async_results_agree(cx: &mut Collector, polling: Option<&Polling>,
 pub(crate) fn polling_endpoint_fits(cx: &mut Collector, polling: &Polling, endpoint: Option<&Endpoint>, span: Span) {
     let Some(endpoint) = endpoint else { return };
     if !endpoint.path.contains(&PathPart::ExternalId) {
-        cx.error(span.clone(), "polling.endpoint", format!("polling endpoint `{}` does not use `{{external_id}}` in its path", polling.endpoint))
-            .help("status queries address one call, e.g. `path = \"/tasks/{external_id}\"`");
+        cx.error(
+            span.clone(),
+            "polling.endpoint",
+            format!(
+                "polling endpoint `{}` does not use `{{external_id}}` in its path",
+                polling.endpoint
+            ),
+        )
+        .help("status queries address one call, e.g. `path = \"/tasks/{external_id}\"`");
     }
     if endpoint.status.is_none() {
-        cx.error(span.clone(), "polling.endpoint", format!("polling endpoint `{}` has no `status`", polling.endpoint))
-            .help("add `status = { path = \"$.state\", map = { ... } }` to the endpoint");
+        cx.error(
+            span.clone(),
+            "polling.endpoint",
+            format!("polling endpoint `{}` has no `status`", polling.endpoint),
+        )
+        .help("add `status = { path = \"$.state\", map = { ... } }` to the endpoint");
     }
     if endpoint.request.is_some() {
-        cx.error(span, "polling.endpoint", format!("polling endpoint `{}` has a `request` entity", polling.endpoint))
-            .help("a status query is built from the external id alone; remove `request`");
+        cx.error(
+            span,
+            "polling.endpoint",
+            format!("polling endpoint `{}` has a `request` entity", polling.endpoint),
+        )
+        .help("a status query is built from the external id alone; remove `request`");
     }
 }
 
 /// `min <= max` for every pair of bounds.
-pub(crate) fn bounds_ordered<T: PartialOrd + std::fmt::Display>(cx: &mut Collector, min: Option<T>, max: Option<T>, span: Span, key_path: &str, what: &str) {
+pub(crate) fn bounds_ordered<T: PartialOrd + std::fmt::Display>(
+    cx: &mut Collector,
+    min: Option<T>,
+    max: Option<T>,
+    span: Span,
+    key_path: &str,
+    what: &str,
+) {
     if let (Some(min), Some(max)) = (min, max) {
         if min > max {
-            cx.error(span, key_path, format!("{what}: minimum {min} is larger than maximum {max}"))
-                .help("swap the two bounds");
+            cx.error(
+                span,
+                key_path,
+                format!("{what}: minimum {min} is larger than maximum {max}"),
+            )
+            .help("swap the two bounds");
         }
     }
 }
@@ -276,12 +449,21 @@ pub(crate) fn no_infinite_entities(cx: &mut Collector, entities: &[Entity]) {
         let mut stack = vec![entity.name.as_str()];
         let mut seen = Vec::new();
         while let Some(name) = stack.pop() {
-            let Some(current) = entities.iter().find(|e| e.name == name) else { continue };
+            let Some(current) = entities.iter().find(|e| e.name == name) else {
+                continue;
+            };
             for field in &current.fields {
                 if let Type::Entity(inner) = &field.ty {
                     if inner == &entity.name {
-                        cx.error(entity.span.clone(), format!("entities.{}", entity.name), format!("entity `{}` contains itself through `{}.{}`", entity.name, current.name, field.name))
-                            .help("recursive data must go through a list (`type = \"list\", items = \"...\"`)");
+                        cx.error(
+                            entity.span.clone(),
+                            format!("entities.{}", entity.name),
+                            format!(
+                                "entity `{}` contains itself through `{}.{}`",
+                                entity.name, current.name, field.name
+                            ),
+                        )
+                        .help("recursive data must go through a list (`type = \"list\", items = \"...\"`)");
                         stack.clear();
                         break;
                     }
@@ -302,20 +484,32 @@ pub(crate) fn generated_names_are_free(cx: &mut Collector, integration: &str, en
     let mut enum_types: Vec<(String, String)> = Vec::new();
     for entity in entities {
         for field in &entity.fields {
-            let is_enum = matches!(&field.ty, Type::Enum(_)) || matches!(&field.ty, Type::List(item) if matches!(item.as_ref(), Type::Enum(_)));
+            let is_enum = matches!(&field.ty, Type::Enum(_))
+                || matches!(&field.ty, Type::List(item) if matches!(item.as_ref(), Type::Enum(_)));
             if !is_enum {
                 continue;
             }
             let generated = format!("{}{}", entity.name, to_pascal(&field.name));
             let field_path = format!("{}.{}", entity.name, field.name);
             if let Some((_, other)) = enum_types.iter().find(|(name, _)| *name == generated) {
-                cx.error(field.span.clone(), format!("entities.{field_path}"), format!("enum fields `{other}` and `{field_path}` both generate type `{generated}`"))
-                    .help("rename one of the fields");
+                cx.error(
+                    field.span.clone(),
+                    format!("entities.{field_path}"),
+                    format!("enum fields `{other}` and `{field_path}` both generate type `{generated}`"),
+                )
+                .help("rename one of the fields");
             }
             enum_types.push((generated.clone(), field_path));
             if entities.iter().any(|e| e.name == generated) {
-                cx.error(field.span.clone(), format!("entities.{}.{}", entity.name, field.name), format!("enum field `{}.{}` generates type `{generated}`, which is also an entity", entity.name, field.name))
-                    .help("rename the field or the entity");
+                cx.error(
+                    field.span.clone(),
+                    format!("entities.{}.{}", entity.name, field.name),
+                    format!(
+                        "enum field `{}.{}` generates type `{generated}`, which is also an entity",
+                        entity.name, field.name
+                    ),
+                )
+                .help("rename the field or the entity");
             }
         }
     }
@@ -327,8 +521,15 @@ fn integration_types_are_free(cx: &mut Collector, integration: &str, entities: &
         .map(|suffix| format!("{integration}{suffix}"));
     for entity in entities {
         if generated.contains(&entity.name) {
-            cx.error(entity.span.clone(), format!("entities.{}", entity.name), format!("entity name `{}` collides with a generated type", entity.name))
-                .help(format!("the integration `{integration}` generates {}; rename the entity", generated.join(", ")));
+            cx.error(
+                entity.span.clone(),
+                format!("entities.{}", entity.name),
+                format!("entity name `{}` collides with a generated type", entity.name),
+            )
+            .help(format!(
+                "the integration `{integration}` generates {}; rename the entity",
+                generated.join(", ")
+            ));
         }
     }
 }
@@ -337,8 +538,15 @@ fn integration_types_are_free(cx: &mut Collector, integration: &str, entities: &
 pub(crate) fn idempotency_key_fits(cx: &mut Collector, endpoint: &Endpoint) {
     if let Some(IdempotencyKey::Body(_)) = &endpoint.idempotency_key {
         if matches!(endpoint.method, Method::Get | Method::Delete) {
-            cx.error(endpoint.span.clone(), format!("endpoints.{}.idempotency_key", endpoint.name), format!("{} requests have no body for the idempotency key", endpoint.method.as_str()))
-                .help("use `idempotency_key = { header = \"Idempotency-Key\" }`");
+            cx.error(
+                endpoint.span.clone(),
+                format!("endpoints.{}.idempotency_key", endpoint.name),
+                format!(
+                    "{} requests have no body for the idempotency key",
+                    endpoint.method.as_str()
+                ),
+            )
+            .help("use `idempotency_key = { header = \"Idempotency-Key\" }`");
         }
     }
 }
@@ -348,14 +556,31 @@ pub(crate) fn idempotency_key_fits(cx: &mut Collector, endpoint: &Endpoint) {
 /// nothing to apply to.
 pub(crate) fn list_endpoint_excludes(cx: &mut Collector, endpoint: &str, key: &str, span: Span, key_path: &str) {
     let (what, help) = match key {
-        "mode" => ("`mode = \"async\"`", "a listing is read page by page while you iterate; remove `mode`"),
-        "result" => ("`result`", "each page's items are typed by `items = { path = \"$.data\", entity = \"...\" }`; remove `result`"),
+        "mode" => (
+            "`mode = \"async\"`",
+            "a listing is read page by page while you iterate; remove `mode`",
+        ),
+        "result" => (
+            "`result`",
+            "each page's items are typed by `items = { path = \"$.data\", entity = \"...\" }`; remove `result`",
+        ),
         "status" => ("`status`", "a listing has no lifecycle state to track; remove `status`"),
-        "external_id" => ("`external_id`", "a listing creates nothing to be identified later; remove `external_id`"),
-        "idempotency_key" => ("`idempotency_key`", "a listing is read-only and starts no call; remove it (a POST search can be marked `idempotent = true`)"),
+        "external_id" => (
+            "`external_id`",
+            "a listing creates nothing to be identified later; remove `external_id`",
+        ),
+        "idempotency_key" => (
+            "`idempotency_key`",
+            "a listing is read-only and starts no call; remove it (a POST search can be marked `idempotent = true`)",
+        ),
         _ => ("this key", "remove it"),
     };
-    cx.error(span, key_path, format!("{what} does not apply to list endpoint `{endpoint}` (it has `paginate`)")).help(help);
+    cx.error(
+        span,
+        key_path,
+        format!("{what} does not apply to list endpoint `{endpoint}` (it has `paginate`)"),
+    )
+    .help(help);
 }
 
 /// `items` types the pages of a list endpoint; without `paginate` there are
@@ -367,38 +592,78 @@ pub(crate) fn items_need_paginate(cx: &mut Collector, endpoint: &str, span: Span
 
 /// A list endpoint's pages must say where their items are and what they are.
 pub(crate) fn paginate_needs_items(cx: &mut Collector, endpoint: &str, span: Span, key_path: &str) {
-    cx.error(span, key_path, format!("list endpoint `{endpoint}` has `paginate` but no `items`"))
-        .help("add `items = { path = \"$.data\", entity = \"EntityName\" }` (the array of items on each page)");
+    cx.error(
+        span,
+        key_path,
+        format!("list endpoint `{endpoint}` has `paginate` but no `items`"),
+    )
+    .help("add `items = { path = \"$.data\", entity = \"EntityName\" }` (the array of items on each page)");
 }
 
 /// Each pagination style reads its own keys; a key of another style (say
 /// `limit` with cursors) would silently do nothing.
-pub(crate) fn pagination_key_fits_style(cx: &mut Collector, style: &str, style_keys: &[&str], key: &str, span: Span, key_path: &str) {
+pub(crate) fn pagination_key_fits_style(
+    cx: &mut Collector,
+    style: &str,
+    style_keys: &[&str],
+    key: &str,
+    span: Span,
+    key_path: &str,
+) {
     if style_keys.contains(&key) {
         return;
     }
-    let takes = if style_keys.is_empty() { "no other keys".to_owned() } else { quoted_list(style_keys) };
-    cx.error(span, key_path, format!("`{key}` does not apply to the `{style}` pagination style"))
-        .help(format!("the `{style}` style takes {takes}; remove `{key}`"));
+    let takes = if style_keys.is_empty() {
+        "no other keys".to_owned()
+    } else {
+        quoted_list(style_keys)
+    };
+    cx.error(
+        span,
+        key_path,
+        format!("`{key}` does not apply to the `{style}` pagination style"),
+    )
+    .help(format!("the `{style}` style takes {takes}; remove `{key}`"));
 }
 
 /// The paginator sets its query parameters on every page; the same name in
 /// the endpoint's `query`, as the API key's parameter, or twice in the
 /// pagination itself would send two conflicting values.
-pub(crate) fn pagination_params_are_free(cx: &mut Collector, pagination: &Pagination, query: &[Mapping], api_key_query: Option<&str>, span: Span, key_path: &str) {
+pub(crate) fn pagination_params_are_free(
+    cx: &mut Collector,
+    pagination: &Pagination,
+    query: &[Mapping],
+    api_key_query: Option<&str>,
+    span: Span,
+    key_path: &str,
+) {
     let params = pagination.query_params();
     for (i, param) in params.iter().enumerate() {
         if params[..i].contains(param) {
-            cx.error(span.clone(), key_path, format!("pagination uses query parameter `{param}` twice"))
-                .help("the page position and the page size need different parameters");
+            cx.error(
+                span.clone(),
+                key_path,
+                format!("pagination uses query parameter `{param}` twice"),
+            )
+            .help("the page position and the page size need different parameters");
         }
         if query.iter().any(|m| m.target.first().is_some_and(|t| t == param)) {
-            cx.error(span.clone(), key_path, format!("query parameter `{param}` is set by the pagination and by `query`"))
-                .help(format!("remove `{param}` from `query`; the paginator sets it on every page"));
+            cx.error(
+                span.clone(),
+                key_path,
+                format!("query parameter `{param}` is set by the pagination and by `query`"),
+            )
+            .help(format!(
+                "remove `{param}` from `query`; the paginator sets it on every page"
+            ));
         }
         if api_key_query == Some(*param) {
-            cx.error(span.clone(), key_path, format!("query parameter `{param}` is set by the pagination and carries the API key"))
-                .help("name the pagination parameter as the provider documents it; it cannot be the API key's");
+            cx.error(
+                span.clone(),
+                key_path,
+                format!("query parameter `{param}` is set by the pagination and carries the API key"),
+            )
+            .help("name the pagination parameter as the provider documents it; it cannot be the API key's");
         }
     }
 }
@@ -413,7 +678,10 @@ pub(crate) fn to_pascal(name: &str) -> String {
         .filter(|s| !s.is_empty())
         .map(|s| {
             let mut chars = s.chars();
-            chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
         })
         .collect()
 }

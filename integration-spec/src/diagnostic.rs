@@ -32,7 +32,12 @@ pub(crate) struct Collector {
 }
 
 impl Collector {
-    pub(crate) fn error(&mut self, span: Range<usize>, key_path: impl Into<String>, message: impl Into<String>) -> &mut Diagnostic {
+    pub(crate) fn error(
+        &mut self,
+        span: Range<usize>,
+        key_path: impl Into<String>,
+        message: impl Into<String>,
+    ) -> &mut Diagnostic {
         self.items.push(Diagnostic {
             span,
             key_path: key_path.into(),
@@ -78,7 +83,11 @@ impl Diagnostic {
     }
 
     /// Adds a hint listing what is allowed, unless a closer hint is already there.
-    pub(crate) fn expected_one_of<'a>(&mut self, wrong: &str, allowed: impl IntoIterator<Item = &'a str> + Clone) -> &mut Self {
+    pub(crate) fn expected_one_of<'a>(
+        &mut self,
+        wrong: &str,
+        allowed: impl IntoIterator<Item = &'a str> + Clone,
+    ) -> &mut Self {
         self.did_you_mean(wrong, allowed.clone());
         if self.help.is_none() {
             let list: Vec<String> = allowed.into_iter().map(|a| format!("`{a}`")).collect();
@@ -205,7 +214,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (rows[i - 1][j] + 1).min(rows[i][j - 1] + 1).min(rows[i - 1][j - 1] + cost);
+            let mut best = (rows[i - 1][j] + 1)
+                .min(rows[i][j - 1] + 1)
+                .min(rows[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 best = best.min(rows[i - 2][j - 2] + 1);
             }
@@ -240,7 +251,8 @@ mod tests {
     #[test]
     fn render_points_at_the_span() {
         let mut c = Collector::default();
-        c.error(6..11, "policy.retyr", "unknown key `retyr`").help("did you mean `retry`?");
+        c.error(6..11, "policy.retyr", "unknown key `retyr`")
+            .help("did you mean `retry`?");
         let d = c.into_diagnostics("x.toml", "[a]\n\n\nretyr = 1\n");
         // span 6..11 is on line 4? "[a]\n" is 4 bytes, "\n" 5, "\n" 6 -> line 4 col 1
         let text = d.render(d.iter().next().unwrap());

@@ -27,7 +27,10 @@ fn invoking_dir(file: &Path) -> Option<PathBuf> {
         file.to_path_buf()
     } else {
         let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR")?);
-        manifest_dir.ancestors().map(|dir| dir.join(file)).find(|candidate| candidate.is_file())?
+        manifest_dir
+            .ancestors()
+            .map(|dir| dir.join(file))
+            .find(|candidate| candidate.is_file())?
     };
     found.parent().map(Path::to_path_buf)
 }
@@ -58,12 +61,20 @@ fn load(lit: &LitStr, caller: &Caller) -> Result<Loaded, TokenStream> {
     let base = if written.starts_with("./") {
         match caller.file.as_deref().and_then(invoking_dir) {
             Some(dir) => dir,
-            None => return fail(format!("cannot resolve `{written}` relative to the invoking file; write it relative to the crate root")),
+            None => {
+                return fail(format!(
+                    "cannot resolve `{written}` relative to the invoking file; write it relative to the crate root"
+                ))
+            }
         }
     } else {
         match std::env::var_os("CARGO_MANIFEST_DIR") {
             Some(dir) => PathBuf::from(dir),
-            None => return fail("CARGO_MANIFEST_DIR is not set; spec paths are resolved against it (build with cargo)".into()),
+            None => {
+                return fail(
+                    "CARGO_MANIFEST_DIR is not set; spec paths are resolved against it (build with cargo)".into(),
+                )
+            }
         }
     };
     let path = base.join(&written);
@@ -100,10 +111,19 @@ pub(crate) fn spec_errors(diagnostics: &Diagnostics, span: Span, absolute: &str)
 /// `integration!("specs/x.toml")`.
 pub(crate) fn integration(input: TokenStream, caller: &Caller) -> Result<TokenStream, TokenStream> {
     let lit: LitStr = syn::parse2(input).map_err(|e| {
-        syn::Error::new(e.span(), "expected the spec path as a string literal: `integration!(\"specs/api.toml\")`").to_compile_error()
+        syn::Error::new(
+            e.span(),
+            "expected the spec path as a string literal: `integration!(\"specs/api.toml\")`",
+        )
+        .to_compile_error()
     })?;
     let (spec, loaded) = load_spec(&lit, caller)?;
-    Ok(codegen::generate(&spec, &Options { track_file: Some(loaded.absolute) }))
+    Ok(codegen::generate(
+        &spec,
+        &Options {
+            track_file: Some(loaded.absolute),
+        },
+    ))
 }
 
 /// Which derive is expanding.
@@ -135,15 +155,23 @@ fn derive_args(input: &DeriveInput, kind: DeriveKind) -> syn::Result<DeriveArgs>
                 target = Some(meta.value()?.parse::<LitStr>()?);
             } else {
                 let got = meta.path.get_ident().map(|i| i.to_string()).unwrap_or_default();
-                return Err(meta.error(format!("unknown key `{got}`; expected `spec` and `{target_key}`: {usage}")));
+                return Err(meta.error(format!(
+                    "unknown key `{got}`; expected `spec` and `{target_key}`: {usage}"
+                )));
             }
             Ok(())
         })?;
     }
     match (spec, target) {
         (Some(spec), Some(target)) => Ok(DeriveArgs { spec, target }),
-        (None, _) => Err(syn::Error::new(input.ident.span(), format!("missing `spec`: add {usage}"))),
-        (_, None) => Err(syn::Error::new(input.ident.span(), format!("missing `{target_key}`: add {usage}"))),
+        (None, _) => Err(syn::Error::new(
+            input.ident.span(),
+            format!("missing `spec`: add {usage}"),
+        )),
+        (_, None) => Err(syn::Error::new(
+            input.ident.span(),
+            format!("missing `{target_key}`: add {usage}"),
+        )),
     }
 }
 
@@ -156,10 +184,16 @@ struct UserField<'a> {
 
 fn user_fields(input: &DeriveInput) -> syn::Result<Vec<UserField<'_>>> {
     let Data::Struct(data) = &input.data else {
-        return Err(syn::Error::new(input.ident.span(), "only structs with named fields can be bound to a spec"));
+        return Err(syn::Error::new(
+            input.ident.span(),
+            "only structs with named fields can be bound to a spec",
+        ));
     };
     let Fields::Named(named) = &data.fields else {
-        return Err(syn::Error::new(input.ident.span(), "only structs with named fields can be bound to a spec"));
+        return Err(syn::Error::new(
+            input.ident.span(),
+            "only structs with named fields can be bound to a spec",
+        ));
     };
     let mut out = Vec::new();
     let mut errors: Option<syn::Error> = None;
@@ -205,7 +239,11 @@ fn combine(errors: &mut Option<syn::Error>, error: syn::Error) {
 /// reports at the field's type.
 fn obvious_type_mismatch(ty: &syn::Type, field: &Field) -> Option<String> {
     let last = |ty: &syn::Type| match ty {
-        syn::Type::Path(p) if p.qself.is_none() => p.path.segments.last().map(|s| (s.ident.to_string(), s.arguments.clone())),
+        syn::Type::Path(p) if p.qself.is_none() => p
+            .path
+            .segments
+            .last()
+            .map(|s| (s.ident.to_string(), s.arguments.clone())),
         _ => None,
     };
     let (name, args) = last(ty)?;
@@ -213,8 +251,12 @@ fn obvious_type_mismatch(ty: &syn::Type, field: &Field) -> Option<String> {
         if field.is_required() {
             return Some("the spec requires it; drop the `Option` or make the spec field `optional = true`".into());
         }
-        let syn::PathArguments::AngleBracketed(args) = args else { return None };
-        let Some(syn::GenericArgument::Type(inner)) = args.args.first() else { return None };
+        let syn::PathArguments::AngleBracketed(args) = args else {
+            return None;
+        };
+        let Some(syn::GenericArgument::Type(inner)) = args.args.first() else {
+            return None;
+        };
         return obvious_type_mismatch(inner, field);
     }
     let kind = match name.as_str() {
@@ -348,7 +390,12 @@ pub(crate) fn derive(input: TokenStream, kind: DeriveKind, caller: &Caller) -> R
                 bound.push((user, spec_field));
             }
             None => {
-                let mut msg = format!("entity `{}` ({}) has no field `{}`", entity.name, line_of(&entity.span), user.spec_name);
+                let mut msg = format!(
+                    "entity `{}` ({}) has no field `{}`",
+                    entity.name,
+                    line_of(&entity.span),
+                    user.spec_name
+                );
                 let best = closest(&user.spec_name, entity.fields.iter().map(|f| f.name.as_str()));
                 if let Some(best) = best {
                     suggested.push(best);
@@ -362,7 +409,11 @@ pub(crate) fn derive(input: TokenStream, kind: DeriveKind, caller: &Caller) -> R
         }
     }
     if kind == DeriveKind::Request {
-        for spec_field in entity.fields.iter().filter(|f| f.is_required() && !suggested.contains(&f.name.as_str())) {
+        for spec_field in entity
+            .fields
+            .iter()
+            .filter(|f| f.is_required() && !suggested.contains(&f.name.as_str()))
+        {
             if !fields.iter().any(|u| u.spec_name == spec_field.name) {
                 let msg = format!(
                     "`{}` lacks field `{}` ({}), which entity `{}` requires ({})\n  help: add `{}: ...` or map a field to it with `#[integration(rename = \"{}\")]`",

@@ -38,15 +38,17 @@ pub struct PathError {
     pub help: &'static str,
 }
 
-const SINGULAR_HELP: &str =
-    "write a singular query such as `$.data.task_id`, `$['content-type']` or `$.items[0].id`";
+const SINGULAR_HELP: &str = "write a singular query such as `$.data.task_id`, `$['content-type']` or `$.items[0].id`";
 
 impl JsonPath {
     /// Parses `text` as an RFC 9535 singular query.
     pub fn parse(text: &str) -> Result<JsonPath, PathError> {
         let mut p = Parser { text, pos: 0 };
         let segments = p.query()?;
-        Ok(JsonPath { text: text.to_owned(), segments })
+        Ok(JsonPath {
+            text: text.to_owned(),
+            segments,
+        })
     }
 
     /// A path that reads `name` below this one (used for `root` + field name).
@@ -65,7 +67,10 @@ impl JsonPath {
 
     /// The root path `$`.
     pub fn root() -> JsonPath {
-        JsonPath { text: "$".to_owned(), segments: Vec::new() }
+        JsonPath {
+            text: "$".to_owned(),
+            segments: Vec::new(),
+        }
     }
 }
 
@@ -82,7 +87,11 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn err<T>(&self, message: impl Into<String>) -> Result<T, PathError> {
-        Err(PathError { offset: self.pos, message: message.into(), help: SINGULAR_HELP })
+        Err(PathError {
+            offset: self.pos,
+            message: message.into(),
+            help: SINGULAR_HELP,
+        })
     }
 
     fn peek(&self) -> Option<char> {
@@ -260,16 +269,24 @@ mod tests {
     use super::*;
 
     fn segs(text: &str) -> Vec<Segment> {
-        JsonPath::parse(text).unwrap_or_else(|e| panic!("{text}: {e:?}")).segments
+        JsonPath::parse(text)
+            .unwrap_or_else(|e| panic!("{text}: {e:?}"))
+            .segments
     }
 
     #[test]
     fn singular_queries_parse() {
         assert_eq!(segs("$"), vec![]);
-        assert_eq!(segs("$.data.task_id"), vec![Name("data".into()), Name("task_id".into())]);
+        assert_eq!(
+            segs("$.data.task_id"),
+            vec![Name("data".into()), Name("task_id".into())]
+        );
         assert_eq!(segs("$['content-type']"), vec![Name("content-type".into())]);
         assert_eq!(segs(r#"$["a\"b"]"#), vec![Name("a\"b".into())]);
-        assert_eq!(segs("$.items[0].id"), vec![Name("items".into()), Index(0), Name("id".into())]);
+        assert_eq!(
+            segs("$.items[0].id"),
+            vec![Name("items".into()), Index(0), Name("id".into())]
+        );
         assert_eq!(segs("$.items[-1]"), vec![Name("items".into()), Index(-1)]);
         assert_eq!(segs("$[ 'x' ]"), vec![Name("x".into())]);
         assert_eq!(segs(r"$['\u00e9\ud83d\ude00']"), vec![Name("é😀".into())]);

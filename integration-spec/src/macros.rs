@@ -5,8 +5,6 @@ pub use crate::expand::{Caller, DeriveKind};
 
 use proc_macro2::TokenStream;
 
-
-
 /// `integration!("path/to/spec.toml")`.
 pub fn integration(input: TokenStream, caller: &Caller) -> TokenStream {
     crate::expand::integration(input, caller).unwrap_or_else(|errors| errors)

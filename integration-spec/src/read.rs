@@ -29,7 +29,10 @@ pub(crate) struct Span2 {
 
 impl From<Span> for Span2 {
     fn from(span: Span) -> Self {
-        Span2 { start: span.start, end: span.end }
+        Span2 {
+            start: span.start,
+            end: span.end,
+        }
     }
 }
 
@@ -95,10 +98,18 @@ impl<'a, 'i> Table<'a, 'i> {
         known: &[&str],
     ) -> Option<Self> {
         let DeValue::Table(entries) = value.get_ref() else {
-            cx.error(value.span(), path, format!("`{path}` must be a table, found {}", kind_of(value.get_ref())));
+            cx.error(
+                value.span(),
+                path,
+                format!("`{path}` must be a table, found {}", kind_of(value.get_ref())),
+            );
             return None;
         };
-        let table = Table { path, span: key_span.into(), entries };
+        let table = Table {
+            path,
+            span: key_span.into(),
+            entries,
+        };
         table.reject_unknown(cx, known);
         Some(table)
     }
@@ -107,26 +118,47 @@ impl<'a, 'i> Table<'a, 'i> {
     /// (entity fields, mappings), so any key is allowed.
     pub(crate) fn open(cx: &mut Collector, path: &'a str, key_span: Span, value: &'a Value<'i>) -> Option<Self> {
         let DeValue::Table(entries) = value.get_ref() else {
-            cx.error(value.span(), path, format!("`{path}` must be a table, found {}", kind_of(value.get_ref())));
+            cx.error(
+                value.span(),
+                path,
+                format!("`{path}` must be a table, found {}", kind_of(value.get_ref())),
+            );
             return None;
         };
-        Some(Table { path, span: key_span.into(), entries })
+        Some(Table {
+            path,
+            span: key_span.into(),
+            entries,
+        })
     }
 
     /// Reports every key not in `known`, with a did-you-mean.
     pub(crate) fn reject_unknown(&self, cx: &mut Collector, known: &[&str]) {
         for (key, _) in self.entries.iter() {
             if !known.contains(&key.get_ref().as_ref()) {
-                let where_ = if self.path.is_empty() { "the spec".to_owned() } else { format!("`{}`", self.path) };
-                cx.error(key.span(), join(self.path, key.get_ref()), format!("unknown key `{}` in {where_}", key.get_ref()))
-                    .expected_one_of(key.get_ref(), known.iter().copied());
+                let where_ = if self.path.is_empty() {
+                    "the spec".to_owned()
+                } else {
+                    format!("`{}`", self.path)
+                };
+                cx.error(
+                    key.span(),
+                    join(self.path, key.get_ref()),
+                    format!("unknown key `{}` in {where_}", key.get_ref()),
+                )
+                .expected_one_of(key.get_ref(), known.iter().copied());
             }
         }
     }
 
     pub(crate) fn entries(&self) -> impl Iterator<Item = Entry<'a, 'i>> + 'a {
         let path = self.path;
-        self.entries.iter().map(move |(k, v)| Entry { path, key: k.get_ref().as_ref(), key_span: k.span().into(), value: v })
+        self.entries.iter().map(move |(k, v)| Entry {
+            path,
+            key: k.get_ref().as_ref(),
+            key_span: k.span().into(),
+            value: v,
+        })
     }
 
     pub(crate) fn get(&self, key: &str) -> Option<Entry<'a, 'i>> {
@@ -137,8 +169,13 @@ impl<'a, 'i> Table<'a, 'i> {
     pub(crate) fn require(&self, cx: &mut Collector, key: &str, help: &str) -> Option<Entry<'a, 'i>> {
         let found = self.get(key);
         if found.is_none() {
-            let where_ = if self.path.is_empty() { "the spec".to_owned() } else { format!("`{}`", self.path) };
-            cx.error(self.span.into(), self.path, format!("missing key `{key}` in {where_}")).help(help);
+            let where_ = if self.path.is_empty() {
+                "the spec".to_owned()
+            } else {
+                format!("`{}`", self.path)
+            };
+            cx.error(self.span.into(), self.path, format!("missing key `{key}` in {where_}"))
+                .help(help);
         }
         found
     }
@@ -156,7 +193,11 @@ impl<'a, 'i> Table<'a, 'i> {
         match e.value.get_ref() {
             DeValue::Boolean(b) => Some(*b),
             other => {
-                cx.error(e.span(), e.key_path(), format!("`{}` must be `true` or `false`, found {}", e.key, kind_of(other)));
+                cx.error(
+                    e.span(),
+                    e.key_path(),
+                    format!("`{}` must be `true` or `false`, found {}", e.key, kind_of(other)),
+                );
                 None
             }
         }
@@ -185,7 +226,11 @@ impl<'a, 'i> Table<'a, 'i> {
             Some(Constant::Int(i)) => Some(i as f64),
             Some(Constant::Float(f)) => Some(f),
             _ => {
-                cx.error(e.span(), e.key_path(), format!("`{}` must be a number, found {}", e.key, kind_of(e.value.get_ref())));
+                cx.error(
+                    e.span(),
+                    e.key_path(),
+                    format!("`{}` must be a number, found {}", e.key, kind_of(e.value.get_ref())),
+                );
                 None
             }
         }
@@ -207,7 +252,11 @@ pub(crate) fn string<'a>(cx: &mut Collector, e: Entry<'a, '_>) -> Option<(&'a st
     match e.value.get_ref() {
         DeValue::String(s) => Some((s.as_ref(), e.span())),
         other => {
-            cx.error(e.span(), e.key_path(), format!("`{}` must be a string, found {}", e.key, kind_of(other)));
+            cx.error(
+                e.span(),
+                e.key_path(),
+                format!("`{}` must be a string, found {}", e.key, kind_of(other)),
+            );
             None
         }
     }
@@ -221,12 +270,17 @@ fn unsigned(cx: &mut Collector, e: Entry<'_, '_>) -> Option<u64> {
             None
         }
         None if matches!(e.value.get_ref(), DeValue::Integer(_)) => {
-            cx.error(e.span(), e.key_path(), format!("`{}` is too large", e.key)).help("the largest accepted value is 9223372036854775807");
+            cx.error(e.span(), e.key_path(), format!("`{}` is too large", e.key))
+                .help("the largest accepted value is 9223372036854775807");
             None
         }
         _ => {
-            cx.error(e.span(), e.key_path(), format!("`{}` must be an integer, found {}", e.key, kind_of(e.value.get_ref())))
-                .help(format!("write a whole number, e.g. `{} = 1000`", e.key));
+            cx.error(
+                e.span(),
+                e.key_path(),
+                format!("`{}` must be an integer, found {}", e.key, kind_of(e.value.get_ref())),
+            )
+            .help(format!("write a whole number, e.g. `{} = 1000`", e.key));
             None
         }
     }
@@ -238,7 +292,12 @@ pub(crate) fn constant(value: &DeValue<'_>) -> Option<Constant> {
     match value {
         DeValue::String(s) => Some(Constant::String(s.to_string())),
         DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix()).ok().map(Constant::Int),
-        DeValue::Float(f) => f.as_str().parse::<f64>().ok().filter(|f| f.is_finite()).map(Constant::Float),
+        DeValue::Float(f) => f
+            .as_str()
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .map(Constant::Float),
         DeValue::Boolean(b) => Some(Constant::Bool(*b)),
         DeValue::Datetime(_) | DeValue::Array(_) | DeValue::Table(_) => None,
     }

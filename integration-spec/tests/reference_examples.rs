@@ -40,7 +40,12 @@ fn toml_blocks(markdown: &str) -> Vec<Block> {
     for (i, line) in markdown.lines().enumerate() {
         let trimmed = line.trim_end();
         match &mut current {
-            None if trimmed == "```toml" => current = Some(Block { line: i + 2, text: String::new() }),
+            None if trimmed == "```toml" => {
+                current = Some(Block {
+                    line: i + 2,
+                    text: String::new(),
+                })
+            }
             None => {}
             Some(_) if trimmed == "```" => blocks.push(current.take().expect("open block")),
             Some(block) => {
@@ -55,11 +60,18 @@ fn toml_blocks(markdown: &str) -> Vec<Block> {
 
 /// The leading comment lines of a block (directives live there).
 fn leading_comments(text: &str) -> impl Iterator<Item = &str> {
-    text.lines().map(str::trim).take_while(|l| l.starts_with('#')).map(|l| l.trim_start_matches('#').trim())
+    text.lines()
+        .map(str::trim)
+        .take_while(|l| l.starts_with('#'))
+        .map(|l| l.trim_start_matches('#').trim())
 }
 
 fn directive<'a>(text: &'a str, name: &str) -> Option<&'a str> {
-    leading_comments(text).find_map(|c| c.strip_prefix(name).and_then(|rest| rest.strip_prefix(':')).map(str::trim))
+    leading_comments(text).find_map(|c| {
+        c.strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix(':'))
+            .map(str::trim)
+    })
 }
 
 fn is_base(block: &Block) -> bool {
@@ -79,7 +91,11 @@ fn assemble(block: &Block, base: &str) -> Result<String, String> {
         Some("top-level") => block.text.clone(),
         Some("entity") => format!("[entities.Example]\n{}", block.text),
         Some("endpoint") => format!("[endpoints.example]\n{}", block.text),
-        Some(other) => return Err(format!("unknown fragment kind `{other}` (expected top-level, entity or endpoint)")),
+        Some(other) => {
+            return Err(format!(
+                "unknown fragment kind `{other}` (expected top-level, entity or endpoint)"
+            ))
+        }
         None => return Err("neither a complete spec (no `[integration]`) nor marked `# fragment: ...`".to_owned()),
     };
     Ok(format!("{base}\n{embedded}"))
@@ -94,14 +110,20 @@ fn check_block(block: &Block, base: &str) -> Result<(), String> {
         (Ok(_), Some(text)) => Err(format!("should fail with `{text}` but parses")),
         (Err(diagnostics), None) => {
             let all: Vec<String> = diagnostics.iter().map(|d| diagnostics.render(d)).collect();
-            Err(format!("should parse but fails:\n{}\n--- assembled spec ---\n{source}", all.join("\n")))
+            Err(format!(
+                "should parse but fails:\n{}\n--- assembled spec ---\n{source}",
+                all.join("\n")
+            ))
         }
         (Err(diagnostics), Some(text)) => {
             let all: Vec<String> = diagnostics.iter().map(|d| diagnostics.render(d)).collect();
             if all.iter().any(|d| d.contains(text)) {
                 Ok(())
             } else {
-                Err(format!("fails, but no diagnostic contains `{text}`:\n{}", all.join("\n")))
+                Err(format!(
+                    "fails, but no diagnostic contains `{text}`:\n{}",
+                    all.join("\n")
+                ))
             }
         }
     }
@@ -134,9 +156,18 @@ fn reference() -> String {
 fn every_example_in_the_reference_is_valid() {
     let markdown = reference();
     let blocks = toml_blocks(&markdown);
-    assert!(blocks.len() >= 60, "expected the reference to have many examples, found {}", blocks.len());
+    assert!(
+        blocks.len() >= 60,
+        "expected the reference to have many examples, found {}",
+        blocks.len()
+    );
     let failures = check_reference(&markdown);
-    assert!(failures.is_empty(), "{} broken example(s):\n\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} broken example(s):\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }
 
 /// Every key of the spec language has at least one example that parses
@@ -145,47 +176,159 @@ fn every_example_in_the_reference_is_valid() {
 fn every_key_has_an_example() {
     const KEYS: &[&str] = &[
         // [integration]
-        "name", "description", "base_url", "env", "default", "purpose",
+        "name",
+        "description",
+        "base_url",
+        "env",
+        "default",
+        "purpose",
         // [auth]
-        "kind", "token", "username", "password", "key", "in", "token_url", "client_id", "client_secret", "scopes",
+        "kind",
+        "token",
+        "username",
+        "password",
+        "key",
+        "in",
+        "token_url",
+        "client_id",
+        "client_secret",
+        "scopes",
         "refresh_token",
         // entity fields
-        "type", "optional", "values", "items", "min_len", "max_len", "min", "max", "doc",
+        "type",
+        "optional",
+        "values",
+        "items",
+        "min_len",
+        "max_len",
+        "min",
+        "max",
+        "doc",
         // endpoints
-        "method", "path", "request", "mode", "encoding", "query", "headers", "body", "external_id", "status",
-        "result", "error", "idempotent", "idempotency_key", "policy", "map", "from", "entity", "root", "fields",
+        "method",
+        "path",
+        "request",
+        "mode",
+        "encoding",
+        "query",
+        "headers",
+        "body",
+        "external_id",
+        "status",
+        "result",
+        "error",
+        "idempotent",
+        "idempotency_key",
+        "policy",
+        "map",
+        "from",
+        "entity",
+        "root",
+        "fields",
         "header",
         // list endpoints
-        "paginate", "style", "cursor", "param", "limit_param", "limit", "start", "size_param", "size",
+        "paginate",
+        "style",
+        "cursor",
+        "param",
+        "limit_param",
+        "limit",
+        "start",
+        "size_param",
+        "size",
         // polling
-        "endpoint", "interval_ms", "backoff", "max_interval_ms", "give_up_after_s",
+        "endpoint",
+        "interval_ms",
+        "backoff",
+        "max_interval_ms",
+        "give_up_after_s",
         // webhook
-        "verify", "max_body_bytes", "scheme", "secret", "tolerance_s", "prefix",
+        "verify",
+        "max_body_bytes",
+        "scheme",
+        "secret",
+        "tolerance_s",
+        "prefix",
         // policy
-        "timeout_ms", "connect_timeout_ms", "retry", "circuit_breaker", "rate_limit", "concurrency",
-        "max_attempts", "initial_backoff_ms", "max_backoff_ms", "multiplier", "on", "failure_threshold",
-        "open_for_ms", "half_open_probes", "per_second", "burst",
+        "timeout_ms",
+        "connect_timeout_ms",
+        "retry",
+        "circuit_breaker",
+        "rate_limit",
+        "concurrency",
+        "max_attempts",
+        "initial_backoff_ms",
+        "max_backoff_ms",
+        "multiplier",
+        "on",
+        "failure_threshold",
+        "open_for_ms",
+        "half_open_probes",
+        "per_second",
+        "burst",
     ];
     const VALUES: &[&str] = &[
         // auth kinds, api key places
-        "\"none\"", "\"bearer\"", "\"basic\"", "\"api_key\"", "\"oauth2_client_credentials\"", "\"oauth2_refresh_token\"",
-        "\"header\"", "\"query\"",
+        "\"none\"",
+        "\"bearer\"",
+        "\"basic\"",
+        "\"api_key\"",
+        "\"oauth2_client_credentials\"",
+        "\"oauth2_refresh_token\"",
+        "\"header\"",
+        "\"query\"",
         // field types
-        "\"string\"", "\"int\"", "\"float\"", "\"bool\"", "\"timestamp\"", "\"uuid\"", "\"json\"", "\"enum\"", "\"list\"",
+        "\"string\"",
+        "\"int\"",
+        "\"float\"",
+        "\"bool\"",
+        "\"timestamp\"",
+        "\"uuid\"",
+        "\"json\"",
+        "\"enum\"",
+        "\"list\"",
         // methods, modes, encodings
-        "\"GET\"", "\"POST\"", "\"PUT\"", "\"PATCH\"", "\"DELETE\"", "\"sync\"", "\"async\"", "\"json\"", "\"form\"",
+        "\"GET\"",
+        "\"POST\"",
+        "\"PUT\"",
+        "\"PATCH\"",
+        "\"DELETE\"",
+        "\"sync\"",
+        "\"async\"",
+        "\"json\"",
+        "\"form\"",
         "\"generated\"",
         // lifecycle states, schemes, encodings, retry classes
-        "\"processing\"", "\"completed\"", "\"failed\"", "\"standard-webhooks\"", "\"stripe\"", "\"hmac-sha256\"",
-        "\"hex\"", "\"base64\"", "\"5xx\"", "\"429\"", "\"timeout\"", "\"connect\"",
+        "\"processing\"",
+        "\"completed\"",
+        "\"failed\"",
+        "\"standard-webhooks\"",
+        "\"stripe\"",
+        "\"hmac-sha256\"",
+        "\"hex\"",
+        "\"base64\"",
+        "\"5xx\"",
+        "\"429\"",
+        "\"timeout\"",
+        "\"connect\"",
         // pagination styles
-        "\"cursor\"", "\"cursor_header\"", "\"offset\"", "\"page\"", "\"link\"",
+        "\"cursor\"",
+        "\"cursor_header\"",
+        "\"offset\"",
+        "\"page\"",
+        "\"link\"",
     ];
     let markdown = reference();
     let valid: Vec<String> = toml_blocks(&markdown)
         .into_iter()
         .filter(|b| directive(&b.text, "error").is_none())
-        .map(|b| b.text.lines().filter(|l| !l.trim_start().starts_with('#')).collect::<Vec<_>>().join("\n"))
+        .map(|b| {
+            b.text
+                .lines()
+                .filter(|l| !l.trim_start().starts_with('#'))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
         .collect();
     let has_key = |key: &str| {
         valid.iter().any(|text| {
@@ -197,8 +340,15 @@ fn every_key_has_an_example() {
         })
     };
     let missing_keys: Vec<&str> = KEYS.iter().copied().filter(|k| !has_key(k)).collect();
-    let missing_values: Vec<&str> = VALUES.iter().copied().filter(|v| !valid.iter().any(|t| t.contains(v))).collect();
-    assert!(missing_keys.is_empty() && missing_values.is_empty(), "no valid example uses keys {missing_keys:?} / values {missing_values:?}");
+    let missing_values: Vec<&str> = VALUES
+        .iter()
+        .copied()
+        .filter(|v| !valid.iter().any(|t| t.contains(v)))
+        .collect();
+    assert!(
+        missing_keys.is_empty() && missing_values.is_empty(),
+        "no valid example uses keys {missing_keys:?} / values {missing_values:?}"
+    );
 }
 
 // The checker itself must be able to fail.
@@ -215,7 +365,9 @@ fn a_typo_in_an_example_is_caught() {
 
 #[test]
 fn an_error_example_that_parses_is_caught() {
-    let doc = format!("{BASE_DOC}\n```toml\n# fragment: top-level\n# error: must be at least 1\n[policy]\ntimeout_ms = 100\n```\n");
+    let doc = format!(
+        "{BASE_DOC}\n```toml\n# fragment: top-level\n# error: must be at least 1\n[policy]\ntimeout_ms = 100\n```\n"
+    );
     let failures = check_reference(&doc);
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert!(failures[0].contains("but parses"), "{}", failures[0]);
@@ -223,7 +375,8 @@ fn an_error_example_that_parses_is_caught() {
 
 #[test]
 fn an_error_example_with_another_message_is_caught() {
-    let doc = format!("{BASE_DOC}\n```toml\n# fragment: top-level\n# error: something else\n[policy]\ntimeout_ms = 0\n```\n");
+    let doc =
+        format!("{BASE_DOC}\n```toml\n# fragment: top-level\n# error: something else\n[policy]\ntimeout_ms = 0\n```\n");
     let failures = check_reference(&doc);
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert!(failures[0].contains("no diagnostic contains"), "{}", failures[0]);
@@ -231,7 +384,9 @@ fn an_error_example_with_another_message_is_caught() {
 
 #[test]
 fn unmarked_and_unknown_fragments_are_caught() {
-    let doc = format!("{BASE_DOC}\n```toml\n[policy]\ntimeout_ms = 100\n```\n\n```toml\n# fragment: policy\ntimeout_ms = 100\n```\n");
+    let doc = format!(
+        "{BASE_DOC}\n```toml\n[policy]\ntimeout_ms = 100\n```\n\n```toml\n# fragment: policy\ntimeout_ms = 100\n```\n"
+    );
     let failures = check_reference(&doc);
     assert_eq!(failures.len(), 2, "{failures:?}");
     assert!(failures[0].contains("nor marked"), "{}", failures[0]);

@@ -9,7 +9,11 @@ fn check(source: &str) {
     if let Err(diagnostics) = integration_spec::parse(source, "mutant.toml") {
         assert!(!diagnostics.is_empty());
         for d in diagnostics.iter() {
-            assert!(d.span.start <= source.len() && d.span.end <= source.len(), "span {:?} outside the source", d.span);
+            assert!(
+                d.span.start <= source.len() && d.span.end <= source.len(),
+                "span {:?} outside the source",
+                d.span
+            );
             let rendered = diagnostics.render(d);
             assert!(rendered.starts_with("mutant.toml:"), "{rendered}");
         }
@@ -63,7 +67,14 @@ fn specs_missing_or_repeating_a_line_never_panic() {
 #[test]
 fn removing_a_required_line_is_reported() {
     let source = specs().into_iter().find(|s| s.contains("name = \"VolcTts\"")).unwrap();
-    let without_name: String = source.lines().filter(|l| !l.starts_with("name = ")).collect::<Vec<_>>().join("\n");
+    let without_name: String = source
+        .lines()
+        .filter(|l| !l.starts_with("name = "))
+        .collect::<Vec<_>>()
+        .join("\n");
     let errors = integration_spec::parse(&without_name, "x.toml").unwrap_err();
-    assert!(errors.iter().any(|d| d.message.contains("missing key `name`")), "{errors}");
+    assert!(
+        errors.iter().any(|d| d.message.contains("missing key `name`")),
+        "{errors}"
+    );
 }

@@ -61,7 +61,10 @@ mod tests {
         put(&mut root, "$.data.task_id", json!("t-1"));
         put(&mut root, "$.data.state", json!("done"));
         put(&mut root, "$.items[2].id", json!(7));
-        assert_eq!(root, json!({ "data": { "task_id": "t-1", "state": "done" }, "items": [null, null, { "id": 7 }] }));
+        assert_eq!(
+            root,
+            json!({ "data": { "task_id": "t-1", "state": "done" }, "items": [null, null, { "id": 7 }] })
+        );
     }
 
     #[test]

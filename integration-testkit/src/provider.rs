@@ -123,7 +123,13 @@ impl FakeProvider {
 
     /// A fake for an already parsed spec.
     pub fn from_spec(spec: Spec) -> FakeProviderBuilder {
-        FakeProviderBuilder { spec, scripts: HashMap::new(), rules: Vec::new(), polls_until_done: 0, webhooks: None }
+        FakeProviderBuilder {
+            spec,
+            scripts: HashMap::new(),
+            rules: Vec::new(),
+            polls_until_done: 0,
+            webhooks: None,
+        }
     }
 
     /// The base URL to point the integration at.
@@ -138,7 +144,12 @@ impl FakeProvider {
 
     /// Requests received for one endpoint.
     pub fn requests_to(&self, endpoint: &str) -> Vec<RecordedRequest> {
-        self.lock().requests.iter().filter(|r| r.endpoint == endpoint).cloned().collect()
+        self.lock()
+            .requests
+            .iter()
+            .filter(|r| r.endpoint == endpoint)
+            .cloned()
+            .collect()
     }
 
     /// Webhook deliveries sent so far: the external id and the receiver's
@@ -169,7 +180,8 @@ impl FakeProviderBuilder {
     /// Scripts what happens to calls of `endpoint`, in order; the last
     /// outcome repeats. Unscripted endpoints complete with a made-up result.
     pub fn outcomes(mut self, endpoint: &str, outcomes: impl IntoIterator<Item = Outcome>) -> Self {
-        self.scripts.insert(endpoint.to_owned(), Script::new(outcomes.into_iter().collect()));
+        self.scripts
+            .insert(endpoint.to_owned(), Script::new(outcomes.into_iter().collect()));
         self
     }
 
@@ -188,7 +200,12 @@ impl FakeProviderBuilder {
     /// )
     /// # }
     /// ```
-    pub fn when(mut self, endpoint: &str, matches: impl Fn(&RecordedRequest) -> bool + Send + Sync + 'static, outcome: Outcome) -> Self {
+    pub fn when(
+        mut self,
+        endpoint: &str,
+        matches: impl Fn(&RecordedRequest) -> bool + Send + Sync + 'static,
+        outcome: Outcome,
+    ) -> Self {
         self.rules.push((endpoint.to_owned(), Box::new(matches), outcome));
         self
     }
@@ -205,17 +222,28 @@ impl FakeProviderBuilder {
     /// to `url`, `delay` after accepting it (the spec must have `[webhook]`;
     /// the payload follows its paths and status map).
     pub fn webhooks_to(mut self, url: impl Into<String>, sender: WebhookSender, delay: std::time::Duration) -> Self {
-        self.webhooks = Some(Webhooks { url: url.into(), sender, delay });
+        self.webhooks = Some(Webhooks {
+            url: url.into(),
+            sender,
+            delay,
+        });
         self
     }
 
     /// Binds 127.0.0.1 on a free port and serves until dropped.
     pub async fn start(self) -> Result<FakeProvider, TestkitError> {
         if self.webhooks.is_some() && self.spec.webhook.is_none() {
-            return Err(TestkitError::Webhook(format!("spec `{}` has no [webhook] section", self.spec.integration.name)));
+            return Err(TestkitError::Webhook(format!(
+                "spec `{}` has no [webhook] section",
+                self.spec.integration.name
+            )));
         }
-        let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| TestkitError::Io("127.0.0.1:0".into(), e))?;
-        let address = listener.local_addr().map_err(|e| TestkitError::Io("127.0.0.1:0".into(), e))?;
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| TestkitError::Io("127.0.0.1:0".into(), e))?;
+        let address = listener
+            .local_addr()
+            .map_err(|e| TestkitError::Io("127.0.0.1:0".into(), e))?;
         let state = Arc::new(Mutex::new(State {
             spec: self.spec,
             scripts: self.scripts,
@@ -249,22 +277,25 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 /// Which endpoint a request is for, and the external id in its path.
 fn route<'s>(spec: &'s Spec, method: &Method, path: &str) -> Option<(&'s Endpoint, Option<String>)> {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    spec.endpoints.iter().filter(|e| e.method.as_str() == method.as_str()).find_map(|endpoint| {
-        let template = template_segments(endpoint);
-        if template.len() != segments.len() {
-            return None;
-        }
-        let mut external_id = None;
-        for (part, actual) in template.iter().zip(&segments) {
-            match part {
-                TemplateSegment::Literal(text) if text == actual => {}
-                TemplateSegment::Literal(_) => return None,
-                TemplateSegment::ExternalId => external_id = Some(percent_decode(actual)),
-                TemplateSegment::Field => {}
+    spec.endpoints
+        .iter()
+        .filter(|e| e.method.as_str() == method.as_str())
+        .find_map(|endpoint| {
+            let template = template_segments(endpoint);
+            if template.len() != segments.len() {
+                return None;
             }
-        }
-        Some((endpoint, external_id))
-    })
+            let mut external_id = None;
+            for (part, actual) in template.iter().zip(&segments) {
+                match part {
+                    TemplateSegment::Literal(text) if text == actual => {}
+                    TemplateSegment::Literal(_) => return None,
+                    TemplateSegment::ExternalId => external_id = Some(percent_decode(actual)),
+                    TemplateSegment::Field => {}
+                }
+            }
+            Some((endpoint, external_id))
+        })
 }
 
 enum TemplateSegment {
@@ -328,7 +359,11 @@ async fn handle(state: Arc<Mutex<State>>, method: Method, uri: Uri, headers: Hea
         let mut guard = lock(&state);
         let state = &mut *guard;
         let Some((endpoint, external_id)) = route(&state.spec, &method, uri.path()) else {
-            return (StatusCode::NOT_FOUND, axum::Json(json!({ "error": "no endpoint of the spec matches" }))).into_response();
+            return (
+                StatusCode::NOT_FOUND,
+                axum::Json(json!({ "error": "no endpoint of the spec matches" })),
+            )
+                .into_response();
         };
         let endpoint = endpoint.clone();
         state.requests.push(RecordedRequest {
@@ -367,16 +402,29 @@ async fn announce(state: Arc<Mutex<State>>, webhooks: Arc<Webhooks>, external_id
         let mut guard = lock(&state);
         let state = &mut *guard;
         let polls_until_done = state.polls_until_done;
-        let Some(task) = state.tasks.get_mut(&external_id) else { return };
+        let Some(task) = state.tasks.get_mut(&external_id) else {
+            return;
+        };
         task.polls = task.polls.max(polls_until_done);
         let outcome = task.outcome.clone();
         let Some(webhook) = &state.spec.webhook else { return };
         let mut body = json!({});
         set(&mut body, &webhook.external_id.segments, json!(external_id));
-        write_outcome(&state.spec, &mut body, Some(&webhook.status), webhook.result.as_ref(), webhook.error.as_ref(), &outcome);
+        write_outcome(
+            &state.spec,
+            &mut body,
+            Some(&webhook.status),
+            webhook.result.as_ref(),
+            webhook.error.as_ref(),
+            &outcome,
+        );
         body
     };
-    let delivered = webhooks.sender.send(&webhooks.url, &payload).await.map_err(|e| e.to_string());
+    let delivered = webhooks
+        .sender
+        .send(&webhooks.url, &payload)
+        .await
+        .map_err(|e| e.to_string());
     lock(&state).deliveries.push((external_id, delivered));
 }
 
@@ -390,17 +438,31 @@ fn start(state: &mut State, endpoint: &Endpoint) -> (std::time::Duration, Respon
         .map(|(_, _, outcome)| outcome.clone());
     let outcome = match ruled {
         Some(outcome) => outcome,
-        None => state.scripts.get_mut(&endpoint.name).map_or_else(Outcome::complete_with_made_up_result, Script::next),
+        None => state
+            .scripts
+            .get_mut(&endpoint.name)
+            .map_or_else(Outcome::complete_with_made_up_result, Script::next),
     };
     let delay = outcome.delay;
-    if let OutcomeKind::Reject { status, retry_after, message } = &outcome.kind {
+    if let OutcomeKind::Reject {
+        status,
+        retry_after,
+        message,
+    } = &outcome.kind
+    {
         let mut body = json!({});
         if let Some(path) = &endpoint.error {
             set(&mut body, &path.segments, json!(message));
         }
-        let mut response = (StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), axum::Json(body)).into_response();
+        let mut response = (
+            StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            axum::Json(body),
+        )
+            .into_response();
         if let Some(seconds) = retry_after {
-            response.headers_mut().insert("retry-after", HeaderValue::from(*seconds));
+            response
+                .headers_mut()
+                .insert("retry-after", HeaderValue::from(*seconds));
         }
         return (delay, response, None);
     }
@@ -412,7 +474,14 @@ fn start(state: &mut State, endpoint: &Endpoint) -> (std::time::Duration, Respon
     }
     match endpoint.mode {
         Mode::Sync => {
-            let response_status = write_outcome(&state.spec, &mut body, endpoint.status.as_ref(), endpoint.result.as_ref(), endpoint.error.as_ref(), &outcome);
+            let response_status = write_outcome(
+                &state.spec,
+                &mut body,
+                endpoint.status.as_ref(),
+                endpoint.result.as_ref(),
+                endpoint.error.as_ref(),
+                &outcome,
+            );
             (delay, (response_status, axum::Json(body)).into_response(), None)
         }
         Mode::Async => {
@@ -422,7 +491,11 @@ fn start(state: &mut State, endpoint: &Endpoint) -> (std::time::Duration, Respon
                 }
             }
             state.tasks.insert(external_id.clone(), Task { outcome, polls: 0 });
-            (delay, (StatusCode::OK, axum::Json(body)).into_response(), Some(external_id))
+            (
+                delay,
+                (StatusCode::OK, axum::Json(body)).into_response(),
+                Some(external_id),
+            )
         }
     }
 }
@@ -449,7 +522,14 @@ fn status_query(state: &mut State, endpoint: &Endpoint, external_id: &str) -> Re
         }
         return (StatusCode::OK, axum::Json(body)).into_response();
     }
-    let status = write_outcome(&state.spec, &mut body, endpoint.status.as_ref(), endpoint.result.as_ref(), endpoint.error.as_ref(), &outcome);
+    let status = write_outcome(
+        &state.spec,
+        &mut body,
+        endpoint.status.as_ref(),
+        endpoint.result.as_ref(),
+        endpoint.error.as_ref(),
+        &outcome,
+    );
     (status, axum::Json(body)).into_response()
 }
 
@@ -507,12 +587,18 @@ fn failure_message(outcome: &Outcome) -> String {
 
 /// The provider's first word for a lifecycle state, from a status map.
 pub(crate) fn provider_word(status: &StatusMap, target: RemoteStatus) -> Option<&str> {
-    status.map.iter().find(|(_, s)| *s == target).map(|(word, _)| word.as_str())
+    status
+        .map
+        .iter()
+        .find(|(_, s)| *s == target)
+        .map(|(word, _)| word.as_str())
 }
 
 /// A plausible value for every field of an entity.
 pub(crate) fn made_up_entity(spec: &Spec, entity: &str, depth: usize) -> Value {
-    let Some(entity) = spec.entity(entity) else { return json!({}) };
+    let Some(entity) = spec.entity(entity) else {
+        return json!({});
+    };
     let mut object = serde_json::Map::new();
     for field in &entity.fields {
         object.insert(field.name.clone(), made_up_value(spec, &field.ty, &field.name, depth));

@@ -28,31 +28,48 @@ pub(crate) enum OutcomeKind {
     /// Finish with this failure message.
     Fail(String),
     /// Refuse the starting request with an HTTP error.
-    Reject { status: u16, retry_after: Option<u64>, message: String },
+    Reject {
+        status: u16,
+        retry_after: Option<u64>,
+        message: String,
+    },
 }
 
 impl Outcome {
     /// The call succeeds with this result: an object keyed by the result
     /// entity's field names (the fake places each at the spec's path).
     pub fn complete(result: Value) -> Self {
-        Outcome { kind: OutcomeKind::Complete(Some(result)), delay: Duration::ZERO }
+        Outcome {
+            kind: OutcomeKind::Complete(Some(result)),
+            delay: Duration::ZERO,
+        }
     }
 
     /// The call succeeds with a result made up from the spec's entity
     /// (strings `"fake-<field>"`, numbers 1, the first enum value, ...).
     pub fn complete_with_made_up_result() -> Self {
-        Outcome { kind: OutcomeKind::Complete(None), delay: Duration::ZERO }
+        Outcome {
+            kind: OutcomeKind::Complete(None),
+            delay: Duration::ZERO,
+        }
     }
 
     /// The call fails with `message` (as the provider's error message).
     pub fn fail(message: impl Into<String>) -> Self {
-        Outcome { kind: OutcomeKind::Fail(message.into()), delay: Duration::ZERO }
+        Outcome {
+            kind: OutcomeKind::Fail(message.into()),
+            delay: Duration::ZERO,
+        }
     }
 
     /// The starting request is refused with HTTP `status` (e.g. 500, 429, 400).
     pub fn reject(status: u16) -> Self {
         Outcome {
-            kind: OutcomeKind::Reject { status, retry_after: None, message: format!("scripted HTTP {status}") },
+            kind: OutcomeKind::Reject {
+                status,
+                retry_after: None,
+                message: format!("scripted HTTP {status}"),
+            },
             delay: Duration::ZERO,
         }
     }
@@ -117,6 +134,12 @@ mod tests {
     fn retry_after_applies_to_rejections_only() {
         assert_eq!(Outcome::fail("x").retry_after(3), Outcome::fail("x"));
         let rejected = Outcome::reject(429).retry_after(3);
-        assert!(matches!(rejected.kind, OutcomeKind::Reject { retry_after: Some(3), .. }));
+        assert!(matches!(
+            rejected.kind,
+            OutcomeKind::Reject {
+                retry_after: Some(3),
+                ..
+            }
+        ));
     }
 }

@@ -55,25 +55,47 @@ impl WebhookSender {
 
     /// An HMAC-SHA256 of the body in `header`, hex or base64, after `prefix`
     /// (GitHub: `X-Hub-Signature-256`, hex, `sha256=`).
-    pub fn hmac_sha256(header: &'static str, encoding: SignatureEncoding, prefix: &'static str, secret: impl Into<String>) -> Self {
-        Self::new(SignatureScheme::HmacSha256 { header, encoding, prefix }, secret)
+    pub fn hmac_sha256(
+        header: &'static str,
+        encoding: SignatureEncoding,
+        prefix: &'static str,
+        secret: impl Into<String>,
+    ) -> Self {
+        Self::new(
+            SignatureScheme::HmacSha256 {
+                header,
+                encoding,
+                prefix,
+            },
+            secret,
+        )
     }
 
     /// A sender for a scheme named by a descriptor (`VolcTts::descriptor().webhook`).
     pub fn new(scheme: SignatureScheme, secret: impl Into<String>) -> Self {
-        WebhookSender { scheme, secret: secret.into(), client: reqwest::Client::new(), sent: AtomicU64::new(0) }
+        WebhookSender {
+            scheme,
+            secret: secret.into(),
+            client: reqwest::Client::new(),
+            sent: AtomicU64::new(0),
+        }
     }
 
     /// Signs `body` as delivery `id` at `timestamp` (Unix seconds); the id is
     /// used by Standard Webhooks only. Old or future timestamps make stale or
     /// early deliveries for tests of the receiver's tolerance.
     pub fn sign_at(&self, body: &Value, id: &str, timestamp: i64) -> Result<SignedDelivery, TestkitError> {
-        let body = serde_json::to_vec(body).map_err(|e| TestkitError::Webhook(format!("body is not serializable: {e}")))?;
+        let body =
+            serde_json::to_vec(body).map_err(|e| TestkitError::Webhook(format!("body is not serializable: {e}")))?;
         let headers = match self.scheme {
             SignatureScheme::StandardWebhooks => standard::sign(&self.secret, id, timestamp, &body)
                 .ok_or_else(|| TestkitError::Webhook("a Standard Webhooks secret is `whsec_` + base64".into()))?,
             SignatureScheme::Stripe => stripe::sign(&self.secret, timestamp, &body),
-            SignatureScheme::HmacSha256 { header, encoding, prefix } => generic::sign(header, &self.secret, encoding, prefix, &body),
+            SignatureScheme::HmacSha256 {
+                header,
+                encoding,
+                prefix,
+            } => generic::sign(header, &self.secret, encoding, prefix, &body),
         };
         let headers = headers
             .iter()
@@ -91,11 +113,18 @@ impl WebhookSender {
 
     /// Posts a delivery as it is; returns the HTTP status of the answer.
     pub async fn deliver(&self, url: &str, delivery: &SignedDelivery) -> Result<u16, TestkitError> {
-        let mut request = self.client.post(url).header("content-type", "application/json").body(delivery.body.clone());
+        let mut request = self
+            .client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(delivery.body.clone());
         for (name, value) in &delivery.headers {
             request = request.header(name, value);
         }
-        let response = request.send().await.map_err(|e| TestkitError::Webhook(format!("delivery to {url} failed: {e}")))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| TestkitError::Webhook(format!("delivery to {url} failed: {e}")))?;
         Ok(response.status().as_u16())
     }
 
@@ -107,5 +136,7 @@ impl WebhookSender {
 }
 
 pub(crate) fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }

@@ -16,7 +16,10 @@ integration_runtime::integration!("../specs/volc_tts.toml");
 const WHSEC: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 
 fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 /// A receiver that verifies with `scheme` and records accepted bodies.
@@ -44,18 +47,43 @@ async fn receiver(scheme: SignatureScheme, secret: &str) -> (String, Arc<Mutex<V
 
 #[tokio::test]
 async fn every_scheme_signs_what_the_runtime_verifies() {
-    let github = SignatureScheme::HmacSha256 { header: "x-hub-signature-256", encoding: SignatureEncoding::Hex, prefix: "sha256=" };
+    let github = SignatureScheme::HmacSha256 {
+        header: "x-hub-signature-256",
+        encoding: SignatureEncoding::Hex,
+        prefix: "sha256=",
+    };
     let cases = [
-        (SignatureScheme::StandardWebhooks, WHSEC, WebhookSender::standard_webhooks(WHSEC)),
-        (SignatureScheme::Stripe, "whsec_stripe_style", WebhookSender::stripe("whsec_stripe_style")),
-        (github, "It's a Secret to Everybody", WebhookSender::hmac_sha256("x-hub-signature-256", SignatureEncoding::Hex, "sha256=", "It's a Secret to Everybody")),
+        (
+            SignatureScheme::StandardWebhooks,
+            WHSEC,
+            WebhookSender::standard_webhooks(WHSEC),
+        ),
+        (
+            SignatureScheme::Stripe,
+            "whsec_stripe_style",
+            WebhookSender::stripe("whsec_stripe_style"),
+        ),
+        (
+            github,
+            "It's a Secret to Everybody",
+            WebhookSender::hmac_sha256(
+                "x-hub-signature-256",
+                SignatureEncoding::Hex,
+                "sha256=",
+                "It's a Secret to Everybody",
+            ),
+        ),
     ];
     for (scheme, secret, sender) in cases {
         let (url, received) = receiver(scheme, secret).await;
         assert_eq!(sender.send(&url, &json!({ "n": 1 })).await.unwrap(), 204, "{scheme:?}");
         // Signed with another secret: refused.
         let impostor = WebhookSender::new(scheme, "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
-        assert_eq!(impostor.send(&url, &json!({ "n": 2 })).await.unwrap(), 401, "{scheme:?}");
+        assert_eq!(
+            impostor.send(&url, &json!({ "n": 2 })).await.unwrap(),
+            401,
+            "{scheme:?}"
+        );
         assert_eq!(*received.lock().unwrap(), vec![json!({ "n": 1 })]);
     }
 }
@@ -77,28 +105,63 @@ async fn the_fake_provider_announces_outcomes_at_the_spec_paths() {
     let (url, received) = receiver(SignatureScheme::StandardWebhooks, WHSEC).await;
     let fake = FakeProvider::from_spec_file(concat!(env!("CARGO_MANIFEST_DIR"), "/../specs/volc_tts.toml"))
         .unwrap()
-        .outcomes("synthesize", [Outcome::complete(json!({ "url": "https://cdn/x.mp3", "duration_ms": 42 })), Outcome::fail("no such voice")])
+        .outcomes(
+            "synthesize",
+            [
+                Outcome::complete(json!({ "url": "https://cdn/x.mp3", "duration_ms": 42 })),
+                Outcome::fail("no such voice"),
+            ],
+        )
         .polls_until_done(100)
         .webhooks_to(url, WebhookSender::standard_webhooks(WHSEC), Duration::from_millis(20))
         .start()
         .await
         .unwrap();
-    let config = volc_tts::VolcTtsConfig { base_url: fake.url(), token: Secret::new("t"), webhook_secret: Secret::new(WHSEC) };
+    let config = volc_tts::VolcTtsConfig {
+        base_url: fake.url(),
+        token: Secret::new("t"),
+        webhook_secret: Secret::new(WHSEC),
+    };
     let client = volc_tts::VolcTtsClient::new(&config).unwrap();
-    let request = volc_tts::Synthesis { text: "hi".into(), voice: "v".into(), speed: None, format: volc_tts::SynthesisFormat::Mp3 };
-    let first = client.synthesize(&request, &CallOptions::default()).await.unwrap().external_id.unwrap();
-    let second = client.synthesize(&request, &CallOptions::default()).await.unwrap().external_id.unwrap();
+    let request = volc_tts::Synthesis {
+        text: "hi".into(),
+        voice: "v".into(),
+        speed: None,
+        format: volc_tts::SynthesisFormat::Mp3,
+    };
+    let first = client
+        .synthesize(&request, &CallOptions::default())
+        .await
+        .unwrap()
+        .external_id
+        .unwrap();
+    let second = client
+        .synthesize(&request, &CallOptions::default())
+        .await
+        .unwrap()
+        .external_id
+        .unwrap();
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while fake.webhook_deliveries().len() < 2 {
-        assert!(tokio::time::Instant::now() < deadline, "webhooks not sent: {:?}", fake.webhook_deliveries());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "webhooks not sent: {:?}",
+            fake.webhook_deliveries()
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(fake.webhook_deliveries().iter().all(|(_, status)| *status == Ok(204)));
     let mut bodies = received.lock().unwrap().clone();
     bodies.sort_by_key(|b| b["task_id"].as_str().unwrap().to_owned());
-    assert_eq!(bodies[0], json!({ "task_id": first, "state": "done", "audio_url": "https://cdn/x.mp3", "duration": 42 }));
-    assert_eq!(bodies[1], json!({ "task_id": second, "state": "error", "message": "no such voice" }));
+    assert_eq!(
+        bodies[0],
+        json!({ "task_id": first, "state": "done", "audio_url": "https://cdn/x.mp3", "duration": 42 })
+    );
+    assert_eq!(
+        bodies[1],
+        json!({ "task_id": second, "state": "error", "message": "no such voice" })
+    );
 
     // After the announcement, polling tells the same story.
     let polled = client.query(&first).await.unwrap();

@@ -56,14 +56,24 @@ async fn sync_translation_sends_the_mapped_request_and_extracts_the_result() {
     assert_eq!(header(&sent, "content-type"), Some("application/json"));
     let body: serde_json::Value = serde_json::from_slice(&sent.body).unwrap();
     // `glossary` is left out: the optional field is absent.
-    assert_eq!(body, json!({ "text": "Hallo, Welt", "target": { "lang": "en", "formality": "formal" } }));
+    assert_eq!(
+        body,
+        json!({ "text": "Hallo, Welt", "target": { "lang": "en", "formality": "formal" } })
+    );
 
     assert_eq!(reply.http_status, 200);
     assert_eq!(
         reply.result,
-        Some(translate::Translated { text: "Hello, world".into(), detected_lang: Some("de".into()), characters: 11 })
+        Some(translate::Translated {
+            text: "Hello, world".into(),
+            detected_lang: Some("de".into()),
+            characters: 11
+        })
     );
-    assert_eq!(reply.external_id, None, "sync endpoint without an id path: the runtime generates one");
+    assert_eq!(
+        reply.external_id, None,
+        "sync endpoint without an id path: the runtime generates one"
+    );
 }
 
 #[tokio::test]
@@ -84,7 +94,10 @@ async fn constraint_violations_are_refused_before_sending() {
     let error = client.translate(&request, &CallOptions::default()).await.unwrap_err();
     assert!(error.is_invalid_request(), "{error}");
     let message = error.to_string();
-    assert!(message.contains("text") && message.contains("target_lang"), "every violation is listed: {message}");
+    assert!(
+        message.contains("text") && message.contains("target_lang"),
+        "every violation is listed: {message}"
+    );
     assert!(server.received_requests().await.unwrap().is_empty(), "nothing was sent");
 }
 
@@ -108,7 +121,9 @@ async fn async_tts_start_and_status_query() {
         speed: Some(1.25),
         format: volc_tts::SynthesisFormat::Wav,
     };
-    let options = CallOptions { idempotency_key: Some("call-1234".into()) };
+    let options = CallOptions {
+        idempotency_key: Some("call-1234".into()),
+    };
 
     let reply = client.synthesize(&request, &options).await.unwrap();
 
@@ -144,7 +159,13 @@ async fn async_tts_start_and_status_query() {
     assert_eq!(sent.url.path(), "/api/v1/tts/tasks/a%2Fb%3Fc%23d%25%C3%A9");
     assert_eq!(sent.url.query(), None);
     assert_eq!(reply.status, Some(RemoteStatus::Completed));
-    assert_eq!(reply.result, Some(volc_tts::Audio { url: "https://cdn.example.com/a.wav".into(), duration_ms: 1830 }));
+    assert_eq!(
+        reply.result,
+        Some(volc_tts::Audio {
+            url: "https://cdn.example.com/a.wav".into(),
+            duration_ms: 1830
+        })
+    );
 }
 
 #[tokio::test]
@@ -197,7 +218,9 @@ async fn payment_form_body_nests_stripe_style_with_idempotency_key() {
         order_id: "A-17".into(),
         tags: Some(vec!["vip".into(), "first & only".into()]),
     };
-    let options = CallOptions { idempotency_key: Some("idem-42".into()) };
+    let options = CallOptions {
+        idempotency_key: Some("idem-42".into()),
+    };
 
     let reply = client.create_payment(&request, &options).await.unwrap();
 

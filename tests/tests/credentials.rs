@@ -18,9 +18,18 @@ fn every_missing_variable_is_reported_with_its_purpose() {
     std::env::remove_var("VOLC_TTS_TOKEN");
     std::env::remove_var("VOLC_TTS_WEBHOOK_SECRET");
     let error = volc_tts::VolcTts::from_env().unwrap_err().to_string();
-    assert!(error.contains("VOLC_TTS_TOKEN") && error.contains("API token from the provider console"), "{error}");
-    assert!(error.contains("VOLC_TTS_WEBHOOK_SECRET") && error.contains("webhook signing secret"), "{error}");
-    assert!(!error.contains("VOLC_TTS_BASE_URL"), "a variable with a default is not missing: {error}");
+    assert!(
+        error.contains("VOLC_TTS_TOKEN") && error.contains("API token from the provider console"),
+        "{error}"
+    );
+    assert!(
+        error.contains("VOLC_TTS_WEBHOOK_SECRET") && error.contains("webhook signing secret"),
+        "{error}"
+    );
+    assert!(
+        !error.contains("VOLC_TTS_BASE_URL"),
+        "a variable with a default is not missing: {error}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -37,7 +46,12 @@ async fn missing_credentials_are_listed_and_a_secret_shows_up_nowhere() {
             |r: &RecordedRequest| r.json().is_some_and(|b| b["input"]["text"] == "fail"),
             Outcome::reject(400).message(format!("bad request with Authorization: Bearer {TOKEN}")),
         )
-        .outcomes("synthesize", [Outcome::complete(json!({ "url": "https://cdn/a.mp3", "duration_ms": 1 }))])
+        .outcomes(
+            "synthesize",
+            [Outcome::complete(
+                json!({ "url": "https://cdn/a.mp3", "duration_ms": 1 }),
+            )],
+        )
         .polls_until_done(0)
         .start()
         .await
@@ -48,8 +62,20 @@ async fn missing_credentials_are_listed_and_a_secret_shows_up_nowhere() {
     let tts = volc_tts::VolcTts::from_env().unwrap();
     assert!(!format!("{tts:?}").contains(TOKEN), "Debug of the integration");
     let store = SqliteStore::open(dir.join("secrets.db")).await.unwrap();
-    let rt = Runtime::builder().store(store).integration(tts).polling_time_scale(0.001).poll_idle(Duration::from_millis(10)).build().await.unwrap();
-    let request = |text: &str| volc_tts::Synthesis { text: text.into(), voice: "v".into(), speed: None, format: volc_tts::SynthesisFormat::Mp3 };
+    let rt = Runtime::builder()
+        .store(store)
+        .integration(tts)
+        .polling_time_scale(0.001)
+        .poll_idle(Duration::from_millis(10))
+        .build()
+        .await
+        .unwrap();
+    let request = |text: &str| volc_tts::Synthesis {
+        text: text.into(),
+        voice: "v".into(),
+        speed: None,
+        format: volc_tts::SynthesisFormat::Mp3,
+    };
     let ok = rt.create(request("hello")).await.unwrap();
     let failed = rt.create(request("fail")).await.unwrap();
     let worker = tokio::spawn({
@@ -72,7 +98,10 @@ async fn missing_credentials_are_listed_and_a_secret_shows_up_nowhere() {
     worker.await.unwrap().unwrap();
 
     // The token did reach the provider...
-    assert_eq!(fake.requests_to("synthesize")[0].header("authorization"), Some(format!("Bearer {TOKEN}").as_str()));
+    assert_eq!(
+        fake.requests_to("synthesize")[0].header("authorization"),
+        Some(format!("Bearer {TOKEN}").as_str())
+    );
     // ...and nothing stored, printed or returned carries it.
     for id in [ok, failed] {
         let found = rt.store().get_with_events(id).await.unwrap().unwrap();
@@ -81,8 +110,11 @@ async fn missing_credentials_are_listed_and_a_secret_shows_up_nowhere() {
     }
     let failed_call = rt.get(failed).await.unwrap().unwrap();
     assert_eq!(failed_call.status, CallStatus::Failed);
-    assert!(failed_call.error.as_deref().unwrap_or_default().contains("***"), "{:?}", failed_call.error);
+    assert!(
+        failed_call.error.as_deref().unwrap_or_default().contains("***"),
+        "{:?}",
+        failed_call.error
+    );
     assert_eq!(rt.get(ok).await.unwrap().unwrap().status, CallStatus::Completed);
     std::fs::remove_dir_all(&dir).ok();
 }
-

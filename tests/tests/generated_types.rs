@@ -31,11 +31,19 @@ struct VoiceFile {
 }
 
 fn synthesis() -> Synthesis {
-    Synthesis { text: "Thank you, Ada".into(), voice: "en_female_1".into(), speed: None, format: SynthesisFormat::Mp3 }
+    Synthesis {
+        text: "Thank you, Ada".into(),
+        voice: "en_female_1".into(),
+        speed: None,
+        format: SynthesisFormat::Mp3,
+    }
 }
 
 fn audio() -> Audio {
-    Audio { url: "https://cdn.example.com/1.mp3".into(), duration_ms: 900 }
+    Audio {
+        url: "https://cdn.example.com/1.mp3".into(),
+        duration_ms: 900,
+    }
 }
 
 #[test]
@@ -44,14 +52,25 @@ fn unified_event_sequence_folds_into_the_status() {
     assert_eq!(call.status, CallStatus::Pending);
     assert_eq!(call.endpoint(), "synthesize");
 
-    let initialized = VolcTtsEvent::Initialized { call_id: call.id, external_id: "task-1".into() };
-    assert_eq!(call.apply(&initialized), Transition::Moved(CallStatus::Pending, CallStatus::Processing));
+    let initialized = VolcTtsEvent::Initialized {
+        call_id: call.id,
+        external_id: "task-1".into(),
+    };
+    assert_eq!(
+        call.apply(&initialized),
+        Transition::Moved(CallStatus::Pending, CallStatus::Processing)
+    );
     assert_eq!(call.external_id.as_deref(), Some("task-1"));
 
-    let processing = VolcTtsEvent::Processing { external_id: "task-1".into() };
+    let processing = VolcTtsEvent::Processing {
+        external_id: "task-1".into(),
+    };
     assert_eq!(call.apply(&processing), Transition::Ignored(CallStatus::Processing));
 
-    let completed = VolcTtsEvent::Completed { external_id: "task-1".into(), result: Some(VolcTtsResponse::Synthesize(audio())) };
+    let completed = VolcTtsEvent::Completed {
+        external_id: "task-1".into(),
+        result: Some(VolcTtsResponse::Synthesize(audio())),
+    };
     assert!(call.apply(&completed).is_moved());
     assert_eq!(call.status, CallStatus::Completed);
     assert!(call.completed_at.is_some());
@@ -63,7 +82,10 @@ fn unified_event_sequence_folds_into_the_status() {
         processing,
         initialized,
         completed,
-        VolcTtsEvent::Failed { external_id: "task-1".into(), error: "late".into() },
+        VolcTtsEvent::Failed {
+            external_id: "task-1".into(),
+            error: "late".into(),
+        },
     ] {
         assert!(!call.apply(&late).is_moved());
     }
@@ -73,12 +95,21 @@ fn unified_event_sequence_folds_into_the_status() {
 #[test]
 fn events_for_another_call_are_ignored() {
     let mut call = VolcTtsCall::new(synthesis());
-    let foreign = VolcTtsEvent::Initialized { call_id: CallId::new(), external_id: "task-9".into() };
+    let foreign = VolcTtsEvent::Initialized {
+        call_id: CallId::new(),
+        external_id: "task-9".into(),
+    };
     assert!(!call.apply(&foreign).is_moved());
     assert_eq!(call.external_id, None);
 
-    call.apply(&VolcTtsEvent::Initialized { call_id: call.id, external_id: "task-1".into() });
-    let other = VolcTtsEvent::Failed { external_id: "task-2".into(), error: "not ours".into() };
+    call.apply(&VolcTtsEvent::Initialized {
+        call_id: call.id,
+        external_id: "task-1".into(),
+    });
+    let other = VolcTtsEvent::Failed {
+        external_id: "task-2".into(),
+        error: "not ours".into(),
+    };
     assert!(!call.apply(&other).is_moved());
     assert_eq!(call.status, CallStatus::Processing);
     assert_eq!(call.error, None);
@@ -87,15 +118,26 @@ fn events_for_another_call_are_ignored() {
 #[test]
 fn failure_before_the_provider_answers_still_ends_terminal() {
     let mut call = VolcTtsCall::new(synthesis());
-    call.apply(&VolcTtsEvent::Initialized { call_id: call.id, external_id: "generated-1".into() });
-    call.apply(&VolcTtsEvent::Failed { external_id: "generated-1".into(), error: "connection refused".into() });
+    call.apply(&VolcTtsEvent::Initialized {
+        call_id: call.id,
+        external_id: "generated-1".into(),
+    });
+    call.apply(&VolcTtsEvent::Failed {
+        external_id: "generated-1".into(),
+        error: "connection refused".into(),
+    });
     assert_eq!(call.status, CallStatus::Failed);
     assert_eq!(call.error.as_deref(), Some("connection refused"));
 }
 
 #[test]
 fn derived_request_becomes_the_entity_params() {
-    let voice = ThankYouVoice { text: "Thank you, Ada".into(), voice_type: "en_male_2".into(), speed: None, internal_note: 7 };
+    let voice = ThankYouVoice {
+        text: "Thank you, Ada".into(),
+        voice_type: "en_male_2".into(),
+        speed: None,
+        internal_note: 7,
+    };
     assert_eq!(<ThankYouVoice as IntoCall>::INTEGRATION, "VolcTts");
     assert_eq!(voice.endpoint(), "synthesize");
     let params = voice.into_params();
@@ -116,16 +158,31 @@ fn validation_through_the_glue_reports_constraint_violations() {
         webhook_secret: "s".into(),
     })
     .unwrap();
-    let ok = ThankYouVoice { text: "hi".into(), voice_type: "v".into(), speed: Some(1.0), internal_note: 0 }.into_params();
+    let ok = ThankYouVoice {
+        text: "hi".into(),
+        voice_type: "v".into(),
+        speed: Some(1.0),
+        internal_note: 0,
+    }
+    .into_params();
     integration.validate("synthesize", &ok).unwrap();
 
-    let too_fast = ThankYouVoice { text: "hi".into(), voice_type: "v".into(), speed: Some(9.5), internal_note: 0 }.into_params();
+    let too_fast = ThankYouVoice {
+        text: "hi".into(),
+        voice_type: "v".into(),
+        speed: Some(9.5),
+        internal_note: 0,
+    }
+    .into_params();
     let error = integration.validate("synthesize", &too_fast).unwrap_err();
     assert!(error.is_invalid_request(), "{error}");
     assert!(error.to_string().contains("speed"), "{error}");
 
     let wrong_shape = json!({ "text": 5 });
-    assert!(integration.validate("synthesize", &wrong_shape).unwrap_err().is_invalid_request());
+    assert!(integration
+        .validate("synthesize", &wrong_shape)
+        .unwrap_err()
+        .is_invalid_request());
     assert!(integration.validate("nope", &ok).unwrap_err().is_unknown_endpoint());
 }
 
@@ -133,9 +190,18 @@ fn validation_through_the_glue_reports_constraint_violations() {
 fn derived_response_reads_stored_results() {
     let stored = json!({ "url": "https://cdn.example.com/1.mp3", "duration_ms": 900 });
     let file = VoiceFile::from_result(&stored).unwrap();
-    assert_eq!(file, VoiceFile { location: "https://cdn.example.com/1.mp3".into(), duration_ms: 900 });
+    assert_eq!(
+        file,
+        VoiceFile {
+            location: "https://cdn.example.com/1.mp3".into(),
+            duration_ms: 900
+        }
+    );
     assert_eq!(Audio::from_result(&stored).unwrap(), audio());
-    assert!(VoiceFile::from_result(&json!({ "url": "x" })).is_err(), "a missing required field is an error");
+    assert!(
+        VoiceFile::from_result(&json!({ "url": "x" })).is_err(),
+        "a missing required field is an error"
+    );
 }
 
 #[test]
@@ -146,14 +212,21 @@ fn webhook_payloads_map_to_lifecycle_replies() {
         webhook_secret: "s".into(),
     })
     .unwrap();
-    let done = json!({ "task_id": "task-1", "state": "done", "audio_url": "https://cdn.example.com/1.mp3", "duration": 900 });
+    let done =
+        json!({ "task_id": "task-1", "state": "done", "audio_url": "https://cdn.example.com/1.mp3", "duration": 900 });
     let reply = integration.read_webhook(&done).expect("spec has a webhook").unwrap();
     assert_eq!(reply.external_id.as_deref(), Some("task-1"));
     assert_eq!(reply.status, Some(integration_runtime::RemoteStatus::Completed));
-    assert_eq!(reply.result, Some(json!({ "url": "https://cdn.example.com/1.mp3", "duration_ms": 900 })));
+    assert_eq!(
+        reply.result,
+        Some(json!({ "url": "https://cdn.example.com/1.mp3", "duration_ms": 900 }))
+    );
 
     let unknown = json!({ "task_id": "task-1", "state": "exploded" });
     let error = integration.read_webhook(&unknown).unwrap().unwrap_err();
     assert!(error.to_string().contains("exploded"), "{error}");
-    assert_eq!(volc_tts::VolcTts::descriptor().webhook.as_ref().map(|w| w.path), Some("/webhooks/volc-tts"));
+    assert_eq!(
+        volc_tts::VolcTts::descriptor().webhook.as_ref().map(|w| w.path),
+        Some("/webhooks/volc-tts")
+    );
 }

@@ -37,18 +37,28 @@ fn editing_the_spec_rebuilds_the_crate() {
     std::fs::copy(workspace.join("Cargo.lock"), crate_dir.join("Cargo.lock")).unwrap();
     // The spec is invalid on purpose: the error message shows which version
     // of the spec the macro read, without compiling the runtime.
-    std::fs::write(crate_dir.join("src/main.rs"), "integration_macros::integration!(\"spec.toml\");\nfn main() {}\n").unwrap();
+    std::fs::write(
+        crate_dir.join("src/main.rs"),
+        "integration_macros::integration!(\"spec.toml\");\nfn main() {}\n",
+    )
+    .unwrap();
     let spec: PathBuf = crate_dir.join("spec.toml");
     let target = base.join("target");
 
     std::fs::write(&spec, "[integration]\nname = \"first_version\"\n").unwrap();
     let first = cargo_build(&crate_dir, &target);
-    assert!(first.contains("integration name `first_version` must be PascalCase"), "first build:\n{first}");
+    assert!(
+        first.contains("integration name `first_version` must be PascalCase"),
+        "first build:\n{first}"
+    );
 
     // Make sure the new file's mtime differs even on coarse-grained filesystems.
     std::thread::sleep(std::time::Duration::from_millis(1100));
     std::fs::write(&spec, "[integration]\nname = \"second_version\"\n").unwrap();
     let second = cargo_build(&crate_dir, &target);
-    assert!(second.contains("integration name `second_version` must be PascalCase"), "second build did not see the edit:\n{second}");
+    assert!(
+        second.contains("integration name `second_version` must be PascalCase"),
+        "second build did not see the edit:\n{second}"
+    );
     assert!(!second.contains("first_version"), "second build:\n{second}");
 }

@@ -21,14 +21,33 @@ async fn one_router_serves_webhooks_health_metrics_and_ops() {
     let base = format!("http://{}", listener.local_addr().unwrap());
     let fake = FakeProvider::from_spec_file(concat!(env!("CARGO_MANIFEST_DIR"), "/../specs/volc_tts.toml"))
         .unwrap()
-        .outcomes("synthesize", [Outcome::complete(json!({ "url": "https://cdn/a.mp3", "duration_ms": 5 }))])
+        .outcomes(
+            "synthesize",
+            [Outcome::complete(
+                json!({ "url": "https://cdn/a.mp3", "duration_ms": 5 }),
+            )],
+        )
         .polls_until_done(1000)
-        .webhooks_to(format!("{base}/webhooks/volc-tts"), WebhookSender::standard_webhooks(SECRET), Duration::from_millis(50))
+        .webhooks_to(
+            format!("{base}/webhooks/volc-tts"),
+            WebhookSender::standard_webhooks(SECRET),
+            Duration::from_millis(50),
+        )
         .start()
         .await
         .unwrap();
-    let tts = volc_tts::VolcTts::new(volc_tts::VolcTtsConfig { base_url: fake.url(), token: Secret::new("t"), webhook_secret: Secret::new(SECRET) }).unwrap();
-    let rt = Runtime::builder().store(SqliteStore::open(dir.join("serve.db")).await.unwrap()).integration(tts).build().await.unwrap();
+    let tts = volc_tts::VolcTts::new(volc_tts::VolcTtsConfig {
+        base_url: fake.url(),
+        token: Secret::new("t"),
+        webhook_secret: Secret::new(SECRET),
+    })
+    .unwrap();
+    let rt = Runtime::builder()
+        .store(SqliteStore::open(dir.join("serve.db")).await.unwrap())
+        .integration(tts)
+        .build()
+        .await
+        .unwrap();
     let router = rt.router(Some(Secret::new("ops-token"))).unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await });
     let worker = tokio::spawn({
@@ -36,10 +55,21 @@ async fn one_router_serves_webhooks_health_metrics_and_ops() {
         async move { rt.run().await }
     });
 
-    let id = rt.create(volc_tts::Synthesis { text: "hi".into(), voice: "v".into(), speed: None, format: volc_tts::SynthesisFormat::Mp3 }).await.unwrap();
+    let id = rt
+        .create(volc_tts::Synthesis {
+            text: "hi".into(),
+            voice: "v".into(),
+            speed: None,
+            format: volc_tts::SynthesisFormat::Mp3,
+        })
+        .await
+        .unwrap();
     let started = Instant::now();
     while rt.get(id).await.unwrap().unwrap().status != CallStatus::Completed {
-        assert!(started.elapsed() < Duration::from_secs(20), "the webhook did not complete the call");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the webhook did not complete the call"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
@@ -49,15 +79,37 @@ async fn one_router_serves_webhooks_health_metrics_and_ops() {
     let health: serde_json::Value = serde_json::from_str(&health.text().await.unwrap()).unwrap();
     assert_eq!(health["status"], json!("up"), "{health}");
 
-    let metrics = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.lines().any(|l| l.contains("integration=\"VolcTts\"")), "{metrics}");
-    let created = metrics.lines().find(|l| l.contains("created") && l.contains("VolcTts") && !l.starts_with('#')).expect("a created counter");
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.lines().any(|l| l.contains("integration=\"VolcTts\"")),
+        "{metrics}"
+    );
+    let created = metrics
+        .lines()
+        .find(|l| l.contains("created") && l.contains("VolcTts") && !l.starts_with('#'))
+        .expect("a created counter");
     assert!(created.ends_with(" 1"), "{created}");
 
     // The operations API needs the token.
-    let denied = http.get(format!("{base}/ops/calls?integration=VolcTts")).send().await.unwrap();
+    let denied = http
+        .get(format!("{base}/ops/calls?integration=VolcTts"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(denied.status().as_u16(), 401);
-    let listed = http.get(format!("{base}/ops/calls?integration=VolcTts")).bearer_auth("ops-token").send().await.unwrap();
+    let listed = http
+        .get(format!("{base}/ops/calls?integration=VolcTts"))
+        .bearer_auth("ops-token")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(listed.status().as_u16(), 200);
     let listed: serde_json::Value = serde_json::from_str(&listed.text().await.unwrap()).unwrap();
     assert_eq!(listed["calls"][0]["id"], json!(id.to_string()), "{listed}");
@@ -80,8 +132,18 @@ async fn a_webhook_completes_a_business_call_once_and_replays_change_nothing() {
         .start()
         .await
         .unwrap();
-    let tts = volc_tts::VolcTts::new(volc_tts::VolcTtsConfig { base_url: fake.url(), token: Secret::new("t"), webhook_secret: Secret::new(SECRET) }).unwrap();
-    let rt = Runtime::builder().store(SqliteStore::open(dir.join("replay.db")).await.unwrap()).integration(tts).build().await.unwrap();
+    let tts = volc_tts::VolcTts::new(volc_tts::VolcTtsConfig {
+        base_url: fake.url(),
+        token: Secret::new("t"),
+        webhook_secret: Secret::new(SECRET),
+    })
+    .unwrap();
+    let rt = Runtime::builder()
+        .store(SqliteStore::open(dir.join("replay.db")).await.unwrap())
+        .integration(tts)
+        .build()
+        .await
+        .unwrap();
     let hooks = Arc::new(AtomicUsize::new(0));
     let seen = Arc::clone(&hooks);
     rt.on_completed(move |_call: volc_tts::VolcTtsCall| {
@@ -100,7 +162,15 @@ async fn a_webhook_completes_a_business_call_once_and_replays_change_nothing() {
     });
 
     // Business code creates the call; the worker starts it at the provider.
-    let id = rt.create(volc_tts::Synthesis { text: "hi".into(), voice: "v".into(), speed: None, format: volc_tts::SynthesisFormat::Mp3 }).await.unwrap();
+    let id = rt
+        .create(volc_tts::Synthesis {
+            text: "hi".into(),
+            voice: "v".into(),
+            speed: None,
+            format: volc_tts::SynthesisFormat::Mp3,
+        })
+        .await
+        .unwrap();
     let started = Instant::now();
     let external_id = loop {
         if let Some(external_id) = rt.get(id).await.unwrap().unwrap().external_id {
@@ -115,7 +185,10 @@ async fn a_webhook_completes_a_business_call_once_and_replays_change_nothing() {
     assert_eq!(sender.send(&hook_url, &done).await.unwrap(), 200);
     let completed = rt.get_with_events(id).await.unwrap().unwrap();
     assert_eq!(completed.call.status, CallStatus::Completed, "stored before the 200");
-    assert_eq!(completed.call.response_data, Some(json!({ "url": "https://cdn/a.mp3", "duration_ms": 9 })));
+    assert_eq!(
+        completed.call.response_data,
+        Some(json!({ "url": "https://cdn/a.mp3", "duration_ms": 9 }))
+    );
 
     // The same webhook five times more (new deliveries): duplicates.
     for _ in 0..5 {
@@ -123,7 +196,10 @@ async fn a_webhook_completes_a_business_call_once_and_replays_change_nothing() {
     }
     let replayed = rt.get_with_events(id).await.unwrap().unwrap();
     assert_eq!(replayed.call, completed.call, "nothing changed");
-    assert_eq!(replayed.events, completed.events, "replays are duplicates, not new events");
+    assert_eq!(
+        replayed.events, completed.events,
+        "replays are duplicates, not new events"
+    );
 
     // A late `processing`: kept in the log for the record, not applied.
     let late = json!({ "task_id": external_id, "state": "running" });

@@ -38,5 +38,9 @@ fn generated_code_matches_snapshots() {
             Err(_) => mismatches.push(format!("{} is missing", snapshot_path.display())),
         }
     }
-    assert!(mismatches.is_empty(), "{}\nrun with UPDATE_SNAPSHOTS=1 to accept the new output", mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "{}\nrun with UPDATE_SNAPSHOTS=1 to accept the new output",
+        mismatches.join("\n")
+    );
 }

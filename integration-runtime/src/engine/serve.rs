@@ -86,7 +86,10 @@ impl Runtime {
         let address: SocketAddr = address
             .parse()
             .map_err(|e| EngineError::config(format!("`{address}` is not a socket address: {e}")))?;
-        let token = std::env::var(OPS_TOKEN_ENV).ok().filter(|t| !t.is_empty()).map(Secret::new);
+        let token = std::env::var(OPS_TOKEN_ENV)
+            .ok()
+            .filter(|t| !t.is_empty())
+            .map(Secret::new);
         let router = self.router(token)?;
         let listener = tokio::net::TcpListener::bind(address)
             .await

@@ -163,11 +163,20 @@ async fn with_heartbeat(
     let period = (lease / 3).max(Duration::from_millis(10));
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tokio::pin!(work);
+    // The renewal runs NEXT TO the work, never instead of it: awaiting it in
+    // the select arm would stop polling the work, and a work step holding the
+    // call's row lock (an append's transaction) would then block the renewal
+    // that waits for that very lock, forever.
+    let mut renewal: Option<crate::integration::BoxFuture<'_, Result<(), StoreError>>> = None;
     loop {
         tokio::select! {
             result = &mut work => return result,
-            _ = ticker.tick() => {
-                match inner.store.extend_lease(id, &inner.settings.worker_id, lease).await {
+            _ = ticker.tick(), if renewal.is_none() => {
+                renewal = Some(inner.store.extend_lease(id, &inner.settings.worker_id, lease));
+            }
+            outcome = async { renewal.as_mut().expect("guarded by the condition").await }, if renewal.is_some() => {
+                renewal = None;
+                match outcome {
                     Err(error) if error.is_lease_lost() || error.is_not_found() => return Err(error),
                     // A transient store error: the next tick tries again.
                     _ => {}
@@ -246,7 +255,9 @@ async fn start(inner: &Inner, integration: &dyn Integration, call: &CallRecord) 
         Err(error) if error.status().is_some() => "http_error",
         Err(_) => "error",
     };
-    inner.metrics.attempt(&call.integration, &call.endpoint, outcome, started.elapsed());
+    inner
+        .metrics
+        .attempt(&call.integration, &call.endpoint, outcome, started.elapsed());
     let reply = match result {
         Ok(reply) => reply,
         Err(error) => {
@@ -356,7 +367,12 @@ async fn apply_status(inner: &Inner, call: &CallRecord, reply: &Reply<serde_json
 /// When to poll next: `None` without polling (a webhook finishes the call).
 /// The schedule runs in spec time; `scale` maps it to real time
 /// (see `RuntimeBuilder::polling_time_scale`).
-fn next_poll(integration: &dyn Integration, call: &CallRecord, at_least: Option<Duration>, scale: f64) -> Option<DateTime<Utc>> {
+fn next_poll(
+    integration: &dyn Integration,
+    call: &CallRecord,
+    at_least: Option<Duration>,
+    scale: f64,
+) -> Option<DateTime<Utc>> {
     let polling = integration.descriptor().polling?;
     let elapsed = (Utc::now() - call.created_at).to_std().unwrap_or_default();
     let mut delay = poll_delay(&polling, elapsed.div_f64(scale)).mul_f64(scale);
@@ -403,11 +419,17 @@ async fn follow_up(inner: &Inner, integration: &dyn Integration, call: &CallReco
         }
         Err(error) if refused_locally(&error) => {
             let wait = refusal_wait(&error, Duration::from_millis(polling.interval_ms));
-            let next = next_poll(integration, call, Some(wait), inner.settings.polling_time_scale).unwrap_or_else(|| after(wait));
+            let next = next_poll(integration, call, Some(wait), inner.settings.polling_time_scale)
+                .unwrap_or_else(|| after(wait));
             inner.store.postpone(call.id, worker, next).await
         }
         Err(error) if is_retryable_class(&error, &TRANSIENT) => {
-            let next = next_poll(integration, call, error.retry_after(), inner.settings.polling_time_scale);
+            let next = next_poll(
+                integration,
+                call,
+                error.retry_after(),
+                inner.settings.polling_time_scale,
+            );
             inner.store.reschedule(call.id, worker, next).await
         }
         Err(error) => {

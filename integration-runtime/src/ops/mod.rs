@@ -377,7 +377,11 @@ async fn retry_call(State(state): State<Arc<OpsState>>, Path(id): Path<String>) 
         RetryError::NotFailed { .. } => conflict("not_retryable", error.to_string()),
         RetryError::Store(e) => store_error(e),
     })?;
-    let status = if created.created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     let body = json!({"call_id": created.id, "retry_of": id, "created": created.created});
     Ok((status, Json(body)).into_response())
 }
@@ -409,7 +413,10 @@ pub enum RetryError {
 pub async fn retry_failed(store: &dyn Store, id: CallId) -> Result<crate::store::Created, RetryError> {
     let call = store.get(id).await?.ok_or(RetryError::NotFound(id))?;
     if call.status != CallStatus::Failed {
-        return Err(RetryError::NotFailed { id, status: call.status });
+        return Err(RetryError::NotFailed {
+            id,
+            status: call.status,
+        });
     }
     let new = NewCall::new(call.integration, call.endpoint, call.params).idempotency_key(format!("retry-of:{id}"));
     Ok(store.create(new).await?)

@@ -149,10 +149,7 @@ impl CircuitBreaker {
             },
             (Phase::Open { .. }, _) => return,
         };
-        let changed = !matches!(
-            (state.phase, next),
-            (Phase::Closed { .. }, Phase::Closed { .. })
-        );
+        let changed = !matches!((state.phase, next), (Phase::Closed { .. }, Phase::Closed { .. }));
         state.phase = next;
         if changed {
             state.generation += 1;
@@ -185,8 +182,7 @@ impl BreakerPermit {
     /// Tells the breaker how the attempt went.
     pub(crate) fn finish(mut self, outcome: Outcome, now: Instant) {
         self.done = true;
-        self.breaker
-            .record(self.generation, self.probe, outcome, now);
+        self.breaker.record(self.generation, self.probe, outcome, now);
     }
 }
 

@@ -63,10 +63,7 @@ impl<C: PartialEq + Copy, T> Registry<C, T> {
 
     fn all(&self) -> Vec<(Key<C>, Arc<T>)> {
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        entries
-            .iter()
-            .map(|(key, value)| (*key, Arc::clone(value)))
-            .collect()
+        entries.iter().map(|(key, value)| (*key, Arc::clone(value))).collect()
     }
 }
 
@@ -115,11 +112,7 @@ pub(crate) struct Policies {
 }
 
 /// The key of an endpoint's `setting`, given the integration's (`None`: unknown).
-fn key<C: PartialEq + Copy>(
-    integration: Option<Option<C>>,
-    endpoint: &'static str,
-    setting: C,
-) -> Key<C> {
+fn key<C: PartialEq + Copy>(integration: Option<Option<C>>, endpoint: &'static str, setting: C) -> Key<C> {
     match integration {
         Some(Some(shared)) if shared != setting => Key::Endpoint(endpoint, setting),
         Some(None) => Key::Endpoint(endpoint, setting),
@@ -151,18 +144,11 @@ impl Policies {
     fn breaker(&self, endpoint: &'static str, policy: &PolicyDescriptor) -> Option<Arc<CircuitBreaker>> {
         let setting = policy.circuit_breaker?;
         let shared = self.integration.map(|p| p.circuit_breaker);
-        Some(
-            self.breakers
-                .get(key(shared, endpoint, setting), CircuitBreaker::new),
-        )
+        Some(self.breakers.get(key(shared, endpoint, setting), CircuitBreaker::new))
     }
 
     /// Waits for the rate limit (bounded by the request's timeout).
-    pub(crate) async fn pace(
-        &self,
-        endpoint: &'static str,
-        policy: &PolicyDescriptor,
-    ) -> Result<Duration, Refusal> {
+    pub(crate) async fn pace(&self, endpoint: &'static str, policy: &PolicyDescriptor) -> Result<Duration, Refusal> {
         let Some(setting) = policy.rate_limit else {
             return Ok(Duration::ZERO);
         };
@@ -187,11 +173,7 @@ impl Policies {
 
     /// Admits an attempt: the circuit must not be open, the rate limit is waited
     /// for, and a concurrency slot is taken (each wait bounded by the timeout).
-    pub(crate) async fn admit(
-        &self,
-        endpoint: &'static str,
-        policy: &PolicyDescriptor,
-    ) -> Result<Admission, Refusal> {
+    pub(crate) async fn admit(&self, endpoint: &'static str, policy: &PolicyDescriptor) -> Result<Admission, Refusal> {
         let breaker = self.breaker(endpoint, policy);
         // Fail fast, before spending a rate-limit slot on an attempt that cannot go.
         if let Some(breaker) = &breaker {
@@ -210,12 +192,9 @@ impl Policies {
                 });
                 let acquire = semaphore.acquire_owned();
                 let permit = match timeout_of(policy) {
-                    Some(timeout) => tokio::time::timeout(timeout, acquire).await.map_err(|_| {
-                        Refusal::Busy {
-                            limit,
-                            waited: timeout,
-                        }
-                    })?,
+                    Some(timeout) => tokio::time::timeout(timeout, acquire)
+                        .await
+                        .map_err(|_| Refusal::Busy { limit, waited: timeout })?,
                     None => acquire.await,
                 };
                 // The semaphore is never closed.
@@ -242,11 +221,7 @@ impl Policies {
     fn circuit_refusal(&self, rejected: circuit_breaker::Rejected, policy: &PolicyDescriptor) -> Refusal {
         let hint = rejected.0.unwrap_or_else(|| {
             timeout_of(policy).unwrap_or_else(|| {
-                Duration::from_millis(
-                    policy
-                        .circuit_breaker
-                        .map_or(1_000, |cb| cb.open_for_ms.max(1)),
-                )
+                Duration::from_millis(policy.circuit_breaker.map_or(1_000, |cb| cb.open_for_ms.max(1)))
             })
         });
         Refusal::CircuitOpen(hint)

@@ -45,11 +45,7 @@ impl Gcra {
     ///
     /// When the wait would exceed `max_wait`, nothing is reserved and the needed
     /// wait is returned as the error.
-    pub(crate) fn reserve(
-        &mut self,
-        now: Instant,
-        max_wait: Option<Duration>,
-    ) -> Result<Duration, Duration> {
+    pub(crate) fn reserve(&mut self, now: Instant, max_wait: Option<Duration>) -> Result<Duration, Duration> {
         let tat = self.tat.map_or(now, |tat| tat.max(now));
         let wait = (tat - now).saturating_sub(self.tolerance);
         if max_wait.is_some_and(|max| wait > max) {
@@ -114,6 +110,10 @@ mod tests {
         for per_second in [0.0, -1.0, f64::NAN, f64::INFINITY] {
             assert!(Gcra::new(RateLimitPolicy { per_second, burst: 1 }).is_none());
         }
-        assert!(Gcra::new(RateLimitPolicy { per_second: 1e-300, burst: 0 }).is_some());
+        assert!(Gcra::new(RateLimitPolicy {
+            per_second: 1e-300,
+            burst: 0
+        })
+        .is_some());
     }
 }

@@ -53,10 +53,7 @@ impl Fixture {
 
     /// A fresh, empty directory under the system's temporary directory.
     pub(crate) fn temp_dir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "integration-runtime-store-{}",
-            uuid::Uuid::new_v4()
-        ));
+        let dir = std::env::temp_dir().join(format!("integration-runtime-store-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).expect("create temp dir");
         dir
     }
@@ -178,15 +175,9 @@ pub(crate) async fn create_makes_a_pending_due_call(store: Arc<dyn Store>) {
 }
 
 pub(crate) async fn create_with_idempotency_key_returns_the_existing_call(store: Arc<dyn Store>) {
-    let first = store
-        .create(call(1).idempotency_key("order-7"))
-        .await
-        .unwrap();
+    let first = store.create(call(1).idempotency_key("order-7")).await.unwrap();
     assert!(first.created);
-    let again = store
-        .create(call(1).idempotency_key("order-7"))
-        .await
-        .unwrap();
+    let again = store.create(call(1).idempotency_key("order-7")).await.unwrap();
     assert_eq!(
         again,
         Created {
@@ -206,20 +197,14 @@ pub(crate) async fn create_with_idempotency_key_returns_the_existing_call(store:
     assert_ne!(a, b);
 
     // The same key for another request is a mistake, not a replay.
-    let error = store
-        .create(call(2).idempotency_key("order-7"))
-        .await
-        .unwrap_err();
+    let error = store.create(call(2).idempotency_key("order-7")).await.unwrap_err();
     assert!(error.is_conflict(), "{error}");
     let error = store
         .create(NewCall::new("acme", "refund", json!({"n": 1})).idempotency_key("order-7"))
         .await
         .unwrap_err();
     assert!(error.is_conflict(), "{error}");
-    assert_eq!(
-        store.count_by_status(Some("acme")).await.unwrap().total(),
-        3
-    );
+    assert_eq!(store.count_by_status(Some("acme")).await.unwrap().total(), 3);
 }
 
 pub(crate) async fn create_with_a_future_run_at_is_not_due_yet(store: Arc<dyn Store>) {
@@ -249,10 +234,7 @@ pub(crate) async fn claim_respects_the_limit_and_due_order(store: Arc<dyn Store>
     for claimed in &first {
         assert_eq!(claimed.lease_owner.as_deref(), Some("w1"));
         let until = claimed.lease_expires_at.expect("leased");
-        assert!(
-            until >= before + chrono::Duration::seconds(59),
-            "{until} vs {before}"
-        );
+        assert!(until >= before + chrono::Duration::seconds(59), "{until} vs {before}");
         assert_eq!(store.get(claimed.id).await.unwrap().unwrap(), *claimed);
     }
     assert_eq!(ids(&*store, "w2", 10, LONG).await, created[2..]);
@@ -308,10 +290,7 @@ pub(crate) async fn an_expired_lease_is_claimable_again(store: Arc<dyn Store>) {
     for error in [
         store.extend_lease(id, "w1", LONG).await.unwrap_err(),
         store.release(id, "w1").await.unwrap_err(),
-        store
-            .reschedule(id, "w1", Some(Utc::now()))
-            .await
-            .unwrap_err(),
+        store.reschedule(id, "w1", Some(Utc::now())).await.unwrap_err(),
     ] {
         assert!(error.is_lease_lost() && error.is_conflict(), "{error}");
     }
@@ -384,10 +363,7 @@ pub(crate) async fn reschedule_sets_the_next_run_and_counts_attempts(store: Arc<
         .await
         .unwrap();
     assert_eq!(ids(&*store, "w2", 10, LONG).await, [retry]);
-    store
-        .reschedule(retry, "w2", Some(Utc::now()))
-        .await
-        .unwrap();
+    store.reschedule(retry, "w2", Some(Utc::now())).await.unwrap();
     assert_eq!(store.get(retry).await.unwrap().unwrap().attempts, 2);
 }
 
@@ -444,10 +420,7 @@ pub(crate) async fn same_event_key_twice_is_a_duplicate(store: Arc<dyn Store>) {
 
     // Keys are per call: another call may use the same key.
     let other = create(&*store, call(2)).await;
-    let reused = store
-        .append_event(other, NewEvent::processing("init:1"))
-        .await
-        .unwrap();
+    let reused = store.append_event(other, NewEvent::processing("init:1")).await.unwrap();
     assert!(reused.is_applied());
 
     let unknown: CallId = uuid::Uuid::new_v4().to_string().parse().unwrap();
@@ -501,10 +474,7 @@ pub(crate) async fn out_of_order_events_never_move_backwards(store: Arc<dyn Stor
 
     let stored = store.get_with_events(id).await.unwrap().unwrap();
     assert_eq!(stored.call.status, CallStatus::Completed);
-    assert_eq!(
-        stored.call.error, None,
-        "an ignored failure writes no error"
-    );
+    assert_eq!(stored.call.error, None, "an ignored failure writes no error");
     let log: Vec<_> = stored.events.iter().map(|e| (e.kind, e.applied)).collect();
     assert_eq!(
         log,
@@ -565,9 +535,7 @@ pub(crate) async fn terminal_state_is_reached_exactly_once(store: Arc<dyn Store>
         .unwrap();
     assert!(first.is_applied());
     let after_first = store.get(id).await.unwrap().unwrap();
-    let completed_at = after_first
-        .completed_at
-        .expect("terminal sets completed_at");
+    let completed_at = after_first.completed_at.expect("terminal sets completed_at");
     assert!(completed_at >= after_first.created_at);
     assert_eq!(after_first.response_data, Some(json!({"v": 1})));
     assert_eq!(after_first.next_run_at, None);
@@ -578,10 +546,7 @@ pub(crate) async fn terminal_state_is_reached_exactly_once(store: Arc<dyn Store>
         .await
         .unwrap();
     assert!(matches!(second, AppendOutcome::Ignored { .. }));
-    let failed = store
-        .append_event(id, NewEvent::failed("f", "boom"))
-        .await
-        .unwrap();
+    let failed = store.append_event(id, NewEvent::failed("f", "boom")).await.unwrap();
     assert!(matches!(failed, AppendOutcome::Ignored { .. }));
     let after = store.get(id).await.unwrap().unwrap();
     assert_eq!(after.completed_at, Some(completed_at));
@@ -618,10 +583,7 @@ pub(crate) async fn terminal_calls_are_never_claimed(store: Arc<dyn Store>) {
     assert_eq!(store.get(id).await.unwrap().unwrap().next_run_at, None);
 
     let failed = create(&*store, call(2)).await;
-    store
-        .append_event(failed, NewEvent::failed("f", "no"))
-        .await
-        .unwrap();
+    store.append_event(failed, NewEvent::failed("f", "no")).await.unwrap();
     assert!(ids(&*store, "w2", 10, LONG).await.is_empty());
 
     // A processing call with a due poll is claimable.
@@ -632,18 +594,12 @@ pub(crate) async fn terminal_calls_are_never_claimed(store: Arc<dyn Store>) {
         .unwrap();
     let claimed = store.claim("w2", 10, LONG).await.unwrap();
     assert_eq!(claimed.len(), 1);
-    assert_eq!(
-        (claimed[0].id, claimed[0].status),
-        (polling, CallStatus::Processing)
-    );
+    assert_eq!((claimed[0].id, claimed[0].status), (polling, CallStatus::Processing));
 }
 
 pub(crate) async fn find_and_append_by_external_id(store: Arc<dyn Store>) {
     let id = create(&*store, call(1)).await;
-    assert_eq!(
-        store.find_by_external_id("acme", "ext-1").await.unwrap(),
-        None
-    );
+    assert_eq!(store.find_by_external_id("acme", "ext-1").await.unwrap(), None);
     let early = store
         .append_event_by_external_id("acme", "ext-1", NewEvent::completed("c", json!(1)))
         .await
@@ -659,14 +615,8 @@ pub(crate) async fn find_and_append_by_external_id(store: Arc<dyn Store>) {
         .await
         .unwrap()
         .expect("found");
-    assert_eq!(
-        (found.id, found.external_id.as_deref()),
-        (id, Some("ext-1"))
-    );
-    assert_eq!(
-        store.find_by_external_id("other", "ext-1").await.unwrap(),
-        None
-    );
+    assert_eq!((found.id, found.external_id.as_deref()), (id, Some("ext-1")));
+    assert_eq!(store.find_by_external_id("other", "ext-1").await.unwrap(), None);
 
     let outcome = store
         .append_event_by_external_id("acme", "ext-1", NewEvent::processing("p"))
@@ -754,10 +704,7 @@ pub(crate) async fn pagination_has_no_duplicates_or_gaps(store: Arc<dyn Store>) 
     assert_eq!(seen, expected, "every call exactly once, in creation order");
     assert_eq!(pages, 5, "24 calls in pages of 5, no empty last page");
 
-    let everything = store
-        .list(&ListQuery::new("acme").limit(10_000))
-        .await
-        .unwrap();
+    let everything = store.list(&ListQuery::new("acme").limit(10_000)).await.unwrap();
     assert_eq!(everything.calls.len(), 24);
     assert_eq!(everything.next, None);
     let none = store.list(&ListQuery::new("nobody")).await.unwrap();
@@ -783,10 +730,7 @@ pub(crate) async fn listing_filters_by_status_and_orders_newest_first(store: Arc
         .order(ListOrder::NewestFirst);
     loop {
         let page = store.list(&query).await.unwrap();
-        assert!(page
-            .calls
-            .iter()
-            .all(|c| c.status == CallStatus::Processing));
+        assert!(page.calls.iter().all(|c| c.status == CallStatus::Processing));
         seen.extend(page.calls.iter().map(|c| c.id));
         match page.next {
             Some(next) => query = query.after(next),
@@ -820,14 +764,8 @@ pub(crate) async fn count_by_status_counts_every_call(store: Arc<dyn Store>) {
         .append_event(ids[1], NewEvent::completed("c", json!(1)))
         .await
         .unwrap();
-    store
-        .append_event(ids[2], NewEvent::failed("f", "x"))
-        .await
-        .unwrap();
-    store
-        .append_event(ids[3], NewEvent::failed("f", "x"))
-        .await
-        .unwrap();
+    store.append_event(ids[2], NewEvent::failed("f", "x")).await.unwrap();
+    store.append_event(ids[3], NewEvent::failed("f", "x")).await.unwrap();
 
     let acme = store.count_by_status(Some("acme")).await.unwrap();
     assert_eq!(
@@ -883,9 +821,7 @@ pub(crate) async fn postpone_does_not_count_an_attempt(store: Arc<dyn Store>) {
 }
 
 pub(crate) async fn terminal_calls_are_notified_until_finished(store: Arc<dyn Store>) {
-    let notified = |calls: Vec<crate::store::CallRecord>| {
-        calls.into_iter().map(|c| c.id).collect::<HashSet<_>>()
-    };
+    let notified = |calls: Vec<crate::store::CallRecord>| calls.into_iter().map(|c| c.id).collect::<HashSet<_>>();
     let a = create(&*store, call(1)).await;
     let b = create(&*store, call(2)).await;
     let c = create(&*store, call(3)).await;
@@ -913,7 +849,11 @@ pub(crate) async fn terminal_calls_are_notified_until_finished(store: Arc<dyn St
     store.finish_notification(a, None).await.unwrap();
     tokio::time::sleep(PAST_SHORT).await;
     let again = store.claim_notifications(10, LONG).await.unwrap();
-    assert_eq!(notified(again.clone()), HashSet::from([b]), "an expired lease is due again");
+    assert_eq!(
+        notified(again.clone()),
+        HashSet::from([b]),
+        "an expired lease is due again"
+    );
     assert_eq!(again[0].status, CallStatus::Failed);
 
     store.finish_notification(b, Some(now())).await.unwrap();

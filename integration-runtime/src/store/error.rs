@@ -61,19 +61,13 @@ impl StoreError {
         )
     }
 
-    pub(crate) fn backend(
-        message: impl fmt::Display,
-        source: impl StdError + Send + Sync + 'static,
-    ) -> Self {
+    pub(crate) fn backend(message: impl fmt::Display, source: impl StdError + Send + Sync + 'static) -> Self {
         Self::with_source(ErrorKind::Backend, message, source)
     }
 
     /// The store does not implement an optional operation.
     pub(crate) fn unsupported(what: &str) -> Self {
-        Self::new(
-            ErrorKind::Backend,
-            format_args!("this store does not support {what}"),
-        )
+        Self::new(ErrorKind::Backend, format_args!("this store does not support {what}"))
     }
 
     pub(crate) fn corrupt(message: impl fmt::Display) -> Self {

@@ -10,9 +10,9 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 use super::{
-    lease_deadline, new_call_id, now, plan_append, truncate, AppendOutcome, BoxFuture, CallId,
-    CallRecord, CallWithEvents, Created, Cursor, EventRecord, ListOrder, ListQuery, NewCall,
-    NewEvent, Page, StatusCounts, Store, StoreError,
+    lease_deadline, new_call_id, now, plan_append, truncate, AppendOutcome, BoxFuture, CallId, CallRecord,
+    CallWithEvents, Created, Cursor, EventRecord, ListOrder, ListQuery, NewCall, NewEvent, Page, StatusCounts, Store,
+    StoreError,
 };
 use crate::lifecycle::{CallStatus, Transition};
 
@@ -50,18 +50,13 @@ impl MemoryStore {
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave a half-applied change:
         // every operation checks first and mutates last.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn create_now(&self, call: NewCall) -> Result<Created, StoreError> {
         let mut state = self.state();
         if let Some(key) = &call.idempotency_key {
-            if let Some(seq) = state
-                .by_idempotency_key
-                .get(&(call.integration.clone(), key.clone()))
-            {
+            if let Some(seq) = state.by_idempotency_key.get(&(call.integration.clone(), key.clone())) {
                 let existing = &state.calls[seq];
                 check_same_request(existing, &call)?;
                 return Ok(Created {
@@ -186,11 +181,7 @@ impl MemoryStore {
         let plan = plan_append(id, call.status, call.external_id.as_deref(), &event)?;
         if let Some(external_id) = &plan.set_external_id {
             let key = (call.integration.clone(), external_id.clone());
-            if state
-                .by_external_id
-                .get(&key)
-                .is_some_and(|&other| other != seq)
-            {
+            if state.by_external_id.get(&key).is_some_and(|&other| other != seq) {
                 return Err(StoreError::conflict(format_args!(
                     "external id `{external_id}` of `{}` already belongs to another call",
                     key.0
@@ -236,9 +227,8 @@ impl MemoryStore {
     fn list_now(&self, query: &ListQuery) -> Page {
         let state = self.state();
         let limit = query.clamped_limit() as usize;
-        let matches = |call: &&CallRecord| {
-            call.integration == query.integration && query.status.is_none_or(|s| call.status == s)
-        };
+        let matches =
+            |call: &&CallRecord| call.integration == query.integration && query.status.is_none_or(|s| call.status == s);
         // One row more than the page tells whether another page exists.
         let rows: Vec<(i64, CallRecord)> = match query.order {
             ListOrder::OldestFirst => {
@@ -368,11 +358,7 @@ impl Store for MemoryStore {
         })
     }
 
-    fn append_event(
-        &self,
-        id: CallId,
-        event: NewEvent,
-    ) -> BoxFuture<'_, Result<AppendOutcome, StoreError>> {
+    fn append_event(&self, id: CallId, event: NewEvent) -> BoxFuture<'_, Result<AppendOutcome, StoreError>> {
         Box::pin(async move {
             let seq = self.state().by_id.get(&id).copied();
             self.append_now(seq, &|| format!("call {id}"), event)
@@ -403,10 +389,7 @@ impl Store for MemoryStore {
         })
     }
 
-    fn get_with_events(
-        &self,
-        id: CallId,
-    ) -> BoxFuture<'_, Result<Option<CallWithEvents>, StoreError>> {
+    fn get_with_events(&self, id: CallId) -> BoxFuture<'_, Result<Option<CallWithEvents>, StoreError>> {
         Box::pin(async move {
             let state = self.state();
             Ok(state.by_id.get(&id).map(|seq| CallWithEvents {
@@ -424,10 +407,7 @@ impl Store for MemoryStore {
         Box::pin(async move {
             let state = self.state();
             let key = (integration.to_owned(), external_id.to_owned());
-            Ok(state
-                .by_external_id
-                .get(&key)
-                .map(|seq| state.calls[seq].clone()))
+            Ok(state.by_external_id.get(&key).map(|seq| state.calls[seq].clone()))
         })
     }
 
@@ -435,10 +415,7 @@ impl Store for MemoryStore {
         Box::pin(async move { Ok(self.list_now(query)) })
     }
 
-    fn count_by_status<'a>(
-        &'a self,
-        integration: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<StatusCounts, StoreError>> {
+    fn count_by_status<'a>(&'a self, integration: Option<&'a str>) -> BoxFuture<'a, Result<StatusCounts, StoreError>> {
         Box::pin(async move {
             let state = self.state();
             let mut counts = StatusCounts::default();
@@ -476,11 +453,7 @@ impl Store for MemoryStore {
         })
     }
 
-    fn claim_notifications(
-        &self,
-        limit: u32,
-        lease: Duration,
-    ) -> BoxFuture<'_, Result<Vec<CallRecord>, StoreError>> {
+    fn claim_notifications(&self, limit: u32, lease: Duration) -> BoxFuture<'_, Result<Vec<CallRecord>, StoreError>> {
         Box::pin(async move {
             let mut guard = self.state();
             let state = &mut *guard;
@@ -490,8 +463,7 @@ impl Store for MemoryStore {
                 return Ok(Vec::new());
             }
             // The `limit` earliest due notifications, in bounded memory.
-            let mut earliest: BinaryHeap<(DateTime<Utc>, i64)> =
-                BinaryHeap::with_capacity(limit + 1);
+            let mut earliest: BinaryHeap<(DateTime<Utc>, i64)> = BinaryHeap::with_capacity(limit + 1);
             for (&seq, &at) in &state.notify_at {
                 if at <= now {
                     earliest.push((at, seq));

@@ -101,8 +101,8 @@ pub use memory::MemoryStore;
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::SqliteStore;
 pub use types::{
-    AppendOutcome, CallRecord, CallWithEvents, Created, Cursor, EventPayload, EventRecord,
-    ListOrder, ListQuery, NewCall, NewEvent, Page, StatusCounts, MAX_PAGE_SIZE,
+    AppendOutcome, CallRecord, CallWithEvents, Created, Cursor, EventPayload, EventRecord, ListOrder, ListQuery,
+    NewCall, NewEvent, Page, StatusCounts, MAX_PAGE_SIZE,
 };
 
 use crate::call::CallId;
@@ -169,11 +169,7 @@ pub trait Store: Send + Sync {
     /// Appends `event` to the log of call `id` (the runtime's own events:
     /// `initialized` with the external id, a sync call's `completed`, a
     /// `failed` after the last retry).
-    fn append_event(
-        &self,
-        id: CallId,
-        event: NewEvent,
-    ) -> BoxFuture<'_, Result<AppendOutcome, StoreError>>;
+    fn append_event(&self, id: CallId, event: NewEvent) -> BoxFuture<'_, Result<AppendOutcome, StoreError>>;
 
     /// Appends `event` to the call the provider knows as `external_id`
     /// (webhooks and polls). Not found until `initialized` set that id.
@@ -188,10 +184,7 @@ pub trait Store: Send + Sync {
     fn get(&self, id: CallId) -> BoxFuture<'_, Result<Option<CallRecord>, StoreError>>;
 
     /// The call `id` with its event log, if it exists.
-    fn get_with_events(
-        &self,
-        id: CallId,
-    ) -> BoxFuture<'_, Result<Option<CallWithEvents>, StoreError>>;
+    fn get_with_events(&self, id: CallId) -> BoxFuture<'_, Result<Option<CallWithEvents>, StoreError>>;
 
     /// The call of `integration` the provider knows as `external_id`.
     fn find_by_external_id<'a>(
@@ -204,10 +197,7 @@ pub trait Store: Send + Sync {
     fn list<'a>(&'a self, query: &'a ListQuery) -> BoxFuture<'a, Result<Page, StoreError>>;
 
     /// How many calls are in each status, for one integration or all.
-    fn count_by_status<'a>(
-        &'a self,
-        integration: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<StatusCounts, StoreError>>;
+    fn count_by_status<'a>(&'a self, integration: Option<&'a str>) -> BoxFuture<'a, Result<StatusCounts, StoreError>>;
 
     /// Resolves when work may have become available (a call created,
     /// released or rescheduled through this store).
@@ -244,11 +234,7 @@ pub trait Store: Send + Sync {
     /// is bounded by `limit`, as for [`Store::claim`].
     ///
     /// The default implementation reports that the store cannot do it.
-    fn claim_notifications(
-        &self,
-        limit: u32,
-        lease: Duration,
-    ) -> BoxFuture<'_, Result<Vec<CallRecord>, StoreError>> {
+    fn claim_notifications(&self, limit: u32, lease: Duration) -> BoxFuture<'_, Result<Vec<CallRecord>, StoreError>> {
         let _ = (limit, lease);
         Box::pin(async { Err(StoreError::unsupported("terminal notifications")) })
     }

@@ -15,17 +15,17 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
 use sqlx::Row;
 use tokio::sync::Notify;
 
 use super::memory::{check_same_request, page_of};
 use super::{
-    from_millis, lease_deadline, new_call_id, now, plan_append, truncate, AppendOutcome, BoxFuture,
-    CallId, CallRecord, CallWithEvents, Created, EventPayload, EventRecord, ListOrder, ListQuery,
-    NewCall, NewEvent, Page, StatusCounts, Store, StoreError,
+    from_millis, lease_deadline, new_call_id, now, plan_append, truncate, AppendOutcome, BoxFuture, CallId, CallRecord,
+    CallWithEvents, Created, EventPayload, EventRecord, ListOrder, ListQuery, NewCall, NewEvent, Page, StatusCounts,
+    Store, StoreError,
 };
 use crate::lifecycle::{CallStatus, Transition};
 
@@ -33,10 +33,11 @@ use crate::lifecycle::{CallStatus, Transition};
 /// `integration_store_migrations`. Never edit or remove a step; add one.
 /// (sqlx's own migrator is not used: its `_sqlx_migrations` table belongs to
 /// the application when the file is shared.)
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "calls and their event log",
-    r#"
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "calls and their event log",
+        r#"
     CREATE TABLE IF NOT EXISTS integration_calls (
         -- Creation sequence: the listing order and the cursor.
         seq              INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -83,17 +84,19 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[(
     CREATE UNIQUE INDEX IF NOT EXISTS integration_call_events_key
         ON integration_call_events (call_id, event_key);
     "#,
-), (
-    2,
-    "terminal notifications for hooks",
-    r#"
+    ),
+    (
+        2,
+        "terminal notifications for hooks",
+        r#"
     -- When the terminal notification (hooks) of a call is due; NULL: none
     -- pending. Calls already terminal before this step are not notified.
     ALTER TABLE integration_calls ADD COLUMN notify_at INTEGER;
     CREATE INDEX IF NOT EXISTS integration_calls_notify
         ON integration_calls (notify_at, seq) WHERE notify_at IS NOT NULL;
     "#,
-)];
+    ),
+];
 
 const CALL_COLUMNS: &str = "seq, id, integration, endpoint, status, external_id, params, \
      response_data, error, attempts, idempotency_key, created_at, updated_at, completed_at, \
@@ -161,28 +164,18 @@ impl SqliteStore {
     /// next claim after the commit. A transaction that reads before it
     /// writes is best begun with `pool.begin_with("BEGIN IMMEDIATE")`, so it
     /// cannot fail to upgrade to a writer under concurrent writes.
-    pub async fn create_in_tx(
-        &self,
-        conn: &mut SqliteConnection,
-        call: NewCall,
-    ) -> Result<Created, StoreError> {
+    pub async fn create_in_tx(&self, conn: &mut SqliteConnection, call: NewCall) -> Result<Created, StoreError> {
         insert_call(conn, call).await
     }
 
-    async fn append(
-        &self,
-        target: Target<'_>,
-        event: NewEvent,
-    ) -> Result<AppendOutcome, StoreError> {
+    async fn append(&self, target: Target<'_>, event: NewEvent) -> Result<AppendOutcome, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let row = match target {
             Target::Id(id) => {
-                sqlx::query(&format!(
-                    "SELECT {CALL_COLUMNS} FROM integration_calls WHERE id = ?"
-                ))
-                .bind(id.to_string())
-                .fetch_optional(&mut *tx)
-                .await?
+                sqlx::query(&format!("SELECT {CALL_COLUMNS} FROM integration_calls WHERE id = ?"))
+                    .bind(id.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?
             }
             Target::External {
                 integration,
@@ -204,13 +197,12 @@ impl SqliteStore {
         let (seq, call) = call_from_row(&row)?;
         let id_text = call.id.to_string();
 
-        let earlier: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM integration_call_events WHERE call_id = ? AND event_key = ?",
-        )
-        .bind(&id_text)
-        .bind(&event.key)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let earlier: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM integration_call_events WHERE call_id = ? AND event_key = ?")
+                .bind(&id_text)
+                .bind(&event.key)
+                .fetch_optional(&mut *tx)
+                .await?;
         if let Some(event_id) = earlier {
             return Ok(AppendOutcome::Duplicate {
                 call_id: call.id,
@@ -222,21 +214,19 @@ impl SqliteStore {
         let plan = plan_append(call.id, call.status, call.external_id.as_deref(), &event)?;
         let now = now();
         if let Some(external_id) = &plan.set_external_id {
-            sqlx::query(
-                "UPDATE integration_calls SET external_id = ?, updated_at = ? WHERE seq = ?",
-            )
-            .bind(external_id)
-            .bind(now.timestamp_millis())
-            .bind(seq)
-            .execute(&mut *tx)
-            .await
-            .map_err(|error| match StoreError::from(error) {
-                e if e.is_conflict() => StoreError::conflict(format_args!(
-                    "external id `{external_id}` of `{}` already belongs to another call",
-                    call.integration
-                )),
-                e => e,
-            })?;
+            sqlx::query("UPDATE integration_calls SET external_id = ?, updated_at = ? WHERE seq = ?")
+                .bind(external_id)
+                .bind(now.timestamp_millis())
+                .bind(seq)
+                .execute(&mut *tx)
+                .await
+                .map_err(|error| match StoreError::from(error) {
+                    e if e.is_conflict() => StoreError::conflict(format_args!(
+                        "external id `{external_id}` of `{}` already belongs to another call",
+                        call.integration
+                    )),
+                    e => e,
+                })?;
         }
 
         let payload = to_json(&event.payload)?;
@@ -257,10 +247,7 @@ impl SqliteStore {
         if let Transition::Moved(_, to) = plan.transition {
             // Only the moving event writes the terminal fields: exactly once.
             let (response_data, error) = match to {
-                CallStatus::Completed => (
-                    event.payload.result.as_ref().map(to_json).transpose()?,
-                    None,
-                ),
+                CallStatus::Completed => (event.payload.result.as_ref().map(to_json).transpose()?, None),
                 CallStatus::Failed => (None, event.payload.error.clone()),
                 CallStatus::Pending | CallStatus::Processing => (None, None),
             };
@@ -308,11 +295,10 @@ impl SqliteStore {
         if done.rows_affected() > 0 {
             return Ok(());
         }
-        let exists: Option<i64> =
-            sqlx::query_scalar("SELECT seq FROM integration_calls WHERE id = ?")
-                .bind(&id_text)
-                .fetch_optional(&self.pool)
-                .await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT seq FROM integration_calls WHERE id = ?")
+            .bind(&id_text)
+            .fetch_optional(&self.pool)
+            .await?;
         Err(match exists {
             Some(_) => StoreError::lease_lost(id, worker),
             None => StoreError::not_found(format_args!("call {id}")),
@@ -324,10 +310,7 @@ impl SqliteStore {
 #[derive(Clone, Copy)]
 enum Target<'a> {
     Id(CallId),
-    External {
-        integration: &'a str,
-        external_id: &'a str,
-    },
+    External { integration: &'a str, external_id: &'a str },
 }
 
 impl std::fmt::Display for Target<'_> {
@@ -338,10 +321,7 @@ impl std::fmt::Display for Target<'_> {
                 integration,
                 external_id,
             } => {
-                write!(
-                    f,
-                    "call of `{integration}` with external id `{external_id}`"
-                )
+                write!(f, "call of `{integration}` with external id `{external_id}`")
             }
         }
     }
@@ -366,13 +346,12 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(|e| migration_error(version, e))?;
-        let applied: Option<i64> = sqlx::query_scalar(
-            "SELECT version FROM integration_store_migrations WHERE version = ?",
-        )
-        .bind(version)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(|e| migration_error(version, e))?;
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM integration_store_migrations WHERE version = ?")
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| migration_error(version, e))?;
         if applied.is_some() {
             continue;
         }
@@ -436,8 +415,7 @@ async fn insert_call(conn: &mut SqliteConnection, call: NewCall) -> Result<Creat
 }
 
 fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value)
-        .map_err(|e| StoreError::corrupt(format_args!("value cannot be stored as JSON: {e}")))
+    serde_json::to_string(value).map_err(|e| StoreError::corrupt(format_args!("value cannot be stored as JSON: {e}")))
 }
 
 fn from_json<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> Result<T, StoreError> {
@@ -448,9 +426,7 @@ fn from_json<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> Result
 fn timestamp(column: &str, millis: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
     millis
         .map(|ms| {
-            from_millis(ms).ok_or_else(|| {
-                StoreError::corrupt(format_args!("stored `{column}` is out of range: {ms}"))
-            })
+            from_millis(ms).ok_or_else(|| StoreError::corrupt(format_args!("stored `{column}` is out of range: {ms}")))
         })
         .transpose()
 }
@@ -550,10 +526,7 @@ impl Store for SqliteStore {
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
-            let mut calls = rows
-                .iter()
-                .map(call_from_row)
-                .collect::<Result<Vec<_>, _>>()?;
+            let mut calls = rows.iter().map(call_from_row).collect::<Result<Vec<_>, _>>()?;
             // RETURNING has no defined order.
             calls.sort_by_key(|(seq, call)| (call.next_run_at, *seq));
             Ok(calls.into_iter().map(|(_, call)| call).collect())
@@ -614,11 +587,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn append_event(
-        &self,
-        id: CallId,
-        event: NewEvent,
-    ) -> BoxFuture<'_, Result<AppendOutcome, StoreError>> {
+    fn append_event(&self, id: CallId, event: NewEvent) -> BoxFuture<'_, Result<AppendOutcome, StoreError>> {
         Box::pin(self.append(Target::Id(id), event))
     }
 
@@ -639,33 +608,22 @@ impl Store for SqliteStore {
 
     fn get(&self, id: CallId) -> BoxFuture<'_, Result<Option<CallRecord>, StoreError>> {
         Box::pin(async move {
-            let row = sqlx::query(&format!(
-                "SELECT {CALL_COLUMNS} FROM integration_calls WHERE id = ?"
-            ))
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
-            Ok(row
-                .as_ref()
-                .map(call_from_row)
-                .transpose()?
-                .map(|(_, call)| call))
+            let row = sqlx::query(&format!("SELECT {CALL_COLUMNS} FROM integration_calls WHERE id = ?"))
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(row.as_ref().map(call_from_row).transpose()?.map(|(_, call)| call))
         })
     }
 
-    fn get_with_events(
-        &self,
-        id: CallId,
-    ) -> BoxFuture<'_, Result<Option<CallWithEvents>, StoreError>> {
+    fn get_with_events(&self, id: CallId) -> BoxFuture<'_, Result<Option<CallWithEvents>, StoreError>> {
         Box::pin(async move {
             // One read transaction: the snapshot and the log agree.
             let mut tx = self.pool.begin().await?;
-            let row = sqlx::query(&format!(
-                "SELECT {CALL_COLUMNS} FROM integration_calls WHERE id = ?"
-            ))
-            .bind(id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
+            let row = sqlx::query(&format!("SELECT {CALL_COLUMNS} FROM integration_calls WHERE id = ?"))
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
             let Some(row) = row else { return Ok(None) };
             let (_, call) = call_from_row(&row)?;
             let events = sqlx::query(
@@ -697,11 +655,7 @@ impl Store for SqliteStore {
             .bind(external_id)
             .fetch_optional(&self.pool)
             .await?;
-            Ok(row
-                .as_ref()
-                .map(call_from_row)
-                .transpose()?
-                .map(|(_, call)| call))
+            Ok(row.as_ref().map(call_from_row).transpose()?.map(|(_, call)| call))
         })
     }
 
@@ -712,11 +666,7 @@ impl Store for SqliteStore {
                 ListOrder::OldestFirst => ("seq > ?", "ASC"),
                 ListOrder::NewestFirst => ("seq < ?", "DESC"),
             };
-            let status_filter = if query.status.is_some() {
-                "AND status = ?"
-            } else {
-                ""
-            };
+            let status_filter = if query.status.is_some() { "AND status = ?" } else { "" };
             let sql = format!(
                 "SELECT {CALL_COLUMNS} FROM integration_calls \
                  WHERE integration = ? {status_filter} AND {after} \
@@ -739,18 +689,12 @@ impl Store for SqliteStore {
                 .bind(i64::from(limit) + 1)
                 .fetch_all(&self.pool)
                 .await?;
-            let rows = rows
-                .iter()
-                .map(call_from_row)
-                .collect::<Result<Vec<_>, _>>()?;
+            let rows = rows.iter().map(call_from_row).collect::<Result<Vec<_>, _>>()?;
             Ok(page_of(rows, limit as usize))
         })
     }
 
-    fn count_by_status<'a>(
-        &'a self,
-        integration: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<StatusCounts, StoreError>> {
+    fn count_by_status<'a>(&'a self, integration: Option<&'a str>) -> BoxFuture<'a, Result<StatusCounts, StoreError>> {
         Box::pin(async move {
             // Two statements rather than `?1 IS NULL OR ...`, which would
             // keep SQLite from using the per-integration index.
@@ -804,11 +748,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn claim_notifications(
-        &self,
-        limit: u32,
-        lease: Duration,
-    ) -> BoxFuture<'_, Result<Vec<CallRecord>, StoreError>> {
+    fn claim_notifications(&self, limit: u32, lease: Duration) -> BoxFuture<'_, Result<Vec<CallRecord>, StoreError>> {
         Box::pin(async move {
             if limit == 0 {
                 return Ok(Vec::new());
@@ -828,10 +768,7 @@ impl Store for SqliteStore {
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
-            let mut calls = rows
-                .iter()
-                .map(call_from_row)
-                .collect::<Result<Vec<_>, _>>()?;
+            let mut calls = rows.iter().map(call_from_row).collect::<Result<Vec<_>, _>>()?;
             calls.sort_by_key(|(seq, call)| (call.completed_at, *seq));
             Ok(calls.into_iter().map(|(_, call)| call).collect())
         })
@@ -867,18 +804,14 @@ mod tests {
 
     async fn fixture() -> Fixture {
         let dir = Fixture::temp_dir();
-        let store = SqliteStore::open(dir.join("store.db"))
-            .await
-            .expect("open store");
+        let store = SqliteStore::open(dir.join("store.db")).await.expect("open store");
         Fixture::new(Arc::new(store)).with_dir(dir)
     }
 
     crate::store::conformance::store_conformance_tests!(fixture);
 
     async fn open_in(dir: &Path) -> SqliteStore {
-        SqliteStore::open(dir.join("store.db"))
-            .await
-            .expect("open store")
+        SqliteStore::open(dir.join("store.db")).await.expect("open store")
     }
 
     #[tokio::test]
@@ -893,11 +826,7 @@ mod tests {
             .unwrap();
         tx.rollback().await.unwrap();
         assert_eq!(store.get(rolled_back.id).await.unwrap(), None);
-        assert!(store
-            .claim("w", 10, Duration::from_secs(30))
-            .await
-            .unwrap()
-            .is_empty());
+        assert!(store.claim("w", 10, Duration::from_secs(30)).await.unwrap().is_empty());
 
         let mut tx = store.pool().begin().await.unwrap();
         let committed = store
@@ -906,10 +835,7 @@ mod tests {
             .unwrap();
         tx.commit().await.unwrap();
         let claimed = store.claim("w", 10, Duration::from_secs(30)).await.unwrap();
-        assert_eq!(
-            claimed.iter().map(|c| c.id).collect::<Vec<_>>(),
-            vec![committed.id]
-        );
+        assert_eq!(claimed.iter().map(|c| c.id).collect::<Vec<_>>(), vec![committed.id]);
 
         // A dropped (neither committed nor rolled back) transaction also leaves nothing.
         let dropped = {
@@ -934,10 +860,7 @@ mod tests {
             .unwrap();
         let mut tx = store.pool().begin().await.unwrap();
         let again = store
-            .create_in_tx(
-                &mut tx,
-                NewCall::new("acme", "send", json!({})).idempotency_key("k"),
-            )
+            .create_in_tx(&mut tx, NewCall::new("acme", "send", json!({})).idempotency_key("k"))
             .await
             .unwrap();
         tx.commit().await.unwrap();
@@ -968,11 +891,7 @@ mod tests {
         drop(store);
 
         let store = open_in(&dir).await;
-        let again = store
-            .get_with_events(created.id)
-            .await
-            .unwrap()
-            .expect("call kept");
+        let again = store.get_with_events(created.id).await.unwrap().expect("call kept");
         assert_eq!(again.call.status, CallStatus::Processing);
         assert_eq!(again.call.external_id.as_deref(), Some("ext-1"));
         assert_eq!(again.events.len(), 1);
@@ -1010,8 +929,7 @@ mod tests {
         .map(|row| row.get::<String, _>("detail"))
         .collect();
         assert!(
-            plan.iter()
-                .any(|step| step.contains("integration_calls_due")),
+            plan.iter().any(|step| step.contains("integration_calls_due")),
             "claim does not use the due index: {plan:?}"
         );
         assert!(
@@ -1026,10 +944,7 @@ mod tests {
     async fn corrupt_rows_are_reported_not_panicked_on() {
         let dir = Fixture::temp_dir();
         let store = open_in(&dir).await;
-        let created = store
-            .create(NewCall::new("acme", "send", json!({})))
-            .await
-            .unwrap();
+        let created = store.create(NewCall::new("acme", "send", json!({}))).await.unwrap();
         sqlx::query("UPDATE integration_calls SET status = 'done' WHERE id = ?")
             .bind(created.id.to_string())
             .execute(store.pool())

@@ -280,9 +280,7 @@ impl AppendOutcome {
     pub fn status(&self) -> CallStatus {
         match *self {
             AppendOutcome::Applied { to, .. } => to,
-            AppendOutcome::Ignored { status, .. } | AppendOutcome::Duplicate { status, .. } => {
-                status
-            }
+            AppendOutcome::Ignored { status, .. } | AppendOutcome::Duplicate { status, .. } => status,
         }
     }
 

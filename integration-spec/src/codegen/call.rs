@@ -7,7 +7,14 @@ use super::{variant, Names};
 use crate::ir::Spec;
 
 pub(super) fn generate(spec: &Spec, names: &Names) -> TokenStream {
-    let Names { call, event, status, request, response, .. } = names;
+    let Names {
+        call,
+        event,
+        status,
+        request,
+        response,
+        ..
+    } = names;
     let integration_name = &spec.integration.name;
     let call_endpoints: Vec<_> = spec.call_endpoints().collect();
 
@@ -32,9 +39,9 @@ pub(super) fn generate(spec: &Spec, names: &Names) -> TokenStream {
         quote!(#name => __rt::serde_json::from_value(params.clone()).map(#request::#v),)
     });
     // A request entity used by exactly one endpoint can start calls on its own.
-    let single_use = call_endpoints.iter().filter(|e| {
-        call_endpoints.iter().filter(|o| o.request == e.request).count() == 1
-    });
+    let single_use = call_endpoints
+        .iter()
+        .filter(|e| call_endpoints.iter().filter(|o| o.request == e.request).count() == 1);
     let entity_impls = single_use.map(|e| {
         let v = variant(&e.name);
         let entity = format_ident!("{}", e.request.as_deref().unwrap_or_default());
@@ -102,10 +109,14 @@ pub(super) fn generate(spec: &Spec, names: &Names) -> TokenStream {
         }
     };
 
-    let request_doc = format!(" The typed request parameters of a `{integration_name}` call, one variant per endpoint that starts calls.");
+    let request_doc = format!(
+        " The typed request parameters of a `{integration_name}` call, one variant per endpoint that starts calls."
+    );
     let response_doc = format!(" The typed response data of a finished `{integration_name}` call.");
     let call_doc = format!(" One call to `{integration_name}`: the record business code creates and the runtime drives to a terminal state.");
-    let event_doc = format!(" A lifecycle event of a `{integration_name}` call: `initialized -> processing -> completed | failed`.");
+    let event_doc = format!(
+        " A lifecycle event of a `{integration_name}` call: `initialized -> processing -> completed | failed`."
+    );
     let status_doc = format!(" Where a `{integration_name}` call is in its lifecycle.");
 
     quote! {

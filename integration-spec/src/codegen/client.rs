@@ -20,17 +20,35 @@ struct SecretField<'a> {
 }
 
 fn secrets(spec: &Spec) -> Vec<SecretField<'_>> {
-    let required = |name: &str, secret| SecretField { field: format_ident!("{}", name), secret };
+    let required = |name: &str, secret| SecretField {
+        field: format_ident!("{}", name),
+        secret,
+    };
     let mut out = match &spec.auth {
         Auth::None => vec![],
         Auth::Bearer { token } => vec![required("token", token)],
         Auth::Basic { username, password } => vec![required("username", username), required("password", password)],
         Auth::ApiKey { key, .. } => vec![required("api_key", key)],
-        Auth::OAuth2ClientCredentials { client_id, client_secret, .. } => {
-            vec![required("client_id", client_id), required("client_secret", client_secret)]
+        Auth::OAuth2ClientCredentials {
+            client_id,
+            client_secret,
+            ..
+        } => {
+            vec![
+                required("client_id", client_id),
+                required("client_secret", client_secret),
+            ]
         }
-        Auth::OAuth2RefreshToken { client_id, client_secret, refresh_token, .. } => {
-            let mut v = vec![required("client_id", client_id), required("refresh_token", refresh_token)];
+        Auth::OAuth2RefreshToken {
+            client_id,
+            client_secret,
+            refresh_token,
+            ..
+        } => {
+            let mut v = vec![
+                required("client_id", client_id),
+                required("refresh_token", refresh_token),
+            ];
             if let Some(secret) = client_secret {
                 v.push(required("client_secret", secret));
             }
@@ -60,13 +78,15 @@ fn config(spec: &Spec, names: &Names) -> TokenStream {
     let field_names = secrets.iter().map(|s| &s.field);
     let base_url = url_setting(&spec.integration.base_url, &format!("base URL of {integration_name}"));
     let token_url = match &spec.auth {
-        Auth::OAuth2ClientCredentials { token_url, .. } | Auth::OAuth2RefreshToken { token_url, .. } => {
-            Some(url_setting(token_url, &format!("OAuth2 token URL of {integration_name}")))
-        }
+        Auth::OAuth2ClientCredentials { token_url, .. } | Auth::OAuth2RefreshToken { token_url, .. } => Some(
+            url_setting(token_url, &format!("OAuth2 token URL of {integration_name}")),
+        ),
         _ => None,
     };
-    let token_url_field = token_url.as_ref().map(|_| quote!(/// Where OAuth2 tokens are requested.
-        pub token_url: ::std::string::String,));
+    let token_url_field = token_url.as_ref().map(|_| {
+        quote!(/// Where OAuth2 tokens are requested.
+        pub token_url: ::std::string::String,)
+    });
     let token_url_read = token_url.as_ref().map(|read| quote!(let token_url = #read;));
     let token_url_init = token_url.as_ref().map(|_| quote!(token_url,));
     let doc = format!(" Settings of the `{integration_name}` integration. Secrets are redacted in `Debug` output.");
@@ -99,8 +119,16 @@ fn config(spec: &Spec, names: &Names) -> TokenStream {
 fn url_setting(url: &BaseUrl, default_purpose: &str) -> TokenStream {
     match url {
         BaseUrl::Literal(url) => quote!(::std::string::String::from(#url)),
-        BaseUrl::Env { var, default: Some(default), .. } => quote!(env.value_or(#var, #default)),
-        BaseUrl::Env { var, default: None, purpose } => {
+        BaseUrl::Env {
+            var,
+            default: Some(default),
+            ..
+        } => quote!(env.value_or(#var, #default)),
+        BaseUrl::Env {
+            var,
+            default: None,
+            purpose,
+        } => {
             let purpose = purpose.clone().unwrap_or_else(|| default_purpose.to_owned());
             quote!(env.value(#var, #purpose))
         }
@@ -111,9 +139,20 @@ fn auth_expr(spec: &Spec) -> TokenStream {
     match &spec.auth {
         Auth::None => quote!(__rt::Auth::None),
         Auth::Bearer { .. } => quote!(__rt::Auth::Bearer(config.token.clone())),
-        Auth::Basic { .. } => quote!(__rt::Auth::Basic { username: config.username.clone(), password: config.password.clone() }),
-        Auth::ApiKey { location: ApiKeyLocation::Header, name, .. } => quote!(__rt::Auth::ApiKeyHeader { name: #name, key: config.api_key.clone() }),
-        Auth::ApiKey { location: ApiKeyLocation::Query, name, .. } => quote!(__rt::Auth::ApiKeyQuery { name: #name, key: config.api_key.clone() }),
+        Auth::Basic { .. } => quote!(__rt::Auth::Basic {
+            username: config.username.clone(),
+            password: config.password.clone()
+        }),
+        Auth::ApiKey {
+            location: ApiKeyLocation::Header,
+            name,
+            ..
+        } => quote!(__rt::Auth::ApiKeyHeader { name: #name, key: config.api_key.clone() }),
+        Auth::ApiKey {
+            location: ApiKeyLocation::Query,
+            name,
+            ..
+        } => quote!(__rt::Auth::ApiKeyQuery { name: #name, key: config.api_key.clone() }),
         Auth::OAuth2ClientCredentials { scopes, .. } => quote! {
             __rt::Auth::OAuth2(__rt::OAuth2Config {
                 token_url: config.token_url.clone(),
@@ -146,7 +185,10 @@ fn client(spec: &Spec, names: &Names) -> TokenStream {
     let Names { client, config, .. } = names;
     let auth = auth_expr(spec);
     let methods = spec.endpoints.iter().enumerate().map(|(i, e)| endpoint_method(i, e));
-    let doc = format!(" A typed HTTP client of `{}`: one method per endpoint.", spec.integration.name);
+    let doc = format!(
+        " A typed HTTP client of `{}`: one method per endpoint.",
+        spec.integration.name
+    );
     quote! {
         #[doc = #doc]
         #[derive(Debug, Clone)]
@@ -261,7 +303,11 @@ fn endpoint_method(index: usize, e: &Endpoint) -> TokenStream {
     } else {
         quote!(::std::option::Option::None)
     };
-    let body_decl = if has_body { quote!(let mut body = __rt::JsonBody::new();) } else { quote!() };
+    let body_decl = if has_body {
+        quote!(let mut body = __rt::JsonBody::new();)
+    } else {
+        quote!()
+    };
     // Path, query, headers and body: the same for a single request and for
     // the first page of a list.
     let build_request = quote! {
@@ -325,7 +371,14 @@ fn endpoint_method(index: usize, e: &Endpoint) -> TokenStream {
             }
         };
     }
-    let reply = reply_expr(name, &e.external_id, e.status.as_ref(), e.result.as_ref(), e.error.as_ref(), quote!(response.status));
+    let reply = reply_expr(
+        name,
+        &e.external_id,
+        e.status.as_ref(),
+        e.result.as_ref(),
+        e.error.as_ref(),
+        quote!(response.status),
+    );
     quote! {
         #[doc = #doc]
         pub async fn #method_name(&self, #params) -> ::std::result::Result<::integration_runtime::Reply<#result_ty>, ::integration_runtime::ClientError> {
@@ -345,9 +398,20 @@ fn pagination(p: &Pagination) -> TokenStream {
             let cursor = json_path(cursor);
             quote!(__rt::Pagination::Cursor { cursor: #cursor, param: #param })
         }
-        Pagination::CursorHeader { header, param } => quote!(__rt::Pagination::CursorHeader { header: #header, param: #param }),
-        Pagination::Offset { param, limit_param, limit } => quote!(__rt::Pagination::Offset { param: #param, limit_param: #limit_param, limit: #limit }),
-        Pagination::Page { param, start, size_param, size } => {
+        Pagination::CursorHeader { header, param } => {
+            quote!(__rt::Pagination::CursorHeader { header: #header, param: #param })
+        }
+        Pagination::Offset {
+            param,
+            limit_param,
+            limit,
+        } => quote!(__rt::Pagination::Offset { param: #param, limit_param: #limit_param, limit: #limit }),
+        Pagination::Page {
+            param,
+            start,
+            size_param,
+            size,
+        } => {
             quote!(__rt::Pagination::Page { param: #param, start: #start, size_param: #size_param, size: #size })
         }
         Pagination::Link => quote!(__rt::Pagination::Link),
@@ -439,7 +503,13 @@ fn mapping_value(value: &MappingValue) -> TokenStream {
         MappingValue::Field(name) => read(name),
         MappingValue::Constant(c) => constant_value(c),
         MappingValue::Template(parts) => {
-            let fields: Vec<&String> = parts.iter().filter_map(|p| match p { TemplatePart::Field(f) => Some(f), TemplatePart::Literal(_) => None }).collect();
+            let fields: Vec<&String> = parts
+                .iter()
+                .filter_map(|p| match p {
+                    TemplatePart::Field(f) => Some(f),
+                    TemplatePart::Literal(_) => None,
+                })
+                .collect();
             let reads = fields.iter().map(|f| read(f));
             let mut format = String::new();
             for part in parts {
@@ -488,7 +558,12 @@ fn mapping_value(value: &MappingValue) -> TokenStream {
 }
 
 fn glue(spec: &Spec, names: &Names) -> TokenStream {
-    let Names { integration, client, config, .. } = names;
+    let Names {
+        integration,
+        client,
+        config,
+        ..
+    } = names;
     let integration_name = &spec.integration.name;
     let call_endpoints: Vec<&Endpoint> = spec.call_endpoints().collect();
     let validate_arms = call_endpoints.iter().map(|e| {
@@ -530,11 +605,21 @@ fn glue(spec: &Spec, names: &Names) -> TokenStream {
     };
     let webhook = match &spec.webhook {
         Some(w) => {
-            let reply = reply_expr("webhook", &ExternalId::Path(w.external_id.clone()), Some(&w.status), w.result.as_ref(), w.error.as_ref(), quote!(200));
-            let result_ty = w.result.as_ref().map_or_else(|| quote!(()), |r| {
-                let e = format_ident!("{}", r.entity);
-                quote!(#e)
-            });
+            let reply = reply_expr(
+                "webhook",
+                &ExternalId::Path(w.external_id.clone()),
+                Some(&w.status),
+                w.result.as_ref(),
+                w.error.as_ref(),
+                quote!(200),
+            );
+            let result_ty = w.result.as_ref().map_or_else(
+                || quote!(()),
+                |r| {
+                    let e = format_ident!("{}", r.entity);
+                    quote!(#e)
+                },
+            );
             quote! {
                 let read = || -> ::std::result::Result<::integration_runtime::Reply<#result_ty>, ::integration_runtime::ClientError> {
                     let body = payload;

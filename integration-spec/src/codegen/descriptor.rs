@@ -13,7 +13,13 @@ pub(super) fn generate(spec: &Spec, _names: &Names) -> TokenStream {
     let policy = policy(&spec.policy);
     let polling = match &spec.polling {
         Some(p) => {
-            let Polling { endpoint, interval_ms, backoff, max_interval_ms, give_up_after_s } = p;
+            let Polling {
+                endpoint,
+                interval_ms,
+                backoff,
+                max_interval_ms,
+                give_up_after_s,
+            } = p;
             quote!(::std::option::Option::Some(::integration_runtime::PollingDescriptor {
                 endpoint: #endpoint,
                 interval_ms: #interval_ms,
@@ -33,7 +39,11 @@ pub(super) fn generate(spec: &Spec, _names: &Names) -> TokenStream {
             let scheme = match &w.verify.scheme {
                 SignatureScheme::StandardWebhooks => quote!(::integration_runtime::SignatureScheme::StandardWebhooks),
                 SignatureScheme::Stripe => quote!(::integration_runtime::SignatureScheme::Stripe),
-                SignatureScheme::HmacSha256 { header, encoding, prefix } => {
+                SignatureScheme::HmacSha256 {
+                    header,
+                    encoding,
+                    prefix,
+                } => {
                     let encoding = match encoding {
                         SignatureEncoding::Hex => quote!(::integration_runtime::SignatureEncoding::Hex),
                         SignatureEncoding::Base64 => quote!(::integration_runtime::SignatureEncoding::Base64),
@@ -75,8 +85,12 @@ fn endpoint(e: &Endpoint) -> TokenStream {
     let starts_calls = e.starts_calls();
     let idempotent = e.idempotent;
     let idempotency_key = match &e.idempotency_key {
-        Some(IdempotencyKey::Header(h)) => quote!(::std::option::Option::Some(::integration_runtime::IdempotencyKeyPlacement::Header(#h))),
-        Some(IdempotencyKey::Body(path)) => quote!(::std::option::Option::Some(::integration_runtime::IdempotencyKeyPlacement::Body(&[#(#path),*]))),
+        Some(IdempotencyKey::Header(h)) => {
+            quote!(::std::option::Option::Some(::integration_runtime::IdempotencyKeyPlacement::Header(#h)))
+        }
+        Some(IdempotencyKey::Body(path)) => {
+            quote!(::std::option::Option::Some(::integration_runtime::IdempotencyKeyPlacement::Body(&[#(#path),*])))
+        }
         None => quote!(::std::option::Option::None),
     };
     let policy = policy(&e.policy);
@@ -93,10 +107,30 @@ fn endpoint(e: &Endpoint) -> TokenStream {
 }
 
 fn policy(p: &Policy) -> TokenStream {
-    let Policy { timeout_ms, connect_timeout_ms, retry, circuit_breaker, rate_limit, concurrency } = p;
-    let Retry { max_attempts, initial_backoff_ms, max_backoff_ms, multiplier, on_server_errors, on_too_many_requests, on_timeouts, on_connect_errors } = retry;
+    let Policy {
+        timeout_ms,
+        connect_timeout_ms,
+        retry,
+        circuit_breaker,
+        rate_limit,
+        concurrency,
+    } = p;
+    let Retry {
+        max_attempts,
+        initial_backoff_ms,
+        max_backoff_ms,
+        multiplier,
+        on_server_errors,
+        on_too_many_requests,
+        on_timeouts,
+        on_connect_errors,
+    } = retry;
     let circuit_breaker = match circuit_breaker {
-        Some(CircuitBreaker { failure_threshold, open_for_ms, half_open_probes }) => quote!(::std::option::Option::Some(::integration_runtime::CircuitBreakerPolicy {
+        Some(CircuitBreaker {
+            failure_threshold,
+            open_for_ms,
+            half_open_probes,
+        }) => quote!(::std::option::Option::Some(::integration_runtime::CircuitBreakerPolicy {
             failure_threshold: #failure_threshold,
             open_for_ms: #open_for_ms,
             half_open_probes: #half_open_probes,
@@ -104,10 +138,12 @@ fn policy(p: &Policy) -> TokenStream {
         None => quote!(::std::option::Option::None),
     };
     let rate_limit = match rate_limit {
-        Some(RateLimit { per_second, burst }) => quote!(::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
-            per_second: #per_second,
-            burst: #burst,
-        })),
+        Some(RateLimit { per_second, burst }) => {
+            quote!(::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
+                per_second: #per_second,
+                burst: #burst,
+            }))
+        }
         None => quote!(::std::option::Option::None),
     };
     let concurrency = match concurrency {

@@ -51,7 +51,10 @@ fn entity(entity: &Entity) -> TokenStream {
 fn field(entity: &Entity, field: &Field) -> TokenStream {
     let name = ident(&field.name);
     let ty = rust_type(&field.ty, &entity.name, &field.name);
-    let doc = field.doc.as_ref().map_or_else(|| format!(" `{}` ({}).", field.name, field.ty.spec_name()), |d| format!(" {d}"));
+    let doc = field.doc.as_ref().map_or_else(
+        || format!(" `{}` ({}).", field.name, field.ty.spec_name()),
+        |d| format!(" {d}"),
+    );
     if field.optional {
         quote! {
             #[doc = #doc]
@@ -146,19 +149,37 @@ fn enum_type(entity: &Entity, field: &Field) -> Option<TokenStream> {
 fn constraint_check(field: &Field) -> Option<TokenStream> {
     let name = ident(&field.name);
     let label = field.name.as_str();
-    let opt = |v: Option<TokenStream>| v.map_or_else(|| quote!(::std::option::Option::None), |v| quote!(::std::option::Option::Some(#v)));
+    let opt = |v: Option<TokenStream>| {
+        v.map_or_else(
+            || quote!(::std::option::Option::None),
+            |v| quote!(::std::option::Option::Some(#v)),
+        )
+    };
     let check = match &field.ty {
         Type::String | Type::List(_) if field.len.is_set() => {
-            let (min, max) = (opt(field.len.min.map(|v| quote!(#v))), opt(field.len.max.map(|v| quote!(#v))));
-            let len = if matches!(field.ty, Type::String) { quote!(value.chars().count()) } else { quote!(value.len()) };
+            let (min, max) = (
+                opt(field.len.min.map(|v| quote!(#v))),
+                opt(field.len.max.map(|v| quote!(#v))),
+            );
+            let len = if matches!(field.ty, Type::String) {
+                quote!(value.chars().count())
+            } else {
+                quote!(value.len())
+            };
             quote!(violations.len_between(#label, #len, #min, #max);)
         }
         Type::Int if field.int_range.is_set() => {
-            let (min, max) = (opt(field.int_range.min.map(|v| quote!(#v))), opt(field.int_range.max.map(|v| quote!(#v))));
+            let (min, max) = (
+                opt(field.int_range.min.map(|v| quote!(#v))),
+                opt(field.int_range.max.map(|v| quote!(#v))),
+            );
             quote!(violations.int_between(#label, *value, #min, #max);)
         }
         Type::Float if field.float_range.is_set() => {
-            let (min, max) = (opt(field.float_range.min.map(|v| quote!(#v))), opt(field.float_range.max.map(|v| quote!(#v))));
+            let (min, max) = (
+                opt(field.float_range.min.map(|v| quote!(#v))),
+                opt(field.float_range.max.map(|v| quote!(#v))),
+            );
             quote!(violations.float_between(#label, *value, #min, #max);)
         }
         Type::Entity(_) => quote!(violations.nested(#label, value.validate());),

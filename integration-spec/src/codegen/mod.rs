@@ -126,7 +126,9 @@ pub(crate) fn rust_type(ty: &Type, entity: &str, field: &str) -> TokenStream {
         Type::Int => quote!(i64),
         Type::Float => quote!(f64),
         Type::Bool => quote!(bool),
-        Type::Timestamp => quote!(::integration_runtime::__private::chrono::DateTime<::integration_runtime::__private::chrono::Utc>),
+        Type::Timestamp => {
+            quote!(::integration_runtime::__private::chrono::DateTime<::integration_runtime::__private::chrono::Utc>)
+        }
         Type::Uuid => quote!(::integration_runtime::__private::uuid::Uuid),
         Type::Json => quote!(::integration_runtime::__private::serde_json::Value),
         Type::Enum(_) => {
