@@ -22,28 +22,42 @@ pub mod job_runner {
     impl ReportJob {
         /// Checks every constraint the spec declares (lengths, ranges),
         /// including those of nested entities, and reports all violations.
-        pub fn validate(&self) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
+        pub fn validate(
+            &self,
+        ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
             #[allow(unused_mut)]
             let mut violations = __rt::Violations::new();
             {
                 let value = &self.month;
-                violations.len_between(
-                    "month",
-                    value.chars().count(),
-                    ::std::option::Option::Some(7u64),
-                    ::std::option::Option::Some(7u64),
-                );
+                violations
+                    .len_between(
+                        "month",
+                        value.chars().count(),
+                        ::std::option::Option::Some(7u64),
+                        ::std::option::Option::Some(7u64),
+                    );
             }
             violations.finish()
         }
     }
     impl ::integration_runtime::FromResult for ReportJob {
-        fn from_result(value: &__rt::serde_json::Value) -> ::std::result::Result<Self, __rt::serde_json::Error> {
+        fn from_result(
+            value: &__rt::serde_json::Value,
+        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
             <Self as __rt::serde::Deserialize>::deserialize(value)
         }
     }
     /// Allowed values of `ReportJob.report`.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[derive(
+        Debug,
+        Clone,
+        Copy,
+        PartialEq,
+        Eq,
+        Hash,
+        __rt::serde::Serialize,
+        __rt::serde::Deserialize
+    )]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub enum ReportJobReport {
         /// `sales`
@@ -63,7 +77,16 @@ pub mod job_runner {
         }
     }
     /// Allowed values of `ReportJob.format`.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[derive(
+        Debug,
+        Clone,
+        Copy,
+        PartialEq,
+        Eq,
+        Hash,
+        __rt::serde::Serialize,
+        __rt::serde::Deserialize
+    )]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub enum ReportJobFormat {
         /// `pdf`
@@ -98,14 +121,18 @@ pub mod job_runner {
     impl Report {
         /// Checks every constraint the spec declares (lengths, ranges),
         /// including those of nested entities, and reports all violations.
-        pub fn validate(&self) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
+        pub fn validate(
+            &self,
+        ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
             #[allow(unused_mut)]
             let mut violations = __rt::Violations::new();
             violations.finish()
         }
     }
     impl ::integration_runtime::FromResult for Report {
-        fn from_result(value: &__rt::serde_json::Value) -> ::std::result::Result<Self, __rt::serde_json::Error> {
+        fn from_result(
+            value: &__rt::serde_json::Value,
+        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
             <Self as __rt::serde::Deserialize>::deserialize(value)
         }
     }
@@ -129,17 +156,21 @@ pub mod job_runner {
             params: &__rt::serde_json::Value,
         ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
             let parsed: ::std::result::Result<Self, __rt::serde_json::Error> = match endpoint {
-                "render" => __rt::serde_json::from_value(params.clone()).map(JobRunnerRequest::Render),
+                "render" => {
+                    __rt::serde_json::from_value(params.clone())
+                        .map(JobRunnerRequest::Render)
+                }
                 _ => {
-                    return ::std::result::Result::Err(__rt::unknown_endpoint("JobRunner", endpoint));
+                    return ::std::result::Result::Err(
+                        __rt::unknown_endpoint("JobRunner", endpoint),
+                    );
                 }
             };
-            parsed.map_err(|e| {
-                __rt::decode_error(
+            parsed
+                .map_err(|e| __rt::decode_error(
                     endpoint,
                     ::std::format!("stored request parameters do not fit the spec: {e}"),
-                )
-            })
+                ))
         }
     }
     impl ::integration_runtime::IntoCall for JobRunnerRequest {
@@ -182,21 +213,28 @@ pub mod job_runner {
             value: &__rt::serde_json::Value,
         ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
             let parsed: ::std::result::Result<Self, __rt::serde_json::Error> = match endpoint {
-                "render" => __rt::serde_json::from_value(value.clone()).map(JobRunnerResponse::Render),
+                "render" => {
+                    __rt::serde_json::from_value(value.clone())
+                        .map(JobRunnerResponse::Render)
+                }
                 _ => {
-                    return ::std::result::Result::Err(__rt::unknown_endpoint("JobRunner", endpoint));
+                    return ::std::result::Result::Err(
+                        __rt::unknown_endpoint("JobRunner", endpoint),
+                    );
                 }
             };
-            parsed.map_err(|e| {
-                __rt::decode_error(
+            parsed
+                .map_err(|e| __rt::decode_error(
                     endpoint,
                     ::std::format!("stored response data does not fit the spec: {e}"),
-                )
-            })
+                ))
         }
     }
     /// One call to `JobRunner`: the record business code creates and the runtime drives to a terminal state.
-    pub type JobRunnerCall = ::integration_runtime::Call<JobRunnerRequest, JobRunnerResponse>;
+    pub type JobRunnerCall = ::integration_runtime::Call<
+        JobRunnerRequest,
+        JobRunnerResponse,
+    >;
     /// A lifecycle event of a `JobRunner` call: `initialized -> processing -> completed | failed`.
     pub type JobRunnerEvent = ::integration_runtime::Event<JobRunnerResponse>;
     /// Settings of the `JobRunner` integration. Secrets are redacted in `Debug` output.
@@ -214,12 +252,25 @@ pub mod job_runner {
     impl JobRunnerConfig {
         /// Reads every setting from the environment, and reports every
         /// missing variable (with what it is for) in one error.
-        pub fn from_env() -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+        pub fn from_env() -> ::std::result::Result<
+            Self,
+            ::integration_runtime::ConfigError,
+        > {
             let mut env = __rt::EnvReader::new("JobRunner");
-            let base_url = env.value_or("JOB_RUNNER_BASE_URL", "https://jobs.example.com");
-            let token_url = env.value_or("JOB_RUNNER_TOKEN_URL", "https://auth.example.com/oauth/token");
-            let client_id = env.secret("JOB_RUNNER_CLIENT_ID", "OAuth2 client id of this service");
-            let client_secret = env.secret("JOB_RUNNER_CLIENT_SECRET", "OAuth2 client secret of this service");
+            let base_url = env
+                .value_or("JOB_RUNNER_BASE_URL", "https://jobs.example.com");
+            let token_url = env
+                .value_or(
+                    "JOB_RUNNER_TOKEN_URL",
+                    "https://auth.example.com/oauth/token",
+                );
+            let client_id = env
+                .secret("JOB_RUNNER_CLIENT_ID", "OAuth2 client id of this service");
+            let client_secret = env
+                .secret(
+                    "JOB_RUNNER_CLIENT_SECRET",
+                    "OAuth2 client secret of this service",
+                );
             env.finish()?;
             ::std::result::Result::Ok(JobRunnerConfig {
                 base_url,
@@ -236,14 +287,18 @@ pub mod job_runner {
     }
     impl JobRunnerClient {
         /// A client for the given settings.
-        pub fn new(config: &JobRunnerConfig) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+        pub fn new(
+            config: &JobRunnerConfig,
+        ) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
             let http = __rt::HttpClient::for_integration(
                 &__DESCRIPTOR,
                 &config.base_url,
                 __rt::Auth::OAuth2(__rt::OAuth2Config {
                     token_url: config.token_url.clone(),
                     client_id: config.client_id.clone(),
-                    client_secret: ::std::option::Option::Some(config.client_secret.clone()),
+                    client_secret: ::std::option::Option::Some(
+                        config.client_secret.clone(),
+                    ),
                     scopes: ::std::vec![::std::string::String::from("reports:write")],
                     refresh_token: ::std::option::Option::None,
                 }),
@@ -255,7 +310,10 @@ pub mod job_runner {
             &self,
             request: &ReportJob,
             options: &::integration_runtime::CallOptions,
-        ) -> ::std::result::Result<::integration_runtime::Reply<Report>, ::integration_runtime::ClientError> {
+        ) -> ::std::result::Result<
+            ::integration_runtime::Reply<Report>,
+            ::integration_runtime::ClientError,
+        > {
             request.validate().map_err(|e| __rt::invalid_request("render", e))?;
             let mut path = __rt::PathBuilder::new();
             path.literal("/v1/reports/");
@@ -282,7 +340,10 @@ pub mod job_runner {
                     path: path.finish(),
                     query,
                     headers,
-                    body: ::std::option::Option::Some((__rt::BodyEncoding::Json, body.into_value())),
+                    body: ::std::option::Option::Some((
+                        __rt::BodyEncoding::Json,
+                        body.into_value(),
+                    )),
                     error_path: ::std::option::Option::Some(&[__rt::Seg::Key("error")]),
                     policy: &__DESCRIPTOR.endpoints[0usize].policy,
                 })
@@ -290,22 +351,24 @@ pub mod job_runner {
             let body = &response.body;
             ::std::result::Result::Ok({
                 let status = ::std::option::Option::None;
-                let result = ::std::option::Option::Some(__rt::extract(
-                    "render",
-                    body,
-                    &[
-                        __rt::FieldPath {
-                            field: "url",
-                            path: &[__rt::Seg::Key("report"), __rt::Seg::Key("url")],
-                            text: "$.report.url",
-                        },
-                        __rt::FieldPath {
-                            field: "pages",
-                            path: &[__rt::Seg::Key("report"), __rt::Seg::Key("pages")],
-                            text: "$.report.pages",
-                        },
-                    ],
-                )?);
+                let result = ::std::option::Option::Some(
+                    __rt::extract(
+                        "render",
+                        body,
+                        &[
+                            __rt::FieldPath {
+                                field: "url",
+                                path: &[__rt::Seg::Key("report"), __rt::Seg::Key("url")],
+                                text: "$.report.url",
+                            },
+                            __rt::FieldPath {
+                                field: "pages",
+                                path: &[__rt::Seg::Key("report"), __rt::Seg::Key("pages")],
+                                text: "$.report.pages",
+                            },
+                        ],
+                    )?,
+                );
                 ::integration_runtime::Reply {
                     http_status: response.status,
                     external_id: ::std::option::Option::None,
@@ -324,13 +387,18 @@ pub mod job_runner {
     }
     impl JobRunner {
         /// The integration with the given settings.
-        pub fn new(config: JobRunnerConfig) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+        pub fn new(
+            config: JobRunnerConfig,
+        ) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
             let client = JobRunnerClient::new(&config)?;
             ::std::result::Result::Ok(JobRunner { config, client })
         }
         /// The integration configured from the environment; every missing
         /// variable is reported at once, with what it is for.
-        pub fn from_env() -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+        pub fn from_env() -> ::std::result::Result<
+            Self,
+            ::integration_runtime::ConfigError,
+        > {
             Self::new(JobRunnerConfig::from_env()?)
         }
         /// The typed client, for direct calls.
@@ -357,11 +425,15 @@ pub mod job_runner {
         ) -> ::std::result::Result<(), ::integration_runtime::ClientError> {
             match endpoint {
                 "render" => {
-                    let request: ReportJob =
-                        __rt::serde_json::from_value(params.clone()).map_err(|e| __rt::invalid_params("render", &e))?;
+                    let request: ReportJob = __rt::serde_json::from_value(params.clone())
+                        .map_err(|e| __rt::invalid_params("render", &e))?;
                     request.validate().map_err(|e| __rt::invalid_request("render", e))
                 }
-                _ => ::std::result::Result::Err(__rt::unknown_endpoint("JobRunner", endpoint)),
+                _ => {
+                    ::std::result::Result::Err(
+                        __rt::unknown_endpoint("JobRunner", endpoint),
+                    )
+                }
             }
         }
         fn start<'a>(
@@ -380,11 +452,19 @@ pub mod job_runner {
                 let _ = (params, options);
                 match endpoint {
                     "render" => {
-                        let request: ReportJob = __rt::serde_json::from_value(params.clone())
+                        let request: ReportJob = __rt::serde_json::from_value(
+                                params.clone(),
+                            )
                             .map_err(|e| __rt::invalid_params("render", &e))?;
-                        ::std::result::Result::Ok(self.client.render(&request, options).await?.into_json())
+                        ::std::result::Result::Ok(
+                            self.client.render(&request, options).await?.into_json(),
+                        )
                     }
-                    _ => ::std::result::Result::Err(__rt::unknown_endpoint("JobRunner", endpoint)),
+                    _ => {
+                        ::std::result::Result::Err(
+                            __rt::unknown_endpoint("JobRunner", endpoint),
+                        )
+                    }
                 }
             })
         }
@@ -419,16 +499,20 @@ pub mod job_runner {
                 ::std::option::Option::None
             }
         }
-        fn circuit_states(&self) -> ::std::vec::Vec<(::std::string::String, ::integration_runtime::CircuitState)> {
+        fn circuit_states(
+            &self,
+        ) -> ::std::vec::Vec<
+            (::std::string::String, ::integration_runtime::CircuitState),
+        > {
             self.client.http.circuit_states()
         }
     }
     #[doc(hidden)]
-    pub static __DESCRIPTOR: ::integration_runtime::IntegrationDescriptor =
-        ::integration_runtime::IntegrationDescriptor {
-            name: "JobRunner",
-            module: "job_runner",
-            endpoints: &[::integration_runtime::EndpointDescriptor {
+    pub static __DESCRIPTOR: ::integration_runtime::IntegrationDescriptor = ::integration_runtime::IntegrationDescriptor {
+        name: "JobRunner",
+        module: "job_runner",
+        endpoints: &[
+            ::integration_runtime::EndpointDescriptor {
                 name: "render",
                 method: "POST",
                 path: "/v1/reports/{report}",
@@ -455,27 +539,28 @@ pub mod job_runner {
                     rate_limit: ::std::option::Option::None,
                     concurrency: ::std::option::Option::None,
                 },
-            }],
-            policy: ::integration_runtime::PolicyDescriptor {
-                timeout_ms: 30000u64,
-                connect_timeout_ms: 5000u64,
-                retry: ::integration_runtime::RetryPolicy {
-                    max_attempts: 3u32,
-                    initial_backoff_ms: 200u64,
-                    max_backoff_ms: 5000u64,
-                    multiplier: 2f64,
-                    on: ::integration_runtime::RetryOn {
-                        server_errors: true,
-                        too_many_requests: true,
-                        timeouts: true,
-                        connect_errors: true,
-                    },
-                },
-                circuit_breaker: ::std::option::Option::None,
-                rate_limit: ::std::option::Option::None,
-                concurrency: ::std::option::Option::None,
             },
-            polling: ::std::option::Option::None,
-            webhook: ::std::option::Option::None,
-        };
+        ],
+        policy: ::integration_runtime::PolicyDescriptor {
+            timeout_ms: 30000u64,
+            connect_timeout_ms: 5000u64,
+            retry: ::integration_runtime::RetryPolicy {
+                max_attempts: 3u32,
+                initial_backoff_ms: 200u64,
+                max_backoff_ms: 5000u64,
+                multiplier: 2f64,
+                on: ::integration_runtime::RetryOn {
+                    server_errors: true,
+                    too_many_requests: true,
+                    timeouts: true,
+                    connect_errors: true,
+                },
+            },
+            circuit_breaker: ::std::option::Option::None,
+            rate_limit: ::std::option::Option::None,
+            concurrency: ::std::option::Option::None,
+        },
+        polling: ::std::option::Option::None,
+        webhook: ::std::option::Option::None,
+    };
 }

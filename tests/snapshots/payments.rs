@@ -23,23 +23,28 @@ pub mod payments {
     impl Address {
         /// Checks every constraint the spec declares (lengths, ranges),
         /// including those of nested entities, and reports all violations.
-        pub fn validate(&self) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
+        pub fn validate(
+            &self,
+        ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
             #[allow(unused_mut)]
             let mut violations = __rt::Violations::new();
             {
                 let value = &self.country;
-                violations.len_between(
-                    "country",
-                    value.chars().count(),
-                    ::std::option::Option::Some(2u64),
-                    ::std::option::Option::Some(2u64),
-                );
+                violations
+                    .len_between(
+                        "country",
+                        value.chars().count(),
+                        ::std::option::Option::Some(2u64),
+                        ::std::option::Option::Some(2u64),
+                    );
             }
             violations.finish()
         }
     }
     impl ::integration_runtime::FromResult for Address {
-        fn from_result(value: &__rt::serde_json::Value) -> ::std::result::Result<Self, __rt::serde_json::Error> {
+        fn from_result(
+            value: &__rt::serde_json::Value,
+        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
             <Self as __rt::serde::Deserialize>::deserialize(value)
         }
     }
@@ -59,7 +64,9 @@ pub mod payments {
     impl Customer {
         /// Checks every constraint the spec declares (lengths, ranges),
         /// including those of nested entities, and reports all violations.
-        pub fn validate(&self) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
+        pub fn validate(
+            &self,
+        ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
             #[allow(unused_mut)]
             let mut violations = __rt::Violations::new();
             if let ::std::option::Option::Some(value) = &self.address {
@@ -69,7 +76,9 @@ pub mod payments {
         }
     }
     impl ::integration_runtime::FromResult for Customer {
-        fn from_result(value: &__rt::serde_json::Value) -> ::std::result::Result<Self, __rt::serde_json::Error> {
+        fn from_result(
+            value: &__rt::serde_json::Value,
+        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
             <Self as __rt::serde::Deserialize>::deserialize(value)
         }
     }
@@ -95,40 +104,55 @@ pub mod payments {
     impl PaymentIntent {
         /// Checks every constraint the spec declares (lengths, ranges),
         /// including those of nested entities, and reports all violations.
-        pub fn validate(&self) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
+        pub fn validate(
+            &self,
+        ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
             #[allow(unused_mut)]
             let mut violations = __rt::Violations::new();
             {
                 let value = &self.amount;
-                violations.int_between(
-                    "amount",
-                    *value,
-                    ::std::option::Option::Some(1i64),
-                    ::std::option::Option::None,
-                );
+                violations
+                    .int_between(
+                        "amount",
+                        *value,
+                        ::std::option::Option::Some(1i64),
+                        ::std::option::Option::None,
+                    );
             }
             {
                 let value = &self.customer;
                 violations.nested("customer", value.validate());
             }
             if let ::std::option::Option::Some(value) = &self.tags {
-                violations.len_between(
-                    "tags",
-                    value.len(),
-                    ::std::option::Option::None,
-                    ::std::option::Option::Some(10u64),
-                );
+                violations
+                    .len_between(
+                        "tags",
+                        value.len(),
+                        ::std::option::Option::None,
+                        ::std::option::Option::Some(10u64),
+                    );
             }
             violations.finish()
         }
     }
     impl ::integration_runtime::FromResult for PaymentIntent {
-        fn from_result(value: &__rt::serde_json::Value) -> ::std::result::Result<Self, __rt::serde_json::Error> {
+        fn from_result(
+            value: &__rt::serde_json::Value,
+        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
             <Self as __rt::serde::Deserialize>::deserialize(value)
         }
     }
     /// Allowed values of `PaymentIntent.currency`.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[derive(
+        Debug,
+        Clone,
+        Copy,
+        PartialEq,
+        Eq,
+        Hash,
+        __rt::serde::Serialize,
+        __rt::serde::Deserialize
+    )]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub enum PaymentIntentCurrency {
         /// `usd`
@@ -152,7 +176,16 @@ pub mod payments {
         }
     }
     /// Allowed values of `PaymentIntent.capture`.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[derive(
+        Debug,
+        Clone,
+        Copy,
+        PartialEq,
+        Eq,
+        Hash,
+        __rt::serde::Serialize,
+        __rt::serde::Deserialize
+    )]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub enum PaymentIntentCapture {
         /// `automatic`
@@ -186,20 +219,26 @@ pub mod payments {
         /// `paid_at` (timestamp).
         #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
         pub paid_at: ::std::option::Option<
-            ::integration_runtime::__private::chrono::DateTime<::integration_runtime::__private::chrono::Utc>,
+            ::integration_runtime::__private::chrono::DateTime<
+                ::integration_runtime::__private::chrono::Utc,
+            >,
         >,
     }
     impl Charge {
         /// Checks every constraint the spec declares (lengths, ranges),
         /// including those of nested entities, and reports all violations.
-        pub fn validate(&self) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
+        pub fn validate(
+            &self,
+        ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
             #[allow(unused_mut)]
             let mut violations = __rt::Violations::new();
             violations.finish()
         }
     }
     impl ::integration_runtime::FromResult for Charge {
-        fn from_result(value: &__rt::serde_json::Value) -> ::std::result::Result<Self, __rt::serde_json::Error> {
+        fn from_result(
+            value: &__rt::serde_json::Value,
+        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
             <Self as __rt::serde::Deserialize>::deserialize(value)
         }
     }
@@ -223,17 +262,21 @@ pub mod payments {
             params: &__rt::serde_json::Value,
         ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
             let parsed: ::std::result::Result<Self, __rt::serde_json::Error> = match endpoint {
-                "create_payment" => __rt::serde_json::from_value(params.clone()).map(PaymentsRequest::CreatePayment),
+                "create_payment" => {
+                    __rt::serde_json::from_value(params.clone())
+                        .map(PaymentsRequest::CreatePayment)
+                }
                 _ => {
-                    return ::std::result::Result::Err(__rt::unknown_endpoint("Payments", endpoint));
+                    return ::std::result::Result::Err(
+                        __rt::unknown_endpoint("Payments", endpoint),
+                    );
                 }
             };
-            parsed.map_err(|e| {
-                __rt::decode_error(
+            parsed
+                .map_err(|e| __rt::decode_error(
                     endpoint,
                     ::std::format!("stored request parameters do not fit the spec: {e}"),
-                )
-            })
+                ))
         }
     }
     impl ::integration_runtime::IntoCall for PaymentsRequest {
@@ -276,21 +319,28 @@ pub mod payments {
             value: &__rt::serde_json::Value,
         ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
             let parsed: ::std::result::Result<Self, __rt::serde_json::Error> = match endpoint {
-                "create_payment" => __rt::serde_json::from_value(value.clone()).map(PaymentsResponse::CreatePayment),
+                "create_payment" => {
+                    __rt::serde_json::from_value(value.clone())
+                        .map(PaymentsResponse::CreatePayment)
+                }
                 _ => {
-                    return ::std::result::Result::Err(__rt::unknown_endpoint("Payments", endpoint));
+                    return ::std::result::Result::Err(
+                        __rt::unknown_endpoint("Payments", endpoint),
+                    );
                 }
             };
-            parsed.map_err(|e| {
-                __rt::decode_error(
+            parsed
+                .map_err(|e| __rt::decode_error(
                     endpoint,
                     ::std::format!("stored response data does not fit the spec: {e}"),
-                )
-            })
+                ))
         }
     }
     /// One call to `Payments`: the record business code creates and the runtime drives to a terminal state.
-    pub type PaymentsCall = ::integration_runtime::Call<PaymentsRequest, PaymentsResponse>;
+    pub type PaymentsCall = ::integration_runtime::Call<
+        PaymentsRequest,
+        PaymentsResponse,
+    >;
     /// A lifecycle event of a `Payments` call: `initialized -> processing -> completed | failed`.
     pub type PaymentsEvent = ::integration_runtime::Event<PaymentsResponse>;
     /// Settings of the `Payments` integration. Secrets are redacted in `Debug` output.
@@ -306,11 +356,23 @@ pub mod payments {
     impl PaymentsConfig {
         /// Reads every setting from the environment, and reports every
         /// missing variable (with what it is for) in one error.
-        pub fn from_env() -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+        pub fn from_env() -> ::std::result::Result<
+            Self,
+            ::integration_runtime::ConfigError,
+        > {
             let mut env = __rt::EnvReader::new("Payments");
-            let base_url = env.value_or("PAYMENTS_BASE_URL", "https://payments.example.com");
-            let token = env.secret("PAYMENTS_SECRET_KEY", "secret API key (sk_live_... or sk_test_...)");
-            let webhook_secret = env.secret("PAYMENTS_WEBHOOK_SECRET", "webhook endpoint signing secret (whsec_...)");
+            let base_url = env
+                .value_or("PAYMENTS_BASE_URL", "https://payments.example.com");
+            let token = env
+                .secret(
+                    "PAYMENTS_SECRET_KEY",
+                    "secret API key (sk_live_... or sk_test_...)",
+                );
+            let webhook_secret = env
+                .secret(
+                    "PAYMENTS_WEBHOOK_SECRET",
+                    "webhook endpoint signing secret (whsec_...)",
+                );
             env.finish()?;
             ::std::result::Result::Ok(PaymentsConfig {
                 base_url,
@@ -326,7 +388,9 @@ pub mod payments {
     }
     impl PaymentsClient {
         /// A client for the given settings.
-        pub fn new(config: &PaymentsConfig) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+        pub fn new(
+            config: &PaymentsConfig,
+        ) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
             let http = __rt::HttpClient::for_integration(
                 &__DESCRIPTOR,
                 &config.base_url,
@@ -339,10 +403,11 @@ pub mod payments {
             &self,
             request: &PaymentIntent,
             options: &::integration_runtime::CallOptions,
-        ) -> ::std::result::Result<::integration_runtime::Reply<()>, ::integration_runtime::ClientError> {
-            request
-                .validate()
-                .map_err(|e| __rt::invalid_request("create_payment", e))?;
+        ) -> ::std::result::Result<
+            ::integration_runtime::Reply<()>,
+            ::integration_runtime::ClientError,
+        > {
+            request.validate().map_err(|e| __rt::invalid_request("create_payment", e))?;
             let mut path = __rt::PathBuilder::new();
             path.literal("/v1/payment_intents");
             #[allow(unused_mut)]
@@ -390,7 +455,9 @@ pub mod payments {
                 if values.iter().any(|v| v.is_null()) {
                     __rt::serde_json::Value::Null
                 } else {
-                    __rt::serde_json::Value::String(::std::format!("Order {}", __rt::display_value(&values[0])))
+                    __rt::serde_json::Value::String(
+                        ::std::format!("Order {}", __rt::display_value(& values[0])),
+                    )
                 }
             };
             if !value.is_null() {
@@ -407,32 +474,51 @@ pub mod payments {
                     path: path.finish(),
                     query,
                     headers,
-                    body: ::std::option::Option::Some((__rt::BodyEncoding::Form, body.into_value())),
-                    error_path: ::std::option::Option::Some(&[__rt::Seg::Key("error"), __rt::Seg::Key("message")]),
+                    body: ::std::option::Option::Some((
+                        __rt::BodyEncoding::Form,
+                        body.into_value(),
+                    )),
+                    error_path: ::std::option::Option::Some(
+                        &[__rt::Seg::Key("error"), __rt::Seg::Key("message")],
+                    ),
                     policy: &__DESCRIPTOR.endpoints[0usize].policy,
                 })
                 .await?;
             let body = &response.body;
             ::std::result::Result::Ok({
-                let status = ::std::option::Option::Some(__rt::map_status(
-                    "create_payment",
-                    body,
-                    &[__rt::Seg::Key("status")],
-                    "$.status",
-                    &[
-                        ("requires_action", ::integration_runtime::RemoteStatus::Processing),
-                        ("processing", ::integration_runtime::RemoteStatus::Processing),
-                        ("succeeded", ::integration_runtime::RemoteStatus::Completed),
-                        ("canceled", ::integration_runtime::RemoteStatus::Failed),
-                    ],
-                )?);
+                let status = ::std::option::Option::Some(
+                    __rt::map_status(
+                        "create_payment",
+                        body,
+                        &[__rt::Seg::Key("status")],
+                        "$.status",
+                        &[
+                            (
+                                "requires_action",
+                                ::integration_runtime::RemoteStatus::Processing,
+                            ),
+                            (
+                                "processing",
+                                ::integration_runtime::RemoteStatus::Processing,
+                            ),
+                            (
+                                "succeeded",
+                                ::integration_runtime::RemoteStatus::Completed,
+                            ),
+                            ("canceled", ::integration_runtime::RemoteStatus::Failed),
+                        ],
+                    )?,
+                );
                 let result = ::std::option::Option::None;
                 ::integration_runtime::Reply {
                     http_status: response.status,
                     external_id: __rt::extract_id(body, &[__rt::Seg::Key("id")]),
                     status,
                     result,
-                    error: __rt::extract_message(body, &[__rt::Seg::Key("error"), __rt::Seg::Key("message")]),
+                    error: __rt::extract_message(
+                        body,
+                        &[__rt::Seg::Key("error"), __rt::Seg::Key("message")],
+                    ),
                 }
             })
         }
@@ -440,7 +526,10 @@ pub mod payments {
         pub async fn retrieve_payment(
             &self,
             external_id: &str,
-        ) -> ::std::result::Result<::integration_runtime::Reply<Charge>, ::integration_runtime::ClientError> {
+        ) -> ::std::result::Result<
+            ::integration_runtime::Reply<Charge>,
+            ::integration_runtime::ClientError,
+        > {
             let mut path = __rt::PathBuilder::new();
             path.literal("/v1/payment_intents/");
             path.param(&__rt::serde_json::Value::from(external_id));
@@ -457,50 +546,73 @@ pub mod payments {
                     query,
                     headers,
                     body: ::std::option::Option::None,
-                    error_path: ::std::option::Option::Some(&[
-                        __rt::Seg::Key("last_payment_error"),
-                        __rt::Seg::Key("message"),
-                    ]),
+                    error_path: ::std::option::Option::Some(
+                        &[
+                            __rt::Seg::Key("last_payment_error"),
+                            __rt::Seg::Key("message"),
+                        ],
+                    ),
                     policy: &__DESCRIPTOR.endpoints[1usize].policy,
                 })
                 .await?;
             let body = &response.body;
             ::std::result::Result::Ok({
-                let status = ::std::option::Option::Some(__rt::map_status(
-                    "retrieve_payment",
-                    body,
-                    &[__rt::Seg::Key("status")],
-                    "$.status",
-                    &[
-                        ("requires_action", ::integration_runtime::RemoteStatus::Processing),
-                        ("processing", ::integration_runtime::RemoteStatus::Processing),
-                        ("succeeded", ::integration_runtime::RemoteStatus::Completed),
-                        ("canceled", ::integration_runtime::RemoteStatus::Failed),
-                    ],
-                )?);
+                let status = ::std::option::Option::Some(
+                    __rt::map_status(
+                        "retrieve_payment",
+                        body,
+                        &[__rt::Seg::Key("status")],
+                        "$.status",
+                        &[
+                            (
+                                "requires_action",
+                                ::integration_runtime::RemoteStatus::Processing,
+                            ),
+                            (
+                                "processing",
+                                ::integration_runtime::RemoteStatus::Processing,
+                            ),
+                            (
+                                "succeeded",
+                                ::integration_runtime::RemoteStatus::Completed,
+                            ),
+                            ("canceled", ::integration_runtime::RemoteStatus::Failed),
+                        ],
+                    )?,
+                );
                 let result = match status {
-                    ::std::option::Option::Some(::integration_runtime::RemoteStatus::Completed) => {
-                        ::std::option::Option::Some(__rt::extract(
-                            "retrieve_payment",
-                            body,
-                            &[
-                                __rt::FieldPath {
-                                    field: "id",
-                                    path: &[__rt::Seg::Key("latest_charge"), __rt::Seg::Key("id")],
-                                    text: "$.latest_charge.id",
-                                },
-                                __rt::FieldPath {
-                                    field: "amount_received",
-                                    path: &[__rt::Seg::Key("amount_received")],
-                                    text: "$.amount_received",
-                                },
-                                __rt::FieldPath {
-                                    field: "paid_at",
-                                    path: &[__rt::Seg::Key("latest_charge"), __rt::Seg::Key("created_at")],
-                                    text: "$.latest_charge.created_at",
-                                },
-                            ],
-                        )?)
+                    ::std::option::Option::Some(
+                        ::integration_runtime::RemoteStatus::Completed,
+                    ) => {
+                        ::std::option::Option::Some(
+                            __rt::extract(
+                                "retrieve_payment",
+                                body,
+                                &[
+                                    __rt::FieldPath {
+                                        field: "id",
+                                        path: &[
+                                            __rt::Seg::Key("latest_charge"),
+                                            __rt::Seg::Key("id"),
+                                        ],
+                                        text: "$.latest_charge.id",
+                                    },
+                                    __rt::FieldPath {
+                                        field: "amount_received",
+                                        path: &[__rt::Seg::Key("amount_received")],
+                                        text: "$.amount_received",
+                                    },
+                                    __rt::FieldPath {
+                                        field: "paid_at",
+                                        path: &[
+                                            __rt::Seg::Key("latest_charge"),
+                                            __rt::Seg::Key("created_at"),
+                                        ],
+                                        text: "$.latest_charge.created_at",
+                                    },
+                                ],
+                            )?,
+                        )
                     }
                     _ => ::std::option::Option::None,
                 };
@@ -511,7 +623,10 @@ pub mod payments {
                     result,
                     error: __rt::extract_message(
                         body,
-                        &[__rt::Seg::Key("last_payment_error"), __rt::Seg::Key("message")],
+                        &[
+                            __rt::Seg::Key("last_payment_error"),
+                            __rt::Seg::Key("message"),
+                        ],
                     ),
                 }
             })
@@ -525,13 +640,18 @@ pub mod payments {
     }
     impl Payments {
         /// The integration with the given settings.
-        pub fn new(config: PaymentsConfig) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+        pub fn new(
+            config: PaymentsConfig,
+        ) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
             let client = PaymentsClient::new(&config)?;
             ::std::result::Result::Ok(Payments { config, client })
         }
         /// The integration configured from the environment; every missing
         /// variable is reported at once, with what it is for.
-        pub fn from_env() -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+        pub fn from_env() -> ::std::result::Result<
+            Self,
+            ::integration_runtime::ConfigError,
+        > {
             Self::new(PaymentsConfig::from_env()?)
         }
         /// The typed client, for direct calls.
@@ -558,13 +678,19 @@ pub mod payments {
         ) -> ::std::result::Result<(), ::integration_runtime::ClientError> {
             match endpoint {
                 "create_payment" => {
-                    let request: PaymentIntent = __rt::serde_json::from_value(params.clone())
+                    let request: PaymentIntent = __rt::serde_json::from_value(
+                            params.clone(),
+                        )
                         .map_err(|e| __rt::invalid_params("create_payment", &e))?;
                     request
                         .validate()
                         .map_err(|e| __rt::invalid_request("create_payment", e))
                 }
-                _ => ::std::result::Result::Err(__rt::unknown_endpoint("Payments", endpoint)),
+                _ => {
+                    ::std::result::Result::Err(
+                        __rt::unknown_endpoint("Payments", endpoint),
+                    )
+                }
             }
         }
         fn start<'a>(
@@ -583,11 +709,23 @@ pub mod payments {
                 let _ = (params, options);
                 match endpoint {
                     "create_payment" => {
-                        let request: PaymentIntent = __rt::serde_json::from_value(params.clone())
+                        let request: PaymentIntent = __rt::serde_json::from_value(
+                                params.clone(),
+                            )
                             .map_err(|e| __rt::invalid_params("create_payment", &e))?;
-                        ::std::result::Result::Ok(self.client.create_payment(&request, options).await?.into_json())
+                        ::std::result::Result::Ok(
+                            self
+                                .client
+                                .create_payment(&request, options)
+                                .await?
+                                .into_json(),
+                        )
                     }
-                    _ => ::std::result::Result::Err(__rt::unknown_endpoint("Payments", endpoint)),
+                    _ => {
+                        ::std::result::Result::Err(
+                            __rt::unknown_endpoint("Payments", endpoint),
+                        )
+                    }
                 }
             })
         }
@@ -603,9 +741,13 @@ pub mod payments {
                 >,
             >,
         > {
-            ::std::option::Option::Some(::std::boxed::Box::pin(async move {
-                ::std::result::Result::Ok(self.client.retrieve_payment(external_id).await?.into_json())
-            }))
+            ::std::option::Option::Some(
+                ::std::boxed::Box::pin(async move {
+                    ::std::result::Result::Ok(
+                        self.client.retrieve_payment(external_id).await?.into_json(),
+                    )
+                }),
+            )
         }
         fn read_webhook(
             &self,
@@ -716,133 +858,142 @@ pub mod payments {
                     }
                 })
             };
-            ::std::option::Option::Some(read().map(::integration_runtime::Reply::into_json))
+            ::std::option::Option::Some(
+                read().map(::integration_runtime::Reply::into_json),
+            )
         }
-        fn circuit_states(&self) -> ::std::vec::Vec<(::std::string::String, ::integration_runtime::CircuitState)> {
+        fn circuit_states(
+            &self,
+        ) -> ::std::vec::Vec<
+            (::std::string::String, ::integration_runtime::CircuitState),
+        > {
             self.client.http.circuit_states()
         }
-        fn webhook_secret(&self) -> ::std::option::Option<::integration_runtime::Secret> {
+        fn webhook_secret(
+            &self,
+        ) -> ::std::option::Option<::integration_runtime::Secret> {
             ::std::option::Option::Some(self.config.webhook_secret.clone())
         }
     }
     #[doc(hidden)]
-    pub static __DESCRIPTOR: ::integration_runtime::IntegrationDescriptor =
-        ::integration_runtime::IntegrationDescriptor {
-            name: "Payments",
-            module: "payments",
-            endpoints: &[
-                ::integration_runtime::EndpointDescriptor {
-                    name: "create_payment",
-                    method: "POST",
-                    path: "/v1/payment_intents",
-                    mode: ::integration_runtime::Mode::Async,
-                    starts_calls: true,
-                    idempotent: false,
-                    idempotency_key: ::std::option::Option::Some(
-                        ::integration_runtime::IdempotencyKeyPlacement::Header("Idempotency-Key"),
+    pub static __DESCRIPTOR: ::integration_runtime::IntegrationDescriptor = ::integration_runtime::IntegrationDescriptor {
+        name: "Payments",
+        module: "payments",
+        endpoints: &[
+            ::integration_runtime::EndpointDescriptor {
+                name: "create_payment",
+                method: "POST",
+                path: "/v1/payment_intents",
+                mode: ::integration_runtime::Mode::Async,
+                starts_calls: true,
+                idempotent: false,
+                idempotency_key: ::std::option::Option::Some(
+                    ::integration_runtime::IdempotencyKeyPlacement::Header(
+                        "Idempotency-Key",
                     ),
-                    policy: ::integration_runtime::PolicyDescriptor {
-                        timeout_ms: 20000u64,
-                        connect_timeout_ms: 5000u64,
-                        retry: ::integration_runtime::RetryPolicy {
-                            max_attempts: 4u32,
-                            initial_backoff_ms: 500u64,
-                            max_backoff_ms: 30000u64,
-                            multiplier: 2f64,
-                            on: ::integration_runtime::RetryOn {
-                                server_errors: true,
-                                too_many_requests: true,
-                                timeouts: true,
-                                connect_errors: true,
-                            },
+                ),
+                policy: ::integration_runtime::PolicyDescriptor {
+                    timeout_ms: 20000u64,
+                    connect_timeout_ms: 5000u64,
+                    retry: ::integration_runtime::RetryPolicy {
+                        max_attempts: 4u32,
+                        initial_backoff_ms: 500u64,
+                        max_backoff_ms: 30000u64,
+                        multiplier: 2f64,
+                        on: ::integration_runtime::RetryOn {
+                            server_errors: true,
+                            too_many_requests: true,
+                            timeouts: true,
+                            connect_errors: true,
                         },
-                        circuit_breaker: ::std::option::Option::Some(::integration_runtime::CircuitBreakerPolicy {
-                            failure_threshold: 10u32,
-                            open_for_ms: 60000u64,
-                            half_open_probes: 2u32,
-                        }),
-                        rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
-                            per_second: 25f64,
-                            burst: 25u32,
-                        }),
-                        concurrency: ::std::option::Option::None,
                     },
+                    circuit_breaker: ::std::option::Option::Some(::integration_runtime::CircuitBreakerPolicy {
+                        failure_threshold: 10u32,
+                        open_for_ms: 60000u64,
+                        half_open_probes: 2u32,
+                    }),
+                    rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
+                        per_second: 25f64,
+                        burst: 25u32,
+                    }),
+                    concurrency: ::std::option::Option::None,
                 },
-                ::integration_runtime::EndpointDescriptor {
-                    name: "retrieve_payment",
-                    method: "GET",
-                    path: "/v1/payment_intents/{external_id}",
-                    mode: ::integration_runtime::Mode::Sync,
-                    starts_calls: false,
-                    idempotent: true,
-                    idempotency_key: ::std::option::Option::None,
-                    policy: ::integration_runtime::PolicyDescriptor {
-                        timeout_ms: 20000u64,
-                        connect_timeout_ms: 5000u64,
-                        retry: ::integration_runtime::RetryPolicy {
-                            max_attempts: 4u32,
-                            initial_backoff_ms: 500u64,
-                            max_backoff_ms: 30000u64,
-                            multiplier: 2f64,
-                            on: ::integration_runtime::RetryOn {
-                                server_errors: true,
-                                too_many_requests: true,
-                                timeouts: true,
-                                connect_errors: true,
-                            },
-                        },
-                        circuit_breaker: ::std::option::Option::Some(::integration_runtime::CircuitBreakerPolicy {
-                            failure_threshold: 10u32,
-                            open_for_ms: 60000u64,
-                            half_open_probes: 2u32,
-                        }),
-                        rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
-                            per_second: 25f64,
-                            burst: 25u32,
-                        }),
-                        concurrency: ::std::option::Option::None,
-                    },
-                },
-            ],
-            policy: ::integration_runtime::PolicyDescriptor {
-                timeout_ms: 20000u64,
-                connect_timeout_ms: 5000u64,
-                retry: ::integration_runtime::RetryPolicy {
-                    max_attempts: 4u32,
-                    initial_backoff_ms: 500u64,
-                    max_backoff_ms: 30000u64,
-                    multiplier: 2f64,
-                    on: ::integration_runtime::RetryOn {
-                        server_errors: true,
-                        too_many_requests: true,
-                        timeouts: true,
-                        connect_errors: true,
-                    },
-                },
-                circuit_breaker: ::std::option::Option::Some(::integration_runtime::CircuitBreakerPolicy {
-                    failure_threshold: 10u32,
-                    open_for_ms: 60000u64,
-                    half_open_probes: 2u32,
-                }),
-                rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
-                    per_second: 25f64,
-                    burst: 25u32,
-                }),
-                concurrency: ::std::option::Option::None,
             },
-            polling: ::std::option::Option::Some(::integration_runtime::PollingDescriptor {
-                endpoint: "retrieve_payment",
-                interval_ms: 5000u64,
-                backoff: 2f64,
-                max_interval_ms: 300000u64,
-                give_up_after_s: 86400u64,
+            ::integration_runtime::EndpointDescriptor {
+                name: "retrieve_payment",
+                method: "GET",
+                path: "/v1/payment_intents/{external_id}",
+                mode: ::integration_runtime::Mode::Sync,
+                starts_calls: false,
+                idempotent: true,
+                idempotency_key: ::std::option::Option::None,
+                policy: ::integration_runtime::PolicyDescriptor {
+                    timeout_ms: 20000u64,
+                    connect_timeout_ms: 5000u64,
+                    retry: ::integration_runtime::RetryPolicy {
+                        max_attempts: 4u32,
+                        initial_backoff_ms: 500u64,
+                        max_backoff_ms: 30000u64,
+                        multiplier: 2f64,
+                        on: ::integration_runtime::RetryOn {
+                            server_errors: true,
+                            too_many_requests: true,
+                            timeouts: true,
+                            connect_errors: true,
+                        },
+                    },
+                    circuit_breaker: ::std::option::Option::Some(::integration_runtime::CircuitBreakerPolicy {
+                        failure_threshold: 10u32,
+                        open_for_ms: 60000u64,
+                        half_open_probes: 2u32,
+                    }),
+                    rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
+                        per_second: 25f64,
+                        burst: 25u32,
+                    }),
+                    concurrency: ::std::option::Option::None,
+                },
+            },
+        ],
+        policy: ::integration_runtime::PolicyDescriptor {
+            timeout_ms: 20000u64,
+            connect_timeout_ms: 5000u64,
+            retry: ::integration_runtime::RetryPolicy {
+                max_attempts: 4u32,
+                initial_backoff_ms: 500u64,
+                max_backoff_ms: 30000u64,
+                multiplier: 2f64,
+                on: ::integration_runtime::RetryOn {
+                    server_errors: true,
+                    too_many_requests: true,
+                    timeouts: true,
+                    connect_errors: true,
+                },
+            },
+            circuit_breaker: ::std::option::Option::Some(::integration_runtime::CircuitBreakerPolicy {
+                failure_threshold: 10u32,
+                open_for_ms: 60000u64,
+                half_open_probes: 2u32,
             }),
-            webhook: ::std::option::Option::Some(::integration_runtime::WebhookDescriptor {
-                path: "/webhooks/payments",
-                scheme: ::integration_runtime::SignatureScheme::Stripe,
-                secret_env: "PAYMENTS_WEBHOOK_SECRET",
-                tolerance_s: 300u64,
-                max_body_bytes: 1048576usize,
+            rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
+                per_second: 25f64,
+                burst: 25u32,
             }),
-        };
+            concurrency: ::std::option::Option::None,
+        },
+        polling: ::std::option::Option::Some(::integration_runtime::PollingDescriptor {
+            endpoint: "retrieve_payment",
+            interval_ms: 5000u64,
+            backoff: 2f64,
+            max_interval_ms: 300000u64,
+            give_up_after_s: 86400u64,
+        }),
+        webhook: ::std::option::Option::Some(::integration_runtime::WebhookDescriptor {
+            path: "/webhooks/payments",
+            scheme: ::integration_runtime::SignatureScheme::Stripe,
+            secret_env: "PAYMENTS_WEBHOOK_SECRET",
+            tolerance_s: 300u64,
+            max_body_bytes: 1048576usize,
+        }),
+    };
 }

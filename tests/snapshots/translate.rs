@@ -23,42 +23,59 @@ pub mod translate {
         pub formality: TranslationFormality,
         /// `glossary_id` (uuid).
         #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-        pub glossary_id: ::std::option::Option<::integration_runtime::__private::uuid::Uuid>,
+        pub glossary_id: ::std::option::Option<
+            ::integration_runtime::__private::uuid::Uuid,
+        >,
     }
     impl Translation {
         /// Checks every constraint the spec declares (lengths, ranges),
         /// including those of nested entities, and reports all violations.
-        pub fn validate(&self) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
+        pub fn validate(
+            &self,
+        ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
             #[allow(unused_mut)]
             let mut violations = __rt::Violations::new();
             {
                 let value = &self.text;
-                violations.len_between(
-                    "text",
-                    value.chars().count(),
-                    ::std::option::Option::Some(1u64),
-                    ::std::option::Option::Some(10000u64),
-                );
+                violations
+                    .len_between(
+                        "text",
+                        value.chars().count(),
+                        ::std::option::Option::Some(1u64),
+                        ::std::option::Option::Some(10000u64),
+                    );
             }
             {
                 let value = &self.target_lang;
-                violations.len_between(
-                    "target_lang",
-                    value.chars().count(),
-                    ::std::option::Option::Some(2u64),
-                    ::std::option::Option::Some(5u64),
-                );
+                violations
+                    .len_between(
+                        "target_lang",
+                        value.chars().count(),
+                        ::std::option::Option::Some(2u64),
+                        ::std::option::Option::Some(5u64),
+                    );
             }
             violations.finish()
         }
     }
     impl ::integration_runtime::FromResult for Translation {
-        fn from_result(value: &__rt::serde_json::Value) -> ::std::result::Result<Self, __rt::serde_json::Error> {
+        fn from_result(
+            value: &__rt::serde_json::Value,
+        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
             <Self as __rt::serde::Deserialize>::deserialize(value)
         }
     }
     /// Allowed values of `Translation.formality`.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[derive(
+        Debug,
+        Clone,
+        Copy,
+        PartialEq,
+        Eq,
+        Hash,
+        __rt::serde::Serialize,
+        __rt::serde::Deserialize
+    )]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub enum TranslationFormality {
         /// `default`
@@ -100,14 +117,18 @@ pub mod translate {
     impl Translated {
         /// Checks every constraint the spec declares (lengths, ranges),
         /// including those of nested entities, and reports all violations.
-        pub fn validate(&self) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
+        pub fn validate(
+            &self,
+        ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
             #[allow(unused_mut)]
             let mut violations = __rt::Violations::new();
             violations.finish()
         }
     }
     impl ::integration_runtime::FromResult for Translated {
-        fn from_result(value: &__rt::serde_json::Value) -> ::std::result::Result<Self, __rt::serde_json::Error> {
+        fn from_result(
+            value: &__rt::serde_json::Value,
+        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
             <Self as __rt::serde::Deserialize>::deserialize(value)
         }
     }
@@ -129,23 +150,28 @@ pub mod translate {
     impl Glossary {
         /// Checks every constraint the spec declares (lengths, ranges),
         /// including those of nested entities, and reports all violations.
-        pub fn validate(&self) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
+        pub fn validate(
+            &self,
+        ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
             #[allow(unused_mut)]
             let mut violations = __rt::Violations::new();
             {
                 let value = &self.entry_count;
-                violations.int_between(
-                    "entry_count",
-                    *value,
-                    ::std::option::Option::Some(0i64),
-                    ::std::option::Option::None,
-                );
+                violations
+                    .int_between(
+                        "entry_count",
+                        *value,
+                        ::std::option::Option::Some(0i64),
+                        ::std::option::Option::None,
+                    );
             }
             violations.finish()
         }
     }
     impl ::integration_runtime::FromResult for Glossary {
-        fn from_result(value: &__rt::serde_json::Value) -> ::std::result::Result<Self, __rt::serde_json::Error> {
+        fn from_result(
+            value: &__rt::serde_json::Value,
+        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
             <Self as __rt::serde::Deserialize>::deserialize(value)
         }
     }
@@ -169,17 +195,21 @@ pub mod translate {
             params: &__rt::serde_json::Value,
         ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
             let parsed: ::std::result::Result<Self, __rt::serde_json::Error> = match endpoint {
-                "translate" => __rt::serde_json::from_value(params.clone()).map(TranslateRequest::Translate),
+                "translate" => {
+                    __rt::serde_json::from_value(params.clone())
+                        .map(TranslateRequest::Translate)
+                }
                 _ => {
-                    return ::std::result::Result::Err(__rt::unknown_endpoint("Translate", endpoint));
+                    return ::std::result::Result::Err(
+                        __rt::unknown_endpoint("Translate", endpoint),
+                    );
                 }
             };
-            parsed.map_err(|e| {
-                __rt::decode_error(
+            parsed
+                .map_err(|e| __rt::decode_error(
                     endpoint,
                     ::std::format!("stored request parameters do not fit the spec: {e}"),
-                )
-            })
+                ))
         }
     }
     impl ::integration_runtime::IntoCall for TranslateRequest {
@@ -222,21 +252,28 @@ pub mod translate {
             value: &__rt::serde_json::Value,
         ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
             let parsed: ::std::result::Result<Self, __rt::serde_json::Error> = match endpoint {
-                "translate" => __rt::serde_json::from_value(value.clone()).map(TranslateResponse::Translate),
+                "translate" => {
+                    __rt::serde_json::from_value(value.clone())
+                        .map(TranslateResponse::Translate)
+                }
                 _ => {
-                    return ::std::result::Result::Err(__rt::unknown_endpoint("Translate", endpoint));
+                    return ::std::result::Result::Err(
+                        __rt::unknown_endpoint("Translate", endpoint),
+                    );
                 }
             };
-            parsed.map_err(|e| {
-                __rt::decode_error(
+            parsed
+                .map_err(|e| __rt::decode_error(
                     endpoint,
                     ::std::format!("stored response data does not fit the spec: {e}"),
-                )
-            })
+                ))
         }
     }
     /// One call to `Translate`: the record business code creates and the runtime drives to a terminal state.
-    pub type TranslateCall = ::integration_runtime::Call<TranslateRequest, TranslateResponse>;
+    pub type TranslateCall = ::integration_runtime::Call<
+        TranslateRequest,
+        TranslateResponse,
+    >;
     /// A lifecycle event of a `Translate` call: `initialized -> processing -> completed | failed`.
     pub type TranslateEvent = ::integration_runtime::Event<TranslateResponse>;
     /// Settings of the `Translate` integration. Secrets are redacted in `Debug` output.
@@ -250,12 +287,20 @@ pub mod translate {
     impl TranslateConfig {
         /// Reads every setting from the environment, and reports every
         /// missing variable (with what it is for) in one error.
-        pub fn from_env() -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+        pub fn from_env() -> ::std::result::Result<
+            Self,
+            ::integration_runtime::ConfigError,
+        > {
             let mut env = __rt::EnvReader::new("Translate");
-            let base_url = env.value_or("TRANSLATE_BASE_URL", "https://translate.example.com");
-            let api_key = env.secret("TRANSLATE_API_KEY", "API key from the translation dashboard");
+            let base_url = env
+                .value_or("TRANSLATE_BASE_URL", "https://translate.example.com");
+            let api_key = env
+                .secret("TRANSLATE_API_KEY", "API key from the translation dashboard");
             env.finish()?;
-            ::std::result::Result::Ok(TranslateConfig { base_url, api_key })
+            ::std::result::Result::Ok(TranslateConfig {
+                base_url,
+                api_key,
+            })
         }
     }
     /// A typed HTTP client of `Translate`: one method per endpoint.
@@ -265,7 +310,9 @@ pub mod translate {
     }
     impl TranslateClient {
         /// A client for the given settings.
-        pub fn new(config: &TranslateConfig) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+        pub fn new(
+            config: &TranslateConfig,
+        ) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
             let http = __rt::HttpClient::for_integration(
                 &__DESCRIPTOR,
                 &config.base_url,
@@ -281,8 +328,10 @@ pub mod translate {
             &self,
             request: &Translation,
             options: &::integration_runtime::CallOptions,
-        ) -> ::std::result::Result<::integration_runtime::Reply<Translated>, ::integration_runtime::ClientError>
-        {
+        ) -> ::std::result::Result<
+            ::integration_runtime::Reply<Translated>,
+            ::integration_runtime::ClientError,
+        > {
             request.validate().map_err(|e| __rt::invalid_request("translate", e))?;
             let mut path = __rt::PathBuilder::new();
             path.literal("/v2/translate");
@@ -333,45 +382,61 @@ pub mod translate {
                     path: path.finish(),
                     query,
                     headers,
-                    body: ::std::option::Option::Some((__rt::BodyEncoding::Json, body.into_value())),
-                    error_path: ::std::option::Option::Some(&[__rt::Seg::Key("error"), __rt::Seg::Key("message")]),
+                    body: ::std::option::Option::Some((
+                        __rt::BodyEncoding::Json,
+                        body.into_value(),
+                    )),
+                    error_path: ::std::option::Option::Some(
+                        &[__rt::Seg::Key("error"), __rt::Seg::Key("message")],
+                    ),
                     policy: &__DESCRIPTOR.endpoints[0usize].policy,
                 })
                 .await?;
             let body = &response.body;
             ::std::result::Result::Ok({
                 let status = ::std::option::Option::None;
-                let result = ::std::option::Option::Some(__rt::extract(
-                    "translate",
-                    body,
-                    &[
-                        __rt::FieldPath {
-                            field: "text",
-                            path: &[__rt::Seg::Key("translation"), __rt::Seg::Key("text")],
-                            text: "$.translation.text",
-                        },
-                        __rt::FieldPath {
-                            field: "detected_lang",
-                            path: &[
-                                __rt::Seg::Key("translation"),
-                                __rt::Seg::Key("source"),
-                                __rt::Seg::Key("detected"),
-                            ],
-                            text: "$.translation.source.detected",
-                        },
-                        __rt::FieldPath {
-                            field: "characters",
-                            path: &[__rt::Seg::Key("usage"), __rt::Seg::Key("characters")],
-                            text: "$.usage.characters",
-                        },
-                    ],
-                )?);
+                let result = ::std::option::Option::Some(
+                    __rt::extract(
+                        "translate",
+                        body,
+                        &[
+                            __rt::FieldPath {
+                                field: "text",
+                                path: &[
+                                    __rt::Seg::Key("translation"),
+                                    __rt::Seg::Key("text"),
+                                ],
+                                text: "$.translation.text",
+                            },
+                            __rt::FieldPath {
+                                field: "detected_lang",
+                                path: &[
+                                    __rt::Seg::Key("translation"),
+                                    __rt::Seg::Key("source"),
+                                    __rt::Seg::Key("detected"),
+                                ],
+                                text: "$.translation.source.detected",
+                            },
+                            __rt::FieldPath {
+                                field: "characters",
+                                path: &[
+                                    __rt::Seg::Key("usage"),
+                                    __rt::Seg::Key("characters"),
+                                ],
+                                text: "$.usage.characters",
+                            },
+                        ],
+                    )?,
+                );
                 ::integration_runtime::Reply {
                     http_status: response.status,
                     external_id: ::std::option::Option::None,
                     status,
                     result,
-                    error: __rt::extract_message(body, &[__rt::Seg::Key("error"), __rt::Seg::Key("message")]),
+                    error: __rt::extract_message(
+                        body,
+                        &[__rt::Seg::Key("error"), __rt::Seg::Key("message")],
+                    ),
                 }
             })
         }
@@ -397,7 +462,9 @@ pub mod translate {
                     query,
                     headers,
                     body: ::std::option::Option::None,
-                    error_path: ::std::option::Option::Some(&[__rt::Seg::Key("error"), __rt::Seg::Key("message")]),
+                    error_path: ::std::option::Option::Some(
+                        &[__rt::Seg::Key("error"), __rt::Seg::Key("message")],
+                    ),
                     policy: &__DESCRIPTOR.endpoints[1usize].policy,
                 },
                 __rt::Pagination::Cursor {
@@ -419,13 +486,18 @@ pub mod translate {
     }
     impl Translate {
         /// The integration with the given settings.
-        pub fn new(config: TranslateConfig) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+        pub fn new(
+            config: TranslateConfig,
+        ) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
             let client = TranslateClient::new(&config)?;
             ::std::result::Result::Ok(Translate { config, client })
         }
         /// The integration configured from the environment; every missing
         /// variable is reported at once, with what it is for.
-        pub fn from_env() -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+        pub fn from_env() -> ::std::result::Result<
+            Self,
+            ::integration_runtime::ConfigError,
+        > {
             Self::new(TranslateConfig::from_env()?)
         }
         /// The typed client, for direct calls.
@@ -452,11 +524,17 @@ pub mod translate {
         ) -> ::std::result::Result<(), ::integration_runtime::ClientError> {
             match endpoint {
                 "translate" => {
-                    let request: Translation = __rt::serde_json::from_value(params.clone())
+                    let request: Translation = __rt::serde_json::from_value(
+                            params.clone(),
+                        )
                         .map_err(|e| __rt::invalid_params("translate", &e))?;
                     request.validate().map_err(|e| __rt::invalid_request("translate", e))
                 }
-                _ => ::std::result::Result::Err(__rt::unknown_endpoint("Translate", endpoint)),
+                _ => {
+                    ::std::result::Result::Err(
+                        __rt::unknown_endpoint("Translate", endpoint),
+                    )
+                }
             }
         }
         fn start<'a>(
@@ -475,11 +553,19 @@ pub mod translate {
                 let _ = (params, options);
                 match endpoint {
                     "translate" => {
-                        let request: Translation = __rt::serde_json::from_value(params.clone())
+                        let request: Translation = __rt::serde_json::from_value(
+                                params.clone(),
+                            )
                             .map_err(|e| __rt::invalid_params("translate", &e))?;
-                        ::std::result::Result::Ok(self.client.translate(&request, options).await?.into_json())
+                        ::std::result::Result::Ok(
+                            self.client.translate(&request, options).await?.into_json(),
+                        )
                     }
-                    _ => ::std::result::Result::Err(__rt::unknown_endpoint("Translate", endpoint)),
+                    _ => {
+                        ::std::result::Result::Err(
+                            __rt::unknown_endpoint("Translate", endpoint),
+                        )
+                    }
                 }
             })
         }
@@ -514,102 +600,105 @@ pub mod translate {
                 ::std::option::Option::None
             }
         }
-        fn circuit_states(&self) -> ::std::vec::Vec<(::std::string::String, ::integration_runtime::CircuitState)> {
+        fn circuit_states(
+            &self,
+        ) -> ::std::vec::Vec<
+            (::std::string::String, ::integration_runtime::CircuitState),
+        > {
             self.client.http.circuit_states()
         }
     }
     #[doc(hidden)]
-    pub static __DESCRIPTOR: ::integration_runtime::IntegrationDescriptor =
-        ::integration_runtime::IntegrationDescriptor {
-            name: "Translate",
-            module: "translate",
-            endpoints: &[
-                ::integration_runtime::EndpointDescriptor {
-                    name: "translate",
-                    method: "POST",
-                    path: "/v2/translate",
-                    mode: ::integration_runtime::Mode::Sync,
-                    starts_calls: true,
-                    idempotent: true,
-                    idempotency_key: ::std::option::Option::None,
-                    policy: ::integration_runtime::PolicyDescriptor {
-                        timeout_ms: 5000u64,
-                        connect_timeout_ms: 5000u64,
-                        retry: ::integration_runtime::RetryPolicy {
-                            max_attempts: 3u32,
-                            initial_backoff_ms: 100u64,
-                            max_backoff_ms: 2000u64,
-                            multiplier: 2f64,
-                            on: ::integration_runtime::RetryOn {
-                                server_errors: true,
-                                too_many_requests: true,
-                                timeouts: true,
-                                connect_errors: true,
-                            },
+    pub static __DESCRIPTOR: ::integration_runtime::IntegrationDescriptor = ::integration_runtime::IntegrationDescriptor {
+        name: "Translate",
+        module: "translate",
+        endpoints: &[
+            ::integration_runtime::EndpointDescriptor {
+                name: "translate",
+                method: "POST",
+                path: "/v2/translate",
+                mode: ::integration_runtime::Mode::Sync,
+                starts_calls: true,
+                idempotent: true,
+                idempotency_key: ::std::option::Option::None,
+                policy: ::integration_runtime::PolicyDescriptor {
+                    timeout_ms: 5000u64,
+                    connect_timeout_ms: 5000u64,
+                    retry: ::integration_runtime::RetryPolicy {
+                        max_attempts: 3u32,
+                        initial_backoff_ms: 100u64,
+                        max_backoff_ms: 2000u64,
+                        multiplier: 2f64,
+                        on: ::integration_runtime::RetryOn {
+                            server_errors: true,
+                            too_many_requests: true,
+                            timeouts: true,
+                            connect_errors: true,
                         },
-                        circuit_breaker: ::std::option::Option::None,
-                        rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
-                            per_second: 50f64,
-                            burst: 100u32,
-                        }),
-                        concurrency: ::std::option::Option::Some(16u32),
                     },
+                    circuit_breaker: ::std::option::Option::None,
+                    rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
+                        per_second: 50f64,
+                        burst: 100u32,
+                    }),
+                    concurrency: ::std::option::Option::Some(16u32),
                 },
-                ::integration_runtime::EndpointDescriptor {
-                    name: "list_glossaries",
-                    method: "GET",
-                    path: "/v2/glossaries",
-                    mode: ::integration_runtime::Mode::Sync,
-                    starts_calls: false,
-                    idempotent: true,
-                    idempotency_key: ::std::option::Option::None,
-                    policy: ::integration_runtime::PolicyDescriptor {
-                        timeout_ms: 5000u64,
-                        connect_timeout_ms: 5000u64,
-                        retry: ::integration_runtime::RetryPolicy {
-                            max_attempts: 3u32,
-                            initial_backoff_ms: 100u64,
-                            max_backoff_ms: 2000u64,
-                            multiplier: 2f64,
-                            on: ::integration_runtime::RetryOn {
-                                server_errors: true,
-                                too_many_requests: true,
-                                timeouts: true,
-                                connect_errors: true,
-                            },
-                        },
-                        circuit_breaker: ::std::option::Option::None,
-                        rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
-                            per_second: 50f64,
-                            burst: 100u32,
-                        }),
-                        concurrency: ::std::option::Option::Some(16u32),
-                    },
-                },
-            ],
-            policy: ::integration_runtime::PolicyDescriptor {
-                timeout_ms: 5000u64,
-                connect_timeout_ms: 5000u64,
-                retry: ::integration_runtime::RetryPolicy {
-                    max_attempts: 3u32,
-                    initial_backoff_ms: 100u64,
-                    max_backoff_ms: 2000u64,
-                    multiplier: 2f64,
-                    on: ::integration_runtime::RetryOn {
-                        server_errors: true,
-                        too_many_requests: true,
-                        timeouts: true,
-                        connect_errors: true,
-                    },
-                },
-                circuit_breaker: ::std::option::Option::None,
-                rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
-                    per_second: 50f64,
-                    burst: 100u32,
-                }),
-                concurrency: ::std::option::Option::Some(16u32),
             },
-            polling: ::std::option::Option::None,
-            webhook: ::std::option::Option::None,
-        };
+            ::integration_runtime::EndpointDescriptor {
+                name: "list_glossaries",
+                method: "GET",
+                path: "/v2/glossaries",
+                mode: ::integration_runtime::Mode::Sync,
+                starts_calls: false,
+                idempotent: true,
+                idempotency_key: ::std::option::Option::None,
+                policy: ::integration_runtime::PolicyDescriptor {
+                    timeout_ms: 5000u64,
+                    connect_timeout_ms: 5000u64,
+                    retry: ::integration_runtime::RetryPolicy {
+                        max_attempts: 3u32,
+                        initial_backoff_ms: 100u64,
+                        max_backoff_ms: 2000u64,
+                        multiplier: 2f64,
+                        on: ::integration_runtime::RetryOn {
+                            server_errors: true,
+                            too_many_requests: true,
+                            timeouts: true,
+                            connect_errors: true,
+                        },
+                    },
+                    circuit_breaker: ::std::option::Option::None,
+                    rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
+                        per_second: 50f64,
+                        burst: 100u32,
+                    }),
+                    concurrency: ::std::option::Option::Some(16u32),
+                },
+            },
+        ],
+        policy: ::integration_runtime::PolicyDescriptor {
+            timeout_ms: 5000u64,
+            connect_timeout_ms: 5000u64,
+            retry: ::integration_runtime::RetryPolicy {
+                max_attempts: 3u32,
+                initial_backoff_ms: 100u64,
+                max_backoff_ms: 2000u64,
+                multiplier: 2f64,
+                on: ::integration_runtime::RetryOn {
+                    server_errors: true,
+                    too_many_requests: true,
+                    timeouts: true,
+                    connect_errors: true,
+                },
+            },
+            circuit_breaker: ::std::option::Option::None,
+            rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
+                per_second: 50f64,
+                burst: 100u32,
+            }),
+            concurrency: ::std::option::Option::Some(16u32),
+        },
+        polling: ::std::option::Option::None,
+        webhook: ::std::option::Option::None,
+    };
 }

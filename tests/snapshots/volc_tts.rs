@@ -26,36 +26,51 @@ pub mod volc_tts {
     impl Synthesis {
         /// Checks every constraint the spec declares (lengths, ranges),
         /// including those of nested entities, and reports all violations.
-        pub fn validate(&self) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
+        pub fn validate(
+            &self,
+        ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
             #[allow(unused_mut)]
             let mut violations = __rt::Violations::new();
             {
                 let value = &self.text;
-                violations.len_between(
-                    "text",
-                    value.chars().count(),
-                    ::std::option::Option::Some(1u64),
-                    ::std::option::Option::Some(5000u64),
-                );
+                violations
+                    .len_between(
+                        "text",
+                        value.chars().count(),
+                        ::std::option::Option::Some(1u64),
+                        ::std::option::Option::Some(5000u64),
+                    );
             }
             if let ::std::option::Option::Some(value) = &self.speed {
-                violations.float_between(
-                    "speed",
-                    *value,
-                    ::std::option::Option::Some(0.5f64),
-                    ::std::option::Option::Some(2f64),
-                );
+                violations
+                    .float_between(
+                        "speed",
+                        *value,
+                        ::std::option::Option::Some(0.5f64),
+                        ::std::option::Option::Some(2f64),
+                    );
             }
             violations.finish()
         }
     }
     impl ::integration_runtime::FromResult for Synthesis {
-        fn from_result(value: &__rt::serde_json::Value) -> ::std::result::Result<Self, __rt::serde_json::Error> {
+        fn from_result(
+            value: &__rt::serde_json::Value,
+        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
             <Self as __rt::serde::Deserialize>::deserialize(value)
         }
     }
     /// Allowed values of `Synthesis.format`.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[derive(
+        Debug,
+        Clone,
+        Copy,
+        PartialEq,
+        Eq,
+        Hash,
+        __rt::serde::Serialize,
+        __rt::serde::Deserialize
+    )]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub enum SynthesisFormat {
         /// `mp3`
@@ -98,14 +113,18 @@ pub mod volc_tts {
     impl Audio {
         /// Checks every constraint the spec declares (lengths, ranges),
         /// including those of nested entities, and reports all violations.
-        pub fn validate(&self) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
+        pub fn validate(
+            &self,
+        ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
             #[allow(unused_mut)]
             let mut violations = __rt::Violations::new();
             violations.finish()
         }
     }
     impl ::integration_runtime::FromResult for Audio {
-        fn from_result(value: &__rt::serde_json::Value) -> ::std::result::Result<Self, __rt::serde_json::Error> {
+        fn from_result(
+            value: &__rt::serde_json::Value,
+        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
             <Self as __rt::serde::Deserialize>::deserialize(value)
         }
     }
@@ -129,17 +148,21 @@ pub mod volc_tts {
             params: &__rt::serde_json::Value,
         ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
             let parsed: ::std::result::Result<Self, __rt::serde_json::Error> = match endpoint {
-                "synthesize" => __rt::serde_json::from_value(params.clone()).map(VolcTtsRequest::Synthesize),
+                "synthesize" => {
+                    __rt::serde_json::from_value(params.clone())
+                        .map(VolcTtsRequest::Synthesize)
+                }
                 _ => {
-                    return ::std::result::Result::Err(__rt::unknown_endpoint("VolcTts", endpoint));
+                    return ::std::result::Result::Err(
+                        __rt::unknown_endpoint("VolcTts", endpoint),
+                    );
                 }
             };
-            parsed.map_err(|e| {
-                __rt::decode_error(
+            parsed
+                .map_err(|e| __rt::decode_error(
                     endpoint,
                     ::std::format!("stored request parameters do not fit the spec: {e}"),
-                )
-            })
+                ))
         }
     }
     impl ::integration_runtime::IntoCall for VolcTtsRequest {
@@ -182,17 +205,21 @@ pub mod volc_tts {
             value: &__rt::serde_json::Value,
         ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
             let parsed: ::std::result::Result<Self, __rt::serde_json::Error> = match endpoint {
-                "synthesize" => __rt::serde_json::from_value(value.clone()).map(VolcTtsResponse::Synthesize),
+                "synthesize" => {
+                    __rt::serde_json::from_value(value.clone())
+                        .map(VolcTtsResponse::Synthesize)
+                }
                 _ => {
-                    return ::std::result::Result::Err(__rt::unknown_endpoint("VolcTts", endpoint));
+                    return ::std::result::Result::Err(
+                        __rt::unknown_endpoint("VolcTts", endpoint),
+                    );
                 }
             };
-            parsed.map_err(|e| {
-                __rt::decode_error(
+            parsed
+                .map_err(|e| __rt::decode_error(
                     endpoint,
                     ::std::format!("stored response data does not fit the spec: {e}"),
-                )
-            })
+                ))
         }
     }
     /// One call to `VolcTts`: the record business code creates and the runtime drives to a terminal state.
@@ -212,11 +239,16 @@ pub mod volc_tts {
     impl VolcTtsConfig {
         /// Reads every setting from the environment, and reports every
         /// missing variable (with what it is for) in one error.
-        pub fn from_env() -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+        pub fn from_env() -> ::std::result::Result<
+            Self,
+            ::integration_runtime::ConfigError,
+        > {
             let mut env = __rt::EnvReader::new("VolcTts");
             let base_url = env.value_or("VOLC_TTS_BASE_URL", "https://tts.example.com");
-            let token = env.secret("VOLC_TTS_TOKEN", "API token from the provider console");
-            let webhook_secret = env.secret("VOLC_TTS_WEBHOOK_SECRET", "webhook signing secret (whsec_...)");
+            let token = env
+                .secret("VOLC_TTS_TOKEN", "API token from the provider console");
+            let webhook_secret = env
+                .secret("VOLC_TTS_WEBHOOK_SECRET", "webhook signing secret (whsec_...)");
             env.finish()?;
             ::std::result::Result::Ok(VolcTtsConfig {
                 base_url,
@@ -232,7 +264,9 @@ pub mod volc_tts {
     }
     impl VolcTtsClient {
         /// A client for the given settings.
-        pub fn new(config: &VolcTtsConfig) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+        pub fn new(
+            config: &VolcTtsConfig,
+        ) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
             let http = __rt::HttpClient::for_integration(
                 &__DESCRIPTOR,
                 &config.base_url,
@@ -245,7 +279,10 @@ pub mod volc_tts {
             &self,
             request: &Synthesis,
             options: &::integration_runtime::CallOptions,
-        ) -> ::std::result::Result<::integration_runtime::Reply<()>, ::integration_runtime::ClientError> {
+        ) -> ::std::result::Result<
+            ::integration_runtime::Reply<()>,
+            ::integration_runtime::ClientError,
+        > {
             request.validate().map_err(|e| __rt::invalid_request("synthesize", e))?;
             let mut path = __rt::PathBuilder::new();
             path.literal("/api/v1/tts/tasks");
@@ -281,8 +318,13 @@ pub mod volc_tts {
                     path: path.finish(),
                     query,
                     headers,
-                    body: ::std::option::Option::Some((__rt::BodyEncoding::Json, body.into_value())),
-                    error_path: ::std::option::Option::Some(&[__rt::Seg::Key("message")]),
+                    body: ::std::option::Option::Some((
+                        __rt::BodyEncoding::Json,
+                        body.into_value(),
+                    )),
+                    error_path: ::std::option::Option::Some(
+                        &[__rt::Seg::Key("message")],
+                    ),
                     policy: &__DESCRIPTOR.endpoints[0usize].policy,
                 })
                 .await?;
@@ -292,7 +334,10 @@ pub mod volc_tts {
                 let result = ::std::option::Option::None;
                 ::integration_runtime::Reply {
                     http_status: response.status,
-                    external_id: __rt::extract_id(body, &[__rt::Seg::Key("data"), __rt::Seg::Key("task_id")]),
+                    external_id: __rt::extract_id(
+                        body,
+                        &[__rt::Seg::Key("data"), __rt::Seg::Key("task_id")],
+                    ),
                     status,
                     result,
                     error: __rt::extract_message(body, &[__rt::Seg::Key("message")]),
@@ -303,7 +348,10 @@ pub mod volc_tts {
         pub async fn query(
             &self,
             external_id: &str,
-        ) -> ::std::result::Result<::integration_runtime::Reply<Audio>, ::integration_runtime::ClientError> {
+        ) -> ::std::result::Result<
+            ::integration_runtime::Reply<Audio>,
+            ::integration_runtime::ClientError,
+        > {
             let mut path = __rt::PathBuilder::new();
             path.literal("/api/v1/tts/tasks/");
             path.param(&__rt::serde_json::Value::from(external_id));
@@ -320,42 +368,53 @@ pub mod volc_tts {
                     query,
                     headers,
                     body: ::std::option::Option::None,
-                    error_path: ::std::option::Option::Some(&[__rt::Seg::Key("data"), __rt::Seg::Key("message")]),
+                    error_path: ::std::option::Option::Some(
+                        &[__rt::Seg::Key("data"), __rt::Seg::Key("message")],
+                    ),
                     policy: &__DESCRIPTOR.endpoints[1usize].policy,
                 })
                 .await?;
             let body = &response.body;
             ::std::result::Result::Ok({
-                let status = ::std::option::Option::Some(__rt::map_status(
-                    "query",
-                    body,
-                    &[__rt::Seg::Key("data"), __rt::Seg::Key("state")],
-                    "$.data.state",
-                    &[
-                        ("queued", ::integration_runtime::RemoteStatus::Processing),
-                        ("running", ::integration_runtime::RemoteStatus::Processing),
-                        ("done", ::integration_runtime::RemoteStatus::Completed),
-                        ("error", ::integration_runtime::RemoteStatus::Failed),
-                    ],
-                )?);
+                let status = ::std::option::Option::Some(
+                    __rt::map_status(
+                        "query",
+                        body,
+                        &[__rt::Seg::Key("data"), __rt::Seg::Key("state")],
+                        "$.data.state",
+                        &[
+                            ("queued", ::integration_runtime::RemoteStatus::Processing),
+                            ("running", ::integration_runtime::RemoteStatus::Processing),
+                            ("done", ::integration_runtime::RemoteStatus::Completed),
+                            ("error", ::integration_runtime::RemoteStatus::Failed),
+                        ],
+                    )?,
+                );
                 let result = match status {
-                    ::std::option::Option::Some(::integration_runtime::RemoteStatus::Completed) => {
-                        ::std::option::Option::Some(__rt::extract(
-                            "query",
-                            body,
-                            &[
-                                __rt::FieldPath {
-                                    field: "url",
-                                    path: &[__rt::Seg::Key("data"), __rt::Seg::Key("audio_url")],
-                                    text: "$.data.audio_url",
-                                },
-                                __rt::FieldPath {
-                                    field: "duration_ms",
-                                    path: &[__rt::Seg::Key("data"), __rt::Seg::Key("duration")],
-                                    text: "$.data.duration",
-                                },
-                            ],
-                        )?)
+                    ::std::option::Option::Some(
+                        ::integration_runtime::RemoteStatus::Completed,
+                    ) => {
+                        ::std::option::Option::Some(
+                            __rt::extract(
+                                "query",
+                                body,
+                                &[
+                                    __rt::FieldPath {
+                                        field: "url",
+                                        path: &[
+                                            __rt::Seg::Key("data"),
+                                            __rt::Seg::Key("audio_url"),
+                                        ],
+                                        text: "$.data.audio_url",
+                                    },
+                                    __rt::FieldPath {
+                                        field: "duration_ms",
+                                        path: &[__rt::Seg::Key("data"), __rt::Seg::Key("duration")],
+                                        text: "$.data.duration",
+                                    },
+                                ],
+                            )?,
+                        )
                     }
                     _ => ::std::option::Option::None,
                 };
@@ -364,7 +423,10 @@ pub mod volc_tts {
                     external_id: ::std::option::Option::None,
                     status,
                     result,
-                    error: __rt::extract_message(body, &[__rt::Seg::Key("data"), __rt::Seg::Key("message")]),
+                    error: __rt::extract_message(
+                        body,
+                        &[__rt::Seg::Key("data"), __rt::Seg::Key("message")],
+                    ),
                 }
             })
         }
@@ -377,13 +439,18 @@ pub mod volc_tts {
     }
     impl VolcTts {
         /// The integration with the given settings.
-        pub fn new(config: VolcTtsConfig) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+        pub fn new(
+            config: VolcTtsConfig,
+        ) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
             let client = VolcTtsClient::new(&config)?;
             ::std::result::Result::Ok(VolcTts { config, client })
         }
         /// The integration configured from the environment; every missing
         /// variable is reported at once, with what it is for.
-        pub fn from_env() -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+        pub fn from_env() -> ::std::result::Result<
+            Self,
+            ::integration_runtime::ConfigError,
+        > {
             Self::new(VolcTtsConfig::from_env()?)
         }
         /// The typed client, for direct calls.
@@ -412,9 +479,15 @@ pub mod volc_tts {
                 "synthesize" => {
                     let request: Synthesis = __rt::serde_json::from_value(params.clone())
                         .map_err(|e| __rt::invalid_params("synthesize", &e))?;
-                    request.validate().map_err(|e| __rt::invalid_request("synthesize", e))
+                    request
+                        .validate()
+                        .map_err(|e| __rt::invalid_request("synthesize", e))
                 }
-                _ => ::std::result::Result::Err(__rt::unknown_endpoint("VolcTts", endpoint)),
+                _ => {
+                    ::std::result::Result::Err(
+                        __rt::unknown_endpoint("VolcTts", endpoint),
+                    )
+                }
             }
         }
         fn start<'a>(
@@ -433,11 +506,19 @@ pub mod volc_tts {
                 let _ = (params, options);
                 match endpoint {
                     "synthesize" => {
-                        let request: Synthesis = __rt::serde_json::from_value(params.clone())
+                        let request: Synthesis = __rt::serde_json::from_value(
+                                params.clone(),
+                            )
                             .map_err(|e| __rt::invalid_params("synthesize", &e))?;
-                        ::std::result::Result::Ok(self.client.synthesize(&request, options).await?.into_json())
+                        ::std::result::Result::Ok(
+                            self.client.synthesize(&request, options).await?.into_json(),
+                        )
                     }
-                    _ => ::std::result::Result::Err(__rt::unknown_endpoint("VolcTts", endpoint)),
+                    _ => {
+                        ::std::result::Result::Err(
+                            __rt::unknown_endpoint("VolcTts", endpoint),
+                        )
+                    }
                 }
             })
         }
@@ -453,9 +534,13 @@ pub mod volc_tts {
                 >,
             >,
         > {
-            ::std::option::Option::Some(::std::boxed::Box::pin(async move {
-                ::std::result::Result::Ok(self.client.query(external_id).await?.into_json())
-            }))
+            ::std::option::Option::Some(
+                ::std::boxed::Box::pin(async move {
+                    ::std::result::Result::Ok(
+                        self.client.query(external_id).await?.into_json(),
+                    )
+                }),
+            )
         }
         fn read_webhook(
             &self,
@@ -466,24 +551,34 @@ pub mod volc_tts {
                 ::integration_runtime::ClientError,
             >,
         > {
-            let read =
-                || -> ::std::result::Result<::integration_runtime::Reply<Audio>, ::integration_runtime::ClientError> {
-                    let body = payload;
-                    ::std::result::Result::Ok({
-                        let status = ::std::option::Option::Some(__rt::map_status(
+            let read = || -> ::std::result::Result<
+                ::integration_runtime::Reply<Audio>,
+                ::integration_runtime::ClientError,
+            > {
+                let body = payload;
+                ::std::result::Result::Ok({
+                    let status = ::std::option::Option::Some(
+                        __rt::map_status(
                             "webhook",
                             body,
                             &[__rt::Seg::Key("state")],
                             "$.state",
                             &[
-                                ("running", ::integration_runtime::RemoteStatus::Processing),
+                                (
+                                    "running",
+                                    ::integration_runtime::RemoteStatus::Processing,
+                                ),
                                 ("done", ::integration_runtime::RemoteStatus::Completed),
                                 ("error", ::integration_runtime::RemoteStatus::Failed),
                             ],
-                        )?);
-                        let result = match status {
-                            ::std::option::Option::Some(::integration_runtime::RemoteStatus::Completed) => {
-                                ::std::option::Option::Some(__rt::extract(
+                        )?,
+                    );
+                    let result = match status {
+                        ::std::option::Option::Some(
+                            ::integration_runtime::RemoteStatus::Completed,
+                        ) => {
+                            ::std::option::Option::Some(
+                                __rt::extract(
                                     "webhook",
                                     body,
                                     &[
@@ -498,146 +593,159 @@ pub mod volc_tts {
                                             text: "$.duration",
                                         },
                                     ],
-                                )?)
-                            }
-                            _ => ::std::option::Option::None,
-                        };
-                        ::integration_runtime::Reply {
-                            http_status: 200,
-                            external_id: __rt::extract_id(body, &[__rt::Seg::Key("task_id")]),
-                            status,
-                            result,
-                            error: __rt::extract_message(body, &[__rt::Seg::Key("message")]),
+                                )?,
+                            )
                         }
-                    })
-                };
-            ::std::option::Option::Some(read().map(::integration_runtime::Reply::into_json))
+                        _ => ::std::option::Option::None,
+                    };
+                    ::integration_runtime::Reply {
+                        http_status: 200,
+                        external_id: __rt::extract_id(
+                            body,
+                            &[__rt::Seg::Key("task_id")],
+                        ),
+                        status,
+                        result,
+                        error: __rt::extract_message(body, &[__rt::Seg::Key("message")]),
+                    }
+                })
+            };
+            ::std::option::Option::Some(
+                read().map(::integration_runtime::Reply::into_json),
+            )
         }
-        fn circuit_states(&self) -> ::std::vec::Vec<(::std::string::String, ::integration_runtime::CircuitState)> {
+        fn circuit_states(
+            &self,
+        ) -> ::std::vec::Vec<
+            (::std::string::String, ::integration_runtime::CircuitState),
+        > {
             self.client.http.circuit_states()
         }
-        fn webhook_secret(&self) -> ::std::option::Option<::integration_runtime::Secret> {
+        fn webhook_secret(
+            &self,
+        ) -> ::std::option::Option<::integration_runtime::Secret> {
             ::std::option::Option::Some(self.config.webhook_secret.clone())
         }
     }
     #[doc(hidden)]
-    pub static __DESCRIPTOR: ::integration_runtime::IntegrationDescriptor =
-        ::integration_runtime::IntegrationDescriptor {
-            name: "VolcTts",
-            module: "volc_tts",
-            endpoints: &[
-                ::integration_runtime::EndpointDescriptor {
-                    name: "synthesize",
-                    method: "POST",
-                    path: "/api/v1/tts/tasks",
-                    mode: ::integration_runtime::Mode::Async,
-                    starts_calls: true,
-                    idempotent: false,
-                    idempotency_key: ::std::option::Option::Some(
-                        ::integration_runtime::IdempotencyKeyPlacement::Header("X-Idempotency-Key"),
+    pub static __DESCRIPTOR: ::integration_runtime::IntegrationDescriptor = ::integration_runtime::IntegrationDescriptor {
+        name: "VolcTts",
+        module: "volc_tts",
+        endpoints: &[
+            ::integration_runtime::EndpointDescriptor {
+                name: "synthesize",
+                method: "POST",
+                path: "/api/v1/tts/tasks",
+                mode: ::integration_runtime::Mode::Async,
+                starts_calls: true,
+                idempotent: false,
+                idempotency_key: ::std::option::Option::Some(
+                    ::integration_runtime::IdempotencyKeyPlacement::Header(
+                        "X-Idempotency-Key",
                     ),
-                    policy: ::integration_runtime::PolicyDescriptor {
-                        timeout_ms: 10000u64,
-                        connect_timeout_ms: 5000u64,
-                        retry: ::integration_runtime::RetryPolicy {
-                            max_attempts: 5u32,
-                            initial_backoff_ms: 200u64,
-                            max_backoff_ms: 20000u64,
-                            multiplier: 2f64,
-                            on: ::integration_runtime::RetryOn {
-                                server_errors: true,
-                                too_many_requests: true,
-                                timeouts: true,
-                                connect_errors: true,
-                            },
+                ),
+                policy: ::integration_runtime::PolicyDescriptor {
+                    timeout_ms: 10000u64,
+                    connect_timeout_ms: 5000u64,
+                    retry: ::integration_runtime::RetryPolicy {
+                        max_attempts: 5u32,
+                        initial_backoff_ms: 200u64,
+                        max_backoff_ms: 20000u64,
+                        multiplier: 2f64,
+                        on: ::integration_runtime::RetryOn {
+                            server_errors: true,
+                            too_many_requests: true,
+                            timeouts: true,
+                            connect_errors: true,
                         },
-                        circuit_breaker: ::std::option::Option::Some(::integration_runtime::CircuitBreakerPolicy {
-                            failure_threshold: 5u32,
-                            open_for_ms: 30000u64,
-                            half_open_probes: 1u32,
-                        }),
-                        rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
-                            per_second: 20f64,
-                            burst: 40u32,
-                        }),
-                        concurrency: ::std::option::Option::Some(32u32),
                     },
+                    circuit_breaker: ::std::option::Option::Some(::integration_runtime::CircuitBreakerPolicy {
+                        failure_threshold: 5u32,
+                        open_for_ms: 30000u64,
+                        half_open_probes: 1u32,
+                    }),
+                    rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
+                        per_second: 20f64,
+                        burst: 40u32,
+                    }),
+                    concurrency: ::std::option::Option::Some(32u32),
                 },
-                ::integration_runtime::EndpointDescriptor {
-                    name: "query",
-                    method: "GET",
-                    path: "/api/v1/tts/tasks/{external_id}",
-                    mode: ::integration_runtime::Mode::Sync,
-                    starts_calls: false,
-                    idempotent: true,
-                    idempotency_key: ::std::option::Option::None,
-                    policy: ::integration_runtime::PolicyDescriptor {
-                        timeout_ms: 10000u64,
-                        connect_timeout_ms: 5000u64,
-                        retry: ::integration_runtime::RetryPolicy {
-                            max_attempts: 5u32,
-                            initial_backoff_ms: 200u64,
-                            max_backoff_ms: 20000u64,
-                            multiplier: 2f64,
-                            on: ::integration_runtime::RetryOn {
-                                server_errors: true,
-                                too_many_requests: true,
-                                timeouts: true,
-                                connect_errors: true,
-                            },
-                        },
-                        circuit_breaker: ::std::option::Option::Some(::integration_runtime::CircuitBreakerPolicy {
-                            failure_threshold: 5u32,
-                            open_for_ms: 30000u64,
-                            half_open_probes: 1u32,
-                        }),
-                        rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
-                            per_second: 20f64,
-                            burst: 40u32,
-                        }),
-                        concurrency: ::std::option::Option::Some(32u32),
-                    },
-                },
-            ],
-            policy: ::integration_runtime::PolicyDescriptor {
-                timeout_ms: 10000u64,
-                connect_timeout_ms: 5000u64,
-                retry: ::integration_runtime::RetryPolicy {
-                    max_attempts: 5u32,
-                    initial_backoff_ms: 200u64,
-                    max_backoff_ms: 20000u64,
-                    multiplier: 2f64,
-                    on: ::integration_runtime::RetryOn {
-                        server_errors: true,
-                        too_many_requests: true,
-                        timeouts: true,
-                        connect_errors: true,
-                    },
-                },
-                circuit_breaker: ::std::option::Option::Some(::integration_runtime::CircuitBreakerPolicy {
-                    failure_threshold: 5u32,
-                    open_for_ms: 30000u64,
-                    half_open_probes: 1u32,
-                }),
-                rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
-                    per_second: 20f64,
-                    burst: 40u32,
-                }),
-                concurrency: ::std::option::Option::Some(32u32),
             },
-            polling: ::std::option::Option::Some(::integration_runtime::PollingDescriptor {
-                endpoint: "query",
-                interval_ms: 2000u64,
-                backoff: 1.5f64,
-                max_interval_ms: 30000u64,
-                give_up_after_s: 600u64,
+            ::integration_runtime::EndpointDescriptor {
+                name: "query",
+                method: "GET",
+                path: "/api/v1/tts/tasks/{external_id}",
+                mode: ::integration_runtime::Mode::Sync,
+                starts_calls: false,
+                idempotent: true,
+                idempotency_key: ::std::option::Option::None,
+                policy: ::integration_runtime::PolicyDescriptor {
+                    timeout_ms: 10000u64,
+                    connect_timeout_ms: 5000u64,
+                    retry: ::integration_runtime::RetryPolicy {
+                        max_attempts: 5u32,
+                        initial_backoff_ms: 200u64,
+                        max_backoff_ms: 20000u64,
+                        multiplier: 2f64,
+                        on: ::integration_runtime::RetryOn {
+                            server_errors: true,
+                            too_many_requests: true,
+                            timeouts: true,
+                            connect_errors: true,
+                        },
+                    },
+                    circuit_breaker: ::std::option::Option::Some(::integration_runtime::CircuitBreakerPolicy {
+                        failure_threshold: 5u32,
+                        open_for_ms: 30000u64,
+                        half_open_probes: 1u32,
+                    }),
+                    rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
+                        per_second: 20f64,
+                        burst: 40u32,
+                    }),
+                    concurrency: ::std::option::Option::Some(32u32),
+                },
+            },
+        ],
+        policy: ::integration_runtime::PolicyDescriptor {
+            timeout_ms: 10000u64,
+            connect_timeout_ms: 5000u64,
+            retry: ::integration_runtime::RetryPolicy {
+                max_attempts: 5u32,
+                initial_backoff_ms: 200u64,
+                max_backoff_ms: 20000u64,
+                multiplier: 2f64,
+                on: ::integration_runtime::RetryOn {
+                    server_errors: true,
+                    too_many_requests: true,
+                    timeouts: true,
+                    connect_errors: true,
+                },
+            },
+            circuit_breaker: ::std::option::Option::Some(::integration_runtime::CircuitBreakerPolicy {
+                failure_threshold: 5u32,
+                open_for_ms: 30000u64,
+                half_open_probes: 1u32,
             }),
-            webhook: ::std::option::Option::Some(::integration_runtime::WebhookDescriptor {
-                path: "/webhooks/volc-tts",
-                scheme: ::integration_runtime::SignatureScheme::StandardWebhooks,
-                secret_env: "VOLC_TTS_WEBHOOK_SECRET",
-                tolerance_s: 300u64,
-                max_body_bytes: 1048576usize,
+            rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
+                per_second: 20f64,
+                burst: 40u32,
             }),
-        };
+            concurrency: ::std::option::Option::Some(32u32),
+        },
+        polling: ::std::option::Option::Some(::integration_runtime::PollingDescriptor {
+            endpoint: "query",
+            interval_ms: 2000u64,
+            backoff: 1.5f64,
+            max_interval_ms: 30000u64,
+            give_up_after_s: 600u64,
+        }),
+        webhook: ::std::option::Option::Some(::integration_runtime::WebhookDescriptor {
+            path: "/webhooks/volc-tts",
+            scheme: ::integration_runtime::SignatureScheme::StandardWebhooks,
+            secret_env: "VOLC_TTS_WEBHOOK_SECRET",
+            tolerance_s: 300u64,
+            max_body_bytes: 1048576usize,
+        }),
+    };
 }

@@ -4,11 +4,15 @@
 
 #![allow(missing_docs)]
 
+#[rustfmt::skip] // prettyplease output, compared byte for byte
 #[path = "../snapshots/job_runner.rs"]
 pub mod job_runner_snapshot;
+#[rustfmt::skip] // prettyplease output, compared byte for byte
 #[path = "../snapshots/payments.rs"]
 pub mod payments_snapshot;
+#[rustfmt::skip] // prettyplease output, compared byte for byte
 #[path = "../snapshots/translate.rs"]
 pub mod translate_snapshot;
+#[rustfmt::skip] // prettyplease output, compared byte for byte
 #[path = "../snapshots/volc_tts.rs"]
 pub mod volc_tts_snapshot;
