@@ -10,6 +10,10 @@ use integration_runtime::{provider_idempotency_key, Runtime, SqliteStore};
 
 use crate::common::{bench_sync, line, message, this_exe, Figure, Provider, Result, Rng, Scratch, SQLITE_DURABILITY};
 
+/// An unfinished call as the diagnostics show it: status, attempts, lease
+/// owner, lease end, next run (milliseconds).
+type StuckCall = (String, i64, Option<String>, Option<i64>, Option<i64>);
+
 /// The lease of the worker children: a killed worker's calls are claimed
 /// again this long after its last renewal.
 const LEASE_MS: u64 = 1_000;
@@ -84,7 +88,7 @@ pub(crate) async fn run(
     last.wait().await?;
     if let Err(error) = finished {
         println!("  the last worker did not finish: {error}");
-        let stuck: Vec<(String, i64, Option<String>, Option<i64>, Option<i64>)> = sqlx::query_as(
+        let stuck: Vec<StuckCall> = sqlx::query_as(
             "SELECT status, attempts, lease_owner, lease_expires_at, next_run_at FROM integration_calls \
              WHERE status IN ('pending', 'processing') LIMIT 5",
         )

@@ -167,17 +167,23 @@ async fn with_heartbeat(
     // the select arm would stop polling the work, and a work step holding the
     // call's row lock (an append's transaction) would then block the renewal
     // that waits for that very lock, forever.
+    //
+    // A lost lease stops the renewals but never cancels the work: dropping a
+    // step in the middle of a store transaction could leave that transaction
+    // (and SQLite's write lock) open. The step's own writes check the lease
+    // and fail once another worker owns the call; its events are idempotent.
     let mut renewal: Option<crate::integration::BoxFuture<'_, Result<(), StoreError>>> = None;
+    let mut renewing = true;
     loop {
         tokio::select! {
             result = &mut work => return result,
-            _ = ticker.tick(), if renewal.is_none() => {
+            _ = ticker.tick(), if renewing && renewal.is_none() => {
                 renewal = Some(inner.store.extend_lease(id, &inner.settings.worker_id, lease));
             }
             outcome = async { renewal.as_mut().expect("guarded by the condition").await }, if renewal.is_some() => {
                 renewal = None;
                 match outcome {
-                    Err(error) if error.is_lease_lost() || error.is_not_found() => return Err(error),
+                    Err(error) if error.is_lease_lost() || error.is_not_found() => renewing = false,
                     // A transient store error: the next tick tries again.
                     _ => {}
                 }
