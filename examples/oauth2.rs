@@ -110,6 +110,10 @@ async fn main() -> anyhow::Result<()> {
         observed.token_requests,
         observed.config_debug
     );
+    println!(
+        "statuses {:?}; Authorization headers seen {:?}",
+        observed.statuses, observed.authorizations
+    );
     Ok(())
 }
 

@@ -110,6 +110,7 @@ async fn run(db: &std::path::Path) -> anyhow::Result<Observed> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let observed = run(&common::scratch_db("payments")).await?;
+    println!("final statuses {:?}", observed.statuses);
     println!("create requests carried idempotency keys {:?}", observed.keys);
     println!("first form body: {}", observed.first_body);
     Ok(())

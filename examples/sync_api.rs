@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use integration_runtime::{CallStatus, Runtime, Secret, SqliteStore};
+use integration_runtime::{Runtime, Secret, SqliteStore};
 use integration_testkit::{FakeProvider, Outcome};
 use serde_json::json;
 
@@ -97,6 +97,7 @@ mod tests {
     async fn every_call_completes_and_the_hook_runs_once_each() {
         let db = common::scratch_db("sync_api_test");
         let (calls, hooks) = run(&db).await.unwrap();
+        use integration_runtime::CallStatus;
         assert!(calls.iter().all(|c| c.status == CallStatus::Completed), "{calls:?}");
         assert!(calls
             .iter()

@@ -226,7 +226,7 @@ pub mod job_runner {
             parsed
                 .map_err(|e| __rt::decode_error(
                     endpoint,
-                    ::std::format!("stored response data does not fit the spec: {e}"),
+                    ::std::format!("stored response data do not fit the spec: {e}"),
                 ))
         }
     }
@@ -508,6 +508,26 @@ pub mod job_runner {
         }
     }
     #[doc(hidden)]
+    const __POLICY: ::integration_runtime::PolicyDescriptor = ::integration_runtime::PolicyDescriptor {
+        timeout_ms: 30000u64,
+        connect_timeout_ms: 5000u64,
+        retry: ::integration_runtime::RetryPolicy {
+            max_attempts: 3u32,
+            initial_backoff_ms: 200u64,
+            max_backoff_ms: 5000u64,
+            multiplier: 2f64,
+            on: ::integration_runtime::RetryOn {
+                server_errors: true,
+                too_many_requests: true,
+                timeouts: true,
+                connect_errors: true,
+            },
+        },
+        circuit_breaker: ::std::option::Option::None,
+        rate_limit: ::std::option::Option::None,
+        concurrency: ::std::option::Option::None,
+    };
+    #[doc(hidden)]
     pub static __DESCRIPTOR: ::integration_runtime::IntegrationDescriptor = ::integration_runtime::IntegrationDescriptor {
         name: "JobRunner",
         module: "job_runner",
@@ -520,46 +540,10 @@ pub mod job_runner {
                 starts_calls: true,
                 idempotent: true,
                 idempotency_key: ::std::option::Option::None,
-                policy: ::integration_runtime::PolicyDescriptor {
-                    timeout_ms: 30000u64,
-                    connect_timeout_ms: 5000u64,
-                    retry: ::integration_runtime::RetryPolicy {
-                        max_attempts: 3u32,
-                        initial_backoff_ms: 200u64,
-                        max_backoff_ms: 5000u64,
-                        multiplier: 2f64,
-                        on: ::integration_runtime::RetryOn {
-                            server_errors: true,
-                            too_many_requests: true,
-                            timeouts: true,
-                            connect_errors: true,
-                        },
-                    },
-                    circuit_breaker: ::std::option::Option::None,
-                    rate_limit: ::std::option::Option::None,
-                    concurrency: ::std::option::Option::None,
-                },
+                policy: __POLICY,
             },
         ],
-        policy: ::integration_runtime::PolicyDescriptor {
-            timeout_ms: 30000u64,
-            connect_timeout_ms: 5000u64,
-            retry: ::integration_runtime::RetryPolicy {
-                max_attempts: 3u32,
-                initial_backoff_ms: 200u64,
-                max_backoff_ms: 5000u64,
-                multiplier: 2f64,
-                on: ::integration_runtime::RetryOn {
-                    server_errors: true,
-                    too_many_requests: true,
-                    timeouts: true,
-                    connect_errors: true,
-                },
-            },
-            circuit_breaker: ::std::option::Option::None,
-            rate_limit: ::std::option::Option::None,
-            concurrency: ::std::option::Option::None,
-        },
+        policy: __POLICY,
         polling: ::std::option::Option::None,
         webhook: ::std::option::Option::None,
     };

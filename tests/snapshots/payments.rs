@@ -332,7 +332,7 @@ pub mod payments {
             parsed
                 .map_err(|e| __rt::decode_error(
                     endpoint,
-                    ::std::format!("stored response data does not fit the spec: {e}"),
+                    ::std::format!("stored response data do not fit the spec: {e}"),
                 ))
         }
     }
@@ -876,6 +876,33 @@ pub mod payments {
         }
     }
     #[doc(hidden)]
+    const __POLICY: ::integration_runtime::PolicyDescriptor = ::integration_runtime::PolicyDescriptor {
+        timeout_ms: 20000u64,
+        connect_timeout_ms: 5000u64,
+        retry: ::integration_runtime::RetryPolicy {
+            max_attempts: 4u32,
+            initial_backoff_ms: 500u64,
+            max_backoff_ms: 30000u64,
+            multiplier: 2f64,
+            on: ::integration_runtime::RetryOn {
+                server_errors: true,
+                too_many_requests: true,
+                timeouts: true,
+                connect_errors: true,
+            },
+        },
+        circuit_breaker: ::std::option::Option::Some(::integration_runtime::CircuitBreakerPolicy {
+            failure_threshold: 10u32,
+            open_for_ms: 60000u64,
+            half_open_probes: 2u32,
+        }),
+        rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
+            per_second: 25f64,
+            burst: 25u32,
+        }),
+        concurrency: ::std::option::Option::None,
+    };
+    #[doc(hidden)]
     pub static __DESCRIPTOR: ::integration_runtime::IntegrationDescriptor = ::integration_runtime::IntegrationDescriptor {
         name: "Payments",
         module: "payments",
@@ -892,32 +919,7 @@ pub mod payments {
                         "Idempotency-Key",
                     ),
                 ),
-                policy: ::integration_runtime::PolicyDescriptor {
-                    timeout_ms: 20000u64,
-                    connect_timeout_ms: 5000u64,
-                    retry: ::integration_runtime::RetryPolicy {
-                        max_attempts: 4u32,
-                        initial_backoff_ms: 500u64,
-                        max_backoff_ms: 30000u64,
-                        multiplier: 2f64,
-                        on: ::integration_runtime::RetryOn {
-                            server_errors: true,
-                            too_many_requests: true,
-                            timeouts: true,
-                            connect_errors: true,
-                        },
-                    },
-                    circuit_breaker: ::std::option::Option::Some(::integration_runtime::CircuitBreakerPolicy {
-                        failure_threshold: 10u32,
-                        open_for_ms: 60000u64,
-                        half_open_probes: 2u32,
-                    }),
-                    rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
-                        per_second: 25f64,
-                        burst: 25u32,
-                    }),
-                    concurrency: ::std::option::Option::None,
-                },
+                policy: __POLICY,
             },
             ::integration_runtime::EndpointDescriptor {
                 name: "retrieve_payment",
@@ -927,60 +929,10 @@ pub mod payments {
                 starts_calls: false,
                 idempotent: true,
                 idempotency_key: ::std::option::Option::None,
-                policy: ::integration_runtime::PolicyDescriptor {
-                    timeout_ms: 20000u64,
-                    connect_timeout_ms: 5000u64,
-                    retry: ::integration_runtime::RetryPolicy {
-                        max_attempts: 4u32,
-                        initial_backoff_ms: 500u64,
-                        max_backoff_ms: 30000u64,
-                        multiplier: 2f64,
-                        on: ::integration_runtime::RetryOn {
-                            server_errors: true,
-                            too_many_requests: true,
-                            timeouts: true,
-                            connect_errors: true,
-                        },
-                    },
-                    circuit_breaker: ::std::option::Option::Some(::integration_runtime::CircuitBreakerPolicy {
-                        failure_threshold: 10u32,
-                        open_for_ms: 60000u64,
-                        half_open_probes: 2u32,
-                    }),
-                    rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
-                        per_second: 25f64,
-                        burst: 25u32,
-                    }),
-                    concurrency: ::std::option::Option::None,
-                },
+                policy: __POLICY,
             },
         ],
-        policy: ::integration_runtime::PolicyDescriptor {
-            timeout_ms: 20000u64,
-            connect_timeout_ms: 5000u64,
-            retry: ::integration_runtime::RetryPolicy {
-                max_attempts: 4u32,
-                initial_backoff_ms: 500u64,
-                max_backoff_ms: 30000u64,
-                multiplier: 2f64,
-                on: ::integration_runtime::RetryOn {
-                    server_errors: true,
-                    too_many_requests: true,
-                    timeouts: true,
-                    connect_errors: true,
-                },
-            },
-            circuit_breaker: ::std::option::Option::Some(::integration_runtime::CircuitBreakerPolicy {
-                failure_threshold: 10u32,
-                open_for_ms: 60000u64,
-                half_open_probes: 2u32,
-            }),
-            rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
-                per_second: 25f64,
-                burst: 25u32,
-            }),
-            concurrency: ::std::option::Option::None,
-        },
+        policy: __POLICY,
         polling: ::std::option::Option::Some(::integration_runtime::PollingDescriptor {
             endpoint: "retrieve_payment",
             interval_ms: 5000u64,

@@ -265,7 +265,7 @@ pub mod translate {
             parsed
                 .map_err(|e| __rt::decode_error(
                     endpoint,
-                    ::std::format!("stored response data does not fit the spec: {e}"),
+                    ::std::format!("stored response data do not fit the spec: {e}"),
                 ))
         }
     }
@@ -609,6 +609,29 @@ pub mod translate {
         }
     }
     #[doc(hidden)]
+    const __POLICY: ::integration_runtime::PolicyDescriptor = ::integration_runtime::PolicyDescriptor {
+        timeout_ms: 5000u64,
+        connect_timeout_ms: 5000u64,
+        retry: ::integration_runtime::RetryPolicy {
+            max_attempts: 3u32,
+            initial_backoff_ms: 100u64,
+            max_backoff_ms: 2000u64,
+            multiplier: 2f64,
+            on: ::integration_runtime::RetryOn {
+                server_errors: true,
+                too_many_requests: true,
+                timeouts: true,
+                connect_errors: true,
+            },
+        },
+        circuit_breaker: ::std::option::Option::None,
+        rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
+            per_second: 50f64,
+            burst: 100u32,
+        }),
+        concurrency: ::std::option::Option::Some(16u32),
+    };
+    #[doc(hidden)]
     pub static __DESCRIPTOR: ::integration_runtime::IntegrationDescriptor = ::integration_runtime::IntegrationDescriptor {
         name: "Translate",
         module: "translate",
@@ -621,28 +644,7 @@ pub mod translate {
                 starts_calls: true,
                 idempotent: true,
                 idempotency_key: ::std::option::Option::None,
-                policy: ::integration_runtime::PolicyDescriptor {
-                    timeout_ms: 5000u64,
-                    connect_timeout_ms: 5000u64,
-                    retry: ::integration_runtime::RetryPolicy {
-                        max_attempts: 3u32,
-                        initial_backoff_ms: 100u64,
-                        max_backoff_ms: 2000u64,
-                        multiplier: 2f64,
-                        on: ::integration_runtime::RetryOn {
-                            server_errors: true,
-                            too_many_requests: true,
-                            timeouts: true,
-                            connect_errors: true,
-                        },
-                    },
-                    circuit_breaker: ::std::option::Option::None,
-                    rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
-                        per_second: 50f64,
-                        burst: 100u32,
-                    }),
-                    concurrency: ::std::option::Option::Some(16u32),
-                },
+                policy: __POLICY,
             },
             ::integration_runtime::EndpointDescriptor {
                 name: "list_glossaries",
@@ -652,52 +654,10 @@ pub mod translate {
                 starts_calls: false,
                 idempotent: true,
                 idempotency_key: ::std::option::Option::None,
-                policy: ::integration_runtime::PolicyDescriptor {
-                    timeout_ms: 5000u64,
-                    connect_timeout_ms: 5000u64,
-                    retry: ::integration_runtime::RetryPolicy {
-                        max_attempts: 3u32,
-                        initial_backoff_ms: 100u64,
-                        max_backoff_ms: 2000u64,
-                        multiplier: 2f64,
-                        on: ::integration_runtime::RetryOn {
-                            server_errors: true,
-                            too_many_requests: true,
-                            timeouts: true,
-                            connect_errors: true,
-                        },
-                    },
-                    circuit_breaker: ::std::option::Option::None,
-                    rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
-                        per_second: 50f64,
-                        burst: 100u32,
-                    }),
-                    concurrency: ::std::option::Option::Some(16u32),
-                },
+                policy: __POLICY,
             },
         ],
-        policy: ::integration_runtime::PolicyDescriptor {
-            timeout_ms: 5000u64,
-            connect_timeout_ms: 5000u64,
-            retry: ::integration_runtime::RetryPolicy {
-                max_attempts: 3u32,
-                initial_backoff_ms: 100u64,
-                max_backoff_ms: 2000u64,
-                multiplier: 2f64,
-                on: ::integration_runtime::RetryOn {
-                    server_errors: true,
-                    too_many_requests: true,
-                    timeouts: true,
-                    connect_errors: true,
-                },
-            },
-            circuit_breaker: ::std::option::Option::None,
-            rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
-                per_second: 50f64,
-                burst: 100u32,
-            }),
-            concurrency: ::std::option::Option::Some(16u32),
-        },
+        policy: __POLICY,
         polling: ::std::option::Option::None,
         webhook: ::std::option::Option::None,
     };

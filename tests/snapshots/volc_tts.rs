@@ -218,7 +218,7 @@ pub mod volc_tts {
             parsed
                 .map_err(|e| __rt::decode_error(
                     endpoint,
-                    ::std::format!("stored response data does not fit the spec: {e}"),
+                    ::std::format!("stored response data do not fit the spec: {e}"),
                 ))
         }
     }
@@ -628,6 +628,33 @@ pub mod volc_tts {
         }
     }
     #[doc(hidden)]
+    const __POLICY: ::integration_runtime::PolicyDescriptor = ::integration_runtime::PolicyDescriptor {
+        timeout_ms: 10000u64,
+        connect_timeout_ms: 5000u64,
+        retry: ::integration_runtime::RetryPolicy {
+            max_attempts: 5u32,
+            initial_backoff_ms: 200u64,
+            max_backoff_ms: 20000u64,
+            multiplier: 2f64,
+            on: ::integration_runtime::RetryOn {
+                server_errors: true,
+                too_many_requests: true,
+                timeouts: true,
+                connect_errors: true,
+            },
+        },
+        circuit_breaker: ::std::option::Option::Some(::integration_runtime::CircuitBreakerPolicy {
+            failure_threshold: 5u32,
+            open_for_ms: 30000u64,
+            half_open_probes: 1u32,
+        }),
+        rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
+            per_second: 20f64,
+            burst: 40u32,
+        }),
+        concurrency: ::std::option::Option::Some(32u32),
+    };
+    #[doc(hidden)]
     pub static __DESCRIPTOR: ::integration_runtime::IntegrationDescriptor = ::integration_runtime::IntegrationDescriptor {
         name: "VolcTts",
         module: "volc_tts",
@@ -644,32 +671,7 @@ pub mod volc_tts {
                         "X-Idempotency-Key",
                     ),
                 ),
-                policy: ::integration_runtime::PolicyDescriptor {
-                    timeout_ms: 10000u64,
-                    connect_timeout_ms: 5000u64,
-                    retry: ::integration_runtime::RetryPolicy {
-                        max_attempts: 5u32,
-                        initial_backoff_ms: 200u64,
-                        max_backoff_ms: 20000u64,
-                        multiplier: 2f64,
-                        on: ::integration_runtime::RetryOn {
-                            server_errors: true,
-                            too_many_requests: true,
-                            timeouts: true,
-                            connect_errors: true,
-                        },
-                    },
-                    circuit_breaker: ::std::option::Option::Some(::integration_runtime::CircuitBreakerPolicy {
-                        failure_threshold: 5u32,
-                        open_for_ms: 30000u64,
-                        half_open_probes: 1u32,
-                    }),
-                    rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
-                        per_second: 20f64,
-                        burst: 40u32,
-                    }),
-                    concurrency: ::std::option::Option::Some(32u32),
-                },
+                policy: __POLICY,
             },
             ::integration_runtime::EndpointDescriptor {
                 name: "query",
@@ -679,60 +681,10 @@ pub mod volc_tts {
                 starts_calls: false,
                 idempotent: true,
                 idempotency_key: ::std::option::Option::None,
-                policy: ::integration_runtime::PolicyDescriptor {
-                    timeout_ms: 10000u64,
-                    connect_timeout_ms: 5000u64,
-                    retry: ::integration_runtime::RetryPolicy {
-                        max_attempts: 5u32,
-                        initial_backoff_ms: 200u64,
-                        max_backoff_ms: 20000u64,
-                        multiplier: 2f64,
-                        on: ::integration_runtime::RetryOn {
-                            server_errors: true,
-                            too_many_requests: true,
-                            timeouts: true,
-                            connect_errors: true,
-                        },
-                    },
-                    circuit_breaker: ::std::option::Option::Some(::integration_runtime::CircuitBreakerPolicy {
-                        failure_threshold: 5u32,
-                        open_for_ms: 30000u64,
-                        half_open_probes: 1u32,
-                    }),
-                    rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
-                        per_second: 20f64,
-                        burst: 40u32,
-                    }),
-                    concurrency: ::std::option::Option::Some(32u32),
-                },
+                policy: __POLICY,
             },
         ],
-        policy: ::integration_runtime::PolicyDescriptor {
-            timeout_ms: 10000u64,
-            connect_timeout_ms: 5000u64,
-            retry: ::integration_runtime::RetryPolicy {
-                max_attempts: 5u32,
-                initial_backoff_ms: 200u64,
-                max_backoff_ms: 20000u64,
-                multiplier: 2f64,
-                on: ::integration_runtime::RetryOn {
-                    server_errors: true,
-                    too_many_requests: true,
-                    timeouts: true,
-                    connect_errors: true,
-                },
-            },
-            circuit_breaker: ::std::option::Option::Some(::integration_runtime::CircuitBreakerPolicy {
-                failure_threshold: 5u32,
-                open_for_ms: 30000u64,
-                half_open_probes: 1u32,
-            }),
-            rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
-                per_second: 20f64,
-                burst: 40u32,
-            }),
-            concurrency: ::std::option::Option::Some(32u32),
-        },
+        policy: __POLICY,
         polling: ::std::option::Option::Some(::integration_runtime::PollingDescriptor {
             endpoint: "query",
             interval_ms: 2000u64,

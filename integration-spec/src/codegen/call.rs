@@ -33,11 +33,6 @@ pub(super) fn generate(spec: &Spec, names: &Names) -> TokenStream {
         let v = variant(&e.name);
         quote!(#request::#v(params) => __rt::to_value(&params),)
     });
-    let request_parse_arms = call_endpoints.iter().map(|e| {
-        let v = variant(&e.name);
-        let name = &e.name;
-        quote!(#name => __rt::serde_json::from_value(params.clone()).map(#request::#v),)
-    });
     // A request entity used by exactly one endpoint can start calls on its own.
     let single_use = call_endpoints
         .iter()
@@ -71,43 +66,20 @@ pub(super) fn generate(spec: &Spec, names: &Names) -> TokenStream {
         let doc = format!(" Result of a `{}` call.", e.name);
         quote!(#[doc = #doc] #v(#ty),)
     });
-    let response_parse_arms = call_endpoints.iter().map(|e| {
-        let v = variant(&e.name);
-        let name = &e.name;
-        quote!(#name => __rt::serde_json::from_value(value.clone()).map(#response::#v),)
-    });
-
-    // A spec whose endpoints start no calls (only listings and queries) has
-    // empty enums: their match bodies would be unreachable code.
-    let no_calls = call_endpoints.is_empty();
-    let from_params = if no_calls {
-        quote! {
-            let _ = params;
-            ::std::result::Result::Err(__rt::unknown_endpoint(#integration_name, endpoint))
-        }
-    } else {
-        quote! {
-            let parsed: ::std::result::Result<Self, __rt::serde_json::Error> = match endpoint {
-                #(#request_parse_arms)*
-                _ => return ::std::result::Result::Err(__rt::unknown_endpoint(#integration_name, endpoint)),
-            };
-            parsed.map_err(|e| __rt::decode_error(endpoint, ::std::format!("stored request parameters do not fit the spec: {e}")))
-        }
-    };
-    let from_result = if no_calls {
-        quote! {
-            let _ = value;
-            ::std::result::Result::Err(__rt::unknown_endpoint(#integration_name, endpoint))
-        }
-    } else {
-        quote! {
-            let parsed: ::std::result::Result<Self, __rt::serde_json::Error> = match endpoint {
-                #(#response_parse_arms)*
-                _ => return ::std::result::Result::Err(__rt::unknown_endpoint(#integration_name, endpoint)),
-            };
-            parsed.map_err(|e| __rt::decode_error(endpoint, ::std::format!("stored response data does not fit the spec: {e}")))
-        }
-    };
+    let from_params = stored_dispatch(
+        integration_name,
+        &call_endpoints,
+        request,
+        quote!(params),
+        "stored request parameters",
+    );
+    let from_result = stored_dispatch(
+        integration_name,
+        &call_endpoints,
+        response,
+        quote!(value),
+        "stored response data",
+    );
 
     let request_doc = format!(
         " The typed request parameters of a `{integration_name}` call, one variant per endpoint that starts calls."
@@ -170,6 +142,38 @@ pub(super) fn generate(spec: &Spec, names: &Names) -> TokenStream {
 
         #[doc = #event_doc]
         pub type #event = ::integration_runtime::Event<#response>;
+    }
+}
+
+/// The body of `from_params` / `from_result`: reads stored JSON (`input`)
+/// as the variant of `target` for the call's endpoint.
+fn stored_dispatch(
+    integration_name: &str,
+    call_endpoints: &[&crate::ir::Endpoint],
+    target: &proc_macro2::Ident,
+    input: TokenStream,
+    what: &str,
+) -> TokenStream {
+    // A spec whose endpoints start no calls (only listings and queries) has
+    // empty enums: a match over them would be unreachable code.
+    if call_endpoints.is_empty() {
+        return quote! {
+            let _ = #input;
+            ::std::result::Result::Err(__rt::unknown_endpoint(#integration_name, endpoint))
+        };
+    }
+    let arms = call_endpoints.iter().map(|e| {
+        let v = variant(&e.name);
+        let name = &e.name;
+        quote!(#name => __rt::serde_json::from_value(#input.clone()).map(#target::#v),)
+    });
+    let message = format!("{what} do not fit the spec: {{e}}");
+    quote! {
+        let parsed: ::std::result::Result<Self, __rt::serde_json::Error> = match endpoint {
+            #(#arms)*
+            _ => return ::std::result::Result::Err(__rt::unknown_endpoint(#integration_name, endpoint)),
+        };
+        parsed.map_err(|e| __rt::decode_error(endpoint, ::std::format!(#message)))
     }
 }
 

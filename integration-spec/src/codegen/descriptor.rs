@@ -9,7 +9,8 @@ use crate::ir::*;
 pub(super) fn generate(spec: &Spec, _names: &Names) -> TokenStream {
     let name = &spec.integration.name;
     let module = crate::check::to_snake(name);
-    let endpoints = spec.endpoints.iter().map(endpoint);
+    // Endpoints without overrides share the integration's policy constant.
+    let endpoints = spec.endpoints.iter().map(|e| endpoint(e, &spec.policy));
     let policy = policy(&spec.policy);
     let polling = match &spec.polling {
         Some(p) => {
@@ -63,18 +64,21 @@ pub(super) fn generate(spec: &Spec, _names: &Names) -> TokenStream {
     };
     quote! {
         #[doc(hidden)]
+        const __POLICY: ::integration_runtime::PolicyDescriptor = #policy;
+
+        #[doc(hidden)]
         pub static __DESCRIPTOR: ::integration_runtime::IntegrationDescriptor = ::integration_runtime::IntegrationDescriptor {
             name: #name,
             module: #module,
             endpoints: &[#(#endpoints),*],
-            policy: #policy,
+            policy: __POLICY,
             polling: #polling,
             webhook: #webhook,
         };
     }
 }
 
-fn endpoint(e: &Endpoint) -> TokenStream {
+fn endpoint(e: &Endpoint, integration_policy: &Policy) -> TokenStream {
     let name = &e.name;
     let method = e.method.as_str();
     let path = &e.path_text;
@@ -93,7 +97,11 @@ fn endpoint(e: &Endpoint) -> TokenStream {
         }
         None => quote!(::std::option::Option::None),
     };
-    let policy = policy(&e.policy);
+    let policy = if e.policy == *integration_policy {
+        quote!(__POLICY)
+    } else {
+        policy(&e.policy)
+    };
     quote!(::integration_runtime::EndpointDescriptor {
         name: #name,
         method: #method,
