@@ -10,7 +10,9 @@ use std::process::Command;
 fn cargo_build(dir: &Path, target: &Path) -> String {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let output = Command::new(cargo)
-        .args(["build", "--quiet", "--offline", "--message-format=short"])
+        // The human format keeps the notes (a linker's own output, say) that the
+        // short one drops, so a failure unrelated to the spec explains itself.
+        .args(["build", "--quiet", "--offline"])
         .current_dir(dir)
         .env("CARGO_TARGET_DIR", target)
         .env_remove("RUSTFLAGS")

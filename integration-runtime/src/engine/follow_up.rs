@@ -1,14 +1,14 @@
 //! Turning provider answers into lifecycle events, with the event keys that
 //! make polls, webhooks and re-executions agree.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::runtime::{Inner, Runtime};
 use super::{EngineError, StatusChange};
 use crate::call::{CallId, RemoteStatus, Reply};
 use crate::lifecycle::EventKind;
-use crate::store::{AppendOutcome, NewEvent, StoreError};
+use crate::store::{AppendOutcome, CallRecord, NewEvent, StoreError};
 
 /// The key the runtime appends a lifecycle event of `kind` under.
 ///
@@ -82,17 +82,24 @@ pub(crate) fn events_of(reply: &Reply<Value>) -> Vec<NewEvent> {
 }
 
 impl Inner {
-    /// Appends `event` to call `id` and publishes what it changed.
-    pub(crate) async fn record(
+    /// Ends the worker's turn on `call`: records `events` and the next run
+    /// in one store write (see [`Store::finish_turn`](crate::Store::finish_turn)),
+    /// then publishes what they changed.
+    pub(crate) async fn finish_turn(
         &self,
-        id: CallId,
-        integration: &str,
-        event: NewEvent,
-    ) -> Result<AppendOutcome, StoreError> {
-        let kind = event.kind;
-        let outcome = self.store.append_event(id, event).await?;
-        self.publish(integration, kind, &outcome);
-        Ok(outcome)
+        call: &CallRecord,
+        events: Vec<NewEvent>,
+        next_run_at: Option<DateTime<Utc>>,
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
+        let kinds: Vec<EventKind> = events.iter().map(|event| event.kind).collect();
+        let outcomes = self
+            .store
+            .finish_turn(call.id, &self.settings.worker_id, events, next_run_at)
+            .await?;
+        for (kind, outcome) in kinds.into_iter().zip(&outcomes) {
+            self.publish(&call.integration, kind, outcome);
+        }
+        Ok(outcomes)
     }
 
     pub(crate) fn publish(&self, integration: &str, event: EventKind, outcome: &AppendOutcome) {

@@ -15,12 +15,12 @@ use super::follow_up::{
 };
 use super::retry::{is_retryable_class, may_retry_start, poll_delay, retry_delay, unit_random};
 use super::runtime::Inner;
-use crate::call::{CallOptions, RemoteStatus, Reply};
+use crate::call::{CallOptions, RemoteStatus};
 use crate::descriptor::{Mode, RetryOn};
 use crate::error::ClientError;
 use crate::integration::Integration;
 use crate::lifecycle::CallStatus;
-use crate::store::{CallRecord, StoreError};
+use crate::store::{CallRecord, NewEvent, StoreError};
 
 /// How long a call of an integration this runtime does not know waits
 /// before it is offered again (to a runtime that may know it).
@@ -292,11 +292,6 @@ async fn start(inner: &Inner, integration: &dyn Integration, call: &CallRecord) 
                 .external_id
                 .clone()
                 .unwrap_or_else(|| generated_external_id(call.id));
-            if !initialize(inner, call, &external_id).await? {
-                // Failed and unscheduled already.
-                return Ok(());
-            }
-            inner.record(call.id, &call.integration, processing()).await?;
             let last = match reply.status {
                 Some(RemoteStatus::Failed) => failed(
                     reply
@@ -305,8 +300,8 @@ async fn start(inner: &Inner, integration: &dyn Integration, call: &CallRecord) 
                 ),
                 _ => completed(reply.result.unwrap_or(serde_json::Value::Null)),
             };
-            inner.record(call.id, &call.integration, last).await?;
-            inner.store.reschedule(call.id, worker, None).await
+            let events = vec![initialized(&external_id), processing(), last];
+            record_answer(inner, call, &external_id, events, None).await
         }
         Mode::Async => {
             let Some(external_id) = reply.external_id.clone() else {
@@ -317,57 +312,48 @@ async fn start(inner: &Inner, integration: &dyn Integration, call: &CallRecord) 
                 );
                 return fail_unanswered(inner, call, message).await;
             };
-            if !initialize(inner, call, &external_id).await? {
-                // Failed and unscheduled already.
-                return Ok(());
-            }
-            if apply_status(inner, call, &reply).await? {
-                return inner.store.reschedule(call.id, worker, None).await;
-            }
+            let mut events = vec![initialized(&external_id)];
+            events.extend(events_of(&reply));
+            // A terminal answer clears the schedule in the store.
             let next = next_poll(integration, call, None, inner.settings.polling_time_scale);
-            inner.store.reschedule(call.id, worker, next).await
+            record_answer(inner, call, &external_id, events, next).await
         }
     }
 }
 
-/// Records `initialized`; `false` when the external id already belongs to
-/// another call, in which case the call was failed (and unscheduled) instead.
-async fn initialize(inner: &Inner, call: &CallRecord, external_id: &str) -> Result<bool, StoreError> {
-    match inner.record(call.id, &call.integration, initialized(external_id)).await {
-        Ok(_) => Ok(true),
+/// Ends the turn with the events of the provider's first answer (starting
+/// with `initialized`), in one store write. When the provider's external id
+/// already belongs to another call, the call fails instead.
+async fn record_answer(
+    inner: &Inner,
+    call: &CallRecord,
+    external_id: &str,
+    events: Vec<NewEvent>,
+    next_run_at: Option<DateTime<Utc>>,
+) -> Result<(), StoreError> {
+    match inner.finish_turn(call, events, next_run_at).await {
+        Ok(_) => Ok(()),
         Err(error) if error.is_conflict() && !error.is_lease_lost() => {
             let message =
                 format!("the provider's id `{external_id}` for this call already belongs to another call: {error}");
-            fail_unanswered(inner, call, message).await?;
-            Ok(false)
+            fail_unanswered(inner, call, message).await
         }
         Err(error) => Err(error),
     }
 }
 
 /// Fails a call the provider never acknowledged: `initialized` with a
-/// generated id (every call has one), then `failed`, then unscheduled.
+/// generated id (every call has one), then `failed`, and unschedules it, in
+/// one store write.
 async fn fail_unanswered(inner: &Inner, call: &CallRecord, message: String) -> Result<(), StoreError> {
-    let worker = inner.settings.worker_id.as_str();
-    let generated = generated_external_id(call.id);
-    match inner.record(call.id, &call.integration, initialized(&generated)).await {
-        Ok(_) => {}
+    let events = vec![initialized(&generated_external_id(call.id)), failed(message.clone())];
+    match inner.finish_turn(call, events, None).await {
         // The call already has another external id: `failed` still applies.
-        Err(error) if error.is_conflict() && !error.is_lease_lost() => {}
-        Err(error) => return Err(error),
+        Err(error) if error.is_conflict() && !error.is_lease_lost() => {
+            inner.finish_turn(call, vec![failed(message)], None).await.map(drop)
+        }
+        result => result.map(drop),
     }
-    inner.record(call.id, &call.integration, failed(message)).await?;
-    inner.store.reschedule(call.id, worker, None).await
-}
-
-/// Records the status a reply carries; `true` when the call is terminal now.
-async fn apply_status(inner: &Inner, call: &CallRecord, reply: &Reply<serde_json::Value>) -> Result<bool, StoreError> {
-    let mut terminal = false;
-    for event in events_of(reply) {
-        let outcome = inner.record(call.id, &call.integration, event).await?;
-        terminal = outcome.status().is_terminal();
-    }
-    Ok(terminal)
 }
 
 /// When to poll next: `None` without polling (a webhook finishes the call).
@@ -409,19 +395,16 @@ async fn follow_up(inner: &Inner, integration: &dyn Integration, call: &CallReco
             "timed out: no final status within {} s of creation (polling `{}`)",
             polling.give_up_after_s, polling.endpoint
         );
-        inner.record(call.id, &call.integration, failed(message)).await?;
-        return inner.store.reschedule(call.id, worker, None).await;
+        return inner.finish_turn(call, vec![failed(message)], None).await.map(drop);
     }
     let Some(poll) = integration.poll(external_id) else {
         return inner.store.reschedule(call.id, worker, None).await;
     };
     match poll.await {
         Ok(reply) => {
-            if apply_status(inner, call, &reply).await? {
-                return inner.store.reschedule(call.id, worker, None).await;
-            }
+            // A terminal answer clears the schedule in the store.
             let next = next_poll(integration, call, None, inner.settings.polling_time_scale);
-            inner.store.reschedule(call.id, worker, next).await
+            inner.finish_turn(call, events_of(&reply), next).await.map(drop)
         }
         Err(error) if refused_locally(&error) => {
             let wait = refusal_wait(&error, Duration::from_millis(polling.interval_ms));
@@ -440,8 +423,7 @@ async fn follow_up(inner: &Inner, integration: &dyn Integration, call: &CallReco
         }
         Err(error) => {
             let message = format!("polling `{}` failed: {error}", polling.endpoint);
-            inner.record(call.id, &call.integration, failed(message)).await?;
-            inner.store.reschedule(call.id, worker, None).await
+            inner.finish_turn(call, vec![failed(message)], None).await.map(drop)
         }
     }
 }

@@ -49,7 +49,8 @@ impl MemoryStore {
 
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave a half-applied change:
-        // every operation checks first and mutates last.
+        // every operation checks first and mutates last (a multi-event
+        // append undoes its earlier events when a later one fails).
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
@@ -140,20 +141,34 @@ impl MemoryStore {
         worker: &str,
         change: impl FnOnce(&mut CallRecord, DateTime<Utc>),
     ) -> Result<(), StoreError> {
+        self.with_leased_state(id, worker, |state, seq, now| {
+            change(state.call_mut(seq), now);
+            Ok(())
+        })
+    }
+
+    /// Runs `change` on the whole state for call `id` (by creation sequence)
+    /// if `worker` holds its lease, under one lock; stamps the call's
+    /// `updated_at` when `change` succeeds.
+    fn with_leased_state<T>(
+        &self,
+        id: CallId,
+        worker: &str,
+        change: impl FnOnce(&mut State, i64, DateTime<Utc>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let mut guard = self.state();
         let state = &mut *guard;
         let seq = *state
             .by_id
             .get(&id)
             .ok_or_else(|| StoreError::not_found(format_args!("call {id}")))?;
-        let call = state.calls.get_mut(&seq).expect("indexed call exists");
-        if call.lease_owner.as_deref() != Some(worker) {
+        if state.calls[&seq].lease_owner.as_deref() != Some(worker) {
             return Err(StoreError::lease_lost(id, worker));
         }
         let now = now();
-        change(call, now);
-        call.updated_at = now;
-        Ok(())
+        let done = change(state, seq, now)?;
+        state.call_mut(seq).updated_at = now;
+        Ok(done)
     }
 
     fn append_now(
@@ -162,66 +177,8 @@ impl MemoryStore {
         what: &dyn Fn() -> String,
         event: NewEvent,
     ) -> Result<AppendOutcome, StoreError> {
-        let mut guard = self.state();
-        let state = &mut *guard;
         let seq = seq.ok_or_else(|| StoreError::not_found(what()))?;
-        let call = &state.calls[&seq];
-        let id = call.id;
-        if let Some(earlier) = state
-            .events
-            .get(&seq)
-            .and_then(|events| events.iter().find(|e| e.key == event.key))
-        {
-            return Ok(AppendOutcome::Duplicate {
-                call_id: id,
-                event_id: earlier.id,
-                status: call.status,
-            });
-        }
-        let plan = plan_append(id, call.status, call.external_id.as_deref(), &event)?;
-        if let Some(external_id) = &plan.set_external_id {
-            let key = (call.integration.clone(), external_id.clone());
-            if state.by_external_id.get(&key).is_some_and(|&other| other != seq) {
-                return Err(StoreError::conflict(format_args!(
-                    "external id `{external_id}` of `{}` already belongs to another call",
-                    key.0
-                )));
-            }
-            state.by_external_id.insert(key, seq);
-        }
-
-        let now = now();
-        state.last_event_id += 1;
-        let event_id = state.last_event_id;
-        let call = state.calls.get_mut(&seq).expect("indexed call exists");
-        if let Some(external_id) = plan.set_external_id {
-            call.external_id = Some(external_id);
-            call.updated_at = now;
-        }
-        if let Transition::Moved(_, to) = plan.transition {
-            call.status = to;
-            call.updated_at = now;
-            match to {
-                CallStatus::Completed => call.response_data = event.payload.result.clone(),
-                CallStatus::Failed => call.error = event.payload.error.clone(),
-                CallStatus::Pending | CallStatus::Processing => {}
-            }
-            if to.is_terminal() {
-                call.completed_at = Some(now);
-                call.next_run_at = None;
-                state.notify_at.insert(seq, now);
-            }
-        }
-        state.events.entry(seq).or_default().push(EventRecord {
-            id: event_id,
-            call_id: id,
-            kind: event.kind,
-            key: event.key,
-            payload: event.payload,
-            applied: plan.transition.is_moved(),
-            recorded_at: now,
-        });
-        Ok(AppendOutcome::recorded(id, event_id, plan.transition))
+        self.state().append(seq, event, now())
     }
 
     fn list_now(&self, query: &ListQuery) -> Page {
@@ -255,6 +212,157 @@ impl MemoryStore {
         };
         page_of(rows, limit)
     }
+}
+
+impl State {
+    fn call_mut(&mut self, seq: i64) -> &mut CallRecord {
+        self.calls.get_mut(&seq).expect("indexed call exists")
+    }
+
+    /// Appends `event` to the call `seq`, recorded at `now`. Checks first
+    /// and mutates last: an error leaves the state unchanged.
+    fn append(&mut self, seq: i64, event: NewEvent, now: DateTime<Utc>) -> Result<AppendOutcome, StoreError> {
+        let call = &self.calls[&seq];
+        let id = call.id;
+        if let Some(earlier) = self
+            .events
+            .get(&seq)
+            .and_then(|events| events.iter().find(|e| e.key == event.key))
+        {
+            return Ok(AppendOutcome::Duplicate {
+                call_id: id,
+                event_id: earlier.id,
+                status: call.status,
+            });
+        }
+        let plan = plan_append(id, call.status, call.external_id.as_deref(), &event)?;
+        if let Some(external_id) = &plan.set_external_id {
+            let key = (call.integration.clone(), external_id.clone());
+            if self.by_external_id.get(&key).is_some_and(|&other| other != seq) {
+                return Err(StoreError::conflict(format_args!(
+                    "external id `{external_id}` of `{}` already belongs to another call",
+                    key.0
+                )));
+            }
+            self.by_external_id.insert(key, seq);
+        }
+
+        self.last_event_id += 1;
+        let event_id = self.last_event_id;
+        let call = self.calls.get_mut(&seq).expect("indexed call exists");
+        if let Some(external_id) = plan.set_external_id {
+            call.external_id = Some(external_id);
+            call.updated_at = now;
+        }
+        if let Transition::Moved(_, to) = plan.transition {
+            call.status = to;
+            call.updated_at = now;
+            match to {
+                CallStatus::Completed => call.response_data = event.payload.result.clone(),
+                CallStatus::Failed => call.error = event.payload.error.clone(),
+                CallStatus::Pending | CallStatus::Processing => {}
+            }
+            if to.is_terminal() {
+                call.completed_at = Some(now);
+                call.next_run_at = None;
+                self.notify_at.insert(seq, now);
+            }
+        }
+        self.events.entry(seq).or_default().push(EventRecord {
+            id: event_id,
+            call_id: id,
+            kind: event.kind,
+            key: event.key,
+            payload: event.payload,
+            applied: plan.transition.is_moved(),
+            recorded_at: now,
+        });
+        Ok(AppendOutcome::recorded(id, event_id, plan.transition))
+    }
+
+    /// Appends `events` to the call `seq` in order, all or nothing: when one
+    /// fails, the appends before it are undone and its error returned.
+    fn append_all(
+        &mut self,
+        seq: i64,
+        events: Vec<NewEvent>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
+        let savepoint = self.savepoint(seq);
+        let mut outcomes = Vec::with_capacity(events.len());
+        for event in events {
+            match self.append(seq, event, now) {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(error) => {
+                    self.roll_back(savepoint);
+                    return Err(error);
+                }
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// Everything appending to the call `seq` may change.
+    fn savepoint(&self, seq: i64) -> Savepoint {
+        Savepoint {
+            seq,
+            call: self.calls[&seq].clone(),
+            events: self.events.get(&seq).map_or(0, Vec::len),
+            last_event_id: self.last_event_id,
+            notify_at: self.notify_at.get(&seq).copied(),
+        }
+    }
+
+    fn roll_back(&mut self, savepoint: Savepoint) {
+        let Savepoint {
+            seq,
+            call,
+            events,
+            last_event_id,
+            notify_at,
+        } = savepoint;
+        let current = self.call_mut(seq);
+        // An external id is set once: one the call did not have was set since.
+        if call.external_id.is_none() {
+            if let Some(external_id) = current.external_id.take() {
+                self.by_external_id.remove(&(call.integration.clone(), external_id));
+            }
+        }
+        if let Some(log) = self.events.get_mut(&seq) {
+            log.truncate(events);
+        }
+        match notify_at {
+            Some(at) => self.notify_at.insert(seq, at),
+            None => self.notify_at.remove(&seq),
+        };
+        self.last_event_id = last_event_id;
+        self.calls.insert(seq, call);
+    }
+}
+
+/// The state of one call before a multi-event append, to undo it.
+struct Savepoint {
+    seq: i64,
+    call: CallRecord,
+    /// How many events the call had.
+    events: usize,
+    last_event_id: i64,
+    notify_at: Option<DateTime<Utc>>,
+}
+
+/// Ends a worker's turn on `call`: the next run (none on a terminal call),
+/// an attempt counted if `attempt`, the lease released.
+fn end_turn(call: &mut CallRecord, next_run_at: Option<DateTime<Utc>>, attempt: bool) {
+    call.next_run_at = if call.status.is_terminal() {
+        None
+    } else {
+        next_run_at.map(truncate)
+    };
+    if attempt {
+        call.attempts = call.attempts.saturating_add(1);
+    }
+    call.lease_owner = None;
+    call.lease_expires_at = None;
 }
 
 /// Splits `limit + 1` fetched rows into a page and its continuation.
@@ -343,18 +451,29 @@ impl Store for MemoryStore {
         next_run_at: Option<DateTime<Utc>>,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            self.with_lease(id, worker, |call, _| {
-                call.next_run_at = if call.status.is_terminal() {
-                    None
-                } else {
-                    next_run_at.map(truncate)
-                };
-                call.attempts = call.attempts.saturating_add(1);
-                call.lease_owner = None;
-                call.lease_expires_at = None;
-            })?;
+            self.with_lease(id, worker, |call, _| end_turn(call, next_run_at, true))?;
             self.work.notify_waiters();
             Ok(())
+        })
+    }
+
+    fn finish_turn<'a>(
+        &'a self,
+        id: CallId,
+        worker: &'a str,
+        events: Vec<NewEvent>,
+        next_run_at: Option<DateTime<Utc>>,
+    ) -> BoxFuture<'a, Result<Vec<AppendOutcome>, StoreError>> {
+        Box::pin(async move {
+            // One lock for the lease check, the appends and the reschedule;
+            // a failed append undoes the ones before it.
+            let outcomes = self.with_leased_state(id, worker, |state, seq, now| {
+                let outcomes = state.append_all(seq, events, now)?;
+                end_turn(state.call_mut(seq), next_run_at, true);
+                Ok(outcomes)
+            })?;
+            self.work.notify_waiters();
+            Ok(outcomes)
         })
     }
 
@@ -439,15 +558,7 @@ impl Store for MemoryStore {
         next_run_at: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            self.with_lease(id, worker, |call, _| {
-                call.next_run_at = if call.status.is_terminal() {
-                    None
-                } else {
-                    Some(truncate(next_run_at))
-                };
-                call.lease_owner = None;
-                call.lease_expires_at = None;
-            })?;
+            self.with_lease(id, worker, |call, _| end_turn(call, Some(next_run_at), false))?;
             self.work.notify_waiters();
             Ok(())
         })

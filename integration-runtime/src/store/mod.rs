@@ -166,6 +166,41 @@ pub trait Store: Send + Sync {
         next_run_at: Option<DateTime<Utc>>,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
+    /// Ends `worker`'s turn on call `id` with one write: appends `events` in
+    /// order (each exactly as [`Store::append_event`] would), then
+    /// reschedules as [`Store::reschedule`] does (counts an attempt, clears
+    /// `next_run_at` on a call that is terminal now, releases the lease).
+    /// Returns one outcome per event.
+    ///
+    /// This is how a worker records what a provider answered: a sync call's
+    /// `initialized`, `processing` and `completed` become durable together,
+    /// in one commit instead of four.
+    ///
+    /// The lease is checked first: when `worker` does not hold it, nothing
+    /// is written and the error [`StoreError::is_lease_lost`]. When an
+    /// append fails (an external id that belongs to another call is a
+    /// conflict), nothing is written either, and that error is returned.
+    ///
+    /// The default implementation is not atomic (it appends one event after
+    /// the other, then reschedules, and may stop half-way on an error):
+    /// every store of this crate overrides it with one transaction.
+    fn finish_turn<'a>(
+        &'a self,
+        id: CallId,
+        worker: &'a str,
+        events: Vec<NewEvent>,
+        next_run_at: Option<DateTime<Utc>>,
+    ) -> BoxFuture<'a, Result<Vec<AppendOutcome>, StoreError>> {
+        Box::pin(async move {
+            let mut outcomes = Vec::with_capacity(events.len());
+            for event in events {
+                outcomes.push(self.append_event(id, event).await?);
+            }
+            self.reschedule(id, worker, next_run_at).await?;
+            Ok(outcomes)
+        })
+    }
+
     /// Appends `event` to the log of call `id` (the runtime's own events:
     /// `initialized` with the external id, a sync call's `completed`, a
     /// `failed` after the last retry).

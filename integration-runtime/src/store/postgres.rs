@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
-use sqlx::Row;
+use sqlx::{Postgres, Row, Transaction};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -259,13 +259,14 @@ impl PostgresOptions {
 ///
 /// # Waking workers: LISTEN/NOTIFY
 ///
-/// A create, a release and a reschedule that make a call due now send
-/// `pg_notify` on the store's channel, in the same transaction (so a rolled
-/// back outbox call wakes nobody, and a committed one wakes workers only
-/// once it is visible). The first [`Store::wait_for_work`] of a store starts
-/// a background task that `LISTEN`s on a connection of its own (not taken
-/// from the pool) and wakes every waiter of that store on each notification.
-/// Changes made through the same store object wake its waiters directly.
+/// A create, a release, a reschedule and a finished turn that make a call
+/// due now send `pg_notify` on the store's channel, in the same transaction
+/// (so a rolled back outbox call wakes nobody, and a committed one wakes
+/// workers only once it is visible). The first [`Store::wait_for_work`] of a
+/// store starts a background task that `LISTEN`s on a connection of its own
+/// (not taken from the pool) and wakes every waiter of that store on each
+/// notification. Changes made through the same store object wake its
+/// waiters directly.
 ///
 /// Notifications are a hint and can be lost: nothing is queued for a
 /// process that is not listening at the moment (starting up, reconnecting),
@@ -477,18 +478,28 @@ impl PostgresStore {
     }
 
     async fn append(&self, target: Target<'_>, event: NewEvent) -> Result<AppendOutcome, StoreError> {
-        let (calls, events) = (&self.calls, &self.events);
         let mut tx = self.pool.begin().await?;
-        // Lock the call's row until commit: concurrent appends to one call
-        // (a webhook and a poll) run one after the other, each seeing the
-        // other's committed event and status.
+        let appended = async {
+            let (seq, mut call) = self.lock_call(&mut tx, target).await?;
+            self.append_locked(&mut tx, seq, &mut call, event).await
+        }
+        .await;
+        settle(tx, appended).await
+    }
+
+    /// Reads and locks the row of the call `target` names until the end of
+    /// `conn`'s transaction: concurrent appends to one call (a webhook and a
+    /// poll) run one after the other, each seeing the other's committed
+    /// event and status.
+    async fn lock_call(&self, conn: &mut PgConnection, target: Target<'_>) -> Result<(i64, CallRecord), StoreError> {
+        let calls = &self.calls;
         let row = match target {
             Target::Id(id) => {
                 sqlx::query(&format!(
                     "SELECT {CALL_COLUMNS} FROM {calls} c WHERE c.id = $1 FOR UPDATE"
                 ))
                 .bind(id.as_uuid())
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut *conn)
                 .await?
             }
             Target::External {
@@ -501,21 +512,35 @@ impl PostgresStore {
                 ))
                 .bind(integration)
                 .bind(external_id)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut *conn)
                 .await?
             }
         };
         let Some(row) = row else {
             return Err(StoreError::not_found(target));
         };
-        let (seq, call) = call_from_row(&row)?;
+        call_from_row(&row)
+    }
 
+    /// Appends `event` to the call `call` (creation sequence `seq`), whose
+    /// row `conn`'s transaction has locked with [`PostgresStore::lock_call`].
+    /// Keeps `call`'s status and external id in step with the row, so
+    /// several events can be appended in one transaction. On an error the
+    /// caller must roll the transaction back (a unique violation aborts it).
+    async fn append_locked(
+        &self,
+        conn: &mut PgConnection,
+        seq: i64,
+        call: &mut CallRecord,
+        event: NewEvent,
+    ) -> Result<AppendOutcome, StoreError> {
+        let (calls, events) = (&self.calls, &self.events);
         let earlier: Option<i64> = sqlx::query_scalar(&format!(
             "SELECT id FROM {events} WHERE call_id = $1 AND event_key = $2"
         ))
         .bind(call.id.as_uuid())
         .bind(&event.key)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut *conn)
         .await?;
         if let Some(event_id) = earlier {
             return Ok(AppendOutcome::Duplicate {
@@ -534,7 +559,7 @@ impl PostgresStore {
             .bind(external_id)
             .bind(now)
             .bind(seq)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await
             .map_err(|error| match StoreError::from(error) {
                 e if e.is_conflict() => StoreError::conflict(format_args!(
@@ -555,7 +580,7 @@ impl PostgresStore {
         .bind(to_json(&event.payload)?)
         .bind(plan.transition.is_moved())
         .bind(now)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut *conn)
         .await?;
 
         if let Transition::Moved(_, to) = plan.transition {
@@ -580,11 +605,51 @@ impl PostgresStore {
             .bind(error)
             .bind(to.is_terminal())
             .bind(seq)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
         }
-        tx.commit().await?;
+        if let Some(external_id) = plan.set_external_id {
+            call.external_id = Some(external_id);
+        }
+        call.status = plan.transition.status();
         Ok(AppendOutcome::recorded(call.id, event_id, plan.transition))
+    }
+
+    /// Ends `worker`'s turn on `id` if it holds the lease: sets `next_run_at`
+    /// (cleared on a terminal call), counts an attempt if `attempt`, releases
+    /// the lease, and notifies the store's channel (in the same statement,
+    /// so the same transaction) when the call is due. Returns how many rows
+    /// it changed (0: the lease is not `worker`'s, or no such call).
+    async fn end_turn(
+        &self,
+        executor: impl sqlx::PgExecutor<'_>,
+        id: CallId,
+        worker: &str,
+        next_run_at: Option<DateTime<Utc>>,
+        attempt: bool,
+    ) -> Result<i64, StoreError> {
+        let calls = &self.calls;
+        let updated = sqlx::query_scalar(&format!(
+            "WITH ended AS ( \
+                 UPDATE {calls} SET \
+                     next_run_at = CASE WHEN status IN ('completed', 'failed') \
+                         THEN NULL ELSE $1 END, \
+                     attempts = attempts + $6, lease_owner = NULL, \
+                     lease_expires_at = NULL, updated_at = $2 \
+                 WHERE id = $3 AND lease_owner = $4 \
+                 RETURNING next_run_at <= $2 AS due) \
+             SELECT count(*) FROM ended \
+             WHERE CASE WHEN due THEN pg_notify($5, '') IS NOT NULL ELSE true END"
+        ))
+        .bind(next_run_at.map(truncate))
+        .bind(now())
+        .bind(id.as_uuid())
+        .bind(worker)
+        .bind(&self.channel)
+        .bind(i32::from(attempt))
+        .fetch_one(executor)
+        .await?;
+        Ok(updated)
     }
 
     /// Turns the row count of a lease-checked write of `id` by `worker` into
@@ -616,6 +681,25 @@ impl PostgresStore {
             let connect = (*self.pool.connect_options()).clone();
             AbortOnDrop(runtime.spawn(listen_for_work(connect, self.channel.clone(), self.work.clone())))
         });
+    }
+}
+
+/// Ends `tx`: commits it when `result` is a success, else rolls it back and
+/// returns the error. Rolled back at once, not when `tx` is dropped (sqlx
+/// then only queues the `ROLLBACK`), so the row locks are gone before the
+/// caller sees the error: a claim right after must not skip the call.
+async fn settle<T>(tx: Transaction<'_, Postgres>, result: Result<T, StoreError>) -> Result<T, StoreError> {
+    match result {
+        Ok(value) => {
+            tx.commit().await?;
+            Ok(value)
+        }
+        Err(error) => {
+            // The error to report is `error`; a failed rollback means a
+            // broken connection, which ends the transaction anyway.
+            let _ = tx.rollback().await;
+            Err(error)
+        }
     }
 }
 
@@ -955,29 +1039,43 @@ impl Store for PostgresStore {
         next_run_at: Option<DateTime<Utc>>,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let calls = &self.calls;
-            let updated: i64 = sqlx::query_scalar(&format!(
-                "WITH rescheduled AS ( \
-                     UPDATE {calls} SET \
-                         next_run_at = CASE WHEN status IN ('completed', 'failed') \
-                             THEN NULL ELSE $1 END, \
-                         attempts = attempts + 1, lease_owner = NULL, \
-                         lease_expires_at = NULL, updated_at = $2 \
-                     WHERE id = $3 AND lease_owner = $4 \
-                     RETURNING next_run_at <= $2 AS due) \
-                 SELECT count(*) FROM rescheduled \
-                 WHERE CASE WHEN due THEN pg_notify($5, '') IS NOT NULL ELSE true END"
-            ))
-            .bind(next_run_at.map(truncate))
-            .bind(now())
-            .bind(id.as_uuid())
-            .bind(worker)
-            .bind(&self.channel)
-            .fetch_one(&self.pool)
-            .await?;
+            let updated = self.end_turn(&self.pool, id, worker, next_run_at, true).await?;
             self.lease_checked(id, worker, updated).await?;
             self.work.notify_waiters();
             Ok(())
+        })
+    }
+
+    fn finish_turn<'a>(
+        &'a self,
+        id: CallId,
+        worker: &'a str,
+        events: Vec<NewEvent>,
+        next_run_at: Option<DateTime<Utc>>,
+    ) -> BoxFuture<'a, Result<Vec<AppendOutcome>, StoreError>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            let finished = async {
+                // The row stays locked until the transaction ends: the lease
+                // cannot change hands between this check and the reschedule.
+                let (seq, mut call) = self.lock_call(&mut tx, Target::Id(id)).await?;
+                if call.lease_owner.as_deref() != Some(worker) {
+                    return Err(StoreError::lease_lost(id, worker));
+                }
+                let mut outcomes = Vec::with_capacity(events.len());
+                for event in events {
+                    outcomes.push(self.append_locked(&mut tx, seq, &mut call, event).await?);
+                }
+                match self.end_turn(&mut *tx, id, worker, next_run_at, true).await? {
+                    0 => Err(StoreError::lease_lost(id, worker)),
+                    _ => Ok(outcomes),
+                }
+            }
+            .await;
+            // Any error rolls back everything: the appends too.
+            let outcomes = settle(tx, finished).await?;
+            self.work.notify_waiters();
+            Ok(outcomes)
         })
     }
 
@@ -1134,26 +1232,8 @@ impl Store for PostgresStore {
         next_run_at: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let calls = &self.calls;
             // As `reschedule`, without counting an attempt.
-            let updated: i64 = sqlx::query_scalar(&format!(
-                "WITH postponed AS ( \
-                     UPDATE {calls} SET \
-                         next_run_at = CASE WHEN status IN ('completed', 'failed') \
-                             THEN NULL ELSE $1 END, \
-                         lease_owner = NULL, lease_expires_at = NULL, updated_at = $2 \
-                     WHERE id = $3 AND lease_owner = $4 \
-                     RETURNING next_run_at <= $2 AS due) \
-                 SELECT count(*) FROM postponed \
-                 WHERE CASE WHEN due THEN pg_notify($5, '') IS NOT NULL ELSE true END"
-            ))
-            .bind(truncate(next_run_at))
-            .bind(now())
-            .bind(id.as_uuid())
-            .bind(worker)
-            .bind(&self.channel)
-            .fetch_one(&self.pool)
-            .await?;
+            let updated = self.end_turn(&self.pool, id, worker, Some(next_run_at), false).await?;
             self.lease_checked(id, worker, updated).await?;
             self.work.notify_waiters();
             Ok(())

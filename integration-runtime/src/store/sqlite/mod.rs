@@ -29,6 +29,10 @@ use super::{
 };
 use crate::lifecycle::{CallStatus, Transition};
 
+mod writer;
+
+use writer::Writer;
+
 /// The schema, as additive steps: each runs once, in order, recorded in
 /// `integration_store_migrations`. Never edit or remove a step; add one.
 /// (sqlx's own migrator is not used: its `_sqlx_migrations` table belongs to
@@ -114,7 +118,10 @@ const CALL_COLUMNS: &str = "seq, id, integration, endpoint, status, external_id,
 /// ```
 #[derive(Debug)]
 pub struct SqliteStore {
+    /// Reads, migrations and the caller's own transactions.
     pool: SqlitePool,
+    /// Every write of the store: one connection, group commit.
+    writer: Writer,
     work: Notify,
 }
 
@@ -142,10 +149,16 @@ impl SqliteStore {
     /// [`SqliteStore::create_in_tx`] shares its transactions) and migrates
     /// the schema. The pool's options are the caller's; WAL mode and a busy
     /// timeout are recommended.
+    ///
+    /// The pool serves reads; the store's writes run on one more connection,
+    /// opened with the pool's options, so the database must be a file (each
+    /// connection to `:memory:` is a database of its own).
     pub async fn from_pool(pool: SqlitePool) -> Result<Self, StoreError> {
         migrate(&pool).await?;
+        let writer = Writer::start((*pool.connect_options()).clone()).await?;
         Ok(SqliteStore {
             pool,
+            writer,
             work: Notify::new(),
         })
     }
@@ -167,153 +180,168 @@ impl SqliteStore {
     pub async fn create_in_tx(&self, conn: &mut SqliteConnection, call: NewCall) -> Result<Created, StoreError> {
         insert_call(conn, call).await
     }
+}
 
-    async fn append(&self, target: Target<'_>, event: NewEvent) -> Result<AppendOutcome, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row = match target {
-            Target::Id(id) => {
-                sqlx::query(&format!("SELECT {CALL_COLUMNS} FROM integration_calls WHERE id = ?"))
-                    .bind(id.to_string())
-                    .fetch_optional(&mut *tx)
-                    .await?
-            }
-            Target::External {
-                integration,
-                external_id,
-            } => {
-                sqlx::query(&format!(
-                    "SELECT {CALL_COLUMNS} FROM integration_calls \
-                     WHERE integration = ? AND external_id = ?"
-                ))
-                .bind(integration)
-                .bind(external_id)
+/// Appends `event` to the call `target` names, inside the writer's
+/// transaction.
+async fn append(tx: &mut SqliteConnection, target: Target, event: NewEvent) -> Result<AppendOutcome, StoreError> {
+    let row = match &target {
+        Target::Id(id) => {
+            sqlx::query(&format!("SELECT {CALL_COLUMNS} FROM integration_calls WHERE id = ?"))
+                .bind(id.to_string())
                 .fetch_optional(&mut *tx)
                 .await?
-            }
-        };
-        let Some(row) = row else {
-            return Err(StoreError::not_found(target));
-        };
-        let (seq, call) = call_from_row(&row)?;
-        let id_text = call.id.to_string();
-
-        let earlier: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM integration_call_events WHERE call_id = ? AND event_key = ?")
-                .bind(&id_text)
-                .bind(&event.key)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if let Some(event_id) = earlier {
-            return Ok(AppendOutcome::Duplicate {
-                call_id: call.id,
-                event_id,
-                status: call.status,
-            });
         }
-
-        let plan = plan_append(call.id, call.status, call.external_id.as_deref(), &event)?;
-        let now = now();
-        if let Some(external_id) = &plan.set_external_id {
-            sqlx::query("UPDATE integration_calls SET external_id = ?, updated_at = ? WHERE seq = ?")
-                .bind(external_id)
-                .bind(now.timestamp_millis())
-                .bind(seq)
-                .execute(&mut *tx)
-                .await
-                .map_err(|error| match StoreError::from(error) {
-                    e if e.is_conflict() => StoreError::conflict(format_args!(
-                        "external id `{external_id}` of `{}` already belongs to another call",
-                        call.integration
-                    )),
-                    e => e,
-                })?;
+        Target::External {
+            integration,
+            external_id,
+        } => {
+            sqlx::query(&format!(
+                "SELECT {CALL_COLUMNS} FROM integration_calls \
+                 WHERE integration = ? AND external_id = ?"
+            ))
+            .bind(integration.as_str())
+            .bind(external_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
         }
+    };
+    let Some(row) = row else {
+        return Err(StoreError::not_found(target));
+    };
+    let (seq, call) = call_from_row(&row)?;
+    let id_text = call.id.to_string();
 
-        let payload = to_json(&event.payload)?;
-        let event_id = sqlx::query(
-            "INSERT INTO integration_call_events \
-             (call_id, kind, event_key, payload, applied, recorded_at) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&id_text)
-        .bind(event.kind.as_str())
-        .bind(&event.key)
-        .bind(payload)
-        .bind(plan.transition.is_moved())
-        .bind(now.timestamp_millis())
-        .execute(&mut *tx)
-        .await?
-        .last_insert_rowid();
+    let earlier: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM integration_call_events WHERE call_id = ? AND event_key = ?")
+            .bind(&id_text)
+            .bind(&event.key)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if let Some(event_id) = earlier {
+        return Ok(AppendOutcome::Duplicate {
+            call_id: call.id,
+            event_id,
+            status: call.status,
+        });
+    }
 
-        if let Transition::Moved(_, to) = plan.transition {
-            // Only the moving event writes the terminal fields: exactly once.
-            let (response_data, error) = match to {
-                CallStatus::Completed => (event.payload.result.as_ref().map(to_json).transpose()?, None),
-                CallStatus::Failed => (None, event.payload.error.clone()),
-                CallStatus::Pending | CallStatus::Processing => (None, None),
-            };
-            let terminal = to.is_terminal();
-            sqlx::query(
-                "UPDATE integration_calls SET status = ?, updated_at = ?, \
-                 response_data = COALESCE(?, response_data), error = COALESCE(?, error), \
-                 completed_at = CASE WHEN ? THEN ? ELSE completed_at END, \
-                 next_run_at = CASE WHEN ? THEN NULL ELSE next_run_at END, \
-                 notify_at = CASE WHEN ? THEN ? ELSE notify_at END \
-                 WHERE seq = ?",
-            )
-            .bind(to.as_str())
-            .bind(now.timestamp_millis())
-            .bind(response_data)
-            .bind(error)
-            .bind(terminal)
-            .bind(now.timestamp_millis())
-            .bind(terminal)
-            .bind(terminal)
+    let plan = plan_append(call.id, call.status, call.external_id.as_deref(), &event)?;
+    let now = now();
+    if let Some(external_id) = &plan.set_external_id {
+        sqlx::query("UPDATE integration_calls SET external_id = ?, updated_at = ? WHERE seq = ?")
+            .bind(external_id)
             .bind(now.timestamp_millis())
             .bind(seq)
             .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(AppendOutcome::recorded(call.id, event_id, plan.transition))
+            .await
+            .map_err(|error| match StoreError::from(error) {
+                e if e.is_conflict() => StoreError::conflict(format_args!(
+                    "external id `{external_id}` of `{}` already belongs to another call",
+                    call.integration
+                )),
+                e => e,
+            })?;
     }
 
-    /// Runs `update` (an `UPDATE ... WHERE id = ? AND lease_owner = ?` whose
-    /// last two binds are those) and turns "no row" into not-found or
-    /// lease-lost.
-    async fn with_lease<'q>(
-        &self,
-        id: CallId,
-        worker: &str,
-        update: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
-    ) -> Result<(), StoreError> {
-        let id_text = id.to_string();
-        let done = update
-            .bind(id_text.clone())
-            .bind(worker.to_owned())
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() > 0 {
-            return Ok(());
-        }
-        let exists: Option<i64> = sqlx::query_scalar("SELECT seq FROM integration_calls WHERE id = ?")
-            .bind(&id_text)
-            .fetch_optional(&self.pool)
-            .await?;
-        Err(match exists {
-            Some(_) => StoreError::lease_lost(id, worker),
-            None => StoreError::not_found(format_args!("call {id}")),
-        })
+    let payload = to_json(&event.payload)?;
+    let event_id = sqlx::query(
+        "INSERT INTO integration_call_events \
+         (call_id, kind, event_key, payload, applied, recorded_at) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&id_text)
+    .bind(event.kind.as_str())
+    .bind(&event.key)
+    .bind(payload)
+    .bind(plan.transition.is_moved())
+    .bind(now.timestamp_millis())
+    .execute(&mut *tx)
+    .await?
+    .last_insert_rowid();
+
+    if let Transition::Moved(_, to) = plan.transition {
+        // Only the moving event writes the terminal fields: exactly once.
+        let (response_data, error) = match to {
+            CallStatus::Completed => (event.payload.result.as_ref().map(to_json).transpose()?, None),
+            CallStatus::Failed => (None, event.payload.error.clone()),
+            CallStatus::Pending | CallStatus::Processing => (None, None),
+        };
+        let terminal = to.is_terminal();
+        sqlx::query(
+            "UPDATE integration_calls SET status = ?, updated_at = ?, \
+             response_data = COALESCE(?, response_data), error = COALESCE(?, error), \
+             completed_at = CASE WHEN ? THEN ? ELSE completed_at END, \
+             next_run_at = CASE WHEN ? THEN NULL ELSE next_run_at END, \
+             notify_at = CASE WHEN ? THEN ? ELSE notify_at END \
+             WHERE seq = ?",
+        )
+        .bind(to.as_str())
+        .bind(now.timestamp_millis())
+        .bind(response_data)
+        .bind(error)
+        .bind(terminal)
+        .bind(now.timestamp_millis())
+        .bind(terminal)
+        .bind(terminal)
+        .bind(now.timestamp_millis())
+        .bind(seq)
+        .execute(&mut *tx)
+        .await?;
     }
+    Ok(AppendOutcome::recorded(call.id, event_id, plan.transition))
+}
+
+type Update<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+/// Runs `update` (an `UPDATE ... WHERE id = ? AND lease_owner = ?` whose
+/// last two binds are those) and turns "no row" into not-found or
+/// lease-lost.
+async fn leased_update(conn: &mut SqliteConnection, id: CallId, worker: &str, update: Update<'_>) -> Result<(), StoreError> {
+    let done = update
+        .bind(id.to_string())
+        .bind(worker.to_owned())
+        .execute(&mut *conn)
+        .await?;
+    if done.rows_affected() > 0 {
+        return Ok(());
+    }
+    check_lease(conn, id, worker).await?;
+    Err(StoreError::lease_lost(id, worker))
+}
+
+/// Fails unless `worker` holds the lease on call `id`.
+async fn check_lease(conn: &mut SqliteConnection, id: CallId, worker: &str) -> Result<(), StoreError> {
+    let owner: Option<Option<String>> = sqlx::query_scalar("SELECT lease_owner FROM integration_calls WHERE id = ?")
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+    match owner {
+        None => Err(StoreError::not_found(format_args!("call {id}"))),
+        Some(owner) if owner.as_deref() == Some(worker) => Ok(()),
+        Some(_) => Err(StoreError::lease_lost(id, worker)),
+    }
+}
+
+/// Ends a worker's turn: the schedule, an attempt counted, the lease given back.
+fn reschedule_update(next_run_at: Option<DateTime<Utc>>) -> Update<'static> {
+    sqlx::query(
+        "UPDATE integration_calls SET \
+         next_run_at = CASE WHEN status IN ('completed', 'failed') THEN NULL ELSE ? END, \
+         attempts = attempts + 1, lease_owner = NULL, lease_expires_at = NULL, \
+         updated_at = ? \
+         WHERE id = ? AND lease_owner = ?",
+    )
+    .bind(next_run_at.map(|at| truncate(at).timestamp_millis()))
+    .bind(now().timestamp_millis())
 }
 
 /// Which call an event is for.
-#[derive(Clone, Copy)]
-enum Target<'a> {
+enum Target {
     Id(CallId),
-    External { integration: &'a str, external_id: &'a str },
+    External { integration: String, external_id: String },
 }
 
-impl std::fmt::Display for Target<'_> {
+impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Target::Id(id) => write!(f, "call {id}"),
@@ -487,8 +515,7 @@ fn event_from_row(row: &SqliteRow) -> Result<EventRecord, StoreError> {
 impl Store for SqliteStore {
     fn create(&self, call: NewCall) -> BoxFuture<'_, Result<Created, StoreError>> {
         Box::pin(async move {
-            let mut conn = self.pool.acquire().await?;
-            let created = insert_call(&mut conn, call).await?;
+            let created = self.writer.write(|conn| Box::pin(insert_call(conn, call))).await?;
             if created.created {
                 self.work.notify_waiters();
             }
@@ -506,11 +533,12 @@ impl Store for SqliteStore {
             if limit == 0 {
                 return Ok(Vec::new());
             }
+            let worker = worker.to_owned();
             let now = now();
             // One statement selects and leases: SQLite runs it under the
             // write lock, so concurrent claimers see disjoint sets. The
             // subquery walks `integration_calls_due` and stops at `limit`.
-            let rows = sqlx::query(&format!(
+            let sql = format!(
                 "UPDATE integration_calls \
                  SET lease_owner = ?1, lease_expires_at = ?2, updated_at = ?3 \
                  WHERE seq IN ( \
@@ -519,13 +547,22 @@ impl Store for SqliteStore {
                        AND (lease_expires_at IS NULL OR lease_expires_at <= ?3) \
                      ORDER BY next_run_at, seq LIMIT ?4) \
                  RETURNING {CALL_COLUMNS}"
-            ))
-            .bind(worker)
-            .bind(lease_deadline(now, lease).timestamp_millis())
-            .bind(now.timestamp_millis())
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
+            );
+            let rows = self
+                .writer
+                .write(move |conn| {
+                    Box::pin(async move {
+                        let rows = sqlx::query(&sql)
+                            .bind(worker)
+                            .bind(lease_deadline(now, lease).timestamp_millis())
+                            .bind(now.timestamp_millis())
+                            .bind(i64::from(limit))
+                            .fetch_all(&mut *conn)
+                            .await?;
+                        Ok(rows)
+                    })
+                })
+                .await?;
             let mut calls = rows.iter().map(call_from_row).collect::<Result<Vec<_>, _>>()?;
             // RETURNING has no defined order.
             calls.sort_by_key(|(seq, call)| (call.next_run_at, *seq));
@@ -539,27 +576,37 @@ impl Store for SqliteStore {
         worker: &'a str,
         lease: Duration,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move {
-            let now = now();
-            let update = sqlx::query(
-                "UPDATE integration_calls SET lease_expires_at = ?, updated_at = ? \
-                 WHERE id = ? AND lease_owner = ?",
-            )
-            .bind(lease_deadline(now, lease).timestamp_millis())
-            .bind(now.timestamp_millis());
-            self.with_lease(id, worker, update).await
-        })
+        let worker = worker.to_owned();
+        Box::pin(self.writer.write(move |conn| {
+            Box::pin(async move {
+                let now = now();
+                let update = sqlx::query(
+                    "UPDATE integration_calls SET lease_expires_at = ?, updated_at = ? \
+                     WHERE id = ? AND lease_owner = ?",
+                )
+                .bind(lease_deadline(now, lease).timestamp_millis())
+                .bind(now.timestamp_millis());
+                leased_update(conn, id, &worker, update).await
+            })
+        }))
     }
 
     fn release<'a>(&'a self, id: CallId, worker: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+        let worker = worker.to_owned();
         Box::pin(async move {
-            let update = sqlx::query(
-                "UPDATE integration_calls \
-                 SET lease_owner = NULL, lease_expires_at = NULL, updated_at = ? \
-                 WHERE id = ? AND lease_owner = ?",
-            )
-            .bind(now().timestamp_millis());
-            self.with_lease(id, worker, update).await?;
+            self.writer
+                .write(move |conn| {
+                    Box::pin(async move {
+                        let update = sqlx::query(
+                            "UPDATE integration_calls \
+                             SET lease_owner = NULL, lease_expires_at = NULL, updated_at = ? \
+                             WHERE id = ? AND lease_owner = ?",
+                        )
+                        .bind(now().timestamp_millis());
+                        leased_update(conn, id, &worker, update).await
+                    })
+                })
+                .await?;
             self.work.notify_waiters();
             Ok(())
         })
@@ -571,24 +618,53 @@ impl Store for SqliteStore {
         worker: &'a str,
         next_run_at: Option<DateTime<Utc>>,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let worker = worker.to_owned();
         Box::pin(async move {
-            let update = sqlx::query(
-                "UPDATE integration_calls SET \
-                 next_run_at = CASE WHEN status IN ('completed', 'failed') THEN NULL ELSE ? END, \
-                 attempts = attempts + 1, lease_owner = NULL, lease_expires_at = NULL, \
-                 updated_at = ? \
-                 WHERE id = ? AND lease_owner = ?",
-            )
-            .bind(next_run_at.map(|at| truncate(at).timestamp_millis()))
-            .bind(now().timestamp_millis());
-            self.with_lease(id, worker, update).await?;
+            self.writer
+                .write(move |conn| {
+                    Box::pin(async move { leased_update(conn, id, &worker, reschedule_update(next_run_at)).await })
+                })
+                .await?;
             self.work.notify_waiters();
             Ok(())
         })
     }
 
+    fn finish_turn<'a>(
+        &'a self,
+        id: CallId,
+        worker: &'a str,
+        events: Vec<NewEvent>,
+        next_run_at: Option<DateTime<Utc>>,
+    ) -> BoxFuture<'a, Result<Vec<AppendOutcome>, StoreError>> {
+        let worker = worker.to_owned();
+        Box::pin(async move {
+            let outcomes = self
+                .writer
+                .write(move |conn| {
+                    Box::pin(async move {
+                        // The writer's savepoint undoes the appends when a
+                        // later step fails: all of the turn or nothing.
+                        check_lease(conn, id, &worker).await?;
+                        let mut outcomes = Vec::with_capacity(events.len());
+                        for event in events {
+                            outcomes.push(append(conn, Target::Id(id), event).await?);
+                        }
+                        leased_update(conn, id, &worker, reschedule_update(next_run_at)).await?;
+                        Ok(outcomes)
+                    })
+                })
+                .await?;
+            self.work.notify_waiters();
+            Ok(outcomes)
+        })
+    }
+
     fn append_event(&self, id: CallId, event: NewEvent) -> BoxFuture<'_, Result<AppendOutcome, StoreError>> {
-        Box::pin(self.append(Target::Id(id), event))
+        Box::pin(
+            self.writer
+                .write(move |conn| Box::pin(append(conn, Target::Id(id), event))),
+        )
     }
 
     fn append_event_by_external_id<'a>(
@@ -597,13 +673,11 @@ impl Store for SqliteStore {
         external_id: &'a str,
         event: NewEvent,
     ) -> BoxFuture<'a, Result<AppendOutcome, StoreError>> {
-        Box::pin(self.append(
-            Target::External {
-                integration,
-                external_id,
-            },
-            event,
-        ))
+        let target = Target::External {
+            integration: integration.to_owned(),
+            external_id: external_id.to_owned(),
+        };
+        Box::pin(self.writer.write(move |conn| Box::pin(append(conn, target, event))))
     }
 
     fn get(&self, id: CallId) -> BoxFuture<'_, Result<Option<CallRecord>, StoreError>> {
@@ -733,16 +807,23 @@ impl Store for SqliteStore {
         worker: &'a str,
         next_run_at: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let worker = worker.to_owned();
         Box::pin(async move {
-            let update = sqlx::query(
-                "UPDATE integration_calls SET \
-                 next_run_at = CASE WHEN status IN ('completed', 'failed') THEN NULL ELSE ? END, \
-                 lease_owner = NULL, lease_expires_at = NULL, updated_at = ? \
-                 WHERE id = ? AND lease_owner = ?",
-            )
-            .bind(truncate(next_run_at).timestamp_millis())
-            .bind(now().timestamp_millis());
-            self.with_lease(id, worker, update).await?;
+            self.writer
+                .write(move |conn| {
+                    Box::pin(async move {
+                        let update = sqlx::query(
+                            "UPDATE integration_calls SET \
+                             next_run_at = CASE WHEN status IN ('completed', 'failed') THEN NULL ELSE ? END, \
+                             lease_owner = NULL, lease_expires_at = NULL, updated_at = ? \
+                             WHERE id = ? AND lease_owner = ?",
+                        )
+                        .bind(truncate(next_run_at).timestamp_millis())
+                        .bind(now().timestamp_millis());
+                        leased_update(conn, id, &worker, update).await
+                    })
+                })
+                .await?;
             self.work.notify_waiters();
             Ok(())
         })
@@ -756,18 +837,27 @@ impl Store for SqliteStore {
             let now = now();
             // As `claim`: one statement selects and leases, over a partial
             // index holding only calls with a pending notification.
-            let rows = sqlx::query(&format!(
+            let sql = format!(
                 "UPDATE integration_calls SET notify_at = ?1 \
                  WHERE seq IN ( \
                      SELECT seq FROM integration_calls WHERE notify_at <= ?2 \
                      ORDER BY notify_at, seq LIMIT ?3) \
                  RETURNING {CALL_COLUMNS}"
-            ))
-            .bind(lease_deadline(now, lease).timestamp_millis())
-            .bind(now.timestamp_millis())
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
+            );
+            let rows = self
+                .writer
+                .write(move |conn| {
+                    Box::pin(async move {
+                        let rows = sqlx::query(&sql)
+                            .bind(lease_deadline(now, lease).timestamp_millis())
+                            .bind(now.timestamp_millis())
+                            .bind(i64::from(limit))
+                            .fetch_all(&mut *conn)
+                            .await?;
+                        Ok(rows)
+                    })
+                })
+                .await?;
             let mut calls = rows.iter().map(call_from_row).collect::<Result<Vec<_>, _>>()?;
             calls.sort_by_key(|(seq, call)| (call.completed_at, *seq));
             Ok(calls.into_iter().map(|(_, call)| call).collect())
@@ -779,17 +869,19 @@ impl Store for SqliteStore {
         id: CallId,
         retry_at: Option<DateTime<Utc>>,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(async move {
-            let done = sqlx::query("UPDATE integration_calls SET notify_at = ? WHERE id = ?")
-                .bind(retry_at.map(|at| truncate(at).timestamp_millis()))
-                .bind(id.to_string())
-                .execute(&self.pool)
-                .await?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::not_found(format_args!("call {id}")));
-            }
-            Ok(())
-        })
+        Box::pin(self.writer.write(move |conn| {
+            Box::pin(async move {
+                let done = sqlx::query("UPDATE integration_calls SET notify_at = ? WHERE id = ?")
+                    .bind(retry_at.map(|at| truncate(at).timestamp_millis()))
+                    .bind(id.to_string())
+                    .execute(&mut *conn)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::not_found(format_args!("call {id}")));
+                }
+                Ok(())
+            })
+        }))
     }
 }
 
@@ -871,6 +963,47 @@ mod tests {
                 created: false
             }
         );
+        drop(store);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn writes_queued_together_commit_together_and_fail_alone() {
+        let dir = Fixture::temp_dir();
+        let store = Arc::new(open_in(&dir).await);
+        let keyed = || NewCall::new("acme", "send", json!({"n": 0})).idempotency_key("k");
+        let first = store.create(keyed()).await.unwrap();
+        // Another connection holds the file's write lock, so the writes
+        // below queue up and go into one transaction when it lets go.
+        let mut blocker = store.pool().begin_with("BEGIN IMMEDIATE").await.unwrap();
+        let creates: Vec<_> = (1..=20)
+            .map(|n| {
+                let store = store.clone();
+                tokio::spawn(async move { store.create(NewCall::new("acme", "send", json!({"n": n}))).await })
+            })
+            .collect();
+        let conflicting = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let reused = NewCall::new("acme", "send", json!({"n": "other"})).idempotency_key("k");
+                store.create(reused).await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        blocker.rollback().await.unwrap();
+
+        let error = conflicting.await.unwrap().unwrap_err();
+        assert!(error.is_conflict(), "{error}");
+        let mut ids = vec![first.id];
+        for create in creates {
+            let created = create.await.unwrap().expect("the conflict leaves the other writes alone");
+            assert!(created.created);
+            ids.push(created.id);
+        }
+        for id in ids {
+            assert!(store.get(id).await.unwrap().is_some(), "call {id} was not committed");
+        }
+        assert_eq!(store.count_by_status(None).await.unwrap().total(), 21);
         drop(store);
         std::fs::remove_dir_all(dir).ok();
     }
