@@ -11,21 +11,21 @@ pub(crate) async fn run(quick: bool) -> Result<Vec<Figure>> {
     let samples: u64 = if quick { 100 } else { 500 };
     println!("\n== create -> initialized latency: {samples} calls one at a time on an idle runtime");
     let scratch = Scratch::new("latency")?;
-    let single = crate::common::open_single_connection(&scratch.path("single.db")).await?;
-    let (s50, s99) = measure(single, samples, &scratch, true).await?.0;
+    let normal = crate::common::open_normal_sync(&scratch.path("normal.db")).await?;
+    let (n50, n99) = measure(normal, samples, &scratch, true).await?.0;
     let store = SqliteStore::open(scratch.path("latency.db")).await?;
     let ((p50, p99), figure) = measure(store, samples, &scratch, false).await?;
     let _ = (p50, p99);
     line(
-        "  same, store on a 1-connection pool (no busy sleeps)",
-        &format!("p50 {} p99 {}", ms(s50), ms(s99)),
-        "SqliteStore::from_pool, same pragmas",
+        "  same, synchronous=NORMAL (no fsync per commit)",
+        &format!("p50 {} p99 {}", ms(n50), ms(n99)),
+        "crash-safe, not power-cut-safe",
     );
     Ok(vec![
         figure,
         Figure::new(
-            "latency: same, 1-connection pool",
-            format!("p50 {} p99 {}", ms(s50), ms(s99)),
+            "latency: same, synchronous=NORMAL",
+            format!("p50 {} p99 {}", ms(n50), ms(n99)),
             "",
             "",
             None,

@@ -182,14 +182,31 @@ impl SqliteStore {
     }
 }
 
-/// Appends `event` to the call `target` names, inside the writer's
-/// transaction.
-async fn append(tx: &mut SqliteConnection, target: Target, event: NewEvent) -> Result<AppendOutcome, StoreError> {
+/// A worker's turn that ends with the appends: lease-checked first, then
+/// rescheduled as [`Store::reschedule`] does.
+struct Turn {
+    worker: String,
+    next_run_at: Option<DateTime<Utc>>,
+}
+
+/// Appends `events` in order to the call `target` names and, with a `turn`,
+/// ends that worker's turn, inside the writer's transaction.
+///
+/// The events are folded in memory, so the whole step is one read of the
+/// call, one of the event keys already used, one insert per new event and
+/// at most one update of the call: each statement is a round trip to
+/// SQLite's thread while the writer's batch holds the write lock.
+async fn append_all(
+    conn: &mut SqliteConnection,
+    target: Target,
+    events: Vec<NewEvent>,
+    turn: Option<Turn>,
+) -> Result<Vec<AppendOutcome>, StoreError> {
     let row = match &target {
         Target::Id(id) => {
             sqlx::query(&format!("SELECT {CALL_COLUMNS} FROM integration_calls WHERE id = ?"))
                 .bind(id.to_string())
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut *conn)
                 .await?
         }
         Target::External {
@@ -197,98 +214,143 @@ async fn append(tx: &mut SqliteConnection, target: Target, event: NewEvent) -> R
             external_id,
         } => {
             sqlx::query(&format!(
-                "SELECT {CALL_COLUMNS} FROM integration_calls \
-                 WHERE integration = ? AND external_id = ?"
+                "SELECT {CALL_COLUMNS} FROM integration_calls WHERE integration = ? AND external_id = ?"
             ))
             .bind(integration.as_str())
             .bind(external_id.as_str())
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut *conn)
             .await?
         }
     };
     let Some(row) = row else {
         return Err(StoreError::not_found(target));
     };
-    let (seq, call) = call_from_row(&row)?;
+    let (seq, mut call) = call_from_row(&row)?;
+    if let Some(turn) = &turn {
+        if call.lease_owner.as_deref() != Some(turn.worker.as_str()) {
+            return Err(StoreError::lease_lost(call.id, &turn.worker));
+        }
+    }
     let id_text = call.id.to_string();
+    let mut used = used_keys(conn, &id_text, &events).await?;
 
-    let earlier: Option<i64> =
-        sqlx::query_scalar("SELECT id FROM integration_call_events WHERE call_id = ? AND event_key = ?")
-            .bind(&id_text)
-            .bind(&event.key)
-            .fetch_optional(&mut *tx)
-            .await?;
-    if let Some(event_id) = earlier {
-        return Ok(AppendOutcome::Duplicate {
-            call_id: call.id,
-            event_id,
-            status: call.status,
-        });
-    }
-
-    let plan = plan_append(call.id, call.status, call.external_id.as_deref(), &event)?;
     let now = now();
-    if let Some(external_id) = &plan.set_external_id {
-        sqlx::query("UPDATE integration_calls SET external_id = ?, updated_at = ? WHERE seq = ?")
-            .bind(external_id)
-            .bind(now.timestamp_millis())
-            .bind(seq)
-            .execute(&mut *tx)
-            .await
-            .map_err(|error| match StoreError::from(error) {
-                e if e.is_conflict() => StoreError::conflict(format_args!(
-                    "external id `{external_id}` of `{}` already belongs to another call",
-                    call.integration
-                )),
-                e => e,
-            })?;
-    }
-
-    let payload = to_json(&event.payload)?;
-    let event_id = sqlx::query(
-        "INSERT INTO integration_call_events \
-         (call_id, kind, event_key, payload, applied, recorded_at) VALUES (?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&id_text)
-    .bind(event.kind.as_str())
-    .bind(&event.key)
-    .bind(payload)
-    .bind(plan.transition.is_moved())
-    .bind(now.timestamp_millis())
-    .execute(&mut *tx)
-    .await?
-    .last_insert_rowid();
-
-    if let Transition::Moved(_, to) = plan.transition {
-        // Only the moving event writes the terminal fields: exactly once.
-        let (response_data, error) = match to {
-            CallStatus::Completed => (event.payload.result.as_ref().map(to_json).transpose()?, None),
-            CallStatus::Failed => (None, event.payload.error.clone()),
-            CallStatus::Pending | CallStatus::Processing => (None, None),
-        };
-        let terminal = to.is_terminal();
-        sqlx::query(
-            "UPDATE integration_calls SET status = ?, updated_at = ?, \
-             response_data = COALESCE(?, response_data), error = COALESCE(?, error), \
-             completed_at = CASE WHEN ? THEN ? ELSE completed_at END, \
-             next_run_at = CASE WHEN ? THEN NULL ELSE next_run_at END, \
-             notify_at = CASE WHEN ? THEN ? ELSE notify_at END \
-             WHERE seq = ?",
+    let mut outcomes = Vec::with_capacity(events.len());
+    let mut set_external_id = None;
+    // Set by the event that makes the call terminal: (response_data, error).
+    let mut terminal: Option<(Option<String>, Option<String>)> = None;
+    let mut moved = false;
+    for event in events {
+        if let Some(&event_id) = used.get(&event.key) {
+            outcomes.push(AppendOutcome::Duplicate {
+                call_id: call.id,
+                event_id,
+                status: call.status,
+            });
+            continue;
+        }
+        let plan = plan_append(call.id, call.status, call.external_id.as_deref(), &event)?;
+        if let Some(external_id) = plan.set_external_id {
+            call.external_id = Some(external_id.clone());
+            set_external_id = Some(external_id);
+        }
+        let event_id = sqlx::query(
+            "INSERT INTO integration_call_events \
+             (call_id, kind, event_key, payload, applied, recorded_at) VALUES (?, ?, ?, ?, ?, ?)",
         )
-        .bind(to.as_str())
+        .bind(&id_text)
+        .bind(event.kind.as_str())
+        .bind(&event.key)
+        .bind(to_json(&event.payload)?)
+        .bind(plan.transition.is_moved())
         .bind(now.timestamp_millis())
-        .bind(response_data)
-        .bind(error)
-        .bind(terminal)
-        .bind(now.timestamp_millis())
-        .bind(terminal)
-        .bind(terminal)
-        .bind(now.timestamp_millis())
-        .bind(seq)
-        .execute(&mut *tx)
-        .await?;
+        .execute(&mut *conn)
+        .await?
+        .last_insert_rowid();
+        if let Transition::Moved(_, to) = plan.transition {
+            moved = true;
+            call.status = to;
+            // Only the moving event writes the terminal fields: exactly once.
+            terminal = match to {
+                CallStatus::Completed => Some((event.payload.result.as_ref().map(to_json).transpose()?, None)),
+                CallStatus::Failed => Some((None, event.payload.error.clone())),
+                CallStatus::Pending | CallStatus::Processing => terminal,
+            };
+        }
+        used.insert(event.key, event_id);
+        outcomes.push(AppendOutcome::recorded(call.id, event_id, plan.transition));
     }
-    Ok(AppendOutcome::recorded(call.id, event_id, plan.transition))
+    if !moved && set_external_id.is_none() && turn.is_none() {
+        return Ok(outcomes);
+    }
+
+    // A turn always sets the schedule (cleared on a terminal call); without
+    // one, only becoming terminal does (it clears it).
+    let next_run_at = match &turn {
+        Some(_) if call.status.is_terminal() => Some(None),
+        Some(turn) => Some(turn.next_run_at.map(|at| truncate(at).timestamp_millis())),
+        None if terminal.is_some() => Some(None),
+        None => None,
+    };
+    let (response_data, error) = terminal.clone().unwrap_or_default();
+    sqlx::query(
+        "UPDATE integration_calls SET status = ?1, external_id = ?2, updated_at = ?3, \
+         response_data = COALESCE(?4, response_data), error = COALESCE(?5, error), \
+         completed_at = CASE WHEN ?6 THEN ?3 ELSE completed_at END, \
+         notify_at = CASE WHEN ?6 THEN ?3 ELSE notify_at END, \
+         next_run_at = CASE WHEN ?7 THEN ?8 ELSE next_run_at END, \
+         attempts = attempts + ?9, \
+         lease_owner = CASE WHEN ?10 THEN NULL ELSE lease_owner END, \
+         lease_expires_at = CASE WHEN ?10 THEN NULL ELSE lease_expires_at END \
+         WHERE seq = ?11",
+    )
+    .bind(call.status.as_str())
+    .bind(call.external_id.as_deref())
+    .bind(now.timestamp_millis())
+    .bind(response_data)
+    .bind(error)
+    .bind(terminal.is_some())
+    .bind(next_run_at.is_some())
+    .bind(next_run_at.flatten())
+    .bind(i64::from(turn.is_some()))
+    .bind(turn.is_some())
+    .bind(seq)
+    .execute(&mut *conn)
+    .await
+    .map_err(|error| match (StoreError::from(error), &set_external_id) {
+        (e, Some(external_id)) if e.is_conflict() => StoreError::conflict(format_args!(
+            "external id `{external_id}` of `{}` already belongs to another call",
+            call.integration
+        )),
+        (e, _) => e,
+    })?;
+    Ok(outcomes)
+}
+
+async fn append_one(conn: &mut SqliteConnection, target: Target, event: NewEvent) -> Result<AppendOutcome, StoreError> {
+    let mut outcomes = append_all(conn, target, vec![event], None).await?;
+    Ok(outcomes.remove(0))
+}
+
+/// The ids of the events of call `id_text` already stored under the keys of
+/// `events`.
+async fn used_keys(
+    conn: &mut SqliteConnection,
+    id_text: &str,
+    events: &[NewEvent],
+) -> Result<std::collections::HashMap<String, i64>, StoreError> {
+    if events.is_empty() {
+        return Ok(Default::default());
+    }
+    let placeholders = vec!["?"; events.len()].join(", ");
+    let sql = format!(
+        "SELECT event_key, id FROM integration_call_events WHERE call_id = ? AND event_key IN ({placeholders})"
+    );
+    let mut select = sqlx::query_as::<_, (String, i64)>(&sql).bind(id_text);
+    for event in events {
+        select = select.bind(event.key.as_str());
+    }
+    Ok(select.fetch_all(&mut *conn).await?.into_iter().collect())
 }
 
 type Update<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
@@ -296,7 +358,12 @@ type Update<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArgum
 /// Runs `update` (an `UPDATE ... WHERE id = ? AND lease_owner = ?` whose
 /// last two binds are those) and turns "no row" into not-found or
 /// lease-lost.
-async fn leased_update(conn: &mut SqliteConnection, id: CallId, worker: &str, update: Update<'_>) -> Result<(), StoreError> {
+async fn leased_update(
+    conn: &mut SqliteConnection,
+    id: CallId,
+    worker: &str,
+    update: Update<'_>,
+) -> Result<(), StoreError> {
     let done = update
         .bind(id.to_string())
         .bind(worker.to_owned())
@@ -550,7 +617,7 @@ impl Store for SqliteStore {
             );
             let rows = self
                 .writer
-                .write(move |conn| {
+                .write_lease(move |conn| {
                     Box::pin(async move {
                         let rows = sqlx::query(&sql)
                             .bind(worker)
@@ -577,7 +644,7 @@ impl Store for SqliteStore {
         lease: Duration,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         let worker = worker.to_owned();
-        Box::pin(self.writer.write(move |conn| {
+        Box::pin(self.writer.write_lease(move |conn| {
             Box::pin(async move {
                 let now = now();
                 let update = sqlx::query(
@@ -645,13 +712,8 @@ impl Store for SqliteStore {
                     Box::pin(async move {
                         // The writer's savepoint undoes the appends when a
                         // later step fails: all of the turn or nothing.
-                        check_lease(conn, id, &worker).await?;
-                        let mut outcomes = Vec::with_capacity(events.len());
-                        for event in events {
-                            outcomes.push(append(conn, Target::Id(id), event).await?);
-                        }
-                        leased_update(conn, id, &worker, reschedule_update(next_run_at)).await?;
-                        Ok(outcomes)
+                        let turn = Turn { worker, next_run_at };
+                        append_all(conn, Target::Id(id), events, Some(turn)).await
                     })
                 })
                 .await?;
@@ -663,7 +725,7 @@ impl Store for SqliteStore {
     fn append_event(&self, id: CallId, event: NewEvent) -> BoxFuture<'_, Result<AppendOutcome, StoreError>> {
         Box::pin(
             self.writer
-                .write(move |conn| Box::pin(append(conn, Target::Id(id), event))),
+                .write(move |conn| Box::pin(append_one(conn, Target::Id(id), event))),
         )
     }
 
@@ -677,7 +739,7 @@ impl Store for SqliteStore {
             integration: integration.to_owned(),
             external_id: external_id.to_owned(),
         };
-        Box::pin(self.writer.write(move |conn| Box::pin(append(conn, target, event))))
+        Box::pin(self.writer.write(move |conn| Box::pin(append_one(conn, target, event))))
     }
 
     fn get(&self, id: CallId) -> BoxFuture<'_, Result<Option<CallRecord>, StoreError>> {
@@ -846,7 +908,7 @@ impl Store for SqliteStore {
             );
             let rows = self
                 .writer
-                .write(move |conn| {
+                .write_lease(move |conn| {
                     Box::pin(async move {
                         let rows = sqlx::query(&sql)
                             .bind(lease_deadline(now, lease).timestamp_millis())
@@ -996,7 +1058,10 @@ mod tests {
         assert!(error.is_conflict(), "{error}");
         let mut ids = vec![first.id];
         for create in creates {
-            let created = create.await.unwrap().expect("the conflict leaves the other writes alone");
+            let created = create
+                .await
+                .unwrap()
+                .expect("the conflict leaves the other writes alone");
             assert!(created.created);
             ids.push(created.id);
         }

@@ -13,7 +13,15 @@
 //! back to its savepoint and leaves the others in the batch untouched.
 //!
 //! An idle store pays nothing for this: a lone write is a batch of one, sent
-//! at once. A caller that stops waiting does not cancel its write (it runs,
+//! at once.
+//!
+//! Leases are written without waiting for the disk ([`Writer::write_lease`]):
+//! a batch that holds nothing but leases commits with `synchronous=NORMAL`.
+//! A lease lost in a power cut only makes its call claimable again sooner,
+//! which is what happens anyway when the worker that held it dies; every
+//! later commit with the configured level (`FULL` by default) syncs the WAL,
+//! lease frames included. Calls, events and schedules are always written
+//! with the configured level. A caller that stops waiting does not cancel its write (it runs,
 //! or not, as a whole, and transactions are never abandoned half-way).
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
@@ -47,15 +55,34 @@ impl Writer {
 
     /// Runs `write` on the writer's connection inside a transaction shared
     /// with other writes, and returns its result once that transaction has
-    /// committed. An error from `write` undoes only what `write` did.
+    /// committed with the connection's configured durability. An error from
+    /// `write` undoes only what `write` did.
     pub(super) async fn write<T, W>(&self, write: W) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        W: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
+    {
+        self.enqueue(true, write).await
+    }
+
+    /// As [`Writer::write`], for a write that only takes or extends leases:
+    /// its commit need not wait for the disk (see the module docs).
+    pub(super) async fn write_lease<T, W>(&self, write: W) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        W: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
+    {
+        self.enqueue(false, write).await
+    }
+
+    async fn enqueue<T, W>(&self, durable: bool, write: W) -> Result<T, StoreError>
     where
         T: Send + 'static,
         W: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(Box::new(Queued { write, reply }))
+            .send(Box::new(Queued { write, durable, reply }))
             .await
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
@@ -68,6 +95,8 @@ fn stopped() -> StoreError {
 
 /// A write waiting for its turn, type-erased so one queue takes them all.
 trait Job: Send {
+    /// Whether the commit must reach the disk before the caller hears of it.
+    fn durable(&self) -> bool;
     /// Runs the write; what it returns is held until the commit.
     fn run<'c>(self: Box<Self>, connection: &'c mut SqliteConnection) -> BoxFuture<'c, Box<dyn Ran>>;
     /// Answers the caller without running: the batch could not start.
@@ -84,6 +113,7 @@ trait Ran: Send {
 
 struct Queued<T, W> {
     write: W,
+    durable: bool,
     reply: oneshot::Sender<Result<T, StoreError>>,
 }
 
@@ -97,8 +127,12 @@ where
     T: Send + 'static,
     W: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
 {
+    fn durable(&self) -> bool {
+        self.durable
+    }
+
     fn run<'c>(self: Box<Self>, connection: &'c mut SqliteConnection) -> BoxFuture<'c, Box<dyn Ran>> {
-        let Queued { write, reply } = *self;
+        let Queued { write, reply, .. } = *self;
         Box::pin(async move {
             let result = write(connection).await;
             Box::new(Done { result, reply }) as Box<dyn Ran>
@@ -126,35 +160,99 @@ impl<T: Send + 'static> Ran for Done<T> {
 }
 
 fn batch_failed(error: &StoreError) -> StoreError {
-    StoreError::new(
-        ErrorKind::Backend,
-        format_args!("the write was not committed: {error}"),
-    )
+    StoreError::new(ErrorKind::Backend, format_args!("the write was not committed: {error}"))
 }
 
 /// The writer task: one batch at a time, until every handle is dropped.
-async fn serve(mut connection: SqliteConnection, options: SqliteConnectOptions, mut queue: mpsc::Receiver<Box<dyn Job>>) {
+async fn serve(
+    mut connection: SqliteConnection,
+    options: SqliteConnectOptions,
+    mut queue: mpsc::Receiver<Box<dyn Job>>,
+) {
+    let mut sync = Synchronous::read(&mut connection).await;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let jobs = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
-        if let Err(error) = commit_batch(&mut connection, jobs).await {
+        let durable = jobs.iter().any(|job| job.durable());
+        let result = match sync.set(&mut connection, durable).await {
+            Ok(()) => commit_batch(&mut connection, jobs).await,
+            Err(error) => {
+                for job in jobs {
+                    job.refuse(batch_failed(&error));
+                }
+                Err(error)
+            }
+        };
+        if let Err(error) = result {
             tracing::warn!(%error, "a batch of store writes failed; reconnecting the writer");
             // The connection's state is unknown (a failed ROLLBACK, a broken
             // file handle): start the next batch on a fresh one.
             match options.connect().await {
-                Ok(fresh) => connection = fresh,
-                Err(error) => tracing::warn!(%error, "reconnecting the store's writer failed; keeping the old connection"),
+                Ok(fresh) => {
+                    connection = fresh;
+                    sync = Synchronous::read(&mut connection).await;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "reconnecting the store's writer failed; keeping the old connection")
+                }
             }
         }
     }
 }
 
+/// The writer connection's `synchronous` level: the configured one for
+/// batches that hold calls or events, at most `NORMAL` for lease-only ones.
+struct Synchronous {
+    configured: i64,
+    current: i64,
+}
+
+/// `PRAGMA synchronous` values.
+const NORMAL: i64 = 1;
+
+impl Synchronous {
+    async fn read(connection: &mut SqliteConnection) -> Self {
+        // Unreadable: assume FULL, which only costs speed.
+        let configured = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut *connection)
+            .await
+            .unwrap_or(2);
+        Synchronous {
+            configured,
+            current: configured,
+        }
+    }
+
+    /// Sets the level for the next batch (outside a transaction, where
+    /// SQLite allows it).
+    async fn set(&mut self, connection: &mut SqliteConnection, durable: bool) -> Result<(), StoreError> {
+        let wanted = if durable {
+            self.configured
+        } else {
+            self.configured.min(NORMAL)
+        };
+        if wanted != self.current {
+            execute(connection, pragma(wanted)).await?;
+            self.current = wanted;
+        }
+        Ok(())
+    }
+}
+
+fn pragma(level: i64) -> &'static str {
+    match level {
+        0 => "PRAGMA synchronous = OFF",
+        1 => "PRAGMA synchronous = NORMAL",
+        3 => "PRAGMA synchronous = EXTRA",
+        _ => "PRAGMA synchronous = FULL",
+    }
+}
+
 /// Runs `jobs` in one transaction and answers each. Errs (after answering
 /// every job) when the transaction itself failed.
-async fn commit_batch(
-    connection: &mut SqliteConnection,
-    jobs: Vec<Box<dyn Job>>,
-) -> Result<(), StoreError> {
+async fn commit_batch(connection: &mut SqliteConnection, jobs: Vec<Box<dyn Job>>) -> Result<(), StoreError> {
+    // A lone write needs no savepoint: the transaction is its own.
+    let alone = jobs.len() == 1;
     let mut jobs = jobs.into_iter();
     if let Err(error) = execute(connection, "BEGIN IMMEDIATE").await {
         for job in jobs {
@@ -165,7 +263,12 @@ async fn commit_batch(
     let mut ran: Vec<Box<dyn Ran>> = Vec::new();
     let mut failure = None;
     while let Some(job) = jobs.next() {
-        match run_in_savepoint(connection, job).await {
+        let step = if alone {
+            Ok(job.run(connection).await)
+        } else {
+            run_in_savepoint(connection, job).await
+        };
+        match step {
             Ok(done) => ran.push(done),
             Err(error) => {
                 failure = Some(error);
@@ -174,6 +277,8 @@ async fn commit_batch(
         }
     }
     let outcome = match failure {
+        // The lone write failed: undo it (its caller hears its own error).
+        None if alone && !ran.iter().all(|done| done.succeeded()) => execute(connection, "ROLLBACK").await,
         None => execute(connection, "COMMIT").await,
         Some(error) => Err(error),
     };
@@ -216,4 +321,43 @@ async fn run_in_savepoint(connection: &mut SqliteConnection, job: Box<dyn Job>) 
 async fn execute(connection: &mut SqliteConnection, sql: &'static str) -> Result<(), StoreError> {
     sqlx::query(sql).execute(&mut *connection).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance::Fixture;
+
+    async fn level(connection: &mut SqliteConnection) -> i64 {
+        sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut *connection)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn lease_only_batches_skip_the_sync_and_others_restore_it() {
+        let dir = Fixture::temp_dir();
+        let options = SqliteConnectOptions::new()
+            .filename(dir.join("sync.db"))
+            .create_if_missing(true)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .synchronous(sqlx::sqlite::SqliteSynchronous::Extra);
+        let mut connection = options.connect().await.unwrap();
+        let mut sync = Synchronous::read(&mut connection).await;
+        assert_eq!(level(&mut connection).await, 3);
+
+        sync.set(&mut connection, false).await.unwrap();
+        assert_eq!(level(&mut connection).await, NORMAL);
+        sync.set(&mut connection, true).await.unwrap();
+        assert_eq!(level(&mut connection).await, 3, "the configured level comes back");
+
+        // A connection configured below NORMAL is never raised by leases.
+        execute(&mut connection, "PRAGMA synchronous = OFF").await.unwrap();
+        let mut sync = Synchronous::read(&mut connection).await;
+        sync.set(&mut connection, false).await.unwrap();
+        assert_eq!(level(&mut connection).await, 0);
+        drop(connection);
+        std::fs::remove_dir_all(dir).ok();
+    }
 }
