@@ -23,14 +23,16 @@ use tokio::sync::Notify;
 
 use super::memory::{check_same_request, page_of};
 use super::{
-    from_millis, lease_deadline, new_call_id, now, plan_append, truncate, AppendOutcome, BoxFuture, CallId, CallRecord,
+    from_millis, lease_deadline, new_call_id, now, truncate, AppendOutcome, BoxFuture, CallId, CallRecord,
     CallWithEvents, Created, EventPayload, EventRecord, ListOrder, ListQuery, NewCall, NewEvent, Page, StatusCounts,
     Store, StoreError,
 };
-use crate::lifecycle::{CallStatus, Transition};
+use crate::lifecycle::CallStatus;
 
+mod appends;
 mod writer;
 
+use appends::{Appends, Target, Turn};
 use writer::Writer;
 
 /// The schema, as additive steps: each runs once, in order, recorded in
@@ -180,177 +182,16 @@ impl SqliteStore {
     pub async fn create_in_tx(&self, conn: &mut SqliteConnection, call: NewCall) -> Result<Created, StoreError> {
         insert_call(conn, call).await
     }
-}
 
-/// A worker's turn that ends with the appends: lease-checked first, then
-/// rescheduled as [`Store::reschedule`] does.
-struct Turn {
-    worker: String,
-    next_run_at: Option<DateTime<Utc>>,
-}
-
-/// Appends `events` in order to the call `target` names and, with a `turn`,
-/// ends that worker's turn, inside the writer's transaction.
-///
-/// The events are folded in memory, so the whole step is one read of the
-/// call, one of the event keys already used, one insert per new event and
-/// at most one update of the call: each statement is a round trip to
-/// SQLite's thread while the writer's batch holds the write lock.
-async fn append_all(
-    conn: &mut SqliteConnection,
-    target: Target,
-    events: Vec<NewEvent>,
-    turn: Option<Turn>,
-) -> Result<Vec<AppendOutcome>, StoreError> {
-    let row = match &target {
-        Target::Id(id) => {
-            sqlx::query(&format!("SELECT {CALL_COLUMNS} FROM integration_calls WHERE id = ?"))
-                .bind(id.to_string())
-                .fetch_optional(&mut *conn)
-                .await?
-        }
-        Target::External {
-            integration,
-            external_id,
-        } => {
-            sqlx::query(&format!(
-                "SELECT {CALL_COLUMNS} FROM integration_calls WHERE integration = ? AND external_id = ?"
-            ))
-            .bind(integration.as_str())
-            .bind(external_id.as_str())
-            .fetch_optional(&mut *conn)
-            .await?
-        }
-    };
-    let Some(row) = row else {
-        return Err(StoreError::not_found(target));
-    };
-    let (seq, mut call) = call_from_row(&row)?;
-    if let Some(turn) = &turn {
-        if call.lease_owner.as_deref() != Some(turn.worker.as_str()) {
-            return Err(StoreError::lease_lost(call.id, &turn.worker));
-        }
+    async fn append_one(&self, target: Target, event: NewEvent) -> Result<AppendOutcome, StoreError> {
+        let appends = Appends {
+            target,
+            events: vec![event],
+            turn: None,
+        };
+        let mut outcomes = self.writer.append(appends).await?;
+        Ok(outcomes.remove(0))
     }
-    let id_text = call.id.to_string();
-    let mut used = used_keys(conn, &id_text, &events).await?;
-
-    let now = now();
-    let mut outcomes = Vec::with_capacity(events.len());
-    let mut set_external_id = None;
-    // Set by the event that makes the call terminal: (response_data, error).
-    let mut terminal: Option<(Option<String>, Option<String>)> = None;
-    let mut moved = false;
-    for event in events {
-        if let Some(&event_id) = used.get(&event.key) {
-            outcomes.push(AppendOutcome::Duplicate {
-                call_id: call.id,
-                event_id,
-                status: call.status,
-            });
-            continue;
-        }
-        let plan = plan_append(call.id, call.status, call.external_id.as_deref(), &event)?;
-        if let Some(external_id) = plan.set_external_id {
-            call.external_id = Some(external_id.clone());
-            set_external_id = Some(external_id);
-        }
-        let event_id = sqlx::query(
-            "INSERT INTO integration_call_events \
-             (call_id, kind, event_key, payload, applied, recorded_at) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&id_text)
-        .bind(event.kind.as_str())
-        .bind(&event.key)
-        .bind(to_json(&event.payload)?)
-        .bind(plan.transition.is_moved())
-        .bind(now.timestamp_millis())
-        .execute(&mut *conn)
-        .await?
-        .last_insert_rowid();
-        if let Transition::Moved(_, to) = plan.transition {
-            moved = true;
-            call.status = to;
-            // Only the moving event writes the terminal fields: exactly once.
-            terminal = match to {
-                CallStatus::Completed => Some((event.payload.result.as_ref().map(to_json).transpose()?, None)),
-                CallStatus::Failed => Some((None, event.payload.error.clone())),
-                CallStatus::Pending | CallStatus::Processing => terminal,
-            };
-        }
-        used.insert(event.key, event_id);
-        outcomes.push(AppendOutcome::recorded(call.id, event_id, plan.transition));
-    }
-    if !moved && set_external_id.is_none() && turn.is_none() {
-        return Ok(outcomes);
-    }
-
-    // A turn always sets the schedule (cleared on a terminal call); without
-    // one, only becoming terminal does (it clears it).
-    let next_run_at = match &turn {
-        Some(_) if call.status.is_terminal() => Some(None),
-        Some(turn) => Some(turn.next_run_at.map(|at| truncate(at).timestamp_millis())),
-        None if terminal.is_some() => Some(None),
-        None => None,
-    };
-    let (response_data, error) = terminal.clone().unwrap_or_default();
-    sqlx::query(
-        "UPDATE integration_calls SET status = ?1, external_id = ?2, updated_at = ?3, \
-         response_data = COALESCE(?4, response_data), error = COALESCE(?5, error), \
-         completed_at = CASE WHEN ?6 THEN ?3 ELSE completed_at END, \
-         notify_at = CASE WHEN ?6 THEN ?3 ELSE notify_at END, \
-         next_run_at = CASE WHEN ?7 THEN ?8 ELSE next_run_at END, \
-         attempts = attempts + ?9, \
-         lease_owner = CASE WHEN ?10 THEN NULL ELSE lease_owner END, \
-         lease_expires_at = CASE WHEN ?10 THEN NULL ELSE lease_expires_at END \
-         WHERE seq = ?11",
-    )
-    .bind(call.status.as_str())
-    .bind(call.external_id.as_deref())
-    .bind(now.timestamp_millis())
-    .bind(response_data)
-    .bind(error)
-    .bind(terminal.is_some())
-    .bind(next_run_at.is_some())
-    .bind(next_run_at.flatten())
-    .bind(i64::from(turn.is_some()))
-    .bind(turn.is_some())
-    .bind(seq)
-    .execute(&mut *conn)
-    .await
-    .map_err(|error| match (StoreError::from(error), &set_external_id) {
-        (e, Some(external_id)) if e.is_conflict() => StoreError::conflict(format_args!(
-            "external id `{external_id}` of `{}` already belongs to another call",
-            call.integration
-        )),
-        (e, _) => e,
-    })?;
-    Ok(outcomes)
-}
-
-async fn append_one(conn: &mut SqliteConnection, target: Target, event: NewEvent) -> Result<AppendOutcome, StoreError> {
-    let mut outcomes = append_all(conn, target, vec![event], None).await?;
-    Ok(outcomes.remove(0))
-}
-
-/// The ids of the events of call `id_text` already stored under the keys of
-/// `events`.
-async fn used_keys(
-    conn: &mut SqliteConnection,
-    id_text: &str,
-    events: &[NewEvent],
-) -> Result<std::collections::HashMap<String, i64>, StoreError> {
-    if events.is_empty() {
-        return Ok(Default::default());
-    }
-    let placeholders = vec!["?"; events.len()].join(", ");
-    let sql = format!(
-        "SELECT event_key, id FROM integration_call_events WHERE call_id = ? AND event_key IN ({placeholders})"
-    );
-    let mut select = sqlx::query_as::<_, (String, i64)>(&sql).bind(id_text);
-    for event in events {
-        select = select.bind(event.key.as_str());
-    }
-    Ok(select.fetch_all(&mut *conn).await?.into_iter().collect())
 }
 
 type Update<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
@@ -400,26 +241,6 @@ fn reschedule_update(next_run_at: Option<DateTime<Utc>>) -> Update<'static> {
     )
     .bind(next_run_at.map(|at| truncate(at).timestamp_millis()))
     .bind(now().timestamp_millis())
-}
-
-/// Which call an event is for.
-enum Target {
-    Id(CallId),
-    External { integration: String, external_id: String },
-}
-
-impl std::fmt::Display for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Target::Id(id) => write!(f, "call {id}"),
-            Target::External {
-                integration,
-                external_id,
-            } => {
-                write!(f, "call of `{integration}` with external id `{external_id}`")
-            }
-        }
-    }
 }
 
 async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
@@ -708,13 +529,10 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let outcomes = self
                 .writer
-                .write(move |conn| {
-                    Box::pin(async move {
-                        // The writer's savepoint undoes the appends when a
-                        // later step fails: all of the turn or nothing.
-                        let turn = Turn { worker, next_run_at };
-                        append_all(conn, Target::Id(id), events, Some(turn)).await
-                    })
+                .append(Appends {
+                    target: Target::Id(id),
+                    events,
+                    turn: Some(Turn { worker, next_run_at }),
                 })
                 .await?;
             self.work.notify_waiters();
@@ -723,10 +541,7 @@ impl Store for SqliteStore {
     }
 
     fn append_event(&self, id: CallId, event: NewEvent) -> BoxFuture<'_, Result<AppendOutcome, StoreError>> {
-        Box::pin(
-            self.writer
-                .write(move |conn| Box::pin(append_one(conn, Target::Id(id), event))),
-        )
+        Box::pin(self.append_one(Target::Id(id), event))
     }
 
     fn append_event_by_external_id<'a>(
@@ -739,7 +554,7 @@ impl Store for SqliteStore {
             integration: integration.to_owned(),
             external_id: external_id.to_owned(),
         };
-        Box::pin(self.writer.write(move |conn| Box::pin(append_one(conn, target, event))))
+        Box::pin(self.append_one(target, event))
     }
 
     fn get(&self, id: CallId) -> BoxFuture<'_, Result<Option<CallRecord>, StoreError>> {
@@ -1029,6 +844,125 @@ mod tests {
         std::fs::remove_dir_all(dir).ok();
     }
 
+    /// Runs `ops` (futures queued in order by one `join!`) in one writer
+    /// batch: a write queued first waits for the file's write lock, held by
+    /// another connection, so everything queued meanwhile goes together.
+    async fn in_one_batch<T: Send + 'static>(
+        store: &Arc<SqliteStore>,
+        ops: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> T {
+        let blocker = store.pool().begin_with("BEGIN IMMEDIATE").await.unwrap();
+        let stuck = tokio::spawn({
+            let store = store.clone();
+            async move { store.create(NewCall::new("acme", "send", json!({"stuck": true}))).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let ops = tokio::spawn(ops);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        blocker.rollback().await.unwrap();
+        stuck.await.unwrap().unwrap();
+        ops.await.unwrap()
+    }
+
+    async fn claimed(store: &SqliteStore, n: u32) -> Vec<CallId> {
+        let mut ids = Vec::new();
+        for i in 0..n {
+            ids.push(
+                store
+                    .create(NewCall::new("acme", "send", json!({"i": i})))
+                    .await
+                    .unwrap()
+                    .id,
+            );
+        }
+        let claimed = store.claim("w", n, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(claimed.len(), n as usize);
+        ids
+    }
+
+    #[tokio::test]
+    async fn appends_in_one_batch_fold_as_if_one_after_the_other() {
+        let dir = Fixture::temp_dir();
+        let store = Arc::new(open_in(&dir).await);
+        let ids = claimed(&store, 3).await;
+        let (a, b, c) = (ids[0], ids[1], ids[2]);
+        let ops = {
+            let store = store.clone();
+            async move {
+                let turn = |id, ext: &str| {
+                    let events = vec![
+                        NewEvent::initialized("initialized", ext),
+                        NewEvent::processing("processing"),
+                    ];
+                    store.finish_turn(id, "w", events, None)
+                };
+                tokio::join!(
+                    turn(a, "x"),
+                    // The same worker again on `a`: the first turn released the lease.
+                    turn(a, "x"),
+                    // Another call claiming `a`'s external id, set earlier in this batch.
+                    turn(b, "x"),
+                    // A webhook for the id the first turn set, and the same event twice.
+                    store.append_event_by_external_id("acme", "x", NewEvent::completed("terminal", json!({"ok": 1}))),
+                    store.append_event_by_external_id("acme", "x", NewEvent::completed("terminal", json!({"ok": 2}))),
+                    turn(c, "y"),
+                )
+            }
+        };
+        let (first, again, taken, hook, hook_again, other) = in_one_batch(&store, ops).await;
+
+        let first = first.unwrap();
+        assert!(
+            matches!(
+                first[0],
+                AppendOutcome::Applied {
+                    to: CallStatus::Processing,
+                    ..
+                }
+            ),
+            "{first:?}"
+        );
+        assert!(again.unwrap_err().is_lease_lost());
+        let taken = taken.unwrap_err();
+        assert!(taken.is_conflict() && !taken.is_lease_lost(), "{taken}");
+        let hook = hook.unwrap();
+        assert!(
+            matches!(
+                hook,
+                AppendOutcome::Applied {
+                    to: CallStatus::Completed,
+                    ..
+                }
+            ),
+            "{hook:?}"
+        );
+        match hook_again.unwrap() {
+            AppendOutcome::Duplicate { event_id, status, .. } => {
+                assert_eq!(event_id, hook.event_id());
+                assert_eq!(status, CallStatus::Completed);
+            }
+            outcome => panic!("not a duplicate: {outcome:?}"),
+        }
+        other.unwrap();
+
+        let a = store.get_with_events(a).await.unwrap().unwrap();
+        assert_eq!(a.call.status, CallStatus::Completed);
+        assert_eq!(a.call.response_data, Some(json!({"ok": 1})));
+        assert_eq!((a.call.attempts, a.call.lease_owner.as_deref()), (1, None));
+        assert_eq!(a.events.len(), 3, "{:?}", a.events);
+        let b = store.get_with_events(b).await.unwrap().unwrap();
+        assert_eq!(b.call.status, CallStatus::Pending, "the conflicting turn wrote nothing");
+        assert_eq!((b.call.attempts, b.call.lease_owner.as_deref()), (0, Some("w")));
+        assert!(b.events.is_empty());
+        let c = store.get(c).await.unwrap().unwrap();
+        assert_eq!(
+            (c.status, c.external_id.as_deref()),
+            (CallStatus::Processing, Some("y"))
+        );
+        drop(store);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
     #[tokio::test]
     async fn writes_queued_together_commit_together_and_fail_alone() {
         let dir = Fixture::temp_dir();
@@ -1037,7 +971,7 @@ mod tests {
         let first = store.create(keyed()).await.unwrap();
         // Another connection holds the file's write lock, so the writes
         // below queue up and go into one transaction when it lets go.
-        let mut blocker = store.pool().begin_with("BEGIN IMMEDIATE").await.unwrap();
+        let blocker = store.pool().begin_with("BEGIN IMMEDIATE").await.unwrap();
         let creates: Vec<_> = (1..=20)
             .map(|n| {
                 let store = store.clone();

@@ -28,8 +28,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::ConnectOptions;
 use tokio::sync::{mpsc, oneshot};
 
+use super::appends::{append_batch, Appends};
 use crate::store::error::ErrorKind;
-use crate::store::{BoxFuture, StoreError};
+use crate::store::{AppendOutcome, BoxFuture, StoreError};
 
 /// The most writes one transaction takes. Bounds how long a batch holds the
 /// file's write lock, not how many callers may wait.
@@ -41,7 +42,25 @@ const QUEUE: usize = 4 * MAX_BATCH;
 /// The handle to the writer task; the task ends when the handle is dropped.
 #[derive(Debug)]
 pub(super) struct Writer {
-    jobs: mpsc::Sender<Box<dyn Job>>,
+    jobs: mpsc::Sender<Item>,
+}
+
+/// What callers queue: a write of its own, or appends, which the writer
+/// runs together (see the `appends` module).
+enum Item {
+    Write(Box<dyn Job>),
+    Append(Appends, Reply<Vec<AppendOutcome>>),
+}
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+impl std::fmt::Debug for Item {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Item::Write(_) => "Write",
+            Item::Append(..) => "Append",
+        })
+    }
 }
 
 impl Writer {
@@ -81,8 +100,18 @@ impl Writer {
         W: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
+        let job = Box::new(Queued { write, durable, reply });
+        self.jobs.send(Item::Write(job)).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Appends events (and ends a worker's turn), together with the other
+    /// appends of the batch; durable like [`Writer::write`]. An error
+    /// leaves nothing of this request written.
+    pub(super) async fn append(&self, appends: Appends) -> Result<Vec<AppendOutcome>, StoreError> {
+        let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(Box::new(Queued { write, durable, reply }))
+            .send(Item::Append(appends, reply))
             .await
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
@@ -114,12 +143,12 @@ trait Ran: Send {
 struct Queued<T, W> {
     write: W,
     durable: bool,
-    reply: oneshot::Sender<Result<T, StoreError>>,
+    reply: Reply<T>,
 }
 
 struct Done<T> {
     result: Result<T, StoreError>,
-    reply: oneshot::Sender<Result<T, StoreError>>,
+    reply: Reply<T>,
 }
 
 impl<T, W> Job for Queued<T, W>
@@ -159,20 +188,73 @@ impl<T: Send + 'static> Ran for Done<T> {
     }
 }
 
+/// Every append request of a batch, run as one job.
+struct AppendJob {
+    requests: Vec<Appends>,
+    replies: Vec<Reply<Vec<AppendOutcome>>>,
+}
+
+/// Each request's outcome, or why the whole append step failed.
+struct AppendsDone {
+    result: Result<Vec<Result<Vec<AppendOutcome>, StoreError>>, StoreError>,
+    replies: Vec<Reply<Vec<AppendOutcome>>>,
+}
+
+impl Job for AppendJob {
+    fn durable(&self) -> bool {
+        true
+    }
+
+    fn run<'c>(self: Box<Self>, connection: &'c mut SqliteConnection) -> BoxFuture<'c, Box<dyn Ran>> {
+        let AppendJob { requests, replies } = *self;
+        Box::pin(async move {
+            let result = append_batch(connection, requests).await;
+            Box::new(AppendsDone { result, replies }) as Box<dyn Ran>
+        })
+    }
+
+    fn refuse(self: Box<Self>, error: StoreError) {
+        for reply in self.replies {
+            let _ = reply.send(Err(batch_failed(&error)));
+        }
+    }
+}
+
+impl Ran for AppendsDone {
+    fn succeeded(&self) -> bool {
+        self.result.is_ok()
+    }
+
+    fn answer(self: Box<Self>, batch: Result<(), &StoreError>) {
+        match self.result {
+            Ok(results) => {
+                for (result, reply) in results.into_iter().zip(self.replies) {
+                    let result = match (result, batch) {
+                        (Ok(_), Err(error)) => Err(batch_failed(error)),
+                        (result, _) => result,
+                    };
+                    let _ = reply.send(result);
+                }
+            }
+            Err(error) => {
+                for reply in self.replies {
+                    let _ = reply.send(Err(batch_failed(&error)));
+                }
+            }
+        }
+    }
+}
+
 fn batch_failed(error: &StoreError) -> StoreError {
     StoreError::new(ErrorKind::Backend, format_args!("the write was not committed: {error}"))
 }
 
 /// The writer task: one batch at a time, until every handle is dropped.
-async fn serve(
-    mut connection: SqliteConnection,
-    options: SqliteConnectOptions,
-    mut queue: mpsc::Receiver<Box<dyn Job>>,
-) {
+async fn serve(mut connection: SqliteConnection, options: SqliteConnectOptions, mut queue: mpsc::Receiver<Item>) {
     let mut sync = Synchronous::read(&mut connection).await;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let jobs = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
+        let jobs = into_jobs(batch.drain(..));
         let durable = jobs.iter().any(|job| job.durable());
         let result = match sync.set(&mut connection, durable).await {
             Ok(()) => commit_batch(&mut connection, jobs).await,
@@ -198,6 +280,28 @@ async fn serve(
             }
         }
     }
+}
+
+/// The batch's jobs: each write on its own, then every append in one job.
+fn into_jobs(items: impl Iterator<Item = Item>) -> Vec<Box<dyn Job>> {
+    let mut jobs: Vec<Box<dyn Job>> = Vec::new();
+    let mut appends = AppendJob {
+        requests: Vec::new(),
+        replies: Vec::new(),
+    };
+    for item in items {
+        match item {
+            Item::Write(job) => jobs.push(job),
+            Item::Append(request, reply) => {
+                appends.requests.push(request);
+                appends.replies.push(reply);
+            }
+        }
+    }
+    if !appends.requests.is_empty() {
+        jobs.push(Box::new(appends));
+    }
+    jobs
 }
 
 /// The writer connection's `synchronous` level: the configured one for
