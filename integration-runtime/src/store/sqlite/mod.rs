@@ -438,7 +438,7 @@ impl Store for SqliteStore {
             );
             let rows = self
                 .writer
-                .write_lease(move |conn| {
+                .write_unsynced(move |conn| {
                     Box::pin(async move {
                         let rows = sqlx::query(&sql)
                             .bind(worker)
@@ -465,7 +465,7 @@ impl Store for SqliteStore {
         lease: Duration,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         let worker = worker.to_owned();
-        Box::pin(self.writer.write_lease(move |conn| {
+        Box::pin(self.writer.write_unsynced(move |conn| {
             Box::pin(async move {
                 let now = now();
                 let update = sqlx::query(
@@ -723,7 +723,7 @@ impl Store for SqliteStore {
             );
             let rows = self
                 .writer
-                .write_lease(move |conn| {
+                .write_unsynced(move |conn| {
                     Box::pin(async move {
                         let rows = sqlx::query(&sql)
                             .bind(lease_deadline(now, lease).timestamp_millis())
@@ -746,7 +746,7 @@ impl Store for SqliteStore {
         id: CallId,
         retry_at: Option<DateTime<Utc>>,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(self.writer.write(move |conn| {
+        Box::pin(self.writer.write_unsynced(move |conn| {
             Box::pin(async move {
                 let done = sqlx::query("UPDATE integration_calls SET notify_at = ? WHERE id = ?")
                     .bind(retry_at.map(|at| truncate(at).timestamp_millis()))

@@ -8,20 +8,23 @@
 //! busy handler, which *sleeps* (1, 2, 5, ... up to 100 ms) instead of
 //! queueing, and every write pays its own `fsync`. Here writers queue in
 //! memory; the writer takes everything queued (up to [`MAX_BATCH`]), runs
-//! each write in its own savepoint inside one `BEGIN IMMEDIATE` transaction,
-//! commits once, and only then answers each caller. A write that fails rolls
-//! back to its savepoint and leaves the others in the batch untouched.
+//! them inside one `BEGIN IMMEDIATE` transaction, commits once, and only then
+//! answers each caller. A write that fails leaves the others in the batch
+//! untouched: writes queued with [`Writer::write`] must change nothing when
+//! they fail (each is one statement, or reads after its only statement), and
+//! the batch's appends, which write several statements, run in a savepoint.
 //!
 //! An idle store pays nothing for this: a lone write is a batch of one, sent
 //! at once.
 //!
-//! Leases are written without waiting for the disk ([`Writer::write_lease`]):
-//! a batch that holds nothing but leases commits with `synchronous=NORMAL`.
-//! A lease lost in a power cut only makes its call claimable again sooner,
-//! which is what happens anyway when the worker that held it dies; every
-//! later commit with the configured level (`FULL` by default) syncs the WAL,
-//! lease frames included. Calls, events and schedules are always written
-//! with the configured level. A caller that stops waiting does not cancel its write (it runs,
+//! Leases and notification marks are written without waiting for the disk
+//! ([`Writer::write_unsynced`]): a batch that holds nothing else commits with
+//! `synchronous=NORMAL`. Losing one in a power cut only repeats work the
+//! runtime does at least once anyway (a call becomes claimable again sooner,
+//! as when its worker dies; a hook runs again); every later commit with the
+//! configured level (`FULL` by default) syncs the WAL, their frames
+//! included. Calls, events and schedules are always written with the
+//! configured level. A caller that stops waiting does not cancel its write (it runs,
 //! or not, as a whole, and transactions are never abandoned half-way).
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
@@ -74,8 +77,10 @@ impl Writer {
 
     /// Runs `write` on the writer's connection inside a transaction shared
     /// with other writes, and returns its result once that transaction has
-    /// committed with the connection's configured durability. An error from
-    /// `write` undoes only what `write` did.
+    /// committed with the connection's configured durability.
+    ///
+    /// `write` must change nothing when it returns an error: it runs without
+    /// a savepoint of its own (one statement that writes, reads after it).
     pub(super) async fn write<T, W>(&self, write: W) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -84,9 +89,10 @@ impl Writer {
         self.enqueue(true, write).await
     }
 
-    /// As [`Writer::write`], for a write that only takes or extends leases:
-    /// its commit need not wait for the disk (see the module docs).
-    pub(super) async fn write_lease<T, W>(&self, write: W) -> Result<T, StoreError>
+    /// As [`Writer::write`], for a write whose loss in a power cut only
+    /// repeats work done at least once anyway (a lease, a notification
+    /// mark): its commit need not wait for the disk (see the module docs).
+    pub(super) async fn write_unsynced<T, W>(&self, write: W) -> Result<T, StoreError>
     where
         T: Send + 'static,
         W: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
@@ -126,6 +132,9 @@ fn stopped() -> StoreError {
 trait Job: Send {
     /// Whether the commit must reach the disk before the caller hears of it.
     fn durable(&self) -> bool;
+    /// Whether the job changes nothing when it fails (else it runs in a
+    /// savepoint when it shares the batch).
+    fn atomic(&self) -> bool;
     /// Runs the write; what it returns is held until the commit.
     fn run<'c>(self: Box<Self>, connection: &'c mut SqliteConnection) -> BoxFuture<'c, Box<dyn Ran>>;
     /// Answers the caller without running: the batch could not start.
@@ -158,6 +167,10 @@ where
 {
     fn durable(&self) -> bool {
         self.durable
+    }
+
+    fn atomic(&self) -> bool {
+        true
     }
 
     fn run<'c>(self: Box<Self>, connection: &'c mut SqliteConnection) -> BoxFuture<'c, Box<dyn Ran>> {
@@ -203,6 +216,10 @@ struct AppendsDone {
 impl Job for AppendJob {
     fn durable(&self) -> bool {
         true
+    }
+
+    fn atomic(&self) -> bool {
+        false
     }
 
     fn run<'c>(self: Box<Self>, connection: &'c mut SqliteConnection) -> BoxFuture<'c, Box<dyn Ran>> {
@@ -355,7 +372,7 @@ fn pragma(level: i64) -> &'static str {
 /// Runs `jobs` in one transaction and answers each. Errs (after answering
 /// every job) when the transaction itself failed.
 async fn commit_batch(connection: &mut SqliteConnection, jobs: Vec<Box<dyn Job>>) -> Result<(), StoreError> {
-    // A lone write needs no savepoint: the transaction is its own.
+    // A lone job needs no savepoint: the transaction is its own.
     let alone = jobs.len() == 1;
     let mut jobs = jobs.into_iter();
     if let Err(error) = execute(connection, "BEGIN IMMEDIATE").await {
@@ -367,7 +384,7 @@ async fn commit_batch(connection: &mut SqliteConnection, jobs: Vec<Box<dyn Job>>
     let mut ran: Vec<Box<dyn Ran>> = Vec::new();
     let mut failure = None;
     while let Some(job) = jobs.next() {
-        let step = if alone {
+        let step = if alone || job.atomic() {
             Ok(job.run(connection).await)
         } else {
             run_in_savepoint(connection, job).await
@@ -381,7 +398,7 @@ async fn commit_batch(connection: &mut SqliteConnection, jobs: Vec<Box<dyn Job>>
         }
     }
     let outcome = match failure {
-        // The lone write failed: undo it (its caller hears its own error).
+        // The lone job failed: undo it (its caller hears its own error).
         None if alone && !ran.iter().all(|done| done.succeeded()) => execute(connection, "ROLLBACK").await,
         None => execute(connection, "COMMIT").await,
         Some(error) => Err(error),
