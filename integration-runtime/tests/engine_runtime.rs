@@ -746,6 +746,59 @@ async fn shutdown_past_its_deadline_releases_calls_for_another_worker() {
     stop(&second, worker).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_claimed_ahead_wait_for_a_slot_and_go_back_at_shutdown() {
+    let script = Script::new(|_, _| {
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"echoed": "x"}))
+            .set_delay(Duration::from_secs(3))
+    });
+    let server = provider("/send", &script).await;
+    let rt = fast(Runtime::builder())
+        .store(MemoryStore::new())
+        .integration(sync_integration(&server))
+        .concurrency(2)
+        .claim_batch(4)
+        .build()
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        ids.push(rt.create(message(&format!("m{n}"))).await.unwrap());
+    }
+    let worker = spawn_run(&rt);
+    let started = Instant::now();
+    // Two slots busy, and one call (half a batch of two slots) claimed ahead.
+    loop {
+        let leased = rt.list(&ListQuery::new("EngineSync")).await.unwrap();
+        let leased = leased.calls.iter().filter(|c| c.lease_owner.is_some()).count();
+        if script.hits().len() == 2 && leased == 3 {
+            break;
+        }
+        assert!(
+            started.elapsed() < LIMIT,
+            "hits {}, leased {leased}",
+            script.hits().len()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        script.hits().len(),
+        2,
+        "a call claimed ahead does not run without a slot"
+    );
+    tokio::time::timeout(LIMIT, rt.shutdown(Duration::from_millis(100)))
+        .await
+        .unwrap();
+    worker.await.unwrap();
+    for id in ids {
+        let call = rt.get(id).await.unwrap().unwrap();
+        assert_eq!(call.status, CallStatus::Pending);
+        assert_eq!(call.lease_owner, None, "call {id} released, not left to expire");
+    }
+}
+
 /// The engine on PostgreSQL, when `INTEGRATION_TEST_DATABASE_URL` is set
 /// (skipped otherwise): calls finish and hooks fire once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -209,8 +209,10 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Most calls claimed in one store round trip (default 32, at least 1);
-    /// never more than there are free execution slots.
+    /// Most calls claimed in one store round trip (default 32, at least 1).
+    /// A worker claims for its free execution slots plus half a batch
+    /// (bounded by `concurrency`) ahead, so a slot that comes free starts
+    /// its next call without waiting for the store.
     pub fn claim_batch(mut self, n: u32) -> Self {
         self.settings.claim_batch = n;
         self

@@ -1,7 +1,7 @@
 //! The worker loop: claim due calls in bounded batches, execute each under
 //! its lease, and schedule what comes next through the store.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,7 +18,7 @@ use super::runtime::Inner;
 use crate::call::{CallOptions, RemoteStatus};
 use crate::descriptor::{Mode, RetryOn};
 use crate::error::ClientError;
-use crate::integration::Integration;
+use crate::integration::{BoxFuture, Integration};
 use crate::lifecycle::CallStatus;
 use crate::store::{CallRecord, NewEvent, StoreError};
 
@@ -35,12 +35,27 @@ const TRANSIENT: RetryOn = RetryOn {
 };
 
 /// Runs the claim loop until shutdown, then drains in-flight calls.
+///
+/// The loop keeps up to half a claim batch of calls claimed ahead of its
+/// free slots (`ready`), and claims again while calls run: a finished call's
+/// slot is refilled at once instead of after a store round trip. Calls wait
+/// there for milliseconds, far less than a lease.
 pub(crate) async fn run(inner: Arc<Inner>) {
     let settings = inner.settings.clone();
+    let worker = settings.worker_id.as_str();
     let slots = Arc::new(Semaphore::new(settings.concurrency));
+    let ahead = (settings.claim_batch as usize).min(settings.concurrency) / 2;
     let in_flight: Arc<Mutex<HashSet<crate::CallId>>> = Arc::default();
     let mut tasks = JoinSet::new();
     let mut shutdown = inner.shutdown.subscribe();
+    let mut ready: VecDeque<CallRecord> = VecDeque::new();
+    // The claim in progress, with how many calls it asked for.
+    let mut claiming: Option<(usize, BoxFuture<'_, Result<Vec<CallRecord>, StoreError>>)> = None;
+    // Created with each claim, so a wake-up between a claim that found
+    // too little and the wait that follows is not lost.
+    let mut work: Option<BoxFuture<'_, ()>> = None;
+    // The last claim found fewer calls than it asked for: wait for work.
+    let mut idle = false;
 
     loop {
         if shutdown.borrow().is_some() {
@@ -48,36 +63,11 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         }
         // Reap finished tasks so the set stays as small as the slots.
         while tasks.try_join_next().is_some() {}
-
-        // Claim no more than there are free slots: a claimed call never
-        // waits for a slot while its lease runs.
-        let free = slots.available_permits();
-        if free == 0 {
-            tokio::select! {
-                permit = slots.clone().acquire_owned() => drop(permit),
-                _ = shutdown.changed() => {}
-            }
-            continue;
-        }
-        let limit = settings.claim_batch.min(u32::try_from(free).unwrap_or(u32::MAX));
-        // Created before claiming, so a wake-up between the claim and the
-        // wait is not lost.
-        let work = inner.store.wait_for_work();
-        let claimed = match inner.store.claim(&settings.worker_id, limit, settings.lease).await {
-            Ok(claimed) => claimed,
-            Err(error) => {
-                // The store is unavailable: try again after the idle delay.
-                tracing::warn!(worker = %settings.worker_id, %error, "claiming due calls failed");
-                Vec::new()
-            }
-        };
-        let full = claimed.len() as u32 >= limit;
-        for call in claimed {
+        while !ready.is_empty() {
             let Ok(permit) = slots.clone().try_acquire_owned() else {
-                // Cannot happen (only this loop takes permits); be safe.
-                let _ = inner.store.release(call.id, &settings.worker_id).await;
-                continue;
+                break;
             };
+            let call = ready.pop_front().expect("not empty");
             let tracked = InFlight::new(in_flight.clone(), call.id);
             let inner = inner.clone();
             tasks.spawn(async move {
@@ -86,17 +76,49 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                 execute(&inner, call).await;
             });
         }
-        if full {
-            continue;
+        let room = (slots.available_permits() + ahead).saturating_sub(ready.len());
+        if claiming.is_none() && !idle && room > 0 {
+            let limit = room.min(settings.claim_batch as usize);
+            work = Some(inner.store.wait_for_work());
+            let claim = inner
+                .store
+                .claim(worker, u32::try_from(limit).unwrap_or(u32::MAX), settings.lease);
+            claiming = Some((limit, claim));
         }
+        let full = slots.available_permits() == 0;
         tokio::select! {
-            () = work => {}
-            () = tokio::time::sleep(settings.poll_idle) => {}
+            claimed = async { (&mut claiming.as_mut().expect("guarded by the condition").1).await }, if claiming.is_some() => {
+                let (limit, _) = claiming.take().expect("just polled");
+                match claimed {
+                    Ok(calls) => {
+                        idle = calls.len() < limit;
+                        ready.extend(calls);
+                    }
+                    Err(error) => {
+                        // The store is unavailable: try again after the idle delay.
+                        tracing::warn!(worker, %error, "claiming due calls failed");
+                        idle = true;
+                    }
+                }
+            }
+            // A slot came free.
+            permit = slots.clone().acquire_owned(), if full => drop(permit),
+            () = async { work.as_mut().expect("guarded by the condition").await }, if idle && work.is_some() => {
+                idle = false;
+            }
+            () = tokio::time::sleep(settings.poll_idle), if idle => idle = false,
             _ = shutdown.changed() => {}
         }
     }
 
-    // Shutdown: no more claims; let in-flight calls finish until the deadline.
+    // Shutdown: no more claims. Calls claimed but not started go back at once.
+    if let Some((_, claim)) = claiming.take() {
+        ready.extend(claim.await.unwrap_or_default());
+    }
+    for call in ready {
+        let _ = inner.store.release(call.id, worker).await;
+    }
+    // Let in-flight calls finish until the deadline.
     let deadline = (*shutdown.borrow()).unwrap_or_else(tokio::time::Instant::now);
     let drained = tokio::time::timeout_at(deadline, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
@@ -105,7 +127,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         while tasks.join_next().await.is_some() {}
         for id in unfinished {
             // Lease lost or already finished: nothing to give back.
-            let _ = inner.store.release(id, &settings.worker_id).await;
+            let _ = inner.store.release(id, worker).await;
         }
     }
 }

@@ -162,19 +162,21 @@ impl Calls {
         conn: &mut SqliteConnection,
         pairs: &[(String, String)],
     ) -> Result<(), StoreError> {
-        if pairs.is_empty() {
-            return Ok(());
-        }
-        let sql = format!(
-            "SELECT {CALL_COLUMNS} FROM integration_calls WHERE (integration, external_id) IN (VALUES {})",
-            placeholders(pairs.len(), "(?, ?)")
-        );
-        let mut select = sqlx::query(&sql);
+        // One query per integration: `integration = ? AND external_id IN
+        // (...)` walks the unique index, where a row-value `IN` would scan.
+        let mut by_integration: HashMap<&str, Vec<&str>> = HashMap::new();
         for (integration, external_id) in pairs {
-            select = select.bind(integration.as_str()).bind(external_id.as_str());
+            by_integration.entry(integration).or_default().push(external_id);
         }
-        for row in select.fetch_all(&mut *conn).await? {
-            self.add(call_from_row(&row)?);
+        for (integration, external_ids) in by_integration {
+            let sql = select_by_external_ids(external_ids.len());
+            let mut select = sqlx::query(&sql).bind(integration);
+            for external_id in external_ids {
+                select = select.bind(external_id);
+            }
+            for row in select.fetch_all(&mut *conn).await? {
+                self.add(call_from_row(&row)?);
+            }
         }
         Ok(())
     }
@@ -243,6 +245,15 @@ impl Calls {
         }
         Ok(())
     }
+}
+
+/// The calls of one integration (first parameter) with any of `count`
+/// external ids.
+pub(super) fn select_by_external_ids(count: usize) -> String {
+    format!(
+        "SELECT {CALL_COLUMNS} FROM integration_calls WHERE integration = ? AND external_id IN ({})",
+        placeholders(count, "?")
+    )
 }
 
 /// SQLite's default limit on bound parameters per statement is 32 766.

@@ -1073,6 +1073,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn appends_find_calls_by_external_id_through_the_index() {
+        let dir = Fixture::temp_dir();
+        let store = open_in(&dir).await;
+        let sql = format!("EXPLAIN QUERY PLAN {}", appends::select_by_external_ids(3));
+        let mut select = sqlx::query(&sql);
+        for value in ["acme", "a", "b", "c"] {
+            select = select.bind(value);
+        }
+        let plan: Vec<String> = select
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get::<String, _>("detail"))
+            .collect();
+        assert!(
+            plan.iter().any(|step| step.contains("integration_calls_external_id")),
+            "the lookup scans: {plan:?}"
+        );
+        drop(store);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
     async fn corrupt_rows_are_reported_not_panicked_on() {
         let dir = Fixture::temp_dir();
         let store = open_in(&dir).await;
