@@ -92,7 +92,12 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                 match claimed {
                     Ok(calls) => {
                         idle = calls.len() < limit;
-                        ready.extend(calls);
+                        // A call still running here whose lease ran out (a
+                        // slow store) comes back to this same worker: the
+                        // running execution owns it again, so it is not
+                        // started twice.
+                        let running = lock(&in_flight);
+                        ready.extend(calls.into_iter().filter(|call| !running.contains(&call.id)));
                     }
                     Err(error) => {
                         // The store is unavailable: try again after the idle delay.

@@ -73,8 +73,11 @@
 //! are sequence numbers (an identity column in PostgreSQL), and
 //! [`Store::wait_for_work`] is the hook for `LISTEN/NOTIFY`. The PostgreSQL
 //! store (feature `postgres`, on by default) is documented on its type,
-//! `PostgresStore`. Writes are already batched where it matters: one claim
-//! statement leases a whole batch, and each append is one transaction.
+//! `PostgresStore`. Writes are batched where it matters: one claim statement
+//! leases a whole batch, and [`Store::finish_turn`] records a worker's turn
+//! (its events and the reschedule) in one transaction. The SQLite store also
+//! group-commits: concurrent writes share one transaction (see
+//! `SqliteStore`).
 //!
 //! # Time
 //!

@@ -5,6 +5,11 @@
 //! database: that is what makes [`SqliteStore::create_in_tx`] (the
 //! transactional outbox) possible.
 //!
+//! Reads use the pool. Every write goes through one writer connection that
+//! group-commits: writes queued while a commit is in flight share the next
+//! transaction (the `writer` module), and the appends among them are folded
+//! and written together (the `appends` module).
+//!
 //! Every transaction that reads before it writes starts with `BEGIN
 //! IMMEDIATE`: a deferred transaction that must upgrade to a writer after
 //! another connection committed fails with `SQLITE_BUSY` no matter the busy
