@@ -290,6 +290,26 @@ pub trait Store: Send + Sync {
     }
 }
 
+/// Which call an event is for: the call's own id, or the id the provider
+/// knows it by.
+#[derive(Clone, Copy)]
+pub(crate) enum Target<'a> {
+    Id(CallId),
+    External { integration: &'a str, external_id: &'a str },
+}
+
+impl std::fmt::Display for Target<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Id(id) => write!(f, "call {id}"),
+            Target::External {
+                integration,
+                external_id,
+            } => write!(f, "call of `{integration}` with external id `{external_id}`"),
+        }
+    }
+}
+
 /// What appending an event will do to a call, decided from its current
 /// status and external id; shared so every backend folds the same way.
 pub(crate) struct AppendPlan {

@@ -4,7 +4,6 @@
 //! workers, notifications, database restarts, what stays per process) is on
 //! [`PostgresStore`], since this module is private.
 
-use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -18,7 +17,7 @@ use super::memory::{check_same_request, page_of};
 use super::{
     lease_deadline, new_call_id, now, plan_append, truncate, AppendOutcome, BoxFuture, CallId, CallRecord,
     CallWithEvents, Created, EventPayload, EventRecord, ListOrder, ListQuery, NewCall, NewEvent, Page, StatusCounts,
-    Store, StoreError,
+    Store, StoreError, Target,
 };
 use crate::lifecycle::{CallStatus, Transition};
 
@@ -758,25 +757,6 @@ async fn listen_for_work(connect: PgConnectOptions, channel: String, work: Arc<N
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(LISTEN_BACKOFF_MAX);
-    }
-}
-
-/// Which call an event is for.
-#[derive(Clone, Copy)]
-enum Target<'a> {
-    Id(CallId),
-    External { integration: &'a str, external_id: &'a str },
-}
-
-impl fmt::Display for Target<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Target::Id(id) => write!(f, "call {id}"),
-            Target::External {
-                integration,
-                external_id,
-            } => write!(f, "call of `{integration}` with external id `{external_id}`"),
-        }
     }
 }
 

@@ -22,12 +22,12 @@ use sqlx::sqlite::SqliteConnection;
 use super::{call_from_row, to_json, truncate, CALL_COLUMNS};
 use crate::call::CallId;
 use crate::lifecycle::{CallStatus, Transition};
-use crate::store::{now, plan_append, AppendOutcome, CallRecord, NewEvent, StoreError};
+use crate::store::{now, plan_append, AppendOutcome, CallRecord, NewEvent, StoreError, Target};
 
 /// Events for the call `target` names and, with a `turn`, the end of that
 /// worker's turn (see `Store::finish_turn`).
 pub(super) struct Appends {
-    pub(super) target: Target,
+    pub(super) target: OwnedTarget,
     pub(super) events: Vec<NewEvent>,
     pub(super) turn: Option<Turn>,
 }
@@ -39,20 +39,23 @@ pub(super) struct Turn {
     pub(super) next_run_at: Option<DateTime<Utc>>,
 }
 
-/// Which call events are for.
-pub(super) enum Target {
+/// Which call events are for, owned: requests cross into the writer task.
+pub(super) enum OwnedTarget {
     Id(CallId),
     External { integration: String, external_id: String },
 }
 
-impl std::fmt::Display for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl OwnedTarget {
+    fn borrow(&self) -> Target<'_> {
         match self {
-            Target::Id(id) => write!(f, "call {id}"),
-            Target::External {
+            OwnedTarget::Id(id) => Target::Id(*id),
+            OwnedTarget::External {
                 integration,
                 external_id,
-            } => write!(f, "call of `{integration}` with external id `{external_id}`"),
+            } => Target::External {
+                integration,
+                external_id,
+            },
         }
     }
 }
@@ -107,15 +110,15 @@ impl Calls {
         let ids: Vec<String> = requests
             .iter()
             .filter_map(|request| match &request.target {
-                Target::Id(id) => Some(id.to_string()),
-                Target::External { .. } => None,
+                OwnedTarget::Id(id) => Some(id.to_string()),
+                OwnedTarget::External { .. } => None,
             })
             .collect();
         let mut pairs: Vec<(String, String)> = requests
             .iter()
             .filter_map(|request| match &request.target {
-                Target::Id(_) => None,
-                Target::External {
+                OwnedTarget::Id(_) => None,
+                OwnedTarget::External {
                     integration,
                     external_id,
                 } => Some((integration.clone(), external_id.clone())),
@@ -125,8 +128,8 @@ impl Calls {
         // External ids the events would set, on the calls found so far.
         for request in requests {
             let integration = match &request.target {
-                Target::Id(id) => calls.by_id.get(id).map(|folded| folded.call.integration.clone()),
-                Target::External { integration, .. } => Some(integration.clone()),
+                OwnedTarget::Id(id) => calls.by_id.get(id).map(|folded| folded.call.integration.clone()),
+                OwnedTarget::External { integration, .. } => Some(integration.clone()),
             };
             let Some(integration) = integration else { continue };
             for event in &request.events {
@@ -194,10 +197,10 @@ impl Calls {
         });
     }
 
-    fn find(&self, target: &Target) -> Option<CallId> {
+    fn find(&self, target: &OwnedTarget) -> Option<CallId> {
         match target {
-            Target::Id(id) => self.by_id.contains_key(id).then_some(*id),
-            Target::External {
+            OwnedTarget::Id(id) => self.by_id.contains_key(id).then_some(*id),
+            OwnedTarget::External {
                 integration,
                 external_id,
             } => self
@@ -382,7 +385,7 @@ fn fold(
     now: DateTime<Utc>,
 ) -> Result<Vec<Pending>, StoreError> {
     let Some(id) = calls.find(&request.target) else {
-        return Err(StoreError::not_found(&request.target));
+        return Err(StoreError::not_found(request.target.borrow()));
     };
     // A copy: kept only when the whole request folds.
     let mut folded = calls.by_id[&id].clone();

@@ -37,7 +37,7 @@ use crate::lifecycle::CallStatus;
 mod appends;
 mod writer;
 
-use appends::{Appends, Target, Turn};
+use appends::{Appends, OwnedTarget, Turn};
 use writer::Writer;
 
 /// The schema, as additive steps: each runs once, in order, recorded in
@@ -188,7 +188,28 @@ impl SqliteStore {
         insert_call(conn, call).await
     }
 
-    async fn append_one(&self, target: Target, event: NewEvent) -> Result<AppendOutcome, StoreError> {
+    /// Runs a leasing `UPDATE ... RETURNING {CALL_COLUMNS}` (`sql`, its
+    /// parameters bound by `bind`) as an unsynced write, and returns the
+    /// leased calls ordered by `order`, then creation.
+    async fn lease_calls(
+        &self,
+        sql: String,
+        bind: impl for<'q> FnOnce(Update<'q>) -> Update<'q> + Send + 'static,
+        order: fn(&CallRecord) -> Option<DateTime<Utc>>,
+    ) -> Result<Vec<CallRecord>, StoreError> {
+        let rows = self
+            .writer
+            .write_unsynced(move |conn| {
+                Box::pin(async move { Ok(bind(sqlx::query(&sql)).fetch_all(&mut *conn).await?) })
+            })
+            .await?;
+        let mut calls = rows.iter().map(call_from_row).collect::<Result<Vec<_>, _>>()?;
+        // RETURNING has no defined order.
+        calls.sort_by_key(|(seq, call)| (order(call), *seq));
+        Ok(calls.into_iter().map(|(_, call)| call).collect())
+    }
+
+    async fn append_one(&self, target: OwnedTarget, event: NewEvent) -> Result<AppendOutcome, StoreError> {
         let appends = Appends {
             target,
             events: vec![event],
@@ -441,25 +462,20 @@ impl Store for SqliteStore {
                      ORDER BY next_run_at, seq LIMIT ?4) \
                  RETURNING {CALL_COLUMNS}"
             );
-            let rows = self
-                .writer
-                .write_unsynced(move |conn| {
-                    Box::pin(async move {
-                        let rows = sqlx::query(&sql)
-                            .bind(worker)
-                            .bind(lease_deadline(now, lease).timestamp_millis())
-                            .bind(now.timestamp_millis())
-                            .bind(i64::from(limit))
-                            .fetch_all(&mut *conn)
-                            .await?;
-                        Ok(rows)
-                    })
-                })
-                .await?;
-            let mut calls = rows.iter().map(call_from_row).collect::<Result<Vec<_>, _>>()?;
-            // RETURNING has no defined order.
-            calls.sort_by_key(|(seq, call)| (call.next_run_at, *seq));
-            Ok(calls.into_iter().map(|(_, call)| call).collect())
+            let deadline = lease_deadline(now, lease).timestamp_millis();
+            let order = |call: &CallRecord| call.next_run_at;
+            self.lease_calls(
+                sql,
+                move |update| {
+                    update
+                        .bind(worker)
+                        .bind(deadline)
+                        .bind(now.timestamp_millis())
+                        .bind(i64::from(limit))
+                },
+                order,
+            )
+            .await
         })
     }
 
@@ -535,7 +551,7 @@ impl Store for SqliteStore {
             let outcomes = self
                 .writer
                 .append(Appends {
-                    target: Target::Id(id),
+                    target: OwnedTarget::Id(id),
                     events,
                     turn: Some(Turn { worker, next_run_at }),
                 })
@@ -546,7 +562,7 @@ impl Store for SqliteStore {
     }
 
     fn append_event(&self, id: CallId, event: NewEvent) -> BoxFuture<'_, Result<AppendOutcome, StoreError>> {
-        Box::pin(self.append_one(Target::Id(id), event))
+        Box::pin(self.append_one(OwnedTarget::Id(id), event))
     }
 
     fn append_event_by_external_id<'a>(
@@ -555,7 +571,7 @@ impl Store for SqliteStore {
         external_id: &'a str,
         event: NewEvent,
     ) -> BoxFuture<'a, Result<AppendOutcome, StoreError>> {
-        let target = Target::External {
+        let target = OwnedTarget::External {
             integration: integration.to_owned(),
             external_id: external_id.to_owned(),
         };
@@ -726,23 +742,19 @@ impl Store for SqliteStore {
                      ORDER BY notify_at, seq LIMIT ?3) \
                  RETURNING {CALL_COLUMNS}"
             );
-            let rows = self
-                .writer
-                .write_unsynced(move |conn| {
-                    Box::pin(async move {
-                        let rows = sqlx::query(&sql)
-                            .bind(lease_deadline(now, lease).timestamp_millis())
-                            .bind(now.timestamp_millis())
-                            .bind(i64::from(limit))
-                            .fetch_all(&mut *conn)
-                            .await?;
-                        Ok(rows)
-                    })
-                })
-                .await?;
-            let mut calls = rows.iter().map(call_from_row).collect::<Result<Vec<_>, _>>()?;
-            calls.sort_by_key(|(seq, call)| (call.completed_at, *seq));
-            Ok(calls.into_iter().map(|(_, call)| call).collect())
+            let deadline = lease_deadline(now, lease).timestamp_millis();
+            let order = |call: &CallRecord| call.completed_at;
+            self.lease_calls(
+                sql,
+                move |update| {
+                    update
+                        .bind(deadline)
+                        .bind(now.timestamp_millis())
+                        .bind(i64::from(limit))
+                },
+                order,
+            )
+            .await
         })
     }
 
