@@ -41,8 +41,8 @@ pub use descriptor::{
     PollingDescriptor, RateLimitPolicy, RetryOn, RetryPolicy, SignatureEncoding, SignatureScheme, WebhookDescriptor,
 };
 pub use engine::{
-    lifecycle_event_key, provider_idempotency_key, EngineError, HookResult, IntoStore, Runtime, RuntimeBuilder,
-    StatusChange, OPS_TOKEN_ENV,
+    lifecycle_event_key, provider_idempotency_key, EngineError, HookResult, IntoStore, OutboxConnection, Runtime,
+    RuntimeBuilder, StatusChange, OPS_TOKEN_ENV,
 };
 pub use error::{ClientError, ConfigError, ValidationError};
 pub use integration::{BoxFuture, Integration};

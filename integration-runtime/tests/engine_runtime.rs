@@ -411,7 +411,7 @@ async fn outbox_rolled_back_leaves_nothing_committed_runs() {
     assert_eq!(page.calls.len(), 1);
     stop(&rt, worker).await;
 
-    // The outbox needs a SQLite store.
+    // The outbox needs a SQLite (or PostgreSQL) store.
     let memory = fast(Runtime::builder())
         .store(MemoryStore::new())
         .integration(sync_integration(&server))
@@ -421,6 +421,43 @@ async fn outbox_rolled_back_leaves_nothing_committed_runs() {
     let mut tx = pool.begin().await.unwrap();
     let error = memory.create_in_tx(&mut tx, message("x"), None).await.unwrap_err();
     assert!(error.is_outbox_unsupported(), "{error}");
+    assert!(
+        error.to_string().contains("`SqliteStore`"),
+        "names what it expected: {error}"
+    );
+}
+
+/// The outbox on a runtime whose store it cannot reach: a `MemoryStore`, or
+/// a `SqliteStore` hidden behind `Arc<dyn Store>`. Nothing is created, and
+/// the error names the stores the outbox needs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_without_a_database_store_is_unsupported() {
+    let dir = TempDir::new();
+    let script = Script::new(|_, _| ResponseTemplate::new(200).set_body_json(json!({"echoed": "ok"})));
+    let server = provider("/send", &script).await;
+    let sqlite = open(&dir.0).await;
+    let pool = sqlite.pool().clone();
+    let hidden: Arc<dyn integration_runtime::Store> = Arc::new(sqlite);
+    for store in [
+        Arc::new(MemoryStore::new()) as Arc<dyn integration_runtime::Store>,
+        hidden,
+    ] {
+        let rt = fast(Runtime::builder())
+            .store(store)
+            .integration(sync_integration(&server))
+            .build()
+            .await
+            .unwrap();
+        let mut tx = pool.begin().await.unwrap();
+        let error = rt.create_in_tx(&mut *tx, message("x"), None).await.unwrap_err();
+        assert!(error.is_outbox_unsupported(), "{error}");
+        let text = error.to_string();
+        assert!(text.contains("`SqliteStore`"), "names the SQLite store: {text}");
+        assert!(text.contains("`PostgresStore`"), "names the PostgreSQL store: {text}");
+        tx.commit().await.unwrap();
+        let page = rt.list(&ListQuery::new("EngineSync")).await.unwrap();
+        assert!(page.calls.is_empty(), "nothing created: {:?}", page.calls);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -953,4 +990,131 @@ async fn an_open_circuit_postpones_without_spending_an_attempt() {
     );
     assert!(started.elapsed() < Duration::from_secs(5));
     stop(&rt, worker).await;
+}
+
+/// The transactional outbox on PostgreSQL, when
+/// `INTEGRATION_TEST_DATABASE_URL` is set (skipped otherwise): a call
+/// created in a rolled back transaction does not exist; one created in a
+/// committed transaction exists together with the transaction's own row,
+/// is invisible and unsent until the commit, and a running worker then
+/// completes it. A connection of the other backend is refused both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_on_postgres() {
+    let Some(url) = std::env::var("INTEGRATION_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        eprintln!("skipping: INTEGRATION_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let schema = format!("outbox_{}", uuid::Uuid::new_v4().simple());
+    let connect: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+    let store = integration_runtime::PostgresStore::connect_with(
+        connect,
+        integration_runtime::PostgresOptions::default().schema(schema.clone()),
+    )
+    .await
+    .unwrap();
+    let pool = store.pool().clone();
+    let orders = format!("\"{schema}\".orders");
+    sqlx::query(&format!("CREATE TABLE {orders} (id integer PRIMARY KEY)"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let count_orders = || {
+        let pool = pool.clone();
+        let sql = format!("SELECT count(*) FROM {orders}");
+        async move { sqlx::query_scalar::<_, i64>(&sql).fetch_one(&pool).await.unwrap() }
+    };
+    let script = Script::new(|_, _| ResponseTemplate::new(200).set_body_json(json!({"echoed": "pg"})));
+    let server = provider("/send", &script).await;
+    let rt = fast(Runtime::builder())
+        .store(store)
+        .integration(sync_integration(&server))
+        .build()
+        .await
+        .unwrap();
+    assert!(rt.postgres_store().is_some() && rt.sqlite_store().is_none());
+    let worker = spawn_run(&rt);
+
+    // Rolled back: neither the order nor its call.
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query(&format!("INSERT INTO {orders} (id) VALUES (1)"))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let rolled_back = rt.create_in_tx(&mut *tx, message("rolled back"), None).await.unwrap();
+    tx.rollback().await.unwrap();
+    assert!(
+        rt.get(rolled_back).await.unwrap().is_none(),
+        "a rolled back call does not exist"
+    );
+    assert_eq!(count_orders().await, 0);
+
+    // Committed: the order and its call (`&mut tx` works as well as `&mut *tx`).
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query(&format!("INSERT INTO {orders} (id) VALUES (2)"))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let committed = rt
+        .create_in_tx(&mut tx, message("committed"), Some("order-2".into()))
+        .await
+        .unwrap();
+    // Uncommitted: invisible to other connections, so no worker sends it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(rt.get(committed).await.unwrap().is_none(), "visible before the commit");
+    assert!(script.hits().is_empty(), "sent before the commit");
+    tx.commit().await.unwrap();
+
+    let call = wait_terminal(&rt, committed).await;
+    assert_eq!(call.status, CallStatus::Completed);
+    assert_eq!(call.response_data, Some(json!({"echoed": "pg"})));
+    assert_eq!(call.idempotency_key.as_deref(), Some("order-2"));
+    assert_eq!(count_orders().await, 1);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let hits = script.hits();
+    assert_eq!(hits.len(), 1, "only the committed call is sent: {hits:?}");
+    assert_eq!(hits[0].body, json!({"text": "committed"}));
+    let page = rt.list(&ListQuery::new("EngineSync")).await.unwrap();
+    assert_eq!(page.calls.len(), 1);
+    // The key is the call's: replaying it outside a transaction creates nothing.
+    let again = rt.create_with_key(message("committed"), "order-2").await.unwrap();
+    assert_eq!(again, committed);
+    stop(&rt, worker).await;
+
+    // A SQLite transaction on the PostgreSQL runtime, and the other way round.
+    let dir = TempDir::new();
+    let sqlite = open(&dir.0).await;
+    let sqlite_pool = sqlite.pool().clone();
+    let mut tx = sqlite_pool.begin().await.unwrap();
+    let error = rt.create_in_tx(&mut *tx, message("x"), None).await.unwrap_err();
+    assert!(error.is_outbox_unsupported(), "{error}");
+    let text = error.to_string();
+    assert!(
+        text.contains("`PostgresStore`") && text.contains("needs a PostgreSQL connection"),
+        "names what it expected: {text}"
+    );
+    tx.rollback().await.unwrap();
+    let on_sqlite = fast(Runtime::builder())
+        .store(sqlite)
+        .integration(sync_integration(&server))
+        .build()
+        .await
+        .unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    let error = on_sqlite.create_in_tx(&mut *tx, message("x"), None).await.unwrap_err();
+    assert!(error.is_outbox_unsupported(), "{error}");
+    let text = error.to_string();
+    assert!(
+        text.contains("`SqliteStore`") && text.contains("needs a SQLite connection"),
+        "names what it expected: {text}"
+    );
+    tx.rollback().await.unwrap();
+    assert_eq!(rt.list(&ListQuery::new("EngineSync")).await.unwrap().calls.len(), 1);
+
+    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .execute(&pool)
+        .await
+        .unwrap();
 }

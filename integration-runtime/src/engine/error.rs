@@ -39,8 +39,9 @@ enum Kind {
     },
     #[error("the runtime is misconfigured: {0}")]
     Config(String),
-    #[error("the transactional outbox needs the runtime's store to be a `SqliteStore`")]
-    OutboxUnsupported,
+    /// Says what the outbox expected: a store, or a connection of the store's backend.
+    #[error("{0}")]
+    OutboxUnsupported(String),
     #[error("the runtime is already running (`run` was called twice)")]
     AlreadyRunning,
 }
@@ -84,8 +85,8 @@ impl EngineError {
         Kind::Config(message.into()).into()
     }
 
-    pub(crate) fn outbox_unsupported() -> Self {
-        Kind::OutboxUnsupported.into()
+    pub(crate) fn outbox_unsupported(message: String) -> Self {
+        Kind::OutboxUnsupported(message).into()
     }
 
     pub(crate) fn already_running() -> Self {
@@ -120,9 +121,12 @@ impl EngineError {
         matches!(self.kind, Kind::Config(_))
     }
 
-    /// The outbox was used with a store that is not a `SqliteStore`.
+    /// The outbox ([`Runtime::create_in_tx`](super::Runtime::create_in_tx))
+    /// was used on a runtime whose store is neither a `SqliteStore` nor a
+    /// `PostgresStore`, or with a connection of the other backend than the
+    /// store's. The message names what was expected.
     pub fn is_outbox_unsupported(&self) -> bool {
-        matches!(self.kind, Kind::OutboxUnsupported)
+        matches!(self.kind, Kind::OutboxUnsupported(_))
     }
 
     /// `run` was called while the runtime was already running.

@@ -123,7 +123,7 @@ use chrono::{DateTime, Utc};
 pub use error::EngineError;
 pub use follow_up::{lifecycle_event_key, provider_idempotency_key};
 pub use hooks::HookResult;
-pub use runtime::{IntoStore, Runtime, RuntimeBuilder};
+pub use runtime::{IntoStore, OutboxConnection, Runtime, RuntimeBuilder};
 pub use serve::OPS_TOKEN_ENV;
 
 use crate::call::CallId;

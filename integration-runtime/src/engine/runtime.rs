@@ -9,7 +9,11 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde_json::Value;
+use sqlx::pool::PoolConnection;
+#[cfg(feature = "postgres")]
+use sqlx::postgres::PgConnection;
 use sqlx::sqlite::SqliteConnection;
+use sqlx::{Database, Transaction};
 use tokio::sync::{broadcast, watch, Notify};
 use tokio::time::Instant;
 
@@ -19,40 +23,208 @@ use super::{StatusChange, DEFAULT_CHANGES_CAPACITY};
 use crate::call::{CallId, IntoCall, TypedCall};
 use crate::integration::Integration;
 use crate::metrics::Metrics;
+#[cfg(feature = "postgres")]
+use crate::store::PostgresStore;
 use crate::store::{CallRecord, CallWithEvents, ListQuery, NewCall, Page, SqliteStore, StatusCounts, Store};
 
 /// A store the builder accepts: any [`Store`] by value or in an `Arc`, or an
 /// `Arc<dyn Store>`.
 ///
-/// Given by value or as `Arc<SqliteStore>`, a [`SqliteStore`] also enables
-/// the transactional outbox ([`Runtime::create_in_tx`]).
+/// Given by value or as `Arc<SqliteStore>` / `Arc<PostgresStore>`, a
+/// [`SqliteStore`] or `PostgresStore` also enables the transactional outbox
+/// ([`Runtime::create_in_tx`]); behind an `Arc<dyn Store>` the runtime
+/// cannot tell the backend, and the outbox is unsupported.
+///
+/// The impls below cover every store; the trait is not meant to be
+/// implemented elsewhere (its result type cannot be named outside this crate).
 pub trait IntoStore {
-    /// The store as the runtime holds it, and the SQLite store behind it if it is one.
-    fn into_store(self) -> (Arc<dyn Store>, Option<Arc<SqliteStore>>);
+    /// The store as the runtime holds it, with the outbox backend behind it if any.
+    fn into_store(self) -> held::HeldStore;
 }
 
 impl<S: Store + 'static> IntoStore for S {
-    fn into_store(self) -> (Arc<dyn Store>, Option<Arc<SqliteStore>>) {
+    fn into_store(self) -> held::HeldStore {
         Arc::new(self).into_store()
     }
 }
 
 impl<S: Store + 'static> IntoStore for Arc<S> {
-    fn into_store(self) -> (Arc<dyn Store>, Option<Arc<SqliteStore>>) {
+    fn into_store(self) -> held::HeldStore {
         let any: Arc<dyn Any + Send + Sync> = self.clone();
-        let sqlite = any.downcast::<SqliteStore>().ok();
-        (self, sqlite)
+        let outbox = match any.downcast::<SqliteStore>() {
+            Ok(sqlite) => Outbox::Sqlite(sqlite),
+            #[cfg(feature = "postgres")]
+            Err(any) => any.downcast::<PostgresStore>().map_or(Outbox::None, Outbox::Postgres),
+            #[cfg(not(feature = "postgres"))]
+            Err(_) => Outbox::None,
+        };
+        held::HeldStore::new(self, outbox)
     }
 }
 
 impl IntoStore for Arc<dyn Store> {
-    fn into_store(self) -> (Arc<dyn Store>, Option<Arc<SqliteStore>>) {
-        (self, None)
+    fn into_store(self) -> held::HeldStore {
+        held::HeldStore::new(self, Outbox::None)
     }
 }
 
-/// A store as held: the trait object, and the SQLite store behind it if any.
-type HeldStore = (Arc<dyn Store>, Option<Arc<SqliteStore>>);
+mod held {
+    use super::{Outbox, Store};
+    use std::sync::Arc;
+
+    /// A store as held: the trait object, and the outbox backend behind it.
+    /// Public only because [`IntoStore`](super::IntoStore) returns it; not
+    /// nameable outside the crate.
+    pub struct HeldStore {
+        pub(super) store: Arc<dyn Store>,
+        pub(super) outbox: Outbox,
+    }
+
+    impl HeldStore {
+        pub(super) fn new(store: Arc<dyn Store>, outbox: Outbox) -> Self {
+            HeldStore { store, outbox }
+        }
+    }
+}
+
+/// The concrete store behind the runtime's `Arc<dyn Store>`, for the
+/// transactional outbox (which needs the backend's own connection type).
+pub(crate) enum Outbox {
+    /// Neither SQLite nor PostgreSQL, or hidden behind an `Arc<dyn Store>`.
+    None,
+    Sqlite(Arc<SqliteStore>),
+    #[cfg(feature = "postgres")]
+    Postgres(Arc<PostgresStore>),
+}
+
+impl Outbox {
+    /// The backend whose connections the outbox takes, if any.
+    fn backend(&self) -> Option<&'static str> {
+        match self {
+            Outbox::None => None,
+            Outbox::Sqlite(_) => Some(SQLITE),
+            #[cfg(feature = "postgres")]
+            Outbox::Postgres(_) => Some(POSTGRES),
+        }
+    }
+
+    /// Why the outbox cannot create a call on `conn`.
+    fn unsupported(&self, conn: &OutboxConn<'_>) -> EngineError {
+        let given = conn.backend();
+        EngineError::outbox_unsupported(match self {
+            Outbox::None => format!(
+                "the transactional outbox needs the runtime's store to be {STORES} (given to the builder by \
+                 value or in an `Arc` of its own type, not as `Arc<dyn Store>`); this runtime's store is neither, so \
+                 the {given} connection cannot be used"
+            ),
+            Outbox::Sqlite(_) => format!(
+                "the runtime's store is a `SqliteStore`: the transactional outbox needs a {SQLITE} connection \
+                 (a transaction on that store's database), not a {given} one"
+            ),
+            #[cfg(feature = "postgres")]
+            Outbox::Postgres(_) => format!(
+                "the runtime's store is a `PostgresStore`: the transactional outbox needs a {POSTGRES} connection \
+                 (a transaction on that store's database), not a {given} one"
+            ),
+        })
+    }
+}
+
+const SQLITE: &str = "SQLite";
+#[cfg(feature = "postgres")]
+const POSTGRES: &str = "PostgreSQL";
+/// The stores the outbox works with, for error messages.
+#[cfg(feature = "postgres")]
+const STORES: &str = "a `SqliteStore` or a `PostgresStore`";
+#[cfg(not(feature = "postgres"))]
+const STORES: &str = "a `SqliteStore`";
+
+/// A database connection [`Runtime::create_in_tx`] creates calls on: a
+/// SQLite connection, or (feature `postgres`) a PostgreSQL one, in the
+/// caller's open transaction.
+///
+/// Implemented for
+/// - [`SqliteConnection`] and `PgConnection`: what `&mut *tx` gives for a
+///   `sqlx::Transaction<'_, Sqlite>` / `sqlx::Transaction<'_, Postgres>`;
+/// - `sqlx::Transaction<'_, DB>` and `sqlx::pool::PoolConnection<DB>` of
+///   those backends (so `&mut tx` works too), and `&mut C` of any of them.
+///
+/// Sealed: the runtime can only write to backends it has a store for, so the
+/// trait cannot be implemented outside this crate.
+pub trait OutboxConnection: sealed::Sealed + Send {}
+
+mod sealed {
+    /// Seals [`OutboxConnection`](super::OutboxConnection).
+    pub trait Sealed {
+        /// The connection, by backend.
+        fn outbox_connection(&mut self) -> OutboxConn<'_>;
+    }
+
+    /// The connection behind an [`OutboxConnection`](super::OutboxConnection), by
+    /// backend. Public only as the result of [`Sealed`]; not nameable outside
+    /// the crate.
+    pub enum OutboxConn<'c> {
+        Sqlite(&'c mut super::SqliteConnection),
+        #[cfg(feature = "postgres")]
+        Postgres(&'c mut super::PgConnection),
+    }
+}
+
+use sealed::OutboxConn;
+
+impl OutboxConn<'_> {
+    /// The connection's backend.
+    fn backend(&self) -> &'static str {
+        match self {
+            OutboxConn::Sqlite(_) => SQLITE,
+            #[cfg(feature = "postgres")]
+            OutboxConn::Postgres(_) => POSTGRES,
+        }
+    }
+}
+
+impl sealed::Sealed for SqliteConnection {
+    fn outbox_connection(&mut self) -> OutboxConn<'_> {
+        OutboxConn::Sqlite(self)
+    }
+}
+impl OutboxConnection for SqliteConnection {}
+
+#[cfg(feature = "postgres")]
+impl sealed::Sealed for PgConnection {
+    fn outbox_connection(&mut self) -> OutboxConn<'_> {
+        OutboxConn::Postgres(self)
+    }
+}
+#[cfg(feature = "postgres")]
+impl OutboxConnection for PgConnection {}
+
+impl<DB: Database> sealed::Sealed for Transaction<'_, DB>
+where
+    DB::Connection: OutboxConnection,
+{
+    fn outbox_connection(&mut self) -> OutboxConn<'_> {
+        (**self).outbox_connection()
+    }
+}
+impl<DB: Database> OutboxConnection for Transaction<'_, DB> where DB::Connection: OutboxConnection {}
+
+impl<DB: Database> sealed::Sealed for PoolConnection<DB>
+where
+    DB::Connection: OutboxConnection,
+{
+    fn outbox_connection(&mut self) -> OutboxConn<'_> {
+        (**self).outbox_connection()
+    }
+}
+impl<DB: Database> OutboxConnection for PoolConnection<DB> where DB::Connection: OutboxConnection {}
+
+impl<C: OutboxConnection + ?Sized> sealed::Sealed for &mut C {
+    fn outbox_connection(&mut self) -> OutboxConn<'_> {
+        (**self).outbox_connection()
+    }
+}
+impl<C: OutboxConnection + ?Sized> OutboxConnection for &mut C {}
 
 /// Settings of the worker loop.
 #[derive(Debug, Clone)]
@@ -70,7 +242,8 @@ pub(crate) struct Settings {
 /// What the worker loop, the hook dispatcher and the runtime's handles share.
 pub(crate) struct Inner {
     pub(crate) store: Arc<dyn Store>,
-    pub(crate) sqlite: Option<Arc<SqliteStore>>,
+    /// The backend the transactional outbox writes to, if any.
+    pub(crate) outbox: Outbox,
     pub(crate) integrations: HashMap<&'static str, Arc<dyn Integration>>,
     pub(crate) settings: Settings,
     pub(crate) hooks: RwLock<Vec<Hook>>,
@@ -131,7 +304,7 @@ impl fmt::Debug for Runtime {
 /// Builds a [`Runtime`]; see [`Runtime::builder`].
 #[must_use]
 pub struct RuntimeBuilder {
-    store: Option<HeldStore>,
+    store: Option<held::HeldStore>,
     integrations: Vec<Arc<dyn Integration>>,
     settings: Settings,
     changes_capacity: usize,
@@ -251,7 +424,7 @@ impl RuntimeBuilder {
     /// Fails when the store or every integration is missing, two
     /// integrations share a name, or a number is zero.
     pub async fn build(self) -> Result<Runtime, EngineError> {
-        let Some((store, sqlite)) = self.store else {
+        let Some(held::HeldStore { store, outbox }) = self.store else {
             return Err(EngineError::config("no store: call `.store(..)`"));
         };
         if self.integrations.is_empty() {
@@ -285,7 +458,7 @@ impl RuntimeBuilder {
         Ok(Runtime {
             inner: Arc::new(Inner {
                 store,
-                sqlite,
+                outbox,
                 integrations,
                 settings,
                 hooks: RwLock::new(Vec::new()),
@@ -368,33 +541,83 @@ impl Runtime {
     }
 
     /// The transactional outbox: creates the call inside the caller's own
-    /// SQLite transaction, so it exists if and only if the caller commits.
+    /// database transaction, so it exists if and only if the caller commits,
+    /// and business data and the calls it implies cannot disagree.
     ///
-    /// `conn` is the transaction (`&mut *tx`) on the runtime's
-    /// [`SqliteStore`] database (its [`pool`](SqliteStore::pool), or the
-    /// pool it was made [`from`](SqliteStore::from_pool)). Workers pick the
-    /// call up after the commit, at their next claim (within `poll_idle`).
+    /// `conn` is the caller's open transaction ([`OutboxConnection`]: `&mut
+    /// *tx`, or `&mut tx`, of a `sqlx::Transaction`) on the database of the
+    /// runtime's store, of the same backend:
+    ///
+    /// - **SQLite**: a [`SqliteStore`]; the transaction is on its
+    ///   [`pool`](SqliteStore::pool), or the pool it was made
+    ///   [`from`](SqliteStore::from_pool). Nothing wakes the workers: they
+    ///   see the call at their next claim after the commit (within
+    ///   `poll_idle`).
+    /// - **PostgreSQL** (feature `postgres`): a `PostgresStore`; the
+    ///   transaction is on its database (its `pool`, or the application's
+    ///   own pool it was made `from_pool`), in the default `READ COMMITTED`
+    ///   isolation. The store's tables are named with their schema, so the
+    ///   connection's `search_path` does not matter. The `NOTIFY` that wakes
+    ///   listening workers (of every process) is part of the transaction: it
+    ///   is delivered when the caller commits, and never on a rollback.
+    ///   Notifications are a hint (no listener with
+    ///   `PostgresOptions::listen(false)` or behind a transaction pooler,
+    ///   one lost while the listener reconnects), so workers also claim on
+    ///   their timer and see the call within `poll_idle` at the latest.
+    ///
+    /// The request is validated as in [`create`](Runtime::create). With a
+    /// `key`, a replayed key returns the existing call and never raises an
+    /// error inside the caller's transaction.
+    ///
+    /// Errors: [`EngineError::is_outbox_unsupported`] when the runtime's
+    /// store is neither a `SqliteStore` nor a `PostgresStore` (or was given
+    /// as an `Arc<dyn Store>`), or `conn` is of the other backend; and as
+    /// [`create`](Runtime::create).
+    ///
+    /// SQLite:
     ///
     /// ```no_run
     /// # async fn demo(rt: integration_runtime::Runtime, pool: sqlx::SqlitePool, request: impl integration_runtime::IntoCall) -> Result<(), Box<dyn std::error::Error>> {
+    /// // `rt` runs on `SqliteStore::from_pool(pool.clone())` (or `pool` is `store.pool().clone()`).
     /// let mut tx = pool.begin().await?;
     /// sqlx::query("INSERT INTO orders (id) VALUES (1)").execute(&mut *tx).await?;
     /// let call = rt.create_in_tx(&mut *tx, request, None).await?;
     /// tx.commit().await?; // the order and its call, or neither
     /// # let _ = call; Ok(()) }
     /// ```
+    ///
+    /// PostgreSQL:
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "postgres")]
+    /// # async fn demo(rt: integration_runtime::Runtime, pool: sqlx::PgPool, request: impl integration_runtime::IntoCall) -> Result<(), Box<dyn std::error::Error>> {
+    /// // `rt` runs on `PostgresStore::from_pool(pool.clone(), PostgresOptions::default())`.
+    /// let mut tx = pool.begin().await?;
+    /// sqlx::query("INSERT INTO orders (id) VALUES (1)").execute(&mut *tx).await?;
+    /// let call = rt.create_in_tx(&mut *tx, request, Some("order-1".into())).await?;
+    /// tx.commit().await?; // the order and its call, or neither; workers are notified now
+    /// # let _ = call; Ok(()) }
+    /// ```
     pub async fn create_in_tx<R: IntoCall>(
         &self,
-        conn: &mut SqliteConnection,
+        conn: &mut (impl OutboxConnection + ?Sized),
         request: R,
         key: Option<String>,
     ) -> Result<CallId, EngineError> {
-        let Some(sqlite) = &self.inner.sqlite else {
-            return Err(EngineError::outbox_unsupported());
-        };
+        let conn = conn.outbox_connection();
+        let outbox = &self.inner.outbox;
+        // Checked before the request, as a misconfiguration comes first.
+        if outbox.backend() != Some(conn.backend()) {
+            return Err(outbox.unsupported(&conn));
+        }
         let call = self.prepare(request, key)?;
         let integration = call.integration.clone();
-        let created = sqlite.create_in_tx(conn, call).await?;
+        let created = match (outbox, conn) {
+            (Outbox::Sqlite(store), OutboxConn::Sqlite(conn)) => store.create_in_tx(conn, call).await?,
+            #[cfg(feature = "postgres")]
+            (Outbox::Postgres(store), OutboxConn::Postgres(conn)) => store.create_in_tx(conn, call).await?,
+            (outbox, conn) => return Err(outbox.unsupported(&conn)),
+        };
         // Counted when the caller's transaction is handed the call; a rollback
         // after this still counts (the counter is about requests, not commits).
         if created.created {
@@ -488,7 +711,19 @@ impl Runtime {
 
     /// The SQLite store, when the runtime runs on one.
     pub fn sqlite_store(&self) -> Option<&Arc<SqliteStore>> {
-        self.inner.sqlite.as_ref()
+        match &self.inner.outbox {
+            Outbox::Sqlite(sqlite) => Some(sqlite),
+            _ => None,
+        }
+    }
+
+    /// The PostgreSQL store, when the runtime runs on one.
+    #[cfg(feature = "postgres")]
+    pub fn postgres_store(&self) -> Option<&Arc<PostgresStore>> {
+        match &self.inner.outbox {
+            Outbox::Postgres(postgres) => Some(postgres),
+            _ => None,
+        }
     }
 
     /// The registered integration called `name`.
