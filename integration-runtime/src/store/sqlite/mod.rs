@@ -1059,24 +1059,23 @@ mod tests {
         std::fs::remove_dir_all(dir).ok();
     }
 
+    /// The steps of an `EXPLAIN QUERY PLAN` query.
+    async fn query_plan(store: &SqliteStore, explain: Update<'_>) -> Vec<String> {
+        let rows = explain.fetch_all(store.pool()).await.unwrap();
+        rows.iter().map(|row| row.get::<String, _>("detail")).collect()
+    }
+
     #[tokio::test]
     async fn claiming_walks_the_due_index() {
         let dir = Fixture::temp_dir();
         let store = open_in(&dir).await;
-        let plan: Vec<String> = sqlx::query(
+        let explain = sqlx::query(
             "EXPLAIN QUERY PLAN SELECT seq FROM integration_calls \
              WHERE next_run_at <= ?1 AND status IN ('pending', 'processing') \
                AND (lease_expires_at IS NULL OR lease_expires_at <= ?1) \
              ORDER BY next_run_at, seq LIMIT ?2",
-        )
-        .bind(0_i64)
-        .bind(10_i64)
-        .fetch_all(store.pool())
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get::<String, _>("detail"))
-        .collect();
+        );
+        let plan = query_plan(&store, explain.bind(0_i64).bind(10_i64)).await;
         assert!(
             plan.iter().any(|step| step.contains("integration_calls_due")),
             "claim does not use the due index: {plan:?}"
@@ -1094,17 +1093,11 @@ mod tests {
         let dir = Fixture::temp_dir();
         let store = open_in(&dir).await;
         let sql = format!("EXPLAIN QUERY PLAN {}", appends::select_by_external_ids(3));
-        let mut select = sqlx::query(&sql);
+        let mut explain = sqlx::query(&sql);
         for value in ["acme", "a", "b", "c"] {
-            select = select.bind(value);
+            explain = explain.bind(value);
         }
-        let plan: Vec<String> = select
-            .fetch_all(store.pool())
-            .await
-            .unwrap()
-            .iter()
-            .map(|row| row.get::<String, _>("detail"))
-            .collect();
+        let plan = query_plan(&store, explain).await;
         assert!(
             plan.iter().any(|step| step.contains("integration_calls_external_id")),
             "the lookup scans: {plan:?}"
