@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use integration_runtime::{NewCall, NewEvent, SqliteStore, Store};
+use integration_runtime::{CallId, NewCall, NewEvent, SqliteStore, Store};
 use serde_json::json;
 
 fn workspace() -> PathBuf {
@@ -27,6 +27,32 @@ fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// What a `--json` run printed.
+fn stdout_json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A pending `VolcTts` call that synthesizes `text`.
+async fn create_call(store: &dyn Store, text: &str) -> CallId {
+    store
+        .create(NewCall::new("VolcTts", "synthesize", json!({ "text": text })))
+        .await
+        .unwrap()
+        .id
+}
+
+/// A `VolcTts` call for `text` that was initialized with the provider's
+/// `task` id (event key `init`) and then ended with `terminal`.
+async fn finished_call(store: &dyn Store, text: &str, task: &str, terminal: NewEvent) -> CallId {
+    let id = create_call(store, text).await;
+    store
+        .append_event(id, NewEvent::initialized("init", task))
+        .await
+        .unwrap();
+    store.append_event(id, terminal).await.unwrap();
+    id
 }
 
 #[test]
@@ -103,35 +129,14 @@ async fn calls_list_and_show_read_a_store_filled_by_the_runtime() {
     let dir = scratch("calls");
     let db = dir.join("integrations.db");
     let store = SqliteStore::open(&db).await.unwrap();
-    let done = store
-        .create(NewCall::new("VolcTts", "synthesize", json!({ "text": "hi" })))
-        .await
-        .unwrap()
-        .id;
-    store
-        .append_event(done, NewEvent::initialized("init", "task-1"))
-        .await
-        .unwrap();
-    store
-        .append_event(
-            done,
-            NewEvent::completed("done", json!({ "url": "u", "duration_ms": 1 })),
-        )
-        .await
-        .unwrap();
-    let failed = store
-        .create(NewCall::new("VolcTts", "synthesize", json!({ "text": "ho" })))
-        .await
-        .unwrap()
-        .id;
-    store
-        .append_event(failed, NewEvent::initialized("init", "task-2"))
-        .await
-        .unwrap();
-    store
-        .append_event(failed, NewEvent::failed("fail", "voice not available"))
-        .await
-        .unwrap();
+    let done = finished_call(
+        &store,
+        "hi",
+        "task-1",
+        NewEvent::completed("done", json!({ "url": "u", "duration_ms": 1 })),
+    )
+    .await;
+    let failed = finished_call(&store, "ho", "task-2", NewEvent::failed("fail", "voice not available")).await;
     drop(store);
     let db = db.to_str().unwrap();
 
@@ -157,13 +162,13 @@ async fn calls_list_and_show_read_a_store_filled_by_the_runtime() {
         "failed",
         "--json",
     ]);
-    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let listed = stdout_json(&out);
     assert_eq!(listed["calls"].as_array().unwrap().len(), 1);
     assert_eq!(listed["calls"][0]["id"], json!(failed.to_string()));
     assert_eq!(listed["calls"][0]["error"], json!("voice not available"));
 
     let out = run(&["calls", "show", "--db", db, &done.to_string(), "--json"]);
-    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let shown = stdout_json(&out);
     assert_eq!(shown["call"]["status"], json!("completed"));
     let kinds: Vec<&str> = shown["events"]
         .as_array()
@@ -199,6 +204,7 @@ async fn calls_list_and_show_read_a_store_filled_by_the_runtime() {
         dir.join("missing.db").to_str().unwrap(),
         &done.to_string(),
     ]);
+    assert!(!out.status.success(), "a missing store file is an error");
     assert!(text(&out.stderr).contains("does not exist"));
 }
 
@@ -207,32 +213,16 @@ async fn calls_retry_creates_one_new_call_for_a_failed_one_and_refuses_others() 
     let dir = scratch("retry");
     let db = dir.join("integrations.db");
     let store = SqliteStore::open(&db).await.unwrap();
-    let failed = store
-        .create(NewCall::new("VolcTts", "synthesize", json!({ "text": "hi" })))
-        .await
-        .unwrap()
-        .id;
-    store
-        .append_event(failed, NewEvent::initialized("init", "task-1"))
-        .await
-        .unwrap();
-    store
-        .append_event(failed, NewEvent::failed("fail", "boom"))
-        .await
-        .unwrap();
-    let pending = store
-        .create(NewCall::new("VolcTts", "synthesize", json!({ "text": "ho" })))
-        .await
-        .unwrap()
-        .id;
+    let failed = finished_call(&store, "hi", "task-1", NewEvent::failed("fail", "boom")).await;
+    let pending = create_call(&store, "ho").await;
     let db = db.to_str().unwrap();
 
     let out = run(&["calls", "retry", "--db", db, &failed.to_string(), "--json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let first: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let first = stdout_json(&out);
     assert_eq!(first["created"], json!(true));
     let out = run(&["calls", "retry", "--db", db, &failed.to_string(), "--json"]);
-    let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let again = stdout_json(&out);
     assert_eq!(
         (again["created"].clone(), again["call_id"].clone()),
         (json!(false), first["call_id"].clone())
@@ -289,11 +279,7 @@ async fn calls_refresh_goes_through_the_operations_api() {
         .await
         .unwrap();
     let external_id = started.external_id.unwrap();
-    let id = store
-        .create(NewCall::new("VolcTts", "synthesize", json!({ "text": "hi" })))
-        .await
-        .unwrap()
-        .id;
+    let id = create_call(&*store, "hi").await;
     store
         .append_event(id, NewEvent::initialized("initialized", external_id.as_str()))
         .await

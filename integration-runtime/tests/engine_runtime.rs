@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use integration_runtime::{CallId, CallRecord, CallStatus, EventKind, ListQuery, MemoryStore, Runtime, SqliteStore};
+use integration_runtime::{
+    CallId, CallRecord, CallStatus, EventKind, IntoStore, ListQuery, MemoryStore, Runtime, RuntimeBuilder, SqliteStore,
+};
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -61,6 +63,14 @@ impl Script {
             answer: Arc::new(answer),
         }
     }
+    /// Answers every request with `status` and the JSON `body`.
+    fn always(status: u16, body: Value) -> Self {
+        Script::new(move |_, _| ResponseTemplate::new(status).set_body_json(body.clone()))
+    }
+    /// Answers every request with 200 and the JSON `body`, after `delay`.
+    fn slow(body: Value, delay: Duration) -> Self {
+        Script::new(move |_, _| ResponseTemplate::new(200).set_body_json(body.clone()).set_delay(delay))
+    }
     fn hits(&self) -> Vec<Hit> {
         self.hits.lock().unwrap().clone()
     }
@@ -96,6 +106,15 @@ async fn provider(route: &str, script: &Script) -> MockServer {
     server
 }
 
+/// Lets `status` answer the async integration's polls (`GET /jobs/{id}`).
+async fn answer_polls(server: &MockServer, status: &Script) {
+    Mock::given(method("GET"))
+        .and(path_regex("^/jobs/[^/]+$"))
+        .respond_with(status.clone())
+        .mount(server)
+        .await;
+}
+
 fn sync_integration(server: &MockServer) -> engine_sync::EngineSync {
     engine_sync::EngineSync::new(engine_sync::EngineSyncConfig { base_url: server.uri() }).unwrap()
 }
@@ -108,6 +127,15 @@ fn message(text: &str) -> engine_sync::Message {
     engine_sync::Message { text: text.into() }
 }
 
+/// Creates `n` sync calls, texts `m0`, `m1`, ...
+async fn create_messages(rt: &Runtime, n: usize) -> Vec<CallId> {
+    let mut ids = Vec::new();
+    for n in 0..n {
+        ids.push(rt.create(message(&format!("m{n}"))).await.unwrap());
+    }
+    ids
+}
+
 fn job(text: &str) -> engine_async::Job {
     engine_async::Job { text: text.into() }
 }
@@ -116,13 +144,35 @@ async fn open(dir: &Path) -> SqliteStore {
     SqliteStore::open(dir.join("calls.db")).await.unwrap()
 }
 
-fn fast(builder: integration_runtime::RuntimeBuilder) -> integration_runtime::RuntimeBuilder {
+fn fast(builder: RuntimeBuilder) -> RuntimeBuilder {
     builder
         .poll_idle(Duration::from_millis(20))
         .lease(Duration::from_secs(5))
         .hook_retry(Duration::from_millis(50))
         .concurrency(8)
         .claim_batch(4)
+}
+
+/// The [`fast`] builder with `store` and the sync integration against `server`.
+fn sync_builder(store: impl IntoStore, server: &MockServer) -> RuntimeBuilder {
+    fast(Runtime::builder())
+        .store(store)
+        .integration(sync_integration(server))
+}
+
+/// The [`fast`] builder with `store` and the async integration against `server`.
+fn async_builder(store: impl IntoStore, server: &MockServer) -> RuntimeBuilder {
+    fast(Runtime::builder())
+        .store(store)
+        .integration(async_integration(server))
+}
+
+async fn sync_runtime(store: impl IntoStore, server: &MockServer) -> Runtime {
+    sync_builder(store, server).build().await.unwrap()
+}
+
+async fn async_runtime(store: impl IntoStore, server: &MockServer) -> Runtime {
+    async_builder(store, server).build().await.unwrap()
 }
 
 fn spawn_run(rt: &Runtime) -> tokio::task::JoinHandle<()> {
@@ -135,6 +185,48 @@ async fn stop(rt: &Runtime, worker: tokio::task::JoinHandle<()>) {
         .await
         .expect("shutdown in time");
     tokio::time::timeout(LIMIT, worker).await.expect("run ends").unwrap();
+}
+
+/// A store in a fresh schema named `{prefix}_{uuid}` on the server of
+/// `INTEGRATION_TEST_DATABASE_URL`, and the schema's name; `None`, after
+/// saying so, when that is not set.
+async fn postgres_store(prefix: &str) -> Option<(integration_runtime::PostgresStore, String)> {
+    let Some(url) = std::env::var("INTEGRATION_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        eprintln!("skipping: INTEGRATION_TEST_DATABASE_URL is not set");
+        return None;
+    };
+    let schema = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+    let connect: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+    let store = integration_runtime::PostgresStore::connect_with(
+        connect,
+        integration_runtime::PostgresOptions::default().schema(schema.clone()),
+    )
+    .await
+    .unwrap();
+    Some((store, schema))
+}
+
+/// Waits until `done` holds, failing with `what` after [`LIMIT`].
+async fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < LIMIT, "{what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The ids of the `EngineSync` calls whose completion hook `rt` delivers.
+fn record_completions(rt: &Runtime) -> Arc<Mutex<Vec<CallId>>> {
+    let delivered: Arc<Mutex<Vec<CallId>>> = Arc::default();
+    let sink = delivered.clone();
+    rt.on_completed::<engine_sync::EngineSyncCall, _>(move |call| {
+        let sink = sink.clone();
+        async move { sink.lock().unwrap().push(call.id) }
+    });
+    delivered
 }
 
 /// Waits until call `id` is terminal and its worker has let go of it.
@@ -159,14 +251,9 @@ fn kinds(events: &[integration_runtime::EventRecord]) -> Vec<EventKind> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_call_completes_with_exactly_three_events() {
     let dir = TempDir::new();
-    let script = Script::new(|_, _| ResponseTemplate::new(200).set_body_json(json!({"echoed": "hi!"})));
+    let script = Script::always(200, json!({"echoed": "hi!"}));
     let server = provider("/send", &script).await;
-    let rt = fast(Runtime::builder())
-        .store(open(&dir.0).await)
-        .integration(sync_integration(&server))
-        .build()
-        .await
-        .unwrap();
+    let rt = sync_runtime(open(&dir.0).await, &server).await;
     let mut changes = rt.subscribe();
     let id = rt.create(message("hi")).await.unwrap();
     let worker = spawn_run(&rt);
@@ -217,7 +304,7 @@ async fn sync_call_completes_with_exactly_three_events() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_call_goes_through_polling_to_completed() {
     let dir = TempDir::new();
-    let submit = Script::new(|_, _| ResponseTemplate::new(202).set_body_json(json!({"job_id": "job-1"})));
+    let submit = Script::always(202, json!({"job_id": "job-1"}));
     let status = Script::new(|n, _| {
         if n < 2 {
             ResponseTemplate::new(200).set_body_json(json!({"state": if n == 0 { "queued" } else { "running" }}))
@@ -226,17 +313,8 @@ async fn async_call_goes_through_polling_to_completed() {
         }
     });
     let server = provider("/jobs", &submit).await;
-    Mock::given(method("GET"))
-        .and(path_regex("^/jobs/[^/]+$"))
-        .respond_with(status.clone())
-        .mount(&server)
-        .await;
-    let rt = fast(Runtime::builder())
-        .store(open(&dir.0).await)
-        .integration(async_integration(&server))
-        .build()
-        .await
-        .unwrap();
+    answer_polls(&server, &status).await;
+    let rt = async_runtime(open(&dir.0).await, &server).await;
     let id = rt.create(job("speak")).await.unwrap();
     assert_eq!(rt.get(id).await.unwrap().unwrap().status, CallStatus::Pending);
     let mut changes = rt.subscribe();
@@ -282,14 +360,9 @@ async fn async_call_goes_through_polling_to_completed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn always_500_fails_after_exactly_max_attempts() {
     let dir = TempDir::new();
-    let script = Script::new(|_, _| ResponseTemplate::new(500).set_body_json(json!({"message": "boom"})));
+    let script = Script::always(500, json!({"message": "boom"}));
     let server = provider("/send", &script).await;
-    let rt = fast(Runtime::builder())
-        .store(open(&dir.0).await)
-        .integration(sync_integration(&server))
-        .build()
-        .await
-        .unwrap();
+    let rt = sync_runtime(open(&dir.0).await, &server).await;
     let id = rt.create(message("hi")).await.unwrap();
     let worker = spawn_run(&rt);
     let call = wait_terminal(&rt, id).await;
@@ -316,14 +389,9 @@ async fn always_500_fails_after_exactly_max_attempts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_400_fails_at_once_with_one_request() {
     let dir = TempDir::new();
-    let script = Script::new(|_, _| ResponseTemplate::new(400).set_body_json(json!({"message": "bad voice"})));
+    let script = Script::always(400, json!({"message": "bad voice"}));
     let server = provider("/send", &script).await;
-    let rt = fast(Runtime::builder())
-        .store(open(&dir.0).await)
-        .integration(sync_integration(&server))
-        .build()
-        .await
-        .unwrap();
+    let rt = sync_runtime(open(&dir.0).await, &server).await;
     let id = rt.create(message("hi")).await.unwrap();
     let worker = spawn_run(&rt);
     let call = wait_terminal(&rt, id).await;
@@ -345,12 +413,7 @@ async fn a_429_with_retry_after_is_honoured() {
         }
     });
     let server = provider("/send", &script).await;
-    let rt = fast(Runtime::builder())
-        .store(open(&dir.0).await)
-        .integration(sync_integration(&server))
-        .build()
-        .await
-        .unwrap();
+    let rt = sync_runtime(open(&dir.0).await, &server).await;
     let id = rt.create(message("hi")).await.unwrap();
     let worker = spawn_run(&rt);
     let call = wait_terminal(&rt, id).await;
@@ -368,7 +431,7 @@ async fn a_429_with_retry_after_is_honoured() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbox_rolled_back_leaves_nothing_committed_runs() {
     let dir = TempDir::new();
-    let script = Script::new(|_, _| ResponseTemplate::new(200).set_body_json(json!({"echoed": "ok"})));
+    let script = Script::always(200, json!({"echoed": "ok"}));
     let server = provider("/send", &script).await;
     let store = open(&dir.0).await;
     let pool = store.pool().clone();
@@ -376,12 +439,7 @@ async fn outbox_rolled_back_leaves_nothing_committed_runs() {
         .execute(&pool)
         .await
         .unwrap();
-    let rt = fast(Runtime::builder())
-        .store(store)
-        .integration(sync_integration(&server))
-        .build()
-        .await
-        .unwrap();
+    let rt = sync_runtime(store, &server).await;
 
     let mut tx = pool.begin().await.unwrap();
     sqlx::query("INSERT INTO orders (id) VALUES (1)")
@@ -412,12 +470,7 @@ async fn outbox_rolled_back_leaves_nothing_committed_runs() {
     stop(&rt, worker).await;
 
     // The outbox needs a SQLite (or PostgreSQL) store.
-    let memory = fast(Runtime::builder())
-        .store(MemoryStore::new())
-        .integration(sync_integration(&server))
-        .build()
-        .await
-        .unwrap();
+    let memory = sync_runtime(MemoryStore::new(), &server).await;
     let mut tx = pool.begin().await.unwrap();
     let error = memory.create_in_tx(&mut tx, message("x"), None).await.unwrap_err();
     assert!(error.is_outbox_unsupported(), "{error}");
@@ -433,7 +486,7 @@ async fn outbox_rolled_back_leaves_nothing_committed_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbox_without_a_database_store_is_unsupported() {
     let dir = TempDir::new();
-    let script = Script::new(|_, _| ResponseTemplate::new(200).set_body_json(json!({"echoed": "ok"})));
+    let script = Script::always(200, json!({"echoed": "ok"}));
     let server = provider("/send", &script).await;
     let sqlite = open(&dir.0).await;
     let pool = sqlite.pool().clone();
@@ -442,12 +495,7 @@ async fn outbox_without_a_database_store_is_unsupported() {
         Arc::new(MemoryStore::new()) as Arc<dyn integration_runtime::Store>,
         hidden,
     ] {
-        let rt = fast(Runtime::builder())
-            .store(store)
-            .integration(sync_integration(&server))
-            .build()
-            .await
-            .unwrap();
+        let rt = sync_runtime(store, &server).await;
         let mut tx = pool.begin().await.unwrap();
         let error = rt.create_in_tx(&mut *tx, message("x"), None).await.unwrap_err();
         assert!(error.is_outbox_unsupported(), "{error}");
@@ -472,12 +520,7 @@ async fn hooks_fire_exactly_once_per_terminal_call() {
         }
     });
     let server = provider("/send", &script).await;
-    let rt = fast(Runtime::builder())
-        .store(open(&dir.0).await)
-        .integration(sync_integration(&server))
-        .build()
-        .await
-        .unwrap();
+    let rt = sync_runtime(open(&dir.0).await, &server).await;
     let completed: Arc<Mutex<HashMap<CallId, u32>>> = Arc::default();
     let failed: Arc<Mutex<HashMap<CallId, u32>>> = Arc::default();
     let flaky_once: Arc<Mutex<bool>> = Arc::default();
@@ -522,15 +565,10 @@ async fn hooks_fire_exactly_once_per_terminal_call() {
     for id in good.iter().chain(&bad) {
         wait_terminal(&rt, *id).await;
     }
-    let started = Instant::now();
-    loop {
-        let done = completed.lock().unwrap().len() == good.len() && failed.lock().unwrap().len() == bad.len();
-        if done {
-            break;
-        }
-        assert!(started.elapsed() < LIMIT, "hooks not delivered in time");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until("hooks not delivered in time", || {
+        completed.lock().unwrap().len() == good.len() && failed.lock().unwrap().len() == bad.len()
+    })
+    .await;
     // Let any duplicate delivery happen before counting.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let completed = completed.lock().unwrap().clone();
@@ -544,14 +582,9 @@ async fn hooks_fire_exactly_once_per_terminal_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn creation_validates_and_is_idempotent_on_the_callers_key() {
     let dir = TempDir::new();
-    let script = Script::new(|_, _| ResponseTemplate::new(200).set_body_json(json!({"echoed": "ok"})));
+    let script = Script::always(200, json!({"echoed": "ok"}));
     let server = provider("/send", &script).await;
-    let rt = fast(Runtime::builder())
-        .store(open(&dir.0).await)
-        .integration(sync_integration(&server))
-        .build()
-        .await
-        .unwrap();
+    let rt = sync_runtime(open(&dir.0).await, &server).await;
 
     let invalid = rt.create(message("")).await.unwrap_err();
     assert!(invalid.is_invalid(), "{invalid}");
@@ -585,14 +618,9 @@ async fn creation_validates_and_is_idempotent_on_the_callers_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_answer_without_external_id_fails_clearly() {
     let dir = TempDir::new();
-    let submit = Script::new(|_, _| ResponseTemplate::new(202).set_body_json(json!({"ok": true})));
+    let submit = Script::always(202, json!({"ok": true}));
     let server = provider("/jobs", &submit).await;
-    let rt = fast(Runtime::builder())
-        .store(open(&dir.0).await)
-        .integration(async_integration(&server))
-        .build()
-        .await
-        .unwrap();
+    let rt = async_runtime(open(&dir.0).await, &server).await;
     let id = rt.create(job("x")).await.unwrap();
     let worker = spawn_run(&rt);
     let call = wait_terminal(&rt, id).await;
@@ -609,20 +637,11 @@ async fn async_answer_without_external_id_fails_clearly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polling_gives_up_after_the_deadline() {
-    let submit = Script::new(|_, _| ResponseTemplate::new(202).set_body_json(json!({"job_id": "slow"})));
-    let status = Script::new(|_, _| ResponseTemplate::new(200).set_body_json(json!({"state": "running"})));
+    let submit = Script::always(202, json!({"job_id": "slow"}));
+    let status = Script::always(200, json!({"state": "running"}));
     let server = provider("/jobs", &submit).await;
-    Mock::given(method("GET"))
-        .and(path_regex("^/jobs/[^/]+$"))
-        .respond_with(status.clone())
-        .mount(&server)
-        .await;
-    let rt = fast(Runtime::builder())
-        .store(MemoryStore::new())
-        .integration(async_integration(&server))
-        .build()
-        .await
-        .unwrap();
+    answer_polls(&server, &status).await;
+    let rt = async_runtime(MemoryStore::new(), &server).await;
     let started = Instant::now();
     let id = rt.create(job("x")).await.unwrap();
     let worker = spawn_run(&rt);
@@ -643,20 +662,11 @@ async fn polling_gives_up_after_the_deadline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_and_a_poll_agree_on_one_terminal_event() {
     let dir = TempDir::new();
-    let submit = Script::new(|_, _| ResponseTemplate::new(202).set_body_json(json!({"job_id": "j-9"})));
-    let status = Script::new(|_, _| ResponseTemplate::new(200).set_body_json(json!({"state": "done", "url": "poll"})));
+    let submit = Script::always(202, json!({"job_id": "j-9"}));
+    let status = Script::always(200, json!({"state": "done", "url": "poll"}));
     let server = provider("/jobs", &submit).await;
-    Mock::given(method("GET"))
-        .and(path_regex("^/jobs/[^/]+$"))
-        .respond_with(status.clone())
-        .mount(&server)
-        .await;
-    let rt = fast(Runtime::builder())
-        .store(open(&dir.0).await)
-        .integration(async_integration(&server))
-        .build()
-        .await
-        .unwrap();
+    answer_polls(&server, &status).await;
+    let rt = async_runtime(open(&dir.0).await, &server).await;
     let id = rt.create(job("x")).await.unwrap();
     let worker = spawn_run(&rt);
     let call = wait_terminal(&rt, id).await;
@@ -670,7 +680,10 @@ async fn a_webhook_and_a_poll_agree_on_one_terminal_event() {
         error: None,
     };
     let outcomes = rt.record_reply("EngineAsync", "j-9", &reply).await.unwrap();
-    assert!(outcomes.iter().all(|o| o.is_duplicate()), "{outcomes:?}");
+    assert!(
+        !outcomes.is_empty() && outcomes.iter().all(|o| o.is_duplicate()),
+        "{outcomes:?}"
+    );
     let full = rt.get_with_events(id).await.unwrap().unwrap();
     let terminal = full
         .events
@@ -684,24 +697,15 @@ async fn a_webhook_and_a_poll_agree_on_one_terminal_event() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrency_bounds_calls_in_flight_and_shutdown_drains() {
-    let script = Script::new(|_, _| {
-        ResponseTemplate::new(200)
-            .set_body_json(json!({"echoed": "slow"}))
-            .set_delay(Duration::from_millis(150))
-    });
+    let script = Script::slow(json!({"echoed": "slow"}), Duration::from_millis(150));
     let server = provider("/send", &script).await;
-    let rt = fast(Runtime::builder())
-        .store(MemoryStore::new())
-        .integration(sync_integration(&server))
+    let rt = sync_builder(MemoryStore::new(), &server)
         .concurrency(3)
         .claim_batch(10)
         .build()
         .await
         .unwrap();
-    let mut ids = Vec::new();
-    for n in 0..9 {
-        ids.push(rt.create(message(&format!("m{n}"))).await.unwrap());
-    }
+    let ids = create_messages(&rt, 9).await;
     let started = Instant::now();
     let worker = spawn_run(&rt);
     for id in &ids {
@@ -728,7 +732,9 @@ async fn concurrency_bounds_calls_in_flight_and_shutdown_drains() {
     tokio::time::sleep(Duration::from_millis(60)).await;
     stop(&rt, worker).await;
     assert_eq!(rt.get(late).await.unwrap().unwrap().status, CallStatus::Completed);
-    let again = rt.run().await;
+    let again = tokio::time::timeout(Duration::from_secs(1), rt.run())
+        .await
+        .expect("a stopped runtime returns at once");
     assert!(again.is_ok(), "a stopped runtime returns at once");
 }
 
@@ -744,9 +750,7 @@ async fn shutdown_past_its_deadline_releases_calls_for_another_worker() {
     });
     let server = provider("/send", &script).await;
     let store = Arc::new(MemoryStore::new());
-    let first = fast(Runtime::builder())
-        .store(store.clone())
-        .integration(sync_integration(&server))
+    let first = sync_builder(store.clone(), &server)
         .worker_id("first")
         .build()
         .await
@@ -768,13 +772,7 @@ async fn shutdown_past_its_deadline_releases_calls_for_another_worker() {
     assert_eq!(call.status, CallStatus::Pending);
     assert_eq!(call.lease_owner, None, "released, not left to expire");
 
-    let second = fast(Runtime::builder())
-        .store(store)
-        .integration(sync_integration(&server))
-        .worker_id("second")
-        .build()
-        .await
-        .unwrap();
+    let second = sync_builder(store, &server).worker_id("second").build().await.unwrap();
     let worker = spawn_run(&second);
     let call = wait_terminal(&second, id).await;
     assert_eq!(call.status, CallStatus::Completed);
@@ -785,24 +783,15 @@ async fn shutdown_past_its_deadline_releases_calls_for_another_worker() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_claimed_ahead_wait_for_a_slot_and_go_back_at_shutdown() {
-    let script = Script::new(|_, _| {
-        ResponseTemplate::new(200)
-            .set_body_json(json!({"echoed": "x"}))
-            .set_delay(Duration::from_secs(3))
-    });
+    let script = Script::slow(json!({"echoed": "x"}), Duration::from_secs(3));
     let server = provider("/send", &script).await;
-    let rt = fast(Runtime::builder())
-        .store(MemoryStore::new())
-        .integration(sync_integration(&server))
+    let rt = sync_builder(MemoryStore::new(), &server)
         .concurrency(2)
         .claim_batch(4)
         .build()
         .await
         .unwrap();
-    let mut ids = Vec::new();
-    for n in 0..4 {
-        ids.push(rt.create(message(&format!("m{n}"))).await.unwrap());
-    }
+    let ids = create_messages(&rt, 4).await;
     let worker = spawn_run(&rt);
     let started = Instant::now();
     // Two slots busy, and one call (half a batch of two slots) claimed ahead.
@@ -840,21 +829,9 @@ async fn calls_claimed_ahead_wait_for_a_slot_and_go_back_at_shutdown() {
 /// (skipped otherwise): calls finish and hooks fire once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_and_hooks_on_postgres() {
-    let Some(url) = std::env::var("INTEGRATION_TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        eprintln!("skipping: INTEGRATION_TEST_DATABASE_URL is not set");
+    let Some((store, schema)) = postgres_store("engine").await else {
         return;
     };
-    let schema = format!("engine_{}", uuid::Uuid::new_v4().simple());
-    let connect: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
-    let store = integration_runtime::PostgresStore::connect_with(
-        connect,
-        integration_runtime::PostgresOptions::default().schema(schema.clone()),
-    )
-    .await
-    .unwrap();
     let pool = store.pool().clone();
     let script = Script::new(|n, _| {
         if n == 0 {
@@ -864,30 +841,14 @@ async fn calls_and_hooks_on_postgres() {
         }
     });
     let server = provider("/send", &script).await;
-    let rt = fast(Runtime::builder())
-        .store(store)
-        .integration(sync_integration(&server))
-        .build()
-        .await
-        .unwrap();
-    let fired: Arc<Mutex<Vec<CallId>>> = Arc::default();
-    {
-        let fired = fired.clone();
-        rt.on_completed::<engine_sync::EngineSyncCall, _>(move |call| {
-            let fired = fired.clone();
-            async move { fired.lock().unwrap().push(call.id) }
-        });
-    }
+    let rt = sync_runtime(store, &server).await;
+    let fired = record_completions(&rt);
     let worker = spawn_run(&rt);
     let id = rt.create(message("pg")).await.unwrap();
     let call = wait_terminal(&rt, id).await;
     assert_eq!(call.status, CallStatus::Completed);
     assert_eq!(call.attempts, 2, "one retry after the 503");
-    let started = Instant::now();
-    while fired.lock().unwrap().is_empty() {
-        assert!(started.elapsed() < LIMIT, "hook not fired");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until("hook not fired", || !fired.lock().unwrap().is_empty()).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(*fired.lock().unwrap(), vec![id]);
     stop(&rt, worker).await;
@@ -900,16 +861,11 @@ async fn calls_and_hooks_on_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undelivered_hook_is_delivered_after_a_restart() {
     let dir = TempDir::new();
-    let script = Script::new(|_, _| ResponseTemplate::new(200).set_body_json(json!({"echoed": "ok"})));
+    let script = Script::always(200, json!({"echoed": "ok"}));
     let server = provider("/send", &script).await;
 
     // First process: its hook always fails, then it stops.
-    let first = fast(Runtime::builder())
-        .store(open(&dir.0).await)
-        .integration(sync_integration(&server))
-        .build()
-        .await
-        .unwrap();
+    let first = sync_runtime(open(&dir.0).await, &server).await;
     let tries = Arc::new(Mutex::new(0u32));
     {
         let tries = tries.clone();
@@ -924,35 +880,18 @@ async fn an_undelivered_hook_is_delivered_after_a_restart() {
     let id = first.create(message("hi")).await.unwrap();
     let worker = spawn_run(&first);
     wait_terminal(&first, id).await;
-    let started = Instant::now();
-    while *tries.lock().unwrap() < 2 {
-        assert!(started.elapsed() < LIMIT, "the failing hook is not retried");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until("the failing hook is not retried", || *tries.lock().unwrap() >= 2).await;
     stop(&first, worker).await;
     drop(first);
 
     // Second process on the same file: delivers it, once.
-    let second = fast(Runtime::builder())
-        .store(open(&dir.0).await)
-        .integration(sync_integration(&server))
-        .build()
-        .await
-        .unwrap();
-    let delivered: Arc<Mutex<Vec<CallId>>> = Arc::default();
-    {
-        let delivered = delivered.clone();
-        second.on_completed::<engine_sync::EngineSyncCall, _>(move |call| {
-            let delivered = delivered.clone();
-            async move { delivered.lock().unwrap().push(call.id) }
-        });
-    }
+    let second = sync_runtime(open(&dir.0).await, &server).await;
+    let delivered = record_completions(&second);
     let worker = spawn_run(&second);
-    let started = Instant::now();
-    while delivered.lock().unwrap().is_empty() {
-        assert!(started.elapsed() < LIMIT, "not delivered after the restart");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until("not delivered after the restart", || {
+        !delivered.lock().unwrap().is_empty()
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(*delivered.lock().unwrap(), vec![id]);
     stop(&second, worker).await;
@@ -961,7 +900,7 @@ async fn an_undelivered_hook_is_delivered_after_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_circuit_postpones_without_spending_an_attempt() {
-    let script = Script::new(|_, _| ResponseTemplate::new(500).set_body_json(json!({"message": "down"})));
+    let script = Script::always(500, json!({"message": "down"}));
     let server = provider("/send", &script).await;
     let integration =
         engine_breaker::EngineBreaker::new(engine_breaker::EngineBreakerConfig { base_url: server.uri() }).unwrap();
@@ -1000,21 +939,9 @@ async fn an_open_circuit_postpones_without_spending_an_attempt() {
 /// completes it. A connection of the other backend is refused both ways.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbox_on_postgres() {
-    let Some(url) = std::env::var("INTEGRATION_TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        eprintln!("skipping: INTEGRATION_TEST_DATABASE_URL is not set");
+    let Some((store, schema)) = postgres_store("outbox").await else {
         return;
     };
-    let schema = format!("outbox_{}", uuid::Uuid::new_v4().simple());
-    let connect: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
-    let store = integration_runtime::PostgresStore::connect_with(
-        connect,
-        integration_runtime::PostgresOptions::default().schema(schema.clone()),
-    )
-    .await
-    .unwrap();
     let pool = store.pool().clone();
     let orders = format!("\"{schema}\".orders");
     sqlx::query(&format!("CREATE TABLE {orders} (id integer PRIMARY KEY)"))
@@ -1026,14 +953,9 @@ async fn outbox_on_postgres() {
         let sql = format!("SELECT count(*) FROM {orders}");
         async move { sqlx::query_scalar::<_, i64>(&sql).fetch_one(&pool).await.unwrap() }
     };
-    let script = Script::new(|_, _| ResponseTemplate::new(200).set_body_json(json!({"echoed": "pg"})));
+    let script = Script::always(200, json!({"echoed": "pg"}));
     let server = provider("/send", &script).await;
-    let rt = fast(Runtime::builder())
-        .store(store)
-        .integration(sync_integration(&server))
-        .build()
-        .await
-        .unwrap();
+    let rt = sync_runtime(store, &server).await;
     assert!(rt.postgres_store().is_some() && rt.sqlite_store().is_none());
     let worker = spawn_run(&rt);
 
@@ -1096,12 +1018,7 @@ async fn outbox_on_postgres() {
         "names what it expected: {text}"
     );
     tx.rollback().await.unwrap();
-    let on_sqlite = fast(Runtime::builder())
-        .store(sqlite)
-        .integration(sync_integration(&server))
-        .build()
-        .await
-        .unwrap();
+    let on_sqlite = sync_runtime(sqlite, &server).await;
     let mut tx = pool.begin().await.unwrap();
     let error = on_sqlite.create_in_tx(&mut *tx, message("x"), None).await.unwrap_err();
     assert!(error.is_outbox_unsupported(), "{error}");

@@ -21,9 +21,9 @@
 //!   from `/proc`, stays under 100 MB and flat while 10^4 and 10^5 pending
 //!   calls wait (10^6 with `INTEGRATION_TEST_SCALE_BACKLOG=1000000`: its
 //!   insert alone takes about 40 s here).
-//! - `a_lease_heartbeat_never_waits_on_its_own_transaction`: ignored, shows
-//!   an engine bug; the other tests work around it (see
-//!   [`WORKAROUND_LOCK_TIMEOUT`]).
+//! - `a_lease_heartbeat_never_waits_on_its_own_transaction`: regression test
+//!   of a heartbeat deadlock this suite found (fixed in the engine); it runs
+//!   without the other tests' lock timeout (see [`SAFETY_LOCK_TIMEOUT`]).
 //!
 //! Chaos runs use 2 000 calls (`INTEGRATION_TEST_SCALE_CHAOS_CALLS`) and
 //! strike at random points of progress (`INTEGRATION_TEST_SCALE_SEED`
@@ -129,7 +129,7 @@ fn integration(base_url: String) -> engine_sync::EngineSync {
 /// Settings of the test's own sessions (workers and producer):
 /// `synchronous_commit` is `INTEGRATION_TEST_SCALE_SYNC_COMMIT`, `on` (the
 /// server's default) unless set; `lock_timeout` if given (see
-/// [`WORKAROUND_LOCK_TIMEOUT`]).
+/// [`SAFETY_LOCK_TIMEOUT`]).
 fn session_settings(connect: PgConnectOptions, lock_timeout: Option<&str>) -> PgConnectOptions {
     let sync: String = env_or("INTEGRATION_TEST_SCALE_SYNC_COMMIT", "on".to_owned());
     let mut options = vec![("synchronous_commit", sync.as_str())];
@@ -139,17 +139,15 @@ fn session_settings(connect: PgConnectOptions, lock_timeout: Option<&str>) -> Pg
     connect.options(options)
 }
 
-/// The workers' `lock_timeout` in every test but the one showing the bug:
-/// with a pool of at least `2 * concurrency + 2` connections, a workaround
-/// for the heartbeat bug that
-/// `a_lease_heartbeat_never_waits_on_its_own_transaction` (ignored) shows.
-/// Without them a worker can wait on its own transaction forever (the
-/// heartbeat's `UPDATE` on a row its own idle append holds), or stall for
-/// the pool's 10 s acquire timeout (heartbeats waiting for connections that
-/// their own idle appends hold), and the other tests hang or crawl. With
-/// them the blocked `UPDATE` fails after half a second (a transient error
-/// to the engine), each task finds its second connection, and calls go on.
-const WORKAROUND_LOCK_TIMEOUT: &str = "500ms";
+/// The workers' `lock_timeout` in every test but
+/// `a_lease_heartbeat_never_waits_on_its_own_transaction`, with a pool of at
+/// least `2 * concurrency + 2` connections. It was the workaround for the
+/// heartbeat deadlock that test caught (a worker waiting on its own
+/// transaction forever, or on connections its own idle appends held); the
+/// engine is fixed, and it stays as a safety net: should a lock wait come
+/// back, the blocked `UPDATE` fails after half a second (a transient error
+/// to the engine) and the chaos tests go on instead of hanging.
+const SAFETY_LOCK_TIMEOUT: &str = "500ms";
 
 fn env_or<T: FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -208,6 +206,25 @@ impl TestDb {
             .connect_with(self.connect_options().application_name("irt_scale_admin"))
             .await
             .expect("admin connection")
+    }
+
+    /// What every test starts with: the provider (answering after `delay`)
+    /// and its URL, the producer, and the admin pool.
+    async fn start(&self, delay: Duration) -> (Arc<Provider>, String, Runtime, PgPool) {
+        let (provider, url) = start_provider(delay).await;
+        let producer = self.producer(&url).await;
+        (provider, url, producer, self.admin().await)
+    }
+
+    /// The start of a chaos run: the provider answering after 5 ms, `n`
+    /// calls created through the API (8 producer tasks), then four workers
+    /// with a 1 s lease.
+    async fn start_chaos(&self, n: usize) -> (Arc<Provider>, Runtime, PgPool, Workers) {
+        let (provider, url, producer, admin) = self.start(Duration::from_millis(5)).await;
+        produce(&producer, 0, n, 8).await;
+        let mut workers = Workers::new(self, &url, 1_000);
+        workers.start(4);
+        (provider, producer, admin, workers)
     }
 
     /// The producer: a runtime that only creates calls (it never runs).
@@ -398,7 +415,7 @@ struct Workers {
     lease_ms: u64,
     concurrency: usize,
     batch: u32,
-    /// Each worker's connection pool (see [`WORKAROUND_LOCK_TIMEOUT`]).
+    /// Each worker's connection pool (see [`SAFETY_LOCK_TIMEOUT`]).
     pool: u32,
     /// The workers' `lock_timeout`; `None`: the server's (none).
     lock_timeout: Option<&'static str>,
@@ -418,7 +435,7 @@ impl Workers {
             concurrency: 6,
             batch: 6,
             pool: 14,
-            lock_timeout: Some(WORKAROUND_LOCK_TIMEOUT),
+            lock_timeout: Some(SAFETY_LOCK_TIMEOUT),
             slots: Vec::new(),
             lives: 0,
             kills: 0,
@@ -732,9 +749,7 @@ fn four_worker_processes_execute_every_call_once() {
     let n: usize = env_or("INTEGRATION_TEST_SCALE_CALLS", 2_000);
     let limit = Duration::from_secs(env_or("INTEGRATION_TEST_SCALE_LIMIT_S", 120));
     block_on(async {
-        let (provider, url) = start_provider(Duration::from_millis(5)).await;
-        let rt = db.producer(&url).await;
-        let admin = db.admin().await;
+        let (provider, url, rt, admin) = db.start(Duration::from_millis(5)).await;
         // Nothing is killed here: a long lease, so a slow machine cannot
         // make a lease expire under a live worker.
         let mut workers = Workers::new(&db, &url, 10_000);
@@ -769,13 +784,8 @@ fn sigkilled_workers_lose_nothing() {
     let kills: usize = env_or("INTEGRATION_TEST_SCALE_KILLS", 20);
     let limit = Duration::from_secs(180);
     block_on(async {
-        let (provider, url) = start_provider(Duration::from_millis(5)).await;
-        let rt = db.producer(&url).await;
-        let admin = db.admin().await;
-        produce(&rt, 0, n, 8).await;
+        let (provider, _rt, admin, mut workers) = db.start_chaos(n).await;
         let mut rng = Rng::seeded();
-        let mut workers = Workers::new(&db, &url, 1_000);
-        workers.start(4);
 
         let started = Instant::now();
         let mut interrupted_busy = 0;
@@ -816,13 +826,8 @@ fn terminated_backends_are_survived() {
     let rounds = 5;
     let limit = Duration::from_secs(180);
     block_on(async {
-        let (provider, url) = start_provider(Duration::from_millis(5)).await;
-        let rt = db.producer(&url).await;
-        let admin = db.admin().await;
-        produce(&rt, 0, n, 8).await;
+        let (provider, _rt, admin, mut workers) = db.start_chaos(n).await;
         let mut rng = Rng::seeded();
-        let mut workers = Workers::new(&db, &url, 1_000);
-        workers.start(4);
 
         let started = Instant::now();
         let mut terminated = Vec::new();
@@ -877,12 +882,7 @@ fn a_database_restart_is_survived() {
     let n: usize = env_or("INTEGRATION_TEST_SCALE_CHAOS_CALLS", 2_000);
     let limit = Duration::from_secs(180);
     block_on(async {
-        let (provider, url) = start_provider(Duration::from_millis(5)).await;
-        let rt = db.producer(&url).await;
-        let admin = db.admin().await;
-        produce(&rt, 0, n, 8).await;
-        let mut workers = Workers::new(&db, &url, 1_000);
-        workers.start(4);
+        let (provider, _rt, admin, mut workers) = db.start_chaos(n).await;
 
         let started = Instant::now();
         tokio::time::sleep(Duration::from_millis(700)).await;
@@ -931,9 +931,7 @@ fn worker_memory_is_flat_under_a_large_backlog() {
     const BOUND_KIB: u64 = 100 * 1024;
     const GROWTH_KIB: u64 = 16 * 1024;
     block_on(async {
-        let (provider, url) = start_provider(Duration::from_secs(1)).await;
-        let rt = db.producer(&url).await;
-        let admin = db.admin().await;
+        let (provider, url, rt, admin) = db.start(Duration::from_secs(1)).await;
         // One call through the API gives the integration's and endpoint's
         // names as stored; the backlog copies them.
         rt.create(engine_sync::Message { text: "c-0".into() }).await.unwrap();
@@ -1052,9 +1050,7 @@ fn a_lease_heartbeat_never_waits_on_its_own_transaction() {
     let n: usize = env_or("INTEGRATION_TEST_SCALE_HEARTBEAT_CALLS", 1_000);
     let limit = Duration::from_secs(60);
     block_on(async {
-        let (provider, url) = start_provider(Duration::from_millis(1)).await;
-        let rt = db.producer(&url).await;
-        let admin = db.admin().await;
+        let (provider, url, rt, admin) = db.start(Duration::from_millis(1)).await;
         produce(&rt, 0, n, 8).await;
         let mut workers = Workers::new(&db, &url, 150);
         // The defaults of the runtime (concurrency 16) and the store (a

@@ -3,6 +3,7 @@
 //! a signed webhook, the metrics count what happened, the operations API
 //! needs its token.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use integration_runtime::{CallStatus, Runtime, Secret, SqliteStore};
@@ -12,6 +13,39 @@ use serde_json::json;
 integration_runtime::integration!("../specs/volc_tts.toml");
 
 const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+const SPEC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../specs/volc_tts.toml");
+
+/// A runtime on a SQLite file at `db` with the `VolcTts` integration against
+/// the provider at `base_url`, its webhooks signed with [`SECRET`].
+async fn runtime(db: &Path, base_url: String) -> Runtime {
+    let tts = volc_tts::VolcTts::new(volc_tts::VolcTtsConfig {
+        base_url,
+        token: Secret::new("t"),
+        webhook_secret: Secret::new(SECRET),
+    })
+    .unwrap();
+    Runtime::builder()
+        .store(SqliteStore::open(db).await.unwrap())
+        .integration(tts)
+        .build()
+        .await
+        .unwrap()
+}
+
+fn spawn_run(rt: &Runtime) -> tokio::task::JoinHandle<Result<(), integration_runtime::EngineError>> {
+    let rt = rt.clone();
+    tokio::spawn(async move { rt.run().await })
+}
+
+/// The call both tests make.
+fn synthesis() -> volc_tts::Synthesis {
+    volc_tts::Synthesis {
+        text: "hi".into(),
+        voice: "v".into(),
+        speed: None,
+        format: volc_tts::SynthesisFormat::Mp3,
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_router_serves_webhooks_health_metrics_and_ops() {
@@ -19,7 +53,7 @@ async fn one_router_serves_webhooks_health_metrics_and_ops() {
     std::fs::create_dir_all(&dir).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let fake = FakeProvider::from_spec_file(concat!(env!("CARGO_MANIFEST_DIR"), "/../specs/volc_tts.toml"))
+    let fake = FakeProvider::from_spec_file(SPEC)
         .unwrap()
         .outcomes(
             "synthesize",
@@ -36,34 +70,12 @@ async fn one_router_serves_webhooks_health_metrics_and_ops() {
         .start()
         .await
         .unwrap();
-    let tts = volc_tts::VolcTts::new(volc_tts::VolcTtsConfig {
-        base_url: fake.url(),
-        token: Secret::new("t"),
-        webhook_secret: Secret::new(SECRET),
-    })
-    .unwrap();
-    let rt = Runtime::builder()
-        .store(SqliteStore::open(dir.join("serve.db")).await.unwrap())
-        .integration(tts)
-        .build()
-        .await
-        .unwrap();
+    let rt = runtime(&dir.join("serve.db"), fake.url()).await;
     let router = rt.router(Some(Secret::new("ops-token"))).unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await });
-    let worker = tokio::spawn({
-        let rt = rt.clone();
-        async move { rt.run().await }
-    });
+    let worker = spawn_run(&rt);
 
-    let id = rt
-        .create(volc_tts::Synthesis {
-            text: "hi".into(),
-            voice: "v".into(),
-            speed: None,
-            format: volc_tts::SynthesisFormat::Mp3,
-        })
-        .await
-        .unwrap();
+    let id = rt.create(synthesis()).await.unwrap();
     let started = Instant::now();
     while rt.get(id).await.unwrap().unwrap().status != CallStatus::Completed {
         assert!(
@@ -126,24 +138,13 @@ async fn a_webhook_completes_a_business_call_once_and_replays_change_nothing() {
 
     let dir = std::env::temp_dir().join(format!("serve-replay-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let fake = FakeProvider::from_spec_file(concat!(env!("CARGO_MANIFEST_DIR"), "/../specs/volc_tts.toml"))
+    let fake = FakeProvider::from_spec_file(SPEC)
         .unwrap()
         .polls_until_done(1000) // only the webhook finishes the call
         .start()
         .await
         .unwrap();
-    let tts = volc_tts::VolcTts::new(volc_tts::VolcTtsConfig {
-        base_url: fake.url(),
-        token: Secret::new("t"),
-        webhook_secret: Secret::new(SECRET),
-    })
-    .unwrap();
-    let rt = Runtime::builder()
-        .store(SqliteStore::open(dir.join("replay.db")).await.unwrap())
-        .integration(tts)
-        .build()
-        .await
-        .unwrap();
+    let rt = runtime(&dir.join("replay.db"), fake.url()).await;
     let hooks = Arc::new(AtomicUsize::new(0));
     let seen = Arc::clone(&hooks);
     rt.on_completed(move |_call: volc_tts::VolcTtsCall| {
@@ -156,21 +157,10 @@ async fn a_webhook_completes_a_business_call_once_and_replays_change_nothing() {
     let hook_url = format!("http://{}/webhooks/volc-tts", listener.local_addr().unwrap());
     let router = rt.router(None).unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await });
-    let worker = tokio::spawn({
-        let rt = rt.clone();
-        async move { rt.run().await }
-    });
+    let worker = spawn_run(&rt);
 
     // Business code creates the call; the worker starts it at the provider.
-    let id = rt
-        .create(volc_tts::Synthesis {
-            text: "hi".into(),
-            voice: "v".into(),
-            speed: None,
-            format: volc_tts::SynthesisFormat::Mp3,
-        })
-        .await
-        .unwrap();
+    let id = rt.create(synthesis()).await.unwrap();
     let started = Instant::now();
     let external_id = loop {
         if let Some(external_id) = rt.get(id).await.unwrap().unwrap().external_id {

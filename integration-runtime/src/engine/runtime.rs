@@ -9,7 +9,6 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde_json::Value;
-use sqlx::pool::PoolConnection;
 #[cfg(feature = "postgres")]
 use sqlx::postgres::PgConnection;
 use sqlx::sqlite::SqliteConnection;
@@ -146,8 +145,7 @@ const STORES: &str = "a `SqliteStore`";
 /// Implemented for
 /// - [`SqliteConnection`] and `PgConnection`: what `&mut *tx` gives for a
 ///   `sqlx::Transaction<'_, Sqlite>` / `sqlx::Transaction<'_, Postgres>`;
-/// - `sqlx::Transaction<'_, DB>` and `sqlx::pool::PoolConnection<DB>` of
-///   those backends (so `&mut tx` works too), and `&mut C` of any of them.
+/// - `sqlx::Transaction<'_, DB>` of those backends (so `&mut tx` works too).
 ///
 /// Sealed: the runtime can only write to backends it has a store for, so the
 /// trait cannot be implemented outside this crate.
@@ -208,23 +206,6 @@ where
     }
 }
 impl<DB: Database> OutboxConnection for Transaction<'_, DB> where DB::Connection: OutboxConnection {}
-
-impl<DB: Database> sealed::Sealed for PoolConnection<DB>
-where
-    DB::Connection: OutboxConnection,
-{
-    fn outbox_connection(&mut self) -> OutboxConn<'_> {
-        (**self).outbox_connection()
-    }
-}
-impl<DB: Database> OutboxConnection for PoolConnection<DB> where DB::Connection: OutboxConnection {}
-
-impl<C: OutboxConnection + ?Sized> sealed::Sealed for &mut C {
-    fn outbox_connection(&mut self) -> OutboxConn<'_> {
-        (**self).outbox_connection()
-    }
-}
-impl<C: OutboxConnection + ?Sized> OutboxConnection for &mut C {}
 
 /// Settings of the worker loop.
 #[derive(Debug, Clone)]

@@ -92,12 +92,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                 match claimed {
                     Ok(calls) => {
                         idle = calls.len() < limit;
-                        // A call still running here whose lease ran out (a
-                        // slow store) comes back to this same worker: the
-                        // running execution owns it again, so it is not
-                        // started twice.
-                        let running = lock(&in_flight);
-                        ready.extend(calls.into_iter().filter(|call| !running.contains(&call.id)));
+                        ready.extend(not_running(calls, &in_flight));
                     }
                     Err(error) => {
                         // The store is unavailable: try again after the idle delay.
@@ -108,7 +103,8 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             }
             // A slot came free.
             permit = slots.clone().acquire_owned(), if full => drop(permit),
-            () = async { work.as_mut().expect("guarded by the condition").await }, if idle && work.is_some() => {
+            // `work` was created with the claim that made the loop idle.
+            () = async { work.as_mut().expect("guarded by the condition").await }, if idle => {
                 idle = false;
             }
             () = tokio::time::sleep(settings.poll_idle), if idle => idle = false,
@@ -118,7 +114,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
 
     // Shutdown: no more claims. Calls claimed but not started go back at once.
     if let Some((_, claim)) = claiming.take() {
-        ready.extend(claim.await.unwrap_or_default());
+        ready.extend(not_running(claim.await.unwrap_or_default(), &in_flight));
     }
     for call in ready {
         let _ = inner.store.release(call.id, worker).await;
@@ -135,6 +131,15 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             let _ = inner.store.release(id, worker).await;
         }
     }
+}
+
+/// The claimed calls that are not running here already. A call still running
+/// whose lease ran out (a slow store) comes back to this same worker: the
+/// running execution owns it again, so it must not be started (or given
+/// back) a second time.
+fn not_running(calls: Vec<CallRecord>, in_flight: &Mutex<HashSet<crate::CallId>>) -> Vec<CallRecord> {
+    let running = lock(in_flight);
+    calls.into_iter().filter(|call| !running.contains(&call.id)).collect()
 }
 
 /// Membership of a call in the in-flight set, for as long as it runs.

@@ -340,6 +340,31 @@ pub(crate) fn plan_append(
     })
 }
 
+/// The fields the event that moves a call to `to` writes, as stored text:
+/// `(response_data, error)`. Only the moving event writes them, so a call's
+/// terminal fields are written exactly once.
+pub(crate) fn terminal_fields(
+    to: CallStatus,
+    event: &NewEvent,
+) -> Result<(Option<String>, Option<String>), StoreError> {
+    Ok(match to {
+        CallStatus::Completed => (event.payload.result.as_ref().map(to_json).transpose()?, None),
+        CallStatus::Failed => (None, event.payload.error.clone()),
+        CallStatus::Pending | CallStatus::Processing => (None, None),
+    })
+}
+
+/// A value as the JSON text the SQL stores keep.
+pub(crate) fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::corrupt(format_args!("value cannot be stored as JSON: {e}")))
+}
+
+/// A stored JSON column read back.
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::corrupt(format_args!("stored `{column}` is not valid JSON: {e}")))
+}
+
 /// A fresh call id.
 pub(crate) fn new_call_id() -> CallId {
     CallId::new()

@@ -15,9 +15,9 @@ use tokio::task::JoinHandle;
 
 use super::memory::{check_same_request, page_of};
 use super::{
-    lease_deadline, new_call_id, now, plan_append, truncate, AppendOutcome, BoxFuture, CallId, CallRecord,
-    CallWithEvents, Created, EventPayload, EventRecord, ListOrder, ListQuery, NewCall, NewEvent, Page, StatusCounts,
-    Store, StoreError, Target,
+    from_json, lease_deadline, new_call_id, now, plan_append, terminal_fields, to_json, truncate, AppendOutcome,
+    BoxFuture, CallId, CallRecord, CallWithEvents, Created, EventPayload, EventRecord, ListOrder, ListQuery, NewCall,
+    NewEvent, Page, StatusCounts, Store, StoreError, Target,
 };
 use crate::lifecycle::{CallStatus, Transition};
 
@@ -584,11 +584,7 @@ impl PostgresStore {
 
         if let Transition::Moved(_, to) = plan.transition {
             // Only the moving event writes the terminal fields: exactly once.
-            let (response_data, error) = match to {
-                CallStatus::Completed => (event.payload.result.as_ref().map(to_json).transpose()?, None),
-                CallStatus::Failed => (None, event.payload.error.clone()),
-                CallStatus::Pending | CallStatus::Processing => (None, None),
-            };
+            let (response_data, error) = terminal_fields(to, &event)?;
             sqlx::query(&format!(
                 "UPDATE {calls} SET status = $1, updated_at = $2, \
                  response_data = COALESCE($3::json, response_data), \
@@ -848,15 +844,6 @@ async fn migrate(pool: &PgPool, schema: &str, quoted: &str) -> Result<(), StoreE
     }
     tx.commit().await.map_err(|e| migration_error(0, e))?;
     Ok(())
-}
-
-fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::corrupt(format_args!("value cannot be stored as JSON: {e}")))
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text)
-        .map_err(|e| StoreError::corrupt(format_args!("stored `{column}` is not valid JSON: {e}")))
 }
 
 /// A call row (columns as in [`CALL_COLUMNS`]), with its creation sequence.

@@ -19,10 +19,12 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteConnection;
 
-use super::{call_from_row, to_json, truncate, CALL_COLUMNS};
+use super::{call_from_row, truncate, CALL_COLUMNS};
 use crate::call::CallId;
 use crate::lifecycle::{CallStatus, Transition};
-use crate::store::{now, plan_append, AppendOutcome, CallRecord, NewEvent, StoreError, Target};
+use crate::store::{
+    now, plan_append, terminal_fields, to_json, AppendOutcome, CallRecord, NewEvent, StoreError, Target,
+};
 
 /// Events for the call `target` names and, with a `turn`, the end of that
 /// worker's turn (see `Store::finish_turn`).
@@ -278,7 +280,11 @@ async fn used_keys(conn: &mut SqliteConnection, calls: &Calls, requests: &[Appen
         .collect();
     keys.sort_unstable();
     keys.dedup();
-    if keys.is_empty() || calls.by_id.is_empty() || calls.by_id.len() + keys.len() > MAX_VARIABLES {
+    if keys.is_empty() || calls.by_id.is_empty() {
+        // No events (a turn that only reschedules), or no call found.
+        return Ok(UsedKeys::new());
+    }
+    if calls.by_id.len() + keys.len() > MAX_VARIABLES {
         // Past the variable limit (thousands of keys in one batch), read
         // per call instead.
         return used_keys_per_call(conn, calls).await;
@@ -432,20 +438,9 @@ fn fold(
         }
         if let Transition::Moved(_, to) = plan.transition {
             call.status = to;
-            call.updated_at = now;
             folded.changed = true;
             if to.is_terminal() {
-                // Only the moving event writes the terminal fields: exactly once.
-                let result = match to {
-                    CallStatus::Completed => event.payload.result.as_ref().map(to_json).transpose()?,
-                    _ => None,
-                };
-                let error = if to == CallStatus::Failed {
-                    event.payload.error.clone()
-                } else {
-                    None
-                };
-                folded.terminal = Some((result, error));
+                folded.terminal = Some(terminal_fields(to, &event)?);
                 call.completed_at = Some(now);
                 call.next_run_at = None;
             }

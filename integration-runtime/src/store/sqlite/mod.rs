@@ -28,9 +28,9 @@ use tokio::sync::Notify;
 
 use super::memory::{check_same_request, page_of};
 use super::{
-    from_millis, lease_deadline, new_call_id, now, truncate, AppendOutcome, BoxFuture, CallId, CallRecord,
-    CallWithEvents, Created, EventPayload, EventRecord, ListOrder, ListQuery, NewCall, NewEvent, Page, StatusCounts,
-    Store, StoreError,
+    from_json, from_millis, lease_deadline, new_call_id, now, to_json, truncate, AppendOutcome, BoxFuture, CallId,
+    CallRecord, CallWithEvents, Created, EventPayload, EventRecord, ListOrder, ListQuery, NewCall, NewEvent, Page,
+    StatusCounts, Store, StoreError,
 };
 use crate::lifecycle::CallStatus;
 
@@ -209,6 +209,17 @@ impl SqliteStore {
         Ok(calls.into_iter().map(|(_, call)| call).collect())
     }
 
+    /// Runs `write`, which gives a lease back, and wakes local workers: the
+    /// call may be due.
+    async fn give_back<W>(&self, write: W) -> Result<(), StoreError>
+    where
+        W: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<(), StoreError>> + Send + 'static,
+    {
+        self.writer.write(write).await?;
+        self.work.notify_waiters();
+        Ok(())
+    }
+
     async fn append_one(&self, target: OwnedTarget, event: NewEvent) -> Result<AppendOutcome, StoreError> {
         let appends = Appends {
             target,
@@ -241,6 +252,17 @@ async fn leased_update(
     }
     check_lease(conn, id, worker).await?;
     Err(StoreError::lease_lost(id, worker))
+}
+
+/// The write of a lease-checked `update`, for the writer (see
+/// [`leased_update`]).
+fn leased(
+    id: CallId,
+    worker: &str,
+    update: Update<'static>,
+) -> impl for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<(), StoreError>> + Send + 'static {
+    let worker = worker.to_owned();
+    move |conn| Box::pin(async move { leased_update(conn, id, &worker, update).await })
 }
 
 /// Fails unless `worker` holds the lease on call `id`.
@@ -354,15 +376,6 @@ async fn insert_call(conn: &mut SqliteConnection, call: NewCall) -> Result<Creat
         id: existing.id,
         created: false,
     })
-}
-
-fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::corrupt(format_args!("value cannot be stored as JSON: {e}")))
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text)
-        .map_err(|e| StoreError::corrupt(format_args!("stored `{column}` is not valid JSON: {e}")))
 }
 
 fn timestamp(column: &str, millis: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -485,40 +498,24 @@ impl Store for SqliteStore {
         worker: &'a str,
         lease: Duration,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        let worker = worker.to_owned();
-        Box::pin(self.writer.write_unsynced(move |conn| {
-            Box::pin(async move {
-                let now = now();
-                let update = sqlx::query(
-                    "UPDATE integration_calls SET lease_expires_at = ?, updated_at = ? \
-                     WHERE id = ? AND lease_owner = ?",
-                )
-                .bind(lease_deadline(now, lease).timestamp_millis())
-                .bind(now.timestamp_millis());
-                leased_update(conn, id, &worker, update).await
-            })
-        }))
+        let now = now();
+        let update = sqlx::query(
+            "UPDATE integration_calls SET lease_expires_at = ?, updated_at = ? \
+             WHERE id = ? AND lease_owner = ?",
+        )
+        .bind(lease_deadline(now, lease).timestamp_millis())
+        .bind(now.timestamp_millis());
+        Box::pin(self.writer.write_unsynced(leased(id, worker, update)))
     }
 
     fn release<'a>(&'a self, id: CallId, worker: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
-        let worker = worker.to_owned();
-        Box::pin(async move {
-            self.writer
-                .write(move |conn| {
-                    Box::pin(async move {
-                        let update = sqlx::query(
-                            "UPDATE integration_calls \
-                             SET lease_owner = NULL, lease_expires_at = NULL, updated_at = ? \
-                             WHERE id = ? AND lease_owner = ?",
-                        )
-                        .bind(now().timestamp_millis());
-                        leased_update(conn, id, &worker, update).await
-                    })
-                })
-                .await?;
-            self.work.notify_waiters();
-            Ok(())
-        })
+        let update = sqlx::query(
+            "UPDATE integration_calls \
+             SET lease_owner = NULL, lease_expires_at = NULL, updated_at = ? \
+             WHERE id = ? AND lease_owner = ?",
+        )
+        .bind(now().timestamp_millis());
+        Box::pin(self.give_back(leased(id, worker, update)))
     }
 
     fn reschedule<'a>(
@@ -527,16 +524,7 @@ impl Store for SqliteStore {
         worker: &'a str,
         next_run_at: Option<DateTime<Utc>>,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        let worker = worker.to_owned();
-        Box::pin(async move {
-            self.writer
-                .write(move |conn| {
-                    Box::pin(async move { leased_update(conn, id, &worker, reschedule_update(next_run_at)).await })
-                })
-                .await?;
-            self.work.notify_waiters();
-            Ok(())
-        })
+        Box::pin(self.give_back(leased(id, worker, reschedule_update(next_run_at))))
     }
 
     fn finish_turn<'a>(
@@ -705,26 +693,15 @@ impl Store for SqliteStore {
         worker: &'a str,
         next_run_at: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        let worker = worker.to_owned();
-        Box::pin(async move {
-            self.writer
-                .write(move |conn| {
-                    Box::pin(async move {
-                        let update = sqlx::query(
-                            "UPDATE integration_calls SET \
-                             next_run_at = CASE WHEN status IN ('completed', 'failed') THEN NULL ELSE ? END, \
-                             lease_owner = NULL, lease_expires_at = NULL, updated_at = ? \
-                             WHERE id = ? AND lease_owner = ?",
-                        )
-                        .bind(truncate(next_run_at).timestamp_millis())
-                        .bind(now().timestamp_millis());
-                        leased_update(conn, id, &worker, update).await
-                    })
-                })
-                .await?;
-            self.work.notify_waiters();
-            Ok(())
-        })
+        let update = sqlx::query(
+            "UPDATE integration_calls SET \
+             next_run_at = CASE WHEN status IN ('completed', 'failed') THEN NULL ELSE ? END, \
+             lease_owner = NULL, lease_expires_at = NULL, updated_at = ? \
+             WHERE id = ? AND lease_owner = ?",
+        )
+        .bind(truncate(next_run_at).timestamp_millis())
+        .bind(now().timestamp_millis());
+        Box::pin(self.give_back(leased(id, worker, update)))
     }
 
     fn claim_notifications(&self, limit: u32, lease: Duration) -> BoxFuture<'_, Result<Vec<CallRecord>, StoreError>> {
@@ -981,7 +958,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn writes_queued_together_commit_together_and_fail_alone() {
+    async fn writes_queued_together_all_commit_and_a_failing_one_fails_alone() {
         let dir = Fixture::temp_dir();
         let store = Arc::new(open_in(&dir).await);
         let keyed = || NewCall::new("acme", "send", json!({"n": 0})).idempotency_key("k");

@@ -57,15 +57,6 @@ enum Item {
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
-impl std::fmt::Debug for Item {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Item::Write(_) => "Write",
-            Item::Append(..) => "Append",
-        })
-    }
-}
-
 impl Writer {
     /// Opens the writer's own connection with `options` and starts the task.
     pub(super) async fn start(options: SqliteConnectOptions) -> Result<Self, StoreError> {
@@ -105,21 +96,22 @@ impl Writer {
         T: Send + 'static,
         W: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
     {
-        let (reply, answer) = oneshot::channel();
-        let job = Box::new(Queued { write, durable, reply });
-        self.jobs.send(Item::Write(job)).await.map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        self.request(|reply| Item::Write(Box::new(Queued { write, durable, reply })))
+            .await
     }
 
     /// Appends events (and ends a worker's turn), together with the other
     /// appends of the batch; durable like [`Writer::write`]. An error
     /// leaves nothing of this request written.
     pub(super) async fn append(&self, appends: Appends) -> Result<Vec<AppendOutcome>, StoreError> {
+        self.request(|reply| Item::Append(appends, reply)).await
+    }
+
+    /// Queues the item `make` builds around its reply channel, and waits for
+    /// the answer.
+    async fn request<T>(&self, make: impl FnOnce(Reply<T>) -> Item) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Item::Append(appends, reply))
-            .await
-            .map_err(|_| stopped())?;
+        self.jobs.send(make(reply)).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 }
@@ -193,11 +185,7 @@ impl<T: Send + 'static> Ran for Done<T> {
     }
 
     fn answer(self: Box<Self>, batch: Result<(), &StoreError>) {
-        let result = match (self.result, batch) {
-            (Ok(_), Err(error)) => Err(batch_failed(error)),
-            (result, _) => result,
-        };
-        let _ = self.reply.send(result);
+        let _ = self.reply.send(settle(self.result, batch));
     }
 }
 
@@ -231,9 +219,7 @@ impl Job for AppendJob {
     }
 
     fn refuse(self: Box<Self>, error: StoreError) {
-        for reply in self.replies {
-            let _ = reply.send(Err(batch_failed(&error)));
-        }
+        refuse_all(self.replies, &error);
     }
 }
 
@@ -246,19 +232,27 @@ impl Ran for AppendsDone {
         match self.result {
             Ok(results) => {
                 for (result, reply) in results.into_iter().zip(self.replies) {
-                    let result = match (result, batch) {
-                        (Ok(_), Err(error)) => Err(batch_failed(error)),
-                        (result, _) => result,
-                    };
-                    let _ = reply.send(result);
+                    let _ = reply.send(settle(result, batch));
                 }
             }
-            Err(error) => {
-                for reply in self.replies {
-                    let _ = reply.send(Err(batch_failed(&error)));
-                }
-            }
+            Err(error) => refuse_all(self.replies, &error),
         }
+    }
+}
+
+/// What a write's caller hears: its own result, unless it succeeded in a
+/// batch that did not commit.
+fn settle<T>(result: Result<T, StoreError>, batch: Result<(), &StoreError>) -> Result<T, StoreError> {
+    match (result, batch) {
+        (Ok(_), Err(error)) => Err(batch_failed(error)),
+        (result, _) => result,
+    }
+}
+
+fn refuse_all<T>(replies: Vec<Reply<T>>, error: &StoreError) {
+    for reply in replies {
+        // The caller may have stopped waiting: nobody to tell.
+        let _ = reply.send(Err(batch_failed(error)));
     }
 }
 
@@ -272,17 +266,7 @@ async fn serve(mut connection: SqliteConnection, options: SqliteConnectOptions, 
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let jobs = into_jobs(batch.drain(..));
-        let durable = jobs.iter().any(|job| job.durable());
-        let result = match sync.set(&mut connection, durable).await {
-            Ok(()) => commit_batch(&mut connection, jobs).await,
-            Err(error) => {
-                for job in jobs {
-                    job.refuse(batch_failed(&error));
-                }
-                Err(error)
-            }
-        };
-        if let Err(error) = result {
+        if let Err(error) = commit_batch(&mut connection, &mut sync, jobs).await {
             tracing::warn!(%error, "a batch of store writes failed; reconnecting the writer");
             // The connection's state is unknown (a failed ROLLBACK, a broken
             // file handle): start the next batch on a fresh one.
@@ -369,13 +353,22 @@ fn pragma(level: i64) -> &'static str {
     }
 }
 
-/// Runs `jobs` in one transaction and answers each. Errs (after answering
-/// every job) when the transaction itself failed.
-async fn commit_batch(connection: &mut SqliteConnection, jobs: Vec<Box<dyn Job>>) -> Result<(), StoreError> {
+/// Runs `jobs` in one transaction, at the durability they need, and answers
+/// each. Errs (after answering every job) when the transaction itself failed.
+async fn commit_batch(
+    connection: &mut SqliteConnection,
+    sync: &mut Synchronous,
+    jobs: Vec<Box<dyn Job>>,
+) -> Result<(), StoreError> {
     // A lone job needs no savepoint: the transaction is its own.
     let alone = jobs.len() == 1;
+    let durable = jobs.iter().any(|job| job.durable());
     let mut jobs = jobs.into_iter();
-    if let Err(error) = execute(connection, "BEGIN IMMEDIATE").await {
+    let began = match sync.set(connection, durable).await {
+        Ok(()) => execute(connection, "BEGIN IMMEDIATE").await,
+        Err(error) => Err(error),
+    };
+    if let Err(error) = began {
         for job in jobs {
             job.refuse(batch_failed(&error));
         }
