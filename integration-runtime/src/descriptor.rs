@@ -81,10 +81,28 @@ pub struct PolicyDescriptor {
     pub rate_limit: Option<RateLimitPolicy>,
     /// Most calls in flight at once, if limited.
     pub concurrency: Option<u32>,
+    /// Largest response body read, in bytes; a larger answer fails the attempt.
+    pub max_response_bytes: u64,
+    /// Which HTTP redirects are followed.
+    pub redirects: RedirectPolicy,
+}
+
+/// Which HTTP redirects a request follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RedirectPolicy {
+    /// None: a 3xx answer is the attempt's answer.
+    None,
+    /// Redirects within the request's origin (scheme, host and port), with
+    /// credentials; a redirect to another origin is not followed. The default.
+    SameOrigin,
+    /// Redirects to any origin; once off the request's origin, without any
+    /// credential, the request's own headers or its body.
+    AnyOrigin,
 }
 
 impl PolicyDescriptor {
-    /// The spec's defaults: 30 s timeout, 5 s connect timeout, one attempt, no limits.
+    /// The spec's defaults: 30 s timeout, 5 s connect timeout, one attempt, no
+    /// limits, answers up to 10 MiB, redirects within the origin.
     pub const DEFAULT: PolicyDescriptor = PolicyDescriptor {
         timeout_ms: 30_000,
         connect_timeout_ms: 5_000,
@@ -92,6 +110,8 @@ impl PolicyDescriptor {
         circuit_breaker: None,
         rate_limit: None,
         concurrency: None,
+        max_response_bytes: 10 * 1024 * 1024,
+        redirects: RedirectPolicy::SameOrigin,
     };
 }
 
@@ -128,6 +148,8 @@ impl RetryPolicy {
             too_many_requests: false,
             timeouts: false,
             connect_errors: false,
+            transport_errors: false,
+            too_large: false,
         },
     };
 }
@@ -143,6 +165,11 @@ pub struct RetryOn {
     pub timeouts: bool,
     /// Connection failures (`"connect"`).
     pub connect_errors: bool,
+    /// Transport faults after the connection was made: a reset mid-response,
+    /// a body shorter than its `Content-Length` (`"transport"`).
+    pub transport_errors: bool,
+    /// Answers larger than the policy's `max_response_bytes` (`"too_large"`).
+    pub too_large: bool,
 }
 
 /// A circuit breaker: stop calling a failing provider for a while.

@@ -594,6 +594,21 @@ pub struct Policy {
     pub rate_limit: Option<RateLimit>,
     /// Most calls in flight.
     pub concurrency: Option<u32>,
+    /// Largest response body read, in bytes.
+    pub max_response_bytes: u64,
+    /// Which redirects are followed.
+    pub redirects: Redirects,
+}
+
+/// Which HTTP redirects a request follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redirects {
+    /// None: a 3xx answer is the answer.
+    None,
+    /// Within the request's origin only (the default).
+    SameOrigin,
+    /// To any origin; off the request's origin without credentials, headers or body.
+    AnyOrigin,
 }
 
 /// Retry policy.
@@ -615,6 +630,10 @@ pub struct Retry {
     pub on_timeouts: bool,
     /// Retry on connection errors.
     pub on_connect_errors: bool,
+    /// Retry on transport faults after connecting (reset, truncated body).
+    pub on_transport_errors: bool,
+    /// Retry on answers larger than `max_response_bytes`.
+    pub on_too_large: bool,
 }
 
 /// Circuit breaker.
@@ -646,6 +665,8 @@ impl Default for Policy {
             circuit_breaker: None,
             rate_limit: None,
             concurrency: None,
+            max_response_bytes: 10 * 1024 * 1024,
+            redirects: Redirects::SameOrigin,
         }
     }
 }
@@ -663,6 +684,8 @@ impl Default for Retry {
             on_too_many_requests: true,
             on_timeouts: true,
             on_connect_errors: true,
+            on_transport_errors: true,
+            on_too_large: false,
         }
     }
 }

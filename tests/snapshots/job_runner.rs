@@ -521,11 +521,15 @@ pub mod job_runner {
                 too_many_requests: true,
                 timeouts: true,
                 connect_errors: true,
+                transport_errors: true,
+                too_large: false,
             },
         },
         circuit_breaker: ::std::option::Option::None,
         rate_limit: ::std::option::Option::None,
         concurrency: ::std::option::Option::None,
+        max_response_bytes: 10485760u64,
+        redirects: ::integration_runtime::RedirectPolicy::SameOrigin,
     };
     #[doc(hidden)]
     pub static __DESCRIPTOR: ::integration_runtime::IntegrationDescriptor = ::integration_runtime::IntegrationDescriptor {

@@ -889,6 +889,8 @@ pub mod payments {
                 too_many_requests: true,
                 timeouts: true,
                 connect_errors: true,
+                transport_errors: true,
+                too_large: false,
             },
         },
         circuit_breaker: ::std::option::Option::Some(::integration_runtime::CircuitBreakerPolicy {
@@ -901,6 +903,8 @@ pub mod payments {
             burst: 25u32,
         }),
         concurrency: ::std::option::Option::None,
+        max_response_bytes: 10485760u64,
+        redirects: ::integration_runtime::RedirectPolicy::SameOrigin,
     };
     #[doc(hidden)]
     pub static __DESCRIPTOR: ::integration_runtime::IntegrationDescriptor = ::integration_runtime::IntegrationDescriptor {

@@ -622,6 +622,8 @@ pub mod translate {
                 too_many_requests: true,
                 timeouts: true,
                 connect_errors: true,
+                transport_errors: true,
+                too_large: false,
             },
         },
         circuit_breaker: ::std::option::Option::None,
@@ -630,6 +632,8 @@ pub mod translate {
             burst: 100u32,
         }),
         concurrency: ::std::option::Option::Some(16u32),
+        max_response_bytes: 10485760u64,
+        redirects: ::integration_runtime::RedirectPolicy::SameOrigin,
     };
     #[doc(hidden)]
     pub static __DESCRIPTOR: ::integration_runtime::IntegrationDescriptor = ::integration_runtime::IntegrationDescriptor {

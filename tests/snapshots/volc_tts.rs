@@ -641,6 +641,8 @@ pub mod volc_tts {
                 too_many_requests: true,
                 timeouts: true,
                 connect_errors: true,
+                transport_errors: true,
+                too_large: false,
             },
         },
         circuit_breaker: ::std::option::Option::Some(::integration_runtime::CircuitBreakerPolicy {
@@ -653,6 +655,8 @@ pub mod volc_tts {
             burst: 40u32,
         }),
         concurrency: ::std::option::Option::Some(32u32),
+        max_response_bytes: 10485760u64,
+        redirects: ::integration_runtime::RedirectPolicy::SameOrigin,
     };
     #[doc(hidden)]
     pub static __DESCRIPTOR: ::integration_runtime::IntegrationDescriptor = ::integration_runtime::IntegrationDescriptor {

@@ -106,6 +106,8 @@ mod tests {
             too_many_requests: true,
             timeouts: true,
             connect_errors: true,
+            transport_errors: true,
+            too_large: false,
         },
     };
 

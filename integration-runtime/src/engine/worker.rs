@@ -32,6 +32,8 @@ const TRANSIENT: RetryOn = RetryOn {
     too_many_requests: true,
     timeouts: true,
     connect_errors: true,
+    transport_errors: true,
+    too_large: false,
 };
 
 /// Runs the claim loop until shutdown, then drains in-flight calls.

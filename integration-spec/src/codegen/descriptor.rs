@@ -122,6 +122,8 @@ fn policy(p: &Policy) -> TokenStream {
         circuit_breaker,
         rate_limit,
         concurrency,
+        max_response_bytes,
+        redirects,
     } = p;
     let Retry {
         max_attempts,
@@ -132,6 +134,8 @@ fn policy(p: &Policy) -> TokenStream {
         on_too_many_requests,
         on_timeouts,
         on_connect_errors,
+        on_transport_errors,
+        on_too_large,
     } = retry;
     let circuit_breaker = match circuit_breaker {
         Some(CircuitBreaker {
@@ -158,6 +162,11 @@ fn policy(p: &Policy) -> TokenStream {
         Some(c) => quote!(::std::option::Option::Some(#c)),
         None => quote!(::std::option::Option::None),
     };
+    let redirects = match redirects {
+        Redirects::None => quote!(::integration_runtime::RedirectPolicy::None),
+        Redirects::SameOrigin => quote!(::integration_runtime::RedirectPolicy::SameOrigin),
+        Redirects::AnyOrigin => quote!(::integration_runtime::RedirectPolicy::AnyOrigin),
+    };
     quote!(::integration_runtime::PolicyDescriptor {
         timeout_ms: #timeout_ms,
         connect_timeout_ms: #connect_timeout_ms,
@@ -171,10 +180,14 @@ fn policy(p: &Policy) -> TokenStream {
                 too_many_requests: #on_too_many_requests,
                 timeouts: #on_timeouts,
                 connect_errors: #on_connect_errors,
+                transport_errors: #on_transport_errors,
+                too_large: #on_too_large,
             },
         },
         circuit_breaker: #circuit_breaker,
         rate_limit: #rate_limit,
         concurrency: #concurrency,
+        max_response_bytes: #max_response_bytes,
+        redirects: #redirects,
     })
 }
