@@ -64,6 +64,8 @@ const POLICY_KEYS: &[&str] = &[
     "circuit_breaker",
     "rate_limit",
     "concurrency",
+    "max_response_bytes",
+    "redirects",
 ];
 const RETRY_KEYS: &[&str] = &[
     "max_attempts",
@@ -72,7 +74,8 @@ const RETRY_KEYS: &[&str] = &[
     "multiplier",
     "on",
 ];
-const RETRY_CLASSES: &[&str] = &["5xx", "429", "timeout", "connect"];
+const RETRY_CLASSES: &[&str] = &["5xx", "429", "timeout", "connect", "transport", "too_large"];
+const REDIRECT_POLICIES: &[&str] = &["none", "same_origin", "any_origin"];
 const BUILTIN_TYPES: &[&str] = &[
     "string",
     "int",
@@ -1624,6 +1627,24 @@ impl Lower<'_> {
         if let Some(v) = t.positive(self.cx, "concurrency") {
             policy.concurrency = Some(v.min(u64::from(u32::MAX)) as u32);
         }
+        if let Some(v) = t.positive(self.cx, "max_response_bytes") {
+            policy.max_response_bytes = v;
+        }
+        match t.str(self.cx, "redirects") {
+            None => {}
+            Some(("none", _)) => policy.redirects = Redirects::None,
+            Some(("same_origin", _)) => policy.redirects = Redirects::SameOrigin,
+            Some(("any_origin", _)) => policy.redirects = Redirects::AnyOrigin,
+            Some((other, span)) => {
+                self.cx
+                    .error(
+                        span,
+                        join(path, "redirects"),
+                        format!("unknown redirect policy `{other}`"),
+                    )
+                    .expected_one_of(other, REDIRECT_POLICIES.iter().copied());
+            }
+        }
         let retry_path = join(path, "retry");
         if let Some(r) = t.table(self.cx, "retry", &retry_path, RETRY_KEYS) {
             let retry = &mut policy.retry;
@@ -1671,6 +1692,8 @@ impl Lower<'_> {
                 retry.on_too_many_requests = has("429");
                 retry.on_timeouts = has("timeout");
                 retry.on_connect_errors = has("connect");
+                retry.on_transport_errors = has("transport");
+                retry.on_too_large = has("too_large");
             }
         }
         let cb_path = join(path, "circuit_breaker");
@@ -2035,6 +2058,81 @@ body = { text = "{text}" }
             "{ style = \"page\", param = \"page\", size_param = \"n\", size = 10, start = 0 }",
         ));
         assert!(errs.is_empty(), "start = 0 is allowed: {errs:#?}");
+    }
+
+    #[test]
+    fn response_limit_and_redirects_have_defaults_and_endpoint_overrides() {
+        let spec = parse(MINIMAL, "t.toml").unwrap();
+        assert_eq!(spec.policy.max_response_bytes, 10_485_760);
+        assert_eq!(spec.policy.redirects, Redirects::SameOrigin);
+        assert_eq!(spec.endpoints[0].policy, spec.policy);
+        let src = format!(
+            "{MINIMAL}policy = {{ redirects = \"any_origin\" }}\n\n[policy]\nmax_response_bytes = 1000000\nredirects = \"none\"\n"
+        );
+        let spec = parse(&src, "t.toml").unwrap_or_else(|d| panic!("{d}"));
+        assert_eq!(spec.policy.max_response_bytes, 1_000_000);
+        assert_eq!(spec.policy.redirects, Redirects::None);
+        let ping = &spec.endpoints[0].policy;
+        assert_eq!(ping.redirects, Redirects::AnyOrigin);
+        assert_eq!(ping.max_response_bytes, 1_000_000, "inherited from `[policy]`");
+        let src = format!("{MINIMAL}policy = {{ max_response_bytes = 4096 }}\n");
+        let spec = parse(&src, "t.toml").unwrap_or_else(|d| panic!("{d}"));
+        assert_eq!(spec.endpoints[0].policy.max_response_bytes, 4096);
+        assert_eq!(spec.endpoints[0].policy.redirects, Redirects::SameOrigin);
+    }
+
+    #[test]
+    fn bad_response_limits_and_redirect_policies_are_reported_where_written() {
+        let policy = |keys: &str| format!("{MINIMAL}\n[policy]\n{keys}\n");
+        let errs = errors(&policy("redirects = \"same-origin\""));
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert!(
+            errs[0].contains("t.toml:16:13: unknown redirect policy `same-origin`"),
+            "{}",
+            errs[0]
+        );
+        assert!(errs[0].contains("did you mean `same_origin`?"), "{}", errs[0]);
+        let errs = errors(&policy("redirects = \"follow\""));
+        assert!(
+            errs.len() == 1 && errs[0].contains("expected one of `none`, `same_origin`, `any_origin`"),
+            "{errs:#?}"
+        );
+        let errs = errors(&policy("redirects = true"));
+        assert!(errs.len() == 1 && errs[0].contains("t.toml:16:13:"), "{errs:#?}");
+        let errs = errors(&policy("max_response_bytes = 0"));
+        assert!(
+            errs.len() == 1 && errs[0].contains("`max_response_bytes` must be at least 1"),
+            "{errs:#?}"
+        );
+        let errs = errors(&policy("max_response_bytes = \"10MB\""));
+        assert!(errs.len() == 1 && errs[0].contains("t.toml:16:22:"), "{errs:#?}");
+        let errs = errors(&policy("max_respons_bytes = 10"));
+        assert!(
+            errs.len() == 1 && errs[0].contains("did you mean `max_response_bytes`?"),
+            "{errs:#?}"
+        );
+    }
+
+    #[test]
+    fn retry_classes_transport_is_on_by_default_and_too_large_is_not() {
+        let retry = |on: &str| {
+            let src = format!("{MINIMAL}idempotent = true\n\n[policy]\nretry = {{ max_attempts = 2{on} }}\n");
+            parse(&src, "t.toml").unwrap_or_else(|d| panic!("{d}")).policy.retry
+        };
+        let default = retry("");
+        assert!(default.on_transport_errors && !default.on_too_large, "{default:?}");
+        let only_5xx = retry(", on = [\"5xx\"]");
+        assert!(only_5xx.on_server_errors && !only_5xx.on_transport_errors && !only_5xx.on_too_large);
+        let new_classes = retry(", on = [\"transport\", \"too_large\"]");
+        assert!(new_classes.on_transport_errors && new_classes.on_too_large);
+        assert!(!new_classes.on_server_errors && !new_classes.on_too_many_requests);
+        assert!(!new_classes.on_timeouts && !new_classes.on_connect_errors);
+        let errs = errors(&format!("{MINIMAL}\n[policy]\nretry = {{ on = [\"reset\"] }}\n"));
+        assert!(
+            errs.len() == 1
+                && errs[0].contains("expected one of `5xx`, `429`, `timeout`, `connect`, `transport`, `too_large`"),
+            "{errs:#?}"
+        );
     }
 
     #[test]

@@ -256,6 +256,8 @@ fn every_key_has_an_example() {
         "circuit_breaker",
         "rate_limit",
         "concurrency",
+        "max_response_bytes",
+        "redirects",
         "max_attempts",
         "initial_backoff_ms",
         "max_backoff_ms",
@@ -311,6 +313,11 @@ fn every_key_has_an_example() {
         "\"429\"",
         "\"timeout\"",
         "\"connect\"",
+        "\"transport\"",
+        "\"too_large\"",
+        // redirect policies
+        "\"same_origin\"",
+        "\"any_origin\"",
         // pagination styles
         "\"cursor\"",
         "\"cursor_header\"",

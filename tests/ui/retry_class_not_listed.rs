@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/retry_class_not_listed.toml");
+
+fn main() {}

@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/unknown_redirect_policy.toml");
+
+fn main() {}
