@@ -80,6 +80,18 @@ pub fn extract_id(body: &Value, path: &[Seg]) -> Option<String> {
     }
 }
 
+/// The external id at `path` (as [`extract_id`]); absent, a decode error
+/// naming `text`, so a reply without its declared id fails the call instead
+/// of the call getting a made-up id.
+pub fn require_id(endpoint: &str, body: &Value, path: &[Seg], text: &str) -> Result<String, ClientError> {
+    extract_id(body, path).ok_or_else(|| {
+        decode_error(
+            endpoint,
+            format!("the answer carries no external id at `{text}` (a string or number)"),
+        )
+    })
+}
+
 /// Looks the value at `path` up in `map` (JSON strings, numbers and bools compared by their text).
 ///
 /// Absent or unmapped: a decode error naming the path and the value.
@@ -240,6 +252,19 @@ mod tests {
                 .to_string()
                 .contains("the result does not match the spec: invalid type: integer `5`, expected a string"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn require_id_names_the_path_of_a_missing_id() {
+        let body = body();
+        let id = require_id("q", &body, &[Seg::Key("data"), Seg::Key("task_id")], "$.data.task_id").unwrap();
+        assert_eq!(id, "t-42");
+        let error = require_id("q", &body, &[Seg::Key("ok")], "$.ok").unwrap_err();
+        assert!(error.is_decode());
+        assert_eq!(
+            error.to_string(),
+            "endpoint `q`: could not read the provider's answer: the answer carries no external id at `$.ok` (a string or number)"
         );
     }
 

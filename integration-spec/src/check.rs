@@ -360,6 +360,56 @@ pub(crate) fn async_endpoint_can_finish(
     }
 }
 
+/// An async call is followed by its external id (polls address it, webhooks
+/// name it), so a reply without one cannot be followed: a generated id
+/// would match nothing.
+pub(crate) fn optional_id_is_sync(cx: &mut Collector, span: Span, key_path: &str) {
+    cx.error(span, key_path, "an async endpoint's external id cannot be optional")
+        .help("an async call is followed by the provider's id; remove `optional = true`");
+}
+
+/// An async start reply that can say `completed` must say what the call's
+/// result is, or the call would end `completed` without it. Lowering derives
+/// it from the polling or webhook result when the reply is the same object;
+/// this reports the rest.
+pub(crate) fn start_reply_needs_result(cx: &mut Collector, endpoint: &Endpoint, entity: &str) {
+    let Some(status) = &endpoint.status else { return };
+    let done = status
+        .map
+        .iter()
+        .find(|(_, s)| *s == RemoteStatus::Completed)
+        .map_or("completed", |(external, _)| external.as_str());
+    cx.error(
+        endpoint.span.clone(),
+        format!("endpoints.{}.result", endpoint.name),
+        format!(
+            "async endpoint `{}` can end its call in its first reply (status `{done}`) but reads no `{entity}` result from it",
+            endpoint.name
+        ),
+    )
+    .help(format!(
+        "add `result = {{ entity = \"{entity}\", fields = {{ ... }} }}` read from this reply; its status is not at the path the polling endpoint or webhook reads it from, so their `result` cannot be reused. If this reply never ends the call, remove its `status`"
+    ));
+}
+
+/// A call's response data has one type: a start endpoint's own result must
+/// be the entity the polling endpoint or webhook extracts.
+pub(crate) fn start_result_is_the_calls(cx: &mut Collector, endpoint: &Endpoint, own: &str, call: &str) {
+    if own != call {
+        cx.error(
+            endpoint.span.clone(),
+            format!("endpoints.{}.result", endpoint.name),
+            format!(
+                "async endpoint `{}` reads a `{own}` result but its calls end with `{call}`",
+                endpoint.name
+            ),
+        )
+        .help(format!(
+            "read the call's result here too: `result = {{ entity = \"{call}\", ... }}`"
+        ));
+    }
+}
+
 /// A call's response data has one type: when both the polling endpoint and
 /// the webhook extract a result, they must extract the same entity.
 pub(crate) fn async_results_agree(

@@ -141,7 +141,7 @@ impl Lower<'_> {
             } => Some(name.as_str()),
             _ => None,
         };
-        let (endpoints, external_ids_given) = self.endpoints(root, &entities, &policy, api_key_query);
+        let (mut endpoints, external_ids_given) = self.endpoints(root, &entities, &policy, api_key_query);
         let polling = root
             .table(
                 self.cx,
@@ -166,6 +166,7 @@ impl Lower<'_> {
                 e.key_span.into(),
             );
         }
+        self.start_results(&mut endpoints, polling.as_ref(), webhook.as_ref());
         for (endpoint, given) in endpoints.iter().zip(external_ids_given) {
             // Presence, not validity: a broken `[webhook]` was reported already.
             check::async_endpoint_can_finish(
@@ -186,6 +187,41 @@ impl Lower<'_> {
             polling,
             webhook,
             policy,
+        }
+    }
+
+    /// An async start reply can end the call (every status map has a
+    /// `completed` state), so it must yield the call's result or the result
+    /// is lost. A start endpoint with `status` but no `result` reads it as the
+    /// polling endpoint (or, failing that, the webhook) does when its status
+    /// is at the same JSON path: the replies are then the same object. When
+    /// it is not, the reply's shape is unknown and `result` is required.
+    fn start_results(&mut self, endpoints: &mut [Endpoint], polling: Option<&Polling>, webhook: Option<&Webhook>) {
+        let polled = polling
+            .and_then(|p| endpoints.iter().find(|e| e.name == p.endpoint))
+            .and_then(|e| Some((e.status.as_ref()?.path.clone(), e.result.clone()?)));
+        let pushed = webhook.and_then(|w| Some((w.status.path.clone(), w.result.clone()?)));
+        let Some(entity) = polled.as_ref().or(pushed.as_ref()).map(|(_, r)| r.entity.clone()) else {
+            // No result anywhere: the call ends without data by design.
+            return;
+        };
+        for endpoint in endpoints
+            .iter_mut()
+            .filter(|e| e.mode == Mode::Async && e.starts_calls())
+        {
+            let Some(status) = &endpoint.status else { continue };
+            if let Some(own) = &endpoint.result {
+                check::start_result_is_the_calls(self.cx, endpoint, &own.entity, &entity);
+                continue;
+            }
+            let same_reply = [&polled, &pushed]
+                .into_iter()
+                .flatten()
+                .find(|(path, _)| path.segments == status.path.segments);
+            match same_reply {
+                Some((_, result)) => endpoint.result = Some(result.clone()),
+                None => check::start_reply_needs_result(self.cx, endpoint, &entity),
+            }
         }
     }
 
@@ -955,16 +991,7 @@ impl Lower<'_> {
             check::body_allowed(self.cx, method, e.key_span.into(), &e.key_path());
         }
         let external_id_entry = t.get("external_id");
-        let external_id = match external_id_entry {
-            Some(e) => match string(self.cx, e) {
-                Some(("generated", _)) => ExternalId::Generated,
-                Some((text, span)) => self
-                    .json_path(text, span, &e.key_path())
-                    .map_or(ExternalId::Generated, ExternalId::Path),
-                None => ExternalId::Generated,
-            },
-            None => ExternalId::Generated,
-        };
+        let external_id = external_id_entry.map_or(ExternalId::Generated, |e| self.external_id(e, mode));
         // An invalid path was reported already; it still counts as given.
         let external_id_given = match external_id_entry {
             Some(e) => e.value.get_ref().as_str() != Some("generated"),
@@ -1015,6 +1042,35 @@ impl Lower<'_> {
             list,
         };
         Some((endpoint, external_id_given))
+    }
+
+    /// `external_id`: `"generated"`, a JSON path, or `{ path, optional }`.
+    /// A broken value was reported; it lowers to `Generated`.
+    fn external_id(&mut self, e: Entry<'_, '_>, mode: Mode) -> ExternalId {
+        if !matches!(e.value.get_ref(), DeValue::Table(_)) {
+            return match string(self.cx, e) {
+                Some(("generated", _)) | None => ExternalId::Generated,
+                Some((text, span)) => self
+                    .json_path(text, span, &e.key_path())
+                    .map_or(ExternalId::Generated, ExternalId::Path),
+            };
+        }
+        let key_path = e.key_path();
+        let Some(t) = Table::new(self.cx, &key_path, e.key_span.into(), e.value, &["path", "optional"]) else {
+            return ExternalId::Generated;
+        };
+        let path = t
+            .require_str(self.cx, "path", "add `path = \"$.id\"` (where the provider's id is)")
+            .and_then(|(text, span)| self.json_path(text, span, &join(&key_path, "path")));
+        let optional = t.bool(self.cx, "optional").unwrap_or(false);
+        if let (true, Mode::Async, Some(o)) = (optional, mode, t.get("optional")) {
+            check::optional_id_is_sync(self.cx, o.span(), &o.key_path());
+        }
+        match path {
+            Some(path) if optional => ExternalId::OptionalPath(path),
+            Some(path) => ExternalId::Path(path),
+            None => ExternalId::Generated,
+        }
     }
 
     /// `items` and `paginate`: what makes an endpoint a list endpoint. A broken
@@ -2133,6 +2189,100 @@ body = { text = "{text}" }
                 && errs[0].contains("expected one of `5xx`, `429`, `timeout`, `connect`, `transport`, `too_large`"),
             "{errs:#?}"
         );
+    }
+
+    /// An async `submit` whose reply has its status at `start_status`, polled
+    /// through `job`, whose reply has it at `$.state` and a result.
+    fn instant_job(start_status: &str, start_extra: &str) -> String {
+        format!(
+            r#"
+[integration]
+name = "Jobs"
+base_url = "https://jobs.example.com"
+
+[entities.Job]
+text = "string"
+
+[entities.Output]
+url = "string"
+
+[endpoints.submit]
+method = "POST"
+path = "/jobs"
+request = "Job"
+mode = "async"
+body = {{ text = "{{text}}" }}
+external_id = "$.id"
+status = {{ path = "{start_status}", map = {{ running = "processing", done = "completed", error = "failed" }} }}
+{start_extra}
+
+[endpoints.job]
+method = "GET"
+path = "/jobs/{{external_id}}"
+status = {{ path = "$.state", map = {{ running = "processing", done = "completed", error = "failed" }} }}
+result = {{ entity = "Output", root = "$.output" }}
+
+[polling]
+endpoint = "job"
+"#
+        )
+    }
+
+    #[test]
+    fn an_async_start_reply_with_the_polled_shape_reads_the_polled_result() {
+        let spec = parse(&instant_job("$.state", ""), "t.toml").unwrap_or_else(|d| panic!("{d}"));
+        let result = spec.endpoint("submit").unwrap().result.as_ref().expect("derived");
+        assert_eq!(result.entity, "Output");
+        assert_eq!(result.fields[0].1.text, "$.output.url");
+    }
+
+    #[test]
+    fn an_async_start_reply_of_another_shape_must_declare_its_result() {
+        let errs = errors(&instant_job("$.job.state", ""));
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert!(
+            errs[0].contains("t.toml:12:12: async endpoint `submit` can end its call in its first reply (status `done`) but reads no `Output` result from it"),
+            "{}",
+            errs[0]
+        );
+        let own = "result = { entity = \"Output\", fields = { url = \"$.job.url\" } }";
+        let spec = parse(&instant_job("$.job.state", own), "t.toml").unwrap_or_else(|d| panic!("{d}"));
+        let result = spec.endpoint("submit").unwrap().result.as_ref().unwrap();
+        assert_eq!(result.fields[0].1.text, "$.job.url");
+        let errs = errors(&instant_job("$.state", "result = { entity = \"Job\" }"));
+        assert!(
+            errs.len() == 1 && errs[0].contains("reads a `Job` result but its calls end with `Output`"),
+            "{errs:#?}"
+        );
+    }
+
+    #[test]
+    fn an_external_id_may_be_optional_on_sync_endpoints_only() {
+        let src = MINIMAL.replace(
+            "request = \"Ping\"",
+            "request = \"Ping\"\nexternal_id = { path = \"$.id\", optional = true }",
+        );
+        let spec = parse(&src, "t.toml").unwrap_or_else(|d| panic!("{d}"));
+        assert!(matches!(&spec.endpoints[0].external_id, ExternalId::OptionalPath(p) if p.text == "$.id"));
+        let strict = MINIMAL.replace(
+            "request = \"Ping\"",
+            "request = \"Ping\"\nexternal_id = { path = \"$.id\" }",
+        );
+        let spec = parse(&strict, "t.toml").unwrap_or_else(|d| panic!("{d}"));
+        assert!(matches!(&spec.endpoints[0].external_id, ExternalId::Path(_)));
+        let errs = errors(
+            &instant_job("$.state", "external_id = { path = \"$.id\", optional = true }")
+                .replace("external_id = \"$.id\"\n", ""),
+        );
+        assert!(
+            errs.len() == 1 && errs[0].contains("an async endpoint's external id cannot be optional"),
+            "{errs:#?}"
+        );
+        let errs = errors(&MINIMAL.replace(
+            "request = \"Ping\"",
+            "request = \"Ping\"\nexternal_id = { pth = \"$.id\" }",
+        ));
+        assert!(errs.iter().any(|e| e.contains("did you mean `path`?")), "{errs:#?}");
     }
 
     #[test]

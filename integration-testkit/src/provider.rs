@@ -14,7 +14,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use integration_spec::ir::{Endpoint, ExternalId, Mode, PathPart, RemoteStatus, ResultSpec, Spec, StatusMap, Type};
+use integration_spec::ir::{Endpoint, Mode, PathPart, RemoteStatus, ResultSpec, Spec, StatusMap, Type};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -469,7 +469,7 @@ fn start(state: &mut State, endpoint: &Endpoint) -> (std::time::Duration, Respon
     state.next_id += 1;
     let external_id = format!("{}-{}", endpoint.name, state.next_id);
     let mut body = json!({});
-    if let ExternalId::Path(path) = &endpoint.external_id {
+    if let Some(path) = endpoint.external_id.path() {
         set(&mut body, &path.segments, json!(external_id));
     }
     match endpoint.mode {

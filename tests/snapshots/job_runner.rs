@@ -351,6 +351,7 @@ pub mod job_runner {
             let body = &response.body;
             ::std::result::Result::Ok({
                 let status = ::std::option::Option::None;
+                let external_id = ::std::option::Option::None;
                 let result = ::std::option::Option::Some(
                     __rt::extract(
                         "render",
@@ -371,7 +372,7 @@ pub mod job_runner {
                 );
                 ::integration_runtime::Reply {
                     http_status: response.status,
-                    external_id: ::std::option::Option::None,
+                    external_id,
                     status,
                     result,
                     error: __rt::extract_message(body, &[__rt::Seg::Key("error")]),

@@ -404,7 +404,7 @@ pub mod payments {
             request: &PaymentIntent,
             options: &::integration_runtime::CallOptions,
         ) -> ::std::result::Result<
-            ::integration_runtime::Reply<()>,
+            ::integration_runtime::Reply<Charge>,
             ::integration_runtime::ClientError,
         > {
             request.validate().map_err(|e| __rt::invalid_request("create_payment", e))?;
@@ -509,10 +509,60 @@ pub mod payments {
                         ],
                     )?,
                 );
-                let result = ::std::option::Option::None;
+                let external_id = match status {
+                    ::std::option::Option::Some(
+                        ::integration_runtime::RemoteStatus::Failed,
+                    ) => __rt::extract_id(body, &[__rt::Seg::Key("id")]),
+                    _ => {
+                        ::std::option::Option::Some(
+                            __rt::require_id(
+                                "create_payment",
+                                body,
+                                &[__rt::Seg::Key("id")],
+                                "$.id",
+                            )?,
+                        )
+                    }
+                };
+                let result = match status {
+                    ::std::option::Option::Some(
+                        ::integration_runtime::RemoteStatus::Completed,
+                    ) => {
+                        ::std::option::Option::Some(
+                            __rt::extract(
+                                "create_payment",
+                                body,
+                                &[
+                                    __rt::FieldPath {
+                                        field: "id",
+                                        path: &[
+                                            __rt::Seg::Key("latest_charge"),
+                                            __rt::Seg::Key("id"),
+                                        ],
+                                        text: "$.latest_charge.id",
+                                    },
+                                    __rt::FieldPath {
+                                        field: "amount_received",
+                                        path: &[__rt::Seg::Key("amount_received")],
+                                        text: "$.amount_received",
+                                    },
+                                    __rt::FieldPath {
+                                        field: "paid_at",
+                                        path: &[
+                                            __rt::Seg::Key("latest_charge"),
+                                            __rt::Seg::Key("created_at"),
+                                        ],
+                                        text: "$.latest_charge.created_at",
+                                    },
+                                ],
+                            )?,
+                        )
+                    }
+                    _ => ::std::option::Option::None,
+                };
                 ::integration_runtime::Reply {
                     http_status: response.status,
-                    external_id: __rt::extract_id(body, &[__rt::Seg::Key("id")]),
+                    external_id,
                     status,
                     result,
                     error: __rt::extract_message(
@@ -580,6 +630,7 @@ pub mod payments {
                         ],
                     )?,
                 );
+                let external_id = ::std::option::Option::None;
                 let result = match status {
                     ::std::option::Option::Some(
                         ::integration_runtime::RemoteStatus::Completed,
@@ -618,7 +669,7 @@ pub mod payments {
                 };
                 ::integration_runtime::Reply {
                     http_status: response.status,
-                    external_id: ::std::option::Option::None,
+                    external_id,
                     status,
                     result,
                     error: __rt::extract_message(
@@ -790,6 +841,14 @@ pub mod payments {
                             ],
                         )?,
                     );
+                    let external_id = __rt::extract_id(
+                        body,
+                        &[
+                            __rt::Seg::Key("data"),
+                            __rt::Seg::Key("object"),
+                            __rt::Seg::Key("id"),
+                        ],
+                    );
                     let result = match status {
                         ::std::option::Option::Some(
                             ::integration_runtime::RemoteStatus::Completed,
@@ -836,14 +895,7 @@ pub mod payments {
                     };
                     ::integration_runtime::Reply {
                         http_status: 200,
-                        external_id: __rt::extract_id(
-                            body,
-                            &[
-                                __rt::Seg::Key("data"),
-                                __rt::Seg::Key("object"),
-                                __rt::Seg::Key("id"),
-                            ],
-                        ),
+                        external_id,
                         status,
                         result,
                         error: __rt::extract_message(

@@ -395,6 +395,7 @@ pub mod translate {
             let body = &response.body;
             ::std::result::Result::Ok({
                 let status = ::std::option::Option::None;
+                let external_id = ::std::option::Option::None;
                 let result = ::std::option::Option::Some(
                     __rt::extract(
                         "translate",
@@ -430,7 +431,7 @@ pub mod translate {
                 );
                 ::integration_runtime::Reply {
                     http_status: response.status,
-                    external_id: ::std::option::Option::None,
+                    external_id,
                     status,
                     result,
                     error: __rt::extract_message(

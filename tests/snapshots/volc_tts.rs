@@ -331,13 +331,18 @@ pub mod volc_tts {
             let body = &response.body;
             ::std::result::Result::Ok({
                 let status = ::std::option::Option::None;
+                let external_id = ::std::option::Option::Some(
+                    __rt::require_id(
+                        "synthesize",
+                        body,
+                        &[__rt::Seg::Key("data"), __rt::Seg::Key("task_id")],
+                        "$.data.task_id",
+                    )?,
+                );
                 let result = ::std::option::Option::None;
                 ::integration_runtime::Reply {
                     http_status: response.status,
-                    external_id: __rt::extract_id(
-                        body,
-                        &[__rt::Seg::Key("data"), __rt::Seg::Key("task_id")],
-                    ),
+                    external_id,
                     status,
                     result,
                     error: __rt::extract_message(body, &[__rt::Seg::Key("message")]),
@@ -390,6 +395,7 @@ pub mod volc_tts {
                         ],
                     )?,
                 );
+                let external_id = ::std::option::Option::None;
                 let result = match status {
                     ::std::option::Option::Some(
                         ::integration_runtime::RemoteStatus::Completed,
@@ -420,7 +426,7 @@ pub mod volc_tts {
                 };
                 ::integration_runtime::Reply {
                     http_status: response.status,
-                    external_id: ::std::option::Option::None,
+                    external_id,
                     status,
                     result,
                     error: __rt::extract_message(
@@ -573,6 +579,10 @@ pub mod volc_tts {
                             ],
                         )?,
                     );
+                    let external_id = __rt::extract_id(
+                        body,
+                        &[__rt::Seg::Key("task_id")],
+                    );
                     let result = match status {
                         ::std::option::Option::Some(
                             ::integration_runtime::RemoteStatus::Completed,
@@ -600,10 +610,7 @@ pub mod volc_tts {
                     };
                     ::integration_runtime::Reply {
                         http_status: 200,
-                        external_id: __rt::extract_id(
-                            body,
-                            &[__rt::Seg::Key("task_id")],
-                        ),
+                        external_id,
                         status,
                         result,
                         error: __rt::extract_message(body, &[__rt::Seg::Key("message")]),

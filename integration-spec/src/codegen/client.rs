@@ -427,14 +427,31 @@ fn reply_expr(
     error: Option<&JsonPath>,
     http_status: TokenStream,
 ) -> TokenStream {
+    let has_status = status.is_some();
     let external_id = match external_id {
         ExternalId::Path(path) => {
+            let p = json_path(path);
+            let text = &path.text;
+            let require = quote!(::std::option::Option::Some(__rt::require_id(#endpoint, body, #p, #text)?));
+            // A reply that says the call failed may carry no id: its error
+            // message is what the call must end with.
+            if has_status {
+                quote! {
+                    match status {
+                        ::std::option::Option::Some(::integration_runtime::RemoteStatus::Failed) => __rt::extract_id(body, #p),
+                        _ => #require,
+                    }
+                }
+            } else {
+                require
+            }
+        }
+        ExternalId::OptionalPath(path) => {
             let p = json_path(path);
             quote!(__rt::extract_id(body, #p))
         }
         ExternalId::Generated => quote!(::std::option::Option::None),
     };
-    let has_status = status.is_some();
     let status = match status {
         Some(s) => {
             let p = json_path(&s.path);
@@ -482,10 +499,11 @@ fn reply_expr(
     };
     quote! {{
         let status = #status;
+        let external_id = #external_id;
         let result = #result;
         ::integration_runtime::Reply {
             http_status: #http_status,
-            external_id: #external_id,
+            external_id,
             status,
             result,
             error: #error,
@@ -607,7 +625,8 @@ fn glue(spec: &Spec, names: &Names) -> TokenStream {
         Some(w) => {
             let reply = reply_expr(
                 "webhook",
-                &ExternalId::Path(w.external_id.clone()),
+                // The receiver refuses a delivery without an id itself (422).
+                &ExternalId::OptionalPath(w.external_id.clone()),
                 Some(&w.status),
                 w.result.as_ref(),
                 w.error.as_ref(),
