@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 integration_runtime::integration!("tests/specs/reply_reading.toml");
 
-use reply_reading::{Job, Memo, Note, ReplyReading, ReplyReadingConfig};
+use reply_reading::{Check, Job, Memo, Note, ReplyReading, ReplyReadingConfig};
 
 /// A provider that finishes jobs within the create request and answers
 /// notes without an id.
@@ -22,7 +22,12 @@ async fn provider() -> String {
         .route("/jobs", post(move || async move { Json(done) }))
         // Polling would never see the job finish: only the first reply can.
         .route("/jobs/{id}", get(|| async { Json(json!({ "state": "running" })) }))
-        .route("/notes", post(|| async { Json(json!({ "url": "https://cdn/note" })) }));
+        .route("/notes", post(|| async { Json(json!({ "url": "https://cdn/note" })) }))
+        // A refusal in a 200, without an id.
+        .route(
+            "/checks",
+            post(|| async { Json(json!({ "outcome": "rejected", "reason": "text too short" })) }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -96,4 +101,13 @@ async fn a_sync_reply_without_an_optional_id_completes_with_a_generated_id() {
         "the generated id is the call id"
     );
     assert_eq!(call.response_data, Some(json!({ "url": "https://cdn/note" })));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_reply_that_says_failed_keeps_the_providers_error_without_an_id() {
+    let rt = runtime("sync-failed-no-id", provider().await).await;
+    let id = rt.create(Check { text: "hi".into() }).await.unwrap();
+    let call = terminal(&rt, id).await;
+    assert_eq!(call.status, CallStatus::Failed);
+    assert_eq!(call.error.as_deref(), Some("text too short"));
 }
