@@ -1,14 +1,23 @@
 //! The HTTP client generated code sends requests with.
 
+mod body;
+mod oauth2;
+mod redact;
+mod redirect;
+
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, Url};
 use serde_json::Value;
 use tracing::Instrument;
 
-use crate::descriptor::{IntegrationDescriptor, PolicyDescriptor};
+use self::body::{read_limited, read_prefix, ReadError, ERROR_PREFIX_BYTES};
+use self::oauth2::TokenState;
+use self::redact::Redactor;
+use self::redirect::{is_followed_status, next_hop, Hop, MAX_REDIRECTS};
+use crate::descriptor::{IntegrationDescriptor, PolicyDescriptor, RedirectPolicy};
 use crate::error::{invalid_request, ClientError, ConfigError, ValidationError};
 use crate::form::encode_form;
 use crate::json_path::{extract_message, Seg};
@@ -164,13 +173,24 @@ struct Prepared {
     body: Option<Vec<u8>>,
 }
 
+/// An answer read within the policy's bounds.
+struct Answer {
+    status: u16,
+    /// The decoded body: whole for a 2xx, its first [`ERROR_PREFIX_BYTES`] otherwise.
+    body: Value,
+    retry_after: Option<Duration>,
+    /// The headers in received order; values that are not visible ASCII are left out.
+    headers: Vec<(String, String)>,
+}
+
 /// What an attempt's result tells the circuit breaker.
 fn outcome_of(result: &Result<HttpResponse, ClientError>) -> Outcome {
     match result {
         Ok(_) => Outcome::Success,
         Err(error) if error.is_provider_failure() => Outcome::Failure,
-        // A 4xx: the provider is up and answering.
-        Err(error) if error.is_status() => Outcome::Success,
+        // A 4xx, an answer over the size limit, a redirect not followed:
+        // the provider is up and answering.
+        Err(error) if error.is_status() || error.is_response_too_large() || error.is_redirect() => Outcome::Success,
         Err(_) => Outcome::Neutral,
     }
 }
@@ -182,6 +202,8 @@ fn outcome_name(result: &Result<HttpResponse, ClientError>) -> &'static str {
         Err(e) if e.is_circuit_open() => "circuit_open",
         Err(e) if e.is_rate_limited() => "rate_limited",
         Err(e) if e.is_status() => "status",
+        Err(e) if e.is_response_too_large() => "too_large",
+        Err(e) if e.is_redirect() => "redirect",
         Err(e) if e.is_timeout() => "timeout",
         Err(e) if e.is_connect() => "connect",
         Err(e) if e.is_auth() => "auth",
@@ -201,12 +223,6 @@ fn refusal_error(endpoint: &str, refusal: Refusal) -> ClientError {
         Refusal::RateLimited(wait) => ClientError::rate_limited(endpoint, wait),
         Refusal::Busy { limit, waited } => ClientError::busy(endpoint, limit, waited),
     }
-}
-
-#[derive(Default)]
-struct TokenState {
-    access: Option<(Secret, Option<Instant>)>,
-    refresh_token: Option<Secret>,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -237,7 +253,11 @@ fn parse_http_url(text: &str) -> Result<Url, String> {
 }
 
 fn build_client(connect_timeout_ms: u64) -> Result<reqwest::Client, reqwest::Error> {
-    let mut builder = reqwest::Client::builder().user_agent(concat!("integration-runtime/", env!("CARGO_PKG_VERSION")));
+    // Redirects are followed by `HttpClient::attempt`, which decides what each
+    // hop carries (see `redirect`).
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("integration-runtime/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none());
     if connect_timeout_ms > 0 {
         builder = builder.connect_timeout(Duration::from_millis(connect_timeout_ms));
     }
@@ -436,16 +456,26 @@ impl HttpClient {
 
     /// Sends `request` once.
     ///
-    /// A 2xx answer is `Ok`; any other status is a [`ClientError`] with the status
-    /// and the provider's message (read at `error_path`, or the text of a non-JSON
-    /// body). The policy's `timeout_ms` bounds the whole exchange, `connect_timeout_ms`
-    /// the connection. Retries are not made here.
+    /// A 2xx answer is `Ok`, with every credential the provider echoed in its
+    /// body or headers replaced by `***`; any other status is a [`ClientError`]
+    /// with the status and the provider's message (read at `error_path`, or the
+    /// text of a non-JSON body, from the body's first 64 KiB). The policy's
+    /// `timeout_ms` bounds the whole exchange (redirects included),
+    /// `connect_timeout_ms` the connection. Retries are not made here.
+    ///
+    /// A 2xx body larger than the policy's `max_response_bytes` is not read
+    /// ([`ClientError::is_response_too_large`]). Redirects follow the policy's
+    /// `redirects`: within the origin by default; a redirect that would take
+    /// a credential or the body to another origin is not followed
+    /// ([`ClientError::is_redirect`]). A connection reset or a body cut short
+    /// is [`ClientError::is_transport`].
     ///
     /// The policy's limits apply first: an open circuit breaker refuses the request
     /// without sending it ([`ClientError::is_circuit_open`]); the rate limit and the
     /// concurrency limit make it wait, at most its timeout
-    /// ([`ClientError::is_rate_limited`] beyond). 5xx answers, timeouts and
-    /// connection failures count against the circuit breaker, 4xx answers do not.
+    /// ([`ClientError::is_rate_limited`] beyond). 5xx answers, timeouts,
+    /// connection and transport failures count against the circuit breaker; 4xx
+    /// answers, answers over the size limit and refused redirects do not.
     /// With OAuth2, a 401 answer makes the client get a new token and repeat the
     /// request once; a second 401 is returned.
     ///
@@ -543,8 +573,9 @@ impl HttpClient {
         })
     }
 
-    /// One exchange with the provider. `used_token` is set to the OAuth2 access
-    /// token the request carried.
+    /// One exchange with the provider, following redirects as the policy's
+    /// `redirects` allows (see `redirect`). `used_token` is set to the OAuth2
+    /// access token the request carried.
     async fn attempt(
         &self,
         request: &HttpRequest,
@@ -553,16 +584,105 @@ impl HttpClient {
     ) -> Result<HttpResponse, ClientError> {
         let endpoint = request.endpoint;
         let policy = request.policy;
-        let mut headers = prepared.headers.clone();
-        let mut basic = None;
+        let credentials = self.credentials(endpoint, policy, used_token).await?;
+        let client = self.client(endpoint, policy.connect_timeout_ms)?;
+        // One timeout for the whole chain of redirects.
+        let deadline = (policy.timeout_ms > 0).then(|| Instant::now() + Duration::from_millis(policy.timeout_ms));
+        let mut hop = Hop {
+            url: prepared.url.clone(),
+            method: prepared.method.clone(),
+            body: prepared.body.clone(),
+            credentialed: true,
+        };
+        let mut redirects = 0;
+        let mut response = loop {
+            let mut headers = HeaderMap::new();
+            if hop.credentialed {
+                headers = prepared.headers.clone();
+                if prepared.body.is_some() && hop.body.is_none() {
+                    // The body was dropped (a 303, or a 301/302 after a POST).
+                    headers.remove(CONTENT_TYPE);
+                }
+                for (name, value) in &credentials {
+                    headers.insert(name, value.clone());
+                }
+            }
+            let mut builder = client.request(hop.method.clone(), hop.url.clone()).headers(headers);
+            if let Some(deadline) = deadline {
+                builder = builder.timeout(deadline.saturating_duration_since(Instant::now()));
+            }
+            if let Some(body) = &hop.body {
+                builder = builder.body(body.clone());
+            }
+            let response = builder
+                .send()
+                .await
+                .map_err(|e| self.transport_error(endpoint, policy, e))?;
+            let status = response.status().as_u16();
+            let location = response.headers().get(LOCATION).and_then(|value| value.to_str().ok());
+            let Some(location) =
+                location.filter(|_| policy.redirects != RedirectPolicy::None && is_followed_status(status))
+            else {
+                break response;
+            };
+            if redirects == MAX_REDIRECTS {
+                return Err(ClientError::redirect(
+                    endpoint,
+                    format!("more than {MAX_REDIRECTS} redirects in a row"),
+                ));
+            }
+            redirects += 1;
+            let next = next_hop(policy.redirects, &prepared.url, &hop, status, location)
+                .map_err(|detail| ClientError::redirect(endpoint, detail))?;
+            hop = self.with_query_key(endpoint, next)?;
+        };
+        let answer = self.read_answer(endpoint, policy, &mut response).await?;
+        if (200..300).contains(&answer.status) {
+            // A provider may echo a credential it was sent: nothing stored
+            // from the answer carries one.
+            let redactor = self.redactor();
+            return Ok(HttpResponse {
+                status: answer.status,
+                body: redactor.value(answer.body),
+                headers: answer
+                    .headers
+                    .into_iter()
+                    .map(|(name, value)| (name, redactor.text(&value)))
+                    .collect(),
+            });
+        }
+        let message = request
+            .error_path
+            .and_then(|path| extract_message(&answer.body, path))
+            .or_else(|| match &answer.body {
+                Value::String(text) if !text.trim().is_empty() => Some(truncate(text.trim(), 500)),
+                _ => None,
+            })
+            .map(|message| self.redact(&message));
+        Err(ClientError::status_error(endpoint, answer.status, message).with_retry_after(answer.retry_after))
+    }
+
+    /// The headers that authenticate a request (none for a query-string API
+    /// key, which is in the URL); with OAuth2, `used_token` is set to the token.
+    async fn credentials(
+        &self,
+        endpoint: &str,
+        policy: &'static PolicyDescriptor,
+        used_token: &mut Option<Secret>,
+    ) -> Result<HeaderMap, ClientError> {
+        let mut headers = HeaderMap::new();
         match &self.inner.auth {
             Auth::None | Auth::ApiKeyQuery { .. } => {}
             Auth::Bearer(token) => {
                 headers.insert(AUTHORIZATION, self.bearer(endpoint, token)?);
             }
             Auth::Basic { username, password } => {
-                headers.remove(AUTHORIZATION);
-                basic = Some((username, password));
+                let pair = format!("{}:{}", username.expose(), password.expose());
+                let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pair);
+                let value = sensitive(&format!("Basic {encoded}")).ok_or_else(|| {
+                    ClientError::config(endpoint, "the Basic credentials do not make a header".to_owned())
+                })?;
+                headers.insert(AUTHORIZATION, value);
             }
             Auth::ApiKeyHeader { name, key } => {
                 let name = HeaderName::from_bytes(name.as_bytes())
@@ -581,33 +701,27 @@ impl HttpClient {
                 *used_token = Some(token);
             }
         }
+        Ok(headers)
+    }
 
-        let client = self.client(endpoint, policy.connect_timeout_ms)?;
-        let mut builder = client
-            .request(prepared.method.clone(), prepared.url.clone())
-            .headers(headers);
-        if policy.timeout_ms > 0 {
-            builder = builder.timeout(Duration::from_millis(policy.timeout_ms));
+    /// A redirect hop's URL with the query-string API key as the hop needs
+    /// it: put in (once) on the origin, taken out off it.
+    fn with_query_key(&self, endpoint: &str, mut hop: Hop) -> Result<Hop, ClientError> {
+        if hop.credentialed {
+            hop.url = self.same_origin_url(endpoint, hop.url)?;
+        } else if let Auth::ApiKeyQuery { name, .. } = &self.inner.auth {
+            let kept: Vec<(String, String)> = hop
+                .url
+                .query_pairs()
+                .filter(|(n, _)| n != name)
+                .map(|(n, v)| (n.into_owned(), v.into_owned()))
+                .collect();
+            hop.url.set_query(None);
+            if !kept.is_empty() {
+                hop.url.query_pairs_mut().extend_pairs(kept);
+            }
         }
-        if let Some(body) = &prepared.body {
-            builder = builder.body(body.clone());
-        }
-        if let Some((username, password)) = basic {
-            builder = builder.basic_auth(username.expose(), Some(password.expose()));
-        }
-        let (status, body, retry_after, headers) = self.exchange_with_retry_after(endpoint, policy, builder).await?;
-        if (200..300).contains(&status) {
-            return Ok(HttpResponse { status, body, headers });
-        }
-        let message = request
-            .error_path
-            .and_then(|path| extract_message(&body, path))
-            .or_else(|| match &body {
-                Value::String(text) if !text.trim().is_empty() => Some(truncate(text.trim(), 500)),
-                _ => None,
-            })
-            .map(|message| self.redact(&message));
-        Err(ClientError::status_error(endpoint, status, message).with_retry_after(retry_after))
+        Ok(hop)
     }
 
     /// A next-page URL, checked to be on the base URL's origin (scheme, host
@@ -708,29 +822,28 @@ impl HttpClient {
         Ok(client)
     }
 
-    /// Sends a request and reads the whole answer: its status and decoded body.
+    /// Sends a request and reads its answer (see [`read_answer`](Self::read_answer)).
     async fn exchange(
         &self,
         endpoint: &str,
         policy: &PolicyDescriptor,
         builder: reqwest::RequestBuilder,
-    ) -> Result<(u16, Value), ClientError> {
-        let (status, body, _, _) = self.exchange_with_retry_after(endpoint, policy, builder).await?;
-        Ok((status, body))
-    }
-
-    /// As [`exchange`](Self::exchange), also reading the `Retry-After` header and
-    /// returning the response headers.
-    async fn exchange_with_retry_after(
-        &self,
-        endpoint: &str,
-        policy: &PolicyDescriptor,
-        builder: reqwest::RequestBuilder,
-    ) -> Result<(u16, Value, Option<Duration>, Vec<(String, String)>), ClientError> {
-        let response = builder
+    ) -> Result<Answer, ClientError> {
+        let mut response = builder
             .send()
             .await
             .map_err(|e| self.transport_error(endpoint, policy, e))?;
+        self.read_answer(endpoint, policy, &mut response).await
+    }
+
+    /// Reads an answer: a 2xx body whole, up to the policy's
+    /// `max_response_bytes`; of any other, only a prefix, for its message.
+    async fn read_answer(
+        &self,
+        endpoint: &str,
+        policy: &PolicyDescriptor,
+        response: &mut reqwest::Response,
+    ) -> Result<Answer, ClientError> {
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -742,11 +855,24 @@ impl HttpClient {
             .iter()
             .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
             .collect();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(endpoint, policy, e))?;
-        Ok((status, decode_body(&bytes), retry_after, headers))
+        let bytes = if (200..300).contains(&status) {
+            read_limited(response, policy.max_response_bytes)
+                .await
+                .map_err(|error| match error {
+                    ReadError::TooLarge => ClientError::too_large(endpoint, policy.max_response_bytes),
+                    ReadError::Transport(e) => self.transport_error(endpoint, policy, e),
+                })?
+        } else {
+            read_prefix(response, ERROR_PREFIX_BYTES)
+                .await
+                .map_err(|e| self.transport_error(endpoint, policy, e))?
+        };
+        Ok(Answer {
+            status,
+            body: decode_body(&bytes),
+            retry_after,
+            headers,
+        })
     }
 
     fn transport_error(&self, endpoint: &str, policy: &PolicyDescriptor, error: reqwest::Error) -> ClientError {
@@ -771,12 +897,13 @@ impl HttpClient {
 
     /// `text` with every credential replaced by `***`.
     fn redact(&self, text: &str) -> String {
+        self.redactor().text(text)
+    }
+
+    /// A redactor of the credentials known now: configured and learnt.
+    fn redactor(&self) -> Redactor {
         let learnt = self.inner.learnt.lock().unwrap_or_else(PoisonError::into_inner).clone();
-        self.inner
-            .secrets
-            .iter()
-            .chain(&learnt)
-            .fold(text.to_owned(), |text, secret| text.replace(secret.as_str(), "***"))
+        Redactor::new(self.inner.secrets.iter().cloned().chain(learnt))
     }
 
     /// Remembers a credential obtained at run time, to scrub it from messages.
@@ -791,133 +918,6 @@ impl HttpClient {
             }
             learnt.push(secret.to_owned());
         }
-    }
-
-    /// Forgets the cached access token if it still is `used` (the provider refused
-    /// it); a token another caller already replaced is kept.
-    async fn invalidate_token(&self, used: &Secret) {
-        let mut state = self.inner.token.lock().await;
-        if state
-            .access
-            .as_ref()
-            .is_some_and(|(token, _)| token.expose() == used.expose())
-        {
-            state.access = None;
-        }
-    }
-
-    /// A valid access token: the cached one, or a new one from the token endpoint.
-    ///
-    /// Single flight: the token state stays locked during the token request, so
-    /// concurrent callers wait for it and use its token. The request runs in a task
-    /// of its own: when the caller is cancelled, the answer (and a rotated refresh
-    /// token, which invalidates the previous one) is still kept before the lock is
-    /// released.
-    async fn access_token(
-        &self,
-        endpoint: &str,
-        config: &OAuth2Config,
-        policy: &'static PolicyDescriptor,
-    ) -> Result<Secret, ClientError> {
-        let mut state = Arc::clone(&self.inner.token).lock_owned().await;
-        if let Some((token, expires_at)) = &state.access {
-            if expires_at.is_none_or(|at| Instant::now() < at) {
-                return Ok(token.clone());
-            }
-        }
-        let client = self.clone();
-        let config = config.clone();
-        let owned_endpoint = endpoint.to_owned();
-        let fetch = async move { client.fetch_token(&owned_endpoint, &config, policy, &mut state).await };
-        tokio::spawn(fetch.in_current_span()).await.unwrap_or_else(|_| {
-            Err(ClientError::auth(
-                endpoint,
-                None,
-                "the token request was aborted".to_owned(),
-            ))
-        })
-    }
-
-    /// Asks the token endpoint for an access token and stores it in `state`.
-    async fn fetch_token(
-        &self,
-        endpoint: &str,
-        config: &OAuth2Config,
-        policy: &PolicyDescriptor,
-        state: &mut TokenState,
-    ) -> Result<Secret, ClientError> {
-        let mut form = serde_json::Map::new();
-        match &state.refresh_token {
-            Some(refresh_token) => {
-                form.insert("grant_type".into(), "refresh_token".into());
-                form.insert("refresh_token".into(), refresh_token.expose().into());
-            }
-            None => {
-                form.insert("grant_type".into(), "client_credentials".into());
-            }
-        }
-        if !config.scopes.is_empty() {
-            form.insert("scope".into(), config.scopes.join(" ").into());
-        }
-        if config.client_secret.is_none() {
-            form.insert("client_id".into(), config.client_id.expose().into());
-        }
-        let url = parse_http_url(&config.token_url).map_err(|problem| ClientError::config(endpoint, problem))?;
-        let client = self.client(endpoint, policy.connect_timeout_ms)?;
-        let mut builder = client
-            .post(url)
-            .header(ACCEPT, "application/json")
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(encode_form(&Value::Object(form)));
-        if let Some(secret) = &config.client_secret {
-            builder = builder.basic_auth(config.client_id.expose(), Some(secret.expose()));
-        }
-        if policy.timeout_ms > 0 {
-            builder = builder.timeout(Duration::from_millis(policy.timeout_ms));
-        }
-        let requested_at = Instant::now();
-        let (status, body) = self.exchange(endpoint, policy, builder).await?;
-        if !(200..300).contains(&status) {
-            let detail = [&[Seg::Key("error_description")][..], &[Seg::Key("error")][..]]
-                .iter()
-                .find_map(|path| extract_message(&body, path))
-                .or_else(|| body.as_str().map(|text| truncate(text.trim(), 500)))
-                .unwrap_or_else(|| "the token endpoint refused the request".to_owned());
-            return Err(ClientError::auth(endpoint, Some(status), self.redact(&detail)));
-        }
-        let Some(access_token) = body
-            .get("access_token")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-        else {
-            return Err(ClientError::auth(
-                endpoint,
-                None,
-                "the token endpoint's answer has no `access_token`".to_owned(),
-            ));
-        };
-        let expires_in = match body.get("expires_in") {
-            Some(Value::Number(n)) => n.as_f64(),
-            Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
-            _ => None,
-        };
-        // Renew shortly before expiry: a tenth of the lifetime early, at most a minute.
-        let expires_at = expires_in.filter(|s| s.is_finite() && *s >= 0.0).map(|seconds| {
-            let lifetime = Duration::from_secs_f64(seconds.min(1e9));
-            requested_at + lifetime - (lifetime / 10).min(Duration::from_secs(60))
-        });
-        self.learn(access_token);
-        let token = Secret::new(access_token);
-        if let Some(new_refresh) = body
-            .get("refresh_token")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-        {
-            self.learn(new_refresh);
-            state.refresh_token = Some(Secret::new(new_refresh));
-        }
-        state.access = Some((token.clone(), expires_at));
-        Ok(token)
     }
 }
 
