@@ -8,8 +8,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use integration_runtime::__private::{Auth, HttpClient, HttpRequest};
-use integration_runtime::{CircuitBreakerPolicy, ClientError, IntegrationDescriptor, PolicyDescriptor};
+use integration_runtime::__private::{Auth, HttpClient, HttpRequest, ItemsPath, Pagination, Seg};
+use integration_runtime::{
+    CircuitBreakerPolicy, ClientError, IntegrationDescriptor, Paginator, PolicyDescriptor, RetryOn, RetryPolicy,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -276,4 +278,74 @@ async fn transport_faults_open_the_circuit_breaker() {
     }
     let error = client.send(get(&BREAKING.policy)).await.unwrap_err();
     assert!(error.is_circuit_open(), "{error}");
+}
+
+/// Retries named by `on`, quickly.
+const fn retrying(on: RetryOn) -> PolicyDescriptor {
+    PolicyDescriptor {
+        retry: RetryPolicy {
+            max_attempts: 3,
+            initial_backoff_ms: 10,
+            max_backoff_ms: 10,
+            multiplier: 1.0,
+            on,
+        },
+        ..PolicyDescriptor::DEFAULT
+    }
+}
+
+const ALL_BUT_TRANSPORT: RetryOn = RetryOn {
+    server_errors: true,
+    too_many_requests: true,
+    timeouts: true,
+    connect_errors: true,
+    transport_errors: false,
+    too_large: true,
+};
+
+#[tokio::test]
+async fn a_truncated_page_is_retried_when_retry_on_names_transport() {
+    static TRANSPORT: PolicyDescriptor = retrying(RetryOn {
+        transport_errors: true,
+        ..ALL_BUT_TRANSPORT
+    });
+    static WITHOUT: PolicyDescriptor = retrying(ALL_BUT_TRANSPORT);
+    for (policy, retried) in [(&TRANSPORT, true), (&WITHOUT, false)] {
+        // The first connection is cut short, the next ones get the page.
+        let (base, connections, _server) = raw_server(|mut stream, connections| async move {
+            if connections.fetch_add(1, Ordering::SeqCst) == 0 {
+                return cut_short(stream, false).await;
+            }
+            let body = r#"{"items":[1,2]}"#;
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(answer.as_bytes()).await;
+        })
+        .await;
+        let client = HttpClient::new(&base, Auth::None).unwrap();
+        let pages = Paginator::<u64>::new(
+            client,
+            get(policy),
+            Pagination::Offset {
+                param: "offset",
+                limit_param: "limit",
+                limit: 10,
+            },
+            ItemsPath {
+                path: &[Seg::Key("items")],
+                text: "items",
+            },
+        );
+        let result = pages.collect_all().await;
+        if retried {
+            assert_eq!(result.unwrap(), [1, 2]);
+            assert_eq!(connections.load(Ordering::SeqCst), 2);
+        } else {
+            let error = result.unwrap_err();
+            assert!(error.is_transport(), "{error}");
+            assert_eq!(connections.load(Ordering::SeqCst), 1);
+        }
+    }
 }
