@@ -2,9 +2,19 @@
 //! worker's memory. A 2xx body is read up to the policy's
 //! `max_response_bytes`; an error body only for its message, from a prefix.
 
+use serde_json::Value;
+
 /// How much of a non-2xx body is read for its error message; the rest is
 /// left unread (the connection is closed, not reused).
 pub(super) const ERROR_PREFIX_BYTES: usize = 64 * 1024;
+
+/// A response body as JSON: empty -> `Null`, not JSON -> `Value::String`.
+pub(super) fn decode_body(bytes: &[u8]) -> Value {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Value::Null;
+    }
+    serde_json::from_slice(bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
+}
 
 /// Why a body could not be read whole.
 pub(super) enum ReadError {
@@ -46,4 +56,21 @@ pub(super) async fn read_prefix(response: &mut reqwest::Response, max: usize) ->
         body.extend_from_slice(&chunk[..chunk.len().min(room)]);
     }
     Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn bodies_decode_leniently() {
+        assert_eq!(decode_body(b""), Value::Null);
+        assert_eq!(decode_body(b" \n"), Value::Null);
+        assert_eq!(decode_body(b"{\"a\":1}"), json!({"a": 1}));
+        assert_eq!(decode_body(b"\"s\""), json!("s"));
+        assert_eq!(decode_body(b"Bad Gateway"), json!("Bad Gateway"));
+        assert_eq!(decode_body(b"\xff ok"), json!("\u{fffd} ok"));
+    }
 }
