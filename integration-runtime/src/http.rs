@@ -538,9 +538,8 @@ impl HttpClient {
         };
         let mut redirects = 0;
         let mut response = loop {
-            let mut headers = HeaderMap::new();
-            if hop.credentialed {
-                headers = prepared.headers.clone();
+            let headers = if hop.credentialed {
+                let mut headers = prepared.headers.clone();
                 if prepared.body.is_some() && hop.body.is_none() {
                     // The body was dropped (a 303, or a 301/302 after a POST).
                     headers.remove(CONTENT_TYPE);
@@ -548,7 +547,11 @@ impl HttpClient {
                 for (name, value) in &credentials {
                     headers.insert(name, value.clone());
                 }
-            }
+                headers
+            } else {
+                // Off the origin: nothing of the request but its method and URL.
+                HeaderMap::new()
+            };
             let mut builder = client.request(hop.method.clone(), hop.url.clone()).headers(headers);
             if let Some(deadline) = deadline {
                 builder = builder.timeout(deadline.saturating_duration_since(Instant::now()));

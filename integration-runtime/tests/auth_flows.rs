@@ -665,3 +665,27 @@ async fn secrets_echoed_in_a_successful_answer_are_redacted() {
         assert_eq!(response.body["nested"]["count"], json!(3), "other values are kept");
     }
 }
+
+#[tokio::test]
+async fn the_token_answer_is_bounded_by_the_size_limit() {
+    static SMALL: PolicyDescriptor = PolicyDescriptor {
+        max_response_bytes: 256,
+        ..PolicyDescriptor::DEFAULT
+    };
+    let server = MockServer::start().await;
+    token_answers(
+        &server,
+        vec![ResponseTemplate::new(200).set_body_json(json!({"access_token": "a".repeat(10_000)}))],
+    )
+    .await;
+    api_accepting(&server, None).await;
+    let error = client_credentials(&server)
+        .send(HttpRequest {
+            policy: &SMALL,
+            ..get("/me")
+        })
+        .await
+        .unwrap_err();
+    assert!(error.is_response_too_large(), "{error}");
+    assert!(requests_to(&server, "/me").await.is_empty());
+}

@@ -28,6 +28,19 @@ fn is_dot_segment(segment: &str) -> bool {
     matches!(lower.as_str(), "." | ".." | "%2e" | "%2e%2e" | ".%2e" | "%2e.")
 }
 
+/// Takes every value of query parameter `name` out of `url`.
+fn remove_query_param(url: &mut Url, name: &str) {
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(n, _)| n != name)
+        .map(|(n, v)| (n.into_owned(), v.into_owned()))
+        .collect();
+    url.set_query(None);
+    if !kept.is_empty() {
+        url.query_pairs_mut().extend_pairs(kept);
+    }
+}
+
 /// Appends the query pairs of one parameter: lists repeat the key; nulls are left out.
 fn push_query(name: &str, value: &Value, pairs: &mut Vec<(String, String)>) {
     match value {
@@ -70,16 +83,7 @@ impl HttpClient {
         if hop.credentialed {
             hop.url = self.same_origin_url(endpoint, hop.url)?;
         } else if let Auth::ApiKeyQuery { name, .. } = &self.inner.auth {
-            let kept: Vec<(String, String)> = hop
-                .url
-                .query_pairs()
-                .filter(|(n, _)| n != name)
-                .map(|(n, v)| (n.into_owned(), v.into_owned()))
-                .collect();
-            hop.url.set_query(None);
-            if !kept.is_empty() {
-                hop.url.query_pairs_mut().extend_pairs(kept);
-            }
+            remove_query_param(&mut hop.url, name);
         }
         Ok(hop)
     }
@@ -109,13 +113,9 @@ impl HttpClient {
         }
         url.set_fragment(None);
         if let Auth::ApiKeyQuery { name, key } = &self.inner.auth {
-            let kept: Vec<(String, String)> = url
-                .query_pairs()
-                .filter(|(n, _)| n != name)
-                .map(|(n, v)| (n.into_owned(), v.into_owned()))
-                .collect();
-            url.set_query(None);
-            url.query_pairs_mut().extend_pairs(kept).append_pair(name, key.expose());
+            // A stale or foreign value of the key's parameter is replaced.
+            remove_query_param(&mut url, name);
+            url.query_pairs_mut().append_pair(name, key.expose());
         }
         Ok(url)
     }
