@@ -521,6 +521,18 @@ mod tests {
         assert!(ClientError::status_error("a", 503, None).is_provider_failure());
         assert!(!ClientError::status_error("a", 429, None).is_provider_failure());
         assert!(ClientError::transport("a", "reset".into()).is_provider_failure());
+        let large = ClientError::too_large("a", 1_024);
+        assert!(large.is_response_too_large() && !large.is_provider_failure() && !large.is_transport());
+        assert_eq!(
+            large.to_string(),
+            "endpoint `a`: the provider's answer is larger than the limit of 1024 bytes (`max_response_bytes`)"
+        );
+        let redirect = ClientError::redirect("a", "HTTP 307 to another origin, http://b:1".into());
+        assert!(redirect.is_redirect() && !redirect.is_provider_failure() && !redirect.is_status());
+        assert_eq!(
+            redirect.to_string(),
+            "endpoint `a`: redirect not followed: HTTP 307 to another origin, http://b:1"
+        );
         assert!(ClientError::timeout("a", false, None).is_provider_failure());
         assert!(ClientError::status_error("a", 503, None).admit_after().is_none());
     }
