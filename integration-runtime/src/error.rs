@@ -24,6 +24,10 @@ enum Kind {
     Connect { detail: String },
     #[error("the request failed: {detail}")]
     Transport { detail: String },
+    #[error("the provider's answer is larger than the limit of {limit} bytes (`max_response_bytes`)")]
+    TooLarge { limit: u64 },
+    #[error("redirect not followed: {detail}")]
+    Redirect { detail: String },
     #[error("the provider answered HTTP {}{}", status_text(*.status), message_text(.message))]
     Status { status: u16, message: Option<String> },
     #[error("could not obtain an access token{}: {detail}", .status.map(|s| format!(" (HTTP {})", status_text(s))).unwrap_or_default())]
@@ -111,6 +115,14 @@ impl ClientError {
         ClientError::new(endpoint, Kind::Transport { detail })
     }
 
+    pub(crate) fn too_large(endpoint: &str, limit: u64) -> Self {
+        ClientError::new(endpoint, Kind::TooLarge { limit })
+    }
+
+    pub(crate) fn redirect(endpoint: &str, detail: String) -> Self {
+        ClientError::new(endpoint, Kind::Redirect { detail })
+    }
+
     pub(crate) fn status_error(endpoint: &str, status: u16, message: Option<String>) -> Self {
         ClientError::new(endpoint, Kind::Status { status, message })
     }
@@ -156,6 +168,28 @@ impl ClientError {
     /// No connection could be made (refused, DNS failure, TLS failure, or connect timeout).
     pub fn is_connect(&self) -> bool {
         matches!(self.kind, Kind::Connect { .. } | Kind::Timeout { connect: true, .. })
+    }
+
+    /// The connection broke after it was made: reset in the middle of the
+    /// answer, or closed before the whole body (shorter than its
+    /// `Content-Length`) arrived. Transient; the retry class `"transport"`.
+    pub fn is_transport(&self) -> bool {
+        matches!(self.kind, Kind::Transport { .. })
+    }
+
+    /// The provider's answer was larger than the policy's `max_response_bytes`
+    /// (by its `Content-Length`, or while it was read); the rest was not read.
+    /// The retry class `"too_large"`.
+    pub fn is_response_too_large(&self) -> bool {
+        matches!(self.kind, Kind::TooLarge { .. })
+    }
+
+    /// The provider redirected the request somewhere the policy's `redirects`
+    /// does not allow: to another origin (scheme, host and port) by default,
+    /// with a body to another origin, or more than ten times. The target was
+    /// not requested. Never retried.
+    pub fn is_redirect(&self) -> bool {
+        matches!(self.kind, Kind::Redirect { .. })
     }
 
     /// The provider answered with a non-2xx status; see [`status`](ClientError::status).
@@ -487,6 +521,18 @@ mod tests {
         assert!(ClientError::status_error("a", 503, None).is_provider_failure());
         assert!(!ClientError::status_error("a", 429, None).is_provider_failure());
         assert!(ClientError::transport("a", "reset".into()).is_provider_failure());
+        let large = ClientError::too_large("a", 1_024);
+        assert!(large.is_response_too_large() && !large.is_provider_failure() && !large.is_transport());
+        assert_eq!(
+            large.to_string(),
+            "endpoint `a`: the provider's answer is larger than the limit of 1024 bytes (`max_response_bytes`)"
+        );
+        let redirect = ClientError::redirect("a", "HTTP 307 to another origin, http://b:1".into());
+        assert!(redirect.is_redirect() && !redirect.is_provider_failure() && !redirect.is_status());
+        assert_eq!(
+            redirect.to_string(),
+            "endpoint `a`: redirect not followed: HTTP 307 to another origin, http://b:1"
+        );
         assert!(ClientError::timeout("a", false, None).is_provider_failure());
         assert!(ClientError::status_error("a", 503, None).admit_after().is_none());
     }

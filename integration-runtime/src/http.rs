@@ -1,19 +1,28 @@
 //! The HTTP client generated code sends requests with.
 
+mod body;
+mod oauth2;
+mod prepare;
+mod redact;
+mod redirect;
+
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
-use reqwest::{Method, Url};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, LOCATION};
+use reqwest::Url;
 use serde_json::Value;
 use tracing::Instrument;
 
-use crate::descriptor::{IntegrationDescriptor, PolicyDescriptor};
-use crate::error::{invalid_request, ClientError, ConfigError, ValidationError};
-use crate::form::encode_form;
+use self::body::{decode_body, read_limited, read_prefix, ReadError, ERROR_PREFIX_BYTES};
+use self::oauth2::TokenState;
+use self::prepare::Prepared;
+use self::redact::Redactor;
+use self::redirect::{is_followed_status, next_hop, Hop, MAX_REDIRECTS};
+use crate::descriptor::{IntegrationDescriptor, PolicyDescriptor, RedirectPolicy};
+use crate::error::{ClientError, ConfigError};
 use crate::json_path::{extract_message, Seg};
 use crate::policy::{CircuitState, Outcome, Policies, Refusal};
-use crate::request::display_value;
 use crate::secret::Secret;
 
 /// How a request body is encoded.
@@ -21,7 +30,7 @@ use crate::secret::Secret;
 pub enum BodyEncoding {
     /// `application/json`.
     Json,
-    /// `application/x-www-form-urlencoded`, see [`encode_form`].
+    /// `application/x-www-form-urlencoded`, see [`encode_form`](crate::form::encode_form).
     Form,
 }
 
@@ -156,12 +165,14 @@ struct Inner {
 /// How many run-time credentials are remembered for scrubbing.
 const LEARNT_SECRETS: usize = 8;
 
-/// A request checked and encoded, ready to be sent (possibly twice, see `send`).
-struct Prepared {
-    url: Url,
-    method: Method,
-    headers: HeaderMap,
-    body: Option<Vec<u8>>,
+/// An answer read within the policy's bounds.
+struct Answer {
+    status: u16,
+    /// The decoded body: whole for a 2xx, its first [`ERROR_PREFIX_BYTES`] otherwise.
+    body: Value,
+    retry_after: Option<Duration>,
+    /// The headers in received order; values that are not visible ASCII are left out.
+    headers: Vec<(String, String)>,
 }
 
 /// What an attempt's result tells the circuit breaker.
@@ -169,8 +180,9 @@ fn outcome_of(result: &Result<HttpResponse, ClientError>) -> Outcome {
     match result {
         Ok(_) => Outcome::Success,
         Err(error) if error.is_provider_failure() => Outcome::Failure,
-        // A 4xx: the provider is up and answering.
-        Err(error) if error.is_status() => Outcome::Success,
+        // A 4xx, an answer over the size limit, a redirect not followed:
+        // the provider is up and answering.
+        Err(error) if error.is_status() || error.is_response_too_large() || error.is_redirect() => Outcome::Success,
         Err(_) => Outcome::Neutral,
     }
 }
@@ -182,6 +194,8 @@ fn outcome_name(result: &Result<HttpResponse, ClientError>) -> &'static str {
         Err(e) if e.is_circuit_open() => "circuit_open",
         Err(e) if e.is_rate_limited() => "rate_limited",
         Err(e) if e.is_status() => "status",
+        Err(e) if e.is_response_too_large() => "too_large",
+        Err(e) if e.is_redirect() => "redirect",
         Err(e) if e.is_timeout() => "timeout",
         Err(e) if e.is_connect() => "connect",
         Err(e) if e.is_auth() => "auth",
@@ -201,12 +215,6 @@ fn refusal_error(endpoint: &str, refusal: Refusal) -> ClientError {
         Refusal::RateLimited(wait) => ClientError::rate_limited(endpoint, wait),
         Refusal::Busy { limit, waited } => ClientError::busy(endpoint, limit, waited),
     }
-}
-
-#[derive(Default)]
-struct TokenState {
-    access: Option<(Secret, Option<Instant>)>,
-    refresh_token: Option<Secret>,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -237,7 +245,11 @@ fn parse_http_url(text: &str) -> Result<Url, String> {
 }
 
 fn build_client(connect_timeout_ms: u64) -> Result<reqwest::Client, reqwest::Error> {
-    let mut builder = reqwest::Client::builder().user_agent(concat!("integration-runtime/", env!("CARGO_PKG_VERSION")));
+    // Redirects are followed by `HttpClient::attempt`, which decides what each
+    // hop carries (see `redirect`).
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("integration-runtime/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none());
     if connect_timeout_ms > 0 {
         builder = builder.connect_timeout(Duration::from_millis(connect_timeout_ms));
     }
@@ -259,39 +271,11 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// A response body as JSON: empty -> `Null`, not JSON -> `Value::String`.
-fn decode_body(bytes: &[u8]) -> Value {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Value::Null;
-    }
-    serde_json::from_slice(bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
-}
-
 /// At most `max` characters of `text`, with `...` when cut.
 fn truncate(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
         Some((at, _)) => format!("{}...", &text[..at]),
         None => text.to_owned(),
-    }
-}
-
-/// Whether a path segment is `.` or `..` (plainly or percent-encoded), which URL
-/// parsers would resolve away.
-fn is_dot_segment(segment: &str) -> bool {
-    let lower = segment.to_ascii_lowercase();
-    matches!(lower.as_str(), "." | ".." | "%2e" | "%2e%2e" | ".%2e" | "%2e.")
-}
-
-/// Appends the query pairs of one parameter: lists repeat the key; nulls are left out.
-fn push_query(name: &str, value: &Value, pairs: &mut Vec<(String, String)>) {
-    match value {
-        Value::Null => {}
-        Value::Array(items) => {
-            for item in items.iter().filter(|item| !item.is_null()) {
-                pairs.push((name.to_owned(), display_value(item)));
-            }
-        }
-        other => pairs.push((name.to_owned(), display_value(other))),
     }
 }
 
@@ -436,16 +420,26 @@ impl HttpClient {
 
     /// Sends `request` once.
     ///
-    /// A 2xx answer is `Ok`; any other status is a [`ClientError`] with the status
-    /// and the provider's message (read at `error_path`, or the text of a non-JSON
-    /// body). The policy's `timeout_ms` bounds the whole exchange, `connect_timeout_ms`
-    /// the connection. Retries are not made here.
+    /// A 2xx answer is `Ok`, with every credential the provider echoed in its
+    /// body or headers replaced by `***`; any other status is a [`ClientError`]
+    /// with the status and the provider's message (read at `error_path`, or the
+    /// text of a non-JSON body, from the body's first 64 KiB). The policy's
+    /// `timeout_ms` bounds the whole exchange (redirects included),
+    /// `connect_timeout_ms` the connection. Retries are not made here.
+    ///
+    /// A 2xx body larger than the policy's `max_response_bytes` is not read
+    /// ([`ClientError::is_response_too_large`]). Redirects follow the policy's
+    /// `redirects`: within the origin by default; a redirect that would take
+    /// a credential or the body to another origin is not followed
+    /// ([`ClientError::is_redirect`]). A connection reset or a body cut short
+    /// is [`ClientError::is_transport`].
     ///
     /// The policy's limits apply first: an open circuit breaker refuses the request
     /// without sending it ([`ClientError::is_circuit_open`]); the rate limit and the
     /// concurrency limit make it wait, at most its timeout
-    /// ([`ClientError::is_rate_limited`] beyond). 5xx answers, timeouts and
-    /// connection failures count against the circuit breaker, 4xx answers do not.
+    /// ([`ClientError::is_rate_limited`] beyond). 5xx answers, timeouts,
+    /// connection and transport failures count against the circuit breaker; 4xx
+    /// answers, answers over the size limit and refused redirects do not.
     /// With OAuth2, a 401 answer makes the client get a new token and repeat the
     /// request once; a second 401 is returned.
     ///
@@ -521,30 +515,9 @@ impl HttpClient {
         result
     }
 
-    /// Checks and encodes a request: nothing is sent when it is invalid.
-    fn prepare(&self, request: &HttpRequest, url: Option<Url>) -> Result<Prepared, ClientError> {
-        let endpoint = request.endpoint;
-        let url = match url {
-            Some(url) => self.same_origin_url(endpoint, url)?,
-            None => self.url(request)?,
-        };
-        let method = Method::from_bytes(request.method.as_bytes()).map_err(|_| {
-            invalid_request(
-                endpoint,
-                ValidationError::single("method", format!("`{}` is not an HTTP method", request.method)),
-            )
-        })?;
-        let (headers, body) = request_headers_and_body(request)?;
-        Ok(Prepared {
-            url,
-            method,
-            headers,
-            body,
-        })
-    }
-
-    /// One exchange with the provider. `used_token` is set to the OAuth2 access
-    /// token the request carried.
+    /// One exchange with the provider, following redirects as the policy's
+    /// `redirects` allows (see `redirect`). `used_token` is set to the OAuth2
+    /// access token the request carried.
     async fn attempt(
         &self,
         request: &HttpRequest,
@@ -553,16 +526,108 @@ impl HttpClient {
     ) -> Result<HttpResponse, ClientError> {
         let endpoint = request.endpoint;
         let policy = request.policy;
-        let mut headers = prepared.headers.clone();
-        let mut basic = None;
+        let credentials = self.credentials(endpoint, policy, used_token).await?;
+        let client = self.client(endpoint, policy.connect_timeout_ms)?;
+        // One timeout for the whole chain of redirects.
+        let deadline = (policy.timeout_ms > 0).then(|| Instant::now() + Duration::from_millis(policy.timeout_ms));
+        let mut hop = Hop {
+            url: prepared.url.clone(),
+            method: prepared.method.clone(),
+            body: prepared.body.clone(),
+            credentialed: true,
+        };
+        let mut redirects = 0;
+        let mut response = loop {
+            let headers = if hop.credentialed {
+                let mut headers = prepared.headers.clone();
+                if prepared.body.is_some() && hop.body.is_none() {
+                    // The body was dropped (a 303, or a 301/302 after a POST).
+                    headers.remove(CONTENT_TYPE);
+                }
+                for (name, value) in &credentials {
+                    headers.insert(name, value.clone());
+                }
+                headers
+            } else {
+                // Off the origin: nothing of the request but its method and URL.
+                HeaderMap::new()
+            };
+            let mut builder = client.request(hop.method.clone(), hop.url.clone()).headers(headers);
+            if let Some(deadline) = deadline {
+                builder = builder.timeout(deadline.saturating_duration_since(Instant::now()));
+            }
+            if let Some(body) = &hop.body {
+                builder = builder.body(body.clone());
+            }
+            let response = builder
+                .send()
+                .await
+                .map_err(|e| self.transport_error(endpoint, policy, e))?;
+            let status = response.status().as_u16();
+            let location = response.headers().get(LOCATION).and_then(|value| value.to_str().ok());
+            let Some(location) =
+                location.filter(|_| policy.redirects != RedirectPolicy::None && is_followed_status(status))
+            else {
+                break response;
+            };
+            if redirects == MAX_REDIRECTS {
+                return Err(ClientError::redirect(
+                    endpoint,
+                    format!("more than {MAX_REDIRECTS} redirects in a row"),
+                ));
+            }
+            redirects += 1;
+            let next = next_hop(policy.redirects, &prepared.url, &hop, status, location)
+                .map_err(|detail| ClientError::redirect(endpoint, detail))?;
+            hop = self.with_query_key(endpoint, next)?;
+        };
+        let answer = self.read_answer(endpoint, policy, &mut response).await?;
+        if (200..300).contains(&answer.status) {
+            // A provider may echo a credential it was sent: nothing stored
+            // from the answer carries one.
+            let redactor = self.redactor();
+            return Ok(HttpResponse {
+                status: answer.status,
+                body: redactor.value(answer.body),
+                headers: answer
+                    .headers
+                    .into_iter()
+                    .map(|(name, value)| (name, redactor.text(&value)))
+                    .collect(),
+            });
+        }
+        let message = request
+            .error_path
+            .and_then(|path| extract_message(&answer.body, path))
+            .or_else(|| match &answer.body {
+                Value::String(text) if !text.trim().is_empty() => Some(truncate(text.trim(), 500)),
+                _ => None,
+            })
+            .map(|message| self.redact(&message));
+        Err(ClientError::status_error(endpoint, answer.status, message).with_retry_after(answer.retry_after))
+    }
+
+    /// The headers that authenticate a request (none for a query-string API
+    /// key, which is in the URL); with OAuth2, `used_token` is set to the token.
+    async fn credentials(
+        &self,
+        endpoint: &str,
+        policy: &'static PolicyDescriptor,
+        used_token: &mut Option<Secret>,
+    ) -> Result<HeaderMap, ClientError> {
+        let mut headers = HeaderMap::new();
         match &self.inner.auth {
             Auth::None | Auth::ApiKeyQuery { .. } => {}
             Auth::Bearer(token) => {
                 headers.insert(AUTHORIZATION, self.bearer(endpoint, token)?);
             }
             Auth::Basic { username, password } => {
-                headers.remove(AUTHORIZATION);
-                basic = Some((username, password));
+                let pair = format!("{}:{}", username.expose(), password.expose());
+                let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pair);
+                let value = sensitive(&format!("Basic {encoded}")).ok_or_else(|| {
+                    ClientError::config(endpoint, "the Basic credentials do not make a header".to_owned())
+                })?;
+                headers.insert(AUTHORIZATION, value);
             }
             Auth::ApiKeyHeader { name, key } => {
                 let name = HeaderName::from_bytes(name.as_bytes())
@@ -581,106 +646,7 @@ impl HttpClient {
                 *used_token = Some(token);
             }
         }
-
-        let client = self.client(endpoint, policy.connect_timeout_ms)?;
-        let mut builder = client
-            .request(prepared.method.clone(), prepared.url.clone())
-            .headers(headers);
-        if policy.timeout_ms > 0 {
-            builder = builder.timeout(Duration::from_millis(policy.timeout_ms));
-        }
-        if let Some(body) = &prepared.body {
-            builder = builder.body(body.clone());
-        }
-        if let Some((username, password)) = basic {
-            builder = builder.basic_auth(username.expose(), Some(password.expose()));
-        }
-        let (status, body, retry_after, headers) = self.exchange_with_retry_after(endpoint, policy, builder).await?;
-        if (200..300).contains(&status) {
-            return Ok(HttpResponse { status, body, headers });
-        }
-        let message = request
-            .error_path
-            .and_then(|path| extract_message(&body, path))
-            .or_else(|| match &body {
-                Value::String(text) if !text.trim().is_empty() => Some(truncate(text.trim(), 500)),
-                _ => None,
-            })
-            .map(|message| self.redact(&message));
-        Err(ClientError::status_error(endpoint, status, message).with_retry_after(retry_after))
-    }
-
-    /// A next-page URL, checked to be on the base URL's origin (scheme, host
-    /// and port), with the API key put in its query when it goes there.
-    fn same_origin_url(&self, endpoint: &str, mut url: Url) -> Result<Url, ClientError> {
-        let base = Url::parse(&self.inner.base).map_err(|e| ClientError::config(endpoint, e.to_string()))?;
-        if url.origin() != base.origin() {
-            return Err(invalid_request(
-                endpoint,
-                ValidationError::single(
-                    "next page link",
-                    format!(
-                        "points to {} instead of {}; it is not followed, so credentials never reach another origin",
-                        url.origin().ascii_serialization(),
-                        base.origin().ascii_serialization()
-                    ),
-                ),
-            ));
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(invalid_request(
-                endpoint,
-                ValidationError::single("next page link", "carries a user name or password; it is not followed"),
-            ));
-        }
-        url.set_fragment(None);
-        if let Auth::ApiKeyQuery { name, key } = &self.inner.auth {
-            let kept: Vec<(String, String)> = url
-                .query_pairs()
-                .filter(|(n, _)| n != name)
-                .map(|(n, v)| (n.into_owned(), v.into_owned()))
-                .collect();
-            url.set_query(None);
-            url.query_pairs_mut().extend_pairs(kept).append_pair(name, key.expose());
-        }
-        Ok(url)
-    }
-
-    /// The full URL of a request: base + path, query, and an API key in the query.
-    fn url(&self, request: &HttpRequest) -> Result<Url, ClientError> {
-        let endpoint = request.endpoint;
-        if request.path.split('/').any(is_dot_segment) {
-            return Err(invalid_request(
-                endpoint,
-                ValidationError::single(
-                    "path",
-                    "a path parameter is `.` or `..`, which would change the request's path",
-                ),
-            ));
-        }
-        let separator = if request.path.is_empty() || request.path.starts_with('/') {
-            ""
-        } else {
-            "/"
-        };
-        let text = format!("{}{separator}{}", self.inner.base, request.path);
-        let mut url = Url::parse(&text).map_err(|e| {
-            invalid_request(
-                endpoint,
-                ValidationError::single("path", format!("`{}` does not make a valid URL: {e}", request.path)),
-            )
-        })?;
-        let mut pairs = Vec::new();
-        for (name, value) in &request.query {
-            push_query(name, value, &mut pairs);
-        }
-        if let Auth::ApiKeyQuery { name, key } = &self.inner.auth {
-            pairs.push(((*name).to_owned(), key.expose().to_owned()));
-        }
-        if !pairs.is_empty() {
-            url.query_pairs_mut().extend_pairs(pairs);
-        }
-        Ok(url)
+        Ok(headers)
     }
 
     fn bearer(&self, endpoint: &str, token: &Secret) -> Result<HeaderValue, ClientError> {
@@ -708,29 +674,28 @@ impl HttpClient {
         Ok(client)
     }
 
-    /// Sends a request and reads the whole answer: its status and decoded body.
+    /// Sends a request and reads its answer (see [`read_answer`](Self::read_answer)).
     async fn exchange(
         &self,
         endpoint: &str,
         policy: &PolicyDescriptor,
         builder: reqwest::RequestBuilder,
-    ) -> Result<(u16, Value), ClientError> {
-        let (status, body, _, _) = self.exchange_with_retry_after(endpoint, policy, builder).await?;
-        Ok((status, body))
-    }
-
-    /// As [`exchange`](Self::exchange), also reading the `Retry-After` header and
-    /// returning the response headers.
-    async fn exchange_with_retry_after(
-        &self,
-        endpoint: &str,
-        policy: &PolicyDescriptor,
-        builder: reqwest::RequestBuilder,
-    ) -> Result<(u16, Value, Option<Duration>, Vec<(String, String)>), ClientError> {
-        let response = builder
+    ) -> Result<Answer, ClientError> {
+        let mut response = builder
             .send()
             .await
             .map_err(|e| self.transport_error(endpoint, policy, e))?;
+        self.read_answer(endpoint, policy, &mut response).await
+    }
+
+    /// Reads an answer: a 2xx body whole, up to the policy's
+    /// `max_response_bytes`; of any other, only a prefix, for its message.
+    async fn read_answer(
+        &self,
+        endpoint: &str,
+        policy: &PolicyDescriptor,
+        response: &mut reqwest::Response,
+    ) -> Result<Answer, ClientError> {
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -742,11 +707,24 @@ impl HttpClient {
             .iter()
             .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
             .collect();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(endpoint, policy, e))?;
-        Ok((status, decode_body(&bytes), retry_after, headers))
+        let bytes = if (200..300).contains(&status) {
+            read_limited(response, policy.max_response_bytes)
+                .await
+                .map_err(|error| match error {
+                    ReadError::TooLarge => ClientError::too_large(endpoint, policy.max_response_bytes),
+                    ReadError::Transport(e) => self.transport_error(endpoint, policy, e),
+                })?
+        } else {
+            read_prefix(response, ERROR_PREFIX_BYTES)
+                .await
+                .map_err(|e| self.transport_error(endpoint, policy, e))?
+        };
+        Ok(Answer {
+            status,
+            body: decode_body(&bytes),
+            retry_after,
+            headers,
+        })
     }
 
     fn transport_error(&self, endpoint: &str, policy: &PolicyDescriptor, error: reqwest::Error) -> ClientError {
@@ -771,12 +749,13 @@ impl HttpClient {
 
     /// `text` with every credential replaced by `***`.
     fn redact(&self, text: &str) -> String {
+        self.redactor().text(text)
+    }
+
+    /// A redactor of the credentials known now: configured and learnt.
+    fn redactor(&self) -> Redactor {
         let learnt = self.inner.learnt.lock().unwrap_or_else(PoisonError::into_inner).clone();
-        self.inner
-            .secrets
-            .iter()
-            .chain(&learnt)
-            .fold(text.to_owned(), |text, secret| text.replace(secret.as_str(), "***"))
+        Redactor::new(self.inner.secrets.iter().cloned().chain(learnt))
     }
 
     /// Remembers a credential obtained at run time, to scrub it from messages.
@@ -792,280 +771,14 @@ impl HttpClient {
             learnt.push(secret.to_owned());
         }
     }
-
-    /// Forgets the cached access token if it still is `used` (the provider refused
-    /// it); a token another caller already replaced is kept.
-    async fn invalidate_token(&self, used: &Secret) {
-        let mut state = self.inner.token.lock().await;
-        if state
-            .access
-            .as_ref()
-            .is_some_and(|(token, _)| token.expose() == used.expose())
-        {
-            state.access = None;
-        }
-    }
-
-    /// A valid access token: the cached one, or a new one from the token endpoint.
-    ///
-    /// Single flight: the token state stays locked during the token request, so
-    /// concurrent callers wait for it and use its token. The request runs in a task
-    /// of its own: when the caller is cancelled, the answer (and a rotated refresh
-    /// token, which invalidates the previous one) is still kept before the lock is
-    /// released.
-    async fn access_token(
-        &self,
-        endpoint: &str,
-        config: &OAuth2Config,
-        policy: &'static PolicyDescriptor,
-    ) -> Result<Secret, ClientError> {
-        let mut state = Arc::clone(&self.inner.token).lock_owned().await;
-        if let Some((token, expires_at)) = &state.access {
-            if expires_at.is_none_or(|at| Instant::now() < at) {
-                return Ok(token.clone());
-            }
-        }
-        let client = self.clone();
-        let config = config.clone();
-        let owned_endpoint = endpoint.to_owned();
-        let fetch = async move { client.fetch_token(&owned_endpoint, &config, policy, &mut state).await };
-        tokio::spawn(fetch.in_current_span()).await.unwrap_or_else(|_| {
-            Err(ClientError::auth(
-                endpoint,
-                None,
-                "the token request was aborted".to_owned(),
-            ))
-        })
-    }
-
-    /// Asks the token endpoint for an access token and stores it in `state`.
-    async fn fetch_token(
-        &self,
-        endpoint: &str,
-        config: &OAuth2Config,
-        policy: &PolicyDescriptor,
-        state: &mut TokenState,
-    ) -> Result<Secret, ClientError> {
-        let mut form = serde_json::Map::new();
-        match &state.refresh_token {
-            Some(refresh_token) => {
-                form.insert("grant_type".into(), "refresh_token".into());
-                form.insert("refresh_token".into(), refresh_token.expose().into());
-            }
-            None => {
-                form.insert("grant_type".into(), "client_credentials".into());
-            }
-        }
-        if !config.scopes.is_empty() {
-            form.insert("scope".into(), config.scopes.join(" ").into());
-        }
-        if config.client_secret.is_none() {
-            form.insert("client_id".into(), config.client_id.expose().into());
-        }
-        let url = parse_http_url(&config.token_url).map_err(|problem| ClientError::config(endpoint, problem))?;
-        let client = self.client(endpoint, policy.connect_timeout_ms)?;
-        let mut builder = client
-            .post(url)
-            .header(ACCEPT, "application/json")
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(encode_form(&Value::Object(form)));
-        if let Some(secret) = &config.client_secret {
-            builder = builder.basic_auth(config.client_id.expose(), Some(secret.expose()));
-        }
-        if policy.timeout_ms > 0 {
-            builder = builder.timeout(Duration::from_millis(policy.timeout_ms));
-        }
-        let requested_at = Instant::now();
-        let (status, body) = self.exchange(endpoint, policy, builder).await?;
-        if !(200..300).contains(&status) {
-            let detail = [&[Seg::Key("error_description")][..], &[Seg::Key("error")][..]]
-                .iter()
-                .find_map(|path| extract_message(&body, path))
-                .or_else(|| body.as_str().map(|text| truncate(text.trim(), 500)))
-                .unwrap_or_else(|| "the token endpoint refused the request".to_owned());
-            return Err(ClientError::auth(endpoint, Some(status), self.redact(&detail)));
-        }
-        let Some(access_token) = body
-            .get("access_token")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-        else {
-            return Err(ClientError::auth(
-                endpoint,
-                None,
-                "the token endpoint's answer has no `access_token`".to_owned(),
-            ));
-        };
-        let expires_in = match body.get("expires_in") {
-            Some(Value::Number(n)) => n.as_f64(),
-            Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
-            _ => None,
-        };
-        // Renew shortly before expiry: a tenth of the lifetime early, at most a minute.
-        let expires_at = expires_in.filter(|s| s.is_finite() && *s >= 0.0).map(|seconds| {
-            let lifetime = Duration::from_secs_f64(seconds.min(1e9));
-            requested_at + lifetime - (lifetime / 10).min(Duration::from_secs(60))
-        });
-        self.learn(access_token);
-        let token = Secret::new(access_token);
-        if let Some(new_refresh) = body
-            .get("refresh_token")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-        {
-            self.learn(new_refresh);
-            state.refresh_token = Some(Secret::new(new_refresh));
-        }
-        state.access = Some((token.clone(), expires_at));
-        Ok(token)
-    }
-}
-
-/// The request's own headers (with `Accept` and `Content-Type` defaults) and its encoded body.
-fn request_headers_and_body(request: &HttpRequest) -> Result<(HeaderMap, Option<Vec<u8>>), ClientError> {
-    let endpoint = request.endpoint;
-    let mut headers = HeaderMap::new();
-    for (name, value) in &request.headers {
-        let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-            invalid_request(
-                endpoint,
-                ValidationError::single(format!("header `{name}`"), "is not a valid header name"),
-            )
-        })?;
-        let value = HeaderValue::from_str(value).map_err(|_| {
-            invalid_request(
-                endpoint,
-                ValidationError::single(
-                    format!("header `{name}`"),
-                    "contains a character not allowed in an HTTP header value (such as CR, LF or NUL)",
-                ),
-            )
-        })?;
-        headers.append(header, value);
-    }
-    headers
-        .entry(ACCEPT)
-        .or_insert(HeaderValue::from_static("application/json"));
-    let body = match &request.body {
-        None => None,
-        Some((BodyEncoding::Json, value)) => {
-            headers
-                .entry(CONTENT_TYPE)
-                .or_insert(HeaderValue::from_static("application/json"));
-            Some(serde_json::to_vec(value).map_err(|e| ClientError::config(endpoint, e.to_string()))?)
-        }
-        Some((BodyEncoding::Form, value)) => {
-            headers
-                .entry(CONTENT_TYPE)
-                .or_insert(HeaderValue::from_static("application/x-www-form-urlencoded"));
-            Some(encode_form(value).into_bytes())
-        }
-    };
-    Ok((headers, body))
 }
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
-
-    static POLICY: PolicyDescriptor = PolicyDescriptor::DEFAULT;
-
-    fn request(path: &str) -> HttpRequest {
-        HttpRequest {
-            endpoint: "get_item",
-            method: "GET",
-            path: path.to_owned(),
-            query: vec![],
-            headers: vec![],
-            body: None,
-            error_path: None,
-            policy: &POLICY,
-        }
-    }
 
     fn client(base: &str, auth: Auth) -> HttpClient {
         HttpClient::new(base, auth).unwrap()
-    }
-
-    #[test]
-    fn base_and_path_join_with_one_slash() {
-        for base in ["https://api.example.com/v1", "https://api.example.com/v1/"] {
-            let client = client(base, Auth::None);
-            assert_eq!(client.base_url(), "https://api.example.com/v1");
-            assert_eq!(
-                client.url(&request("/items/1")).unwrap().as_str(),
-                "https://api.example.com/v1/items/1"
-            );
-            assert_eq!(
-                client.url(&request("items/1")).unwrap().as_str(),
-                "https://api.example.com/v1/items/1"
-            );
-        }
-        let root = client("https://api.example.com", Auth::None);
-        assert_eq!(root.url(&request("/x")).unwrap().as_str(), "https://api.example.com/x");
-        assert_eq!(root.url(&request("")).unwrap().as_str(), "https://api.example.com/");
-    }
-
-    #[test]
-    fn query_repeats_lists_and_omits_nulls() {
-        let client = client(
-            "https://h",
-            Auth::ApiKeyQuery {
-                name: "api_key",
-                key: Secret::new("k&1"),
-            },
-        );
-        let mut req = request("/s");
-        req.query = vec![
-            ("q", json!("a b&c")),
-            ("tag", json!(["x", null, 2])),
-            ("skip", json!(null)),
-            ("n", json!(5)),
-            ("on", json!(true)),
-        ];
-        assert_eq!(
-            client.url(&req).unwrap().as_str(),
-            "https://h/s?q=a+b%26c&tag=x&tag=2&n=5&on=true&api_key=k%261"
-        );
-    }
-
-    #[test]
-    fn next_page_urls_stay_on_the_origin_and_carry_the_query_key_once() {
-        let client = client(
-            "https://h.example/v1",
-            Auth::ApiKeyQuery {
-                name: "api_key",
-                key: Secret::new("k&1"),
-            },
-        );
-        let next = Url::parse("https://h.example/v2/items?page=2&api_key=stale#top").unwrap();
-        assert_eq!(
-            client.same_origin_url("e", next).unwrap().as_str(),
-            "https://h.example/v2/items?page=2&api_key=k%261"
-        );
-        for other in [
-            "http://h.example/v1",
-            "https://h.example:444/v1",
-            "https://evil.example/v1",
-            "https://u:p@h.example/v1",
-        ] {
-            let error = client.same_origin_url("e", Url::parse(other).unwrap()).unwrap_err();
-            assert!(error.is_invalid_request(), "{other}");
-            assert!(!error.to_string().contains("k&1"), "{error}");
-        }
-    }
-
-    #[test]
-    fn dot_segments_are_rejected() {
-        let client = client("https://h/v1", Auth::None);
-        for path in ["/items/..", "/items/%2E%2e/x", "/./x", "/a/.%2E"] {
-            let error = client.url(&request(path)).unwrap_err();
-            assert!(error.is_invalid_request(), "{path}");
-        }
-        assert!(client.url(&request("/items/...")).is_ok());
-        assert!(client.url(&request("/items/a.b")).is_ok());
     }
 
     #[test]
@@ -1107,52 +820,6 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(error.invalid()[0].1, "`bad name` is not a valid header name");
-    }
-
-    #[test]
-    fn headers_and_bodies_are_prepared() {
-        let mut req = request("/x");
-        req.headers = vec![
-            ("X-Trace", "abc".into()),
-            ("x-multi", "1".into()),
-            ("X-Multi", "2".into()),
-        ];
-        req.body = Some((BodyEncoding::Form, json!({"a": {"b": "c d"}})));
-        let (headers, body) = request_headers_and_body(&req).unwrap();
-        assert_eq!(headers.get("x-trace").unwrap(), "abc");
-        assert_eq!(headers.get_all("x-multi").iter().collect::<Vec<_>>(), ["1", "2"]);
-        assert_eq!(headers.get(ACCEPT).unwrap(), "application/json");
-        assert_eq!(headers.get(CONTENT_TYPE).unwrap(), "application/x-www-form-urlencoded");
-        assert_eq!(body.as_deref(), Some(&b"a%5Bb%5D=c+d"[..]));
-
-        req.body = Some((BodyEncoding::Json, json!({"a": [1]})));
-        let (headers, body) = request_headers_and_body(&req).unwrap();
-        assert_eq!(headers.get(CONTENT_TYPE).unwrap(), "application/json");
-        assert_eq!(body.as_deref(), Some(&b"{\"a\":[1]}"[..]));
-    }
-
-    #[test]
-    fn control_characters_in_header_values_are_invalid_requests() {
-        for bad in ["a\r\nX-Injected: 1", "a\nb", "nul\0"] {
-            let mut req = request("/x");
-            req.headers = vec![("X-Name", bad.to_owned())];
-            let error = request_headers_and_body(&req).unwrap_err();
-            assert!(error.is_invalid_request());
-            assert_eq!(
-                error.to_string(),
-                "endpoint `get_item`: invalid request: header `X-Name`: contains a character not allowed in an HTTP header value (such as CR, LF or NUL)"
-            );
-        }
-    }
-
-    #[test]
-    fn bodies_decode_leniently() {
-        assert_eq!(decode_body(b""), Value::Null);
-        assert_eq!(decode_body(b" \n"), Value::Null);
-        assert_eq!(decode_body(b"{\"a\":1}"), json!({"a": 1}));
-        assert_eq!(decode_body(b"\"s\""), json!("s"));
-        assert_eq!(decode_body(b"Bad Gateway"), json!("Bad Gateway"));
-        assert_eq!(decode_body(b"\xff ok"), json!("\u{fffd} ok"));
     }
 
     #[test]

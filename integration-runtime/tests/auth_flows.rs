@@ -479,3 +479,213 @@ async fn secrets_show_in_no_debug_output_error_or_log_line() {
     assert!(!log.contains("/me"), "URLs are not logged:\n{log}");
     assert!(shown.contains("query=key=***"), "{shown}");
 }
+
+/// A token endpoint answering each request in turn with `answers` (the
+/// last one repeats), then `at-1` once they run out.
+async fn token_answers(server: &MockServer, answers: Vec<ResponseTemplate>) {
+    let seen = AtomicUsize::new(0);
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(move |_: &Request| {
+            let n = seen.fetch_add(1, Ordering::SeqCst);
+            answers.get(n).cloned().unwrap_or_else(|| {
+                ResponseTemplate::new(200).set_body_json(json!({"access_token": "at-1", "expires_in": 3600}))
+            })
+        })
+        .mount(server)
+        .await;
+}
+
+#[tokio::test]
+async fn token_endpoint_5xx_and_429_are_retried_instead_of_failing_the_call() {
+    let server = MockServer::start().await;
+    token_answers(
+        &server,
+        vec![
+            ResponseTemplate::new(503).set_body_string("overloaded"),
+            ResponseTemplate::new(429).insert_header("Retry-After", "0"),
+        ],
+    )
+    .await;
+    api_accepting(&server, Some("at-1")).await;
+    let client = client_credentials(&server);
+    client.send(get("/me")).await.unwrap();
+    assert_eq!(requests_to(&server, "/token").await.len(), 3);
+    assert_eq!(bearers(&requests_to(&server, "/me").await), ["Bearer at-1"]);
+}
+
+#[tokio::test]
+async fn a_token_endpoint_that_drops_the_connection_is_retried() {
+    // The first connection is closed as soon as the request is read; the
+    // second gets a token.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let token_url = format!("http://{}/token", listener.local_addr().unwrap());
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&connections);
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let n = counted.fetch_add(1, Ordering::SeqCst);
+            let mut buffer = vec![0u8; 4096];
+            let _ = stream.read(&mut buffer).await;
+            if n > 0 {
+                let body = r#"{"access_token":"at-1","expires_in":3600}"#;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+        }
+    });
+    let server = MockServer::start().await;
+    api_accepting(&server, Some("at-1")).await;
+    let client = HttpClient::new(
+        &server.uri(),
+        Auth::OAuth2(OAuth2Config {
+            token_url,
+            client_id: Secret::new("cid"),
+            client_secret: Some(Secret::new("csecret")),
+            scopes: vec![],
+            refresh_token: None,
+        }),
+    )
+    .unwrap();
+    client.send(get("/me")).await.unwrap();
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn invalid_client_fails_at_once_without_a_retry() {
+    let server = MockServer::start().await;
+    token_answers(
+        &server,
+        vec![ResponseTemplate::new(401).set_body_json(json!({"error": "invalid_client"}))],
+    )
+    .await;
+    let error = client_credentials(&server).send(get("/me")).await.unwrap_err();
+    assert!(error.is_auth(), "{error}");
+    assert_eq!(error.status(), Some(401));
+    assert_eq!(requests_to(&server, "/token").await.len(), 1);
+}
+
+#[tokio::test]
+async fn token_retries_stop_within_the_policy_timeout() {
+    static SHORT: PolicyDescriptor = PolicyDescriptor {
+        timeout_ms: 1_000,
+        ..PolicyDescriptor::DEFAULT
+    };
+    let server = MockServer::start().await;
+    token_answers(&server, vec![ResponseTemplate::new(503); 1_000]).await;
+    let client = client_credentials(&server);
+    let started = std::time::Instant::now();
+    let error = client
+        .send(HttpRequest {
+            policy: &SHORT,
+            ..get("/me")
+        })
+        .await
+        .unwrap_err();
+    assert!(error.is_auth(), "{error}");
+    assert_eq!(error.status(), Some(503));
+    let attempts = requests_to(&server, "/token").await.len();
+    assert!((2..=5).contains(&attempts), "{attempts} token requests");
+    // Generous: the bound is the 1 s timeout, not an exact duration.
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn secrets_echoed_in_a_successful_answer_are_redacted() {
+    // A provider that echoes the credentials it got, in its JSON and a header.
+    let server = MockServer::start().await;
+    Mock::given(path("/me"))
+        .respond_with(|request: &Request| {
+            let auth = header_of(request, "authorization").unwrap_or("").to_owned();
+            let key = header_of(request, "x-key").unwrap_or("").to_owned();
+            let query = request.url.query().unwrap_or("").to_owned();
+            ResponseTemplate::new(200)
+                .insert_header("x-echo", format!("{auth}|{key}|{query}").as_str())
+                .set_body_json(json!({
+                    "you_sent": auth,
+                    "nested": {"list": [key, {"query": query}], "count": 3},
+                    auth.clone(): "as a key",
+                }))
+        })
+        .mount(&server)
+        .await;
+    numbered_tokens(&server, 3600, Duration::ZERO).await;
+    let cases: Vec<(Auth, &[&str])> = vec![
+        (Auth::Bearer(Secret::new("sk-bearer-7Hq2")), &["sk-bearer-7Hq2"]),
+        (
+            Auth::Basic {
+                username: Secret::new("basic-user-9Zt"),
+                password: Secret::new("basic-pass-4Kd"),
+            },
+            &[
+                "basic-user-9Zt",
+                "basic-pass-4Kd",
+                "YmFzaWMtdXNlci05WnQ6YmFzaWMtcGFzcy00S2Q=",
+            ],
+        ),
+        (
+            Auth::ApiKeyHeader {
+                name: "X-Key",
+                key: Secret::new("hdr-key-2Wx8"),
+            },
+            &["hdr-key-2Wx8"],
+        ),
+        (
+            Auth::ApiKeyQuery {
+                name: "key",
+                key: Secret::new("qry-key-5Lm3"),
+            },
+            &["qry-key-5Lm3"],
+        ),
+        (
+            Auth::OAuth2(OAuth2Config {
+                token_url: format!("{}/token", server.uri()),
+                client_id: Secret::new("cid"),
+                client_secret: Some(Secret::new("csecret")),
+                scopes: vec![],
+                refresh_token: None,
+            }),
+            &["at-1"],
+        ),
+    ];
+    for (auth, secrets) in cases {
+        let client = HttpClient::new(&server.uri(), auth).unwrap();
+        let response = client.send(get("/me")).await.unwrap();
+        let body = response.body.to_string();
+        let echo = response.header("x-echo").unwrap_or_default().to_owned();
+        assert!(body.contains("***") && echo.contains("***"), "{body} {echo}");
+        for secret in secrets {
+            assert!(!body.contains(secret), "`{secret}` in the body: {body}");
+            assert!(!echo.contains(secret), "`{secret}` in a header: {echo}");
+        }
+        assert_eq!(response.body["nested"]["count"], json!(3), "other values are kept");
+    }
+}
+
+#[tokio::test]
+async fn the_token_answer_is_bounded_by_the_size_limit() {
+    static SMALL: PolicyDescriptor = PolicyDescriptor {
+        max_response_bytes: 256,
+        ..PolicyDescriptor::DEFAULT
+    };
+    let server = MockServer::start().await;
+    token_answers(
+        &server,
+        vec![ResponseTemplate::new(200).set_body_json(json!({"access_token": "a".repeat(10_000)}))],
+    )
+    .await;
+    api_accepting(&server, None).await;
+    let error = client_credentials(&server)
+        .send(HttpRequest {
+            policy: &SMALL,
+            ..get("/me")
+        })
+        .await
+        .unwrap_err();
+    assert!(error.is_response_too_large(), "{error}");
+    assert!(requests_to(&server, "/me").await.is_empty());
+}

@@ -6,11 +6,19 @@ use crate::descriptor::{EndpointDescriptor, PollingDescriptor, RetryOn, RetryPol
 use crate::error::ClientError;
 
 /// Whether `error` belongs to one of the failure classes `on` retries:
-/// 5xx, 429, timeouts, connection failures. Other 4xx answers, invalid
-/// requests, decode, auth and configuration errors never are.
+/// 5xx, 429, timeouts, connection failures, transport faults (a reset or
+/// truncated answer), answers over the size limit. Other 4xx answers,
+/// refused redirects, invalid requests, decode, auth and configuration
+/// errors never are.
 pub(crate) fn is_retryable_class(error: &ClientError, on: &RetryOn) -> bool {
     if error.is_connect() {
         return on.connect_errors;
+    }
+    if error.is_transport() {
+        return on.transport_errors;
+    }
+    if error.is_response_too_large() {
+        return on.too_large;
     }
     if error.is_timeout() {
         return on.timeouts;
@@ -137,6 +145,9 @@ mod tests {
             (ClientError::timeout("e", true, Some(10)), true),
             (ClientError::connect("e", "refused".into()), true),
             (crate::error::decode_error("e", "bad".into()), false),
+            (ClientError::transport("e", "connection reset".into()), true),
+            (ClientError::too_large("e", 1024), false),
+            (ClientError::redirect("e", "to another origin".into()), false),
         ];
         for (error, retried) in cases {
             assert_eq!(is_retryable_class(&error, &all), retried, "{error}");
@@ -151,6 +162,34 @@ mod tests {
             &only_5xx
         ));
         assert!(!is_retryable_class(&ClientError::timeout("e", false, None), &only_5xx));
+    }
+
+    #[test]
+    fn transport_faults_and_too_large_answers_follow_their_own_switches() {
+        let reset = ClientError::transport("e", "connection reset".into());
+        let large = ClientError::too_large("e", 1024);
+        let transport_only = RetryOn {
+            transport_errors: true,
+            ..RetryOn::default()
+        };
+        assert!(is_retryable_class(&reset, &transport_only));
+        assert!(!is_retryable_class(&large, &transport_only));
+        let too_large_only = RetryOn {
+            too_large: true,
+            ..RetryOn::default()
+        };
+        assert!(is_retryable_class(&large, &too_large_only));
+        assert!(!is_retryable_class(&reset, &too_large_only));
+        let redirect = ClientError::redirect("e", "to another origin".into());
+        let everything = RetryOn {
+            server_errors: true,
+            too_many_requests: true,
+            timeouts: true,
+            connect_errors: true,
+            transport_errors: true,
+            too_large: true,
+        };
+        assert!(!is_retryable_class(&redirect, &everything));
     }
 
     #[test]
@@ -170,9 +209,12 @@ mod tests {
             },
         };
         let error = ClientError::status_error("send", 502, None);
+        let reset = ClientError::transport("send", "connection reset".into());
         assert!(!may_retry_start(&endpoint, &error));
+        assert!(!may_retry_start(&endpoint, &reset));
         endpoint.idempotency_key = Some(IdempotencyKeyPlacement::Header("Idempotency-Key"));
         assert!(may_retry_start(&endpoint, &error));
+        assert!(may_retry_start(&endpoint, &reset));
         endpoint.idempotency_key = None;
         endpoint.idempotent = true;
         assert!(may_retry_start(&endpoint, &error));
