@@ -49,7 +49,10 @@ impl Runtime {
     ///   [`OpsApi`]); without a token it is not mounted.
     ///
     /// Mount it into your own axum application, or let [`Runtime::serve`]
-    /// serve it.
+    /// serve it. Your own server must then bound slow and idle clients
+    /// itself, as [`ServeOptions`] does for `serve` (a header-read timeout,
+    /// an idle timeout, a connection cap): `axum::serve` has none of them.
+    /// Webhook bodies are bounded by the router (`max_body_bytes`).
     pub fn router(&self, ops_token: Option<Secret>) -> Result<Router, EngineError> {
         let store = Arc::clone(self.store());
         let integrations: Vec<Arc<dyn Integration>> = self.integrations().cloned().collect();
@@ -76,9 +79,10 @@ impl Runtime {
     }
 
     /// Runs the workers and serves [`Runtime::router`] on `address` until
-    /// Ctrl-C (or [`Runtime::shutdown`]); then stops accepting connections
-    /// and claiming calls, lets in-flight requests and calls finish for a
-    /// few seconds, and returns. The operations API is served when
+    /// Ctrl-C (or [`Runtime::shutdown`]); then stops claiming calls and
+    /// lets in-flight calls finish for a few seconds, then stops accepting
+    /// connections and lets in-flight requests finish for a few seconds
+    /// more, and returns. The operations API is served when
     /// `INTEGRATION_OPS_TOKEN` is set. Connections are limited by the
     /// [`ServeOptions`] defaults; see [`Runtime::serve_with`].
     ///

@@ -18,9 +18,10 @@
 //!   the delivery key (a hash of the body).
 //!
 //! **Rotation.** A [`Verifier`] holds every active secret (the environment
-//! variable may hold several, comma-separated); a signature made with any of
-//! them is accepted, and a header may carry several signatures (the sender's
-//! own rotation), any of which may match.
+//! variable may hold several, comma-separated, a comma inside a secret
+//! written `\,`); a signature made with any of them is accepted, and a
+//! header may carry several signatures (the sender's own rotation), any of
+//! which may match.
 //!
 //! **Freshness.** The timestamped schemes reject a timestamp more than
 //! `tolerance_s` seconds in the past (stale: a replay) or in the future.
