@@ -43,7 +43,7 @@ pub use descriptor::{
 };
 pub use engine::{
     lifecycle_event_key, provider_idempotency_key, EngineError, HookResult, IntoStore, OutboxConnection, Runtime,
-    RuntimeBuilder, StatusChange, OPS_TOKEN_ENV,
+    RuntimeBuilder, ServeOptions, StatusChange, OPS_TOKEN_ENV,
 };
 pub use error::{ClientError, ConfigError, ValidationError};
 pub use integration::{BoxFuture, Integration};

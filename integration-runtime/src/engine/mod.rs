@@ -110,6 +110,7 @@
 //! [`Runtime::subscribe`] is different: a live, lossy broadcast of the
 //! status changes made through this process, for dashboards and tests.
 
+mod connections;
 mod error;
 mod follow_up;
 mod hooks;
@@ -120,6 +121,7 @@ mod worker;
 
 use chrono::{DateTime, Utc};
 
+pub use connections::ServeOptions;
 pub use error::EngineError;
 pub use follow_up::{lifecycle_event_key, provider_idempotency_key};
 pub use hooks::HookResult;

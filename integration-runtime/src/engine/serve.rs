@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use tokio::net::TcpListener;
 
+use super::connections::ServeOptions;
 use super::error::EngineError;
 use super::runtime::Runtime;
 use crate::integration::Integration;
@@ -18,7 +20,8 @@ use crate::webhook::WebhookReceiver;
 /// API is not served unless it is set.
 pub const OPS_TOKEN_ENV: &str = "INTEGRATION_OPS_TOKEN";
 
-/// How long in-flight calls may finish after Ctrl-C in [`Runtime::serve`].
+/// How long in-flight calls, then in-flight requests, may finish after
+/// Ctrl-C in [`Runtime::serve`].
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Every circuit breaker of the runtime's integrations.
@@ -46,7 +49,10 @@ impl Runtime {
     ///   [`OpsApi`]); without a token it is not mounted.
     ///
     /// Mount it into your own axum application, or let [`Runtime::serve`]
-    /// serve it.
+    /// serve it. Your own server must then bound slow and idle clients
+    /// itself, as [`ServeOptions`] does for `serve` (a header-read timeout,
+    /// an idle timeout, a connection cap): `axum::serve` has none of them.
+    /// Webhook bodies are bounded by the router (`max_body_bytes`).
     pub fn router(&self, ops_token: Option<Secret>) -> Result<Router, EngineError> {
         let store = Arc::clone(self.store());
         let integrations: Vec<Arc<dyn Integration>> = self.integrations().cloned().collect();
@@ -73,9 +79,12 @@ impl Runtime {
     }
 
     /// Runs the workers and serves [`Runtime::router`] on `address` until
-    /// Ctrl-C (or [`Runtime::shutdown`]); then stops claiming, lets in-flight
-    /// calls finish for a few seconds, and returns. The operations API is
-    /// served when `INTEGRATION_OPS_TOKEN` is set.
+    /// Ctrl-C (or [`Runtime::shutdown`]); then stops claiming calls and
+    /// lets in-flight calls finish for a few seconds, then stops accepting
+    /// connections and lets in-flight requests finish for a few seconds
+    /// more, and returns. The operations API is served when
+    /// `INTEGRATION_OPS_TOKEN` is set. Connections are limited by the
+    /// [`ServeOptions`] defaults; see [`Runtime::serve_with`].
     ///
     /// ```no_run
     /// # async fn demo(rt: integration_runtime::Runtime) -> Result<(), integration_runtime::EngineError> {
@@ -86,24 +95,46 @@ impl Runtime {
         let address: SocketAddr = address
             .parse()
             .map_err(|e| EngineError::config(format!("`{address}` is not a socket address: {e}")))?;
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|e| EngineError::config(format!("cannot listen on {address}: {e}")))?;
+        self.serve_with(listener, ServeOptions::default()).await
+    }
+
+    /// [`Runtime::serve`] on a listener you bound (say to port 0), with
+    /// your connection limits.
+    ///
+    /// ```no_run
+    /// # async fn demo(rt: integration_runtime::Runtime) -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use integration_runtime::ServeOptions;
+    ///
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// println!("serving on {}", listener.local_addr()?);
+    /// let options = ServeOptions::new().header_read_timeout(Duration::from_secs(5));
+    /// rt.serve_with(listener, options).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn serve_with(&self, listener: TcpListener, options: ServeOptions) -> Result<(), EngineError> {
         let token = std::env::var(OPS_TOKEN_ENV)
             .ok()
             .filter(|t| !t.is_empty())
             .map(Secret::new);
         let router = self.router(token)?;
-        let listener = tokio::net::TcpListener::bind(address)
-            .await
-            .map_err(|e| EngineError::config(format!("cannot listen on {address}: {e}")))?;
         let server_rt = self.clone();
-        let server = tokio::spawn(async move {
-            let stopped = async move {
-                let mut stopped = server_rt.inner.stopped.subscribe();
-                // `run` has started by now or starts at once; wait for its end.
-                let _ = stopped.wait_for(|stopped| !*stopped).await;
-                let _ = stopped.wait_for(|stopped| *stopped).await;
-            };
-            axum::serve(listener, router).with_graceful_shutdown(stopped).await
-        });
+        let stopped = async move {
+            let mut stopped = server_rt.inner.stopped.subscribe();
+            // `run` has started by now or starts at once; wait for its end.
+            let _ = stopped.wait_for(|stopped| !*stopped).await;
+            let _ = stopped.wait_for(|stopped| *stopped).await;
+        };
+        let server = tokio::spawn(super::connections::serve(
+            listener,
+            router,
+            options,
+            stopped,
+            SHUTDOWN_GRACE,
+        ));
         let ctrl_c = async {
             // Without a signal handler (rare), only `shutdown` stops the runtime.
             if tokio::signal::ctrl_c().await.is_err() {

@@ -123,6 +123,11 @@ pub struct EventPayload {
     /// The error (`failed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The sender's id of the webhook delivery that reported the event
+    /// (Standard Webhooks `webhook-id`, Stripe event id): a later delivery
+    /// under the same id is a duplicate, whatever it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_id: Option<String>,
 }
 
 /// An event to append to a call's log.

@@ -42,6 +42,17 @@
 //! delivery (an audit of what each delivery said), at the price of a second,
 //! ignored, terminal event when a poll and a webhook both report the end.
 //!
+//! # Delivery ids
+//!
+//! Where the scheme names the delivery (the signed `webhook-id` of Standard
+//! Webhooks, the event `id` of Stripe, which stays the same across the
+//! sender's retries), the id is stored with the event, and a later delivery
+//! under an id already recorded for the call is answered `200 duplicate`
+//! and stores nothing, whatever its (validly signed) body says, under
+//! either kind of event key. Deliveries sharing an id are handled one at a
+//! time within a process; the check is per call (the call the body names).
+//! The generic HMAC scheme carries no delivery id.
+//!
 //! Answers are JSON: `{"received": true, "outcome": "applied" | "ignored" |
 //! "duplicate"}` on success, `{"error": <code>, "message": <text>}` otherwise.
 //!
@@ -66,6 +77,7 @@
 //! the same delivery id and is a duplicate. The generic HMAC scheme signs no
 //! timestamp: a replay of the same body is a duplicate, whenever it comes.
 
+mod delivery;
 pub mod signature;
 
 use std::fmt;
@@ -83,13 +95,14 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::call::RemoteStatus;
-use crate::descriptor::{SignatureScheme, WebhookDescriptor};
+use crate::descriptor::WebhookDescriptor;
 use crate::engine::lifecycle_event_key;
 use crate::integration::Integration;
 use crate::lifecycle::EventKind;
 use crate::metrics::Metrics;
 use crate::secret::Secret;
 use crate::store::{AppendOutcome, NewEvent, Store, StoreError};
+use delivery::DeliveryLocks;
 use signature::Verifier;
 
 /// How long a sender is asked to wait before redelivering (seconds).
@@ -220,6 +233,7 @@ pub struct WebhookReceiver {
     keys: EventKeys,
     observer: Option<EventObserver>,
     routes: Vec<Route>,
+    locks: Arc<DeliveryLocks>,
 }
 
 impl fmt::Debug for WebhookReceiver {
@@ -243,6 +257,7 @@ struct Shared {
     metrics: Metrics,
     keys: EventKeys,
     observer: Option<EventObserver>,
+    locks: Arc<DeliveryLocks>,
 }
 
 impl WebhookReceiver {
@@ -254,6 +269,7 @@ impl WebhookReceiver {
             keys: EventKeys::default(),
             observer: None,
             routes: Vec::new(),
+            locks: Arc::new(DeliveryLocks::new()),
         }
     }
 
@@ -373,6 +389,7 @@ impl WebhookReceiver {
                 metrics: self.metrics.clone(),
                 keys: self.keys,
                 observer: self.observer.clone(),
+                locks: Arc::clone(&self.locks),
             });
             router = router.route(
                 path,
@@ -395,7 +412,7 @@ fn secret_from_env(name: &str, webhook: &WebhookDescriptor) -> Result<Secret, St
     match std::env::var(webhook.secret_env) {
         Ok(value) if !value.trim().is_empty() => Ok(Secret::new(value)),
         Ok(_) | Err(std::env::VarError::NotPresent) => Err(format!(
-            "{name}: the webhook secret variable `{}` is not set (it holds one secret, or several comma-separated during rotation)",
+            "{name}: the webhook secret variable `{}` is not set (it holds one secret, or several comma-separated during rotation, a comma inside a secret written `\\,`)",
             webhook.secret_env
         )),
         Err(std::env::VarError::NotUnicode(_)) => Err(format!(
@@ -475,27 +492,37 @@ impl Shared {
             )
         })?;
 
-        let delivery_id = match (verified.delivery_id, self.route.webhook.scheme) {
-            (Some(id), _) => id,
-            (None, SignatureScheme::Stripe) => match payload.get("id").and_then(Value::as_str) {
-                Some(id) if !id.is_empty() => id.to_owned(),
-                _ => body_hash(&body),
-            },
-            (None, _) => body_hash(&body),
-        };
-
-        let (external_id, event) = self.event_of(&payload, &delivery_id)?;
+        let sender_id = delivery::sender_id(verified.delivery_id, self.route.webhook.scheme, &payload);
+        let delivery_id = sender_id.clone().unwrap_or_else(|| body_hash(&body));
+        let (external_id, mut event) = self.event_of(&payload, &delivery_id)?;
+        event.payload.delivery_id.clone_from(&sender_id);
         let name = self.route.integration.descriptor().name;
         let kind = event.kind;
-        match self.store.append_event_by_external_id(name, &external_id, event).await {
-            Ok(outcome) => {
-                if let Some(observer) = &self.observer {
-                    observer(name, kind, &outcome);
-                }
-                Ok(Accepted(outcome))
-            }
-            Err(error) => Err(store_rejection(name, &external_id, &error)),
+        let rejection = |error: StoreError| store_rejection(name, &external_id, &error);
+        // Held until the append, so that a concurrent delivery under the
+        // same id finds this one's event.
+        let _same_id = match &sender_id {
+            Some(id) => Some(self.locks.lock(id).await),
+            None => None,
+        };
+        let earlier = match &sender_id {
+            Some(id) => delivery::earlier(&*self.store, name, &external_id, id)
+                .await
+                .map_err(rejection)?,
+            None => None,
+        };
+        let outcome = match earlier {
+            Some(duplicate) => duplicate,
+            None => self
+                .store
+                .append_event_by_external_id(name, &external_id, event)
+                .await
+                .map_err(rejection)?,
+        };
+        if let Some(observer) = &self.observer {
+            observer(name, kind, &outcome);
         }
+        Ok(Accepted(outcome))
     }
 
     /// Maps a verified payload to the external id and the event to append.

@@ -18,9 +18,10 @@
 //!   the delivery key (a hash of the body).
 //!
 //! **Rotation.** A [`Verifier`] holds every active secret (the environment
-//! variable may hold several, comma-separated); a signature made with any of
-//! them is accepted, and a header may carry several signatures (the sender's
-//! own rotation), any of which may match.
+//! variable may hold several, comma-separated, a comma inside a secret
+//! written `\,`); a signature made with any of them is accepted, and a
+//! header may carry several signatures (the sender's own rotation), any of
+//! which may match.
 //!
 //! **Freshness.** The timestamped schemes reject a timestamp more than
 //! `tolerance_s` seconds in the past (stale: a replay) or in the future.
@@ -143,10 +144,13 @@ impl Verifier {
     /// A verifier accepting signatures made with any of `secrets`.
     ///
     /// Each [`Secret`] may itself hold several comma-separated secrets (as the
-    /// environment variable does); blanks around them are ignored.
+    /// environment variable does); blanks around them are ignored. A comma
+    /// that belongs to a secret is written `\,`, and a backslash right
+    /// before a separating comma `\\`.
     pub fn new(scheme: SignatureScheme, tolerance_s: u64, secrets: &[Secret]) -> Result<Self, InvalidSecret> {
         let mut keys = Vec::new();
-        for (position, secret) in split_secrets(secrets).enumerate() {
+        for (position, secret) in split_secrets(secrets).iter().enumerate() {
+            let secret = secret.expose();
             let key = match scheme {
                 SignatureScheme::StandardWebhooks => standard::key(secret).ok_or_else(|| {
                     InvalidSecret(format!(
@@ -217,13 +221,44 @@ impl Window {
     }
 }
 
-/// Every non-blank secret of every comma-separated list.
-fn split_secrets(secrets: &[Secret]) -> impl Iterator<Item = &str> {
-    secrets
-        .iter()
-        .flat_map(|secret| secret.expose().split(','))
-        .map(str::trim)
-        .filter(|secret| !secret.is_empty())
+/// Every non-blank secret of every comma-separated list (the rotation
+/// syntax: `new,old`), blanks around each trimmed.
+///
+/// A comma inside a secret is escaped as `\,` and a backslash before a
+/// separating comma as `\\`; any other backslash is kept as it is, so a
+/// list written before escaping existed reads as it did unless one of its
+/// secrets held `\\` or ended in `\`. Standard Webhooks and Stripe secrets
+/// (`whsec_` and base64) never need an escape.
+fn split_secrets(secrets: &[Secret]) -> Vec<Secret> {
+    let mut split = Vec::new();
+    for list in secrets {
+        let mut current = String::new();
+        let mut chars = list.expose().chars();
+        while let Some(c) = chars.next() {
+            match c {
+                ',' => push_trimmed(&mut split, &mut current),
+                '\\' => match chars.clone().next() {
+                    Some(escaped @ (',' | '\\')) => {
+                        current.push(escaped);
+                        chars.next();
+                    }
+                    _ => current.push(c),
+                },
+                _ => current.push(c),
+            }
+        }
+        push_trimmed(&mut split, &mut current);
+    }
+    split
+}
+
+/// Moves `current`, trimmed, to `split` unless blank.
+fn push_trimmed(split: &mut Vec<Secret>, current: &mut String) {
+    let secret = current.trim();
+    if !secret.is_empty() {
+        split.push(Secret::new(secret));
+    }
+    current.clear();
 }
 
 /// The one HMAC helper: whether any `candidate` signature is the
@@ -334,9 +369,18 @@ mod tests {
     }
 
     #[test]
-    fn secrets_are_split_on_commas() {
-        let secrets = [Secret::new(" a , b,,"), Secret::new("c")];
-        assert_eq!(split_secrets(&secrets).collect::<Vec<_>>(), ["a", "b", "c"]);
+    fn secrets_are_split_on_commas_not_escaped_ones() {
+        let split = |lists: &[&str]| -> Vec<String> {
+            let secrets: Vec<Secret> = lists.iter().map(|list| Secret::new(*list)).collect();
+            split_secrets(&secrets)
+                .iter()
+                .map(|secret| secret.expose().to_owned())
+                .collect()
+        };
+        assert_eq!(split(&[" a , b,,", "c"]), ["a", "b", "c"]);
+        assert_eq!(split(&[r"a\,b, c"]), ["a,b", "c"]);
+        assert_eq!(split(&[r"a\\,b"]), [r"a\", "b"]);
+        assert_eq!(split(&[r"a\b\"]), [r"a\b\"]);
         let error = Verifier::new(SignatureScheme::Stripe, 300, &[Secret::new(" , ")]).unwrap_err();
         assert_eq!(error.to_string(), "no webhook secret is configured");
     }
