@@ -67,12 +67,17 @@ struct Row {
     message: String,
     note: String,
     credentials_at_target: usize,
+    credentials_in_store: usize,
 }
 
 pub(crate) async fn run() -> Result<Vec<Figure>> {
     println!(
         "\n== faults: one hostile loopback provider per fault; real Runtime on SQLite; \
          timeout 2 s, 4 attempts, default retry classes"
+    );
+    println!(
+        "  {:<36} {:>4} {:>9}  {:<10} {:<10} {:>9}  message (the line below: details)",
+        "fault", "reqs", "terminal", "status", "class", "peak RSS"
     );
     let scratch = Scratch::new("faults")?;
     let started = Instant::now();
@@ -89,14 +94,15 @@ pub(crate) async fn run() -> Result<Vec<Figure>> {
     }
     let terminal = rows.iter().filter(|r| r.terminal).count();
     let leaked: usize = rows.iter().map(|r| r.credentials_at_target).sum();
+    let stored: usize = rows.iter().map(|r| r.credentials_in_store).sum();
     let peak_mb = peak as f64 / 1024.0;
     line(
         "peak RSS of this process (VmHWM)",
         &format!("{peak_mb:.1} MB"),
         if per_fault {
-            "harness + runtime; the rss column is each fault's own peak"
+            "harness + runtime; the peak RSS column is each fault's own"
         } else {
-            "harness + runtime; the rss column is the peak so far (VmHWM not resettable here)"
+            "harness + runtime; the peak RSS column is the peak so far (VmHWM not resettable here)"
         },
     );
     println!(
@@ -119,6 +125,13 @@ pub(crate) async fn run() -> Result<Vec<Figure>> {
             "bearer token and API key",
             "0",
             Some(leaked == 0),
+        ),
+        Figure::new(
+            "faults: credentials in the SQLite files",
+            stored.to_string(),
+            "database and WAL of every fault",
+            "0",
+            Some(stored == 0),
         ),
         Figure::new(
             "faults: peak RSS",
@@ -315,9 +328,9 @@ async fn run_fault(fault: Fault, db: &Path) -> Result<Row> {
         notes.push(describe_target(&seen, credentials_at_target));
     }
     notes.push(format!("db {:.1} MB", store_bytes(db) as f64 / 1e6));
-    let in_store = secrets_in_store(db)?;
-    if in_store > 0 {
-        notes.push(format!("CREDENTIAL IN SQLITE x{in_store}"));
+    let credentials_in_store = secrets_in_store(db)?;
+    if credentials_in_store > 0 {
+        notes.push(format!("credentials in the SQLite files: {credentials_in_store}"));
     }
     let message = record.error.clone().unwrap_or_default();
     Ok(Row {
@@ -331,9 +344,10 @@ async fn run_fault(fault: Fault, db: &Path) -> Result<Row> {
         } else {
             "-"
         },
-        message: prefix(message.strip_prefix("endpoint `send`: ").unwrap_or(&message), 90),
+        message: prefix(message.strip_prefix("endpoint `send`: ").unwrap_or(&message), 240),
         note: notes.join("; "),
         credentials_at_target,
+        credentials_in_store,
     })
 }
 
@@ -452,24 +466,22 @@ fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
+/// One row: the figures, then the message and the details on a line below.
 fn print_row(row: &Row, peak: u64) {
+    let status = if row.terminal {
+        row.status.clone()
+    } else {
+        format!("{} (not terminal)", row.status)
+    };
+    let message = if row.message.is_empty() { "-" } else { &row.message };
     println!(
-        "  {:<36} req {:>2}  {:>6.2} s  {:<10} {:<10} {:<94} rss {:>6.1} MB  {}",
+        "  {:<36} {:>4} {:>7.2} s  {:<10} {:<10} {:>6.1} MB  {message}",
         row.name,
         row.requests,
         row.elapsed.as_secs_f64(),
-        if row.terminal {
-            row.status.clone()
-        } else {
-            format!("{}!", row.status)
-        },
+        status,
         row.class,
-        if row.message.is_empty() {
-            "-".to_owned()
-        } else {
-            row.message.clone()
-        },
         peak as f64 / 1024.0,
-        row.note
     );
+    println!("  {:<36} {}", "", row.note);
 }

@@ -4,7 +4,7 @@
 //! cargo run --release -p integration-bench -- all            # every figure (< 10 min on 2 cores)
 //! cargo run --release -p integration-bench -- all --quick    # the same, small (seconds; for CI)
 //! cargo run --release -p integration-bench -- sync|postgres|webhook|latency|rss|macro|crash
-//! cargo run --release -p integration-bench -- faults         # hostile providers, one row per fault (~1 min)
+//! cargo run --release -p integration-bench -- faults         # hostile providers, one row per fault (~30 s)
 //! ```
 //!
 //! Every figure is printed with its ratio to a baseline measured in the same
