@@ -4,6 +4,7 @@
 //! cargo run --release -p integration-bench -- all            # every figure (< 10 min on 2 cores)
 //! cargo run --release -p integration-bench -- all --quick    # the same, small (seconds; for CI)
 //! cargo run --release -p integration-bench -- sync|postgres|webhook|latency|rss|macro|crash
+//! cargo run --release -p integration-bench -- faults         # hostile providers, one row per fault (~30 s)
 //! ```
 //!
 //! Every figure is printed with its ratio to a baseline measured in the same
@@ -12,6 +13,7 @@
 
 mod common;
 mod crash;
+mod faults;
 mod latency;
 mod macro_time;
 mod postgres;
@@ -64,6 +66,8 @@ enum Command {
     Macro(MacroArgs),
     /// SIGKILL crash harness: kills a worker child at random moments; exits non-zero on any loss.
     Crash(CrashArgs),
+    /// Fault harness: one hostile provider per fault; prints what happened (exits non-zero only on harness errors).
+    Faults,
     /// (internal) A worker process, as the crash, RSS and PostgreSQL figures start it.
     #[command(hide = true)]
     Worker(worker::WorkerArgs),
@@ -137,6 +141,7 @@ async fn run(command: Command) -> Result<bool> {
         Command::Latency(c) => extend(&mut figures, latency::run(c.quick).await?),
         Command::Rss(c) => extend(&mut figures, rss::run(c.quick).await?),
         Command::Macro(m) => extend(&mut figures, macro_time::run(m.common.quick, m.cargo).await?),
+        Command::Faults => extend(&mut figures, faults::run().await?),
         Command::Crash(c) => {
             let (crash_figures, ok) = crash::run(c.common.quick, c.kills, c.calls, c.seed).await?;
             figures.extend(crash_figures);
