@@ -271,6 +271,10 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// How many characters of a provider's message are kept: error texts are
+/// stored with the call, so one verbose provider must not fill the store.
+pub(crate) const MESSAGE_CHARS: usize = 500;
+
 /// At most `max` characters of `text`, with `...` when cut.
 fn truncate(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
@@ -600,10 +604,10 @@ impl HttpClient {
             .error_path
             .and_then(|path| extract_message(&answer.body, path))
             .or_else(|| match &answer.body {
-                Value::String(text) if !text.trim().is_empty() => Some(truncate(text.trim(), 500)),
+                Value::String(text) if !text.trim().is_empty() => Some(text.clone()),
                 _ => None,
             })
-            .map(|message| self.redact(&message));
+            .map(|message| self.redact(&truncate(message.trim(), MESSAGE_CHARS)));
         Err(ClientError::status_error(endpoint, answer.status, message).with_retry_after(answer.retry_after))
     }
 

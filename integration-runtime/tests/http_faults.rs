@@ -191,6 +191,32 @@ async fn error_texts_are_read_from_a_bounded_prefix() {
 }
 
 #[tokio::test]
+async fn a_long_message_at_the_error_path_is_stored_bounded() {
+    let (base, _written, _server) = raw_server(|mut stream, _| async move {
+        let body = format!("{{\"error\":{{\"message\":\"{}\"}}}}", "m".repeat(60_000));
+        let head = format!(
+            "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        let _ = stream.write_all(head.as_bytes()).await;
+        let _ = stream.write_all(body.as_bytes()).await;
+    })
+    .await;
+    let client = HttpClient::new(&base, Auth::None).unwrap();
+    static MESSAGE: &[Seg] = &[Seg::Key("error"), Seg::Key("message")];
+    let mut request = get(&ONE_MIB);
+    request.error_path = Some(MESSAGE);
+    let error = client.send(request).await.unwrap_err();
+    assert_eq!(error.status(), Some(400), "{error}");
+    let message = error.provider_message().unwrap_or_default();
+    assert!(
+        message.starts_with("mmmm") && message.len() < 600,
+        "{} characters",
+        message.len()
+    );
+}
+
+#[tokio::test]
 async fn a_body_exactly_at_the_limit_is_read() {
     static SMALL: PolicyDescriptor = PolicyDescriptor {
         max_response_bytes: 11,

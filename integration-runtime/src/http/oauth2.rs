@@ -11,7 +11,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::Value;
 use tracing::Instrument;
 
-use super::{parse_http_url, truncate, Answer, HttpClient, OAuth2Config};
+use super::{parse_http_url, truncate, Answer, HttpClient, OAuth2Config, MESSAGE_CHARS};
 use crate::descriptor::PolicyDescriptor;
 use crate::error::ClientError;
 use crate::form::encode_form;
@@ -116,8 +116,9 @@ impl HttpClient {
             let detail = [&[Seg::Key("error_description")][..], &[Seg::Key("error")][..]]
                 .iter()
                 .find_map(|path| extract_message(&body, path))
-                .or_else(|| body.as_str().map(|text| truncate(text.trim(), 500)))
+                .or_else(|| body.as_str().map(str::to_owned))
                 .unwrap_or_else(|| "the token endpoint refused the request".to_owned());
+            let detail = truncate(detail.trim(), MESSAGE_CHARS);
             return Err(ClientError::auth(endpoint, Some(status), self.redact(&detail)));
         }
         let Some(access_token) = body
