@@ -676,6 +676,11 @@ pub mod volc_tts {
                     ),
                 ),
                 policy: __POLICY,
+                request_fields: ::integration_runtime::RequestFields {
+                    all: &["text", "voice", "speed", "format"],
+                    path: &[],
+                    headers: &[],
+                },
             },
             ::integration_runtime::EndpointDescriptor {
                 name: "query",
@@ -686,6 +691,11 @@ pub mod volc_tts {
                 idempotent: true,
                 idempotency_key: ::std::option::Option::None,
                 policy: __POLICY,
+                request_fields: ::integration_runtime::RequestFields {
+                    all: &[],
+                    path: &[],
+                    headers: &[],
+                },
             },
         ],
         policy: __POLICY,

@@ -155,7 +155,7 @@ mod tests {
 
     #[test]
     fn non_idempotent_starts_are_retried_only_with_a_key() {
-        use crate::descriptor::{EndpointDescriptor, IdempotencyKeyPlacement, Mode, PolicyDescriptor};
+        use crate::descriptor::{EndpointDescriptor, IdempotencyKeyPlacement, Mode, PolicyDescriptor, RequestFields};
         let mut endpoint = EndpointDescriptor {
             name: "send",
             method: "POST",
@@ -167,6 +167,11 @@ mod tests {
             policy: PolicyDescriptor {
                 retry: POLICY,
                 ..PolicyDescriptor::DEFAULT
+            },
+            request_fields: RequestFields {
+                all: &[],
+                path: &[],
+                headers: &[],
             },
         };
         let error = ClientError::status_error("send", 502, None);
