@@ -353,6 +353,11 @@ async fn serve(
 /// Refuses the writes of `batch` that waited [`WRITE_WAIT`] already (they
 /// never ran); the time the oldest other one was queued, if any is left.
 fn refuse_expired(batch: &mut Vec<(Instant, Item)>) -> Option<Instant> {
+    let oldest = batch.iter().map(|(at, _)| *at).min()?;
+    if oldest.elapsed() < WRITE_WAIT {
+        // Nearly always: nothing waited that long.
+        return Some(oldest);
+    }
     let (expired, live): (Vec<_>, Vec<_>) = batch.drain(..).partition(|(at, _)| at.elapsed() >= WRITE_WAIT);
     for (_, item) in expired {
         item.refuse(StoreError::unavailable(format_args!(
