@@ -46,6 +46,22 @@ pub struct EndpointDescriptor {
     pub idempotency_key: Option<IdempotencyKeyPlacement>,
     /// The effective policy (the integration's, with this endpoint's overrides).
     pub policy: PolicyDescriptor,
+    /// The request entity's fields, and which go to the path and headers.
+    pub request_fields: RequestFields,
+}
+
+/// The fields of an endpoint's request entity, by their JSON names, and
+/// which of them end up in the path or in headers: what creating a call
+/// checks beyond the entity's own constraints (an empty path segment, a
+/// line break in a header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RequestFields {
+    /// Every field of the request entity; empty when the endpoint has none.
+    pub all: &'static [&'static str],
+    /// The fields of the path template, each one path segment.
+    pub path: &'static [&'static str],
+    /// The fields sent in a header, alone or interpolated into text.
+    pub headers: &'static [&'static str],
 }
 
 /// Whether an endpoint's response finishes the call.
@@ -263,6 +279,11 @@ mod tests {
             idempotent: false,
             idempotency_key: Some(IdempotencyKeyPlacement::Body(&["meta", "key"])),
             policy: PolicyDescriptor::DEFAULT,
+            request_fields: RequestFields {
+                all: &["text"],
+                path: &[],
+                headers: &[],
+            },
         },
         EndpointDescriptor {
             name: "query",
@@ -275,6 +296,11 @@ mod tests {
             policy: PolicyDescriptor {
                 timeout_ms: 1_000,
                 ..PolicyDescriptor::DEFAULT
+            },
+            request_fields: RequestFields {
+                all: &[],
+                path: &[],
+                headers: &[],
             },
         },
     ];

@@ -38,8 +38,8 @@ pub mod __private;
 pub use call::{CallId, CallOptions, FromResult, IntoCall, RemoteStatus, Reply, TypedCall};
 pub use descriptor::{
     CircuitBreakerPolicy, EndpointDescriptor, IdempotencyKeyPlacement, IntegrationDescriptor, Mode, PolicyDescriptor,
-    PollingDescriptor, RateLimitPolicy, RedirectPolicy, RetryOn, RetryPolicy, SignatureEncoding, SignatureScheme,
-    WebhookDescriptor,
+    PollingDescriptor, RateLimitPolicy, RedirectPolicy, RequestFields, RetryOn, RetryPolicy, SignatureEncoding,
+    SignatureScheme, WebhookDescriptor,
 };
 pub use engine::{
     lifecycle_event_key, provider_idempotency_key, EngineError, HookResult, IntoStore, OutboxConnection, Runtime,

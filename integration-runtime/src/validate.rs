@@ -1,7 +1,11 @@
-//! Constraint checks of generated `validate()` methods.
+//! Constraint checks of generated `validate()` methods, and the checks of a
+//! call's parameters against where its endpoint sends them.
 
 use std::fmt::Display;
 
+use serde_json::Value;
+
+use crate::descriptor::RequestFields;
 use crate::error::ValidationError;
 
 /// Collects every violated constraint of a request entity.
@@ -80,6 +84,64 @@ impl Violations {
             Err(ValidationError::from_violations(self.0))
         }
     }
+}
+
+/// What the request entity's own checks cannot see, because it depends on
+/// where values are sent: `params` must be a JSON object (serde would also
+/// take a list for an entity) with no field the entity lacks; a path field
+/// must make one real segment (not empty, `.` or `..`, which would address
+/// another resource); a header field must hold no control character (CR
+/// and LF would end the header, and no HTTP client sends NUL).
+pub(crate) fn placement(fields: &RequestFields, params: &Value, violations: &mut Violations) {
+    let Value::Object(params) = params else {
+        let found = match params {
+            Value::Null => "null",
+            Value::Bool(_) => "a boolean",
+            Value::Number(_) => "a number",
+            Value::String(_) => "a string",
+            Value::Array(_) => "a list",
+            Value::Object(_) => unreachable!("matched above"),
+        };
+        violations.push(
+            "params",
+            format!("must be a JSON object of the request's fields, not {found}"),
+        );
+        return;
+    };
+    for name in params.keys().filter(|name| !fields.all.contains(&name.as_str())) {
+        violations.push(name.as_str(), "is not a field of the request");
+    }
+    for &name in fields.path {
+        let problem = match params.get(name) {
+            Some(Value::Null) => Some("must be set: it is a path segment"),
+            Some(Value::String(text)) if text.is_empty() => Some("must not be empty: it is a path segment"),
+            Some(Value::String(text)) if text == "." || text == ".." => {
+                Some("must not be `.` or `..`: as a path segment it would address another resource")
+            }
+            _ => None,
+        };
+        if let Some(problem) = problem {
+            violations.push(name, problem);
+        }
+    }
+    for &name in fields.headers {
+        if let Some(Value::String(text)) = params.get(name) {
+            if let Some(control) = text.chars().find(|&c| is_header_control(c)) {
+                violations.push(
+                    name,
+                    format!(
+                        "must not contain control characters (found U+{:04X}): it is sent in a header",
+                        u32::from(control)
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// The characters RFC 9110 forbids in a header value: controls but tab, and DEL.
+fn is_header_control(c: char) -> bool {
+    (c.is_ascii_control() && c != '\t') || c == '\u{7f}'
 }
 
 #[cfg(test)]

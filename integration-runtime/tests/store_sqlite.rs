@@ -244,3 +244,56 @@ async fn two_stores_on_one_file_behave_like_two_processes() {
     assert!(again.is_duplicate());
     assert_eq!(b.find_by_external_id("acme", "ext-1").await.unwrap().unwrap().id, id);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_to_a_locked_file_are_refused_within_the_write_wait_and_store_nothing() {
+    use sqlx::{ConnectOptions, Connection};
+
+    let dir = TempDir::new();
+    let file = dir.0.join("calls.db");
+    let store = open(&file).await;
+    store.probe_write().await.expect("an unlocked file takes writes");
+    let mut locker = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&file)
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query("BEGIN EXCLUSIVE").execute(&mut locker).await.unwrap();
+
+    // The create queues while the probe's batch waits for the lock: it
+    // waits behind it, yet not longer than the store's 5 s write wait.
+    let timed = |write: integration_runtime::BoxFuture<'static, Result<(), integration_runtime::StoreError>>| async move {
+        let started = std::time::Instant::now();
+        (write.await, started.elapsed())
+    };
+    let probing = Arc::clone(&store);
+    let creating = Arc::clone(&store);
+    let ((probe, probe_waited), (created, create_waited)) =
+        tokio::join!(timed(Box::pin(async move { probing.probe_write().await })), async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let new = NewCall::new("acme", "send", json!({"n": 1}));
+            timed(Box::pin(async move { creating.create(new).await.map(drop) })).await
+        });
+    let probe = probe.expect_err("no write while the file is locked");
+    let created = created.expect_err("no create while the file is locked");
+    assert!(probe.is_unavailable() && probe.is_backend(), "{probe}");
+    assert!(created.is_unavailable(), "{created}");
+    assert!(
+        probe_waited < Duration::from_secs(8),
+        "the probe waited {probe_waited:?}"
+    );
+    assert!(
+        create_waited < Duration::from_secs(8),
+        "the create waited {create_waited:?}"
+    );
+    // Reads still work: only a write probe tells.
+    assert_eq!(store.count_by_status(None).await.unwrap().total(), 0, "nothing stored");
+
+    sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
+    locker.close().await.unwrap();
+    store.probe_write().await.expect("writes work again");
+    store
+        .create(NewCall::new("acme", "send", json!({"n": 1})))
+        .await
+        .expect("creates work again");
+}

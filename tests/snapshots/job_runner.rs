@@ -546,6 +546,11 @@ pub mod job_runner {
                 idempotent: true,
                 idempotency_key: ::std::option::Option::None,
                 policy: __POLICY,
+                request_fields: ::integration_runtime::RequestFields {
+                    all: &["report", "month", "format"],
+                    path: &["report"],
+                    headers: &[],
+                },
             },
         ],
         policy: __POLICY,

@@ -976,6 +976,18 @@ pub mod payments {
                     ),
                 ),
                 policy: __POLICY,
+                request_fields: ::integration_runtime::RequestFields {
+                    all: &[
+                        "amount",
+                        "currency",
+                        "customer",
+                        "capture",
+                        "order_id",
+                        "tags",
+                    ],
+                    path: &[],
+                    headers: &[],
+                },
             },
             ::integration_runtime::EndpointDescriptor {
                 name: "retrieve_payment",
@@ -986,6 +998,11 @@ pub mod payments {
                 idempotent: true,
                 idempotency_key: ::std::option::Option::None,
                 policy: __POLICY,
+                request_fields: ::integration_runtime::RequestFields {
+                    all: &[],
+                    path: &[],
+                    headers: &[],
+                },
             },
         ],
         policy: __POLICY,

@@ -650,6 +650,17 @@ pub mod translate {
                 idempotent: true,
                 idempotency_key: ::std::option::Option::None,
                 policy: __POLICY,
+                request_fields: ::integration_runtime::RequestFields {
+                    all: &[
+                        "text",
+                        "source_lang",
+                        "target_lang",
+                        "formality",
+                        "glossary_id",
+                    ],
+                    path: &[],
+                    headers: &[],
+                },
             },
             ::integration_runtime::EndpointDescriptor {
                 name: "list_glossaries",
@@ -660,6 +671,11 @@ pub mod translate {
                 idempotent: true,
                 idempotency_key: ::std::option::Option::None,
                 policy: __POLICY,
+                request_fields: ::integration_runtime::RequestFields {
+                    all: &[],
+                    path: &[],
+                    headers: &[],
+                },
             },
         ],
         policy: __POLICY,

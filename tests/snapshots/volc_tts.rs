@@ -683,6 +683,11 @@ pub mod volc_tts {
                     ),
                 ),
                 policy: __POLICY,
+                request_fields: ::integration_runtime::RequestFields {
+                    all: &["text", "voice", "speed", "format"],
+                    path: &[],
+                    headers: &[],
+                },
             },
             ::integration_runtime::EndpointDescriptor {
                 name: "query",
@@ -693,6 +698,11 @@ pub mod volc_tts {
                 idempotent: true,
                 idempotency_key: ::std::option::Option::None,
                 policy: __POLICY,
+                request_fields: ::integration_runtime::RequestFields {
+                    all: &[],
+                    path: &[],
+                    headers: &[],
+                },
             },
         ],
         policy: __POLICY,

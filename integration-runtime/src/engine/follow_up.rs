@@ -1,6 +1,8 @@
 //! Turning provider answers into lifecycle events, with the event keys that
 //! make polls, webhooks and re-executions agree.
 
+use std::time::{Duration, Instant};
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -81,10 +83,28 @@ pub(crate) fn events_of(reply: &Reply<Value>) -> Vec<NewEvent> {
     }
 }
 
+/// The first wait before a failed turn-ending write is tried again; it
+/// doubles up to [`TURN_WRITE_MAX_DELAY`].
+const TURN_WRITE_FIRST_DELAY: Duration = Duration::from_millis(100);
+
+/// The longest wait between two tries of a turn-ending write.
+const TURN_WRITE_MAX_DELAY: Duration = Duration::from_secs(5);
+
+/// How long a worker keeps trying to record its turn before giving the call
+/// up (see [`Inner::finish_turn`]).
+const TURN_WRITE_GIVE_UP: Duration = Duration::from_secs(120);
+
 impl Inner {
     /// Ends the worker's turn on `call`: records `events` and the next run
     /// in one store write (see [`Store::finish_turn`](crate::Store::finish_turn)),
     /// then publishes what they changed.
+    ///
+    /// A write the store failed ([`StoreError::is_backend`]: locked, full,
+    /// unreachable) is tried again, after 100 ms, doubling up to 5 s apart,
+    /// for up to 2 minutes: the events hold what the provider answered, and
+    /// giving the call up instead would send its request again. Retrying is
+    /// safe: the events' keys make a second append of them a no-op, and the
+    /// lease check stops the worker once another owns the call.
     pub(crate) async fn finish_turn(
         &self,
         call: &CallRecord,
@@ -92,10 +112,25 @@ impl Inner {
         next_run_at: Option<DateTime<Utc>>,
     ) -> Result<Vec<AppendOutcome>, StoreError> {
         let kinds: Vec<EventKind> = events.iter().map(|event| event.kind).collect();
-        let outcomes = self
-            .store
-            .finish_turn(call.id, &self.settings.worker_id, events, next_run_at)
-            .await?;
+        let worker = &self.settings.worker_id;
+        let started = Instant::now();
+        let mut delay = TURN_WRITE_FIRST_DELAY;
+        let outcomes = loop {
+            match self
+                .store
+                .finish_turn(call.id, worker, events.clone(), next_run_at)
+                .await
+            {
+                Ok(outcomes) => break outcomes,
+                Err(error) if error.is_backend() && started.elapsed() + delay < TURN_WRITE_GIVE_UP => {
+                    tracing::warn!(call = %call.id, %error, retry_in_ms = delay.as_millis() as u64,
+                        "recording the worker's turn failed; trying again");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(TURN_WRITE_MAX_DELAY);
+                }
+                Err(error) => return Err(error),
+            }
+        };
         for (kind, outcome) in kinds.into_iter().zip(&outcomes) {
             self.publish(&call.integration, kind, outcome);
         }

@@ -93,11 +93,11 @@ pub(crate) fn poll_delay(polling: &PollingDescriptor, elapsed: Duration) -> Dura
     Duration::from_millis(if delay.is_finite() { delay as u64 } else { u64::MAX })
 }
 
-/// A random number in `0.0 ..= 1.0` from the operating system's generator
-/// (through `uuid`, which the crate already uses).
+/// A uniformly distributed random number in `0.0 .. 1.0`, from the thread's
+/// generator (seeded by the operating system). Not a UUID's bits: a v4
+/// UUID's fixed version and variant bits would skew it.
 pub(crate) fn unit_random() -> f64 {
-    let bits = uuid::Uuid::new_v4().as_u128() as u64;
-    (bits >> 11) as f64 / (1u64 << 53) as f64
+    rand::random::<f64>()
 }
 
 #[cfg(test)]
@@ -194,7 +194,7 @@ mod tests {
 
     #[test]
     fn non_idempotent_starts_are_retried_only_with_a_key() {
-        use crate::descriptor::{EndpointDescriptor, IdempotencyKeyPlacement, Mode, PolicyDescriptor};
+        use crate::descriptor::{EndpointDescriptor, IdempotencyKeyPlacement, Mode, PolicyDescriptor, RequestFields};
         let mut endpoint = EndpointDescriptor {
             name: "send",
             method: "POST",
@@ -206,6 +206,11 @@ mod tests {
             policy: PolicyDescriptor {
                 retry: POLICY,
                 ..PolicyDescriptor::DEFAULT
+            },
+            request_fields: RequestFields {
+                all: &[],
+                path: &[],
+                headers: &[],
             },
         };
         let error = ClientError::status_error("send", 502, None);
@@ -238,6 +243,29 @@ mod tests {
             let x = unit_random();
             assert!((0.0..=1.0).contains(&x));
         }
+    }
+
+    #[test]
+    fn unit_random_covers_the_whole_unit_interval() {
+        let draws: Vec<f64> = (0..10_000).map(|_| unit_random()).collect();
+        let min = draws.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = draws.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let mean = draws.iter().sum::<f64>() / draws.len() as f64;
+        assert!(min < 0.05, "minimum {min}");
+        assert!(max > 0.95, "maximum {max}");
+        assert!((0.45..0.55).contains(&mean), "mean {mean}");
+    }
+
+    #[test]
+    fn jittered_delays_span_zero_to_the_ceiling() {
+        // Retry 4: ceiling min(1 000, 100 * 2^3) = 800 ms.
+        let delays: Vec<u128> = (0..10_000)
+            .map(|_| retry_delay(&POLICY, 4, None, unit_random()).as_millis())
+            .collect();
+        let min = *delays.iter().min().expect("draws");
+        let max = *delays.iter().max().expect("draws");
+        assert!(min < 40, "shortest delay {min} ms");
+        assert!((760..=800).contains(&max), "longest delay {max} ms");
     }
 
     #[test]

@@ -20,11 +20,13 @@ use super::error::EngineError;
 use super::hooks::{Hook, HookOn, HookResult};
 use super::{StatusChange, DEFAULT_CHANGES_CAPACITY};
 use crate::call::{CallId, IntoCall, TypedCall};
+use crate::error::invalid_request;
 use crate::integration::Integration;
 use crate::metrics::Metrics;
 #[cfg(feature = "postgres")]
 use crate::store::PostgresStore;
 use crate::store::{CallRecord, CallWithEvents, ListQuery, NewCall, Page, SqliteStore, StatusCounts, Store};
+use crate::validate::{placement, Violations};
 
 /// A store the builder accepts: any [`Store`] by value or in an `Arc`, or an
 /// `Arc<dyn Store>`.
@@ -624,11 +626,27 @@ impl Runtime {
             .integrations
             .get(integration)
             .ok_or_else(|| EngineError::unknown_integration(integration))?;
-        match found.descriptor().endpoint(endpoint) {
-            Some(descriptor) if descriptor.starts_calls => {}
+        let descriptor = match found.descriptor().endpoint(endpoint) {
+            Some(descriptor) if descriptor.starts_calls => descriptor,
             _ => return Err(EngineError::not_a_starting_endpoint(integration, endpoint)),
+        };
+        let mut violations = Violations::new();
+        placement(&descriptor.request_fields, &params, &mut violations);
+        // A non-object has no fields to check further (and serde would read
+        // a list as the entity).
+        if params.is_object() {
+            if let Err(error) = found.validate(endpoint, &params) {
+                let Some(invalid) = error.validation() else {
+                    return Err(EngineError::invalid(error));
+                };
+                for (field, message) in invalid.violations() {
+                    violations.push(field.clone(), message.clone());
+                }
+            }
         }
-        found.validate(endpoint, &params).map_err(EngineError::invalid)?;
+        violations
+            .finish()
+            .map_err(|error| EngineError::invalid(invalid_request(endpoint, error)))?;
         let mut call = NewCall::new(integration, endpoint, params);
         call.idempotency_key = key;
         Ok(call)

@@ -84,20 +84,29 @@ impl HealthCheck for StoreCheck {
     fn check(&self) -> BoxFuture<'_, CheckResult> {
         Box::pin(async move {
             let started = Instant::now();
-            // A primary-key lookup of an id that never exists: one indexed read.
-            let probe = self.0.get(CallId::from_uuid(uuid::Uuid::nil()));
+            let probe = async {
+                // A primary-key lookup of an id that never exists: one indexed read.
+                let read = self.0.get(CallId::from_uuid(uuid::Uuid::nil())).await;
+                read.map_err(|error| format!("reads fail: {error}"))?;
+                // A read passes while the database is locked or its disk full.
+                let write = self.0.probe_write().await;
+                write.map_err(|error| format!("writes fail: {error}"))
+            };
             match tokio::time::timeout(STORE_TIMEOUT, probe).await {
-                Ok(Ok(_)) => CheckResult {
+                Ok(Ok(())) => CheckResult {
                     status: HealthStatus::Up,
                     detail: json!({"latency_ms": started.elapsed().as_millis() as u64}),
                 },
                 Ok(Err(error)) => CheckResult {
                     status: HealthStatus::Down,
-                    detail: json!({"error": error.to_string()}),
+                    detail: json!({"error": error}),
                 },
                 Err(_) => CheckResult {
                     status: HealthStatus::Down,
-                    detail: json!({"error": format!("no answer within {} ms", STORE_TIMEOUT.as_millis())}),
+                    detail: json!({"error": format!(
+                        "no answer to a read and a write within {} ms (a locked database?)",
+                        STORE_TIMEOUT.as_millis()
+                    )}),
                 },
             }
         })
@@ -136,7 +145,8 @@ impl HealthCheck for CircuitCheck {
 
 /// `GET /health`: a list of named checks, each `up`, `degraded` or `down`.
 ///
-/// Built in: `store` (a primary-key lookup, bounded by a timeout) and, once a
+/// Built in: `store` (a primary-key lookup and a small write, see
+/// [`Store::probe_write`], bounded together by a 2 s timeout) and, once a
 /// [`CircuitSource`] is given, `circuits` (degraded while any circuit is
 /// open). Add your own with [`Health::check`].
 ///

@@ -102,6 +102,7 @@ macro_rules! store_conformance_tests {
             finish_turn_replays_and_ignores_events_like_append,
             finish_turn_with_a_conflict_writes_nothing,
             finish_turn_without_the_lease_writes_nothing,
+            a_healthy_store_passes_the_write_probe_and_keeps_its_calls,
         );
     };
     ($make:expr) => {
@@ -1159,4 +1160,18 @@ pub(crate) async fn finish_turn_without_the_lease_writes_nothing(store: Arc<dyn 
         .unwrap_err();
     assert!(error.is_not_found(), "{error}");
     assert_eq!(store.find_by_external_id("acme", "ext-2").await.unwrap(), None);
+}
+
+pub(crate) async fn a_healthy_store_passes_the_write_probe_and_keeps_its_calls(store: Arc<dyn Store>) {
+    let id = create(store.as_ref(), call(1)).await;
+    for _ in 0..3 {
+        store.probe_write().await.expect("a healthy store can write");
+    }
+    assert_eq!(
+        store.count_by_status(None).await.unwrap().total(),
+        1,
+        "the probe adds no call"
+    );
+    let kept = store.get(id).await.unwrap().expect("the call is still there");
+    assert_eq!(kept.status, CallStatus::Pending);
 }

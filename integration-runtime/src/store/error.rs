@@ -22,6 +22,7 @@ pub(crate) enum ErrorKind {
     Conflict,
     LeaseLost,
     Backend,
+    Unavailable,
     Corrupt,
 }
 
@@ -70,6 +71,10 @@ impl StoreError {
         Self::new(ErrorKind::Backend, format_args!("this store does not support {what}"))
     }
 
+    pub(crate) fn unavailable(message: impl fmt::Display) -> Self {
+        Self::new(ErrorKind::Unavailable, message)
+    }
+
     pub(crate) fn corrupt(message: impl fmt::Display) -> Self {
         Self::new(ErrorKind::Corrupt, message)
     }
@@ -93,9 +98,18 @@ impl StoreError {
     }
 
     /// The backend failed (I/O, database busy or unreachable, migration
-    /// failure); retrying later may succeed.
+    /// failure, or [`StoreError::is_unavailable`]); retrying later may succeed.
     pub fn is_backend(&self) -> bool {
-        self.kind == ErrorKind::Backend
+        matches!(self.kind, ErrorKind::Backend | ErrorKind::Unavailable)
+    }
+
+    /// The store cannot write now, and said so within its bounded wait
+    /// instead of blocking: the database stayed locked (by another
+    /// connection or process) past the wait, or refused the write (disk
+    /// full, read-only). Nothing of the operation was written; retry later.
+    /// Also [`StoreError::is_backend`].
+    pub fn is_unavailable(&self) -> bool {
+        self.kind == ErrorKind::Unavailable
     }
 
     /// Stored data could not be read back (an unknown status, invalid JSON):
@@ -111,11 +125,27 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::RowNotFound => ErrorKind::NotFound,
             sqlx::Error::Database(db) if db.is_unique_violation() => ErrorKind::Conflict,
             sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => ErrorKind::Corrupt,
+            sqlx::Error::Database(db) if cannot_write(db.as_ref()) => ErrorKind::Unavailable,
             _ => ErrorKind::Backend,
         };
         let message = format!("database error: {error}");
         StoreError::with_source(kind, message, error)
     }
+}
+
+/// Whether the database refused a write for a reason of its own state (a
+/// lock held too long, a full disk, a read-only database), not because of
+/// the statement.
+fn cannot_write(error: &dyn sqlx::error::DatabaseError) -> bool {
+    if let Some(sqlite) = error.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
+        // Primary result codes: SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY, SQLITE_FULL.
+        let primary = sqlx::error::DatabaseError::code(sqlite)
+            .and_then(|code| code.parse::<i32>().ok())
+            .map(|code| code & 0xff);
+        return matches!(primary, Some(5 | 6 | 8 | 13));
+    }
+    // SQLSTATEs: disk_full, read_only_sql_transaction, lock_not_available.
+    matches!(error.code().as_deref(), Some("53100" | "25006" | "55P03"))
 }
 
 #[cfg(test)]
@@ -134,5 +164,13 @@ mod tests {
     fn sqlx_errors_map_to_kinds() {
         assert!(StoreError::from(sqlx::Error::RowNotFound).is_not_found());
         assert!(StoreError::from(sqlx::Error::PoolTimedOut).is_backend());
+        assert!(!StoreError::from(sqlx::Error::PoolTimedOut).is_unavailable());
+    }
+
+    #[test]
+    fn unavailable_is_a_backend_failure() {
+        let error = StoreError::unavailable("locked");
+        assert!(error.is_unavailable() && error.is_backend());
+        assert!(!error.is_conflict() && !error.is_corrupt());
     }
 }

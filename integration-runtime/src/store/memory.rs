@@ -551,6 +551,11 @@ impl Store for MemoryStore {
         Box::pin(self.work.notified())
     }
 
+    fn probe_write(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        // Memory can always be written.
+        Box::pin(async { Ok(()) })
+    }
+
     fn postpone<'a>(
         &'a self,
         id: CallId,

@@ -245,6 +245,17 @@ pub trait Store: Send + Sync {
     /// timer.
     fn wait_for_work(&self) -> BoxFuture<'_, ()>;
 
+    /// Proves that the store can write now, for health checks: a read
+    /// succeeding says nothing of a locked database or a full disk.
+    ///
+    /// SQLite writes one row of its probe table through its writer, so the
+    /// probe waits for locks and queued writes as a create would (bounded
+    /// by the writer's wait, 5 s); PostgreSQL runs, in its own transaction, a
+    /// write statement that changes no row (it fails on a read-only server
+    /// or one refusing writes). Errs, usually with
+    /// [`StoreError::is_unavailable`], when the store cannot write.
+    fn probe_write(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+
     /// As [`Store::reschedule`], but does *not* count an attempt: for a
     /// worker turn that sent nothing (the integration's circuit breaker or
     /// rate limit refused the request, or the worker does not run the

@@ -1192,6 +1192,20 @@ impl Store for PostgresStore {
         })
     }
 
+    fn probe_write(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            // Bounded like SQLite's writer; `SET LOCAL` ends with the transaction.
+            sqlx::query("SET LOCAL lock_timeout = '5s'").execute(&mut *tx).await?;
+            let calls = &self.calls;
+            sqlx::query(&format!("UPDATE {calls} SET attempts = attempts WHERE false"))
+                .execute(&mut *tx)
+                .await?;
+            tx.rollback().await?;
+            Ok(())
+        })
+    }
+
     fn postpone<'a>(
         &'a self,
         id: CallId,

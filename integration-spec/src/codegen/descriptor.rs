@@ -10,7 +10,7 @@ pub(super) fn generate(spec: &Spec, _names: &Names) -> TokenStream {
     let name = &spec.integration.name;
     let module = crate::check::to_snake(name);
     // Endpoints without overrides share the integration's policy constant.
-    let endpoints = spec.endpoints.iter().map(|e| endpoint(e, &spec.policy));
+    let endpoints = spec.endpoints.iter().map(|e| endpoint(e, spec));
     let policy = policy(&spec.policy);
     let polling = match &spec.polling {
         Some(p) => {
@@ -78,7 +78,8 @@ pub(super) fn generate(spec: &Spec, _names: &Names) -> TokenStream {
     }
 }
 
-fn endpoint(e: &Endpoint, integration_policy: &Policy) -> TokenStream {
+fn endpoint(e: &Endpoint, spec: &Spec) -> TokenStream {
+    let integration_policy = &spec.policy;
     let name = &e.name;
     let method = e.method.as_str();
     let path = &e.path_text;
@@ -102,6 +103,7 @@ fn endpoint(e: &Endpoint, integration_policy: &Policy) -> TokenStream {
     } else {
         policy(&e.policy)
     };
+    let request_fields = request_fields(e, spec);
     quote!(::integration_runtime::EndpointDescriptor {
         name: #name,
         method: #method,
@@ -111,6 +113,46 @@ fn endpoint(e: &Endpoint, integration_policy: &Policy) -> TokenStream {
         idempotent: #idempotent,
         idempotency_key: #idempotency_key,
         policy: #policy,
+        request_fields: #request_fields,
+    })
+}
+
+/// The request entity's field names, and those the path and headers read.
+fn request_fields(e: &Endpoint, spec: &Spec) -> TokenStream {
+    let entity = e
+        .request
+        .as_ref()
+        .and_then(|name| spec.entities.iter().find(|entity| &entity.name == name));
+    let all = entity
+        .into_iter()
+        .flat_map(|entity| &entity.fields)
+        .map(|field| &field.name);
+    let path = e.path.iter().filter_map(|part| match part {
+        PathPart::Field(name) => Some(name),
+        _ => None,
+    });
+    let mut headers: Vec<&String> = e
+        .headers
+        .iter()
+        .flat_map(|mapping| match &mapping.value {
+            MappingValue::Field(name) | MappingValue::WithDefault { field: name, .. } => vec![name],
+            MappingValue::Template(parts) => parts
+                .iter()
+                .filter_map(|part| match part {
+                    TemplatePart::Field(name) => Some(name),
+                    _ => None,
+                })
+                .collect(),
+            // Constants only, from the spec.
+            MappingValue::Constant(_) | MappingValue::ValueMap { .. } => Vec::new(),
+        })
+        .collect();
+    headers.sort();
+    headers.dedup();
+    quote!(::integration_runtime::RequestFields {
+        all: &[#(#all),*],
+        path: &[#(#path),*],
+        headers: &[#(#headers),*],
     })
 }
 

@@ -107,6 +107,17 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         ON integration_calls (notify_at, seq) WHERE notify_at IS NOT NULL;
     "#,
     ),
+    (
+        3,
+        "write probe for health checks",
+        r#"
+    -- One row, rewritten by `Store::probe_write`: a health check that writes.
+    CREATE TABLE IF NOT EXISTS integration_store_probe (
+        id         INTEGER PRIMARY KEY CHECK (id = 1),
+        written_at INTEGER NOT NULL
+    );
+    "#,
+    ),
 ];
 
 const CALL_COLUMNS: &str = "seq, id, integration, endpoint, status, external_id, params, \
@@ -685,6 +696,28 @@ impl Store for SqliteStore {
 
     fn wait_for_work(&self) -> BoxFuture<'_, ()> {
         Box::pin(self.work.notified())
+    }
+
+    fn probe_write(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let at = now().timestamp_millis();
+            // Unsynced: the page reaches the WAL file (a full disk fails
+            // it) without an fsync per health check.
+            self.writer
+                .write_unsynced(move |conn| {
+                    Box::pin(async move {
+                        sqlx::query(
+                            "INSERT INTO integration_store_probe (id, written_at) VALUES (1, ?) \
+                             ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at",
+                        )
+                        .bind(at)
+                        .execute(&mut *conn)
+                        .await?;
+                        Ok(())
+                    })
+                })
+                .await
+        })
     }
 
     fn postpone<'a>(

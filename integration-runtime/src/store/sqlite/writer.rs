@@ -26,10 +26,21 @@
 //! included. Calls, events and schedules are always written with the
 //! configured level. A caller that stops waiting does not cancel its write (it runs,
 //! or not, as a whole, and transactions are never abandoned half-way).
+//!
+//! No write waits longer than [`WRITE_WAIT`] for its turn: while another
+//! connection (another process, a caller's own transaction) holds the
+//! database's write lock, a batch waits for it only as long as its oldest
+//! write may still wait (SQLite's busy timeout, set per batch), and a write
+//! that queued longer is refused without running. Either way the caller
+//! hears [`StoreError::is_unavailable`] within the bound, and nothing of its
+//! write is stored.
+
+use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::ConnectOptions;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use super::appends::{append_batch, Appends};
 use crate::store::error::ErrorKind;
@@ -42,10 +53,18 @@ const MAX_BATCH: usize = 256;
 /// How many writes may wait for the writer before callers wait to enqueue.
 const QUEUE: usize = 4 * MAX_BATCH;
 
+/// The longest a write waits for its turn (see the module docs): a locked
+/// database is reported in seconds, not after a pile-up of busy timeouts.
+pub(crate) const WRITE_WAIT: Duration = Duration::from_secs(5);
+
+/// The busy timeout is set in steps of this, so a batch whose writes did not
+/// wait (nearly all) keeps the connection's setting without a `PRAGMA`.
+const BUSY_STEP_MS: u64 = 100;
+
 /// The handle to the writer task; the task ends when the handle is dropped.
 #[derive(Debug)]
 pub(super) struct Writer {
-    jobs: mpsc::Sender<Item>,
+    jobs: mpsc::Sender<(Instant, Item)>,
 }
 
 /// What callers queue: a write of its own, or appends, which the writer
@@ -55,11 +74,24 @@ enum Item {
     Append(Appends, Reply<Vec<AppendOutcome>>),
 }
 
+impl Item {
+    /// Answers the caller without running the item.
+    fn refuse(self, error: StoreError) {
+        match self {
+            Item::Write(job) => job.refuse(error),
+            // The caller may have stopped waiting: nobody to tell.
+            Item::Append(_, reply) => drop(reply.send(Err(error))),
+        }
+    }
+}
+
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 impl Writer {
-    /// Opens the writer's own connection with `options` and starts the task.
+    /// Opens the writer's own connection with `options` (its busy timeout
+    /// replaced by [`WRITE_WAIT`]) and starts the task.
     pub(super) async fn start(options: SqliteConnectOptions) -> Result<Self, StoreError> {
+        let options = options.busy_timeout(WRITE_WAIT);
         let connection = options.connect().await?;
         let (jobs, queue) = mpsc::channel(QUEUE);
         tokio::spawn(serve(connection, options, queue));
@@ -111,7 +143,8 @@ impl Writer {
     /// the answer.
     async fn request<T>(&self, make: impl FnOnce(Reply<T>) -> Item) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.jobs.send(make(reply)).await.map_err(|_| stopped())?;
+        let queued = (Instant::now(), make(reply));
+        self.jobs.send(queued).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 }
@@ -256,30 +289,110 @@ fn refuse_all<T>(replies: Vec<Reply<T>>, error: &StoreError) {
     }
 }
 
+/// Why a write was not committed; as unavailable as the batch's failure.
 fn batch_failed(error: &StoreError) -> StoreError {
-    StoreError::new(ErrorKind::Backend, format_args!("the write was not committed: {error}"))
+    let message = format_args!("the write was not committed: {error}");
+    if error.is_unavailable() {
+        StoreError::unavailable(message)
+    } else {
+        StoreError::new(ErrorKind::Backend, message)
+    }
 }
 
 /// The writer task: one batch at a time, until every handle is dropped.
-async fn serve(mut connection: SqliteConnection, options: SqliteConnectOptions, mut queue: mpsc::Receiver<Item>) {
+async fn serve(
+    mut connection: SqliteConnection,
+    options: SqliteConnectOptions,
+    mut queue: mpsc::Receiver<(Instant, Item)>,
+) {
     let mut sync = Synchronous::read(&mut connection).await;
+    let mut busy = BusyTimeout::new();
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let jobs = into_jobs(batch.drain(..));
-        if let Err(error) = commit_batch(&mut connection, &mut sync, jobs).await {
-            tracing::warn!(%error, "a batch of store writes failed; reconnecting the writer");
-            // The connection's state is unknown (a failed ROLLBACK, a broken
-            // file handle): start the next batch on a fresh one.
-            match options.connect().await {
-                Ok(fresh) => {
-                    connection = fresh;
-                    sync = Synchronous::read(&mut connection).await;
+        let Some(oldest) = refuse_expired(&mut batch) else {
+            continue;
+        };
+        let jobs = into_jobs(batch.drain(..).map(|(_, item)| item));
+        let result = match busy
+            .set(&mut connection, WRITE_WAIT.saturating_sub(oldest.elapsed()))
+            .await
+        {
+            Ok(()) => commit_batch(&mut connection, &mut sync, jobs).await,
+            Err(error) => {
+                for job in jobs {
+                    job.refuse(batch_failed(&error));
                 }
-                Err(error) => {
-                    tracing::warn!(%error, "reconnecting the store's writer failed; keeping the old connection")
+                Err(error)
+            }
+        };
+        match result {
+            Ok(()) => {}
+            // A lock held elsewhere, a full disk: the connection is fine.
+            Err(error) if error.is_unavailable() => {
+                tracing::warn!(%error, "a batch of store writes could not be written");
+            }
+            Err(error) => {
+                tracing::warn!(%error, "a batch of store writes failed; reconnecting the writer");
+                // The connection's state is unknown (a failed ROLLBACK, a broken
+                // file handle): start the next batch on a fresh one.
+                match options.connect().await {
+                    Ok(fresh) => {
+                        connection = fresh;
+                        sync = Synchronous::read(&mut connection).await;
+                        busy = BusyTimeout::new();
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "reconnecting the store's writer failed; keeping the old connection")
+                    }
                 }
             }
         }
+    }
+}
+
+/// Refuses the writes of `batch` that waited [`WRITE_WAIT`] already (they
+/// never ran); the time the oldest other one was queued, if any is left.
+fn refuse_expired(batch: &mut Vec<(Instant, Item)>) -> Option<Instant> {
+    let oldest = batch.iter().map(|(at, _)| *at).min()?;
+    if oldest.elapsed() < WRITE_WAIT {
+        // Nearly always: nothing waited that long.
+        return Some(oldest);
+    }
+    let (expired, live): (Vec<_>, Vec<_>) = batch.drain(..).partition(|(at, _)| at.elapsed() >= WRITE_WAIT);
+    for (_, item) in expired {
+        item.refuse(StoreError::unavailable(format_args!(
+            "the store could not write for {} s: the database is locked by another connection, or failing",
+            WRITE_WAIT.as_secs()
+        )));
+    }
+    *batch = live;
+    batch.iter().map(|(at, _)| *at).min()
+}
+
+/// The writer connection's busy timeout: how long the next `BEGIN
+/// IMMEDIATE` waits for a lock held elsewhere.
+struct BusyTimeout {
+    current_ms: u64,
+}
+
+impl BusyTimeout {
+    /// The connection's setting as opened ([`Writer::start`]).
+    fn new() -> Self {
+        BusyTimeout {
+            current_ms: WRITE_WAIT.as_millis() as u64,
+        }
+    }
+
+    /// Lets the next batch wait `left` at most, rounded up to a step.
+    async fn set(&mut self, connection: &mut SqliteConnection, left: Duration) -> Result<(), StoreError> {
+        let wanted = (left.as_millis() as u64).div_ceil(BUSY_STEP_MS).max(1) * BUSY_STEP_MS;
+        if wanted != self.current_ms {
+            sqlx::query(&format!("PRAGMA busy_timeout = {wanted}"))
+                .execute(&mut *connection)
+                .await?;
+            self.current_ms = wanted;
+        }
+        Ok(())
     }
 }
 
