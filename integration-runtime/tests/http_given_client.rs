@@ -260,10 +260,9 @@ async fn runtime_redirect_rules_hold_for_a_given_client_without_redirects() {
 #[tokio::test]
 async fn given_client_following_redirects_itself_fails_the_request() {
     let elsewhere = server_answering(ResponseTemplate::new(200).set_body_json(json!({"from": "elsewhere"}))).await;
-    let origin = server_answering(
-        ResponseTemplate::new(302).insert_header("location", format!("{}/x?key=k", elsewhere.uri())),
-    )
-    .await;
+    let origin =
+        server_answering(ResponseTemplate::new(302).insert_header("location", format!("{}/x?key=k", elsewhere.uri())))
+            .await;
     // reqwest's default policy: follows up to 10 redirects, to any origin.
     let following = reqwest::Client::new();
     let client = HttpClient::new(
@@ -279,7 +278,10 @@ async fn given_client_following_redirects_itself_fails_the_request() {
     assert!(error.is_redirect(), "{error}");
     let message = error.to_string();
     assert!(message.contains("Policy::none()"), "{message}");
-    assert!(!message.contains(&elsewhere.uri()) && !message.contains("key"), "{message}");
+    assert!(
+        !message.contains(&elsewhere.uri()) && !message.contains("key"),
+        "{message}"
+    );
     // What the docs warn about: the client had sent the request on, API key
     // header included, before the runtime saw the answer.
     let sent_on = elsewhere.received_requests().await.unwrap();
