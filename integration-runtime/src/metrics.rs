@@ -127,9 +127,10 @@ const BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 
 /// The runtime's metrics registry, rendered by `/metrics`. Cheap to clone:
 /// clones share the series.
 ///
-/// Each record also goes to the `metrics` facade (see the
-/// [module docs](self)), so an application's own recorder gets every number
-/// whichever registry the runtime was given.
+/// Each record also goes through the `metrics` facade, under the same name
+/// and labels, to the global recorder the application installed (if any),
+/// whichever registry the runtime was given. The runtime never installs a
+/// global recorder itself.
 #[derive(Clone, Default)]
 pub struct Metrics {
     inner: Arc<Registry>,

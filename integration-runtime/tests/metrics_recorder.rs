@@ -28,6 +28,9 @@ const LIMIT: Duration = Duration::from_secs(20);
 /// A series: the metric's name and its labels, sorted.
 type Series = (String, Vec<(String, String)>);
 
+/// A metric's unit and help text, as described to the recorder.
+type Description = (Option<Unit>, String);
+
 /// Every value a histogram was given.
 #[derive(Default)]
 struct Values(Mutex<Vec<f64>>);
@@ -43,7 +46,7 @@ impl HistogramFn for Values {
 struct Capture {
     counters: Arc<Mutex<BTreeMap<Series, Arc<AtomicU64>>>>,
     histograms: Arc<Mutex<BTreeMap<Series, Arc<Values>>>>,
-    described: Arc<Mutex<BTreeMap<String, (Option<Unit>, String)>>>,
+    described: Arc<Mutex<BTreeMap<String, Description>>>,
 }
 
 fn series(key: &Key) -> Series {
