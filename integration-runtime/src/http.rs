@@ -140,6 +140,10 @@ pub struct OAuth2Config {
 #[derive(Clone)]
 pub struct HttpClient {
     inner: Arc<Inner>,
+    /// The application's own reqwest client, when it gave one (see
+    /// [`with_reqwest_client`](HttpClient::with_reqwest_client)): it sends
+    /// every request instead of `Inner::clients`.
+    given: Option<reqwest::Client>,
 }
 
 struct Inner {
@@ -223,6 +227,9 @@ impl std::fmt::Debug for HttpClient {
             .field("integration", &self.inner.integration)
             .field("base_url", &self.inner.base)
             .field("auth", &self.inner.auth)
+            // Not the given client itself: its Debug shows its proxies, whose
+            // URLs may carry credentials.
+            .field("reqwest_client", &if self.given.is_some() { "given" } else { "own" })
             .finish()
     }
 }
@@ -254,6 +261,22 @@ fn build_client(connect_timeout_ms: u64) -> Result<reqwest::Client, reqwest::Err
         builder = builder.connect_timeout(Duration::from_millis(connect_timeout_ms));
     }
     builder.build()
+}
+
+/// Fails when the reqwest client followed a redirect by itself (a given
+/// client without `Policy::none()`), past the runtime's redirect rules: the
+/// answer is then from another URL than `requested`.
+fn not_redirected(endpoint: &str, requested: &Url, response: &reqwest::Response) -> Result<(), ClientError> {
+    if response.url() == requested {
+        return Ok(());
+    }
+    // Without either URL: an API key may be in the query.
+    Err(ClientError::redirect(
+        endpoint,
+        "the reqwest client followed a redirect by itself, past the runtime's redirect rules; build it with \
+         `redirect(reqwest::redirect::Policy::none())`"
+            .to_owned(),
+    ))
 }
 
 /// The message of an error and of all its sources, `: `-separated.
@@ -382,6 +405,7 @@ impl HttpClient {
             _ => None,
         };
         Ok(HttpClient {
+            given: None,
             inner: Arc::new(Inner {
                 integration: name,
                 base,
@@ -400,6 +424,35 @@ impl HttpClient {
                     .collect(),
             }),
         })
+    }
+
+    /// This client, sending every request (OAuth2 token requests too)
+    /// through `client`: a `reqwest::Client` the application configured
+    /// (proxies, root certificates, default headers, TLS settings) instead of
+    /// the clients the runtime builds.
+    ///
+    /// The runtime's rules still apply on top: authentication, the policy's
+    /// `timeout_ms` (set on each request), `max_response_bytes`, the circuit
+    /// breaker, rate and concurrency limits, redaction of credentials, and
+    /// the redirect rules, **provided `client` does not follow redirects
+    /// itself**. Not applied: the policy's `connect_timeout_ms` (reqwest sets
+    /// connect timeouts per client: use `ClientBuilder::connect_timeout`)
+    /// and the runtime's `User-Agent`.
+    ///
+    /// Build `client` with `redirect(reqwest::redirect::Policy::none())`.
+    /// reqwest's default policy follows up to 10 redirects to any origin,
+    /// keeping headers such as an API key header (it drops only
+    /// `Authorization` and cookies), before the runtime sees the answer. The
+    /// runtime notices (the answer comes from another URL than the one it
+    /// asked) and fails the request with [`ClientError::is_redirect`], but
+    /// by then the request has gone where the redirects pointed.
+    ///
+    /// The result shares this client's policy state (circuit breakers,
+    /// limits, OAuth2 token) with it and its clones.
+    #[must_use]
+    pub fn with_reqwest_client(mut self, client: reqwest::Client) -> Self {
+        self.given = Some(client);
+        self
     }
 
     /// The base URL, without a trailing slash.
@@ -567,6 +620,7 @@ impl HttpClient {
                 .send()
                 .await
                 .map_err(|e| self.transport_error(endpoint, policy, e))?;
+            not_redirected(endpoint, &hop.url, &response)?;
             let status = response.status().as_u16();
             let location = response.headers().get(LOCATION).and_then(|value| value.to_str().ok());
             let Some(location) =
@@ -662,8 +716,12 @@ impl HttpClient {
         })
     }
 
-    /// The reqwest client with this connect timeout, built on first use.
+    /// The given reqwest client, or the own one with this connect timeout,
+    /// built on first use.
     fn client(&self, endpoint: &str, connect_timeout_ms: u64) -> Result<reqwest::Client, ClientError> {
+        if let Some(client) = &self.given {
+            return Ok(client.clone());
+        }
         let mut clients = self.inner.clients.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((_, client)) = clients.iter().find(|(ms, _)| *ms == connect_timeout_ms) {
             return Ok(client.clone());
@@ -678,17 +736,20 @@ impl HttpClient {
         Ok(client)
     }
 
-    /// Sends a request and reads its answer (see [`read_answer`](Self::read_answer)).
+    /// Sends a request to `url` and reads its answer (see
+    /// [`read_answer`](Self::read_answer)); redirects are not followed.
     async fn exchange(
         &self,
         endpoint: &str,
         policy: &PolicyDescriptor,
+        url: &Url,
         builder: reqwest::RequestBuilder,
     ) -> Result<Answer, ClientError> {
         let mut response = builder
             .send()
             .await
             .map_err(|e| self.transport_error(endpoint, policy, e))?;
+        not_redirected(endpoint, url, &response)?;
         self.read_answer(endpoint, policy, &mut response).await
     }
 
@@ -736,10 +797,11 @@ impl HttpClient {
         let error = error.without_url();
         if error.is_timeout() {
             let connect = error.is_connect();
-            let ms = if connect {
-                policy.connect_timeout_ms
-            } else {
-                policy.timeout_ms
+            let ms = match (connect, &self.given) {
+                // A given client's connect timeout is its own, unknown here.
+                (true, Some(_)) => 0,
+                (true, None) => policy.connect_timeout_ms,
+                (false, _) => policy.timeout_ms,
             };
             return ClientError::timeout(endpoint, connect, Some(ms).filter(|ms| *ms > 0));
         }

@@ -35,6 +35,10 @@ pub mod webhook;
 #[path = "private.rs"]
 pub mod __private;
 
+/// The reqwest the runtime sends with: build a client to hand to a generated
+/// integration's `with_reqwest_client` with it, so its version matches.
+pub use reqwest;
+
 pub use call::{CallId, CallOptions, FromResult, IntoCall, RemoteStatus, Reply, TypedCall};
 pub use descriptor::{
     CircuitBreakerPolicy, EndpointDescriptor, IdempotencyKeyPlacement, IntegrationDescriptor, Mode, PolicyDescriptor,

@@ -1,13 +1,33 @@
-//! Metrics in the Prometheus text format.
+//! Metrics: recorded through the [`metrics`](https://docs.rs/metrics) facade,
+//! and served in the Prometheus text format by the runtime's own renderer.
 //!
 //! # Design
 //!
-//! A small hand-written registry rather than the `prometheus-client` crate:
-//! the runtime needs a fixed handful of counter and histogram families with
-//! string labels, and their text rendering is ~100 lines; a dependency would
-//! bring its own registry, encoder and macro machinery for that. Each series
-//! is an `Arc` of atomics, found once per record in a mutex-guarded
-//! `BTreeMap` keyed by its label values (sorted, so the output is stable).
+//! Every event the engine and the webhook receiver count is recorded
+//! **twice**: in the runtime's [`Metrics`] registry, which
+//! `GET /metrics` renders, and through the `metrics` facade (`counter!`,
+//! `histogram!`), which reaches whatever recorder the application installed
+//! with `metrics::set_global_recorder` (Prometheus, StatsD, OpenTelemetry
+//! exporters). The runtime never installs a global recorder itself: without
+//! one the facade is a no-op, and an application that has one keeps it.
+//! Install yours before building the runtime: [`RuntimeBuilder::build`](crate::RuntimeBuilder::build)
+//! describes the metrics (help text, and seconds as the unit of the
+//! histograms) to the recorder installed then.
+//!
+//! `/metrics` keeps its own small renderer rather than
+//! `metrics-exporter-prometheus`: the runtime needs a fixed handful of
+//! counter and histogram families with string labels, rendered in ~100
+//! lines. The exporter, even with its default features off, would add 16
+//! crates to a Linux build of this crate (itself, `metrics-util`, `evmap`,
+//! `left-right`, `hashbag`, `quanta`, `raw-cpuid`, `crossbeam-epoch`,
+//! `sketches-ddsketch`, `rand_xoshiro`, `foldhash`, and second copies of
+//! `rand`, `rand_chacha`, `rand_core`, `getrandom` and `hashbrown`), where
+//! the facade adds two (`metrics`, `rapidhash`; `Cargo.lock` also lists
+//! `portable-atomic`, built for 32-bit targets only).
+//!
+//! Each series is an `Arc` of atomics, found once per record in a
+//! mutex-guarded `BTreeMap` keyed by its label values (sorted, so the
+//! output is stable).
 //!
 //! Two kinds of numbers are exported:
 //!
@@ -20,7 +40,8 @@
 //! - **State read at scrape time** from the store and the circuit breakers,
 //!   so it is right across restarts and processes: calls per integration and
 //!   status, the queue depth (pending calls), whether the store answers, and
-//!   each circuit's state.
+//!   each circuit's state. These are only in `/metrics`: they are not events,
+//!   so the facade does not see them.
 //!
 //! | metric | type | labels |
 //! | --- | --- | --- |
@@ -58,10 +79,58 @@ use crate::ops::CircuitSource;
 use crate::policy::CircuitState;
 use crate::store::Store;
 
+/// A metric recorded in process: its name, and its help text.
+struct Desc {
+    name: &'static str,
+    help: &'static str,
+}
+
+const CALLS_CREATED: Desc = Desc {
+    name: "integration_calls_created_total",
+    help: "Calls created by business code.",
+};
+const CALLS_FINISHED: Desc = Desc {
+    name: "integration_calls_finished_total",
+    help: "Calls that reached a terminal status.",
+};
+const ATTEMPTS: Desc = Desc {
+    name: "integration_attempts_total",
+    help: "Requests sent to providers, by outcome.",
+};
+const ATTEMPT_SECONDS: Desc = Desc {
+    name: "integration_attempt_duration_seconds",
+    help: "Latency of requests to providers.",
+};
+const WEBHOOK_DELIVERIES: Desc = Desc {
+    name: "integration_webhook_deliveries_total",
+    help: "Webhook deliveries, accepted or rejected, by reason.",
+};
+const WEBHOOK_SECONDS: Desc = Desc {
+    name: "integration_webhook_duration_seconds",
+    help: "Time to verify, map and store a webhook delivery.",
+};
+
+/// Describes the in-process metrics to the `metrics` recorder installed now
+/// (a recorder installed later gets the numbers without help texts).
+pub(crate) fn describe() {
+    for desc in [CALLS_CREATED, CALLS_FINISHED, ATTEMPTS, WEBHOOK_DELIVERIES] {
+        ::metrics::describe_counter!(desc.name, desc.help);
+    }
+    for desc in [ATTEMPT_SECONDS, WEBHOOK_SECONDS] {
+        ::metrics::describe_histogram!(desc.name, ::metrics::Unit::Seconds, desc.help);
+    }
+}
+
 /// Upper bounds of the latency histogram buckets, in seconds.
 const BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
-/// The runtime's metrics registry. Cheap to clone: clones share the series.
+/// The runtime's metrics registry, rendered by `/metrics`. Cheap to clone:
+/// clones share the series.
+///
+/// Each record also goes through the `metrics` facade, under the same name
+/// and labels, to the global recorder the application installed (if any),
+/// whichever registry the runtime was given. The runtime never installs a
+/// global recorder itself.
 #[derive(Clone, Default)]
 pub struct Metrics {
     inner: Arc<Registry>,
@@ -151,11 +220,18 @@ impl Metrics {
     /// Counts a call created by business code.
     pub fn call_created(&self, integration: &str) {
         self.inner.calls_created.get(&[integration]).inc();
+        ::metrics::counter!(CALLS_CREATED.name, "integration" => integration.to_owned()).increment(1);
     }
 
     /// Counts a call that reached a terminal `status`.
     pub fn call_finished(&self, integration: &str, status: CallStatus) {
         self.inner.calls_finished.get(&[integration, status.as_str()]).inc();
+        ::metrics::counter!(
+            CALLS_FINISHED.name,
+            "integration" => integration.to_owned(),
+            "status" => status.as_str(),
+        )
+        .increment(1);
     }
 
     /// Counts one request to a provider and records how long it took.
@@ -166,6 +242,19 @@ impl Metrics {
             .attempt_seconds
             .get(&[integration, endpoint])
             .observe(latency);
+        ::metrics::counter!(
+            ATTEMPTS.name,
+            "integration" => integration.to_owned(),
+            "endpoint" => endpoint.to_owned(),
+            "outcome" => outcome.to_owned(),
+        )
+        .increment(1);
+        ::metrics::histogram!(
+            ATTEMPT_SECONDS.name,
+            "integration" => integration.to_owned(),
+            "endpoint" => endpoint.to_owned(),
+        )
+        .record(latency.as_secs_f64());
     }
 
     /// Counts a webhook delivery (`accepted` or not, with its reason) and its
@@ -174,6 +263,15 @@ impl Metrics {
         let result = if accepted { "accepted" } else { "rejected" };
         self.inner.webhook_deliveries.get(&[integration, result, reason]).inc();
         self.inner.webhook_seconds.get(&[integration]).observe(latency);
+        ::metrics::counter!(
+            WEBHOOK_DELIVERIES.name,
+            "integration" => integration.to_owned(),
+            "result" => result,
+            "reason" => reason.to_owned(),
+        )
+        .increment(1);
+        ::metrics::histogram!(WEBHOOK_SECONDS.name, "integration" => integration.to_owned())
+            .record(latency.as_secs_f64());
     }
 
     /// An exporter of these metrics plus the state of `store` (and, once
@@ -190,48 +288,17 @@ impl Metrics {
     /// Writes the in-process counters and histograms.
     fn render_registry(&self, out: &mut String) {
         let r = &*self.inner;
+        counters(out, &CALLS_CREATED, &["integration"], &r.calls_created);
+        counters(out, &CALLS_FINISHED, &["integration", "status"], &r.calls_finished);
+        counters(out, &ATTEMPTS, &["integration", "endpoint", "outcome"], &r.attempts);
+        histograms(out, &ATTEMPT_SECONDS, &["integration", "endpoint"], &r.attempt_seconds);
         counters(
             out,
-            "integration_calls_created_total",
-            "Calls created by business code.",
-            &["integration"],
-            &r.calls_created,
-        );
-        counters(
-            out,
-            "integration_calls_finished_total",
-            "Calls that reached a terminal status.",
-            &["integration", "status"],
-            &r.calls_finished,
-        );
-        counters(
-            out,
-            "integration_attempts_total",
-            "Requests sent to providers, by outcome.",
-            &["integration", "endpoint", "outcome"],
-            &r.attempts,
-        );
-        histograms(
-            out,
-            "integration_attempt_duration_seconds",
-            "Latency of requests to providers.",
-            &["integration", "endpoint"],
-            &r.attempt_seconds,
-        );
-        counters(
-            out,
-            "integration_webhook_deliveries_total",
-            "Webhook deliveries, accepted or rejected, by reason.",
+            &WEBHOOK_DELIVERIES,
             &["integration", "result", "reason"],
             &r.webhook_deliveries,
         );
-        histograms(
-            out,
-            "integration_webhook_duration_seconds",
-            "Time to verify, map and store a webhook delivery.",
-            &["integration"],
-            &r.webhook_seconds,
-        );
+        histograms(out, &WEBHOOK_SECONDS, &["integration"], &r.webhook_seconds);
     }
 }
 
@@ -395,16 +462,18 @@ fn escape(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-fn counters(out: &mut String, name: &str, help: &str, keys: &[&str], family: &Family<Counter>) {
-    header_lines(out, name, help, "counter");
+fn counters(out: &mut String, desc: &Desc, keys: &[&str], family: &Family<Counter>) {
+    let name = desc.name;
+    header_lines(out, name, desc.help, "counter");
     for (values, counter) in family.snapshot() {
         let labels: Vec<(&str, &str)> = keys.iter().copied().zip(values.iter().map(String::as_str)).collect();
         sample(out, name, &labels, counter.0.load(Ordering::Relaxed) as f64);
     }
 }
 
-fn histograms(out: &mut String, name: &str, help: &str, keys: &[&str], family: &Family<Histogram>) {
-    header_lines(out, name, help, "histogram");
+fn histograms(out: &mut String, desc: &Desc, keys: &[&str], family: &Family<Histogram>) {
+    let name = desc.name;
+    header_lines(out, name, desc.help, "histogram");
     for (values, histogram) in family.snapshot() {
         let labels: Vec<(&str, &str)> = keys.iter().copied().zip(values.iter().map(String::as_str)).collect();
         let mut cumulative = 0u64;

@@ -323,6 +323,20 @@ pub mod translate {
             )?;
             ::std::result::Result::Ok(TranslateClient { http })
         }
+        /// This client, sending through `client` (proxies, root certificates,
+        /// default headers) with the spec's policies on top. Build it with
+        /// `redirect(reqwest::redirect::Policy::none())`: the spec's redirect
+        /// rules hold only for redirects the runtime sees. Its own connect
+        /// timeout applies instead of the spec's.
+        #[must_use]
+        pub fn with_reqwest_client(
+            self,
+            client: ::integration_runtime::reqwest::Client,
+        ) -> Self {
+            TranslateClient {
+                http: self.http.with_reqwest_client(client),
+            }
+        }
         /// `POST /v2/translate`.
         pub async fn translate(
             &self,
@@ -500,6 +514,23 @@ pub mod translate {
             ::integration_runtime::ConfigError,
         > {
             Self::new(TranslateConfig::from_env()?)
+        }
+        /// The integration, sending through `client`, a `reqwest::Client` you
+        /// configured (proxies, root certificates, default headers); the spec's
+        /// timeouts, size limits, auth and redirect rules still apply on top.
+        /// Build it with `redirect(reqwest::redirect::Policy::none())`: a client
+        /// that follows redirects itself bypasses the spec's redirect rules (the
+        /// request then fails, but has been sent on). Its own connect timeout
+        /// applies instead of the spec's.
+        ///
+        /// `Translate::from_env()?.with_reqwest_client(client)`
+        #[must_use]
+        pub fn with_reqwest_client(
+            mut self,
+            client: ::integration_runtime::reqwest::Client,
+        ) -> Self {
+            self.client = self.client.with_reqwest_client(client);
+            self
         }
         /// The typed client, for direct calls.
         pub fn client(&self) -> &TranslateClient {

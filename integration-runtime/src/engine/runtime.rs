@@ -307,7 +307,9 @@ impl fmt::Debug for RuntimeBuilder {
 impl RuntimeBuilder {
     /// Counters to report in `/metrics` (calls created and finished,
     /// attempts and their latency). Defaults to a fresh set; pass your own to
-    /// share one set with other components.
+    /// share one set with other components. Whichever set, every number
+    /// also goes to the `metrics` facade's global recorder, if the
+    /// application installed one (see [`Metrics`]).
     pub fn metrics(mut self, metrics: Metrics) -> Self {
         self.metrics = metrics;
         self
@@ -404,6 +406,9 @@ impl RuntimeBuilder {
 
     /// Checks the settings and builds the runtime.
     ///
+    /// Describes the runtime's metrics (help texts, units) to the `metrics`
+    /// recorder installed at this point, if any.
+    ///
     /// Fails when the store or every integration is missing, two
     /// integrations share a name, or a number is zero.
     pub async fn build(self) -> Result<Runtime, EngineError> {
@@ -435,6 +440,7 @@ impl RuntimeBuilder {
                 return Err(EngineError::config(format!("integration `{name}` is registered twice")));
             }
         }
+        crate::metrics::describe();
         let (changes, _) = broadcast::channel(self.changes_capacity.max(1));
         let (shutdown, _) = watch::channel(None);
         let (stopped, _) = watch::channel(true);

@@ -184,7 +184,7 @@ impl HttpClient {
                 builder = builder.timeout(deadline.saturating_duration_since(Instant::now()));
             }
             let requested_at = Instant::now();
-            let result = self.exchange(endpoint, policy, builder).await;
+            let result = self.exchange(endpoint, policy, &url, builder).await;
             let retry_after = match &result {
                 Ok(answer) => answer.retry_after,
                 Err(_) => None,

@@ -203,6 +203,16 @@ fn client(spec: &Spec, names: &Names) -> TokenStream {
                 ::std::result::Result::Ok(#client { http })
             }
 
+            /// This client, sending through `client` (proxies, root certificates,
+            /// default headers) with the spec's policies on top. Build it with
+            /// `redirect(reqwest::redirect::Policy::none())`: the spec's redirect
+            /// rules hold only for redirects the runtime sees. Its own connect
+            /// timeout applies instead of the spec's.
+            #[must_use]
+            pub fn with_reqwest_client(self, client: ::integration_runtime::reqwest::Client) -> Self {
+                #client { http: self.http.with_reqwest_client(client) }
+            }
+
             #(#methods)*
         }
     }
@@ -660,6 +670,7 @@ fn glue(spec: &Spec, names: &Names) -> TokenStream {
         }
     });
     let doc = format!(" The `{integration_name}` integration, ready to register with the runtime.");
+    let usage = format!(" `{integration}::from_env()?.with_reqwest_client(client)`");
     quote! {
         #[doc = #doc]
         #[derive(Debug, Clone)]
@@ -679,6 +690,21 @@ fn glue(spec: &Spec, names: &Names) -> TokenStream {
             /// variable is reported at once, with what it is for.
             pub fn from_env() -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
                 Self::new(#config::from_env()?)
+            }
+
+            /// The integration, sending through `client`, a `reqwest::Client` you
+            /// configured (proxies, root certificates, default headers); the spec's
+            /// timeouts, size limits, auth and redirect rules still apply on top.
+            /// Build it with `redirect(reqwest::redirect::Policy::none())`: a client
+            /// that follows redirects itself bypasses the spec's redirect rules (the
+            /// request then fails, but has been sent on). Its own connect timeout
+            /// applies instead of the spec's.
+            ///
+            #[doc = #usage]
+            #[must_use]
+            pub fn with_reqwest_client(mut self, client: ::integration_runtime::reqwest::Client) -> Self {
+                self.client = self.client.with_reqwest_client(client);
+                self
             }
 
             /// The typed client, for direct calls.
