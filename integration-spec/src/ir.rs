@@ -35,6 +35,8 @@ pub struct Spec {
 pub struct Integration {
     /// PascalCase name.
     pub name: String,
+    /// Where the name is written (empty when it is missing).
+    pub name_span: Span,
     /// Free text for rustdoc.
     pub description: Option<String>,
     /// Where requests go.
