@@ -1,7 +1,7 @@
 //! The validated model of a spec, which code generation reads.
 //!
 //! Every name here has been checked: references resolve, paths parse, and the
-//! cross-cutting rules of [`crate::check`] hold. Spans point back into the
+//! cross-cutting rules of the `check` module hold. Spans point back into the
 //! spec source so later stages (the derives) can still report precisely.
 
 use std::ops::Range;
