@@ -1,9 +1,12 @@
 //! `check` and `expand`: the same parser and generator the macros use.
 
+use std::ffi::OsString;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
+use integration_spec::{Colour, Diagnostics};
 
 #[derive(Debug, Args)]
 pub(crate) struct CheckArgs {
@@ -67,7 +70,7 @@ pub(crate) fn check(args: &CheckArgs) -> ExitCode {
                     valid += 1;
                 }
                 Err(diagnostics) => {
-                    eprintln!("{diagnostics}\n");
+                    eprintln!("{}\n", report(&diagnostics));
                     invalid += 1;
                 }
             },
@@ -104,8 +107,36 @@ pub(crate) fn expand(args: &ExpandArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(diagnostics) => {
-            eprintln!("{diagnostics}");
+            eprintln!("{}", report(&diagnostics));
             ExitCode::from(1)
         }
+    }
+}
+
+/// Diagnostics for stderr: coloured for a person at a terminal, plain for
+/// pipes, files and anyone who set `NO_COLOR`.
+fn report(diagnostics: &Diagnostics) -> String {
+    diagnostics.report(colour(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR")))
+}
+
+/// <https://no-color.org>: a `NO_COLOR` that is set and not empty turns colour off.
+fn colour(terminal: bool, no_color: Option<OsString>) -> Colour {
+    if terminal && no_color.is_none_or(|v| v.is_empty()) {
+        Colour::Ansi
+    } else {
+        Colour::Plain
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_a_non_empty_no_color() {
+        assert_eq!(colour(true, None), Colour::Ansi);
+        assert_eq!(colour(true, Some("".into())), Colour::Ansi);
+        assert_eq!(colour(true, Some("1".into())), Colour::Plain);
+        assert_eq!(colour(false, None), Colour::Plain);
     }
 }

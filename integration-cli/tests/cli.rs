@@ -90,6 +90,59 @@ fn check_reports_every_mistake_with_its_position_and_fails() {
     assert!(text(&out.stdout).contains("checked 2 spec(s): 1 valid, 1 with errors"));
 }
 
+/// A spec with one mistake, written to a scratch folder.
+fn broken_spec(name: &str) -> PathBuf {
+    let file = scratch(name).join("broken.toml");
+    std::fs::write(
+        &file,
+        "[integration]\nname = \"Broken\"\nbase_url = \"https://x.example.com\"\n\n[endpoints.get]\nmethod = \"GETT\"\npath = \"/things\"\n",
+    )
+    .unwrap();
+    file
+}
+
+/// `integration check file` run on a pseudo-terminal by `script`, with
+/// `NO_COLOR` set to `no_color` or removed; what the terminal showed.
+/// `None` when `script` (util-linux) is not installed.
+fn check_on_a_terminal(file: &Path, no_color: Option<&str>) -> Option<String> {
+    let command = format!("'{}' check '{}'", env!("CARGO_BIN_EXE_integration"), file.display());
+    let mut script = Command::new("script");
+    script.args(["-qec", &command, "/dev/null"]).current_dir(workspace());
+    match no_color {
+        Some(value) => script.env("NO_COLOR", value),
+        None => script.env_remove("NO_COLOR"),
+    };
+    match script.output() {
+        Ok(out) => Some(text(&out.stdout)),
+        Err(e) => {
+            eprintln!("skipped: cannot run `script` for a pseudo-terminal: {e}");
+            None
+        }
+    }
+}
+
+#[test]
+fn check_colours_diagnostics_on_a_terminal_unless_no_color_is_set() {
+    let file = broken_spec("tty");
+    let Some(coloured) = check_on_a_terminal(&file, None) else {
+        return;
+    };
+    assert!(coloured.contains("unknown HTTP method `GETT`"), "{coloured}");
+    assert!(coloured.contains("\u{1b}["), "no ANSI colour on a terminal: {coloured}");
+    let plain = check_on_a_terminal(&file, Some("1")).unwrap();
+    assert!(plain.contains("unknown HTTP method `GETT`"), "{plain}");
+    assert!(!plain.contains('\u{1b}'), "colour despite NO_COLOR: {plain}");
+}
+
+#[test]
+fn check_prints_plain_diagnostics_into_a_pipe() {
+    let file = broken_spec("pipe");
+    let out = run(&["check", file.to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("unknown HTTP method `GETT`"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "colour into a pipe: {stderr}");
+}
+
 #[test]
 fn check_of_a_missing_file_exits_2() {
     let out = run(&["check", "specs/nope.toml"]);

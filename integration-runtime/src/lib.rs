@@ -6,7 +6,8 @@
 //! (`initialized -> processing -> completed | failed`) and keeps every call
 //! durably.
 //!
-//! The spec language is documented in `docs/spec-reference.md`.
+//! The spec language is documented in the
+//! [spec reference](https://docs.rs/integration-spec/latest/integration_spec/spec_reference/).
 
 mod call;
 mod config;

@@ -7,8 +7,8 @@
 
 use crate::diagnostic::Collector;
 use crate::ir::{
-    Endpoint, Entity, Field, IdempotencyKey, Mapping, Method, Mode, Pagination, PathPart, Polling, RemoteStatus, Span,
-    StatusMap, Type, Webhook,
+    Endpoint, Entity, Field, IdempotencyKey, Integration, Mapping, Method, Mode, Pagination, PathPart, Polling,
+    RemoteStatus, Span, StatusMap, Type, Webhook,
 };
 
 /// Names of generated items must be valid identifiers in the expected case,
@@ -529,9 +529,11 @@ pub(crate) fn no_infinite_entities(cx: &mut Collector, entities: &[Entity]) {
 
 /// Generated type names must not collide: the integration's own types, the
 /// entities, and the enum types generated for enum fields (`EntityField`).
-pub(crate) fn generated_names_are_free(cx: &mut Collector, integration: &str, entities: &[Entity]) {
+/// Each collision also points at the other side of it.
+pub(crate) fn generated_names_are_free(cx: &mut Collector, integration: &Integration, entities: &[Entity]) {
     integration_types_are_free(cx, integration, entities);
-    let mut enum_types: Vec<(String, String)> = Vec::new();
+    // Generated enum type, the field that generates it, and where that field is.
+    let mut enum_types: Vec<(String, String, Span)> = Vec::new();
     for entity in entities {
         for field in &entity.fields {
             let is_enum = matches!(&field.ty, Type::Enum(_))
@@ -541,16 +543,17 @@ pub(crate) fn generated_names_are_free(cx: &mut Collector, integration: &str, en
             }
             let generated = format!("{}{}", entity.name, to_pascal(&field.name));
             let field_path = format!("{}.{}", entity.name, field.name);
-            if let Some((_, other)) = enum_types.iter().find(|(name, _)| *name == generated) {
+            if let Some((_, other, other_span)) = enum_types.iter().find(|(name, ..)| *name == generated) {
                 cx.error(
                     field.span.clone(),
                     format!("entities.{field_path}"),
                     format!("enum fields `{other}` and `{field_path}` both generate type `{generated}`"),
                 )
+                .also(other_span.clone(), format!("`{other}` generates `{generated}` first"))
                 .help("rename one of the fields");
             }
-            enum_types.push((generated.clone(), field_path));
-            if entities.iter().any(|e| e.name == generated) {
+            enum_types.push((generated.clone(), field_path, field.span.clone()));
+            if let Some(other) = entities.iter().find(|e| e.name == generated) {
                 cx.error(
                     field.span.clone(),
                     format!("entities.{}.{}", entity.name, field.name),
@@ -559,6 +562,7 @@ pub(crate) fn generated_names_are_free(cx: &mut Collector, integration: &str, en
                         entity.name, field.name
                     ),
                 )
+                .also(other.span.clone(), format!("entity `{generated}` is defined here"))
                 .help("rename the field or the entity");
             }
         }
@@ -566,18 +570,26 @@ pub(crate) fn generated_names_are_free(cx: &mut Collector, integration: &str, en
 }
 
 /// The integration's generated types must not collide with entity types.
-fn integration_types_are_free(cx: &mut Collector, integration: &str, entities: &[Entity]) {
+fn integration_types_are_free(cx: &mut Collector, integration: &Integration, entities: &[Entity]) {
+    let name = &integration.name;
     let generated = ["", "Call", "Event", "Status", "Client", "Config", "Request", "Response"]
-        .map(|suffix| format!("{integration}{suffix}"));
+        .map(|suffix| format!("{name}{suffix}"));
     for entity in entities {
         if generated.contains(&entity.name) {
-            cx.error(
+            let d = cx.error(
                 entity.span.clone(),
                 format!("entities.{}", entity.name),
                 format!("entity name `{}` collides with a generated type", entity.name),
-            )
-            .help(format!(
-                "the integration `{integration}` generates {}; rename the entity",
+            );
+            // A missing name was reported already and has no place to point at.
+            if !integration.name_span.is_empty() {
+                d.also(
+                    integration.name_span.clone(),
+                    format!("the integration `{name}` generates `{}`", entity.name),
+                );
+            }
+            d.help(format!(
+                "the integration `{name}` generates {}; rename the entity",
                 generated.join(", ")
             ));
         }

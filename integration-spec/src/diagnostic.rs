@@ -3,6 +3,8 @@
 use std::fmt;
 use std::ops::Range;
 
+use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
+
 /// One problem in a spec: what is wrong, where, and how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
@@ -14,6 +16,27 @@ pub struct Diagnostic {
     pub message: String,
     /// How to fix it, when there is something to say.
     pub help: Option<String>,
+    /// Other places that take part in the problem, e.g. the first
+    /// definition of a duplicate name.
+    pub secondary: Vec<Label>,
+}
+
+/// A secondary place in the spec, with what it has to do with the problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Label {
+    /// Byte range in the spec source.
+    pub span: Range<usize>,
+    /// What this place is, e.g. ``first defined here``.
+    pub message: String,
+}
+
+/// Whether rendered diagnostics carry ANSI colours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Colour {
+    /// Plain text: for `compile_error!`, pipes and files.
+    Plain,
+    /// ANSI colours: for a terminal that shows them.
+    Ansi,
 }
 
 /// Every problem found in one spec, ready to print against its source.
@@ -43,6 +66,7 @@ impl Collector {
             key_path: key_path.into(),
             message: message.into(),
             help: None,
+            secondary: Vec::new(),
         });
         self.items.last_mut().expect("just pushed")
     }
@@ -71,6 +95,15 @@ impl Diagnostic {
     /// Adds a fix hint.
     pub(crate) fn help(&mut self, help: impl Into<String>) -> &mut Self {
         self.help = Some(help.into());
+        self
+    }
+
+    /// Points at another place that takes part in the problem.
+    pub(crate) fn also(&mut self, span: Range<usize>, message: impl Into<String>) -> &mut Self {
+        self.secondary.push(Label {
+            span,
+            message: message.into(),
+        });
         self
     }
 
@@ -127,46 +160,72 @@ impl Diagnostics {
         line_col(&self.source, offset)
     }
 
-    /// One diagnostic rendered with its location and a source snippet.
+    /// One diagnostic rendered as plain text with its location and a source
+    /// snippet; the first line is `file:line:col: message` (no `error:`
+    /// prefix: `compile_error!` and [`Display`](fmt::Display) add their own).
     pub fn render(&self, diagnostic: &Diagnostic) -> String {
-        let (line, col) = self.line_col(diagnostic.span.start);
-        let mut out = format!("{}:{line}:{col}: {}", self.file, diagnostic.message);
-        if !diagnostic.key_path.is_empty() {
-            out.push_str(&format!("\n  in `{}`", diagnostic.key_path));
+        Renderer::plain().render(&[self.group(diagnostic, Level::ERROR.no_name())])
+    }
+
+    /// Every diagnostic, each headed `error: file:line:col: message`, and a
+    /// closing count; [`Colour::Ansi`] styles it like rustc's output.
+    pub fn report(&self, colour: Colour) -> String {
+        let renderer = match colour {
+            Colour::Plain => Renderer::plain(),
+            Colour::Ansi => Renderer::styled(),
+        };
+        let mut out = String::new();
+        for d in &self.items {
+            out.push_str(&renderer.render(&[self.group(d, Level::ERROR)]));
+            out.push_str("\n\n");
         }
-        if let Some(text) = self.source.lines().nth(line - 1) {
-            let gutter = line.to_string();
-            let pad = " ".repeat(gutter.len());
-            let line_chars = text.chars().count();
-            // `get`: a span that is not on character boundaries still renders.
-            let width = self
-                .source
-                .get(diagnostic.span.clone())
-                .and_then(|s| s.lines().next())
-                .map_or(1, |s| s.chars().count())
-                .clamp(1, line_chars.saturating_sub(col - 1).max(1));
-            out.push_str(&format!(
-                "\n{pad} |\n{gutter} | {text}\n{pad} | {}{}",
-                " ".repeat(col - 1),
-                "^".repeat(width)
-            ));
-        }
-        if let Some(help) = &diagnostic.help {
-            out.push_str(&format!("\n  help: {help}"));
-        }
+        out.push_str(&format!("{} error(s) in {}", self.items.len(), self.file));
         out
+    }
+
+    /// The annotate-snippets form of one diagnostic: the spec's own
+    /// `file:line:col` in the title (editors and the README rely on it), the
+    /// primary span, the secondary labels, the key path and the help.
+    fn group<'a>(&'a self, d: &'a Diagnostic, level: Level<'a>) -> Group<'a> {
+        let (line, col) = self.line_col(d.span.start);
+        let title = format!("{}:{line}:{col}: {}", self.file, d.message);
+        let snippet = Snippet::source(self.source.as_str())
+            .annotation(AnnotationKind::Primary.span(self.clamp(&d.span)))
+            .annotations(d.secondary.iter().map(|l| {
+                AnnotationKind::Context
+                    .span(self.clamp(&l.span))
+                    .label(l.message.as_str())
+            }));
+        let mut group = level.primary_title(title).element(snippet);
+        if !d.key_path.is_empty() {
+            group = group.element(Level::NOTE.message(format!("in `{}`", d.key_path)));
+        }
+        if let Some(help) = &d.help {
+            group = group.element(Level::HELP.message(help.as_str()));
+        }
+        group
+    }
+
+    /// A span cut to its first line (a table's span would otherwise draw
+    /// the whole table), to the source and to character boundaries, so that
+    /// a span from a bad offset still renders.
+    fn clamp(&self, span: &Range<usize>) -> Range<usize> {
+        let boundary = |mut i: usize| {
+            i = i.min(self.source.len());
+            while !self.source.is_char_boundary(i) {
+                i -= 1;
+            }
+            i
+        };
+        let start = boundary(span.start);
+        let line_end = self.source[start..].find('\n').map_or(self.source.len(), |i| start + i);
+        start..boundary(span.end).clamp(start, line_end)
     }
 }
 
 impl fmt::Display for Diagnostics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, d) in self.items.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            writeln!(f, "error: {}", self.render(d))?;
-        }
-        write!(f, "{} error(s) in {}", self.items.len(), self.file)
+        f.write_str(&self.report(Colour::Plain))
     }
 }
 

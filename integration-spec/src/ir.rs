@@ -1,7 +1,7 @@
 //! The validated model of a spec, which code generation reads.
 //!
 //! Every name here has been checked: references resolve, paths parse, and the
-//! cross-cutting rules of [`crate::check`] hold. Spans point back into the
+//! cross-cutting rules of the `check` module hold. Spans point back into the
 //! spec source so later stages (the derives) can still report precisely.
 
 use std::ops::Range;
@@ -35,6 +35,8 @@ pub struct Spec {
 pub struct Integration {
     /// PascalCase name.
     pub name: String,
+    /// Where the name is written (empty when it is missing).
+    pub name_span: Span,
     /// Free text for rustdoc.
     pub description: Option<String>,
     /// Where requests go.

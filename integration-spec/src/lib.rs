@@ -22,7 +22,9 @@
 //! assert_eq!(spec.integration.name, "Echo");
 //! ```
 //!
-//! The spec language is documented in `docs/spec-reference.md`.
+//! The spec language is documented in [`spec_reference`]; a spec with
+//! mistakes gives [`Diagnostics`], each rendered with its place in the file
+//! (see [`Diagnostics::render`]).
 
 mod check;
 mod diagnostic;
@@ -31,7 +33,13 @@ mod jsonpath;
 mod lower;
 mod read;
 
-pub use diagnostic::{Diagnostic, Diagnostics};
+/// The spec reference: every key, type and rule of the spec language, with
+/// examples (the same text as `docs/spec-reference.md` in the repository).
+// Not a doctest: its Rust snippets are fragments of a user's crate.
+#[cfg_attr(not(doctest), doc = include_str!("../spec-reference.md"))]
+pub mod spec_reference {}
+
+pub use diagnostic::{Colour, Diagnostic, Diagnostics, Label};
 pub use jsonpath::PathError;
 pub use lower::parse;
 pub mod codegen;

@@ -128,7 +128,7 @@ impl Lower<'_> {
         let auth = root.get("auth").map_or(Auth::None, |e| self.auth(e));
         let entities = self.entities(root);
         check::no_infinite_entities(self.cx, &entities);
-        check::generated_names_are_free(self.cx, &integration.name, &entities);
+        check::generated_names_are_free(self.cx, &integration, &entities);
         let policy = match root.table(self.cx, "policy", "policy", POLICY_KEYS) {
             Some(t) => self.policy(t, Policy::default()),
             None => Policy::default(),
@@ -228,6 +228,7 @@ impl Lower<'_> {
     fn integration(&mut self, root: Table<'_, '_>) -> Integration {
         let placeholder = Integration {
             name: "Integration".into(),
+            name_span: 0..0,
             description: None,
             base_url: BaseUrl::Literal(String::new()),
         };
@@ -243,16 +244,16 @@ impl Lower<'_> {
         ) else {
             return placeholder;
         };
-        let name = match t.require_str(
+        let (name, name_span) = match t.require_str(
             self.cx,
             "name",
             "add `name = \"MyApi\"`; generated types are named after it",
         ) {
             Some((name, span)) => {
-                check::pascal_case(self.cx, name, span, "integration.name", "integration name");
-                name.to_owned()
+                check::pascal_case(self.cx, name, span.clone(), "integration.name", "integration name");
+                (name.to_owned(), span)
             }
-            None => placeholder.name,
+            None => (placeholder.name, placeholder.name_span),
         };
         let description = t.str(self.cx, "description").map(|(d, _)| d.to_owned());
         let base_url = t
@@ -261,6 +262,7 @@ impl Lower<'_> {
             .unwrap_or(placeholder.base_url);
         Integration {
             name,
+            name_span,
             description,
             base_url,
         }

@@ -14,6 +14,9 @@ fn check(source: &str) {
                 "span {:?} outside the source",
                 d.span
             );
+            for label in &d.secondary {
+                assert!(label.span.end <= source.len(), "label {label:?} outside the source");
+            }
             let rendered = diagnostics.render(d);
             assert!(rendered.starts_with("mutant.toml:"), "{rendered}");
         }

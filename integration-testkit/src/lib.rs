@@ -10,7 +10,9 @@
 //! - Polling without real waiting: the fake counts polls, not seconds
 //!   ([`FakeProviderBuilder::polls_until_done`]).
 //!
-//! Use it from your own tests the way `tests/` in this crate does.
+//! [`FakeProvider`] shows a test's setup in a few lines; the tests shipped
+//! with this crate (its `tests/` folder) drive a generated client against
+//! the fake end to end.
 
 mod json_write;
 mod provider;
