@@ -254,7 +254,7 @@ fn show_progress(counts: [usize; 4], total: usize, elapsed: Duration) {
 }
 
 fn print_table(rows: &[Row]) {
-    println!("\n{:<10} {:<10} {:<42} {}", "CALL", "STATUS", "LIFECYCLE", "RESULT");
+    println!("\n{:<10} {:<10} {:<42} RESULT", "CALL", "STATUS", "LIFECYCLE");
     for row in rows {
         let mut outcome = row.outcome.clone();
         if outcome.chars().count() > 70 {

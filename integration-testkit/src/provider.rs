@@ -434,7 +434,7 @@ fn start(state: &mut State, endpoint: &Endpoint) -> (std::time::Duration, Respon
     let ruled = state
         .rules
         .iter()
-        .find(|(name, matches, _)| *name == endpoint.name && request.is_some_and(|r| matches(r)))
+        .find(|(name, matches, _)| *name == endpoint.name && request.is_some_and(matches))
         .map(|(_, _, outcome)| outcome.clone());
     let outcome = match ruled {
         Some(outcome) => outcome,

@@ -332,9 +332,9 @@ pub mod job_runner {
             let mut path = __rt::PathBuilder::new();
             path.literal("/v1/reports/");
             path.param(&__rt::to_value(&request.report));
-            #[allow(unused_mut)]
+            #[allow(unused_mut, clippy::vec_init_then_push)]
             let mut query: ::std::vec::Vec<(&'static str, __rt::serde_json::Value)> = ::std::vec::Vec::new();
-            #[allow(unused_mut)]
+            #[allow(unused_mut, clippy::vec_init_then_push)]
             let mut headers: ::std::vec::Vec<(&'static str, ::std::string::String)> = ::std::vec::Vec::new();
             let mut body = __rt::JsonBody::new();
             let value = __rt::to_value(&request.month);

@@ -424,9 +424,9 @@ pub mod payments {
             request.validate().map_err(|e| __rt::invalid_request("create_payment", e))?;
             let mut path = __rt::PathBuilder::new();
             path.literal("/v1/payment_intents");
-            #[allow(unused_mut)]
+            #[allow(unused_mut, clippy::vec_init_then_push)]
             let mut query: ::std::vec::Vec<(&'static str, __rt::serde_json::Value)> = ::std::vec::Vec::new();
-            #[allow(unused_mut)]
+            #[allow(unused_mut, clippy::vec_init_then_push)]
             let mut headers: ::std::vec::Vec<(&'static str, ::std::string::String)> = ::std::vec::Vec::new();
             let mut body = __rt::JsonBody::new();
             let value = __rt::to_value(&request.amount);
@@ -597,9 +597,9 @@ pub mod payments {
             let mut path = __rt::PathBuilder::new();
             path.literal("/v1/payment_intents/");
             path.param(&__rt::serde_json::Value::from(external_id));
-            #[allow(unused_mut)]
+            #[allow(unused_mut, clippy::vec_init_then_push)]
             let mut query: ::std::vec::Vec<(&'static str, __rt::serde_json::Value)> = ::std::vec::Vec::new();
-            #[allow(unused_mut)]
+            #[allow(unused_mut, clippy::vec_init_then_push)]
             let mut headers: ::std::vec::Vec<(&'static str, ::std::string::String)> = ::std::vec::Vec::new();
             let response = self
                 .http

@@ -349,10 +349,10 @@ pub mod translate {
             request.validate().map_err(|e| __rt::invalid_request("translate", e))?;
             let mut path = __rt::PathBuilder::new();
             path.literal("/v2/translate");
-            #[allow(unused_mut)]
+            #[allow(unused_mut, clippy::vec_init_then_push)]
             let mut query: ::std::vec::Vec<(&'static str, __rt::serde_json::Value)> = ::std::vec::Vec::new();
             query.push(("source", __rt::to_value(&request.source_lang)));
-            #[allow(unused_mut)]
+            #[allow(unused_mut, clippy::vec_init_then_push)]
             let mut headers: ::std::vec::Vec<(&'static str, ::std::string::String)> = ::std::vec::Vec::new();
             let value = __rt::serde_json::Value::from("spec-integrations");
             if !value.is_null() {
@@ -464,9 +464,9 @@ pub mod translate {
         pub fn list_glossaries(&self) -> ::integration_runtime::Paginator<Glossary> {
             let mut path = __rt::PathBuilder::new();
             path.literal("/v2/glossaries");
-            #[allow(unused_mut)]
+            #[allow(unused_mut, clippy::vec_init_then_push)]
             let mut query: ::std::vec::Vec<(&'static str, __rt::serde_json::Value)> = ::std::vec::Vec::new();
-            #[allow(unused_mut)]
+            #[allow(unused_mut, clippy::vec_init_then_push)]
             let mut headers: ::std::vec::Vec<(&'static str, ::std::string::String)> = ::std::vec::Vec::new();
             ::integration_runtime::Paginator::new(
                 self.http.clone(),

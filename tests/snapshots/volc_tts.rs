@@ -300,9 +300,9 @@ pub mod volc_tts {
             request.validate().map_err(|e| __rt::invalid_request("synthesize", e))?;
             let mut path = __rt::PathBuilder::new();
             path.literal("/api/v1/tts/tasks");
-            #[allow(unused_mut)]
+            #[allow(unused_mut, clippy::vec_init_then_push)]
             let mut query: ::std::vec::Vec<(&'static str, __rt::serde_json::Value)> = ::std::vec::Vec::new();
-            #[allow(unused_mut)]
+            #[allow(unused_mut, clippy::vec_init_then_push)]
             let mut headers: ::std::vec::Vec<(&'static str, ::std::string::String)> = ::std::vec::Vec::new();
             let mut body = __rt::JsonBody::new();
             let value = __rt::to_value(&request.text);
@@ -374,9 +374,9 @@ pub mod volc_tts {
             let mut path = __rt::PathBuilder::new();
             path.literal("/api/v1/tts/tasks/");
             path.param(&__rt::serde_json::Value::from(external_id));
-            #[allow(unused_mut)]
+            #[allow(unused_mut, clippy::vec_init_then_push)]
             let mut query: ::std::vec::Vec<(&'static str, __rt::serde_json::Value)> = ::std::vec::Vec::new();
-            #[allow(unused_mut)]
+            #[allow(unused_mut, clippy::vec_init_then_push)]
             let mut headers: ::std::vec::Vec<(&'static str, ::std::string::String)> = ::std::vec::Vec::new();
             let response = self
                 .http

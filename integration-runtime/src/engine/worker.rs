@@ -36,6 +36,9 @@ const TRANSIENT: RetryOn = RetryOn {
     too_large: false,
 };
 
+/// A claim under way: the calls a store is leasing to this worker.
+type ClaimFuture<'a> = BoxFuture<'a, Result<Vec<CallRecord>, StoreError>>;
+
 /// Runs the claim loop until shutdown, then drains in-flight calls.
 ///
 /// The loop keeps up to half a claim batch of calls claimed ahead of its
@@ -52,7 +55,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
     let mut shutdown = inner.shutdown.subscribe();
     let mut ready: VecDeque<CallRecord> = VecDeque::new();
     // The claim in progress, with how many calls it asked for.
-    let mut claiming: Option<(usize, BoxFuture<'_, Result<Vec<CallRecord>, StoreError>>)> = None;
+    let mut claiming: Option<(usize, ClaimFuture<'_>)> = None;
     // Created with each claim, so a wake-up between a claim that found
     // too little and the wait that follows is not lost.
     let mut work: Option<BoxFuture<'_, ()>> = None;

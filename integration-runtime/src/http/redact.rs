@@ -56,7 +56,7 @@ impl Redactor {
 
     /// One string of answer data, redacted as [`value`](Self::value) says.
     fn data_text(&self, text: String) -> String {
-        if self.secrets.iter().any(|secret| *secret == text) {
+        if self.secrets.contains(&text) {
             return "***".to_owned();
         }
         self.secrets

@@ -324,10 +324,11 @@ fn endpoint_method(index: usize, e: &Endpoint) -> TokenStream {
         #validate
         let mut path = __rt::PathBuilder::new();
         #(#path_parts)*
-        #[allow(unused_mut)]
+        // Generated code lands in users' crates: no lint of theirs may fire on it.
+        #[allow(unused_mut, clippy::vec_init_then_push)]
         let mut query: ::std::vec::Vec<(&'static str, __rt::serde_json::Value)> = ::std::vec::Vec::new();
         #(#query)*
-        #[allow(unused_mut)]
+        #[allow(unused_mut, clippy::vec_init_then_push)]
         let mut headers: ::std::vec::Vec<(&'static str, ::std::string::String)> = ::std::vec::Vec::new();
         #(#headers)*
         #body_decl

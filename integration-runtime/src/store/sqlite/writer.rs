@@ -489,7 +489,7 @@ async fn commit_batch(
     }
     let mut ran: Vec<Box<dyn Ran>> = Vec::new();
     let mut failure = None;
-    while let Some(job) = jobs.next() {
+    for job in jobs.by_ref() {
         let step = if alone || job.atomic() {
             Ok(job.run(connection).await)
         } else {
