@@ -81,14 +81,14 @@ pub use paginate::Paginator;
 pub use policy::CircuitState;
 pub use record::{Call, CallRequest, CallResponse, Event};
 pub use secret::Secret;
+#[cfg(feature = "sqlite")]
+pub use store::SqliteStore;
 pub use store::{
     AppendOutcome, CallRecord, CallWithEvents, Created, Cursor, EventPayload, EventRecord, ListOrder, ListQuery,
     MemoryStore, NewCall, NewEvent, Page, StatusCounts, Store, StoreError, MAX_PAGE_SIZE,
 };
 #[cfg(feature = "postgres")]
 pub use store::{PostgresOptions, PostgresStore};
-#[cfg(feature = "sqlite")]
-pub use store::SqliteStore;
 
 /// Generates the typed integration of a spec: `integration!("specs/x.toml")`.
 ///

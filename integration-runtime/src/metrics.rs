@@ -168,7 +168,8 @@ impl Metrics {
 
     /// Counts a webhook delivery (`accepted` or not, with its reason) and its
     /// handling time.
-    #[cfg(feature = "server")]
+    // Only the receiver (feature `server`) records deliveries.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
     pub(crate) fn webhook_delivery(&self, integration: &str, accepted: bool, reason: &str, latency: Duration) {
         let result = if accepted { "accepted" } else { "rejected" };
         self.inner.webhook_deliveries.get(&[integration, result, reason]).inc();

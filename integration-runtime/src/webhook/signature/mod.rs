@@ -36,8 +36,8 @@ pub mod stripe;
 
 use std::fmt;
 
-use reqwest::header::HeaderMap;
 use hmac::{Hmac, Mac};
+use reqwest::header::HeaderMap;
 use sha2::Sha256;
 
 use crate::descriptor::SignatureScheme;
