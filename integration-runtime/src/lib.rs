@@ -15,15 +15,16 @@
 //!
 //! | feature | what it brings | what it builds |
 //! | --- | --- | --- |
-//! | `sqlite` | [`SqliteStore`], and the transactional outbox on it | sqlx's SQLite driver (and SQLite itself, bundled) |
-//! | `postgres` | [`PostgresStore`], and the transactional outbox on it | sqlx's PostgreSQL driver |
-//! | `server` | the [webhook receiver](webhook::WebhookReceiver), the [operations API](ops), `/health`, `/metrics`, [`Runtime::router`] and [`Runtime::serve`] | axum and hyper's server side |
+//! | `sqlite` | [`SqliteStore`], and [`Runtime::create_in_tx`] on its transactions | sqlx's SQLite driver (and SQLite itself, bundled) |
+//! | `postgres` | [`PostgresStore`], and [`Runtime::create_in_tx`] on its transactions | sqlx's PostgreSQL driver |
+//! | `server` | the [webhook receiver](webhook::WebhookReceiver), the [operations API](ops::OpsApi), the `/health` and `/metrics` routes, [`Runtime::router`], [`Runtime::serve`] and [`Runtime::serve_with`] | axum and hyper's server side |
 //!
 //! Without any of them the crate still has the engine ([`Runtime`]), the
 //! HTTP client that generated integrations send with, the in-memory
-//! [`MemoryStore`] and webhook [signature verification](webhook::signature),
-//! so a store of your own ([`Store`]) or a web framework of your own can
-//! take the place of what is left out.
+//! [`MemoryStore`], webhook [signature verification](webhook::signature),
+//! [health checks](ops::Health::report) and the [metrics
+//! text](MetricsExporter::render): a store of your own ([`Store`]) or a web
+//! framework of your own can take the place of what is left out.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

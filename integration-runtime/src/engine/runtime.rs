@@ -288,6 +288,7 @@ pub(crate) struct Inner {
 /// safety and delivery promises.
 ///
 /// ```no_run
+/// # #[cfg(feature = "sqlite")]
 /// # async fn demo(tts: impl integration_runtime::Integration, request: impl integration_runtime::IntoCall) -> Result<(), Box<dyn std::error::Error>> {
 /// use std::time::Duration;
 /// use integration_runtime::{Runtime, SqliteStore};
