@@ -115,6 +115,7 @@ impl Outbox {
             Ok(postgres) => return Outbox::Postgres(postgres),
             Err(other) => other,
         };
+        // A store of another type: no outbox.
         drop(store);
         Outbox::None
     }
