@@ -8,6 +8,26 @@
 //!
 //! The spec language is documented in the
 //! [spec reference](https://docs.rs/integration-spec/latest/integration_spec/spec_reference/).
+//!
+//! # Features
+//!
+//! All on by default; turn off what you do not use with
+//! `default-features = false` and name the ones you keep.
+//!
+//! | feature | what it brings | what it builds |
+//! | --- | --- | --- |
+//! | `sqlite` | [`SqliteStore`], and [`Runtime::create_in_tx`] on its transactions | sqlx's SQLite driver (and SQLite itself, bundled) |
+//! | `postgres` | [`PostgresStore`], and [`Runtime::create_in_tx`] on its transactions | sqlx's PostgreSQL driver |
+//! | `server` | the [webhook receiver](webhook::WebhookReceiver), the [operations API](ops::OpsApi), the `/health` and `/metrics` routes, [`Runtime::router`], [`Runtime::serve`] and [`Runtime::serve_with`] | axum and hyper's server side |
+//!
+//! Without any of them the crate still has the engine ([`Runtime`]), the
+//! HTTP client that generated integrations send with, the in-memory
+//! [`MemoryStore`], webhook [signature verification](webhook::signature),
+//! [health checks](ops::Health::report) and the [metrics
+//! text](MetricsExporter::render): a store of your own ([`Store`]) or a web
+//! framework of your own can take the place of what is left out.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod call;
 mod config;
@@ -21,6 +41,10 @@ mod integration;
 mod json_path;
 mod lifecycle;
 mod metrics;
+// Without `server`, the parts of `ops` and `webhook` that need no web
+// framework (health checks, signature verification); not `cfg` on the
+// modules, so that docs do not mark those parts as needing `server`.
+#[cfg_attr(not(feature = "server"), path = "ops/without_server.rs")]
 pub mod ops;
 mod paginate;
 mod policy;
@@ -29,6 +53,7 @@ mod request;
 mod secret;
 mod store;
 mod validate;
+#[cfg_attr(not(feature = "server"), path = "webhook/without_server.rs")]
 pub mod webhook;
 
 /// What generated code uses (the contract is `docs/design/generated-code.md`); not a stable API.
@@ -46,10 +71,14 @@ pub use descriptor::{
     PollingDescriptor, RateLimitPolicy, RedirectPolicy, RequestFields, RetryOn, RetryPolicy, SignatureEncoding,
     SignatureScheme, WebhookDescriptor,
 };
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use engine::OutboxConnection;
 pub use engine::{
-    lifecycle_event_key, provider_idempotency_key, EngineError, HookResult, IntoStore, OutboxConnection, Runtime,
-    RuntimeBuilder, ServeOptions, StatusChange, OPS_TOKEN_ENV,
+    lifecycle_event_key, provider_idempotency_key, EngineError, HookResult, IntoStore, Runtime, RuntimeBuilder,
+    StatusChange,
 };
+#[cfg(feature = "server")]
+pub use engine::{ServeOptions, OPS_TOKEN_ENV};
 pub use error::{ClientError, ConfigError, ValidationError};
 pub use integration::{BoxFuture, Integration};
 pub use lifecycle::{CallStatus, EventKind, ParseLifecycleError, Transition};
@@ -58,9 +87,11 @@ pub use paginate::Paginator;
 pub use policy::CircuitState;
 pub use record::{Call, CallRequest, CallResponse, Event};
 pub use secret::Secret;
+#[cfg(feature = "sqlite")]
+pub use store::SqliteStore;
 pub use store::{
     AppendOutcome, CallRecord, CallWithEvents, Created, Cursor, EventPayload, EventRecord, ListOrder, ListQuery,
-    MemoryStore, NewCall, NewEvent, Page, SqliteStore, StatusCounts, Store, StoreError, MAX_PAGE_SIZE,
+    MemoryStore, NewCall, NewEvent, Page, StatusCounts, Store, StoreError, MAX_PAGE_SIZE,
 };
 #[cfg(feature = "postgres")]
 pub use store::{PostgresOptions, PostgresStore};
@@ -77,8 +108,10 @@ pub use integration_macros::IntegrationResponse;
 
 /// The names most applications need: `use integration_runtime::prelude::*;`.
 pub mod prelude {
+    #[cfg(feature = "sqlite")]
+    pub use crate::SqliteStore;
     pub use crate::{
         CallId, CallRecord, CallStatus, ClientError, EngineError, Integration, IntoCall, ListQuery, Runtime,
-        SqliteStore, StatusChange, Store, TypedCall,
+        StatusChange, Store, TypedCall,
     };
 }

@@ -68,10 +68,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::http::header;
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
+#[cfg(feature = "server")]
+use axum::{http::header, response::IntoResponse, routing::get, Router};
 
 use crate::integration::Integration;
 use crate::lifecycle::CallStatus;
@@ -259,6 +257,8 @@ impl Metrics {
 
     /// Counts a webhook delivery (`accepted` or not, with its reason) and its
     /// handling time.
+    // Only the receiver (feature `server`) records deliveries.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
     pub(crate) fn webhook_delivery(&self, integration: &str, accepted: bool, reason: &str, latency: Duration) {
         let result = if accepted { "accepted" } else { "rejected" };
         self.inner.webhook_deliveries.get(&[integration, result, reason]).inc();
@@ -411,6 +411,8 @@ impl MetricsExporter {
     }
 
     /// A router serving `GET /metrics`.
+    #[cfg(feature = "server")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
     pub fn router(self) -> Router {
         let exporter = Arc::new(self);
         Router::new().route(

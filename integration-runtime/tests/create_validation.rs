@@ -3,6 +3,8 @@
 //! `create_in_tx`), the error is a `ValidationError` naming the field, and
 //! nothing is stored. A real SQLite file; nothing is sent anywhere.
 
+#![cfg(feature = "sqlite")]
+
 use std::path::PathBuf;
 
 use integration_runtime::{EngineError, Runtime, SqliteStore};

@@ -6,6 +6,8 @@
 //! and environment variables that make `child_worker` run a worker instead
 //! of returning.
 
+#![cfg(feature = "sqlite")]
+
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -2,13 +2,19 @@
 //! integrations from `tests/specs`, and a wiremock provider on 127.0.0.1.
 //! Every test is bounded by a timeout; intervals are milliseconds.
 
+// Without `sqlite`, only the tests on the in-memory store run, and the
+// helpers that only the SQLite tests use stay unused.
+#![cfg_attr(not(feature = "sqlite"), allow(dead_code, unused_imports))]
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "sqlite")]
+use integration_runtime::SqliteStore;
 use integration_runtime::{
-    CallId, CallRecord, CallStatus, EventKind, IntoStore, ListQuery, MemoryStore, Runtime, RuntimeBuilder, SqliteStore,
+    CallId, CallRecord, CallStatus, EventKind, IntoStore, ListQuery, MemoryStore, Runtime, RuntimeBuilder,
 };
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path, path_regex};
@@ -140,6 +146,7 @@ fn job(text: &str) -> engine_async::Job {
     engine_async::Job { text: text.into() }
 }
 
+#[cfg(feature = "sqlite")]
 async fn open(dir: &Path) -> SqliteStore {
     SqliteStore::open(dir.join("calls.db")).await.unwrap()
 }
@@ -190,6 +197,7 @@ async fn stop(rt: &Runtime, worker: tokio::task::JoinHandle<()>) {
 /// A store in a fresh schema named `{prefix}_{uuid}` on the server of
 /// `INTEGRATION_TEST_DATABASE_URL`, and the schema's name; `None`, after
 /// saying so, when that is not set.
+#[cfg(feature = "postgres")]
 async fn postgres_store(prefix: &str) -> Option<(integration_runtime::PostgresStore, String)> {
     let Some(url) = std::env::var("INTEGRATION_TEST_DATABASE_URL")
         .ok()
@@ -248,6 +256,7 @@ fn kinds(events: &[integration_runtime::EventRecord]) -> Vec<EventKind> {
     events.iter().map(|e| e.kind).collect()
 }
 
+#[cfg(feature = "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_call_completes_with_exactly_three_events() {
     let dir = TempDir::new();
@@ -301,6 +310,7 @@ async fn sync_call_completes_with_exactly_three_events() {
     stop(&rt, worker).await;
 }
 
+#[cfg(feature = "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_call_goes_through_polling_to_completed() {
     let dir = TempDir::new();
@@ -357,6 +367,7 @@ async fn async_call_goes_through_polling_to_completed() {
     stop(&rt, worker).await;
 }
 
+#[cfg(feature = "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn always_500_fails_after_exactly_max_attempts() {
     let dir = TempDir::new();
@@ -386,6 +397,7 @@ async fn always_500_fails_after_exactly_max_attempts() {
     stop(&rt, worker).await;
 }
 
+#[cfg(feature = "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_400_fails_at_once_with_one_request() {
     let dir = TempDir::new();
@@ -402,6 +414,7 @@ async fn a_400_fails_at_once_with_one_request() {
     stop(&rt, worker).await;
 }
 
+#[cfg(feature = "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_with_retry_after_is_honoured() {
     let dir = TempDir::new();
@@ -428,6 +441,7 @@ async fn a_429_with_retry_after_is_honoured() {
     stop(&rt, worker).await;
 }
 
+#[cfg(feature = "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbox_rolled_back_leaves_nothing_committed_runs() {
     let dir = TempDir::new();
@@ -483,6 +497,7 @@ async fn outbox_rolled_back_leaves_nothing_committed_runs() {
 /// The outbox on a runtime whose store it cannot reach: a `MemoryStore`, or
 /// a `SqliteStore` hidden behind `Arc<dyn Store>`. Nothing is created, and
 /// the error names the stores the outbox needs.
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbox_without_a_database_store_is_unsupported() {
     let dir = TempDir::new();
@@ -508,6 +523,7 @@ async fn outbox_without_a_database_store_is_unsupported() {
     }
 }
 
+#[cfg(feature = "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hooks_fire_exactly_once_per_terminal_call() {
     let dir = TempDir::new();
@@ -579,6 +595,7 @@ async fn hooks_fire_exactly_once_per_terminal_call() {
     stop(&rt, worker).await;
 }
 
+#[cfg(feature = "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn creation_validates_and_is_idempotent_on_the_callers_key() {
     let dir = TempDir::new();
@@ -615,6 +632,7 @@ async fn creation_validates_and_is_idempotent_on_the_callers_key() {
     assert!(builder_error.is_config(), "{builder_error}");
 }
 
+#[cfg(feature = "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_answer_without_external_id_fails_clearly() {
     let dir = TempDir::new();
@@ -659,6 +677,7 @@ async fn polling_gives_up_after_the_deadline() {
     stop(&rt, worker).await;
 }
 
+#[cfg(feature = "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_and_a_poll_agree_on_one_terminal_event() {
     let dir = TempDir::new();
@@ -827,6 +846,7 @@ async fn calls_claimed_ahead_wait_for_a_slot_and_go_back_at_shutdown() {
 
 /// The engine on PostgreSQL, when `INTEGRATION_TEST_DATABASE_URL` is set
 /// (skipped otherwise): calls finish and hooks fire once.
+#[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_and_hooks_on_postgres() {
     let Some((store, schema)) = postgres_store("engine").await else {
@@ -858,6 +878,7 @@ async fn calls_and_hooks_on_postgres() {
         .unwrap();
 }
 
+#[cfg(feature = "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undelivered_hook_is_delivered_after_a_restart() {
     let dir = TempDir::new();
@@ -937,6 +958,7 @@ async fn an_open_circuit_postpones_without_spending_an_attempt() {
 /// committed transaction exists together with the transaction's own row,
 /// is invisible and unsent until the commit, and a running worker then
 /// completes it. A connection of the other backend is refused both ways.
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbox_on_postgres() {
     let Some((store, schema)) = postgres_store("outbox").await else {

@@ -1,6 +1,8 @@
 //! The operations API, `/health` and `/metrics` over real HTTP, against a
 //! SQLite store and (for refresh) a mock provider.
 
+#![cfg(all(feature = "sqlite", feature = "server"))]
+
 mod webhook_support;
 
 use std::sync::{Arc, Mutex};

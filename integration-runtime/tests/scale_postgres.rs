@@ -36,7 +36,8 @@
 //! `INTEGRATION_TEST_DATABASE_URL`; without it every test says why it skips.
 //! Each test works in a fresh schema, dropped at its end even on failure,
 //! and the heavy tests run one at a time (the machine has two cores).
-#![cfg(feature = "postgres")]
+// axum serves the fake providers under load.
+#![cfg(all(feature = "postgres", feature = "server"))]
 
 use std::collections::HashMap;
 use std::future::Future;

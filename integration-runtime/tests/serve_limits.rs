@@ -4,6 +4,8 @@
 //! them, `/health` keeps answering through it all, and shutdown ends the
 //! server.
 
+#![cfg(all(feature = "sqlite", feature = "server"))]
+
 mod webhook_support;
 
 use std::net::SocketAddr;

@@ -2,6 +2,8 @@
 //! `Arc<dyn Store>`, sharing its database file for the outbox, and across
 //! restarts and processes.
 
+#![cfg(feature = "sqlite")]
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;

@@ -7,6 +7,8 @@
 //! The worker whose result write failed retries it, so once the lock is
 //! released the result lands and the provider saw one request, not two.
 
+#![cfg(feature = "sqlite")]
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -3,6 +3,8 @@
 //! (validly signed) body says, through a hand-built receiver and through
 //! `Runtime::router`; and a webhook secret may itself contain a comma.
 
+#![cfg(all(feature = "sqlite", feature = "server"))]
+
 mod webhook_support;
 
 use std::sync::Arc;

@@ -2,6 +2,8 @@
 //! deliveries of the three schemes finish calls exactly once, and every
 //! adversarial delivery gets the right status while the store stays unchanged.
 
+#![cfg(all(feature = "sqlite", feature = "server"))]
+
 mod webhook_support;
 
 use std::sync::Arc;

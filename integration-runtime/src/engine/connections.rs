@@ -52,6 +52,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// assert_ne!(options, ServeOptions::default());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub struct ServeOptions {
     header_read_timeout: Duration,
     idle_timeout: Duration,

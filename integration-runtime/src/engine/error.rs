@@ -40,6 +40,7 @@ enum Kind {
     #[error("the runtime is misconfigured: {0}")]
     Config(String),
     /// Says what the outbox expected: a store, or a connection of the store's backend.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     #[error("{0}")]
     OutboxUnsupported(String),
     #[error("the runtime is already running (`run` was called twice)")]
@@ -85,6 +86,7 @@ impl EngineError {
         Kind::Config(message.into()).into()
     }
 
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub(crate) fn outbox_unsupported(message: String) -> Self {
         Kind::OutboxUnsupported(message).into()
     }
@@ -125,6 +127,8 @@ impl EngineError {
     /// was used on a runtime whose store is neither a `SqliteStore` nor a
     /// `PostgresStore`, or with a connection of the other backend than the
     /// store's. The message names what was expected.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
     pub fn is_outbox_unsupported(&self) -> bool {
         matches!(self.kind, Kind::OutboxUnsupported(_))
     }

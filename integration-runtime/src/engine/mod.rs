@@ -110,22 +110,28 @@
 //! [`Runtime::subscribe`] is different: a live, lossy broadcast of the
 //! status changes made through this process, for dashboards and tests.
 
+#[cfg(feature = "server")]
 mod connections;
 mod error;
 mod follow_up;
 mod hooks;
 pub(crate) mod retry;
 mod runtime;
+#[cfg(feature = "server")]
 mod serve;
 mod worker;
 
 use chrono::{DateTime, Utc};
 
+#[cfg(feature = "server")]
 pub use connections::ServeOptions;
 pub use error::EngineError;
 pub use follow_up::{lifecycle_event_key, provider_idempotency_key};
 pub use hooks::HookResult;
-pub use runtime::{IntoStore, OutboxConnection, Runtime, RuntimeBuilder};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use runtime::OutboxConnection;
+pub use runtime::{IntoStore, Runtime, RuntimeBuilder};
+#[cfg(feature = "server")]
 pub use serve::OPS_TOKEN_ENV;
 
 use crate::call::CallId;

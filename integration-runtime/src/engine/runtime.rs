@@ -1,5 +1,6 @@
 //! The [`Runtime`]: its builder, call creation, queries and lifecycle control.
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
@@ -11,7 +12,9 @@ use std::time::Duration;
 use serde_json::Value;
 #[cfg(feature = "postgres")]
 use sqlx::postgres::PgConnection;
+#[cfg(feature = "sqlite")]
 use sqlx::sqlite::SqliteConnection;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 use sqlx::{Database, Transaction};
 use tokio::sync::{broadcast, watch, Notify};
 use tokio::time::Instant;
@@ -25,14 +28,16 @@ use crate::integration::Integration;
 use crate::metrics::Metrics;
 #[cfg(feature = "postgres")]
 use crate::store::PostgresStore;
-use crate::store::{CallRecord, CallWithEvents, ListQuery, NewCall, Page, SqliteStore, StatusCounts, Store};
+#[cfg(feature = "sqlite")]
+use crate::store::SqliteStore;
+use crate::store::{CallRecord, CallWithEvents, ListQuery, NewCall, Page, StatusCounts, Store};
 use crate::validate::{placement, Violations};
 
 /// A store the builder accepts: any [`Store`] by value or in an `Arc`, or an
 /// `Arc<dyn Store>`.
 ///
 /// Given by value or as `Arc<SqliteStore>` / `Arc<PostgresStore>`, a
-/// [`SqliteStore`] or `PostgresStore` also enables the transactional outbox
+/// `SqliteStore` or `PostgresStore` also enables the transactional outbox
 /// ([`Runtime::create_in_tx`]); behind an `Arc<dyn Store>` the runtime
 /// cannot tell the backend, and the outbox is unsupported.
 ///
@@ -51,14 +56,11 @@ impl<S: Store + 'static> IntoStore for S {
 
 impl<S: Store + 'static> IntoStore for Arc<S> {
     fn into_store(self) -> held::HeldStore {
-        let any: Arc<dyn Any + Send + Sync> = self.clone();
-        let outbox = match any.downcast::<SqliteStore>() {
-            Ok(sqlite) => Outbox::Sqlite(sqlite),
-            #[cfg(feature = "postgres")]
-            Err(any) => any.downcast::<PostgresStore>().map_or(Outbox::None, Outbox::Postgres),
-            #[cfg(not(feature = "postgres"))]
-            Err(_) => Outbox::None,
-        };
+        #[cfg(any(feature = "sqlite", feature = "postgres"))]
+        let outbox = Outbox::of(self.clone());
+        // Without a database store there is no outbox.
+        #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+        let outbox = Outbox::None;
         held::HeldStore::new(self, outbox)
     }
 }
@@ -93,16 +95,36 @@ mod held {
 pub(crate) enum Outbox {
     /// Neither SQLite nor PostgreSQL, or hidden behind an `Arc<dyn Store>`.
     None,
+    #[cfg(feature = "sqlite")]
     Sqlite(Arc<SqliteStore>),
     #[cfg(feature = "postgres")]
     Postgres(Arc<PostgresStore>),
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl Outbox {
+    /// The outbox backend of `store`, when its concrete type is a database store.
+    fn of(store: Arc<dyn Any + Send + Sync>) -> Outbox {
+        #[cfg(feature = "sqlite")]
+        let store = match store.downcast::<SqliteStore>() {
+            Ok(sqlite) => return Outbox::Sqlite(sqlite),
+            Err(other) => other,
+        };
+        #[cfg(feature = "postgres")]
+        let store = match store.downcast::<PostgresStore>() {
+            Ok(postgres) => return Outbox::Postgres(postgres),
+            Err(other) => other,
+        };
+        // A store of another type: no outbox.
+        drop(store);
+        Outbox::None
+    }
+
     /// The backend whose connections the outbox takes, if any.
     fn backend(&self) -> Option<&'static str> {
         match self {
             Outbox::None => None,
+            #[cfg(feature = "sqlite")]
             Outbox::Sqlite(_) => Some(SQLITE),
             #[cfg(feature = "postgres")]
             Outbox::Postgres(_) => Some(POSTGRES),
@@ -118,6 +140,7 @@ impl Outbox {
                  value or in an `Arc` of its own type, not as `Arc<dyn Store>`); this runtime's store is neither, so \
                  the {given} connection cannot be used"
             ),
+            #[cfg(feature = "sqlite")]
             Outbox::Sqlite(_) => format!(
                 "the runtime's store is a `SqliteStore`: the transactional outbox needs a {SQLITE} connection \
                  (a transaction on that store's database), not a {given} one"
@@ -131,28 +154,34 @@ impl Outbox {
     }
 }
 
+#[cfg(feature = "sqlite")]
 const SQLITE: &str = "SQLite";
 #[cfg(feature = "postgres")]
 const POSTGRES: &str = "PostgreSQL";
 /// The stores the outbox works with, for error messages.
-#[cfg(feature = "postgres")]
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
 const STORES: &str = "a `SqliteStore` or a `PostgresStore`";
-#[cfg(not(feature = "postgres"))]
+#[cfg(all(feature = "sqlite", not(feature = "postgres")))]
 const STORES: &str = "a `SqliteStore`";
+#[cfg(all(feature = "postgres", not(feature = "sqlite")))]
+const STORES: &str = "a `PostgresStore`";
 
 /// A database connection [`Runtime::create_in_tx`] creates calls on: a
-/// SQLite connection, or (feature `postgres`) a PostgreSQL one, in the
-/// caller's open transaction.
+/// SQLite connection (feature `sqlite`) or a PostgreSQL one (feature
+/// `postgres`), in the caller's open transaction.
 ///
 /// Implemented for
-/// - [`SqliteConnection`] and `PgConnection`: what `&mut *tx` gives for a
+/// - `SqliteConnection` and `PgConnection`: what `&mut *tx` gives for a
 ///   `sqlx::Transaction<'_, Sqlite>` / `sqlx::Transaction<'_, Postgres>`;
 /// - `sqlx::Transaction<'_, DB>` of those backends (so `&mut tx` works too).
 ///
 /// Sealed: the runtime can only write to backends it has a store for, so the
 /// trait cannot be implemented outside this crate.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub trait OutboxConnection: sealed::Sealed + Send {}
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sealed {
     /// Seals [`OutboxConnection`](super::OutboxConnection).
     pub trait Sealed {
@@ -164,18 +193,22 @@ mod sealed {
     /// backend. Public only as the result of [`Sealed`]; not nameable outside
     /// the crate.
     pub enum OutboxConn<'c> {
+        #[cfg(feature = "sqlite")]
         Sqlite(&'c mut super::SqliteConnection),
         #[cfg(feature = "postgres")]
         Postgres(&'c mut super::PgConnection),
     }
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 use sealed::OutboxConn;
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl OutboxConn<'_> {
     /// The connection's backend.
     fn backend(&self) -> &'static str {
         match self {
+            #[cfg(feature = "sqlite")]
             OutboxConn::Sqlite(_) => SQLITE,
             #[cfg(feature = "postgres")]
             OutboxConn::Postgres(_) => POSTGRES,
@@ -183,11 +216,13 @@ impl OutboxConn<'_> {
     }
 }
 
+#[cfg(feature = "sqlite")]
 impl sealed::Sealed for SqliteConnection {
     fn outbox_connection(&mut self) -> OutboxConn<'_> {
         OutboxConn::Sqlite(self)
     }
 }
+#[cfg(feature = "sqlite")]
 impl OutboxConnection for SqliteConnection {}
 
 #[cfg(feature = "postgres")]
@@ -199,6 +234,7 @@ impl sealed::Sealed for PgConnection {
 #[cfg(feature = "postgres")]
 impl OutboxConnection for PgConnection {}
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl<DB: Database> sealed::Sealed for Transaction<'_, DB>
 where
     DB::Connection: OutboxConnection,
@@ -207,6 +243,7 @@ where
         (**self).outbox_connection()
     }
 }
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl<DB: Database> OutboxConnection for Transaction<'_, DB> where DB::Connection: OutboxConnection {}
 
 /// Settings of the worker loop.
@@ -226,6 +263,7 @@ pub(crate) struct Settings {
 pub(crate) struct Inner {
     pub(crate) store: Arc<dyn Store>,
     /// The backend the transactional outbox writes to, if any.
+    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
     pub(crate) outbox: Outbox,
     pub(crate) integrations: HashMap<&'static str, Arc<dyn Integration>>,
     pub(crate) settings: Settings,
@@ -251,6 +289,7 @@ pub(crate) struct Inner {
 /// safety and delivery promises.
 ///
 /// ```no_run
+/// # #[cfg(feature = "sqlite")]
 /// # async fn demo(tts: impl integration_runtime::Integration, request: impl integration_runtime::IntoCall) -> Result<(), Box<dyn std::error::Error>> {
 /// use std::time::Duration;
 /// use integration_runtime::{Runtime, SqliteStore};
@@ -566,6 +605,7 @@ impl Runtime {
     /// SQLite:
     ///
     /// ```no_run
+    /// # #[cfg(feature = "sqlite")]
     /// # async fn demo(rt: integration_runtime::Runtime, pool: sqlx::SqlitePool, request: impl integration_runtime::IntoCall) -> Result<(), Box<dyn std::error::Error>> {
     /// // `rt` runs on `SqliteStore::from_pool(pool.clone())` (or `pool` is `store.pool().clone()`).
     /// let mut tx = pool.begin().await?;
@@ -587,6 +627,8 @@ impl Runtime {
     /// tx.commit().await?; // the order and its call, or neither; workers are notified now
     /// # let _ = call; Ok(()) }
     /// ```
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
     pub async fn create_in_tx<R: IntoCall>(
         &self,
         conn: &mut (impl OutboxConnection + ?Sized),
@@ -602,6 +644,7 @@ impl Runtime {
         let call = self.prepare(request, key)?;
         let integration = call.integration.clone();
         let created = match (outbox, conn) {
+            #[cfg(feature = "sqlite")]
             (Outbox::Sqlite(store), OutboxConn::Sqlite(conn)) => store.create_in_tx(conn, call).await?,
             #[cfg(feature = "postgres")]
             (Outbox::Postgres(store), OutboxConn::Postgres(conn)) => store.create_in_tx(conn, call).await?,
@@ -715,6 +758,8 @@ impl Runtime {
     }
 
     /// The SQLite store, when the runtime runs on one.
+    #[cfg(feature = "sqlite")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
     pub fn sqlite_store(&self) -> Option<&Arc<SqliteStore>> {
         match &self.inner.outbox {
             Outbox::Sqlite(sqlite) => Some(sqlite),
@@ -724,6 +769,7 @@ impl Runtime {
 
     /// The PostgreSQL store, when the runtime runs on one.
     #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     pub fn postgres_store(&self) -> Option<&Arc<PostgresStore>> {
         match &self.inner.outbox {
             Outbox::Postgres(postgres) => Some(postgres),

@@ -18,6 +18,7 @@ use crate::webhook::WebhookReceiver;
 
 /// The environment variable holding the operations API's bearer token; the
 /// API is not served unless it is set.
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub const OPS_TOKEN_ENV: &str = "INTEGRATION_OPS_TOKEN";
 
 /// How long in-flight calls, then in-flight requests, may finish after
@@ -53,6 +54,7 @@ impl Runtime {
     /// itself, as [`ServeOptions`] does for `serve` (a header-read timeout,
     /// an idle timeout, a connection cap): `axum::serve` has none of them.
     /// Webhook bodies are bounded by the router (`max_body_bytes`).
+    #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
     pub fn router(&self, ops_token: Option<Secret>) -> Result<Router, EngineError> {
         let store = Arc::clone(self.store());
         let integrations: Vec<Arc<dyn Integration>> = self.integrations().cloned().collect();
@@ -91,6 +93,7 @@ impl Runtime {
     /// rt.serve("127.0.0.1:8080").await
     /// # }
     /// ```
+    #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
     pub async fn serve(&self, address: &str) -> Result<(), EngineError> {
         let address: SocketAddr = address
             .parse()
@@ -115,6 +118,7 @@ impl Runtime {
     /// rt.serve_with(listener, options).await?;
     /// # Ok(()) }
     /// ```
+    #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
     pub async fn serve_with(&self, listener: TcpListener, options: ServeOptions) -> Result<(), EngineError> {
         let token = std::env::var(OPS_TOKEN_ENV)
             .ok()

@@ -4,10 +4,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
+#[cfg(feature = "server")]
+use axum::{http::StatusCode, response::IntoResponse, routing::get, Json, Router};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
@@ -215,6 +213,8 @@ impl Health {
     }
 
     /// A router serving `GET /health`: `200`, or `503` when a check is down.
+    #[cfg(feature = "server")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
     pub fn router(self) -> Router {
         let health = Arc::new(self);
         Router::new().route(

@@ -66,6 +66,7 @@ pub use crate::webhook::Rejection;
 pub use health::{CheckResult, CircuitReport, CircuitSource, Health, HealthCheck, HealthStatus};
 
 /// Builds the operations [`Router`]; see the [module docs](self).
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub struct OpsApi {
     store: Arc<dyn Store>,
     integrations: BTreeMap<String, Arc<dyn Integration>>,
@@ -388,6 +389,7 @@ async fn retry_call(State(state): State<Arc<OpsState>>, Path(id): Path<String>) 
 
 /// Why [`retry_failed`] did not retry a call.
 #[derive(Debug, thiserror::Error)]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub enum RetryError {
     /// No call has that id.
     #[error("call {0} not found")]
@@ -410,6 +412,7 @@ pub enum RetryError {
 /// and parameters, created with the idempotency key `retry-of:<id>`. That
 /// key links the two, and retrying the same call again returns the same new
 /// call (`created == false`). Used by the operations API and the CLI.
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub async fn retry_failed(store: &dyn Store, id: CallId) -> Result<crate::store::Created, RetryError> {
     let call = store.get(id).await?.ok_or(RetryError::NotFound(id))?;
     if call.status != CallStatus::Failed {

@@ -46,12 +46,14 @@ impl Fixture {
     }
 
     /// Deletes `dir` when the fixture is dropped.
+    #[cfg(feature = "sqlite")]
     pub(crate) fn with_dir(mut self, dir: PathBuf) -> Self {
         self.dir = Some(dir);
         self
     }
 
     /// A fresh, empty directory under the system's temporary directory.
+    #[cfg(feature = "sqlite")]
     pub(crate) fn temp_dir() -> PathBuf {
         let dir = std::env::temp_dir().join(format!("integration-runtime-store-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).expect("create temp dir");

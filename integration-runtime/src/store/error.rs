@@ -35,6 +35,7 @@ impl StoreError {
         }
     }
 
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub(crate) fn with_source(
         kind: ErrorKind,
         message: impl fmt::Display,
@@ -62,6 +63,7 @@ impl StoreError {
         )
     }
 
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub(crate) fn backend(message: impl fmt::Display, source: impl StdError + Send + Sync + 'static) -> Self {
         Self::with_source(ErrorKind::Backend, message, source)
     }
@@ -71,10 +73,12 @@ impl StoreError {
         Self::new(ErrorKind::Backend, format_args!("this store does not support {what}"))
     }
 
+    #[cfg(feature = "sqlite")]
     pub(crate) fn unavailable(message: impl fmt::Display) -> Self {
         Self::new(ErrorKind::Unavailable, message)
     }
 
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub(crate) fn corrupt(message: impl fmt::Display) -> Self {
         Self::new(ErrorKind::Corrupt, message)
     }
@@ -119,6 +123,7 @@ impl StoreError {
     }
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         let kind = match &error {
@@ -136,7 +141,9 @@ impl From<sqlx::Error> for StoreError {
 /// Whether the database refused a write for a reason of its own state (a
 /// lock held too long, a full disk, a read-only database), not because of
 /// the statement.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 fn cannot_write(error: &dyn sqlx::error::DatabaseError) -> bool {
+    #[cfg(feature = "sqlite")]
     if let Some(sqlite) = error.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
         // Primary result codes: SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY, SQLITE_FULL.
         let primary = sqlx::error::DatabaseError::code(sqlite)
@@ -160,6 +167,7 @@ mod tests {
         assert!(error.to_string().contains("w1"), "{error}");
     }
 
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     #[test]
     fn sqlx_errors_map_to_kinds() {
         assert!(StoreError::from(sqlx::Error::RowNotFound).is_not_found());
@@ -167,6 +175,7 @@ mod tests {
         assert!(!StoreError::from(sqlx::Error::PoolTimedOut).is_unavailable());
     }
 
+    #[cfg(feature = "sqlite")]
     #[test]
     fn unavailable_is_a_backend_failure() {
         let error = StoreError::unavailable("locked");

@@ -88,6 +88,7 @@ mod error;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 mod types;
 
@@ -102,6 +103,7 @@ pub use error::StoreError;
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresStore};
+#[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use types::{
     AppendOutcome, CallRecord, CallWithEvents, Created, Cursor, EventPayload, EventRecord, ListOrder, ListQuery,
@@ -304,11 +306,13 @@ pub trait Store: Send + Sync {
 /// Which call an event is for: the call's own id, or the id the provider
 /// knows it by.
 #[derive(Clone, Copy)]
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) enum Target<'a> {
     Id(CallId),
     External { integration: &'a str, external_id: &'a str },
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl std::fmt::Display for Target<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -354,6 +358,7 @@ pub(crate) fn plan_append(
 /// The fields the event that moves a call to `to` writes, as stored text:
 /// `(response_data, error)`. Only the moving event writes them, so a call's
 /// terminal fields are written exactly once.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn terminal_fields(
     to: CallStatus,
     event: &NewEvent,
@@ -366,11 +371,13 @@ pub(crate) fn terminal_fields(
 }
 
 /// A value as the JSON text the SQL stores keep.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::corrupt(format_args!("value cannot be stored as JSON: {e}")))
 }
 
 /// A stored JSON column read back.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn from_json<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> Result<T, StoreError> {
     serde_json::from_str(text)
         .map_err(|e| StoreError::corrupt(format_args!("stored `{column}` is not valid JSON: {e}")))

@@ -109,6 +109,7 @@ const LISTEN_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub struct PostgresOptions {
     /// The schema holding the tables, created if missing; `None`: the
     /// connection's current schema (normally `public`).
@@ -310,6 +311,7 @@ impl PostgresOptions {
 /// policy (and re-divide when scaling out), or run the calls of a tightly
 /// limited integration on fewer processes.
 #[derive(Debug)]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub struct PostgresStore {
     pool: PgPool,
     /// The schema name, unquoted.

@@ -113,6 +113,7 @@ const RETRY_AFTER_S: u64 = 10;
 ///
 /// Used by the webhook receiver and the [operations API](crate::ops).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub struct Rejection {
     status: StatusCode,
     code: &'static str,
@@ -179,6 +180,7 @@ impl IntoResponse for Rejection {
 /// missing or invalid secret, two integrations on one path. Lists every
 /// problem; never contains a secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub struct WebhookConfigError {
     problems: Vec<String>,
 }
@@ -209,6 +211,7 @@ impl std::error::Error for WebhookConfigError {}
 
 /// Which key a delivery's event is appended under.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub enum EventKeys {
     /// The engine's [`lifecycle_event_key`] (the default): one event per
     /// lifecycle step, whatever reported it, so a webhook and a poll that
@@ -224,9 +227,11 @@ pub enum EventKeys {
 
 /// Called after every event a delivery appended (with its integration and
 /// kind), e.g. to broadcast status changes; see [`WebhookReceiver::on_event`].
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub type EventObserver = Arc<dyn Fn(&str, EventKind, &AppendOutcome) + Send + Sync>;
 
 /// Builds the receiver's [`Router`]; see the [module docs](self).
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub struct WebhookReceiver {
     store: Arc<dyn Store>,
     metrics: Metrics,

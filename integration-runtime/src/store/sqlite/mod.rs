@@ -135,6 +135,7 @@ const CALL_COLUMNS: &str = "seq, id, integration, endpoint, status, external_id,
 /// # let _ = created; Ok(()) }
 /// ```
 #[derive(Debug)]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub struct SqliteStore {
     /// Reads, migrations and the caller's own transactions.
     pool: SqlitePool,

@@ -4,7 +4,7 @@
 //! spaces (any may match). There is no timestamp: freshness cannot be
 //! checked, and the delivery id is a hash of the body.
 
-use axum::http::HeaderMap;
+use reqwest::header::HeaderMap;
 
 use super::{
     any_key_matches, base64_decode, base64_encode, header_map, hex_decode, hex_encode, SignatureError, Verified,

@@ -36,8 +36,8 @@ pub mod stripe;
 
 use std::fmt;
 
-use axum::http::HeaderMap;
 use hmac::{Hmac, Mac};
+use reqwest::header::HeaderMap;
 use sha2::Sha256;
 
 use crate::descriptor::SignatureScheme;
@@ -348,7 +348,7 @@ fn header_map(pairs: &[(&'static str, String)]) -> HeaderMap {
     let mut headers = HeaderMap::new();
     for (name, value) in pairs {
         // `from_bytes` lowercases, so names from specs (`X-Hub-Signature-256`) work.
-        let name = axum::http::HeaderName::from_bytes(name.as_bytes());
+        let name = reqwest::header::HeaderName::from_bytes(name.as_bytes());
         if let (Ok(name), Ok(value)) = (name, value.parse()) {
             headers.insert(name, value);
         }

@@ -4,7 +4,7 @@
 //! rotation); the secret is `whsec_` followed by the base64 key; the signed
 //! content is `{id}.{timestamp}.{body}`.
 
-use axum::http::HeaderMap;
+use reqwest::header::HeaderMap;
 
 use super::{any_key_matches, base64_decode, base64_encode, header, header_map, SignatureError, Verified, Window};
 

@@ -4,7 +4,7 @@
 //! other schemes (`v0`) are ignored. The delivery id is the event's `id` in
 //! the payload, read after verification.
 
-use axum::http::HeaderMap;
+use reqwest::header::HeaderMap;
 
 use super::{any_key_matches, header, header_map, hex_decode, hex_encode, SignatureError, Verified, Window};
 

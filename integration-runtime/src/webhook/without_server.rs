@@ -1,0 +1,3 @@
+//! Verifying webhook signatures. The receiver needs feature `server`.
+
+pub mod signature;
