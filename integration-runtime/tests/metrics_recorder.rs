@@ -3,6 +3,8 @@
 //! provider, signed webhook deliveries over HTTP) under a global capturing
 //! recorder. The recorder is process-wide, so this binary holds one test.
 
+#![cfg(all(feature = "sqlite", feature = "server"))]
+
 mod webhook_support;
 
 use std::borrow::Borrow;
