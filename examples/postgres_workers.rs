@@ -121,7 +121,7 @@ mod tests {
         assert_eq!(statuses, vec![CallStatus::Completed; CALLS]);
         assert_eq!(requests, CALLS, "no call was sent twice");
         let pool = sqlx::PgPool::connect(&url).await.unwrap();
-        sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
             .execute(&pool)
             .await
             .unwrap();

@@ -333,7 +333,7 @@ pub(crate) async fn insert_calls(
          FROM n"
     );
     let mut tx = pool.begin().await?;
-    sqlx::query(&sql)
+    sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(first as i64)
         .bind((first + count - 1) as i64)
         .bind(now)

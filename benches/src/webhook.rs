@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use integration_runtime::webhook::signature::standard;
 use integration_runtime::webhook::WebhookReceiver;
 use integration_runtime::{Integration, Secret, SqliteStore, Store};

@@ -442,6 +442,11 @@ async fn secrets_show_in_no_debug_output_error_or_log_line() {
     ];
     let mut shown = String::new();
     for auth in auths {
+        // Another test's thread (no subscriber) may register the span's
+        // callsite first, and with one scoped subscriber tracing caches that
+        // thread's "never" for every thread; rebuilt here from this thread's
+        // subscriber, before each client's first span.
+        tracing::callsite::rebuild_interest_cache();
         let _ = write!(shown, "\n{auth:?}");
         let client = HttpClient::for_integration(&DESCRIPTOR, &server.uri(), auth.clone()).unwrap();
         let _ = write!(shown, "\n{client:?}");

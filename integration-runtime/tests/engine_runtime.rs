@@ -872,7 +872,7 @@ async fn calls_and_hooks_on_postgres() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(*fired.lock().unwrap(), vec![id]);
     stop(&rt, worker).await;
-    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
         .execute(&pool)
         .await
         .unwrap();
@@ -966,14 +966,21 @@ async fn outbox_on_postgres() {
     };
     let pool = store.pool().clone();
     let orders = format!("\"{schema}\".orders");
-    sqlx::query(&format!("CREATE TABLE {orders} (id integer PRIMARY KEY)"))
-        .execute(&pool)
-        .await
-        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE TABLE {orders} (id integer PRIMARY KEY)"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
     let count_orders = || {
         let pool = pool.clone();
         let sql = format!("SELECT count(*) FROM {orders}");
-        async move { sqlx::query_scalar::<_, i64>(&sql).fetch_one(&pool).await.unwrap() }
+        async move {
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
     };
     let script = Script::always(200, json!({"echoed": "pg"}));
     let server = provider("/send", &script).await;
@@ -983,7 +990,7 @@ async fn outbox_on_postgres() {
 
     // Rolled back: neither the order nor its call.
     let mut tx = pool.begin().await.unwrap();
-    sqlx::query(&format!("INSERT INTO {orders} (id) VALUES (1)"))
+    sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO {orders} (id) VALUES (1)")))
         .execute(&mut *tx)
         .await
         .unwrap();
@@ -997,7 +1004,7 @@ async fn outbox_on_postgres() {
 
     // Committed: the order and its call (`&mut tx` works as well as `&mut *tx`).
     let mut tx = pool.begin().await.unwrap();
-    sqlx::query(&format!("INSERT INTO {orders} (id) VALUES (2)"))
+    sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO {orders} (id) VALUES (2)")))
         .execute(&mut *tx)
         .await
         .unwrap();
@@ -1052,7 +1059,7 @@ async fn outbox_on_postgres() {
     tx.rollback().await.unwrap();
     assert_eq!(rt.list(&ListQuery::new("EngineSync")).await.unwrap().calls.len(), 1);
 
-    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
         .execute(&pool)
         .await
         .unwrap();

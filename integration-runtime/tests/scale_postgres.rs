@@ -265,9 +265,9 @@ impl Drop for TestDb {
                         }
                     }
                 };
-                sqlx::raw_sql(&format!(
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
                     "SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS {quoted} CASCADE"
-                ))
+                )))
                 .execute(&mut conn)
                 .await?;
                 conn.close().await
@@ -576,10 +576,10 @@ async fn produce(rt: &Runtime, from: usize, n: usize, tasks: usize) {
 
 /// How many calls are terminal; `None` while the database is unreachable.
 async fn terminal_count(admin: &PgPool, db: &TestDb) -> Option<i64> {
-    sqlx::query_scalar(&format!(
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT count(*) FROM {} WHERE status IN ('completed', 'failed')",
         db.calls()
-    ))
+    )))
     .fetch_one(admin)
     .await
     .ok()
@@ -588,14 +588,14 @@ async fn terminal_count(admin: &PgPool, db: &TestDb) -> Option<i64> {
 /// A few unfinished calls with their schedule, lease and events, for a
 /// failure message.
 async fn unfinished(admin: &PgPool, db: &TestDb) -> String {
-    let rows: Result<Vec<(String,)>, _> = sqlx::query_as(&format!(
+    let rows: Result<Vec<(String,)>, _> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT format('%s %s attempts=%s next_run_at=%s lease=%s until %s (now %s) events=%s', \
              c.id, c.status, c.attempts, c.next_run_at, c.lease_owner, c.lease_expires_at, now(), \
              (SELECT string_agg(e.event_key, ',' ORDER BY e.id) FROM {} e WHERE e.call_id = c.id)) \
          FROM {} c WHERE c.status NOT IN ('completed', 'failed') ORDER BY c.seq LIMIT 8",
         db.events(),
         db.calls()
-    ))
+    )))
     .fetch_all(admin)
     .await;
     match rows {
@@ -676,14 +676,14 @@ impl std::fmt::Display for Outcome {
 /// call's id, and no key ever in flight twice at once.
 async fn verify(admin: &PgPool, db: &TestDb, provider: &Provider, n: usize) -> Outcome {
     let (calls, events) = (db.calls(), db.events());
-    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {calls}"))
+    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {calls}")))
         .fetch_one(admin)
         .await
         .unwrap();
     assert_eq!(total, n as i64, "calls in the table");
 
     // Terminal events per call, counted by SQL.
-    let wrong: Vec<(String, String, i64, i64)> = sqlx::query_as(&format!(
+    let wrong: Vec<(String, String, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT c.id::text, c.status, \
                 count(e.id) FILTER (WHERE e.kind IN ('completed', 'failed')), count(e.id) \
          FROM {calls} c LEFT JOIN {events} e ON e.call_id = c.id \
@@ -691,7 +691,7 @@ async fn verify(admin: &PgPool, db: &TestDb, provider: &Provider, n: usize) -> O
          HAVING count(e.id) FILTER (WHERE e.kind IN ('completed', 'failed')) <> 1 \
              OR count(e.id) <> 3 OR c.status <> 'completed' \
          LIMIT 10"
-    ))
+    )))
     .fetch_all(admin)
     .await
     .unwrap();
@@ -699,20 +699,23 @@ async fn verify(admin: &PgPool, db: &TestDb, provider: &Provider, n: usize) -> O
         wrong.is_empty(),
         "calls without exactly one terminal event (id, status, terminal events, events): {wrong:?}"
     );
-    let leased: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {calls} WHERE next_run_at IS NOT NULL"))
-        .fetch_one(admin)
-        .await
-        .unwrap();
+    let leased: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM {calls} WHERE next_run_at IS NOT NULL"
+    )))
+    .fetch_one(admin)
+    .await
+    .unwrap();
     assert_eq!(leased, 0, "terminal calls still scheduled");
 
     // Every request carried its call's id as the idempotency key.
-    let ids: HashMap<String, String> =
-        sqlx::query_as::<_, (String, String)>(&format!("SELECT params->>'text', id::text FROM {calls}"))
-            .fetch_all(admin)
-            .await
-            .unwrap()
-            .into_iter()
-            .collect();
+    let ids: HashMap<String, String> = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(format!(
+        "SELECT params->>'text', id::text FROM {calls}"
+    )))
+    .fetch_all(admin)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
     let state = provider.lock();
     let mut sends: HashMap<&str, usize> = HashMap::new();
     for (text, key) in &state.sent {
@@ -937,11 +940,12 @@ fn worker_memory_is_flat_under_a_large_backlog() {
         // names as stored; the backlog copies them.
         rt.create(engine_sync::Message { text: "c-0".into() }).await.unwrap();
         let calls = db.calls();
-        let (integration, endpoint): (String, String) =
-            sqlx::query_as(&format!("SELECT integration, endpoint FROM {calls}"))
-                .fetch_one(&admin)
-                .await
-                .unwrap();
+        let (integration, endpoint): (String, String) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT integration, endpoint FROM {calls}"
+        )))
+        .fetch_one(&admin)
+        .await
+        .unwrap();
 
         let mut workers = Workers::new(&db, &url, 10_000);
         workers.concurrency = 8;
@@ -958,13 +962,13 @@ fn worker_memory_is_flat_under_a_large_backlog() {
                 break;
             }
             let insert = Instant::now();
-            sqlx::query(&format!(
+            sqlx::query(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO {calls} (id, integration, endpoint, status, params, attempts, \
                      created_at, updated_at, next_run_at) \
                  SELECT gen_random_uuid(), $1, $2, 'pending', json_build_object('text', 'c-' || g), 0, \
                      now(), now(), now() \
                  FROM generate_series($3::bigint, $4::bigint - 1) AS g"
-            ))
+            )))
             .bind(&integration)
             .bind(&endpoint)
             .bind(size)
@@ -974,7 +978,10 @@ fn worker_memory_is_flat_under_a_large_backlog() {
             .unwrap();
             let inserted_in = insert.elapsed();
             size = level;
-            sqlx::query(&format!("ANALYZE {calls}")).execute(&admin).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {calls}")))
+                .execute(&admin)
+                .await
+                .unwrap();
             // Let the worker settle on the new backlog, then sample.
             tokio::time::sleep(Duration::from_millis(1500)).await;
             let requests_before = provider.requests();
@@ -986,10 +993,12 @@ fn worker_memory_is_flat_under_a_large_backlog() {
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
             let served = provider.requests() - requests_before;
-            let pending: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {calls} WHERE status = 'pending'"))
-                .fetch_one(&admin)
-                .await
-                .unwrap();
+            let pending: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) FROM {calls} WHERE status = 'pending'"
+            )))
+            .fetch_one(&admin)
+            .await
+            .unwrap();
             eprintln!(
                 "backlog {level} (inserted in {inserted_in:?}, {pending} pending): worker VmRSS \
                  {low}..{high} KiB; {served} requests during the 3 s sample"

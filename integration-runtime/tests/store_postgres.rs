@@ -87,9 +87,9 @@ impl Drop for TestDb {
                 .expect("runtime");
             runtime.block_on(async move {
                 let mut conn = PgConnection::connect_with(&options).await?;
-                sqlx::raw_sql(&format!(
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
                     "SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS {quoted} CASCADE"
-                ))
+                )))
                 .execute(&mut conn)
                 .await?;
                 conn.close().await
@@ -129,18 +129,20 @@ async fn the_outbox_commits_business_data_and_the_call_together() {
     let Some(db) = TestDb::new() else { return };
     let store = db.store().await;
     let orders = format!("{}.orders", db.quoted_schema());
-    sqlx::query(&format!(
+    sqlx::query(sqlx::AssertSqlSafe(format!(
         "CREATE TABLE {orders} (id BIGSERIAL PRIMARY KEY, item TEXT NOT NULL)"
-    ))
+    )))
     .execute(store.pool())
     .await
     .unwrap();
 
     let mut tx = store.pool().begin().await.unwrap();
-    sqlx::query(&format!("INSERT INTO {orders} (item) VALUES ('lost')"))
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {orders} (item) VALUES ('lost')"
+    )))
+    .execute(&mut *tx)
+    .await
+    .unwrap();
     let lost = store
         .create_in_tx(&mut tx, NewCall::new("acme", "ship", json!({"item": "lost"})))
         .await
@@ -157,10 +159,12 @@ async fn the_outbox_commits_business_data_and_the_call_together() {
         .await
         .unwrap();
     let mut tx = store.pool().begin().await.unwrap();
-    sqlx::query(&format!("INSERT INTO {orders} (item) VALUES ('kept')"))
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {orders} (item) VALUES ('kept')"
+    )))
+    .execute(&mut *tx)
+    .await
+    .unwrap();
     let kept = store
         .create_in_tx(&mut tx, NewCall::new("acme", "ship", json!({"item": "kept"})))
         .await
@@ -176,7 +180,7 @@ async fn the_outbox_commits_business_data_and_the_call_together() {
     assert_eq!((replay.id, replay.created), (existing.id, false));
     tx.commit().await.unwrap();
 
-    let items: Vec<String> = sqlx::query_scalar(&format!("SELECT item FROM {orders}"))
+    let items: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT item FROM {orders}")))
         .fetch_all(store.pool())
         .await
         .unwrap();
@@ -557,7 +561,10 @@ async fn migrations_from_several_processes_at_once_are_safe() {
         "SELECT version FROM {}.integration_store_migrations ORDER BY version",
         db.quoted_schema()
     );
-    let first: Vec<i64> = sqlx::query_scalar(&versions).fetch_all(a.pool()).await.unwrap();
+    let first: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(versions.as_str()))
+        .fetch_all(a.pool())
+        .await
+        .unwrap();
     // Each step recorded once, in order (1, 2, ...).
     let steps: Vec<i64> = (1..=first.len() as i64).collect();
     assert_eq!(first, steps, "each step recorded once: {first:?}");
@@ -568,7 +575,10 @@ async fn migrations_from_several_processes_at_once_are_safe() {
     // And again, twice in a row: nothing re-applied, data kept.
     for _ in 0..2 {
         let store = db.store().await;
-        let again: Vec<i64> = sqlx::query_scalar(&versions).fetch_all(store.pool()).await.unwrap();
+        let again: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(versions.as_str()))
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
         assert_eq!(again, first);
         let page = store.list(&ListQuery::new("acme")).await.unwrap();
         assert_eq!(page.calls.iter().map(|c| c.id).collect::<Vec<_>>(), [id]);

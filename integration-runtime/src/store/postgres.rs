@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Postgres, Row, Transaction};
+// `AssertSqlSafe`: the dynamic SQL here is put together from the quoted
+// schema name and constant column lists only; values are always bound.
+use sqlx::{AssertSqlSafe, Postgres, Row, Transaction};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -426,7 +428,7 @@ impl PostgresStore {
         // no-op instead of an error (which would abort the caller's
         // transaction); the existing call is read back below. The
         // notification is part of the statement, so of its transaction.
-        let inserted: Option<i64> = sqlx::query_scalar(&format!(
+        let inserted: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
             "WITH inserted AS ( \
                  INSERT INTO {calls} (id, integration, endpoint, status, params, attempts, \
                      idempotency_key, created_at, updated_at, next_run_at) \
@@ -435,7 +437,7 @@ impl PostgresStore {
                  RETURNING seq, next_run_at) \
              SELECT seq FROM inserted \
              WHERE CASE WHEN next_run_at <= $6 THEN pg_notify($8, '') IS NOT NULL ELSE true END"
-        ))
+        )))
         .bind(id.as_uuid())
         .bind(&call.integration)
         .bind(&call.endpoint)
@@ -449,10 +451,10 @@ impl PostgresStore {
         if inserted.is_some() {
             return Ok(Created { id, created: true });
         }
-        let row = sqlx::query(&format!(
+        let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT {CALL_COLUMNS} FROM {calls} c \
              WHERE c.integration = $1 AND c.idempotency_key = $2"
-        ))
+        )))
         .bind(&call.integration)
         .bind(&call.idempotency_key)
         .fetch_optional(&mut *conn)
@@ -496,9 +498,9 @@ impl PostgresStore {
         let calls = &self.calls;
         let row = match target {
             Target::Id(id) => {
-                sqlx::query(&format!(
+                sqlx::query(AssertSqlSafe(format!(
                     "SELECT {CALL_COLUMNS} FROM {calls} c WHERE c.id = $1 FOR UPDATE"
-                ))
+                )))
                 .bind(id.as_uuid())
                 .fetch_optional(&mut *conn)
                 .await?
@@ -507,10 +509,10 @@ impl PostgresStore {
                 integration,
                 external_id,
             } => {
-                sqlx::query(&format!(
+                sqlx::query(AssertSqlSafe(format!(
                     "SELECT {CALL_COLUMNS} FROM {calls} c \
                      WHERE c.integration = $1 AND c.external_id = $2 FOR UPDATE"
-                ))
+                )))
                 .bind(integration)
                 .bind(external_id)
                 .fetch_optional(&mut *conn)
@@ -536,9 +538,9 @@ impl PostgresStore {
         event: NewEvent,
     ) -> Result<AppendOutcome, StoreError> {
         let (calls, events) = (&self.calls, &self.events);
-        let earlier: Option<i64> = sqlx::query_scalar(&format!(
+        let earlier: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
             "SELECT id FROM {events} WHERE call_id = $1 AND event_key = $2"
-        ))
+        )))
         .bind(call.id.as_uuid())
         .bind(&event.key)
         .fetch_optional(&mut *conn)
@@ -554,9 +556,9 @@ impl PostgresStore {
         let plan = plan_append(call.id, call.status, call.external_id.as_deref(), &event)?;
         let now = now();
         if let Some(external_id) = &plan.set_external_id {
-            sqlx::query(&format!(
+            sqlx::query(AssertSqlSafe(format!(
                 "UPDATE {calls} SET external_id = $1, updated_at = $2 WHERE seq = $3"
-            ))
+            )))
             .bind(external_id)
             .bind(now)
             .bind(seq)
@@ -571,10 +573,10 @@ impl PostgresStore {
             })?;
         }
 
-        let event_id: i64 = sqlx::query_scalar(&format!(
+        let event_id: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
             "INSERT INTO {events} (call_id, kind, event_key, payload, applied, recorded_at) \
              VALUES ($1, $2, $3, $4::json, $5, $6) RETURNING id"
-        ))
+        )))
         .bind(call.id.as_uuid())
         .bind(event.kind.as_str())
         .bind(&event.key)
@@ -587,7 +589,7 @@ impl PostgresStore {
         if let Transition::Moved(_, to) = plan.transition {
             // Only the moving event writes the terminal fields: exactly once.
             let (response_data, error) = terminal_fields(to, &event)?;
-            sqlx::query(&format!(
+            sqlx::query(AssertSqlSafe(format!(
                 "UPDATE {calls} SET status = $1, updated_at = $2, \
                  response_data = COALESCE($3::json, response_data), \
                  error = COALESCE($4, error), \
@@ -595,7 +597,7 @@ impl PostgresStore {
                  next_run_at = CASE WHEN $5 THEN NULL ELSE next_run_at END, \
                  notify_at = CASE WHEN $5 THEN $2 ELSE notify_at END \
                  WHERE seq = $6"
-            ))
+            )))
             .bind(to.as_str())
             .bind(now)
             .bind(response_data)
@@ -626,7 +628,7 @@ impl PostgresStore {
         attempt: bool,
     ) -> Result<i64, StoreError> {
         let calls = &self.calls;
-        let updated = sqlx::query_scalar(&format!(
+        let updated = sqlx::query_scalar(AssertSqlSafe(format!(
             "WITH ended AS ( \
                  UPDATE {calls} SET \
                      next_run_at = CASE WHEN status IN ('completed', 'failed') \
@@ -637,7 +639,7 @@ impl PostgresStore {
                  RETURNING next_run_at <= $2 AS due) \
              SELECT count(*) FROM ended \
              WHERE CASE WHEN due THEN pg_notify($5, '') IS NOT NULL ELSE true END"
-        ))
+        )))
         .bind(next_run_at.map(truncate))
         .bind(now())
         .bind(id.as_uuid())
@@ -656,7 +658,7 @@ impl PostgresStore {
             return Ok(());
         }
         let calls = &self.calls;
-        let exists: Option<i32> = sqlx::query_scalar(&format!("SELECT 1 FROM {calls} WHERE id = $1"))
+        let exists: Option<i32> = sqlx::query_scalar(AssertSqlSafe(format!("SELECT 1 FROM {calls} WHERE id = $1")))
             .bind(id.as_uuid())
             .fetch_optional(&self.pool)
             .await?;
@@ -809,34 +811,36 @@ async fn migrate(pool: &PgPool, schema: &str, quoted: &str) -> Result<(), StoreE
         .await
         .map_err(|e| migration_error(0, e))?;
     if exists.is_none() {
-        sqlx::raw_sql(&format!("CREATE SCHEMA {quoted}"))
+        sqlx::raw_sql(AssertSqlSafe(format!("CREATE SCHEMA {quoted}")))
             .execute(&mut *tx)
             .await
             .map_err(|e| migration_error(0, e))?;
     }
-    sqlx::raw_sql(&format!(
+    sqlx::raw_sql(AssertSqlSafe(format!(
         "CREATE TABLE IF NOT EXISTS {quoted}.integration_store_migrations (\
          version BIGINT PRIMARY KEY, description TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
-    ))
+    )))
     .execute(&mut *tx)
     .await
     .map_err(|e| migration_error(0, e))?;
-    let applied: Vec<i64> = sqlx::query_scalar(&format!("SELECT version FROM {quoted}.integration_store_migrations"))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(|e| migration_error(0, e))?;
+    let applied: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT version FROM {quoted}.integration_store_migrations"
+    )))
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(|e| migration_error(0, e))?;
     for &(version, description, sql) in MIGRATIONS {
         if applied.contains(&version) {
             continue;
         }
-        sqlx::raw_sql(&sql.replace("{schema}", quoted))
+        sqlx::raw_sql(AssertSqlSafe(sql.replace("{schema}", quoted)))
             .execute(&mut *tx)
             .await
             .map_err(|e| migration_error(version, e))?;
-        sqlx::query(&format!(
+        sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO {quoted}.integration_store_migrations \
              (version, description, applied_at) VALUES ($1, $2, $3)"
-        ))
+        )))
         .bind(version)
         .bind(description)
         .bind(now())
@@ -925,7 +929,7 @@ impl Store for PostgresStore {
             // a row leased (and committed) by another claimer since this
             // statement's snapshot is re-checked before it is locked, and
             // dropped because its lease is no longer free.
-            let rows = sqlx::query(&format!(
+            let rows = sqlx::query(AssertSqlSafe(format!(
                 "UPDATE {calls} AS c \
                  SET lease_owner = $1, lease_expires_at = $2, updated_at = $3 \
                  FROM ( \
@@ -936,7 +940,7 @@ impl Store for PostgresStore {
                      FOR UPDATE SKIP LOCKED) AS due \
                  WHERE c.seq = due.seq \
                  RETURNING {CALL_COLUMNS}"
-            ))
+            )))
             .bind(worker)
             .bind(lease_deadline(now, lease))
             .bind(now)
@@ -959,10 +963,10 @@ impl Store for PostgresStore {
         Box::pin(async move {
             let calls = &self.calls;
             let now = now();
-            let updated = sqlx::query(&format!(
+            let updated = sqlx::query(AssertSqlSafe(format!(
                 "UPDATE {calls} SET lease_expires_at = $1, updated_at = $2 \
                  WHERE id = $3 AND lease_owner = $4"
-            ))
+            )))
             .bind(lease_deadline(now, lease))
             .bind(now)
             .bind(id.as_uuid())
@@ -980,7 +984,7 @@ impl Store for PostgresStore {
             let calls = &self.calls;
             // Counts the released row; notifies (in the same statement, so
             // the same transaction) when the call is due.
-            let updated: i64 = sqlx::query_scalar(&format!(
+            let updated: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
                 "WITH released AS ( \
                      UPDATE {calls} SET lease_owner = NULL, lease_expires_at = NULL, \
                          updated_at = $1 \
@@ -988,7 +992,7 @@ impl Store for PostgresStore {
                      RETURNING next_run_at <= $1 AS due) \
                  SELECT count(*) FROM released \
                  WHERE CASE WHEN due THEN pg_notify($4, '') IS NOT NULL ELSE true END"
-            ))
+            )))
             .bind(now())
             .bind(id.as_uuid())
             .bind(worker)
@@ -1070,10 +1074,12 @@ impl Store for PostgresStore {
     fn get(&self, id: CallId) -> BoxFuture<'_, Result<Option<CallRecord>, StoreError>> {
         Box::pin(async move {
             let calls = &self.calls;
-            let row = sqlx::query(&format!("SELECT {CALL_COLUMNS} FROM {calls} c WHERE c.id = $1"))
-                .bind(id.as_uuid())
-                .fetch_optional(&self.pool)
-                .await?;
+            let row = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {CALL_COLUMNS} FROM {calls} c WHERE c.id = $1"
+            )))
+            .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await?;
             Ok(row.as_ref().map(call_from_row).transpose()?.map(|(_, call)| call))
         })
     }
@@ -1082,13 +1088,13 @@ impl Store for PostgresStore {
         Box::pin(async move {
             let (calls, events) = (&self.calls, &self.events);
             // One statement, so one snapshot: the call and its log agree.
-            let rows = sqlx::query(&format!(
+            let rows = sqlx::query(AssertSqlSafe(format!(
                 "SELECT {CALL_COLUMNS}, e.id AS event_id, e.kind AS event_kind, e.event_key, \
                      e.payload::text AS event_payload, e.applied AS event_applied, \
                      e.recorded_at AS event_recorded_at \
                  FROM {calls} c LEFT JOIN {events} e ON e.call_id = c.id \
                  WHERE c.id = $1 ORDER BY e.id"
-            ))
+            )))
             .bind(id.as_uuid())
             .fetch_all(&self.pool)
             .await?;
@@ -1111,10 +1117,10 @@ impl Store for PostgresStore {
     ) -> BoxFuture<'a, Result<Option<CallRecord>, StoreError>> {
         Box::pin(async move {
             let calls = &self.calls;
-            let row = sqlx::query(&format!(
+            let row = sqlx::query(AssertSqlSafe(format!(
                 "SELECT {CALL_COLUMNS} FROM {calls} c \
                  WHERE c.integration = $1 AND c.external_id = $2"
-            ))
+            )))
             .bind(integration)
             .bind(external_id)
             .fetch_optional(&self.pool)
@@ -1142,7 +1148,7 @@ impl Store for PostgresStore {
                  ORDER BY c.seq {direction} LIMIT $3"
             );
             // One row more than the page tells whether another page exists.
-            let mut select = sqlx::query(&sql)
+            let mut select = sqlx::query(AssertSqlSafe(sql))
                 .bind(&query.integration)
                 .bind(query.after.map_or(start, |cursor| cursor.0))
                 .bind(i64::from(limit) + 1);
@@ -1160,18 +1166,20 @@ impl Store for PostgresStore {
             let calls = &self.calls;
             let rows: Vec<(String, i64)> = match integration {
                 Some(integration) => {
-                    sqlx::query_as(&format!(
+                    sqlx::query_as(AssertSqlSafe(format!(
                         "SELECT status, count(*) FROM {calls} \
                          WHERE integration = $1 GROUP BY status"
-                    ))
+                    )))
                     .bind(integration)
                     .fetch_all(&self.pool)
                     .await?
                 }
                 None => {
-                    sqlx::query_as(&format!("SELECT status, count(*) FROM {calls} GROUP BY status"))
-                        .fetch_all(&self.pool)
-                        .await?
+                    sqlx::query_as(AssertSqlSafe(format!(
+                        "SELECT status, count(*) FROM {calls} GROUP BY status"
+                    )))
+                    .fetch_all(&self.pool)
+                    .await?
                 }
             };
             let mut counts = StatusCounts::default();
@@ -1200,9 +1208,11 @@ impl Store for PostgresStore {
             // Bounded like SQLite's writer; `SET LOCAL` ends with the transaction.
             sqlx::query("SET LOCAL lock_timeout = '5s'").execute(&mut *tx).await?;
             let calls = &self.calls;
-            sqlx::query(&format!("UPDATE {calls} SET attempts = attempts WHERE false"))
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE {calls} SET attempts = attempts WHERE false"
+            )))
+            .execute(&mut *tx)
+            .await?;
             tx.rollback().await?;
             Ok(())
         })
@@ -1232,7 +1242,7 @@ impl Store for PostgresStore {
             let now = now();
             // As `claim`: one statement selects and leases, `SKIP LOCKED`
             // keeps concurrent dispatchers on disjoint rows.
-            let rows = sqlx::query(&format!(
+            let rows = sqlx::query(AssertSqlSafe(format!(
                 "UPDATE {calls} AS c SET notify_at = $1 \
                  FROM ( \
                      SELECT seq FROM {calls} WHERE notify_at <= $2 \
@@ -1240,7 +1250,7 @@ impl Store for PostgresStore {
                      FOR UPDATE SKIP LOCKED) AS due \
                  WHERE c.seq = due.seq \
                  RETURNING {CALL_COLUMNS}"
-            ))
+            )))
             .bind(lease_deadline(now, lease))
             .bind(now)
             .bind(i64::from(limit))
@@ -1259,11 +1269,13 @@ impl Store for PostgresStore {
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             let calls = &self.calls;
-            let done = sqlx::query(&format!("UPDATE {calls} SET notify_at = $1 WHERE id = $2"))
-                .bind(retry_at.map(truncate))
-                .bind(id.as_uuid())
-                .execute(&self.pool)
-                .await?;
+            let done = sqlx::query(AssertSqlSafe(format!(
+                "UPDATE {calls} SET notify_at = $1 WHERE id = $2"
+            )))
+            .bind(retry_at.map(truncate))
+            .bind(id.as_uuid())
+            .execute(&self.pool)
+            .await?;
             if done.rows_affected() == 0 {
                 return Err(StoreError::not_found(format_args!("call {id}")));
             }
@@ -1322,9 +1334,9 @@ mod tests {
                 runtime.block_on(async move {
                     let mut conn = PgConnection::connect(&url).await?;
                     let quoted = quote_identifier(&name).expect("valid name");
-                    sqlx::raw_sql(&format!(
+                    sqlx::raw_sql(AssertSqlSafe(format!(
                         "SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS {quoted} CASCADE"
-                    ))
+                    )))
                     .execute(&mut conn)
                     .await?;
                     conn.close().await
@@ -1380,10 +1392,10 @@ mod tests {
         let schema = TestSchema::new(&url);
         let store = open(&url, &schema.name).await;
         let again = open(&url, &schema.name).await;
-        let versions: Vec<i64> = sqlx::query_scalar(&format!(
+        let versions: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
             "SELECT version FROM {}.integration_store_migrations ORDER BY version",
             quote_identifier(&schema.name).unwrap()
-        ))
+        )))
         .fetch_all(store.pool())
         .await
         .unwrap();
@@ -1417,7 +1429,7 @@ mod tests {
         let store = open(&url, &schema.name).await;
         let calls = &store.calls;
         // A backlog of finished calls and a few due ones, with statistics.
-        sqlx::raw_sql(&format!(
+        sqlx::raw_sql(AssertSqlSafe(format!(
             "INSERT INTO {calls} (id, integration, endpoint, status, params, created_at, \
                  updated_at, next_run_at) \
              SELECT gen_random_uuid(), 'acme', 'send', \
@@ -1425,16 +1437,16 @@ mod tests {
                  now(), CASE WHEN g % 100 = 0 THEN now() END \
              FROM generate_series(1, 5000) AS g; \
              ANALYZE {calls}"
-        ))
+        )))
         .execute(store.pool())
         .await
         .unwrap();
-        let plan: Vec<String> = sqlx::query_scalar(&format!(
+        let plan: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
             "EXPLAIN (COSTS OFF) SELECT seq FROM {calls} \
              WHERE next_run_at <= $1 AND status IN ('pending', 'processing') \
                AND (lease_expires_at IS NULL OR lease_expires_at <= $1) \
              ORDER BY next_run_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED"
-        ))
+        )))
         .bind(now())
         .bind(10_i64)
         .fetch_all(store.pool())
@@ -1488,11 +1500,14 @@ mod tests {
         let schema = TestSchema::new(&url);
         let store = open(&url, &schema.name).await;
         let created = store.create(NewCall::new("acme", "send", json!({}))).await.unwrap();
-        sqlx::query(&format!("UPDATE {} SET status = 'done' WHERE id = $1", store.calls))
-            .bind(created.id.as_uuid())
-            .execute(store.pool())
-            .await
-            .unwrap();
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {} SET status = 'done' WHERE id = $1",
+            store.calls
+        )))
+        .bind(created.id.as_uuid())
+        .execute(store.pool())
+        .await
+        .unwrap();
         let error = store.get(created.id).await.unwrap_err();
         assert!(error.is_corrupt(), "{error}");
         store.pool().close().await;

@@ -18,6 +18,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteConnection;
+use sqlx::AssertSqlSafe;
 
 use super::{call_from_row, truncate, CALL_COLUMNS};
 use crate::call::CallId;
@@ -152,7 +153,7 @@ impl Calls {
             "SELECT {CALL_COLUMNS} FROM integration_calls WHERE id IN ({})",
             placeholders(ids.len(), "?")
         );
-        let mut select = sqlx::query(&sql);
+        let mut select = sqlx::query(AssertSqlSafe(sql));
         for id in ids {
             select = select.bind(id.as_str());
         }
@@ -175,7 +176,7 @@ impl Calls {
         }
         for (integration, external_ids) in by_integration {
             let sql = select_by_external_ids(external_ids.len());
-            let mut select = sqlx::query(&sql).bind(integration);
+            let mut select = sqlx::query(AssertSqlSafe(sql)).bind(integration);
             for external_id in external_ids {
                 select = select.bind(external_id);
             }
@@ -228,7 +229,7 @@ impl Calls {
                  FROM (VALUES {}) AS v WHERE integration_calls.seq = v.column1",
                 placeholders(chunk.len(), "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
             );
-            let mut update = sqlx::query(&sql);
+            let mut update = sqlx::query(AssertSqlSafe(sql));
             for folded in chunk {
                 let call = &folded.call;
                 let (response_data, error) = folded.terminal.clone().unwrap_or_default();
@@ -295,7 +296,7 @@ async fn used_keys(conn: &mut SqliteConnection, calls: &Calls, requests: &[Appen
         placeholders(calls.by_id.len(), "?"),
         placeholders(keys.len(), "?")
     );
-    let mut select = sqlx::query_as::<_, (String, String, i64)>(&sql);
+    let mut select = sqlx::query_as::<_, (String, String, i64)>(AssertSqlSafe(sql));
     for id in calls.by_id.keys() {
         select = select.bind(id.to_string());
     }
@@ -497,7 +498,7 @@ async fn insert_events(
              VALUES {} RETURNING call_id, event_key, id",
             placeholders(chunk.len(), "(?, ?, ?, ?, ?, ?)")
         );
-        let mut insert = sqlx::query_as::<_, (String, String, i64)>(&sql);
+        let mut insert = sqlx::query_as::<_, (String, String, i64)>(AssertSqlSafe(sql));
         for row in chunk {
             insert = insert
                 .bind(row.call_id.to_string())

@@ -38,7 +38,7 @@
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use sqlx::ConnectOptions;
+use sqlx::{AssertSqlSafe, ConnectOptions};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -387,7 +387,7 @@ impl BusyTimeout {
     async fn set(&mut self, connection: &mut SqliteConnection, left: Duration) -> Result<(), StoreError> {
         let wanted = (left.as_millis() as u64).div_ceil(BUSY_STEP_MS).max(1) * BUSY_STEP_MS;
         if wanted != self.current_ms {
-            sqlx::query(&format!("PRAGMA busy_timeout = {wanted}"))
+            sqlx::query(AssertSqlSafe(format!("PRAGMA busy_timeout = {wanted}")))
                 .execute(&mut *connection)
                 .await?;
             self.current_ms = wanted;

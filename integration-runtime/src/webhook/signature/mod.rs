@@ -36,7 +36,7 @@ pub mod stripe;
 
 use std::fmt;
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use reqwest::header::HeaderMap;
 use sha2::Sha256;
 
@@ -284,8 +284,8 @@ fn sign(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
 
 fn mac_of(key: &[u8], parts: &[&[u8]]) -> HmacSha256 {
     // HMAC takes keys of any length: `new_from_slice` cannot fail.
-    let mut mac =
-        <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
     for part in parts {
         mac.update(part);
     }
