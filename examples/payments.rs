@@ -18,7 +18,6 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use integration_runtime::webhook::{EventKeys, WebhookReceiver};
 use integration_runtime::{CallStatus, Integration, Runtime, Secret, SqliteStore};
 use integration_testkit::{FakeProvider, Outcome, WebhookSender};
 
@@ -61,8 +60,8 @@ async fn run(db: &std::path::Path) -> anyhow::Result<Observed> {
         .concurrency(1)
         .build()
         .await?;
-    let receiver = WebhookReceiver::new(Arc::clone(rt.store()))
-        .event_keys(EventKeys::Lifecycle)
+    let receiver = rt
+        .webhook_receiver()
         .integration_with_secrets(payments, &[Secret::new(SECRET)])?
         .router();
     tokio::spawn(async move { axum::serve(listener, receiver).await });

@@ -26,7 +26,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use integration_runtime::webhook::{EventKeys, WebhookReceiver};
 use integration_runtime::{CallId, CallStatus, Integration, Runtime, Secret, SqliteStore};
 use integration_testkit::{FakeProvider, Outcome, RecordedRequest, WebhookSender};
 use serde_json::json;
@@ -139,9 +138,10 @@ pub async fn run(db: &Path, live: bool) -> anyhow::Result<Vec<Row>> {
         .concurrency(8)
         .build()
         .await?;
-    // Lifecycle event keys: a webhook and a poll reporting the same end are one event.
-    let receiver = WebhookReceiver::new(Arc::clone(rt.store()))
-        .event_keys(EventKeys::Lifecycle)
+    // Through the runtime: a webhook and a poll reporting the same end are one
+    // event, and a webhook completion wakes the hooks like a worker's does.
+    let receiver = rt
+        .webhook_receiver()
         .integration_with_secrets(tts, &[Secret::new(WEBHOOK_SECRET)])?
         .router();
     let server = tokio::spawn(async move { axum::serve(listener, receiver).await });

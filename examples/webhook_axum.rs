@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::routing::get;
-use integration_runtime::webhook::{EventKeys, WebhookReceiver};
 use integration_runtime::{CallId, CallStatus, Integration, Runtime, Secret, SqliteStore};
 use integration_testkit::{FakeProvider, Outcome, WebhookSender};
 use serde_json::json;
@@ -68,8 +67,8 @@ async fn run(db: &std::path::Path) -> anyhow::Result<(Vec<CallStatus>, usize, se
         .await?;
 
     // Your application: your routes plus the receiver's.
-    let receiver = WebhookReceiver::new(Arc::clone(rt.store()))
-        .event_keys(EventKeys::Lifecycle)
+    let receiver = rt
+        .webhook_receiver()
         .integration_with_secrets(tts, &[Secret::new(SECRET)])?
         .router();
     let app = axum::Router::new()

@@ -200,7 +200,7 @@ async fn show(args: ShowArgs) -> Result<(), String> {
         let events: Vec<_> = found
             .events
             .iter()
-            .map(|e| json!({ "kind": e.kind, "key": e.key, "applied": e.applied, "recorded_at": e.recorded_at, "payload": { "external_id": e.payload.external_id, "result": e.payload.result, "error": e.payload.error } }))
+            .map(|e| json!({ "kind": e.kind, "key": e.key, "applied": e.applied, "recorded_at": e.recorded_at, "payload": e.payload }))
             .collect();
         println!("{}", json!({ "call": call_json(&found.call), "events": events }));
         return Ok(());
@@ -224,12 +224,19 @@ async fn show(args: ShowArgs) -> Result<(), String> {
                 e.recorded_at.format("%H:%M:%S%.3f").to_string(),
                 e.kind.to_string(),
                 if e.applied { "yes".into() } else { "no (ignored)".into() },
+                e.payload
+                    .source
+                    .map_or_else(|| "-".to_owned(), |source| source.to_string()),
+                e.payload.delivery_id.clone().unwrap_or_else(|| "-".to_owned()),
                 e.key.clone(),
             ]
         })
         .collect();
     println!();
-    print!("{}", table(&["RECORDED", "EVENT", "APPLIED", "KEY"], &rows));
+    print!(
+        "{}",
+        table(&["RECORDED", "EVENT", "APPLIED", "SOURCE", "DELIVERY", "KEY"], &rows)
+    );
     Ok(())
 }
 

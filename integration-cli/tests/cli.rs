@@ -182,13 +182,11 @@ async fn calls_list_and_show_read_a_store_filled_by_the_runtime() {
     let dir = scratch("calls");
     let db = dir.join("integrations.db");
     let store = SqliteStore::open(&db).await.unwrap();
-    let done = finished_call(
-        &store,
-        "hi",
-        "task-1",
-        NewEvent::completed("done", json!({ "url": "u", "duration_ms": 1 })),
-    )
-    .await;
+    // As the runtime records a webhook's news: with its source and delivery id.
+    let mut completed = NewEvent::completed("terminal", json!({ "url": "u", "duration_ms": 1 }));
+    completed.payload.source = Some(integration_runtime::EventSource::Webhook);
+    completed.payload.delivery_id = Some("msg_77".into());
+    let done = finished_call(&store, "hi", "task-1", completed).await;
     let failed = finished_call(&store, "ho", "task-2", NewEvent::failed("fail", "voice not available")).await;
     drop(store);
     let db = db.to_str().unwrap();
@@ -230,12 +228,19 @@ async fn calls_list_and_show_read_a_store_filled_by_the_runtime() {
         .map(|e| e["kind"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, ["initialized", "completed"]);
+    assert_eq!(shown["events"][1]["payload"]["source"], json!("webhook"));
+    assert_eq!(shown["events"][1]["payload"]["delivery_id"], json!("msg_77"));
 
     let out = run(&["calls", "show", "--db", db, &done.to_string()]);
+    let shown = text(&out.stdout);
+    assert!(shown.contains("status      completed"), "{shown}");
+    let completed_row = shown
+        .lines()
+        .find(|line| line.ends_with("terminal"))
+        .unwrap_or_default();
     assert!(
-        text(&out.stdout).contains("status      completed"),
-        "{}",
-        text(&out.stdout)
+        completed_row.contains("webhook") && completed_row.contains("msg_77"),
+        "the event's source and delivery id are shown: {shown}"
     );
 
     let out = run(&[

@@ -529,9 +529,11 @@ impl HttpClient {
             span.record("status", status);
         }
         span.record("outcome", outcome_name(&result));
+        // At `debug`: whether a failure matters (a retry, the call's end) is
+        // the caller's to say, at its own level.
         span.in_scope(|| match &result {
             Ok(_) => tracing::debug!("request answered"),
-            Err(error) => tracing::info!(error = %error, "request failed"),
+            Err(error) => tracing::debug!(error = %error, "request failed"),
         });
         result
     }

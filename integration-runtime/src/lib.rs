@@ -90,8 +90,8 @@ pub use secret::Secret;
 #[cfg(feature = "sqlite")]
 pub use store::SqliteStore;
 pub use store::{
-    AppendOutcome, CallRecord, CallWithEvents, Created, Cursor, EventPayload, EventRecord, ListOrder, ListQuery,
-    MemoryStore, NewCall, NewEvent, Page, StatusCounts, Store, StoreError, MAX_PAGE_SIZE,
+    AppendOutcome, CallRecord, CallWithEvents, Created, Cursor, EventPayload, EventRecord, EventSource, ListOrder,
+    ListQuery, MemoryStore, NewCall, NewEvent, Page, StatusCounts, Store, StoreError, MAX_PAGE_SIZE,
 };
 #[cfg(feature = "postgres")]
 pub use store::{PostgresOptions, PostgresStore};

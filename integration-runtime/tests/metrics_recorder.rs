@@ -221,8 +221,8 @@ async fn engine_records_calls_attempts_and_webhooks_to_the_global_recorder_and_i
     assert_eq!(capture.counter("integration_calls_created_total", &[tts]), 2);
     assert_eq!(
         capture.counter("integration_calls_finished_total", &[tts, ("status", "completed")]),
-        1,
-        "the call completed by polling (the webhook's is stored by the receiver, not the engine)"
+        2,
+        "the call completed by polling and the one its webhook completed: both go through the event sink"
     );
     assert_eq!(
         capture.counter("integration_attempts_total", &[start[0], start[1], ("outcome", "ok")]),
@@ -277,7 +277,7 @@ async fn engine_records_calls_attempts_and_webhooks_to_the_global_recorder_and_i
             "integration_calls_finished_total",
             &[tts, ("status", "completed")]
         ),
-        Some(1.0)
+        Some(2.0)
     );
     assert_eq!(
         metric(&samples, "integration_webhook_deliveries_total", &rejected),

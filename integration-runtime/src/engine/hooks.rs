@@ -167,7 +167,7 @@ pub(crate) async fn dispatch(inner: Arc<Inner>) {
             continue;
         }
         tokio::select! {
-            () = inner.terminal.notified() => {}
+            () = inner.events.terminal() => {}
             () = tokio::time::sleep(settings.poll_idle.min(Duration::from_secs(5))) => {}
             _ = shutdown.changed() => {}
         }

@@ -22,15 +22,19 @@
 //! - **No answer** (the request failed for good): `initialized` with the
 //!   generated id, then `failed` with the error. Every call ends terminal.
 //!
-//! # Event keys
+//! # One event pipeline
 //!
-//! The runtime appends with [`lifecycle_event_key`]: `initialized`,
-//! `processing`, and one key, `terminal`, shared by `completed` and
-//! `failed`. Keys are unique per call in the store, so whoever records a
-//! terminal event first (the start reply, a poll, a webhook through
-//! [`Runtime::record_reply`], a worker re-executing after a crash) wins and
-//! every later one is a no-op duplicate: a call never has two terminal
-//! events, and the state machine ignores anything stale.
+//! Every piece of provider news (the start reply, a poll, a webhook through
+//! [`Runtime::router`] or [`Runtime::webhook_receiver`], an operator's
+//! refresh, [`Runtime::record_reply`]) is recorded by one event sink, which
+//! appends with [`lifecycle_event_key`] (`initialized`, `processing`, and
+//! one key, `terminal`, shared by `completed` and `failed`), stamps the
+//! event's [`EventSource`](crate::EventSource) and delivery id, and
+//! publishes what moved (to [`Runtime::subscribe`], the finished counter and
+//! the hook dispatcher). Keys are unique per call in the store, so whoever
+//! records a terminal event first wins and every later one is a no-op
+//! duplicate: a call never has two terminal events, and the state machine
+//! ignores anything stale.
 //!
 //! # Retries
 //!
@@ -113,7 +117,7 @@
 #[cfg(feature = "server")]
 mod connections;
 mod error;
-mod follow_up;
+pub(crate) mod events;
 mod hooks;
 pub(crate) mod retry;
 mod runtime;
@@ -126,13 +130,14 @@ use chrono::{DateTime, Utc};
 #[cfg(feature = "server")]
 pub use connections::ServeOptions;
 pub use error::EngineError;
-pub use follow_up::{lifecycle_event_key, provider_idempotency_key};
+pub use events::lifecycle_event_key;
 pub use hooks::HookResult;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use runtime::OutboxConnection;
 pub use runtime::{IntoStore, Runtime, RuntimeBuilder};
 #[cfg(feature = "server")]
 pub use serve::OPS_TOKEN_ENV;
+pub use worker::provider_idempotency_key;
 
 use crate::call::CallId;
 use crate::lifecycle::{CallStatus, EventKind};

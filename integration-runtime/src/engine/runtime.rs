@@ -16,10 +16,11 @@ use sqlx::postgres::PgConnection;
 use sqlx::sqlite::SqliteConnection;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 use sqlx::{Database, Transaction};
-use tokio::sync::{broadcast, watch, Notify};
+use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
 use super::error::EngineError;
+use super::events::EventSink;
 use super::hooks::{Hook, HookOn, HookResult};
 use super::{StatusChange, DEFAULT_CHANGES_CAPACITY};
 use crate::call::{CallId, IntoCall, TypedCall};
@@ -270,9 +271,8 @@ pub(crate) struct Inner {
     pub(crate) hooks: RwLock<Vec<Hook>>,
     /// Process counters for `/metrics` (calls created and finished, attempts).
     pub(crate) metrics: Metrics,
-    pub(crate) changes: broadcast::Sender<StatusChange>,
-    /// Woken when a call became terminal through this runtime (hooks are due).
-    pub(crate) terminal: Notify,
+    /// The one way provider news reaches the store (see `events`).
+    pub(crate) events: EventSink,
     /// `Some(deadline)` once shutdown was requested.
     pub(crate) shutdown: watch::Sender<Option<Instant>>,
     pub(crate) running: AtomicBool,
@@ -480,7 +480,7 @@ impl RuntimeBuilder {
             }
         }
         crate::metrics::describe();
-        let (changes, _) = broadcast::channel(self.changes_capacity.max(1));
+        let events = EventSink::new(Arc::clone(&store), self.metrics.clone(), self.changes_capacity);
         let (shutdown, _) = watch::channel(None);
         let (stopped, _) = watch::channel(true);
         Ok(Runtime {
@@ -491,8 +491,7 @@ impl RuntimeBuilder {
                 settings,
                 hooks: RwLock::new(Vec::new()),
                 metrics: self.metrics,
-                changes,
-                terminal: Notify::new(),
+                events,
                 shutdown,
                 running: AtomicBool::new(false),
                 stopped,
@@ -794,15 +793,16 @@ impl Runtime {
 
     // ----- notifications --------------------------------------------------
 
-    /// Every status change made through this runtime (its workers and
-    /// [`Runtime::record_reply`]), as it happens.
+    /// Every status change made through this runtime (its workers, its
+    /// [webhook receiver](Runtime::webhook_receiver), its
+    /// [router](Runtime::router) and [`Runtime::record_reply`]), as it happens.
     ///
     /// Live and lossy: a receiver sees changes after it subscribed, and one
     /// that falls more than `changes_capacity` behind gets
     /// `RecvError::Lagged` and misses some. For guaranteed delivery use
     /// [`on_completed`](Runtime::on_completed) / [`on_failed`](Runtime::on_failed).
     pub fn subscribe(&self) -> broadcast::Receiver<StatusChange> {
-        self.inner.changes.subscribe()
+        self.inner.events.subscribe()
     }
 
     /// Runs `hook` with the typed record of every call of `T`'s integration

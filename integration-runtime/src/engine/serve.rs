@@ -59,8 +59,8 @@ impl Runtime {
         let store = Arc::clone(self.store());
         let integrations: Vec<Arc<dyn Integration>> = self.integrations().cloned().collect();
         let circuits: Arc<dyn CircuitSource> = Arc::new(Circuits(integrations.clone()));
-        let webhooks = WebhookReceiver::new(Arc::clone(&store))
-            .metrics(self.metrics().clone())
+        let webhooks = self
+            .webhook_receiver()
             .integrations(integrations.iter().cloned())
             .map_err(|e| EngineError::config(e.to_string()))?
             .router();
@@ -70,7 +70,7 @@ impl Runtime {
             exporter = exporter.integration(&**integration);
         }
         let mut router = webhooks.merge(health).merge(exporter.router());
-        let mut ops = OpsApi::new(store).token(ops_token);
+        let mut ops = OpsApi::with_sink(self.inner.events.clone()).token(ops_token);
         if ops.is_enabled() {
             for integration in integrations {
                 ops = ops.integration(integration);
@@ -78,6 +78,23 @@ impl Runtime {
             router = router.nest("/ops", ops.router());
         }
         Ok(router)
+    }
+
+    /// A webhook receiver (no routes yet) that records through this
+    /// runtime: deliveries reach [`Runtime::subscribe`], the finished
+    /// counter of [`Runtime::metrics`] and the completion hooks exactly as a
+    /// worker's news does. Mount its router in your own application, next
+    /// to your routes; [`Runtime::router`] uses one with every integration.
+    ///
+    /// ```no_run
+    /// # fn demo(rt: integration_runtime::Runtime, tts: std::sync::Arc<dyn integration_runtime::Integration>) -> Result<(), Box<dyn std::error::Error>> {
+    /// let webhooks = rt.webhook_receiver().integration(tts)?.router();
+    /// let app = axum::Router::new().merge(webhooks);
+    /// # Ok(()) }
+    /// ```
+    #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+    pub fn webhook_receiver(&self) -> WebhookReceiver {
+        WebhookReceiver::with_sink(self.inner.events.clone())
     }
 
     /// Runs the workers and serves [`Runtime::router`] on `address` until

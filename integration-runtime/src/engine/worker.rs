@@ -9,18 +9,17 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
-use super::follow_up::{
-    completed, events_of, failed, generated_external_id, initialized, processing, provider_idempotency_key,
-};
+use super::events::news::{events_of, failed, generated_external_id, initialized, processing, terminal_of};
 use super::retry::{is_retryable_class, may_retry_start, poll_delay, retry_delay, unit_random};
 use super::runtime::Inner;
-use crate::call::{CallOptions, RemoteStatus};
+use crate::call::{CallId, CallOptions, RemoteStatus};
 use crate::descriptor::{Mode, RetryOn};
 use crate::error::ClientError;
 use crate::integration::{BoxFuture, Integration};
 use crate::lifecycle::CallStatus;
-use crate::store::{CallRecord, NewEvent, StoreError};
+use crate::store::{CallRecord, EventSource, NewEvent, StoreError};
 
 /// How long a call of an integration this runtime does not know waits
 /// before it is offered again (to a runtime that may know it).
@@ -35,6 +34,12 @@ const TRANSIENT: RetryOn = RetryOn {
     transport_errors: true,
     too_large: false,
 };
+
+/// The idempotency key sent with every attempt of call `id`: its id text,
+/// the same for retries and for re-executions after a crash.
+pub fn provider_idempotency_key(id: CallId) -> String {
+    id.to_string()
+}
 
 /// A claim under way: the calls a store is leasing to this worker.
 type ClaimFuture<'a> = BoxFuture<'a, Result<Vec<CallRecord>, StoreError>>;
@@ -172,7 +177,26 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Executes one claimed call, renewing its lease meanwhile. Every path ends
 /// with a store write that releases the lease, or gives the lease up.
+///
+/// The turn is traced as a `call_turn` span (`call_id`, `integration`,
+/// `endpoint`, `attempt`, and `external_id` once known); the HTTP attempt
+/// spans of the integration's client nest inside it.
 pub(crate) async fn execute(inner: &Inner, call: CallRecord) {
+    let span = tracing::info_span!(
+        "call_turn",
+        call_id = %call.id,
+        integration = %call.integration,
+        endpoint = %call.endpoint,
+        attempt = call.attempts.saturating_add(1),
+        external_id = tracing::field::Empty,
+    );
+    if let Some(external_id) = &call.external_id {
+        span.record("external_id", external_id.as_str());
+    }
+    execute_turn(inner, call).instrument(span).await;
+}
+
+async fn execute_turn(inner: &Inner, call: CallRecord) {
     let id = call.id;
     let worker = inner.settings.worker_id.as_str();
     match with_heartbeat(inner, id, step(inner, &call)).await {
@@ -255,6 +279,10 @@ async fn step(inner: &Inner, call: &CallRecord) -> Result<(), StoreError> {
     }
 }
 
+fn millis(delay: Duration) -> u64 {
+    u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)
+}
+
 fn after(delay: Duration) -> DateTime<Utc> {
     let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
     Utc::now().checked_add_signed(delay).unwrap_or(DateTime::<Utc>::MAX_UTC)
@@ -313,6 +341,7 @@ async fn start(inner: &Inner, integration: &dyn Integration, call: &CallRecord) 
             let retry = &endpoint.policy.retry;
             if attempt < retry.max_attempts && may_retry_start(endpoint, &error) {
                 let delay = retry_delay(retry, attempt, error.retry_after(), unit_random());
+                tracing::warn!(%error, retry_in_ms = millis(delay), "the attempt failed; the call will be retried");
                 return inner.store.reschedule(call.id, worker, Some(after(delay))).await;
             }
             let message = if attempt > 1 {
@@ -320,6 +349,7 @@ async fn start(inner: &Inner, integration: &dyn Integration, call: &CallRecord) 
             } else {
                 error.to_string()
             };
+            tracing::warn!(error = %message, "the attempt failed; the call fails");
             return fail_unanswered(inner, call, message).await;
         }
     };
@@ -329,15 +359,14 @@ async fn start(inner: &Inner, integration: &dyn Integration, call: &CallRecord) 
                 .external_id
                 .clone()
                 .unwrap_or_else(|| generated_external_id(call.id));
-            let last = match reply.status {
-                Some(RemoteStatus::Failed) => failed(
-                    reply
-                        .error
-                        .unwrap_or_else(|| "the provider reports that the call failed".to_owned()),
-                ),
-                _ => completed(reply.result.unwrap_or(serde_json::Value::Null)),
+            tracing::Span::current().record("external_id", external_id.as_str());
+            // A sync reply is the end: anything but a failure is a completion.
+            let status = match reply.status {
+                Some(RemoteStatus::Failed) => RemoteStatus::Failed,
+                _ => RemoteStatus::Completed,
             };
-            let events = vec![initialized(&external_id), processing(), last];
+            let mut events = vec![initialized(&external_id), processing()];
+            events.extend(terminal_of(status, &reply));
             record_answer(inner, call, &external_id, events, None).await
         }
         Mode::Async => {
@@ -349,6 +378,7 @@ async fn start(inner: &Inner, integration: &dyn Integration, call: &CallRecord) 
                 );
                 return fail_unanswered(inner, call, message).await;
             };
+            tracing::Span::current().record("external_id", external_id.as_str());
             let mut events = vec![initialized(&external_id)];
             events.extend(events_of(&reply));
             // A terminal answer clears the schedule in the store.
@@ -368,7 +398,7 @@ async fn record_answer(
     events: Vec<NewEvent>,
     next_run_at: Option<DateTime<Utc>>,
 ) -> Result<(), StoreError> {
-    match inner.finish_turn(call, events, next_run_at).await {
+    match finish_turn(inner, call, EventSource::Start, events, next_run_at).await {
         Ok(_) => Ok(()),
         Err(error) if error.is_conflict() && !error.is_lease_lost() => {
             let message =
@@ -384,10 +414,12 @@ async fn record_answer(
 /// one store write.
 async fn fail_unanswered(inner: &Inner, call: &CallRecord, message: String) -> Result<(), StoreError> {
     let events = vec![initialized(&generated_external_id(call.id)), failed(message.clone())];
-    match inner.finish_turn(call, events, None).await {
+    match finish_turn(inner, call, EventSource::Start, events, None).await {
         // The call already has another external id: `failed` still applies.
         Err(error) if error.is_conflict() && !error.is_lease_lost() => {
-            inner.finish_turn(call, vec![failed(message)], None).await.map(drop)
+            finish_turn(inner, call, EventSource::Start, vec![failed(message)], None)
+                .await
+                .map(drop)
         }
         result => result.map(drop),
     }
@@ -432,7 +464,9 @@ async fn follow_up(inner: &Inner, integration: &dyn Integration, call: &CallReco
             "timed out: no final status within {} s of creation (polling `{}`)",
             polling.give_up_after_s, polling.endpoint
         );
-        return inner.finish_turn(call, vec![failed(message)], None).await.map(drop);
+        return finish_turn(inner, call, EventSource::Poll, vec![failed(message)], None)
+            .await
+            .map(drop);
     }
     let Some(poll) = integration.poll(external_id) else {
         return inner.store.reschedule(call.id, worker, None).await;
@@ -441,7 +475,9 @@ async fn follow_up(inner: &Inner, integration: &dyn Integration, call: &CallReco
         Ok(reply) => {
             // A terminal answer clears the schedule in the store.
             let next = next_poll(integration, call, None, inner.settings.polling_time_scale);
-            inner.finish_turn(call, events_of(&reply), next).await.map(drop)
+            finish_turn(inner, call, EventSource::Poll, events_of(&reply), next)
+                .await
+                .map(drop)
         }
         Err(error) if refused_locally(&error) => {
             let wait = refusal_wait(&error, Duration::from_millis(polling.interval_ms));
@@ -450,6 +486,7 @@ async fn follow_up(inner: &Inner, integration: &dyn Integration, call: &CallReco
             inner.store.postpone(call.id, worker, next).await
         }
         Err(error) if is_retryable_class(&error, &TRANSIENT) => {
+            tracing::warn!(%error, "the poll failed; polling again later");
             let next = next_poll(
                 integration,
                 call,
@@ -460,7 +497,24 @@ async fn follow_up(inner: &Inner, integration: &dyn Integration, call: &CallReco
         }
         Err(error) => {
             let message = format!("polling `{}` failed: {error}", polling.endpoint);
-            inner.finish_turn(call, vec![failed(message)], None).await.map(drop)
+            tracing::warn!(error = %message, "the poll failed; the call fails");
+            finish_turn(inner, call, EventSource::Poll, vec![failed(message)], None)
+                .await
+                .map(drop)
         }
     }
+}
+
+/// Ends this worker's turn on `call` through the event sink.
+async fn finish_turn(
+    inner: &Inner,
+    call: &CallRecord,
+    source: EventSource,
+    events: Vec<NewEvent>,
+    next_run_at: Option<DateTime<Utc>>,
+) -> Result<Vec<crate::store::AppendOutcome>, StoreError> {
+    inner
+        .events
+        .finish_turn(call, &inner.settings.worker_id, source, events, next_run_at)
+        .await
 }

@@ -23,7 +23,7 @@
 //! | `GET /calls?integration=X[&status=S][&limit=N][&after=C][&order=oldest\|newest]` | One page of calls of integration `X` (required), optionally of status `S`; `limit` 1..=1000 (default 100); `after` is the previous page's `next`. Answers `{"calls": [...], "next": "C" \| null}`. |
 //! | `GET /failed?integration=X[&limit=N][&after=C]` | The dead-letter view: failed calls of `X`, newest first, same paging. |
 //! | `GET /calls/{id}` | The call with its whole event log: `{"call": {...}, "events": [...]}`; `404` if unknown. |
-//! | `POST /calls/{id}/refresh` | Asks the provider now ([`Integration::poll`] with the call's external id) and appends the answer as an event (key `refresh:<kind>`, so repeated refreshes with the same news record it once). Answers `{"outcome": "applied" \| "ignored" \| "duplicate", "call": {...}}`. `409` when the call is terminal, has no external id yet, or its integration is not given to the API or has no polling; `502` when the provider fails or answers without a status. |
+//! | `POST /calls/{id}/refresh` | Asks the provider now ([`Integration::poll`] with the call's external id) and records the answer through the runtime's event sink, like a poll: lifecycle keys (news already recorded by a poll, a webhook or an earlier refresh is a duplicate; a call never gets a second terminal event), source `refresh`. Answers `{"outcome": "applied" \| "ignored" \| "duplicate", "call": {...}}`. `409` when the call is terminal, has no external id yet, or its integration is not given to the API or has no polling; `502` when the provider fails or answers without a status. |
 //! | `POST /calls/{id}/retry` | Retries a **failed** call: see below. `409` (`not_retryable`) for any other status. |
 //!
 //! # Retry semantics
@@ -57,10 +57,13 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::call::CallId;
+use crate::engine::events::news::{self, terminal_of};
+use crate::engine::events::{EventSink, Subject};
 use crate::integration::Integration;
-use crate::lifecycle::{CallStatus, EventKind};
+use crate::lifecycle::CallStatus;
+use crate::metrics::Metrics;
 use crate::secret::Secret;
-use crate::store::{CallRecord, Cursor, ListOrder, ListQuery, NewCall, NewEvent, Page, Store, StoreError};
+use crate::store::{CallRecord, Cursor, EventSource, ListOrder, ListQuery, NewCall, Page, Store, StoreError};
 use crate::webhook::outcome_name;
 pub use crate::webhook::Rejection;
 pub use health::{CheckResult, CircuitReport, CircuitSource, Health, HealthCheck, HealthStatus};
@@ -69,6 +72,8 @@ pub use health::{CheckResult, CircuitReport, CircuitSource, Health, HealthCheck,
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub struct OpsApi {
     store: Arc<dyn Store>,
+    /// The runtime's sink, when refreshes record through a runtime.
+    events: Option<EventSink>,
     integrations: BTreeMap<String, Arc<dyn Integration>>,
     token: Option<Secret>,
 }
@@ -84,6 +89,7 @@ impl fmt::Debug for OpsApi {
 
 struct OpsState {
     store: Arc<dyn Store>,
+    events: EventSink,
     integrations: BTreeMap<String, Arc<dyn Integration>>,
     token_digest: [u8; 32],
 }
@@ -93,8 +99,17 @@ impl OpsApi {
     pub fn new(store: Arc<dyn Store>) -> Self {
         OpsApi {
             store,
+            events: None,
             integrations: BTreeMap::new(),
             token: None,
+        }
+    }
+
+    /// An API whose refreshes record through a runtime's event sink.
+    pub(crate) fn with_sink(events: EventSink) -> Self {
+        OpsApi {
+            events: Some(events.clone()),
+            ..OpsApi::new(Arc::clone(events.store()))
         }
     }
 
@@ -131,8 +146,12 @@ impl OpsApi {
         let Some(token) = self.token else {
             return Router::new();
         };
+        let events = self
+            .events
+            .unwrap_or_else(|| EventSink::new(Arc::clone(&self.store), Metrics::new(), 1));
         let state = Arc::new(OpsState {
             store: self.store,
+            events,
             integrations: self.integrations,
             token_digest: Sha256::digest(token.expose().as_bytes()).into(),
         });
@@ -354,19 +373,19 @@ async fn refresh_call(State(state): State<Arc<OpsState>>, Path(id): Path<String>
             "the provider's answer carries no status",
         ));
     };
-    let kind = status.event_kind();
-    let key = format!("refresh:{kind}");
-    let event = match kind {
-        EventKind::Completed => NewEvent::completed(key, reply.result.unwrap_or(Value::Null)),
-        EventKind::Failed => NewEvent::failed(
-            key,
-            reply
-                .error
-                .unwrap_or_else(|| "the provider reported a failure".to_owned()),
-        ),
-        EventKind::Processing | EventKind::Initialized => NewEvent::processing(key),
-    };
-    let outcome = state.store.append_event(id, event).await.map_err(store_error)?;
+    let event = terminal_of(status, &reply).unwrap_or_else(news::processing);
+    let mut outcomes = state
+        .events
+        .record(
+            &call.integration,
+            Subject::Call(id),
+            EventSource::Refresh,
+            vec![event],
+            None,
+        )
+        .await
+        .map_err(store_error)?;
+    let outcome = outcomes.pop().expect("one event recorded");
     let call = load(&state, id).await?;
     Ok(Json(json!({"outcome": outcome_name(&outcome), "call": call})))
 }

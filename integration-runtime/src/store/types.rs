@@ -128,6 +128,46 @@ pub struct EventPayload {
     /// under the same id is a duplicate, whatever it says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery_id: Option<String>,
+    /// What reported the event; `None` in events recorded before sources
+    /// were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<EventSource>,
+}
+
+/// What reported an event: the event log is the call's audit trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventSource {
+    /// The answer to the request that starts the call (or the runtime
+    /// failing a call whose start never got an answer).
+    Start,
+    /// A poll of the provider by a worker (or the worker giving up polling).
+    Poll,
+    /// A webhook delivery through the runtime's receiver.
+    Webhook,
+    /// An operator's refresh through the operations API.
+    Refresh,
+    /// Application code, through `Runtime::record_reply`.
+    Manual,
+}
+
+impl EventSource {
+    /// The name stored and shown: `start`, `poll`, `webhook`, `refresh`, `manual`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventSource::Start => "start",
+            EventSource::Poll => "poll",
+            EventSource::Webhook => "webhook",
+            EventSource::Refresh => "refresh",
+            EventSource::Manual => "manual",
+        }
+    }
+}
+
+impl fmt::Display for EventSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// An event to append to a call's log.

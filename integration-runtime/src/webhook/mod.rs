@@ -26,21 +26,23 @@
 //! 3. **JSON.** Malformed: `400`.
 //! 4. **Mapping** through [`Integration::read_webhook`]: a status the spec does
 //!    not map, a missing field, or no external id: `422`, nothing stored.
-//! 5. **Storing**, durably, *before* answering `2xx`: the event is appended
-//!    to the call the provider knows by that external id
-//!    ([`Store::append_event_by_external_id`]) under the runtime's
-//!    [`lifecycle_event_key`] (`processing`, `terminal`), the same keys the
-//!    engine uses for what a start or a poll reported. A redelivery, and a
-//!    terminal state reported by both a poll and a webhook, are therefore
-//!    stored once and still answered `200`. Events the lifecycle ignores (a
-//!    `processing` after `completed`) change nothing and are answered `200` too.
+//! 5. **Storing**, durably, *before* answering `2xx`, through the runtime's
+//!    event sink, the one path all provider news takes: the event is
+//!    appended to the call the provider knows by that external id under the
+//!    runtime's [`lifecycle_event_key`] (`processing`, `terminal`), the
+//!    same keys the engine uses for what a start or a poll reported, with
+//!    source `webhook` and the delivery id in its payload. A redelivery,
+//!    and a terminal state reported by both a poll and a webhook, are
+//!    therefore stored once and still answered `200`: a call never has two
+//!    terminal events. Events the lifecycle ignores (a `processing` after
+//!    `completed`) change nothing and are answered `200` too.
 //!
-//! With [`EventKeys::Delivery`] the key is instead `webhook:<delivery id>`,
-//! where the delivery id is the `webhook-id` header (Standard Webhooks), the
-//! event's `id` in the payload (Stripe), or the SHA-256 of the raw body
-//! (generic HMAC, and a Stripe payload without `id`): one log entry per
-//! delivery (an audit of what each delivery said), at the price of a second,
-//! ignored, terminal event when a poll and a webhook both report the end.
+//! A receiver from [`Runtime::webhook_receiver`](crate::Runtime::webhook_receiver)
+//! (or inside [`Runtime::router`](crate::Runtime::router)) records through
+//! that runtime: a webhook completion reaches
+//! [`Runtime::subscribe`](crate::Runtime::subscribe), the finished counter
+//! and the completion hooks as a worker's completion does. One built with
+//! [`WebhookReceiver::new`] on a bare store only stores.
 //!
 //! # Delivery ids
 //!
@@ -84,6 +86,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
+use tracing::Instrument;
+
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
@@ -92,17 +96,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
-use crate::call::RemoteStatus;
 use crate::descriptor::WebhookDescriptor;
+use crate::engine::events::news::terminal_of;
+use crate::engine::events::{news, EventSink, Subject};
+#[cfg(doc)]
 use crate::engine::lifecycle_event_key;
 use crate::integration::Integration;
-use crate::lifecycle::EventKind;
 use crate::metrics::Metrics;
 use crate::secret::Secret;
-use crate::store::{AppendOutcome, NewEvent, Store, StoreError};
-use delivery::DeliveryLocks;
+use crate::store::{AppendOutcome, EventSource, NewEvent, Store, StoreError};
 use signature::Verifier;
 
 /// How long a sender is asked to wait before redelivering (seconds).
@@ -209,36 +212,14 @@ impl fmt::Display for WebhookConfigError {
 
 impl std::error::Error for WebhookConfigError {}
 
-/// Which key a delivery's event is appended under.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
-pub enum EventKeys {
-    /// The engine's [`lifecycle_event_key`] (the default): one event per
-    /// lifecycle step, whatever reported it, so a webhook and a poll that
-    /// both report the end make one terminal event, and a redelivery under
-    /// a new delivery id is still a duplicate.
-    #[default]
-    Lifecycle,
-    /// `webhook:<delivery id>`: one log entry per distinct delivery; a
-    /// provider that reports the same end twice leaves a second, ignored,
-    /// terminal event in the log.
-    Delivery,
-}
-
-/// Called after every event a delivery appended (with its integration and
-/// kind), e.g. to broadcast status changes; see [`WebhookReceiver::on_event`].
-#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
-pub type EventObserver = Arc<dyn Fn(&str, EventKind, &AppendOutcome) + Send + Sync>;
-
 /// Builds the receiver's [`Router`]; see the [module docs](self).
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub struct WebhookReceiver {
     store: Arc<dyn Store>,
     metrics: Metrics,
-    keys: EventKeys,
-    observer: Option<EventObserver>,
+    /// The runtime's sink, when the receiver records through a runtime.
+    sink: Option<EventSink>,
     routes: Vec<Route>,
-    locks: Arc<DeliveryLocks>,
 }
 
 impl fmt::Debug for WebhookReceiver {
@@ -258,42 +239,37 @@ struct Route {
 
 struct Shared {
     route: Route,
-    store: Arc<dyn Store>,
+    sink: EventSink,
+    /// Where deliveries are counted.
     metrics: Metrics,
-    keys: EventKeys,
-    observer: Option<EventObserver>,
-    locks: Arc<DeliveryLocks>,
 }
 
 impl WebhookReceiver {
-    /// A receiver storing events in `store`, with no routes yet.
+    /// A receiver storing events in `store`, with no routes yet. It only
+    /// stores: to have deliveries reach a runtime's subscribers, finished
+    /// counter and hooks, use
+    /// [`Runtime::webhook_receiver`](crate::Runtime::webhook_receiver).
     pub fn new(store: Arc<dyn Store>) -> Self {
         WebhookReceiver {
             store,
             metrics: Metrics::new(),
-            keys: EventKeys::default(),
-            observer: None,
+            sink: None,
             routes: Vec::new(),
-            locks: Arc::new(DeliveryLocks::new()),
         }
     }
 
-    /// Chooses the event keys (default [`EventKeys::Lifecycle`]).
-    #[must_use]
-    pub fn event_keys(mut self, keys: EventKeys) -> Self {
-        self.keys = keys;
-        self
+    /// A receiver recording through a runtime's event sink.
+    pub(crate) fn with_sink(sink: EventSink) -> Self {
+        WebhookReceiver {
+            store: Arc::clone(sink.store()),
+            metrics: sink.metrics().clone(),
+            sink: Some(sink),
+            routes: Vec::new(),
+        }
     }
 
-    /// Calls `observer` after every event a delivery appended (applied,
-    /// ignored or duplicate), before the delivery is answered.
-    #[must_use]
-    pub fn on_event(mut self, observer: EventObserver) -> Self {
-        self.observer = Some(observer);
-        self
-    }
-
-    /// Counts deliveries in `metrics` (by default, in a registry of its own).
+    /// Counts deliveries in `metrics` (by default, in a registry of its own;
+    /// from a runtime, in the runtime's).
     #[must_use]
     pub fn metrics(mut self, metrics: Metrics) -> Self {
         self.metrics = metrics;
@@ -385,16 +361,16 @@ impl WebhookReceiver {
     /// The router: `POST <path>` for every added integration.
     pub fn router(self) -> Router {
         let mut router = Router::new();
+        let sink = self
+            .sink
+            .unwrap_or_else(|| EventSink::new(self.store, self.metrics.clone(), 1));
         for route in self.routes {
             let path = route.webhook.path;
             let limit = route.webhook.max_body_bytes;
             let shared = Arc::new(Shared {
                 route,
-                store: Arc::clone(&self.store),
+                sink: sink.clone(),
                 metrics: self.metrics.clone(),
-                keys: self.keys,
-                observer: self.observer.clone(),
-                locks: Arc::clone(&self.locks),
             });
             router = router.route(
                 path,
@@ -451,18 +427,27 @@ async fn receive(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
-    let result = shared.handle(&headers, body).await;
     let name = shared.route.integration.descriptor().name;
+    let span = tracing::info_span!(
+        "webhook_delivery",
+        integration = name,
+        delivery_id = tracing::field::Empty,
+        external_id = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+    );
+    let result = shared.handle(&headers, body).instrument(span.clone()).await;
+    let reason = match &result {
+        Ok(accepted) => accepted.reason(),
+        Err(rejection) => rejection.code(),
+    };
+    span.record("outcome", reason);
+    shared
+        .metrics
+        .webhook_delivery(name, result.is_ok(), reason, started.elapsed());
     match result {
-        Ok(accepted) => {
-            let reason = accepted.reason();
-            shared.metrics.webhook_delivery(name, true, reason, started.elapsed());
-            (StatusCode::OK, Json(json!({"received": true, "outcome": reason}))).into_response()
-        }
+        Ok(_) => (StatusCode::OK, Json(json!({"received": true, "outcome": reason}))).into_response(),
         Err(rejection) => {
-            shared
-                .metrics
-                .webhook_delivery(name, false, rejection.code(), started.elapsed());
+            span.in_scope(|| tracing::info!(code = rejection.code(), "delivery refused"));
             rejection.into_response()
         }
     }
@@ -497,41 +482,33 @@ impl Shared {
             )
         })?;
 
-        let sender_id = delivery::sender_id(verified.delivery_id, self.route.webhook.scheme, &payload);
-        let delivery_id = sender_id.clone().unwrap_or_else(|| body_hash(&body));
-        let (external_id, mut event) = self.event_of(&payload, &delivery_id)?;
-        event.payload.delivery_id.clone_from(&sender_id);
-        let name = self.route.integration.descriptor().name;
-        let kind = event.kind;
-        let rejection = |error: StoreError| store_rejection(name, &external_id, &error);
-        // Held until the append, so that a concurrent delivery under the
-        // same id finds this one's event.
-        let _same_id = match &sender_id {
-            Some(id) => Some(self.locks.lock(id).await),
-            None => None,
-        };
-        let earlier = match &sender_id {
-            Some(id) => delivery::earlier(&*self.store, name, &external_id, id)
-                .await
-                .map_err(rejection)?,
-            None => None,
-        };
-        let outcome = match earlier {
-            Some(duplicate) => duplicate,
-            None => self
-                .store
-                .append_event_by_external_id(name, &external_id, event)
-                .await
-                .map_err(rejection)?,
-        };
-        if let Some(observer) = &self.observer {
-            observer(name, kind, &outcome);
+        let delivery_id = delivery::sender_id(verified.delivery_id, self.route.webhook.scheme, &payload);
+        let (external_id, event) = self.event_of(&payload)?;
+        let span = tracing::Span::current();
+        if let Some(id) = &delivery_id {
+            span.record("delivery_id", id.as_str());
         }
+        span.record("external_id", external_id.as_str());
+        let name = self.route.integration.descriptor().name;
+        let mut outcomes = self
+            .sink
+            .record(
+                name,
+                Subject::External {
+                    external_id: &external_id,
+                },
+                EventSource::Webhook,
+                vec![event],
+                delivery_id.as_deref(),
+            )
+            .await
+            .map_err(|error| store_rejection(name, &external_id, &error))?;
+        let outcome = outcomes.pop().expect("one event recorded, or its earlier duplicate");
         Ok(Accepted(outcome))
     }
 
     /// Maps a verified payload to the external id and the event to append.
-    fn event_of(&self, payload: &Value, delivery_id: &str) -> Result<(String, NewEvent), Rejection> {
+    fn event_of(&self, payload: &Value) -> Result<(String, NewEvent), Rejection> {
         let unreadable =
             |message: String| Rejection::new(StatusCode::UNPROCESSABLE_ENTITY, "unreadable_payload", message);
         let reply = match self.route.integration.read_webhook(payload) {
@@ -546,25 +523,14 @@ impl Shared {
         };
         let external_id = reply
             .external_id
+            .clone()
             .filter(|id| !id.is_empty())
             .ok_or_else(|| unreadable("the payload carries no external id".to_owned()))?;
         let status = reply
             .status
             .ok_or_else(|| unreadable("the payload carries no status".to_owned()))?;
-        let key = match self.keys {
-            EventKeys::Delivery => format!("webhook:{delivery_id}"),
-            EventKeys::Lifecycle => lifecycle_event_key(status.event_kind()).to_owned(),
-        };
-        let event = match status {
-            RemoteStatus::Processing => NewEvent::processing(key),
-            RemoteStatus::Completed => NewEvent::completed(key, reply.result.unwrap_or(Value::Null)),
-            RemoteStatus::Failed => NewEvent::failed(
-                key,
-                reply
-                    .error
-                    .unwrap_or_else(|| "the provider reported a failure".to_owned()),
-            ),
-        };
+        // One event per delivery: what the payload says, not the steps before it.
+        let event = terminal_of(status, &reply).unwrap_or_else(news::processing);
         Ok((external_id, event))
     }
 }
@@ -589,11 +555,6 @@ fn store_rejection(integration: &str, external_id: &str, error: &StoreError) -> 
     }
 }
 
-/// The hex SHA-256 of a body: the delivery id of schemes without one.
-fn body_hash(body: &[u8]) -> String {
-    format!("sha256:{}", signature::hex_encode(&Sha256::digest(body)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -605,13 +566,5 @@ mod tests {
             .into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[header::RETRY_AFTER], "10");
-    }
-
-    #[test]
-    fn body_hash_is_stable() {
-        assert_eq!(
-            body_hash(b""),
-            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
     }
 }
