@@ -19,10 +19,11 @@ use reqwest::Url;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::engine::retry::{is_retryable_class, retry_delay, unit_random};
+use crate::engine::retry::is_retryable_class;
 use crate::error::{decode_error, ClientError};
 use crate::http::{HttpClient, HttpRequest, HttpResponse};
 use crate::json_path::{lookup, Seg};
+use crate::policy::backoff::{retry_delay, unit_random};
 
 /// How a list endpoint asks for its next page (the spec's `paginate`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
