@@ -59,10 +59,10 @@ use subtle::ConstantTimeEq;
 use crate::call::CallId;
 use crate::integration::Integration;
 use crate::lifecycle::{CallStatus, EventKind};
+pub use crate::rejection::Rejection;
 use crate::secret::Secret;
 use crate::store::{CallRecord, Cursor, ListOrder, ListQuery, NewCall, NewEvent, Page, Store, StoreError};
 use crate::webhook::outcome_name;
-pub use crate::webhook::Rejection;
 pub use health::{CheckResult, CircuitReport, CircuitSource, Health, HealthCheck, HealthStatus};
 
 /// Builds the operations [`Router`]; see the [module docs](self).
