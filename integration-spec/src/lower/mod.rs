@@ -7,7 +7,8 @@
 //!
 //! This module holds the entry point and the order in which sections are
 //! lowered (entities before endpoints, endpoints before polling); each
-//! section's reading lives in the submodule named after it.
+//! section's reading lives in the submodule named after it, and an
+//! endpoint's parts in `request`, `reply` and `pagination`.
 
 mod auth;
 mod endpoints;
