@@ -50,7 +50,9 @@ pub(crate) struct RefreshArgs {
 #[derive(Debug, Args)]
 pub(crate) struct StoreArgs {
     /// The store: an SQLite file (e.g. `integrations.db`) or a PostgreSQL URL
-    /// (`postgres://user@host/db`; `?schema=` is not supported, use the default schema).
+    /// (`postgres://user@host/db`). The tables are those of the connection's
+    /// current schema (normally `public`); for another schema add
+    /// `?options[search_path]=<schema>` (a `?schema=` parameter is ignored).
     #[arg(long)]
     db: String,
     /// Print JSON instead of a table.

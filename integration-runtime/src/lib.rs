@@ -49,6 +49,8 @@ pub mod ops;
 mod paginate;
 mod policy;
 mod record;
+#[cfg(feature = "server")]
+mod rejection;
 mod request;
 mod secret;
 mod store;

@@ -19,16 +19,18 @@ use reqwest::Url;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::engine::retry::{is_retryable_class, retry_delay, unit_random};
+use crate::engine::retry::is_retryable_class;
 use crate::error::{decode_error, ClientError};
 use crate::http::{HttpClient, HttpRequest, HttpResponse};
 use crate::json_path::{lookup, Seg};
+use crate::policy::backoff::{retry_delay, unit_random};
 
 /// How a list endpoint asks for its next page (the spec's `paginate`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pagination {
-    /// The body holds the next cursor at `cursor`; it is sent as query parameter
-    /// `param`. Ends when the cursor is absent, `null` or empty.
+    /// The body holds the next cursor at `cursor` (a string or a number); it
+    /// is sent as query parameter `param`. Ends when the cursor is absent,
+    /// `null`, empty or the one just sent.
     Cursor {
         /// Where the next cursor is in the body.
         cursor: &'static [Seg],
@@ -36,7 +38,8 @@ pub enum Pagination {
         param: &'static str,
     },
     /// Response header `header` holds the next cursor; it is sent as query
-    /// parameter `param`. Ends when the header is absent or empty.
+    /// parameter `param`. Ends when the header is absent, empty or the
+    /// cursor just sent.
     CursorHeader {
         /// The response header.
         header: &'static str,
@@ -66,7 +69,8 @@ pub enum Pagination {
         size: u64,
     },
     /// RFC 8288 `Link: <url>; rel="next"` headers; the next URL must have the
-    /// base URL's origin. Ends when no link has `rel="next"`.
+    /// base URL's origin. Ends when no link has `rel="next"` or it points to
+    /// the page just read.
     Link,
 }
 
@@ -130,8 +134,12 @@ type PageFuture<T> = Pin<Box<dyn Future<Output = Result<Page<T>, ClientError>> +
 /// Nothing is sent until the first item is asked for. A failed page is retried
 /// under the endpoint's retry policy (its attempts, backoff with jitter and
 /// failure classes, never sooner than the provider's `Retry-After` or the
-/// local limits' [`admit_after`](ClientError::admit_after)); when the policy
-/// is exhausted, or the failure is not retried, the error is the last item.
+/// local limits' [`admit_after`](ClientError::admit_after)); a local refusal
+/// (open circuit breaker, rate limit) is waited out the same way whatever
+/// the classes, and counts as an attempt. When the policy is exhausted, or
+/// the failure is not retried, the error is the last item. A page that does
+/// not decode (items not an array, an item that does not fit) is such an
+/// error too: none of that page's items are yielded.
 pub struct Paginator<T> {
     source: Option<Source>,
     next: Position,
@@ -192,7 +200,8 @@ impl<T> Paginator<T> {
         }
     }
 
-    /// How many pages have been fetched so far.
+    /// How many page fetches have ended so far: a page retried counts once,
+    /// and a page that failed counts too.
     pub fn pages_fetched(&self) -> u64 {
         self.pages
     }

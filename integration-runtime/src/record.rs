@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::call::{CallId, IntoCall, TypedCall};
 use crate::error::ClientError;
-use crate::lifecycle::{CallStatus, EventKind, Transition};
+use crate::lifecycle::{CallStatus, EventKind};
 use crate::store::CallRecord;
 
 /// A generated request enum: one variant per endpoint that starts calls.
@@ -24,14 +24,17 @@ pub trait CallResponse: Clone + Send + 'static {
     fn from_result(endpoint: &str, value: &Value) -> Result<Self, ClientError>;
 }
 
-/// One call: the record business code creates and the runtime drives to a
-/// terminal state. `R` is the integration's request type, `S` its response
-/// type; generated code names it `<Name>Call`.
+/// One call as the runtime stored it, typed: what hooks and
+/// [`Runtime::get_typed`](crate::Runtime::get_typed) hand business code.
+/// The runtime creates calls from requests ([`Runtime::create`](crate::Runtime::create))
+/// and folds their events in the store; this is a read of the result. `R`
+/// is the integration's request type, `S` its response type; generated code
+/// names it `<Name>Call`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Call<R, S> {
     /// The call's id, chosen when it is created.
     pub id: CallId,
-    /// Where it is in its lifecycle (the fold of its events).
+    /// Where it is in its lifecycle (the fold of its events, done by the store).
     pub status: CallStatus,
     /// The provider's id (or a generated one), known from `initialized` on.
     pub external_id: Option<String>,
@@ -104,59 +107,10 @@ impl<S> Event<S> {
     }
 }
 
-impl<R: IntoCall, S: Clone> Call<R, S> {
-    /// A new, pending call.
-    pub fn new(request: impl Into<R>) -> Self {
-        Call {
-            id: CallId::new(),
-            status: CallStatus::Pending,
-            external_id: None,
-            request_params: request.into(),
-            response_data: None,
-            created_at: Utc::now(),
-            completed_at: None,
-            error: None,
-            attempts: 0,
-        }
-    }
-
+impl<R: IntoCall, S> Call<R, S> {
     /// The endpoint this call was created for.
     pub fn endpoint(&self) -> &'static str {
         self.request_params.endpoint()
-    }
-
-    /// Applies one event through the lifecycle state machine
-    /// ([`CallStatus::transition`]).
-    ///
-    /// Late, duplicated and out-of-order events, and events for another call
-    /// (another call id, or another external id once one is known), are
-    /// ignored: the status never moves backwards or out of a terminal state.
-    pub fn apply(&mut self, event: &Event<S>) -> Transition {
-        let ignored = Transition::Ignored(self.status);
-        match (event, &self.external_id) {
-            (Event::Initialized { call_id, .. }, _) if *call_id != self.id => return ignored,
-            (_, Some(known)) if known != event.external_id() => return ignored,
-            _ => {}
-        }
-        if self.external_id.is_none() {
-            self.external_id = Some(event.external_id().to_owned());
-        }
-        let transition = self.status.transition(event.kind());
-        if let Transition::Moved(_, to) = transition {
-            self.status = to;
-            match event {
-                Event::Completed { result, .. } => {
-                    self.response_data = result.clone();
-                    self.completed_at = Some(Utc::now());
-                }
-                Event::Failed { error, .. } => {
-                    self.error = Some(error.clone());
-                    self.completed_at = Some(Utc::now());
-                }
-                Event::Initialized { .. } | Event::Processing { .. } => {}
-            }
-        }
-        transition
     }
 }
 

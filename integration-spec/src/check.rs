@@ -5,6 +5,7 @@
 //! webhook that finishes it). Each reports into the collector and never stops
 //! the others from running, so one build shows every mistake.
 
+use crate::case::{to_pascal, to_snake};
 use crate::diagnostic::Collector;
 use crate::ir::{
     Endpoint, Entity, Field, IdempotencyKey, Integration, Mapping, Method, Mode, Pagination, PathPart, Polling,
@@ -732,50 +733,4 @@ pub(crate) fn pagination_params_are_free(
 
 fn quoted_list(items: &[&str]) -> String {
     items.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
-}
-
-/// `some_name` / `some-name` -> `SomeName`.
-pub(crate) fn to_pascal(name: &str) -> String {
-    name.split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            let mut chars = s.chars();
-            chars
-                .next()
-                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
-                .unwrap_or_default()
-        })
-        .collect()
-}
-
-/// `SomeName` / `some-name` -> `some_name`.
-pub(crate) fn to_snake(name: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in name.chars().enumerate() {
-        if c.is_ascii_uppercase() {
-            if i > 0 && !out.ends_with('_') {
-                out.push('_');
-            }
-            out.push(c.to_ascii_lowercase());
-        } else if c.is_ascii_alphanumeric() {
-            out.push(c);
-        } else if !out.ends_with('_') {
-            out.push('_');
-        }
-    }
-    out.trim_matches('_').to_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn case_conversions() {
-        assert_eq!(to_pascal("volc_tts"), "VolcTts");
-        assert_eq!(to_pascal("en-female-1"), "EnFemale1");
-        assert_eq!(to_snake("VolcTts"), "volc_tts");
-        assert_eq!(to_snake("createPayment"), "create_payment");
-        assert_eq!(to_snake("x-api-key"), "x_api_key");
-    }
 }

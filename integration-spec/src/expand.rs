@@ -442,7 +442,7 @@ pub(crate) fn derive(input: TokenStream, kind: DeriveKind, caller: &Caller) -> R
         let ty_span = user.field.ty.span();
         quote_spanned!(ty_span=> ::integration_runtime::__private::assert_conforms::<#marker, _>(&value.#field);)
     });
-    let check_fn = format_ident!("__check_{}", crate::check::to_snake(&ident.to_string()));
+    let check_fn = format_ident!("__check_{}", crate::case::to_snake(&ident.to_string()));
     let checks = quote! {
         #[allow(dead_code, non_snake_case)]
         fn #check_fn #impl_generics (value: &#ident #ty_generics) #where_clause {

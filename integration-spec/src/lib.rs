@@ -26,6 +26,7 @@
 //! mistakes gives [`Diagnostics`], each rendered with its place in the file
 //! (see [`Diagnostics::render`]).
 
+mod case;
 mod check;
 mod diagnostic;
 pub mod ir;

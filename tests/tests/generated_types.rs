@@ -1,12 +1,12 @@
-//! The generated record, event and state machine, and the derives on a
-//! user's own structs, used the way business code uses them.
+//! The generated request and response types, and the derives on a user's
+//! own structs, used the way business code uses them.
 
-use integration_runtime::{CallId, CallRequest, CallStatus, FromResult, Integration, IntoCall, Transition};
+use integration_runtime::{CallRequest, FromResult, Integration, IntoCall};
 use serde_json::json;
 
 integration_runtime::integration!("../specs/volc_tts.toml");
 
-use volc_tts::{Audio, Synthesis, SynthesisFormat, VolcTtsCall, VolcTtsEvent, VolcTtsRequest, VolcTtsResponse};
+use volc_tts::{Audio, SynthesisFormat, VolcTtsRequest};
 
 /// A struct of the user's own, bound to the `synthesize` endpoint.
 #[derive(integration_runtime::IntegrationRequest)]
@@ -30,104 +30,11 @@ struct VoiceFile {
     duration_ms: u64,
 }
 
-fn synthesis() -> Synthesis {
-    Synthesis {
-        text: "Thank you, Ada".into(),
-        voice: "en_female_1".into(),
-        speed: None,
-        format: SynthesisFormat::Mp3,
-    }
-}
-
 fn audio() -> Audio {
     Audio {
         url: "https://cdn.example.com/1.mp3".into(),
         duration_ms: 900,
     }
-}
-
-#[test]
-fn unified_event_sequence_folds_into_the_status() {
-    let mut call = VolcTtsCall::new(synthesis());
-    assert_eq!(call.status, CallStatus::Pending);
-    assert_eq!(call.endpoint(), "synthesize");
-
-    let initialized = VolcTtsEvent::Initialized {
-        call_id: call.id,
-        external_id: "task-1".into(),
-    };
-    assert_eq!(
-        call.apply(&initialized),
-        Transition::Moved(CallStatus::Pending, CallStatus::Processing)
-    );
-    assert_eq!(call.external_id.as_deref(), Some("task-1"));
-
-    let processing = VolcTtsEvent::Processing {
-        external_id: "task-1".into(),
-    };
-    assert_eq!(call.apply(&processing), Transition::Ignored(CallStatus::Processing));
-
-    let completed = VolcTtsEvent::Completed {
-        external_id: "task-1".into(),
-        result: Some(VolcTtsResponse::Synthesize(audio())),
-    };
-    assert!(call.apply(&completed).is_moved());
-    assert_eq!(call.status, CallStatus::Completed);
-    assert!(call.completed_at.is_some());
-    assert_eq!(call.response_data, Some(VolcTtsResponse::Synthesize(audio())));
-
-    // Late, duplicated and contradicting events change nothing.
-    let snapshot = call.clone();
-    for late in [
-        processing,
-        initialized,
-        completed,
-        VolcTtsEvent::Failed {
-            external_id: "task-1".into(),
-            error: "late".into(),
-        },
-    ] {
-        assert!(!call.apply(&late).is_moved());
-    }
-    assert_eq!(call, snapshot);
-}
-
-#[test]
-fn events_for_another_call_are_ignored() {
-    let mut call = VolcTtsCall::new(synthesis());
-    let foreign = VolcTtsEvent::Initialized {
-        call_id: CallId::new(),
-        external_id: "task-9".into(),
-    };
-    assert!(!call.apply(&foreign).is_moved());
-    assert_eq!(call.external_id, None);
-
-    call.apply(&VolcTtsEvent::Initialized {
-        call_id: call.id,
-        external_id: "task-1".into(),
-    });
-    let other = VolcTtsEvent::Failed {
-        external_id: "task-2".into(),
-        error: "not ours".into(),
-    };
-    assert!(!call.apply(&other).is_moved());
-    assert_eq!(call.status, CallStatus::Processing);
-    assert_eq!(call.error, None);
-}
-
-#[test]
-fn failure_before_the_provider_answers_still_ends_terminal() {
-    let mut call = VolcTtsCall::new(synthesis());
-    call.apply(&VolcTtsEvent::Initialized {
-        call_id: call.id,
-        external_id: "generated-1".into(),
-    });
-    call.apply(&VolcTtsEvent::Failed {
-        external_id: "generated-1".into(),
-        error: "connection refused".into(),
-    });
-    assert_eq!(call.status, CallStatus::Failed);
-    assert_eq!(call.error.as_deref(), Some("connection refused"));
 }
 
 #[test]

@@ -12,13 +12,14 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use super::events::news::{events_of, failed, generated_external_id, initialized, processing, terminal_of};
-use super::retry::{is_retryable_class, may_retry_start, poll_delay, retry_delay, unit_random};
+use super::retry::{is_retryable_class, may_retry_start};
 use super::runtime::Inner;
 use crate::call::{CallId, CallOptions, RemoteStatus};
 use crate::descriptor::{Mode, RetryOn};
 use crate::error::ClientError;
 use crate::integration::{BoxFuture, Integration};
 use crate::lifecycle::CallStatus;
+use crate::policy::backoff::{poll_delay, retry_delay, unit_random};
 use crate::store::{CallRecord, EventSource, NewEvent, StoreError};
 
 /// How long a call of an integration this runtime does not know waits

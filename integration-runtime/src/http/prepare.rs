@@ -7,8 +7,10 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, Url};
 use serde_json::Value;
 
+use super::auth::Auth;
+use super::client::HttpClient;
 use super::redirect::Hop;
-use super::{Auth, BodyEncoding, HttpClient, HttpRequest};
+use super::request::{BodyEncoding, HttpRequest};
 use crate::error::{invalid_request, ClientError, ValidationError};
 use crate::form::encode_form;
 use crate::request::display_value;

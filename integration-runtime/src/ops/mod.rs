@@ -62,10 +62,10 @@ use crate::engine::events::{EventSink, Subject};
 use crate::integration::Integration;
 use crate::lifecycle::CallStatus;
 use crate::metrics::Metrics;
+pub use crate::rejection::Rejection;
 use crate::secret::Secret;
 use crate::store::{CallRecord, Cursor, EventSource, ListOrder, ListQuery, NewCall, Page, Store, StoreError};
 use crate::webhook::outcome_name;
-pub use crate::webhook::Rejection;
 pub use health::{CheckResult, CircuitReport, CircuitSource, Health, HealthCheck, HealthStatus};
 
 /// Builds the operations [`Router`]; see the [module docs](self).

@@ -10,8 +10,10 @@
 //! settings share one.
 //!
 //! Retries are not made here: a refused attempt comes back as an error the
-//! engine reschedules (`is_circuit_open()`, `is_rate_limited()`).
+//! engine reschedules (`is_circuit_open()`, `is_rate_limited()`), after a
+//! delay computed by [`backoff`] (as are retries and polls).
 
+pub(crate) mod backoff;
 mod circuit_breaker;
 mod rate_limit;
 

@@ -91,7 +91,7 @@ use tracing::Instrument;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -108,76 +108,10 @@ use crate::secret::Secret;
 use crate::store::{AppendOutcome, EventSource, NewEvent, Store, StoreError};
 use signature::Verifier;
 
+pub use crate::rejection::Rejection;
+
 /// How long a sender is asked to wait before redelivering (seconds).
 const RETRY_AFTER_S: u64 = 10;
-
-/// A refused request: an HTTP status, a short machine-readable code and a
-/// message, answered as `{"error": code, "message": message}`.
-///
-/// Used by the webhook receiver and the [operations API](crate::ops).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
-pub struct Rejection {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    retry_after: Option<u64>,
-}
-
-impl Rejection {
-    /// A rejection with `status`, `code` and `message`.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Rejection {
-            status,
-            code,
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-
-    /// Also sends `Retry-After: seconds`.
-    #[must_use]
-    pub fn retry_after(mut self, seconds: u64) -> Self {
-        self.retry_after = Some(seconds);
-        self
-    }
-
-    /// The HTTP status.
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
-
-    /// The machine-readable code (`signature_mismatch`, `not_found`, ...).
-    pub fn code(&self) -> &'static str {
-        self.code
-    }
-
-    /// The human-readable message.
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-}
-
-impl fmt::Display for Rejection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
-    }
-}
-
-impl std::error::Error for Rejection {}
-
-impl IntoResponse for Rejection {
-    fn into_response(self) -> Response {
-        let body = Json(json!({"error": self.code, "message": self.message}));
-        let mut response = (self.status, body).into_response();
-        if let Some(seconds) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        }
-        response
-    }
-}
 
 /// The receiver could not be set up: an integration without `[webhook]`, a
 /// missing or invalid secret, two integrations on one path. Lists every
@@ -552,19 +486,5 @@ fn store_rejection(integration: &str, external_id: &str, error: &StoreError) -> 
             "the event could not be stored; deliver again later",
         )
         .retry_after(RETRY_AFTER_S)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rejection_answers_json_with_retry_after() {
-        let response = Rejection::new(StatusCode::SERVICE_UNAVAILABLE, "x", "later")
-            .retry_after(10)
-            .into_response();
-        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(response.headers()[header::RETRY_AFTER], "10");
     }
 }

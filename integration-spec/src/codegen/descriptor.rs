@@ -8,7 +8,7 @@ use crate::ir::*;
 
 pub(super) fn generate(spec: &Spec, _names: &Names) -> TokenStream {
     let name = &spec.integration.name;
-    let module = crate::check::to_snake(name);
+    let module = crate::case::to_snake(name);
     // Endpoints without overrides share the integration's policy constant.
     let endpoints = spec.endpoints.iter().map(|e| endpoint(e, spec));
     let policy = policy(&spec.policy);

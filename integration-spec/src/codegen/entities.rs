@@ -77,7 +77,7 @@ fn field(entity: &Entity, field: &Field) -> TokenStream {
 }
 
 fn default_fn_name(entity: &Entity, field: &Field) -> proc_macro2::Ident {
-    format_ident!("__default_{}_{}", crate::check::to_snake(&entity.name), field.name)
+    format_ident!("__default_{}_{}", crate::case::to_snake(&entity.name), field.name)
 }
 
 fn default_fn(entity: &Entity, field: &Field) -> Option<TokenStream> {

@@ -12,7 +12,7 @@ mod entities;
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote};
 
-use crate::check::{to_pascal, to_snake};
+use crate::case::{to_pascal, to_snake};
 use crate::ir::{Constant, Spec, Type};
 
 /// How to generate.

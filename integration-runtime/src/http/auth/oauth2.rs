@@ -11,10 +11,12 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::Value;
 use tracing::Instrument;
 
-use super::{parse_http_url, truncate, Answer, HttpClient, OAuth2Config, MESSAGE_CHARS};
+use super::OAuth2Config;
 use crate::descriptor::PolicyDescriptor;
 use crate::error::ClientError;
 use crate::form::encode_form;
+use crate::http::answer::Answer;
+use crate::http::client::{parse_http_url, truncate, HttpClient, MESSAGE_CHARS};
 use crate::json_path::{extract_message, Seg};
 use crate::secret::Secret;
 
@@ -25,9 +27,9 @@ const TOKEN_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The cached access token (with its renewal time) and the current refresh token.
 #[derive(Default)]
-pub(super) struct TokenState {
-    pub(super) access: Option<(Secret, Option<Instant>)>,
-    pub(super) refresh_token: Option<Secret>,
+pub(in crate::http) struct TokenState {
+    pub(in crate::http) access: Option<(Secret, Option<Instant>)>,
+    pub(in crate::http) refresh_token: Option<Secret>,
 }
 
 /// Whether a token request's result is worth repeating: the endpoint is
@@ -42,7 +44,7 @@ fn is_transient(result: &Result<Answer, ClientError>) -> bool {
 impl HttpClient {
     /// Forgets the cached access token if it still is `used` (the provider refused
     /// it); a token another caller already replaced is kept.
-    pub(super) async fn invalidate_token(&self, used: &Secret) {
+    pub(in crate::http) async fn invalidate_token(&self, used: &Secret) {
         let mut state = self.inner.token.lock().await;
         if state
             .access
@@ -60,7 +62,7 @@ impl HttpClient {
     /// of its own: when the caller is cancelled, the answer (and a rotated refresh
     /// token, which invalidates the previous one) is still kept before the lock is
     /// released.
-    pub(super) async fn access_token(
+    pub(in crate::http) async fn access_token(
         &self,
         endpoint: &str,
         config: &OAuth2Config,

@@ -1,182 +1,55 @@
-//! The HTTP client generated code sends requests with.
-
-mod body;
-mod oauth2;
-mod prepare;
-mod redact;
-mod redirect;
+//! [`HttpClient`]: how it is built (base URL and credentials checked once,
+//! one reqwest client per connect timeout) and how it sends one request:
+//! admitted by the policy's limits, within one timeout across redirects,
+//! repeated once with a new OAuth2 token after a 401, and every failure
+//! turned into a [`ClientError`] that carries no credential.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, LOCATION};
+use reqwest::header::{HeaderMap, HeaderName, CONTENT_TYPE, LOCATION};
 use reqwest::Url;
 use serde_json::Value;
 use tracing::Instrument;
 
-use self::body::{decode_body, read_limited, read_prefix, ReadError, ERROR_PREFIX_BYTES};
-use self::oauth2::TokenState;
-use self::prepare::Prepared;
-use self::redact::Redactor;
-use self::redirect::{is_followed_status, next_hop, Hop, MAX_REDIRECTS};
+use super::auth::{configured_secrets, Auth, TokenState};
+use super::prepare::Prepared;
+use super::redirect::{is_followed_status, next_hop, Hop, MAX_REDIRECTS};
+use super::request::{HttpRequest, HttpResponse};
 use crate::descriptor::{IntegrationDescriptor, PolicyDescriptor, RedirectPolicy};
 use crate::error::{ClientError, ConfigError};
-use crate::json_path::{extract_message, Seg};
+use crate::json_path::extract_message;
 use crate::policy::{CircuitState, Outcome, Policies, Refusal};
 use crate::secret::Secret;
-
-/// How a request body is encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum BodyEncoding {
-    /// `application/json`.
-    Json,
-    /// `application/x-www-form-urlencoded`, see [`encode_form`](crate::form::encode_form).
-    Form,
-}
-
-/// One request, as generated code builds it.
-#[derive(Debug, Clone)]
-pub struct HttpRequest {
-    /// The endpoint's name, for errors.
-    pub endpoint: &'static str,
-    /// The HTTP method.
-    pub method: &'static str,
-    /// The path below the base URL, already percent-encoded (see `PathBuilder`).
-    pub path: String,
-    /// Query parameters: lists repeat the key; null values are left out.
-    pub query: Vec<(&'static str, Value)>,
-    /// Request headers.
-    pub headers: Vec<(&'static str, String)>,
-    /// The body and its encoding.
-    pub body: Option<(BodyEncoding, Value)>,
-    /// Where the provider's message is in a non-2xx body.
-    pub error_path: Option<&'static [Seg]>,
-    /// Timeouts of this request.
-    pub policy: &'static PolicyDescriptor,
-}
-
-/// A 2xx answer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HttpResponse {
-    /// The HTTP status.
-    pub status: u16,
-    /// The body: JSON as parsed, an empty body as `Null`, anything else as a `Value::String`.
-    pub body: Value,
-    /// The response headers in received order, names in lower case; values
-    /// that are not visible ASCII text are left out.
-    pub headers: Vec<(String, String)>,
-}
-
-impl HttpResponse {
-    /// The first value of header `name` (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Every value of header `name` (case-insensitive), in received order.
-    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.headers
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// How requests authenticate.
-#[derive(Debug, Clone)]
-pub enum Auth {
-    /// No authentication.
-    None,
-    /// `Authorization: Bearer <token>`.
-    Bearer(Secret),
-    /// `Authorization: Basic <base64(username:password)>`.
-    Basic {
-        /// The user name.
-        username: Secret,
-        /// The password.
-        password: Secret,
-    },
-    /// An API key in a header.
-    ApiKeyHeader {
-        /// The header's name.
-        name: &'static str,
-        /// The key.
-        key: Secret,
-    },
-    /// An API key in a query parameter.
-    ApiKeyQuery {
-        /// The parameter's name.
-        name: &'static str,
-        /// The key.
-        key: Secret,
-    },
-    /// An OAuth2 access token obtained from a token endpoint, sent as a bearer token.
-    OAuth2(OAuth2Config),
-}
-
-/// Where and how an OAuth2 access token is obtained.
-///
-/// With a `refresh_token` the client uses the refresh-token grant, otherwise the
-/// client-credentials grant. The client authenticates with HTTP Basic when it has
-/// a `client_secret`, and sends `client_id` in the form otherwise.
-#[derive(Debug, Clone)]
-pub struct OAuth2Config {
-    /// The token endpoint.
-    pub token_url: String,
-    /// The client id.
-    pub client_id: Secret,
-    /// The client secret (optional for public clients using a refresh token).
-    pub client_secret: Option<Secret>,
-    /// Scopes requested, sent space-separated as `scope` when not empty.
-    pub scopes: Vec<String>,
-    /// A refresh token: selects the refresh-token grant.
-    pub refresh_token: Option<Secret>,
-}
 
 /// Sends requests to one provider. Cheap to clone (an `Arc` inside).
 #[derive(Clone)]
 pub struct HttpClient {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
     /// The application's own reqwest client, when it gave one (see
     /// [`with_reqwest_client`](HttpClient::with_reqwest_client)): it sends
     /// every request instead of `Inner::clients`.
-    given: Option<reqwest::Client>,
+    pub(super) given: Option<reqwest::Client>,
 }
 
-struct Inner {
+pub(super) struct Inner {
     /// The integration's name (empty when unknown), for traces.
-    integration: &'static str,
+    pub(super) integration: &'static str,
     /// The base URL without a trailing slash.
-    base: String,
-    auth: Auth,
+    pub(super) base: String,
+    pub(super) auth: Auth,
     /// One reqwest client per connect timeout (a client-wide setting in reqwest).
-    clients: Mutex<Vec<(u64, reqwest::Client)>>,
+    pub(super) clients: Mutex<Vec<(u64, reqwest::Client)>>,
     /// The OAuth2 token state. Held across a token request: concurrent callers
     /// wait for that one request instead of making their own.
-    token: Arc<tokio::sync::Mutex<TokenState>>,
+    pub(super) token: Arc<tokio::sync::Mutex<TokenState>>,
     /// Credential values scrubbed from every message.
-    secrets: Vec<String>,
+    pub(super) secrets: Vec<String>,
     /// Credentials learnt at run time (access and rotated refresh tokens), also
-    /// scrubbed; the most recent [`LEARNT_SECRETS`] only.
-    learnt: Mutex<Vec<String>>,
+    /// scrubbed; the most recent few only (`LEARNT_SECRETS` in `auth::redact`).
+    pub(super) learnt: Mutex<Vec<String>>,
     /// Circuit breaker, rate limit and concurrency limit.
-    policies: Policies,
-}
-
-/// How many run-time credentials are remembered for scrubbing.
-const LEARNT_SECRETS: usize = 8;
-
-/// An answer read within the policy's bounds.
-struct Answer {
-    status: u16,
-    /// The decoded body: whole for a 2xx, its first [`ERROR_PREFIX_BYTES`] otherwise.
-    body: Value,
-    retry_after: Option<Duration>,
-    /// The headers in received order; values that are not visible ASCII are left out.
-    headers: Vec<(String, String)>,
+    pub(super) policies: Policies,
 }
 
 /// What an attempt's result tells the circuit breaker.
@@ -235,7 +108,7 @@ impl std::fmt::Debug for HttpClient {
 }
 
 /// Parses an http(s) URL, or says what is wrong with it.
-fn parse_http_url(text: &str) -> Result<Url, String> {
+pub(super) fn parse_http_url(text: &str) -> Result<Url, String> {
     let url = Url::parse(text).map_err(|e| format!("the URL is not valid: {e}"))?;
     // Credentials in a URL would show wherever the URL does (Debug, errors);
     // they belong in `[auth]`, whose secrets are redacted.
@@ -266,7 +139,7 @@ fn build_client(connect_timeout_ms: u64) -> Result<reqwest::Client, reqwest::Err
 /// Fails when the reqwest client followed a redirect by itself (a given
 /// client without `Policy::none()`), past the runtime's redirect rules: the
 /// answer is then from another URL than `requested`.
-fn not_redirected(endpoint: &str, requested: &Url, response: &reqwest::Response) -> Result<(), ClientError> {
+pub(super) fn not_redirected(endpoint: &str, requested: &Url, response: &reqwest::Response) -> Result<(), ClientError> {
     if response.url() == requested {
         return Ok(());
     }
@@ -296,21 +169,14 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 
 /// How many characters of a provider's message are kept: error texts are
 /// stored with the call, so one verbose provider must not fill the store.
-pub(crate) const MESSAGE_CHARS: usize = 500;
+pub(super) const MESSAGE_CHARS: usize = 500;
 
 /// At most `max` characters of `text`, with `...` when cut.
-fn truncate(text: &str, max: usize) -> String {
+pub(super) fn truncate(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
         Some((at, _)) => format!("{}...", &text[..at]),
         None => text.to_owned(),
     }
-}
-
-/// A header value that is kept out of debug output.
-fn sensitive(value: &str) -> Option<HeaderValue> {
-    let mut value = HeaderValue::from_str(value).ok()?;
-    value.set_sensitive(true);
-    Some(value)
 }
 
 impl HttpClient {
@@ -378,28 +244,7 @@ impl HttpClient {
         let Some(client) = client.filter(|_| invalid.is_empty()) else {
             return Err(ConfigError::new(name, Vec::new(), invalid));
         };
-        let secrets = match &auth {
-            Auth::None => vec![],
-            Auth::Bearer(token) => vec![token.clone()],
-            Auth::Basic { username, password } => {
-                // The header's base64 form too: a provider may echo it.
-                let header = base64::Engine::encode(
-                    &base64::engine::general_purpose::STANDARD,
-                    format!("{}:{}", username.expose(), password.expose()),
-                );
-                vec![username.clone(), password.clone(), Secret::new(header)]
-            }
-            Auth::ApiKeyHeader { key, .. } | Auth::ApiKeyQuery { key, .. } => vec![key.clone()],
-            Auth::OAuth2(config) => [
-                Some(&config.client_id),
-                config.client_secret.as_ref(),
-                config.refresh_token.as_ref(),
-            ]
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect(),
-        };
+        let secrets = configured_secrets(&auth);
         let refresh_token = match &auth {
             Auth::OAuth2(config) => config.refresh_token.clone(),
             _ => None,
@@ -667,60 +512,9 @@ impl HttpClient {
         Err(ClientError::status_error(endpoint, answer.status, message).with_retry_after(answer.retry_after))
     }
 
-    /// The headers that authenticate a request (none for a query-string API
-    /// key, which is in the URL); with OAuth2, `used_token` is set to the token.
-    async fn credentials(
-        &self,
-        endpoint: &str,
-        policy: &'static PolicyDescriptor,
-        used_token: &mut Option<Secret>,
-    ) -> Result<HeaderMap, ClientError> {
-        let mut headers = HeaderMap::new();
-        match &self.inner.auth {
-            Auth::None | Auth::ApiKeyQuery { .. } => {}
-            Auth::Bearer(token) => {
-                headers.insert(AUTHORIZATION, self.bearer(endpoint, token)?);
-            }
-            Auth::Basic { username, password } => {
-                let pair = format!("{}:{}", username.expose(), password.expose());
-                let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pair);
-                let value = sensitive(&format!("Basic {encoded}")).ok_or_else(|| {
-                    ClientError::config(endpoint, "the Basic credentials do not make a header".to_owned())
-                })?;
-                headers.insert(AUTHORIZATION, value);
-            }
-            Auth::ApiKeyHeader { name, key } => {
-                let name = HeaderName::from_bytes(name.as_bytes())
-                    .map_err(|_| ClientError::config(endpoint, format!("`{name}` is not a valid header name")))?;
-                let value = sensitive(key.expose()).ok_or_else(|| {
-                    ClientError::config(
-                        endpoint,
-                        "the API key contains characters not allowed in a header".to_owned(),
-                    )
-                })?;
-                headers.insert(name, value);
-            }
-            Auth::OAuth2(config) => {
-                let token = self.access_token(endpoint, config, policy).await?;
-                headers.insert(AUTHORIZATION, self.bearer(endpoint, &token)?);
-                *used_token = Some(token);
-            }
-        }
-        Ok(headers)
-    }
-
-    fn bearer(&self, endpoint: &str, token: &Secret) -> Result<HeaderValue, ClientError> {
-        sensitive(&format!("Bearer {}", token.expose())).ok_or_else(|| {
-            ClientError::config(
-                endpoint,
-                "the bearer token contains characters not allowed in a header".to_owned(),
-            )
-        })
-    }
-
     /// The given reqwest client, or the own one with this connect timeout,
     /// built on first use.
-    fn client(&self, endpoint: &str, connect_timeout_ms: u64) -> Result<reqwest::Client, ClientError> {
+    pub(super) fn client(&self, endpoint: &str, connect_timeout_ms: u64) -> Result<reqwest::Client, ClientError> {
         if let Some(client) = &self.given {
             return Ok(client.clone());
         }
@@ -738,63 +532,12 @@ impl HttpClient {
         Ok(client)
     }
 
-    /// Sends a request to `url` and reads its answer (see
-    /// [`read_answer`](Self::read_answer)); redirects are not followed.
-    async fn exchange(
+    pub(super) fn transport_error(
         &self,
         endpoint: &str,
         policy: &PolicyDescriptor,
-        url: &Url,
-        builder: reqwest::RequestBuilder,
-    ) -> Result<Answer, ClientError> {
-        let mut response = builder
-            .send()
-            .await
-            .map_err(|e| self.transport_error(endpoint, policy, e))?;
-        not_redirected(endpoint, url, &response)?;
-        self.read_answer(endpoint, policy, &mut response).await
-    }
-
-    /// Reads an answer: a 2xx body whole, up to the policy's
-    /// `max_response_bytes`; of any other, only a prefix, for its message.
-    async fn read_answer(
-        &self,
-        endpoint: &str,
-        policy: &PolicyDescriptor,
-        response: &mut reqwest::Response,
-    ) -> Result<Answer, ClientError> {
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| crate::error::parse_retry_after(value, chrono::Utc::now()));
-        let headers = response
-            .headers()
-            .iter()
-            .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
-            .collect();
-        let bytes = if (200..300).contains(&status) {
-            read_limited(response, policy.max_response_bytes)
-                .await
-                .map_err(|error| match error {
-                    ReadError::TooLarge => ClientError::too_large(endpoint, policy.max_response_bytes),
-                    ReadError::Transport(e) => self.transport_error(endpoint, policy, e),
-                })?
-        } else {
-            read_prefix(response, ERROR_PREFIX_BYTES)
-                .await
-                .map_err(|e| self.transport_error(endpoint, policy, e))?
-        };
-        Ok(Answer {
-            status,
-            body: decode_body(&bytes),
-            retry_after,
-            headers,
-        })
-    }
-
-    fn transport_error(&self, endpoint: &str, policy: &PolicyDescriptor, error: reqwest::Error) -> ClientError {
+        error: reqwest::Error,
+    ) -> ClientError {
         // Without the URL: an API key may be in its query.
         let error = error.without_url();
         if error.is_timeout() {
@@ -814,38 +557,14 @@ impl HttpClient {
             ClientError::transport(endpoint, detail)
         }
     }
-
-    /// `text` with every credential replaced by `***`.
-    fn redact(&self, text: &str) -> String {
-        self.redactor().text(text)
-    }
-
-    /// A redactor of the credentials known now: configured and learnt.
-    fn redactor(&self) -> Redactor {
-        let learnt = self.inner.learnt.lock().unwrap_or_else(PoisonError::into_inner).clone();
-        Redactor::new(self.inner.secrets.iter().cloned().chain(learnt))
-    }
-
-    /// Remembers a credential obtained at run time, to scrub it from messages.
-    fn learn(&self, secret: &str) {
-        if secret.is_empty() {
-            return;
-        }
-        let mut learnt = self.inner.learnt.lock().unwrap_or_else(PoisonError::into_inner);
-        if !learnt.iter().any(|known| known == secret) {
-            if learnt.len() >= LEARNT_SECRETS {
-                learnt.remove(0);
-            }
-            learnt.push(secret.to_owned());
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::OAuth2Config;
 
-    fn client(base: &str, auth: Auth) -> HttpClient {
+    pub(super) fn client(base: &str, auth: Auth) -> HttpClient {
         HttpClient::new(base, auth).unwrap()
     }
 

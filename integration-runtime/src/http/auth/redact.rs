@@ -2,7 +2,11 @@
 //! string of a successful answer (a provider may echo what it was sent), so
 //! no credential reaches stored results, events, errors or logs.
 
+use std::sync::PoisonError;
+
 use serde_json::Value;
+
+use crate::http::client::HttpClient;
 
 /// Secrets shorter than this are taken for an echo in answer data only
 /// where a whole string equals them: a one-letter test token or a Basic user
@@ -11,7 +15,7 @@ use serde_json::Value;
 const MIN_DATA_SECRET_CHARS: usize = 8;
 
 /// The credentials known at one moment (configured and learnt at run time).
-pub(super) struct Redactor {
+pub(in crate::http) struct Redactor {
     /// Longest first: a secret that contains a shorter one is replaced
     /// whole, before the shorter one could cut it into unrecognisable parts.
     secrets: Vec<String>,
@@ -20,14 +24,14 @@ pub(super) struct Redactor {
 impl Redactor {
     /// A redactor scrubbing `secrets`; empty ones are left out (they would
     /// match everywhere).
-    pub(super) fn new(secrets: impl IntoIterator<Item = String>) -> Self {
+    pub(in crate::http) fn new(secrets: impl IntoIterator<Item = String>) -> Self {
         let mut secrets: Vec<String> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
         secrets.sort_by_key(|secret| std::cmp::Reverse(secret.chars().count()));
         Redactor { secrets }
     }
 
     /// `text` with every credential replaced by `***`.
-    pub(super) fn text(&self, text: &str) -> String {
+    pub(in crate::http) fn text(&self, text: &str) -> String {
         self.secrets
             .iter()
             .fold(text.to_owned(), |text, secret| text.replace(secret.as_str(), "***"))
@@ -37,7 +41,7 @@ impl Redactor {
     /// replaced by `***`: secrets of [`MIN_DATA_SECRET_CHARS`] or more
     /// wherever they occur, shorter ones where a whole string equals them.
     /// Numbers, booleans and the structure are kept.
-    pub(super) fn value(&self, value: Value) -> Value {
+    pub(in crate::http) fn value(&self, value: Value) -> Value {
         if self.secrets.is_empty() {
             return value;
         }
@@ -69,6 +73,36 @@ impl Redactor {
                     text
                 }
             })
+    }
+}
+
+/// How many run-time credentials are remembered for scrubbing.
+const LEARNT_SECRETS: usize = 8;
+
+impl HttpClient {
+    /// `text` with every credential replaced by `***`.
+    pub(in crate::http) fn redact(&self, text: &str) -> String {
+        self.redactor().text(text)
+    }
+
+    /// A redactor of the credentials known now: configured and learnt.
+    pub(in crate::http) fn redactor(&self) -> Redactor {
+        let learnt = self.inner.learnt.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        Redactor::new(self.inner.secrets.iter().cloned().chain(learnt))
+    }
+
+    /// Remembers a credential obtained at run time, to scrub it from messages.
+    pub(in crate::http) fn learn(&self, secret: &str) {
+        if secret.is_empty() {
+            return;
+        }
+        let mut learnt = self.inner.learnt.lock().unwrap_or_else(PoisonError::into_inner);
+        if !learnt.iter().any(|known| known == secret) {
+            if learnt.len() >= LEARNT_SECRETS {
+                learnt.remove(0);
+            }
+            learnt.push(secret.to_owned());
+        }
     }
 }
 
