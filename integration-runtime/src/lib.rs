@@ -49,6 +49,7 @@ pub mod ops;
 mod paginate;
 mod policy;
 mod record;
+mod reply;
 mod request;
 mod secret;
 mod store;
