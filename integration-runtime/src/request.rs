@@ -340,6 +340,120 @@ mod tests {
 
     use super::*;
 
+    use crate::descriptor::{Mode, PolicyDescriptor, RequestFields};
+
+    static ENDPOINT: EndpointDescriptor = EndpointDescriptor {
+        name: "create",
+        method: "POST",
+        path: "/v1/{kind}/items",
+        mode: Mode::Sync,
+        starts_calls: true,
+        idempotent: false,
+        idempotency_key: Some(IdempotencyKeyPlacement::Header("Idempotency-Key")),
+        policy: PolicyDescriptor::DEFAULT,
+        request_fields: RequestFields {
+            all: &["kind", "text", "speed", "voice", "order"],
+            path: &["kind"],
+            headers: &[],
+        },
+    };
+
+    /// Every kind of source, in the path, the query, headers and the body.
+    static CREATE: RequestSpec = RequestSpec {
+        endpoint: &ENDPOINT,
+        path: &[PathPart::Literal("/v1/"), PathPart::Field("kind"), PathPart::Literal("/items")],
+        query: &[("speed", Source::Field("speed")), ("v", Source::Constant(Constant::Int(2)))],
+        headers: &[
+            ("X-Order", Source::Template(&[Piece::Literal("order "), Piece::Field("order")])),
+            ("X-Absent", Source::Field("order")),
+        ],
+        body: &[
+            (&["input", "text"], Source::Field("text")),
+            (
+                &["voice"],
+                Source::ValueMap {
+                    field: "voice",
+                    map: &[("warm", Constant::String("en_warm")), ("cold", Constant::Bool(false))],
+                },
+            ),
+            (
+                &["speed"],
+                Source::WithDefault {
+                    field: "speed",
+                    default: Constant::Float(1.0),
+                },
+            ),
+        ],
+        encoding: BodyEncoding::Form,
+        error: Some(&[Seg::Key("error")]),
+    };
+
+    #[test]
+    fn a_request_is_built_from_its_spec_and_the_entity_s_json() {
+        let options = CallOptions {
+            idempotency_key: Some("k-1".into()),
+        };
+        let params = json!({"kind": "a/b", "text": "hi", "voice": "warm", "order": 7});
+        let request = CREATE.build(&Input::request(&params).with_options(&options));
+        assert_eq!((request.endpoint, request.method), ("create", "POST"));
+        assert_eq!(request.path, "/v1/a%2Fb/items");
+        assert_eq!(request.query, [("speed", Value::Null), ("v", json!(2))]);
+        assert_eq!(
+            request.headers,
+            [
+                ("X-Order", "order 7".to_owned()),
+                ("X-Absent", "7".to_owned()),
+                ("Idempotency-Key", "k-1".to_owned())
+            ]
+        );
+        assert_eq!(
+            request.body,
+            Some((
+                BodyEncoding::Form,
+                json!({"input": {"text": "hi"}, "voice": "en_warm", "speed": 1.0})
+            ))
+        );
+        assert_eq!(request.error_path, Some(&[Seg::Key("error")][..]));
+        assert!(std::ptr::eq(request.policy, &ENDPOINT.policy));
+    }
+
+    #[test]
+    fn absent_fields_leave_their_values_out() {
+        let params = json!({"kind": "k", "voice": "unmapped", "speed": 0.5});
+        let request = CREATE.build(&Input::request(&params));
+        assert_eq!(request.query, [("speed", json!(0.5)), ("v", json!(2))]);
+        // An absent field, a template with one, and no idempotency key: no header.
+        assert!(request.headers.is_empty(), "{:?}", request.headers);
+        assert_eq!(request.body, Some((BodyEncoding::Form, json!({"speed": 0.5}))));
+    }
+
+    #[test]
+    fn the_external_id_is_one_segment_and_a_body_key_makes_a_body() {
+        static BY_BODY: EndpointDescriptor = EndpointDescriptor {
+            idempotency_key: Some(IdempotencyKeyPlacement::Body(&["meta", "key"])),
+            ..ENDPOINT
+        };
+        static POLL: RequestSpec = RequestSpec {
+            endpoint: &BY_BODY,
+            path: &[PathPart::Literal("/tasks/"), PathPart::ExternalId],
+            query: &[],
+            headers: &[],
+            body: &[],
+            encoding: BodyEncoding::Json,
+            error: None,
+        };
+        let request = POLL.build(&Input::external_id("t 1"));
+        assert_eq!(request.path, "/tasks/t%201");
+        assert_eq!(request.body, Some((BodyEncoding::Json, json!({}))));
+        let options = CallOptions {
+            idempotency_key: Some("k".into()),
+        };
+        let keyed = POLL.build(&Input::none().with_options(&options));
+        assert_eq!(keyed.body, Some((BodyEncoding::Json, json!({"meta": {"key": "k"}}))));
+        let bodiless = RequestSpec { endpoint: &ENDPOINT, ..POLL }.build(&Input::none());
+        assert_eq!(bodiless.body, None);
+    }
+
     #[test]
     fn display_value_unquotes_strings_only() {
         assert_eq!(display_value(&json!("a b")), "a b");

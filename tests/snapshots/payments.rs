@@ -26,7 +26,6 @@ pub mod payments {
         pub fn validate(
             &self,
         ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
-            #[allow(unused_mut)]
             let mut violations = __rt::Violations::new();
             {
                 let value = &self.country;
@@ -67,7 +66,6 @@ pub mod payments {
         pub fn validate(
             &self,
         ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
-            #[allow(unused_mut)]
             let mut violations = __rt::Violations::new();
             if let ::std::option::Option::Some(value) = &self.address {
                 violations.nested("address", value.validate());
@@ -107,7 +105,6 @@ pub mod payments {
         pub fn validate(
             &self,
         ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
-            #[allow(unused_mut)]
             let mut violations = __rt::Violations::new();
             {
                 let value = &self.amount;
@@ -230,9 +227,7 @@ pub mod payments {
         pub fn validate(
             &self,
         ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
-            #[allow(unused_mut)]
-            let mut violations = __rt::Violations::new();
-            violations.finish()
+            ::std::result::Result::Ok(())
         }
     }
     impl ::integration_runtime::FromResult for Charge {
