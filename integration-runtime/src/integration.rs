@@ -28,6 +28,10 @@ pub trait Integration: Send + Sync + 'static {
     fn validate(&self, endpoint: &str, params: &serde_json::Value) -> Result<(), ClientError>;
 
     /// Sends the starting request of `endpoint` (an endpoint with `request`).
+    ///
+    /// The runtime calls [`validate`](Integration::validate) when it creates a
+    /// call, and `start` for each attempt after that; generated impls do not
+    /// check the constraints a second time.
     fn start<'a>(
         &'a self,
         endpoint: &'a str,
