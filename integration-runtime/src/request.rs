@@ -361,10 +361,20 @@ mod tests {
     /// Every kind of source, in the path, the query, headers and the body.
     static CREATE: RequestSpec = RequestSpec {
         endpoint: &ENDPOINT,
-        path: &[PathPart::Literal("/v1/"), PathPart::Field("kind"), PathPart::Literal("/items")],
-        query: &[("speed", Source::Field("speed")), ("v", Source::Constant(Constant::Int(2)))],
+        path: &[
+            PathPart::Literal("/v1/"),
+            PathPart::Field("kind"),
+            PathPart::Literal("/items"),
+        ],
+        query: &[
+            ("speed", Source::Field("speed")),
+            ("v", Source::Constant(Constant::Int(2))),
+        ],
         headers: &[
-            ("X-Order", Source::Template(&[Piece::Literal("order "), Piece::Field("order")])),
+            (
+                "X-Order",
+                Source::Template(&[Piece::Literal("order "), Piece::Field("order")]),
+            ),
             ("X-Absent", Source::Field("order")),
         ],
         body: &[
@@ -450,7 +460,11 @@ mod tests {
         };
         let keyed = POLL.build(&Input::none().with_options(&options));
         assert_eq!(keyed.body, Some((BodyEncoding::Json, json!({"meta": {"key": "k"}}))));
-        let bodiless = RequestSpec { endpoint: &ENDPOINT, ..POLL }.build(&Input::none());
+        let bodiless = RequestSpec {
+            endpoint: &ENDPOINT,
+            ..POLL
+        }
+        .build(&Input::none());
         assert_eq!(bodiless.body, None);
     }
 

@@ -123,7 +123,10 @@ async fn start_sends_without_checking_the_constraints_again() {
     .unwrap();
     // `text` breaks its `min_len`: creating a call would have refused it.
     let params = json!({ "text": "", "target_lang": "en" });
-    assert!(integration.validate("translate", &params).unwrap_err().is_invalid_request());
+    assert!(integration
+        .validate("translate", &params)
+        .unwrap_err()
+        .is_invalid_request());
 
     let reply = integration
         .start("translate", &params, &CallOptions::default())
