@@ -250,8 +250,8 @@ fn glue(spec: &Spec, names: &Names) -> TokenStream {
         quote!(#name => __rt::start::<#entity, #result_ty>(&self.client.http, &#spec, params, options).await,)
     });
     // Without endpoints that start calls, the arguments are never read.
-    let unused = call_endpoints.is_empty().then(|| quote!(let _ = (params, options);));
-    let unused_params = call_endpoints.is_empty().then(|| quote!(let _ = params;));
+    let unused_start_args = call_endpoints.is_empty().then(|| quote!(let _ = (params, options);));
+    let unused_validate_args = call_endpoints.is_empty().then(|| quote!(let _ = params;));
     let poll = match &spec.polling {
         Some(polling) => {
             let method = ident(&polling.endpoint);
@@ -365,7 +365,7 @@ fn glue(spec: &Spec, names: &Names) -> TokenStream {
             }
 
             fn validate(&self, endpoint: &str, params: &__rt::serde_json::Value) -> ::std::result::Result<(), ::integration_runtime::ClientError> {
-                #unused_params
+                #unused_validate_args
                 match endpoint {
                     #(#validate_arms)*
                     _ => ::std::result::Result::Err(__rt::unknown_endpoint(#integration_name, endpoint)),
@@ -379,7 +379,7 @@ fn glue(spec: &Spec, names: &Names) -> TokenStream {
                 options: &'a ::integration_runtime::CallOptions,
             ) -> ::integration_runtime::BoxFuture<'a, ::std::result::Result<::integration_runtime::Reply<__rt::serde_json::Value>, ::integration_runtime::ClientError>> {
                 ::std::boxed::Box::pin(async move {
-                    #unused
+                    #unused_start_args
                     match endpoint {
                         #(#start_arms)*
                         _ => ::std::result::Result::Err(__rt::unknown_endpoint(#integration_name, endpoint)),
