@@ -3,9 +3,15 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
 use crate::call::{CallOptions, Reply};
 use crate::descriptor::IntegrationDescriptor;
-use crate::error::ClientError;
+use crate::error::{decode_error, invalid_params, invalid_request, ClientError, ValidationError};
+use crate::http::HttpClient;
+use crate::reply::{exchange, Exchange};
+use crate::request::Input;
 
 /// A boxed, sendable future, as returned by [`Integration`]'s methods.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -22,6 +28,10 @@ pub trait Integration: Send + Sync + 'static {
     fn validate(&self, endpoint: &str, params: &serde_json::Value) -> Result<(), ClientError>;
 
     /// Sends the starting request of `endpoint` (an endpoint with `request`).
+    ///
+    /// The runtime calls [`validate`](Integration::validate) when it creates a
+    /// call, and `start` for each attempt after that; generated impls do not
+    /// check the constraints a second time.
     fn start<'a>(
         &'a self,
         endpoint: &'a str,
@@ -49,4 +59,60 @@ pub trait Integration: Send + Sync + 'static {
     fn webhook_secret(&self) -> Option<crate::Secret> {
         None
     }
+}
+
+// What generated `Integration` impls do per endpoint, written once.
+
+/// [`Integration::validate`] for one endpoint: reads `params` as its request
+/// entity `R` and checks the entity's constraints with `check` (its `validate`).
+///
+/// # Errors
+///
+/// An invalid request: field `params` when they do not deserialize, else
+/// every violated constraint.
+pub fn validate_params<R: DeserializeOwned>(
+    endpoint: &str,
+    params: &serde_json::Value,
+    check: fn(&R) -> Result<(), ValidationError>,
+) -> Result<(), ClientError> {
+    let request: R = serde_json::from_value(params.clone()).map_err(|e| invalid_params(endpoint, &e))?;
+    check(&request).map_err(|e| invalid_request(endpoint, e))
+}
+
+/// [`Integration::start`] for one endpoint: reads `params` as its request
+/// entity `R`, sends it and reads the answer's result as `T`.
+///
+/// The constraints are not checked again: the runtime checked them with
+/// [`Integration::validate`] when the call was created, and a call that was
+/// valid then is sent as it was stored.
+///
+/// # Errors
+///
+/// An invalid request (field `params`) when they do not deserialize, and
+/// whatever [`exchange`] fails with.
+pub async fn start<R: DeserializeOwned + Serialize, T: DeserializeOwned + Serialize>(
+    http: &HttpClient,
+    endpoint: &'static Exchange,
+    params: &serde_json::Value,
+    options: &CallOptions,
+) -> Result<Reply<serde_json::Value>, ClientError> {
+    let name = endpoint.request.endpoint.name;
+    let request: R = serde_json::from_value(params.clone()).map_err(|e| invalid_params(name, &e))?;
+    let reply: Reply<T> = exchange(http, endpoint, Input::request(&request).with_options(options)).await?;
+    Ok(reply.into_json())
+}
+
+/// Reads stored JSON (`what`: request parameters or response data) of a call
+/// of `endpoint` as `T`, for generated `CallRequest` and `CallResponse` impls.
+///
+/// # Errors
+///
+/// A decode error saying that the stored data do not fit the spec.
+pub fn read_stored<T: DeserializeOwned>(
+    endpoint: &str,
+    value: &serde_json::Value,
+    what: &str,
+) -> Result<T, ClientError> {
+    serde_json::from_value(value.clone())
+        .map_err(|e| decode_error(endpoint, format!("{what} do not fit the spec: {e}")))
 }

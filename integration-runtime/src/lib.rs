@@ -51,6 +51,7 @@ mod policy;
 mod record;
 #[cfg(feature = "server")]
 mod rejection;
+mod reply;
 mod request;
 mod secret;
 mod store;

@@ -24,6 +24,7 @@ use crate::error::{decode_error, ClientError};
 use crate::http::{HttpClient, HttpRequest, HttpResponse};
 use crate::json_path::{lookup, Seg};
 use crate::policy::backoff::{retry_delay, unit_random};
+use crate::request::{Input, RequestSpec};
 
 /// How a list endpoint asks for its next page (the spec's `paginate`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +82,29 @@ pub struct ItemsPath {
     pub path: &'static [Seg],
     /// The path as written in the spec, for errors.
     pub text: &'static str,
+}
+
+/// One list endpoint: how its first page is asked for, how the next ones
+/// are, and where the items are.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ListSpec {
+    /// The first page's request.
+    pub request: RequestSpec,
+    /// How the next page is asked for.
+    pub pagination: Pagination,
+    /// Where the items are on each page.
+    pub items: ItemsPath,
+}
+
+/// The items of the list endpoint `list` for `input`, fetched lazily.
+pub fn list<T>(http: &HttpClient, list: &'static ListSpec, input: Input<'_>) -> Paginator<T> {
+    Paginator::new(http.clone(), list.request.build(&input), list.pagination, list.items)
+}
+
+/// A paginator over the pages of `request` (sent through `http`); the
+/// pagination parameters are added per page.
+pub fn paginator<T>(http: HttpClient, request: HttpRequest, pagination: Pagination, items: ItemsPath) -> Paginator<T> {
+    Paginator::new(http, request, pagination, items)
 }
 
 /// What the next request asks for.
@@ -170,7 +194,8 @@ impl<T> fmt::Debug for Paginator<T> {
 impl<T> Paginator<T> {
     /// A paginator over the pages of `request` (the first page's request: path,
     /// filters, headers; the pagination parameters are added per page).
-    pub fn new(http: HttpClient, request: HttpRequest, pagination: Pagination, items: ItemsPath) -> Self {
+    /// Generated code reaches it through [`list`] and [`paginator`].
+    pub(crate) fn new(http: HttpClient, request: HttpRequest, pagination: Pagination, items: ItemsPath) -> Self {
         Paginator {
             source: Some(Source {
                 http,

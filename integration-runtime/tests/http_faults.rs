@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use integration_runtime::__private::{Auth, HttpClient, HttpRequest, ItemsPath, Pagination, Seg};
+use integration_runtime::__private::{paginator, Auth, HttpClient, HttpRequest, ItemsPath, Pagination, Seg};
 use integration_runtime::{
     CircuitBreakerPolicy, ClientError, IntegrationDescriptor, Paginator, PolicyDescriptor, RetryOn, RetryPolicy,
 };
@@ -351,7 +351,7 @@ async fn a_truncated_page_is_retried_when_retry_on_names_transport() {
         })
         .await;
         let client = HttpClient::new(&base, Auth::None).unwrap();
-        let pages = Paginator::<u64>::new(
+        let pages: Paginator<u64> = paginator(
             client,
             get(policy),
             Pagination::Offset {

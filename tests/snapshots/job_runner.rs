@@ -25,7 +25,6 @@ pub mod job_runner {
         pub fn validate(
             &self,
         ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
-            #[allow(unused_mut)]
             let mut violations = __rt::Violations::new();
             {
                 let value = &self.month;
@@ -124,9 +123,7 @@ pub mod job_runner {
         pub fn validate(
             &self,
         ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
-            #[allow(unused_mut)]
-            let mut violations = __rt::Violations::new();
-            violations.finish()
+            ::std::result::Result::Ok(())
         }
     }
     impl ::integration_runtime::FromResult for Report {
@@ -155,22 +152,17 @@ pub mod job_runner {
             endpoint: &str,
             params: &__rt::serde_json::Value,
         ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
-            let parsed: ::std::result::Result<Self, __rt::serde_json::Error> = match endpoint {
+            match endpoint {
                 "render" => {
-                    __rt::serde_json::from_value(params.clone())
+                    __rt::read_stored(endpoint, params, "stored request parameters")
                         .map(JobRunnerRequest::Render)
                 }
                 _ => {
-                    return ::std::result::Result::Err(
+                    ::std::result::Result::Err(
                         __rt::unknown_endpoint("JobRunner", endpoint),
-                    );
+                    )
                 }
-            };
-            parsed
-                .map_err(|e| __rt::decode_error(
-                    endpoint,
-                    ::std::format!("stored request parameters do not fit the spec: {e}"),
-                ))
+            }
         }
     }
     impl ::integration_runtime::IntoCall for JobRunnerRequest {
@@ -212,22 +204,17 @@ pub mod job_runner {
             endpoint: &str,
             value: &__rt::serde_json::Value,
         ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
-            let parsed: ::std::result::Result<Self, __rt::serde_json::Error> = match endpoint {
+            match endpoint {
                 "render" => {
-                    __rt::serde_json::from_value(value.clone())
+                    __rt::read_stored(endpoint, value, "stored response data")
                         .map(JobRunnerResponse::Render)
                 }
                 _ => {
-                    return ::std::result::Result::Err(
+                    ::std::result::Result::Err(
                         __rt::unknown_endpoint("JobRunner", endpoint),
-                    );
+                    )
                 }
-            };
-            parsed
-                .map_err(|e| __rt::decode_error(
-                    endpoint,
-                    ::std::format!("stored response data do not fit the spec: {e}"),
-                ))
+            }
         }
     }
     /// One call to `JobRunner`: the record business code creates and the runtime drives to a terminal state.
@@ -329,71 +316,52 @@ pub mod job_runner {
             ::integration_runtime::ClientError,
         > {
             request.validate().map_err(|e| __rt::invalid_request("render", e))?;
-            let mut path = __rt::PathBuilder::new();
-            path.literal("/v1/reports/");
-            path.param(&__rt::to_value(&request.report));
-            #[allow(unused_mut, clippy::vec_init_then_push)]
-            let mut query: ::std::vec::Vec<(&'static str, __rt::serde_json::Value)> = ::std::vec::Vec::new();
-            #[allow(unused_mut, clippy::vec_init_then_push)]
-            let mut headers: ::std::vec::Vec<(&'static str, ::std::string::String)> = ::std::vec::Vec::new();
-            let mut body = __rt::JsonBody::new();
-            let value = __rt::to_value(&request.month);
-            if !value.is_null() {
-                body.set(&["month"], value);
-            }
-            let value = __rt::to_value(&request.format);
-            if !value.is_null() {
-                body.set(&["format"], value);
-            }
-            let _ = options;
-            let response = self
-                .http
-                .send(__rt::HttpRequest {
-                    endpoint: "render",
-                    method: "POST",
-                    path: path.finish(),
-                    query,
-                    headers,
-                    body: ::std::option::Option::Some((
-                        __rt::BodyEncoding::Json,
-                        body.into_value(),
-                    )),
-                    error_path: ::std::option::Option::Some(&[__rt::Seg::Key("error")]),
-                    policy: &__DESCRIPTOR.endpoints[0usize].policy,
-                })
-                .await?;
-            let body = &response.body;
-            ::std::result::Result::Ok({
-                let status = ::std::option::Option::None;
-                let external_id = ::std::option::Option::None;
-                let result = ::std::option::Option::Some(
-                    __rt::extract(
-                        "render",
-                        body,
-                        &[
-                            __rt::FieldPath {
-                                field: "url",
-                                path: &[__rt::Seg::Key("report"), __rt::Seg::Key("url")],
-                                text: "$.report.url",
-                            },
-                            __rt::FieldPath {
-                                field: "pages",
-                                path: &[__rt::Seg::Key("report"), __rt::Seg::Key("pages")],
-                                text: "$.report.pages",
-                            },
-                        ],
-                    )?,
-                );
-                ::integration_runtime::Reply {
-                    http_status: response.status,
-                    external_id,
-                    status,
-                    result,
-                    error: __rt::extract_message(body, &[__rt::Seg::Key("error")]),
-                }
-            })
+            __rt::exchange(
+                    &self.http,
+                    &__ENDPOINT_RENDER,
+                    __rt::Input::request(request).with_options(options),
+                )
+                .await
         }
     }
+    #[doc(hidden)]
+    static __ENDPOINT_RENDER: __rt::Exchange = __rt::Exchange {
+        request: __rt::RequestSpec {
+            endpoint: &__DESCRIPTOR.endpoints[0usize],
+            path: &[
+                __rt::PathPart::Literal("/v1/reports/"),
+                __rt::PathPart::Field("report"),
+            ],
+            query: &[],
+            headers: &[],
+            body: &[
+                (&["month"], __rt::Source::Field("month")),
+                (&["format"], __rt::Source::Field("format")),
+            ],
+            encoding: __rt::BodyEncoding::Json,
+            error: ::std::option::Option::Some(&[__rt::Seg::Key("error")]),
+        },
+        reply: __rt::ReplySpec {
+            endpoint: "render",
+            status: ::std::option::Option::None,
+            external_id: __rt::ExternalIdSpec::Generated,
+            result: ::std::option::Option::Some(
+                &[
+                    __rt::FieldPath {
+                        field: "url",
+                        path: &[__rt::Seg::Key("report"), __rt::Seg::Key("url")],
+                        text: "$.report.url",
+                    },
+                    __rt::FieldPath {
+                        field: "pages",
+                        path: &[__rt::Seg::Key("report"), __rt::Seg::Key("pages")],
+                        text: "$.report.pages",
+                    },
+                ],
+            ),
+            error: ::std::option::Option::Some(&[__rt::Seg::Key("error")]),
+        },
+    };
     /// The `JobRunner` integration, ready to register with the runtime.
     #[derive(Debug, Clone)]
     pub struct JobRunner {
@@ -456,11 +424,7 @@ pub mod job_runner {
             params: &__rt::serde_json::Value,
         ) -> ::std::result::Result<(), ::integration_runtime::ClientError> {
             match endpoint {
-                "render" => {
-                    let request: ReportJob = __rt::serde_json::from_value(params.clone())
-                        .map_err(|e| __rt::invalid_params("render", &e))?;
-                    request.validate().map_err(|e| __rt::invalid_request("render", e))
-                }
+                "render" => __rt::validate_params("render", params, ReportJob::validate),
                 _ => {
                     ::std::result::Result::Err(
                         __rt::unknown_endpoint("JobRunner", endpoint),
@@ -481,16 +445,13 @@ pub mod job_runner {
             >,
         > {
             ::std::boxed::Box::pin(async move {
-                let _ = (params, options);
                 match endpoint {
                     "render" => {
-                        let request: ReportJob = __rt::serde_json::from_value(
-                                params.clone(),
-                            )
-                            .map_err(|e| __rt::invalid_params("render", &e))?;
-                        ::std::result::Result::Ok(
-                            self.client.render(&request, options).await?.into_json(),
-                        )
+                        __rt::start::<
+                            ReportJob,
+                            Report,
+                        >(&self.client.http, &__ENDPOINT_RENDER, params, options)
+                            .await
                     }
                     _ => {
                         ::std::result::Result::Err(

@@ -26,7 +26,6 @@ pub mod payments {
         pub fn validate(
             &self,
         ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
-            #[allow(unused_mut)]
             let mut violations = __rt::Violations::new();
             {
                 let value = &self.country;
@@ -67,7 +66,6 @@ pub mod payments {
         pub fn validate(
             &self,
         ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
-            #[allow(unused_mut)]
             let mut violations = __rt::Violations::new();
             if let ::std::option::Option::Some(value) = &self.address {
                 violations.nested("address", value.validate());
@@ -107,7 +105,6 @@ pub mod payments {
         pub fn validate(
             &self,
         ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
-            #[allow(unused_mut)]
             let mut violations = __rt::Violations::new();
             {
                 let value = &self.amount;
@@ -230,9 +227,7 @@ pub mod payments {
         pub fn validate(
             &self,
         ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
-            #[allow(unused_mut)]
-            let mut violations = __rt::Violations::new();
-            violations.finish()
+            ::std::result::Result::Ok(())
         }
     }
     impl ::integration_runtime::FromResult for Charge {
@@ -261,22 +256,17 @@ pub mod payments {
             endpoint: &str,
             params: &__rt::serde_json::Value,
         ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
-            let parsed: ::std::result::Result<Self, __rt::serde_json::Error> = match endpoint {
+            match endpoint {
                 "create_payment" => {
-                    __rt::serde_json::from_value(params.clone())
+                    __rt::read_stored(endpoint, params, "stored request parameters")
                         .map(PaymentsRequest::CreatePayment)
                 }
                 _ => {
-                    return ::std::result::Result::Err(
+                    ::std::result::Result::Err(
                         __rt::unknown_endpoint("Payments", endpoint),
-                    );
+                    )
                 }
-            };
-            parsed
-                .map_err(|e| __rt::decode_error(
-                    endpoint,
-                    ::std::format!("stored request parameters do not fit the spec: {e}"),
-                ))
+            }
         }
     }
     impl ::integration_runtime::IntoCall for PaymentsRequest {
@@ -318,22 +308,17 @@ pub mod payments {
             endpoint: &str,
             value: &__rt::serde_json::Value,
         ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
-            let parsed: ::std::result::Result<Self, __rt::serde_json::Error> = match endpoint {
+            match endpoint {
                 "create_payment" => {
-                    __rt::serde_json::from_value(value.clone())
+                    __rt::read_stored(endpoint, value, "stored response data")
                         .map(PaymentsResponse::CreatePayment)
                 }
                 _ => {
-                    return ::std::result::Result::Err(
+                    ::std::result::Result::Err(
                         __rt::unknown_endpoint("Payments", endpoint),
-                    );
+                    )
                 }
-            };
-            parsed
-                .map_err(|e| __rt::decode_error(
-                    endpoint,
-                    ::std::format!("stored response data do not fit the spec: {e}"),
-                ))
+            }
         }
     }
     /// One call to `Payments`: the record business code creates and the runtime drives to a terminal state.
@@ -422,169 +407,12 @@ pub mod payments {
             ::integration_runtime::ClientError,
         > {
             request.validate().map_err(|e| __rt::invalid_request("create_payment", e))?;
-            let mut path = __rt::PathBuilder::new();
-            path.literal("/v1/payment_intents");
-            #[allow(unused_mut, clippy::vec_init_then_push)]
-            let mut query: ::std::vec::Vec<(&'static str, __rt::serde_json::Value)> = ::std::vec::Vec::new();
-            #[allow(unused_mut, clippy::vec_init_then_push)]
-            let mut headers: ::std::vec::Vec<(&'static str, ::std::string::String)> = ::std::vec::Vec::new();
-            let mut body = __rt::JsonBody::new();
-            let value = __rt::to_value(&request.amount);
-            if !value.is_null() {
-                body.set(&["amount"], value);
-            }
-            let value = __rt::to_value(&request.currency);
-            if !value.is_null() {
-                body.set(&["currency"], value);
-            }
-            let value = __rt::to_value(&request.customer);
-            if !value.is_null() {
-                body.set(&["customer"], value);
-            }
-            let value = {
-                let value = __rt::to_value(&request.capture);
-                if value.is_null() {
-                    __rt::serde_json::Value::Null
-                } else {
-                    match __rt::display_value(&value).as_str() {
-                        "automatic" => __rt::serde_json::Value::from("automatic"),
-                        "manual" => __rt::serde_json::Value::from("manual"),
-                        _ => __rt::serde_json::Value::Null,
-                    }
-                }
-            };
-            if !value.is_null() {
-                body.set(&["capture_method"], value);
-            }
-            let value = __rt::to_value(&request.order_id);
-            if !value.is_null() {
-                body.set(&["metadata", "order_id"], value);
-            }
-            let value = __rt::to_value(&request.tags);
-            if !value.is_null() {
-                body.set(&["metadata", "tags"], value);
-            }
-            let value = {
-                let values = [__rt::to_value(&request.order_id)];
-                if values.iter().any(|v| v.is_null()) {
-                    __rt::serde_json::Value::Null
-                } else {
-                    __rt::serde_json::Value::String(
-                        ::std::format!("Order {}", __rt::display_value(& values[0])),
-                    )
-                }
-            };
-            if !value.is_null() {
-                body.set(&["description"], value);
-            }
-            if let ::std::option::Option::Some(key) = &options.idempotency_key {
-                headers.push(("Idempotency-Key", key.clone()));
-            }
-            let response = self
-                .http
-                .send(__rt::HttpRequest {
-                    endpoint: "create_payment",
-                    method: "POST",
-                    path: path.finish(),
-                    query,
-                    headers,
-                    body: ::std::option::Option::Some((
-                        __rt::BodyEncoding::Form,
-                        body.into_value(),
-                    )),
-                    error_path: ::std::option::Option::Some(
-                        &[__rt::Seg::Key("error"), __rt::Seg::Key("message")],
-                    ),
-                    policy: &__DESCRIPTOR.endpoints[0usize].policy,
-                })
-                .await?;
-            let body = &response.body;
-            ::std::result::Result::Ok({
-                let status = ::std::option::Option::Some(
-                    __rt::map_status(
-                        "create_payment",
-                        body,
-                        &[__rt::Seg::Key("status")],
-                        "$.status",
-                        &[
-                            (
-                                "requires_action",
-                                ::integration_runtime::RemoteStatus::Processing,
-                            ),
-                            (
-                                "processing",
-                                ::integration_runtime::RemoteStatus::Processing,
-                            ),
-                            (
-                                "succeeded",
-                                ::integration_runtime::RemoteStatus::Completed,
-                            ),
-                            ("canceled", ::integration_runtime::RemoteStatus::Failed),
-                        ],
-                    )?,
-                );
-                let external_id = match status {
-                    ::std::option::Option::Some(
-                        ::integration_runtime::RemoteStatus::Failed,
-                    ) => __rt::extract_id(body, &[__rt::Seg::Key("id")]),
-                    _ => {
-                        ::std::option::Option::Some(
-                            __rt::require_id(
-                                "create_payment",
-                                body,
-                                &[__rt::Seg::Key("id")],
-                                "$.id",
-                            )?,
-                        )
-                    }
-                };
-                let result = match status {
-                    ::std::option::Option::Some(
-                        ::integration_runtime::RemoteStatus::Completed,
-                    ) => {
-                        ::std::option::Option::Some(
-                            __rt::extract(
-                                "create_payment",
-                                body,
-                                &[
-                                    __rt::FieldPath {
-                                        field: "id",
-                                        path: &[
-                                            __rt::Seg::Key("latest_charge"),
-                                            __rt::Seg::Key("id"),
-                                        ],
-                                        text: "$.latest_charge.id",
-                                    },
-                                    __rt::FieldPath {
-                                        field: "amount_received",
-                                        path: &[__rt::Seg::Key("amount_received")],
-                                        text: "$.amount_received",
-                                    },
-                                    __rt::FieldPath {
-                                        field: "paid_at",
-                                        path: &[
-                                            __rt::Seg::Key("latest_charge"),
-                                            __rt::Seg::Key("created_at"),
-                                        ],
-                                        text: "$.latest_charge.created_at",
-                                    },
-                                ],
-                            )?,
-                        )
-                    }
-                    _ => ::std::option::Option::None,
-                };
-                ::integration_runtime::Reply {
-                    http_status: response.status,
-                    external_id,
-                    status,
-                    result,
-                    error: __rt::extract_message(
-                        body,
-                        &[__rt::Seg::Key("error"), __rt::Seg::Key("message")],
-                    ),
-                }
-            })
+            __rt::exchange(
+                    &self.http,
+                    &__ENDPOINT_CREATE_PAYMENT,
+                    __rt::Input::request(request).with_options(options),
+                )
+                .await
         }
         /// `GET /v1/payment_intents/{external_id}`.
         pub async fn retrieve_payment(
@@ -594,109 +422,148 @@ pub mod payments {
             ::integration_runtime::Reply<Charge>,
             ::integration_runtime::ClientError,
         > {
-            let mut path = __rt::PathBuilder::new();
-            path.literal("/v1/payment_intents/");
-            path.param(&__rt::serde_json::Value::from(external_id));
-            #[allow(unused_mut, clippy::vec_init_then_push)]
-            let mut query: ::std::vec::Vec<(&'static str, __rt::serde_json::Value)> = ::std::vec::Vec::new();
-            #[allow(unused_mut, clippy::vec_init_then_push)]
-            let mut headers: ::std::vec::Vec<(&'static str, ::std::string::String)> = ::std::vec::Vec::new();
-            let response = self
-                .http
-                .send(__rt::HttpRequest {
-                    endpoint: "retrieve_payment",
-                    method: "GET",
-                    path: path.finish(),
-                    query,
-                    headers,
-                    body: ::std::option::Option::None,
-                    error_path: ::std::option::Option::Some(
-                        &[
-                            __rt::Seg::Key("last_payment_error"),
-                            __rt::Seg::Key("message"),
-                        ],
-                    ),
-                    policy: &__DESCRIPTOR.endpoints[1usize].policy,
-                })
-                .await?;
-            let body = &response.body;
-            ::std::result::Result::Ok({
-                let status = ::std::option::Option::Some(
-                    __rt::map_status(
-                        "retrieve_payment",
-                        body,
-                        &[__rt::Seg::Key("status")],
-                        "$.status",
-                        &[
-                            (
-                                "requires_action",
-                                ::integration_runtime::RemoteStatus::Processing,
-                            ),
-                            (
-                                "processing",
-                                ::integration_runtime::RemoteStatus::Processing,
-                            ),
-                            (
-                                "succeeded",
-                                ::integration_runtime::RemoteStatus::Completed,
-                            ),
-                            ("canceled", ::integration_runtime::RemoteStatus::Failed),
-                        ],
-                    )?,
-                );
-                let external_id = ::std::option::Option::None;
-                let result = match status {
-                    ::std::option::Option::Some(
-                        ::integration_runtime::RemoteStatus::Completed,
-                    ) => {
-                        ::std::option::Option::Some(
-                            __rt::extract(
-                                "retrieve_payment",
-                                body,
-                                &[
-                                    __rt::FieldPath {
-                                        field: "id",
-                                        path: &[
-                                            __rt::Seg::Key("latest_charge"),
-                                            __rt::Seg::Key("id"),
-                                        ],
-                                        text: "$.latest_charge.id",
-                                    },
-                                    __rt::FieldPath {
-                                        field: "amount_received",
-                                        path: &[__rt::Seg::Key("amount_received")],
-                                        text: "$.amount_received",
-                                    },
-                                    __rt::FieldPath {
-                                        field: "paid_at",
-                                        path: &[
-                                            __rt::Seg::Key("latest_charge"),
-                                            __rt::Seg::Key("created_at"),
-                                        ],
-                                        text: "$.latest_charge.created_at",
-                                    },
-                                ],
-                            )?,
-                        )
-                    }
-                    _ => ::std::option::Option::None,
-                };
-                ::integration_runtime::Reply {
-                    http_status: response.status,
-                    external_id,
-                    status,
-                    result,
-                    error: __rt::extract_message(
-                        body,
-                        &[
-                            __rt::Seg::Key("last_payment_error"),
-                            __rt::Seg::Key("message"),
-                        ],
-                    ),
-                }
-            })
+            __rt::exchange(
+                    &self.http,
+                    &__ENDPOINT_RETRIEVE_PAYMENT,
+                    __rt::Input::external_id(external_id),
+                )
+                .await
         }
     }
+    #[doc(hidden)]
+    static __ENDPOINT_CREATE_PAYMENT: __rt::Exchange = __rt::Exchange {
+        request: __rt::RequestSpec {
+            endpoint: &__DESCRIPTOR.endpoints[0usize],
+            path: &[__rt::PathPart::Literal("/v1/payment_intents")],
+            query: &[],
+            headers: &[],
+            body: &[
+                (&["amount"], __rt::Source::Field("amount")),
+                (&["currency"], __rt::Source::Field("currency")),
+                (&["customer"], __rt::Source::Field("customer")),
+                (
+                    &["capture_method"],
+                    __rt::Source::ValueMap {
+                        field: "capture",
+                        map: &[
+                            ("automatic", __rt::Constant::String("automatic")),
+                            ("manual", __rt::Constant::String("manual")),
+                        ],
+                    },
+                ),
+                (&["metadata", "order_id"], __rt::Source::Field("order_id")),
+                (&["metadata", "tags"], __rt::Source::Field("tags")),
+                (
+                    &["description"],
+                    __rt::Source::Template(
+                        &[__rt::Piece::Literal("Order "), __rt::Piece::Field("order_id")],
+                    ),
+                ),
+            ],
+            encoding: __rt::BodyEncoding::Form,
+            error: ::std::option::Option::Some(
+                &[__rt::Seg::Key("error"), __rt::Seg::Key("message")],
+            ),
+        },
+        reply: __rt::ReplySpec {
+            endpoint: "create_payment",
+            status: ::std::option::Option::Some(__rt::StatusSpec {
+                path: &[__rt::Seg::Key("status")],
+                text: "$.status",
+                map: &[
+                    ("requires_action", ::integration_runtime::RemoteStatus::Processing),
+                    ("processing", ::integration_runtime::RemoteStatus::Processing),
+                    ("succeeded", ::integration_runtime::RemoteStatus::Completed),
+                    ("canceled", ::integration_runtime::RemoteStatus::Failed),
+                ],
+            }),
+            external_id: __rt::ExternalIdSpec::Required {
+                path: &[__rt::Seg::Key("id")],
+                text: "$.id",
+            },
+            result: ::std::option::Option::Some(
+                &[
+                    __rt::FieldPath {
+                        field: "id",
+                        path: &[__rt::Seg::Key("latest_charge"), __rt::Seg::Key("id")],
+                        text: "$.latest_charge.id",
+                    },
+                    __rt::FieldPath {
+                        field: "amount_received",
+                        path: &[__rt::Seg::Key("amount_received")],
+                        text: "$.amount_received",
+                    },
+                    __rt::FieldPath {
+                        field: "paid_at",
+                        path: &[
+                            __rt::Seg::Key("latest_charge"),
+                            __rt::Seg::Key("created_at"),
+                        ],
+                        text: "$.latest_charge.created_at",
+                    },
+                ],
+            ),
+            error: ::std::option::Option::Some(
+                &[__rt::Seg::Key("error"), __rt::Seg::Key("message")],
+            ),
+        },
+    };
+    #[doc(hidden)]
+    static __ENDPOINT_RETRIEVE_PAYMENT: __rt::Exchange = __rt::Exchange {
+        request: __rt::RequestSpec {
+            endpoint: &__DESCRIPTOR.endpoints[1usize],
+            path: &[
+                __rt::PathPart::Literal("/v1/payment_intents/"),
+                __rt::PathPart::ExternalId,
+            ],
+            query: &[],
+            headers: &[],
+            body: &[],
+            encoding: __rt::BodyEncoding::Json,
+            error: ::std::option::Option::Some(
+                &[__rt::Seg::Key("last_payment_error"), __rt::Seg::Key("message")],
+            ),
+        },
+        reply: __rt::ReplySpec {
+            endpoint: "retrieve_payment",
+            status: ::std::option::Option::Some(__rt::StatusSpec {
+                path: &[__rt::Seg::Key("status")],
+                text: "$.status",
+                map: &[
+                    ("requires_action", ::integration_runtime::RemoteStatus::Processing),
+                    ("processing", ::integration_runtime::RemoteStatus::Processing),
+                    ("succeeded", ::integration_runtime::RemoteStatus::Completed),
+                    ("canceled", ::integration_runtime::RemoteStatus::Failed),
+                ],
+            }),
+            external_id: __rt::ExternalIdSpec::Generated,
+            result: ::std::option::Option::Some(
+                &[
+                    __rt::FieldPath {
+                        field: "id",
+                        path: &[__rt::Seg::Key("latest_charge"), __rt::Seg::Key("id")],
+                        text: "$.latest_charge.id",
+                    },
+                    __rt::FieldPath {
+                        field: "amount_received",
+                        path: &[__rt::Seg::Key("amount_received")],
+                        text: "$.amount_received",
+                    },
+                    __rt::FieldPath {
+                        field: "paid_at",
+                        path: &[
+                            __rt::Seg::Key("latest_charge"),
+                            __rt::Seg::Key("created_at"),
+                        ],
+                        text: "$.latest_charge.created_at",
+                    },
+                ],
+            ),
+            error: ::std::option::Option::Some(
+                &[__rt::Seg::Key("last_payment_error"), __rt::Seg::Key("message")],
+            ),
+        },
+    };
     /// The `Payments` integration, ready to register with the runtime.
     #[derive(Debug, Clone)]
     pub struct Payments {
@@ -760,13 +627,11 @@ pub mod payments {
         ) -> ::std::result::Result<(), ::integration_runtime::ClientError> {
             match endpoint {
                 "create_payment" => {
-                    let request: PaymentIntent = __rt::serde_json::from_value(
-                            params.clone(),
-                        )
-                        .map_err(|e| __rt::invalid_params("create_payment", &e))?;
-                    request
-                        .validate()
-                        .map_err(|e| __rt::invalid_request("create_payment", e))
+                    __rt::validate_params(
+                        "create_payment",
+                        params,
+                        PaymentIntent::validate,
+                    )
                 }
                 _ => {
                     ::std::result::Result::Err(
@@ -788,20 +653,13 @@ pub mod payments {
             >,
         > {
             ::std::boxed::Box::pin(async move {
-                let _ = (params, options);
                 match endpoint {
                     "create_payment" => {
-                        let request: PaymentIntent = __rt::serde_json::from_value(
-                                params.clone(),
-                            )
-                            .map_err(|e| __rt::invalid_params("create_payment", &e))?;
-                        ::std::result::Result::Ok(
-                            self
-                                .client
-                                .create_payment(&request, options)
-                                .await?
-                                .into_json(),
-                        )
+                        __rt::start::<
+                            PaymentIntent,
+                            Charge,
+                        >(&self.client.http, &__ENDPOINT_CREATE_PAYMENT, params, options)
+                            .await
                     }
                     _ => {
                         ::std::result::Result::Err(
@@ -840,109 +698,9 @@ pub mod payments {
                 ::integration_runtime::ClientError,
             >,
         > {
-            let read = || -> ::std::result::Result<
-                ::integration_runtime::Reply<Charge>,
-                ::integration_runtime::ClientError,
-            > {
-                let body = payload;
-                ::std::result::Result::Ok({
-                    let status = ::std::option::Option::Some(
-                        __rt::map_status(
-                            "webhook",
-                            body,
-                            &[__rt::Seg::Key("type")],
-                            "$.type",
-                            &[
-                                (
-                                    "payment_intent.processing",
-                                    ::integration_runtime::RemoteStatus::Processing,
-                                ),
-                                (
-                                    "payment_intent.succeeded",
-                                    ::integration_runtime::RemoteStatus::Completed,
-                                ),
-                                (
-                                    "payment_intent.payment_failed",
-                                    ::integration_runtime::RemoteStatus::Failed,
-                                ),
-                                (
-                                    "payment_intent.canceled",
-                                    ::integration_runtime::RemoteStatus::Failed,
-                                ),
-                            ],
-                        )?,
-                    );
-                    let external_id = __rt::extract_id(
-                        body,
-                        &[
-                            __rt::Seg::Key("data"),
-                            __rt::Seg::Key("object"),
-                            __rt::Seg::Key("id"),
-                        ],
-                    );
-                    let result = match status {
-                        ::std::option::Option::Some(
-                            ::integration_runtime::RemoteStatus::Completed,
-                        ) => {
-                            ::std::option::Option::Some(
-                                __rt::extract(
-                                    "webhook",
-                                    body,
-                                    &[
-                                        __rt::FieldPath {
-                                            field: "id",
-                                            path: &[
-                                                __rt::Seg::Key("data"),
-                                                __rt::Seg::Key("object"),
-                                                __rt::Seg::Key("latest_charge"),
-                                                __rt::Seg::Key("id"),
-                                            ],
-                                            text: "$.data.object.latest_charge.id",
-                                        },
-                                        __rt::FieldPath {
-                                            field: "amount_received",
-                                            path: &[
-                                                __rt::Seg::Key("data"),
-                                                __rt::Seg::Key("object"),
-                                                __rt::Seg::Key("amount_received"),
-                                            ],
-                                            text: "$.data.object.amount_received",
-                                        },
-                                        __rt::FieldPath {
-                                            field: "paid_at",
-                                            path: &[
-                                                __rt::Seg::Key("data"),
-                                                __rt::Seg::Key("object"),
-                                                __rt::Seg::Key("latest_charge"),
-                                                __rt::Seg::Key("created_at"),
-                                            ],
-                                            text: "$.data.object.latest_charge.created_at",
-                                        },
-                                    ],
-                                )?,
-                            )
-                        }
-                        _ => ::std::option::Option::None,
-                    };
-                    ::integration_runtime::Reply {
-                        http_status: 200,
-                        external_id,
-                        status,
-                        result,
-                        error: __rt::extract_message(
-                            body,
-                            &[
-                                __rt::Seg::Key("data"),
-                                __rt::Seg::Key("object"),
-                                __rt::Seg::Key("last_payment_error"),
-                                __rt::Seg::Key("message"),
-                            ],
-                        ),
-                    }
-                })
-            };
             ::std::option::Option::Some(
-                read().map(::integration_runtime::Reply::into_json),
+                __rt::read_reply::<Charge>(&__WEBHOOK_REPLY, 200, payload)
+                    .map(::integration_runtime::Reply::into_json),
             )
         }
         fn circuit_states(
@@ -958,6 +716,77 @@ pub mod payments {
             ::std::option::Option::Some(self.config.webhook_secret.clone())
         }
     }
+    #[doc(hidden)]
+    static __WEBHOOK_REPLY: __rt::ReplySpec = __rt::ReplySpec {
+        endpoint: "webhook",
+        status: ::std::option::Option::Some(__rt::StatusSpec {
+            path: &[__rt::Seg::Key("type")],
+            text: "$.type",
+            map: &[
+                (
+                    "payment_intent.processing",
+                    ::integration_runtime::RemoteStatus::Processing,
+                ),
+                (
+                    "payment_intent.succeeded",
+                    ::integration_runtime::RemoteStatus::Completed,
+                ),
+                (
+                    "payment_intent.payment_failed",
+                    ::integration_runtime::RemoteStatus::Failed,
+                ),
+                ("payment_intent.canceled", ::integration_runtime::RemoteStatus::Failed),
+            ],
+        }),
+        external_id: __rt::ExternalIdSpec::Optional {
+            path: &[
+                __rt::Seg::Key("data"),
+                __rt::Seg::Key("object"),
+                __rt::Seg::Key("id"),
+            ],
+        },
+        result: ::std::option::Option::Some(
+            &[
+                __rt::FieldPath {
+                    field: "id",
+                    path: &[
+                        __rt::Seg::Key("data"),
+                        __rt::Seg::Key("object"),
+                        __rt::Seg::Key("latest_charge"),
+                        __rt::Seg::Key("id"),
+                    ],
+                    text: "$.data.object.latest_charge.id",
+                },
+                __rt::FieldPath {
+                    field: "amount_received",
+                    path: &[
+                        __rt::Seg::Key("data"),
+                        __rt::Seg::Key("object"),
+                        __rt::Seg::Key("amount_received"),
+                    ],
+                    text: "$.data.object.amount_received",
+                },
+                __rt::FieldPath {
+                    field: "paid_at",
+                    path: &[
+                        __rt::Seg::Key("data"),
+                        __rt::Seg::Key("object"),
+                        __rt::Seg::Key("latest_charge"),
+                        __rt::Seg::Key("created_at"),
+                    ],
+                    text: "$.data.object.latest_charge.created_at",
+                },
+            ],
+        ),
+        error: ::std::option::Option::Some(
+            &[
+                __rt::Seg::Key("data"),
+                __rt::Seg::Key("object"),
+                __rt::Seg::Key("last_payment_error"),
+                __rt::Seg::Key("message"),
+            ],
+        ),
+    };
     #[doc(hidden)]
     const __POLICY: ::integration_runtime::PolicyDescriptor = ::integration_runtime::PolicyDescriptor {
         timeout_ms: 20000u64,

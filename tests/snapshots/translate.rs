@@ -33,7 +33,6 @@ pub mod translate {
         pub fn validate(
             &self,
         ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
-            #[allow(unused_mut)]
             let mut violations = __rt::Violations::new();
             {
                 let value = &self.text;
@@ -120,9 +119,7 @@ pub mod translate {
         pub fn validate(
             &self,
         ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
-            #[allow(unused_mut)]
-            let mut violations = __rt::Violations::new();
-            violations.finish()
+            ::std::result::Result::Ok(())
         }
     }
     impl ::integration_runtime::FromResult for Translated {
@@ -153,7 +150,6 @@ pub mod translate {
         pub fn validate(
             &self,
         ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
-            #[allow(unused_mut)]
             let mut violations = __rt::Violations::new();
             {
                 let value = &self.entry_count;
@@ -194,22 +190,17 @@ pub mod translate {
             endpoint: &str,
             params: &__rt::serde_json::Value,
         ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
-            let parsed: ::std::result::Result<Self, __rt::serde_json::Error> = match endpoint {
+            match endpoint {
                 "translate" => {
-                    __rt::serde_json::from_value(params.clone())
+                    __rt::read_stored(endpoint, params, "stored request parameters")
                         .map(TranslateRequest::Translate)
                 }
                 _ => {
-                    return ::std::result::Result::Err(
+                    ::std::result::Result::Err(
                         __rt::unknown_endpoint("Translate", endpoint),
-                    );
+                    )
                 }
-            };
-            parsed
-                .map_err(|e| __rt::decode_error(
-                    endpoint,
-                    ::std::format!("stored request parameters do not fit the spec: {e}"),
-                ))
+            }
         }
     }
     impl ::integration_runtime::IntoCall for TranslateRequest {
@@ -251,22 +242,17 @@ pub mod translate {
             endpoint: &str,
             value: &__rt::serde_json::Value,
         ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
-            let parsed: ::std::result::Result<Self, __rt::serde_json::Error> = match endpoint {
+            match endpoint {
                 "translate" => {
-                    __rt::serde_json::from_value(value.clone())
+                    __rt::read_stored(endpoint, value, "stored response data")
                         .map(TranslateResponse::Translate)
                 }
                 _ => {
-                    return ::std::result::Result::Err(
+                    ::std::result::Result::Err(
                         __rt::unknown_endpoint("Translate", endpoint),
-                    );
+                    )
                 }
-            };
-            parsed
-                .map_err(|e| __rt::decode_error(
-                    endpoint,
-                    ::std::format!("stored response data do not fit the spec: {e}"),
-                ))
+            }
         }
     }
     /// One call to `Translate`: the record business code creates and the runtime drives to a terminal state.
@@ -347,113 +333,12 @@ pub mod translate {
             ::integration_runtime::ClientError,
         > {
             request.validate().map_err(|e| __rt::invalid_request("translate", e))?;
-            let mut path = __rt::PathBuilder::new();
-            path.literal("/v2/translate");
-            #[allow(unused_mut, clippy::vec_init_then_push)]
-            let mut query: ::std::vec::Vec<(&'static str, __rt::serde_json::Value)> = ::std::vec::Vec::new();
-            query.push(("source", __rt::to_value(&request.source_lang)));
-            #[allow(unused_mut, clippy::vec_init_then_push)]
-            let mut headers: ::std::vec::Vec<(&'static str, ::std::string::String)> = ::std::vec::Vec::new();
-            let value = __rt::serde_json::Value::from("spec-integrations");
-            if !value.is_null() {
-                headers.push(("X-Client", __rt::display_value(&value)));
-            }
-            let mut body = __rt::JsonBody::new();
-            let value = __rt::to_value(&request.text);
-            if !value.is_null() {
-                body.set(&["text"], value);
-            }
-            let value = __rt::to_value(&request.target_lang);
-            if !value.is_null() {
-                body.set(&["target", "lang"], value);
-            }
-            let value = {
-                let value = __rt::to_value(&request.formality);
-                if value.is_null() {
-                    __rt::serde_json::Value::Null
-                } else {
-                    match __rt::display_value(&value).as_str() {
-                        "default" => __rt::serde_json::Value::from("auto"),
-                        "more" => __rt::serde_json::Value::from("formal"),
-                        "less" => __rt::serde_json::Value::from("informal"),
-                        _ => __rt::serde_json::Value::Null,
-                    }
-                }
-            };
-            if !value.is_null() {
-                body.set(&["target", "formality"], value);
-            }
-            let value = __rt::to_value(&request.glossary_id);
-            if !value.is_null() {
-                body.set(&["glossary"], value);
-            }
-            let _ = options;
-            let response = self
-                .http
-                .send(__rt::HttpRequest {
-                    endpoint: "translate",
-                    method: "POST",
-                    path: path.finish(),
-                    query,
-                    headers,
-                    body: ::std::option::Option::Some((
-                        __rt::BodyEncoding::Json,
-                        body.into_value(),
-                    )),
-                    error_path: ::std::option::Option::Some(
-                        &[__rt::Seg::Key("error"), __rt::Seg::Key("message")],
-                    ),
-                    policy: &__DESCRIPTOR.endpoints[0usize].policy,
-                })
-                .await?;
-            let body = &response.body;
-            ::std::result::Result::Ok({
-                let status = ::std::option::Option::None;
-                let external_id = ::std::option::Option::None;
-                let result = ::std::option::Option::Some(
-                    __rt::extract(
-                        "translate",
-                        body,
-                        &[
-                            __rt::FieldPath {
-                                field: "text",
-                                path: &[
-                                    __rt::Seg::Key("translation"),
-                                    __rt::Seg::Key("text"),
-                                ],
-                                text: "$.translation.text",
-                            },
-                            __rt::FieldPath {
-                                field: "detected_lang",
-                                path: &[
-                                    __rt::Seg::Key("translation"),
-                                    __rt::Seg::Key("source"),
-                                    __rt::Seg::Key("detected"),
-                                ],
-                                text: "$.translation.source.detected",
-                            },
-                            __rt::FieldPath {
-                                field: "characters",
-                                path: &[
-                                    __rt::Seg::Key("usage"),
-                                    __rt::Seg::Key("characters"),
-                                ],
-                                text: "$.usage.characters",
-                            },
-                        ],
-                    )?,
-                );
-                ::integration_runtime::Reply {
-                    http_status: response.status,
-                    external_id,
-                    status,
-                    result,
-                    error: __rt::extract_message(
-                        body,
-                        &[__rt::Seg::Key("error"), __rt::Seg::Key("message")],
-                    ),
-                }
-            })
+            __rt::exchange(
+                    &self.http,
+                    &__ENDPOINT_TRANSLATE,
+                    __rt::Input::request(request).with_options(options),
+                )
+                .await
         }
         /// `GET /v2/glossaries`: the `Glossary` items at `$.glossaries` of every page (cursor pagination).
         ///
@@ -462,37 +347,96 @@ pub mod translate {
         /// endpoint's retry policy. Iterate with `next_item().await`, `collect_all().await`,
         /// or as a `Stream`.
         pub fn list_glossaries(&self) -> ::integration_runtime::Paginator<Glossary> {
-            let mut path = __rt::PathBuilder::new();
-            path.literal("/v2/glossaries");
-            #[allow(unused_mut, clippy::vec_init_then_push)]
-            let mut query: ::std::vec::Vec<(&'static str, __rt::serde_json::Value)> = ::std::vec::Vec::new();
-            #[allow(unused_mut, clippy::vec_init_then_push)]
-            let mut headers: ::std::vec::Vec<(&'static str, ::std::string::String)> = ::std::vec::Vec::new();
-            ::integration_runtime::Paginator::new(
-                self.http.clone(),
-                __rt::HttpRequest {
-                    endpoint: "list_glossaries",
-                    method: "GET",
-                    path: path.finish(),
-                    query,
-                    headers,
-                    body: ::std::option::Option::None,
-                    error_path: ::std::option::Option::Some(
-                        &[__rt::Seg::Key("error"), __rt::Seg::Key("message")],
-                    ),
-                    policy: &__DESCRIPTOR.endpoints[1usize].policy,
-                },
-                __rt::Pagination::Cursor {
-                    cursor: &[__rt::Seg::Key("next_page_token")],
-                    param: "page_token",
-                },
-                __rt::ItemsPath {
-                    path: &[__rt::Seg::Key("glossaries")],
-                    text: "$.glossaries",
-                },
-            )
+            __rt::list(&self.http, &__ENDPOINT_LIST_GLOSSARIES, __rt::Input::none())
         }
     }
+    #[doc(hidden)]
+    static __ENDPOINT_TRANSLATE: __rt::Exchange = __rt::Exchange {
+        request: __rt::RequestSpec {
+            endpoint: &__DESCRIPTOR.endpoints[0usize],
+            path: &[__rt::PathPart::Literal("/v2/translate")],
+            query: &[("source", __rt::Source::Field("source_lang"))],
+            headers: &[
+                (
+                    "X-Client",
+                    __rt::Source::Constant(__rt::Constant::String("spec-integrations")),
+                ),
+            ],
+            body: &[
+                (&["text"], __rt::Source::Field("text")),
+                (&["target", "lang"], __rt::Source::Field("target_lang")),
+                (
+                    &["target", "formality"],
+                    __rt::Source::ValueMap {
+                        field: "formality",
+                        map: &[
+                            ("default", __rt::Constant::String("auto")),
+                            ("more", __rt::Constant::String("formal")),
+                            ("less", __rt::Constant::String("informal")),
+                        ],
+                    },
+                ),
+                (&["glossary"], __rt::Source::Field("glossary_id")),
+            ],
+            encoding: __rt::BodyEncoding::Json,
+            error: ::std::option::Option::Some(
+                &[__rt::Seg::Key("error"), __rt::Seg::Key("message")],
+            ),
+        },
+        reply: __rt::ReplySpec {
+            endpoint: "translate",
+            status: ::std::option::Option::None,
+            external_id: __rt::ExternalIdSpec::Generated,
+            result: ::std::option::Option::Some(
+                &[
+                    __rt::FieldPath {
+                        field: "text",
+                        path: &[__rt::Seg::Key("translation"), __rt::Seg::Key("text")],
+                        text: "$.translation.text",
+                    },
+                    __rt::FieldPath {
+                        field: "detected_lang",
+                        path: &[
+                            __rt::Seg::Key("translation"),
+                            __rt::Seg::Key("source"),
+                            __rt::Seg::Key("detected"),
+                        ],
+                        text: "$.translation.source.detected",
+                    },
+                    __rt::FieldPath {
+                        field: "characters",
+                        path: &[__rt::Seg::Key("usage"), __rt::Seg::Key("characters")],
+                        text: "$.usage.characters",
+                    },
+                ],
+            ),
+            error: ::std::option::Option::Some(
+                &[__rt::Seg::Key("error"), __rt::Seg::Key("message")],
+            ),
+        },
+    };
+    #[doc(hidden)]
+    static __ENDPOINT_LIST_GLOSSARIES: __rt::ListSpec = __rt::ListSpec {
+        request: __rt::RequestSpec {
+            endpoint: &__DESCRIPTOR.endpoints[1usize],
+            path: &[__rt::PathPart::Literal("/v2/glossaries")],
+            query: &[],
+            headers: &[],
+            body: &[],
+            encoding: __rt::BodyEncoding::Json,
+            error: ::std::option::Option::Some(
+                &[__rt::Seg::Key("error"), __rt::Seg::Key("message")],
+            ),
+        },
+        pagination: __rt::Pagination::Cursor {
+            cursor: &[__rt::Seg::Key("next_page_token")],
+            param: "page_token",
+        },
+        items: __rt::ItemsPath {
+            path: &[__rt::Seg::Key("glossaries")],
+            text: "$.glossaries",
+        },
+    };
     /// The `Translate` integration, ready to register with the runtime.
     #[derive(Debug, Clone)]
     pub struct Translate {
@@ -556,11 +500,7 @@ pub mod translate {
         ) -> ::std::result::Result<(), ::integration_runtime::ClientError> {
             match endpoint {
                 "translate" => {
-                    let request: Translation = __rt::serde_json::from_value(
-                            params.clone(),
-                        )
-                        .map_err(|e| __rt::invalid_params("translate", &e))?;
-                    request.validate().map_err(|e| __rt::invalid_request("translate", e))
+                    __rt::validate_params("translate", params, Translation::validate)
                 }
                 _ => {
                     ::std::result::Result::Err(
@@ -582,16 +522,13 @@ pub mod translate {
             >,
         > {
             ::std::boxed::Box::pin(async move {
-                let _ = (params, options);
                 match endpoint {
                     "translate" => {
-                        let request: Translation = __rt::serde_json::from_value(
-                                params.clone(),
-                            )
-                            .map_err(|e| __rt::invalid_params("translate", &e))?;
-                        ::std::result::Result::Ok(
-                            self.client.translate(&request, options).await?.into_json(),
-                        )
+                        __rt::start::<
+                            Translation,
+                            Translated,
+                        >(&self.client.http, &__ENDPOINT_TRANSLATE, params, options)
+                            .await
                     }
                     _ => {
                         ::std::result::Result::Err(

@@ -29,7 +29,6 @@ pub mod volc_tts {
         pub fn validate(
             &self,
         ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
-            #[allow(unused_mut)]
             let mut violations = __rt::Violations::new();
             {
                 let value = &self.text;
@@ -116,9 +115,7 @@ pub mod volc_tts {
         pub fn validate(
             &self,
         ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
-            #[allow(unused_mut)]
-            let mut violations = __rt::Violations::new();
-            violations.finish()
+            ::std::result::Result::Ok(())
         }
     }
     impl ::integration_runtime::FromResult for Audio {
@@ -147,22 +144,17 @@ pub mod volc_tts {
             endpoint: &str,
             params: &__rt::serde_json::Value,
         ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
-            let parsed: ::std::result::Result<Self, __rt::serde_json::Error> = match endpoint {
+            match endpoint {
                 "synthesize" => {
-                    __rt::serde_json::from_value(params.clone())
+                    __rt::read_stored(endpoint, params, "stored request parameters")
                         .map(VolcTtsRequest::Synthesize)
                 }
                 _ => {
-                    return ::std::result::Result::Err(
+                    ::std::result::Result::Err(
                         __rt::unknown_endpoint("VolcTts", endpoint),
-                    );
+                    )
                 }
-            };
-            parsed
-                .map_err(|e| __rt::decode_error(
-                    endpoint,
-                    ::std::format!("stored request parameters do not fit the spec: {e}"),
-                ))
+            }
         }
     }
     impl ::integration_runtime::IntoCall for VolcTtsRequest {
@@ -204,22 +196,17 @@ pub mod volc_tts {
             endpoint: &str,
             value: &__rt::serde_json::Value,
         ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
-            let parsed: ::std::result::Result<Self, __rt::serde_json::Error> = match endpoint {
+            match endpoint {
                 "synthesize" => {
-                    __rt::serde_json::from_value(value.clone())
+                    __rt::read_stored(endpoint, value, "stored response data")
                         .map(VolcTtsResponse::Synthesize)
                 }
                 _ => {
-                    return ::std::result::Result::Err(
+                    ::std::result::Result::Err(
                         __rt::unknown_endpoint("VolcTts", endpoint),
-                    );
+                    )
                 }
-            };
-            parsed
-                .map_err(|e| __rt::decode_error(
-                    endpoint,
-                    ::std::format!("stored response data do not fit the spec: {e}"),
-                ))
+            }
         }
     }
     /// One call to `VolcTts`: the record business code creates and the runtime drives to a terminal state.
@@ -298,70 +285,12 @@ pub mod volc_tts {
             ::integration_runtime::ClientError,
         > {
             request.validate().map_err(|e| __rt::invalid_request("synthesize", e))?;
-            let mut path = __rt::PathBuilder::new();
-            path.literal("/api/v1/tts/tasks");
-            #[allow(unused_mut, clippy::vec_init_then_push)]
-            let mut query: ::std::vec::Vec<(&'static str, __rt::serde_json::Value)> = ::std::vec::Vec::new();
-            #[allow(unused_mut, clippy::vec_init_then_push)]
-            let mut headers: ::std::vec::Vec<(&'static str, ::std::string::String)> = ::std::vec::Vec::new();
-            let mut body = __rt::JsonBody::new();
-            let value = __rt::to_value(&request.text);
-            if !value.is_null() {
-                body.set(&["input", "text"], value);
-            }
-            let value = __rt::to_value(&request.voice);
-            if !value.is_null() {
-                body.set(&["input", "voice_type"], value);
-            }
-            let value = __rt::to_value(&request.speed);
-            if !value.is_null() {
-                body.set(&["speed_ratio"], value);
-            }
-            let value = __rt::to_value(&request.format);
-            if !value.is_null() {
-                body.set(&["audio", "format"], value);
-            }
-            if let ::std::option::Option::Some(key) = &options.idempotency_key {
-                headers.push(("X-Idempotency-Key", key.clone()));
-            }
-            let response = self
-                .http
-                .send(__rt::HttpRequest {
-                    endpoint: "synthesize",
-                    method: "POST",
-                    path: path.finish(),
-                    query,
-                    headers,
-                    body: ::std::option::Option::Some((
-                        __rt::BodyEncoding::Json,
-                        body.into_value(),
-                    )),
-                    error_path: ::std::option::Option::Some(
-                        &[__rt::Seg::Key("message")],
-                    ),
-                    policy: &__DESCRIPTOR.endpoints[0usize].policy,
-                })
-                .await?;
-            let body = &response.body;
-            ::std::result::Result::Ok({
-                let status = ::std::option::Option::None;
-                let external_id = ::std::option::Option::Some(
-                    __rt::require_id(
-                        "synthesize",
-                        body,
-                        &[__rt::Seg::Key("data"), __rt::Seg::Key("task_id")],
-                        "$.data.task_id",
-                    )?,
-                );
-                let result = ::std::option::Option::None;
-                ::integration_runtime::Reply {
-                    http_status: response.status,
-                    external_id,
-                    status,
-                    result,
-                    error: __rt::extract_message(body, &[__rt::Seg::Key("message")]),
-                }
-            })
+            __rt::exchange(
+                    &self.http,
+                    &__ENDPOINT_SYNTHESIZE,
+                    __rt::Input::request(request).with_options(options),
+                )
+                .await
         }
         /// `GET /api/v1/tts/tasks/{external_id}`.
         pub async fn query(
@@ -371,86 +300,89 @@ pub mod volc_tts {
             ::integration_runtime::Reply<Audio>,
             ::integration_runtime::ClientError,
         > {
-            let mut path = __rt::PathBuilder::new();
-            path.literal("/api/v1/tts/tasks/");
-            path.param(&__rt::serde_json::Value::from(external_id));
-            #[allow(unused_mut, clippy::vec_init_then_push)]
-            let mut query: ::std::vec::Vec<(&'static str, __rt::serde_json::Value)> = ::std::vec::Vec::new();
-            #[allow(unused_mut, clippy::vec_init_then_push)]
-            let mut headers: ::std::vec::Vec<(&'static str, ::std::string::String)> = ::std::vec::Vec::new();
-            let response = self
-                .http
-                .send(__rt::HttpRequest {
-                    endpoint: "query",
-                    method: "GET",
-                    path: path.finish(),
-                    query,
-                    headers,
-                    body: ::std::option::Option::None,
-                    error_path: ::std::option::Option::Some(
-                        &[__rt::Seg::Key("data"), __rt::Seg::Key("message")],
-                    ),
-                    policy: &__DESCRIPTOR.endpoints[1usize].policy,
-                })
-                .await?;
-            let body = &response.body;
-            ::std::result::Result::Ok({
-                let status = ::std::option::Option::Some(
-                    __rt::map_status(
-                        "query",
-                        body,
-                        &[__rt::Seg::Key("data"), __rt::Seg::Key("state")],
-                        "$.data.state",
-                        &[
-                            ("queued", ::integration_runtime::RemoteStatus::Processing),
-                            ("running", ::integration_runtime::RemoteStatus::Processing),
-                            ("done", ::integration_runtime::RemoteStatus::Completed),
-                            ("error", ::integration_runtime::RemoteStatus::Failed),
-                        ],
-                    )?,
-                );
-                let external_id = ::std::option::Option::None;
-                let result = match status {
-                    ::std::option::Option::Some(
-                        ::integration_runtime::RemoteStatus::Completed,
-                    ) => {
-                        ::std::option::Option::Some(
-                            __rt::extract(
-                                "query",
-                                body,
-                                &[
-                                    __rt::FieldPath {
-                                        field: "url",
-                                        path: &[
-                                            __rt::Seg::Key("data"),
-                                            __rt::Seg::Key("audio_url"),
-                                        ],
-                                        text: "$.data.audio_url",
-                                    },
-                                    __rt::FieldPath {
-                                        field: "duration_ms",
-                                        path: &[__rt::Seg::Key("data"), __rt::Seg::Key("duration")],
-                                        text: "$.data.duration",
-                                    },
-                                ],
-                            )?,
-                        )
-                    }
-                    _ => ::std::option::Option::None,
-                };
-                ::integration_runtime::Reply {
-                    http_status: response.status,
-                    external_id,
-                    status,
-                    result,
-                    error: __rt::extract_message(
-                        body,
-                        &[__rt::Seg::Key("data"), __rt::Seg::Key("message")],
-                    ),
-                }
-            })
+            __rt::exchange(
+                    &self.http,
+                    &__ENDPOINT_QUERY,
+                    __rt::Input::external_id(external_id),
+                )
+                .await
         }
     }
+    #[doc(hidden)]
+    static __ENDPOINT_SYNTHESIZE: __rt::Exchange = __rt::Exchange {
+        request: __rt::RequestSpec {
+            endpoint: &__DESCRIPTOR.endpoints[0usize],
+            path: &[__rt::PathPart::Literal("/api/v1/tts/tasks")],
+            query: &[],
+            headers: &[],
+            body: &[
+                (&["input", "text"], __rt::Source::Field("text")),
+                (&["input", "voice_type"], __rt::Source::Field("voice")),
+                (&["speed_ratio"], __rt::Source::Field("speed")),
+                (&["audio", "format"], __rt::Source::Field("format")),
+            ],
+            encoding: __rt::BodyEncoding::Json,
+            error: ::std::option::Option::Some(&[__rt::Seg::Key("message")]),
+        },
+        reply: __rt::ReplySpec {
+            endpoint: "synthesize",
+            status: ::std::option::Option::None,
+            external_id: __rt::ExternalIdSpec::Required {
+                path: &[__rt::Seg::Key("data"), __rt::Seg::Key("task_id")],
+                text: "$.data.task_id",
+            },
+            result: ::std::option::Option::None,
+            error: ::std::option::Option::Some(&[__rt::Seg::Key("message")]),
+        },
+    };
+    #[doc(hidden)]
+    static __ENDPOINT_QUERY: __rt::Exchange = __rt::Exchange {
+        request: __rt::RequestSpec {
+            endpoint: &__DESCRIPTOR.endpoints[1usize],
+            path: &[
+                __rt::PathPart::Literal("/api/v1/tts/tasks/"),
+                __rt::PathPart::ExternalId,
+            ],
+            query: &[],
+            headers: &[],
+            body: &[],
+            encoding: __rt::BodyEncoding::Json,
+            error: ::std::option::Option::Some(
+                &[__rt::Seg::Key("data"), __rt::Seg::Key("message")],
+            ),
+        },
+        reply: __rt::ReplySpec {
+            endpoint: "query",
+            status: ::std::option::Option::Some(__rt::StatusSpec {
+                path: &[__rt::Seg::Key("data"), __rt::Seg::Key("state")],
+                text: "$.data.state",
+                map: &[
+                    ("queued", ::integration_runtime::RemoteStatus::Processing),
+                    ("running", ::integration_runtime::RemoteStatus::Processing),
+                    ("done", ::integration_runtime::RemoteStatus::Completed),
+                    ("error", ::integration_runtime::RemoteStatus::Failed),
+                ],
+            }),
+            external_id: __rt::ExternalIdSpec::Generated,
+            result: ::std::option::Option::Some(
+                &[
+                    __rt::FieldPath {
+                        field: "url",
+                        path: &[__rt::Seg::Key("data"), __rt::Seg::Key("audio_url")],
+                        text: "$.data.audio_url",
+                    },
+                    __rt::FieldPath {
+                        field: "duration_ms",
+                        path: &[__rt::Seg::Key("data"), __rt::Seg::Key("duration")],
+                        text: "$.data.duration",
+                    },
+                ],
+            ),
+            error: ::std::option::Option::Some(
+                &[__rt::Seg::Key("data"), __rt::Seg::Key("message")],
+            ),
+        },
+    };
     /// The `VolcTts` integration, ready to register with the runtime.
     #[derive(Debug, Clone)]
     pub struct VolcTts {
@@ -514,11 +446,7 @@ pub mod volc_tts {
         ) -> ::std::result::Result<(), ::integration_runtime::ClientError> {
             match endpoint {
                 "synthesize" => {
-                    let request: Synthesis = __rt::serde_json::from_value(params.clone())
-                        .map_err(|e| __rt::invalid_params("synthesize", &e))?;
-                    request
-                        .validate()
-                        .map_err(|e| __rt::invalid_request("synthesize", e))
+                    __rt::validate_params("synthesize", params, Synthesis::validate)
                 }
                 _ => {
                     ::std::result::Result::Err(
@@ -540,16 +468,13 @@ pub mod volc_tts {
             >,
         > {
             ::std::boxed::Box::pin(async move {
-                let _ = (params, options);
                 match endpoint {
                     "synthesize" => {
-                        let request: Synthesis = __rt::serde_json::from_value(
-                                params.clone(),
-                            )
-                            .map_err(|e| __rt::invalid_params("synthesize", &e))?;
-                        ::std::result::Result::Ok(
-                            self.client.synthesize(&request, options).await?.into_json(),
-                        )
+                        __rt::start::<
+                            Synthesis,
+                            (),
+                        >(&self.client.http, &__ENDPOINT_SYNTHESIZE, params, options)
+                            .await
                     }
                     _ => {
                         ::std::result::Result::Err(
@@ -588,68 +513,9 @@ pub mod volc_tts {
                 ::integration_runtime::ClientError,
             >,
         > {
-            let read = || -> ::std::result::Result<
-                ::integration_runtime::Reply<Audio>,
-                ::integration_runtime::ClientError,
-            > {
-                let body = payload;
-                ::std::result::Result::Ok({
-                    let status = ::std::option::Option::Some(
-                        __rt::map_status(
-                            "webhook",
-                            body,
-                            &[__rt::Seg::Key("state")],
-                            "$.state",
-                            &[
-                                (
-                                    "running",
-                                    ::integration_runtime::RemoteStatus::Processing,
-                                ),
-                                ("done", ::integration_runtime::RemoteStatus::Completed),
-                                ("error", ::integration_runtime::RemoteStatus::Failed),
-                            ],
-                        )?,
-                    );
-                    let external_id = __rt::extract_id(
-                        body,
-                        &[__rt::Seg::Key("task_id")],
-                    );
-                    let result = match status {
-                        ::std::option::Option::Some(
-                            ::integration_runtime::RemoteStatus::Completed,
-                        ) => {
-                            ::std::option::Option::Some(
-                                __rt::extract(
-                                    "webhook",
-                                    body,
-                                    &[
-                                        __rt::FieldPath {
-                                            field: "url",
-                                            path: &[__rt::Seg::Key("audio_url")],
-                                            text: "$.audio_url",
-                                        },
-                                        __rt::FieldPath {
-                                            field: "duration_ms",
-                                            path: &[__rt::Seg::Key("duration")],
-                                            text: "$.duration",
-                                        },
-                                    ],
-                                )?,
-                            )
-                        }
-                        _ => ::std::option::Option::None,
-                    };
-                    ::integration_runtime::Reply {
-                        http_status: 200,
-                        external_id,
-                        status,
-                        result,
-                        error: __rt::extract_message(body, &[__rt::Seg::Key("message")]),
-                    }
-                })
-            };
             ::std::option::Option::Some(
-                read().map(::integration_runtime::Reply::into_json),
+                __rt::read_reply::<Audio>(&__WEBHOOK_REPLY, 200, payload)
+                    .map(::integration_runtime::Reply::into_json),
             )
         }
         fn circuit_states(
@@ -665,6 +531,37 @@ pub mod volc_tts {
             ::std::option::Option::Some(self.config.webhook_secret.clone())
         }
     }
+    #[doc(hidden)]
+    static __WEBHOOK_REPLY: __rt::ReplySpec = __rt::ReplySpec {
+        endpoint: "webhook",
+        status: ::std::option::Option::Some(__rt::StatusSpec {
+            path: &[__rt::Seg::Key("state")],
+            text: "$.state",
+            map: &[
+                ("running", ::integration_runtime::RemoteStatus::Processing),
+                ("done", ::integration_runtime::RemoteStatus::Completed),
+                ("error", ::integration_runtime::RemoteStatus::Failed),
+            ],
+        }),
+        external_id: __rt::ExternalIdSpec::Optional {
+            path: &[__rt::Seg::Key("task_id")],
+        },
+        result: ::std::option::Option::Some(
+            &[
+                __rt::FieldPath {
+                    field: "url",
+                    path: &[__rt::Seg::Key("audio_url")],
+                    text: "$.audio_url",
+                },
+                __rt::FieldPath {
+                    field: "duration_ms",
+                    path: &[__rt::Seg::Key("duration")],
+                    text: "$.duration",
+                },
+            ],
+        ),
+        error: ::std::option::Option::Some(&[__rt::Seg::Key("message")]),
+    };
     #[doc(hidden)]
     const __POLICY: ::integration_runtime::PolicyDescriptor = ::integration_runtime::PolicyDescriptor {
         timeout_ms: 10000u64,

@@ -101,6 +101,47 @@ async fn constraint_violations_are_refused_before_sending() {
     assert!(server.received_requests().await.unwrap().is_empty(), "nothing was sent");
 }
 
+/// The engine checks a call's parameters once, when it creates the call
+/// (`Integration::validate`); `start` sends what was stored without checking
+/// the constraints again, and still refuses parameters that are not the entity.
+#[tokio::test]
+async fn start_sends_without_checking_the_constraints_again() {
+    use integration_runtime::Integration;
+
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v2/translate"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "translation": { "text": "" }, "usage": { "characters": 0 }
+        })))
+        .mount(&server)
+        .await;
+    let integration = translate::Translate::new(translate::TranslateConfig {
+        base_url: server.uri(),
+        api_key: Secret::new("k"),
+    })
+    .unwrap();
+    // `text` breaks its `min_len`: creating a call would have refused it.
+    let params = json!({ "text": "", "target_lang": "en" });
+    assert!(integration
+        .validate("translate", &params)
+        .unwrap_err()
+        .is_invalid_request());
+
+    let reply = integration
+        .start("translate", &params, &CallOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(reply.result, Some(json!({ "text": "", "characters": 0 })));
+    assert_eq!(single_request(&server).await.url.path(), "/v2/translate");
+
+    let error = integration
+        .start("translate", &json!({ "text": 1 }), &CallOptions::default())
+        .await
+        .unwrap_err();
+    assert!(error.is_invalid_request(), "{error}");
+}
+
 #[tokio::test]
 async fn async_tts_start_and_status_query() {
     let server = MockServer::start().await;

@@ -165,15 +165,13 @@ fn stored_dispatch(
     let arms = call_endpoints.iter().map(|e| {
         let v = variant(&e.name);
         let name = &e.name;
-        quote!(#name => __rt::serde_json::from_value(#input.clone()).map(#target::#v),)
+        quote!(#name => __rt::read_stored(endpoint, #input, #what).map(#target::#v),)
     });
-    let message = format!("{what} do not fit the spec: {{e}}");
     quote! {
-        let parsed: ::std::result::Result<Self, __rt::serde_json::Error> = match endpoint {
+        match endpoint {
             #(#arms)*
-            _ => return ::std::result::Result::Err(__rt::unknown_endpoint(#integration_name, endpoint)),
-        };
-        parsed.map_err(|e| __rt::decode_error(endpoint, ::std::format!(#message)))
+            _ => ::std::result::Result::Err(__rt::unknown_endpoint(#integration_name, endpoint)),
+        }
     }
 }
 

@@ -3,7 +3,8 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
-use super::{constant_value, ident, json_path, Names};
+use super::endpoint::{self, reply_spec, result_type, spec_name, webhook_spec_name};
+use super::{ident, Names};
 use crate::ir::*;
 
 pub(super) fn generate(spec: &Spec, names: &Names) -> TokenStream {
@@ -184,7 +185,12 @@ fn auth_expr(spec: &Spec) -> TokenStream {
 fn client(spec: &Spec, names: &Names) -> TokenStream {
     let Names { client, config, .. } = names;
     let auth = auth_expr(spec);
-    let methods = spec.endpoints.iter().enumerate().map(|(i, e)| endpoint_method(i, e));
+    let (methods, statics): (Vec<_>, Vec<_>) = spec
+        .endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, e)| endpoint::method(i, e))
+        .unzip();
     let doc = format!(
         " A typed HTTP client of `{}`: one method per endpoint.",
         spec.integration.name
@@ -215,374 +221,8 @@ fn client(spec: &Spec, names: &Names) -> TokenStream {
 
             #(#methods)*
         }
-    }
-}
 
-fn endpoint_method(index: usize, e: &Endpoint) -> TokenStream {
-    let method_name = ident(&e.name);
-    let name = &e.name;
-    let http_method = e.method.as_str();
-    let result_ty = match &e.result {
-        Some(r) => {
-            let entity = format_ident!("{}", r.entity);
-            quote!(#entity)
-        }
-        None => quote!(()),
-    };
-    let mut doc = format!(" `{http_method} {}`", e.path_text);
-    if e.mode == Mode::Async {
-        doc.push_str(" (async: the call finishes later)");
-    }
-    doc.push('.');
-    let (params, validate) = match (&e.request, e.path.contains(&PathPart::ExternalId)) {
-        (Some(entity), _) if e.list.is_some() => {
-            let entity = format_ident!("{}", entity);
-            (
-                quote!(request: &#entity),
-                quote! {
-                    if let ::std::result::Result::Err(e) = request.validate() {
-                        return ::integration_runtime::Paginator::failed(__rt::invalid_request(#name, e));
-                    }
-                },
-            )
-        }
-        (Some(entity), _) => {
-            let entity = format_ident!("{}", entity);
-            (
-                quote!(request: &#entity, options: &::integration_runtime::CallOptions),
-                quote!(request.validate().map_err(|e| __rt::invalid_request(#name, e))?;),
-            )
-        }
-        (None, true) => (quote!(external_id: &str), quote!()),
-        (None, false) => (quote!(), quote!()),
-    };
-    let path_parts = e.path.iter().map(|part| match part {
-        PathPart::Literal(text) => quote!(path.literal(#text);),
-        PathPart::ExternalId => quote!(path.param(&__rt::serde_json::Value::from(external_id));),
-        PathPart::Field(field) => {
-            let f = ident(field);
-            quote!(path.param(&__rt::to_value(&request.#f));)
-        }
-    });
-    let query = e.query.iter().map(|m| {
-        let key = &m.target[0];
-        let value = mapping_value(&m.value);
-        quote!(query.push((#key, #value));)
-    });
-    let headers = e.headers.iter().map(|m| {
-        let key = &m.target[0];
-        let value = mapping_value(&m.value);
-        quote! {
-            let value = #value;
-            if !value.is_null() {
-                headers.push((#key, __rt::display_value(&value)));
-            }
-        }
-    });
-    let body_sets = e.body.iter().map(|m| {
-        let target = &m.target;
-        let value = mapping_value(&m.value);
-        quote! {
-            let value = #value;
-            if !value.is_null() {
-                body.set(&[#(#target),*], value);
-            }
-        }
-    });
-    let idempotency = match &e.idempotency_key {
-        Some(IdempotencyKey::Header(header)) => quote! {
-            if let ::std::option::Option::Some(key) = &options.idempotency_key {
-                headers.push((#header, key.clone()));
-            }
-        },
-        Some(IdempotencyKey::Body(path)) => quote! {
-            if let ::std::option::Option::Some(key) = &options.idempotency_key {
-                body.set(&[#(#path),*], __rt::serde_json::Value::from(key.as_str()));
-            }
-        },
-        None if e.starts_calls() => quote!(let _ = options;),
-        None => quote!(),
-    };
-    let has_body = !e.body.is_empty() || matches!(e.idempotency_key, Some(IdempotencyKey::Body(_)));
-    let encoding = match e.encoding {
-        Encoding::Json => quote!(__rt::BodyEncoding::Json),
-        Encoding::Form => quote!(__rt::BodyEncoding::Form),
-    };
-    let body_expr = if has_body {
-        quote!(::std::option::Option::Some((#encoding, body.into_value())))
-    } else {
-        quote!(::std::option::Option::None)
-    };
-    let body_decl = if has_body {
-        quote!(let mut body = __rt::JsonBody::new();)
-    } else {
-        quote!()
-    };
-    // Path, query, headers and body: the same for a single request and for
-    // the first page of a list.
-    let build_request = quote! {
-        #validate
-        let mut path = __rt::PathBuilder::new();
-        #(#path_parts)*
-        // Generated code lands in users' crates: no lint of theirs may fire on it.
-        #[allow(unused_mut, clippy::vec_init_then_push)]
-        let mut query: ::std::vec::Vec<(&'static str, __rt::serde_json::Value)> = ::std::vec::Vec::new();
-        #(#query)*
-        #[allow(unused_mut, clippy::vec_init_then_push)]
-        let mut headers: ::std::vec::Vec<(&'static str, ::std::string::String)> = ::std::vec::Vec::new();
-        #(#headers)*
-        #body_decl
-        #(#body_sets)*
-    };
-    let error_path = match &e.error {
-        Some(p) => {
-            let p = json_path(p);
-            quote!(::std::option::Option::Some(#p))
-        }
-        None => quote!(::std::option::Option::None),
-    };
-    let http_request = quote! {
-        __rt::HttpRequest {
-            endpoint: #name,
-            method: #http_method,
-            path: path.finish(),
-            query,
-            headers,
-            body: #body_expr,
-            error_path: #error_path,
-            policy: &__DESCRIPTOR.endpoints[#index].policy,
-        }
-    };
-    if let Some(list) = &e.list {
-        let item = format_ident!("{}", list.items.entity);
-        let items_path = json_path(&list.items.path);
-        let items_text = &list.items.path.text;
-        let pagination = pagination(&list.paginate);
-        let doc = format!(
-            " `{http_method} {}`: the `{}` items at `{items_text}` of every page ({} pagination).",
-            e.path_text,
-            list.items.entity,
-            list.paginate.style()
-        );
-        return quote! {
-            #[doc = #doc]
-            ///
-            /// Nothing is sent until the first item is asked for; each further page is
-            /// fetched when the previous one's items are consumed, and retried under the
-            /// endpoint's retry policy. Iterate with `next_item().await`, `collect_all().await`,
-            /// or as a `Stream`.
-            pub fn #method_name(&self, #params) -> ::integration_runtime::Paginator<#item> {
-                #build_request
-                ::integration_runtime::Paginator::new(
-                    self.http.clone(),
-                    #http_request,
-                    #pagination,
-                    __rt::ItemsPath { path: #items_path, text: #items_text },
-                )
-            }
-        };
-    }
-    let reply = reply_expr(
-        name,
-        &e.external_id,
-        e.status.as_ref(),
-        e.result.as_ref(),
-        e.error.as_ref(),
-        quote!(response.status),
-    );
-    quote! {
-        #[doc = #doc]
-        pub async fn #method_name(&self, #params) -> ::std::result::Result<::integration_runtime::Reply<#result_ty>, ::integration_runtime::ClientError> {
-            #build_request
-            #idempotency
-            let response = self.http.send(#http_request).await?;
-            let body = &response.body;
-            ::std::result::Result::Ok(#reply)
-        }
-    }
-}
-
-/// The runtime's description of a pagination style.
-fn pagination(p: &Pagination) -> TokenStream {
-    match p {
-        Pagination::Cursor { cursor, param } => {
-            let cursor = json_path(cursor);
-            quote!(__rt::Pagination::Cursor { cursor: #cursor, param: #param })
-        }
-        Pagination::CursorHeader { header, param } => {
-            quote!(__rt::Pagination::CursorHeader { header: #header, param: #param })
-        }
-        Pagination::Offset {
-            param,
-            limit_param,
-            limit,
-        } => quote!(__rt::Pagination::Offset { param: #param, limit_param: #limit_param, limit: #limit }),
-        Pagination::Page {
-            param,
-            start,
-            size_param,
-            size,
-        } => {
-            quote!(__rt::Pagination::Page { param: #param, start: #start, size_param: #size_param, size: #size })
-        }
-        Pagination::Link => quote!(__rt::Pagination::Link),
-    }
-}
-
-/// Builds a `Reply` from `body` with the spec's paths.
-fn reply_expr(
-    endpoint: &str,
-    external_id: &ExternalId,
-    status: Option<&StatusMap>,
-    result: Option<&ResultSpec>,
-    error: Option<&JsonPath>,
-    http_status: TokenStream,
-) -> TokenStream {
-    let has_status = status.is_some();
-    let external_id = match external_id {
-        ExternalId::Path(path) => {
-            let p = json_path(path);
-            let text = &path.text;
-            let require = quote!(::std::option::Option::Some(__rt::require_id(#endpoint, body, #p, #text)?));
-            // A reply that says the call failed may carry no id: its error
-            // message is what the call must end with.
-            if has_status {
-                quote! {
-                    match status {
-                        ::std::option::Option::Some(::integration_runtime::RemoteStatus::Failed) => __rt::extract_id(body, #p),
-                        _ => #require,
-                    }
-                }
-            } else {
-                require
-            }
-        }
-        ExternalId::OptionalPath(path) => {
-            let p = json_path(path);
-            quote!(__rt::extract_id(body, #p))
-        }
-        ExternalId::Generated => quote!(::std::option::Option::None),
-    };
-    let status = match status {
-        Some(s) => {
-            let p = json_path(&s.path);
-            let text = &s.path.text;
-            let entries = s.map.iter().map(|(external, status)| {
-                let status = match status {
-                    RemoteStatus::Processing => quote!(::integration_runtime::RemoteStatus::Processing),
-                    RemoteStatus::Completed => quote!(::integration_runtime::RemoteStatus::Completed),
-                    RemoteStatus::Failed => quote!(::integration_runtime::RemoteStatus::Failed),
-                };
-                quote!((#external, #status))
-            });
-            quote!(::std::option::Option::Some(__rt::map_status(#endpoint, body, #p, #text, &[#(#entries),*])?))
-        }
-        None => quote!(::std::option::Option::None),
-    };
-    let result = match result {
-        Some(r) => {
-            let fields = r.fields.iter().map(|(field, path)| {
-                let p = json_path(path);
-                let text = &path.text;
-                quote!(__rt::FieldPath { field: #field, path: #p, text: #text })
-            });
-            let extract = quote!(__rt::extract(#endpoint, body, &[#(#fields),*]));
-            // A result is only expected once the provider says the call completed.
-            if has_status {
-                quote! {
-                    match status {
-                        ::std::option::Option::Some(::integration_runtime::RemoteStatus::Completed) => ::std::option::Option::Some(#extract?),
-                        _ => ::std::option::Option::None,
-                    }
-                }
-            } else {
-                quote!(::std::option::Option::Some(#extract?))
-            }
-        }
-        None => quote!(::std::option::Option::None),
-    };
-    let error = match error {
-        Some(p) => {
-            let p = json_path(p);
-            quote!(__rt::extract_message(body, #p))
-        }
-        None => quote!(::std::option::Option::None),
-    };
-    quote! {{
-        let status = #status;
-        let external_id = #external_id;
-        let result = #result;
-        ::integration_runtime::Reply {
-            http_status: #http_status,
-            external_id,
-            status,
-            result,
-            error: #error,
-        }
-    }}
-}
-
-/// The JSON value of one mapping, `Null` when an optional field is absent.
-fn mapping_value(value: &MappingValue) -> TokenStream {
-    let read = |name: &str| {
-        let f = ident(name);
-        quote!(__rt::to_value(&request.#f))
-    };
-    match value {
-        MappingValue::Field(name) => read(name),
-        MappingValue::Constant(c) => constant_value(c),
-        MappingValue::Template(parts) => {
-            let fields: Vec<&String> = parts
-                .iter()
-                .filter_map(|p| match p {
-                    TemplatePart::Field(f) => Some(f),
-                    TemplatePart::Literal(_) => None,
-                })
-                .collect();
-            let reads = fields.iter().map(|f| read(f));
-            let mut format = String::new();
-            for part in parts {
-                match part {
-                    TemplatePart::Literal(text) => format.push_str(&text.replace('{', "{{").replace('}', "}}")),
-                    TemplatePart::Field(_) => format.push_str("{}"),
-                }
-            }
-            let indices = (0..fields.len()).map(syn::Index::from);
-            quote! {{
-                let values = [#(#reads),*];
-                if values.iter().any(|v| v.is_null()) {
-                    __rt::serde_json::Value::Null
-                } else {
-                    __rt::serde_json::Value::String(::std::format!(#format, #(__rt::display_value(&values[#indices])),*))
-                }
-            }}
-        }
-        MappingValue::ValueMap { field, map } => {
-            let source = read(field);
-            let arms = map.iter().map(|(from, to)| {
-                let to = constant_value(to);
-                quote!(#from => #to,)
-            });
-            quote! {{
-                let value = #source;
-                if value.is_null() {
-                    __rt::serde_json::Value::Null
-                } else {
-                    match __rt::display_value(&value).as_str() {
-                        #(#arms)*
-                        _ => __rt::serde_json::Value::Null,
-                    }
-                }
-            }}
-        }
-        MappingValue::WithDefault { field, default } => {
-            let source = read(field);
-            let default = constant_value(default);
-            quote! {{
-                let value = #source;
-                if value.is_null() { #default } else { value }
-            }}
-        }
+        #(#statics)*
     }
 }
 
@@ -598,26 +238,20 @@ fn glue(spec: &Spec, names: &Names) -> TokenStream {
     let validate_arms = call_endpoints.iter().map(|e| {
         let name = &e.name;
         let entity = format_ident!("{}", e.request.as_deref().unwrap_or_default());
-        quote! {
-            #name => {
-                let request: #entity = __rt::serde_json::from_value(params.clone())
-                    .map_err(|e| __rt::invalid_params(#name, &e))?;
-                request.validate().map_err(|e| __rt::invalid_request(#name, e))
-            }
-        }
+        quote!(#name => __rt::validate_params(#name, params, #entity::validate),)
     });
+    // Not the client methods: they check the constraints, which the runtime
+    // did when it created the call (`validate` above).
     let start_arms = call_endpoints.iter().map(|e| {
         let name = &e.name;
-        let method = ident(&e.name);
+        let spec = spec_name(name);
         let entity = format_ident!("{}", e.request.as_deref().unwrap_or_default());
-        quote! {
-            #name => {
-                let request: #entity = __rt::serde_json::from_value(params.clone())
-                    .map_err(|e| __rt::invalid_params(#name, &e))?;
-                ::std::result::Result::Ok(self.client.#method(&request, options).await?.into_json())
-            }
-        }
+        let result_ty = result_type(e.result.as_ref());
+        quote!(#name => __rt::start::<#entity, #result_ty>(&self.client.http, &#spec, params, options).await,)
     });
+    // Without endpoints that start calls, the arguments are never read.
+    let unused_start_args = call_endpoints.is_empty().then(|| quote!(let _ = (params, options);));
+    let unused_validate_args = call_endpoints.is_empty().then(|| quote!(let _ = params;));
     let poll = match &spec.polling {
         Some(polling) => {
             let method = ident(&polling.endpoint);
@@ -632,36 +266,37 @@ fn glue(spec: &Spec, names: &Names) -> TokenStream {
             ::std::option::Option::None
         }),
     };
-    let webhook = match &spec.webhook {
+    let (webhook, webhook_spec) = match &spec.webhook {
         Some(w) => {
-            let reply = reply_expr(
+            let reply = reply_spec(
                 "webhook",
                 // The receiver refuses a delivery without an id itself (422).
                 &ExternalId::OptionalPath(w.external_id.clone()),
                 Some(&w.status),
                 w.result.as_ref(),
                 w.error.as_ref(),
-                quote!(200),
             );
-            let result_ty = w.result.as_ref().map_or_else(
-                || quote!(()),
-                |r| {
-                    let e = format_ident!("{}", r.entity);
-                    quote!(#e)
+            let name = webhook_spec_name();
+            let result_ty = result_type(w.result.as_ref());
+            (
+                quote! {
+                    ::std::option::Option::Some(
+                        __rt::read_reply::<#result_ty>(&#name, 200, payload).map(::integration_runtime::Reply::into_json),
+                    )
                 },
-            );
-            quote! {
-                let read = || -> ::std::result::Result<::integration_runtime::Reply<#result_ty>, ::integration_runtime::ClientError> {
-                    let body = payload;
-                    ::std::result::Result::Ok(#reply)
-                };
-                ::std::option::Option::Some(read().map(::integration_runtime::Reply::into_json))
-            }
+                quote! {
+                    #[doc(hidden)]
+                    static #name: __rt::ReplySpec = #reply;
+                },
+            )
         }
-        None => quote!({
-            let _ = payload;
-            ::std::option::Option::None
-        }),
+        None => (
+            quote!({
+                let _ = payload;
+                ::std::option::Option::None
+            }),
+            quote!(),
+        ),
     };
     let webhook_secret = spec.webhook.as_ref().map(|_| {
         quote! {
@@ -730,6 +365,7 @@ fn glue(spec: &Spec, names: &Names) -> TokenStream {
             }
 
             fn validate(&self, endpoint: &str, params: &__rt::serde_json::Value) -> ::std::result::Result<(), ::integration_runtime::ClientError> {
+                #unused_validate_args
                 match endpoint {
                     #(#validate_arms)*
                     _ => ::std::result::Result::Err(__rt::unknown_endpoint(#integration_name, endpoint)),
@@ -743,7 +379,7 @@ fn glue(spec: &Spec, names: &Names) -> TokenStream {
                 options: &'a ::integration_runtime::CallOptions,
             ) -> ::integration_runtime::BoxFuture<'a, ::std::result::Result<::integration_runtime::Reply<__rt::serde_json::Value>, ::integration_runtime::ClientError>> {
                 ::std::boxed::Box::pin(async move {
-                    let _ = (params, options);
+                    #unused_start_args
                     match endpoint {
                         #(#start_arms)*
                         _ => ::std::result::Result::Err(__rt::unknown_endpoint(#integration_name, endpoint)),
@@ -771,5 +407,7 @@ fn glue(spec: &Spec, names: &Names) -> TokenStream {
 
             #webhook_secret
         }
+
+        #webhook_spec
     }
 }

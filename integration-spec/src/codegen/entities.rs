@@ -17,7 +17,16 @@ fn entity(entity: &Entity) -> TokenStream {
     let fields = entity.fields.iter().map(|f| field(entity, f));
     let enums = entity.fields.iter().filter_map(|f| enum_type(entity, f));
     let defaults = entity.fields.iter().filter_map(|f| default_fn(entity, f));
-    let checks = entity.fields.iter().filter_map(constraint_check);
+    let checks: Vec<TokenStream> = entity.fields.iter().filter_map(constraint_check).collect();
+    let validate_body = if checks.is_empty() {
+        quote!(::std::result::Result::Ok(()))
+    } else {
+        quote! {
+            let mut violations = __rt::Violations::new();
+            #(#checks)*
+            violations.finish()
+        }
+    };
     quote! {
         #[doc = #doc]
         #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
@@ -30,10 +39,7 @@ fn entity(entity: &Entity) -> TokenStream {
             /// Checks every constraint the spec declares (lengths, ranges),
             /// including those of nested entities, and reports all violations.
             pub fn validate(&self) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
-                #[allow(unused_mut)]
-                let mut violations = __rt::Violations::new();
-                #(#checks)*
-                violations.finish()
+                #validate_body
             }
         }
 

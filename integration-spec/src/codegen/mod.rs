@@ -7,13 +7,14 @@
 mod call;
 mod client;
 mod descriptor;
+mod endpoint;
 mod entities;
 
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote};
 
 use crate::case::{to_pascal, to_snake};
-use crate::ir::{Constant, Spec, Type};
+use crate::ir::{Spec, Type};
 
 /// How to generate.
 #[derive(Debug, Clone, Default)]
@@ -143,16 +144,6 @@ pub(crate) fn rust_type(ty: &Type, entity: &str, field: &str) -> TokenStream {
             let name = format_ident!("{}", name);
             quote!(#name)
         }
-    }
-}
-
-/// A constant as a `serde_json::Value` expression.
-pub(crate) fn constant_value(constant: &Constant) -> TokenStream {
-    match constant {
-        Constant::String(s) => quote!(__rt::serde_json::Value::from(#s)),
-        Constant::Int(i) => quote!(__rt::serde_json::Value::from(#i)),
-        Constant::Float(f) => quote!(__rt::serde_json::Value::from(#f)),
-        Constant::Bool(b) => quote!(__rt::serde_json::Value::from(#b)),
     }
 }
 
