@@ -188,6 +188,19 @@ pub struct RetryOn {
     pub too_large: bool,
 }
 
+impl RetryOn {
+    /// Every transient failure class (5xx, 429, timeouts, connection and
+    /// transport failures); not answers over the size limit.
+    pub(crate) const TRANSIENT: RetryOn = RetryOn {
+        server_errors: true,
+        too_many_requests: true,
+        timeouts: true,
+        connect_errors: true,
+        transport_errors: true,
+        too_large: false,
+    };
+}
+
 /// A circuit breaker: stop calling a failing provider for a while.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CircuitBreakerPolicy {

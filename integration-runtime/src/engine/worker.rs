@@ -26,16 +26,6 @@ use crate::store::{CallRecord, EventSource, NewEvent, StoreError};
 /// before it is offered again (to a runtime that may know it).
 const FOREIGN_CALL_DELAY: Duration = Duration::from_secs(30);
 
-/// Every failure class: polls keep going through any transient failure.
-const TRANSIENT: RetryOn = RetryOn {
-    server_errors: true,
-    too_many_requests: true,
-    timeouts: true,
-    connect_errors: true,
-    transport_errors: true,
-    too_large: false,
-};
-
 /// The idempotency key sent with every attempt of call `id`: its id text,
 /// the same for retries and for re-executions after a crash.
 pub fn provider_idempotency_key(id: CallId) -> String {
@@ -486,7 +476,9 @@ async fn follow_up(inner: &Inner, integration: &dyn Integration, call: &CallReco
                 .unwrap_or_else(|| after(wait));
             inner.store.postpone(call.id, worker, next).await
         }
-        Err(error) if is_retryable_class(&error, &TRANSIENT) => {
+        // Polls keep going through any transient failure, whatever the
+        // start's retry policy says.
+        Err(error) if is_retryable_class(&error, &RetryOn::TRANSIENT) => {
             tracing::warn!(%error, "the poll failed; polling again later");
             let next = next_poll(
                 integration,

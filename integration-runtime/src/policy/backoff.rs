@@ -76,14 +76,7 @@ mod tests {
         initial_backoff_ms: 100,
         max_backoff_ms: 1_000,
         multiplier: 2.0,
-        on: RetryOn {
-            server_errors: true,
-            too_many_requests: true,
-            timeouts: true,
-            connect_errors: true,
-            transport_errors: true,
-            too_large: false,
-        },
+        on: RetryOn::TRANSIENT,
     };
 
     #[test]
