@@ -68,11 +68,6 @@ impl StoreError {
         Self::with_source(ErrorKind::Backend, message, source)
     }
 
-    /// The store does not implement an optional operation.
-    pub(crate) fn unsupported(what: &str) -> Self {
-        Self::new(ErrorKind::Backend, format_args!("this store does not support {what}"))
-    }
-
     #[cfg(feature = "sqlite")]
     pub(crate) fn unavailable(message: impl fmt::Display) -> Self {
         Self::new(ErrorKind::Unavailable, message)

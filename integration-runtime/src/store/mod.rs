@@ -125,6 +125,11 @@ use crate::lifecycle::{CallStatus, Transition};
 ///
 /// Dyn-compatible (every method returns a boxed future): an engine holds it
 /// as `Arc<dyn Store>`, whatever the backend.
+///
+/// Every method is required: no default quietly does less than the
+/// contract (a non-atomic turn, a postponement that counts an attempt,
+/// hooks that never fire). A store written elsewhere proves it meets the
+/// contract with the conformance suite (feature `testing`).
 pub trait Store: Send + Sync {
     /// Creates a pending call, due at `call.run_at` (or now).
     ///
@@ -186,25 +191,16 @@ pub trait Store: Send + Sync {
     /// append fails (an external id that belongs to another call is a
     /// conflict), nothing is written either, and that error is returned.
     ///
-    /// The default implementation is not atomic (it appends one event after
-    /// the other, then reschedules, and may stop half-way on an error):
-    /// every store of this crate overrides it with one transaction.
+    ///
+    /// Required, like every method of this trait: a store that cannot do it
+    /// in one write cannot promise that a crash never splits a turn.
     fn finish_turn<'a>(
         &'a self,
         id: CallId,
         worker: &'a str,
         events: Vec<NewEvent>,
         next_run_at: Option<DateTime<Utc>>,
-    ) -> BoxFuture<'a, Result<Vec<AppendOutcome>, StoreError>> {
-        Box::pin(async move {
-            let mut outcomes = Vec::with_capacity(events.len());
-            for event in events {
-                outcomes.push(self.append_event(id, event).await?);
-            }
-            self.reschedule(id, worker, next_run_at).await?;
-            Ok(outcomes)
-        })
-    }
+    ) -> BoxFuture<'a, Result<Vec<AppendOutcome>, StoreError>>;
 
     /// Appends `event` to the log of call `id` (the runtime's own events:
     /// `initialized` with the external id, a sync call's `completed`, a
@@ -263,17 +259,12 @@ pub trait Store: Send + Sync {
     /// rate limit refused the request, or the worker does not run the
     /// call's integration). Sets `next_run_at` (cleared on a terminal call)
     /// and releases the lease; lease checks as for `reschedule`.
-    ///
-    /// The default implementation calls `reschedule` (and so counts an
-    /// attempt); stores override it.
     fn postpone<'a>(
         &'a self,
         id: CallId,
         worker: &'a str,
         next_run_at: DateTime<Utc>,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.reschedule(id, worker, Some(next_run_at))
-    }
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// Leases up to `limit` calls whose terminal notification is due, for
     /// `lease`, earliest first: the hook dispatcher's work queue.
@@ -283,12 +274,7 @@ pub trait Store: Send + Sync {
     /// `lease`, so other dispatchers skip the call meanwhile and a crashed
     /// dispatcher's calls become due again when the lease runs out. Memory
     /// is bounded by `limit`, as for [`Store::claim`].
-    ///
-    /// The default implementation reports that the store cannot do it.
-    fn claim_notifications(&self, limit: u32, lease: Duration) -> BoxFuture<'_, Result<Vec<CallRecord>, StoreError>> {
-        let _ = (limit, lease);
-        Box::pin(async { Err(StoreError::unsupported("terminal notifications")) })
-    }
+    fn claim_notifications(&self, limit: u32, lease: Duration) -> BoxFuture<'_, Result<Vec<CallRecord>, StoreError>>;
 
     /// Ends the notification of call `id`: `None` when every hook ran (the
     /// mark is cleared for good), `Some(at)` to deliver again at `at` (a
@@ -297,10 +283,7 @@ pub trait Store: Send + Sync {
         &self,
         id: CallId,
         retry_at: Option<DateTime<Utc>>,
-    ) -> BoxFuture<'_, Result<(), StoreError>> {
-        let _ = (id, retry_at);
-        Box::pin(async { Err(StoreError::unsupported("terminal notifications")) })
-    }
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
 }
 
 /// Which call an event is for: the call's own id, or the id the provider
