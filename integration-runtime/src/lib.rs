@@ -91,7 +91,7 @@ pub use secret::Secret;
 pub use store::SqliteStore;
 pub use store::{
     AppendOutcome, CallRecord, CallWithEvents, Created, Cursor, EventPayload, EventRecord, ListOrder, ListQuery,
-    MemoryStore, NewCall, NewEvent, Page, StatusCounts, Store, StoreError, MAX_PAGE_SIZE,
+    MemoryStore, NewCall, NewEvent, NotificationOutcome, Page, StatusCounts, Store, StoreError, MAX_PAGE_SIZE,
 };
 #[cfg(feature = "postgres")]
 pub use store::{PostgresOptions, PostgresStore};

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use serde_json::json;
 
-use super::{now, AppendOutcome, CallId, Created, ListOrder, ListQuery, NewCall, NewEvent, Store};
+use super::{now, AppendOutcome, CallId, Created, ListOrder, ListQuery, NewCall, NewEvent, NotificationOutcome, Store};
 use crate::lifecycle::{CallStatus, EventKind};
 
 /// A store under test, and the directory to delete after it, if any.
@@ -99,6 +99,7 @@ macro_rules! store_conformance_tests {
             wait_for_work_wakes_on_create,
             postpone_does_not_count_an_attempt,
             terminal_calls_are_notified_until_finished,
+            failed_notifications_are_counted_until_dead_lettered,
             finish_turn_appends_and_reschedules_in_one_step,
             finish_turn_that_does_not_end_the_call_schedules_the_next_run,
             finish_turn_replays_and_ignores_events_like_append,
@@ -854,7 +855,10 @@ pub(crate) async fn terminal_calls_are_notified_until_finished(store: Arc<dyn St
         "leased notifications are not handed out twice"
     );
 
-    store.finish_notification(a, None).await.unwrap();
+    store
+        .finish_notification(a, NotificationOutcome::Delivered)
+        .await
+        .unwrap();
     tokio::time::sleep(PAST_SHORT).await;
     let again = store.claim_notifications(10, LONG).await.unwrap();
     assert_eq!(
@@ -864,16 +868,66 @@ pub(crate) async fn terminal_calls_are_notified_until_finished(store: Arc<dyn St
     );
     assert_eq!(again[0].status, CallStatus::Failed);
 
-    store.finish_notification(b, Some(now())).await.unwrap();
+    store
+        .finish_notification(b, NotificationOutcome::Retry(now()))
+        .await
+        .unwrap();
     assert_eq!(
         notified(store.claim_notifications(10, LONG).await.unwrap()),
         HashSet::from([b]),
         "a retry at a past time is due at once"
     );
-    store.finish_notification(b, None).await.unwrap();
+    store
+        .finish_notification(b, NotificationOutcome::Delivered)
+        .await
+        .unwrap();
     tokio::time::sleep(PAST_SHORT).await;
     assert!(store.claim_notifications(10, LONG).await.unwrap().is_empty());
-    let missing = store.finish_notification(CallId::new(), None).await.unwrap_err();
+    let missing = store
+        .finish_notification(CallId::new(), NotificationOutcome::Delivered)
+        .await
+        .unwrap_err();
+    assert!(missing.is_not_found(), "{missing}");
+}
+
+pub(crate) async fn failed_notifications_are_counted_until_dead_lettered(store: Arc<dyn Store>) {
+    let id = create(&*store, call(1)).await;
+    store.append_event(id, NewEvent::failed("t", "no")).await.unwrap();
+    for attempt in 1..=3 {
+        let claimed = store.claim_notifications(10, LONG).await.unwrap();
+        assert_eq!(claimed.len(), 1, "due again after {attempt} retries");
+        assert_eq!(
+            claimed[0].notification_attempts,
+            attempt - 1,
+            "the claim shows the failures so far"
+        );
+        store
+            .finish_notification(id, NotificationOutcome::Retry(now()))
+            .await
+            .unwrap();
+    }
+    let stored = store.get(id).await.unwrap().expect("call exists");
+    assert_eq!(stored.notification_attempts, 3, "every retry counted");
+    assert_eq!(stored.notification_error, None, "a retry is not given up");
+
+    assert_eq!(store.claim_notifications(10, LONG).await.unwrap().len(), 1);
+    store
+        .finish_notification(id, NotificationOutcome::DeadLetter("cannot decode".into()))
+        .await
+        .unwrap();
+    let stored = store.get(id).await.unwrap().expect("call exists");
+    assert_eq!(stored.notification_attempts, 4, "the dead letter counts too");
+    assert_eq!(stored.notification_error.as_deref(), Some("cannot decode"));
+    assert_eq!(stored.status, CallStatus::Failed, "the call itself is unchanged");
+    tokio::time::sleep(PAST_SHORT).await;
+    assert!(
+        store.claim_notifications(10, LONG).await.unwrap().is_empty(),
+        "a dead letter is never delivered again"
+    );
+    let missing = store
+        .finish_notification(CallId::new(), NotificationOutcome::DeadLetter("x".into()))
+        .await
+        .unwrap_err();
     assert!(missing.is_not_found(), "{missing}");
 }
 

@@ -10,9 +10,9 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 use super::{
-    lease_deadline, new_call_id, now, plan_append, truncate, AppendOutcome, BoxFuture, CallId, CallRecord,
-    CallWithEvents, Created, Cursor, EventRecord, ListOrder, ListQuery, NewCall, NewEvent, Page, StatusCounts, Store,
-    StoreError,
+    lease_deadline, new_call_id, notification_columns, now, plan_append, truncate, AppendOutcome, BoxFuture, CallId,
+    CallRecord, CallWithEvents, Created, Cursor, EventRecord, ListOrder, ListQuery, NewCall, NewEvent,
+    NotificationOutcome, Page, StatusCounts, Store, StoreError,
 };
 use crate::lifecycle::{CallStatus, Transition};
 
@@ -95,6 +95,8 @@ impl MemoryStore {
                 next_run_at: Some(call.run_at.map_or(now, truncate)),
                 lease_owner: None,
                 lease_expires_at: None,
+                notification_attempts: 0,
+                notification_error: None,
             },
         );
         Ok(Created { id, created: true })
@@ -601,25 +603,23 @@ impl Store for MemoryStore {
         })
     }
 
-    fn finish_notification(
-        &self,
-        id: CallId,
-        retry_at: Option<DateTime<Utc>>,
-    ) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn finish_notification(&self, id: CallId, outcome: NotificationOutcome) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             let mut state = self.state();
             let seq = *state
                 .by_id
                 .get(&id)
                 .ok_or_else(|| StoreError::not_found(format_args!("call {id}")))?;
-            match retry_at {
-                Some(at) => {
-                    state.notify_at.insert(seq, truncate(at));
-                }
-                None => {
-                    state.notify_at.remove(&seq);
-                }
+            let (retry_at, failed, error) = notification_columns(outcome);
+            let call = state.call_mut(seq);
+            call.notification_attempts = call.notification_attempts.saturating_add(u32::from(failed));
+            if error.is_some() {
+                call.notification_error = error;
             }
+            match retry_at {
+                Some(at) => state.notify_at.insert(seq, at),
+                None => state.notify_at.remove(&seq),
+            };
             Ok(())
         })
     }

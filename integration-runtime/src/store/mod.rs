@@ -107,7 +107,7 @@ pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::SqliteStore;
 pub use types::{
     AppendOutcome, CallRecord, CallWithEvents, Created, Cursor, EventPayload, EventRecord, ListOrder, ListQuery,
-    NewCall, NewEvent, Page, StatusCounts, MAX_PAGE_SIZE,
+    NewCall, NewEvent, NotificationOutcome, Page, StatusCounts, MAX_PAGE_SIZE,
 };
 
 use crate::call::CallId;
@@ -276,14 +276,15 @@ pub trait Store: Send + Sync {
     /// is bounded by `limit`, as for [`Store::claim`].
     fn claim_notifications(&self, limit: u32, lease: Duration) -> BoxFuture<'_, Result<Vec<CallRecord>, StoreError>>;
 
-    /// Ends the notification of call `id`: `None` when every hook ran (the
-    /// mark is cleared for good), `Some(at)` to deliver again at `at` (a
-    /// hook failed). Fails with [`StoreError::is_not_found`] for an unknown call.
-    fn finish_notification(
-        &self,
-        id: CallId,
-        retry_at: Option<DateTime<Utc>>,
-    ) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Ends a delivery of the notification of call `id` with `outcome`:
+    /// cleared for good when [`Delivered`](NotificationOutcome::Delivered),
+    /// due again at the given time on a [`Retry`](NotificationOutcome::Retry),
+    /// cleared with the error kept on the call on a
+    /// [`DeadLetter`](NotificationOutcome::DeadLetter). A retry and a dead
+    /// letter count a failed attempt in `notification_attempts`, durably, so
+    /// the dispatcher can bound the retries of a call that can never be
+    /// delivered. Fails with [`StoreError::is_not_found`] for an unknown call.
+    fn finish_notification(&self, id: CallId, outcome: NotificationOutcome) -> BoxFuture<'_, Result<(), StoreError>>;
 }
 
 /// Which call an event is for: the call's own id, or the id the provider
@@ -351,6 +352,17 @@ pub(crate) fn terminal_fields(
         CallStatus::Failed => (None, event.payload.error.clone()),
         CallStatus::Pending | CallStatus::Processing => (None, None),
     })
+}
+
+/// What [`Store::finish_notification`] writes for `outcome`, the same in
+/// every backend: the next due time (`None`: cleared for good), whether to
+/// count a failed attempt, and the dead letter's error.
+pub(crate) fn notification_columns(outcome: NotificationOutcome) -> (Option<DateTime<Utc>>, bool, Option<String>) {
+    match outcome {
+        NotificationOutcome::Delivered => (None, false, None),
+        NotificationOutcome::Retry(at) => (Some(truncate(at)), true, None),
+        NotificationOutcome::DeadLetter(error) => (None, true, Some(error)),
+    }
 }
 
 /// A value as the JSON text the SQL stores keep.

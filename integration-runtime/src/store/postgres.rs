@@ -17,9 +17,9 @@ use tokio::task::JoinHandle;
 
 use super::memory::{check_same_request, page_of};
 use super::{
-    from_json, lease_deadline, new_call_id, now, plan_append, terminal_fields, to_json, truncate, AppendOutcome,
-    BoxFuture, CallId, CallRecord, CallWithEvents, Created, EventPayload, EventRecord, ListOrder, ListQuery, NewCall,
-    NewEvent, Page, StatusCounts, Store, StoreError, Target,
+    from_json, lease_deadline, new_call_id, notification_columns, now, plan_append, terminal_fields, to_json, truncate,
+    AppendOutcome, BoxFuture, CallId, CallRecord, CallWithEvents, Created, EventPayload, EventRecord, ListOrder,
+    ListQuery, NewCall, NewEvent, NotificationOutcome, Page, StatusCounts, Store, StoreError, Target,
 };
 use crate::lifecycle::{CallStatus, Transition};
 
@@ -86,13 +86,23 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         ON {schema}.integration_calls (notify_at, seq) WHERE notify_at IS NOT NULL;
     "#,
     ),
+    (
+        3,
+        "dead letters of terminal notifications",
+        r#"
+    -- Failed deliveries of a call's hooks, and why they were given up.
+    ALTER TABLE {schema}.integration_calls
+        ADD COLUMN IF NOT EXISTS notification_attempts INTEGER NOT NULL DEFAULT 0,
+        ADD COLUMN IF NOT EXISTS notification_error TEXT;
+    "#,
+    ),
 ];
 
 /// The columns of a call, read through the alias `c`.
 const CALL_COLUMNS: &str = "c.seq, c.id, c.integration, c.endpoint, c.status, c.external_id, \
      c.params::text AS params, c.response_data::text AS response_data, c.error, c.attempts, \
      c.idempotency_key, c.created_at, c.updated_at, c.completed_at, c.next_run_at, \
-     c.lease_owner, c.lease_expires_at";
+     c.lease_owner, c.lease_expires_at, c.notification_attempts, c.notification_error";
 
 /// The longest identifier PostgreSQL keeps (`NAMEDATALEN - 1` bytes).
 const MAX_IDENTIFIER_BYTES: usize = 63;
@@ -383,7 +393,7 @@ impl PostgresStore {
             }
         };
         let quoted = quote_identifier(&schema)?;
-        migrate(&pool, &schema, &quoted).await?;
+        migrate(&pool, &schema, &quoted, MIGRATIONS).await?;
         Ok(PostgresStore {
             pool,
             calls: format!("{quoted}.integration_calls"),
@@ -790,7 +800,9 @@ fn channel_name(schema: &str) -> String {
     channel
 }
 
-async fn migrate(pool: &PgPool, schema: &str, quoted: &str) -> Result<(), StoreError> {
+/// Applies the `steps` not recorded yet (all of [`MIGRATIONS`] but in tests
+/// of an older schema).
+async fn migrate(pool: &PgPool, schema: &str, quoted: &str, steps: &[(i64, &str, &'static str)]) -> Result<(), StoreError> {
     let migration_error = |version: i64, error: sqlx::Error| {
         let message = format!("migrating the store schema `{schema}` to version {version} failed: {error}");
         StoreError::backend(message, error)
@@ -829,7 +841,7 @@ async fn migrate(pool: &PgPool, schema: &str, quoted: &str) -> Result<(), StoreE
     .fetch_all(&mut *tx)
     .await
     .map_err(|e| migration_error(0, e))?;
-    for &(version, description, sql) in MIGRATIONS {
+    for &(version, description, sql) in steps {
         if applied.contains(&version) {
             continue;
         }
@@ -857,7 +869,6 @@ fn call_from_row(row: &PgRow) -> Result<(i64, CallRecord), StoreError> {
     let status: String = row.try_get("status")?;
     let params: String = row.try_get("params")?;
     let response_data: Option<String> = row.try_get("response_data")?;
-    let attempts: i32 = row.try_get("attempts")?;
     let call = CallRecord {
         id: CallId::from_uuid(row.try_get("id")?),
         integration: row.try_get("integration")?,
@@ -869,8 +880,7 @@ fn call_from_row(row: &PgRow) -> Result<(i64, CallRecord), StoreError> {
             .map(|text| from_json("response_data", &text))
             .transpose()?,
         error: row.try_get("error")?,
-        attempts: u32::try_from(attempts)
-            .map_err(|_| StoreError::corrupt(format_args!("stored attempts {attempts}")))?,
+        attempts: count(row, "attempts")?,
         idempotency_key: row.try_get("idempotency_key")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
@@ -878,8 +888,16 @@ fn call_from_row(row: &PgRow) -> Result<(i64, CallRecord), StoreError> {
         next_run_at: row.try_get("next_run_at")?,
         lease_owner: row.try_get("lease_owner")?,
         lease_expires_at: row.try_get("lease_expires_at")?,
+        notification_attempts: count(row, "notification_attempts")?,
+        notification_error: row.try_get("notification_error")?,
     };
     Ok((row.try_get("seq")?, call))
+}
+
+/// A stored counter, which never goes below zero.
+fn count(row: &PgRow, column: &str) -> Result<u32, StoreError> {
+    let stored: i32 = row.try_get(column)?;
+    u32::try_from(stored).map_err(|_| StoreError::corrupt(format_args!("stored `{column}` {stored}")))
 }
 
 /// The event of a row of [`Store::get_with_events`]'s join, if the row has one.
@@ -1262,17 +1280,17 @@ impl Store for PostgresStore {
         })
     }
 
-    fn finish_notification(
-        &self,
-        id: CallId,
-        retry_at: Option<DateTime<Utc>>,
-    ) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn finish_notification(&self, id: CallId, outcome: NotificationOutcome) -> BoxFuture<'_, Result<(), StoreError>> {
+        let (retry_at, failed, error) = notification_columns(outcome);
         Box::pin(async move {
             let calls = &self.calls;
             let done = sqlx::query(AssertSqlSafe(format!(
-                "UPDATE {calls} SET notify_at = $1 WHERE id = $2"
+                "UPDATE {calls} SET notify_at = $1, notification_attempts = notification_attempts + $2, \
+                 notification_error = COALESCE($3, notification_error) WHERE id = $4"
             )))
-            .bind(retry_at.map(truncate))
+            .bind(retry_at)
+            .bind(i32::from(failed))
+            .bind(error)
             .bind(id.as_uuid())
             .execute(&self.pool)
             .await?;
@@ -1403,6 +1421,54 @@ mod tests {
         assert_eq!(again.schema(), schema.name);
         store.pool().close().await;
         again.pool().close().await;
+    }
+
+    #[tokio::test]
+    async fn a_schema_of_the_previous_version_upgrades_and_keeps_its_calls() {
+        let Some(url) = test_url() else { return };
+        let schema = TestSchema::new(&url);
+        let quoted = quote_identifier(&schema.name).unwrap();
+        // The schema before notification dead letters, with a terminal call
+        // whose hooks are due.
+        let old = PgPool::connect(&url).await.unwrap();
+        migrate(&old, &schema.name, &quoted, &MIGRATIONS[..2]).await.unwrap();
+        let id = CallId::new();
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {quoted}.integration_calls (id, integration, endpoint, status, params, response_data, \
+             attempts, created_at, updated_at, completed_at, notify_at) \
+             VALUES ($1, 'acme', 'send', 'completed', '{{\"a\":1}}', '{{\"ok\":true}}', 2, now(), now(), now(), now())"
+        )))
+        .bind(id.as_uuid())
+        .execute(&old)
+        .await
+        .unwrap();
+        old.close().await;
+
+        let store = open(&url, &schema.name).await;
+        let call = store.get(id).await.unwrap().expect("call kept");
+        assert_eq!(call.status, CallStatus::Completed);
+        assert_eq!(call.params, serde_json::json!({"a": 1}));
+        assert_eq!(call.attempts, 2);
+        assert_eq!(
+            (call.notification_attempts, call.notification_error.as_deref()),
+            (0, None)
+        );
+        let due = store.claim_notifications(10, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(
+            due.iter().map(|c| c.id).collect::<Vec<_>>(),
+            vec![id],
+            "its hooks are still due"
+        );
+        store
+            .finish_notification(id, NotificationOutcome::DeadLetter("gone".into()))
+            .await
+            .unwrap();
+        let call = store.get(id).await.unwrap().unwrap();
+        assert_eq!(
+            (call.notification_attempts, call.notification_error.as_deref()),
+            (1, Some("gone"))
+        );
+        store.pool().close().await;
     }
 
     #[tokio::test]

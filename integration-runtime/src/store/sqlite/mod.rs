@@ -30,9 +30,9 @@ use tokio::sync::Notify;
 
 use super::memory::{check_same_request, page_of};
 use super::{
-    from_json, from_millis, lease_deadline, new_call_id, now, to_json, truncate, AppendOutcome, BoxFuture, CallId,
-    CallRecord, CallWithEvents, Created, EventPayload, EventRecord, ListOrder, ListQuery, NewCall, NewEvent, Page,
-    StatusCounts, Store, StoreError,
+    from_json, from_millis, lease_deadline, new_call_id, notification_columns, now, to_json, truncate, AppendOutcome,
+    BoxFuture, CallId, CallRecord, CallWithEvents, Created, EventPayload, EventRecord, ListOrder, ListQuery, NewCall,
+    NewEvent, NotificationOutcome, Page, StatusCounts, Store, StoreError,
 };
 use crate::lifecycle::CallStatus;
 
@@ -120,11 +120,20 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     );
     "#,
     ),
+    (
+        4,
+        "dead letters of terminal notifications",
+        r#"
+    -- Failed deliveries of a call's hooks, and why they were given up.
+    ALTER TABLE integration_calls ADD COLUMN notification_attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE integration_calls ADD COLUMN notification_error TEXT;
+    "#,
+    ),
 ];
 
 const CALL_COLUMNS: &str = "seq, id, integration, endpoint, status, external_id, params, \
      response_data, error, attempts, idempotency_key, created_at, updated_at, completed_at, \
-     next_run_at, lease_owner, lease_expires_at";
+     next_run_at, lease_owner, lease_expires_at, notification_attempts, notification_error";
 
 /// A [`Store`] in a SQLite file.
 ///
@@ -175,7 +184,7 @@ impl SqliteStore {
     /// opened with the pool's options, so the database must be a file (each
     /// connection to `:memory:` is a database of its own).
     pub async fn from_pool(pool: SqlitePool) -> Result<Self, StoreError> {
-        migrate(&pool).await?;
+        migrate(&pool, MIGRATIONS).await?;
         let writer = Writer::start((*pool.connect_options()).clone()).await?;
         Ok(SqliteStore {
             pool,
@@ -305,7 +314,9 @@ fn reschedule_update(next_run_at: Option<DateTime<Utc>>) -> Update<'static> {
     .bind(now().timestamp_millis())
 }
 
-async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
+/// Applies the `steps` not recorded yet (all of [`MIGRATIONS`] but in tests
+/// of an older schema).
+async fn migrate(pool: &SqlitePool, steps: &[(i64, &str, &'static str)]) -> Result<(), StoreError> {
     let migration_error = |version: i64, error: sqlx::Error| {
         let message = format!("migrating the store schema to version {version} failed: {error}");
         StoreError::backend(message, error)
@@ -317,7 +328,7 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
     .execute(pool)
     .await
     .map_err(|e| migration_error(0, e))?;
-    for &(version, description, sql) in MIGRATIONS {
+    for &(version, description, sql) in steps {
         // One immediate transaction per step: two processes opening the same
         // file at once apply each step once, and a failed step leaves nothing.
         let mut tx = pool
@@ -414,7 +425,6 @@ fn call_from_row(row: &SqliteRow) -> Result<(i64, CallRecord), StoreError> {
     let status: String = row.try_get("status")?;
     let params: String = row.try_get("params")?;
     let response_data: Option<String> = row.try_get("response_data")?;
-    let attempts: i64 = row.try_get("attempts")?;
     let call = CallRecord {
         id: parse_id(&row.try_get::<String, _>("id")?)?,
         integration: row.try_get("integration")?,
@@ -426,8 +436,7 @@ fn call_from_row(row: &SqliteRow) -> Result<(i64, CallRecord), StoreError> {
             .map(|text| from_json("response_data", &text))
             .transpose()?,
         error: row.try_get("error")?,
-        attempts: u32::try_from(attempts)
-            .map_err(|_| StoreError::corrupt(format_args!("stored attempts {attempts}")))?,
+        attempts: count(row, "attempts")?,
         idempotency_key: row.try_get("idempotency_key")?,
         created_at: required_timestamp(row, "created_at")?,
         updated_at: required_timestamp(row, "updated_at")?,
@@ -435,8 +444,16 @@ fn call_from_row(row: &SqliteRow) -> Result<(i64, CallRecord), StoreError> {
         next_run_at: timestamp("next_run_at", row.try_get("next_run_at")?)?,
         lease_owner: row.try_get("lease_owner")?,
         lease_expires_at: timestamp("lease_expires_at", row.try_get("lease_expires_at")?)?,
+        notification_attempts: count(row, "notification_attempts")?,
+        notification_error: row.try_get("notification_error")?,
     };
     Ok((row.try_get("seq")?, call))
+}
+
+/// A stored counter, which never goes below zero.
+fn count(row: &SqliteRow, column: &str) -> Result<u32, StoreError> {
+    let stored: i64 = row.try_get(column)?;
+    u32::try_from(stored).map_err(|_| StoreError::corrupt(format_args!("stored `{column}` {stored}")))
 }
 
 fn event_from_row(row: &SqliteRow) -> Result<EventRecord, StoreError> {
@@ -775,18 +792,21 @@ impl Store for SqliteStore {
         })
     }
 
-    fn finish_notification(
-        &self,
-        id: CallId,
-        retry_at: Option<DateTime<Utc>>,
-    ) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn finish_notification(&self, id: CallId, outcome: NotificationOutcome) -> BoxFuture<'_, Result<(), StoreError>> {
+        let (retry_at, failed, error) = notification_columns(outcome);
         Box::pin(self.writer.write_unsynced(move |conn| {
             Box::pin(async move {
-                let done = sqlx::query("UPDATE integration_calls SET notify_at = ? WHERE id = ?")
-                    .bind(retry_at.map(|at| truncate(at).timestamp_millis()))
-                    .bind(id.to_string())
-                    .execute(&mut *conn)
-                    .await?;
+                let done = sqlx::query(
+                    "UPDATE integration_calls SET notify_at = ?, \
+                     notification_attempts = notification_attempts + ?, \
+                     notification_error = COALESCE(?, notification_error) WHERE id = ?",
+                )
+                .bind(retry_at.map(|at| truncate(at).timestamp_millis()))
+                .bind(i64::from(failed))
+                .bind(error)
+                .bind(id.to_string())
+                .execute(&mut *conn)
+                .await?;
                 if done.rows_affected() == 0 {
                     return Err(StoreError::not_found(format_args!("call {id}")));
                 }
@@ -1072,6 +1092,55 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(mode, "wal");
+        drop(store);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn a_database_of_the_previous_schema_upgrades_and_keeps_its_calls() {
+        let dir = Fixture::temp_dir();
+        let path = dir.join("store.db");
+        // The schema before notification dead letters, with a terminal call
+        // whose hooks are due.
+        let options = SqliteConnectOptions::new().filename(&path).create_if_missing(true);
+        let old = SqlitePool::connect_with(options).await.unwrap();
+        migrate(&old, &MIGRATIONS[..3]).await.unwrap();
+        let id = CallId::new();
+        sqlx::query(
+            "INSERT INTO integration_calls (id, integration, endpoint, status, params, response_data, \
+             attempts, created_at, updated_at, completed_at, notify_at) \
+             VALUES (?, 'acme', 'send', 'completed', '{\"a\":1}', '{\"ok\":true}', 2, 1, 1, 1, 1)",
+        )
+        .bind(id.to_string())
+        .execute(&old)
+        .await
+        .unwrap();
+        old.close().await;
+
+        let store = open_in(&dir).await;
+        let call = store.get(id).await.unwrap().expect("call kept");
+        assert_eq!(call.status, CallStatus::Completed);
+        assert_eq!(call.params, json!({"a": 1}));
+        assert_eq!(call.attempts, 2);
+        assert_eq!(
+            (call.notification_attempts, call.notification_error.as_deref()),
+            (0, None)
+        );
+        let due = store.claim_notifications(10, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(
+            due.iter().map(|c| c.id).collect::<Vec<_>>(),
+            vec![id],
+            "its hooks are still due"
+        );
+        store
+            .finish_notification(id, NotificationOutcome::DeadLetter("gone".into()))
+            .await
+            .unwrap();
+        let call = store.get(id).await.unwrap().unwrap();
+        assert_eq!(
+            (call.notification_attempts, call.notification_error.as_deref()),
+            (1, Some("gone"))
+        );
         drop(store);
         std::fs::remove_dir_all(dir).ok();
     }
