@@ -11,14 +11,15 @@
 //!
 //! # Features
 //!
-//! All on by default; turn off what you do not use with
-//! `default-features = false` and name the ones you keep.
+//! `sqlite`, `postgres` and `server` are on by default; turn off what you
+//! do not use with `default-features = false` and name the ones you keep.
 //!
 //! | feature | what it brings | what it builds |
 //! | --- | --- | --- |
 //! | `sqlite` | [`SqliteStore`], and [`Runtime::create_in_tx`] on its transactions | sqlx's SQLite driver (and SQLite itself, bundled) |
 //! | `postgres` | [`PostgresStore`], and [`Runtime::create_in_tx`] on its transactions | sqlx's PostgreSQL driver |
 //! | `server` | the [webhook receiver](webhook::WebhookReceiver), the [operations API](ops::OpsApi), the `/health` and `/metrics` routes, [`Runtime::router`], [`Runtime::serve`] and [`Runtime::serve_with`] | axum and hyper's server side |
+//! | `testing` (off by default) | the store conformance suite: `store_conformance_tests!` and the `testing` module, for a store of your own to run the checks every store of this crate passes | nothing |
 //!
 //! Without any of them the crate still has the engine ([`Runtime`]), the
 //! HTTP client that generated integrations send with, the in-memory
@@ -52,6 +53,9 @@ mod record;
 mod request;
 mod secret;
 mod store;
+#[cfg(any(test, feature = "testing"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 mod validate;
 #[cfg_attr(not(feature = "server"), path = "webhook/without_server.rs")]
 pub mod webhook;

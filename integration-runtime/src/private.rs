@@ -16,4 +16,6 @@ pub use crate::http::{Auth, BodyEncoding, HttpClient, HttpRequest, HttpResponse,
 pub use crate::json_path::{extract, extract_id, extract_message, lookup, map_status, require_id, FieldPath, Seg};
 pub use crate::paginate::{ItemsPath, Pagination};
 pub use crate::request::{display_value, to_value, JsonBody, PathBuilder};
+#[cfg(any(test, feature = "testing"))]
+pub use crate::store::conformance;
 pub use crate::validate::Violations;

@@ -1,15 +1,9 @@
-//! The contract every [`Store`] must meet, as tests each implementation runs:
-//!
-//! ```ignore
-//! crate::store::conformance::store_conformance_tests!(make_fixture);
-//! ```
-//!
-//! where `make_fixture` is a function (or closure) returning a future of a
-//! [`Fixture`]. Every test gets a fresh, empty store. Leases in these tests
-//! are tens of milliseconds, so nothing sleeps long.
+//! The contract every [`Store`] must meet, as checks on a fresh store:
+//! what [`store_conformance_tests!`](crate::store_conformance_tests) runs,
+//! one test per check. Leases here are tens of milliseconds, so nothing
+//! sleeps long.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,116 +12,6 @@ use serde_json::json;
 
 use super::{now, AppendOutcome, CallId, Created, ListOrder, ListQuery, NewCall, NewEvent, NotificationOutcome, Store};
 use crate::lifecycle::{CallStatus, EventKind};
-
-/// A store under test, and the directory to delete after it, if any.
-pub(crate) struct Fixture {
-    pub(crate) store: Arc<dyn Store>,
-    dir: Option<PathBuf>,
-    /// Dropped after the store (a backend's cleanup: a database schema to drop).
-    #[allow(dead_code)]
-    guard: Option<Box<dyn std::any::Any + Send>>,
-}
-
-impl Fixture {
-    pub(crate) fn new(store: Arc<dyn Store>) -> Self {
-        Fixture {
-            store,
-            dir: None,
-            guard: None,
-        }
-    }
-
-    /// Keeps `guard` until the fixture is dropped, and drops it after the
-    /// store: its `Drop` cleans up what a directory cannot hold.
-    #[allow(dead_code)]
-    pub(crate) fn with_guard(mut self, guard: impl std::any::Any + Send) -> Self {
-        self.guard = Some(Box::new(guard));
-        self
-    }
-
-    /// Deletes `dir` when the fixture is dropped.
-    #[cfg(feature = "sqlite")]
-    pub(crate) fn with_dir(mut self, dir: PathBuf) -> Self {
-        self.dir = Some(dir);
-        self
-    }
-
-    /// A fresh, empty directory under the system's temporary directory.
-    #[cfg(feature = "sqlite")]
-    pub(crate) fn temp_dir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("integration-runtime-store-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        dir
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        if let Some(dir) = &self.dir {
-            std::fs::remove_dir_all(dir).ok();
-        }
-    }
-}
-
-/// Generates one `#[tokio::test]` per conformance check, each on a fresh
-/// store from `$make()`.
-///
-/// With `optional: $make`, `$make()` returns an `Option<Fixture>`, and a test
-/// whose fixture is `None` (a backend that is not available here, such as a
-/// database server) passes without running; `$make` says why.
-macro_rules! store_conformance_tests {
-    (optional: $make:expr) => {
-        crate::store::conformance::store_conformance_tests!(@tests $make;
-            create_makes_a_pending_due_call,
-            create_with_idempotency_key_returns_the_existing_call,
-            create_with_a_future_run_at_is_not_due_yet,
-            claim_respects_the_limit_and_due_order,
-            concurrent_claimers_never_share_a_call,
-            an_expired_lease_is_claimable_again,
-            extending_a_lease_keeps_the_call,
-            release_and_lease_checks,
-            reschedule_sets_the_next_run_and_counts_attempts,
-            same_event_key_twice_is_a_duplicate,
-            out_of_order_events_never_move_backwards,
-            terminal_state_is_reached_exactly_once,
-            terminal_calls_are_never_claimed,
-            find_and_append_by_external_id,
-            external_ids_are_unique_per_integration,
-            pagination_has_no_duplicates_or_gaps,
-            listing_filters_by_status_and_orders_newest_first,
-            count_by_status_counts_every_call,
-            wait_for_work_wakes_on_create,
-            postpone_does_not_count_an_attempt,
-            terminal_calls_are_notified_until_finished,
-            failed_notifications_are_counted_until_dead_lettered,
-            finish_turn_appends_and_reschedules_in_one_step,
-            finish_turn_that_does_not_end_the_call_schedules_the_next_run,
-            finish_turn_replays_and_ignores_events_like_append,
-            finish_turn_with_a_conflict_writes_nothing,
-            finish_turn_without_the_lease_writes_nothing,
-            a_healthy_store_passes_the_write_probe_and_keeps_its_calls,
-        );
-    };
-    ($make:expr) => {
-        crate::store::conformance::store_conformance_tests!(optional: || async {
-            Some(($make)().await)
-        });
-    };
-    (@tests $make:expr; $($name:ident,)*) => {
-        mod conformance {
-            #[allow(unused_imports)]
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(fixture) = ($make)().await else { return };
-                    crate::store::conformance::$name(fixture.store.clone()).await;
-                }
-            )*
-        }
-    };
-}
-pub(crate) use store_conformance_tests;
 
 const LONG: Duration = Duration::from_secs(60);
 const SHORT: Duration = Duration::from_millis(50);
@@ -154,7 +38,7 @@ async fn ids(store: &dyn Store, worker: &str, limit: u32, lease: Duration) -> Ve
         .collect()
 }
 
-pub(crate) async fn create_makes_a_pending_due_call(store: Arc<dyn Store>) {
+pub async fn create_makes_a_pending_due_call(store: Arc<dyn Store>) {
     let before = now();
     let id = create(&*store, call(1)).await;
     let record = store.get(id).await.unwrap().expect("created call exists");
@@ -183,7 +67,7 @@ pub(crate) async fn create_makes_a_pending_due_call(store: Arc<dyn Store>) {
     assert_eq!(store.get_with_events(unknown).await.unwrap(), None);
 }
 
-pub(crate) async fn create_with_idempotency_key_returns_the_existing_call(store: Arc<dyn Store>) {
+pub async fn create_with_idempotency_key_returns_the_existing_call(store: Arc<dyn Store>) {
     let first = store.create(call(1).idempotency_key("order-7")).await.unwrap();
     assert!(first.created);
     let again = store.create(call(1).idempotency_key("order-7")).await.unwrap();
@@ -216,7 +100,7 @@ pub(crate) async fn create_with_idempotency_key_returns_the_existing_call(store:
     assert_eq!(store.count_by_status(Some("acme")).await.unwrap().total(), 3);
 }
 
-pub(crate) async fn create_with_a_future_run_at_is_not_due_yet(store: Arc<dyn Store>) {
+pub async fn create_with_a_future_run_at_is_not_due_yet(store: Arc<dyn Store>) {
     let later = Utc::now() + chrono::Duration::hours(1);
     let id = create(&*store, call(1).run_at(later)).await;
     assert!(ids(&*store, "w", 10, LONG).await.is_empty());
@@ -227,7 +111,7 @@ pub(crate) async fn create_with_a_future_run_at_is_not_due_yet(store: Arc<dyn St
     );
 }
 
-pub(crate) async fn claim_respects_the_limit_and_due_order(store: Arc<dyn Store>) {
+pub async fn claim_respects_the_limit_and_due_order(store: Arc<dyn Store>) {
     let start = Utc::now() - chrono::Duration::seconds(10);
     let mut created = Vec::new();
     // Created in reverse due order: claims must follow next_run_at, not creation.
@@ -251,7 +135,7 @@ pub(crate) async fn claim_respects_the_limit_and_due_order(store: Arc<dyn Store>
     assert!(ids(&*store, "w3", 0, LONG).await.is_empty());
 }
 
-pub(crate) async fn concurrent_claimers_never_share_a_call(store: Arc<dyn Store>) {
+pub async fn concurrent_claimers_never_share_a_call(store: Arc<dyn Store>) {
     const CALLS: u32 = 60;
     for n in 0..CALLS {
         create(&*store, call(n)).await;
@@ -281,7 +165,7 @@ pub(crate) async fn concurrent_claimers_never_share_a_call(store: Arc<dyn Store>
     assert_eq!(all.len(), CALLS as usize);
 }
 
-pub(crate) async fn an_expired_lease_is_claimable_again(store: Arc<dyn Store>) {
+pub async fn an_expired_lease_is_claimable_again(store: Arc<dyn Store>) {
     let id = create(&*store, call(1)).await;
     let claimed_at = Instant::now();
     assert_eq!(ids(&*store, "w1", 10, SHORT).await, [id]);
@@ -308,7 +192,7 @@ pub(crate) async fn an_expired_lease_is_claimable_again(store: Arc<dyn Store>) {
     assert_eq!(record.attempts, 0);
 }
 
-pub(crate) async fn extending_a_lease_keeps_the_call(store: Arc<dyn Store>) {
+pub async fn extending_a_lease_keeps_the_call(store: Arc<dyn Store>) {
     let id = create(&*store, call(1)).await;
     assert_eq!(ids(&*store, "w1", 10, SHORT).await, [id]);
     store.extend_lease(id, "w1", LONG).await.unwrap();
@@ -318,7 +202,7 @@ pub(crate) async fn extending_a_lease_keeps_the_call(store: Arc<dyn Store>) {
     assert!(record.lease_expires_at.unwrap() > now() + chrono::Duration::seconds(30));
 }
 
-pub(crate) async fn release_and_lease_checks(store: Arc<dyn Store>) {
+pub async fn release_and_lease_checks(store: Arc<dyn Store>) {
     let id = create(&*store, call(1)).await;
     assert_eq!(ids(&*store, "w1", 10, LONG).await, [id]);
     let error = store.release(id, "w2").await.unwrap_err();
@@ -340,7 +224,7 @@ pub(crate) async fn release_and_lease_checks(store: Arc<dyn Store>) {
     }
 }
 
-pub(crate) async fn reschedule_sets_the_next_run_and_counts_attempts(store: Arc<dyn Store>) {
+pub async fn reschedule_sets_the_next_run_and_counts_attempts(store: Arc<dyn Store>) {
     let id = create(&*store, call(1)).await;
     assert_eq!(ids(&*store, "w1", 10, LONG).await, [id]);
     let later = Utc::now() + chrono::Duration::minutes(5);
@@ -376,7 +260,7 @@ pub(crate) async fn reschedule_sets_the_next_run_and_counts_attempts(store: Arc<
     assert_eq!(store.get(retry).await.unwrap().unwrap().attempts, 2);
 }
 
-pub(crate) async fn same_event_key_twice_is_a_duplicate(store: Arc<dyn Store>) {
+pub async fn same_event_key_twice_is_a_duplicate(store: Arc<dyn Store>) {
     let id = create(&*store, call(1)).await;
     let first = store
         .append_event(id, NewEvent::initialized("init:1", "ext-1"))
@@ -440,7 +324,7 @@ pub(crate) async fn same_event_key_twice_is_a_duplicate(store: Arc<dyn Store>) {
     assert!(error.is_not_found(), "{error}");
 }
 
-pub(crate) async fn out_of_order_events_never_move_backwards(store: Arc<dyn Store>) {
+pub async fn out_of_order_events_never_move_backwards(store: Arc<dyn Store>) {
     let id = create(&*store, call(1)).await;
     store
         .append_event(id, NewEvent::initialized("i", "ext-1"))
@@ -532,7 +416,7 @@ pub(crate) async fn out_of_order_events_never_move_backwards(store: Arc<dyn Stor
     ));
 }
 
-pub(crate) async fn terminal_state_is_reached_exactly_once(store: Arc<dyn Store>) {
+pub async fn terminal_state_is_reached_exactly_once(store: Arc<dyn Store>) {
     let id = create(&*store, call(1)).await;
     store
         .append_event(id, NewEvent::initialized("i", "ext-1"))
@@ -571,7 +455,7 @@ pub(crate) async fn terminal_state_is_reached_exactly_once(store: Arc<dyn Store>
     );
 }
 
-pub(crate) async fn terminal_calls_are_never_claimed(store: Arc<dyn Store>) {
+pub async fn terminal_calls_are_never_claimed(store: Arc<dyn Store>) {
     let id = create(&*store, call(1)).await;
     assert_eq!(ids(&*store, "w1", 10, LONG).await, [id]);
     // A webhook finishes the call while the worker still holds it...
@@ -606,7 +490,7 @@ pub(crate) async fn terminal_calls_are_never_claimed(store: Arc<dyn Store>) {
     assert_eq!((claimed[0].id, claimed[0].status), (polling, CallStatus::Processing));
 }
 
-pub(crate) async fn find_and_append_by_external_id(store: Arc<dyn Store>) {
+pub async fn find_and_append_by_external_id(store: Arc<dyn Store>) {
     let id = create(&*store, call(1)).await;
     assert_eq!(store.find_by_external_id("acme", "ext-1").await.unwrap(), None);
     let early = store
@@ -641,7 +525,7 @@ pub(crate) async fn find_and_append_by_external_id(store: Arc<dyn Store>) {
     ));
 }
 
-pub(crate) async fn external_ids_are_unique_per_integration(store: Arc<dyn Store>) {
+pub async fn external_ids_are_unique_per_integration(store: Arc<dyn Store>) {
     let a = create(&*store, call(1)).await;
     let b = create(&*store, call(2)).await;
     store
@@ -684,7 +568,7 @@ pub(crate) async fn external_ids_are_unique_per_integration(store: Arc<dyn Store
     );
 }
 
-pub(crate) async fn pagination_has_no_duplicates_or_gaps(store: Arc<dyn Store>) {
+pub async fn pagination_has_no_duplicates_or_gaps(store: Arc<dyn Store>) {
     let mut expected = Vec::new();
     for n in 0..23 {
         expected.push(create(&*store, call(n)).await);
@@ -720,7 +604,7 @@ pub(crate) async fn pagination_has_no_duplicates_or_gaps(store: Arc<dyn Store>) 
     assert!(none.calls.is_empty() && none.next.is_none());
 }
 
-pub(crate) async fn listing_filters_by_status_and_orders_newest_first(store: Arc<dyn Store>) {
+pub async fn listing_filters_by_status_and_orders_newest_first(store: Arc<dyn Store>) {
     let mut processing = Vec::new();
     for n in 0..7 {
         let id = create(&*store, call(n)).await;
@@ -755,7 +639,7 @@ pub(crate) async fn listing_filters_by_status_and_orders_newest_first(store: Arc
     assert_eq!(pending.calls.len(), 3);
 }
 
-pub(crate) async fn count_by_status_counts_every_call(store: Arc<dyn Store>) {
+pub async fn count_by_status_counts_every_call(store: Arc<dyn Store>) {
     assert_eq!(store.count_by_status(None).await.unwrap().total(), 0);
     let ids: Vec<_> = {
         let mut ids = Vec::new();
@@ -792,7 +676,7 @@ pub(crate) async fn count_by_status_counts_every_call(store: Arc<dyn Store>) {
     assert_eq!((all.pending, all.total()), (3, 7));
 }
 
-pub(crate) async fn wait_for_work_wakes_on_create(store: Arc<dyn Store>) {
+pub async fn wait_for_work_wakes_on_create(store: Arc<dyn Store>) {
     let waiter = {
         let store = store.clone();
         tokio::spawn(async move { store.wait_for_work().await })
@@ -811,7 +695,7 @@ pub(crate) async fn wait_for_work_wakes_on_create(store: Arc<dyn Store>) {
     assert!(woke.is_ok(), "wait_for_work never woke");
 }
 
-pub(crate) async fn postpone_does_not_count_an_attempt(store: Arc<dyn Store>) {
+pub async fn postpone_does_not_count_an_attempt(store: Arc<dyn Store>) {
     let id = create(&*store, call(1)).await;
     assert_eq!(ids(&*store, "w", 10, LONG).await, vec![id]);
     let later = now() + chrono::Duration::milliseconds(80);
@@ -829,7 +713,7 @@ pub(crate) async fn postpone_does_not_count_an_attempt(store: Arc<dyn Store>) {
     assert!(missing.is_not_found(), "{missing}");
 }
 
-pub(crate) async fn terminal_calls_are_notified_until_finished(store: Arc<dyn Store>) {
+pub async fn terminal_calls_are_notified_until_finished(store: Arc<dyn Store>) {
     let notified = |calls: Vec<crate::store::CallRecord>| calls.into_iter().map(|c| c.id).collect::<HashSet<_>>();
     let a = create(&*store, call(1)).await;
     let b = create(&*store, call(2)).await;
@@ -890,7 +774,7 @@ pub(crate) async fn terminal_calls_are_notified_until_finished(store: Arc<dyn St
     assert!(missing.is_not_found(), "{missing}");
 }
 
-pub(crate) async fn failed_notifications_are_counted_until_dead_lettered(store: Arc<dyn Store>) {
+pub async fn failed_notifications_are_counted_until_dead_lettered(store: Arc<dyn Store>) {
     let id = create(&*store, call(1)).await;
     store.append_event(id, NewEvent::failed("t", "no")).await.unwrap();
     for attempt in 1..=3 {
@@ -946,7 +830,7 @@ fn sync_turn(external_id: &str) -> Vec<NewEvent> {
     ]
 }
 
-pub(crate) async fn finish_turn_appends_and_reschedules_in_one_step(store: Arc<dyn Store>) {
+pub async fn finish_turn_appends_and_reschedules_in_one_step(store: Arc<dyn Store>) {
     let id = create(&*store, call(1)).await;
     assert_eq!(ids(&*store, "w1", 10, LONG).await, [id]);
     let outcomes = store
@@ -1024,7 +908,7 @@ pub(crate) async fn finish_turn_appends_and_reschedules_in_one_step(store: Arc<d
     assert_eq!(store.get(id).await.unwrap().unwrap(), *record);
 }
 
-pub(crate) async fn finish_turn_that_does_not_end_the_call_schedules_the_next_run(store: Arc<dyn Store>) {
+pub async fn finish_turn_that_does_not_end_the_call_schedules_the_next_run(store: Arc<dyn Store>) {
     let id = create(&*store, call(1)).await;
     assert_eq!(ids(&*store, "w1", 10, LONG).await, [id]);
     let poll_at = Utc::now() + chrono::Duration::minutes(5);
@@ -1065,7 +949,7 @@ pub(crate) async fn finish_turn_that_does_not_end_the_call_schedules_the_next_ru
     assert_eq!((record.status, record.attempts), (CallStatus::Pending, 1));
 }
 
-pub(crate) async fn finish_turn_replays_and_ignores_events_like_append(store: Arc<dyn Store>) {
+pub async fn finish_turn_replays_and_ignores_events_like_append(store: Arc<dyn Store>) {
     let id = create(&*store, call(1)).await;
     assert_eq!(ids(&*store, "w1", 10, LONG).await, [id]);
     // An earlier, interrupted turn recorded `initialized` already.
@@ -1125,7 +1009,7 @@ pub(crate) async fn finish_turn_replays_and_ignores_events_like_append(store: Ar
     );
 }
 
-pub(crate) async fn finish_turn_with_a_conflict_writes_nothing(store: Arc<dyn Store>) {
+pub async fn finish_turn_with_a_conflict_writes_nothing(store: Arc<dyn Store>) {
     let first = create(&*store, call(1)).await;
     let second = create(&*store, call(2)).await;
     assert_eq!(ids(&*store, "w1", 1, LONG).await, [first]);
@@ -1189,7 +1073,7 @@ pub(crate) async fn finish_turn_with_a_conflict_writes_nothing(store: Arc<dyn St
     assert_eq!(record.external_id.as_deref(), Some("y"));
 }
 
-pub(crate) async fn finish_turn_without_the_lease_writes_nothing(store: Arc<dyn Store>) {
+pub async fn finish_turn_without_the_lease_writes_nothing(store: Arc<dyn Store>) {
     let id = create(&*store, call(1)).await;
     let error = store.finish_turn(id, "w1", sync_turn("ext-1"), None).await.unwrap_err();
     assert!(error.is_lease_lost(), "not claimed: {error}");
@@ -1218,7 +1102,7 @@ pub(crate) async fn finish_turn_without_the_lease_writes_nothing(store: Arc<dyn 
     assert_eq!(store.find_by_external_id("acme", "ext-2").await.unwrap(), None);
 }
 
-pub(crate) async fn a_healthy_store_passes_the_write_probe_and_keeps_its_calls(store: Arc<dyn Store>) {
+pub async fn a_healthy_store_passes_the_write_probe_and_keeps_its_calls(store: Arc<dyn Store>) {
     let id = create(store.as_ref(), call(1)).await;
     for _ in 0..3 {
         store.probe_write().await.expect("a healthy store can write");

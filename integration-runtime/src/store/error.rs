@@ -21,6 +21,8 @@ pub(crate) enum ErrorKind {
     NotFound,
     Conflict,
     LeaseLost,
+    // Only the SQL stores have a backend that fails.
+    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
     Backend,
     Unavailable,
     Corrupt,

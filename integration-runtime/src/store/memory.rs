@@ -627,11 +627,7 @@ impl Store for MemoryStore {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::MemoryStore;
 
-    crate::store::conformance::store_conformance_tests!(|| async {
-        crate::store::conformance::Fixture::new(Arc::new(MemoryStore::new()))
-    });
+    crate::store_conformance_tests!(|| async { MemoryStore::new() });
 }

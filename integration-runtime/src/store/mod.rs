@@ -92,8 +92,11 @@ mod postgres;
 mod sqlite;
 mod types;
 
-#[cfg(test)]
-pub(crate) mod conformance;
+/// The checks of the conformance suite; reached through the crate's private
+/// module by `store_conformance_tests!`.
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
+pub mod conformance;
 
 use std::time::Duration;
 

@@ -802,7 +802,12 @@ fn channel_name(schema: &str) -> String {
 
 /// Applies the `steps` not recorded yet (all of [`MIGRATIONS`] but in tests
 /// of an older schema).
-async fn migrate(pool: &PgPool, schema: &str, quoted: &str, steps: &[(i64, &str, &'static str)]) -> Result<(), StoreError> {
+async fn migrate(
+    pool: &PgPool,
+    schema: &str,
+    quoted: &str,
+    steps: &[(i64, &str, &'static str)],
+) -> Result<(), StoreError> {
     let migration_error = |version: i64, error: sqlx::Error| {
         let message = format!("migrating the store schema `{schema}` to version {version} failed: {error}");
         StoreError::backend(message, error)
@@ -1310,7 +1315,7 @@ mod tests {
     use sqlx::Connection;
 
     use super::*;
-    use crate::store::conformance::Fixture;
+    use crate::testing::Fixture;
 
     /// The test database's URL, or `None` (saying so) when it is not configured.
     fn test_url() -> Option<String> {
@@ -1380,10 +1385,10 @@ mod tests {
         let url = test_url()?;
         let schema = TestSchema::new(&url);
         let store = open(&url, &schema.name).await;
-        Some(Fixture::new(Arc::new(store)).with_guard(schema))
+        Some(Fixture::new(store).with_guard(schema))
     }
 
-    crate::store::conformance::store_conformance_tests!(optional: fixture);
+    crate::store_conformance_tests!(optional: fixture);
 
     #[test]
     fn identifiers_are_quoted_and_bounded() {

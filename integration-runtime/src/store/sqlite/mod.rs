@@ -823,15 +823,33 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::store::conformance::Fixture;
+    use std::path::PathBuf;
 
-    async fn fixture() -> Fixture {
-        let dir = Fixture::temp_dir();
-        let store = SqliteStore::open(dir.join("store.db")).await.expect("open store");
-        Fixture::new(Arc::new(store)).with_dir(dir)
+    use crate::testing::Fixture;
+
+    /// A fresh, empty directory under the system's temporary directory.
+    pub(super) fn temp_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("integration-runtime-store-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        dir
     }
 
-    crate::store::conformance::store_conformance_tests!(fixture);
+    /// Removes its directory when dropped: a fixture's guard.
+    struct RemoveDir(PathBuf);
+
+    impl Drop for RemoveDir {
+        fn drop(&mut self) {
+            std::fs::remove_dir_all(&self.0).ok();
+        }
+    }
+
+    async fn fixture() -> Fixture {
+        let dir = temp_dir();
+        let store = SqliteStore::open(dir.join("store.db")).await.expect("open store");
+        Fixture::new(store).with_guard(RemoveDir(dir))
+    }
+
+    crate::store_conformance_tests!(fixture);
 
     async fn open_in(dir: &Path) -> SqliteStore {
         SqliteStore::open(dir.join("store.db")).await.expect("open store")
@@ -839,7 +857,7 @@ mod tests {
 
     #[tokio::test]
     async fn outbox_rolled_back_leaves_no_call_committed_is_claimable() {
-        let dir = Fixture::temp_dir();
+        let dir = temp_dir();
         let store = open_in(&dir).await;
 
         let mut tx = store.pool().begin().await.unwrap();
@@ -875,7 +893,7 @@ mod tests {
 
     #[tokio::test]
     async fn outbox_sees_idempotency_keys_of_committed_calls() {
-        let dir = Fixture::temp_dir();
+        let dir = temp_dir();
         let store = open_in(&dir).await;
         let first = store
             .create(NewCall::new("acme", "send", json!({})).idempotency_key("k"))
@@ -936,7 +954,7 @@ mod tests {
 
     #[tokio::test]
     async fn appends_in_one_batch_fold_as_if_one_after_the_other() {
-        let dir = Fixture::temp_dir();
+        let dir = temp_dir();
         let store = Arc::new(open_in(&dir).await);
         let ids = claimed(&store, 3).await;
         let (a, b, c) = (ids[0], ids[1], ids[2]);
@@ -1019,7 +1037,7 @@ mod tests {
 
     #[tokio::test]
     async fn writes_queued_together_all_commit_and_a_failing_one_fails_alone() {
-        let dir = Fixture::temp_dir();
+        let dir = temp_dir();
         let store = Arc::new(open_in(&dir).await);
         let keyed = || NewCall::new("acme", "send", json!({"n": 0})).idempotency_key("k");
         let first = store.create(keyed()).await.unwrap();
@@ -1063,7 +1081,7 @@ mod tests {
 
     #[tokio::test]
     async fn reopening_keeps_data_and_applies_each_migration_once() {
-        let dir = Fixture::temp_dir();
+        let dir = temp_dir();
         let store = open_in(&dir).await;
         let created = store
             .create(NewCall::new("acme", "send", json!({"a": 1})))
@@ -1098,7 +1116,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_database_of_the_previous_schema_upgrades_and_keeps_its_calls() {
-        let dir = Fixture::temp_dir();
+        let dir = temp_dir();
         let path = dir.join("store.db");
         // The schema before notification dead letters, with a terminal call
         // whose hooks are due.
@@ -1153,7 +1171,7 @@ mod tests {
 
     #[tokio::test]
     async fn claiming_walks_the_due_index() {
-        let dir = Fixture::temp_dir();
+        let dir = temp_dir();
         let store = open_in(&dir).await;
         let explain = sqlx::query(
             "EXPLAIN QUERY PLAN SELECT seq FROM integration_calls \
@@ -1176,7 +1194,7 @@ mod tests {
 
     #[tokio::test]
     async fn appends_find_calls_by_external_id_through_the_index() {
-        let dir = Fixture::temp_dir();
+        let dir = temp_dir();
         let store = open_in(&dir).await;
         let sql = format!("EXPLAIN QUERY PLAN {}", appends::select_by_external_ids(3));
         let mut explain = sqlx::query(AssertSqlSafe(sql));
@@ -1194,7 +1212,7 @@ mod tests {
 
     #[tokio::test]
     async fn corrupt_rows_are_reported_not_panicked_on() {
-        let dir = Fixture::temp_dir();
+        let dir = temp_dir();
         let store = open_in(&dir).await;
         let created = store.create(NewCall::new("acme", "send", json!({}))).await.unwrap();
         sqlx::query("UPDATE integration_calls SET status = 'done' WHERE id = ?")
