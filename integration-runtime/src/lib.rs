@@ -16,8 +16,8 @@
 //!
 //! | feature | what it brings | what it builds |
 //! | --- | --- | --- |
-//! | `sqlite` | [`SqliteStore`], and [`Runtime::create_in_tx`] on its transactions | sqlx's SQLite driver (and SQLite itself, bundled) |
-//! | `postgres` | [`PostgresStore`], and [`Runtime::create_in_tx`] on its transactions | sqlx's PostgreSQL driver |
+//! | `sqlite` | [`SqliteStore`], and [`SqliteStore::create_in_tx`] on its transactions (the outbox) | sqlx's SQLite driver (and SQLite itself, bundled) |
+//! | `postgres` | [`PostgresStore`], and [`PostgresStore::create_in_tx`] on its transactions (the outbox) | sqlx's PostgreSQL driver |
 //! | `server` | the [webhook receiver](webhook::WebhookReceiver), the [operations API](ops::OpsApi), the `/health` and `/metrics` routes, [`Runtime::router`], [`Runtime::serve`] and [`Runtime::serve_with`] | axum and hyper's server side |
 //! | `testing` (off by default) | the store conformance suite: `store_conformance_tests!` and the `testing` module, for a store of your own to run the checks every store of this crate passes | nothing |
 //!
@@ -75,8 +75,6 @@ pub use descriptor::{
     PollingDescriptor, RateLimitPolicy, RedirectPolicy, RequestFields, RetryOn, RetryPolicy, SignatureEncoding,
     SignatureScheme, WebhookDescriptor,
 };
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub use engine::OutboxConnection;
 pub use engine::{
     lifecycle_event_key, provider_idempotency_key, EngineError, HookResult, IntoStore, Runtime, RuntimeBuilder,
     StatusChange,

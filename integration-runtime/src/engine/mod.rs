@@ -137,8 +137,6 @@ pub use connections::ServeOptions;
 pub use error::EngineError;
 pub use follow_up::{lifecycle_event_key, provider_idempotency_key};
 pub use hooks::HookResult;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub use runtime::OutboxConnection;
 pub use runtime::{IntoStore, Runtime, RuntimeBuilder};
 #[cfg(feature = "server")]
 pub use serve::OPS_TOKEN_ENV;

@@ -426,6 +426,19 @@ impl PostgresStore {
     /// caller commits, and not at all on rollback. A replayed idempotency
     /// key never raises an error inside the caller's transaction (the insert
     /// is `ON CONFLICT DO NOTHING`), so the transaction stays usable.
+    ///
+    /// The store checks nothing about the request: build `call` with
+    /// [`Runtime::new_call`](crate::Runtime::new_call), which validates it
+    /// against its spec as `Runtime::create` does.
+    ///
+    /// ```no_run
+    /// # async fn demo(rt: integration_runtime::Runtime, store: &integration_runtime::PostgresStore, request: impl integration_runtime::IntoCall) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut tx = store.pool().begin().await?;
+    /// sqlx::query("INSERT INTO orders (id) VALUES (1)").execute(&mut *tx).await?;
+    /// let call = store.create_in_tx(&mut tx, rt.new_call(request)?.idempotency_key("order-1")).await?;
+    /// tx.commit().await?; // the order and its call, or neither; workers are notified now
+    /// # let _ = call; Ok(()) }
+    /// ```
     pub async fn create_in_tx(&self, conn: &mut PgConnection, call: NewCall) -> Result<Created, StoreError> {
         self.insert_call(conn, call).await
     }

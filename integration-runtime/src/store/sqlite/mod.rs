@@ -202,11 +202,24 @@ impl SqliteStore {
     /// outbox. The call exists if and only if the caller commits, so business
     /// data and the calls it implies cannot disagree.
     ///
-    /// `conn` must be a connection to this store's database (`&mut *tx` for a
+    /// `conn` must be a connection to this store's database (`&mut tx` for a
     /// `sqlx::Transaction<'_, Sqlite>`). Workers pick the call up at their
     /// next claim after the commit. A transaction that reads before it
     /// writes is best begun with `pool.begin_with("BEGIN IMMEDIATE")`, so it
     /// cannot fail to upgrade to a writer under concurrent writes.
+    ///
+    /// The store checks nothing about the request: build `call` with
+    /// [`Runtime::new_call`](crate::Runtime::new_call), which validates it
+    /// against its spec as `Runtime::create` does.
+    ///
+    /// ```no_run
+    /// # async fn demo(rt: integration_runtime::Runtime, store: &integration_runtime::SqliteStore, request: impl integration_runtime::IntoCall) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut tx = store.pool().begin().await?;
+    /// sqlx::query("INSERT INTO orders (id) VALUES (1)").execute(&mut *tx).await?;
+    /// let call = store.create_in_tx(&mut tx, rt.new_call(request)?).await?;
+    /// tx.commit().await?; // the order and its call, or neither
+    /// # let _ = call; Ok(()) }
+    /// ```
     pub async fn create_in_tx(&self, conn: &mut SqliteConnection, call: NewCall) -> Result<Created, StoreError> {
         insert_call(conn, call).await
     }
