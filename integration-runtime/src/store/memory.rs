@@ -10,9 +10,9 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 use super::{
-    lease_deadline, new_call_id, notification_columns, now, plan_append, truncate, AppendOutcome, BoxFuture, CallId,
-    CallRecord, CallWithEvents, Created, Cursor, EventRecord, ListOrder, ListQuery, NewCall, NewEvent,
-    NotificationOutcome, Page, StatusCounts, Store, StoreError,
+    check_same_request, lease_deadline, new_call_id, notification_columns, now, page_of, plan_append, truncate,
+    AppendOutcome, BoxFuture, CallId, CallRecord, CallWithEvents, Created, EventRecord, ListOrder, ListQuery, NewCall,
+    NewEvent, NotificationOutcome, Page, StatusCounts, Store, StoreError,
 };
 use crate::lifecycle::{CallStatus, Transition};
 
@@ -367,39 +367,10 @@ fn end_turn(call: &mut CallRecord, next_run_at: Option<DateTime<Utc>>, attempt: 
     call.lease_expires_at = None;
 }
 
-/// Splits `limit + 1` fetched rows into a page and its continuation.
-pub(super) fn page_of(mut rows: Vec<(i64, CallRecord)>, limit: usize) -> Page {
-    let more = rows.len() > limit;
-    rows.truncate(limit);
-    let next = if more {
-        rows.last().map(|(seq, _)| Cursor(*seq))
-    } else {
-        None
-    };
-    Page {
-        calls: rows.into_iter().map(|(_, call)| call).collect(),
-        next,
-    }
-}
-
 fn is_claimable(call: &CallRecord, now: DateTime<Utc>) -> bool {
     matches!(call.status, CallStatus::Pending | CallStatus::Processing)
         && call.next_run_at.is_some_and(|at| at <= now)
         && call.lease_expires_at.is_none_or(|until| until <= now)
-}
-
-/// An idempotency key may only be replayed for the same request.
-pub(super) fn check_same_request(existing: &CallRecord, call: &NewCall) -> Result<(), StoreError> {
-    if existing.endpoint == call.endpoint && existing.params == call.params {
-        Ok(())
-    } else {
-        Err(StoreError::conflict(format_args!(
-            "idempotency key `{}` of `{}` was used for call {} with another request",
-            call.idempotency_key.as_deref().unwrap_or_default(),
-            call.integration,
-            existing.id
-        )))
-    }
 }
 
 impl Store for MemoryStore {

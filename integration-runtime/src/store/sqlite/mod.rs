@@ -28,11 +28,10 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::Notify;
 
-use super::memory::{check_same_request, page_of};
 use super::{
-    from_json, from_millis, lease_deadline, new_call_id, notification_columns, now, to_json, truncate, AppendOutcome,
-    BoxFuture, CallId, CallRecord, CallWithEvents, Created, EventPayload, EventRecord, ListOrder, ListQuery, NewCall,
-    NewEvent, NotificationOutcome, Page, StatusCounts, Store, StoreError,
+    check_same_request, from_json, from_millis, lease_deadline, new_call_id, notification_columns, now, page_of,
+    to_json, truncate, AppendOutcome, BoxFuture, CallId, CallRecord, CallWithEvents, Created, EventPayload,
+    EventRecord, ListOrder, ListQuery, NewCall, NewEvent, NotificationOutcome, Page, StatusCounts, Store, StoreError,
 };
 use crate::lifecycle::CallStatus;
 
