@@ -11,6 +11,7 @@
 #[path = "common/mod.rs"]
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use integration_runtime::{CallStatus, ListQuery, Runtime, Secret, SqliteStore};
@@ -33,7 +34,8 @@ async fn run(db: &std::path::Path) -> anyhow::Result<(i64, usize, CallStatus)> {
     let fake = FakeProvider::from_spec_file(format!("{}/translate.toml", common::SPECS))?
         .start()
         .await?;
-    let store = SqliteStore::open(db).await?;
+    // Kept in an `Arc` of its own: the outbox is the store's own method.
+    let store = Arc::new(SqliteStore::open(db).await?);
     let pool = store.pool().clone();
     sqlx::query("CREATE TABLE IF NOT EXISTS orders (id INTEGER PRIMARY KEY, note TEXT NOT NULL)")
         .execute(&pool)
@@ -42,14 +44,22 @@ async fn run(db: &std::path::Path) -> anyhow::Result<(i64, usize, CallStatus)> {
         base_url: fake.url(),
         api_key: Secret::new("k"),
     })?;
-    let rt = Runtime::builder().store(store).integration(translate).build().await?;
+    let rt = Runtime::builder()
+        .store(store.clone())
+        .integration(translate)
+        .build()
+        .await?;
 
     // Committed: the order and its call.
     let mut tx = pool.begin().await?;
     sqlx::query("INSERT INTO orders (id, note) VALUES (1, 'Vielen Dank')")
         .execute(&mut *tx)
         .await?;
-    let committed = rt.create_in_tx(&mut tx, translation("Vielen Dank"), None).await?;
+    // `new_call` validates the request against the spec, as `create` does.
+    let committed = store
+        .create_in_tx(&mut tx, rt.new_call(translation("Vielen Dank"))?)
+        .await?
+        .id;
     tx.commit().await?;
 
     // Rolled back: neither.
@@ -57,7 +67,9 @@ async fn run(db: &std::path::Path) -> anyhow::Result<(i64, usize, CallStatus)> {
     sqlx::query("INSERT INTO orders (id, note) VALUES (2, 'Auf Wiedersehen')")
         .execute(&mut *tx)
         .await?;
-    rt.create_in_tx(&mut tx, translation("Auf Wiedersehen"), None).await?;
+    store
+        .create_in_tx(&mut tx, rt.new_call(translation("Auf Wiedersehen"))?)
+        .await?;
     tx.rollback().await?;
 
     let worker = tokio::spawn({

@@ -33,10 +33,10 @@ pub(crate) async fn run(
     let provider = Provider::start(true, Duration::from_millis(2)).await?;
     let scratch = Scratch::new("crash")?;
     let db = scratch.path("crash.db");
-    let store = SqliteStore::open(&db).await?;
+    let store = std::sync::Arc::new(SqliteStore::open(&db).await?);
     let pool = store.pool().clone();
     let rt = Runtime::builder()
-        .store(store)
+        .store(store.clone())
         .integration(bench_sync(&provider.url)?)
         .build()
         .await?;
@@ -45,7 +45,7 @@ pub(crate) async fn run(
     let mut ids = Vec::with_capacity(calls as usize);
     let mut tx = pool.begin().await?;
     for i in 0..calls {
-        ids.push(rt.create_in_tx(&mut tx, message(i), None).await?);
+        ids.push(store.create_in_tx(&mut tx, rt.new_call(message(i))?).await?.id);
     }
     tx.commit().await?;
 

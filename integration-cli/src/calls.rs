@@ -214,6 +214,12 @@ async fn show(args: ShowArgs) -> Result<(), String> {
     if let Some(error) = &c.error {
         println!("error       {error}");
     }
+    if let Some(error) = &c.notification_error {
+        println!(
+            "hooks       given up after {} deliveries: {error}",
+            c.notification_attempts
+        );
+    }
     println!("params      {}", c.params);
     if let Some(data) = &c.response_data {
         println!("response    {data}");
@@ -247,6 +253,7 @@ fn call_json(c: &CallRecord) -> serde_json::Value {
         "id": c.id, "integration": c.integration, "endpoint": c.endpoint, "status": c.status,
         "external_id": c.external_id, "params": c.params, "response_data": c.response_data, "error": c.error,
         "attempts": c.attempts, "created_at": c.created_at, "completed_at": c.completed_at,
+        "notification_attempts": c.notification_attempts, "notification_error": c.notification_error,
     })
 }
 

@@ -11,14 +11,15 @@
 //!
 //! # Features
 //!
-//! All on by default; turn off what you do not use with
-//! `default-features = false` and name the ones you keep.
+//! `sqlite`, `postgres` and `server` are on by default; turn off what you
+//! do not use with `default-features = false` and name the ones you keep.
 //!
 //! | feature | what it brings | what it builds |
 //! | --- | --- | --- |
-//! | `sqlite` | [`SqliteStore`], and [`Runtime::create_in_tx`] on its transactions | sqlx's SQLite driver (and SQLite itself, bundled) |
-//! | `postgres` | [`PostgresStore`], and [`Runtime::create_in_tx`] on its transactions | sqlx's PostgreSQL driver |
+//! | `sqlite` | [`SqliteStore`], and [`SqliteStore::create_in_tx`] on its transactions (the outbox) | sqlx's SQLite driver (and SQLite itself, bundled) |
+//! | `postgres` | [`PostgresStore`], and [`PostgresStore::create_in_tx`] on its transactions (the outbox) | sqlx's PostgreSQL driver |
 //! | `server` | the [webhook receiver](webhook::WebhookReceiver), the [operations API](ops::OpsApi), the `/health` and `/metrics` routes, [`Runtime::router`], [`Runtime::serve`] and [`Runtime::serve_with`] | axum and hyper's server side |
+//! | `testing` (off by default) | the store conformance suite: `store_conformance_tests!` and the `testing` module, for a store of your own to run the checks every store of this crate passes | nothing |
 //!
 //! Without any of them the crate still has the engine ([`Runtime`]), the
 //! HTTP client that generated integrations send with, the in-memory
@@ -55,6 +56,9 @@ mod reply;
 mod request;
 mod secret;
 mod store;
+#[cfg(any(test, feature = "testing"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 mod validate;
 #[cfg_attr(not(feature = "server"), path = "webhook/without_server.rs")]
 pub mod webhook;
@@ -74,8 +78,6 @@ pub use descriptor::{
     PollingDescriptor, RateLimitPolicy, RedirectPolicy, RequestFields, RetryOn, RetryPolicy, SignatureEncoding,
     SignatureScheme, WebhookDescriptor,
 };
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub use engine::OutboxConnection;
 pub use engine::{
     lifecycle_event_key, provider_idempotency_key, EngineError, HookResult, IntoStore, Runtime, RuntimeBuilder,
     StatusChange,
@@ -94,7 +96,8 @@ pub use secret::Secret;
 pub use store::SqliteStore;
 pub use store::{
     AppendOutcome, CallRecord, CallWithEvents, Created, Cursor, EventPayload, EventRecord, EventSource, ListOrder,
-    ListQuery, MemoryStore, NewCall, NewEvent, Page, StatusCounts, Store, StoreError, MAX_PAGE_SIZE,
+    ListQuery, MemoryStore, NewCall, NewEvent, NotificationOutcome, Page, StatusCounts, Store, StoreError,
+    MAX_PAGE_SIZE,
 };
 #[cfg(feature = "postgres")]
 pub use store::{PostgresOptions, PostgresStore};

@@ -51,6 +51,7 @@
 //! | `integration_attempt_duration_seconds` | histogram | `integration`, `endpoint` |
 //! | `integration_webhook_deliveries_total` | counter | `integration`, `result` (`accepted`, `rejected`), `reason` |
 //! | `integration_webhook_duration_seconds` | histogram | `integration` |
+//! | `integration_hook_dead_letters_total` | counter | `integration` |
 //! | `integration_calls` | gauge | `integration`, `status` |
 //! | `integration_queue_depth` | gauge | `integration` |
 //! | `integration_store_up` | gauge | |
@@ -108,10 +109,21 @@ const WEBHOOK_SECONDS: Desc = Desc {
     help: "Time to verify, map and store a webhook delivery.",
 };
 
+const HOOK_DEAD_LETTERS: Desc = Desc {
+    name: "integration_hook_dead_letters_total",
+    help: "Terminal notifications given up: the call did not decode for its hook.",
+};
+
 /// Describes the in-process metrics to the `metrics` recorder installed now
 /// (a recorder installed later gets the numbers without help texts).
 pub(crate) fn describe() {
-    for desc in [CALLS_CREATED, CALLS_FINISHED, ATTEMPTS, WEBHOOK_DELIVERIES] {
+    for desc in [
+        CALLS_CREATED,
+        CALLS_FINISHED,
+        ATTEMPTS,
+        WEBHOOK_DELIVERIES,
+        HOOK_DEAD_LETTERS,
+    ] {
         ::metrics::describe_counter!(desc.name, desc.help);
     }
     for desc in [ATTEMPT_SECONDS, WEBHOOK_SECONDS] {
@@ -148,6 +160,7 @@ struct Registry {
     attempt_seconds: Family<Histogram>,
     webhook_deliveries: Family<Counter>,
     webhook_seconds: Family<Histogram>,
+    hook_dead_letters: Family<Counter>,
 }
 
 struct Family<M> {
@@ -274,6 +287,12 @@ impl Metrics {
             .record(latency.as_secs_f64());
     }
 
+    /// Counts a terminal notification of `integration` given up (dead-lettered).
+    pub(crate) fn hook_dead_lettered(&self, integration: &str) {
+        self.inner.hook_dead_letters.get(&[integration]).inc();
+        ::metrics::counter!(HOOK_DEAD_LETTERS.name, "integration" => integration.to_owned()).increment(1);
+    }
+
     /// An exporter of these metrics plus the state of `store` (and, once
     /// added, of integrations and circuit breakers).
     pub fn exporter(&self, store: Arc<dyn Store>) -> MetricsExporter {
@@ -299,6 +318,7 @@ impl Metrics {
             &r.webhook_deliveries,
         );
         histograms(out, &WEBHOOK_SECONDS, &["integration"], &r.webhook_seconds);
+        counters(out, &HOOK_DEAD_LETTERS, &["integration"], &r.hook_dead_letters);
     }
 }
 

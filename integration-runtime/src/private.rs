@@ -20,4 +20,6 @@ pub use crate::reply::{exchange, read_reply, Exchange, ExternalIdSpec, ReplySpec
 pub use crate::request::{
     display_value, to_value, Constant, Input, JsonBody, PathBuilder, PathPart, Piece, RequestSpec, Source,
 };
+#[cfg(any(test, feature = "testing"))]
+pub use crate::store::conformance;
 pub use crate::validate::Violations;

@@ -1,6 +1,6 @@
 //! Bad values are refused when a call is created, not when it is sent:
 //! through every way in (`create`, `create_with_key`, `create_json`,
-//! `create_in_tx`), the error is a `ValidationError` naming the field, and
+//! `new_call`, which builds the outbox's calls), the error is a `ValidationError` naming the field, and
 //! nothing is stored. A real SQLite file; nothing is sent anywhere.
 
 #![cfg(feature = "sqlite")]
@@ -33,14 +33,12 @@ impl Drop for TempDir {
 
 struct Fixture {
     rt: Runtime,
-    pool: sqlx::SqlitePool,
     _dir: TempDir,
 }
 
 async fn fixture() -> Fixture {
     let dir = TempDir::new();
     let store = SqliteStore::open(dir.0.join("calls.db")).await.unwrap();
-    let pool = store.pool().clone();
     let integration = EngineItems::new(EngineItemsConfig {
         base_url: "http://127.0.0.1:9".into(),
     })
@@ -51,7 +49,7 @@ async fn fixture() -> Fixture {
         .build()
         .await
         .unwrap();
-    Fixture { rt, pool, _dir: dir }
+    Fixture { rt, _dir: dir }
 }
 
 fn item(id: &str, tenant: &str) -> Item {
@@ -64,7 +62,7 @@ fn item(id: &str, tenant: &str) -> Item {
 }
 
 /// The error is a refusal whose `ValidationError` names `field`.
-fn assert_refused(result: Result<integration_runtime::CallId, EngineError>, field: &str, what: &str) {
+fn assert_refused<T: std::fmt::Debug>(result: Result<T, EngineError>, field: &str, what: &str) {
     let error = result.expect_err(what);
     assert!(error.is_invalid(), "{what}: {error}");
     let violations = error
@@ -89,9 +87,7 @@ async fn refused_everywhere(fx: &Fixture, params: Value, field: &str) {
     if let Some(typed) = typed {
         assert_refused(fx.rt.create(typed.clone()).await, field, &what);
         assert_refused(fx.rt.create_with_key(typed.clone(), "k1").await, field, &what);
-        let mut tx = fx.pool.begin().await.unwrap();
-        assert_refused(fx.rt.create_in_tx(&mut *tx, typed, None).await, field, &what);
-        tx.commit().await.unwrap();
+        assert_refused(fx.rt.new_call(typed), field, &what);
     }
     let json = fx.rt.create_json("EngineItems", "save", params.clone(), None).await;
     assert_refused(json, field, &what);

@@ -447,20 +447,24 @@ async fn outbox_rolled_back_leaves_nothing_committed_runs() {
     let dir = TempDir::new();
     let script = Script::always(200, json!({"echoed": "ok"}));
     let server = provider("/send", &script).await;
-    let store = open(&dir.0).await;
+    let store = Arc::new(open(&dir.0).await);
     let pool = store.pool().clone();
     sqlx::query("CREATE TABLE orders (id INTEGER PRIMARY KEY)")
         .execute(&pool)
         .await
         .unwrap();
-    let rt = sync_runtime(store, &server).await;
+    let rt = sync_runtime(store.clone(), &server).await;
 
     let mut tx = pool.begin().await.unwrap();
     sqlx::query("INSERT INTO orders (id) VALUES (1)")
         .execute(&mut *tx)
         .await
         .unwrap();
-    let rolled_back = rt.create_in_tx(&mut tx, message("rolled back"), None).await.unwrap();
+    let rolled_back = store
+        .create_in_tx(&mut tx, rt.new_call(message("rolled back")).unwrap())
+        .await
+        .unwrap()
+        .id;
     tx.rollback().await.unwrap();
     assert!(rt.get(rolled_back).await.unwrap().is_none());
 
@@ -469,7 +473,11 @@ async fn outbox_rolled_back_leaves_nothing_committed_runs() {
         .execute(&mut *tx)
         .await
         .unwrap();
-    let committed = rt.create_in_tx(&mut tx, message("committed"), None).await.unwrap();
+    let committed = store
+        .create_in_tx(&mut tx, rt.new_call(message("committed")).unwrap())
+        .await
+        .unwrap()
+        .id;
     tx.commit().await.unwrap();
 
     let worker = spawn_run(&rt);
@@ -481,46 +489,12 @@ async fn outbox_rolled_back_leaves_nothing_committed_runs() {
     assert_eq!(hits[0].body, json!({"text": "committed"}));
     let page = rt.list(&ListQuery::new("EngineSync")).await.unwrap();
     assert_eq!(page.calls.len(), 1);
+    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(orders, 1, "the committed order only");
     stop(&rt, worker).await;
-
-    // The outbox needs a SQLite (or PostgreSQL) store.
-    let memory = sync_runtime(MemoryStore::new(), &server).await;
-    let mut tx = pool.begin().await.unwrap();
-    let error = memory.create_in_tx(&mut tx, message("x"), None).await.unwrap_err();
-    assert!(error.is_outbox_unsupported(), "{error}");
-    assert!(
-        error.to_string().contains("`SqliteStore`"),
-        "names what it expected: {error}"
-    );
-}
-
-/// The outbox on a runtime whose store it cannot reach: a `MemoryStore`, or
-/// a `SqliteStore` hidden behind `Arc<dyn Store>`. Nothing is created, and
-/// the error names the stores the outbox needs.
-#[cfg(all(feature = "sqlite", feature = "postgres"))]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn outbox_without_a_database_store_is_unsupported() {
-    let dir = TempDir::new();
-    let script = Script::always(200, json!({"echoed": "ok"}));
-    let server = provider("/send", &script).await;
-    let sqlite = open(&dir.0).await;
-    let pool = sqlite.pool().clone();
-    let hidden: Arc<dyn integration_runtime::Store> = Arc::new(sqlite);
-    for store in [
-        Arc::new(MemoryStore::new()) as Arc<dyn integration_runtime::Store>,
-        hidden,
-    ] {
-        let rt = sync_runtime(store, &server).await;
-        let mut tx = pool.begin().await.unwrap();
-        let error = rt.create_in_tx(&mut *tx, message("x"), None).await.unwrap_err();
-        assert!(error.is_outbox_unsupported(), "{error}");
-        let text = error.to_string();
-        assert!(text.contains("`SqliteStore`"), "names the SQLite store: {text}");
-        assert!(text.contains("`PostgresStore`"), "names the PostgreSQL store: {text}");
-        tx.commit().await.unwrap();
-        let page = rt.list(&ListQuery::new("EngineSync")).await.unwrap();
-        assert!(page.calls.is_empty(), "nothing created: {:?}", page.calls);
-    }
 }
 
 #[cfg(feature = "sqlite")]
@@ -957,8 +931,8 @@ async fn an_open_circuit_postpones_without_spending_an_attempt() {
 /// created in a rolled back transaction does not exist; one created in a
 /// committed transaction exists together with the transaction's own row,
 /// is invisible and unsent until the commit, and a running worker then
-/// completes it. A connection of the other backend is refused both ways.
-#[cfg(all(feature = "sqlite", feature = "postgres"))]
+/// completes it.
+#[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbox_on_postgres() {
     let Some((store, schema)) = postgres_store("outbox").await else {
@@ -984,8 +958,8 @@ async fn outbox_on_postgres() {
     };
     let script = Script::always(200, json!({"echoed": "pg"}));
     let server = provider("/send", &script).await;
-    let rt = sync_runtime(store, &server).await;
-    assert!(rt.postgres_store().is_some() && rt.sqlite_store().is_none());
+    let store = Arc::new(store);
+    let rt = sync_runtime(store.clone(), &server).await;
     let worker = spawn_run(&rt);
 
     // Rolled back: neither the order nor its call.
@@ -994,7 +968,11 @@ async fn outbox_on_postgres() {
         .execute(&mut *tx)
         .await
         .unwrap();
-    let rolled_back = rt.create_in_tx(&mut *tx, message("rolled back"), None).await.unwrap();
+    let rolled_back = store
+        .create_in_tx(&mut tx, rt.new_call(message("rolled back")).unwrap())
+        .await
+        .unwrap()
+        .id;
     tx.rollback().await.unwrap();
     assert!(
         rt.get(rolled_back).await.unwrap().is_none(),
@@ -1002,16 +980,20 @@ async fn outbox_on_postgres() {
     );
     assert_eq!(count_orders().await, 0);
 
-    // Committed: the order and its call (`&mut tx` works as well as `&mut *tx`).
+    // Committed: the order and its call.
     let mut tx = pool.begin().await.unwrap();
     sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO {orders} (id) VALUES (2)")))
         .execute(&mut *tx)
         .await
         .unwrap();
-    let committed = rt
-        .create_in_tx(&mut tx, message("committed"), Some("order-2".into()))
+    let committed = store
+        .create_in_tx(
+            &mut tx,
+            rt.new_call(message("committed")).unwrap().idempotency_key("order-2"),
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .id;
     // Uncommitted: invisible to other connections, so no worker sends it.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(rt.get(committed).await.unwrap().is_none(), "visible before the commit");
@@ -1033,31 +1015,6 @@ async fn outbox_on_postgres() {
     let again = rt.create_with_key(message("committed"), "order-2").await.unwrap();
     assert_eq!(again, committed);
     stop(&rt, worker).await;
-
-    // A SQLite transaction on the PostgreSQL runtime, and the other way round.
-    let dir = TempDir::new();
-    let sqlite = open(&dir.0).await;
-    let sqlite_pool = sqlite.pool().clone();
-    let mut tx = sqlite_pool.begin().await.unwrap();
-    let error = rt.create_in_tx(&mut *tx, message("x"), None).await.unwrap_err();
-    assert!(error.is_outbox_unsupported(), "{error}");
-    let text = error.to_string();
-    assert!(
-        text.contains("`PostgresStore`") && text.contains("needs a PostgreSQL connection"),
-        "names what it expected: {text}"
-    );
-    tx.rollback().await.unwrap();
-    let on_sqlite = sync_runtime(sqlite, &server).await;
-    let mut tx = pool.begin().await.unwrap();
-    let error = on_sqlite.create_in_tx(&mut *tx, message("x"), None).await.unwrap_err();
-    assert!(error.is_outbox_unsupported(), "{error}");
-    let text = error.to_string();
-    assert!(
-        text.contains("`SqliteStore`") && text.contains("needs a SQLite connection"),
-        "names what it expected: {text}"
-    );
-    tx.rollback().await.unwrap();
-    assert_eq!(rt.list(&ListQuery::new("EngineSync")).await.unwrap().calls.len(), 1);
 
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
         .execute(&pool)

@@ -419,7 +419,10 @@ async fn concurrent_hook_dispatchers_never_get_the_same_notification() {
                 }
                 assert!(batch.iter().all(|c| c.is_terminal()));
                 for notified in batch {
-                    store.finish_notification(notified.id, None).await.unwrap();
+                    store
+                        .finish_notification(notified.id, integration_runtime::NotificationOutcome::Delivered)
+                        .await
+                        .unwrap();
                     mine.push(notified.id);
                 }
             }

@@ -39,10 +39,6 @@ enum Kind {
     },
     #[error("the runtime is misconfigured: {0}")]
     Config(String),
-    /// Says what the outbox expected: a store, or a connection of the store's backend.
-    #[cfg(any(feature = "sqlite", feature = "postgres"))]
-    #[error("{0}")]
-    OutboxUnsupported(String),
     #[error("the runtime is already running (`run` was called twice)")]
     AlreadyRunning,
 }
@@ -86,11 +82,6 @@ impl EngineError {
         Kind::Config(message.into()).into()
     }
 
-    #[cfg(any(feature = "sqlite", feature = "postgres"))]
-    pub(crate) fn outbox_unsupported(message: String) -> Self {
-        Kind::OutboxUnsupported(message).into()
-    }
-
     pub(crate) fn already_running() -> Self {
         Kind::AlreadyRunning.into()
     }
@@ -121,16 +112,6 @@ impl EngineError {
     /// The builder's settings are incomplete or contradictory.
     pub fn is_config(&self) -> bool {
         matches!(self.kind, Kind::Config(_))
-    }
-
-    /// The outbox ([`Runtime::create_in_tx`](super::Runtime::create_in_tx))
-    /// was used on a runtime whose store is neither a `SqliteStore` nor a
-    /// `PostgresStore`, or with a connection of the other backend than the
-    /// store's. The message names what was expected.
-    #[cfg(any(feature = "sqlite", feature = "postgres"))]
-    #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
-    pub fn is_outbox_unsupported(&self) -> bool {
-        matches!(self.kind, Kind::OutboxUnsupported(_))
     }
 
     /// `run` was called while the runtime was already running.

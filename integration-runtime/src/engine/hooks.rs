@@ -12,7 +12,14 @@ use super::runtime::{typed, Inner};
 use crate::call::TypedCall;
 use crate::integration::BoxFuture;
 use crate::lifecycle::CallStatus;
-use crate::store::CallRecord;
+use crate::store::{CallRecord, NotificationOutcome};
+
+/// How many deliveries of a call whose record does not decode for one of
+/// its hooks are tried before its notification is dead-lettered (given up,
+/// with the error kept on the call as `notification_error`). A few, not one:
+/// a deployment rolling out fixed types meanwhile still delivers it; not
+/// unbounded: a record that no version decodes must not be retried forever.
+pub(crate) const MAX_UNDECODABLE_DELIVERIES: u32 = 5;
 
 /// What a hook returns: `()` (it cannot fail) or `Result<(), E>` where an
 /// `Err` asks for the hook to be run again later.
@@ -39,7 +46,16 @@ pub(crate) enum HookOn {
     Failed,
 }
 
-type RunHook = dyn Fn(&CallRecord) -> BoxFuture<'static, Result<(), String>> + Send + Sync;
+/// Why a hook did not succeed.
+enum HookFailure {
+    /// The hook ran and failed or panicked: run it again later.
+    Failed(String),
+    /// The stored call does not decode into the hook's type: the hook never
+    /// ran, and only a deployment with other types can run it.
+    Undecodable(String),
+}
+
+type RunHook = dyn Fn(&CallRecord) -> BoxFuture<'static, Result<(), HookFailure>> + Send + Sync;
 
 /// A registered hook: which calls it is for, and how to run it.
 pub(crate) struct Hook {
@@ -56,17 +72,15 @@ impl Hook {
         Fut: Future + Send + 'static,
         Fut::Output: HookResult,
     {
-        let run = move |record: &CallRecord| -> BoxFuture<'static, Result<(), String>> {
+        let run = move |record: &CallRecord| -> BoxFuture<'static, Result<(), HookFailure>> {
             match typed::<T>(record) {
                 Ok(call) => {
                     let future = hook(call);
-                    Box::pin(async move { future.await.into_hook_result() })
+                    Box::pin(async move { future.await.into_hook_result().map_err(HookFailure::Failed) })
                 }
-                // The stored call does not fit the types (yet): a deployment
-                // with fixed types will deliver it.
                 Err(error) => {
                     let message = error.to_string();
-                    Box::pin(async move { Err(message) })
+                    Box::pin(async move { Err(HookFailure::Undecodable(message)) })
                 }
             }
         };
@@ -86,6 +100,60 @@ impl Hook {
     }
 }
 
+/// Runs every hook in `runs` on `call`: `None` when all succeeded, else
+/// the failure that decides what happens next (an undecodable record over
+/// a failed hook, as only the former is given up).
+async fn deliver(call: &CallRecord, runs: Vec<Arc<RunHook>>) -> Option<HookFailure> {
+    let mut failure = None;
+    for run in runs {
+        // Its own task: a panicking hook is a failed hook.
+        let record = call.clone();
+        let failed = match tokio::spawn(async move { run(&record).await }).await {
+            Ok(Ok(())) => continue,
+            Ok(Err(failed)) => failed,
+            Err(panicked) => HookFailure::Failed(format!("the hook panicked: {panicked}")),
+        };
+        match &failed {
+            HookFailure::Failed(error) => tracing::warn!(call = %call.id, %error, "hook failed; it will run again"),
+            HookFailure::Undecodable(error) => tracing::warn!(
+                call = %call.id,
+                %error,
+                "the call does not decode for its hook; it will be tried again"
+            ),
+        }
+        if !matches!(failure, Some(HookFailure::Undecodable(_))) {
+            failure = Some(failed);
+        }
+    }
+    failure
+}
+
+/// What to record for a delivery of `call` that ended in `failure`.
+fn outcome(inner: &Inner, call: &CallRecord, failure: Option<HookFailure>) -> NotificationOutcome {
+    match failure {
+        None => NotificationOutcome::Delivered,
+        Some(HookFailure::Undecodable(error))
+            if call.notification_attempts.saturating_add(1) >= MAX_UNDECODABLE_DELIVERIES =>
+        {
+            tracing::error!(
+                call = %call.id,
+                integration = %call.integration,
+                %error,
+                "hooks given up: the call does not decode for its hook after {MAX_UNDECODABLE_DELIVERIES} deliveries"
+            );
+            inner.metrics.hook_dead_lettered(&call.integration);
+            NotificationOutcome::DeadLetter(error)
+        }
+        Some(_) => {
+            let delay = chrono::Duration::from_std(inner.settings.hook_retry).unwrap_or(chrono::Duration::MAX);
+            let at = Utc::now()
+                .checked_add_signed(delay)
+                .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
+            NotificationOutcome::Retry(at)
+        }
+    }
+}
+
 /// Delivers terminal calls to hooks until shutdown; see the module docs.
 pub(crate) async fn dispatch(inner: Arc<Inner>) {
     let settings = inner.settings.clone();
@@ -94,11 +162,18 @@ pub(crate) async fn dispatch(inner: Arc<Inner>) {
         if shutdown.borrow().is_some() {
             return;
         }
-        let batch = inner
+        let batch = match inner
             .store
             .claim_notifications(settings.claim_batch, settings.lease)
             .await
-            .unwrap_or_default();
+        {
+            Ok(batch) => batch,
+            Err(error) => {
+                // Waits below as if idle, then tries again.
+                tracing::warn!(%error, "claiming terminal notifications failed");
+                Vec::new()
+            }
+        };
         let full = batch.len() as u32 >= settings.claim_batch;
         let mut deliveries = JoinSet::new();
         for call in batch {
@@ -112,34 +187,14 @@ pub(crate) async fn dispatch(inner: Arc<Inner>) {
                 .collect();
             let inner = inner.clone();
             deliveries.spawn(async move {
-                let mut ok = true;
-                for run in runs {
-                    // Its own task: a panicking hook is a failed hook.
-                    let record = call.clone();
-                    match tokio::spawn(async move { run(&record).await }).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(error)) => {
-                            tracing::warn!(call = %call.id, %error, "hook failed; it will run again");
-                            ok = false;
-                        }
-                        Err(error) => {
-                            tracing::warn!(call = %call.id, %error, "hook panicked; it will run again");
-                            ok = false;
-                        }
-                    }
+                let outcome = outcome(&inner, &call, deliver(&call, runs).await);
+                if let Err(error) = inner.store.finish_notification(call.id, outcome).await {
+                    tracing::warn!(
+                        call = %call.id,
+                        %error,
+                        "recording a hook delivery failed; the call is delivered again once its lease runs out"
+                    );
                 }
-                let retry_at = if ok {
-                    None
-                } else {
-                    let delay = chrono::Duration::from_std(inner.settings.hook_retry).unwrap_or(chrono::Duration::MAX);
-                    Some(
-                        Utc::now()
-                            .checked_add_signed(delay)
-                            .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC),
-                    )
-                };
-                // If this fails the lease runs out and the call is delivered again.
-                let _ = inner.store.finish_notification(call.id, retry_at).await;
             });
         }
         // Deliveries finish during shutdown too, until its deadline; one cut

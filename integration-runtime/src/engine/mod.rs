@@ -107,6 +107,15 @@
 //! and the delivery is repeated once the lease expires. So a hook may run
 //! more than once for a call (make it idempotent, e.g. keyed by call id);
 //! it is never skipped while some runtime with that hook keeps running.
+//!
+//! One exception is bounded: a call whose stored record no longer decodes
+//! into a hook's type (the spec changed since the call was stored) cannot
+//! be delivered by this deployment. It is tried 5 times, `hook_retry`
+//! apart, and then *dead-lettered*: its notification is cleared, the error
+//! kept on the call as [`CallRecord::notification_error`](crate::CallRecord::notification_error)
+//! (shown by `calls show` and the operations API), logged at error level
+//! and counted in `integration_hook_dead_letters_total`. Every failed
+//! delivery is counted durably in `notification_attempts`.
 //! A terminal call whose integration has no hook registered in the
 //! delivering process is marked delivered: register the same hooks in every
 //! process that calls [`Runtime::run`], before calling it.
@@ -132,8 +141,6 @@ pub use connections::ServeOptions;
 pub use error::EngineError;
 pub use events::lifecycle_event_key;
 pub use hooks::HookResult;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub use runtime::OutboxConnection;
 pub use runtime::{IntoStore, Runtime, RuntimeBuilder};
 #[cfg(feature = "server")]
 pub use serve::OPS_TOKEN_ENV;

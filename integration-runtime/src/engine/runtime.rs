@@ -1,7 +1,5 @@
 //! The [`Runtime`]: its builder, call creation, queries and lifecycle control.
 
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
@@ -10,12 +8,6 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde_json::Value;
-#[cfg(feature = "postgres")]
-use sqlx::postgres::PgConnection;
-#[cfg(feature = "sqlite")]
-use sqlx::sqlite::SqliteConnection;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-use sqlx::{Database, Transaction};
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
@@ -27,225 +19,37 @@ use crate::call::{CallId, IntoCall, TypedCall};
 use crate::error::invalid_request;
 use crate::integration::Integration;
 use crate::metrics::Metrics;
-#[cfg(feature = "postgres")]
-use crate::store::PostgresStore;
-#[cfg(feature = "sqlite")]
-use crate::store::SqliteStore;
 use crate::store::{CallRecord, CallWithEvents, ListQuery, NewCall, Page, StatusCounts, Store};
 use crate::validate::{placement, Violations};
 
 /// A store the builder accepts: any [`Store`] by value or in an `Arc`, or an
 /// `Arc<dyn Store>`.
 ///
-/// Given by value or as `Arc<SqliteStore>` / `Arc<PostgresStore>`, a
-/// `SqliteStore` or `PostgresStore` also enables the transactional outbox
-/// ([`Runtime::create_in_tx`]); behind an `Arc<dyn Store>` the runtime
-/// cannot tell the backend, and the outbox is unsupported.
-///
-/// The impls below cover every store; the trait is not meant to be
-/// implemented elsewhere (its result type cannot be named outside this crate).
+/// Keep an `Arc` of your own (`builder.store(store.clone())`) to reach the
+/// store's own methods later, such as `SqliteStore::create_in_tx` or
+/// `PostgresStore::create_in_tx` for the transactional outbox.
 pub trait IntoStore {
-    /// The store as the runtime holds it, with the outbox backend behind it if any.
-    fn into_store(self) -> held::HeldStore;
+    /// The store as the runtime holds it.
+    fn into_store(self) -> Arc<dyn Store>;
 }
 
 impl<S: Store + 'static> IntoStore for S {
-    fn into_store(self) -> held::HeldStore {
-        Arc::new(self).into_store()
+    fn into_store(self) -> Arc<dyn Store> {
+        Arc::new(self)
     }
 }
 
 impl<S: Store + 'static> IntoStore for Arc<S> {
-    fn into_store(self) -> held::HeldStore {
-        #[cfg(any(feature = "sqlite", feature = "postgres"))]
-        let outbox = Outbox::of(self.clone());
-        // Without a database store there is no outbox.
-        #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
-        let outbox = Outbox::None;
-        held::HeldStore::new(self, outbox)
+    fn into_store(self) -> Arc<dyn Store> {
+        self
     }
 }
 
 impl IntoStore for Arc<dyn Store> {
-    fn into_store(self) -> held::HeldStore {
-        held::HeldStore::new(self, Outbox::None)
+    fn into_store(self) -> Arc<dyn Store> {
+        self
     }
 }
-
-mod held {
-    use super::{Outbox, Store};
-    use std::sync::Arc;
-
-    /// A store as held: the trait object, and the outbox backend behind it.
-    /// Public only because [`IntoStore`](super::IntoStore) returns it; not
-    /// nameable outside the crate.
-    pub struct HeldStore {
-        pub(super) store: Arc<dyn Store>,
-        pub(super) outbox: Outbox,
-    }
-
-    impl HeldStore {
-        pub(super) fn new(store: Arc<dyn Store>, outbox: Outbox) -> Self {
-            HeldStore { store, outbox }
-        }
-    }
-}
-
-/// The concrete store behind the runtime's `Arc<dyn Store>`, for the
-/// transactional outbox (which needs the backend's own connection type).
-pub(crate) enum Outbox {
-    /// Neither SQLite nor PostgreSQL, or hidden behind an `Arc<dyn Store>`.
-    None,
-    #[cfg(feature = "sqlite")]
-    Sqlite(Arc<SqliteStore>),
-    #[cfg(feature = "postgres")]
-    Postgres(Arc<PostgresStore>),
-}
-
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-impl Outbox {
-    /// The outbox backend of `store`, when its concrete type is a database store.
-    fn of(store: Arc<dyn Any + Send + Sync>) -> Outbox {
-        #[cfg(feature = "sqlite")]
-        let store = match store.downcast::<SqliteStore>() {
-            Ok(sqlite) => return Outbox::Sqlite(sqlite),
-            Err(other) => other,
-        };
-        #[cfg(feature = "postgres")]
-        let store = match store.downcast::<PostgresStore>() {
-            Ok(postgres) => return Outbox::Postgres(postgres),
-            Err(other) => other,
-        };
-        // A store of another type: no outbox.
-        drop(store);
-        Outbox::None
-    }
-
-    /// The backend whose connections the outbox takes, if any.
-    fn backend(&self) -> Option<&'static str> {
-        match self {
-            Outbox::None => None,
-            #[cfg(feature = "sqlite")]
-            Outbox::Sqlite(_) => Some(SQLITE),
-            #[cfg(feature = "postgres")]
-            Outbox::Postgres(_) => Some(POSTGRES),
-        }
-    }
-
-    /// Why the outbox cannot create a call on `conn`.
-    fn unsupported(&self, conn: &OutboxConn<'_>) -> EngineError {
-        let given = conn.backend();
-        EngineError::outbox_unsupported(match self {
-            Outbox::None => format!(
-                "the transactional outbox needs the runtime's store to be {STORES} (given to the builder by \
-                 value or in an `Arc` of its own type, not as `Arc<dyn Store>`); this runtime's store is neither, so \
-                 the {given} connection cannot be used"
-            ),
-            #[cfg(feature = "sqlite")]
-            Outbox::Sqlite(_) => format!(
-                "the runtime's store is a `SqliteStore`: the transactional outbox needs a {SQLITE} connection \
-                 (a transaction on that store's database), not a {given} one"
-            ),
-            #[cfg(feature = "postgres")]
-            Outbox::Postgres(_) => format!(
-                "the runtime's store is a `PostgresStore`: the transactional outbox needs a {POSTGRES} connection \
-                 (a transaction on that store's database), not a {given} one"
-            ),
-        })
-    }
-}
-
-#[cfg(feature = "sqlite")]
-const SQLITE: &str = "SQLite";
-#[cfg(feature = "postgres")]
-const POSTGRES: &str = "PostgreSQL";
-/// The stores the outbox works with, for error messages.
-#[cfg(all(feature = "sqlite", feature = "postgres"))]
-const STORES: &str = "a `SqliteStore` or a `PostgresStore`";
-#[cfg(all(feature = "sqlite", not(feature = "postgres")))]
-const STORES: &str = "a `SqliteStore`";
-#[cfg(all(feature = "postgres", not(feature = "sqlite")))]
-const STORES: &str = "a `PostgresStore`";
-
-/// A database connection [`Runtime::create_in_tx`] creates calls on: a
-/// SQLite connection (feature `sqlite`) or a PostgreSQL one (feature
-/// `postgres`), in the caller's open transaction.
-///
-/// Implemented for
-/// - `SqliteConnection` and `PgConnection`: what `&mut *tx` gives for a
-///   `sqlx::Transaction<'_, Sqlite>` / `sqlx::Transaction<'_, Postgres>`;
-/// - `sqlx::Transaction<'_, DB>` of those backends (so `&mut tx` works too).
-///
-/// Sealed: the runtime can only write to backends it has a store for, so the
-/// trait cannot be implemented outside this crate.
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
-pub trait OutboxConnection: sealed::Sealed + Send {}
-
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-mod sealed {
-    /// Seals [`OutboxConnection`](super::OutboxConnection).
-    pub trait Sealed {
-        /// The connection, by backend.
-        fn outbox_connection(&mut self) -> OutboxConn<'_>;
-    }
-
-    /// The connection behind an [`OutboxConnection`](super::OutboxConnection), by
-    /// backend. Public only as the result of [`Sealed`]; not nameable outside
-    /// the crate.
-    pub enum OutboxConn<'c> {
-        #[cfg(feature = "sqlite")]
-        Sqlite(&'c mut super::SqliteConnection),
-        #[cfg(feature = "postgres")]
-        Postgres(&'c mut super::PgConnection),
-    }
-}
-
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-use sealed::OutboxConn;
-
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-impl OutboxConn<'_> {
-    /// The connection's backend.
-    fn backend(&self) -> &'static str {
-        match self {
-            #[cfg(feature = "sqlite")]
-            OutboxConn::Sqlite(_) => SQLITE,
-            #[cfg(feature = "postgres")]
-            OutboxConn::Postgres(_) => POSTGRES,
-        }
-    }
-}
-
-#[cfg(feature = "sqlite")]
-impl sealed::Sealed for SqliteConnection {
-    fn outbox_connection(&mut self) -> OutboxConn<'_> {
-        OutboxConn::Sqlite(self)
-    }
-}
-#[cfg(feature = "sqlite")]
-impl OutboxConnection for SqliteConnection {}
-
-#[cfg(feature = "postgres")]
-impl sealed::Sealed for PgConnection {
-    fn outbox_connection(&mut self) -> OutboxConn<'_> {
-        OutboxConn::Postgres(self)
-    }
-}
-#[cfg(feature = "postgres")]
-impl OutboxConnection for PgConnection {}
-
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-impl<DB: Database> sealed::Sealed for Transaction<'_, DB>
-where
-    DB::Connection: OutboxConnection,
-{
-    fn outbox_connection(&mut self) -> OutboxConn<'_> {
-        (**self).outbox_connection()
-    }
-}
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-impl<DB: Database> OutboxConnection for Transaction<'_, DB> where DB::Connection: OutboxConnection {}
 
 /// Settings of the worker loop.
 #[derive(Debug, Clone)]
@@ -263,9 +67,6 @@ pub(crate) struct Settings {
 /// What the worker loop, the hook dispatcher and the runtime's handles share.
 pub(crate) struct Inner {
     pub(crate) store: Arc<dyn Store>,
-    /// The backend the transactional outbox writes to, if any.
-    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
-    pub(crate) outbox: Outbox,
     pub(crate) integrations: HashMap<&'static str, Arc<dyn Integration>>,
     pub(crate) settings: Settings,
     pub(crate) hooks: RwLock<Vec<Hook>>,
@@ -326,7 +127,7 @@ impl fmt::Debug for Runtime {
 /// Builds a [`Runtime`]; see [`Runtime::builder`].
 #[must_use]
 pub struct RuntimeBuilder {
-    store: Option<held::HeldStore>,
+    store: Option<Arc<dyn Store>>,
     integrations: Vec<Arc<dyn Integration>>,
     settings: Settings,
     changes_capacity: usize,
@@ -451,7 +252,7 @@ impl RuntimeBuilder {
     /// Fails when the store or every integration is missing, two
     /// integrations share a name, or a number is zero.
     pub async fn build(self) -> Result<Runtime, EngineError> {
-        let Some(held::HeldStore { store, outbox }) = self.store else {
+        let Some(store) = self.store else {
             return Err(EngineError::config("no store: call `.store(..)`"));
         };
         if self.integrations.is_empty() {
@@ -486,7 +287,6 @@ impl RuntimeBuilder {
         Ok(Runtime {
             inner: Arc::new(Inner {
                 store,
-                outbox,
                 integrations,
                 settings,
                 hooks: RwLock::new(Vec::new()),
@@ -567,94 +367,51 @@ impl Runtime {
         self.store_new(call).await
     }
 
-    /// The transactional outbox: creates the call inside the caller's own
-    /// database transaction, so it exists if and only if the caller commits,
-    /// and business data and the calls it implies cannot disagree.
+    /// Validates `request` against its spec exactly as
+    /// [`create`](Runtime::create) does, and returns the call to store,
+    /// without storing it: for the transactional outbox, where the call is
+    /// created inside the caller's own database transaction by the store
+    /// itself, so it exists if and only if the caller commits and business
+    /// data and the calls it implies cannot disagree.
     ///
-    /// `conn` is the caller's open transaction ([`OutboxConnection`]: `&mut
-    /// *tx`, or `&mut tx`, of a `sqlx::Transaction`) on the database of the
-    /// runtime's store, of the same backend:
+    /// Give the call a key with [`NewCall::idempotency_key`]; a replayed key
+    /// returns the existing call and never raises an error inside the
+    /// caller's transaction. Calls created this way are not counted in
+    /// `integration_calls_created_total`: the runtime does not see the
+    /// store write.
     ///
-    /// - **SQLite**: a [`SqliteStore`]; the transaction is on its
-    ///   [`pool`](SqliteStore::pool), or the pool it was made
-    ///   [`from`](SqliteStore::from_pool). Nothing wakes the workers: they
-    ///   see the call at their next claim after the commit (within
-    ///   `poll_idle`).
-    /// - **PostgreSQL** (feature `postgres`): a `PostgresStore`; the
-    ///   transaction is on its database (its `pool`, or the application's
-    ///   own pool it was made `from_pool`), in the default `READ COMMITTED`
-    ///   isolation. The store's tables are named with their schema, so the
-    ///   connection's `search_path` does not matter. The `NOTIFY` that wakes
-    ///   listening workers (of every process) is part of the transaction: it
-    ///   is delivered when the caller commits, and never on a rollback.
-    ///   Notifications are a hint (no listener with
-    ///   `PostgresOptions::listen(false)` or behind a transaction pooler,
-    ///   one lost while the listener reconnects), so workers also claim on
-    ///   their timer and see the call within `poll_idle` at the latest.
+    /// - **SQLite**: [`SqliteStore::create_in_tx`](crate::SqliteStore::create_in_tx),
+    ///   on a transaction of the store's [`pool`](crate::SqliteStore::pool) (or
+    ///   the pool it was made [`from`](crate::SqliteStore::from_pool)). Nothing
+    ///   wakes the workers: they see the call at their next claim after the
+    ///   commit (within `poll_idle`).
+    /// - **PostgreSQL**: `PostgresStore::create_in_tx`, on a transaction of
+    ///   the store's database, in the default `READ COMMITTED` isolation.
+    ///   The `NOTIFY` that wakes listening workers (of every process) is part
+    ///   of the transaction: delivered when the caller commits, never on a
+    ///   rollback. Notifications are a hint, so workers also claim on their
+    ///   timer and see the call within `poll_idle` at the latest.
     ///
-    /// The request is validated as in [`create`](Runtime::create). With a
-    /// `key`, a replayed key returns the existing call and never raises an
-    /// error inside the caller's transaction.
-    ///
-    /// Errors: [`EngineError::is_outbox_unsupported`] when the runtime's
-    /// store is neither a `SqliteStore` nor a `PostgresStore` (or was given
-    /// as an `Arc<dyn Store>`), or `conn` is of the other backend; and as
-    /// [`create`](Runtime::create).
-    ///
-    /// SQLite:
+    /// Errors: as [`create`](Runtime::create), but never
+    /// [`EngineError::is_store`].
     ///
     /// ```no_run
     /// # #[cfg(feature = "sqlite")]
-    /// # async fn demo(rt: integration_runtime::Runtime, pool: sqlx::SqlitePool, request: impl integration_runtime::IntoCall) -> Result<(), Box<dyn std::error::Error>> {
-    /// // `rt` runs on `SqliteStore::from_pool(pool.clone())` (or `pool` is `store.pool().clone()`).
-    /// let mut tx = pool.begin().await?;
+    /// # async fn demo(tts: impl integration_runtime::Integration, request: impl integration_runtime::IntoCall) -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    /// use integration_runtime::{Runtime, SqliteStore};
+    ///
+    /// let store = Arc::new(SqliteStore::open("app.db").await?);
+    /// let rt = Runtime::builder().store(store.clone()).integration(tts).build().await?;
+    ///
+    /// let mut tx = store.pool().begin().await?;
     /// sqlx::query("INSERT INTO orders (id) VALUES (1)").execute(&mut *tx).await?;
-    /// let call = rt.create_in_tx(&mut *tx, request, None).await?;
+    /// let call = store.create_in_tx(&mut tx, rt.new_call(request)?.idempotency_key("order-1")).await?;
     /// tx.commit().await?; // the order and its call, or neither
     /// # let _ = call; Ok(()) }
     /// ```
-    ///
-    /// PostgreSQL:
-    ///
-    /// ```no_run
-    /// # #[cfg(feature = "postgres")]
-    /// # async fn demo(rt: integration_runtime::Runtime, pool: sqlx::PgPool, request: impl integration_runtime::IntoCall) -> Result<(), Box<dyn std::error::Error>> {
-    /// // `rt` runs on `PostgresStore::from_pool(pool.clone(), PostgresOptions::default())`.
-    /// let mut tx = pool.begin().await?;
-    /// sqlx::query("INSERT INTO orders (id) VALUES (1)").execute(&mut *tx).await?;
-    /// let call = rt.create_in_tx(&mut *tx, request, Some("order-1".into())).await?;
-    /// tx.commit().await?; // the order and its call, or neither; workers are notified now
-    /// # let _ = call; Ok(()) }
-    /// ```
-    #[cfg(any(feature = "sqlite", feature = "postgres"))]
-    #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
-    pub async fn create_in_tx<R: IntoCall>(
-        &self,
-        conn: &mut (impl OutboxConnection + ?Sized),
-        request: R,
-        key: Option<String>,
-    ) -> Result<CallId, EngineError> {
-        let conn = conn.outbox_connection();
-        let outbox = &self.inner.outbox;
-        // Checked before the request, as a misconfiguration comes first.
-        if outbox.backend() != Some(conn.backend()) {
-            return Err(outbox.unsupported(&conn));
-        }
-        let call = self.prepare(request, key)?;
-        let integration = call.integration.clone();
-        let created = match (outbox, conn) {
-            #[cfg(feature = "sqlite")]
-            (Outbox::Sqlite(store), OutboxConn::Sqlite(conn)) => store.create_in_tx(conn, call).await?,
-            #[cfg(feature = "postgres")]
-            (Outbox::Postgres(store), OutboxConn::Postgres(conn)) => store.create_in_tx(conn, call).await?,
-            (outbox, conn) => return Err(outbox.unsupported(&conn)),
-        };
-        // Counted when the caller's transaction is handed the call; a rollback
-        // after this still counts (the counter is about requests, not commits).
-        if created.created {
-            self.inner.metrics.call_created(&integration);
-        }
-        Ok(created.id)
+    pub fn new_call<R: IntoCall>(&self, request: R) -> Result<NewCall, EngineError> {
+        self.prepare(request, None)
     }
 
     fn prepare<R: IntoCall>(&self, request: R, key: Option<String>) -> Result<NewCall, EngineError> {
@@ -754,26 +511,6 @@ impl Runtime {
     /// The store (to append webhook events, or query directly).
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
-    }
-
-    /// The SQLite store, when the runtime runs on one.
-    #[cfg(feature = "sqlite")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
-    pub fn sqlite_store(&self) -> Option<&Arc<SqliteStore>> {
-        match &self.inner.outbox {
-            Outbox::Sqlite(sqlite) => Some(sqlite),
-            _ => None,
-        }
-    }
-
-    /// The PostgreSQL store, when the runtime runs on one.
-    #[cfg(feature = "postgres")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-    pub fn postgres_store(&self) -> Option<&Arc<PostgresStore>> {
-        match &self.inner.outbox {
-            Outbox::Postgres(postgres) => Some(postgres),
-            _ => None,
-        }
     }
 
     /// The registered integration called `name`.

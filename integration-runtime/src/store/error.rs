@@ -21,6 +21,8 @@ pub(crate) enum ErrorKind {
     NotFound,
     Conflict,
     LeaseLost,
+    // Only the SQL stores have a backend that fails.
+    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
     Backend,
     Unavailable,
     Corrupt,
@@ -66,11 +68,6 @@ impl StoreError {
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub(crate) fn backend(message: impl fmt::Display, source: impl StdError + Send + Sync + 'static) -> Self {
         Self::with_source(ErrorKind::Backend, message, source)
-    }
-
-    /// The store does not implement an optional operation.
-    pub(crate) fn unsupported(what: &str) -> Self {
-        Self::new(ErrorKind::Backend, format_args!("this store does not support {what}"))
     }
 
     #[cfg(feature = "sqlite")]

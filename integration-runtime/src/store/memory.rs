@@ -10,9 +10,9 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 use super::{
-    lease_deadline, new_call_id, now, plan_append, truncate, AppendOutcome, BoxFuture, CallId, CallRecord,
-    CallWithEvents, Created, Cursor, EventRecord, ListOrder, ListQuery, NewCall, NewEvent, Page, StatusCounts, Store,
-    StoreError,
+    check_same_request, lease_deadline, new_call_id, notification_columns, now, page_of, plan_append, truncate,
+    AppendOutcome, BoxFuture, CallId, CallRecord, CallWithEvents, Created, EventRecord, ListOrder, ListQuery, NewCall,
+    NewEvent, NotificationOutcome, Page, StatusCounts, Store, StoreError,
 };
 use crate::lifecycle::{CallStatus, Transition};
 
@@ -95,6 +95,8 @@ impl MemoryStore {
                 next_run_at: Some(call.run_at.map_or(now, truncate)),
                 lease_owner: None,
                 lease_expires_at: None,
+                notification_attempts: 0,
+                notification_error: None,
             },
         );
         Ok(Created { id, created: true })
@@ -365,39 +367,10 @@ fn end_turn(call: &mut CallRecord, next_run_at: Option<DateTime<Utc>>, attempt: 
     call.lease_expires_at = None;
 }
 
-/// Splits `limit + 1` fetched rows into a page and its continuation.
-pub(super) fn page_of(mut rows: Vec<(i64, CallRecord)>, limit: usize) -> Page {
-    let more = rows.len() > limit;
-    rows.truncate(limit);
-    let next = if more {
-        rows.last().map(|(seq, _)| Cursor(*seq))
-    } else {
-        None
-    };
-    Page {
-        calls: rows.into_iter().map(|(_, call)| call).collect(),
-        next,
-    }
-}
-
 fn is_claimable(call: &CallRecord, now: DateTime<Utc>) -> bool {
     matches!(call.status, CallStatus::Pending | CallStatus::Processing)
         && call.next_run_at.is_some_and(|at| at <= now)
         && call.lease_expires_at.is_none_or(|until| until <= now)
-}
-
-/// An idempotency key may only be replayed for the same request.
-pub(super) fn check_same_request(existing: &CallRecord, call: &NewCall) -> Result<(), StoreError> {
-    if existing.endpoint == call.endpoint && existing.params == call.params {
-        Ok(())
-    } else {
-        Err(StoreError::conflict(format_args!(
-            "idempotency key `{}` of `{}` was used for call {} with another request",
-            call.idempotency_key.as_deref().unwrap_or_default(),
-            call.integration,
-            existing.id
-        )))
-    }
 }
 
 impl Store for MemoryStore {
@@ -601,25 +574,23 @@ impl Store for MemoryStore {
         })
     }
 
-    fn finish_notification(
-        &self,
-        id: CallId,
-        retry_at: Option<DateTime<Utc>>,
-    ) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn finish_notification(&self, id: CallId, outcome: NotificationOutcome) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             let mut state = self.state();
             let seq = *state
                 .by_id
                 .get(&id)
                 .ok_or_else(|| StoreError::not_found(format_args!("call {id}")))?;
-            match retry_at {
-                Some(at) => {
-                    state.notify_at.insert(seq, truncate(at));
-                }
-                None => {
-                    state.notify_at.remove(&seq);
-                }
+            let (retry_at, failed, error) = notification_columns(outcome);
+            let call = state.call_mut(seq);
+            call.notification_attempts = call.notification_attempts.saturating_add(u32::from(failed));
+            if error.is_some() {
+                call.notification_error = error;
             }
+            match retry_at {
+                Some(at) => state.notify_at.insert(seq, at),
+                None => state.notify_at.remove(&seq),
+            };
             Ok(())
         })
     }
@@ -627,11 +598,7 @@ impl Store for MemoryStore {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::MemoryStore;
 
-    crate::store::conformance::store_conformance_tests!(|| async {
-        crate::store::conformance::Fixture::new(Arc::new(MemoryStore::new()))
-    });
+    crate::store_conformance_tests!(|| async { MemoryStore::new() });
 }

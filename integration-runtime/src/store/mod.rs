@@ -3,7 +3,7 @@
 //! # Model
 //!
 //! A *call* is one request business code asked for. Its status is the fold
-//! of its *events* through [`CallStatus::transition`]; the store keeps the
+//! of its *events* through [`CallStatus::transition`](crate::CallStatus::transition); the store keeps the
 //! append-only event log and, for fast reads, the folded snapshot in the call
 //! record, updated in the same transaction as the append.
 //!
@@ -88,12 +88,16 @@ mod error;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod shared;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod types;
 
-#[cfg(test)]
-pub(crate) mod conformance;
+/// The checks of the conformance suite; reached through the crate's private
+/// module by `store_conformance_tests!`.
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
+pub mod conformance;
 
 use std::time::Duration;
 
@@ -107,17 +111,23 @@ pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::SqliteStore;
 pub use types::{
     AppendOutcome, CallRecord, CallWithEvents, Created, Cursor, EventPayload, EventRecord, EventSource, ListOrder,
-    ListQuery, NewCall, NewEvent, Page, StatusCounts, MAX_PAGE_SIZE,
+    ListQuery, NewCall, NewEvent, NotificationOutcome, Page, StatusCounts, MAX_PAGE_SIZE,
 };
 
 use crate::call::CallId;
 pub(crate) use crate::integration::BoxFuture;
-use crate::lifecycle::{CallStatus, Transition};
+#[cfg(feature = "sqlite")]
+pub(crate) use shared::from_millis;
+pub(crate) use shared::{
+    check_same_request, lease_deadline, new_call_id, notification_columns, now, page_of, plan_append, truncate,
+};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) use shared::{from_json, terminal_fields, to_json, Target};
 
 /// Durable storage of calls and their append-only event logs.
 ///
 /// A call's `status` is the fold of its events through
-/// [`CallStatus::transition`], kept as a snapshot in the call record.
+/// [`CallStatus::transition`](crate::CallStatus::transition), kept as a snapshot in the call record.
 /// Appending is idempotent on the event key; events the state machine
 /// ignores are recorded with `applied = false` and never move the snapshot.
 /// Claiming leases at most `limit` due calls in one atomic step, so a
@@ -125,6 +135,11 @@ use crate::lifecycle::{CallStatus, Transition};
 ///
 /// Dyn-compatible (every method returns a boxed future): an engine holds it
 /// as `Arc<dyn Store>`, whatever the backend.
+///
+/// Every method is required: no default quietly does less than the
+/// contract (a non-atomic turn, a postponement that counts an attempt,
+/// hooks that never fire). A store written elsewhere proves it meets the
+/// contract with the conformance suite (feature `testing`).
 pub trait Store: Send + Sync {
     /// Creates a pending call, due at `call.run_at` (or now).
     ///
@@ -186,25 +201,16 @@ pub trait Store: Send + Sync {
     /// append fails (an external id that belongs to another call is a
     /// conflict), nothing is written either, and that error is returned.
     ///
-    /// The default implementation is not atomic (it appends one event after
-    /// the other, then reschedules, and may stop half-way on an error):
-    /// every store of this crate overrides it with one transaction.
+    ///
+    /// Required, like every method of this trait: a store that cannot do it
+    /// in one write cannot promise that a crash never splits a turn.
     fn finish_turn<'a>(
         &'a self,
         id: CallId,
         worker: &'a str,
         events: Vec<NewEvent>,
         next_run_at: Option<DateTime<Utc>>,
-    ) -> BoxFuture<'a, Result<Vec<AppendOutcome>, StoreError>> {
-        Box::pin(async move {
-            let mut outcomes = Vec::with_capacity(events.len());
-            for event in events {
-                outcomes.push(self.append_event(id, event).await?);
-            }
-            self.reschedule(id, worker, next_run_at).await?;
-            Ok(outcomes)
-        })
-    }
+    ) -> BoxFuture<'a, Result<Vec<AppendOutcome>, StoreError>>;
 
     /// Appends `event` to the log of call `id` (the runtime's own events:
     /// `initialized` with the external id, a sync call's `completed`, a
@@ -263,17 +269,12 @@ pub trait Store: Send + Sync {
     /// rate limit refused the request, or the worker does not run the
     /// call's integration). Sets `next_run_at` (cleared on a terminal call)
     /// and releases the lease; lease checks as for `reschedule`.
-    ///
-    /// The default implementation calls `reschedule` (and so counts an
-    /// attempt); stores override it.
     fn postpone<'a>(
         &'a self,
         id: CallId,
         worker: &'a str,
         next_run_at: DateTime<Utc>,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.reschedule(id, worker, Some(next_run_at))
-    }
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// Leases up to `limit` calls whose terminal notification is due, for
     /// `lease`, earliest first: the hook dispatcher's work queue.
@@ -283,128 +284,15 @@ pub trait Store: Send + Sync {
     /// `lease`, so other dispatchers skip the call meanwhile and a crashed
     /// dispatcher's calls become due again when the lease runs out. Memory
     /// is bounded by `limit`, as for [`Store::claim`].
-    ///
-    /// The default implementation reports that the store cannot do it.
-    fn claim_notifications(&self, limit: u32, lease: Duration) -> BoxFuture<'_, Result<Vec<CallRecord>, StoreError>> {
-        let _ = (limit, lease);
-        Box::pin(async { Err(StoreError::unsupported("terminal notifications")) })
-    }
+    fn claim_notifications(&self, limit: u32, lease: Duration) -> BoxFuture<'_, Result<Vec<CallRecord>, StoreError>>;
 
-    /// Ends the notification of call `id`: `None` when every hook ran (the
-    /// mark is cleared for good), `Some(at)` to deliver again at `at` (a
-    /// hook failed). Fails with [`StoreError::is_not_found`] for an unknown call.
-    fn finish_notification(
-        &self,
-        id: CallId,
-        retry_at: Option<DateTime<Utc>>,
-    ) -> BoxFuture<'_, Result<(), StoreError>> {
-        let _ = (id, retry_at);
-        Box::pin(async { Err(StoreError::unsupported("terminal notifications")) })
-    }
-}
-
-/// Which call an event is for: the call's own id, or the id the provider
-/// knows it by.
-#[derive(Clone, Copy)]
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub(crate) enum Target<'a> {
-    Id(CallId),
-    External { integration: &'a str, external_id: &'a str },
-}
-
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-impl std::fmt::Display for Target<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Target::Id(id) => write!(f, "call {id}"),
-            Target::External {
-                integration,
-                external_id,
-            } => write!(f, "call of `{integration}` with external id `{external_id}`"),
-        }
-    }
-}
-
-/// What appending an event will do to a call, decided from its current
-/// status and external id; shared so every backend folds the same way.
-pub(crate) struct AppendPlan {
-    pub(crate) transition: Transition,
-    /// The external id to set on the call (it has none yet).
-    pub(crate) set_external_id: Option<String>,
-}
-
-pub(crate) fn plan_append(
-    id: CallId,
-    status: CallStatus,
-    external_id: Option<&str>,
-    event: &NewEvent,
-) -> Result<AppendPlan, StoreError> {
-    let set_external_id = match (external_id, event.payload.external_id.as_deref()) {
-        (Some(current), Some(new)) if current != new => {
-            return Err(StoreError::conflict(format_args!(
-                "call {id} has external id `{current}`, but a `{}` event says `{new}`",
-                event.kind
-            )))
-        }
-        (None, Some(new)) => Some(new.to_owned()),
-        _ => None,
-    };
-    Ok(AppendPlan {
-        transition: status.transition(event.kind),
-        set_external_id,
-    })
-}
-
-/// The fields the event that moves a call to `to` writes, as stored text:
-/// `(response_data, error)`. Only the moving event writes them, so a call's
-/// terminal fields are written exactly once.
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub(crate) fn terminal_fields(
-    to: CallStatus,
-    event: &NewEvent,
-) -> Result<(Option<String>, Option<String>), StoreError> {
-    Ok(match to {
-        CallStatus::Completed => (event.payload.result.as_ref().map(to_json).transpose()?, None),
-        CallStatus::Failed => (None, event.payload.error.clone()),
-        CallStatus::Pending | CallStatus::Processing => (None, None),
-    })
-}
-
-/// A value as the JSON text the SQL stores keep.
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub(crate) fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::corrupt(format_args!("value cannot be stored as JSON: {e}")))
-}
-
-/// A stored JSON column read back.
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub(crate) fn from_json<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text)
-        .map_err(|e| StoreError::corrupt(format_args!("stored `{column}` is not valid JSON: {e}")))
-}
-
-/// A fresh call id.
-pub(crate) fn new_call_id() -> CallId {
-    CallId::new()
-}
-
-/// Now, to the millisecond (what every backend stores).
-pub(crate) fn now() -> DateTime<Utc> {
-    truncate(Utc::now())
-}
-
-pub(crate) fn truncate(at: DateTime<Utc>) -> DateTime<Utc> {
-    from_millis(at.timestamp_millis()).unwrap_or(at)
-}
-
-pub(crate) fn from_millis(millis: i64) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp_millis(millis)
-}
-
-/// `now + lease`, saturating instead of overflowing on absurd leases.
-pub(crate) fn lease_deadline(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
-    let millis = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-    chrono::Duration::try_milliseconds(millis)
-        .and_then(|lease| now.checked_add_signed(lease))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    /// Ends a delivery of the notification of call `id` with `outcome`:
+    /// cleared for good when [`Delivered`](NotificationOutcome::Delivered),
+    /// due again at the given time on a [`Retry`](NotificationOutcome::Retry),
+    /// cleared with the error kept on the call on a
+    /// [`DeadLetter`](NotificationOutcome::DeadLetter). A retry and a dead
+    /// letter count a failed attempt in `notification_attempts`, durably, so
+    /// the dispatcher can bound the retries of a call that can never be
+    /// delivered. Fails with [`StoreError::is_not_found`] for an unknown call.
+    fn finish_notification(&self, id: CallId, outcome: NotificationOutcome) -> BoxFuture<'_, Result<(), StoreError>>;
 }

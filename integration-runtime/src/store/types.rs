@@ -100,6 +100,14 @@ pub struct CallRecord {
     pub lease_owner: Option<String>,
     /// When the lease ends.
     pub lease_expires_at: Option<DateTime<Utc>>,
+    /// How many deliveries of the call's terminal notification (its hooks)
+    /// failed so far.
+    #[serde(default)]
+    pub notification_attempts: u32,
+    /// Why the call's hooks were given up ([`NotificationOutcome::DeadLetter`]):
+    /// set once, when the notification is dead-lettered; `None` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification_error: Option<String>,
 }
 
 impl CallRecord {
@@ -107,6 +115,20 @@ impl CallRecord {
     pub fn is_terminal(&self) -> bool {
         self.status.is_terminal()
     }
+}
+
+/// How a delivery of a terminal call's notification (its hooks) ended, for
+/// [`Store::finish_notification`](super::Store::finish_notification).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotificationOutcome {
+    /// Every hook ran: the notification is cleared for good.
+    Delivered,
+    /// A hook failed: deliver again at this time. Counts a failed attempt
+    /// (`notification_attempts`).
+    Retry(DateTime<Utc>),
+    /// Give up: the notification is cleared for good, this error is kept on
+    /// the call as `notification_error`, and a failed attempt counted.
+    DeadLetter(String),
 }
 
 /// What an event says besides its kind, stored as JSON in the event log.

@@ -28,11 +28,10 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::Notify;
 
-use super::memory::{check_same_request, page_of};
 use super::{
-    from_json, from_millis, lease_deadline, new_call_id, now, to_json, truncate, AppendOutcome, BoxFuture, CallId,
-    CallRecord, CallWithEvents, Created, EventPayload, EventRecord, ListOrder, ListQuery, NewCall, NewEvent, Page,
-    StatusCounts, Store, StoreError,
+    check_same_request, from_json, from_millis, lease_deadline, new_call_id, notification_columns, now, page_of,
+    to_json, truncate, AppendOutcome, BoxFuture, CallId, CallRecord, CallWithEvents, Created, EventPayload,
+    EventRecord, ListOrder, ListQuery, NewCall, NewEvent, NotificationOutcome, Page, StatusCounts, Store, StoreError,
 };
 use crate::lifecycle::CallStatus;
 
@@ -120,11 +119,20 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     );
     "#,
     ),
+    (
+        4,
+        "dead letters of terminal notifications",
+        r#"
+    -- Failed deliveries of a call's hooks, and why they were given up.
+    ALTER TABLE integration_calls ADD COLUMN notification_attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE integration_calls ADD COLUMN notification_error TEXT;
+    "#,
+    ),
 ];
 
 const CALL_COLUMNS: &str = "seq, id, integration, endpoint, status, external_id, params, \
      response_data, error, attempts, idempotency_key, created_at, updated_at, completed_at, \
-     next_run_at, lease_owner, lease_expires_at";
+     next_run_at, lease_owner, lease_expires_at, notification_attempts, notification_error";
 
 /// A [`Store`] in a SQLite file.
 ///
@@ -175,7 +183,7 @@ impl SqliteStore {
     /// opened with the pool's options, so the database must be a file (each
     /// connection to `:memory:` is a database of its own).
     pub async fn from_pool(pool: SqlitePool) -> Result<Self, StoreError> {
-        migrate(&pool).await?;
+        migrate(&pool, MIGRATIONS).await?;
         let writer = Writer::start((*pool.connect_options()).clone()).await?;
         Ok(SqliteStore {
             pool,
@@ -193,11 +201,24 @@ impl SqliteStore {
     /// outbox. The call exists if and only if the caller commits, so business
     /// data and the calls it implies cannot disagree.
     ///
-    /// `conn` must be a connection to this store's database (`&mut *tx` for a
+    /// `conn` must be a connection to this store's database (`&mut tx` for a
     /// `sqlx::Transaction<'_, Sqlite>`). Workers pick the call up at their
     /// next claim after the commit. A transaction that reads before it
     /// writes is best begun with `pool.begin_with("BEGIN IMMEDIATE")`, so it
     /// cannot fail to upgrade to a writer under concurrent writes.
+    ///
+    /// The store checks nothing about the request: build `call` with
+    /// [`Runtime::new_call`](crate::Runtime::new_call), which validates it
+    /// against its spec as `Runtime::create` does.
+    ///
+    /// ```no_run
+    /// # async fn demo(rt: integration_runtime::Runtime, store: &integration_runtime::SqliteStore, request: impl integration_runtime::IntoCall) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut tx = store.pool().begin().await?;
+    /// sqlx::query("INSERT INTO orders (id) VALUES (1)").execute(&mut *tx).await?;
+    /// let call = store.create_in_tx(&mut tx, rt.new_call(request)?).await?;
+    /// tx.commit().await?; // the order and its call, or neither
+    /// # let _ = call; Ok(()) }
+    /// ```
     pub async fn create_in_tx(&self, conn: &mut SqliteConnection, call: NewCall) -> Result<Created, StoreError> {
         insert_call(conn, call).await
     }
@@ -305,7 +326,9 @@ fn reschedule_update(next_run_at: Option<DateTime<Utc>>) -> Update<'static> {
     .bind(now().timestamp_millis())
 }
 
-async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
+/// Applies the `steps` not recorded yet (all of [`MIGRATIONS`] but in tests
+/// of an older schema).
+async fn migrate(pool: &SqlitePool, steps: &[(i64, &str, &'static str)]) -> Result<(), StoreError> {
     let migration_error = |version: i64, error: sqlx::Error| {
         let message = format!("migrating the store schema to version {version} failed: {error}");
         StoreError::backend(message, error)
@@ -317,7 +340,7 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
     .execute(pool)
     .await
     .map_err(|e| migration_error(0, e))?;
-    for &(version, description, sql) in MIGRATIONS {
+    for &(version, description, sql) in steps {
         // One immediate transaction per step: two processes opening the same
         // file at once apply each step once, and a failed step leaves nothing.
         let mut tx = pool
@@ -414,7 +437,6 @@ fn call_from_row(row: &SqliteRow) -> Result<(i64, CallRecord), StoreError> {
     let status: String = row.try_get("status")?;
     let params: String = row.try_get("params")?;
     let response_data: Option<String> = row.try_get("response_data")?;
-    let attempts: i64 = row.try_get("attempts")?;
     let call = CallRecord {
         id: parse_id(&row.try_get::<String, _>("id")?)?,
         integration: row.try_get("integration")?,
@@ -426,8 +448,7 @@ fn call_from_row(row: &SqliteRow) -> Result<(i64, CallRecord), StoreError> {
             .map(|text| from_json("response_data", &text))
             .transpose()?,
         error: row.try_get("error")?,
-        attempts: u32::try_from(attempts)
-            .map_err(|_| StoreError::corrupt(format_args!("stored attempts {attempts}")))?,
+        attempts: count(row, "attempts")?,
         idempotency_key: row.try_get("idempotency_key")?,
         created_at: required_timestamp(row, "created_at")?,
         updated_at: required_timestamp(row, "updated_at")?,
@@ -435,8 +456,16 @@ fn call_from_row(row: &SqliteRow) -> Result<(i64, CallRecord), StoreError> {
         next_run_at: timestamp("next_run_at", row.try_get("next_run_at")?)?,
         lease_owner: row.try_get("lease_owner")?,
         lease_expires_at: timestamp("lease_expires_at", row.try_get("lease_expires_at")?)?,
+        notification_attempts: count(row, "notification_attempts")?,
+        notification_error: row.try_get("notification_error")?,
     };
     Ok((row.try_get("seq")?, call))
+}
+
+/// A stored counter, which never goes below zero.
+fn count(row: &SqliteRow, column: &str) -> Result<u32, StoreError> {
+    let stored: i64 = row.try_get(column)?;
+    u32::try_from(stored).map_err(|_| StoreError::corrupt(format_args!("stored `{column}` {stored}")))
 }
 
 fn event_from_row(row: &SqliteRow) -> Result<EventRecord, StoreError> {
@@ -775,18 +804,21 @@ impl Store for SqliteStore {
         })
     }
 
-    fn finish_notification(
-        &self,
-        id: CallId,
-        retry_at: Option<DateTime<Utc>>,
-    ) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn finish_notification(&self, id: CallId, outcome: NotificationOutcome) -> BoxFuture<'_, Result<(), StoreError>> {
+        let (retry_at, failed, error) = notification_columns(outcome);
         Box::pin(self.writer.write_unsynced(move |conn| {
             Box::pin(async move {
-                let done = sqlx::query("UPDATE integration_calls SET notify_at = ? WHERE id = ?")
-                    .bind(retry_at.map(|at| truncate(at).timestamp_millis()))
-                    .bind(id.to_string())
-                    .execute(&mut *conn)
-                    .await?;
+                let done = sqlx::query(
+                    "UPDATE integration_calls SET notify_at = ?, \
+                     notification_attempts = notification_attempts + ?, \
+                     notification_error = COALESCE(?, notification_error) WHERE id = ?",
+                )
+                .bind(retry_at.map(|at| truncate(at).timestamp_millis()))
+                .bind(i64::from(failed))
+                .bind(error)
+                .bind(id.to_string())
+                .execute(&mut *conn)
+                .await?;
                 if done.rows_affected() == 0 {
                     return Err(StoreError::not_found(format_args!("call {id}")));
                 }
@@ -803,15 +835,33 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::store::conformance::Fixture;
+    use std::path::PathBuf;
 
-    async fn fixture() -> Fixture {
-        let dir = Fixture::temp_dir();
-        let store = SqliteStore::open(dir.join("store.db")).await.expect("open store");
-        Fixture::new(Arc::new(store)).with_dir(dir)
+    use crate::testing::Fixture;
+
+    /// A fresh, empty directory under the system's temporary directory.
+    pub(super) fn temp_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("integration-runtime-store-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        dir
     }
 
-    crate::store::conformance::store_conformance_tests!(fixture);
+    /// Removes its directory when dropped: a fixture's guard.
+    struct RemoveDir(PathBuf);
+
+    impl Drop for RemoveDir {
+        fn drop(&mut self) {
+            std::fs::remove_dir_all(&self.0).ok();
+        }
+    }
+
+    async fn fixture() -> Fixture {
+        let dir = temp_dir();
+        let store = SqliteStore::open(dir.join("store.db")).await.expect("open store");
+        Fixture::new(store).with_guard(RemoveDir(dir))
+    }
+
+    crate::store_conformance_tests!(fixture);
 
     async fn open_in(dir: &Path) -> SqliteStore {
         SqliteStore::open(dir.join("store.db")).await.expect("open store")
@@ -819,7 +869,7 @@ mod tests {
 
     #[tokio::test]
     async fn outbox_rolled_back_leaves_no_call_committed_is_claimable() {
-        let dir = Fixture::temp_dir();
+        let dir = temp_dir();
         let store = open_in(&dir).await;
 
         let mut tx = store.pool().begin().await.unwrap();
@@ -855,7 +905,7 @@ mod tests {
 
     #[tokio::test]
     async fn outbox_sees_idempotency_keys_of_committed_calls() {
-        let dir = Fixture::temp_dir();
+        let dir = temp_dir();
         let store = open_in(&dir).await;
         let first = store
             .create(NewCall::new("acme", "send", json!({})).idempotency_key("k"))
@@ -916,7 +966,7 @@ mod tests {
 
     #[tokio::test]
     async fn appends_in_one_batch_fold_as_if_one_after_the_other() {
-        let dir = Fixture::temp_dir();
+        let dir = temp_dir();
         let store = Arc::new(open_in(&dir).await);
         let ids = claimed(&store, 3).await;
         let (a, b, c) = (ids[0], ids[1], ids[2]);
@@ -999,7 +1049,7 @@ mod tests {
 
     #[tokio::test]
     async fn writes_queued_together_all_commit_and_a_failing_one_fails_alone() {
-        let dir = Fixture::temp_dir();
+        let dir = temp_dir();
         let store = Arc::new(open_in(&dir).await);
         let keyed = || NewCall::new("acme", "send", json!({"n": 0})).idempotency_key("k");
         let first = store.create(keyed()).await.unwrap();
@@ -1043,7 +1093,7 @@ mod tests {
 
     #[tokio::test]
     async fn reopening_keeps_data_and_applies_each_migration_once() {
-        let dir = Fixture::temp_dir();
+        let dir = temp_dir();
         let store = open_in(&dir).await;
         let created = store
             .create(NewCall::new("acme", "send", json!({"a": 1})))
@@ -1076,6 +1126,55 @@ mod tests {
         std::fs::remove_dir_all(dir).ok();
     }
 
+    #[tokio::test]
+    async fn a_database_of_the_previous_schema_upgrades_and_keeps_its_calls() {
+        let dir = temp_dir();
+        let path = dir.join("store.db");
+        // The schema before notification dead letters, with a terminal call
+        // whose hooks are due.
+        let options = SqliteConnectOptions::new().filename(&path).create_if_missing(true);
+        let old = SqlitePool::connect_with(options).await.unwrap();
+        migrate(&old, &MIGRATIONS[..3]).await.unwrap();
+        let id = CallId::new();
+        sqlx::query(
+            "INSERT INTO integration_calls (id, integration, endpoint, status, params, response_data, \
+             attempts, created_at, updated_at, completed_at, notify_at) \
+             VALUES (?, 'acme', 'send', 'completed', '{\"a\":1}', '{\"ok\":true}', 2, 1, 1, 1, 1)",
+        )
+        .bind(id.to_string())
+        .execute(&old)
+        .await
+        .unwrap();
+        old.close().await;
+
+        let store = open_in(&dir).await;
+        let call = store.get(id).await.unwrap().expect("call kept");
+        assert_eq!(call.status, CallStatus::Completed);
+        assert_eq!(call.params, json!({"a": 1}));
+        assert_eq!(call.attempts, 2);
+        assert_eq!(
+            (call.notification_attempts, call.notification_error.as_deref()),
+            (0, None)
+        );
+        let due = store.claim_notifications(10, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(
+            due.iter().map(|c| c.id).collect::<Vec<_>>(),
+            vec![id],
+            "its hooks are still due"
+        );
+        store
+            .finish_notification(id, NotificationOutcome::DeadLetter("gone".into()))
+            .await
+            .unwrap();
+        let call = store.get(id).await.unwrap().unwrap();
+        assert_eq!(
+            (call.notification_attempts, call.notification_error.as_deref()),
+            (1, Some("gone"))
+        );
+        drop(store);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
     /// The steps of an `EXPLAIN QUERY PLAN` query.
     async fn query_plan(store: &SqliteStore, explain: Update<'_>) -> Vec<String> {
         let rows = explain.fetch_all(store.pool()).await.unwrap();
@@ -1084,7 +1183,7 @@ mod tests {
 
     #[tokio::test]
     async fn claiming_walks_the_due_index() {
-        let dir = Fixture::temp_dir();
+        let dir = temp_dir();
         let store = open_in(&dir).await;
         let explain = sqlx::query(
             "EXPLAIN QUERY PLAN SELECT seq FROM integration_calls \
@@ -1107,7 +1206,7 @@ mod tests {
 
     #[tokio::test]
     async fn appends_find_calls_by_external_id_through_the_index() {
-        let dir = Fixture::temp_dir();
+        let dir = temp_dir();
         let store = open_in(&dir).await;
         let sql = format!("EXPLAIN QUERY PLAN {}", appends::select_by_external_ids(3));
         let mut explain = sqlx::query(AssertSqlSafe(sql));
@@ -1125,7 +1224,7 @@ mod tests {
 
     #[tokio::test]
     async fn corrupt_rows_are_reported_not_panicked_on() {
-        let dir = Fixture::temp_dir();
+        let dir = temp_dir();
         let store = open_in(&dir).await;
         let created = store.create(NewCall::new("acme", "send", json!({}))).await.unwrap();
         sqlx::query("UPDATE integration_calls SET status = 'done' WHERE id = ?")

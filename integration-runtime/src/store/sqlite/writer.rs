@@ -553,7 +553,6 @@ async fn execute(connection: &mut SqliteConnection, sql: &'static str) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::conformance::Fixture;
 
     async fn level(connection: &mut SqliteConnection) -> i64 {
         sqlx::query_scalar("PRAGMA synchronous")
@@ -564,7 +563,7 @@ mod tests {
 
     #[tokio::test]
     async fn lease_only_batches_skip_the_sync_and_others_restore_it() {
-        let dir = Fixture::temp_dir();
+        let dir = super::super::tests::temp_dir();
         let options = SqliteConnectOptions::new()
             .filename(dir.join("sync.db"))
             .create_if_missing(true)

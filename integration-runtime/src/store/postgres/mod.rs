@@ -1,0 +1,346 @@
+//! The PostgreSQL store: many worker processes on one database.
+//!
+//! Everything a user needs to know (configuration, claiming with many
+//! workers, notifications, database restarts, what stays per process) is on
+//! [`PostgresStore`], since this module is private.
+
+mod listen;
+mod rows;
+mod schema;
+mod store_impl;
+#[cfg(test)]
+mod tests;
+mod writes;
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use listen::{channel_name, AbortOnDrop};
+use schema::{migrate, quote_identifier, MIGRATIONS};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use tokio::sync::Notify;
+
+use crate::store::{Created, NewCall, StoreError};
+
+/// How a [`PostgresStore`] lays out its tables and talks to the database.
+///
+/// ```
+/// use integration_runtime::PostgresOptions;
+///
+/// let options = PostgresOptions::default().schema("integrations").max_connections(20);
+/// assert_eq!(options.schema.as_deref(), Some("integrations"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub struct PostgresOptions {
+    /// The schema holding the tables, created if missing; `None`: the
+    /// connection's current schema (normally `public`).
+    pub schema: Option<String>,
+    /// The size of the pool [`PostgresStore::connect`] and
+    /// [`PostgresStore::connect_with`] open (not used by
+    /// [`PostgresStore::from_pool`]). 10 by default.
+    pub max_connections: u32,
+    /// Whether [`Store::wait_for_work`](crate::Store::wait_for_work) also listens for other processes'
+    /// notifications (`LISTEN` on one extra connection). `true` by default;
+    /// turn it off behind a transaction-mode pooler.
+    pub listen: bool,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        PostgresOptions {
+            schema: None,
+            max_connections: 10,
+            listen: true,
+        }
+    }
+}
+
+impl PostgresOptions {
+    /// Keeps the tables in `schema`, created if missing.
+    #[must_use]
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = Some(schema.into());
+        self
+    }
+
+    /// Opens at most `max` connections (at least 1).
+    #[must_use]
+    pub fn max_connections(mut self, max: u32) -> Self {
+        self.max_connections = max.max(1);
+        self
+    }
+
+    /// Whether to `LISTEN` for other processes' notifications.
+    #[must_use]
+    pub fn listen(mut self, listen: bool) -> Self {
+        self.listen = listen;
+        self
+    }
+}
+
+/// A [`Store`](crate::Store) in a PostgreSQL database, shared by any number of worker
+/// processes.
+///
+/// Enabled by the crate feature `postgres` (on by default). Queries are
+/// checked at run time (no `DATABASE_URL` at build time), and the store has
+/// the same semantics as [`SqliteStore`](crate::SqliteStore): both run the
+/// same conformance suite.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), integration_runtime::StoreError> {
+/// use integration_runtime::{NewCall, PostgresStore, Store};
+///
+/// let store = PostgresStore::connect("postgres://app@localhost/app").await?;
+/// let created = store.create(NewCall::new("acme", "send", serde_json::json!({"to": "x"}))).await?;
+/// # let _ = created; Ok(()) }
+/// ```
+///
+/// # Configuration
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), integration_runtime::StoreError> {
+/// use integration_runtime::{PostgresOptions, PostgresStore};
+///
+/// // The defaults: tables in the connection's current schema (`public`),
+/// // a pool of 10 connections, LISTEN/NOTIFY on.
+/// let store = PostgresStore::connect("postgres://app@db.internal/app").await?;
+///
+/// // Or: own connect options, a dedicated schema and a bigger pool.
+/// let connect: sqlx::postgres::PgConnectOptions =
+///     "postgres://app@db.internal/app".parse().expect("valid URL");
+/// let store = PostgresStore::connect_with(
+///     connect.application_name("billing-worker"),
+///     PostgresOptions::default().schema("integrations").max_connections(20),
+/// )
+/// .await?;
+/// # let _ = store; Ok(()) }
+/// ```
+///
+/// [`PostgresStore::from_pool`] takes the application's own pool instead, so
+/// that [`PostgresStore::create_in_tx`] can create calls inside the
+/// application's transactions (the transactional outbox).
+///
+/// - **Schema.** With [`PostgresOptions::schema`] every table lives in that
+///   schema, created if missing (the name is quoted, so any name works,
+///   case and all; at most 63 bytes). Without it, the tables go to the
+///   connection's current schema (the first existing one of its
+///   `search_path`), resolved once at connect time; every statement names the
+///   schema explicitly afterwards, so a caller's connection with another
+///   `search_path` still writes to the right tables. Tables are prefixed
+///   `integration_`, as in SQLite, because the schema may be the
+///   application's own.
+/// - **Migrations** run on connect: numbered, additive steps, recorded in
+///   `integration_store_migrations`, all in one transaction that first takes
+///   `pg_advisory_xact_lock` on a key derived from the schema name. Processes
+///   starting at once therefore migrate one after the other: the first
+///   applies the steps, the others find them recorded. A failed step leaves
+///   the schema as it was (PostgreSQL DDL is transactional). Steps a newer
+///   version recorded are left alone.
+/// - **Isolation.** Every statement assumes the default `READ COMMITTED`.
+///   That matters only for [`PostgresStore::create_in_tx`], which runs in the
+///   caller's transaction.
+/// - **Clocks.** Like every store, this one stamps times (due times, lease
+///   deadlines) with the clock of the process that writes them, to the
+///   millisecond. Workers on several machines must keep their clocks in sync
+///   (NTP): a clock `d` ahead makes its leases look `d` shorter to the others.
+/// - **Columns.** Ids are `uuid`, times `timestamptz`, and parameters,
+///   results and event payloads `json` (not `jsonb`): the exact text the
+///   runtime wrote, so reading it back gives the same value, `\u0000`
+///   included; `->` and `->>` work on it as on `jsonb`.
+///
+/// # Claiming with many workers
+///
+/// [`Store::claim`](crate::Store::claim) is one statement: an `UPDATE` whose subquery selects up
+/// to `limit` due calls in `next_run_at` order with `FOR UPDATE SKIP
+/// LOCKED`, and leases them. Two claimers running at the same moment lock
+/// disjoint rows; a row another claimer has just leased and committed is
+/// re-checked against the lease condition before it is locked, so it is
+/// dropped, never leased twice. No claimer waits for another, so adding
+/// workers adds throughput until the database is the bottleneck. The
+/// subquery walks a partial index holding only scheduled calls, so a claim
+/// costs the same with ten or ten million finished calls.
+/// [`Store::claim_notifications`](crate::Store::claim_notifications) (the hook dispatchers' queue) works the
+/// same way, over a partial index of the calls whose terminal notification
+/// is pending.
+///
+/// Appends lock the call's row (`SELECT ... FOR UPDATE`) for the length of
+/// their transaction, so a webhook and a poll reporting on one call at once
+/// are applied one after the other: the event key is checked, and the
+/// status folded, against the other's committed result, and a call becomes
+/// terminal exactly once. A claim skips a call whose row an append holds
+/// at that moment; the next claim takes it.
+///
+/// Event ids and the listing cursor are identity columns: they grow in the
+/// order rows are *inserted*, not committed. Per call the events are in
+/// order (appends to one call are serialized), but a listing walked while
+/// calls are being created can miss a call whose creating transaction
+/// (typically a long outbox transaction) committed after the walk had passed
+/// its position. Listings are for operators, not a work queue: claiming
+/// never misses a call.
+///
+/// # Waking workers: LISTEN/NOTIFY
+///
+/// A create, a release, a reschedule and a finished turn that make a call
+/// due now send `pg_notify` on the store's channel, in the same transaction
+/// (so a rolled back outbox call wakes nobody, and a committed one wakes
+/// workers only once it is visible). The first [`Store::wait_for_work`](crate::Store::wait_for_work) of a
+/// store starts a background task that `LISTEN`s on a connection of its own
+/// (not taken from the pool) and wakes every waiter of that store on each
+/// notification. Changes made through the same store object wake its
+/// waiters directly.
+///
+/// Notifications are a hint and can be lost: nothing is queued for a
+/// process that is not listening at the moment (starting up, reconnecting),
+/// and they do not pass through a transaction-mode connection pooler
+/// (PgBouncer `pool_mode = transaction`: `LISTEN` binds to a server
+/// connection the pooler hands to others). Workers therefore also claim on a
+/// timer; the listener only cuts the latency. Behind such a pooler, set
+/// [`PostgresOptions::listen`] to `false`, or give the store a direct
+/// connection. The listener wakes all waiters whenever it (re)connects,
+/// since it may have missed notifications meanwhile.
+///
+/// # When the database restarts or fails over
+///
+/// Statements in flight fail with a backend error ([`StoreError::is_backend`]:
+/// retry later). The pool tests a connection before handing it out and
+/// replaces dead ones, so once the database accepts connections again the
+/// next operation succeeds without restarting the process; the listener
+/// reconnects by itself with a backoff (up to 5 s) and then wakes its
+/// waiters. Nothing is lost: a transaction either committed before the
+/// failure or left nothing. A worker that could not write its result keeps
+/// no lease alive: its leases expire and other workers (or itself) claim the
+/// calls again, and because appends are idempotent on their keys, replaying
+/// an already recorded step records nothing twice.
+///
+/// # What is per process
+///
+/// The store is shared; the resilience policies are not. Rate limits,
+/// concurrency limits and circuit breakers live in memory, in each
+/// integration's HTTP client, so every process (strictly: every client
+/// instance) enforces its own, and nothing about them goes through the
+/// database. With `N` worker processes on one store:
+///
+/// - a rate limit of `r` requests per second lets up to `N * r` requests per
+///   second reach the provider, and a concurrency limit of `c` up to
+///   `N * c` requests in flight;
+/// - each circuit breaker counts only the failures its own process saw: a
+///   breaker opening after `k` failures lets up to `N * k` failing requests
+///   through before every process stopped sending, and when they half-open
+///   each process sends its own probes.
+///
+/// To hold a provider-wide limit, divide it by `N` in the integration's
+/// policy (and re-divide when scaling out), or run the calls of a tightly
+/// limited integration on fewer processes.
+#[derive(Debug)]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub struct PostgresStore {
+    pool: PgPool,
+    /// The schema name, unquoted.
+    schema: String,
+    /// `"schema".integration_calls`, ready to splice into SQL.
+    calls: String,
+    /// `"schema".integration_call_events`.
+    events: String,
+    /// The `NOTIFY` channel of this schema.
+    channel: String,
+    work: Arc<Notify>,
+    listen: bool,
+    listener: OnceLock<AbortOnDrop>,
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` with the default
+    /// [`PostgresOptions`] and migrates the schema.
+    ///
+    /// Fails if the database cannot be reached now; later outages are
+    /// survived (see the module documentation).
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options: PgConnectOptions = url
+            .parse()
+            .map_err(|error| StoreError::backend("invalid PostgreSQL connection URL", error))?;
+        Self::connect_with(options, PostgresOptions::default()).await
+    }
+
+    /// Opens a pool of `options.max_connections` connections with `connect`
+    /// and migrates the schema.
+    pub async fn connect_with(connect: PgConnectOptions, options: PostgresOptions) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(connect)
+            .await?;
+        Self::from_pool(pool, options).await
+    }
+
+    /// Uses an existing pool (typically the application's own, so that
+    /// [`PostgresStore::create_in_tx`] shares its transactions) and migrates
+    /// the schema. `options.max_connections` is ignored: the pool's own
+    /// settings apply. The listener, if any, opens one more connection with
+    /// the pool's connect options.
+    pub async fn from_pool(pool: PgPool, options: PostgresOptions) -> Result<Self, StoreError> {
+        let schema = match options.schema {
+            Some(schema) => schema,
+            None => {
+                let current: Option<String> = sqlx::query_scalar("SELECT current_schema()").fetch_one(&pool).await?;
+                current.ok_or_else(|| {
+                    StoreError::new(
+                        crate::store::error::ErrorKind::Backend,
+                        "no schema of the connection's search_path exists: \
+                         set PostgresOptions::schema",
+                    )
+                })?
+            }
+        };
+        let quoted = quote_identifier(&schema)?;
+        migrate(&pool, &schema, &quoted, MIGRATIONS).await?;
+        Ok(PostgresStore {
+            pool,
+            calls: format!("{quoted}.integration_calls"),
+            events: format!("{quoted}.integration_call_events"),
+            channel: channel_name(&schema),
+            schema,
+            work: Arc::new(Notify::new()),
+            listen: options.listen,
+            listener: OnceLock::new(),
+        })
+    }
+
+    /// The pool the store runs on.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The schema holding the store's tables (unquoted).
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// Creates a call inside the caller's own transaction: the transactional
+    /// outbox. The call exists if and only if the caller commits, so business
+    /// data and the calls it implies cannot disagree.
+    ///
+    /// `conn` must be a connection to this store's database (`&mut tx` for a
+    /// `sqlx::Transaction<'_, Postgres>`), in the default `READ COMMITTED`
+    /// isolation. The notification that wakes workers is sent when the
+    /// caller commits, and not at all on rollback. A replayed idempotency
+    /// key never raises an error inside the caller's transaction (the insert
+    /// is `ON CONFLICT DO NOTHING`), so the transaction stays usable.
+    ///
+    /// The store checks nothing about the request: build `call` with
+    /// [`Runtime::new_call`](crate::Runtime::new_call), which validates it
+    /// against its spec as `Runtime::create` does.
+    ///
+    /// ```no_run
+    /// # async fn demo(rt: integration_runtime::Runtime, store: &integration_runtime::PostgresStore, request: impl integration_runtime::IntoCall) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut tx = store.pool().begin().await?;
+    /// sqlx::query("INSERT INTO orders (id) VALUES (1)").execute(&mut *tx).await?;
+    /// let call = store.create_in_tx(&mut tx, rt.new_call(request)?.idempotency_key("order-1")).await?;
+    /// tx.commit().await?; // the order and its call, or neither; workers are notified now
+    /// # let _ = call; Ok(()) }
+    /// ```
+    pub async fn create_in_tx(&self, conn: &mut PgConnection, call: NewCall) -> Result<Created, StoreError> {
+        self.insert_call(conn, call).await
+    }
+}

@@ -1,0 +1,156 @@
+//! What every backend does the same way: folding an append, the stored
+//! form of values, replaying idempotency keys, paging, and time to the
+//! millisecond.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::{CallId, CallRecord, Cursor, NewCall, NewEvent, NotificationOutcome, Page, StoreError};
+use crate::lifecycle::{CallStatus, Transition};
+
+/// Which call an event is for: the call's own id, or the id the provider
+/// knows it by.
+#[derive(Clone, Copy)]
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) enum Target<'a> {
+    Id(CallId),
+    External { integration: &'a str, external_id: &'a str },
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+impl std::fmt::Display for Target<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Id(id) => write!(f, "call {id}"),
+            Target::External {
+                integration,
+                external_id,
+            } => write!(f, "call of `{integration}` with external id `{external_id}`"),
+        }
+    }
+}
+
+/// What appending an event will do to a call, decided from its current
+/// status and external id; shared so every backend folds the same way.
+pub(crate) struct AppendPlan {
+    pub(crate) transition: Transition,
+    /// The external id to set on the call (it has none yet).
+    pub(crate) set_external_id: Option<String>,
+}
+
+pub(crate) fn plan_append(
+    id: CallId,
+    status: CallStatus,
+    external_id: Option<&str>,
+    event: &NewEvent,
+) -> Result<AppendPlan, StoreError> {
+    let set_external_id = match (external_id, event.payload.external_id.as_deref()) {
+        (Some(current), Some(new)) if current != new => {
+            return Err(StoreError::conflict(format_args!(
+                "call {id} has external id `{current}`, but a `{}` event says `{new}`",
+                event.kind
+            )))
+        }
+        (None, Some(new)) => Some(new.to_owned()),
+        _ => None,
+    };
+    Ok(AppendPlan {
+        transition: status.transition(event.kind),
+        set_external_id,
+    })
+}
+
+/// The fields the event that moves a call to `to` writes, as stored text:
+/// `(response_data, error)`. Only the moving event writes them, so a call's
+/// terminal fields are written exactly once.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn terminal_fields(
+    to: CallStatus,
+    event: &NewEvent,
+) -> Result<(Option<String>, Option<String>), StoreError> {
+    Ok(match to {
+        CallStatus::Completed => (event.payload.result.as_ref().map(to_json).transpose()?, None),
+        CallStatus::Failed => (None, event.payload.error.clone()),
+        CallStatus::Pending | CallStatus::Processing => (None, None),
+    })
+}
+
+/// What [`Store::finish_notification`] writes for `outcome`, the same in
+/// every backend: the next due time (`None`: cleared for good), whether to
+/// count a failed attempt, and the dead letter's error.
+pub(crate) fn notification_columns(outcome: NotificationOutcome) -> (Option<DateTime<Utc>>, bool, Option<String>) {
+    match outcome {
+        NotificationOutcome::Delivered => (None, false, None),
+        NotificationOutcome::Retry(at) => (Some(truncate(at)), true, None),
+        NotificationOutcome::DeadLetter(error) => (None, true, Some(error)),
+    }
+}
+
+/// A value as the JSON text the SQL stores keep.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::corrupt(format_args!("value cannot be stored as JSON: {e}")))
+}
+
+/// A stored JSON column read back.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::corrupt(format_args!("stored `{column}` is not valid JSON: {e}")))
+}
+
+/// A fresh call id.
+pub(crate) fn new_call_id() -> CallId {
+    CallId::new()
+}
+
+/// Now, to the millisecond (what every backend stores).
+pub(crate) fn now() -> DateTime<Utc> {
+    truncate(Utc::now())
+}
+
+pub(crate) fn truncate(at: DateTime<Utc>) -> DateTime<Utc> {
+    from_millis(at.timestamp_millis()).unwrap_or(at)
+}
+
+pub(crate) fn from_millis(millis: i64) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(millis)
+}
+
+/// `now + lease`, saturating instead of overflowing on absurd leases.
+pub(crate) fn lease_deadline(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
+    let millis = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+    chrono::Duration::try_milliseconds(millis)
+        .and_then(|lease| now.checked_add_signed(lease))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// Splits `limit + 1` fetched rows into a page and its continuation.
+pub(crate) fn page_of(mut rows: Vec<(i64, CallRecord)>, limit: usize) -> Page {
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next = if more {
+        rows.last().map(|(seq, _)| Cursor(*seq))
+    } else {
+        None
+    };
+    Page {
+        calls: rows.into_iter().map(|(_, call)| call).collect(),
+        next,
+    }
+}
+
+/// An idempotency key may only be replayed for the same request.
+pub(crate) fn check_same_request(existing: &CallRecord, call: &NewCall) -> Result<(), StoreError> {
+    if existing.endpoint == call.endpoint && existing.params == call.params {
+        Ok(())
+    } else {
+        Err(StoreError::conflict(format_args!(
+            "idempotency key `{}` of `{}` was used for call {} with another request",
+            call.idempotency_key.as_deref().unwrap_or_default(),
+            call.integration,
+            existing.id
+        )))
+    }
+}
