@@ -199,6 +199,17 @@ async fn a_worker_turn_is_a_span_with_the_call_and_its_http_attempt_inside() {
         .build()
         .await
         .unwrap();
+    let hooked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let hooked = Arc::clone(&hooked);
+        rt.on_completed::<engine_sync::EngineSyncCall, _>(move |_| {
+            let hooked = Arc::clone(&hooked);
+            async move {
+                tracing::info!("the hook ran");
+                hooked.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+    }
     let id = rt.create(engine_sync::Message { text: "hi".into() }).await.unwrap();
     let run = {
         let rt = rt.clone();
@@ -211,6 +222,7 @@ async fn a_worker_turn_is_a_span_with_the_call_and_its_http_attempt_inside() {
             .is_some_and(|call| call.status == CallStatus::Completed && call.lease_owner.is_none())
     })
     .await;
+    wait_until("the hook", async || hooked.load(std::sync::atomic::Ordering::SeqCst)).await;
     rt.shutdown(Duration::from_secs(1)).await;
     run.await.unwrap();
 
@@ -245,6 +257,20 @@ async fn a_worker_turn_is_a_span_with_the_call_and_its_http_attempt_inside() {
     assert_eq!(retried.len(), 1, "{retried:#?}");
     assert_eq!(retried[0].level, Level::WARN);
     assert_eq!(retried[0].span, Some(turns[0].0));
+    let hooks = capture.spans("hook");
+    assert_eq!(hooks.len(), 1, "{hooks:#?}");
+    let (hook_span, hook) = &hooks[0];
+    for (field, value) in [
+        ("call_id", id.to_string()),
+        ("integration", "EngineSync".to_owned()),
+        ("on", "completed".to_owned()),
+    ] {
+        assert_eq!(hook.fields.get(field), Some(&value), "{field} of {hook:#?}");
+    }
+    let logged = capture.events("the hook ran");
+    assert_eq!(logged.len(), 1);
+    assert_eq!(logged[0].span, Some(*hook_span), "what a hook logs is in its span");
+
     let request_failures = capture.events("request failed");
     assert_eq!(request_failures.len(), 1, "{request_failures:#?}");
     assert_eq!(

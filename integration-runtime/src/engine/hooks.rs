@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use super::runtime::{typed, Inner};
 use crate::call::TypedCall;
@@ -108,7 +109,8 @@ async fn deliver(call: &CallRecord, runs: Vec<Arc<RunHook>>) -> Option<HookFailu
     for run in runs {
         // Its own task: a panicking hook is a failed hook.
         let record = call.clone();
-        let failed = match tokio::spawn(async move { run(&record).await }).await {
+        // In the delivery's span: what the hook logs is traced with its call.
+        let failed = match tokio::spawn(async move { run(&record).await }.in_current_span()).await {
             Ok(Ok(())) => continue,
             Ok(Err(failed)) => failed,
             Err(panicked) => HookFailure::Failed(format!("the hook panicked: {panicked}")),
@@ -186,16 +188,25 @@ pub(crate) async fn dispatch(inner: Arc<Inner>) {
                 .map(|hook| hook.run.clone())
                 .collect();
             let inner = inner.clone();
-            deliveries.spawn(async move {
-                let outcome = outcome(&inner, &call, deliver(&call, runs).await);
-                if let Err(error) = inner.store.finish_notification(call.id, outcome).await {
-                    tracing::warn!(
-                        call = %call.id,
-                        %error,
-                        "recording a hook delivery failed; the call is delivered again once its lease runs out"
-                    );
+            let span = tracing::info_span!(
+                "hook",
+                call_id = %call.id,
+                integration = %call.integration,
+                on = %call.status,
+            );
+            deliveries.spawn(
+                async move {
+                    let outcome = outcome(&inner, &call, deliver(&call, runs).await);
+                    if let Err(error) = inner.store.finish_notification(call.id, outcome).await {
+                        tracing::warn!(
+                            call = %call.id,
+                            %error,
+                            "recording a hook delivery failed; the call is delivered again once its lease runs out"
+                        );
+                    }
                 }
-            });
+                .instrument(span),
+            );
         }
         // Deliveries finish during shutdown too, until its deadline; one cut
         // off there is delivered again once its notification lease runs out.
