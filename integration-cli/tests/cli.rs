@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use integration_runtime::{CallId, NewCall, NewEvent, SqliteStore, Store};
+use integration_runtime::store::NewEvent;
+use integration_runtime::{CallId, NewCall, SqliteStore, Store};
 use serde_json::json;
 
 fn workspace() -> PathBuf {

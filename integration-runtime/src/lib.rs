@@ -55,7 +55,7 @@ mod rejection;
 mod reply;
 mod request;
 mod secret;
-mod store;
+pub mod store;
 #[cfg(any(test, feature = "testing"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
@@ -94,10 +94,11 @@ pub use record::{Call, CallRequest, CallResponse, Event};
 pub use secret::Secret;
 #[cfg(feature = "sqlite")]
 pub use store::SqliteStore;
+// What applications use; what only a store's implementation needs
+// (`NewEvent`, `Created`, `NotificationOutcome`, `MAX_PAGE_SIZE`) stays under `store::`.
 pub use store::{
-    AppendOutcome, CallRecord, CallWithEvents, Created, Cursor, EventPayload, EventRecord, EventSource, ListOrder,
-    ListQuery, MemoryStore, NewCall, NewEvent, NotificationOutcome, Page, StatusCounts, Store, StoreError,
-    MAX_PAGE_SIZE,
+    AppendOutcome, CallRecord, CallWithEvents, Cursor, EventPayload, EventRecord, EventSource, ListOrder, ListQuery,
+    MemoryStore, NewCall, Page, StatusCounts, Store, StoreError,
 };
 #[cfg(feature = "postgres")]
 pub use store::{PostgresOptions, PostgresStore};

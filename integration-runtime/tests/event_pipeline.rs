@@ -234,7 +234,10 @@ async fn an_ops_refresh_racing_a_webhook_adds_no_second_terminal_event() {
     let id = rt.create(request("hello")).await.unwrap();
     let task = "task-x";
     rt.store()
-        .append_event(id, integration_runtime::NewEvent::initialized("initialized", task))
+        .append_event(
+            id,
+            integration_runtime::store::NewEvent::initialized("initialized", task),
+        )
         .await
         .unwrap();
 

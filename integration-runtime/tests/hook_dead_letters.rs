@@ -5,7 +5,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use integration_runtime::{CallRecord, MemoryStore, Metrics, NewCall, NewEvent, Runtime, Store};
+use integration_runtime::store::NewEvent;
+use integration_runtime::{CallRecord, MemoryStore, Metrics, NewCall, Runtime, Store};
 use serde_json::json;
 
 integration_runtime::integration!("tests/specs/engine_sync.toml");

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use integration_runtime::ops::{CircuitReport, Health, OpsApi};
-use integration_runtime::{CallId, CallStatus, CircuitState, Integration, Metrics, NewCall, NewEvent, Secret, Store};
+use integration_runtime::store::NewEvent;
+use integration_runtime::{CallId, CallStatus, CircuitState, Integration, Metrics, NewCall, Secret, Store};
 use serde_json::{json, Value};
 use webhook_support::{answer, initialized_call, metric, parse_prometheus, serve, sqlite_store, Answer, TempDir};
 use wiremock::matchers::{header, method, path};

@@ -12,8 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use integration_runtime::store::NewEvent;
 use integration_runtime::{
-    AppendOutcome, CallId, CallStatus, EventKind, ListQuery, NewCall, NewEvent, PostgresOptions, PostgresStore, Store,
+    AppendOutcome, CallId, CallStatus, EventKind, ListQuery, NewCall, PostgresOptions, PostgresStore, Store,
 };
 use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
@@ -420,7 +421,7 @@ async fn concurrent_hook_dispatchers_never_get_the_same_notification() {
                 assert!(batch.iter().all(|c| c.is_terminal()));
                 for notified in batch {
                     store
-                        .finish_notification(notified.id, integration_runtime::NotificationOutcome::Delivered)
+                        .finish_notification(notified.id, integration_runtime::store::NotificationOutcome::Delivered)
                         .await
                         .unwrap();
                     mine.push(notified.id);

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use integration_runtime::{AppendOutcome, CallStatus, EventKind, ListQuery, NewCall, NewEvent, SqliteStore, Store};
+use integration_runtime::store::NewEvent;
+use integration_runtime::{AppendOutcome, CallStatus, EventKind, ListQuery, NewCall, SqliteStore, Store};
 use serde_json::json;
 
 const LEASE: Duration = Duration::from_secs(30);

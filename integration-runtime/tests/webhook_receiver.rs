@@ -551,7 +551,8 @@ async fn metrics_count_deliveries_by_outcome_and_reason() {
 
 #[tokio::test]
 async fn lifecycle_keys_agree_with_the_engine() {
-    use integration_runtime::{lifecycle_event_key, EventKind, NewEvent};
+    use integration_runtime::store::NewEvent;
+    use integration_runtime::{lifecycle_event_key, EventKind};
 
     let dir = TempDir::new();
     let (_, store) = sqlite_store(&dir).await;

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use integration_runtime::{CallId, NewCall, NewEvent, SqliteStore, Store};
+use integration_runtime::store::NewEvent;
+use integration_runtime::{CallId, NewCall, SqliteStore, Store};
 use serde_json::Value;
 
 /// A fresh directory, deleted on drop.
