@@ -20,8 +20,8 @@
 //! | route | what it does |
 //! | --- | --- |
 //! | `GET /integrations` | The integrations given to the API, with their call counts by status. |
-//! | `GET /calls?integration=X[&status=S][&limit=N][&after=C][&order=oldest\|newest]` | One page of calls of integration `X` (required), optionally of status `S`; `limit` 1..=1000 (default 100); `after` is the previous page's `next`. Answers `{"calls": [...], "next": "C" \| null}`. |
-//! | `GET /failed?integration=X[&limit=N][&after=C]` | The dead-letter view: failed calls of `X`, newest first, same paging. |
+//! | `GET /calls?integration=X[&status=S][&limit=N][&after=C][&order=oldest\|newest]` | One page of calls of integration `X` (required), optionally of status `S`; `limit` 1..=1000 (default 100); `after` is the previous page's `next`; oldest first unless `order=newest`. Answers `{"calls": [...], "next": "C" \| null}`. |
+//! | `GET /failed?integration=X[&limit=N][&after=C][&order=oldest\|newest]` | The dead-letter view: failed calls of `X`, newest first unless `order=oldest`, same paging. |
 //! | `GET /calls/{id}` | The call with its whole event log: `{"call": {...}, "events": [...]}`; `404` if unknown. |
 //! | `POST /calls/{id}/refresh` | Asks the provider now ([`Integration::poll`] with the call's external id) and records the answer through the runtime's event sink, like a poll: lifecycle keys (news already recorded by a poll, a webhook or an earlier refresh is a duplicate; a call never gets a second terminal event), source `refresh`. Answers `{"outcome": "applied" \| "ignored" \| "duplicate", "call": {...}}`. `409` when the call is terminal, has no external id yet, or its integration is not given to the API or has no polling; `502` when the provider fails or answers without a status. |
 //! | `POST /calls/{id}/retry` | Retries a **failed** call: see below. `409` (`not_retryable`) for any other status. |
