@@ -1,0 +1,141 @@
+//! The SQLite schema and its additive migrations.
+
+use super::*;
+
+/// The schema, as additive steps: each runs once, in order, recorded in
+/// `integration_store_migrations`. Never edit or remove a step; add one.
+/// (sqlx's own migrator is not used: its `_sqlx_migrations` table belongs to
+/// the application when the file is shared.)
+pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "calls and their event log",
+        r#"
+    CREATE TABLE IF NOT EXISTS integration_calls (
+        -- Creation sequence: the listing order and the cursor.
+        seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+        id               TEXT    NOT NULL UNIQUE,
+        integration      TEXT    NOT NULL,
+        endpoint         TEXT    NOT NULL,
+        status           TEXT    NOT NULL,
+        external_id      TEXT,
+        params           TEXT    NOT NULL,
+        response_data    TEXT,
+        error            TEXT,
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        idempotency_key  TEXT,
+        -- Timestamps: milliseconds since the Unix epoch, UTC.
+        created_at       INTEGER NOT NULL,
+        updated_at       INTEGER NOT NULL,
+        completed_at     INTEGER,
+        next_run_at      INTEGER,
+        lease_owner      TEXT,
+        lease_expires_at INTEGER
+    );
+    -- NULLs are distinct in SQLite unique indexes: only set keys and ids collide.
+    CREATE UNIQUE INDEX IF NOT EXISTS integration_calls_idempotency_key
+        ON integration_calls (integration, idempotency_key);
+    CREATE UNIQUE INDEX IF NOT EXISTS integration_calls_external_id
+        ON integration_calls (integration, external_id);
+    -- Only scheduled calls: what claiming scans, in claim order.
+    CREATE INDEX IF NOT EXISTS integration_calls_due
+        ON integration_calls (next_run_at, seq) WHERE next_run_at IS NOT NULL;
+    CREATE INDEX IF NOT EXISTS integration_calls_by_integration
+        ON integration_calls (integration, seq);
+    CREATE INDEX IF NOT EXISTS integration_calls_by_status
+        ON integration_calls (integration, status, seq);
+
+    CREATE TABLE IF NOT EXISTS integration_call_events (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        call_id     TEXT    NOT NULL REFERENCES integration_calls (id),
+        kind        TEXT    NOT NULL,
+        event_key   TEXT    NOT NULL,
+        payload     TEXT    NOT NULL,
+        applied     INTEGER NOT NULL,
+        recorded_at INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX IF NOT EXISTS integration_call_events_key
+        ON integration_call_events (call_id, event_key);
+    "#,
+    ),
+    (
+        2,
+        "terminal notifications for hooks",
+        r#"
+    -- When the terminal notification (hooks) of a call is due; NULL: none
+    -- pending. Calls already terminal before this step are not notified.
+    ALTER TABLE integration_calls ADD COLUMN notify_at INTEGER;
+    CREATE INDEX IF NOT EXISTS integration_calls_notify
+        ON integration_calls (notify_at, seq) WHERE notify_at IS NOT NULL;
+    "#,
+    ),
+    (
+        3,
+        "write probe for health checks",
+        r#"
+    -- One row, rewritten by `Store::probe_write`: a health check that writes.
+    CREATE TABLE IF NOT EXISTS integration_store_probe (
+        id         INTEGER PRIMARY KEY CHECK (id = 1),
+        written_at INTEGER NOT NULL
+    );
+    "#,
+    ),
+    (
+        4,
+        "dead letters of terminal notifications",
+        r#"
+    -- Failed deliveries of a call's hooks, and why they were given up.
+    ALTER TABLE integration_calls ADD COLUMN notification_attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE integration_calls ADD COLUMN notification_error TEXT;
+    "#,
+    ),
+];
+
+/// Applies the `steps` not recorded yet (all of [`MIGRATIONS`] but in tests
+/// of an older schema).
+pub(super) async fn migrate(pool: &SqlitePool, steps: &[(i64, &str, &'static str)]) -> Result<(), StoreError> {
+    let migration_error = |version: i64, error: sqlx::Error| {
+        let message = format!("migrating the store schema to version {version} failed: {error}");
+        StoreError::backend(message, error)
+    };
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS integration_store_migrations (\
+         version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+    )
+    .execute(pool)
+    .await
+    .map_err(|e| migration_error(0, e))?;
+    for &(version, description, sql) in steps {
+        // One immediate transaction per step: two processes opening the same
+        // file at once apply each step once, and a failed step leaves nothing.
+        let mut tx = pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| migration_error(version, e))?;
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM integration_store_migrations WHERE version = ?")
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| migration_error(version, e))?;
+        if applied.is_some() {
+            continue;
+        }
+        sqlx::raw_sql(sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| migration_error(version, e))?;
+        sqlx::query(
+            "INSERT INTO integration_store_migrations (version, description, applied_at) \
+             VALUES (?, ?, ?)",
+        )
+        .bind(version)
+        .bind(description)
+        .bind(now().timestamp_millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| migration_error(version, e))?;
+        tx.commit().await.map_err(|e| migration_error(version, e))?;
+    }
+    Ok(())
+}
