@@ -489,94 +489,32 @@ pub mod translate {
             &__DESCRIPTOR
         }
     }
-    impl ::integration_runtime::Integration for Translate {
-        fn descriptor(&self) -> &'static ::integration_runtime::IntegrationDescriptor {
-            &__DESCRIPTOR
-        }
-        fn validate(
-            &self,
-            endpoint: &str,
-            params: &__rt::serde_json::Value,
-        ) -> ::std::result::Result<(), ::integration_runtime::ClientError> {
-            match endpoint {
-                "translate" => {
-                    __rt::validate_params("translate", params, Translation::validate)
-                }
-                _ => {
-                    ::std::result::Result::Err(
-                        __rt::unknown_endpoint("Translate", endpoint),
-                    )
-                }
-            }
-        }
-        fn start<'a>(
-            &'a self,
-            endpoint: &'a str,
-            params: &'a __rt::serde_json::Value,
-            options: &'a ::integration_runtime::CallOptions,
-        ) -> ::integration_runtime::BoxFuture<
-            'a,
-            ::std::result::Result<
-                ::integration_runtime::Reply<__rt::serde_json::Value>,
-                ::integration_runtime::ClientError,
-            >,
-        > {
-            ::std::boxed::Box::pin(async move {
-                match endpoint {
-                    "translate" => {
-                        __rt::start::<
-                            Translation,
-                            Translated,
-                        >(&self.client.http, &__ENDPOINT_TRANSLATE, params, options)
-                            .await
-                    }
-                    _ => {
-                        ::std::result::Result::Err(
-                            __rt::unknown_endpoint("Translate", endpoint),
-                        )
-                    }
-                }
-            })
-        }
-        fn poll<'a>(
-            &'a self,
-            external_id: &'a str,
-        ) -> ::std::option::Option<
-            ::integration_runtime::BoxFuture<
-                'a,
-                ::std::result::Result<
-                    ::integration_runtime::Reply<__rt::serde_json::Value>,
-                    ::integration_runtime::ClientError,
-                >,
-            >,
-        > {
-            {
-                let _ = external_id;
-                ::std::option::Option::None
-            }
-        }
-        fn read_webhook(
-            &self,
-            payload: &__rt::serde_json::Value,
-        ) -> ::std::option::Option<
-            ::std::result::Result<
-                ::integration_runtime::Reply<__rt::serde_json::Value>,
-                ::integration_runtime::ClientError,
-            >,
-        > {
-            {
-                let _ = payload;
-                ::std::option::Option::None
-            }
-        }
-        fn circuit_states(
-            &self,
-        ) -> ::std::vec::Vec<
-            (::std::string::String, ::integration_runtime::CircuitState),
-        > {
-            self.client.http.circuit_states()
+    impl __rt::Generated for Translate {
+        const GLUE: &'static __rt::Glue = &__GLUE;
+        fn http(&self) -> &__rt::HttpClient {
+            &self.client.http
         }
     }
+    #[doc(hidden)]
+    static __GLUE: __rt::Glue = __rt::Glue {
+        descriptor: &__DESCRIPTOR,
+        calls: &[
+            __rt::CallGlue {
+                name: "translate",
+                validate: |params| __rt::validate_params(
+                    "translate",
+                    params,
+                    Translation::validate,
+                ),
+                start: |http, params, options| __rt::start::<
+                    Translation,
+                    Translated,
+                >(http, &__ENDPOINT_TRANSLATE, params, options),
+            },
+        ],
+        poll: ::std::option::Option::None,
+        webhook: ::std::option::Option::None,
+    };
     #[doc(hidden)]
     const __POLICY: ::integration_runtime::PolicyDescriptor = ::integration_runtime::PolicyDescriptor {
         timeout_ms: 5000u64,

@@ -435,95 +435,10 @@ pub mod volc_tts {
             &__DESCRIPTOR
         }
     }
-    impl ::integration_runtime::Integration for VolcTts {
-        fn descriptor(&self) -> &'static ::integration_runtime::IntegrationDescriptor {
-            &__DESCRIPTOR
-        }
-        fn validate(
-            &self,
-            endpoint: &str,
-            params: &__rt::serde_json::Value,
-        ) -> ::std::result::Result<(), ::integration_runtime::ClientError> {
-            match endpoint {
-                "synthesize" => {
-                    __rt::validate_params("synthesize", params, Synthesis::validate)
-                }
-                _ => {
-                    ::std::result::Result::Err(
-                        __rt::unknown_endpoint("VolcTts", endpoint),
-                    )
-                }
-            }
-        }
-        fn start<'a>(
-            &'a self,
-            endpoint: &'a str,
-            params: &'a __rt::serde_json::Value,
-            options: &'a ::integration_runtime::CallOptions,
-        ) -> ::integration_runtime::BoxFuture<
-            'a,
-            ::std::result::Result<
-                ::integration_runtime::Reply<__rt::serde_json::Value>,
-                ::integration_runtime::ClientError,
-            >,
-        > {
-            ::std::boxed::Box::pin(async move {
-                match endpoint {
-                    "synthesize" => {
-                        __rt::start::<
-                            Synthesis,
-                            (),
-                        >(&self.client.http, &__ENDPOINT_SYNTHESIZE, params, options)
-                            .await
-                    }
-                    _ => {
-                        ::std::result::Result::Err(
-                            __rt::unknown_endpoint("VolcTts", endpoint),
-                        )
-                    }
-                }
-            })
-        }
-        fn poll<'a>(
-            &'a self,
-            external_id: &'a str,
-        ) -> ::std::option::Option<
-            ::integration_runtime::BoxFuture<
-                'a,
-                ::std::result::Result<
-                    ::integration_runtime::Reply<__rt::serde_json::Value>,
-                    ::integration_runtime::ClientError,
-                >,
-            >,
-        > {
-            ::std::option::Option::Some(
-                ::std::boxed::Box::pin(async move {
-                    ::std::result::Result::Ok(
-                        self.client.query(external_id).await?.into_json(),
-                    )
-                }),
-            )
-        }
-        fn read_webhook(
-            &self,
-            payload: &__rt::serde_json::Value,
-        ) -> ::std::option::Option<
-            ::std::result::Result<
-                ::integration_runtime::Reply<__rt::serde_json::Value>,
-                ::integration_runtime::ClientError,
-            >,
-        > {
-            ::std::option::Option::Some(
-                __rt::read_reply::<Audio>(&__WEBHOOK_REPLY, 200, payload)
-                    .map(::integration_runtime::Reply::into_json),
-            )
-        }
-        fn circuit_states(
-            &self,
-        ) -> ::std::vec::Vec<
-            (::std::string::String, ::integration_runtime::CircuitState),
-        > {
-            self.client.http.circuit_states()
+    impl __rt::Generated for VolcTts {
+        const GLUE: &'static __rt::Glue = &__GLUE;
+        fn http(&self) -> &__rt::HttpClient {
+            &self.client.http
         }
         fn webhook_secret(
             &self,
@@ -531,6 +446,30 @@ pub mod volc_tts {
             ::std::option::Option::Some(self.config.webhook_secret.clone())
         }
     }
+    #[doc(hidden)]
+    static __GLUE: __rt::Glue = __rt::Glue {
+        descriptor: &__DESCRIPTOR,
+        calls: &[
+            __rt::CallGlue {
+                name: "synthesize",
+                validate: |params| __rt::validate_params(
+                    "synthesize",
+                    params,
+                    Synthesis::validate,
+                ),
+                start: |http, params, options| __rt::start::<
+                    Synthesis,
+                    (),
+                >(http, &__ENDPOINT_SYNTHESIZE, params, options),
+            },
+        ],
+        poll: ::std::option::Option::Some(|http, id| __rt::poll::<
+            Audio,
+        >(http, &__ENDPOINT_QUERY, id)),
+        webhook: ::std::option::Option::Some(|payload| __rt::read_webhook::<
+            Audio,
+        >(&__WEBHOOK_REPLY, payload)),
+    };
     #[doc(hidden)]
     static __WEBHOOK_REPLY: __rt::ReplySpec = __rt::ReplySpec {
         endpoint: "webhook",

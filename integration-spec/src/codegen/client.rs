@@ -4,7 +4,7 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
 use super::endpoint::{self, reply_spec, result_type, spec_name, webhook_spec_name};
-use super::{ident, Names};
+use super::Names;
 use crate::ir::*;
 
 pub(super) fn generate(spec: &Spec, names: &Names) -> TokenStream {
@@ -234,37 +234,28 @@ fn glue(spec: &Spec, names: &Names) -> TokenStream {
         ..
     } = names;
     let integration_name = &spec.integration.name;
-    let call_endpoints: Vec<&Endpoint> = spec.call_endpoints().collect();
-    let validate_arms = call_endpoints.iter().map(|e| {
-        let name = &e.name;
-        let entity = format_ident!("{}", e.request.as_deref().unwrap_or_default());
-        quote!(#name => __rt::validate_params(#name, params, #entity::validate),)
-    });
-    // Not the client methods: they check the constraints, which the runtime
-    // did when it created the call (`validate` above).
-    let start_arms = call_endpoints.iter().map(|e| {
+    let calls = spec.call_endpoints().map(|e| {
         let name = &e.name;
         let spec = spec_name(name);
         let entity = format_ident!("{}", e.request.as_deref().unwrap_or_default());
         let result_ty = result_type(e.result.as_ref());
-        quote!(#name => __rt::start::<#entity, #result_ty>(&self.client.http, &#spec, params, options).await,)
-    });
-    // Without endpoints that start calls, the arguments are never read.
-    let unused_start_args = call_endpoints.is_empty().then(|| quote!(let _ = (params, options);));
-    let unused_validate_args = call_endpoints.is_empty().then(|| quote!(let _ = params;));
-    let poll = match &spec.polling {
-        Some(polling) => {
-            let method = ident(&polling.endpoint);
-            quote! {
-                ::std::option::Option::Some(::std::boxed::Box::pin(async move {
-                    ::std::result::Result::Ok(self.client.#method(external_id).await?.into_json())
-                }))
+        // Not the client methods: they check the constraints, which the runtime
+        // did when it created the call (`validate`).
+        quote! {
+            __rt::CallGlue {
+                name: #name,
+                validate: |params| __rt::validate_params(#name, params, #entity::validate),
+                start: |http, params, options| __rt::start::<#entity, #result_ty>(http, &#spec, params, options),
             }
         }
-        None => quote!({
-            let _ = external_id;
-            ::std::option::Option::None
-        }),
+    });
+    let poll = match spec.polling.as_ref().and_then(|p| spec.endpoint(&p.endpoint)) {
+        Some(endpoint) => {
+            let spec = spec_name(&endpoint.name);
+            let result_ty = result_type(endpoint.result.as_ref());
+            quote!(::std::option::Option::Some(|http, id| __rt::poll::<#result_ty>(http, &#spec, id)))
+        }
+        None => quote!(::std::option::Option::None),
     };
     let (webhook, webhook_spec) = match &spec.webhook {
         Some(w) => {
@@ -279,24 +270,14 @@ fn glue(spec: &Spec, names: &Names) -> TokenStream {
             let name = webhook_spec_name();
             let result_ty = result_type(w.result.as_ref());
             (
-                quote! {
-                    ::std::option::Option::Some(
-                        __rt::read_reply::<#result_ty>(&#name, 200, payload).map(::integration_runtime::Reply::into_json),
-                    )
-                },
+                quote!(::std::option::Option::Some(|payload| __rt::read_webhook::<#result_ty>(&#name, payload))),
                 quote! {
                     #[doc(hidden)]
                     static #name: __rt::ReplySpec = #reply;
                 },
             )
         }
-        None => (
-            quote!({
-                let _ = payload;
-                ::std::option::Option::None
-            }),
-            quote!(),
-        ),
+        None => (quote!(::std::option::Option::None), quote!()),
     };
     let webhook_secret = spec.webhook.as_ref().map(|_| {
         quote! {
@@ -359,54 +340,23 @@ fn glue(spec: &Spec, names: &Names) -> TokenStream {
             }
         }
 
-        impl ::integration_runtime::Integration for #integration {
-            fn descriptor(&self) -> &'static ::integration_runtime::IntegrationDescriptor {
-                &__DESCRIPTOR
-            }
+        impl __rt::Generated for #integration {
+            const GLUE: &'static __rt::Glue = &__GLUE;
 
-            fn validate(&self, endpoint: &str, params: &__rt::serde_json::Value) -> ::std::result::Result<(), ::integration_runtime::ClientError> {
-                #unused_validate_args
-                match endpoint {
-                    #(#validate_arms)*
-                    _ => ::std::result::Result::Err(__rt::unknown_endpoint(#integration_name, endpoint)),
-                }
-            }
-
-            fn start<'a>(
-                &'a self,
-                endpoint: &'a str,
-                params: &'a __rt::serde_json::Value,
-                options: &'a ::integration_runtime::CallOptions,
-            ) -> ::integration_runtime::BoxFuture<'a, ::std::result::Result<::integration_runtime::Reply<__rt::serde_json::Value>, ::integration_runtime::ClientError>> {
-                ::std::boxed::Box::pin(async move {
-                    #unused_start_args
-                    match endpoint {
-                        #(#start_arms)*
-                        _ => ::std::result::Result::Err(__rt::unknown_endpoint(#integration_name, endpoint)),
-                    }
-                })
-            }
-
-            fn poll<'a>(
-                &'a self,
-                external_id: &'a str,
-            ) -> ::std::option::Option<::integration_runtime::BoxFuture<'a, ::std::result::Result<::integration_runtime::Reply<__rt::serde_json::Value>, ::integration_runtime::ClientError>>> {
-                #poll
-            }
-
-            fn read_webhook(
-                &self,
-                payload: &__rt::serde_json::Value,
-            ) -> ::std::option::Option<::std::result::Result<::integration_runtime::Reply<__rt::serde_json::Value>, ::integration_runtime::ClientError>> {
-                #webhook
-            }
-
-            fn circuit_states(&self) -> ::std::vec::Vec<(::std::string::String, ::integration_runtime::CircuitState)> {
-                self.client.http.circuit_states()
+            fn http(&self) -> &__rt::HttpClient {
+                &self.client.http
             }
 
             #webhook_secret
         }
+
+        #[doc(hidden)]
+        static __GLUE: __rt::Glue = __rt::Glue {
+            descriptor: &__DESCRIPTOR,
+            calls: &[#(#calls),*],
+            poll: #poll,
+            webhook: #webhook,
+        };
 
         #webhook_spec
     }
