@@ -4,6 +4,7 @@
 //! `docs/design/generated-code.md`.
 
 pub use ::chrono;
+pub use ::reqwest;
 pub use ::serde;
 pub use ::serde_json;
 pub use ::uuid;
@@ -21,3 +22,19 @@ pub use crate::request::{
     display_value, to_value, Constant, Input, JsonBody, PathBuilder, PathPart, Piece, RequestSpec, Source,
 };
 pub use crate::validate::Violations;
+
+// Short paths for generated code. Names the prelude gives are re-exported too:
+// a spec may name an entity `Result` or `Option`, which would shadow them in
+// the generated module, where `__rt::` paths stay unambiguous.
+pub use ::std::convert::From;
+pub use ::std::option::Option::{self, None, Some};
+pub use ::std::result::Result::{self, Err, Ok};
+pub use ::std::string::String;
+pub use ::std::vec::Vec;
+
+pub use crate::{
+    Call, CallOptions, CallRequest, CallResponse, CallStatus, CircuitBreakerPolicy, ClientError, ConfigError,
+    EndpointDescriptor, Event, FromResult, IdempotencyKeyPlacement, IntegrationDescriptor, IntoCall, Mode, Paginator,
+    PolicyDescriptor, PollingDescriptor, RateLimitPolicy, RedirectPolicy, RemoteStatus, Reply, RequestFields, RetryOn,
+    RetryPolicy, Secret, SignatureEncoding, SignatureScheme, ValidationError, WebhookDescriptor,
+};

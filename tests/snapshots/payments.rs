@@ -12,20 +12,18 @@ pub mod payments {
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub struct Address {
         /// `line1` (string).
-        pub line1: ::std::string::String,
+        pub line1: __rt::String,
         /// `city` (string).
-        pub city: ::std::string::String,
+        pub city: __rt::String,
         /// `postal_code` (string).
-        pub postal_code: ::std::string::String,
+        pub postal_code: __rt::String,
         /// `country` (string).
-        pub country: ::std::string::String,
+        pub country: __rt::String,
     }
     impl Address {
         /// Checks every constraint the spec declares (lengths, ranges),
         /// including those of nested entities, and reports all violations.
-        pub fn validate(
-            &self,
-        ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
+        pub fn validate(&self) -> __rt::Result<(), __rt::ValidationError> {
             let mut violations = __rt::Violations::new();
             {
                 let value = &self.country;
@@ -33,17 +31,17 @@ pub mod payments {
                     .len_between(
                         "country",
                         value.chars().count(),
-                        ::std::option::Option::Some(2u64),
-                        ::std::option::Option::Some(2u64),
+                        __rt::Some(2u64),
+                        __rt::Some(2u64),
                     );
             }
             violations.finish()
         }
     }
-    impl ::integration_runtime::FromResult for Address {
+    impl __rt::FromResult for Address {
         fn from_result(
             value: &__rt::serde_json::Value,
-        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
+        ) -> __rt::Result<Self, __rt::serde_json::Error> {
             <Self as __rt::serde::Deserialize>::deserialize(value)
         }
     }
@@ -52,31 +50,29 @@ pub mod payments {
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub struct Customer {
         /// `email` (string).
-        pub email: ::std::string::String,
+        pub email: __rt::String,
         /// `name` (string).
         #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-        pub name: ::std::option::Option<::std::string::String>,
+        pub name: __rt::Option<__rt::String>,
         /// `address` (Address).
         #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-        pub address: ::std::option::Option<Address>,
+        pub address: __rt::Option<Address>,
     }
     impl Customer {
         /// Checks every constraint the spec declares (lengths, ranges),
         /// including those of nested entities, and reports all violations.
-        pub fn validate(
-            &self,
-        ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
+        pub fn validate(&self) -> __rt::Result<(), __rt::ValidationError> {
             let mut violations = __rt::Violations::new();
-            if let ::std::option::Option::Some(value) = &self.address {
+            if let __rt::Some(value) = &self.address {
                 violations.nested("address", value.validate());
             }
             violations.finish()
         }
     }
-    impl ::integration_runtime::FromResult for Customer {
+    impl __rt::FromResult for Customer {
         fn from_result(
             value: &__rt::serde_json::Value,
-        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
+        ) -> __rt::Result<Self, __rt::serde_json::Error> {
             <Self as __rt::serde::Deserialize>::deserialize(value)
         }
     }
@@ -94,48 +90,35 @@ pub mod payments {
         #[serde(default = "__default_payment_intent_capture")]
         pub capture: PaymentIntentCapture,
         /// `order_id` (string).
-        pub order_id: ::std::string::String,
+        pub order_id: __rt::String,
         /// `tags` (list of string).
         #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-        pub tags: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
+        pub tags: __rt::Option<__rt::Vec<__rt::String>>,
     }
     impl PaymentIntent {
         /// Checks every constraint the spec declares (lengths, ranges),
         /// including those of nested entities, and reports all violations.
-        pub fn validate(
-            &self,
-        ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
+        pub fn validate(&self) -> __rt::Result<(), __rt::ValidationError> {
             let mut violations = __rt::Violations::new();
             {
                 let value = &self.amount;
-                violations
-                    .int_between(
-                        "amount",
-                        *value,
-                        ::std::option::Option::Some(1i64),
-                        ::std::option::Option::None,
-                    );
+                violations.int_between("amount", *value, __rt::Some(1i64), __rt::None);
             }
             {
                 let value = &self.customer;
                 violations.nested("customer", value.validate());
             }
-            if let ::std::option::Option::Some(value) = &self.tags {
+            if let __rt::Some(value) = &self.tags {
                 violations
-                    .len_between(
-                        "tags",
-                        value.len(),
-                        ::std::option::Option::None,
-                        ::std::option::Option::Some(10u64),
-                    );
+                    .len_between("tags", value.len(), __rt::None, __rt::Some(10u64));
             }
             violations.finish()
         }
     }
-    impl ::integration_runtime::FromResult for PaymentIntent {
+    impl __rt::FromResult for PaymentIntent {
         fn from_result(
             value: &__rt::serde_json::Value,
-        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
+        ) -> __rt::Result<Self, __rt::serde_json::Error> {
             <Self as __rt::serde::Deserialize>::deserialize(value)
         }
     }
@@ -210,35 +193,29 @@ pub mod payments {
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub struct Charge {
         /// `id` (string).
-        pub id: ::std::string::String,
+        pub id: __rt::String,
         /// `amount_received` (int).
         pub amount_received: i64,
         /// `paid_at` (timestamp).
         #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-        pub paid_at: ::std::option::Option<
-            ::integration_runtime::__private::chrono::DateTime<
-                ::integration_runtime::__private::chrono::Utc,
-            >,
-        >,
+        pub paid_at: __rt::Option<__rt::chrono::DateTime<__rt::chrono::Utc>>,
     }
     impl Charge {
         /// Checks every constraint the spec declares (lengths, ranges),
         /// including those of nested entities, and reports all violations.
-        pub fn validate(
-            &self,
-        ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
-            ::std::result::Result::Ok(())
+        pub fn validate(&self) -> __rt::Result<(), __rt::ValidationError> {
+            __rt::Ok(())
         }
     }
-    impl ::integration_runtime::FromResult for Charge {
+    impl __rt::FromResult for Charge {
         fn from_result(
             value: &__rt::serde_json::Value,
-        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
+        ) -> __rt::Result<Self, __rt::serde_json::Error> {
             <Self as __rt::serde::Deserialize>::deserialize(value)
         }
     }
     /// Where a `Payments` call is in its lifecycle.
-    pub type PaymentsStatus = ::integration_runtime::CallStatus;
+    pub type PaymentsStatus = __rt::CallStatus;
     /// The typed request parameters of a `Payments` call, one variant per endpoint that starts calls.
     #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
     #[serde(
@@ -251,25 +228,21 @@ pub mod payments {
         /// Parameters of `create_payment` (POST /v1/payment_intents).
         CreatePayment(PaymentIntent),
     }
-    impl ::integration_runtime::CallRequest for PaymentsRequest {
+    impl __rt::CallRequest for PaymentsRequest {
         fn from_params(
             endpoint: &str,
             params: &__rt::serde_json::Value,
-        ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
+        ) -> __rt::Result<Self, __rt::ClientError> {
             match endpoint {
                 "create_payment" => {
                     __rt::read_stored(endpoint, params, "stored request parameters")
                         .map(PaymentsRequest::CreatePayment)
                 }
-                _ => {
-                    ::std::result::Result::Err(
-                        __rt::unknown_endpoint("Payments", endpoint),
-                    )
-                }
+                _ => __rt::Err(__rt::unknown_endpoint("Payments", endpoint)),
             }
         }
     }
-    impl ::integration_runtime::IntoCall for PaymentsRequest {
+    impl __rt::IntoCall for PaymentsRequest {
         const INTEGRATION: &'static str = "Payments";
         fn endpoint(&self) -> &'static str {
             match *self {
@@ -282,12 +255,12 @@ pub mod payments {
             }
         }
     }
-    impl ::std::convert::From<PaymentIntent> for PaymentsRequest {
+    impl __rt::From<PaymentIntent> for PaymentsRequest {
         fn from(params: PaymentIntent) -> Self {
             PaymentsRequest::CreatePayment(params)
         }
     }
-    impl ::integration_runtime::IntoCall for PaymentIntent {
+    impl __rt::IntoCall for PaymentIntent {
         const INTEGRATION: &'static str = "Payments";
         fn endpoint(&self) -> &'static str {
             "create_payment"
@@ -303,48 +276,38 @@ pub mod payments {
         /// Result of a `create_payment` call.
         CreatePayment(Charge),
     }
-    impl ::integration_runtime::CallResponse for PaymentsResponse {
+    impl __rt::CallResponse for PaymentsResponse {
         fn from_result(
             endpoint: &str,
             value: &__rt::serde_json::Value,
-        ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
+        ) -> __rt::Result<Self, __rt::ClientError> {
             match endpoint {
                 "create_payment" => {
                     __rt::read_stored(endpoint, value, "stored response data")
                         .map(PaymentsResponse::CreatePayment)
                 }
-                _ => {
-                    ::std::result::Result::Err(
-                        __rt::unknown_endpoint("Payments", endpoint),
-                    )
-                }
+                _ => __rt::Err(__rt::unknown_endpoint("Payments", endpoint)),
             }
         }
     }
     /// One call to `Payments`: the record business code creates and the runtime drives to a terminal state.
-    pub type PaymentsCall = ::integration_runtime::Call<
-        PaymentsRequest,
-        PaymentsResponse,
-    >;
+    pub type PaymentsCall = __rt::Call<PaymentsRequest, PaymentsResponse>;
     /// A lifecycle event of a `Payments` call: `initialized -> processing -> completed | failed`.
-    pub type PaymentsEvent = ::integration_runtime::Event<PaymentsResponse>;
+    pub type PaymentsEvent = __rt::Event<PaymentsResponse>;
     /// Settings of the `Payments` integration. Secrets are redacted in `Debug` output.
     #[derive(Debug, Clone)]
     pub struct PaymentsConfig {
         /// Where requests go.
-        pub base_url: ::std::string::String,
+        pub base_url: __rt::String,
         /// secret API key (sk_live_... or sk_test_...) (from `PAYMENTS_SECRET_KEY`).
-        pub token: ::integration_runtime::Secret,
+        pub token: __rt::Secret,
         /// webhook endpoint signing secret (whsec_...) (from `PAYMENTS_WEBHOOK_SECRET`).
-        pub webhook_secret: ::integration_runtime::Secret,
+        pub webhook_secret: __rt::Secret,
     }
     impl PaymentsConfig {
         /// Reads every setting from the environment, and reports every
         /// missing variable (with what it is for) in one error.
-        pub fn from_env() -> ::std::result::Result<
-            Self,
-            ::integration_runtime::ConfigError,
-        > {
+        pub fn from_env() -> __rt::Result<Self, __rt::ConfigError> {
             let mut env = __rt::EnvReader::new("Payments");
             let base_url = env
                 .value_or("PAYMENTS_BASE_URL", "https://payments.example.com");
@@ -359,7 +322,7 @@ pub mod payments {
                     "webhook endpoint signing secret (whsec_...)",
                 );
             env.finish()?;
-            ::std::result::Result::Ok(PaymentsConfig {
+            __rt::Ok(PaymentsConfig {
                 base_url,
                 token,
                 webhook_secret,
@@ -373,15 +336,13 @@ pub mod payments {
     }
     impl PaymentsClient {
         /// A client for the given settings.
-        pub fn new(
-            config: &PaymentsConfig,
-        ) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+        pub fn new(config: &PaymentsConfig) -> __rt::Result<Self, __rt::ConfigError> {
             let http = __rt::HttpClient::for_integration(
                 &__DESCRIPTOR,
                 &config.base_url,
                 __rt::Auth::Bearer(config.token.clone()),
             )?;
-            ::std::result::Result::Ok(PaymentsClient { http })
+            __rt::Ok(PaymentsClient { http })
         }
         /// This client, sending through `client` (proxies, root certificates,
         /// default headers) with the spec's policies on top. Build it with
@@ -389,10 +350,7 @@ pub mod payments {
         /// rules hold only for redirects the runtime sees. Its own connect
         /// timeout applies instead of the spec's.
         #[must_use]
-        pub fn with_reqwest_client(
-            self,
-            client: ::integration_runtime::reqwest::Client,
-        ) -> Self {
+        pub fn with_reqwest_client(self, client: __rt::reqwest::Client) -> Self {
             PaymentsClient {
                 http: self.http.with_reqwest_client(client),
             }
@@ -401,11 +359,8 @@ pub mod payments {
         pub async fn create_payment(
             &self,
             request: &PaymentIntent,
-            options: &::integration_runtime::CallOptions,
-        ) -> ::std::result::Result<
-            ::integration_runtime::Reply<Charge>,
-            ::integration_runtime::ClientError,
-        > {
+            options: &__rt::CallOptions,
+        ) -> __rt::Result<__rt::Reply<Charge>, __rt::ClientError> {
             request.validate().map_err(|e| __rt::invalid_request("create_payment", e))?;
             __rt::exchange(
                     &self.http,
@@ -418,10 +373,7 @@ pub mod payments {
         pub async fn retrieve_payment(
             &self,
             external_id: &str,
-        ) -> ::std::result::Result<
-            ::integration_runtime::Reply<Charge>,
-            ::integration_runtime::ClientError,
-        > {
+        ) -> __rt::Result<__rt::Reply<Charge>, __rt::ClientError> {
             __rt::exchange(
                     &self.http,
                     &__ENDPOINT_RETRIEVE_PAYMENT,
@@ -461,27 +413,25 @@ pub mod payments {
                 ),
             ],
             encoding: __rt::BodyEncoding::Form,
-            error: ::std::option::Option::Some(
-                &[__rt::Seg::Key("error"), __rt::Seg::Key("message")],
-            ),
+            error: __rt::Some(&[__rt::Seg::Key("error"), __rt::Seg::Key("message")]),
         },
         reply: __rt::ReplySpec {
             endpoint: "create_payment",
-            status: ::std::option::Option::Some(__rt::StatusSpec {
+            status: __rt::Some(__rt::StatusSpec {
                 path: &[__rt::Seg::Key("status")],
                 text: "$.status",
                 map: &[
-                    ("requires_action", ::integration_runtime::RemoteStatus::Processing),
-                    ("processing", ::integration_runtime::RemoteStatus::Processing),
-                    ("succeeded", ::integration_runtime::RemoteStatus::Completed),
-                    ("canceled", ::integration_runtime::RemoteStatus::Failed),
+                    ("requires_action", __rt::RemoteStatus::Processing),
+                    ("processing", __rt::RemoteStatus::Processing),
+                    ("succeeded", __rt::RemoteStatus::Completed),
+                    ("canceled", __rt::RemoteStatus::Failed),
                 ],
             }),
             external_id: __rt::ExternalIdSpec::Required {
                 path: &[__rt::Seg::Key("id")],
                 text: "$.id",
             },
-            result: ::std::option::Option::Some(
+            result: __rt::Some(
                 &[
                     __rt::FieldPath {
                         field: "id",
@@ -503,9 +453,7 @@ pub mod payments {
                     },
                 ],
             ),
-            error: ::std::option::Option::Some(
-                &[__rt::Seg::Key("error"), __rt::Seg::Key("message")],
-            ),
+            error: __rt::Some(&[__rt::Seg::Key("error"), __rt::Seg::Key("message")]),
         },
     };
     #[doc(hidden)]
@@ -520,24 +468,24 @@ pub mod payments {
             headers: &[],
             body: &[],
             encoding: __rt::BodyEncoding::Json,
-            error: ::std::option::Option::Some(
+            error: __rt::Some(
                 &[__rt::Seg::Key("last_payment_error"), __rt::Seg::Key("message")],
             ),
         },
         reply: __rt::ReplySpec {
             endpoint: "retrieve_payment",
-            status: ::std::option::Option::Some(__rt::StatusSpec {
+            status: __rt::Some(__rt::StatusSpec {
                 path: &[__rt::Seg::Key("status")],
                 text: "$.status",
                 map: &[
-                    ("requires_action", ::integration_runtime::RemoteStatus::Processing),
-                    ("processing", ::integration_runtime::RemoteStatus::Processing),
-                    ("succeeded", ::integration_runtime::RemoteStatus::Completed),
-                    ("canceled", ::integration_runtime::RemoteStatus::Failed),
+                    ("requires_action", __rt::RemoteStatus::Processing),
+                    ("processing", __rt::RemoteStatus::Processing),
+                    ("succeeded", __rt::RemoteStatus::Completed),
+                    ("canceled", __rt::RemoteStatus::Failed),
                 ],
             }),
             external_id: __rt::ExternalIdSpec::Generated,
-            result: ::std::option::Option::Some(
+            result: __rt::Some(
                 &[
                     __rt::FieldPath {
                         field: "id",
@@ -559,7 +507,7 @@ pub mod payments {
                     },
                 ],
             ),
-            error: ::std::option::Option::Some(
+            error: __rt::Some(
                 &[__rt::Seg::Key("last_payment_error"), __rt::Seg::Key("message")],
             ),
         },
@@ -572,18 +520,13 @@ pub mod payments {
     }
     impl Payments {
         /// The integration with the given settings.
-        pub fn new(
-            config: PaymentsConfig,
-        ) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+        pub fn new(config: PaymentsConfig) -> __rt::Result<Self, __rt::ConfigError> {
             let client = PaymentsClient::new(&config)?;
-            ::std::result::Result::Ok(Payments { config, client })
+            __rt::Ok(Payments { config, client })
         }
         /// The integration configured from the environment; every missing
         /// variable is reported at once, with what it is for.
-        pub fn from_env() -> ::std::result::Result<
-            Self,
-            ::integration_runtime::ConfigError,
-        > {
+        pub fn from_env() -> __rt::Result<Self, __rt::ConfigError> {
             Self::new(PaymentsConfig::from_env()?)
         }
         /// The integration, sending through `client`, a `reqwest::Client` you
@@ -596,10 +539,7 @@ pub mod payments {
         ///
         /// `Payments::from_env()?.with_reqwest_client(client)`
         #[must_use]
-        pub fn with_reqwest_client(
-            mut self,
-            client: ::integration_runtime::reqwest::Client,
-        ) -> Self {
+        pub fn with_reqwest_client(mut self, client: __rt::reqwest::Client) -> Self {
             self.client = self.client.with_reqwest_client(client);
             self
         }
@@ -612,7 +552,7 @@ pub mod payments {
             &self.config
         }
         /// Static facts about the integration: endpoints, policies, polling, webhook.
-        pub fn descriptor() -> &'static ::integration_runtime::IntegrationDescriptor {
+        pub fn descriptor() -> &'static __rt::IntegrationDescriptor {
             &__DESCRIPTOR
         }
     }
@@ -621,10 +561,8 @@ pub mod payments {
         fn http(&self) -> &__rt::HttpClient {
             &self.client.http
         }
-        fn webhook_secret(
-            &self,
-        ) -> ::std::option::Option<::integration_runtime::Secret> {
-            ::std::option::Option::Some(self.config.webhook_secret.clone())
+        fn webhook_secret(&self) -> __rt::Option<__rt::Secret> {
+            __rt::Some(self.config.webhook_secret.clone())
         }
     }
     #[doc(hidden)]
@@ -644,33 +582,24 @@ pub mod payments {
                 >(http, &__ENDPOINT_CREATE_PAYMENT, params, options),
             },
         ],
-        poll: ::std::option::Option::Some(|http, id| __rt::poll::<
+        poll: __rt::Some(|http, id| __rt::poll::<
             Charge,
         >(http, &__ENDPOINT_RETRIEVE_PAYMENT, id)),
-        webhook: ::std::option::Option::Some(|payload| __rt::read_webhook::<
+        webhook: __rt::Some(|payload| __rt::read_webhook::<
             Charge,
         >(&__WEBHOOK_REPLY, payload)),
     };
     #[doc(hidden)]
     static __WEBHOOK_REPLY: __rt::ReplySpec = __rt::ReplySpec {
         endpoint: "webhook",
-        status: ::std::option::Option::Some(__rt::StatusSpec {
+        status: __rt::Some(__rt::StatusSpec {
             path: &[__rt::Seg::Key("type")],
             text: "$.type",
             map: &[
-                (
-                    "payment_intent.processing",
-                    ::integration_runtime::RemoteStatus::Processing,
-                ),
-                (
-                    "payment_intent.succeeded",
-                    ::integration_runtime::RemoteStatus::Completed,
-                ),
-                (
-                    "payment_intent.payment_failed",
-                    ::integration_runtime::RemoteStatus::Failed,
-                ),
-                ("payment_intent.canceled", ::integration_runtime::RemoteStatus::Failed),
+                ("payment_intent.processing", __rt::RemoteStatus::Processing),
+                ("payment_intent.succeeded", __rt::RemoteStatus::Completed),
+                ("payment_intent.payment_failed", __rt::RemoteStatus::Failed),
+                ("payment_intent.canceled", __rt::RemoteStatus::Failed),
             ],
         }),
         external_id: __rt::ExternalIdSpec::Optional {
@@ -680,7 +609,7 @@ pub mod payments {
                 __rt::Seg::Key("id"),
             ],
         },
-        result: ::std::option::Option::Some(
+        result: __rt::Some(
             &[
                 __rt::FieldPath {
                     field: "id",
@@ -713,7 +642,7 @@ pub mod payments {
                 },
             ],
         ),
-        error: ::std::option::Option::Some(
+        error: __rt::Some(
             &[
                 __rt::Seg::Key("data"),
                 __rt::Seg::Key("object"),
@@ -723,15 +652,15 @@ pub mod payments {
         ),
     };
     #[doc(hidden)]
-    const __POLICY: ::integration_runtime::PolicyDescriptor = ::integration_runtime::PolicyDescriptor {
+    const __POLICY: __rt::PolicyDescriptor = __rt::PolicyDescriptor {
         timeout_ms: 20000u64,
         connect_timeout_ms: 5000u64,
-        retry: ::integration_runtime::RetryPolicy {
+        retry: __rt::RetryPolicy {
             max_attempts: 4u32,
             initial_backoff_ms: 500u64,
             max_backoff_ms: 30000u64,
             multiplier: 2f64,
-            on: ::integration_runtime::RetryOn {
+            on: __rt::RetryOn {
                 server_errors: true,
                 too_many_requests: true,
                 timeouts: true,
@@ -740,38 +669,36 @@ pub mod payments {
                 too_large: false,
             },
         },
-        circuit_breaker: ::std::option::Option::Some(::integration_runtime::CircuitBreakerPolicy {
+        circuit_breaker: __rt::Some(__rt::CircuitBreakerPolicy {
             failure_threshold: 10u32,
             open_for_ms: 60000u64,
             half_open_probes: 2u32,
         }),
-        rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
+        rate_limit: __rt::Some(__rt::RateLimitPolicy {
             per_second: 25f64,
             burst: 25u32,
         }),
-        concurrency: ::std::option::Option::None,
+        concurrency: __rt::None,
         max_response_bytes: 10485760u64,
-        redirects: ::integration_runtime::RedirectPolicy::SameOrigin,
+        redirects: __rt::RedirectPolicy::SameOrigin,
     };
     #[doc(hidden)]
-    pub static __DESCRIPTOR: ::integration_runtime::IntegrationDescriptor = ::integration_runtime::IntegrationDescriptor {
+    pub static __DESCRIPTOR: __rt::IntegrationDescriptor = __rt::IntegrationDescriptor {
         name: "Payments",
         module: "payments",
         endpoints: &[
-            ::integration_runtime::EndpointDescriptor {
+            __rt::EndpointDescriptor {
                 name: "create_payment",
                 method: "POST",
                 path: "/v1/payment_intents",
-                mode: ::integration_runtime::Mode::Async,
+                mode: __rt::Mode::Async,
                 starts_calls: true,
                 idempotent: false,
-                idempotency_key: ::std::option::Option::Some(
-                    ::integration_runtime::IdempotencyKeyPlacement::Header(
-                        "Idempotency-Key",
-                    ),
+                idempotency_key: __rt::Some(
+                    __rt::IdempotencyKeyPlacement::Header("Idempotency-Key"),
                 ),
                 policy: __POLICY,
-                request_fields: ::integration_runtime::RequestFields {
+                request_fields: __rt::RequestFields {
                     all: &[
                         "amount",
                         "currency",
@@ -784,16 +711,16 @@ pub mod payments {
                     headers: &[],
                 },
             },
-            ::integration_runtime::EndpointDescriptor {
+            __rt::EndpointDescriptor {
                 name: "retrieve_payment",
                 method: "GET",
                 path: "/v1/payment_intents/{external_id}",
-                mode: ::integration_runtime::Mode::Sync,
+                mode: __rt::Mode::Sync,
                 starts_calls: false,
                 idempotent: true,
-                idempotency_key: ::std::option::Option::None,
+                idempotency_key: __rt::None,
                 policy: __POLICY,
-                request_fields: ::integration_runtime::RequestFields {
+                request_fields: __rt::RequestFields {
                     all: &[],
                     path: &[],
                     headers: &[],
@@ -801,16 +728,16 @@ pub mod payments {
             },
         ],
         policy: __POLICY,
-        polling: ::std::option::Option::Some(::integration_runtime::PollingDescriptor {
+        polling: __rt::Some(__rt::PollingDescriptor {
             endpoint: "retrieve_payment",
             interval_ms: 5000u64,
             backoff: 2f64,
             max_interval_ms: 300000u64,
             give_up_after_s: 86400u64,
         }),
-        webhook: ::std::option::Option::Some(::integration_runtime::WebhookDescriptor {
+        webhook: __rt::Some(__rt::WebhookDescriptor {
             path: "/webhooks/payments",
-            scheme: ::integration_runtime::SignatureScheme::Stripe,
+            scheme: __rt::SignatureScheme::Stripe,
             secret_env: "PAYMENTS_WEBHOOK_SECRET",
             tolerance_s: 300u64,
             max_body_bytes: 1048576usize,

@@ -12,27 +12,23 @@ pub mod translate {
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub struct Translation {
         /// The text to translate.
-        pub text: ::std::string::String,
+        pub text: __rt::String,
         /// ISO 639-1 code; detected when absent.
         #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-        pub source_lang: ::std::option::Option<::std::string::String>,
+        pub source_lang: __rt::Option<__rt::String>,
         /// `target_lang` (string).
-        pub target_lang: ::std::string::String,
+        pub target_lang: __rt::String,
         /// `formality` (enum).
         #[serde(default = "__default_translation_formality")]
         pub formality: TranslationFormality,
         /// `glossary_id` (uuid).
         #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-        pub glossary_id: ::std::option::Option<
-            ::integration_runtime::__private::uuid::Uuid,
-        >,
+        pub glossary_id: __rt::Option<__rt::uuid::Uuid>,
     }
     impl Translation {
         /// Checks every constraint the spec declares (lengths, ranges),
         /// including those of nested entities, and reports all violations.
-        pub fn validate(
-            &self,
-        ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
+        pub fn validate(&self) -> __rt::Result<(), __rt::ValidationError> {
             let mut violations = __rt::Violations::new();
             {
                 let value = &self.text;
@@ -40,8 +36,8 @@ pub mod translate {
                     .len_between(
                         "text",
                         value.chars().count(),
-                        ::std::option::Option::Some(1u64),
-                        ::std::option::Option::Some(10000u64),
+                        __rt::Some(1u64),
+                        __rt::Some(10000u64),
                     );
             }
             {
@@ -50,17 +46,17 @@ pub mod translate {
                     .len_between(
                         "target_lang",
                         value.chars().count(),
-                        ::std::option::Option::Some(2u64),
-                        ::std::option::Option::Some(5u64),
+                        __rt::Some(2u64),
+                        __rt::Some(5u64),
                     );
             }
             violations.finish()
         }
     }
-    impl ::integration_runtime::FromResult for Translation {
+    impl __rt::FromResult for Translation {
         fn from_result(
             value: &__rt::serde_json::Value,
-        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
+        ) -> __rt::Result<Self, __rt::serde_json::Error> {
             <Self as __rt::serde::Deserialize>::deserialize(value)
         }
     }
@@ -106,26 +102,24 @@ pub mod translate {
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub struct Translated {
         /// `text` (string).
-        pub text: ::std::string::String,
+        pub text: __rt::String,
         /// `detected_lang` (string).
         #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-        pub detected_lang: ::std::option::Option<::std::string::String>,
+        pub detected_lang: __rt::Option<__rt::String>,
         /// `characters` (int).
         pub characters: i64,
     }
     impl Translated {
         /// Checks every constraint the spec declares (lengths, ranges),
         /// including those of nested entities, and reports all violations.
-        pub fn validate(
-            &self,
-        ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
-            ::std::result::Result::Ok(())
+        pub fn validate(&self) -> __rt::Result<(), __rt::ValidationError> {
+            __rt::Ok(())
         }
     }
-    impl ::integration_runtime::FromResult for Translated {
+    impl __rt::FromResult for Translated {
         fn from_result(
             value: &__rt::serde_json::Value,
-        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
+        ) -> __rt::Result<Self, __rt::serde_json::Error> {
             <Self as __rt::serde::Deserialize>::deserialize(value)
         }
     }
@@ -134,45 +128,38 @@ pub mod translate {
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub struct Glossary {
         /// `id` (uuid).
-        pub id: ::integration_runtime::__private::uuid::Uuid,
+        pub id: __rt::uuid::Uuid,
         /// `name` (string).
-        pub name: ::std::string::String,
+        pub name: __rt::String,
         /// `source_lang` (string).
-        pub source_lang: ::std::string::String,
+        pub source_lang: __rt::String,
         /// `target_lang` (string).
-        pub target_lang: ::std::string::String,
+        pub target_lang: __rt::String,
         /// `entry_count` (int).
         pub entry_count: i64,
     }
     impl Glossary {
         /// Checks every constraint the spec declares (lengths, ranges),
         /// including those of nested entities, and reports all violations.
-        pub fn validate(
-            &self,
-        ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
+        pub fn validate(&self) -> __rt::Result<(), __rt::ValidationError> {
             let mut violations = __rt::Violations::new();
             {
                 let value = &self.entry_count;
                 violations
-                    .int_between(
-                        "entry_count",
-                        *value,
-                        ::std::option::Option::Some(0i64),
-                        ::std::option::Option::None,
-                    );
+                    .int_between("entry_count", *value, __rt::Some(0i64), __rt::None);
             }
             violations.finish()
         }
     }
-    impl ::integration_runtime::FromResult for Glossary {
+    impl __rt::FromResult for Glossary {
         fn from_result(
             value: &__rt::serde_json::Value,
-        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
+        ) -> __rt::Result<Self, __rt::serde_json::Error> {
             <Self as __rt::serde::Deserialize>::deserialize(value)
         }
     }
     /// Where a `Translate` call is in its lifecycle.
-    pub type TranslateStatus = ::integration_runtime::CallStatus;
+    pub type TranslateStatus = __rt::CallStatus;
     /// The typed request parameters of a `Translate` call, one variant per endpoint that starts calls.
     #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
     #[serde(
@@ -185,25 +172,21 @@ pub mod translate {
         /// Parameters of `translate` (POST /v2/translate).
         Translate(Translation),
     }
-    impl ::integration_runtime::CallRequest for TranslateRequest {
+    impl __rt::CallRequest for TranslateRequest {
         fn from_params(
             endpoint: &str,
             params: &__rt::serde_json::Value,
-        ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
+        ) -> __rt::Result<Self, __rt::ClientError> {
             match endpoint {
                 "translate" => {
                     __rt::read_stored(endpoint, params, "stored request parameters")
                         .map(TranslateRequest::Translate)
                 }
-                _ => {
-                    ::std::result::Result::Err(
-                        __rt::unknown_endpoint("Translate", endpoint),
-                    )
-                }
+                _ => __rt::Err(__rt::unknown_endpoint("Translate", endpoint)),
             }
         }
     }
-    impl ::integration_runtime::IntoCall for TranslateRequest {
+    impl __rt::IntoCall for TranslateRequest {
         const INTEGRATION: &'static str = "Translate";
         fn endpoint(&self) -> &'static str {
             match *self {
@@ -216,12 +199,12 @@ pub mod translate {
             }
         }
     }
-    impl ::std::convert::From<Translation> for TranslateRequest {
+    impl __rt::From<Translation> for TranslateRequest {
         fn from(params: Translation) -> Self {
             TranslateRequest::Translate(params)
         }
     }
-    impl ::integration_runtime::IntoCall for Translation {
+    impl __rt::IntoCall for Translation {
         const INTEGRATION: &'static str = "Translate";
         fn endpoint(&self) -> &'static str {
             "translate"
@@ -237,53 +220,43 @@ pub mod translate {
         /// Result of a `translate` call.
         Translate(Translated),
     }
-    impl ::integration_runtime::CallResponse for TranslateResponse {
+    impl __rt::CallResponse for TranslateResponse {
         fn from_result(
             endpoint: &str,
             value: &__rt::serde_json::Value,
-        ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
+        ) -> __rt::Result<Self, __rt::ClientError> {
             match endpoint {
                 "translate" => {
                     __rt::read_stored(endpoint, value, "stored response data")
                         .map(TranslateResponse::Translate)
                 }
-                _ => {
-                    ::std::result::Result::Err(
-                        __rt::unknown_endpoint("Translate", endpoint),
-                    )
-                }
+                _ => __rt::Err(__rt::unknown_endpoint("Translate", endpoint)),
             }
         }
     }
     /// One call to `Translate`: the record business code creates and the runtime drives to a terminal state.
-    pub type TranslateCall = ::integration_runtime::Call<
-        TranslateRequest,
-        TranslateResponse,
-    >;
+    pub type TranslateCall = __rt::Call<TranslateRequest, TranslateResponse>;
     /// A lifecycle event of a `Translate` call: `initialized -> processing -> completed | failed`.
-    pub type TranslateEvent = ::integration_runtime::Event<TranslateResponse>;
+    pub type TranslateEvent = __rt::Event<TranslateResponse>;
     /// Settings of the `Translate` integration. Secrets are redacted in `Debug` output.
     #[derive(Debug, Clone)]
     pub struct TranslateConfig {
         /// Where requests go.
-        pub base_url: ::std::string::String,
+        pub base_url: __rt::String,
         /// API key from the translation dashboard (from `TRANSLATE_API_KEY`).
-        pub api_key: ::integration_runtime::Secret,
+        pub api_key: __rt::Secret,
     }
     impl TranslateConfig {
         /// Reads every setting from the environment, and reports every
         /// missing variable (with what it is for) in one error.
-        pub fn from_env() -> ::std::result::Result<
-            Self,
-            ::integration_runtime::ConfigError,
-        > {
+        pub fn from_env() -> __rt::Result<Self, __rt::ConfigError> {
             let mut env = __rt::EnvReader::new("Translate");
             let base_url = env
                 .value_or("TRANSLATE_BASE_URL", "https://translate.example.com");
             let api_key = env
                 .secret("TRANSLATE_API_KEY", "API key from the translation dashboard");
             env.finish()?;
-            ::std::result::Result::Ok(TranslateConfig {
+            __rt::Ok(TranslateConfig {
                 base_url,
                 api_key,
             })
@@ -296,9 +269,7 @@ pub mod translate {
     }
     impl TranslateClient {
         /// A client for the given settings.
-        pub fn new(
-            config: &TranslateConfig,
-        ) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+        pub fn new(config: &TranslateConfig) -> __rt::Result<Self, __rt::ConfigError> {
             let http = __rt::HttpClient::for_integration(
                 &__DESCRIPTOR,
                 &config.base_url,
@@ -307,7 +278,7 @@ pub mod translate {
                     key: config.api_key.clone(),
                 },
             )?;
-            ::std::result::Result::Ok(TranslateClient { http })
+            __rt::Ok(TranslateClient { http })
         }
         /// This client, sending through `client` (proxies, root certificates,
         /// default headers) with the spec's policies on top. Build it with
@@ -315,10 +286,7 @@ pub mod translate {
         /// rules hold only for redirects the runtime sees. Its own connect
         /// timeout applies instead of the spec's.
         #[must_use]
-        pub fn with_reqwest_client(
-            self,
-            client: ::integration_runtime::reqwest::Client,
-        ) -> Self {
+        pub fn with_reqwest_client(self, client: __rt::reqwest::Client) -> Self {
             TranslateClient {
                 http: self.http.with_reqwest_client(client),
             }
@@ -327,11 +295,8 @@ pub mod translate {
         pub async fn translate(
             &self,
             request: &Translation,
-            options: &::integration_runtime::CallOptions,
-        ) -> ::std::result::Result<
-            ::integration_runtime::Reply<Translated>,
-            ::integration_runtime::ClientError,
-        > {
+            options: &__rt::CallOptions,
+        ) -> __rt::Result<__rt::Reply<Translated>, __rt::ClientError> {
             request.validate().map_err(|e| __rt::invalid_request("translate", e))?;
             __rt::exchange(
                     &self.http,
@@ -346,7 +311,7 @@ pub mod translate {
         /// fetched when the previous one's items are consumed, and retried under the
         /// endpoint's retry policy. Iterate with `next_item().await`, `collect_all().await`,
         /// or as a `Stream`.
-        pub fn list_glossaries(&self) -> ::integration_runtime::Paginator<Glossary> {
+        pub fn list_glossaries(&self) -> __rt::Paginator<Glossary> {
             __rt::list(&self.http, &__ENDPOINT_LIST_GLOSSARIES, __rt::Input::none())
         }
     }
@@ -379,15 +344,13 @@ pub mod translate {
                 (&["glossary"], __rt::Source::Field("glossary_id")),
             ],
             encoding: __rt::BodyEncoding::Json,
-            error: ::std::option::Option::Some(
-                &[__rt::Seg::Key("error"), __rt::Seg::Key("message")],
-            ),
+            error: __rt::Some(&[__rt::Seg::Key("error"), __rt::Seg::Key("message")]),
         },
         reply: __rt::ReplySpec {
             endpoint: "translate",
-            status: ::std::option::Option::None,
+            status: __rt::None,
             external_id: __rt::ExternalIdSpec::Generated,
-            result: ::std::option::Option::Some(
+            result: __rt::Some(
                 &[
                     __rt::FieldPath {
                         field: "text",
@@ -410,9 +373,7 @@ pub mod translate {
                     },
                 ],
             ),
-            error: ::std::option::Option::Some(
-                &[__rt::Seg::Key("error"), __rt::Seg::Key("message")],
-            ),
+            error: __rt::Some(&[__rt::Seg::Key("error"), __rt::Seg::Key("message")]),
         },
     };
     #[doc(hidden)]
@@ -424,9 +385,7 @@ pub mod translate {
             headers: &[],
             body: &[],
             encoding: __rt::BodyEncoding::Json,
-            error: ::std::option::Option::Some(
-                &[__rt::Seg::Key("error"), __rt::Seg::Key("message")],
-            ),
+            error: __rt::Some(&[__rt::Seg::Key("error"), __rt::Seg::Key("message")]),
         },
         pagination: __rt::Pagination::Cursor {
             cursor: &[__rt::Seg::Key("next_page_token")],
@@ -445,18 +404,13 @@ pub mod translate {
     }
     impl Translate {
         /// The integration with the given settings.
-        pub fn new(
-            config: TranslateConfig,
-        ) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+        pub fn new(config: TranslateConfig) -> __rt::Result<Self, __rt::ConfigError> {
             let client = TranslateClient::new(&config)?;
-            ::std::result::Result::Ok(Translate { config, client })
+            __rt::Ok(Translate { config, client })
         }
         /// The integration configured from the environment; every missing
         /// variable is reported at once, with what it is for.
-        pub fn from_env() -> ::std::result::Result<
-            Self,
-            ::integration_runtime::ConfigError,
-        > {
+        pub fn from_env() -> __rt::Result<Self, __rt::ConfigError> {
             Self::new(TranslateConfig::from_env()?)
         }
         /// The integration, sending through `client`, a `reqwest::Client` you
@@ -469,10 +423,7 @@ pub mod translate {
         ///
         /// `Translate::from_env()?.with_reqwest_client(client)`
         #[must_use]
-        pub fn with_reqwest_client(
-            mut self,
-            client: ::integration_runtime::reqwest::Client,
-        ) -> Self {
+        pub fn with_reqwest_client(mut self, client: __rt::reqwest::Client) -> Self {
             self.client = self.client.with_reqwest_client(client);
             self
         }
@@ -485,7 +436,7 @@ pub mod translate {
             &self.config
         }
         /// Static facts about the integration: endpoints, policies, polling, webhook.
-        pub fn descriptor() -> &'static ::integration_runtime::IntegrationDescriptor {
+        pub fn descriptor() -> &'static __rt::IntegrationDescriptor {
             &__DESCRIPTOR
         }
     }
@@ -512,19 +463,19 @@ pub mod translate {
                 >(http, &__ENDPOINT_TRANSLATE, params, options),
             },
         ],
-        poll: ::std::option::Option::None,
-        webhook: ::std::option::Option::None,
+        poll: __rt::None,
+        webhook: __rt::None,
     };
     #[doc(hidden)]
-    const __POLICY: ::integration_runtime::PolicyDescriptor = ::integration_runtime::PolicyDescriptor {
+    const __POLICY: __rt::PolicyDescriptor = __rt::PolicyDescriptor {
         timeout_ms: 5000u64,
         connect_timeout_ms: 5000u64,
-        retry: ::integration_runtime::RetryPolicy {
+        retry: __rt::RetryPolicy {
             max_attempts: 3u32,
             initial_backoff_ms: 100u64,
             max_backoff_ms: 2000u64,
             multiplier: 2f64,
-            on: ::integration_runtime::RetryOn {
+            on: __rt::RetryOn {
                 server_errors: true,
                 too_many_requests: true,
                 timeouts: true,
@@ -533,30 +484,30 @@ pub mod translate {
                 too_large: false,
             },
         },
-        circuit_breaker: ::std::option::Option::None,
-        rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
+        circuit_breaker: __rt::None,
+        rate_limit: __rt::Some(__rt::RateLimitPolicy {
             per_second: 50f64,
             burst: 100u32,
         }),
-        concurrency: ::std::option::Option::Some(16u32),
+        concurrency: __rt::Some(16u32),
         max_response_bytes: 10485760u64,
-        redirects: ::integration_runtime::RedirectPolicy::SameOrigin,
+        redirects: __rt::RedirectPolicy::SameOrigin,
     };
     #[doc(hidden)]
-    pub static __DESCRIPTOR: ::integration_runtime::IntegrationDescriptor = ::integration_runtime::IntegrationDescriptor {
+    pub static __DESCRIPTOR: __rt::IntegrationDescriptor = __rt::IntegrationDescriptor {
         name: "Translate",
         module: "translate",
         endpoints: &[
-            ::integration_runtime::EndpointDescriptor {
+            __rt::EndpointDescriptor {
                 name: "translate",
                 method: "POST",
                 path: "/v2/translate",
-                mode: ::integration_runtime::Mode::Sync,
+                mode: __rt::Mode::Sync,
                 starts_calls: true,
                 idempotent: true,
-                idempotency_key: ::std::option::Option::None,
+                idempotency_key: __rt::None,
                 policy: __POLICY,
-                request_fields: ::integration_runtime::RequestFields {
+                request_fields: __rt::RequestFields {
                     all: &[
                         "text",
                         "source_lang",
@@ -568,16 +519,16 @@ pub mod translate {
                     headers: &[],
                 },
             },
-            ::integration_runtime::EndpointDescriptor {
+            __rt::EndpointDescriptor {
                 name: "list_glossaries",
                 method: "GET",
                 path: "/v2/glossaries",
-                mode: ::integration_runtime::Mode::Sync,
+                mode: __rt::Mode::Sync,
                 starts_calls: false,
                 idempotent: true,
-                idempotency_key: ::std::option::Option::None,
+                idempotency_key: __rt::None,
                 policy: __POLICY,
-                request_fields: ::integration_runtime::RequestFields {
+                request_fields: __rt::RequestFields {
                     all: &[],
                     path: &[],
                     headers: &[],
@@ -585,7 +536,7 @@ pub mod translate {
             },
         ],
         policy: __POLICY,
-        polling: ::std::option::Option::None,
-        webhook: ::std::option::Option::None,
+        polling: __rt::None,
+        webhook: __rt::None,
     };
 }

@@ -69,7 +69,7 @@ fn config(spec: &Spec, names: &Names) -> TokenStream {
     let fields = secrets.iter().map(|s| {
         let field = &s.field;
         let doc = format!(" {} (from `{}`).", s.secret.purpose, s.secret.env);
-        quote!(#[doc = #doc] pub #field: ::integration_runtime::Secret,)
+        quote!(#[doc = #doc] pub #field: __rt::Secret,)
     });
     let reads = secrets.iter().map(|s| {
         let field = &s.field;
@@ -86,7 +86,7 @@ fn config(spec: &Spec, names: &Names) -> TokenStream {
     };
     let token_url_field = token_url.as_ref().map(|_| {
         quote!(/// Where OAuth2 tokens are requested.
-        pub token_url: ::std::string::String,)
+        pub token_url: __rt::String,)
     });
     let token_url_read = token_url.as_ref().map(|read| quote!(let token_url = #read;));
     let token_url_init = token_url.as_ref().map(|_| quote!(token_url,));
@@ -96,7 +96,7 @@ fn config(spec: &Spec, names: &Names) -> TokenStream {
         #[derive(Debug, Clone)]
         pub struct #config {
             /// Where requests go.
-            pub base_url: ::std::string::String,
+            pub base_url: __rt::String,
             #token_url_field
             #(#fields)*
         }
@@ -104,13 +104,13 @@ fn config(spec: &Spec, names: &Names) -> TokenStream {
         impl #config {
             /// Reads every setting from the environment, and reports every
             /// missing variable (with what it is for) in one error.
-            pub fn from_env() -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+            pub fn from_env() -> __rt::Result<Self, __rt::ConfigError> {
                 let mut env = __rt::EnvReader::new(#integration_name);
                 let base_url = #base_url;
                 #token_url_read
                 #(#reads)*
                 env.finish()?;
-                ::std::result::Result::Ok(#config { base_url, #token_url_init #(#field_names),* })
+                __rt::Ok(#config { base_url, #token_url_init #(#field_names),* })
             }
         }
     }
@@ -119,7 +119,7 @@ fn config(spec: &Spec, names: &Names) -> TokenStream {
 /// Reads a URL setting: a literal, or an environment variable with or without a default.
 fn url_setting(url: &BaseUrl, default_purpose: &str) -> TokenStream {
     match url {
-        BaseUrl::Literal(url) => quote!(::std::string::String::from(#url)),
+        BaseUrl::Literal(url) => quote!(__rt::String::from(#url)),
         BaseUrl::Env {
             var,
             default: Some(default),
@@ -158,24 +158,24 @@ fn auth_expr(spec: &Spec) -> TokenStream {
             __rt::Auth::OAuth2(__rt::OAuth2Config {
                 token_url: config.token_url.clone(),
                 client_id: config.client_id.clone(),
-                client_secret: ::std::option::Option::Some(config.client_secret.clone()),
-                scopes: ::std::vec![#(::std::string::String::from(#scopes)),*],
-                refresh_token: ::std::option::Option::None,
+                client_secret: __rt::Some(config.client_secret.clone()),
+                scopes: ::std::vec![#(__rt::String::from(#scopes)),*],
+                refresh_token: __rt::None,
             })
         },
         Auth::OAuth2RefreshToken { client_secret, .. } => {
             let secret = if client_secret.is_some() {
-                quote!(::std::option::Option::Some(config.client_secret.clone()))
+                quote!(__rt::Some(config.client_secret.clone()))
             } else {
-                quote!(::std::option::Option::None)
+                quote!(__rt::None)
             };
             quote! {
                 __rt::Auth::OAuth2(__rt::OAuth2Config {
                     token_url: config.token_url.clone(),
                     client_id: config.client_id.clone(),
                     client_secret: #secret,
-                    scopes: ::std::vec::Vec::new(),
-                    refresh_token: ::std::option::Option::Some(config.refresh_token.clone()),
+                    scopes: __rt::Vec::new(),
+                    refresh_token: __rt::Some(config.refresh_token.clone()),
                 })
             }
         }
@@ -204,9 +204,9 @@ fn client(spec: &Spec, names: &Names) -> TokenStream {
 
         impl #client {
             /// A client for the given settings.
-            pub fn new(config: &#config) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+            pub fn new(config: &#config) -> __rt::Result<Self, __rt::ConfigError> {
                 let http = __rt::HttpClient::for_integration(&__DESCRIPTOR, &config.base_url, #auth)?;
-                ::std::result::Result::Ok(#client { http })
+                __rt::Ok(#client { http })
             }
 
             /// This client, sending through `client` (proxies, root certificates,
@@ -215,7 +215,7 @@ fn client(spec: &Spec, names: &Names) -> TokenStream {
             /// rules hold only for redirects the runtime sees. Its own connect
             /// timeout applies instead of the spec's.
             #[must_use]
-            pub fn with_reqwest_client(self, client: ::integration_runtime::reqwest::Client) -> Self {
+            pub fn with_reqwest_client(self, client: __rt::reqwest::Client) -> Self {
                 #client { http: self.http.with_reqwest_client(client) }
             }
 
@@ -253,9 +253,9 @@ fn glue(spec: &Spec, names: &Names) -> TokenStream {
         Some(endpoint) => {
             let spec = spec_name(&endpoint.name);
             let result_ty = result_type(endpoint.result.as_ref());
-            quote!(::std::option::Option::Some(|http, id| __rt::poll::<#result_ty>(http, &#spec, id)))
+            quote!(__rt::Some(|http, id| __rt::poll::<#result_ty>(http, &#spec, id)))
         }
-        None => quote!(::std::option::Option::None),
+        None => quote!(__rt::None),
     };
     let (webhook, webhook_spec) = match &spec.webhook {
         Some(w) => {
@@ -270,19 +270,19 @@ fn glue(spec: &Spec, names: &Names) -> TokenStream {
             let name = webhook_spec_name();
             let result_ty = result_type(w.result.as_ref());
             (
-                quote!(::std::option::Option::Some(|payload| __rt::read_webhook::<#result_ty>(&#name, payload))),
+                quote!(__rt::Some(|payload| __rt::read_webhook::<#result_ty>(&#name, payload))),
                 quote! {
                     #[doc(hidden)]
                     static #name: __rt::ReplySpec = #reply;
                 },
             )
         }
-        None => (quote!(::std::option::Option::None), quote!()),
+        None => (quote!(__rt::None), quote!()),
     };
     let webhook_secret = spec.webhook.as_ref().map(|_| {
         quote! {
-            fn webhook_secret(&self) -> ::std::option::Option<::integration_runtime::Secret> {
-                ::std::option::Option::Some(self.config.webhook_secret.clone())
+            fn webhook_secret(&self) -> __rt::Option<__rt::Secret> {
+                __rt::Some(self.config.webhook_secret.clone())
             }
         }
     });
@@ -298,14 +298,14 @@ fn glue(spec: &Spec, names: &Names) -> TokenStream {
 
         impl #integration {
             /// The integration with the given settings.
-            pub fn new(config: #config) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+            pub fn new(config: #config) -> __rt::Result<Self, __rt::ConfigError> {
                 let client = #client::new(&config)?;
-                ::std::result::Result::Ok(#integration { config, client })
+                __rt::Ok(#integration { config, client })
             }
 
             /// The integration configured from the environment; every missing
             /// variable is reported at once, with what it is for.
-            pub fn from_env() -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+            pub fn from_env() -> __rt::Result<Self, __rt::ConfigError> {
                 Self::new(#config::from_env()?)
             }
 
@@ -319,7 +319,7 @@ fn glue(spec: &Spec, names: &Names) -> TokenStream {
             ///
             #[doc = #usage]
             #[must_use]
-            pub fn with_reqwest_client(mut self, client: ::integration_runtime::reqwest::Client) -> Self {
+            pub fn with_reqwest_client(mut self, client: __rt::reqwest::Client) -> Self {
                 self.client = self.client.with_reqwest_client(client);
                 self
             }
@@ -335,7 +335,7 @@ fn glue(spec: &Spec, names: &Names) -> TokenStream {
             }
 
             /// Static facts about the integration: endpoints, policies, polling, webhook.
-            pub fn descriptor() -> &'static ::integration_runtime::IntegrationDescriptor {
+            pub fn descriptor() -> &'static __rt::IntegrationDescriptor {
                 &__DESCRIPTOR
             }
         }

@@ -21,7 +21,7 @@ pub(super) fn generate(spec: &Spec, _names: &Names) -> TokenStream {
                 max_interval_ms,
                 give_up_after_s,
             } = p;
-            quote!(::std::option::Option::Some(::integration_runtime::PollingDescriptor {
+            quote!(__rt::Some(__rt::PollingDescriptor {
                 endpoint: #endpoint,
                 interval_ms: #interval_ms,
                 backoff: #backoff,
@@ -29,7 +29,7 @@ pub(super) fn generate(spec: &Spec, _names: &Names) -> TokenStream {
                 give_up_after_s: #give_up_after_s,
             }))
         }
-        None => quote!(::std::option::Option::None),
+        None => quote!(__rt::None),
     };
     let webhook = match &spec.webhook {
         Some(w) => {
@@ -38,21 +38,21 @@ pub(super) fn generate(spec: &Spec, _names: &Names) -> TokenStream {
             let tolerance_s = w.verify.tolerance_s;
             let max_body_bytes = w.max_body_bytes as usize;
             let scheme = match &w.verify.scheme {
-                SignatureScheme::StandardWebhooks => quote!(::integration_runtime::SignatureScheme::StandardWebhooks),
-                SignatureScheme::Stripe => quote!(::integration_runtime::SignatureScheme::Stripe),
+                SignatureScheme::StandardWebhooks => quote!(__rt::SignatureScheme::StandardWebhooks),
+                SignatureScheme::Stripe => quote!(__rt::SignatureScheme::Stripe),
                 SignatureScheme::HmacSha256 {
                     header,
                     encoding,
                     prefix,
                 } => {
                     let encoding = match encoding {
-                        SignatureEncoding::Hex => quote!(::integration_runtime::SignatureEncoding::Hex),
-                        SignatureEncoding::Base64 => quote!(::integration_runtime::SignatureEncoding::Base64),
+                        SignatureEncoding::Hex => quote!(__rt::SignatureEncoding::Hex),
+                        SignatureEncoding::Base64 => quote!(__rt::SignatureEncoding::Base64),
                     };
-                    quote!(::integration_runtime::SignatureScheme::HmacSha256 { header: #header, encoding: #encoding, prefix: #prefix })
+                    quote!(__rt::SignatureScheme::HmacSha256 { header: #header, encoding: #encoding, prefix: #prefix })
                 }
             };
-            quote!(::std::option::Option::Some(::integration_runtime::WebhookDescriptor {
+            quote!(__rt::Some(__rt::WebhookDescriptor {
                 path: #path,
                 scheme: #scheme,
                 secret_env: #secret_env,
@@ -60,14 +60,14 @@ pub(super) fn generate(spec: &Spec, _names: &Names) -> TokenStream {
                 max_body_bytes: #max_body_bytes,
             }))
         }
-        None => quote!(::std::option::Option::None),
+        None => quote!(__rt::None),
     };
     quote! {
         #[doc(hidden)]
-        const __POLICY: ::integration_runtime::PolicyDescriptor = #policy;
+        const __POLICY: __rt::PolicyDescriptor = #policy;
 
         #[doc(hidden)]
-        pub static __DESCRIPTOR: ::integration_runtime::IntegrationDescriptor = ::integration_runtime::IntegrationDescriptor {
+        pub static __DESCRIPTOR: __rt::IntegrationDescriptor = __rt::IntegrationDescriptor {
             name: #name,
             module: #module,
             endpoints: &[#(#endpoints),*],
@@ -84,19 +84,19 @@ fn endpoint(e: &Endpoint, spec: &Spec) -> TokenStream {
     let method = e.method.as_str();
     let path = &e.path_text;
     let mode = match e.mode {
-        Mode::Sync => quote!(::integration_runtime::Mode::Sync),
-        Mode::Async => quote!(::integration_runtime::Mode::Async),
+        Mode::Sync => quote!(__rt::Mode::Sync),
+        Mode::Async => quote!(__rt::Mode::Async),
     };
     let starts_calls = e.starts_calls();
     let idempotent = e.idempotent;
     let idempotency_key = match &e.idempotency_key {
         Some(IdempotencyKey::Header(h)) => {
-            quote!(::std::option::Option::Some(::integration_runtime::IdempotencyKeyPlacement::Header(#h)))
+            quote!(__rt::Some(__rt::IdempotencyKeyPlacement::Header(#h)))
         }
         Some(IdempotencyKey::Body(path)) => {
-            quote!(::std::option::Option::Some(::integration_runtime::IdempotencyKeyPlacement::Body(&[#(#path),*])))
+            quote!(__rt::Some(__rt::IdempotencyKeyPlacement::Body(&[#(#path),*])))
         }
-        None => quote!(::std::option::Option::None),
+        None => quote!(__rt::None),
     };
     let policy = if e.policy == *integration_policy {
         quote!(__POLICY)
@@ -104,7 +104,7 @@ fn endpoint(e: &Endpoint, spec: &Spec) -> TokenStream {
         policy(&e.policy)
     };
     let request_fields = request_fields(e, spec);
-    quote!(::integration_runtime::EndpointDescriptor {
+    quote!(__rt::EndpointDescriptor {
         name: #name,
         method: #method,
         path: #path,
@@ -149,7 +149,7 @@ fn request_fields(e: &Endpoint, spec: &Spec) -> TokenStream {
         .collect();
     headers.sort();
     headers.dedup();
-    quote!(::integration_runtime::RequestFields {
+    quote!(__rt::RequestFields {
         all: &[#(#all),*],
         path: &[#(#path),*],
         headers: &[#(#headers),*],
@@ -184,40 +184,40 @@ fn policy(p: &Policy) -> TokenStream {
             failure_threshold,
             open_for_ms,
             half_open_probes,
-        }) => quote!(::std::option::Option::Some(::integration_runtime::CircuitBreakerPolicy {
+        }) => quote!(__rt::Some(__rt::CircuitBreakerPolicy {
             failure_threshold: #failure_threshold,
             open_for_ms: #open_for_ms,
             half_open_probes: #half_open_probes,
         })),
-        None => quote!(::std::option::Option::None),
+        None => quote!(__rt::None),
     };
     let rate_limit = match rate_limit {
         Some(RateLimit { per_second, burst }) => {
-            quote!(::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
+            quote!(__rt::Some(__rt::RateLimitPolicy {
                 per_second: #per_second,
                 burst: #burst,
             }))
         }
-        None => quote!(::std::option::Option::None),
+        None => quote!(__rt::None),
     };
     let concurrency = match concurrency {
-        Some(c) => quote!(::std::option::Option::Some(#c)),
-        None => quote!(::std::option::Option::None),
+        Some(c) => quote!(__rt::Some(#c)),
+        None => quote!(__rt::None),
     };
     let redirects = match redirects {
-        Redirects::None => quote!(::integration_runtime::RedirectPolicy::None),
-        Redirects::SameOrigin => quote!(::integration_runtime::RedirectPolicy::SameOrigin),
-        Redirects::AnyOrigin => quote!(::integration_runtime::RedirectPolicy::AnyOrigin),
+        Redirects::None => quote!(__rt::RedirectPolicy::None),
+        Redirects::SameOrigin => quote!(__rt::RedirectPolicy::SameOrigin),
+        Redirects::AnyOrigin => quote!(__rt::RedirectPolicy::AnyOrigin),
     };
-    quote!(::integration_runtime::PolicyDescriptor {
+    quote!(__rt::PolicyDescriptor {
         timeout_ms: #timeout_ms,
         connect_timeout_ms: #connect_timeout_ms,
-        retry: ::integration_runtime::RetryPolicy {
+        retry: __rt::RetryPolicy {
             max_attempts: #max_attempts,
             initial_backoff_ms: #initial_backoff_ms,
             max_backoff_ms: #max_backoff_ms,
             multiplier: #multiplier,
-            on: ::integration_runtime::RetryOn {
+            on: __rt::RetryOn {
                 server_errors: #on_server_errors,
                 too_many_requests: #on_too_many_requests,
                 timeouts: #on_timeouts,

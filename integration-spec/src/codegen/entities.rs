@@ -19,7 +19,7 @@ fn entity(entity: &Entity) -> TokenStream {
     let defaults = entity.fields.iter().filter_map(|f| default_fn(entity, f));
     let checks: Vec<TokenStream> = entity.fields.iter().filter_map(constraint_check).collect();
     let validate_body = if checks.is_empty() {
-        quote!(::std::result::Result::Ok(()))
+        quote!(__rt::Ok(()))
     } else {
         quote! {
             let mut violations = __rt::Violations::new();
@@ -38,13 +38,13 @@ fn entity(entity: &Entity) -> TokenStream {
         impl #name {
             /// Checks every constraint the spec declares (lengths, ranges),
             /// including those of nested entities, and reports all violations.
-            pub fn validate(&self) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
+            pub fn validate(&self) -> __rt::Result<(), __rt::ValidationError> {
                 #validate_body
             }
         }
 
-        impl ::integration_runtime::FromResult for #name {
-            fn from_result(value: &__rt::serde_json::Value) -> ::std::result::Result<Self, __rt::serde_json::Error> {
+        impl __rt::FromResult for #name {
+            fn from_result(value: &__rt::serde_json::Value) -> __rt::Result<Self, __rt::serde_json::Error> {
                 <Self as __rt::serde::Deserialize>::deserialize(value)
             }
         }
@@ -65,7 +65,7 @@ fn field(entity: &Entity, field: &Field) -> TokenStream {
         quote! {
             #[doc = #doc]
             #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-            pub #name: ::std::option::Option<#ty>,
+            pub #name: __rt::Option<#ty>,
         }
     } else if field.default.is_some() {
         let default_fn = default_fn_name(entity, field).to_string();
@@ -95,7 +95,7 @@ fn default_fn(entity: &Entity, field: &Field) -> Option<TokenStream> {
             let variant = variant(s);
             quote!(#ty::#variant)
         }
-        (_, Constant::String(s)) => quote!(::std::string::String::from(#s)),
+        (_, Constant::String(s)) => quote!(__rt::String::from(#s)),
         (_, Constant::Int(i)) => quote!(#i),
         (_, Constant::Float(f)) => quote!(#f),
         (_, Constant::Bool(b)) => quote!(#b),
@@ -155,12 +155,7 @@ fn enum_type(entity: &Entity, field: &Field) -> Option<TokenStream> {
 fn constraint_check(field: &Field) -> Option<TokenStream> {
     let name = ident(&field.name);
     let label = field.name.as_str();
-    let opt = |v: Option<TokenStream>| {
-        v.map_or_else(
-            || quote!(::std::option::Option::None),
-            |v| quote!(::std::option::Option::Some(#v)),
-        )
-    };
+    let opt = |v: Option<TokenStream>| v.map_or_else(|| quote!(__rt::None), |v| quote!(__rt::Some(#v)));
     let check = match &field.ty {
         Type::String | Type::List(_) if field.len.is_set() => {
             let (min, max) = (
@@ -198,7 +193,7 @@ fn constraint_check(field: &Field) -> Option<TokenStream> {
     };
     Some(if field.optional {
         quote! {
-            if let ::std::option::Option::Some(value) = &self.#name {
+            if let __rt::Some(value) = &self.#name {
                 #check
             }
         }
