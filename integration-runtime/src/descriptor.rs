@@ -64,6 +64,15 @@ pub struct RequestFields {
     pub headers: &'static [&'static str],
 }
 
+impl RequestFields {
+    /// An endpoint without a request entity.
+    pub const NONE: RequestFields = RequestFields {
+        all: &[],
+        path: &[],
+        headers: &[],
+    };
+}
+
 /// Whether an endpoint's response finishes the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Mode {
@@ -186,6 +195,19 @@ pub struct RetryOn {
     pub transport_errors: bool,
     /// Answers larger than the policy's `max_response_bytes` (`"too_large"`).
     pub too_large: bool,
+}
+
+impl RetryOn {
+    /// Every failure that may pass on its own: all but `too_large`, which
+    /// the same request would meet again.
+    pub const TRANSIENT: RetryOn = RetryOn {
+        server_errors: true,
+        too_many_requests: true,
+        timeouts: true,
+        connect_errors: true,
+        transport_errors: true,
+        too_large: false,
+    };
 }
 
 /// A circuit breaker: stop calling a failing provider for a while.

@@ -6,9 +6,11 @@
 pub use ::chrono;
 pub use ::reqwest;
 pub use ::serde;
+pub use ::serde::{Deserialize, Serialize};
 pub use ::serde_json;
 pub use ::uuid;
 
+pub use crate::__impl_from_result as impl_from_result;
 pub use crate::config::EnvReader;
 pub use crate::conforms::{assert_conforms, kinds, Conforms};
 pub use crate::error::{decode_error, invalid_params, invalid_request, unknown_endpoint};

@@ -8,7 +8,7 @@ pub mod job_runner {
     #[allow(unused_imports)]
     use ::integration_runtime::__private as __rt;
     /// The `ReportJob` entity of the spec.
-    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[derive(Debug, Clone, PartialEq, __rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub struct ReportJob {
         /// `report` (enum).
@@ -37,13 +37,7 @@ pub mod job_runner {
             violations.finish()
         }
     }
-    impl __rt::FromResult for ReportJob {
-        fn from_result(
-            value: &__rt::serde_json::Value,
-        ) -> __rt::Result<Self, __rt::serde_json::Error> {
-            <Self as __rt::serde::Deserialize>::deserialize(value)
-        }
-    }
+    __rt::impl_from_result!(ReportJob);
     /// Allowed values of `ReportJob.report`.
     #[derive(
         Debug,
@@ -52,8 +46,8 @@ pub mod job_runner {
         PartialEq,
         Eq,
         Hash,
-        __rt::serde::Serialize,
-        __rt::serde::Deserialize
+        __rt::Serialize,
+        __rt::Deserialize
     )]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub enum ReportJobReport {
@@ -81,8 +75,8 @@ pub mod job_runner {
         PartialEq,
         Eq,
         Hash,
-        __rt::serde::Serialize,
-        __rt::serde::Deserialize
+        __rt::Serialize,
+        __rt::Deserialize
     )]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub enum ReportJobFormat {
@@ -107,7 +101,7 @@ pub mod job_runner {
         ReportJobFormat::Pdf
     }
     /// The `Report` entity of the spec.
-    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[derive(Debug, Clone, PartialEq, __rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub struct Report {
         /// `url` (string).
@@ -122,17 +116,11 @@ pub mod job_runner {
             __rt::Ok(())
         }
     }
-    impl __rt::FromResult for Report {
-        fn from_result(
-            value: &__rt::serde_json::Value,
-        ) -> __rt::Result<Self, __rt::serde_json::Error> {
-            <Self as __rt::serde::Deserialize>::deserialize(value)
-        }
-    }
+    __rt::impl_from_result!(Report);
     /// Where a `JobRunner` call is in its lifecycle.
     pub type JobRunnerStatus = __rt::CallStatus;
     /// The typed request parameters of a `JobRunner` call, one variant per endpoint that starts calls.
-    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[derive(Debug, Clone, PartialEq, __rt::Serialize, __rt::Deserialize)]
     #[serde(
         crate = "::integration_runtime::__private::serde",
         tag = "endpoint",
@@ -185,7 +173,7 @@ pub mod job_runner {
         }
     }
     /// The typed response data of a finished `JobRunner` call.
-    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize)]
+    #[derive(Debug, Clone, PartialEq, __rt::Serialize)]
     #[serde(crate = "::integration_runtime::__private::serde", untagged)]
     pub enum JobRunnerResponse {
         /// Result of a `render` call.
@@ -413,14 +401,7 @@ pub mod job_runner {
             initial_backoff_ms: 200u64,
             max_backoff_ms: 5000u64,
             multiplier: 2f64,
-            on: __rt::RetryOn {
-                server_errors: true,
-                too_many_requests: true,
-                timeouts: true,
-                connect_errors: true,
-                transport_errors: true,
-                too_large: false,
-            },
+            on: __rt::RetryOn::TRANSIENT,
         },
         circuit_breaker: __rt::None,
         rate_limit: __rt::None,

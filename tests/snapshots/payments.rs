@@ -8,7 +8,7 @@ pub mod payments {
     #[allow(unused_imports)]
     use ::integration_runtime::__private as __rt;
     /// The `Address` entity of the spec.
-    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[derive(Debug, Clone, PartialEq, __rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub struct Address {
         /// `line1` (string).
@@ -38,15 +38,9 @@ pub mod payments {
             violations.finish()
         }
     }
-    impl __rt::FromResult for Address {
-        fn from_result(
-            value: &__rt::serde_json::Value,
-        ) -> __rt::Result<Self, __rt::serde_json::Error> {
-            <Self as __rt::serde::Deserialize>::deserialize(value)
-        }
-    }
+    __rt::impl_from_result!(Address);
     /// The `Customer` entity of the spec.
-    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[derive(Debug, Clone, PartialEq, __rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub struct Customer {
         /// `email` (string).
@@ -69,15 +63,9 @@ pub mod payments {
             violations.finish()
         }
     }
-    impl __rt::FromResult for Customer {
-        fn from_result(
-            value: &__rt::serde_json::Value,
-        ) -> __rt::Result<Self, __rt::serde_json::Error> {
-            <Self as __rt::serde::Deserialize>::deserialize(value)
-        }
-    }
+    __rt::impl_from_result!(Customer);
     /// The `PaymentIntent` entity of the spec.
-    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[derive(Debug, Clone, PartialEq, __rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub struct PaymentIntent {
         /// Amount in the smallest currency unit.
@@ -115,13 +103,7 @@ pub mod payments {
             violations.finish()
         }
     }
-    impl __rt::FromResult for PaymentIntent {
-        fn from_result(
-            value: &__rt::serde_json::Value,
-        ) -> __rt::Result<Self, __rt::serde_json::Error> {
-            <Self as __rt::serde::Deserialize>::deserialize(value)
-        }
-    }
+    __rt::impl_from_result!(PaymentIntent);
     /// Allowed values of `PaymentIntent.currency`.
     #[derive(
         Debug,
@@ -130,8 +112,8 @@ pub mod payments {
         PartialEq,
         Eq,
         Hash,
-        __rt::serde::Serialize,
-        __rt::serde::Deserialize
+        __rt::Serialize,
+        __rt::Deserialize
     )]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub enum PaymentIntentCurrency {
@@ -163,8 +145,8 @@ pub mod payments {
         PartialEq,
         Eq,
         Hash,
-        __rt::serde::Serialize,
-        __rt::serde::Deserialize
+        __rt::Serialize,
+        __rt::Deserialize
     )]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub enum PaymentIntentCapture {
@@ -189,7 +171,7 @@ pub mod payments {
         PaymentIntentCapture::Automatic
     }
     /// The `Charge` entity of the spec.
-    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[derive(Debug, Clone, PartialEq, __rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub struct Charge {
         /// `id` (string).
@@ -207,17 +189,11 @@ pub mod payments {
             __rt::Ok(())
         }
     }
-    impl __rt::FromResult for Charge {
-        fn from_result(
-            value: &__rt::serde_json::Value,
-        ) -> __rt::Result<Self, __rt::serde_json::Error> {
-            <Self as __rt::serde::Deserialize>::deserialize(value)
-        }
-    }
+    __rt::impl_from_result!(Charge);
     /// Where a `Payments` call is in its lifecycle.
     pub type PaymentsStatus = __rt::CallStatus;
     /// The typed request parameters of a `Payments` call, one variant per endpoint that starts calls.
-    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[derive(Debug, Clone, PartialEq, __rt::Serialize, __rt::Deserialize)]
     #[serde(
         crate = "::integration_runtime::__private::serde",
         tag = "endpoint",
@@ -270,7 +246,7 @@ pub mod payments {
         }
     }
     /// The typed response data of a finished `Payments` call.
-    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize)]
+    #[derive(Debug, Clone, PartialEq, __rt::Serialize)]
     #[serde(crate = "::integration_runtime::__private::serde", untagged)]
     pub enum PaymentsResponse {
         /// Result of a `create_payment` call.
@@ -660,14 +636,7 @@ pub mod payments {
             initial_backoff_ms: 500u64,
             max_backoff_ms: 30000u64,
             multiplier: 2f64,
-            on: __rt::RetryOn {
-                server_errors: true,
-                too_many_requests: true,
-                timeouts: true,
-                connect_errors: true,
-                transport_errors: true,
-                too_large: false,
-            },
+            on: __rt::RetryOn::TRANSIENT,
         },
         circuit_breaker: __rt::Some(__rt::CircuitBreakerPolicy {
             failure_threshold: 10u32,
@@ -720,11 +689,7 @@ pub mod payments {
                 idempotent: true,
                 idempotency_key: __rt::None,
                 policy: __POLICY,
-                request_fields: __rt::RequestFields {
-                    all: &[],
-                    path: &[],
-                    headers: &[],
-                },
+                request_fields: __rt::RequestFields::NONE,
             },
         ],
         policy: __POLICY,

@@ -8,7 +8,7 @@ pub mod translate {
     #[allow(unused_imports)]
     use ::integration_runtime::__private as __rt;
     /// The `Translation` entity of the spec.
-    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[derive(Debug, Clone, PartialEq, __rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub struct Translation {
         /// The text to translate.
@@ -53,13 +53,7 @@ pub mod translate {
             violations.finish()
         }
     }
-    impl __rt::FromResult for Translation {
-        fn from_result(
-            value: &__rt::serde_json::Value,
-        ) -> __rt::Result<Self, __rt::serde_json::Error> {
-            <Self as __rt::serde::Deserialize>::deserialize(value)
-        }
-    }
+    __rt::impl_from_result!(Translation);
     /// Allowed values of `Translation.formality`.
     #[derive(
         Debug,
@@ -68,8 +62,8 @@ pub mod translate {
         PartialEq,
         Eq,
         Hash,
-        __rt::serde::Serialize,
-        __rt::serde::Deserialize
+        __rt::Serialize,
+        __rt::Deserialize
     )]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub enum TranslationFormality {
@@ -98,7 +92,7 @@ pub mod translate {
         TranslationFormality::Default
     }
     /// The `Translated` entity of the spec.
-    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[derive(Debug, Clone, PartialEq, __rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub struct Translated {
         /// `text` (string).
@@ -116,15 +110,9 @@ pub mod translate {
             __rt::Ok(())
         }
     }
-    impl __rt::FromResult for Translated {
-        fn from_result(
-            value: &__rt::serde_json::Value,
-        ) -> __rt::Result<Self, __rt::serde_json::Error> {
-            <Self as __rt::serde::Deserialize>::deserialize(value)
-        }
-    }
+    __rt::impl_from_result!(Translated);
     /// The `Glossary` entity of the spec.
-    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[derive(Debug, Clone, PartialEq, __rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub struct Glossary {
         /// `id` (uuid).
@@ -151,17 +139,11 @@ pub mod translate {
             violations.finish()
         }
     }
-    impl __rt::FromResult for Glossary {
-        fn from_result(
-            value: &__rt::serde_json::Value,
-        ) -> __rt::Result<Self, __rt::serde_json::Error> {
-            <Self as __rt::serde::Deserialize>::deserialize(value)
-        }
-    }
+    __rt::impl_from_result!(Glossary);
     /// Where a `Translate` call is in its lifecycle.
     pub type TranslateStatus = __rt::CallStatus;
     /// The typed request parameters of a `Translate` call, one variant per endpoint that starts calls.
-    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[derive(Debug, Clone, PartialEq, __rt::Serialize, __rt::Deserialize)]
     #[serde(
         crate = "::integration_runtime::__private::serde",
         tag = "endpoint",
@@ -214,7 +196,7 @@ pub mod translate {
         }
     }
     /// The typed response data of a finished `Translate` call.
-    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize)]
+    #[derive(Debug, Clone, PartialEq, __rt::Serialize)]
     #[serde(crate = "::integration_runtime::__private::serde", untagged)]
     pub enum TranslateResponse {
         /// Result of a `translate` call.
@@ -475,14 +457,7 @@ pub mod translate {
             initial_backoff_ms: 100u64,
             max_backoff_ms: 2000u64,
             multiplier: 2f64,
-            on: __rt::RetryOn {
-                server_errors: true,
-                too_many_requests: true,
-                timeouts: true,
-                connect_errors: true,
-                transport_errors: true,
-                too_large: false,
-            },
+            on: __rt::RetryOn::TRANSIENT,
         },
         circuit_breaker: __rt::None,
         rate_limit: __rt::Some(__rt::RateLimitPolicy {
@@ -528,11 +503,7 @@ pub mod translate {
                 idempotent: true,
                 idempotency_key: __rt::None,
                 policy: __POLICY,
-                request_fields: __rt::RequestFields {
-                    all: &[],
-                    path: &[],
-                    headers: &[],
-                },
+                request_fields: __rt::RequestFields::NONE,
             },
         ],
         policy: __POLICY,

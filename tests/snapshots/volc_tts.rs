@@ -8,7 +8,7 @@ pub mod volc_tts {
     #[allow(unused_imports)]
     use ::integration_runtime::__private as __rt;
     /// The `Synthesis` entity of the spec.
-    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[derive(Debug, Clone, PartialEq, __rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub struct Synthesis {
         /// What to say.
@@ -50,13 +50,7 @@ pub mod volc_tts {
             violations.finish()
         }
     }
-    impl __rt::FromResult for Synthesis {
-        fn from_result(
-            value: &__rt::serde_json::Value,
-        ) -> __rt::Result<Self, __rt::serde_json::Error> {
-            <Self as __rt::serde::Deserialize>::deserialize(value)
-        }
-    }
+    __rt::impl_from_result!(Synthesis);
     /// Allowed values of `Synthesis.format`.
     #[derive(
         Debug,
@@ -65,8 +59,8 @@ pub mod volc_tts {
         PartialEq,
         Eq,
         Hash,
-        __rt::serde::Serialize,
-        __rt::serde::Deserialize
+        __rt::Serialize,
+        __rt::Deserialize
     )]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub enum SynthesisFormat {
@@ -99,7 +93,7 @@ pub mod volc_tts {
         SynthesisFormat::Mp3
     }
     /// The `Audio` entity of the spec.
-    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[derive(Debug, Clone, PartialEq, __rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub struct Audio {
         /// `url` (string).
@@ -114,17 +108,11 @@ pub mod volc_tts {
             __rt::Ok(())
         }
     }
-    impl __rt::FromResult for Audio {
-        fn from_result(
-            value: &__rt::serde_json::Value,
-        ) -> __rt::Result<Self, __rt::serde_json::Error> {
-            <Self as __rt::serde::Deserialize>::deserialize(value)
-        }
-    }
+    __rt::impl_from_result!(Audio);
     /// Where a `VolcTts` call is in its lifecycle.
     pub type VolcTtsStatus = __rt::CallStatus;
     /// The typed request parameters of a `VolcTts` call, one variant per endpoint that starts calls.
-    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[derive(Debug, Clone, PartialEq, __rt::Serialize, __rt::Deserialize)]
     #[serde(
         crate = "::integration_runtime::__private::serde",
         tag = "endpoint",
@@ -177,7 +165,7 @@ pub mod volc_tts {
         }
     }
     /// The typed response data of a finished `VolcTts` call.
-    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize)]
+    #[derive(Debug, Clone, PartialEq, __rt::Serialize)]
     #[serde(crate = "::integration_runtime::__private::serde", untagged)]
     pub enum VolcTtsResponse {
         /// Result of a `synthesize` call.
@@ -468,14 +456,7 @@ pub mod volc_tts {
             initial_backoff_ms: 200u64,
             max_backoff_ms: 20000u64,
             multiplier: 2f64,
-            on: __rt::RetryOn {
-                server_errors: true,
-                too_many_requests: true,
-                timeouts: true,
-                connect_errors: true,
-                transport_errors: true,
-                too_large: false,
-            },
+            on: __rt::RetryOn::TRANSIENT,
         },
         circuit_breaker: __rt::Some(__rt::CircuitBreakerPolicy {
             failure_threshold: 5u32,
@@ -521,11 +502,7 @@ pub mod volc_tts {
                 idempotent: true,
                 idempotency_key: __rt::None,
                 policy: __POLICY,
-                request_fields: __rt::RequestFields {
-                    all: &[],
-                    path: &[],
-                    headers: &[],
-                },
+                request_fields: __rt::RequestFields::NONE,
             },
         ],
         policy: __POLICY,

@@ -96,7 +96,7 @@ pub(super) fn generate(spec: &Spec, names: &Names) -> TokenStream {
         pub type #status = __rt::CallStatus;
 
         #[doc = #request_doc]
-        #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, __rt::Serialize, __rt::Deserialize)]
         #[serde(crate = "::integration_runtime::__private::serde", tag = "endpoint", content = "params", rename_all = "snake_case")]
         pub enum #request {
             #(#request_variants)*
@@ -125,7 +125,7 @@ pub(super) fn generate(spec: &Spec, names: &Names) -> TokenStream {
         #(#entity_impls)*
 
         #[doc = #response_doc]
-        #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize)]
+        #[derive(Debug, Clone, PartialEq, __rt::Serialize)]
         #[serde(crate = "::integration_runtime::__private::serde", untagged)]
         pub enum #response {
             #(#response_variants)*

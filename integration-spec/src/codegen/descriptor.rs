@@ -123,10 +123,11 @@ fn request_fields(e: &Endpoint, spec: &Spec) -> TokenStream {
         .request
         .as_ref()
         .and_then(|name| spec.entities.iter().find(|entity| &entity.name == name));
-    let all = entity
-        .into_iter()
-        .flat_map(|entity| &entity.fields)
-        .map(|field| &field.name);
+    // The path and headers read only the request entity's fields.
+    let Some(entity) = entity else {
+        return quote!(__rt::RequestFields::NONE);
+    };
+    let all = entity.fields.iter().map(|field| &field.name);
     let path = e.path.iter().filter_map(|part| match part {
         PathPart::Field(name) => Some(name),
         _ => None,
@@ -179,6 +180,28 @@ fn policy(p: &Policy) -> TokenStream {
         on_transport_errors,
         on_too_large,
     } = retry;
+    let transient_only = [
+        on_server_errors,
+        on_too_many_requests,
+        on_timeouts,
+        on_connect_errors,
+        on_transport_errors,
+    ]
+    .into_iter()
+    .all(|on| *on)
+        && !on_too_large;
+    let retry_on = if transient_only {
+        quote!(__rt::RetryOn::TRANSIENT)
+    } else {
+        quote!(__rt::RetryOn {
+            server_errors: #on_server_errors,
+            too_many_requests: #on_too_many_requests,
+            timeouts: #on_timeouts,
+            connect_errors: #on_connect_errors,
+            transport_errors: #on_transport_errors,
+            too_large: #on_too_large,
+        })
+    };
     let circuit_breaker = match circuit_breaker {
         Some(CircuitBreaker {
             failure_threshold,
@@ -217,14 +240,7 @@ fn policy(p: &Policy) -> TokenStream {
             initial_backoff_ms: #initial_backoff_ms,
             max_backoff_ms: #max_backoff_ms,
             multiplier: #multiplier,
-            on: __rt::RetryOn {
-                server_errors: #on_server_errors,
-                too_many_requests: #on_too_many_requests,
-                timeouts: #on_timeouts,
-                connect_errors: #on_connect_errors,
-                transport_errors: #on_transport_errors,
-                too_large: #on_too_large,
-            },
+            on: #retry_on,
         },
         circuit_breaker: #circuit_breaker,
         rate_limit: #rate_limit,

@@ -29,7 +29,7 @@ fn entity(entity: &Entity) -> TokenStream {
     };
     quote! {
         #[doc = #doc]
-        #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, __rt::Serialize, __rt::Deserialize)]
         #[serde(crate = "::integration_runtime::__private::serde")]
         pub struct #name {
             #(#fields)*
@@ -43,11 +43,7 @@ fn entity(entity: &Entity) -> TokenStream {
             }
         }
 
-        impl __rt::FromResult for #name {
-            fn from_result(value: &__rt::serde_json::Value) -> __rt::Result<Self, __rt::serde_json::Error> {
-                <Self as __rt::serde::Deserialize>::deserialize(value)
-            }
-        }
+        __rt::impl_from_result!(#name);
 
         #(#enums)*
         #(#defaults)*
@@ -134,7 +130,7 @@ fn enum_type(entity: &Entity, field: &Field) -> Option<TokenStream> {
     });
     Some(quote! {
         #[doc = #doc]
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, __rt::serde::Serialize, __rt::serde::Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, __rt::Serialize, __rt::Deserialize)]
         #[serde(crate = "::integration_runtime::__private::serde")]
         pub enum #name {
             #(#variants)*
