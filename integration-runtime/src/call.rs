@@ -173,11 +173,17 @@ pub trait FromResult: Sized {
 }
 
 /// Implements [`FromResult`] for a generated entity, which reads its stored
-/// JSON as it deserializes (`__private::impl_from_result!(Entity)`).
+/// JSON as it deserializes, and `__private::Entity` by its `validate`
+/// (`__private::impl_entity!(Entity)`).
 #[doc(hidden)]
 #[macro_export]
-macro_rules! __impl_from_result {
+macro_rules! __impl_entity {
     ($entity:ident) => {
+        impl $crate::__private::Entity for $entity {
+            fn check(&self) -> ::core::result::Result<(), $crate::ValidationError> {
+                $entity::validate(self)
+            }
+        }
         impl $crate::FromResult for $entity {
             fn from_result(
                 value: &$crate::__private::serde_json::Value,

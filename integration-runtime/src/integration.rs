@@ -63,23 +63,30 @@ pub trait Integration: Send + Sync + 'static {
 
 // What generated `Integration` impls do per endpoint, written once.
 
-/// [`CallGlue::validate`] for one endpoint: reads `params` as its request
-/// entity `R` and checks the entity's constraints with `check` (its `validate`).
+/// A generated request entity: `__private::impl_entity!` implements it by
+/// the entity's own `validate`.
+pub trait Entity: DeserializeOwned + Serialize + Send + Sync + 'static {
+    /// Checks every constraint the spec declares.
+    ///
+    /// # Errors
+    ///
+    /// Every violated constraint.
+    fn check(&self) -> Result<(), ValidationError>;
+}
+
+/// [`Integration::validate`] for one endpoint: reads `params` as its request
+/// entity `R` and checks the entity's constraints.
 ///
 /// # Errors
 ///
 /// An invalid request: field `params` when they do not deserialize, else
 /// every violated constraint.
-pub fn validate_params<R: DeserializeOwned>(
-    endpoint: &str,
-    params: &serde_json::Value,
-    check: fn(&R) -> Result<(), ValidationError>,
-) -> Result<(), ClientError> {
+pub fn validate_params<R: Entity>(endpoint: &str, params: &serde_json::Value) -> Result<(), ClientError> {
     let request: R = serde_json::from_value(params.clone()).map_err(|e| invalid_params(endpoint, &e))?;
-    check(&request).map_err(|e| invalid_request(endpoint, e))
+    request.check().map_err(|e| invalid_request(endpoint, e))
 }
 
-/// [`CallGlue::start`] for one endpoint: reads `params` as its request
+/// [`Integration::start`] for one endpoint: reads `params` as its request
 /// entity `R`, sends it and reads the answer's result as `T`.
 ///
 /// The constraints are not checked again: the runtime checked them with
@@ -90,7 +97,7 @@ pub fn validate_params<R: DeserializeOwned>(
 ///
 /// An invalid request (field `params`) when they do not deserialize, and
 /// whatever [`exchange`] fails with.
-pub fn start<'a, R: DeserializeOwned + Serialize + Send + Sync, T: DeserializeOwned + Serialize + Send>(
+pub fn start<'a, R: Entity, T: DeserializeOwned + Serialize + Send>(
     http: &'a HttpClient,
     endpoint: &'static Exchange,
     params: &'a serde_json::Value,
@@ -145,28 +152,79 @@ pub struct Glue {
     pub descriptor: &'static IntegrationDescriptor,
     /// The endpoints that start calls.
     pub calls: &'static [CallGlue],
-    /// Asks the polling endpoint about an external id.
-    pub poll: Option<for<'a> fn(&'a HttpClient, &'a str) -> BoxFuture<'a, JsonReply>>,
-    /// Reads a verified webhook payload.
-    pub webhook: Option<fn(&serde_json::Value) -> JsonReply>,
+    /// The polling endpoint.
+    pub poll: Option<PollGlue>,
+    /// How a verified webhook payload is read.
+    pub webhook: Option<WebhookGlue>,
 }
 
 /// One endpoint that starts calls, in a [`Glue`] table.
 #[derive(Debug)]
 pub struct CallGlue {
-    /// The endpoint's name in the spec.
-    pub name: &'static str,
-    /// See [`Integration::validate`]; typically [`validate_params`].
-    pub validate: fn(&serde_json::Value) -> Result<(), ClientError>,
-    /// See [`Integration::start`]; typically [`start`].
-    pub start: for<'a> fn(&'a HttpClient, &'a serde_json::Value, &'a CallOptions) -> BoxFuture<'a, JsonReply>,
+    exchange: &'static Exchange,
+    validate: fn(&str, &serde_json::Value) -> Result<(), ClientError>,
+    start: for<'a> fn(
+        &'a HttpClient,
+        &'static Exchange,
+        &'a serde_json::Value,
+        &'a CallOptions,
+    ) -> BoxFuture<'a, JsonReply>,
+}
+
+impl CallGlue {
+    /// The endpoint `exchange`, whose request entity is `R` and result `T`.
+    pub const fn new<R: Entity, T: DeserializeOwned + Serialize + Send>(exchange: &'static Exchange) -> Self {
+        CallGlue {
+            exchange,
+            validate: validate_params::<R>,
+            start: start::<R, T>,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        self.exchange.request.endpoint.name
+    }
+}
+
+/// The polling endpoint, in a [`Glue`] table.
+#[derive(Debug)]
+pub struct PollGlue {
+    exchange: &'static Exchange,
+    poll: for<'a> fn(&'a HttpClient, &'static Exchange, &'a str) -> BoxFuture<'a, JsonReply>,
+}
+
+impl PollGlue {
+    /// The polling endpoint `exchange`, whose result is a `T`.
+    pub const fn new<T: DeserializeOwned + Serialize + Send>(exchange: &'static Exchange) -> Self {
+        PollGlue {
+            exchange,
+            poll: poll::<T>,
+        }
+    }
+}
+
+/// How a webhook payload is read, in a [`Glue`] table.
+#[derive(Debug)]
+pub struct WebhookGlue {
+    reply: &'static ReplySpec,
+    read: fn(&ReplySpec, &serde_json::Value) -> JsonReply,
+}
+
+impl WebhookGlue {
+    /// Payloads read by `reply`, whose result is a `T`.
+    pub const fn new<T: DeserializeOwned + Serialize>(reply: &'static ReplySpec) -> Self {
+        WebhookGlue {
+            reply,
+            read: read_webhook::<T>,
+        }
+    }
 }
 
 impl Glue {
     fn call(&self, endpoint: &str) -> Result<&CallGlue, ClientError> {
         self.calls
             .iter()
-            .find(|call| call.name == endpoint)
+            .find(|call| call.name() == endpoint)
             .ok_or_else(|| crate::error::unknown_endpoint(self.descriptor.name, endpoint))
     }
 }
@@ -177,7 +235,8 @@ impl<G: Generated> Integration for G {
     }
 
     fn validate(&self, endpoint: &str, params: &serde_json::Value) -> Result<(), ClientError> {
-        (G::GLUE.call(endpoint)?.validate)(params)
+        let call = G::GLUE.call(endpoint)?;
+        (call.validate)(call.name(), params)
     }
 
     fn start<'a>(
@@ -187,17 +246,20 @@ impl<G: Generated> Integration for G {
         options: &'a CallOptions,
     ) -> BoxFuture<'a, JsonReply> {
         match G::GLUE.call(endpoint) {
-            Ok(call) => (call.start)(self.http(), params, options),
+            Ok(call) => (call.start)(self.http(), call.exchange, params, options),
             Err(e) => Box::pin(std::future::ready(Err(e))),
         }
     }
 
     fn poll<'a>(&'a self, external_id: &'a str) -> Option<BoxFuture<'a, JsonReply>> {
-        G::GLUE.poll.map(|poll| poll(self.http(), external_id))
+        G::GLUE
+            .poll
+            .as_ref()
+            .map(|glue| (glue.poll)(self.http(), glue.exchange, external_id))
     }
 
     fn read_webhook(&self, payload: &serde_json::Value) -> Option<JsonReply> {
-        G::GLUE.webhook.map(|read| read(payload))
+        G::GLUE.webhook.as_ref().map(|glue| (glue.read)(glue.reply, payload))
     }
 
     fn circuit_states(&self) -> Vec<(String, crate::CircuitState)> {
@@ -209,7 +271,7 @@ impl<G: Generated> Integration for G {
     }
 }
 
-/// [`Glue::poll`] for the polling endpoint, whose result is a `T`.
+/// [`Integration::poll`] for the polling endpoint, whose result is a `T`.
 pub fn poll<'a, T: DeserializeOwned + Serialize + Send>(
     http: &'a HttpClient,
     endpoint: &'static Exchange,
@@ -221,7 +283,7 @@ pub fn poll<'a, T: DeserializeOwned + Serialize + Send>(
     })
 }
 
-/// [`Glue::webhook`] for the webhook reply `spec`, whose result is a `T`.
+/// [`Integration::read_webhook`] for the webhook reply `spec`, whose result is a `T`.
 ///
 /// # Errors
 ///

@@ -10,13 +10,15 @@ pub use ::serde::{Deserialize, Serialize};
 pub use ::serde_json;
 pub use ::uuid;
 
-pub use crate::__impl_from_result as impl_from_result;
+pub use crate::__impl_entity as impl_entity;
 pub use crate::config::EnvReader;
 pub use crate::conforms::{assert_conforms, kinds, Conforms};
 pub use crate::error::{decode_error, invalid_params, invalid_request, unknown_endpoint};
 pub use crate::form::encode_form;
 pub use crate::http::{Auth, BodyEncoding, HttpClient, HttpRequest, HttpResponse, OAuth2Config};
-pub use crate::integration::{poll, read_stored, read_webhook, start, validate_params, CallGlue, Generated, Glue};
+pub use crate::integration::{
+    poll, read_stored, read_webhook, start, validate_params, CallGlue, Entity, Generated, Glue, PollGlue, WebhookGlue,
+};
 pub use crate::json_path::{extract, extract_id, extract_message, lookup, map_status, require_id, FieldPath, Seg};
 pub use crate::paginate::{list, paginator, ItemsPath, ListSpec, Pagination};
 pub use crate::reply::{exchange, read_reply, Exchange, ExternalIdSpec, ReplySpec, StatusSpec};

@@ -24,31 +24,21 @@ pub mod job_runner {
         /// including those of nested entities, and reports all violations.
         pub fn validate(&self) -> __rt::Result<(), __rt::ValidationError> {
             let mut violations = __rt::Violations::new();
-            {
-                let value = &self.month;
-                violations
-                    .len_between(
-                        "month",
-                        value.chars().count(),
-                        __rt::Some(7u64),
-                        __rt::Some(7u64),
-                    );
-            }
+            let value = &self.month;
+            violations
+                .len_between(
+                    "month",
+                    value.chars().count(),
+                    __rt::Some(7),
+                    __rt::Some(7),
+                );
             violations.finish()
         }
     }
-    __rt::impl_from_result!(ReportJob);
+    __rt::impl_entity!(ReportJob);
     /// Allowed values of `ReportJob.report`.
-    #[derive(
-        Debug,
-        Clone,
-        Copy,
-        PartialEq,
-        Eq,
-        Hash,
-        __rt::Serialize,
-        __rt::Deserialize
-    )]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[derive(__rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub enum ReportJobReport {
         /// `sales`
@@ -68,16 +58,8 @@ pub mod job_runner {
         }
     }
     /// Allowed values of `ReportJob.format`.
-    #[derive(
-        Debug,
-        Clone,
-        Copy,
-        PartialEq,
-        Eq,
-        Hash,
-        __rt::Serialize,
-        __rt::Deserialize
-    )]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[derive(__rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub enum ReportJobFormat {
         /// `pdf`
@@ -116,7 +98,7 @@ pub mod job_runner {
             __rt::Ok(())
         }
     }
-    __rt::impl_from_result!(Report);
+    __rt::impl_entity!(Report);
     /// Where a `JobRunner` call is in its lifecycle.
     pub type JobRunnerStatus = __rt::CallStatus;
     /// The typed request parameters of a `JobRunner` call, one variant per endpoint that starts calls.
@@ -375,20 +357,7 @@ pub mod job_runner {
     #[doc(hidden)]
     static __GLUE: __rt::Glue = __rt::Glue {
         descriptor: &__DESCRIPTOR,
-        calls: &[
-            __rt::CallGlue {
-                name: "render",
-                validate: |params| __rt::validate_params(
-                    "render",
-                    params,
-                    ReportJob::validate,
-                ),
-                start: |http, params, options| __rt::start::<
-                    ReportJob,
-                    Report,
-                >(http, &__ENDPOINT_RENDER, params, options),
-            },
-        ],
+        calls: &[__rt::CallGlue::new::<ReportJob, Report>(&__ENDPOINT_RENDER)],
         poll: __rt::None,
         webhook: __rt::None,
     };

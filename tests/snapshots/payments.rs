@@ -25,20 +25,18 @@ pub mod payments {
         /// including those of nested entities, and reports all violations.
         pub fn validate(&self) -> __rt::Result<(), __rt::ValidationError> {
             let mut violations = __rt::Violations::new();
-            {
-                let value = &self.country;
-                violations
-                    .len_between(
-                        "country",
-                        value.chars().count(),
-                        __rt::Some(2u64),
-                        __rt::Some(2u64),
-                    );
-            }
+            let value = &self.country;
+            violations
+                .len_between(
+                    "country",
+                    value.chars().count(),
+                    __rt::Some(2),
+                    __rt::Some(2),
+                );
             violations.finish()
         }
     }
-    __rt::impl_from_result!(Address);
+    __rt::impl_entity!(Address);
     /// The `Customer` entity of the spec.
     #[derive(Debug, Clone, PartialEq, __rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "::integration_runtime::__private::serde")]
@@ -63,7 +61,7 @@ pub mod payments {
             violations.finish()
         }
     }
-    __rt::impl_from_result!(Customer);
+    __rt::impl_entity!(Customer);
     /// The `PaymentIntent` entity of the spec.
     #[derive(Debug, Clone, PartialEq, __rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "::integration_runtime::__private::serde")]
@@ -88,33 +86,20 @@ pub mod payments {
         /// including those of nested entities, and reports all violations.
         pub fn validate(&self) -> __rt::Result<(), __rt::ValidationError> {
             let mut violations = __rt::Violations::new();
-            {
-                let value = &self.amount;
-                violations.int_between("amount", *value, __rt::Some(1i64), __rt::None);
-            }
-            {
-                let value = &self.customer;
-                violations.nested("customer", value.validate());
-            }
+            let value = &self.amount;
+            violations.int_between("amount", *value, __rt::Some(1), __rt::None);
+            let value = &self.customer;
+            violations.nested("customer", value.validate());
             if let __rt::Some(value) = &self.tags {
-                violations
-                    .len_between("tags", value.len(), __rt::None, __rt::Some(10u64));
+                violations.len_between("tags", value.len(), __rt::None, __rt::Some(10));
             }
             violations.finish()
         }
     }
-    __rt::impl_from_result!(PaymentIntent);
+    __rt::impl_entity!(PaymentIntent);
     /// Allowed values of `PaymentIntent.currency`.
-    #[derive(
-        Debug,
-        Clone,
-        Copy,
-        PartialEq,
-        Eq,
-        Hash,
-        __rt::Serialize,
-        __rt::Deserialize
-    )]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[derive(__rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub enum PaymentIntentCurrency {
         /// `usd`
@@ -138,16 +123,8 @@ pub mod payments {
         }
     }
     /// Allowed values of `PaymentIntent.capture`.
-    #[derive(
-        Debug,
-        Clone,
-        Copy,
-        PartialEq,
-        Eq,
-        Hash,
-        __rt::Serialize,
-        __rt::Deserialize
-    )]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[derive(__rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub enum PaymentIntentCapture {
         /// `automatic`
@@ -189,7 +166,7 @@ pub mod payments {
             __rt::Ok(())
         }
     }
-    __rt::impl_from_result!(Charge);
+    __rt::impl_entity!(Charge);
     /// Where a `Payments` call is in its lifecycle.
     pub type PaymentsStatus = __rt::CallStatus;
     /// The typed request parameters of a `Payments` call, one variant per endpoint that starts calls.
@@ -545,25 +522,10 @@ pub mod payments {
     static __GLUE: __rt::Glue = __rt::Glue {
         descriptor: &__DESCRIPTOR,
         calls: &[
-            __rt::CallGlue {
-                name: "create_payment",
-                validate: |params| __rt::validate_params(
-                    "create_payment",
-                    params,
-                    PaymentIntent::validate,
-                ),
-                start: |http, params, options| __rt::start::<
-                    PaymentIntent,
-                    Charge,
-                >(http, &__ENDPOINT_CREATE_PAYMENT, params, options),
-            },
+            __rt::CallGlue::new::<PaymentIntent, Charge>(&__ENDPOINT_CREATE_PAYMENT),
         ],
-        poll: __rt::Some(|http, id| __rt::poll::<
-            Charge,
-        >(http, &__ENDPOINT_RETRIEVE_PAYMENT, id)),
-        webhook: __rt::Some(|payload| __rt::read_webhook::<
-            Charge,
-        >(&__WEBHOOK_REPLY, payload)),
+        poll: __rt::Some(__rt::PollGlue::new::<Charge>(&__ENDPOINT_RETRIEVE_PAYMENT)),
+        webhook: __rt::Some(__rt::WebhookGlue::new::<Charge>(&__WEBHOOK_REPLY)),
     };
     #[doc(hidden)]
     static __WEBHOOK_REPLY: __rt::ReplySpec = __rt::ReplySpec {

@@ -30,41 +30,29 @@ pub mod translate {
         /// including those of nested entities, and reports all violations.
         pub fn validate(&self) -> __rt::Result<(), __rt::ValidationError> {
             let mut violations = __rt::Violations::new();
-            {
-                let value = &self.text;
-                violations
-                    .len_between(
-                        "text",
-                        value.chars().count(),
-                        __rt::Some(1u64),
-                        __rt::Some(10000u64),
-                    );
-            }
-            {
-                let value = &self.target_lang;
-                violations
-                    .len_between(
-                        "target_lang",
-                        value.chars().count(),
-                        __rt::Some(2u64),
-                        __rt::Some(5u64),
-                    );
-            }
+            let value = &self.text;
+            violations
+                .len_between(
+                    "text",
+                    value.chars().count(),
+                    __rt::Some(1),
+                    __rt::Some(10000),
+                );
+            let value = &self.target_lang;
+            violations
+                .len_between(
+                    "target_lang",
+                    value.chars().count(),
+                    __rt::Some(2),
+                    __rt::Some(5),
+                );
             violations.finish()
         }
     }
-    __rt::impl_from_result!(Translation);
+    __rt::impl_entity!(Translation);
     /// Allowed values of `Translation.formality`.
-    #[derive(
-        Debug,
-        Clone,
-        Copy,
-        PartialEq,
-        Eq,
-        Hash,
-        __rt::Serialize,
-        __rt::Deserialize
-    )]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[derive(__rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub enum TranslationFormality {
         /// `default`
@@ -110,7 +98,7 @@ pub mod translate {
             __rt::Ok(())
         }
     }
-    __rt::impl_from_result!(Translated);
+    __rt::impl_entity!(Translated);
     /// The `Glossary` entity of the spec.
     #[derive(Debug, Clone, PartialEq, __rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "::integration_runtime::__private::serde")]
@@ -131,15 +119,12 @@ pub mod translate {
         /// including those of nested entities, and reports all violations.
         pub fn validate(&self) -> __rt::Result<(), __rt::ValidationError> {
             let mut violations = __rt::Violations::new();
-            {
-                let value = &self.entry_count;
-                violations
-                    .int_between("entry_count", *value, __rt::Some(0i64), __rt::None);
-            }
+            let value = &self.entry_count;
+            violations.int_between("entry_count", *value, __rt::Some(0), __rt::None);
             violations.finish()
         }
     }
-    __rt::impl_from_result!(Glossary);
+    __rt::impl_entity!(Glossary);
     /// Where a `Translate` call is in its lifecycle.
     pub type TranslateStatus = __rt::CallStatus;
     /// The typed request parameters of a `Translate` call, one variant per endpoint that starts calls.
@@ -431,20 +416,7 @@ pub mod translate {
     #[doc(hidden)]
     static __GLUE: __rt::Glue = __rt::Glue {
         descriptor: &__DESCRIPTOR,
-        calls: &[
-            __rt::CallGlue {
-                name: "translate",
-                validate: |params| __rt::validate_params(
-                    "translate",
-                    params,
-                    Translation::validate,
-                ),
-                start: |http, params, options| __rt::start::<
-                    Translation,
-                    Translated,
-                >(http, &__ENDPOINT_TRANSLATE, params, options),
-            },
-        ],
+        calls: &[__rt::CallGlue::new::<Translation, Translated>(&__ENDPOINT_TRANSLATE)],
         poll: __rt::None,
         webhook: __rt::None,
     };

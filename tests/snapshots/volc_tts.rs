@@ -28,40 +28,25 @@ pub mod volc_tts {
         /// including those of nested entities, and reports all violations.
         pub fn validate(&self) -> __rt::Result<(), __rt::ValidationError> {
             let mut violations = __rt::Violations::new();
-            {
-                let value = &self.text;
-                violations
-                    .len_between(
-                        "text",
-                        value.chars().count(),
-                        __rt::Some(1u64),
-                        __rt::Some(5000u64),
-                    );
-            }
+            let value = &self.text;
+            violations
+                .len_between(
+                    "text",
+                    value.chars().count(),
+                    __rt::Some(1),
+                    __rt::Some(5000),
+                );
             if let __rt::Some(value) = &self.speed {
                 violations
-                    .float_between(
-                        "speed",
-                        *value,
-                        __rt::Some(0.5f64),
-                        __rt::Some(2f64),
-                    );
+                    .float_between("speed", *value, __rt::Some(0.5), __rt::Some(2.0));
             }
             violations.finish()
         }
     }
-    __rt::impl_from_result!(Synthesis);
+    __rt::impl_entity!(Synthesis);
     /// Allowed values of `Synthesis.format`.
-    #[derive(
-        Debug,
-        Clone,
-        Copy,
-        PartialEq,
-        Eq,
-        Hash,
-        __rt::Serialize,
-        __rt::Deserialize
-    )]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[derive(__rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub enum SynthesisFormat {
         /// `mp3`
@@ -108,7 +93,7 @@ pub mod volc_tts {
             __rt::Ok(())
         }
     }
-    __rt::impl_from_result!(Audio);
+    __rt::impl_entity!(Audio);
     /// Where a `VolcTts` call is in its lifecycle.
     pub type VolcTtsStatus = __rt::CallStatus;
     /// The typed request parameters of a `VolcTts` call, one variant per endpoint that starts calls.
@@ -397,24 +382,9 @@ pub mod volc_tts {
     #[doc(hidden)]
     static __GLUE: __rt::Glue = __rt::Glue {
         descriptor: &__DESCRIPTOR,
-        calls: &[
-            __rt::CallGlue {
-                name: "synthesize",
-                validate: |params| __rt::validate_params(
-                    "synthesize",
-                    params,
-                    Synthesis::validate,
-                ),
-                start: |http, params, options| __rt::start::<
-                    Synthesis,
-                    (),
-                >(http, &__ENDPOINT_SYNTHESIZE, params, options),
-            },
-        ],
-        poll: __rt::Some(|http, id| __rt::poll::<Audio>(http, &__ENDPOINT_QUERY, id)),
-        webhook: __rt::Some(|payload| __rt::read_webhook::<
-            Audio,
-        >(&__WEBHOOK_REPLY, payload)),
+        calls: &[__rt::CallGlue::new::<Synthesis, ()>(&__ENDPOINT_SYNTHESIZE)],
+        poll: __rt::Some(__rt::PollGlue::new::<Audio>(&__ENDPOINT_QUERY)),
+        webhook: __rt::Some(__rt::WebhookGlue::new::<Audio>(&__WEBHOOK_REPLY)),
     };
     #[doc(hidden)]
     static __WEBHOOK_REPLY: __rt::ReplySpec = __rt::ReplySpec {

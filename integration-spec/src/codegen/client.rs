@@ -239,21 +239,13 @@ fn glue(spec: &Spec, names: &Names) -> TokenStream {
         let spec = spec_name(name);
         let entity = format_ident!("{}", e.request.as_deref().unwrap_or_default());
         let result_ty = result_type(e.result.as_ref());
-        // Not the client methods: they check the constraints, which the runtime
-        // did when it created the call (`validate`).
-        quote! {
-            __rt::CallGlue {
-                name: #name,
-                validate: |params| __rt::validate_params(#name, params, #entity::validate),
-                start: |http, params, options| __rt::start::<#entity, #result_ty>(http, &#spec, params, options),
-            }
-        }
+        quote!(__rt::CallGlue::new::<#entity, #result_ty>(&#spec))
     });
     let poll = match spec.polling.as_ref().and_then(|p| spec.endpoint(&p.endpoint)) {
         Some(endpoint) => {
             let spec = spec_name(&endpoint.name);
             let result_ty = result_type(endpoint.result.as_ref());
-            quote!(__rt::Some(|http, id| __rt::poll::<#result_ty>(http, &#spec, id)))
+            quote!(__rt::Some(__rt::PollGlue::new::<#result_ty>(&#spec)))
         }
         None => quote!(__rt::None),
     };
@@ -270,7 +262,7 @@ fn glue(spec: &Spec, names: &Names) -> TokenStream {
             let name = webhook_spec_name();
             let result_ty = result_type(w.result.as_ref());
             (
-                quote!(__rt::Some(|payload| __rt::read_webhook::<#result_ty>(&#name, payload))),
+                quote!(__rt::Some(__rt::WebhookGlue::new::<#result_ty>(&#name))),
                 quote! {
                     #[doc(hidden)]
                     static #name: __rt::ReplySpec = #reply;

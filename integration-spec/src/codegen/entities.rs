@@ -1,7 +1,7 @@
 //! Entity structs, their enums, defaults and constraint checks.
 
-use proc_macro2::TokenStream;
-use quote::{format_ident, quote};
+use proc_macro2::{Literal, TokenStream};
+use quote::{format_ident, quote, ToTokens};
 
 use super::{enum_type_name, ident, rust_type, variant, Names};
 use crate::ir::{Constant, Entity, Field, Spec, Type};
@@ -43,7 +43,7 @@ fn entity(entity: &Entity) -> TokenStream {
             }
         }
 
-        __rt::impl_from_result!(#name);
+        __rt::impl_entity!(#name);
 
         #(#enums)*
         #(#defaults)*
@@ -130,7 +130,8 @@ fn enum_type(entity: &Entity, field: &Field) -> Option<TokenStream> {
     });
     Some(quote! {
         #[doc = #doc]
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, __rt::Serialize, __rt::Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[derive(__rt::Serialize, __rt::Deserialize)]
         #[serde(crate = "::integration_runtime::__private::serde")]
         pub enum #name {
             #(#variants)*
@@ -155,8 +156,8 @@ fn constraint_check(field: &Field) -> Option<TokenStream> {
     let check = match &field.ty {
         Type::String | Type::List(_) if field.len.is_set() => {
             let (min, max) = (
-                opt(field.len.min.map(|v| quote!(#v))),
-                opt(field.len.max.map(|v| quote!(#v))),
+                opt(field.len.min.map(|v| Literal::u64_unsuffixed(v).into_token_stream())),
+                opt(field.len.max.map(|v| Literal::u64_unsuffixed(v).into_token_stream())),
             );
             let len = if matches!(field.ty, Type::String) {
                 quote!(value.chars().count())
@@ -167,15 +168,27 @@ fn constraint_check(field: &Field) -> Option<TokenStream> {
         }
         Type::Int if field.int_range.is_set() => {
             let (min, max) = (
-                opt(field.int_range.min.map(|v| quote!(#v))),
-                opt(field.int_range.max.map(|v| quote!(#v))),
+                opt(field
+                    .int_range
+                    .min
+                    .map(|v| Literal::i64_unsuffixed(v).into_token_stream())),
+                opt(field
+                    .int_range
+                    .max
+                    .map(|v| Literal::i64_unsuffixed(v).into_token_stream())),
             );
             quote!(violations.int_between(#label, *value, #min, #max);)
         }
         Type::Float if field.float_range.is_set() => {
             let (min, max) = (
-                opt(field.float_range.min.map(|v| quote!(#v))),
-                opt(field.float_range.max.map(|v| quote!(#v))),
+                opt(field
+                    .float_range
+                    .min
+                    .map(|v| Literal::f64_unsuffixed(v).into_token_stream())),
+                opt(field
+                    .float_range
+                    .max
+                    .map(|v| Literal::f64_unsuffixed(v).into_token_stream())),
             );
             quote!(violations.float_between(#label, *value, #min, #max);)
         }
@@ -194,11 +207,10 @@ fn constraint_check(field: &Field) -> Option<TokenStream> {
             }
         }
     } else {
+        // Each check shadows the previous `value`.
         quote! {
-            {
-                let value = &self.#name;
-                #check
-            }
+            let value = &self.#name;
+            #check
         }
     })
 }
