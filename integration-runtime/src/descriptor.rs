@@ -179,6 +179,27 @@ impl RetryPolicy {
     };
 }
 
+impl RetryPolicy {
+    /// What a spec's `[policy.retry]` starts from (generated descriptors
+    /// spell out only what differs): one attempt; when the spec sets more,
+    /// every failure that may pass on its own is retried (all but
+    /// `too_large`, which the same request would meet again).
+    pub const SPEC_DEFAULT: RetryPolicy = RetryPolicy {
+        max_attempts: 1,
+        initial_backoff_ms: 200,
+        max_backoff_ms: 20_000,
+        multiplier: 2.0,
+        on: RetryOn {
+            server_errors: true,
+            too_many_requests: true,
+            timeouts: true,
+            connect_errors: true,
+            transport_errors: true,
+            too_large: false,
+        },
+    };
+}
+
 /// Which failures a retry policy repeats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RetryOn {
@@ -195,19 +216,6 @@ pub struct RetryOn {
     pub transport_errors: bool,
     /// Answers larger than the policy's `max_response_bytes` (`"too_large"`).
     pub too_large: bool,
-}
-
-impl RetryOn {
-    /// Every failure that may pass on its own: all but `too_large`, which
-    /// the same request would meet again.
-    pub const TRANSIENT: RetryOn = RetryOn {
-        server_errors: true,
-        too_many_requests: true,
-        timeouts: true,
-        connect_errors: true,
-        transport_errors: true,
-        too_large: false,
-    };
 }
 
 /// A circuit breaker: stop calling a failing provider for a while.

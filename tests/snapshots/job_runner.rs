@@ -363,20 +363,12 @@ pub mod job_runner {
     };
     #[doc(hidden)]
     const __POLICY: __rt::PolicyDescriptor = __rt::PolicyDescriptor {
-        timeout_ms: 30000u64,
-        connect_timeout_ms: 5000u64,
         retry: __rt::RetryPolicy {
             max_attempts: 3u32,
-            initial_backoff_ms: 200u64,
             max_backoff_ms: 5000u64,
-            multiplier: 2f64,
-            on: __rt::RetryOn::TRANSIENT,
+            ..__rt::RetryPolicy::SPEC_DEFAULT
         },
-        circuit_breaker: __rt::None,
-        rate_limit: __rt::None,
-        concurrency: __rt::None,
-        max_response_bytes: 10485760u64,
-        redirects: __rt::RedirectPolicy::SameOrigin,
+        ..__rt::PolicyDescriptor::DEFAULT
     };
     #[doc(hidden)]
     pub static __DESCRIPTOR: __rt::IntegrationDescriptor = __rt::IntegrationDescriptor {

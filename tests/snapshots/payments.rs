@@ -592,13 +592,11 @@ pub mod payments {
     #[doc(hidden)]
     const __POLICY: __rt::PolicyDescriptor = __rt::PolicyDescriptor {
         timeout_ms: 20000u64,
-        connect_timeout_ms: 5000u64,
         retry: __rt::RetryPolicy {
             max_attempts: 4u32,
             initial_backoff_ms: 500u64,
             max_backoff_ms: 30000u64,
-            multiplier: 2f64,
-            on: __rt::RetryOn::TRANSIENT,
+            ..__rt::RetryPolicy::SPEC_DEFAULT
         },
         circuit_breaker: __rt::Some(__rt::CircuitBreakerPolicy {
             failure_threshold: 10u32,
@@ -609,9 +607,7 @@ pub mod payments {
             per_second: 25f64,
             burst: 25u32,
         }),
-        concurrency: __rt::None,
-        max_response_bytes: 10485760u64,
-        redirects: __rt::RedirectPolicy::SameOrigin,
+        ..__rt::PolicyDescriptor::DEFAULT
     };
     #[doc(hidden)]
     pub static __DESCRIPTOR: __rt::IntegrationDescriptor = __rt::IntegrationDescriptor {

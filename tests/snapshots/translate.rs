@@ -423,22 +423,18 @@ pub mod translate {
     #[doc(hidden)]
     const __POLICY: __rt::PolicyDescriptor = __rt::PolicyDescriptor {
         timeout_ms: 5000u64,
-        connect_timeout_ms: 5000u64,
         retry: __rt::RetryPolicy {
             max_attempts: 3u32,
             initial_backoff_ms: 100u64,
             max_backoff_ms: 2000u64,
-            multiplier: 2f64,
-            on: __rt::RetryOn::TRANSIENT,
+            ..__rt::RetryPolicy::SPEC_DEFAULT
         },
-        circuit_breaker: __rt::None,
         rate_limit: __rt::Some(__rt::RateLimitPolicy {
             per_second: 50f64,
             burst: 100u32,
         }),
         concurrency: __rt::Some(16u32),
-        max_response_bytes: 10485760u64,
-        redirects: __rt::RedirectPolicy::SameOrigin,
+        ..__rt::PolicyDescriptor::DEFAULT
     };
     #[doc(hidden)]
     pub static __DESCRIPTOR: __rt::IntegrationDescriptor = __rt::IntegrationDescriptor {

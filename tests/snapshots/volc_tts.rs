@@ -420,13 +420,9 @@ pub mod volc_tts {
     #[doc(hidden)]
     const __POLICY: __rt::PolicyDescriptor = __rt::PolicyDescriptor {
         timeout_ms: 10000u64,
-        connect_timeout_ms: 5000u64,
         retry: __rt::RetryPolicy {
             max_attempts: 5u32,
-            initial_backoff_ms: 200u64,
-            max_backoff_ms: 20000u64,
-            multiplier: 2f64,
-            on: __rt::RetryOn::TRANSIENT,
+            ..__rt::RetryPolicy::SPEC_DEFAULT
         },
         circuit_breaker: __rt::Some(__rt::CircuitBreakerPolicy {
             failure_threshold: 5u32,
@@ -438,8 +434,7 @@ pub mod volc_tts {
             burst: 40u32,
         }),
         concurrency: __rt::Some(32u32),
-        max_response_bytes: 10485760u64,
-        redirects: __rt::RedirectPolicy::SameOrigin,
+        ..__rt::PolicyDescriptor::DEFAULT
     };
     #[doc(hidden)]
     pub static __DESCRIPTOR: __rt::IntegrationDescriptor = __rt::IntegrationDescriptor {

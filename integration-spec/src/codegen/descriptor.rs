@@ -157,95 +157,107 @@ fn request_fields(e: &Endpoint, spec: &Spec) -> TokenStream {
     })
 }
 
+/// The policy as the fields that differ from the spec's defaults, which
+/// `PolicyDescriptor::DEFAULT` repeats but for the retry policy (there
+/// `RetryPolicy::NONE`, here `RetryPolicy::SPEC_DEFAULT`).
 fn policy(p: &Policy) -> TokenStream {
-    let Policy {
-        timeout_ms,
-        connect_timeout_ms,
-        retry,
-        circuit_breaker,
-        rate_limit,
-        concurrency,
-        max_response_bytes,
-        redirects,
-    } = p;
-    let Retry {
-        max_attempts,
-        initial_backoff_ms,
-        max_backoff_ms,
-        multiplier,
-        on_server_errors,
-        on_too_many_requests,
-        on_timeouts,
-        on_connect_errors,
-        on_transport_errors,
-        on_too_large,
-    } = retry;
-    let transient_only = [
-        on_server_errors,
-        on_too_many_requests,
-        on_timeouts,
-        on_connect_errors,
-        on_transport_errors,
-    ]
-    .into_iter()
-    .all(|on| *on)
-        && !on_too_large;
-    let retry_on = if transient_only {
-        quote!(__rt::RetryOn::TRANSIENT)
-    } else {
-        quote!(__rt::RetryOn {
-            server_errors: #on_server_errors,
-            too_many_requests: #on_too_many_requests,
-            timeouts: #on_timeouts,
-            connect_errors: #on_connect_errors,
-            transport_errors: #on_transport_errors,
-            too_large: #on_too_large,
-        })
-    };
-    let circuit_breaker = match circuit_breaker {
-        Some(CircuitBreaker {
-            failure_threshold,
-            open_for_ms,
-            half_open_probes,
-        }) => quote!(__rt::Some(__rt::CircuitBreakerPolicy {
+    let default = Policy::default();
+    let mut fields = Vec::new();
+    if p.timeout_ms != default.timeout_ms {
+        let v = p.timeout_ms;
+        fields.push(quote!(timeout_ms: #v));
+    }
+    if p.connect_timeout_ms != default.connect_timeout_ms {
+        let v = p.connect_timeout_ms;
+        fields.push(quote!(connect_timeout_ms: #v));
+    }
+    let retry = retry(&p.retry);
+    fields.push(quote!(retry: #retry));
+    if let Some(CircuitBreaker {
+        failure_threshold,
+        open_for_ms,
+        half_open_probes,
+    }) = &p.circuit_breaker
+    {
+        fields.push(quote!(circuit_breaker: __rt::Some(__rt::CircuitBreakerPolicy {
             failure_threshold: #failure_threshold,
             open_for_ms: #open_for_ms,
             half_open_probes: #half_open_probes,
-        })),
-        None => quote!(__rt::None),
-    };
-    let rate_limit = match rate_limit {
-        Some(RateLimit { per_second, burst }) => {
-            quote!(__rt::Some(__rt::RateLimitPolicy {
-                per_second: #per_second,
-                burst: #burst,
-            }))
-        }
-        None => quote!(__rt::None),
-    };
-    let concurrency = match concurrency {
-        Some(c) => quote!(__rt::Some(#c)),
-        None => quote!(__rt::None),
-    };
-    let redirects = match redirects {
-        Redirects::None => quote!(__rt::RedirectPolicy::None),
-        Redirects::SameOrigin => quote!(__rt::RedirectPolicy::SameOrigin),
-        Redirects::AnyOrigin => quote!(__rt::RedirectPolicy::AnyOrigin),
-    };
-    quote!(__rt::PolicyDescriptor {
-        timeout_ms: #timeout_ms,
-        connect_timeout_ms: #connect_timeout_ms,
-        retry: __rt::RetryPolicy {
-            max_attempts: #max_attempts,
-            initial_backoff_ms: #initial_backoff_ms,
-            max_backoff_ms: #max_backoff_ms,
-            multiplier: #multiplier,
-            on: #retry_on,
-        },
-        circuit_breaker: #circuit_breaker,
-        rate_limit: #rate_limit,
-        concurrency: #concurrency,
-        max_response_bytes: #max_response_bytes,
-        redirects: #redirects,
-    })
+        })));
+    }
+    if let Some(RateLimit { per_second, burst }) = &p.rate_limit {
+        fields.push(quote!(rate_limit: __rt::Some(__rt::RateLimitPolicy {
+            per_second: #per_second,
+            burst: #burst,
+        })));
+    }
+    if let Some(c) = p.concurrency {
+        fields.push(quote!(concurrency: __rt::Some(#c)));
+    }
+    if p.max_response_bytes != default.max_response_bytes {
+        let v = p.max_response_bytes;
+        fields.push(quote!(max_response_bytes: #v));
+    }
+    if p.redirects != default.redirects {
+        let redirects = match p.redirects {
+            Redirects::None => quote!(__rt::RedirectPolicy::None),
+            Redirects::SameOrigin => quote!(__rt::RedirectPolicy::SameOrigin),
+            Redirects::AnyOrigin => quote!(__rt::RedirectPolicy::AnyOrigin),
+        };
+        fields.push(quote!(redirects: #redirects));
+    }
+    quote!(__rt::PolicyDescriptor { #(#fields,)* ..__rt::PolicyDescriptor::DEFAULT })
+}
+
+/// A retry policy as the fields that differ from `RetryPolicy::SPEC_DEFAULT`.
+fn retry(r: &Retry) -> TokenStream {
+    let default = Retry::default();
+    let mut fields = Vec::new();
+    if r.max_attempts != default.max_attempts {
+        let v = r.max_attempts;
+        fields.push(quote!(max_attempts: #v));
+    }
+    if r.initial_backoff_ms != default.initial_backoff_ms {
+        let v = r.initial_backoff_ms;
+        fields.push(quote!(initial_backoff_ms: #v));
+    }
+    if r.max_backoff_ms != default.max_backoff_ms {
+        let v = r.max_backoff_ms;
+        fields.push(quote!(max_backoff_ms: #v));
+    }
+    if r.multiplier.to_bits() != default.multiplier.to_bits() {
+        let v = r.multiplier;
+        fields.push(quote!(multiplier: #v));
+    }
+    let on = [
+        r.on_server_errors,
+        r.on_too_many_requests,
+        r.on_timeouts,
+        r.on_connect_errors,
+        r.on_transport_errors,
+        r.on_too_large,
+    ];
+    let default_on = [
+        default.on_server_errors,
+        default.on_too_many_requests,
+        default.on_timeouts,
+        default.on_connect_errors,
+        default.on_transport_errors,
+        default.on_too_large,
+    ];
+    if on != default_on {
+        let [server_errors, too_many_requests, timeouts, connect_errors, transport_errors, too_large] = on;
+        fields.push(quote!(on: __rt::RetryOn {
+            server_errors: #server_errors,
+            too_many_requests: #too_many_requests,
+            timeouts: #timeouts,
+            connect_errors: #connect_errors,
+            transport_errors: #transport_errors,
+            too_large: #too_large,
+        }));
+    }
+    if fields.is_empty() {
+        return quote!(__rt::RetryPolicy::SPEC_DEFAULT);
+    }
+    quote!(__rt::RetryPolicy { #(#fields,)* ..__rt::RetryPolicy::SPEC_DEFAULT })
 }
