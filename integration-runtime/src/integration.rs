@@ -86,6 +86,25 @@ pub fn validate_params<R: Entity>(endpoint: &str, params: &serde_json::Value) ->
     request.check().map_err(|e| invalid_request(endpoint, e))
 }
 
+/// A client method of an endpoint with a request entity: checks the
+/// entity's constraints, then sends it with [`exchange`].
+///
+/// # Errors
+///
+/// An invalid request (every violated constraint, nothing sent), and
+/// whatever [`exchange`] fails with.
+pub async fn send<R: Entity, T: DeserializeOwned>(
+    http: &HttpClient,
+    endpoint: &'static Exchange,
+    request: &R,
+    options: &CallOptions,
+) -> Result<Reply<T>, ClientError> {
+    request
+        .check()
+        .map_err(|e| invalid_request(endpoint.request.endpoint.name, e))?;
+    exchange(http, endpoint, Input::request(request).with_options(options)).await
+}
+
 /// [`Integration::start`] for one endpoint: reads `params` as its request
 /// entity `R`, sends it and reads the answer's result as `T`.
 ///

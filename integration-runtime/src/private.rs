@@ -17,7 +17,8 @@ pub use crate::error::{decode_error, invalid_params, invalid_request, unknown_en
 pub use crate::form::encode_form;
 pub use crate::http::{Auth, BodyEncoding, HttpClient, HttpRequest, HttpResponse, OAuth2Config};
 pub use crate::integration::{
-    poll, read_stored, read_webhook, start, validate_params, CallGlue, Entity, Generated, Glue, PollGlue, WebhookGlue,
+    poll, read_stored, read_webhook, send, start, validate_params, CallGlue, Entity, Generated, Glue, PollGlue,
+    WebhookGlue,
 };
 pub use crate::json_path::{extract, extract_id, extract_message, lookup, map_status, require_id, FieldPath, Seg};
 pub use crate::paginate::{list, paginator, ItemsPath, ListSpec, Pagination};

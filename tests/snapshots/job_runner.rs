@@ -257,13 +257,7 @@ pub mod job_runner {
             request: &ReportJob,
             options: &__rt::CallOptions,
         ) -> __rt::Result<__rt::Reply<Report>, __rt::ClientError> {
-            request.validate().map_err(|e| __rt::invalid_request("render", e))?;
-            __rt::exchange(
-                    &self.http,
-                    &__ENDPOINT_RENDER,
-                    __rt::Input::request(request).with_options(options),
-                )
-                .await
+            __rt::send(&self.http, &__ENDPOINT_RENDER, request, options).await
         }
     }
     #[doc(hidden)]

@@ -314,13 +314,7 @@ pub mod payments {
             request: &PaymentIntent,
             options: &__rt::CallOptions,
         ) -> __rt::Result<__rt::Reply<Charge>, __rt::ClientError> {
-            request.validate().map_err(|e| __rt::invalid_request("create_payment", e))?;
-            __rt::exchange(
-                    &self.http,
-                    &__ENDPOINT_CREATE_PAYMENT,
-                    __rt::Input::request(request).with_options(options),
-                )
-                .await
+            __rt::send(&self.http, &__ENDPOINT_CREATE_PAYMENT, request, options).await
         }
         /// `GET /v1/payment_intents/{external_id}`.
         pub async fn retrieve_payment(

@@ -264,13 +264,7 @@ pub mod translate {
             request: &Translation,
             options: &__rt::CallOptions,
         ) -> __rt::Result<__rt::Reply<Translated>, __rt::ClientError> {
-            request.validate().map_err(|e| __rt::invalid_request("translate", e))?;
-            __rt::exchange(
-                    &self.http,
-                    &__ENDPOINT_TRANSLATE,
-                    __rt::Input::request(request).with_options(options),
-                )
-                .await
+            __rt::send(&self.http, &__ENDPOINT_TRANSLATE, request, options).await
         }
         /// `GET /v2/glossaries`: the `Glossary` items at `$.glossaries` of every page (cursor pagination).
         ///

@@ -234,13 +234,7 @@ pub mod volc_tts {
             request: &Synthesis,
             options: &__rt::CallOptions,
         ) -> __rt::Result<__rt::Reply<()>, __rt::ClientError> {
-            request.validate().map_err(|e| __rt::invalid_request("synthesize", e))?;
-            __rt::exchange(
-                    &self.http,
-                    &__ENDPOINT_SYNTHESIZE,
-                    __rt::Input::request(request).with_options(options),
-                )
-                .await
+            __rt::send(&self.http, &__ENDPOINT_SYNTHESIZE, request, options).await
         }
         /// `GET /api/v1/tts/tasks/{external_id}`.
         pub async fn query(

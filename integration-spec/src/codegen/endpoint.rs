@@ -91,21 +91,22 @@ pub(super) fn method(index: usize, e: &Endpoint) -> (TokenStream, TokenStream) {
         };
         return (method, data);
     }
-    let (params, validate, input) = match (&e.request, takes_external_id) {
+    let (params, send) = match (&e.request, takes_external_id) {
         (Some(entity), _) => {
             let entity = format_ident!("{}", entity);
             (
                 quote!(request: &#entity, options: &__rt::CallOptions),
-                quote!(request.validate().map_err(|e| __rt::invalid_request(#name, e))?;),
-                quote!(__rt::Input::request(request).with_options(options)),
+                quote!(__rt::send(&self.http, &#spec, request, options)),
             )
         }
         (None, true) => (
             quote!(external_id: &str),
-            quote!(),
-            quote!(__rt::Input::external_id(external_id)),
+            quote!(__rt::exchange(&self.http, &#spec, __rt::Input::external_id(external_id))),
         ),
-        (None, false) => (quote!(), quote!(), quote!(__rt::Input::none())),
+        (None, false) => (
+            quote!(),
+            quote!(__rt::exchange(&self.http, &#spec, __rt::Input::none())),
+        ),
     };
     let mut doc = format!(" `{http_method} {}`", e.path_text);
     if e.mode == Mode::Async {
@@ -123,8 +124,7 @@ pub(super) fn method(index: usize, e: &Endpoint) -> (TokenStream, TokenStream) {
     let method = quote! {
         #[doc = #doc]
         pub async fn #method_name(&self, #params) -> __rt::Result<__rt::Reply<#result_ty>, __rt::ClientError> {
-            #validate
-            __rt::exchange(&self.http, &#spec, #input).await
+            #send.await
         }
     };
     let data = quote! {
