@@ -20,6 +20,7 @@ pub use crate::integration::{
     poll, read_stored, read_webhook, send, start, validate_params, CallGlue, Entity, Generated, Glue, PollGlue,
     WebhookGlue,
 };
+pub use crate::json_path::Seg::{Index, Key};
 pub use crate::json_path::{extract, extract_id, extract_message, lookup, map_status, require_id, FieldPath, Seg};
 pub use crate::paginate::{list, paginator, ItemsPath, ListSpec, Pagination};
 pub use crate::reply::{exchange, read_reply, Exchange, ExternalIdSpec, ReplySpec, StatusSpec};

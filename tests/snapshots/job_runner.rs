@@ -78,7 +78,6 @@ pub mod job_runner {
             }
         }
     }
-    #[doc(hidden)]
     fn __default_report_job_format() -> ReportJobFormat {
         ReportJobFormat::Pdf
     }
@@ -260,7 +259,6 @@ pub mod job_runner {
             __rt::send(&self.http, &__ENDPOINT_RENDER, request, options).await
         }
     }
-    #[doc(hidden)]
     static __ENDPOINT_RENDER: __rt::Exchange = __rt::Exchange {
         request: __rt::RequestSpec {
             endpoint: &__DESCRIPTOR.endpoints[0usize],
@@ -275,7 +273,7 @@ pub mod job_runner {
                 (&["format"], __rt::Source::Field("format")),
             ],
             encoding: __rt::BodyEncoding::Json,
-            error: __rt::Some(&[__rt::Seg::Key("error")]),
+            error: __rt::Some(&[__rt::Key("error")]),
         },
         reply: __rt::ReplySpec {
             endpoint: "render",
@@ -285,17 +283,17 @@ pub mod job_runner {
                 &[
                     __rt::FieldPath {
                         field: "url",
-                        path: &[__rt::Seg::Key("report"), __rt::Seg::Key("url")],
+                        path: &[__rt::Key("report"), __rt::Key("url")],
                         text: "$.report.url",
                     },
                     __rt::FieldPath {
                         field: "pages",
-                        path: &[__rt::Seg::Key("report"), __rt::Seg::Key("pages")],
+                        path: &[__rt::Key("report"), __rt::Key("pages")],
                         text: "$.report.pages",
                     },
                 ],
             ),
-            error: __rt::Some(&[__rt::Seg::Key("error")]),
+            error: __rt::Some(&[__rt::Key("error")]),
         },
     };
     /// The `JobRunner` integration, ready to register with the runtime.
@@ -348,14 +346,12 @@ pub mod job_runner {
             &self.client.http
         }
     }
-    #[doc(hidden)]
     static __GLUE: __rt::Glue = __rt::Glue {
         descriptor: &__DESCRIPTOR,
         calls: &[__rt::CallGlue::new::<ReportJob, Report>(&__ENDPOINT_RENDER)],
         poll: __rt::None,
         webhook: __rt::None,
     };
-    #[doc(hidden)]
     const __POLICY: __rt::PolicyDescriptor = __rt::PolicyDescriptor {
         retry: __rt::RetryPolicy {
             max_attempts: 3u32,

@@ -143,7 +143,6 @@ pub mod payments {
             }
         }
     }
-    #[doc(hidden)]
     fn __default_payment_intent_capture() -> PaymentIntentCapture {
         PaymentIntentCapture::Automatic
     }
@@ -329,7 +328,6 @@ pub mod payments {
                 .await
         }
     }
-    #[doc(hidden)]
     static __ENDPOINT_CREATE_PAYMENT: __rt::Exchange = __rt::Exchange {
         request: __rt::RequestSpec {
             endpoint: &__DESCRIPTOR.endpoints[0usize],
@@ -360,12 +358,12 @@ pub mod payments {
                 ),
             ],
             encoding: __rt::BodyEncoding::Form,
-            error: __rt::Some(&[__rt::Seg::Key("error"), __rt::Seg::Key("message")]),
+            error: __rt::Some(&[__rt::Key("error"), __rt::Key("message")]),
         },
         reply: __rt::ReplySpec {
             endpoint: "create_payment",
             status: __rt::Some(__rt::StatusSpec {
-                path: &[__rt::Seg::Key("status")],
+                path: &[__rt::Key("status")],
                 text: "$.status",
                 map: &[
                     ("requires_action", __rt::RemoteStatus::Processing),
@@ -375,35 +373,31 @@ pub mod payments {
                 ],
             }),
             external_id: __rt::ExternalIdSpec::Required {
-                path: &[__rt::Seg::Key("id")],
+                path: &[__rt::Key("id")],
                 text: "$.id",
             },
             result: __rt::Some(
                 &[
                     __rt::FieldPath {
                         field: "id",
-                        path: &[__rt::Seg::Key("latest_charge"), __rt::Seg::Key("id")],
+                        path: &[__rt::Key("latest_charge"), __rt::Key("id")],
                         text: "$.latest_charge.id",
                     },
                     __rt::FieldPath {
                         field: "amount_received",
-                        path: &[__rt::Seg::Key("amount_received")],
+                        path: &[__rt::Key("amount_received")],
                         text: "$.amount_received",
                     },
                     __rt::FieldPath {
                         field: "paid_at",
-                        path: &[
-                            __rt::Seg::Key("latest_charge"),
-                            __rt::Seg::Key("created_at"),
-                        ],
+                        path: &[__rt::Key("latest_charge"), __rt::Key("created_at")],
                         text: "$.latest_charge.created_at",
                     },
                 ],
             ),
-            error: __rt::Some(&[__rt::Seg::Key("error"), __rt::Seg::Key("message")]),
+            error: __rt::Some(&[__rt::Key("error"), __rt::Key("message")]),
         },
     };
-    #[doc(hidden)]
     static __ENDPOINT_RETRIEVE_PAYMENT: __rt::Exchange = __rt::Exchange {
         request: __rt::RequestSpec {
             endpoint: &__DESCRIPTOR.endpoints[1usize],
@@ -415,14 +409,12 @@ pub mod payments {
             headers: &[],
             body: &[],
             encoding: __rt::BodyEncoding::Json,
-            error: __rt::Some(
-                &[__rt::Seg::Key("last_payment_error"), __rt::Seg::Key("message")],
-            ),
+            error: __rt::Some(&[__rt::Key("last_payment_error"), __rt::Key("message")]),
         },
         reply: __rt::ReplySpec {
             endpoint: "retrieve_payment",
             status: __rt::Some(__rt::StatusSpec {
-                path: &[__rt::Seg::Key("status")],
+                path: &[__rt::Key("status")],
                 text: "$.status",
                 map: &[
                     ("requires_action", __rt::RemoteStatus::Processing),
@@ -436,27 +428,22 @@ pub mod payments {
                 &[
                     __rt::FieldPath {
                         field: "id",
-                        path: &[__rt::Seg::Key("latest_charge"), __rt::Seg::Key("id")],
+                        path: &[__rt::Key("latest_charge"), __rt::Key("id")],
                         text: "$.latest_charge.id",
                     },
                     __rt::FieldPath {
                         field: "amount_received",
-                        path: &[__rt::Seg::Key("amount_received")],
+                        path: &[__rt::Key("amount_received")],
                         text: "$.amount_received",
                     },
                     __rt::FieldPath {
                         field: "paid_at",
-                        path: &[
-                            __rt::Seg::Key("latest_charge"),
-                            __rt::Seg::Key("created_at"),
-                        ],
+                        path: &[__rt::Key("latest_charge"), __rt::Key("created_at")],
                         text: "$.latest_charge.created_at",
                     },
                 ],
             ),
-            error: __rt::Some(
-                &[__rt::Seg::Key("last_payment_error"), __rt::Seg::Key("message")],
-            ),
+            error: __rt::Some(&[__rt::Key("last_payment_error"), __rt::Key("message")]),
         },
     };
     /// The `Payments` integration, ready to register with the runtime.
@@ -512,7 +499,6 @@ pub mod payments {
             __rt::Some(self.config.webhook_secret.clone())
         }
     }
-    #[doc(hidden)]
     static __GLUE: __rt::Glue = __rt::Glue {
         descriptor: &__DESCRIPTOR,
         calls: &[
@@ -521,11 +507,10 @@ pub mod payments {
         poll: __rt::Some(__rt::PollGlue::new::<Charge>(&__ENDPOINT_RETRIEVE_PAYMENT)),
         webhook: __rt::Some(__rt::WebhookGlue::new::<Charge>(&__WEBHOOK_REPLY)),
     };
-    #[doc(hidden)]
     static __WEBHOOK_REPLY: __rt::ReplySpec = __rt::ReplySpec {
         endpoint: "webhook",
         status: __rt::Some(__rt::StatusSpec {
-            path: &[__rt::Seg::Key("type")],
+            path: &[__rt::Key("type")],
             text: "$.type",
             map: &[
                 ("payment_intent.processing", __rt::RemoteStatus::Processing),
@@ -535,40 +520,36 @@ pub mod payments {
             ],
         }),
         external_id: __rt::ExternalIdSpec::Optional {
-            path: &[
-                __rt::Seg::Key("data"),
-                __rt::Seg::Key("object"),
-                __rt::Seg::Key("id"),
-            ],
+            path: &[__rt::Key("data"), __rt::Key("object"), __rt::Key("id")],
         },
         result: __rt::Some(
             &[
                 __rt::FieldPath {
                     field: "id",
                     path: &[
-                        __rt::Seg::Key("data"),
-                        __rt::Seg::Key("object"),
-                        __rt::Seg::Key("latest_charge"),
-                        __rt::Seg::Key("id"),
+                        __rt::Key("data"),
+                        __rt::Key("object"),
+                        __rt::Key("latest_charge"),
+                        __rt::Key("id"),
                     ],
                     text: "$.data.object.latest_charge.id",
                 },
                 __rt::FieldPath {
                     field: "amount_received",
                     path: &[
-                        __rt::Seg::Key("data"),
-                        __rt::Seg::Key("object"),
-                        __rt::Seg::Key("amount_received"),
+                        __rt::Key("data"),
+                        __rt::Key("object"),
+                        __rt::Key("amount_received"),
                     ],
                     text: "$.data.object.amount_received",
                 },
                 __rt::FieldPath {
                     field: "paid_at",
                     path: &[
-                        __rt::Seg::Key("data"),
-                        __rt::Seg::Key("object"),
-                        __rt::Seg::Key("latest_charge"),
-                        __rt::Seg::Key("created_at"),
+                        __rt::Key("data"),
+                        __rt::Key("object"),
+                        __rt::Key("latest_charge"),
+                        __rt::Key("created_at"),
                     ],
                     text: "$.data.object.latest_charge.created_at",
                 },
@@ -576,14 +557,13 @@ pub mod payments {
         ),
         error: __rt::Some(
             &[
-                __rt::Seg::Key("data"),
-                __rt::Seg::Key("object"),
-                __rt::Seg::Key("last_payment_error"),
-                __rt::Seg::Key("message"),
+                __rt::Key("data"),
+                __rt::Key("object"),
+                __rt::Key("last_payment_error"),
+                __rt::Key("message"),
             ],
         ),
     };
-    #[doc(hidden)]
     const __POLICY: __rt::PolicyDescriptor = __rt::PolicyDescriptor {
         timeout_ms: 20000u64,
         retry: __rt::RetryPolicy {

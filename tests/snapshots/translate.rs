@@ -75,7 +75,6 @@ pub mod translate {
             }
         }
     }
-    #[doc(hidden)]
     fn __default_translation_formality() -> TranslationFormality {
         TranslationFormality::Default
     }
@@ -276,7 +275,6 @@ pub mod translate {
             __rt::list(&self.http, &__ENDPOINT_LIST_GLOSSARIES, __rt::Input::none())
         }
     }
-    #[doc(hidden)]
     static __ENDPOINT_TRANSLATE: __rt::Exchange = __rt::Exchange {
         request: __rt::RequestSpec {
             endpoint: &__DESCRIPTOR.endpoints[0usize],
@@ -305,7 +303,7 @@ pub mod translate {
                 (&["glossary"], __rt::Source::Field("glossary_id")),
             ],
             encoding: __rt::BodyEncoding::Json,
-            error: __rt::Some(&[__rt::Seg::Key("error"), __rt::Seg::Key("message")]),
+            error: __rt::Some(&[__rt::Key("error"), __rt::Key("message")]),
         },
         reply: __rt::ReplySpec {
             endpoint: "translate",
@@ -315,29 +313,28 @@ pub mod translate {
                 &[
                     __rt::FieldPath {
                         field: "text",
-                        path: &[__rt::Seg::Key("translation"), __rt::Seg::Key("text")],
+                        path: &[__rt::Key("translation"), __rt::Key("text")],
                         text: "$.translation.text",
                     },
                     __rt::FieldPath {
                         field: "detected_lang",
                         path: &[
-                            __rt::Seg::Key("translation"),
-                            __rt::Seg::Key("source"),
-                            __rt::Seg::Key("detected"),
+                            __rt::Key("translation"),
+                            __rt::Key("source"),
+                            __rt::Key("detected"),
                         ],
                         text: "$.translation.source.detected",
                     },
                     __rt::FieldPath {
                         field: "characters",
-                        path: &[__rt::Seg::Key("usage"), __rt::Seg::Key("characters")],
+                        path: &[__rt::Key("usage"), __rt::Key("characters")],
                         text: "$.usage.characters",
                     },
                 ],
             ),
-            error: __rt::Some(&[__rt::Seg::Key("error"), __rt::Seg::Key("message")]),
+            error: __rt::Some(&[__rt::Key("error"), __rt::Key("message")]),
         },
     };
-    #[doc(hidden)]
     static __ENDPOINT_LIST_GLOSSARIES: __rt::ListSpec = __rt::ListSpec {
         request: __rt::RequestSpec {
             endpoint: &__DESCRIPTOR.endpoints[1usize],
@@ -346,14 +343,14 @@ pub mod translate {
             headers: &[],
             body: &[],
             encoding: __rt::BodyEncoding::Json,
-            error: __rt::Some(&[__rt::Seg::Key("error"), __rt::Seg::Key("message")]),
+            error: __rt::Some(&[__rt::Key("error"), __rt::Key("message")]),
         },
         pagination: __rt::Pagination::Cursor {
-            cursor: &[__rt::Seg::Key("next_page_token")],
+            cursor: &[__rt::Key("next_page_token")],
             param: "page_token",
         },
         items: __rt::ItemsPath {
-            path: &[__rt::Seg::Key("glossaries")],
+            path: &[__rt::Key("glossaries")],
             text: "$.glossaries",
         },
     };
@@ -407,14 +404,12 @@ pub mod translate {
             &self.client.http
         }
     }
-    #[doc(hidden)]
     static __GLUE: __rt::Glue = __rt::Glue {
         descriptor: &__DESCRIPTOR,
         calls: &[__rt::CallGlue::new::<Translation, Translated>(&__ENDPOINT_TRANSLATE)],
         poll: __rt::None,
         webhook: __rt::None,
     };
-    #[doc(hidden)]
     const __POLICY: __rt::PolicyDescriptor = __rt::PolicyDescriptor {
         timeout_ms: 5000u64,
         retry: __rt::RetryPolicy {

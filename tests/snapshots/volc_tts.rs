@@ -69,11 +69,9 @@ pub mod volc_tts {
             }
         }
     }
-    #[doc(hidden)]
     fn __default_synthesis_voice() -> __rt::String {
         __rt::String::from("en_female_1")
     }
-    #[doc(hidden)]
     fn __default_synthesis_format() -> SynthesisFormat {
         SynthesisFormat::Mp3
     }
@@ -249,7 +247,6 @@ pub mod volc_tts {
                 .await
         }
     }
-    #[doc(hidden)]
     static __ENDPOINT_SYNTHESIZE: __rt::Exchange = __rt::Exchange {
         request: __rt::RequestSpec {
             endpoint: &__DESCRIPTOR.endpoints[0usize],
@@ -263,20 +260,19 @@ pub mod volc_tts {
                 (&["audio", "format"], __rt::Source::Field("format")),
             ],
             encoding: __rt::BodyEncoding::Json,
-            error: __rt::Some(&[__rt::Seg::Key("message")]),
+            error: __rt::Some(&[__rt::Key("message")]),
         },
         reply: __rt::ReplySpec {
             endpoint: "synthesize",
             status: __rt::None,
             external_id: __rt::ExternalIdSpec::Required {
-                path: &[__rt::Seg::Key("data"), __rt::Seg::Key("task_id")],
+                path: &[__rt::Key("data"), __rt::Key("task_id")],
                 text: "$.data.task_id",
             },
             result: __rt::None,
-            error: __rt::Some(&[__rt::Seg::Key("message")]),
+            error: __rt::Some(&[__rt::Key("message")]),
         },
     };
-    #[doc(hidden)]
     static __ENDPOINT_QUERY: __rt::Exchange = __rt::Exchange {
         request: __rt::RequestSpec {
             endpoint: &__DESCRIPTOR.endpoints[1usize],
@@ -288,12 +284,12 @@ pub mod volc_tts {
             headers: &[],
             body: &[],
             encoding: __rt::BodyEncoding::Json,
-            error: __rt::Some(&[__rt::Seg::Key("data"), __rt::Seg::Key("message")]),
+            error: __rt::Some(&[__rt::Key("data"), __rt::Key("message")]),
         },
         reply: __rt::ReplySpec {
             endpoint: "query",
             status: __rt::Some(__rt::StatusSpec {
-                path: &[__rt::Seg::Key("data"), __rt::Seg::Key("state")],
+                path: &[__rt::Key("data"), __rt::Key("state")],
                 text: "$.data.state",
                 map: &[
                     ("queued", __rt::RemoteStatus::Processing),
@@ -307,17 +303,17 @@ pub mod volc_tts {
                 &[
                     __rt::FieldPath {
                         field: "url",
-                        path: &[__rt::Seg::Key("data"), __rt::Seg::Key("audio_url")],
+                        path: &[__rt::Key("data"), __rt::Key("audio_url")],
                         text: "$.data.audio_url",
                     },
                     __rt::FieldPath {
                         field: "duration_ms",
-                        path: &[__rt::Seg::Key("data"), __rt::Seg::Key("duration")],
+                        path: &[__rt::Key("data"), __rt::Key("duration")],
                         text: "$.data.duration",
                     },
                 ],
             ),
-            error: __rt::Some(&[__rt::Seg::Key("data"), __rt::Seg::Key("message")]),
+            error: __rt::Some(&[__rt::Key("data"), __rt::Key("message")]),
         },
     };
     /// The `VolcTts` integration, ready to register with the runtime.
@@ -373,18 +369,16 @@ pub mod volc_tts {
             __rt::Some(self.config.webhook_secret.clone())
         }
     }
-    #[doc(hidden)]
     static __GLUE: __rt::Glue = __rt::Glue {
         descriptor: &__DESCRIPTOR,
         calls: &[__rt::CallGlue::new::<Synthesis, ()>(&__ENDPOINT_SYNTHESIZE)],
         poll: __rt::Some(__rt::PollGlue::new::<Audio>(&__ENDPOINT_QUERY)),
         webhook: __rt::Some(__rt::WebhookGlue::new::<Audio>(&__WEBHOOK_REPLY)),
     };
-    #[doc(hidden)]
     static __WEBHOOK_REPLY: __rt::ReplySpec = __rt::ReplySpec {
         endpoint: "webhook",
         status: __rt::Some(__rt::StatusSpec {
-            path: &[__rt::Seg::Key("state")],
+            path: &[__rt::Key("state")],
             text: "$.state",
             map: &[
                 ("running", __rt::RemoteStatus::Processing),
@@ -393,25 +387,24 @@ pub mod volc_tts {
             ],
         }),
         external_id: __rt::ExternalIdSpec::Optional {
-            path: &[__rt::Seg::Key("task_id")],
+            path: &[__rt::Key("task_id")],
         },
         result: __rt::Some(
             &[
                 __rt::FieldPath {
                     field: "url",
-                    path: &[__rt::Seg::Key("audio_url")],
+                    path: &[__rt::Key("audio_url")],
                     text: "$.audio_url",
                 },
                 __rt::FieldPath {
                     field: "duration_ms",
-                    path: &[__rt::Seg::Key("duration")],
+                    path: &[__rt::Key("duration")],
                     text: "$.duration",
                 },
             ],
         ),
-        error: __rt::Some(&[__rt::Seg::Key("message")]),
+        error: __rt::Some(&[__rt::Key("message")]),
     };
-    #[doc(hidden)]
     const __POLICY: __rt::PolicyDescriptor = __rt::PolicyDescriptor {
         timeout_ms: 10000u64,
         retry: __rt::RetryPolicy {

@@ -264,7 +264,6 @@ fn glue(spec: &Spec, names: &Names) -> TokenStream {
             (
                 quote!(__rt::Some(__rt::WebhookGlue::new::<#result_ty>(&#name))),
                 quote! {
-                    #[doc(hidden)]
                     static #name: __rt::ReplySpec = #reply;
                 },
             )
@@ -342,7 +341,6 @@ fn glue(spec: &Spec, names: &Names) -> TokenStream {
             #webhook_secret
         }
 
-        #[doc(hidden)]
         static __GLUE: __rt::Glue = __rt::Glue {
             descriptor: &__DESCRIPTOR,
             calls: &[#(#calls),*],

@@ -63,7 +63,6 @@ pub(super) fn generate(spec: &Spec, _names: &Names) -> TokenStream {
         None => quote!(__rt::None),
     };
     quote! {
-        #[doc(hidden)]
         const __POLICY: __rt::PolicyDescriptor = #policy;
 
         #[doc(hidden)]

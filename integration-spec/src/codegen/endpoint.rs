@@ -82,7 +82,6 @@ pub(super) fn method(index: usize, e: &Endpoint) -> (TokenStream, TokenStream) {
             }
         };
         let data = quote! {
-            #[doc(hidden)]
             static #spec: __rt::ListSpec = __rt::ListSpec {
                 request: #request,
                 pagination: #pagination,
@@ -128,7 +127,6 @@ pub(super) fn method(index: usize, e: &Endpoint) -> (TokenStream, TokenStream) {
         }
     };
     let data = quote! {
-        #[doc(hidden)]
         static #spec: __rt::Exchange = __rt::Exchange { request: #request, reply: #reply };
     };
     (method, data)

@@ -97,7 +97,6 @@ fn default_fn(entity: &Entity, field: &Field) -> Option<TokenStream> {
         (_, Constant::Bool(b)) => quote!(#b),
     };
     Some(quote! {
-        #[doc(hidden)]
         fn #name() -> #ty {
             #value
         }

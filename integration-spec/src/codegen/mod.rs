@@ -150,8 +150,8 @@ pub(crate) fn rust_type(ty: &Type, entity: &str, field: &str) -> TokenStream {
 /// A pre-parsed JSON path as a `&'static [Seg]` expression.
 pub(crate) fn json_path(path: &crate::ir::JsonPath) -> TokenStream {
     let segments = path.segments.iter().map(|s| match s {
-        crate::ir::Segment::Name(name) => quote!(__rt::Seg::Key(#name)),
-        crate::ir::Segment::Index(i) => quote!(__rt::Seg::Index(#i)),
+        crate::ir::Segment::Name(name) => quote!(__rt::Key(#name)),
+        crate::ir::Segment::Index(i) => quote!(__rt::Index(#i)),
     });
     quote!(&[#(#segments),*])
 }
