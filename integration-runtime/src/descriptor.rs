@@ -64,6 +64,25 @@ pub struct RequestFields {
     pub headers: &'static [&'static str],
 }
 
+impl EndpointDescriptor {
+    /// A synchronous, idempotent endpoint that starts no calls, sends no
+    /// idempotency key and has no request entity; generated descriptors
+    /// spell out only what differs.
+    pub const fn new(name: &'static str, method: &'static str, path: &'static str, policy: PolicyDescriptor) -> Self {
+        EndpointDescriptor {
+            name,
+            method,
+            path,
+            mode: Mode::Sync,
+            starts_calls: false,
+            idempotent: true,
+            idempotency_key: None,
+            policy,
+            request_fields: RequestFields::NONE,
+        }
+    }
+}
+
 impl RequestFields {
     /// An endpoint without a request entity.
     pub const NONE: RequestFields = RequestFields {

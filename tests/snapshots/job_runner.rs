@@ -366,19 +366,18 @@ pub mod job_runner {
         module: "job_runner",
         endpoints: &[
             __rt::EndpointDescriptor {
-                name: "render",
-                method: "POST",
-                path: "/v1/reports/{report}",
-                mode: __rt::Mode::Sync,
                 starts_calls: true,
-                idempotent: true,
-                idempotency_key: __rt::None,
-                policy: __POLICY,
                 request_fields: __rt::RequestFields {
                     all: &["report", "month", "format"],
                     path: &["report"],
                     headers: &[],
                 },
+                ..__rt::EndpointDescriptor::new(
+                    "render",
+                    "POST",
+                    "/v1/reports/{report}",
+                    __POLICY,
+                )
             },
         ],
         policy: __POLICY,

@@ -589,16 +589,12 @@ pub mod payments {
         module: "payments",
         endpoints: &[
             __rt::EndpointDescriptor {
-                name: "create_payment",
-                method: "POST",
-                path: "/v1/payment_intents",
                 mode: __rt::Mode::Async,
                 starts_calls: true,
                 idempotent: false,
                 idempotency_key: __rt::Some(
                     __rt::IdempotencyKeyPlacement::Header("Idempotency-Key"),
                 ),
-                policy: __POLICY,
                 request_fields: __rt::RequestFields {
                     all: &[
                         "amount",
@@ -611,18 +607,19 @@ pub mod payments {
                     path: &[],
                     headers: &[],
                 },
+                ..__rt::EndpointDescriptor::new(
+                    "create_payment",
+                    "POST",
+                    "/v1/payment_intents",
+                    __POLICY,
+                )
             },
-            __rt::EndpointDescriptor {
-                name: "retrieve_payment",
-                method: "GET",
-                path: "/v1/payment_intents/{external_id}",
-                mode: __rt::Mode::Sync,
-                starts_calls: false,
-                idempotent: true,
-                idempotency_key: __rt::None,
-                policy: __POLICY,
-                request_fields: __rt::RequestFields::NONE,
-            },
+            __rt::EndpointDescriptor::new(
+                "retrieve_payment",
+                "GET",
+                "/v1/payment_intents/{external_id}",
+                __POLICY,
+            ),
         ],
         policy: __POLICY,
         polling: __rt::Some(__rt::PollingDescriptor {

@@ -431,14 +431,7 @@ pub mod translate {
         module: "translate",
         endpoints: &[
             __rt::EndpointDescriptor {
-                name: "translate",
-                method: "POST",
-                path: "/v2/translate",
-                mode: __rt::Mode::Sync,
                 starts_calls: true,
-                idempotent: true,
-                idempotency_key: __rt::None,
-                policy: __POLICY,
                 request_fields: __rt::RequestFields {
                     all: &[
                         "text",
@@ -450,18 +443,19 @@ pub mod translate {
                     path: &[],
                     headers: &[],
                 },
+                ..__rt::EndpointDescriptor::new(
+                    "translate",
+                    "POST",
+                    "/v2/translate",
+                    __POLICY,
+                )
             },
-            __rt::EndpointDescriptor {
-                name: "list_glossaries",
-                method: "GET",
-                path: "/v2/glossaries",
-                mode: __rt::Mode::Sync,
-                starts_calls: false,
-                idempotent: true,
-                idempotency_key: __rt::None,
-                policy: __POLICY,
-                request_fields: __rt::RequestFields::NONE,
-            },
+            __rt::EndpointDescriptor::new(
+                "list_glossaries",
+                "GET",
+                "/v2/glossaries",
+                __POLICY,
+            ),
         ],
         policy: __POLICY,
         polling: __rt::None,

@@ -429,33 +429,30 @@ pub mod volc_tts {
         module: "volc_tts",
         endpoints: &[
             __rt::EndpointDescriptor {
-                name: "synthesize",
-                method: "POST",
-                path: "/api/v1/tts/tasks",
                 mode: __rt::Mode::Async,
                 starts_calls: true,
                 idempotent: false,
                 idempotency_key: __rt::Some(
                     __rt::IdempotencyKeyPlacement::Header("X-Idempotency-Key"),
                 ),
-                policy: __POLICY,
                 request_fields: __rt::RequestFields {
                     all: &["text", "voice", "speed", "format"],
                     path: &[],
                     headers: &[],
                 },
+                ..__rt::EndpointDescriptor::new(
+                    "synthesize",
+                    "POST",
+                    "/api/v1/tts/tasks",
+                    __POLICY,
+                )
             },
-            __rt::EndpointDescriptor {
-                name: "query",
-                method: "GET",
-                path: "/api/v1/tts/tasks/{external_id}",
-                mode: __rt::Mode::Sync,
-                starts_calls: false,
-                idempotent: true,
-                idempotency_key: __rt::None,
-                policy: __POLICY,
-                request_fields: __rt::RequestFields::NONE,
-            },
+            __rt::EndpointDescriptor::new(
+                "query",
+                "GET",
+                "/api/v1/tts/tasks/{external_id}",
+                __POLICY,
+            ),
         ],
         policy: __POLICY,
         polling: __rt::Some(__rt::PollingDescriptor {

@@ -102,30 +102,39 @@ fn endpoint(e: &Endpoint, spec: &Spec) -> TokenStream {
     } else {
         policy(&e.policy)
     };
-    let request_fields = request_fields(e, spec);
-    quote!(__rt::EndpointDescriptor {
-        name: #name,
-        method: #method,
-        path: #path,
-        mode: #mode,
-        starts_calls: #starts_calls,
-        idempotent: #idempotent,
-        idempotency_key: #idempotency_key,
-        policy: #policy,
-        request_fields: #request_fields,
-    })
+    // Only what differs from `EndpointDescriptor::new`'s defaults.
+    let mut fields = Vec::new();
+    if e.mode == Mode::Async {
+        fields.push(quote!(mode: #mode));
+    }
+    if starts_calls {
+        fields.push(quote!(starts_calls: true));
+    }
+    if !idempotent {
+        fields.push(quote!(idempotent: false));
+    }
+    if e.idempotency_key.is_some() {
+        fields.push(quote!(idempotency_key: #idempotency_key));
+    }
+    if let Some(request_fields) = request_fields(e, spec) {
+        fields.push(quote!(request_fields: #request_fields));
+    }
+    let base = quote!(__rt::EndpointDescriptor::new(#name, #method, #path, #policy));
+    if fields.is_empty() {
+        return base;
+    }
+    quote!(__rt::EndpointDescriptor { #(#fields,)* ..#base })
 }
 
-/// The request entity's field names, and those the path and headers read.
-fn request_fields(e: &Endpoint, spec: &Spec) -> TokenStream {
+/// The request entity's field names, and those the path and headers read;
+/// `None` without a request entity.
+fn request_fields(e: &Endpoint, spec: &Spec) -> Option<TokenStream> {
     let entity = e
         .request
         .as_ref()
         .and_then(|name| spec.entities.iter().find(|entity| &entity.name == name));
     // The path and headers read only the request entity's fields.
-    let Some(entity) = entity else {
-        return quote!(__rt::RequestFields::NONE);
-    };
+    let entity = entity?;
     let all = entity.fields.iter().map(|field| &field.name);
     let path = e.path.iter().filter_map(|part| match part {
         PathPart::Field(name) => Some(name),
@@ -149,11 +158,11 @@ fn request_fields(e: &Endpoint, spec: &Spec) -> TokenStream {
         .collect();
     headers.sort();
     headers.dedup();
-    quote!(__rt::RequestFields {
+    Some(quote!(__rt::RequestFields {
         all: &[#(#all),*],
         path: &[#(#path),*],
         headers: &[#(#headers),*],
-    })
+    }))
 }
 
 /// The policy as the fields that differ from the spec's defaults, which
