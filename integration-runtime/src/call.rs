@@ -172,6 +172,28 @@ pub trait FromResult: Sized {
     fn from_result(value: &serde_json::Value) -> Result<Self, serde_json::Error>;
 }
 
+/// Implements [`FromResult`] for a generated entity, which reads its stored
+/// JSON as it deserializes, and `__private::Entity` by its `validate`
+/// (`__private::impl_entity!(Entity)`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __impl_entity {
+    ($entity:ident) => {
+        impl $crate::__private::Entity for $entity {
+            fn check(&self) -> ::core::result::Result<(), $crate::ValidationError> {
+                $entity::validate(self)
+            }
+        }
+        impl $crate::FromResult for $entity {
+            fn from_result(
+                value: &$crate::__private::serde_json::Value,
+            ) -> ::core::result::Result<Self, $crate::__private::serde_json::Error> {
+                <Self as $crate::__private::serde::Deserialize>::deserialize(value)
+            }
+        }
+    };
+}
+
 // No blanket impl for `DeserializeOwned`: it would conflict with
 // `#[derive(IntegrationResponse)]` on a struct that also derives `Deserialize`.
 // Generated entities implement it themselves.

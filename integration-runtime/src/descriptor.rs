@@ -64,6 +64,34 @@ pub struct RequestFields {
     pub headers: &'static [&'static str],
 }
 
+impl EndpointDescriptor {
+    /// A synchronous, idempotent endpoint that starts no calls, sends no
+    /// idempotency key and has no request entity; generated descriptors
+    /// spell out only what differs.
+    pub const fn new(name: &'static str, method: &'static str, path: &'static str, policy: PolicyDescriptor) -> Self {
+        EndpointDescriptor {
+            name,
+            method,
+            path,
+            mode: Mode::Sync,
+            starts_calls: false,
+            idempotent: true,
+            idempotency_key: None,
+            policy,
+            request_fields: RequestFields::NONE,
+        }
+    }
+}
+
+impl RequestFields {
+    /// An endpoint without a request entity.
+    pub const NONE: RequestFields = RequestFields {
+        all: &[],
+        path: &[],
+        headers: &[],
+    };
+}
+
 /// Whether an endpoint's response finishes the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Mode {
@@ -165,6 +193,27 @@ impl RetryPolicy {
             timeouts: false,
             connect_errors: false,
             transport_errors: false,
+            too_large: false,
+        },
+    };
+}
+
+impl RetryPolicy {
+    /// What a spec's `[policy.retry]` starts from (generated descriptors
+    /// spell out only what differs): one attempt; when the spec sets more,
+    /// every failure that may pass on its own is retried (all but
+    /// `too_large`, which the same request would meet again).
+    pub const SPEC_DEFAULT: RetryPolicy = RetryPolicy {
+        max_attempts: 1,
+        initial_backoff_ms: 200,
+        max_backoff_ms: 20_000,
+        multiplier: 2.0,
+        on: RetryOn {
+            server_errors: true,
+            too_many_requests: true,
+            timeouts: true,
+            connect_errors: true,
+            transport_errors: true,
             too_large: false,
         },
     };

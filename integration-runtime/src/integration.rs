@@ -10,7 +10,7 @@ use crate::call::{CallOptions, Reply};
 use crate::descriptor::IntegrationDescriptor;
 use crate::error::{decode_error, invalid_params, invalid_request, ClientError, ValidationError};
 use crate::http::HttpClient;
-use crate::reply::{exchange, Exchange};
+use crate::reply::{exchange, read_reply, Exchange, ReplySpec};
 use crate::request::Input;
 
 /// A boxed, sendable future, as returned by [`Integration`]'s methods.
@@ -63,20 +63,46 @@ pub trait Integration: Send + Sync + 'static {
 
 // What generated `Integration` impls do per endpoint, written once.
 
+/// A generated request entity: `__private::impl_entity!` implements it by
+/// the entity's own `validate`.
+pub trait Entity: DeserializeOwned + Serialize + Send + Sync + 'static {
+    /// Checks every constraint the spec declares.
+    ///
+    /// # Errors
+    ///
+    /// Every violated constraint.
+    fn check(&self) -> Result<(), ValidationError>;
+}
+
 /// [`Integration::validate`] for one endpoint: reads `params` as its request
-/// entity `R` and checks the entity's constraints with `check` (its `validate`).
+/// entity `R` and checks the entity's constraints.
 ///
 /// # Errors
 ///
 /// An invalid request: field `params` when they do not deserialize, else
 /// every violated constraint.
-pub fn validate_params<R: DeserializeOwned>(
-    endpoint: &str,
-    params: &serde_json::Value,
-    check: fn(&R) -> Result<(), ValidationError>,
-) -> Result<(), ClientError> {
+pub fn validate_params<R: Entity>(endpoint: &str, params: &serde_json::Value) -> Result<(), ClientError> {
     let request: R = serde_json::from_value(params.clone()).map_err(|e| invalid_params(endpoint, &e))?;
-    check(&request).map_err(|e| invalid_request(endpoint, e))
+    request.check().map_err(|e| invalid_request(endpoint, e))
+}
+
+/// A client method of an endpoint with a request entity: checks the
+/// entity's constraints, then sends it with [`exchange`].
+///
+/// # Errors
+///
+/// An invalid request (every violated constraint, nothing sent), and
+/// whatever [`exchange`] fails with.
+pub async fn send<R: Entity, T: DeserializeOwned>(
+    http: &HttpClient,
+    endpoint: &'static Exchange,
+    request: &R,
+    options: &CallOptions,
+) -> Result<Reply<T>, ClientError> {
+    request
+        .check()
+        .map_err(|e| invalid_request(endpoint.request.endpoint.name, e))?;
+    exchange(http, endpoint, Input::request(request).with_options(options)).await
 }
 
 /// [`Integration::start`] for one endpoint: reads `params` as its request
@@ -90,16 +116,18 @@ pub fn validate_params<R: DeserializeOwned>(
 ///
 /// An invalid request (field `params`) when they do not deserialize, and
 /// whatever [`exchange`] fails with.
-pub async fn start<R: DeserializeOwned + Serialize, T: DeserializeOwned + Serialize>(
-    http: &HttpClient,
+pub fn start<'a, R: Entity, T: DeserializeOwned + Serialize + Send>(
+    http: &'a HttpClient,
     endpoint: &'static Exchange,
-    params: &serde_json::Value,
-    options: &CallOptions,
-) -> Result<Reply<serde_json::Value>, ClientError> {
-    let name = endpoint.request.endpoint.name;
-    let request: R = serde_json::from_value(params.clone()).map_err(|e| invalid_params(name, &e))?;
-    let reply: Reply<T> = exchange(http, endpoint, Input::request(&request).with_options(options)).await?;
-    Ok(reply.into_json())
+    params: &'a serde_json::Value,
+    options: &'a CallOptions,
+) -> BoxFuture<'a, JsonReply> {
+    Box::pin(async move {
+        let name = endpoint.request.endpoint.name;
+        let request: R = serde_json::from_value(params.clone()).map_err(|e| invalid_params(name, &e))?;
+        let reply: Reply<T> = exchange(http, endpoint, Input::request(&request).with_options(options)).await?;
+        Ok(reply.into_json())
+    })
 }
 
 /// Reads stored JSON (`what`: request parameters or response data) of a call
@@ -115,4 +143,170 @@ pub fn read_stored<T: DeserializeOwned>(
 ) -> Result<T, ClientError> {
     serde_json::from_value(value.clone())
         .map_err(|e| decode_error(endpoint, format!("{what} do not fit the spec: {e}")))
+}
+
+/// The answer of a sent request or a read webhook, with its result as JSON.
+type JsonReply = Result<Reply<serde_json::Value>, ClientError>;
+
+/// An integration described by a static [`Glue`] table: `integration!`
+/// implements this small trait instead of [`Integration`], whose methods the
+/// blanket impl below answers from the table, so the generated code is data.
+pub trait Generated: Send + Sync + 'static {
+    /// What the engine needs to know about the integration's endpoints.
+    const GLUE: &'static Glue;
+
+    /// The client every request is sent with.
+    fn http(&self) -> &HttpClient;
+
+    /// See [`Integration::webhook_secret`].
+    fn webhook_secret(&self) -> Option<crate::Secret> {
+        None
+    }
+}
+
+/// The static table behind a generated [`Integration`].
+#[derive(Debug)]
+pub struct Glue {
+    /// See [`Integration::descriptor`].
+    pub descriptor: &'static IntegrationDescriptor,
+    /// The endpoints that start calls.
+    pub calls: &'static [CallGlue],
+    /// The polling endpoint.
+    pub poll: Option<PollGlue>,
+    /// How a verified webhook payload is read.
+    pub webhook: Option<WebhookGlue>,
+}
+
+/// One endpoint that starts calls, in a [`Glue`] table.
+#[derive(Debug)]
+pub struct CallGlue {
+    exchange: &'static Exchange,
+    validate: fn(&str, &serde_json::Value) -> Result<(), ClientError>,
+    start: for<'a> fn(
+        &'a HttpClient,
+        &'static Exchange,
+        &'a serde_json::Value,
+        &'a CallOptions,
+    ) -> BoxFuture<'a, JsonReply>,
+}
+
+impl CallGlue {
+    /// The endpoint `exchange`, whose request entity is `R` and result `T`.
+    pub const fn new<R: Entity, T: DeserializeOwned + Serialize + Send>(exchange: &'static Exchange) -> Self {
+        CallGlue {
+            exchange,
+            validate: validate_params::<R>,
+            start: start::<R, T>,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        self.exchange.request.endpoint.name
+    }
+}
+
+/// The polling endpoint, in a [`Glue`] table.
+#[derive(Debug)]
+pub struct PollGlue {
+    exchange: &'static Exchange,
+    poll: for<'a> fn(&'a HttpClient, &'static Exchange, &'a str) -> BoxFuture<'a, JsonReply>,
+}
+
+impl PollGlue {
+    /// The polling endpoint `exchange`, whose result is a `T`.
+    pub const fn new<T: DeserializeOwned + Serialize + Send>(exchange: &'static Exchange) -> Self {
+        PollGlue {
+            exchange,
+            poll: poll::<T>,
+        }
+    }
+}
+
+/// How a webhook payload is read, in a [`Glue`] table.
+#[derive(Debug)]
+pub struct WebhookGlue {
+    reply: &'static ReplySpec,
+    read: fn(&ReplySpec, &serde_json::Value) -> JsonReply,
+}
+
+impl WebhookGlue {
+    /// Payloads read by `reply`, whose result is a `T`.
+    pub const fn new<T: DeserializeOwned + Serialize>(reply: &'static ReplySpec) -> Self {
+        WebhookGlue {
+            reply,
+            read: read_webhook::<T>,
+        }
+    }
+}
+
+impl Glue {
+    fn call(&self, endpoint: &str) -> Result<&CallGlue, ClientError> {
+        self.calls
+            .iter()
+            .find(|call| call.name() == endpoint)
+            .ok_or_else(|| crate::error::unknown_endpoint(self.descriptor.name, endpoint))
+    }
+}
+
+impl<G: Generated> Integration for G {
+    fn descriptor(&self) -> &'static IntegrationDescriptor {
+        G::GLUE.descriptor
+    }
+
+    fn validate(&self, endpoint: &str, params: &serde_json::Value) -> Result<(), ClientError> {
+        let call = G::GLUE.call(endpoint)?;
+        (call.validate)(call.name(), params)
+    }
+
+    fn start<'a>(
+        &'a self,
+        endpoint: &'a str,
+        params: &'a serde_json::Value,
+        options: &'a CallOptions,
+    ) -> BoxFuture<'a, JsonReply> {
+        match G::GLUE.call(endpoint) {
+            Ok(call) => (call.start)(self.http(), call.exchange, params, options),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
+    }
+
+    fn poll<'a>(&'a self, external_id: &'a str) -> Option<BoxFuture<'a, JsonReply>> {
+        G::GLUE
+            .poll
+            .as_ref()
+            .map(|glue| (glue.poll)(self.http(), glue.exchange, external_id))
+    }
+
+    fn read_webhook(&self, payload: &serde_json::Value) -> Option<JsonReply> {
+        G::GLUE.webhook.as_ref().map(|glue| (glue.read)(glue.reply, payload))
+    }
+
+    fn circuit_states(&self) -> Vec<(String, crate::CircuitState)> {
+        self.http().circuit_states()
+    }
+
+    fn webhook_secret(&self) -> Option<crate::Secret> {
+        Generated::webhook_secret(self)
+    }
+}
+
+/// [`Integration::poll`] for the polling endpoint, whose result is a `T`.
+pub fn poll<'a, T: DeserializeOwned + Serialize + Send>(
+    http: &'a HttpClient,
+    endpoint: &'static Exchange,
+    external_id: &'a str,
+) -> BoxFuture<'a, JsonReply> {
+    Box::pin(async move {
+        let reply: Reply<T> = exchange(http, endpoint, Input::external_id(external_id)).await?;
+        Ok(reply.into_json())
+    })
+}
+
+/// [`Integration::read_webhook`] for the webhook reply `spec`, whose result is a `T`.
+///
+/// # Errors
+///
+/// Whatever [`read_reply`] fails with.
+pub fn read_webhook<T: DeserializeOwned + Serialize>(spec: &ReplySpec, payload: &serde_json::Value) -> JsonReply {
+    read_reply::<T>(spec, 200, payload).map(Reply::into_json)
 }

@@ -8,13 +8,13 @@ pub mod job_runner {
     #[allow(unused_imports)]
     use ::integration_runtime::__private as __rt;
     /// The `ReportJob` entity of the spec.
-    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[derive(Debug, Clone, PartialEq, __rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub struct ReportJob {
         /// `report` (enum).
         pub report: ReportJobReport,
         /// The month, as YYYY-MM.
-        pub month: ::std::string::String,
+        pub month: __rt::String,
         /// `format` (enum).
         #[serde(default = "__default_report_job_format")]
         pub format: ReportJobFormat,
@@ -22,41 +22,23 @@ pub mod job_runner {
     impl ReportJob {
         /// Checks every constraint the spec declares (lengths, ranges),
         /// including those of nested entities, and reports all violations.
-        pub fn validate(
-            &self,
-        ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
+        pub fn validate(&self) -> __rt::Result<(), __rt::ValidationError> {
             let mut violations = __rt::Violations::new();
-            {
-                let value = &self.month;
-                violations
-                    .len_between(
-                        "month",
-                        value.chars().count(),
-                        ::std::option::Option::Some(7u64),
-                        ::std::option::Option::Some(7u64),
-                    );
-            }
+            let value = &self.month;
+            violations
+                .len_between(
+                    "month",
+                    value.chars().count(),
+                    __rt::Some(7),
+                    __rt::Some(7),
+                );
             violations.finish()
         }
     }
-    impl ::integration_runtime::FromResult for ReportJob {
-        fn from_result(
-            value: &__rt::serde_json::Value,
-        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
-            <Self as __rt::serde::Deserialize>::deserialize(value)
-        }
-    }
+    __rt::impl_entity!(ReportJob);
     /// Allowed values of `ReportJob.report`.
-    #[derive(
-        Debug,
-        Clone,
-        Copy,
-        PartialEq,
-        Eq,
-        Hash,
-        __rt::serde::Serialize,
-        __rt::serde::Deserialize
-    )]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[derive(__rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub enum ReportJobReport {
         /// `sales`
@@ -76,16 +58,8 @@ pub mod job_runner {
         }
     }
     /// Allowed values of `ReportJob.format`.
-    #[derive(
-        Debug,
-        Clone,
-        Copy,
-        PartialEq,
-        Eq,
-        Hash,
-        __rt::serde::Serialize,
-        __rt::serde::Deserialize
-    )]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[derive(__rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub enum ReportJobFormat {
         /// `pdf`
@@ -104,39 +78,30 @@ pub mod job_runner {
             }
         }
     }
-    #[doc(hidden)]
     fn __default_report_job_format() -> ReportJobFormat {
         ReportJobFormat::Pdf
     }
     /// The `Report` entity of the spec.
-    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[derive(Debug, Clone, PartialEq, __rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub struct Report {
         /// `url` (string).
-        pub url: ::std::string::String,
+        pub url: __rt::String,
         /// `pages` (int).
         pub pages: i64,
     }
     impl Report {
         /// Checks every constraint the spec declares (lengths, ranges),
         /// including those of nested entities, and reports all violations.
-        pub fn validate(
-            &self,
-        ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
-            ::std::result::Result::Ok(())
+        pub fn validate(&self) -> __rt::Result<(), __rt::ValidationError> {
+            __rt::Ok(())
         }
     }
-    impl ::integration_runtime::FromResult for Report {
-        fn from_result(
-            value: &__rt::serde_json::Value,
-        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
-            <Self as __rt::serde::Deserialize>::deserialize(value)
-        }
-    }
+    __rt::impl_entity!(Report);
     /// Where a `JobRunner` call is in its lifecycle.
-    pub type JobRunnerStatus = ::integration_runtime::CallStatus;
+    pub type JobRunnerStatus = __rt::CallStatus;
     /// The typed request parameters of a `JobRunner` call, one variant per endpoint that starts calls.
-    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[derive(Debug, Clone, PartialEq, __rt::Serialize, __rt::Deserialize)]
     #[serde(
         crate = "::integration_runtime::__private::serde",
         tag = "endpoint",
@@ -147,25 +112,21 @@ pub mod job_runner {
         /// Parameters of `render` (POST /v1/reports/{report}).
         Render(ReportJob),
     }
-    impl ::integration_runtime::CallRequest for JobRunnerRequest {
+    impl __rt::CallRequest for JobRunnerRequest {
         fn from_params(
             endpoint: &str,
             params: &__rt::serde_json::Value,
-        ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
+        ) -> __rt::Result<Self, __rt::ClientError> {
             match endpoint {
                 "render" => {
                     __rt::read_stored(endpoint, params, "stored request parameters")
                         .map(JobRunnerRequest::Render)
                 }
-                _ => {
-                    ::std::result::Result::Err(
-                        __rt::unknown_endpoint("JobRunner", endpoint),
-                    )
-                }
+                _ => __rt::Err(__rt::unknown_endpoint("JobRunner", endpoint)),
             }
         }
     }
-    impl ::integration_runtime::IntoCall for JobRunnerRequest {
+    impl __rt::IntoCall for JobRunnerRequest {
         const INTEGRATION: &'static str = "JobRunner";
         fn endpoint(&self) -> &'static str {
             match *self {
@@ -178,12 +139,12 @@ pub mod job_runner {
             }
         }
     }
-    impl ::std::convert::From<ReportJob> for JobRunnerRequest {
+    impl __rt::From<ReportJob> for JobRunnerRequest {
         fn from(params: ReportJob) -> Self {
             JobRunnerRequest::Render(params)
         }
     }
-    impl ::integration_runtime::IntoCall for ReportJob {
+    impl __rt::IntoCall for ReportJob {
         const INTEGRATION: &'static str = "JobRunner";
         fn endpoint(&self) -> &'static str {
             "render"
@@ -193,56 +154,46 @@ pub mod job_runner {
         }
     }
     /// The typed response data of a finished `JobRunner` call.
-    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize)]
+    #[derive(Debug, Clone, PartialEq, __rt::Serialize)]
     #[serde(crate = "::integration_runtime::__private::serde", untagged)]
     pub enum JobRunnerResponse {
         /// Result of a `render` call.
         Render(Report),
     }
-    impl ::integration_runtime::CallResponse for JobRunnerResponse {
+    impl __rt::CallResponse for JobRunnerResponse {
         fn from_result(
             endpoint: &str,
             value: &__rt::serde_json::Value,
-        ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
+        ) -> __rt::Result<Self, __rt::ClientError> {
             match endpoint {
                 "render" => {
                     __rt::read_stored(endpoint, value, "stored response data")
                         .map(JobRunnerResponse::Render)
                 }
-                _ => {
-                    ::std::result::Result::Err(
-                        __rt::unknown_endpoint("JobRunner", endpoint),
-                    )
-                }
+                _ => __rt::Err(__rt::unknown_endpoint("JobRunner", endpoint)),
             }
         }
     }
     /// One call to `JobRunner`: the record business code creates and the runtime drives to a terminal state.
-    pub type JobRunnerCall = ::integration_runtime::Call<
-        JobRunnerRequest,
-        JobRunnerResponse,
-    >;
+    pub type JobRunnerCall = __rt::Call<JobRunnerRequest, JobRunnerResponse>;
     /// A lifecycle event of a `JobRunner` call: `initialized -> processing -> completed | failed`.
-    pub type JobRunnerEvent = ::integration_runtime::Event<JobRunnerResponse>;
+    pub type JobRunnerEvent = __rt::Event<JobRunnerResponse>;
     /// Settings of the `JobRunner` integration. Secrets are redacted in `Debug` output.
     #[derive(Debug, Clone)]
     pub struct JobRunnerConfig {
         /// Where requests go.
-        pub base_url: ::std::string::String,
+        pub base_url: __rt::String,
         /// Where OAuth2 tokens are requested.
-        pub token_url: ::std::string::String,
+        pub token_url: __rt::String,
         /// OAuth2 client id of this service (from `JOB_RUNNER_CLIENT_ID`).
-        pub client_id: ::integration_runtime::Secret,
+        pub client_id: __rt::Secret,
         /// OAuth2 client secret of this service (from `JOB_RUNNER_CLIENT_SECRET`).
-        pub client_secret: ::integration_runtime::Secret,
+        pub client_secret: __rt::Secret,
     }
     impl JobRunnerConfig {
         /// Reads every setting from the environment, and reports every
         /// missing variable (with what it is for) in one error.
-        pub fn from_env() -> ::std::result::Result<
-            Self,
-            ::integration_runtime::ConfigError,
-        > {
+        pub fn from_env() -> __rt::Result<Self, __rt::ConfigError> {
             let mut env = __rt::EnvReader::new("JobRunner");
             let base_url = env
                 .value_or("JOB_RUNNER_BASE_URL", "https://jobs.example.com");
@@ -259,7 +210,7 @@ pub mod job_runner {
                     "OAuth2 client secret of this service",
                 );
             env.finish()?;
-            ::std::result::Result::Ok(JobRunnerConfig {
+            __rt::Ok(JobRunnerConfig {
                 base_url,
                 token_url,
                 client_id,
@@ -274,23 +225,19 @@ pub mod job_runner {
     }
     impl JobRunnerClient {
         /// A client for the given settings.
-        pub fn new(
-            config: &JobRunnerConfig,
-        ) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+        pub fn new(config: &JobRunnerConfig) -> __rt::Result<Self, __rt::ConfigError> {
             let http = __rt::HttpClient::for_integration(
                 &__DESCRIPTOR,
                 &config.base_url,
                 __rt::Auth::OAuth2(__rt::OAuth2Config {
                     token_url: config.token_url.clone(),
                     client_id: config.client_id.clone(),
-                    client_secret: ::std::option::Option::Some(
-                        config.client_secret.clone(),
-                    ),
-                    scopes: ::std::vec![::std::string::String::from("reports:write")],
-                    refresh_token: ::std::option::Option::None,
+                    client_secret: __rt::Some(config.client_secret.clone()),
+                    scopes: ::std::vec![__rt::String::from("reports:write")],
+                    refresh_token: __rt::None,
                 }),
             )?;
-            ::std::result::Result::Ok(JobRunnerClient { http })
+            __rt::Ok(JobRunnerClient { http })
         }
         /// This client, sending through `client` (proxies, root certificates,
         /// default headers) with the spec's policies on top. Build it with
@@ -298,10 +245,7 @@ pub mod job_runner {
         /// rules hold only for redirects the runtime sees. Its own connect
         /// timeout applies instead of the spec's.
         #[must_use]
-        pub fn with_reqwest_client(
-            self,
-            client: ::integration_runtime::reqwest::Client,
-        ) -> Self {
+        pub fn with_reqwest_client(self, client: __rt::reqwest::Client) -> Self {
             JobRunnerClient {
                 http: self.http.with_reqwest_client(client),
             }
@@ -310,21 +254,11 @@ pub mod job_runner {
         pub async fn render(
             &self,
             request: &ReportJob,
-            options: &::integration_runtime::CallOptions,
-        ) -> ::std::result::Result<
-            ::integration_runtime::Reply<Report>,
-            ::integration_runtime::ClientError,
-        > {
-            request.validate().map_err(|e| __rt::invalid_request("render", e))?;
-            __rt::exchange(
-                    &self.http,
-                    &__ENDPOINT_RENDER,
-                    __rt::Input::request(request).with_options(options),
-                )
-                .await
+            options: &__rt::CallOptions,
+        ) -> __rt::Result<__rt::Reply<Report>, __rt::ClientError> {
+            __rt::send(&self.http, &__ENDPOINT_RENDER, request, options).await
         }
     }
-    #[doc(hidden)]
     static __ENDPOINT_RENDER: __rt::Exchange = __rt::Exchange {
         request: __rt::RequestSpec {
             endpoint: &__DESCRIPTOR.endpoints[0usize],
@@ -339,27 +273,27 @@ pub mod job_runner {
                 (&["format"], __rt::Source::Field("format")),
             ],
             encoding: __rt::BodyEncoding::Json,
-            error: ::std::option::Option::Some(&[__rt::Seg::Key("error")]),
+            error: __rt::Some(&[__rt::Key("error")]),
         },
         reply: __rt::ReplySpec {
             endpoint: "render",
-            status: ::std::option::Option::None,
+            status: __rt::None,
             external_id: __rt::ExternalIdSpec::Generated,
-            result: ::std::option::Option::Some(
+            result: __rt::Some(
                 &[
                     __rt::FieldPath {
                         field: "url",
-                        path: &[__rt::Seg::Key("report"), __rt::Seg::Key("url")],
+                        path: &[__rt::Key("report"), __rt::Key("url")],
                         text: "$.report.url",
                     },
                     __rt::FieldPath {
                         field: "pages",
-                        path: &[__rt::Seg::Key("report"), __rt::Seg::Key("pages")],
+                        path: &[__rt::Key("report"), __rt::Key("pages")],
                         text: "$.report.pages",
                     },
                 ],
             ),
-            error: ::std::option::Option::Some(&[__rt::Seg::Key("error")]),
+            error: __rt::Some(&[__rt::Key("error")]),
         },
     };
     /// The `JobRunner` integration, ready to register with the runtime.
@@ -370,18 +304,13 @@ pub mod job_runner {
     }
     impl JobRunner {
         /// The integration with the given settings.
-        pub fn new(
-            config: JobRunnerConfig,
-        ) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+        pub fn new(config: JobRunnerConfig) -> __rt::Result<Self, __rt::ConfigError> {
             let client = JobRunnerClient::new(&config)?;
-            ::std::result::Result::Ok(JobRunner { config, client })
+            __rt::Ok(JobRunner { config, client })
         }
         /// The integration configured from the environment; every missing
         /// variable is reported at once, with what it is for.
-        pub fn from_env() -> ::std::result::Result<
-            Self,
-            ::integration_runtime::ConfigError,
-        > {
+        pub fn from_env() -> __rt::Result<Self, __rt::ConfigError> {
             Self::new(JobRunnerConfig::from_env()?)
         }
         /// The integration, sending through `client`, a `reqwest::Client` you
@@ -394,10 +323,7 @@ pub mod job_runner {
         ///
         /// `JobRunner::from_env()?.with_reqwest_client(client)`
         #[must_use]
-        pub fn with_reqwest_client(
-            mut self,
-            client: ::integration_runtime::reqwest::Client,
-        ) -> Self {
+        pub fn with_reqwest_client(mut self, client: __rt::reqwest::Client) -> Self {
             self.client = self.client.with_reqwest_client(client);
             self
         }
@@ -410,143 +336,52 @@ pub mod job_runner {
             &self.config
         }
         /// Static facts about the integration: endpoints, policies, polling, webhook.
-        pub fn descriptor() -> &'static ::integration_runtime::IntegrationDescriptor {
+        pub fn descriptor() -> &'static __rt::IntegrationDescriptor {
             &__DESCRIPTOR
         }
     }
-    impl ::integration_runtime::Integration for JobRunner {
-        fn descriptor(&self) -> &'static ::integration_runtime::IntegrationDescriptor {
-            &__DESCRIPTOR
-        }
-        fn validate(
-            &self,
-            endpoint: &str,
-            params: &__rt::serde_json::Value,
-        ) -> ::std::result::Result<(), ::integration_runtime::ClientError> {
-            match endpoint {
-                "render" => __rt::validate_params("render", params, ReportJob::validate),
-                _ => {
-                    ::std::result::Result::Err(
-                        __rt::unknown_endpoint("JobRunner", endpoint),
-                    )
-                }
-            }
-        }
-        fn start<'a>(
-            &'a self,
-            endpoint: &'a str,
-            params: &'a __rt::serde_json::Value,
-            options: &'a ::integration_runtime::CallOptions,
-        ) -> ::integration_runtime::BoxFuture<
-            'a,
-            ::std::result::Result<
-                ::integration_runtime::Reply<__rt::serde_json::Value>,
-                ::integration_runtime::ClientError,
-            >,
-        > {
-            ::std::boxed::Box::pin(async move {
-                match endpoint {
-                    "render" => {
-                        __rt::start::<
-                            ReportJob,
-                            Report,
-                        >(&self.client.http, &__ENDPOINT_RENDER, params, options)
-                            .await
-                    }
-                    _ => {
-                        ::std::result::Result::Err(
-                            __rt::unknown_endpoint("JobRunner", endpoint),
-                        )
-                    }
-                }
-            })
-        }
-        fn poll<'a>(
-            &'a self,
-            external_id: &'a str,
-        ) -> ::std::option::Option<
-            ::integration_runtime::BoxFuture<
-                'a,
-                ::std::result::Result<
-                    ::integration_runtime::Reply<__rt::serde_json::Value>,
-                    ::integration_runtime::ClientError,
-                >,
-            >,
-        > {
-            {
-                let _ = external_id;
-                ::std::option::Option::None
-            }
-        }
-        fn read_webhook(
-            &self,
-            payload: &__rt::serde_json::Value,
-        ) -> ::std::option::Option<
-            ::std::result::Result<
-                ::integration_runtime::Reply<__rt::serde_json::Value>,
-                ::integration_runtime::ClientError,
-            >,
-        > {
-            {
-                let _ = payload;
-                ::std::option::Option::None
-            }
-        }
-        fn circuit_states(
-            &self,
-        ) -> ::std::vec::Vec<
-            (::std::string::String, ::integration_runtime::CircuitState),
-        > {
-            self.client.http.circuit_states()
+    impl __rt::Generated for JobRunner {
+        const GLUE: &'static __rt::Glue = &__GLUE;
+        fn http(&self) -> &__rt::HttpClient {
+            &self.client.http
         }
     }
-    #[doc(hidden)]
-    const __POLICY: ::integration_runtime::PolicyDescriptor = ::integration_runtime::PolicyDescriptor {
-        timeout_ms: 30000u64,
-        connect_timeout_ms: 5000u64,
-        retry: ::integration_runtime::RetryPolicy {
+    static __GLUE: __rt::Glue = __rt::Glue {
+        descriptor: &__DESCRIPTOR,
+        calls: &[__rt::CallGlue::new::<ReportJob, Report>(&__ENDPOINT_RENDER)],
+        poll: __rt::None,
+        webhook: __rt::None,
+    };
+    const __POLICY: __rt::PolicyDescriptor = __rt::PolicyDescriptor {
+        retry: __rt::RetryPolicy {
             max_attempts: 3u32,
-            initial_backoff_ms: 200u64,
             max_backoff_ms: 5000u64,
-            multiplier: 2f64,
-            on: ::integration_runtime::RetryOn {
-                server_errors: true,
-                too_many_requests: true,
-                timeouts: true,
-                connect_errors: true,
-                transport_errors: true,
-                too_large: false,
-            },
+            ..__rt::RetryPolicy::SPEC_DEFAULT
         },
-        circuit_breaker: ::std::option::Option::None,
-        rate_limit: ::std::option::Option::None,
-        concurrency: ::std::option::Option::None,
-        max_response_bytes: 10485760u64,
-        redirects: ::integration_runtime::RedirectPolicy::SameOrigin,
+        ..__rt::PolicyDescriptor::DEFAULT
     };
     #[doc(hidden)]
-    pub static __DESCRIPTOR: ::integration_runtime::IntegrationDescriptor = ::integration_runtime::IntegrationDescriptor {
+    pub static __DESCRIPTOR: __rt::IntegrationDescriptor = __rt::IntegrationDescriptor {
         name: "JobRunner",
         module: "job_runner",
         endpoints: &[
-            ::integration_runtime::EndpointDescriptor {
-                name: "render",
-                method: "POST",
-                path: "/v1/reports/{report}",
-                mode: ::integration_runtime::Mode::Sync,
+            __rt::EndpointDescriptor {
                 starts_calls: true,
-                idempotent: true,
-                idempotency_key: ::std::option::Option::None,
-                policy: __POLICY,
-                request_fields: ::integration_runtime::RequestFields {
+                request_fields: __rt::RequestFields {
                     all: &["report", "month", "format"],
                     path: &["report"],
                     headers: &[],
                 },
+                ..__rt::EndpointDescriptor::new(
+                    "render",
+                    "POST",
+                    "/v1/reports/{report}",
+                    __POLICY,
+                )
             },
         ],
         policy: __POLICY,
-        polling: ::std::option::Option::None,
-        webhook: ::std::option::Option::None,
+        polling: __rt::None,
+        webhook: __rt::None,
     };
 }

@@ -8,80 +8,62 @@ pub mod payments {
     #[allow(unused_imports)]
     use ::integration_runtime::__private as __rt;
     /// The `Address` entity of the spec.
-    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[derive(Debug, Clone, PartialEq, __rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub struct Address {
         /// `line1` (string).
-        pub line1: ::std::string::String,
+        pub line1: __rt::String,
         /// `city` (string).
-        pub city: ::std::string::String,
+        pub city: __rt::String,
         /// `postal_code` (string).
-        pub postal_code: ::std::string::String,
+        pub postal_code: __rt::String,
         /// `country` (string).
-        pub country: ::std::string::String,
+        pub country: __rt::String,
     }
     impl Address {
         /// Checks every constraint the spec declares (lengths, ranges),
         /// including those of nested entities, and reports all violations.
-        pub fn validate(
-            &self,
-        ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
+        pub fn validate(&self) -> __rt::Result<(), __rt::ValidationError> {
             let mut violations = __rt::Violations::new();
-            {
-                let value = &self.country;
-                violations
-                    .len_between(
-                        "country",
-                        value.chars().count(),
-                        ::std::option::Option::Some(2u64),
-                        ::std::option::Option::Some(2u64),
-                    );
-            }
+            let value = &self.country;
+            violations
+                .len_between(
+                    "country",
+                    value.chars().count(),
+                    __rt::Some(2),
+                    __rt::Some(2),
+                );
             violations.finish()
         }
     }
-    impl ::integration_runtime::FromResult for Address {
-        fn from_result(
-            value: &__rt::serde_json::Value,
-        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
-            <Self as __rt::serde::Deserialize>::deserialize(value)
-        }
-    }
+    __rt::impl_entity!(Address);
     /// The `Customer` entity of the spec.
-    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[derive(Debug, Clone, PartialEq, __rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub struct Customer {
         /// `email` (string).
-        pub email: ::std::string::String,
+        pub email: __rt::String,
         /// `name` (string).
         #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-        pub name: ::std::option::Option<::std::string::String>,
+        pub name: __rt::Option<__rt::String>,
         /// `address` (Address).
         #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-        pub address: ::std::option::Option<Address>,
+        pub address: __rt::Option<Address>,
     }
     impl Customer {
         /// Checks every constraint the spec declares (lengths, ranges),
         /// including those of nested entities, and reports all violations.
-        pub fn validate(
-            &self,
-        ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
+        pub fn validate(&self) -> __rt::Result<(), __rt::ValidationError> {
             let mut violations = __rt::Violations::new();
-            if let ::std::option::Option::Some(value) = &self.address {
+            if let __rt::Some(value) = &self.address {
                 violations.nested("address", value.validate());
             }
             violations.finish()
         }
     }
-    impl ::integration_runtime::FromResult for Customer {
-        fn from_result(
-            value: &__rt::serde_json::Value,
-        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
-            <Self as __rt::serde::Deserialize>::deserialize(value)
-        }
-    }
+    __rt::impl_entity!(Customer);
     /// The `PaymentIntent` entity of the spec.
-    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[derive(Debug, Clone, PartialEq, __rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub struct PaymentIntent {
         /// Amount in the smallest currency unit.
@@ -94,62 +76,30 @@ pub mod payments {
         #[serde(default = "__default_payment_intent_capture")]
         pub capture: PaymentIntentCapture,
         /// `order_id` (string).
-        pub order_id: ::std::string::String,
+        pub order_id: __rt::String,
         /// `tags` (list of string).
         #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-        pub tags: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
+        pub tags: __rt::Option<__rt::Vec<__rt::String>>,
     }
     impl PaymentIntent {
         /// Checks every constraint the spec declares (lengths, ranges),
         /// including those of nested entities, and reports all violations.
-        pub fn validate(
-            &self,
-        ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
+        pub fn validate(&self) -> __rt::Result<(), __rt::ValidationError> {
             let mut violations = __rt::Violations::new();
-            {
-                let value = &self.amount;
-                violations
-                    .int_between(
-                        "amount",
-                        *value,
-                        ::std::option::Option::Some(1i64),
-                        ::std::option::Option::None,
-                    );
-            }
-            {
-                let value = &self.customer;
-                violations.nested("customer", value.validate());
-            }
-            if let ::std::option::Option::Some(value) = &self.tags {
-                violations
-                    .len_between(
-                        "tags",
-                        value.len(),
-                        ::std::option::Option::None,
-                        ::std::option::Option::Some(10u64),
-                    );
+            let value = &self.amount;
+            violations.int_between("amount", *value, __rt::Some(1), __rt::None);
+            let value = &self.customer;
+            violations.nested("customer", value.validate());
+            if let __rt::Some(value) = &self.tags {
+                violations.len_between("tags", value.len(), __rt::None, __rt::Some(10));
             }
             violations.finish()
         }
     }
-    impl ::integration_runtime::FromResult for PaymentIntent {
-        fn from_result(
-            value: &__rt::serde_json::Value,
-        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
-            <Self as __rt::serde::Deserialize>::deserialize(value)
-        }
-    }
+    __rt::impl_entity!(PaymentIntent);
     /// Allowed values of `PaymentIntent.currency`.
-    #[derive(
-        Debug,
-        Clone,
-        Copy,
-        PartialEq,
-        Eq,
-        Hash,
-        __rt::serde::Serialize,
-        __rt::serde::Deserialize
-    )]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[derive(__rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub enum PaymentIntentCurrency {
         /// `usd`
@@ -173,16 +123,8 @@ pub mod payments {
         }
     }
     /// Allowed values of `PaymentIntent.capture`.
-    #[derive(
-        Debug,
-        Clone,
-        Copy,
-        PartialEq,
-        Eq,
-        Hash,
-        __rt::serde::Serialize,
-        __rt::serde::Deserialize
-    )]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[derive(__rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub enum PaymentIntentCapture {
         /// `automatic`
@@ -201,46 +143,33 @@ pub mod payments {
             }
         }
     }
-    #[doc(hidden)]
     fn __default_payment_intent_capture() -> PaymentIntentCapture {
         PaymentIntentCapture::Automatic
     }
     /// The `Charge` entity of the spec.
-    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[derive(Debug, Clone, PartialEq, __rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub struct Charge {
         /// `id` (string).
-        pub id: ::std::string::String,
+        pub id: __rt::String,
         /// `amount_received` (int).
         pub amount_received: i64,
         /// `paid_at` (timestamp).
         #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-        pub paid_at: ::std::option::Option<
-            ::integration_runtime::__private::chrono::DateTime<
-                ::integration_runtime::__private::chrono::Utc,
-            >,
-        >,
+        pub paid_at: __rt::Option<__rt::chrono::DateTime<__rt::chrono::Utc>>,
     }
     impl Charge {
         /// Checks every constraint the spec declares (lengths, ranges),
         /// including those of nested entities, and reports all violations.
-        pub fn validate(
-            &self,
-        ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
-            ::std::result::Result::Ok(())
+        pub fn validate(&self) -> __rt::Result<(), __rt::ValidationError> {
+            __rt::Ok(())
         }
     }
-    impl ::integration_runtime::FromResult for Charge {
-        fn from_result(
-            value: &__rt::serde_json::Value,
-        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
-            <Self as __rt::serde::Deserialize>::deserialize(value)
-        }
-    }
+    __rt::impl_entity!(Charge);
     /// Where a `Payments` call is in its lifecycle.
-    pub type PaymentsStatus = ::integration_runtime::CallStatus;
+    pub type PaymentsStatus = __rt::CallStatus;
     /// The typed request parameters of a `Payments` call, one variant per endpoint that starts calls.
-    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[derive(Debug, Clone, PartialEq, __rt::Serialize, __rt::Deserialize)]
     #[serde(
         crate = "::integration_runtime::__private::serde",
         tag = "endpoint",
@@ -251,25 +180,21 @@ pub mod payments {
         /// Parameters of `create_payment` (POST /v1/payment_intents).
         CreatePayment(PaymentIntent),
     }
-    impl ::integration_runtime::CallRequest for PaymentsRequest {
+    impl __rt::CallRequest for PaymentsRequest {
         fn from_params(
             endpoint: &str,
             params: &__rt::serde_json::Value,
-        ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
+        ) -> __rt::Result<Self, __rt::ClientError> {
             match endpoint {
                 "create_payment" => {
                     __rt::read_stored(endpoint, params, "stored request parameters")
                         .map(PaymentsRequest::CreatePayment)
                 }
-                _ => {
-                    ::std::result::Result::Err(
-                        __rt::unknown_endpoint("Payments", endpoint),
-                    )
-                }
+                _ => __rt::Err(__rt::unknown_endpoint("Payments", endpoint)),
             }
         }
     }
-    impl ::integration_runtime::IntoCall for PaymentsRequest {
+    impl __rt::IntoCall for PaymentsRequest {
         const INTEGRATION: &'static str = "Payments";
         fn endpoint(&self) -> &'static str {
             match *self {
@@ -282,12 +207,12 @@ pub mod payments {
             }
         }
     }
-    impl ::std::convert::From<PaymentIntent> for PaymentsRequest {
+    impl __rt::From<PaymentIntent> for PaymentsRequest {
         fn from(params: PaymentIntent) -> Self {
             PaymentsRequest::CreatePayment(params)
         }
     }
-    impl ::integration_runtime::IntoCall for PaymentIntent {
+    impl __rt::IntoCall for PaymentIntent {
         const INTEGRATION: &'static str = "Payments";
         fn endpoint(&self) -> &'static str {
             "create_payment"
@@ -297,54 +222,44 @@ pub mod payments {
         }
     }
     /// The typed response data of a finished `Payments` call.
-    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize)]
+    #[derive(Debug, Clone, PartialEq, __rt::Serialize)]
     #[serde(crate = "::integration_runtime::__private::serde", untagged)]
     pub enum PaymentsResponse {
         /// Result of a `create_payment` call.
         CreatePayment(Charge),
     }
-    impl ::integration_runtime::CallResponse for PaymentsResponse {
+    impl __rt::CallResponse for PaymentsResponse {
         fn from_result(
             endpoint: &str,
             value: &__rt::serde_json::Value,
-        ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
+        ) -> __rt::Result<Self, __rt::ClientError> {
             match endpoint {
                 "create_payment" => {
                     __rt::read_stored(endpoint, value, "stored response data")
                         .map(PaymentsResponse::CreatePayment)
                 }
-                _ => {
-                    ::std::result::Result::Err(
-                        __rt::unknown_endpoint("Payments", endpoint),
-                    )
-                }
+                _ => __rt::Err(__rt::unknown_endpoint("Payments", endpoint)),
             }
         }
     }
     /// One call to `Payments`: the record business code creates and the runtime drives to a terminal state.
-    pub type PaymentsCall = ::integration_runtime::Call<
-        PaymentsRequest,
-        PaymentsResponse,
-    >;
+    pub type PaymentsCall = __rt::Call<PaymentsRequest, PaymentsResponse>;
     /// A lifecycle event of a `Payments` call: `initialized -> processing -> completed | failed`.
-    pub type PaymentsEvent = ::integration_runtime::Event<PaymentsResponse>;
+    pub type PaymentsEvent = __rt::Event<PaymentsResponse>;
     /// Settings of the `Payments` integration. Secrets are redacted in `Debug` output.
     #[derive(Debug, Clone)]
     pub struct PaymentsConfig {
         /// Where requests go.
-        pub base_url: ::std::string::String,
+        pub base_url: __rt::String,
         /// secret API key (sk_live_... or sk_test_...) (from `PAYMENTS_SECRET_KEY`).
-        pub token: ::integration_runtime::Secret,
+        pub token: __rt::Secret,
         /// webhook endpoint signing secret (whsec_...) (from `PAYMENTS_WEBHOOK_SECRET`).
-        pub webhook_secret: ::integration_runtime::Secret,
+        pub webhook_secret: __rt::Secret,
     }
     impl PaymentsConfig {
         /// Reads every setting from the environment, and reports every
         /// missing variable (with what it is for) in one error.
-        pub fn from_env() -> ::std::result::Result<
-            Self,
-            ::integration_runtime::ConfigError,
-        > {
+        pub fn from_env() -> __rt::Result<Self, __rt::ConfigError> {
             let mut env = __rt::EnvReader::new("Payments");
             let base_url = env
                 .value_or("PAYMENTS_BASE_URL", "https://payments.example.com");
@@ -359,7 +274,7 @@ pub mod payments {
                     "webhook endpoint signing secret (whsec_...)",
                 );
             env.finish()?;
-            ::std::result::Result::Ok(PaymentsConfig {
+            __rt::Ok(PaymentsConfig {
                 base_url,
                 token,
                 webhook_secret,
@@ -373,15 +288,13 @@ pub mod payments {
     }
     impl PaymentsClient {
         /// A client for the given settings.
-        pub fn new(
-            config: &PaymentsConfig,
-        ) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+        pub fn new(config: &PaymentsConfig) -> __rt::Result<Self, __rt::ConfigError> {
             let http = __rt::HttpClient::for_integration(
                 &__DESCRIPTOR,
                 &config.base_url,
                 __rt::Auth::Bearer(config.token.clone()),
             )?;
-            ::std::result::Result::Ok(PaymentsClient { http })
+            __rt::Ok(PaymentsClient { http })
         }
         /// This client, sending through `client` (proxies, root certificates,
         /// default headers) with the spec's policies on top. Build it with
@@ -389,10 +302,7 @@ pub mod payments {
         /// rules hold only for redirects the runtime sees. Its own connect
         /// timeout applies instead of the spec's.
         #[must_use]
-        pub fn with_reqwest_client(
-            self,
-            client: ::integration_runtime::reqwest::Client,
-        ) -> Self {
+        pub fn with_reqwest_client(self, client: __rt::reqwest::Client) -> Self {
             PaymentsClient {
                 http: self.http.with_reqwest_client(client),
             }
@@ -401,27 +311,15 @@ pub mod payments {
         pub async fn create_payment(
             &self,
             request: &PaymentIntent,
-            options: &::integration_runtime::CallOptions,
-        ) -> ::std::result::Result<
-            ::integration_runtime::Reply<Charge>,
-            ::integration_runtime::ClientError,
-        > {
-            request.validate().map_err(|e| __rt::invalid_request("create_payment", e))?;
-            __rt::exchange(
-                    &self.http,
-                    &__ENDPOINT_CREATE_PAYMENT,
-                    __rt::Input::request(request).with_options(options),
-                )
-                .await
+            options: &__rt::CallOptions,
+        ) -> __rt::Result<__rt::Reply<Charge>, __rt::ClientError> {
+            __rt::send(&self.http, &__ENDPOINT_CREATE_PAYMENT, request, options).await
         }
         /// `GET /v1/payment_intents/{external_id}`.
         pub async fn retrieve_payment(
             &self,
             external_id: &str,
-        ) -> ::std::result::Result<
-            ::integration_runtime::Reply<Charge>,
-            ::integration_runtime::ClientError,
-        > {
+        ) -> __rt::Result<__rt::Reply<Charge>, __rt::ClientError> {
             __rt::exchange(
                     &self.http,
                     &__ENDPOINT_RETRIEVE_PAYMENT,
@@ -430,7 +328,6 @@ pub mod payments {
                 .await
         }
     }
-    #[doc(hidden)]
     static __ENDPOINT_CREATE_PAYMENT: __rt::Exchange = __rt::Exchange {
         request: __rt::RequestSpec {
             endpoint: &__DESCRIPTOR.endpoints[0usize],
@@ -461,54 +358,46 @@ pub mod payments {
                 ),
             ],
             encoding: __rt::BodyEncoding::Form,
-            error: ::std::option::Option::Some(
-                &[__rt::Seg::Key("error"), __rt::Seg::Key("message")],
-            ),
+            error: __rt::Some(&[__rt::Key("error"), __rt::Key("message")]),
         },
         reply: __rt::ReplySpec {
             endpoint: "create_payment",
-            status: ::std::option::Option::Some(__rt::StatusSpec {
-                path: &[__rt::Seg::Key("status")],
+            status: __rt::Some(__rt::StatusSpec {
+                path: &[__rt::Key("status")],
                 text: "$.status",
                 map: &[
-                    ("requires_action", ::integration_runtime::RemoteStatus::Processing),
-                    ("processing", ::integration_runtime::RemoteStatus::Processing),
-                    ("succeeded", ::integration_runtime::RemoteStatus::Completed),
-                    ("canceled", ::integration_runtime::RemoteStatus::Failed),
+                    ("requires_action", __rt::RemoteStatus::Processing),
+                    ("processing", __rt::RemoteStatus::Processing),
+                    ("succeeded", __rt::RemoteStatus::Completed),
+                    ("canceled", __rt::RemoteStatus::Failed),
                 ],
             }),
             external_id: __rt::ExternalIdSpec::Required {
-                path: &[__rt::Seg::Key("id")],
+                path: &[__rt::Key("id")],
                 text: "$.id",
             },
-            result: ::std::option::Option::Some(
+            result: __rt::Some(
                 &[
                     __rt::FieldPath {
                         field: "id",
-                        path: &[__rt::Seg::Key("latest_charge"), __rt::Seg::Key("id")],
+                        path: &[__rt::Key("latest_charge"), __rt::Key("id")],
                         text: "$.latest_charge.id",
                     },
                     __rt::FieldPath {
                         field: "amount_received",
-                        path: &[__rt::Seg::Key("amount_received")],
+                        path: &[__rt::Key("amount_received")],
                         text: "$.amount_received",
                     },
                     __rt::FieldPath {
                         field: "paid_at",
-                        path: &[
-                            __rt::Seg::Key("latest_charge"),
-                            __rt::Seg::Key("created_at"),
-                        ],
+                        path: &[__rt::Key("latest_charge"), __rt::Key("created_at")],
                         text: "$.latest_charge.created_at",
                     },
                 ],
             ),
-            error: ::std::option::Option::Some(
-                &[__rt::Seg::Key("error"), __rt::Seg::Key("message")],
-            ),
+            error: __rt::Some(&[__rt::Key("error"), __rt::Key("message")]),
         },
     };
-    #[doc(hidden)]
     static __ENDPOINT_RETRIEVE_PAYMENT: __rt::Exchange = __rt::Exchange {
         request: __rt::RequestSpec {
             endpoint: &__DESCRIPTOR.endpoints[1usize],
@@ -520,48 +409,41 @@ pub mod payments {
             headers: &[],
             body: &[],
             encoding: __rt::BodyEncoding::Json,
-            error: ::std::option::Option::Some(
-                &[__rt::Seg::Key("last_payment_error"), __rt::Seg::Key("message")],
-            ),
+            error: __rt::Some(&[__rt::Key("last_payment_error"), __rt::Key("message")]),
         },
         reply: __rt::ReplySpec {
             endpoint: "retrieve_payment",
-            status: ::std::option::Option::Some(__rt::StatusSpec {
-                path: &[__rt::Seg::Key("status")],
+            status: __rt::Some(__rt::StatusSpec {
+                path: &[__rt::Key("status")],
                 text: "$.status",
                 map: &[
-                    ("requires_action", ::integration_runtime::RemoteStatus::Processing),
-                    ("processing", ::integration_runtime::RemoteStatus::Processing),
-                    ("succeeded", ::integration_runtime::RemoteStatus::Completed),
-                    ("canceled", ::integration_runtime::RemoteStatus::Failed),
+                    ("requires_action", __rt::RemoteStatus::Processing),
+                    ("processing", __rt::RemoteStatus::Processing),
+                    ("succeeded", __rt::RemoteStatus::Completed),
+                    ("canceled", __rt::RemoteStatus::Failed),
                 ],
             }),
             external_id: __rt::ExternalIdSpec::Generated,
-            result: ::std::option::Option::Some(
+            result: __rt::Some(
                 &[
                     __rt::FieldPath {
                         field: "id",
-                        path: &[__rt::Seg::Key("latest_charge"), __rt::Seg::Key("id")],
+                        path: &[__rt::Key("latest_charge"), __rt::Key("id")],
                         text: "$.latest_charge.id",
                     },
                     __rt::FieldPath {
                         field: "amount_received",
-                        path: &[__rt::Seg::Key("amount_received")],
+                        path: &[__rt::Key("amount_received")],
                         text: "$.amount_received",
                     },
                     __rt::FieldPath {
                         field: "paid_at",
-                        path: &[
-                            __rt::Seg::Key("latest_charge"),
-                            __rt::Seg::Key("created_at"),
-                        ],
+                        path: &[__rt::Key("latest_charge"), __rt::Key("created_at")],
                         text: "$.latest_charge.created_at",
                     },
                 ],
             ),
-            error: ::std::option::Option::Some(
-                &[__rt::Seg::Key("last_payment_error"), __rt::Seg::Key("message")],
-            ),
+            error: __rt::Some(&[__rt::Key("last_payment_error"), __rt::Key("message")]),
         },
     };
     /// The `Payments` integration, ready to register with the runtime.
@@ -572,18 +454,13 @@ pub mod payments {
     }
     impl Payments {
         /// The integration with the given settings.
-        pub fn new(
-            config: PaymentsConfig,
-        ) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+        pub fn new(config: PaymentsConfig) -> __rt::Result<Self, __rt::ConfigError> {
             let client = PaymentsClient::new(&config)?;
-            ::std::result::Result::Ok(Payments { config, client })
+            __rt::Ok(Payments { config, client })
         }
         /// The integration configured from the environment; every missing
         /// variable is reported at once, with what it is for.
-        pub fn from_env() -> ::std::result::Result<
-            Self,
-            ::integration_runtime::ConfigError,
-        > {
+        pub fn from_env() -> __rt::Result<Self, __rt::ConfigError> {
             Self::new(PaymentsConfig::from_env()?)
         }
         /// The integration, sending through `client`, a `reqwest::Client` you
@@ -596,10 +473,7 @@ pub mod payments {
         ///
         /// `Payments::from_env()?.with_reqwest_client(client)`
         #[must_use]
-        pub fn with_reqwest_client(
-            mut self,
-            client: ::integration_runtime::reqwest::Client,
-        ) -> Self {
+        pub fn with_reqwest_client(mut self, client: __rt::reqwest::Client) -> Self {
             self.client = self.client.with_reqwest_client(client);
             self
         }
@@ -612,231 +486,116 @@ pub mod payments {
             &self.config
         }
         /// Static facts about the integration: endpoints, policies, polling, webhook.
-        pub fn descriptor() -> &'static ::integration_runtime::IntegrationDescriptor {
+        pub fn descriptor() -> &'static __rt::IntegrationDescriptor {
             &__DESCRIPTOR
         }
     }
-    impl ::integration_runtime::Integration for Payments {
-        fn descriptor(&self) -> &'static ::integration_runtime::IntegrationDescriptor {
-            &__DESCRIPTOR
+    impl __rt::Generated for Payments {
+        const GLUE: &'static __rt::Glue = &__GLUE;
+        fn http(&self) -> &__rt::HttpClient {
+            &self.client.http
         }
-        fn validate(
-            &self,
-            endpoint: &str,
-            params: &__rt::serde_json::Value,
-        ) -> ::std::result::Result<(), ::integration_runtime::ClientError> {
-            match endpoint {
-                "create_payment" => {
-                    __rt::validate_params(
-                        "create_payment",
-                        params,
-                        PaymentIntent::validate,
-                    )
-                }
-                _ => {
-                    ::std::result::Result::Err(
-                        __rt::unknown_endpoint("Payments", endpoint),
-                    )
-                }
-            }
-        }
-        fn start<'a>(
-            &'a self,
-            endpoint: &'a str,
-            params: &'a __rt::serde_json::Value,
-            options: &'a ::integration_runtime::CallOptions,
-        ) -> ::integration_runtime::BoxFuture<
-            'a,
-            ::std::result::Result<
-                ::integration_runtime::Reply<__rt::serde_json::Value>,
-                ::integration_runtime::ClientError,
-            >,
-        > {
-            ::std::boxed::Box::pin(async move {
-                match endpoint {
-                    "create_payment" => {
-                        __rt::start::<
-                            PaymentIntent,
-                            Charge,
-                        >(&self.client.http, &__ENDPOINT_CREATE_PAYMENT, params, options)
-                            .await
-                    }
-                    _ => {
-                        ::std::result::Result::Err(
-                            __rt::unknown_endpoint("Payments", endpoint),
-                        )
-                    }
-                }
-            })
-        }
-        fn poll<'a>(
-            &'a self,
-            external_id: &'a str,
-        ) -> ::std::option::Option<
-            ::integration_runtime::BoxFuture<
-                'a,
-                ::std::result::Result<
-                    ::integration_runtime::Reply<__rt::serde_json::Value>,
-                    ::integration_runtime::ClientError,
-                >,
-            >,
-        > {
-            ::std::option::Option::Some(
-                ::std::boxed::Box::pin(async move {
-                    ::std::result::Result::Ok(
-                        self.client.retrieve_payment(external_id).await?.into_json(),
-                    )
-                }),
-            )
-        }
-        fn read_webhook(
-            &self,
-            payload: &__rt::serde_json::Value,
-        ) -> ::std::option::Option<
-            ::std::result::Result<
-                ::integration_runtime::Reply<__rt::serde_json::Value>,
-                ::integration_runtime::ClientError,
-            >,
-        > {
-            ::std::option::Option::Some(
-                __rt::read_reply::<Charge>(&__WEBHOOK_REPLY, 200, payload)
-                    .map(::integration_runtime::Reply::into_json),
-            )
-        }
-        fn circuit_states(
-            &self,
-        ) -> ::std::vec::Vec<
-            (::std::string::String, ::integration_runtime::CircuitState),
-        > {
-            self.client.http.circuit_states()
-        }
-        fn webhook_secret(
-            &self,
-        ) -> ::std::option::Option<::integration_runtime::Secret> {
-            ::std::option::Option::Some(self.config.webhook_secret.clone())
+        fn webhook_secret(&self) -> __rt::Option<__rt::Secret> {
+            __rt::Some(self.config.webhook_secret.clone())
         }
     }
-    #[doc(hidden)]
+    static __GLUE: __rt::Glue = __rt::Glue {
+        descriptor: &__DESCRIPTOR,
+        calls: &[
+            __rt::CallGlue::new::<PaymentIntent, Charge>(&__ENDPOINT_CREATE_PAYMENT),
+        ],
+        poll: __rt::Some(__rt::PollGlue::new::<Charge>(&__ENDPOINT_RETRIEVE_PAYMENT)),
+        webhook: __rt::Some(__rt::WebhookGlue::new::<Charge>(&__WEBHOOK_REPLY)),
+    };
     static __WEBHOOK_REPLY: __rt::ReplySpec = __rt::ReplySpec {
         endpoint: "webhook",
-        status: ::std::option::Option::Some(__rt::StatusSpec {
-            path: &[__rt::Seg::Key("type")],
+        status: __rt::Some(__rt::StatusSpec {
+            path: &[__rt::Key("type")],
             text: "$.type",
             map: &[
-                (
-                    "payment_intent.processing",
-                    ::integration_runtime::RemoteStatus::Processing,
-                ),
-                (
-                    "payment_intent.succeeded",
-                    ::integration_runtime::RemoteStatus::Completed,
-                ),
-                (
-                    "payment_intent.payment_failed",
-                    ::integration_runtime::RemoteStatus::Failed,
-                ),
-                ("payment_intent.canceled", ::integration_runtime::RemoteStatus::Failed),
+                ("payment_intent.processing", __rt::RemoteStatus::Processing),
+                ("payment_intent.succeeded", __rt::RemoteStatus::Completed),
+                ("payment_intent.payment_failed", __rt::RemoteStatus::Failed),
+                ("payment_intent.canceled", __rt::RemoteStatus::Failed),
             ],
         }),
         external_id: __rt::ExternalIdSpec::Optional {
-            path: &[
-                __rt::Seg::Key("data"),
-                __rt::Seg::Key("object"),
-                __rt::Seg::Key("id"),
-            ],
+            path: &[__rt::Key("data"), __rt::Key("object"), __rt::Key("id")],
         },
-        result: ::std::option::Option::Some(
+        result: __rt::Some(
             &[
                 __rt::FieldPath {
                     field: "id",
                     path: &[
-                        __rt::Seg::Key("data"),
-                        __rt::Seg::Key("object"),
-                        __rt::Seg::Key("latest_charge"),
-                        __rt::Seg::Key("id"),
+                        __rt::Key("data"),
+                        __rt::Key("object"),
+                        __rt::Key("latest_charge"),
+                        __rt::Key("id"),
                     ],
                     text: "$.data.object.latest_charge.id",
                 },
                 __rt::FieldPath {
                     field: "amount_received",
                     path: &[
-                        __rt::Seg::Key("data"),
-                        __rt::Seg::Key("object"),
-                        __rt::Seg::Key("amount_received"),
+                        __rt::Key("data"),
+                        __rt::Key("object"),
+                        __rt::Key("amount_received"),
                     ],
                     text: "$.data.object.amount_received",
                 },
                 __rt::FieldPath {
                     field: "paid_at",
                     path: &[
-                        __rt::Seg::Key("data"),
-                        __rt::Seg::Key("object"),
-                        __rt::Seg::Key("latest_charge"),
-                        __rt::Seg::Key("created_at"),
+                        __rt::Key("data"),
+                        __rt::Key("object"),
+                        __rt::Key("latest_charge"),
+                        __rt::Key("created_at"),
                     ],
                     text: "$.data.object.latest_charge.created_at",
                 },
             ],
         ),
-        error: ::std::option::Option::Some(
+        error: __rt::Some(
             &[
-                __rt::Seg::Key("data"),
-                __rt::Seg::Key("object"),
-                __rt::Seg::Key("last_payment_error"),
-                __rt::Seg::Key("message"),
+                __rt::Key("data"),
+                __rt::Key("object"),
+                __rt::Key("last_payment_error"),
+                __rt::Key("message"),
             ],
         ),
     };
-    #[doc(hidden)]
-    const __POLICY: ::integration_runtime::PolicyDescriptor = ::integration_runtime::PolicyDescriptor {
+    const __POLICY: __rt::PolicyDescriptor = __rt::PolicyDescriptor {
         timeout_ms: 20000u64,
-        connect_timeout_ms: 5000u64,
-        retry: ::integration_runtime::RetryPolicy {
+        retry: __rt::RetryPolicy {
             max_attempts: 4u32,
             initial_backoff_ms: 500u64,
             max_backoff_ms: 30000u64,
-            multiplier: 2f64,
-            on: ::integration_runtime::RetryOn {
-                server_errors: true,
-                too_many_requests: true,
-                timeouts: true,
-                connect_errors: true,
-                transport_errors: true,
-                too_large: false,
-            },
+            ..__rt::RetryPolicy::SPEC_DEFAULT
         },
-        circuit_breaker: ::std::option::Option::Some(::integration_runtime::CircuitBreakerPolicy {
+        circuit_breaker: __rt::Some(__rt::CircuitBreakerPolicy {
             failure_threshold: 10u32,
             open_for_ms: 60000u64,
             half_open_probes: 2u32,
         }),
-        rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
+        rate_limit: __rt::Some(__rt::RateLimitPolicy {
             per_second: 25f64,
             burst: 25u32,
         }),
-        concurrency: ::std::option::Option::None,
-        max_response_bytes: 10485760u64,
-        redirects: ::integration_runtime::RedirectPolicy::SameOrigin,
+        ..__rt::PolicyDescriptor::DEFAULT
     };
     #[doc(hidden)]
-    pub static __DESCRIPTOR: ::integration_runtime::IntegrationDescriptor = ::integration_runtime::IntegrationDescriptor {
+    pub static __DESCRIPTOR: __rt::IntegrationDescriptor = __rt::IntegrationDescriptor {
         name: "Payments",
         module: "payments",
         endpoints: &[
-            ::integration_runtime::EndpointDescriptor {
-                name: "create_payment",
-                method: "POST",
-                path: "/v1/payment_intents",
-                mode: ::integration_runtime::Mode::Async,
+            __rt::EndpointDescriptor {
+                mode: __rt::Mode::Async,
                 starts_calls: true,
                 idempotent: false,
-                idempotency_key: ::std::option::Option::Some(
-                    ::integration_runtime::IdempotencyKeyPlacement::Header(
-                        "Idempotency-Key",
-                    ),
+                idempotency_key: __rt::Some(
+                    __rt::IdempotencyKeyPlacement::Header("Idempotency-Key"),
                 ),
-                policy: __POLICY,
-                request_fields: ::integration_runtime::RequestFields {
+                request_fields: __rt::RequestFields {
                     all: &[
                         "amount",
                         "currency",
@@ -848,34 +607,31 @@ pub mod payments {
                     path: &[],
                     headers: &[],
                 },
+                ..__rt::EndpointDescriptor::new(
+                    "create_payment",
+                    "POST",
+                    "/v1/payment_intents",
+                    __POLICY,
+                )
             },
-            ::integration_runtime::EndpointDescriptor {
-                name: "retrieve_payment",
-                method: "GET",
-                path: "/v1/payment_intents/{external_id}",
-                mode: ::integration_runtime::Mode::Sync,
-                starts_calls: false,
-                idempotent: true,
-                idempotency_key: ::std::option::Option::None,
-                policy: __POLICY,
-                request_fields: ::integration_runtime::RequestFields {
-                    all: &[],
-                    path: &[],
-                    headers: &[],
-                },
-            },
+            __rt::EndpointDescriptor::new(
+                "retrieve_payment",
+                "GET",
+                "/v1/payment_intents/{external_id}",
+                __POLICY,
+            ),
         ],
         policy: __POLICY,
-        polling: ::std::option::Option::Some(::integration_runtime::PollingDescriptor {
+        polling: __rt::Some(__rt::PollingDescriptor {
             endpoint: "retrieve_payment",
             interval_ms: 5000u64,
             backoff: 2f64,
             max_interval_ms: 300000u64,
             give_up_after_s: 86400u64,
         }),
-        webhook: ::std::option::Option::Some(::integration_runtime::WebhookDescriptor {
+        webhook: __rt::Some(__rt::WebhookDescriptor {
             path: "/webhooks/payments",
-            scheme: ::integration_runtime::SignatureScheme::Stripe,
+            scheme: __rt::SignatureScheme::Stripe,
             secret_env: "PAYMENTS_WEBHOOK_SECRET",
             tolerance_s: 300u64,
             max_body_bytes: 1048576usize,

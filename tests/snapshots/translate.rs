@@ -8,73 +8,51 @@ pub mod translate {
     #[allow(unused_imports)]
     use ::integration_runtime::__private as __rt;
     /// The `Translation` entity of the spec.
-    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[derive(Debug, Clone, PartialEq, __rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub struct Translation {
         /// The text to translate.
-        pub text: ::std::string::String,
+        pub text: __rt::String,
         /// ISO 639-1 code; detected when absent.
         #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-        pub source_lang: ::std::option::Option<::std::string::String>,
+        pub source_lang: __rt::Option<__rt::String>,
         /// `target_lang` (string).
-        pub target_lang: ::std::string::String,
+        pub target_lang: __rt::String,
         /// `formality` (enum).
         #[serde(default = "__default_translation_formality")]
         pub formality: TranslationFormality,
         /// `glossary_id` (uuid).
         #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-        pub glossary_id: ::std::option::Option<
-            ::integration_runtime::__private::uuid::Uuid,
-        >,
+        pub glossary_id: __rt::Option<__rt::uuid::Uuid>,
     }
     impl Translation {
         /// Checks every constraint the spec declares (lengths, ranges),
         /// including those of nested entities, and reports all violations.
-        pub fn validate(
-            &self,
-        ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
+        pub fn validate(&self) -> __rt::Result<(), __rt::ValidationError> {
             let mut violations = __rt::Violations::new();
-            {
-                let value = &self.text;
-                violations
-                    .len_between(
-                        "text",
-                        value.chars().count(),
-                        ::std::option::Option::Some(1u64),
-                        ::std::option::Option::Some(10000u64),
-                    );
-            }
-            {
-                let value = &self.target_lang;
-                violations
-                    .len_between(
-                        "target_lang",
-                        value.chars().count(),
-                        ::std::option::Option::Some(2u64),
-                        ::std::option::Option::Some(5u64),
-                    );
-            }
+            let value = &self.text;
+            violations
+                .len_between(
+                    "text",
+                    value.chars().count(),
+                    __rt::Some(1),
+                    __rt::Some(10000),
+                );
+            let value = &self.target_lang;
+            violations
+                .len_between(
+                    "target_lang",
+                    value.chars().count(),
+                    __rt::Some(2),
+                    __rt::Some(5),
+                );
             violations.finish()
         }
     }
-    impl ::integration_runtime::FromResult for Translation {
-        fn from_result(
-            value: &__rt::serde_json::Value,
-        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
-            <Self as __rt::serde::Deserialize>::deserialize(value)
-        }
-    }
+    __rt::impl_entity!(Translation);
     /// Allowed values of `Translation.formality`.
-    #[derive(
-        Debug,
-        Clone,
-        Copy,
-        PartialEq,
-        Eq,
-        Hash,
-        __rt::serde::Serialize,
-        __rt::serde::Deserialize
-    )]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[derive(__rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub enum TranslationFormality {
         /// `default`
@@ -97,84 +75,59 @@ pub mod translate {
             }
         }
     }
-    #[doc(hidden)]
     fn __default_translation_formality() -> TranslationFormality {
         TranslationFormality::Default
     }
     /// The `Translated` entity of the spec.
-    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[derive(Debug, Clone, PartialEq, __rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub struct Translated {
         /// `text` (string).
-        pub text: ::std::string::String,
+        pub text: __rt::String,
         /// `detected_lang` (string).
         #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-        pub detected_lang: ::std::option::Option<::std::string::String>,
+        pub detected_lang: __rt::Option<__rt::String>,
         /// `characters` (int).
         pub characters: i64,
     }
     impl Translated {
         /// Checks every constraint the spec declares (lengths, ranges),
         /// including those of nested entities, and reports all violations.
-        pub fn validate(
-            &self,
-        ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
-            ::std::result::Result::Ok(())
+        pub fn validate(&self) -> __rt::Result<(), __rt::ValidationError> {
+            __rt::Ok(())
         }
     }
-    impl ::integration_runtime::FromResult for Translated {
-        fn from_result(
-            value: &__rt::serde_json::Value,
-        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
-            <Self as __rt::serde::Deserialize>::deserialize(value)
-        }
-    }
+    __rt::impl_entity!(Translated);
     /// The `Glossary` entity of the spec.
-    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[derive(Debug, Clone, PartialEq, __rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub struct Glossary {
         /// `id` (uuid).
-        pub id: ::integration_runtime::__private::uuid::Uuid,
+        pub id: __rt::uuid::Uuid,
         /// `name` (string).
-        pub name: ::std::string::String,
+        pub name: __rt::String,
         /// `source_lang` (string).
-        pub source_lang: ::std::string::String,
+        pub source_lang: __rt::String,
         /// `target_lang` (string).
-        pub target_lang: ::std::string::String,
+        pub target_lang: __rt::String,
         /// `entry_count` (int).
         pub entry_count: i64,
     }
     impl Glossary {
         /// Checks every constraint the spec declares (lengths, ranges),
         /// including those of nested entities, and reports all violations.
-        pub fn validate(
-            &self,
-        ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
+        pub fn validate(&self) -> __rt::Result<(), __rt::ValidationError> {
             let mut violations = __rt::Violations::new();
-            {
-                let value = &self.entry_count;
-                violations
-                    .int_between(
-                        "entry_count",
-                        *value,
-                        ::std::option::Option::Some(0i64),
-                        ::std::option::Option::None,
-                    );
-            }
+            let value = &self.entry_count;
+            violations.int_between("entry_count", *value, __rt::Some(0), __rt::None);
             violations.finish()
         }
     }
-    impl ::integration_runtime::FromResult for Glossary {
-        fn from_result(
-            value: &__rt::serde_json::Value,
-        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
-            <Self as __rt::serde::Deserialize>::deserialize(value)
-        }
-    }
+    __rt::impl_entity!(Glossary);
     /// Where a `Translate` call is in its lifecycle.
-    pub type TranslateStatus = ::integration_runtime::CallStatus;
+    pub type TranslateStatus = __rt::CallStatus;
     /// The typed request parameters of a `Translate` call, one variant per endpoint that starts calls.
-    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[derive(Debug, Clone, PartialEq, __rt::Serialize, __rt::Deserialize)]
     #[serde(
         crate = "::integration_runtime::__private::serde",
         tag = "endpoint",
@@ -185,25 +138,21 @@ pub mod translate {
         /// Parameters of `translate` (POST /v2/translate).
         Translate(Translation),
     }
-    impl ::integration_runtime::CallRequest for TranslateRequest {
+    impl __rt::CallRequest for TranslateRequest {
         fn from_params(
             endpoint: &str,
             params: &__rt::serde_json::Value,
-        ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
+        ) -> __rt::Result<Self, __rt::ClientError> {
             match endpoint {
                 "translate" => {
                     __rt::read_stored(endpoint, params, "stored request parameters")
                         .map(TranslateRequest::Translate)
                 }
-                _ => {
-                    ::std::result::Result::Err(
-                        __rt::unknown_endpoint("Translate", endpoint),
-                    )
-                }
+                _ => __rt::Err(__rt::unknown_endpoint("Translate", endpoint)),
             }
         }
     }
-    impl ::integration_runtime::IntoCall for TranslateRequest {
+    impl __rt::IntoCall for TranslateRequest {
         const INTEGRATION: &'static str = "Translate";
         fn endpoint(&self) -> &'static str {
             match *self {
@@ -216,12 +165,12 @@ pub mod translate {
             }
         }
     }
-    impl ::std::convert::From<Translation> for TranslateRequest {
+    impl __rt::From<Translation> for TranslateRequest {
         fn from(params: Translation) -> Self {
             TranslateRequest::Translate(params)
         }
     }
-    impl ::integration_runtime::IntoCall for Translation {
+    impl __rt::IntoCall for Translation {
         const INTEGRATION: &'static str = "Translate";
         fn endpoint(&self) -> &'static str {
             "translate"
@@ -231,59 +180,49 @@ pub mod translate {
         }
     }
     /// The typed response data of a finished `Translate` call.
-    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize)]
+    #[derive(Debug, Clone, PartialEq, __rt::Serialize)]
     #[serde(crate = "::integration_runtime::__private::serde", untagged)]
     pub enum TranslateResponse {
         /// Result of a `translate` call.
         Translate(Translated),
     }
-    impl ::integration_runtime::CallResponse for TranslateResponse {
+    impl __rt::CallResponse for TranslateResponse {
         fn from_result(
             endpoint: &str,
             value: &__rt::serde_json::Value,
-        ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
+        ) -> __rt::Result<Self, __rt::ClientError> {
             match endpoint {
                 "translate" => {
                     __rt::read_stored(endpoint, value, "stored response data")
                         .map(TranslateResponse::Translate)
                 }
-                _ => {
-                    ::std::result::Result::Err(
-                        __rt::unknown_endpoint("Translate", endpoint),
-                    )
-                }
+                _ => __rt::Err(__rt::unknown_endpoint("Translate", endpoint)),
             }
         }
     }
     /// One call to `Translate`: the record business code creates and the runtime drives to a terminal state.
-    pub type TranslateCall = ::integration_runtime::Call<
-        TranslateRequest,
-        TranslateResponse,
-    >;
+    pub type TranslateCall = __rt::Call<TranslateRequest, TranslateResponse>;
     /// A lifecycle event of a `Translate` call: `initialized -> processing -> completed | failed`.
-    pub type TranslateEvent = ::integration_runtime::Event<TranslateResponse>;
+    pub type TranslateEvent = __rt::Event<TranslateResponse>;
     /// Settings of the `Translate` integration. Secrets are redacted in `Debug` output.
     #[derive(Debug, Clone)]
     pub struct TranslateConfig {
         /// Where requests go.
-        pub base_url: ::std::string::String,
+        pub base_url: __rt::String,
         /// API key from the translation dashboard (from `TRANSLATE_API_KEY`).
-        pub api_key: ::integration_runtime::Secret,
+        pub api_key: __rt::Secret,
     }
     impl TranslateConfig {
         /// Reads every setting from the environment, and reports every
         /// missing variable (with what it is for) in one error.
-        pub fn from_env() -> ::std::result::Result<
-            Self,
-            ::integration_runtime::ConfigError,
-        > {
+        pub fn from_env() -> __rt::Result<Self, __rt::ConfigError> {
             let mut env = __rt::EnvReader::new("Translate");
             let base_url = env
                 .value_or("TRANSLATE_BASE_URL", "https://translate.example.com");
             let api_key = env
                 .secret("TRANSLATE_API_KEY", "API key from the translation dashboard");
             env.finish()?;
-            ::std::result::Result::Ok(TranslateConfig {
+            __rt::Ok(TranslateConfig {
                 base_url,
                 api_key,
             })
@@ -296,9 +235,7 @@ pub mod translate {
     }
     impl TranslateClient {
         /// A client for the given settings.
-        pub fn new(
-            config: &TranslateConfig,
-        ) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+        pub fn new(config: &TranslateConfig) -> __rt::Result<Self, __rt::ConfigError> {
             let http = __rt::HttpClient::for_integration(
                 &__DESCRIPTOR,
                 &config.base_url,
@@ -307,7 +244,7 @@ pub mod translate {
                     key: config.api_key.clone(),
                 },
             )?;
-            ::std::result::Result::Ok(TranslateClient { http })
+            __rt::Ok(TranslateClient { http })
         }
         /// This client, sending through `client` (proxies, root certificates,
         /// default headers) with the spec's policies on top. Build it with
@@ -315,10 +252,7 @@ pub mod translate {
         /// rules hold only for redirects the runtime sees. Its own connect
         /// timeout applies instead of the spec's.
         #[must_use]
-        pub fn with_reqwest_client(
-            self,
-            client: ::integration_runtime::reqwest::Client,
-        ) -> Self {
+        pub fn with_reqwest_client(self, client: __rt::reqwest::Client) -> Self {
             TranslateClient {
                 http: self.http.with_reqwest_client(client),
             }
@@ -327,18 +261,9 @@ pub mod translate {
         pub async fn translate(
             &self,
             request: &Translation,
-            options: &::integration_runtime::CallOptions,
-        ) -> ::std::result::Result<
-            ::integration_runtime::Reply<Translated>,
-            ::integration_runtime::ClientError,
-        > {
-            request.validate().map_err(|e| __rt::invalid_request("translate", e))?;
-            __rt::exchange(
-                    &self.http,
-                    &__ENDPOINT_TRANSLATE,
-                    __rt::Input::request(request).with_options(options),
-                )
-                .await
+            options: &__rt::CallOptions,
+        ) -> __rt::Result<__rt::Reply<Translated>, __rt::ClientError> {
+            __rt::send(&self.http, &__ENDPOINT_TRANSLATE, request, options).await
         }
         /// `GET /v2/glossaries`: the `Glossary` items at `$.glossaries` of every page (cursor pagination).
         ///
@@ -346,11 +271,10 @@ pub mod translate {
         /// fetched when the previous one's items are consumed, and retried under the
         /// endpoint's retry policy. Iterate with `next_item().await`, `collect_all().await`,
         /// or as a `Stream`.
-        pub fn list_glossaries(&self) -> ::integration_runtime::Paginator<Glossary> {
+        pub fn list_glossaries(&self) -> __rt::Paginator<Glossary> {
             __rt::list(&self.http, &__ENDPOINT_LIST_GLOSSARIES, __rt::Input::none())
         }
     }
-    #[doc(hidden)]
     static __ENDPOINT_TRANSLATE: __rt::Exchange = __rt::Exchange {
         request: __rt::RequestSpec {
             endpoint: &__DESCRIPTOR.endpoints[0usize],
@@ -379,43 +303,38 @@ pub mod translate {
                 (&["glossary"], __rt::Source::Field("glossary_id")),
             ],
             encoding: __rt::BodyEncoding::Json,
-            error: ::std::option::Option::Some(
-                &[__rt::Seg::Key("error"), __rt::Seg::Key("message")],
-            ),
+            error: __rt::Some(&[__rt::Key("error"), __rt::Key("message")]),
         },
         reply: __rt::ReplySpec {
             endpoint: "translate",
-            status: ::std::option::Option::None,
+            status: __rt::None,
             external_id: __rt::ExternalIdSpec::Generated,
-            result: ::std::option::Option::Some(
+            result: __rt::Some(
                 &[
                     __rt::FieldPath {
                         field: "text",
-                        path: &[__rt::Seg::Key("translation"), __rt::Seg::Key("text")],
+                        path: &[__rt::Key("translation"), __rt::Key("text")],
                         text: "$.translation.text",
                     },
                     __rt::FieldPath {
                         field: "detected_lang",
                         path: &[
-                            __rt::Seg::Key("translation"),
-                            __rt::Seg::Key("source"),
-                            __rt::Seg::Key("detected"),
+                            __rt::Key("translation"),
+                            __rt::Key("source"),
+                            __rt::Key("detected"),
                         ],
                         text: "$.translation.source.detected",
                     },
                     __rt::FieldPath {
                         field: "characters",
-                        path: &[__rt::Seg::Key("usage"), __rt::Seg::Key("characters")],
+                        path: &[__rt::Key("usage"), __rt::Key("characters")],
                         text: "$.usage.characters",
                     },
                 ],
             ),
-            error: ::std::option::Option::Some(
-                &[__rt::Seg::Key("error"), __rt::Seg::Key("message")],
-            ),
+            error: __rt::Some(&[__rt::Key("error"), __rt::Key("message")]),
         },
     };
-    #[doc(hidden)]
     static __ENDPOINT_LIST_GLOSSARIES: __rt::ListSpec = __rt::ListSpec {
         request: __rt::RequestSpec {
             endpoint: &__DESCRIPTOR.endpoints[1usize],
@@ -424,16 +343,14 @@ pub mod translate {
             headers: &[],
             body: &[],
             encoding: __rt::BodyEncoding::Json,
-            error: ::std::option::Option::Some(
-                &[__rt::Seg::Key("error"), __rt::Seg::Key("message")],
-            ),
+            error: __rt::Some(&[__rt::Key("error"), __rt::Key("message")]),
         },
         pagination: __rt::Pagination::Cursor {
-            cursor: &[__rt::Seg::Key("next_page_token")],
+            cursor: &[__rt::Key("next_page_token")],
             param: "page_token",
         },
         items: __rt::ItemsPath {
-            path: &[__rt::Seg::Key("glossaries")],
+            path: &[__rt::Key("glossaries")],
             text: "$.glossaries",
         },
     };
@@ -445,18 +362,13 @@ pub mod translate {
     }
     impl Translate {
         /// The integration with the given settings.
-        pub fn new(
-            config: TranslateConfig,
-        ) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+        pub fn new(config: TranslateConfig) -> __rt::Result<Self, __rt::ConfigError> {
             let client = TranslateClient::new(&config)?;
-            ::std::result::Result::Ok(Translate { config, client })
+            __rt::Ok(Translate { config, client })
         }
         /// The integration configured from the environment; every missing
         /// variable is reported at once, with what it is for.
-        pub fn from_env() -> ::std::result::Result<
-            Self,
-            ::integration_runtime::ConfigError,
-        > {
+        pub fn from_env() -> __rt::Result<Self, __rt::ConfigError> {
             Self::new(TranslateConfig::from_env()?)
         }
         /// The integration, sending through `client`, a `reqwest::Client` you
@@ -469,10 +381,7 @@ pub mod translate {
         ///
         /// `Translate::from_env()?.with_reqwest_client(client)`
         #[must_use]
-        pub fn with_reqwest_client(
-            mut self,
-            client: ::integration_runtime::reqwest::Client,
-        ) -> Self {
+        pub fn with_reqwest_client(mut self, client: __rt::reqwest::Client) -> Self {
             self.client = self.client.with_reqwest_client(client);
             self
         }
@@ -485,140 +394,45 @@ pub mod translate {
             &self.config
         }
         /// Static facts about the integration: endpoints, policies, polling, webhook.
-        pub fn descriptor() -> &'static ::integration_runtime::IntegrationDescriptor {
+        pub fn descriptor() -> &'static __rt::IntegrationDescriptor {
             &__DESCRIPTOR
         }
     }
-    impl ::integration_runtime::Integration for Translate {
-        fn descriptor(&self) -> &'static ::integration_runtime::IntegrationDescriptor {
-            &__DESCRIPTOR
-        }
-        fn validate(
-            &self,
-            endpoint: &str,
-            params: &__rt::serde_json::Value,
-        ) -> ::std::result::Result<(), ::integration_runtime::ClientError> {
-            match endpoint {
-                "translate" => {
-                    __rt::validate_params("translate", params, Translation::validate)
-                }
-                _ => {
-                    ::std::result::Result::Err(
-                        __rt::unknown_endpoint("Translate", endpoint),
-                    )
-                }
-            }
-        }
-        fn start<'a>(
-            &'a self,
-            endpoint: &'a str,
-            params: &'a __rt::serde_json::Value,
-            options: &'a ::integration_runtime::CallOptions,
-        ) -> ::integration_runtime::BoxFuture<
-            'a,
-            ::std::result::Result<
-                ::integration_runtime::Reply<__rt::serde_json::Value>,
-                ::integration_runtime::ClientError,
-            >,
-        > {
-            ::std::boxed::Box::pin(async move {
-                match endpoint {
-                    "translate" => {
-                        __rt::start::<
-                            Translation,
-                            Translated,
-                        >(&self.client.http, &__ENDPOINT_TRANSLATE, params, options)
-                            .await
-                    }
-                    _ => {
-                        ::std::result::Result::Err(
-                            __rt::unknown_endpoint("Translate", endpoint),
-                        )
-                    }
-                }
-            })
-        }
-        fn poll<'a>(
-            &'a self,
-            external_id: &'a str,
-        ) -> ::std::option::Option<
-            ::integration_runtime::BoxFuture<
-                'a,
-                ::std::result::Result<
-                    ::integration_runtime::Reply<__rt::serde_json::Value>,
-                    ::integration_runtime::ClientError,
-                >,
-            >,
-        > {
-            {
-                let _ = external_id;
-                ::std::option::Option::None
-            }
-        }
-        fn read_webhook(
-            &self,
-            payload: &__rt::serde_json::Value,
-        ) -> ::std::option::Option<
-            ::std::result::Result<
-                ::integration_runtime::Reply<__rt::serde_json::Value>,
-                ::integration_runtime::ClientError,
-            >,
-        > {
-            {
-                let _ = payload;
-                ::std::option::Option::None
-            }
-        }
-        fn circuit_states(
-            &self,
-        ) -> ::std::vec::Vec<
-            (::std::string::String, ::integration_runtime::CircuitState),
-        > {
-            self.client.http.circuit_states()
+    impl __rt::Generated for Translate {
+        const GLUE: &'static __rt::Glue = &__GLUE;
+        fn http(&self) -> &__rt::HttpClient {
+            &self.client.http
         }
     }
-    #[doc(hidden)]
-    const __POLICY: ::integration_runtime::PolicyDescriptor = ::integration_runtime::PolicyDescriptor {
+    static __GLUE: __rt::Glue = __rt::Glue {
+        descriptor: &__DESCRIPTOR,
+        calls: &[__rt::CallGlue::new::<Translation, Translated>(&__ENDPOINT_TRANSLATE)],
+        poll: __rt::None,
+        webhook: __rt::None,
+    };
+    const __POLICY: __rt::PolicyDescriptor = __rt::PolicyDescriptor {
         timeout_ms: 5000u64,
-        connect_timeout_ms: 5000u64,
-        retry: ::integration_runtime::RetryPolicy {
+        retry: __rt::RetryPolicy {
             max_attempts: 3u32,
             initial_backoff_ms: 100u64,
             max_backoff_ms: 2000u64,
-            multiplier: 2f64,
-            on: ::integration_runtime::RetryOn {
-                server_errors: true,
-                too_many_requests: true,
-                timeouts: true,
-                connect_errors: true,
-                transport_errors: true,
-                too_large: false,
-            },
+            ..__rt::RetryPolicy::SPEC_DEFAULT
         },
-        circuit_breaker: ::std::option::Option::None,
-        rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
+        rate_limit: __rt::Some(__rt::RateLimitPolicy {
             per_second: 50f64,
             burst: 100u32,
         }),
-        concurrency: ::std::option::Option::Some(16u32),
-        max_response_bytes: 10485760u64,
-        redirects: ::integration_runtime::RedirectPolicy::SameOrigin,
+        concurrency: __rt::Some(16u32),
+        ..__rt::PolicyDescriptor::DEFAULT
     };
     #[doc(hidden)]
-    pub static __DESCRIPTOR: ::integration_runtime::IntegrationDescriptor = ::integration_runtime::IntegrationDescriptor {
+    pub static __DESCRIPTOR: __rt::IntegrationDescriptor = __rt::IntegrationDescriptor {
         name: "Translate",
         module: "translate",
         endpoints: &[
-            ::integration_runtime::EndpointDescriptor {
-                name: "translate",
-                method: "POST",
-                path: "/v2/translate",
-                mode: ::integration_runtime::Mode::Sync,
+            __rt::EndpointDescriptor {
                 starts_calls: true,
-                idempotent: true,
-                idempotency_key: ::std::option::Option::None,
-                policy: __POLICY,
-                request_fields: ::integration_runtime::RequestFields {
+                request_fields: __rt::RequestFields {
                     all: &[
                         "text",
                         "source_lang",
@@ -629,25 +443,22 @@ pub mod translate {
                     path: &[],
                     headers: &[],
                 },
+                ..__rt::EndpointDescriptor::new(
+                    "translate",
+                    "POST",
+                    "/v2/translate",
+                    __POLICY,
+                )
             },
-            ::integration_runtime::EndpointDescriptor {
-                name: "list_glossaries",
-                method: "GET",
-                path: "/v2/glossaries",
-                mode: ::integration_runtime::Mode::Sync,
-                starts_calls: false,
-                idempotent: true,
-                idempotency_key: ::std::option::Option::None,
-                policy: __POLICY,
-                request_fields: ::integration_runtime::RequestFields {
-                    all: &[],
-                    path: &[],
-                    headers: &[],
-                },
-            },
+            __rt::EndpointDescriptor::new(
+                "list_glossaries",
+                "GET",
+                "/v2/glossaries",
+                __POLICY,
+            ),
         ],
         policy: __POLICY,
-        polling: ::std::option::Option::None,
-        webhook: ::std::option::Option::None,
+        polling: __rt::None,
+        webhook: __rt::None,
     };
 }

@@ -8,17 +8,17 @@ pub mod volc_tts {
     #[allow(unused_imports)]
     use ::integration_runtime::__private as __rt;
     /// The `Synthesis` entity of the spec.
-    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[derive(Debug, Clone, PartialEq, __rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub struct Synthesis {
         /// What to say.
-        pub text: ::std::string::String,
+        pub text: __rt::String,
         /// `voice` (string).
         #[serde(default = "__default_synthesis_voice")]
-        pub voice: ::std::string::String,
+        pub voice: __rt::String,
         /// `speed` (float).
         #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-        pub speed: ::std::option::Option<f64>,
+        pub speed: __rt::Option<f64>,
         /// `format` (enum).
         #[serde(default = "__default_synthesis_format")]
         pub format: SynthesisFormat,
@@ -26,50 +26,27 @@ pub mod volc_tts {
     impl Synthesis {
         /// Checks every constraint the spec declares (lengths, ranges),
         /// including those of nested entities, and reports all violations.
-        pub fn validate(
-            &self,
-        ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
+        pub fn validate(&self) -> __rt::Result<(), __rt::ValidationError> {
             let mut violations = __rt::Violations::new();
-            {
-                let value = &self.text;
+            let value = &self.text;
+            violations
+                .len_between(
+                    "text",
+                    value.chars().count(),
+                    __rt::Some(1),
+                    __rt::Some(5000),
+                );
+            if let __rt::Some(value) = &self.speed {
                 violations
-                    .len_between(
-                        "text",
-                        value.chars().count(),
-                        ::std::option::Option::Some(1u64),
-                        ::std::option::Option::Some(5000u64),
-                    );
-            }
-            if let ::std::option::Option::Some(value) = &self.speed {
-                violations
-                    .float_between(
-                        "speed",
-                        *value,
-                        ::std::option::Option::Some(0.5f64),
-                        ::std::option::Option::Some(2f64),
-                    );
+                    .float_between("speed", *value, __rt::Some(0.5), __rt::Some(2.0));
             }
             violations.finish()
         }
     }
-    impl ::integration_runtime::FromResult for Synthesis {
-        fn from_result(
-            value: &__rt::serde_json::Value,
-        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
-            <Self as __rt::serde::Deserialize>::deserialize(value)
-        }
-    }
+    __rt::impl_entity!(Synthesis);
     /// Allowed values of `Synthesis.format`.
-    #[derive(
-        Debug,
-        Clone,
-        Copy,
-        PartialEq,
-        Eq,
-        Hash,
-        __rt::serde::Serialize,
-        __rt::serde::Deserialize
-    )]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[derive(__rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub enum SynthesisFormat {
         /// `mp3`
@@ -92,43 +69,33 @@ pub mod volc_tts {
             }
         }
     }
-    #[doc(hidden)]
-    fn __default_synthesis_voice() -> ::std::string::String {
-        ::std::string::String::from("en_female_1")
+    fn __default_synthesis_voice() -> __rt::String {
+        __rt::String::from("en_female_1")
     }
-    #[doc(hidden)]
     fn __default_synthesis_format() -> SynthesisFormat {
         SynthesisFormat::Mp3
     }
     /// The `Audio` entity of the spec.
-    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[derive(Debug, Clone, PartialEq, __rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "::integration_runtime::__private::serde")]
     pub struct Audio {
         /// `url` (string).
-        pub url: ::std::string::String,
+        pub url: __rt::String,
         /// `duration_ms` (int).
         pub duration_ms: i64,
     }
     impl Audio {
         /// Checks every constraint the spec declares (lengths, ranges),
         /// including those of nested entities, and reports all violations.
-        pub fn validate(
-            &self,
-        ) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
-            ::std::result::Result::Ok(())
+        pub fn validate(&self) -> __rt::Result<(), __rt::ValidationError> {
+            __rt::Ok(())
         }
     }
-    impl ::integration_runtime::FromResult for Audio {
-        fn from_result(
-            value: &__rt::serde_json::Value,
-        ) -> ::std::result::Result<Self, __rt::serde_json::Error> {
-            <Self as __rt::serde::Deserialize>::deserialize(value)
-        }
-    }
+    __rt::impl_entity!(Audio);
     /// Where a `VolcTts` call is in its lifecycle.
-    pub type VolcTtsStatus = ::integration_runtime::CallStatus;
+    pub type VolcTtsStatus = __rt::CallStatus;
     /// The typed request parameters of a `VolcTts` call, one variant per endpoint that starts calls.
-    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+    #[derive(Debug, Clone, PartialEq, __rt::Serialize, __rt::Deserialize)]
     #[serde(
         crate = "::integration_runtime::__private::serde",
         tag = "endpoint",
@@ -139,25 +106,21 @@ pub mod volc_tts {
         /// Parameters of `synthesize` (POST /api/v1/tts/tasks).
         Synthesize(Synthesis),
     }
-    impl ::integration_runtime::CallRequest for VolcTtsRequest {
+    impl __rt::CallRequest for VolcTtsRequest {
         fn from_params(
             endpoint: &str,
             params: &__rt::serde_json::Value,
-        ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
+        ) -> __rt::Result<Self, __rt::ClientError> {
             match endpoint {
                 "synthesize" => {
                     __rt::read_stored(endpoint, params, "stored request parameters")
                         .map(VolcTtsRequest::Synthesize)
                 }
-                _ => {
-                    ::std::result::Result::Err(
-                        __rt::unknown_endpoint("VolcTts", endpoint),
-                    )
-                }
+                _ => __rt::Err(__rt::unknown_endpoint("VolcTts", endpoint)),
             }
         }
     }
-    impl ::integration_runtime::IntoCall for VolcTtsRequest {
+    impl __rt::IntoCall for VolcTtsRequest {
         const INTEGRATION: &'static str = "VolcTts";
         fn endpoint(&self) -> &'static str {
             match *self {
@@ -170,12 +133,12 @@ pub mod volc_tts {
             }
         }
     }
-    impl ::std::convert::From<Synthesis> for VolcTtsRequest {
+    impl __rt::From<Synthesis> for VolcTtsRequest {
         fn from(params: Synthesis) -> Self {
             VolcTtsRequest::Synthesize(params)
         }
     }
-    impl ::integration_runtime::IntoCall for Synthesis {
+    impl __rt::IntoCall for Synthesis {
         const INTEGRATION: &'static str = "VolcTts";
         fn endpoint(&self) -> &'static str {
             "synthesize"
@@ -185,51 +148,44 @@ pub mod volc_tts {
         }
     }
     /// The typed response data of a finished `VolcTts` call.
-    #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize)]
+    #[derive(Debug, Clone, PartialEq, __rt::Serialize)]
     #[serde(crate = "::integration_runtime::__private::serde", untagged)]
     pub enum VolcTtsResponse {
         /// Result of a `synthesize` call.
         Synthesize(Audio),
     }
-    impl ::integration_runtime::CallResponse for VolcTtsResponse {
+    impl __rt::CallResponse for VolcTtsResponse {
         fn from_result(
             endpoint: &str,
             value: &__rt::serde_json::Value,
-        ) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
+        ) -> __rt::Result<Self, __rt::ClientError> {
             match endpoint {
                 "synthesize" => {
                     __rt::read_stored(endpoint, value, "stored response data")
                         .map(VolcTtsResponse::Synthesize)
                 }
-                _ => {
-                    ::std::result::Result::Err(
-                        __rt::unknown_endpoint("VolcTts", endpoint),
-                    )
-                }
+                _ => __rt::Err(__rt::unknown_endpoint("VolcTts", endpoint)),
             }
         }
     }
     /// One call to `VolcTts`: the record business code creates and the runtime drives to a terminal state.
-    pub type VolcTtsCall = ::integration_runtime::Call<VolcTtsRequest, VolcTtsResponse>;
+    pub type VolcTtsCall = __rt::Call<VolcTtsRequest, VolcTtsResponse>;
     /// A lifecycle event of a `VolcTts` call: `initialized -> processing -> completed | failed`.
-    pub type VolcTtsEvent = ::integration_runtime::Event<VolcTtsResponse>;
+    pub type VolcTtsEvent = __rt::Event<VolcTtsResponse>;
     /// Settings of the `VolcTts` integration. Secrets are redacted in `Debug` output.
     #[derive(Debug, Clone)]
     pub struct VolcTtsConfig {
         /// Where requests go.
-        pub base_url: ::std::string::String,
+        pub base_url: __rt::String,
         /// API token from the provider console (from `VOLC_TTS_TOKEN`).
-        pub token: ::integration_runtime::Secret,
+        pub token: __rt::Secret,
         /// webhook signing secret (whsec_...) (from `VOLC_TTS_WEBHOOK_SECRET`).
-        pub webhook_secret: ::integration_runtime::Secret,
+        pub webhook_secret: __rt::Secret,
     }
     impl VolcTtsConfig {
         /// Reads every setting from the environment, and reports every
         /// missing variable (with what it is for) in one error.
-        pub fn from_env() -> ::std::result::Result<
-            Self,
-            ::integration_runtime::ConfigError,
-        > {
+        pub fn from_env() -> __rt::Result<Self, __rt::ConfigError> {
             let mut env = __rt::EnvReader::new("VolcTts");
             let base_url = env.value_or("VOLC_TTS_BASE_URL", "https://tts.example.com");
             let token = env
@@ -237,7 +193,7 @@ pub mod volc_tts {
             let webhook_secret = env
                 .secret("VOLC_TTS_WEBHOOK_SECRET", "webhook signing secret (whsec_...)");
             env.finish()?;
-            ::std::result::Result::Ok(VolcTtsConfig {
+            __rt::Ok(VolcTtsConfig {
                 base_url,
                 token,
                 webhook_secret,
@@ -251,15 +207,13 @@ pub mod volc_tts {
     }
     impl VolcTtsClient {
         /// A client for the given settings.
-        pub fn new(
-            config: &VolcTtsConfig,
-        ) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+        pub fn new(config: &VolcTtsConfig) -> __rt::Result<Self, __rt::ConfigError> {
             let http = __rt::HttpClient::for_integration(
                 &__DESCRIPTOR,
                 &config.base_url,
                 __rt::Auth::Bearer(config.token.clone()),
             )?;
-            ::std::result::Result::Ok(VolcTtsClient { http })
+            __rt::Ok(VolcTtsClient { http })
         }
         /// This client, sending through `client` (proxies, root certificates,
         /// default headers) with the spec's policies on top. Build it with
@@ -267,10 +221,7 @@ pub mod volc_tts {
         /// rules hold only for redirects the runtime sees. Its own connect
         /// timeout applies instead of the spec's.
         #[must_use]
-        pub fn with_reqwest_client(
-            self,
-            client: ::integration_runtime::reqwest::Client,
-        ) -> Self {
+        pub fn with_reqwest_client(self, client: __rt::reqwest::Client) -> Self {
             VolcTtsClient {
                 http: self.http.with_reqwest_client(client),
             }
@@ -279,27 +230,15 @@ pub mod volc_tts {
         pub async fn synthesize(
             &self,
             request: &Synthesis,
-            options: &::integration_runtime::CallOptions,
-        ) -> ::std::result::Result<
-            ::integration_runtime::Reply<()>,
-            ::integration_runtime::ClientError,
-        > {
-            request.validate().map_err(|e| __rt::invalid_request("synthesize", e))?;
-            __rt::exchange(
-                    &self.http,
-                    &__ENDPOINT_SYNTHESIZE,
-                    __rt::Input::request(request).with_options(options),
-                )
-                .await
+            options: &__rt::CallOptions,
+        ) -> __rt::Result<__rt::Reply<()>, __rt::ClientError> {
+            __rt::send(&self.http, &__ENDPOINT_SYNTHESIZE, request, options).await
         }
         /// `GET /api/v1/tts/tasks/{external_id}`.
         pub async fn query(
             &self,
             external_id: &str,
-        ) -> ::std::result::Result<
-            ::integration_runtime::Reply<Audio>,
-            ::integration_runtime::ClientError,
-        > {
+        ) -> __rt::Result<__rt::Reply<Audio>, __rt::ClientError> {
             __rt::exchange(
                     &self.http,
                     &__ENDPOINT_QUERY,
@@ -308,7 +247,6 @@ pub mod volc_tts {
                 .await
         }
     }
-    #[doc(hidden)]
     static __ENDPOINT_SYNTHESIZE: __rt::Exchange = __rt::Exchange {
         request: __rt::RequestSpec {
             endpoint: &__DESCRIPTOR.endpoints[0usize],
@@ -322,20 +260,19 @@ pub mod volc_tts {
                 (&["audio", "format"], __rt::Source::Field("format")),
             ],
             encoding: __rt::BodyEncoding::Json,
-            error: ::std::option::Option::Some(&[__rt::Seg::Key("message")]),
+            error: __rt::Some(&[__rt::Key("message")]),
         },
         reply: __rt::ReplySpec {
             endpoint: "synthesize",
-            status: ::std::option::Option::None,
+            status: __rt::None,
             external_id: __rt::ExternalIdSpec::Required {
-                path: &[__rt::Seg::Key("data"), __rt::Seg::Key("task_id")],
+                path: &[__rt::Key("data"), __rt::Key("task_id")],
                 text: "$.data.task_id",
             },
-            result: ::std::option::Option::None,
-            error: ::std::option::Option::Some(&[__rt::Seg::Key("message")]),
+            result: __rt::None,
+            error: __rt::Some(&[__rt::Key("message")]),
         },
     };
-    #[doc(hidden)]
     static __ENDPOINT_QUERY: __rt::Exchange = __rt::Exchange {
         request: __rt::RequestSpec {
             endpoint: &__DESCRIPTOR.endpoints[1usize],
@@ -347,40 +284,36 @@ pub mod volc_tts {
             headers: &[],
             body: &[],
             encoding: __rt::BodyEncoding::Json,
-            error: ::std::option::Option::Some(
-                &[__rt::Seg::Key("data"), __rt::Seg::Key("message")],
-            ),
+            error: __rt::Some(&[__rt::Key("data"), __rt::Key("message")]),
         },
         reply: __rt::ReplySpec {
             endpoint: "query",
-            status: ::std::option::Option::Some(__rt::StatusSpec {
-                path: &[__rt::Seg::Key("data"), __rt::Seg::Key("state")],
+            status: __rt::Some(__rt::StatusSpec {
+                path: &[__rt::Key("data"), __rt::Key("state")],
                 text: "$.data.state",
                 map: &[
-                    ("queued", ::integration_runtime::RemoteStatus::Processing),
-                    ("running", ::integration_runtime::RemoteStatus::Processing),
-                    ("done", ::integration_runtime::RemoteStatus::Completed),
-                    ("error", ::integration_runtime::RemoteStatus::Failed),
+                    ("queued", __rt::RemoteStatus::Processing),
+                    ("running", __rt::RemoteStatus::Processing),
+                    ("done", __rt::RemoteStatus::Completed),
+                    ("error", __rt::RemoteStatus::Failed),
                 ],
             }),
             external_id: __rt::ExternalIdSpec::Generated,
-            result: ::std::option::Option::Some(
+            result: __rt::Some(
                 &[
                     __rt::FieldPath {
                         field: "url",
-                        path: &[__rt::Seg::Key("data"), __rt::Seg::Key("audio_url")],
+                        path: &[__rt::Key("data"), __rt::Key("audio_url")],
                         text: "$.data.audio_url",
                     },
                     __rt::FieldPath {
                         field: "duration_ms",
-                        path: &[__rt::Seg::Key("data"), __rt::Seg::Key("duration")],
+                        path: &[__rt::Key("data"), __rt::Key("duration")],
                         text: "$.data.duration",
                     },
                 ],
             ),
-            error: ::std::option::Option::Some(
-                &[__rt::Seg::Key("data"), __rt::Seg::Key("message")],
-            ),
+            error: __rt::Some(&[__rt::Key("data"), __rt::Key("message")]),
         },
     };
     /// The `VolcTts` integration, ready to register with the runtime.
@@ -391,18 +324,13 @@ pub mod volc_tts {
     }
     impl VolcTts {
         /// The integration with the given settings.
-        pub fn new(
-            config: VolcTtsConfig,
-        ) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+        pub fn new(config: VolcTtsConfig) -> __rt::Result<Self, __rt::ConfigError> {
             let client = VolcTtsClient::new(&config)?;
-            ::std::result::Result::Ok(VolcTts { config, client })
+            __rt::Ok(VolcTts { config, client })
         }
         /// The integration configured from the environment; every missing
         /// variable is reported at once, with what it is for.
-        pub fn from_env() -> ::std::result::Result<
-            Self,
-            ::integration_runtime::ConfigError,
-        > {
+        pub fn from_env() -> __rt::Result<Self, __rt::ConfigError> {
             Self::new(VolcTtsConfig::from_env()?)
         }
         /// The integration, sending through `client`, a `reqwest::Client` you
@@ -415,10 +343,7 @@ pub mod volc_tts {
         ///
         /// `VolcTts::from_env()?.with_reqwest_client(client)`
         #[must_use]
-        pub fn with_reqwest_client(
-            mut self,
-            client: ::integration_runtime::reqwest::Client,
-        ) -> Self {
+        pub fn with_reqwest_client(mut self, client: __rt::reqwest::Client) -> Self {
             self.client = self.client.with_reqwest_client(client);
             self
         }
@@ -431,219 +356,115 @@ pub mod volc_tts {
             &self.config
         }
         /// Static facts about the integration: endpoints, policies, polling, webhook.
-        pub fn descriptor() -> &'static ::integration_runtime::IntegrationDescriptor {
+        pub fn descriptor() -> &'static __rt::IntegrationDescriptor {
             &__DESCRIPTOR
         }
     }
-    impl ::integration_runtime::Integration for VolcTts {
-        fn descriptor(&self) -> &'static ::integration_runtime::IntegrationDescriptor {
-            &__DESCRIPTOR
+    impl __rt::Generated for VolcTts {
+        const GLUE: &'static __rt::Glue = &__GLUE;
+        fn http(&self) -> &__rt::HttpClient {
+            &self.client.http
         }
-        fn validate(
-            &self,
-            endpoint: &str,
-            params: &__rt::serde_json::Value,
-        ) -> ::std::result::Result<(), ::integration_runtime::ClientError> {
-            match endpoint {
-                "synthesize" => {
-                    __rt::validate_params("synthesize", params, Synthesis::validate)
-                }
-                _ => {
-                    ::std::result::Result::Err(
-                        __rt::unknown_endpoint("VolcTts", endpoint),
-                    )
-                }
-            }
-        }
-        fn start<'a>(
-            &'a self,
-            endpoint: &'a str,
-            params: &'a __rt::serde_json::Value,
-            options: &'a ::integration_runtime::CallOptions,
-        ) -> ::integration_runtime::BoxFuture<
-            'a,
-            ::std::result::Result<
-                ::integration_runtime::Reply<__rt::serde_json::Value>,
-                ::integration_runtime::ClientError,
-            >,
-        > {
-            ::std::boxed::Box::pin(async move {
-                match endpoint {
-                    "synthesize" => {
-                        __rt::start::<
-                            Synthesis,
-                            (),
-                        >(&self.client.http, &__ENDPOINT_SYNTHESIZE, params, options)
-                            .await
-                    }
-                    _ => {
-                        ::std::result::Result::Err(
-                            __rt::unknown_endpoint("VolcTts", endpoint),
-                        )
-                    }
-                }
-            })
-        }
-        fn poll<'a>(
-            &'a self,
-            external_id: &'a str,
-        ) -> ::std::option::Option<
-            ::integration_runtime::BoxFuture<
-                'a,
-                ::std::result::Result<
-                    ::integration_runtime::Reply<__rt::serde_json::Value>,
-                    ::integration_runtime::ClientError,
-                >,
-            >,
-        > {
-            ::std::option::Option::Some(
-                ::std::boxed::Box::pin(async move {
-                    ::std::result::Result::Ok(
-                        self.client.query(external_id).await?.into_json(),
-                    )
-                }),
-            )
-        }
-        fn read_webhook(
-            &self,
-            payload: &__rt::serde_json::Value,
-        ) -> ::std::option::Option<
-            ::std::result::Result<
-                ::integration_runtime::Reply<__rt::serde_json::Value>,
-                ::integration_runtime::ClientError,
-            >,
-        > {
-            ::std::option::Option::Some(
-                __rt::read_reply::<Audio>(&__WEBHOOK_REPLY, 200, payload)
-                    .map(::integration_runtime::Reply::into_json),
-            )
-        }
-        fn circuit_states(
-            &self,
-        ) -> ::std::vec::Vec<
-            (::std::string::String, ::integration_runtime::CircuitState),
-        > {
-            self.client.http.circuit_states()
-        }
-        fn webhook_secret(
-            &self,
-        ) -> ::std::option::Option<::integration_runtime::Secret> {
-            ::std::option::Option::Some(self.config.webhook_secret.clone())
+        fn webhook_secret(&self) -> __rt::Option<__rt::Secret> {
+            __rt::Some(self.config.webhook_secret.clone())
         }
     }
-    #[doc(hidden)]
+    static __GLUE: __rt::Glue = __rt::Glue {
+        descriptor: &__DESCRIPTOR,
+        calls: &[__rt::CallGlue::new::<Synthesis, ()>(&__ENDPOINT_SYNTHESIZE)],
+        poll: __rt::Some(__rt::PollGlue::new::<Audio>(&__ENDPOINT_QUERY)),
+        webhook: __rt::Some(__rt::WebhookGlue::new::<Audio>(&__WEBHOOK_REPLY)),
+    };
     static __WEBHOOK_REPLY: __rt::ReplySpec = __rt::ReplySpec {
         endpoint: "webhook",
-        status: ::std::option::Option::Some(__rt::StatusSpec {
-            path: &[__rt::Seg::Key("state")],
+        status: __rt::Some(__rt::StatusSpec {
+            path: &[__rt::Key("state")],
             text: "$.state",
             map: &[
-                ("running", ::integration_runtime::RemoteStatus::Processing),
-                ("done", ::integration_runtime::RemoteStatus::Completed),
-                ("error", ::integration_runtime::RemoteStatus::Failed),
+                ("running", __rt::RemoteStatus::Processing),
+                ("done", __rt::RemoteStatus::Completed),
+                ("error", __rt::RemoteStatus::Failed),
             ],
         }),
         external_id: __rt::ExternalIdSpec::Optional {
-            path: &[__rt::Seg::Key("task_id")],
+            path: &[__rt::Key("task_id")],
         },
-        result: ::std::option::Option::Some(
+        result: __rt::Some(
             &[
                 __rt::FieldPath {
                     field: "url",
-                    path: &[__rt::Seg::Key("audio_url")],
+                    path: &[__rt::Key("audio_url")],
                     text: "$.audio_url",
                 },
                 __rt::FieldPath {
                     field: "duration_ms",
-                    path: &[__rt::Seg::Key("duration")],
+                    path: &[__rt::Key("duration")],
                     text: "$.duration",
                 },
             ],
         ),
-        error: ::std::option::Option::Some(&[__rt::Seg::Key("message")]),
+        error: __rt::Some(&[__rt::Key("message")]),
     };
-    #[doc(hidden)]
-    const __POLICY: ::integration_runtime::PolicyDescriptor = ::integration_runtime::PolicyDescriptor {
+    const __POLICY: __rt::PolicyDescriptor = __rt::PolicyDescriptor {
         timeout_ms: 10000u64,
-        connect_timeout_ms: 5000u64,
-        retry: ::integration_runtime::RetryPolicy {
+        retry: __rt::RetryPolicy {
             max_attempts: 5u32,
-            initial_backoff_ms: 200u64,
-            max_backoff_ms: 20000u64,
-            multiplier: 2f64,
-            on: ::integration_runtime::RetryOn {
-                server_errors: true,
-                too_many_requests: true,
-                timeouts: true,
-                connect_errors: true,
-                transport_errors: true,
-                too_large: false,
-            },
+            ..__rt::RetryPolicy::SPEC_DEFAULT
         },
-        circuit_breaker: ::std::option::Option::Some(::integration_runtime::CircuitBreakerPolicy {
+        circuit_breaker: __rt::Some(__rt::CircuitBreakerPolicy {
             failure_threshold: 5u32,
             open_for_ms: 30000u64,
             half_open_probes: 1u32,
         }),
-        rate_limit: ::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
+        rate_limit: __rt::Some(__rt::RateLimitPolicy {
             per_second: 20f64,
             burst: 40u32,
         }),
-        concurrency: ::std::option::Option::Some(32u32),
-        max_response_bytes: 10485760u64,
-        redirects: ::integration_runtime::RedirectPolicy::SameOrigin,
+        concurrency: __rt::Some(32u32),
+        ..__rt::PolicyDescriptor::DEFAULT
     };
     #[doc(hidden)]
-    pub static __DESCRIPTOR: ::integration_runtime::IntegrationDescriptor = ::integration_runtime::IntegrationDescriptor {
+    pub static __DESCRIPTOR: __rt::IntegrationDescriptor = __rt::IntegrationDescriptor {
         name: "VolcTts",
         module: "volc_tts",
         endpoints: &[
-            ::integration_runtime::EndpointDescriptor {
-                name: "synthesize",
-                method: "POST",
-                path: "/api/v1/tts/tasks",
-                mode: ::integration_runtime::Mode::Async,
+            __rt::EndpointDescriptor {
+                mode: __rt::Mode::Async,
                 starts_calls: true,
                 idempotent: false,
-                idempotency_key: ::std::option::Option::Some(
-                    ::integration_runtime::IdempotencyKeyPlacement::Header(
-                        "X-Idempotency-Key",
-                    ),
+                idempotency_key: __rt::Some(
+                    __rt::IdempotencyKeyPlacement::Header("X-Idempotency-Key"),
                 ),
-                policy: __POLICY,
-                request_fields: ::integration_runtime::RequestFields {
+                request_fields: __rt::RequestFields {
                     all: &["text", "voice", "speed", "format"],
                     path: &[],
                     headers: &[],
                 },
+                ..__rt::EndpointDescriptor::new(
+                    "synthesize",
+                    "POST",
+                    "/api/v1/tts/tasks",
+                    __POLICY,
+                )
             },
-            ::integration_runtime::EndpointDescriptor {
-                name: "query",
-                method: "GET",
-                path: "/api/v1/tts/tasks/{external_id}",
-                mode: ::integration_runtime::Mode::Sync,
-                starts_calls: false,
-                idempotent: true,
-                idempotency_key: ::std::option::Option::None,
-                policy: __POLICY,
-                request_fields: ::integration_runtime::RequestFields {
-                    all: &[],
-                    path: &[],
-                    headers: &[],
-                },
-            },
+            __rt::EndpointDescriptor::new(
+                "query",
+                "GET",
+                "/api/v1/tts/tasks/{external_id}",
+                __POLICY,
+            ),
         ],
         policy: __POLICY,
-        polling: ::std::option::Option::Some(::integration_runtime::PollingDescriptor {
+        polling: __rt::Some(__rt::PollingDescriptor {
             endpoint: "query",
             interval_ms: 2000u64,
             backoff: 1.5f64,
             max_interval_ms: 30000u64,
             give_up_after_s: 600u64,
         }),
-        webhook: ::std::option::Option::Some(::integration_runtime::WebhookDescriptor {
+        webhook: __rt::Some(__rt::WebhookDescriptor {
             path: "/webhooks/volc-tts",
-            scheme: ::integration_runtime::SignatureScheme::StandardWebhooks,
+            scheme: __rt::SignatureScheme::StandardWebhooks,
             secret_env: "VOLC_TTS_WEBHOOK_SECRET",
             tolerance_s: 300u64,
             max_body_bytes: 1048576usize,

@@ -42,13 +42,13 @@ pub(super) fn generate(spec: &Spec, names: &Names) -> TokenStream {
         let entity = format_ident!("{}", e.request.as_deref().unwrap_or_default());
         let name = &e.name;
         quote! {
-            impl ::std::convert::From<#entity> for #request {
+            impl __rt::From<#entity> for #request {
                 fn from(params: #entity) -> Self {
                     #request::#v(params)
                 }
             }
 
-            impl ::integration_runtime::IntoCall for #entity {
+            impl __rt::IntoCall for #entity {
                 const INTEGRATION: &'static str = #integration_name;
                 fn endpoint(&self) -> &'static str {
                     #name
@@ -93,22 +93,22 @@ pub(super) fn generate(spec: &Spec, names: &Names) -> TokenStream {
 
     quote! {
         #[doc = #status_doc]
-        pub type #status = ::integration_runtime::CallStatus;
+        pub type #status = __rt::CallStatus;
 
         #[doc = #request_doc]
-        #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, __rt::Serialize, __rt::Deserialize)]
         #[serde(crate = "::integration_runtime::__private::serde", tag = "endpoint", content = "params", rename_all = "snake_case")]
         pub enum #request {
             #(#request_variants)*
         }
 
-        impl ::integration_runtime::CallRequest for #request {
-            fn from_params(endpoint: &str, params: &__rt::serde_json::Value) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
+        impl __rt::CallRequest for #request {
+            fn from_params(endpoint: &str, params: &__rt::serde_json::Value) -> __rt::Result<Self, __rt::ClientError> {
                 #from_params
             }
         }
 
-        impl ::integration_runtime::IntoCall for #request {
+        impl __rt::IntoCall for #request {
             const INTEGRATION: &'static str = #integration_name;
             fn endpoint(&self) -> &'static str {
                 match *self {
@@ -125,23 +125,23 @@ pub(super) fn generate(spec: &Spec, names: &Names) -> TokenStream {
         #(#entity_impls)*
 
         #[doc = #response_doc]
-        #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize)]
+        #[derive(Debug, Clone, PartialEq, __rt::Serialize)]
         #[serde(crate = "::integration_runtime::__private::serde", untagged)]
         pub enum #response {
             #(#response_variants)*
         }
 
-        impl ::integration_runtime::CallResponse for #response {
-            fn from_result(endpoint: &str, value: &__rt::serde_json::Value) -> ::std::result::Result<Self, ::integration_runtime::ClientError> {
+        impl __rt::CallResponse for #response {
+            fn from_result(endpoint: &str, value: &__rt::serde_json::Value) -> __rt::Result<Self, __rt::ClientError> {
                 #from_result
             }
         }
 
         #[doc = #call_doc]
-        pub type #call = ::integration_runtime::Call<#request, #response>;
+        pub type #call = __rt::Call<#request, #response>;
 
         #[doc = #event_doc]
-        pub type #event = ::integration_runtime::Event<#response>;
+        pub type #event = __rt::Event<#response>;
     }
 }
 
@@ -159,7 +159,7 @@ fn stored_dispatch(
     if call_endpoints.is_empty() {
         return quote! {
             let _ = #input;
-            ::std::result::Result::Err(__rt::unknown_endpoint(#integration_name, endpoint))
+            __rt::Err(__rt::unknown_endpoint(#integration_name, endpoint))
         };
     }
     let arms = call_endpoints.iter().map(|e| {
@@ -170,7 +170,7 @@ fn stored_dispatch(
     quote! {
         match endpoint {
             #(#arms)*
-            _ => ::std::result::Result::Err(__rt::unknown_endpoint(#integration_name, endpoint)),
+            _ => __rt::Err(__rt::unknown_endpoint(#integration_name, endpoint)),
         }
     }
 }

@@ -4,7 +4,7 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
 use super::endpoint::{self, reply_spec, result_type, spec_name, webhook_spec_name};
-use super::{ident, Names};
+use super::Names;
 use crate::ir::*;
 
 pub(super) fn generate(spec: &Spec, names: &Names) -> TokenStream {
@@ -69,7 +69,7 @@ fn config(spec: &Spec, names: &Names) -> TokenStream {
     let fields = secrets.iter().map(|s| {
         let field = &s.field;
         let doc = format!(" {} (from `{}`).", s.secret.purpose, s.secret.env);
-        quote!(#[doc = #doc] pub #field: ::integration_runtime::Secret,)
+        quote!(#[doc = #doc] pub #field: __rt::Secret,)
     });
     let reads = secrets.iter().map(|s| {
         let field = &s.field;
@@ -86,7 +86,7 @@ fn config(spec: &Spec, names: &Names) -> TokenStream {
     };
     let token_url_field = token_url.as_ref().map(|_| {
         quote!(/// Where OAuth2 tokens are requested.
-        pub token_url: ::std::string::String,)
+        pub token_url: __rt::String,)
     });
     let token_url_read = token_url.as_ref().map(|read| quote!(let token_url = #read;));
     let token_url_init = token_url.as_ref().map(|_| quote!(token_url,));
@@ -96,7 +96,7 @@ fn config(spec: &Spec, names: &Names) -> TokenStream {
         #[derive(Debug, Clone)]
         pub struct #config {
             /// Where requests go.
-            pub base_url: ::std::string::String,
+            pub base_url: __rt::String,
             #token_url_field
             #(#fields)*
         }
@@ -104,13 +104,13 @@ fn config(spec: &Spec, names: &Names) -> TokenStream {
         impl #config {
             /// Reads every setting from the environment, and reports every
             /// missing variable (with what it is for) in one error.
-            pub fn from_env() -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+            pub fn from_env() -> __rt::Result<Self, __rt::ConfigError> {
                 let mut env = __rt::EnvReader::new(#integration_name);
                 let base_url = #base_url;
                 #token_url_read
                 #(#reads)*
                 env.finish()?;
-                ::std::result::Result::Ok(#config { base_url, #token_url_init #(#field_names),* })
+                __rt::Ok(#config { base_url, #token_url_init #(#field_names),* })
             }
         }
     }
@@ -119,7 +119,7 @@ fn config(spec: &Spec, names: &Names) -> TokenStream {
 /// Reads a URL setting: a literal, or an environment variable with or without a default.
 fn url_setting(url: &BaseUrl, default_purpose: &str) -> TokenStream {
     match url {
-        BaseUrl::Literal(url) => quote!(::std::string::String::from(#url)),
+        BaseUrl::Literal(url) => quote!(__rt::String::from(#url)),
         BaseUrl::Env {
             var,
             default: Some(default),
@@ -158,24 +158,24 @@ fn auth_expr(spec: &Spec) -> TokenStream {
             __rt::Auth::OAuth2(__rt::OAuth2Config {
                 token_url: config.token_url.clone(),
                 client_id: config.client_id.clone(),
-                client_secret: ::std::option::Option::Some(config.client_secret.clone()),
-                scopes: ::std::vec![#(::std::string::String::from(#scopes)),*],
-                refresh_token: ::std::option::Option::None,
+                client_secret: __rt::Some(config.client_secret.clone()),
+                scopes: ::std::vec![#(__rt::String::from(#scopes)),*],
+                refresh_token: __rt::None,
             })
         },
         Auth::OAuth2RefreshToken { client_secret, .. } => {
             let secret = if client_secret.is_some() {
-                quote!(::std::option::Option::Some(config.client_secret.clone()))
+                quote!(__rt::Some(config.client_secret.clone()))
             } else {
-                quote!(::std::option::Option::None)
+                quote!(__rt::None)
             };
             quote! {
                 __rt::Auth::OAuth2(__rt::OAuth2Config {
                     token_url: config.token_url.clone(),
                     client_id: config.client_id.clone(),
                     client_secret: #secret,
-                    scopes: ::std::vec::Vec::new(),
-                    refresh_token: ::std::option::Option::Some(config.refresh_token.clone()),
+                    scopes: __rt::Vec::new(),
+                    refresh_token: __rt::Some(config.refresh_token.clone()),
                 })
             }
         }
@@ -204,9 +204,9 @@ fn client(spec: &Spec, names: &Names) -> TokenStream {
 
         impl #client {
             /// A client for the given settings.
-            pub fn new(config: &#config) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+            pub fn new(config: &#config) -> __rt::Result<Self, __rt::ConfigError> {
                 let http = __rt::HttpClient::for_integration(&__DESCRIPTOR, &config.base_url, #auth)?;
-                ::std::result::Result::Ok(#client { http })
+                __rt::Ok(#client { http })
             }
 
             /// This client, sending through `client` (proxies, root certificates,
@@ -215,7 +215,7 @@ fn client(spec: &Spec, names: &Names) -> TokenStream {
             /// rules hold only for redirects the runtime sees. Its own connect
             /// timeout applies instead of the spec's.
             #[must_use]
-            pub fn with_reqwest_client(self, client: ::integration_runtime::reqwest::Client) -> Self {
+            pub fn with_reqwest_client(self, client: __rt::reqwest::Client) -> Self {
                 #client { http: self.http.with_reqwest_client(client) }
             }
 
@@ -234,37 +234,20 @@ fn glue(spec: &Spec, names: &Names) -> TokenStream {
         ..
     } = names;
     let integration_name = &spec.integration.name;
-    let call_endpoints: Vec<&Endpoint> = spec.call_endpoints().collect();
-    let validate_arms = call_endpoints.iter().map(|e| {
-        let name = &e.name;
-        let entity = format_ident!("{}", e.request.as_deref().unwrap_or_default());
-        quote!(#name => __rt::validate_params(#name, params, #entity::validate),)
-    });
-    // Not the client methods: they check the constraints, which the runtime
-    // did when it created the call (`validate` above).
-    let start_arms = call_endpoints.iter().map(|e| {
+    let calls = spec.call_endpoints().map(|e| {
         let name = &e.name;
         let spec = spec_name(name);
         let entity = format_ident!("{}", e.request.as_deref().unwrap_or_default());
         let result_ty = result_type(e.result.as_ref());
-        quote!(#name => __rt::start::<#entity, #result_ty>(&self.client.http, &#spec, params, options).await,)
+        quote!(__rt::CallGlue::new::<#entity, #result_ty>(&#spec))
     });
-    // Without endpoints that start calls, the arguments are never read.
-    let unused_start_args = call_endpoints.is_empty().then(|| quote!(let _ = (params, options);));
-    let unused_validate_args = call_endpoints.is_empty().then(|| quote!(let _ = params;));
-    let poll = match &spec.polling {
-        Some(polling) => {
-            let method = ident(&polling.endpoint);
-            quote! {
-                ::std::option::Option::Some(::std::boxed::Box::pin(async move {
-                    ::std::result::Result::Ok(self.client.#method(external_id).await?.into_json())
-                }))
-            }
+    let poll = match spec.polling.as_ref().and_then(|p| spec.endpoint(&p.endpoint)) {
+        Some(endpoint) => {
+            let spec = spec_name(&endpoint.name);
+            let result_ty = result_type(endpoint.result.as_ref());
+            quote!(__rt::Some(__rt::PollGlue::new::<#result_ty>(&#spec)))
         }
-        None => quote!({
-            let _ = external_id;
-            ::std::option::Option::None
-        }),
+        None => quote!(__rt::None),
     };
     let (webhook, webhook_spec) = match &spec.webhook {
         Some(w) => {
@@ -279,29 +262,18 @@ fn glue(spec: &Spec, names: &Names) -> TokenStream {
             let name = webhook_spec_name();
             let result_ty = result_type(w.result.as_ref());
             (
+                quote!(__rt::Some(__rt::WebhookGlue::new::<#result_ty>(&#name))),
                 quote! {
-                    ::std::option::Option::Some(
-                        __rt::read_reply::<#result_ty>(&#name, 200, payload).map(::integration_runtime::Reply::into_json),
-                    )
-                },
-                quote! {
-                    #[doc(hidden)]
                     static #name: __rt::ReplySpec = #reply;
                 },
             )
         }
-        None => (
-            quote!({
-                let _ = payload;
-                ::std::option::Option::None
-            }),
-            quote!(),
-        ),
+        None => (quote!(__rt::None), quote!()),
     };
     let webhook_secret = spec.webhook.as_ref().map(|_| {
         quote! {
-            fn webhook_secret(&self) -> ::std::option::Option<::integration_runtime::Secret> {
-                ::std::option::Option::Some(self.config.webhook_secret.clone())
+            fn webhook_secret(&self) -> __rt::Option<__rt::Secret> {
+                __rt::Some(self.config.webhook_secret.clone())
             }
         }
     });
@@ -317,14 +289,14 @@ fn glue(spec: &Spec, names: &Names) -> TokenStream {
 
         impl #integration {
             /// The integration with the given settings.
-            pub fn new(config: #config) -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+            pub fn new(config: #config) -> __rt::Result<Self, __rt::ConfigError> {
                 let client = #client::new(&config)?;
-                ::std::result::Result::Ok(#integration { config, client })
+                __rt::Ok(#integration { config, client })
             }
 
             /// The integration configured from the environment; every missing
             /// variable is reported at once, with what it is for.
-            pub fn from_env() -> ::std::result::Result<Self, ::integration_runtime::ConfigError> {
+            pub fn from_env() -> __rt::Result<Self, __rt::ConfigError> {
                 Self::new(#config::from_env()?)
             }
 
@@ -338,7 +310,7 @@ fn glue(spec: &Spec, names: &Names) -> TokenStream {
             ///
             #[doc = #usage]
             #[must_use]
-            pub fn with_reqwest_client(mut self, client: ::integration_runtime::reqwest::Client) -> Self {
+            pub fn with_reqwest_client(mut self, client: __rt::reqwest::Client) -> Self {
                 self.client = self.client.with_reqwest_client(client);
                 self
             }
@@ -354,59 +326,27 @@ fn glue(spec: &Spec, names: &Names) -> TokenStream {
             }
 
             /// Static facts about the integration: endpoints, policies, polling, webhook.
-            pub fn descriptor() -> &'static ::integration_runtime::IntegrationDescriptor {
+            pub fn descriptor() -> &'static __rt::IntegrationDescriptor {
                 &__DESCRIPTOR
             }
         }
 
-        impl ::integration_runtime::Integration for #integration {
-            fn descriptor(&self) -> &'static ::integration_runtime::IntegrationDescriptor {
-                &__DESCRIPTOR
-            }
+        impl __rt::Generated for #integration {
+            const GLUE: &'static __rt::Glue = &__GLUE;
 
-            fn validate(&self, endpoint: &str, params: &__rt::serde_json::Value) -> ::std::result::Result<(), ::integration_runtime::ClientError> {
-                #unused_validate_args
-                match endpoint {
-                    #(#validate_arms)*
-                    _ => ::std::result::Result::Err(__rt::unknown_endpoint(#integration_name, endpoint)),
-                }
-            }
-
-            fn start<'a>(
-                &'a self,
-                endpoint: &'a str,
-                params: &'a __rt::serde_json::Value,
-                options: &'a ::integration_runtime::CallOptions,
-            ) -> ::integration_runtime::BoxFuture<'a, ::std::result::Result<::integration_runtime::Reply<__rt::serde_json::Value>, ::integration_runtime::ClientError>> {
-                ::std::boxed::Box::pin(async move {
-                    #unused_start_args
-                    match endpoint {
-                        #(#start_arms)*
-                        _ => ::std::result::Result::Err(__rt::unknown_endpoint(#integration_name, endpoint)),
-                    }
-                })
-            }
-
-            fn poll<'a>(
-                &'a self,
-                external_id: &'a str,
-            ) -> ::std::option::Option<::integration_runtime::BoxFuture<'a, ::std::result::Result<::integration_runtime::Reply<__rt::serde_json::Value>, ::integration_runtime::ClientError>>> {
-                #poll
-            }
-
-            fn read_webhook(
-                &self,
-                payload: &__rt::serde_json::Value,
-            ) -> ::std::option::Option<::std::result::Result<::integration_runtime::Reply<__rt::serde_json::Value>, ::integration_runtime::ClientError>> {
-                #webhook
-            }
-
-            fn circuit_states(&self) -> ::std::vec::Vec<(::std::string::String, ::integration_runtime::CircuitState)> {
-                self.client.http.circuit_states()
+            fn http(&self) -> &__rt::HttpClient {
+                &self.client.http
             }
 
             #webhook_secret
         }
+
+        static __GLUE: __rt::Glue = __rt::Glue {
+            descriptor: &__DESCRIPTOR,
+            calls: &[#(#calls),*],
+            poll: #poll,
+            webhook: #webhook,
+        };
 
         #webhook_spec
     }

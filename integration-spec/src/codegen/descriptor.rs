@@ -21,7 +21,7 @@ pub(super) fn generate(spec: &Spec, _names: &Names) -> TokenStream {
                 max_interval_ms,
                 give_up_after_s,
             } = p;
-            quote!(::std::option::Option::Some(::integration_runtime::PollingDescriptor {
+            quote!(__rt::Some(__rt::PollingDescriptor {
                 endpoint: #endpoint,
                 interval_ms: #interval_ms,
                 backoff: #backoff,
@@ -29,7 +29,7 @@ pub(super) fn generate(spec: &Spec, _names: &Names) -> TokenStream {
                 give_up_after_s: #give_up_after_s,
             }))
         }
-        None => quote!(::std::option::Option::None),
+        None => quote!(__rt::None),
     };
     let webhook = match &spec.webhook {
         Some(w) => {
@@ -38,21 +38,21 @@ pub(super) fn generate(spec: &Spec, _names: &Names) -> TokenStream {
             let tolerance_s = w.verify.tolerance_s;
             let max_body_bytes = w.max_body_bytes as usize;
             let scheme = match &w.verify.scheme {
-                SignatureScheme::StandardWebhooks => quote!(::integration_runtime::SignatureScheme::StandardWebhooks),
-                SignatureScheme::Stripe => quote!(::integration_runtime::SignatureScheme::Stripe),
+                SignatureScheme::StandardWebhooks => quote!(__rt::SignatureScheme::StandardWebhooks),
+                SignatureScheme::Stripe => quote!(__rt::SignatureScheme::Stripe),
                 SignatureScheme::HmacSha256 {
                     header,
                     encoding,
                     prefix,
                 } => {
                     let encoding = match encoding {
-                        SignatureEncoding::Hex => quote!(::integration_runtime::SignatureEncoding::Hex),
-                        SignatureEncoding::Base64 => quote!(::integration_runtime::SignatureEncoding::Base64),
+                        SignatureEncoding::Hex => quote!(__rt::SignatureEncoding::Hex),
+                        SignatureEncoding::Base64 => quote!(__rt::SignatureEncoding::Base64),
                     };
-                    quote!(::integration_runtime::SignatureScheme::HmacSha256 { header: #header, encoding: #encoding, prefix: #prefix })
+                    quote!(__rt::SignatureScheme::HmacSha256 { header: #header, encoding: #encoding, prefix: #prefix })
                 }
             };
-            quote!(::std::option::Option::Some(::integration_runtime::WebhookDescriptor {
+            quote!(__rt::Some(__rt::WebhookDescriptor {
                 path: #path,
                 scheme: #scheme,
                 secret_env: #secret_env,
@@ -60,14 +60,13 @@ pub(super) fn generate(spec: &Spec, _names: &Names) -> TokenStream {
                 max_body_bytes: #max_body_bytes,
             }))
         }
-        None => quote!(::std::option::Option::None),
+        None => quote!(__rt::None),
     };
     quote! {
-        #[doc(hidden)]
-        const __POLICY: ::integration_runtime::PolicyDescriptor = #policy;
+        const __POLICY: __rt::PolicyDescriptor = #policy;
 
         #[doc(hidden)]
-        pub static __DESCRIPTOR: ::integration_runtime::IntegrationDescriptor = ::integration_runtime::IntegrationDescriptor {
+        pub static __DESCRIPTOR: __rt::IntegrationDescriptor = __rt::IntegrationDescriptor {
             name: #name,
             module: #module,
             endpoints: &[#(#endpoints),*],
@@ -84,49 +83,59 @@ fn endpoint(e: &Endpoint, spec: &Spec) -> TokenStream {
     let method = e.method.as_str();
     let path = &e.path_text;
     let mode = match e.mode {
-        Mode::Sync => quote!(::integration_runtime::Mode::Sync),
-        Mode::Async => quote!(::integration_runtime::Mode::Async),
+        Mode::Sync => quote!(__rt::Mode::Sync),
+        Mode::Async => quote!(__rt::Mode::Async),
     };
     let starts_calls = e.starts_calls();
     let idempotent = e.idempotent;
     let idempotency_key = match &e.idempotency_key {
         Some(IdempotencyKey::Header(h)) => {
-            quote!(::std::option::Option::Some(::integration_runtime::IdempotencyKeyPlacement::Header(#h)))
+            quote!(__rt::Some(__rt::IdempotencyKeyPlacement::Header(#h)))
         }
         Some(IdempotencyKey::Body(path)) => {
-            quote!(::std::option::Option::Some(::integration_runtime::IdempotencyKeyPlacement::Body(&[#(#path),*])))
+            quote!(__rt::Some(__rt::IdempotencyKeyPlacement::Body(&[#(#path),*])))
         }
-        None => quote!(::std::option::Option::None),
+        None => quote!(__rt::None),
     };
     let policy = if e.policy == *integration_policy {
         quote!(__POLICY)
     } else {
         policy(&e.policy)
     };
-    let request_fields = request_fields(e, spec);
-    quote!(::integration_runtime::EndpointDescriptor {
-        name: #name,
-        method: #method,
-        path: #path,
-        mode: #mode,
-        starts_calls: #starts_calls,
-        idempotent: #idempotent,
-        idempotency_key: #idempotency_key,
-        policy: #policy,
-        request_fields: #request_fields,
-    })
+    // Only what differs from `EndpointDescriptor::new`'s defaults.
+    let mut fields = Vec::new();
+    if e.mode == Mode::Async {
+        fields.push(quote!(mode: #mode));
+    }
+    if starts_calls {
+        fields.push(quote!(starts_calls: true));
+    }
+    if !idempotent {
+        fields.push(quote!(idempotent: false));
+    }
+    if e.idempotency_key.is_some() {
+        fields.push(quote!(idempotency_key: #idempotency_key));
+    }
+    if let Some(request_fields) = request_fields(e, spec) {
+        fields.push(quote!(request_fields: #request_fields));
+    }
+    let base = quote!(__rt::EndpointDescriptor::new(#name, #method, #path, #policy));
+    if fields.is_empty() {
+        return base;
+    }
+    quote!(__rt::EndpointDescriptor { #(#fields,)* ..#base })
 }
 
-/// The request entity's field names, and those the path and headers read.
-fn request_fields(e: &Endpoint, spec: &Spec) -> TokenStream {
+/// The request entity's field names, and those the path and headers read;
+/// `None` without a request entity.
+fn request_fields(e: &Endpoint, spec: &Spec) -> Option<TokenStream> {
     let entity = e
         .request
         .as_ref()
         .and_then(|name| spec.entities.iter().find(|entity| &entity.name == name));
-    let all = entity
-        .into_iter()
-        .flat_map(|entity| &entity.fields)
-        .map(|field| &field.name);
+    // The path and headers read only the request entity's fields.
+    let entity = entity?;
+    let all = entity.fields.iter().map(|field| &field.name);
     let path = e.path.iter().filter_map(|part| match part {
         PathPart::Field(name) => Some(name),
         _ => None,
@@ -149,87 +158,114 @@ fn request_fields(e: &Endpoint, spec: &Spec) -> TokenStream {
         .collect();
     headers.sort();
     headers.dedup();
-    quote!(::integration_runtime::RequestFields {
+    Some(quote!(__rt::RequestFields {
         all: &[#(#all),*],
         path: &[#(#path),*],
         headers: &[#(#headers),*],
-    })
+    }))
 }
 
+/// The policy as the fields that differ from the spec's defaults, which
+/// `PolicyDescriptor::DEFAULT` repeats but for the retry policy (there
+/// `RetryPolicy::NONE`, here `RetryPolicy::SPEC_DEFAULT`).
 fn policy(p: &Policy) -> TokenStream {
-    let Policy {
-        timeout_ms,
-        connect_timeout_ms,
-        retry,
-        circuit_breaker,
-        rate_limit,
-        concurrency,
-        max_response_bytes,
-        redirects,
-    } = p;
-    let Retry {
-        max_attempts,
-        initial_backoff_ms,
-        max_backoff_ms,
-        multiplier,
-        on_server_errors,
-        on_too_many_requests,
-        on_timeouts,
-        on_connect_errors,
-        on_transport_errors,
-        on_too_large,
-    } = retry;
-    let circuit_breaker = match circuit_breaker {
-        Some(CircuitBreaker {
-            failure_threshold,
-            open_for_ms,
-            half_open_probes,
-        }) => quote!(::std::option::Option::Some(::integration_runtime::CircuitBreakerPolicy {
+    let default = Policy::default();
+    let mut fields = Vec::new();
+    if p.timeout_ms != default.timeout_ms {
+        let v = p.timeout_ms;
+        fields.push(quote!(timeout_ms: #v));
+    }
+    if p.connect_timeout_ms != default.connect_timeout_ms {
+        let v = p.connect_timeout_ms;
+        fields.push(quote!(connect_timeout_ms: #v));
+    }
+    let retry = retry(&p.retry);
+    fields.push(quote!(retry: #retry));
+    if let Some(CircuitBreaker {
+        failure_threshold,
+        open_for_ms,
+        half_open_probes,
+    }) = &p.circuit_breaker
+    {
+        fields.push(quote!(circuit_breaker: __rt::Some(__rt::CircuitBreakerPolicy {
             failure_threshold: #failure_threshold,
             open_for_ms: #open_for_ms,
             half_open_probes: #half_open_probes,
-        })),
-        None => quote!(::std::option::Option::None),
-    };
-    let rate_limit = match rate_limit {
-        Some(RateLimit { per_second, burst }) => {
-            quote!(::std::option::Option::Some(::integration_runtime::RateLimitPolicy {
-                per_second: #per_second,
-                burst: #burst,
-            }))
-        }
-        None => quote!(::std::option::Option::None),
-    };
-    let concurrency = match concurrency {
-        Some(c) => quote!(::std::option::Option::Some(#c)),
-        None => quote!(::std::option::Option::None),
-    };
-    let redirects = match redirects {
-        Redirects::None => quote!(::integration_runtime::RedirectPolicy::None),
-        Redirects::SameOrigin => quote!(::integration_runtime::RedirectPolicy::SameOrigin),
-        Redirects::AnyOrigin => quote!(::integration_runtime::RedirectPolicy::AnyOrigin),
-    };
-    quote!(::integration_runtime::PolicyDescriptor {
-        timeout_ms: #timeout_ms,
-        connect_timeout_ms: #connect_timeout_ms,
-        retry: ::integration_runtime::RetryPolicy {
-            max_attempts: #max_attempts,
-            initial_backoff_ms: #initial_backoff_ms,
-            max_backoff_ms: #max_backoff_ms,
-            multiplier: #multiplier,
-            on: ::integration_runtime::RetryOn {
-                server_errors: #on_server_errors,
-                too_many_requests: #on_too_many_requests,
-                timeouts: #on_timeouts,
-                connect_errors: #on_connect_errors,
-                transport_errors: #on_transport_errors,
-                too_large: #on_too_large,
-            },
-        },
-        circuit_breaker: #circuit_breaker,
-        rate_limit: #rate_limit,
-        concurrency: #concurrency,
-        max_response_bytes: #max_response_bytes,
-        redirects: #redirects,
-    })
+        })));
+    }
+    if let Some(RateLimit { per_second, burst }) = &p.rate_limit {
+        fields.push(quote!(rate_limit: __rt::Some(__rt::RateLimitPolicy {
+            per_second: #per_second,
+            burst: #burst,
+        })));
+    }
+    if let Some(c) = p.concurrency {
+        fields.push(quote!(concurrency: __rt::Some(#c)));
+    }
+    if p.max_response_bytes != default.max_response_bytes {
+        let v = p.max_response_bytes;
+        fields.push(quote!(max_response_bytes: #v));
+    }
+    if p.redirects != default.redirects {
+        let redirects = match p.redirects {
+            Redirects::None => quote!(__rt::RedirectPolicy::None),
+            Redirects::SameOrigin => quote!(__rt::RedirectPolicy::SameOrigin),
+            Redirects::AnyOrigin => quote!(__rt::RedirectPolicy::AnyOrigin),
+        };
+        fields.push(quote!(redirects: #redirects));
+    }
+    quote!(__rt::PolicyDescriptor { #(#fields,)* ..__rt::PolicyDescriptor::DEFAULT })
+}
+
+/// A retry policy as the fields that differ from `RetryPolicy::SPEC_DEFAULT`.
+fn retry(r: &Retry) -> TokenStream {
+    let default = Retry::default();
+    let mut fields = Vec::new();
+    if r.max_attempts != default.max_attempts {
+        let v = r.max_attempts;
+        fields.push(quote!(max_attempts: #v));
+    }
+    if r.initial_backoff_ms != default.initial_backoff_ms {
+        let v = r.initial_backoff_ms;
+        fields.push(quote!(initial_backoff_ms: #v));
+    }
+    if r.max_backoff_ms != default.max_backoff_ms {
+        let v = r.max_backoff_ms;
+        fields.push(quote!(max_backoff_ms: #v));
+    }
+    if r.multiplier.to_bits() != default.multiplier.to_bits() {
+        let v = r.multiplier;
+        fields.push(quote!(multiplier: #v));
+    }
+    let on = [
+        r.on_server_errors,
+        r.on_too_many_requests,
+        r.on_timeouts,
+        r.on_connect_errors,
+        r.on_transport_errors,
+        r.on_too_large,
+    ];
+    let default_on = [
+        default.on_server_errors,
+        default.on_too_many_requests,
+        default.on_timeouts,
+        default.on_connect_errors,
+        default.on_transport_errors,
+        default.on_too_large,
+    ];
+    if on != default_on {
+        let [server_errors, too_many_requests, timeouts, connect_errors, transport_errors, too_large] = on;
+        fields.push(quote!(on: __rt::RetryOn {
+            server_errors: #server_errors,
+            too_many_requests: #too_many_requests,
+            timeouts: #timeouts,
+            connect_errors: #connect_errors,
+            transport_errors: #transport_errors,
+            too_large: #too_large,
+        }));
+    }
+    if fields.is_empty() {
+        return quote!(__rt::RetryPolicy::SPEC_DEFAULT);
+    }
+    quote!(__rt::RetryPolicy { #(#fields,)* ..__rt::RetryPolicy::SPEC_DEFAULT })
 }

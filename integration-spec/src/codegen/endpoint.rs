@@ -49,8 +49,8 @@ pub(super) fn method(index: usize, e: &Endpoint) -> (TokenStream, TokenStream) {
                 (
                     quote!(request: &#entity),
                     quote! {
-                        if let ::std::result::Result::Err(e) = request.validate() {
-                            return ::integration_runtime::Paginator::failed(__rt::invalid_request(#name, e));
+                        if let __rt::Err(e) = request.validate() {
+                            return __rt::Paginator::failed(__rt::invalid_request(#name, e));
                         }
                     },
                     quote!(__rt::Input::request(request)),
@@ -76,13 +76,12 @@ pub(super) fn method(index: usize, e: &Endpoint) -> (TokenStream, TokenStream) {
             /// fetched when the previous one's items are consumed, and retried under the
             /// endpoint's retry policy. Iterate with `next_item().await`, `collect_all().await`,
             /// or as a `Stream`.
-            pub fn #method_name(&self, #params) -> ::integration_runtime::Paginator<#item> {
+            pub fn #method_name(&self, #params) -> __rt::Paginator<#item> {
                 #validate
                 __rt::list(&self.http, &#spec, #input)
             }
         };
         let data = quote! {
-            #[doc(hidden)]
             static #spec: __rt::ListSpec = __rt::ListSpec {
                 request: #request,
                 pagination: #pagination,
@@ -91,21 +90,22 @@ pub(super) fn method(index: usize, e: &Endpoint) -> (TokenStream, TokenStream) {
         };
         return (method, data);
     }
-    let (params, validate, input) = match (&e.request, takes_external_id) {
+    let (params, send) = match (&e.request, takes_external_id) {
         (Some(entity), _) => {
             let entity = format_ident!("{}", entity);
             (
-                quote!(request: &#entity, options: &::integration_runtime::CallOptions),
-                quote!(request.validate().map_err(|e| __rt::invalid_request(#name, e))?;),
-                quote!(__rt::Input::request(request).with_options(options)),
+                quote!(request: &#entity, options: &__rt::CallOptions),
+                quote!(__rt::send(&self.http, &#spec, request, options)),
             )
         }
         (None, true) => (
             quote!(external_id: &str),
-            quote!(),
-            quote!(__rt::Input::external_id(external_id)),
+            quote!(__rt::exchange(&self.http, &#spec, __rt::Input::external_id(external_id))),
         ),
-        (None, false) => (quote!(), quote!(), quote!(__rt::Input::none())),
+        (None, false) => (
+            quote!(),
+            quote!(__rt::exchange(&self.http, &#spec, __rt::Input::none())),
+        ),
     };
     let mut doc = format!(" `{http_method} {}`", e.path_text);
     if e.mode == Mode::Async {
@@ -122,13 +122,11 @@ pub(super) fn method(index: usize, e: &Endpoint) -> (TokenStream, TokenStream) {
     );
     let method = quote! {
         #[doc = #doc]
-        pub async fn #method_name(&self, #params) -> ::std::result::Result<::integration_runtime::Reply<#result_ty>, ::integration_runtime::ClientError> {
-            #validate
-            __rt::exchange(&self.http, &#spec, #input).await
+        pub async fn #method_name(&self, #params) -> __rt::Result<__rt::Reply<#result_ty>, __rt::ClientError> {
+            #send.await
         }
     };
     let data = quote! {
-        #[doc(hidden)]
         static #spec: __rt::Exchange = __rt::Exchange { request: #request, reply: #reply };
     };
     (method, data)
@@ -264,15 +262,15 @@ pub(super) fn reply_spec(
             let (p, text) = (json_path(&s.path), &s.path.text);
             let entries = s.map.iter().map(|(external, status)| {
                 let status = match status {
-                    RemoteStatus::Processing => quote!(::integration_runtime::RemoteStatus::Processing),
-                    RemoteStatus::Completed => quote!(::integration_runtime::RemoteStatus::Completed),
-                    RemoteStatus::Failed => quote!(::integration_runtime::RemoteStatus::Failed),
+                    RemoteStatus::Processing => quote!(__rt::RemoteStatus::Processing),
+                    RemoteStatus::Completed => quote!(__rt::RemoteStatus::Completed),
+                    RemoteStatus::Failed => quote!(__rt::RemoteStatus::Failed),
                 };
                 quote!((#external, #status))
             });
-            quote!(::std::option::Option::Some(__rt::StatusSpec { path: #p, text: #text, map: &[#(#entries),*] }))
+            quote!(__rt::Some(__rt::StatusSpec { path: #p, text: #text, map: &[#(#entries),*] }))
         }
-        None => quote!(::std::option::Option::None),
+        None => quote!(__rt::None),
     };
     let result = match result {
         Some(r) => {
@@ -280,9 +278,9 @@ pub(super) fn reply_spec(
                 let (p, text) = (json_path(path), &path.text);
                 quote!(__rt::FieldPath { field: #field, path: #p, text: #text })
             });
-            quote!(::std::option::Option::Some(&[#(#fields),*]))
+            quote!(__rt::Some(&[#(#fields),*]))
         }
-        None => quote!(::std::option::Option::None),
+        None => quote!(__rt::None),
     };
     let error = optional_path(error);
     quote!(__rt::ReplySpec {
@@ -298,8 +296,8 @@ fn optional_path(path: Option<&JsonPath>) -> TokenStream {
     match path {
         Some(p) => {
             let p = json_path(p);
-            quote!(::std::option::Option::Some(#p))
+            quote!(__rt::Some(#p))
         }
-        None => quote!(::std::option::Option::None),
+        None => quote!(__rt::None),
     }
 }

@@ -1,7 +1,7 @@
 //! Entity structs, their enums, defaults and constraint checks.
 
-use proc_macro2::TokenStream;
-use quote::{format_ident, quote};
+use proc_macro2::{Literal, TokenStream};
+use quote::{format_ident, quote, ToTokens};
 
 use super::{enum_type_name, ident, rust_type, variant, Names};
 use crate::ir::{Constant, Entity, Field, Spec, Type};
@@ -19,7 +19,7 @@ fn entity(entity: &Entity) -> TokenStream {
     let defaults = entity.fields.iter().filter_map(|f| default_fn(entity, f));
     let checks: Vec<TokenStream> = entity.fields.iter().filter_map(constraint_check).collect();
     let validate_body = if checks.is_empty() {
-        quote!(::std::result::Result::Ok(()))
+        quote!(__rt::Ok(()))
     } else {
         quote! {
             let mut violations = __rt::Violations::new();
@@ -29,7 +29,7 @@ fn entity(entity: &Entity) -> TokenStream {
     };
     quote! {
         #[doc = #doc]
-        #[derive(Debug, Clone, PartialEq, __rt::serde::Serialize, __rt::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, __rt::Serialize, __rt::Deserialize)]
         #[serde(crate = "::integration_runtime::__private::serde")]
         pub struct #name {
             #(#fields)*
@@ -38,16 +38,12 @@ fn entity(entity: &Entity) -> TokenStream {
         impl #name {
             /// Checks every constraint the spec declares (lengths, ranges),
             /// including those of nested entities, and reports all violations.
-            pub fn validate(&self) -> ::std::result::Result<(), ::integration_runtime::ValidationError> {
+            pub fn validate(&self) -> __rt::Result<(), __rt::ValidationError> {
                 #validate_body
             }
         }
 
-        impl ::integration_runtime::FromResult for #name {
-            fn from_result(value: &__rt::serde_json::Value) -> ::std::result::Result<Self, __rt::serde_json::Error> {
-                <Self as __rt::serde::Deserialize>::deserialize(value)
-            }
-        }
+        __rt::impl_entity!(#name);
 
         #(#enums)*
         #(#defaults)*
@@ -65,7 +61,7 @@ fn field(entity: &Entity, field: &Field) -> TokenStream {
         quote! {
             #[doc = #doc]
             #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-            pub #name: ::std::option::Option<#ty>,
+            pub #name: __rt::Option<#ty>,
         }
     } else if field.default.is_some() {
         let default_fn = default_fn_name(entity, field).to_string();
@@ -95,13 +91,12 @@ fn default_fn(entity: &Entity, field: &Field) -> Option<TokenStream> {
             let variant = variant(s);
             quote!(#ty::#variant)
         }
-        (_, Constant::String(s)) => quote!(::std::string::String::from(#s)),
+        (_, Constant::String(s)) => quote!(__rt::String::from(#s)),
         (_, Constant::Int(i)) => quote!(#i),
         (_, Constant::Float(f)) => quote!(#f),
         (_, Constant::Bool(b)) => quote!(#b),
     };
     Some(quote! {
-        #[doc(hidden)]
         fn #name() -> #ty {
             #value
         }
@@ -134,7 +129,8 @@ fn enum_type(entity: &Entity, field: &Field) -> Option<TokenStream> {
     });
     Some(quote! {
         #[doc = #doc]
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, __rt::serde::Serialize, __rt::serde::Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[derive(__rt::Serialize, __rt::Deserialize)]
         #[serde(crate = "::integration_runtime::__private::serde")]
         pub enum #name {
             #(#variants)*
@@ -155,17 +151,12 @@ fn enum_type(entity: &Entity, field: &Field) -> Option<TokenStream> {
 fn constraint_check(field: &Field) -> Option<TokenStream> {
     let name = ident(&field.name);
     let label = field.name.as_str();
-    let opt = |v: Option<TokenStream>| {
-        v.map_or_else(
-            || quote!(::std::option::Option::None),
-            |v| quote!(::std::option::Option::Some(#v)),
-        )
-    };
+    let opt = |v: Option<TokenStream>| v.map_or_else(|| quote!(__rt::None), |v| quote!(__rt::Some(#v)));
     let check = match &field.ty {
         Type::String | Type::List(_) if field.len.is_set() => {
             let (min, max) = (
-                opt(field.len.min.map(|v| quote!(#v))),
-                opt(field.len.max.map(|v| quote!(#v))),
+                opt(field.len.min.map(|v| Literal::u64_unsuffixed(v).into_token_stream())),
+                opt(field.len.max.map(|v| Literal::u64_unsuffixed(v).into_token_stream())),
             );
             let len = if matches!(field.ty, Type::String) {
                 quote!(value.chars().count())
@@ -176,15 +167,27 @@ fn constraint_check(field: &Field) -> Option<TokenStream> {
         }
         Type::Int if field.int_range.is_set() => {
             let (min, max) = (
-                opt(field.int_range.min.map(|v| quote!(#v))),
-                opt(field.int_range.max.map(|v| quote!(#v))),
+                opt(field
+                    .int_range
+                    .min
+                    .map(|v| Literal::i64_unsuffixed(v).into_token_stream())),
+                opt(field
+                    .int_range
+                    .max
+                    .map(|v| Literal::i64_unsuffixed(v).into_token_stream())),
             );
             quote!(violations.int_between(#label, *value, #min, #max);)
         }
         Type::Float if field.float_range.is_set() => {
             let (min, max) = (
-                opt(field.float_range.min.map(|v| quote!(#v))),
-                opt(field.float_range.max.map(|v| quote!(#v))),
+                opt(field
+                    .float_range
+                    .min
+                    .map(|v| Literal::f64_unsuffixed(v).into_token_stream())),
+                opt(field
+                    .float_range
+                    .max
+                    .map(|v| Literal::f64_unsuffixed(v).into_token_stream())),
             );
             quote!(violations.float_between(#label, *value, #min, #max);)
         }
@@ -198,16 +201,15 @@ fn constraint_check(field: &Field) -> Option<TokenStream> {
     };
     Some(if field.optional {
         quote! {
-            if let ::std::option::Option::Some(value) = &self.#name {
+            if let __rt::Some(value) = &self.#name {
                 #check
             }
         }
     } else {
+        // Each check shadows the previous `value`.
         quote! {
-            {
-                let value = &self.#name;
-                #check
-            }
+            let value = &self.#name;
+            #check
         }
     })
 }

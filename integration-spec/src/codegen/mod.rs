@@ -123,22 +123,22 @@ pub(crate) fn variant(name: &str) -> Ident {
 /// The Rust type of a spec type (without `Option`).
 pub(crate) fn rust_type(ty: &Type, entity: &str, field: &str) -> TokenStream {
     match ty {
-        Type::String => quote!(::std::string::String),
+        Type::String => quote!(__rt::String),
         Type::Int => quote!(i64),
         Type::Float => quote!(f64),
         Type::Bool => quote!(bool),
         Type::Timestamp => {
-            quote!(::integration_runtime::__private::chrono::DateTime<::integration_runtime::__private::chrono::Utc>)
+            quote!(__rt::chrono::DateTime<__rt::chrono::Utc>)
         }
-        Type::Uuid => quote!(::integration_runtime::__private::uuid::Uuid),
-        Type::Json => quote!(::integration_runtime::__private::serde_json::Value),
+        Type::Uuid => quote!(__rt::uuid::Uuid),
+        Type::Json => quote!(__rt::serde_json::Value),
         Type::Enum(_) => {
             let name = enum_type_name(entity, field);
             quote!(#name)
         }
         Type::List(item) => {
             let item = rust_type(item, entity, field);
-            quote!(::std::vec::Vec<#item>)
+            quote!(__rt::Vec<#item>)
         }
         Type::Entity(name) => {
             let name = format_ident!("{}", name);
@@ -150,8 +150,8 @@ pub(crate) fn rust_type(ty: &Type, entity: &str, field: &str) -> TokenStream {
 /// A pre-parsed JSON path as a `&'static [Seg]` expression.
 pub(crate) fn json_path(path: &crate::ir::JsonPath) -> TokenStream {
     let segments = path.segments.iter().map(|s| match s {
-        crate::ir::Segment::Name(name) => quote!(__rt::Seg::Key(#name)),
-        crate::ir::Segment::Index(i) => quote!(__rt::Seg::Index(#i)),
+        crate::ir::Segment::Name(name) => quote!(__rt::Key(#name)),
+        crate::ir::Segment::Index(i) => quote!(__rt::Index(#i)),
     });
     quote!(&[#(#segments),*])
 }
