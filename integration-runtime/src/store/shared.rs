@@ -154,3 +154,33 @@ pub(crate) fn check_same_request(existing: &CallRecord, call: &NewCall) -> Resul
         )))
     }
 }
+
+/// After a schema upgrade: the terminal call `id` (params `{"a": 1}`, two
+/// attempts, hooks due) kept everything, and the columns the upgrade added
+/// work. Shared by the SQLite and PostgreSQL migration tests.
+#[cfg(all(test, any(feature = "sqlite", feature = "postgres")))]
+pub(crate) async fn assert_upgraded_call_kept(store: &dyn super::Store, id: CallId) {
+    let call = store.get(id).await.unwrap().expect("call kept");
+    assert_eq!(call.status, CallStatus::Completed);
+    assert_eq!(call.params, serde_json::json!({"a": 1}));
+    assert_eq!(call.attempts, 2);
+    assert_eq!(
+        (call.notification_attempts, call.notification_error.as_deref()),
+        (0, None)
+    );
+    let due = store.claim_notifications(10, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(
+        due.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![id],
+        "its hooks are still due"
+    );
+    store
+        .finish_notification(id, NotificationOutcome::DeadLetter("gone".into()))
+        .await
+        .unwrap();
+    let call = store.get(id).await.unwrap().unwrap();
+    assert_eq!(
+        (call.notification_attempts, call.notification_error.as_deref()),
+        (1, Some("gone"))
+    );
+}

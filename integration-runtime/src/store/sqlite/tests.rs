@@ -315,29 +315,7 @@ async fn a_database_of_the_previous_schema_upgrades_and_keeps_its_calls() {
     old.close().await;
 
     let store = open_in(&dir).await;
-    let call = store.get(id).await.unwrap().expect("call kept");
-    assert_eq!(call.status, CallStatus::Completed);
-    assert_eq!(call.params, json!({"a": 1}));
-    assert_eq!(call.attempts, 2);
-    assert_eq!(
-        (call.notification_attempts, call.notification_error.as_deref()),
-        (0, None)
-    );
-    let due = store.claim_notifications(10, Duration::from_secs(60)).await.unwrap();
-    assert_eq!(
-        due.iter().map(|c| c.id).collect::<Vec<_>>(),
-        vec![id],
-        "its hooks are still due"
-    );
-    store
-        .finish_notification(id, NotificationOutcome::DeadLetter("gone".into()))
-        .await
-        .unwrap();
-    let call = store.get(id).await.unwrap().unwrap();
-    assert_eq!(
-        (call.notification_attempts, call.notification_error.as_deref()),
-        (1, Some("gone"))
-    );
+    super::super::shared::assert_upgraded_call_kept(&store, id).await;
     drop(store);
     std::fs::remove_dir_all(dir).ok();
 }
