@@ -174,10 +174,23 @@ pub trait FromResult: Sized {
 
 /// Implements [`FromResult`] for a generated entity, which reads its stored
 /// JSON as it deserializes, and `__private::Entity` by its `validate`
-/// (`__private::impl_entity!(Entity)`).
+/// (`__private::impl_entity!(Entity)`); `impl_entity!(Entity, unconstrained)`
+/// also writes the `validate` of an entity without constraints.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __impl_entity {
+    // An entity whose spec declares no constraint: its `validate` is written
+    // here once instead of in every generated module.
+    ($entity:ident, unconstrained) => {
+        impl $entity {
+            /// Checks every constraint the spec declares: this entity declares
+            /// none, so every value is valid.
+            pub fn validate(&self) -> ::core::result::Result<(), $crate::ValidationError> {
+                ::core::result::Result::Ok(())
+            }
+        }
+        $crate::__impl_entity!($entity);
+    };
     ($entity:ident) => {
         impl $crate::__private::Entity for $entity {
             fn check(&self) -> ::core::result::Result<(), $crate::ValidationError> {

@@ -28,27 +28,51 @@ pub fn lookup<'v>(value: &'v Value, path: &[Seg]) -> Option<&'v Value> {
     })
 }
 
-/// Where one field of a result entity is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FieldPath {
-    /// The field's name in the entity.
-    pub field: &'static str,
-    /// The pre-parsed path.
-    pub path: &'static [Seg],
-    /// The path as written in the spec, for messages.
-    pub text: &'static str,
+/// Where one field of a result entity is read: the field's name in the
+/// entity, and the pre-parsed path.
+pub type FieldPath = (&'static str, &'static [Seg]);
+
+/// `path` written as a JSON path (`$.data.items[0]['content-type']`), for
+/// messages: the text is rebuilt from the segments, so generated code
+/// carries each path once.
+pub(crate) fn path_text(path: &[Seg]) -> String {
+    let mut text = String::from("$");
+    for seg in path {
+        match seg {
+            Seg::Key(key) if is_shorthand(key) => {
+                text.push('.');
+                text.push_str(key);
+            }
+            Seg::Key(key) => {
+                text.push_str("['");
+                text.push_str(&key.replace('\\', "\\\\").replace('\'', "\\'"));
+                text.push_str("']");
+            }
+            Seg::Index(index) => text.push_str(&format!("[{index}]")),
+        }
+    }
+    text
+}
+
+/// Whether `key` can be written `.key` (RFC 9535 member-name-shorthand).
+fn is_shorthand(key: &str) -> bool {
+    let mut chars = key.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_alphabetic() || c == '_' || !c.is_ascii())
+        && chars.all(|c| c.is_alphanumeric() || c == '_' || !c.is_ascii())
 }
 
 /// Builds `{field: value}` from the paths (absent / null values left out), then deserializes `T`.
 ///
-/// A missing required field is a decode error naming `text` (the JSON path as written).
+/// A missing required field is a decode error naming its JSON path.
 pub fn extract<T: DeserializeOwned>(endpoint: &str, body: &Value, fields: &[FieldPath]) -> Result<T, ClientError> {
     let mut object = Map::new();
-    for field in fields {
-        match lookup(body, field.path) {
+    for (field, path) in fields {
+        match lookup(body, path) {
             None | Some(Value::Null) => {}
             Some(value) => {
-                object.insert(field.field.to_owned(), value.clone());
+                object.insert((*field).to_owned(), value.clone());
             }
         }
     }
@@ -57,13 +81,13 @@ pub fn extract<T: DeserializeOwned>(endpoint: &str, body: &Value, fields: &[Fiel
         let missing = message
             .strip_prefix("missing field `")
             .and_then(|rest| rest.strip_suffix('`'))
-            .and_then(|name| fields.iter().find(|field| field.field == name));
+            .and_then(|name| fields.iter().find(|(field, _)| *field == name));
         match missing {
-            Some(field) => decode_error(
+            Some((field, path)) => decode_error(
                 endpoint,
                 format!(
-                    "`{}` is missing from the response (needed for field `{}`)",
-                    field.text, field.field
+                    "`{}` is missing from the response (needed for field `{field}`)",
+                    path_text(path)
                 ),
             ),
             None => decode_error(endpoint, format!("the result does not match the spec: {message}")),
@@ -81,13 +105,16 @@ pub fn extract_id(body: &Value, path: &[Seg]) -> Option<String> {
 }
 
 /// The external id at `path` (as [`extract_id`]); absent, a decode error
-/// naming `text`, so a reply without its declared id fails the call instead
+/// naming the path, so a reply without its declared id fails the call instead
 /// of the call getting a made-up id.
-pub fn require_id(endpoint: &str, body: &Value, path: &[Seg], text: &str) -> Result<String, ClientError> {
+pub fn require_id(endpoint: &str, body: &Value, path: &[Seg]) -> Result<String, ClientError> {
     extract_id(body, path).ok_or_else(|| {
         decode_error(
             endpoint,
-            format!("the answer carries no external id at `{text}` (a string or number)"),
+            format!(
+                "the answer carries no external id at `{}` (a string or number)",
+                path_text(path)
+            ),
         )
     })
 }
@@ -99,9 +126,9 @@ pub fn map_status(
     endpoint: &str,
     body: &Value,
     path: &[Seg],
-    text: &str,
     map: &[(&str, RemoteStatus)],
 ) -> Result<RemoteStatus, ClientError> {
+    let text = path_text(path);
     let value = match lookup(body, path) {
         None | Some(Value::Null) => {
             return Err(decode_error(
@@ -202,22 +229,29 @@ mod tests {
     }
 
     static FIELDS: [FieldPath; 3] = [
-        FieldPath {
-            field: "id",
-            path: &[Seg::Key("data"), Seg::Key("task_id")],
-            text: "$.data.task_id",
-        },
-        FieldPath {
-            field: "first",
-            path: &[Seg::Key("data"), Seg::Key("items"), Seg::Index(0), Seg::Key("n")],
-            text: "$.data.items[0].n",
-        },
-        FieldPath {
-            field: "note",
-            path: &[Seg::Key("nothing")],
-            text: "$.nothing",
-        },
+        ("id", &[Seg::Key("data"), Seg::Key("task_id")]),
+        (
+            "first",
+            &[Seg::Key("data"), Seg::Key("items"), Seg::Index(0), Seg::Key("n")],
+        ),
+        ("note", &[Seg::Key("nothing")]),
     ];
+
+    #[test]
+    fn path_text_writes_the_segments_as_a_json_path() {
+        assert_eq!(path_text(&[]), "$");
+        assert_eq!(path_text(FIELDS[1].1), "$.data.items[0].n");
+        assert_eq!(
+            path_text(&[
+                Seg::Key("content-type"),
+                Seg::Index(-1),
+                Seg::Key("it's"),
+                Seg::Key("_ok"),
+                Seg::Key("9")
+            ]),
+            "$['content-type'][-1]['it\\'s']._ok['9']"
+        );
+    }
 
     #[test]
     fn extract_builds_the_entity() {
@@ -258,9 +292,9 @@ mod tests {
     #[test]
     fn require_id_names_the_path_of_a_missing_id() {
         let body = body();
-        let id = require_id("q", &body, &[Seg::Key("data"), Seg::Key("task_id")], "$.data.task_id").unwrap();
+        let id = require_id("q", &body, &[Seg::Key("data"), Seg::Key("task_id")]).unwrap();
         assert_eq!(id, "t-42");
-        let error = require_id("q", &body, &[Seg::Key("ok")], "$.ok").unwrap_err();
+        let error = require_id("q", &body, &[Seg::Key("ok")]).unwrap_err();
         assert!(error.is_decode());
         assert_eq!(
             error.to_string(),
@@ -295,33 +329,33 @@ mod tests {
     fn map_status_compares_by_text() {
         let body = body();
         assert_eq!(
-            map_status("q", &body, &[Seg::Key("state")], "$.state", &MAP).unwrap(),
+            map_status("q", &body, &[Seg::Key("state")], &MAP).unwrap(),
             RemoteStatus::Completed
         );
         assert_eq!(
-            map_status("q", &body, &[Seg::Key("ok")], "$.ok", &MAP).unwrap(),
+            map_status("q", &body, &[Seg::Key("ok")], &MAP).unwrap(),
             RemoteStatus::Completed
         );
         assert_eq!(
-            map_status("q", &body, &[Seg::Key("message")], "$.message", &MAP).unwrap(),
+            map_status("q", &body, &[Seg::Key("message")], &MAP).unwrap(),
             RemoteStatus::Failed
         );
     }
 
     #[test]
     fn map_status_names_the_path_and_value() {
-        let error = map_status("q", &json!({"state": 9}), &[Seg::Key("state")], "$.state", &MAP).unwrap_err();
+        let error = map_status("q", &json!({"state": 9}), &[Seg::Key("state")], &MAP).unwrap_err();
         assert!(error.is_decode());
         assert_eq!(
             error.to_string(),
             "endpoint `q`: could not read the provider's answer: the status `9` at `$.state` is not in the spec's status map (known: `1`, `2`, `true`, `quota exceeded`)"
         );
-        let missing = map_status("q", &json!({}), &[Seg::Key("state")], "$.state", &MAP).unwrap_err();
+        let missing = map_status("q", &json!({}), &[Seg::Key("state")], &MAP).unwrap_err();
         assert_eq!(
             missing.to_string(),
             "endpoint `q`: could not read the provider's answer: the status at `$.state` is missing from the response"
         );
-        let object = map_status("q", &json!({"state": {"a": 1}}), &[Seg::Key("state")], "$.state", &MAP).unwrap_err();
+        let object = map_status("q", &json!({"state": {"a": 1}}), &[Seg::Key("state")], &MAP).unwrap_err();
         assert!(object
             .to_string()
             .ends_with("the status at `$.state` is not a string, number or bool: {\"a\":1}"));

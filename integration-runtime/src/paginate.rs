@@ -22,7 +22,7 @@ use serde_json::Value;
 use crate::engine::retry::is_retryable_class;
 use crate::error::{decode_error, ClientError};
 use crate::http::{HttpClient, HttpRequest, HttpResponse};
-use crate::json_path::{lookup, Seg};
+use crate::json_path::{lookup, path_text, Seg};
 use crate::policy::backoff::{retry_delay, unit_random};
 use crate::request::{Input, RequestSpec};
 
@@ -75,15 +75,6 @@ pub enum Pagination {
     Link,
 }
 
-/// Where the array of items is on each page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ItemsPath {
-    /// The JSON path, pre-parsed. An absent or `null` value is an empty page.
-    pub path: &'static [Seg],
-    /// The path as written in the spec, for errors.
-    pub text: &'static str,
-}
-
 /// One list endpoint: how its first page is asked for, how the next ones
 /// are, and where the items are.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -92,8 +83,9 @@ pub struct ListSpec {
     pub request: RequestSpec,
     /// How the next page is asked for.
     pub pagination: Pagination,
-    /// Where the items are on each page.
-    pub items: ItemsPath,
+    /// Where the array of items is on each page (an absent or `null` value
+    /// is an empty page).
+    pub items: &'static [Seg],
 }
 
 /// The items of the list endpoint `list` for `input`, fetched lazily.
@@ -103,7 +95,12 @@ pub fn list<T>(http: &HttpClient, list: &'static ListSpec, input: Input<'_>) -> 
 
 /// A paginator over the pages of `request` (sent through `http`); the
 /// pagination parameters are added per page.
-pub fn paginator<T>(http: HttpClient, request: HttpRequest, pagination: Pagination, items: ItemsPath) -> Paginator<T> {
+pub fn paginator<T>(
+    http: HttpClient,
+    request: HttpRequest,
+    pagination: Pagination,
+    items: &'static [Seg],
+) -> Paginator<T> {
     Paginator::new(http, request, pagination, items)
 }
 
@@ -130,7 +127,7 @@ struct Source {
     http: HttpClient,
     request: HttpRequest,
     pagination: Pagination,
-    items: ItemsPath,
+    items: &'static [Seg],
 }
 
 /// One fetched page: its items, and what to ask for next.
@@ -195,7 +192,7 @@ impl<T> Paginator<T> {
     /// A paginator over the pages of `request` (the first page's request: path,
     /// filters, headers; the pagination parameters are added per page).
     /// Generated code reaches it through [`list`] and [`paginator`].
-    pub(crate) fn new(http: HttpClient, request: HttpRequest, pagination: Pagination, items: ItemsPath) -> Self {
+    pub(crate) fn new(http: HttpClient, request: HttpRequest, pagination: Pagination, items: &'static [Seg]) -> Self {
         Paginator {
             source: Some(Source {
                 http,
@@ -417,8 +414,8 @@ async fn send_with_retries(
 /// The page's items, each read as `T`.
 fn decode_items<T: DeserializeOwned>(source: &Source, body: &Value) -> Result<Vec<T>, ClientError> {
     let endpoint = source.request.endpoint;
-    let text = source.items.text;
-    let array = match lookup(body, source.items.path) {
+    let text = path_text(source.items);
+    let array = match lookup(body, source.items) {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(array)) => array,
         Some(other) => {

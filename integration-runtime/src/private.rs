@@ -22,7 +22,7 @@ pub use crate::integration::{
 };
 pub use crate::json_path::Seg::{Index, Key};
 pub use crate::json_path::{extract, extract_id, extract_message, lookup, map_status, require_id, FieldPath, Seg};
-pub use crate::paginate::{list, paginator, ItemsPath, ListSpec, Pagination};
+pub use crate::paginate::{list, paginator, ListSpec, Pagination};
 pub use crate::reply::{exchange, read_reply, Exchange, ExternalIdSpec, ReplySpec, StatusSpec};
 pub use crate::request::{
     display_value, to_value, Constant, Input, JsonBody, PathBuilder, PathPart, Piece, RequestSpec, Source,

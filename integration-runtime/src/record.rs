@@ -5,17 +5,41 @@
 //! the lifecycle logic exists once, here, and not once per spec.
 
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::call::{CallId, IntoCall, TypedCall};
-use crate::error::ClientError;
+use crate::descriptor::IntegrationDescriptor;
+use crate::error::{unknown_endpoint, ClientError};
+use crate::integration::read_stored;
 use crate::lifecycle::{CallStatus, EventKind};
 use crate::store::CallRecord;
 
-/// A generated request enum: one variant per endpoint that starts calls.
-pub trait CallRequest: IntoCall + Clone + Send + 'static {
+/// A generated request enum: one variant per endpoint that starts calls,
+/// (de)serialized as `{"endpoint": ..., "params": ...}`.
+pub trait CallRequest: IntoCall + Clone + Send + DeserializeOwned + 'static {
+    /// The integration the request belongs to.
+    const DESCRIPTOR: &'static IntegrationDescriptor;
+
     /// Reads stored parameters of a call of `endpoint`.
-    fn from_params(endpoint: &str, params: &Value) -> Result<Self, ClientError>;
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::is_unknown_endpoint`] when `endpoint` starts no calls
+    /// of the integration; a decode error when `params` do not fit its
+    /// request entity.
+    fn from_params(endpoint: &str, params: &Value) -> Result<Self, ClientError> {
+        let descriptor = Self::DESCRIPTOR;
+        if !descriptor
+            .endpoints
+            .iter()
+            .any(|e| e.name == endpoint && e.starts_calls)
+        {
+            return Err(unknown_endpoint(descriptor.name, endpoint));
+        }
+        let tagged = serde_json::json!({ "endpoint": endpoint, "params": params });
+        read_stored(endpoint, &tagged, "stored request parameters")
+    }
 }
 
 /// A generated response enum: the typed response data of a finished call.

@@ -34,8 +34,6 @@ pub struct ReplySpec {
 pub struct StatusSpec {
     /// The pre-parsed path.
     pub path: &'static [Seg],
-    /// The path as written in the spec, for messages.
-    pub text: &'static str,
     /// The spec's status map: the provider's values (as text) and their meaning.
     pub map: &'static [(&'static str, RemoteStatus)],
 }
@@ -43,19 +41,12 @@ pub struct StatusSpec {
 /// Where the provider's id of a call is, and whether an answer must carry it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExternalIdSpec {
-    /// Every answer carries it, except one whose status says the call failed
-    /// (its message is what the call must end with); missing, a decode error.
-    Required {
-        /// The pre-parsed path.
-        path: &'static [Seg],
-        /// The path as written in the spec, for messages.
-        text: &'static str,
-    },
-    /// The answer may carry it.
-    Optional {
-        /// The pre-parsed path.
-        path: &'static [Seg],
-    },
+    /// At this path in every answer, except one whose status says the call
+    /// failed (its message is what the call must end with); missing, a
+    /// decode error.
+    Required(&'static [Seg]),
+    /// At this path, when the answer carries it.
+    Optional(&'static [Seg]),
     /// The provider has none: the runtime's call id stands for it.
     Generated,
 }
@@ -87,13 +78,13 @@ pub fn read_reply<T: DeserializeOwned>(
 ) -> Result<Reply<T>, ClientError> {
     let endpoint = spec.endpoint;
     let status = match &spec.status {
-        Some(status) => Some(map_status(endpoint, body, status.path, status.text, status.map)?),
+        Some(status) => Some(map_status(endpoint, body, status.path, status.map)?),
         None => None,
     };
     let external_id = match spec.external_id {
-        ExternalIdSpec::Required { path, .. } if status == Some(RemoteStatus::Failed) => extract_id(body, path),
-        ExternalIdSpec::Required { path, text } => Some(require_id(endpoint, body, path, text)?),
-        ExternalIdSpec::Optional { path } => extract_id(body, path),
+        ExternalIdSpec::Required(path) if status == Some(RemoteStatus::Failed) => extract_id(body, path),
+        ExternalIdSpec::Required(path) => Some(require_id(endpoint, body, path)?),
+        ExternalIdSpec::Optional(path) => extract_id(body, path),
         ExternalIdSpec::Generated => None,
     };
     let result = match spec.result {
@@ -140,21 +131,12 @@ mod tests {
     }
 
     const FIELDS: &[FieldPath] = &[
-        FieldPath {
-            field: "url",
-            path: &[Seg::Key("output"), Seg::Key("url")],
-            text: "$.output.url",
-        },
-        FieldPath {
-            field: "seconds",
-            path: &[Seg::Key("output"), Seg::Key("seconds")],
-            text: "$.output.seconds",
-        },
+        ("url", &[Seg::Key("output"), Seg::Key("url")]),
+        ("seconds", &[Seg::Key("output"), Seg::Key("seconds")]),
     ];
 
     const STATUS: StatusSpec = StatusSpec {
         path: &[Seg::Key("state")],
-        text: "$.state",
         map: &[
             ("running", RemoteStatus::Processing),
             ("done", RemoteStatus::Completed),
@@ -162,10 +144,7 @@ mod tests {
         ],
     };
 
-    const REQUIRED_ID: ExternalIdSpec = ExternalIdSpec::Required {
-        path: &[Seg::Key("id")],
-        text: "$.id",
-    };
+    const REQUIRED_ID: ExternalIdSpec = ExternalIdSpec::Required(&[Seg::Key("id")]);
 
     /// An async endpoint: status map, required id, result, message.
     const TASK: ReplySpec = ReplySpec {
@@ -242,9 +221,7 @@ mod tests {
     #[test]
     fn an_optional_id_may_be_missing_and_a_number_is_read_as_text() {
         let spec = ReplySpec {
-            external_id: ExternalIdSpec::Optional {
-                path: &[Seg::Key("id")],
-            },
+            external_id: ExternalIdSpec::Optional(&[Seg::Key("id")]),
             ..TASK
         };
         let without: Reply<Audio> = read_reply(&spec, 200, &json!({"state": "running"})).unwrap();

@@ -2,6 +2,7 @@
 //! call's parameters against where its endpoint sends them.
 
 use std::fmt::Display;
+use std::ops::{Bound, RangeBounds};
 
 use serde_json::Value;
 
@@ -12,13 +13,26 @@ use crate::error::ValidationError;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Violations(Vec<(String, String)>);
 
-/// "must be at least 1", "must be at most 5", "must be between 1 and 5".
-fn range_text<T: Display>(min: Option<T>, max: Option<T>) -> String {
+/// "at least 1", "at most 5", "between 1 and 5" (inclusive bounds, as the
+/// spec writes them; an excluded bound reads "more than" / "less than").
+fn range_text<T: Display>(bounds: &impl RangeBounds<T>) -> String {
+    let (min, max) = (bounds.start_bound(), bounds.end_bound());
     match (min, max) {
-        (Some(min), Some(max)) => format!("between {min} and {max}"),
-        (Some(min), None) => format!("at least {min}"),
-        (None, Some(max)) => format!("at most {max}"),
-        (None, None) => "anything".to_owned(),
+        (Bound::Included(min), Bound::Included(max)) => format!("between {min} and {max}"),
+        (Bound::Unbounded, Bound::Unbounded) => "anything".to_owned(),
+        _ => {
+            let low = match min {
+                Bound::Included(min) => Some(format!("at least {min}")),
+                Bound::Excluded(min) => Some(format!("more than {min}")),
+                Bound::Unbounded => None,
+            };
+            let high = match max {
+                Bound::Included(max) => Some(format!("at most {max}")),
+                Bound::Excluded(max) => Some(format!("less than {max}")),
+                Bound::Unbounded => None,
+            };
+            low.into_iter().chain(high).collect::<Vec<_>>().join(" and ")
+        }
     }
 }
 
@@ -33,28 +47,26 @@ impl Violations {
         self.0.push((field.into(), message.into()));
     }
 
-    /// Checks a length (characters of a string, items of a list).
-    pub fn len_between(&mut self, field: &'static str, actual: usize, min: Option<u64>, max: Option<u64>) {
-        let actual_u64 = u64::try_from(actual).unwrap_or(u64::MAX);
-        if min.is_some_and(|min| actual_u64 < min) || max.is_some_and(|max| actual_u64 > max) {
-            self.push(field, format!("length must be {} (got {actual})", range_text(min, max)));
+    /// Checks a length (characters of a string, items of a list):
+    /// `violations.len_in("text", text.chars().count(), 1..=5000)`.
+    pub fn len_in(&mut self, field: &'static str, actual: usize, bounds: impl RangeBounds<u64>) {
+        if !bounds.contains(&u64::try_from(actual).unwrap_or(u64::MAX)) {
+            self.push(field, format!("length must be {} (got {actual})", range_text(&bounds)));
         }
     }
 
-    /// Checks an integer against inclusive bounds.
-    pub fn int_between(&mut self, field: &'static str, actual: i64, min: Option<i64>, max: Option<i64>) {
-        if min.is_some_and(|min| actual < min) || max.is_some_and(|max| actual > max) {
-            self.push(field, format!("must be {} (got {actual})", range_text(min, max)));
+    /// Checks an integer: `violations.int_in("count", count, 0..=10)`.
+    pub fn int_in(&mut self, field: &'static str, actual: i64, bounds: impl RangeBounds<i64>) {
+        if !bounds.contains(&actual) {
+            self.push(field, format!("must be {} (got {actual})", range_text(&bounds)));
         }
     }
 
-    /// Checks a float against inclusive bounds; NaN violates any bound.
-    #[allow(clippy::neg_cmp_op_on_partial_ord)]
-    pub fn float_between(&mut self, field: &'static str, actual: f64, min: Option<f64>, max: Option<f64>) {
-        let below = min.is_some_and(|min| !(actual >= min));
-        let above = max.is_some_and(|max| !(actual <= max));
-        if below || above {
-            self.push(field, format!("must be {} (got {actual})", range_text(min, max)));
+    /// Checks a float: `violations.float_in("speed", speed, 0.5..=2.0)`; NaN
+    /// violates any bound.
+    pub fn float_in(&mut self, field: &'static str, actual: f64, bounds: impl RangeBounds<f64>) {
+        if !bounds.contains(&actual) {
+            self.push(field, format!("must be {} (got {actual})", range_text(&bounds)));
         }
     }
 
@@ -161,23 +173,23 @@ mod tests {
     #[test]
     fn values_within_bounds_pass() {
         let mut v = Violations::new();
-        v.len_between("text", 1, Some(1), Some(5000));
-        v.len_between("text", 5000, Some(1), Some(5000));
-        v.int_between("n", -3, Some(-3), None);
-        v.float_between("speed", 2.0, Some(0.5), Some(2.0));
-        v.float_between("any", f64::NAN, None, None);
+        v.len_in("text", 1, 1..=5000);
+        v.len_in("text", 5000, 1..=5000);
+        v.int_in("n", -3, -3..);
+        v.float_in("speed", 2.0, 0.5..=2.0);
+        v.float_in("any", f64::NAN, ..);
         assert_eq!(v.finish(), Ok(()));
     }
 
     #[test]
     fn every_violation_is_collected() {
         let mut v = Violations::new();
-        v.len_between("text", 0, Some(1), Some(5000));
-        v.len_between("tags", 4, None, Some(3));
-        v.int_between("count", 11, Some(0), Some(10));
-        v.int_between("age", -1, Some(0), None);
-        v.float_between("speed", 0.25, Some(0.5), Some(2.0));
-        v.float_between("ratio", f64::NAN, None, Some(1.0));
+        v.len_in("text", 0, 1..=5000);
+        v.len_in("tags", 4, ..=3);
+        v.int_in("count", 11, 0..=10);
+        v.int_in("age", -1, 0..);
+        v.float_in("speed", 0.25, 0.5..=2.0);
+        v.float_in("ratio", f64::NAN, ..=1.0);
         assert_eq!(
             messages(v),
             vec![
@@ -192,9 +204,23 @@ mod tests {
     }
 
     #[test]
+    fn excluded_bounds_are_named_as_such() {
+        let mut v = Violations::new();
+        v.int_in("n", 10, 0..10);
+        v.float_in("f", 0.0, (Bound::Excluded(0.0), Bound::Unbounded));
+        assert_eq!(
+            messages(v),
+            vec![
+                pair("n", "must be at least 0 and less than 10 (got 10)"),
+                pair("f", "must be more than 0 (got 0)"),
+            ]
+        );
+    }
+
+    #[test]
     fn nested_violations_get_prefixed() {
         let mut inner = Violations::new();
-        inner.len_between("name", 0, Some(1), None);
+        inner.len_in("name", 0, 1..);
         let inner = inner.finish();
         let mut v = Violations::new();
         v.nested("owner", inner.clone());

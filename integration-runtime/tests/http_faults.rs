@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use integration_runtime::__private::{paginator, Auth, HttpClient, HttpRequest, ItemsPath, Pagination, Seg};
+use integration_runtime::__private::{paginator, Auth, HttpClient, HttpRequest, Pagination, Seg};
 use integration_runtime::{
     CircuitBreakerPolicy, ClientError, IntegrationDescriptor, Paginator, PolicyDescriptor, RetryOn, RetryPolicy,
 };
@@ -359,10 +359,7 @@ async fn a_truncated_page_is_retried_when_retry_on_names_transport() {
                 limit_param: "limit",
                 limit: 10,
             },
-            ItemsPath {
-                path: &[Seg::Key("items")],
-                text: "items",
-            },
+            &[Seg::Key("items")],
         );
         let result = pages.collect_all().await;
         if retried {

@@ -24,14 +24,7 @@ pub mod job_runner {
         /// including those of nested entities, and reports all violations.
         pub fn validate(&self) -> __rt::Result<(), __rt::ValidationError> {
             let mut violations = __rt::Violations::new();
-            let value = &self.month;
-            violations
-                .len_between(
-                    "month",
-                    value.chars().count(),
-                    __rt::Some(7),
-                    __rt::Some(7),
-                );
+            violations.len_in("month", self.month.chars().count(), 7..=7);
             violations.finish()
         }
     }
@@ -90,14 +83,7 @@ pub mod job_runner {
         /// `pages` (int).
         pub pages: i64,
     }
-    impl Report {
-        /// Checks every constraint the spec declares (lengths, ranges),
-        /// including those of nested entities, and reports all violations.
-        pub fn validate(&self) -> __rt::Result<(), __rt::ValidationError> {
-            __rt::Ok(())
-        }
-    }
-    __rt::impl_entity!(Report);
+    __rt::impl_entity!(Report, unconstrained);
     /// Where a `JobRunner` call is in its lifecycle.
     pub type JobRunnerStatus = __rt::CallStatus;
     /// The typed request parameters of a `JobRunner` call, one variant per endpoint that starts calls.
@@ -105,26 +91,15 @@ pub mod job_runner {
     #[serde(
         crate = "::integration_runtime::__private::serde",
         tag = "endpoint",
-        content = "params",
-        rename_all = "snake_case"
+        content = "params"
     )]
     pub enum JobRunnerRequest {
         /// Parameters of `render` (POST /v1/reports/{report}).
+        #[serde(rename = "render")]
         Render(ReportJob),
     }
     impl __rt::CallRequest for JobRunnerRequest {
-        fn from_params(
-            endpoint: &str,
-            params: &__rt::serde_json::Value,
-        ) -> __rt::Result<Self, __rt::ClientError> {
-            match endpoint {
-                "render" => {
-                    __rt::read_stored(endpoint, params, "stored request parameters")
-                        .map(JobRunnerRequest::Render)
-                }
-                _ => __rt::Err(__rt::unknown_endpoint("JobRunner", endpoint)),
-            }
-        }
+        const DESCRIPTOR: &'static __rt::IntegrationDescriptor = &__DESCRIPTOR;
     }
     impl __rt::IntoCall for JobRunnerRequest {
         const INTEGRATION: &'static str = "JobRunner";
@@ -239,11 +214,8 @@ pub mod job_runner {
             )?;
             __rt::Ok(JobRunnerClient { http })
         }
-        /// This client, sending through `client` (proxies, root certificates,
-        /// default headers) with the spec's policies on top. Build it with
-        /// `redirect(reqwest::redirect::Policy::none())`: the spec's redirect
-        /// rules hold only for redirects the runtime sees. Its own connect
-        /// timeout applies instead of the spec's.
+        /// This client, sending through `client`; see
+        /// [`JobRunner::with_reqwest_client`]: the spec's policies apply on top.
         #[must_use]
         pub fn with_reqwest_client(self, client: __rt::reqwest::Client) -> Self {
             JobRunnerClient {
@@ -281,16 +253,8 @@ pub mod job_runner {
             external_id: __rt::ExternalIdSpec::Generated,
             result: __rt::Some(
                 &[
-                    __rt::FieldPath {
-                        field: "url",
-                        path: &[__rt::Key("report"), __rt::Key("url")],
-                        text: "$.report.url",
-                    },
-                    __rt::FieldPath {
-                        field: "pages",
-                        path: &[__rt::Key("report"), __rt::Key("pages")],
-                        text: "$.report.pages",
-                    },
+                    ("url", &[__rt::Key("report"), __rt::Key("url")]),
+                    ("pages", &[__rt::Key("report"), __rt::Key("pages")]),
                 ],
             ),
             error: __rt::Some(&[__rt::Key("error")]),
@@ -341,17 +305,16 @@ pub mod job_runner {
         }
     }
     impl __rt::Generated for JobRunner {
-        const GLUE: &'static __rt::Glue = &__GLUE;
+        const GLUE: &'static __rt::Glue = &__rt::Glue {
+            descriptor: &__DESCRIPTOR,
+            calls: &[__rt::CallGlue::new::<ReportJob, Report>(&__ENDPOINT_RENDER)],
+            poll: __rt::None,
+            webhook: __rt::None,
+        };
         fn http(&self) -> &__rt::HttpClient {
             &self.client.http
         }
     }
-    static __GLUE: __rt::Glue = __rt::Glue {
-        descriptor: &__DESCRIPTOR,
-        calls: &[__rt::CallGlue::new::<ReportJob, Report>(&__ENDPOINT_RENDER)],
-        poll: __rt::None,
-        webhook: __rt::None,
-    };
     const __POLICY: __rt::PolicyDescriptor = __rt::PolicyDescriptor {
         retry: __rt::RetryPolicy {
             max_attempts: 3u32,

@@ -25,14 +25,7 @@ pub mod payments {
         /// including those of nested entities, and reports all violations.
         pub fn validate(&self) -> __rt::Result<(), __rt::ValidationError> {
             let mut violations = __rt::Violations::new();
-            let value = &self.country;
-            violations
-                .len_between(
-                    "country",
-                    value.chars().count(),
-                    __rt::Some(2),
-                    __rt::Some(2),
-                );
+            violations.len_in("country", self.country.chars().count(), 2..=2);
             violations.finish()
         }
     }
@@ -86,12 +79,10 @@ pub mod payments {
         /// including those of nested entities, and reports all violations.
         pub fn validate(&self) -> __rt::Result<(), __rt::ValidationError> {
             let mut violations = __rt::Violations::new();
-            let value = &self.amount;
-            violations.int_between("amount", *value, __rt::Some(1), __rt::None);
-            let value = &self.customer;
-            violations.nested("customer", value.validate());
+            violations.int_in("amount", self.amount, 1..);
+            violations.nested("customer", self.customer.validate());
             if let __rt::Some(value) = &self.tags {
-                violations.len_between("tags", value.len(), __rt::None, __rt::Some(10));
+                violations.len_in("tags", value.len(), ..=10);
             }
             violations.finish()
         }
@@ -158,14 +149,7 @@ pub mod payments {
         #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
         pub paid_at: __rt::Option<__rt::chrono::DateTime<__rt::chrono::Utc>>,
     }
-    impl Charge {
-        /// Checks every constraint the spec declares (lengths, ranges),
-        /// including those of nested entities, and reports all violations.
-        pub fn validate(&self) -> __rt::Result<(), __rt::ValidationError> {
-            __rt::Ok(())
-        }
-    }
-    __rt::impl_entity!(Charge);
+    __rt::impl_entity!(Charge, unconstrained);
     /// Where a `Payments` call is in its lifecycle.
     pub type PaymentsStatus = __rt::CallStatus;
     /// The typed request parameters of a `Payments` call, one variant per endpoint that starts calls.
@@ -173,26 +157,15 @@ pub mod payments {
     #[serde(
         crate = "::integration_runtime::__private::serde",
         tag = "endpoint",
-        content = "params",
-        rename_all = "snake_case"
+        content = "params"
     )]
     pub enum PaymentsRequest {
         /// Parameters of `create_payment` (POST /v1/payment_intents).
+        #[serde(rename = "create_payment")]
         CreatePayment(PaymentIntent),
     }
     impl __rt::CallRequest for PaymentsRequest {
-        fn from_params(
-            endpoint: &str,
-            params: &__rt::serde_json::Value,
-        ) -> __rt::Result<Self, __rt::ClientError> {
-            match endpoint {
-                "create_payment" => {
-                    __rt::read_stored(endpoint, params, "stored request parameters")
-                        .map(PaymentsRequest::CreatePayment)
-                }
-                _ => __rt::Err(__rt::unknown_endpoint("Payments", endpoint)),
-            }
-        }
+        const DESCRIPTOR: &'static __rt::IntegrationDescriptor = &__DESCRIPTOR;
     }
     impl __rt::IntoCall for PaymentsRequest {
         const INTEGRATION: &'static str = "Payments";
@@ -296,11 +269,8 @@ pub mod payments {
             )?;
             __rt::Ok(PaymentsClient { http })
         }
-        /// This client, sending through `client` (proxies, root certificates,
-        /// default headers) with the spec's policies on top. Build it with
-        /// `redirect(reqwest::redirect::Policy::none())`: the spec's redirect
-        /// rules hold only for redirects the runtime sees. Its own connect
-        /// timeout applies instead of the spec's.
+        /// This client, sending through `client`; see
+        /// [`Payments::with_reqwest_client`]: the spec's policies apply on top.
         #[must_use]
         pub fn with_reqwest_client(self, client: __rt::reqwest::Client) -> Self {
             PaymentsClient {
@@ -364,7 +334,6 @@ pub mod payments {
             endpoint: "create_payment",
             status: __rt::Some(__rt::StatusSpec {
                 path: &[__rt::Key("status")],
-                text: "$.status",
                 map: &[
                     ("requires_action", __rt::RemoteStatus::Processing),
                     ("processing", __rt::RemoteStatus::Processing),
@@ -372,27 +341,12 @@ pub mod payments {
                     ("canceled", __rt::RemoteStatus::Failed),
                 ],
             }),
-            external_id: __rt::ExternalIdSpec::Required {
-                path: &[__rt::Key("id")],
-                text: "$.id",
-            },
+            external_id: __rt::ExternalIdSpec::Required(&[__rt::Key("id")]),
             result: __rt::Some(
                 &[
-                    __rt::FieldPath {
-                        field: "id",
-                        path: &[__rt::Key("latest_charge"), __rt::Key("id")],
-                        text: "$.latest_charge.id",
-                    },
-                    __rt::FieldPath {
-                        field: "amount_received",
-                        path: &[__rt::Key("amount_received")],
-                        text: "$.amount_received",
-                    },
-                    __rt::FieldPath {
-                        field: "paid_at",
-                        path: &[__rt::Key("latest_charge"), __rt::Key("created_at")],
-                        text: "$.latest_charge.created_at",
-                    },
+                    ("id", &[__rt::Key("latest_charge"), __rt::Key("id")]),
+                    ("amount_received", &[__rt::Key("amount_received")]),
+                    ("paid_at", &[__rt::Key("latest_charge"), __rt::Key("created_at")]),
                 ],
             ),
             error: __rt::Some(&[__rt::Key("error"), __rt::Key("message")]),
@@ -415,7 +369,6 @@ pub mod payments {
             endpoint: "retrieve_payment",
             status: __rt::Some(__rt::StatusSpec {
                 path: &[__rt::Key("status")],
-                text: "$.status",
                 map: &[
                     ("requires_action", __rt::RemoteStatus::Processing),
                     ("processing", __rt::RemoteStatus::Processing),
@@ -426,21 +379,9 @@ pub mod payments {
             external_id: __rt::ExternalIdSpec::Generated,
             result: __rt::Some(
                 &[
-                    __rt::FieldPath {
-                        field: "id",
-                        path: &[__rt::Key("latest_charge"), __rt::Key("id")],
-                        text: "$.latest_charge.id",
-                    },
-                    __rt::FieldPath {
-                        field: "amount_received",
-                        path: &[__rt::Key("amount_received")],
-                        text: "$.amount_received",
-                    },
-                    __rt::FieldPath {
-                        field: "paid_at",
-                        path: &[__rt::Key("latest_charge"), __rt::Key("created_at")],
-                        text: "$.latest_charge.created_at",
-                    },
+                    ("id", &[__rt::Key("latest_charge"), __rt::Key("id")]),
+                    ("amount_received", &[__rt::Key("amount_received")]),
+                    ("paid_at", &[__rt::Key("latest_charge"), __rt::Key("created_at")]),
                 ],
             ),
             error: __rt::Some(&[__rt::Key("last_payment_error"), __rt::Key("message")]),
@@ -491,7 +432,16 @@ pub mod payments {
         }
     }
     impl __rt::Generated for Payments {
-        const GLUE: &'static __rt::Glue = &__GLUE;
+        const GLUE: &'static __rt::Glue = &__rt::Glue {
+            descriptor: &__DESCRIPTOR,
+            calls: &[
+                __rt::CallGlue::new::<PaymentIntent, Charge>(&__ENDPOINT_CREATE_PAYMENT),
+            ],
+            poll: __rt::Some(
+                __rt::PollGlue::new::<Charge>(&__ENDPOINT_RETRIEVE_PAYMENT),
+            ),
+            webhook: __rt::Some(__rt::WebhookGlue::new::<Charge>(&__WEBHOOK_REPLY)),
+        };
         fn http(&self) -> &__rt::HttpClient {
             &self.client.http
         }
@@ -499,19 +449,10 @@ pub mod payments {
             __rt::Some(self.config.webhook_secret.clone())
         }
     }
-    static __GLUE: __rt::Glue = __rt::Glue {
-        descriptor: &__DESCRIPTOR,
-        calls: &[
-            __rt::CallGlue::new::<PaymentIntent, Charge>(&__ENDPOINT_CREATE_PAYMENT),
-        ],
-        poll: __rt::Some(__rt::PollGlue::new::<Charge>(&__ENDPOINT_RETRIEVE_PAYMENT)),
-        webhook: __rt::Some(__rt::WebhookGlue::new::<Charge>(&__WEBHOOK_REPLY)),
-    };
     static __WEBHOOK_REPLY: __rt::ReplySpec = __rt::ReplySpec {
         endpoint: "webhook",
         status: __rt::Some(__rt::StatusSpec {
             path: &[__rt::Key("type")],
-            text: "$.type",
             map: &[
                 ("payment_intent.processing", __rt::RemoteStatus::Processing),
                 ("payment_intent.succeeded", __rt::RemoteStatus::Completed),
@@ -519,40 +460,37 @@ pub mod payments {
                 ("payment_intent.canceled", __rt::RemoteStatus::Failed),
             ],
         }),
-        external_id: __rt::ExternalIdSpec::Optional {
-            path: &[__rt::Key("data"), __rt::Key("object"), __rt::Key("id")],
-        },
+        external_id: __rt::ExternalIdSpec::Optional(
+            &[__rt::Key("data"), __rt::Key("object"), __rt::Key("id")],
+        ),
         result: __rt::Some(
             &[
-                __rt::FieldPath {
-                    field: "id",
-                    path: &[
+                (
+                    "id",
+                    &[
                         __rt::Key("data"),
                         __rt::Key("object"),
                         __rt::Key("latest_charge"),
                         __rt::Key("id"),
                     ],
-                    text: "$.data.object.latest_charge.id",
-                },
-                __rt::FieldPath {
-                    field: "amount_received",
-                    path: &[
+                ),
+                (
+                    "amount_received",
+                    &[
                         __rt::Key("data"),
                         __rt::Key("object"),
                         __rt::Key("amount_received"),
                     ],
-                    text: "$.data.object.amount_received",
-                },
-                __rt::FieldPath {
-                    field: "paid_at",
-                    path: &[
+                ),
+                (
+                    "paid_at",
+                    &[
                         __rt::Key("data"),
                         __rt::Key("object"),
                         __rt::Key("latest_charge"),
                         __rt::Key("created_at"),
                     ],
-                    text: "$.data.object.latest_charge.created_at",
-                },
+                ),
             ],
         ),
         error: __rt::Some(

@@ -30,22 +30,8 @@ pub mod translate {
         /// including those of nested entities, and reports all violations.
         pub fn validate(&self) -> __rt::Result<(), __rt::ValidationError> {
             let mut violations = __rt::Violations::new();
-            let value = &self.text;
-            violations
-                .len_between(
-                    "text",
-                    value.chars().count(),
-                    __rt::Some(1),
-                    __rt::Some(10000),
-                );
-            let value = &self.target_lang;
-            violations
-                .len_between(
-                    "target_lang",
-                    value.chars().count(),
-                    __rt::Some(2),
-                    __rt::Some(5),
-                );
+            violations.len_in("text", self.text.chars().count(), 1..=10000);
+            violations.len_in("target_lang", self.target_lang.chars().count(), 2..=5);
             violations.finish()
         }
     }
@@ -90,14 +76,7 @@ pub mod translate {
         /// `characters` (int).
         pub characters: i64,
     }
-    impl Translated {
-        /// Checks every constraint the spec declares (lengths, ranges),
-        /// including those of nested entities, and reports all violations.
-        pub fn validate(&self) -> __rt::Result<(), __rt::ValidationError> {
-            __rt::Ok(())
-        }
-    }
-    __rt::impl_entity!(Translated);
+    __rt::impl_entity!(Translated, unconstrained);
     /// The `Glossary` entity of the spec.
     #[derive(Debug, Clone, PartialEq, __rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "::integration_runtime::__private::serde")]
@@ -118,8 +97,7 @@ pub mod translate {
         /// including those of nested entities, and reports all violations.
         pub fn validate(&self) -> __rt::Result<(), __rt::ValidationError> {
             let mut violations = __rt::Violations::new();
-            let value = &self.entry_count;
-            violations.int_between("entry_count", *value, __rt::Some(0), __rt::None);
+            violations.int_in("entry_count", self.entry_count, 0..);
             violations.finish()
         }
     }
@@ -131,26 +109,15 @@ pub mod translate {
     #[serde(
         crate = "::integration_runtime::__private::serde",
         tag = "endpoint",
-        content = "params",
-        rename_all = "snake_case"
+        content = "params"
     )]
     pub enum TranslateRequest {
         /// Parameters of `translate` (POST /v2/translate).
+        #[serde(rename = "translate")]
         Translate(Translation),
     }
     impl __rt::CallRequest for TranslateRequest {
-        fn from_params(
-            endpoint: &str,
-            params: &__rt::serde_json::Value,
-        ) -> __rt::Result<Self, __rt::ClientError> {
-            match endpoint {
-                "translate" => {
-                    __rt::read_stored(endpoint, params, "stored request parameters")
-                        .map(TranslateRequest::Translate)
-                }
-                _ => __rt::Err(__rt::unknown_endpoint("Translate", endpoint)),
-            }
-        }
+        const DESCRIPTOR: &'static __rt::IntegrationDescriptor = &__DESCRIPTOR;
     }
     impl __rt::IntoCall for TranslateRequest {
         const INTEGRATION: &'static str = "Translate";
@@ -246,11 +213,8 @@ pub mod translate {
             )?;
             __rt::Ok(TranslateClient { http })
         }
-        /// This client, sending through `client` (proxies, root certificates,
-        /// default headers) with the spec's policies on top. Build it with
-        /// `redirect(reqwest::redirect::Policy::none())`: the spec's redirect
-        /// rules hold only for redirects the runtime sees. Its own connect
-        /// timeout applies instead of the spec's.
+        /// This client, sending through `client`; see
+        /// [`Translate::with_reqwest_client`]: the spec's policies apply on top.
         #[must_use]
         pub fn with_reqwest_client(self, client: __rt::reqwest::Client) -> Self {
             TranslateClient {
@@ -311,25 +275,16 @@ pub mod translate {
             external_id: __rt::ExternalIdSpec::Generated,
             result: __rt::Some(
                 &[
-                    __rt::FieldPath {
-                        field: "text",
-                        path: &[__rt::Key("translation"), __rt::Key("text")],
-                        text: "$.translation.text",
-                    },
-                    __rt::FieldPath {
-                        field: "detected_lang",
-                        path: &[
+                    ("text", &[__rt::Key("translation"), __rt::Key("text")]),
+                    (
+                        "detected_lang",
+                        &[
                             __rt::Key("translation"),
                             __rt::Key("source"),
                             __rt::Key("detected"),
                         ],
-                        text: "$.translation.source.detected",
-                    },
-                    __rt::FieldPath {
-                        field: "characters",
-                        path: &[__rt::Key("usage"), __rt::Key("characters")],
-                        text: "$.usage.characters",
-                    },
+                    ),
+                    ("characters", &[__rt::Key("usage"), __rt::Key("characters")]),
                 ],
             ),
             error: __rt::Some(&[__rt::Key("error"), __rt::Key("message")]),
@@ -349,10 +304,7 @@ pub mod translate {
             cursor: &[__rt::Key("next_page_token")],
             param: "page_token",
         },
-        items: __rt::ItemsPath {
-            path: &[__rt::Key("glossaries")],
-            text: "$.glossaries",
-        },
+        items: &[__rt::Key("glossaries")],
     };
     /// The `Translate` integration, ready to register with the runtime.
     #[derive(Debug, Clone)]
@@ -399,17 +351,18 @@ pub mod translate {
         }
     }
     impl __rt::Generated for Translate {
-        const GLUE: &'static __rt::Glue = &__GLUE;
+        const GLUE: &'static __rt::Glue = &__rt::Glue {
+            descriptor: &__DESCRIPTOR,
+            calls: &[
+                __rt::CallGlue::new::<Translation, Translated>(&__ENDPOINT_TRANSLATE),
+            ],
+            poll: __rt::None,
+            webhook: __rt::None,
+        };
         fn http(&self) -> &__rt::HttpClient {
             &self.client.http
         }
     }
-    static __GLUE: __rt::Glue = __rt::Glue {
-        descriptor: &__DESCRIPTOR,
-        calls: &[__rt::CallGlue::new::<Translation, Translated>(&__ENDPOINT_TRANSLATE)],
-        poll: __rt::None,
-        webhook: __rt::None,
-    };
     const __POLICY: __rt::PolicyDescriptor = __rt::PolicyDescriptor {
         timeout_ms: 5000u64,
         retry: __rt::RetryPolicy {

@@ -28,17 +28,9 @@ pub mod volc_tts {
         /// including those of nested entities, and reports all violations.
         pub fn validate(&self) -> __rt::Result<(), __rt::ValidationError> {
             let mut violations = __rt::Violations::new();
-            let value = &self.text;
-            violations
-                .len_between(
-                    "text",
-                    value.chars().count(),
-                    __rt::Some(1),
-                    __rt::Some(5000),
-                );
+            violations.len_in("text", self.text.chars().count(), 1..=5000);
             if let __rt::Some(value) = &self.speed {
-                violations
-                    .float_between("speed", *value, __rt::Some(0.5), __rt::Some(2.0));
+                violations.float_in("speed", *value, 0.5..=2.0);
             }
             violations.finish()
         }
@@ -84,14 +76,7 @@ pub mod volc_tts {
         /// `duration_ms` (int).
         pub duration_ms: i64,
     }
-    impl Audio {
-        /// Checks every constraint the spec declares (lengths, ranges),
-        /// including those of nested entities, and reports all violations.
-        pub fn validate(&self) -> __rt::Result<(), __rt::ValidationError> {
-            __rt::Ok(())
-        }
-    }
-    __rt::impl_entity!(Audio);
+    __rt::impl_entity!(Audio, unconstrained);
     /// Where a `VolcTts` call is in its lifecycle.
     pub type VolcTtsStatus = __rt::CallStatus;
     /// The typed request parameters of a `VolcTts` call, one variant per endpoint that starts calls.
@@ -99,26 +84,15 @@ pub mod volc_tts {
     #[serde(
         crate = "::integration_runtime::__private::serde",
         tag = "endpoint",
-        content = "params",
-        rename_all = "snake_case"
+        content = "params"
     )]
     pub enum VolcTtsRequest {
         /// Parameters of `synthesize` (POST /api/v1/tts/tasks).
+        #[serde(rename = "synthesize")]
         Synthesize(Synthesis),
     }
     impl __rt::CallRequest for VolcTtsRequest {
-        fn from_params(
-            endpoint: &str,
-            params: &__rt::serde_json::Value,
-        ) -> __rt::Result<Self, __rt::ClientError> {
-            match endpoint {
-                "synthesize" => {
-                    __rt::read_stored(endpoint, params, "stored request parameters")
-                        .map(VolcTtsRequest::Synthesize)
-                }
-                _ => __rt::Err(__rt::unknown_endpoint("VolcTts", endpoint)),
-            }
-        }
+        const DESCRIPTOR: &'static __rt::IntegrationDescriptor = &__DESCRIPTOR;
     }
     impl __rt::IntoCall for VolcTtsRequest {
         const INTEGRATION: &'static str = "VolcTts";
@@ -215,11 +189,8 @@ pub mod volc_tts {
             )?;
             __rt::Ok(VolcTtsClient { http })
         }
-        /// This client, sending through `client` (proxies, root certificates,
-        /// default headers) with the spec's policies on top. Build it with
-        /// `redirect(reqwest::redirect::Policy::none())`: the spec's redirect
-        /// rules hold only for redirects the runtime sees. Its own connect
-        /// timeout applies instead of the spec's.
+        /// This client, sending through `client`; see
+        /// [`VolcTts::with_reqwest_client`]: the spec's policies apply on top.
         #[must_use]
         pub fn with_reqwest_client(self, client: __rt::reqwest::Client) -> Self {
             VolcTtsClient {
@@ -265,10 +236,9 @@ pub mod volc_tts {
         reply: __rt::ReplySpec {
             endpoint: "synthesize",
             status: __rt::None,
-            external_id: __rt::ExternalIdSpec::Required {
-                path: &[__rt::Key("data"), __rt::Key("task_id")],
-                text: "$.data.task_id",
-            },
+            external_id: __rt::ExternalIdSpec::Required(
+                &[__rt::Key("data"), __rt::Key("task_id")],
+            ),
             result: __rt::None,
             error: __rt::Some(&[__rt::Key("message")]),
         },
@@ -290,7 +260,6 @@ pub mod volc_tts {
             endpoint: "query",
             status: __rt::Some(__rt::StatusSpec {
                 path: &[__rt::Key("data"), __rt::Key("state")],
-                text: "$.data.state",
                 map: &[
                     ("queued", __rt::RemoteStatus::Processing),
                     ("running", __rt::RemoteStatus::Processing),
@@ -301,16 +270,8 @@ pub mod volc_tts {
             external_id: __rt::ExternalIdSpec::Generated,
             result: __rt::Some(
                 &[
-                    __rt::FieldPath {
-                        field: "url",
-                        path: &[__rt::Key("data"), __rt::Key("audio_url")],
-                        text: "$.data.audio_url",
-                    },
-                    __rt::FieldPath {
-                        field: "duration_ms",
-                        path: &[__rt::Key("data"), __rt::Key("duration")],
-                        text: "$.data.duration",
-                    },
+                    ("url", &[__rt::Key("data"), __rt::Key("audio_url")]),
+                    ("duration_ms", &[__rt::Key("data"), __rt::Key("duration")]),
                 ],
             ),
             error: __rt::Some(&[__rt::Key("data"), __rt::Key("message")]),
@@ -361,7 +322,12 @@ pub mod volc_tts {
         }
     }
     impl __rt::Generated for VolcTts {
-        const GLUE: &'static __rt::Glue = &__GLUE;
+        const GLUE: &'static __rt::Glue = &__rt::Glue {
+            descriptor: &__DESCRIPTOR,
+            calls: &[__rt::CallGlue::new::<Synthesis, ()>(&__ENDPOINT_SYNTHESIZE)],
+            poll: __rt::Some(__rt::PollGlue::new::<Audio>(&__ENDPOINT_QUERY)),
+            webhook: __rt::Some(__rt::WebhookGlue::new::<Audio>(&__WEBHOOK_REPLY)),
+        };
         fn http(&self) -> &__rt::HttpClient {
             &self.client.http
         }
@@ -369,38 +335,21 @@ pub mod volc_tts {
             __rt::Some(self.config.webhook_secret.clone())
         }
     }
-    static __GLUE: __rt::Glue = __rt::Glue {
-        descriptor: &__DESCRIPTOR,
-        calls: &[__rt::CallGlue::new::<Synthesis, ()>(&__ENDPOINT_SYNTHESIZE)],
-        poll: __rt::Some(__rt::PollGlue::new::<Audio>(&__ENDPOINT_QUERY)),
-        webhook: __rt::Some(__rt::WebhookGlue::new::<Audio>(&__WEBHOOK_REPLY)),
-    };
     static __WEBHOOK_REPLY: __rt::ReplySpec = __rt::ReplySpec {
         endpoint: "webhook",
         status: __rt::Some(__rt::StatusSpec {
             path: &[__rt::Key("state")],
-            text: "$.state",
             map: &[
                 ("running", __rt::RemoteStatus::Processing),
                 ("done", __rt::RemoteStatus::Completed),
                 ("error", __rt::RemoteStatus::Failed),
             ],
         }),
-        external_id: __rt::ExternalIdSpec::Optional {
-            path: &[__rt::Key("task_id")],
-        },
+        external_id: __rt::ExternalIdSpec::Optional(&[__rt::Key("task_id")]),
         result: __rt::Some(
             &[
-                __rt::FieldPath {
-                    field: "url",
-                    path: &[__rt::Key("audio_url")],
-                    text: "$.audio_url",
-                },
-                __rt::FieldPath {
-                    field: "duration_ms",
-                    path: &[__rt::Key("duration")],
-                    text: "$.duration",
-                },
+                ("url", &[__rt::Key("audio_url")]),
+                ("duration_ms", &[__rt::Key("duration")]),
             ],
         ),
         error: __rt::Some(&[__rt::Key("message")]),

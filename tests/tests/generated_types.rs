@@ -137,3 +137,30 @@ fn webhook_payloads_map_to_lifecycle_replies() {
         Some("/webhooks/volc-tts")
     );
 }
+
+integration_runtime::integration!("tests/specs/numbered.toml");
+
+#[test]
+fn request_enums_are_tagged_with_the_endpoint_name_as_the_spec_writes_it() {
+    use numbered::{NumberedRequest, Thing};
+    let request = NumberedRequest::from(Thing { name: "a".into() });
+    assert_eq!(request.endpoint(), "create_2");
+    assert_eq!(
+        serde_json::to_value(&request).unwrap(),
+        json!({ "endpoint": "create_2", "params": { "name": "a" } })
+    );
+    let params = json!({ "name": "a" });
+    assert_eq!(NumberedRequest::from_params("create_2", &params).unwrap(), request);
+    for not_a_call in ["create2", "status_v2"] {
+        let error = NumberedRequest::from_params(not_a_call, &params).unwrap_err();
+        assert!(error.is_unknown_endpoint(), "{not_a_call}: {error}");
+    }
+    let error = NumberedRequest::from_params("create_2", &json!({ "name": 5 })).unwrap_err();
+    assert!(error.is_decode(), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("stored request parameters do not fit the spec"),
+        "{error}"
+    );
+}

@@ -31,6 +31,67 @@ impl std::fmt::Display for Target<'_> {
     }
 }
 
+/// One row of the calls table as a SQL store's driver reads it: the columns
+/// each database stores its own way (ids, timestamps, counters), and text.
+/// [`call_from_row`] maps the columns to a [`CallRecord`] once for all
+/// stores.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) trait CallRow {
+    /// A text column, `None` when null.
+    fn text(&self, column: &str) -> Result<Option<String>, StoreError>;
+    /// A timestamp column, `None` when null.
+    fn time(&self, column: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// A counter column (never negative).
+    fn count(&self, column: &str) -> Result<u32, StoreError>;
+    /// The call's id.
+    fn id(&self) -> Result<CallId, StoreError>;
+    /// The row's creation sequence (the order of [`Page`]s).
+    fn seq(&self) -> Result<i64, StoreError>;
+}
+
+/// A stored counter as a `u32`; a negative or too large one is corrupt.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn stored_count(column: &str, stored: i64) -> Result<u32, StoreError> {
+    u32::try_from(stored).map_err(|_| StoreError::corrupt(format_args!("stored `{column}` {stored}")))
+}
+
+/// A call row (every column of the calls table), with its creation sequence.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn call_from_row(row: &impl CallRow) -> Result<(i64, CallRecord), StoreError> {
+    let text = |column: &str| {
+        row.text(column)?
+            .ok_or_else(|| StoreError::corrupt(format_args!("stored `{column}` is null")))
+    };
+    let time = |column: &str| {
+        row.time(column)?
+            .ok_or_else(|| StoreError::corrupt(format_args!("stored `{column}` is null")))
+    };
+    let call = CallRecord {
+        id: row.id()?,
+        integration: text("integration")?,
+        endpoint: text("endpoint")?,
+        status: text("status")?.parse().map_err(StoreError::corrupt)?,
+        external_id: row.text("external_id")?,
+        params: from_json("params", &text("params")?)?,
+        response_data: row
+            .text("response_data")?
+            .map(|stored| from_json("response_data", &stored))
+            .transpose()?,
+        error: row.text("error")?,
+        attempts: row.count("attempts")?,
+        idempotency_key: row.text("idempotency_key")?,
+        created_at: time("created_at")?,
+        updated_at: time("updated_at")?,
+        completed_at: row.time("completed_at")?,
+        next_run_at: row.time("next_run_at")?,
+        lease_owner: row.text("lease_owner")?,
+        lease_expires_at: row.time("lease_expires_at")?,
+        notification_attempts: row.count("notification_attempts")?,
+        notification_error: row.text("notification_error")?,
+    };
+    Ok((row.seq()?, call))
+}
+
 /// What appending an event will do to a call, decided from its current
 /// status and external id; shared so every backend folds the same way.
 pub(crate) struct AppendPlan {

@@ -22,7 +22,8 @@ pub(super) fn generate(spec: &Spec, names: &Names) -> TokenStream {
         let v = variant(&e.name);
         let entity = format_ident!("{}", e.request.as_deref().unwrap_or_default());
         let doc = format!(" Parameters of `{}` ({} {}).", e.name, e.method.as_str(), e.path_text);
-        quote!(#[doc = #doc] #v(#entity),)
+        let name = &e.name;
+        quote!(#[doc = #doc] #[serde(rename = #name)] #v(#entity),)
     });
     let request_endpoint_arms = call_endpoints.iter().map(|e| {
         let v = variant(&e.name);
@@ -66,20 +67,7 @@ pub(super) fn generate(spec: &Spec, names: &Names) -> TokenStream {
         let doc = format!(" Result of a `{}` call.", e.name);
         quote!(#[doc = #doc] #v(#ty),)
     });
-    let from_params = stored_dispatch(
-        integration_name,
-        &call_endpoints,
-        request,
-        quote!(params),
-        "stored request parameters",
-    );
-    let from_result = stored_dispatch(
-        integration_name,
-        &call_endpoints,
-        response,
-        quote!(value),
-        "stored response data",
-    );
+    let from_result = from_result(integration_name, &call_endpoints, response);
 
     let request_doc = format!(
         " The typed request parameters of a `{integration_name}` call, one variant per endpoint that starts calls."
@@ -97,15 +85,13 @@ pub(super) fn generate(spec: &Spec, names: &Names) -> TokenStream {
 
         #[doc = #request_doc]
         #[derive(Debug, Clone, PartialEq, __rt::Serialize, __rt::Deserialize)]
-        #[serde(crate = "::integration_runtime::__private::serde", tag = "endpoint", content = "params", rename_all = "snake_case")]
+        #[serde(crate = "::integration_runtime::__private::serde", tag = "endpoint", content = "params")]
         pub enum #request {
             #(#request_variants)*
         }
 
         impl __rt::CallRequest for #request {
-            fn from_params(endpoint: &str, params: &__rt::serde_json::Value) -> __rt::Result<Self, __rt::ClientError> {
-                #from_params
-            }
+            const DESCRIPTOR: &'static __rt::IntegrationDescriptor = &__DESCRIPTOR;
         }
 
         impl __rt::IntoCall for #request {
@@ -145,27 +131,26 @@ pub(super) fn generate(spec: &Spec, names: &Names) -> TokenStream {
     }
 }
 
-/// The body of `from_params` / `from_result`: reads stored JSON (`input`)
-/// as the variant of `target` for the call's endpoint.
-fn stored_dispatch(
+/// The body of `from_result`: reads stored response data (`value`) as the
+/// variant of `response` for the call's endpoint. (The request enum needs no
+/// such match: it is tagged by endpoint, so serde reads it.)
+fn from_result(
     integration_name: &str,
     call_endpoints: &[&crate::ir::Endpoint],
-    target: &proc_macro2::Ident,
-    input: TokenStream,
-    what: &str,
+    response: &proc_macro2::Ident,
 ) -> TokenStream {
     // A spec whose endpoints start no calls (only listings and queries) has
     // empty enums: a match over them would be unreachable code.
     if call_endpoints.is_empty() {
         return quote! {
-            let _ = #input;
+            let _ = value;
             __rt::Err(__rt::unknown_endpoint(#integration_name, endpoint))
         };
     }
     let arms = call_endpoints.iter().map(|e| {
         let v = variant(&e.name);
         let name = &e.name;
-        quote!(#name => __rt::read_stored(endpoint, #input, #what).map(#target::#v),)
+        quote!(#name => __rt::read_stored(endpoint, value, "stored response data").map(#response::#v),)
     });
     quote! {
         match endpoint {

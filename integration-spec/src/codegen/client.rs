@@ -183,8 +183,14 @@ fn auth_expr(spec: &Spec) -> TokenStream {
 }
 
 fn client(spec: &Spec, names: &Names) -> TokenStream {
-    let Names { client, config, .. } = names;
+    let Names {
+        client,
+        config,
+        integration,
+        ..
+    } = names;
     let auth = auth_expr(spec);
+    let see = format!(" [`{integration}::with_reqwest_client`]: the spec's policies apply on top.");
     let (methods, statics): (Vec<_>, Vec<_>) = spec
         .endpoints
         .iter()
@@ -209,11 +215,8 @@ fn client(spec: &Spec, names: &Names) -> TokenStream {
                 __rt::Ok(#client { http })
             }
 
-            /// This client, sending through `client` (proxies, root certificates,
-            /// default headers) with the spec's policies on top. Build it with
-            /// `redirect(reqwest::redirect::Policy::none())`: the spec's redirect
-            /// rules hold only for redirects the runtime sees. Its own connect
-            /// timeout applies instead of the spec's.
+            /// This client, sending through `client`; see
+            #[doc = #see]
             #[must_use]
             pub fn with_reqwest_client(self, client: __rt::reqwest::Client) -> Self {
                 #client { http: self.http.with_reqwest_client(client) }
@@ -331,8 +334,16 @@ fn glue(spec: &Spec, names: &Names) -> TokenStream {
             }
         }
 
+        // A constant, not a static: its functions are compiled into the
+        // user's crate only when the integration is used as one, not for a
+        // crate that only uses the client.
         impl __rt::Generated for #integration {
-            const GLUE: &'static __rt::Glue = &__GLUE;
+            const GLUE: &'static __rt::Glue = &__rt::Glue {
+                descriptor: &__DESCRIPTOR,
+                calls: &[#(#calls),*],
+                poll: #poll,
+                webhook: #webhook,
+            };
 
             fn http(&self) -> &__rt::HttpClient {
                 &self.client.http
@@ -340,13 +351,6 @@ fn glue(spec: &Spec, names: &Names) -> TokenStream {
 
             #webhook_secret
         }
-
-        static __GLUE: __rt::Glue = __rt::Glue {
-            descriptor: &__DESCRIPTOR,
-            calls: &[#(#calls),*],
-            poll: #poll,
-            webhook: #webhook,
-        };
 
         #webhook_spec
     }

@@ -85,7 +85,7 @@ pub(super) fn method(index: usize, e: &Endpoint) -> (TokenStream, TokenStream) {
             static #spec: __rt::ListSpec = __rt::ListSpec {
                 request: #request,
                 pagination: #pagination,
-                items: __rt::ItemsPath { path: #items_path, text: #items_text },
+                items: #items_path,
             };
         };
         return (method, data);
@@ -248,18 +248,18 @@ pub(super) fn reply_spec(
 ) -> TokenStream {
     let external_id = match external_id {
         ExternalId::Path(path) => {
-            let (p, text) = (json_path(path), &path.text);
-            quote!(__rt::ExternalIdSpec::Required { path: #p, text: #text })
+            let p = json_path(path);
+            quote!(__rt::ExternalIdSpec::Required(#p))
         }
         ExternalId::OptionalPath(path) => {
             let p = json_path(path);
-            quote!(__rt::ExternalIdSpec::Optional { path: #p })
+            quote!(__rt::ExternalIdSpec::Optional(#p))
         }
         ExternalId::Generated => quote!(__rt::ExternalIdSpec::Generated),
     };
     let status = match status {
         Some(s) => {
-            let (p, text) = (json_path(&s.path), &s.path.text);
+            let p = json_path(&s.path);
             let entries = s.map.iter().map(|(external, status)| {
                 let status = match status {
                     RemoteStatus::Processing => quote!(__rt::RemoteStatus::Processing),
@@ -268,15 +268,15 @@ pub(super) fn reply_spec(
                 };
                 quote!((#external, #status))
             });
-            quote!(__rt::Some(__rt::StatusSpec { path: #p, text: #text, map: &[#(#entries),*] }))
+            quote!(__rt::Some(__rt::StatusSpec { path: #p, map: &[#(#entries),*] }))
         }
         None => quote!(__rt::None),
     };
     let result = match result {
         Some(r) => {
             let fields = r.fields.iter().map(|(field, path)| {
-                let (p, text) = (json_path(path), &path.text);
-                quote!(__rt::FieldPath { field: #field, path: #p, text: #text })
+                let p = json_path(path);
+                quote!((#field, #p))
             });
             quote!(__rt::Some(&[#(#fields),*]))
         }

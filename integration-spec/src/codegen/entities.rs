@@ -1,7 +1,7 @@
 //! Entity structs, their enums, defaults and constraint checks.
 
 use proc_macro2::{Literal, TokenStream};
-use quote::{format_ident, quote, ToTokens};
+use quote::{format_ident, quote};
 
 use super::{enum_type_name, ident, rust_type, variant, Names};
 use crate::ir::{Constant, Entity, Field, Spec, Type};
@@ -18,13 +18,22 @@ fn entity(entity: &Entity) -> TokenStream {
     let enums = entity.fields.iter().filter_map(|f| enum_type(entity, f));
     let defaults = entity.fields.iter().filter_map(|f| default_fn(entity, f));
     let checks: Vec<TokenStream> = entity.fields.iter().filter_map(constraint_check).collect();
-    let validate_body = if checks.is_empty() {
-        quote!(__rt::Ok(()))
+    // Without constraints, the runtime's `impl_entity!` writes `validate`.
+    let checked = if checks.is_empty() {
+        quote!(__rt::impl_entity!(#name, unconstrained);)
     } else {
         quote! {
-            let mut violations = __rt::Violations::new();
-            #(#checks)*
-            violations.finish()
+            impl #name {
+                /// Checks every constraint the spec declares (lengths, ranges),
+                /// including those of nested entities, and reports all violations.
+                pub fn validate(&self) -> __rt::Result<(), __rt::ValidationError> {
+                    let mut violations = __rt::Violations::new();
+                    #(#checks)*
+                    violations.finish()
+                }
+            }
+
+            __rt::impl_entity!(#name);
         }
     };
     quote! {
@@ -35,15 +44,7 @@ fn entity(entity: &Entity) -> TokenStream {
             #(#fields)*
         }
 
-        impl #name {
-            /// Checks every constraint the spec declares (lengths, ranges),
-            /// including those of nested entities, and reports all violations.
-            pub fn validate(&self) -> __rt::Result<(), __rt::ValidationError> {
-                #validate_body
-            }
-        }
-
-        __rt::impl_entity!(#name);
+        #checked
 
         #(#enums)*
         #(#defaults)*
@@ -151,49 +152,43 @@ fn enum_type(entity: &Entity, field: &Field) -> Option<TokenStream> {
 fn constraint_check(field: &Field) -> Option<TokenStream> {
     let name = ident(&field.name);
     let label = field.name.as_str();
-    let opt = |v: Option<TokenStream>| v.map_or_else(|| quote!(__rt::None), |v| quote!(__rt::Some(#v)));
+    // An optional field is checked through `if let Some(value)`; a required
+    // one in place.
+    let (value, copied) = if field.optional {
+        (quote!(value), quote!(*value))
+    } else {
+        (quote!(self.#name), quote!(self.#name))
+    };
     let check = match &field.ty {
         Type::String | Type::List(_) if field.len.is_set() => {
-            let (min, max) = (
-                opt(field.len.min.map(|v| Literal::u64_unsuffixed(v).into_token_stream())),
-                opt(field.len.max.map(|v| Literal::u64_unsuffixed(v).into_token_stream())),
+            let bounds = range(
+                field.len.min.map(Literal::u64_unsuffixed),
+                field.len.max.map(Literal::u64_unsuffixed),
             );
             let len = if matches!(field.ty, Type::String) {
-                quote!(value.chars().count())
+                quote!(#value.chars().count())
             } else {
-                quote!(value.len())
+                quote!(#value.len())
             };
-            quote!(violations.len_between(#label, #len, #min, #max);)
+            quote!(violations.len_in(#label, #len, #bounds);)
         }
         Type::Int if field.int_range.is_set() => {
-            let (min, max) = (
-                opt(field
-                    .int_range
-                    .min
-                    .map(|v| Literal::i64_unsuffixed(v).into_token_stream())),
-                opt(field
-                    .int_range
-                    .max
-                    .map(|v| Literal::i64_unsuffixed(v).into_token_stream())),
+            let bounds = range(
+                field.int_range.min.map(Literal::i64_unsuffixed),
+                field.int_range.max.map(Literal::i64_unsuffixed),
             );
-            quote!(violations.int_between(#label, *value, #min, #max);)
+            quote!(violations.int_in(#label, #copied, #bounds);)
         }
         Type::Float if field.float_range.is_set() => {
-            let (min, max) = (
-                opt(field
-                    .float_range
-                    .min
-                    .map(|v| Literal::f64_unsuffixed(v).into_token_stream())),
-                opt(field
-                    .float_range
-                    .max
-                    .map(|v| Literal::f64_unsuffixed(v).into_token_stream())),
+            let bounds = range(
+                field.float_range.min.map(Literal::f64_unsuffixed),
+                field.float_range.max.map(Literal::f64_unsuffixed),
             );
-            quote!(violations.float_between(#label, *value, #min, #max);)
+            quote!(violations.float_in(#label, #copied, #bounds);)
         }
-        Type::Entity(_) => quote!(violations.nested(#label, value.validate());),
+        Type::Entity(_) => quote!(violations.nested(#label, #value.validate());),
         Type::List(item) if matches!(item.as_ref(), Type::Entity(_)) => quote! {
-            for item in value.iter() {
+            for item in #value.iter() {
                 violations.nested(#label, item.validate());
             }
         },
@@ -206,10 +201,16 @@ fn constraint_check(field: &Field) -> Option<TokenStream> {
             }
         }
     } else {
-        // Each check shadows the previous `value`.
-        quote! {
-            let value = &self.#name;
-            #check
-        }
+        check
     })
+}
+
+/// The inclusive range `min..=max`, `min..` or `..=max`.
+fn range(min: Option<Literal>, max: Option<Literal>) -> TokenStream {
+    match (min, max) {
+        (Some(min), Some(max)) => quote!(#min..=#max),
+        (Some(min), None) => quote!(#min..),
+        (None, Some(max)) => quote!(..=#max),
+        (None, None) => quote!(..),
+    }
 }

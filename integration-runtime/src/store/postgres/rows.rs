@@ -3,7 +3,9 @@
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
-use crate::store::{from_json, CallId, CallRecord, EventPayload, EventRecord, StoreError};
+use chrono::{DateTime, Utc};
+
+use crate::store::{from_json, stored_count, CallId, CallRow, EventPayload, EventRecord, StoreError};
 
 /// The columns of a call, read through the alias `c`.
 pub(super) const CALL_COLUMNS: &str = "c.seq, c.id, c.integration, c.endpoint, c.status, c.external_id, \
@@ -11,40 +13,27 @@ pub(super) const CALL_COLUMNS: &str = "c.seq, c.id, c.integration, c.endpoint, c
      c.idempotency_key, c.created_at, c.updated_at, c.completed_at, c.next_run_at, \
      c.lease_owner, c.lease_expires_at, c.notification_attempts, c.notification_error";
 
-/// A call row (columns as in [`CALL_COLUMNS`]), with its creation sequence.
-pub(super) fn call_from_row(row: &PgRow) -> Result<(i64, CallRecord), StoreError> {
-    let status: String = row.try_get("status")?;
-    let params: String = row.try_get("params")?;
-    let response_data: Option<String> = row.try_get("response_data")?;
-    let call = CallRecord {
-        id: CallId::from_uuid(row.try_get("id")?),
-        integration: row.try_get("integration")?,
-        endpoint: row.try_get("endpoint")?,
-        status: status.parse().map_err(StoreError::corrupt)?,
-        external_id: row.try_get("external_id")?,
-        params: from_json("params", &params)?,
-        response_data: response_data
-            .map(|text| from_json("response_data", &text))
-            .transpose()?,
-        error: row.try_get("error")?,
-        attempts: count(row, "attempts")?,
-        idempotency_key: row.try_get("idempotency_key")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        completed_at: row.try_get("completed_at")?,
-        next_run_at: row.try_get("next_run_at")?,
-        lease_owner: row.try_get("lease_owner")?,
-        lease_expires_at: row.try_get("lease_expires_at")?,
-        notification_attempts: count(row, "notification_attempts")?,
-        notification_error: row.try_get("notification_error")?,
-    };
-    Ok((row.try_get("seq")?, call))
-}
+/// A call row, columns as in [`CALL_COLUMNS`].
+impl CallRow for PgRow {
+    fn text(&self, column: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
 
-/// A stored counter, which never goes below zero.
-fn count(row: &PgRow, column: &str) -> Result<u32, StoreError> {
-    let stored: i32 = row.try_get(column)?;
-    u32::try_from(stored).map_err(|_| StoreError::corrupt(format_args!("stored `{column}` {stored}")))
+    fn time(&self, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn count(&self, column: &str) -> Result<u32, StoreError> {
+        stored_count(column, self.try_get::<i32, _>(column)?.into())
+    }
+
+    fn id(&self) -> Result<CallId, StoreError> {
+        Ok(CallId::from_uuid(self.try_get("id")?))
+    }
+
+    fn seq(&self) -> Result<i64, StoreError> {
+        Ok(self.try_get("seq")?)
+    }
 }
 
 /// The event of a row of [`Store::get_with_events`]'s join, if the row has one.

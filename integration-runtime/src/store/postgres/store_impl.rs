@@ -8,14 +8,14 @@ use chrono::{DateTime, Utc};
 // schema name and constant column lists only; values are always bound.
 use sqlx::AssertSqlSafe;
 
-use super::rows::{call_from_row, event_from_row, CALL_COLUMNS};
+use super::rows::{event_from_row, CALL_COLUMNS};
 use super::writes::settle;
 use super::PostgresStore;
 use crate::lifecycle::CallStatus;
 use crate::store::{
-    lease_deadline, notification_columns, now, page_of, AppendOutcome, BoxFuture, CallId, CallRecord, CallWithEvents,
-    Created, ListOrder, ListQuery, NewCall, NewEvent, NotificationOutcome, Page, StatusCounts, Store, StoreError,
-    Target,
+    call_from_row, lease_deadline, notification_columns, now, page_of, AppendOutcome, BoxFuture, CallId, CallRecord,
+    CallWithEvents, Created, ListOrder, ListQuery, NewCall, NewEvent, NotificationOutcome, Page, StatusCounts, Store,
+    StoreError, Target,
 };
 
 impl Store for PostgresStore {

@@ -7,9 +7,10 @@ use sqlx::postgres::PgConnection;
 // schema name and constant column lists only; values are always bound.
 use sqlx::{AssertSqlSafe, Postgres, Transaction};
 
-use super::rows::{call_from_row, CALL_COLUMNS};
+use super::rows::CALL_COLUMNS;
 use super::PostgresStore;
 use crate::lifecycle::Transition;
+use crate::store::call_from_row;
 use crate::store::{
     check_same_request, new_call_id, now, plan_append, terminal_fields, to_json, truncate, AppendOutcome, CallId,
     CallRecord, Created, NewCall, NewEvent, StoreError, Target,

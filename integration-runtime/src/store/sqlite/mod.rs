@@ -29,9 +29,10 @@ use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::Notify;
 
 use super::{
-    check_same_request, from_json, from_millis, lease_deadline, new_call_id, notification_columns, now, page_of,
-    to_json, truncate, AppendOutcome, BoxFuture, CallId, CallRecord, CallWithEvents, Created, EventPayload,
-    EventRecord, ListOrder, ListQuery, NewCall, NewEvent, NotificationOutcome, Page, StatusCounts, Store, StoreError,
+    call_from_row, check_same_request, from_json, from_millis, lease_deadline, new_call_id, notification_columns, now,
+    page_of, stored_count, to_json, truncate, AppendOutcome, BoxFuture, CallId, CallRecord, CallRow, CallWithEvents,
+    Created, EventPayload, EventRecord, ListOrder, ListQuery, NewCall, NewEvent, NotificationOutcome, Page,
+    StatusCounts, Store, StoreError,
 };
 use crate::lifecycle::CallStatus;
 
@@ -44,7 +45,7 @@ mod tests;
 mod writer;
 
 use appends::{Appends, OwnedTarget, Turn};
-use rows::{call_from_row, event_from_row, parse_id, CALL_COLUMNS};
+use rows::{event_from_row, parse_id, CALL_COLUMNS};
 use schema::{migrate, MIGRATIONS};
 use writer::Writer;
 
