@@ -119,7 +119,9 @@ pub(crate) use crate::integration::BoxFuture;
 #[cfg(feature = "sqlite")]
 pub(crate) use shared::from_millis;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub(crate) use shared::{call_from_row, from_json, stored_count, terminal_fields, to_json, CallRow, Target};
+pub(crate) use shared::{
+    call_from_row, from_json, status_counts, stored_count, terminal_fields, to_json, CallRow, Target,
+};
 pub(crate) use shared::{
     check_same_request, lease_deadline, new_call_id, notification_columns, now, page_of, plan_append, truncate,
 };

@@ -92,6 +92,17 @@ pub(crate) fn call_from_row(row: &impl CallRow) -> Result<(i64, CallRecord), Sto
     Ok((row.seq()?, call))
 }
 
+/// The counts of `SELECT status, count(*) ... GROUP BY status`.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn status_counts(rows: Vec<(String, i64)>) -> Result<super::StatusCounts, StoreError> {
+    let mut counts = super::StatusCounts::default();
+    for (status, count) in rows {
+        let status: CallStatus = status.parse().map_err(StoreError::corrupt)?;
+        counts.add(status, u64::try_from(count).unwrap_or_default());
+    }
+    Ok(counts)
+}
+
 /// What appending an event will do to a call, decided from its current
 /// status and external id; shared so every backend folds the same way.
 pub(crate) struct AppendPlan {

@@ -11,11 +11,10 @@ use sqlx::AssertSqlSafe;
 use super::rows::{event_from_row, CALL_COLUMNS};
 use super::writes::settle;
 use super::PostgresStore;
-use crate::lifecycle::CallStatus;
 use crate::store::{
-    call_from_row, lease_deadline, notification_columns, now, page_of, AppendOutcome, BoxFuture, CallId, CallRecord,
-    CallWithEvents, Created, ListOrder, ListQuery, NewCall, NewEvent, NotificationOutcome, Page, StatusCounts, Store,
-    StoreError, Target,
+    call_from_row, lease_deadline, notification_columns, now, page_of, status_counts, AppendOutcome, BoxFuture, CallId,
+    CallRecord, CallWithEvents, Created, ListOrder, ListQuery, NewCall, NewEvent, NotificationOutcome, Page,
+    StatusCounts, Store, StoreError, Target,
 };
 
 impl Store for PostgresStore {
@@ -300,12 +299,7 @@ impl Store for PostgresStore {
                     .await?
                 }
             };
-            let mut counts = StatusCounts::default();
-            for (status, count) in rows {
-                let status: CallStatus = status.parse().map_err(StoreError::corrupt)?;
-                counts.add(status, u64::try_from(count).unwrap_or_default());
-            }
-            Ok(counts)
+            status_counts(rows)
         })
     }
 

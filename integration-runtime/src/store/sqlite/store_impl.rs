@@ -241,12 +241,7 @@ impl Store for SqliteStore {
                         .await?
                 }
             };
-            let mut counts = StatusCounts::default();
-            for (status, count) in rows {
-                let status: CallStatus = status.parse().map_err(StoreError::corrupt)?;
-                counts.add(status, u64::try_from(count).unwrap_or_default());
-            }
-            Ok(counts)
+            status_counts(rows)
         })
     }
 
