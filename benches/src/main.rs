@@ -16,6 +16,7 @@ mod crash;
 mod faults;
 mod latency;
 mod macro_time;
+mod pg_cost;
 mod postgres;
 mod rss;
 mod sync;
@@ -54,7 +55,7 @@ enum Command {
     All(Common),
     /// Sync-call pipeline vs a raw reqwest loop (A) and apalis + SQLite (B).
     Sync(Common),
-    /// PostgreSQL store, four worker processes (needs INTEGRATION_TEST_DATABASE_URL).
+    /// PostgreSQL store, 1, 2 and 4 worker processes and their cost per call (needs INTEGRATION_TEST_DATABASE_URL).
     Postgres(Common),
     /// Webhook ingest through the runtime's receiver vs a bare axum handler.
     Webhook(Common),

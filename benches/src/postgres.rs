@@ -1,11 +1,20 @@
-//! The PostgreSQL store with four worker processes (one as baseline).
+//! The PostgreSQL store with 1, 2 and 4 worker processes (one as baseline):
+//! calls/s, and what one call costs PostgreSQL and the workers.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use integration_runtime::{PostgresOptions, PostgresStore, Runtime, Store};
 
 use crate::common::{bench_sync, line, message, this_exe, Figure, Provider, Result};
+use crate::pg_cost::{BenchDatabase, ProcCpu, WireCounter};
+
+/// The worker process counts measured; the first is the baseline.
+const PROCESSES: [usize; 3] = [1, 2, 4];
+
+/// How long the calls of one measurement may take.
+const LIMIT: Duration = Duration::from_secs(600);
 
 /// Opens the PostgreSQL store in `schema`.
 pub(crate) async fn open(url: &str, schema: &str, max_connections: u32) -> Result<Arc<dyn Store>> {
@@ -20,6 +29,30 @@ pub(crate) async fn open(url: &str, schema: &str, max_connections: u32) -> Resul
     Ok(Arc::new(store))
 }
 
+/// What executing the calls cost: calls/s, and per call the rest.
+#[derive(Debug, Clone, Copy)]
+struct Cost {
+    rate: f64,
+    commits: f64,
+    statements: f64,
+    round_trips: f64,
+    /// CPU microseconds of the worker processes.
+    worker_cpu: f64,
+    /// CPU microseconds of the PostgreSQL server.
+    server_cpu: f64,
+}
+
+/// One per-call column of the figure: its name, how to print it, and where it is.
+type Metric = (&'static str, usize, fn(&Cost) -> f64);
+
+const PER_CALL: [Metric; 5] = [
+    ("commits", 2, |c| c.commits),
+    ("statements", 1, |c| c.statements),
+    ("round trips", 1, |c| c.round_trips),
+    ("worker CPU µs", 0, |c| c.worker_cpu),
+    ("server CPU µs", 0, |c| c.server_cpu),
+];
+
 pub(crate) async fn run(quick: bool) -> Result<Vec<Figure>> {
     let name = "postgres: 4 worker processes";
     println!("\n== PostgreSQL store, worker processes");
@@ -29,89 +62,187 @@ pub(crate) async fn run(quick: bool) -> Result<Vec<Figure>> {
         return Ok(vec![Figure::skipped(name, reason)]);
     };
     let calls: u64 = if quick { 500 } else { 2_000 };
-    let provider = Provider::start(false, Duration::ZERO).await?;
-    let one = match measure(&url, &provider.url, calls, 1).await {
-        Ok(rate) => rate,
+    let database = match BenchDatabase::create(&url).await {
+        Ok(database) => database,
         Err(error) => {
             let reason = format!("PostgreSQL not usable: {error}");
             line(name, "skipped", &reason);
             return Ok(vec![Figure::skipped(name, reason)]);
         }
     };
-    let four = measure(&url, &provider.url, calls, 4).await?;
+    let costs = measure_all(&database, calls).await;
+    database.drop().await;
+    let costs = costs?;
+    let (one, four) = (costs[0], costs[PROCESSES.len() - 1]);
+    let per_call = |cost: &Cost| {
+        let columns = PER_CALL.map(|(what, digits, metric)| format!("{:.digits$} {what}", metric(cost)));
+        format!("per call: {}", columns.join(", "))
+    };
     let durability = "PostgreSQL defaults (synchronous_commit=on, fsync per commit)";
-    line("1 worker process", &format!("{one:.0} calls/s"), durability);
+    for (workers, cost) in PROCESSES.iter().zip(&costs) {
+        let label = format!("{workers} worker process{}", if *workers == 1 { "" } else { "es" });
+        line(&label, &format!("{:.0} calls/s", cost.rate), &per_call(cost));
+    }
+    let ratios = PER_CALL.map(|(what, _, metric)| format!("{what} {:.2}x", metric(&four) / metric(&one)));
     line(
-        "4 worker processes",
-        &format!("{four:.0} calls/s"),
-        &format!("{:.2}x one process; {durability}", four / one),
+        "4 vs 1 worker processes",
+        &format!("{:.2}x calls/s", four.rate / one.rate),
+        &format!("per call: {}", ratios.join(", ")),
     );
-    Ok(vec![Figure::new(
+    println!(
+        "  {calls} calls per run, a database of its own; {durability}.\n  \
+         commits: xact_commit of that database over the execution (the bench's own few status queries included);\n  \
+         CPU: utime+stime from /proc of the worker processes and of the postgres processes (backends of other\n  \
+         databases left out; the server's background processes in); statements (Execute + Query messages) and\n  \
+         round trips (ReadyForQuery) counted by a relay between workers and server, in a second run of the same\n  \
+         size whose time and CPU are not used (the relay slows it)."
+    );
+    let mut figures = vec![Figure::new(
         name,
-        format!("{four:.0} calls/s"),
-        format!("{:.2}x one process ({one:.0}/s)", four / one),
+        format!("{:.0} calls/s", four.rate),
+        format!("{:.2}x one process ({:.0}/s)", four.rate / one.rate, one.rate),
         "",
         None,
-    )])
+    )];
+    let processes = PROCESSES.map(|n| n.to_string()).join("/");
+    for (what, digits, metric) in PER_CALL {
+        let values = costs.iter().map(|cost| format!("{:.digits$}", metric(cost)));
+        figures.push(Figure::new(
+            format!("postgres: {what}/call, {processes} proc."),
+            values.collect::<Vec<_>>().join(" / "),
+            format!("4 vs 1 process: {:.2}x", metric(&four) / metric(&one)),
+            "",
+            None,
+        ));
+    }
+    Ok(figures)
 }
 
-/// Creates `calls` calls in a fresh schema, runs `workers` worker processes
-/// until all are terminal; returns calls/s (execution only).
-async fn measure(url: &str, provider: &str, calls: u64, workers: usize) -> Result<f64> {
-    let schema = format!("bench_{}_{workers}", std::process::id());
-    let store = open(url, &schema, 16).await?;
-    let result = async {
-        let rt = Runtime::builder()
-            .store(store.clone())
-            .integration(bench_sync(provider)?)
-            .build()
-            .await?;
-        let mut creators = tokio::task::JoinSet::new();
-        for worker in 0..16u64 {
-            let rt = rt.clone();
-            creators.spawn(async move {
-                let mut i = worker;
-                while i < calls {
-                    rt.create(message(i)).await?;
-                    i += 16;
-                }
-                Ok::<_, integration_runtime::EngineError>(())
-            });
+/// Every process count: a timed run, then one through the wire counter.
+async fn measure_all(database: &BenchDatabase, calls: u64) -> Result<Vec<Cost>> {
+    let provider = Provider::start(false, Duration::ZERO).await?;
+    let cpu = ProcCpu::new()?;
+    let wire = WireCounter::start(&database.url).await?;
+    let mut costs = Vec::new();
+    for workers in PROCESSES {
+        let timed = measure(database, &provider, &cpu, calls, workers, None).await?;
+        let counted = measure(database, &provider, &cpu, calls, workers, Some(&wire)).await?;
+        costs.push(Cost {
+            statements: counted.statements,
+            round_trips: counted.round_trips,
+            ..timed
+        });
+    }
+    Ok(costs)
+}
+
+/// Creates `calls` calls in a fresh schema, then runs `workers` worker
+/// processes (connected through `wire` if given, else directly) until all
+/// calls are terminal; returns what the execution cost (no statements or
+/// round trips without `wire`).
+async fn measure(
+    database: &BenchDatabase,
+    provider: &Provider,
+    cpu: &ProcCpu,
+    calls: u64,
+    workers: usize,
+    wire: Option<&WireCounter>,
+) -> Result<Cost> {
+    let schema = format!("bench_{workers}_{}", if wire.is_some() { "counted" } else { "timed" });
+    create_calls(&database.url, &schema, &provider.url, calls).await?;
+    // A live backend publishes its commits up to a second late, an ending one
+    // at once: with every session gone, the counter holds all of them.
+    database.wait_no_sessions().await?;
+    let commits = database.commits().await?;
+    let server = cpu.server()?;
+    let wire_before = wire.map_or((0, 0), WireCounter::counts);
+    let worker_url = match wire {
+        Some(wire) => wire.url(&database.url)?,
+        None => database.url.clone(),
+    };
+    let sent = provider.seen.requests.load(Ordering::Relaxed);
+    let started = Instant::now();
+    let mut children = Vec::new();
+    for n in 0..workers {
+        children.push(
+            tokio::process::Command::new(this_exe()?)
+                .args([
+                    "worker",
+                    "--postgres",
+                    &worker_url,
+                    "--schema",
+                    &schema,
+                    "--url",
+                    &provider.url,
+                ])
+                .args(["--concurrency", "32", "--idle-ms", "50", "--worker-id"])
+                .arg(format!("pg-{n}"))
+                .kill_on_drop(true)
+                .spawn()?,
+        );
+    }
+    let executed = async {
+        // The bench connects only once the provider has answered every call,
+        // so its own status queries are a few, not one per 10 ms.
+        while provider.seen.requests.load(Ordering::Relaxed) < sent + calls {
+            if started.elapsed() > LIMIT {
+                return Err(format!("the provider saw fewer than {calls} calls in {LIMIT:?}").into());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        while let Some(result) = creators.join_next().await {
-            result??;
-        }
-        let started = Instant::now();
-        let mut children = Vec::new();
-        for n in 0..workers {
-            children.push(
-                tokio::process::Command::new(this_exe()?)
-                    .args(["worker", "--postgres", url, "--schema", &schema, "--url", provider])
-                    .args(["--concurrency", "32", "--idle-ms", "50", "--worker-id"])
-                    .arg(format!("pg-{n}"))
-                    .kill_on_drop(true)
-                    .spawn()?,
-            );
-        }
-        let waited = crate::sync::wait_terminal(&rt, calls, Duration::from_secs(600)).await;
-        let rate = calls as f64 / started.elapsed().as_secs_f64();
-        for mut child in children {
-            let _ = child.kill().await;
-        }
-        waited?;
-        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(rate)
+        let rt = runtime(&database.url, &schema, &provider.url).await?;
+        crate::sync::wait_terminal(&rt, calls, LIMIT).await?;
+        let elapsed = started.elapsed();
+        // Read before the workers go: their backends end with them.
+        let worker_cpu: u64 = children.iter().filter_map(|c| cpu.process(c.id()?)).sum();
+        let server_cpu = server.spent_until(&cpu.server()?, &database.other_backends().await?);
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((elapsed, worker_cpu, server_cpu))
     }
     .await;
-    drop_schema(url, &schema).await;
-    result
+    for mut child in children {
+        let _ = child.kill().await;
+    }
+    let (elapsed, worker_cpu, server_cpu) = executed?;
+    database.wait_no_sessions().await?;
+    let commits = database.commits().await? - commits;
+    let (statements, round_trips) = wire.map_or((0, 0), WireCounter::counts);
+    let per_call = |count: u64| count as f64 / calls as f64;
+    Ok(Cost {
+        rate: calls as f64 / elapsed.as_secs_f64(),
+        commits: per_call(commits),
+        statements: per_call(statements - wire_before.0),
+        round_trips: per_call(round_trips - wire_before.1),
+        worker_cpu: per_call(worker_cpu),
+        server_cpu: per_call(server_cpu),
+    })
 }
 
-async fn drop_schema(url: &str, schema: &str) {
-    if let Ok(pool) = sqlx::PgPool::connect(url).await {
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
-        )))
-        .execute(&pool)
-        .await;
+/// A runtime of the benchmark integration on `schema`, in this process.
+async fn runtime(url: &str, schema: &str, provider: &str) -> Result<Runtime> {
+    Ok(Runtime::builder()
+        .store(open(url, schema, 16).await?)
+        .integration(bench_sync(provider)?)
+        .build()
+        .await?)
+}
+
+/// Creates `calls` calls from 16 tasks, with connections of its own that close on return.
+async fn create_calls(url: &str, schema: &str, provider: &str, calls: u64) -> Result<()> {
+    let rt = runtime(url, schema, provider).await?;
+    let mut creators = tokio::task::JoinSet::new();
+    for worker in 0..16u64 {
+        let rt = rt.clone();
+        creators.spawn(async move {
+            let mut i = worker;
+            while i < calls {
+                rt.create(message(i)).await?;
+                i += 16;
+            }
+            Ok::<_, integration_runtime::EngineError>(())
+        });
     }
+    while let Some(result) = creators.join_next().await {
+        result??;
+    }
+    Ok(())
 }
