@@ -14,6 +14,7 @@
 mod common;
 mod crash;
 mod faults;
+mod graphile;
 mod latency;
 mod macro_time;
 mod pg_cost;
