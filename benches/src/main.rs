@@ -17,6 +17,7 @@ mod faults;
 mod graphile;
 mod latency;
 mod macro_time;
+mod peer;
 mod pg_cost;
 mod postgres;
 mod rss;

@@ -71,6 +71,7 @@ pub(crate) async fn run(quick: bool) -> Result<Vec<Figure>> {
         }
     };
     let costs = measure_all(&database, calls).await;
+    let peer = baseline_c(&database.url, calls, quick).await;
     database.drop().await;
     let costs = costs?;
     let (one, four) = (costs[0], costs[PROCESSES.len() - 1]);
@@ -104,6 +105,35 @@ pub(crate) async fn run(quick: bool) -> Result<Vec<Figure>> {
         "",
         None,
     )];
+    let peer_name = "postgres: 4 processes vs baseline C";
+    match peer {
+        Ok(peer) => {
+            for (workers, rate, note) in &peer {
+                line(
+                    &format!("baseline C, {workers} process(es)"),
+                    &format!("{rate:.0} jobs/s"),
+                    note,
+                );
+            }
+            let (_, c_four, _) = peer[peer.len() - 1];
+            line(
+                "4 worker processes vs baseline C",
+                &format!("{:.2}x", four.rate / c_four),
+                "same job, same provider, same database",
+            );
+            figures.push(Figure::new(
+                peer_name,
+                format!("{:.2}x", four.rate / c_four),
+                format!("graphile_worker, 4 processes: {c_four:.0} jobs/s"),
+                ">= 2x",
+                Some(four.rate >= 2.0 * c_four),
+            ));
+        }
+        Err(reason) => {
+            line("baseline C: graphile_worker", "skipped", &reason);
+            figures.push(Figure::skipped(peer_name, reason));
+        }
+    }
     let processes = PROCESSES.map(|n| n.to_string()).join("/");
     for (what, digits, metric) in PER_CALL {
         let values = costs.iter().map(|cost| format!("{:.digits$}", metric(cost)));
@@ -116,6 +146,20 @@ pub(crate) async fn run(quick: bool) -> Result<Vec<Figure>> {
         ));
     }
     Ok(figures)
+}
+
+/// Baseline C (graphile_worker, see `crate::graphile`) with 1 and 4 worker
+/// processes: (processes, jobs/s, note) each.
+async fn baseline_c(url: &str, calls: u64, quick: bool) -> std::result::Result<Vec<(usize, f64, String)>, String> {
+    let provider = Provider::start(false, Duration::ZERO)
+        .await
+        .map_err(|e| format!("no provider: {e}"))?;
+    let mut rates = Vec::new();
+    for processes in [1, 4] {
+        let (rate, note) = crate::graphile::baseline_c(url, &provider.url, calls, processes, quick).await?;
+        rates.push((processes, rate, note));
+    }
+    Ok(rates)
 }
 
 /// Every process count: a timed run, then one through the wire counter.

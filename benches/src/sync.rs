@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use integration_runtime::{Runtime, SqliteStore};
 use serde_json::Value;
 
-use crate::common::{bench_sync, line, message, sqlite_pragmas, workspace_root, Figure, Provider, Result, Scratch};
+use crate::common::{bench_sync, line, message, sqlite_pragmas, Figure, Provider, Result, Scratch};
 
 /// Calls in flight at once, for the runtime and both baselines.
 pub(crate) const CONCURRENCY: usize = 32;
@@ -203,49 +203,13 @@ pub(crate) async fn raw_loop(url: &str, calls: u64, concurrency: usize) -> Resul
 /// Baseline B: builds and runs `benches/apalis-peer`; `Err(reason)` when it
 /// cannot. Returns (jobs/s, a note).
 async fn apalis(url: &str, scratch: &Scratch, calls: u64, quick: bool) -> std::result::Result<(f64, String), String> {
-    let root = workspace_root();
-    let manifest = root.join("benches/apalis-peer/Cargo.toml");
-    let target = root.join("target/apalis-peer");
-    let binary = target.join("release/apalis-peer");
-    if quick && !binary.exists() {
-        return Err("quick mode: the apalis peer is not built (run without --quick once)".into());
-    }
-    println!("  (building the apalis peer: cargo build --release --manifest-path benches/apalis-peer/Cargo.toml)");
-    let build = tokio::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "--quiet", "--manifest-path"])
-        .arg(&manifest)
-        .arg("--target-dir")
-        .arg(&target)
-        .output()
-        .await
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
-    if !build.status.success() {
-        let stderr = String::from_utf8_lossy(&build.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
-        return Err(format!(
-            "apalis peer did not build: {}",
-            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-        ));
-    }
-    let output = tokio::process::Command::new(&binary)
-        .arg(format!("{url}/send"))
-        .arg(calls.to_string())
-        .arg(CONCURRENCY.to_string())
-        .arg(scratch.path("apalis.db"))
-        .output()
-        .await
-        .map_err(|e| format!("cannot run the apalis peer: {e}"))?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let json: Value = stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .ok_or_else(|| {
-            format!(
-                "the apalis peer printed no JSON: {stdout} {}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-        })?;
+    let args = [
+        format!("{url}/send"),
+        calls.to_string(),
+        CONCURRENCY.to_string(),
+        scratch.path("apalis.db").display().to_string(),
+    ];
+    let json = crate::peer::run("apalis-peer", quick, &args).await?;
     let rate = json["calls_per_s"]
         .as_f64()
         .ok_or("no calls_per_s in the peer's JSON")?;
