@@ -120,6 +120,10 @@ macro_rules! store_conformance_tests {
             finish_turn_with_a_conflict_writes_nothing,
             finish_turn_without_the_lease_writes_nothing,
             a_healthy_store_passes_the_write_probe_and_keeps_its_calls,
+            rate_leases_are_spaced_by_their_cells,
+            a_rate_lease_beyond_its_wait_leases_nothing,
+            concurrent_rate_leases_never_overlap,
+            an_open_circuit_is_shared_until_it_expires,
         );
     };
     ($make:expr) => {

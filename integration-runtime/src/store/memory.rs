@@ -12,8 +12,9 @@ use tokio::sync::Notify;
 use super::{
     check_same_request, lease_deadline, new_call_id, notification_columns, now, page_of, plan_append, truncate,
     AppendOutcome, BoxFuture, CallId, CallRecord, CallWithEvents, Created, EventRecord, ListOrder, ListQuery, NewCall,
-    NewEvent, NotificationOutcome, Page, StatusCounts, Store, StoreError,
+    NewEvent, NotificationOutcome, Page, RateRequest, RateSlice, StatusCounts, Store, StoreError,
 };
+use super::{micros, now_micros, open_for, protection};
 use crate::lifecycle::{CallStatus, Transition};
 
 /// A [`Store`] that keeps everything in memory.
@@ -39,6 +40,10 @@ struct State {
     last_event_id: i64,
     /// Calls (by creation sequence) whose terminal notification is due at the time.
     notify_at: HashMap<i64, DateTime<Utc>>,
+    /// Shared rate limiters: their theoretical arrival time (microseconds).
+    limiters: HashMap<String, i64>,
+    /// Shared circuit breakers: open until (microseconds).
+    breakers: HashMap<String, i64>,
 }
 
 impl MemoryStore {
@@ -592,6 +597,39 @@ impl Store for MemoryStore {
                 None => state.notify_at.remove(&seq),
             };
             Ok(())
+        })
+    }
+
+    fn lease_rate<'a>(
+        &'a self,
+        limiter: &'a str,
+        request: RateRequest,
+    ) -> BoxFuture<'a, Result<RateSlice, StoreError>> {
+        Box::pin(async move {
+            let mut state = self.state();
+            let stored = state.limiters.get(limiter).copied();
+            let (tat, slice) = protection::lease(stored, now_micros(), &request);
+            if let Some(tat) = tat {
+                state.limiters.insert(limiter.to_owned(), tat);
+            }
+            Ok(slice)
+        })
+    }
+
+    fn open_circuit<'a>(&'a self, breaker: &'a str, open_for: Duration) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let until = now_micros().saturating_add(micros(open_for));
+            let mut state = self.state();
+            let stored = state.breakers.entry(breaker.to_owned()).or_insert(until);
+            *stored = (*stored).max(until);
+            Ok(())
+        })
+    }
+
+    fn circuit_open_for<'a>(&'a self, breaker: &'a str) -> BoxFuture<'a, Result<Option<Duration>, StoreError>> {
+        Box::pin(async move {
+            let until = self.state().breakers.get(breaker).copied();
+            Ok(open_for(until, now_micros()))
         })
     }
 }

@@ -79,6 +79,15 @@
 //! group-commits: concurrent writes share one transaction (see
 //! `SqliteStore`).
 //!
+//! # Provider protection shared by processes
+//!
+//! [`Store::lease_rate`], [`Store::open_circuit`] and
+//! [`Store::circuit_open_for`] hold the state of rate limits and circuit
+//! breakers that every process of a deployment shares (the runtime's
+//! `RuntimeBuilder::shared_protection`). A process leases a slice of a rate
+//! limit's budget per store round trip, not one request, and reads the
+//! circuits through a short cache: the store is not asked once per request.
+//!
 //! # Time
 //!
 //! Stores read the wall clock themselves and keep timestamps to the
@@ -88,6 +97,7 @@ mod error;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod protection;
 mod shared;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -105,6 +115,7 @@ use chrono::{DateTime, Utc};
 
 pub use error::StoreError;
 pub use memory::MemoryStore;
+pub use protection::{RateRequest, RateSlice};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresStore};
 #[cfg(feature = "sqlite")]
@@ -122,6 +133,9 @@ pub(crate) use shared::from_millis;
 pub(crate) use shared::{
     call_from_row, from_json, status_counts, stored_count, terminal_fields, to_json, CallRow, Target,
 };
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) use protection::LeaseBinds;
+pub(crate) use protection::{micros, now_micros, open_for};
 pub(crate) use shared::{
     check_same_request, lease_deadline, new_call_id, notification_columns, now, page_of, plan_append, truncate,
 };
@@ -297,4 +311,29 @@ pub trait Store: Send + Sync {
     /// the dispatcher can bound the retries of a call that can never be
     /// delivered. Fails with [`StoreError::is_not_found`] for an unknown call.
     fn finish_notification(&self, id: CallId, outcome: NotificationOutcome) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Leases `request.cells` consecutive requests of the shared GCRA rate
+    /// limiter `limiter`, in one atomic write: the limiter's theoretical
+    /// arrival time (TAT, created at now for a new limiter, taken as now
+    /// when it lies in the past) moves `cells * interval` ahead. When the
+    /// first cell would wait longer than `request.max_wait`, nothing changes
+    /// and the slice has 0 cells (its [`RateSlice::wait`] says how long).
+    ///
+    /// Concurrent leases of one limiter, from any process, never get
+    /// overlapping cells: together they are spaced as one limiter's.
+    fn lease_rate<'a>(
+        &'a self,
+        limiter: &'a str,
+        request: RateRequest,
+    ) -> BoxFuture<'a, Result<RateSlice, StoreError>>;
+
+    /// Records that the circuit breaker `breaker` is open for `open_for`
+    /// from now, for every process: the circuit stays open until the later
+    /// of this and an earlier recorded time (a shorter open never shortens
+    /// a longer one). A closed circuit needs no write: an open one expires.
+    fn open_circuit<'a>(&'a self, breaker: &'a str, open_for: Duration) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// How much longer the circuit breaker `breaker` stays open, as
+    /// recorded by [`Store::open_circuit`]; `None` when it is not open.
+    fn circuit_open_for<'a>(&'a self, breaker: &'a str) -> BoxFuture<'a, Result<Option<Duration>, StoreError>>;
 }

@@ -8,6 +8,7 @@ mod events;
 mod leases;
 mod listing;
 mod notifications;
+mod protection;
 mod turns;
 
 use std::time::Duration;
@@ -19,6 +20,7 @@ pub use events::*;
 pub use leases::*;
 pub use listing::*;
 pub use notifications::*;
+pub use protection::*;
 pub use turns::*;
 
 use super::{CallId, NewCall, Store};

@@ -5,6 +5,7 @@
 //! [`PostgresStore`], since this module is private.
 
 mod listen;
+mod protection;
 mod rows;
 mod schema;
 mod store_impl;
@@ -216,23 +217,39 @@ impl PostgresOptions {
 ///
 /// # What is per process
 ///
-/// The store is shared; the resilience policies are not. Rate limits,
-/// concurrency limits and circuit breakers live in memory, in each
+/// By default the resilience policies live in memory, in each
 /// integration's HTTP client, so every process (strictly: every client
-/// instance) enforces its own, and nothing about them goes through the
-/// database. With `N` worker processes on one store:
+/// instance) enforces its own: with `N` worker processes, a rate limit of
+/// `r` requests per second lets up to `N * r` reach the provider, and each
+/// circuit breaker counts only the failures its own process saw.
 ///
-/// - a rate limit of `r` requests per second lets up to `N * r` requests per
-///   second reach the provider, and a concurrency limit of `c` up to
-///   `N * c` requests in flight;
-/// - each circuit breaker counts only the failures its own process saw: a
-///   breaker opening after `k` failures lets up to `N * k` failing requests
-///   through before every process stopped sending, and when they half-open
-///   each process sends its own probes.
+/// With `RuntimeBuilder::shared_protection(true)`, rate limits and circuit
+/// breakers are shared through this store, without a round trip per
+/// request:
 ///
-/// To hold a provider-wide limit, divide it by `N` in the integration's
-/// policy (and re-divide when scaling out), or run the calls of a tightly
-/// limited integration on fewer processes.
+/// - **Rate limits.** Each limiter is one row of
+///   `integration_rate_limiters` holding a GCRA's theoretical arrival time.
+///   A process leases about 100 ms of the budget at once (at least one
+///   request) with one `INSERT ... ON CONFLICT DO UPDATE ... RETURNING`,
+///   which locks the row, so concurrent leases are spaced as one limiter's.
+///   Over any window `T` the provider sees at most `burst + r * (T + 0.1 s)`
+///   requests from all processes together; requests a process leased and
+///   did not send in time are lost, never added. While the database cannot
+///   be reached, requests are refused as rate limited (tried again a second
+///   later), never sent unlimited.
+/// - **Circuit breakers.** Each process counts its own failures; the one
+///   whose breaker opens records "open until" in
+///   `integration_circuit_breakers`, and the others, which read that row at
+///   most every 250 ms, open their own breaker until the same time: they
+///   stop sending within 250 ms, plus the requests they already had in
+///   flight. When the time is up every process half-opens on its own (up
+///   to `N` times the half-open probes).
+///
+/// Limiters and breakers are named by the integration, or
+/// `Integration.endpoint` for an endpoint with a setting of its own: the
+/// same names in every process. Times come from each process's clock (keep
+/// clocks in sync, as for leases). Concurrency limits stay per process: a
+/// limit of `c` lets up to `N * c` requests be in flight.
 #[derive(Debug)]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub struct PostgresStore {
@@ -243,6 +260,10 @@ pub struct PostgresStore {
     calls: String,
     /// `"schema".integration_call_events`.
     events: String,
+    /// `"schema".integration_rate_limiters`.
+    limiters: String,
+    /// `"schema".integration_circuit_breakers`.
+    breakers: String,
     /// The `NOTIFY` channel of this schema.
     channel: String,
     work: Arc<Notify>,
@@ -299,6 +320,8 @@ impl PostgresStore {
             pool,
             calls: format!("{quoted}.integration_calls"),
             events: format!("{quoted}.integration_call_events"),
+            limiters: format!("{quoted}.integration_rate_limiters"),
+            breakers: format!("{quoted}.integration_circuit_breakers"),
             channel: channel_name(&schema),
             schema,
             work: Arc::new(Notify::new()),

@@ -80,6 +80,23 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         ADD COLUMN IF NOT EXISTS notification_error TEXT;
     "#,
     ),
+    (
+        4,
+        "provider protection shared by processes",
+        r#"
+    -- Shared GCRA rate limiters: the theoretical arrival time of the next
+    -- request, in microseconds since the Unix epoch.
+    CREATE TABLE IF NOT EXISTS {schema}.integration_rate_limiters (
+        limiter TEXT   PRIMARY KEY,
+        tat     BIGINT NOT NULL
+    );
+    -- Shared circuit breakers: open until, in microseconds since the Unix epoch.
+    CREATE TABLE IF NOT EXISTS {schema}.integration_circuit_breakers (
+        breaker    TEXT   PRIMARY KEY,
+        open_until BIGINT NOT NULL
+    );
+    "#,
+    ),
 ];
 
 /// The longest identifier PostgreSQL keeps (`NAMEDATALEN - 1` bytes).

@@ -11,6 +11,7 @@ use sqlx::AssertSqlSafe;
 use super::rows::{event_from_row, CALL_COLUMNS};
 use super::writes::settle;
 use super::PostgresStore;
+use crate::store::{RateRequest, RateSlice};
 use crate::store::{
     call_from_row, lease_deadline, notification_columns, now, page_of, status_counts, AppendOutcome, BoxFuture, CallId,
     CallRecord, CallWithEvents, Created, ListOrder, ListQuery, NewCall, NewEvent, NotificationOutcome, Page,
@@ -393,5 +394,21 @@ impl Store for PostgresStore {
             }
             Ok(())
         })
+    }
+
+    fn lease_rate<'a>(
+        &'a self,
+        limiter: &'a str,
+        request: RateRequest,
+    ) -> BoxFuture<'a, Result<RateSlice, StoreError>> {
+        Box::pin(self.lease_rate_row(limiter, request))
+    }
+
+    fn open_circuit<'a>(&'a self, breaker: &'a str, open_for: Duration) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(self.open_circuit_row(breaker, open_for))
+    }
+
+    fn circuit_open_for<'a>(&'a self, breaker: &'a str) -> BoxFuture<'a, Result<Option<Duration>, StoreError>> {
+        Box::pin(self.circuit_open_for_row(breaker))
     }
 }

@@ -89,6 +89,23 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
     ALTER TABLE integration_calls ADD COLUMN notification_error TEXT;
     "#,
     ),
+    (
+        5,
+        "provider protection shared by processes",
+        r#"
+    -- Shared GCRA rate limiters: the theoretical arrival time of the next
+    -- request, in microseconds since the Unix epoch.
+    CREATE TABLE IF NOT EXISTS integration_rate_limiters (
+        limiter TEXT    PRIMARY KEY,
+        tat     INTEGER NOT NULL
+    );
+    -- Shared circuit breakers: open until, in microseconds since the Unix epoch.
+    CREATE TABLE IF NOT EXISTS integration_circuit_breakers (
+        breaker    TEXT    PRIMARY KEY,
+        open_until INTEGER NOT NULL
+    );
+    "#,
+    ),
 ];
 
 /// Applies the `steps` not recorded yet (all of [`MIGRATIONS`] but in tests

@@ -341,4 +341,20 @@ impl Store for SqliteStore {
             })
         }))
     }
+
+    fn lease_rate<'a>(
+        &'a self,
+        limiter: &'a str,
+        request: RateRequest,
+    ) -> BoxFuture<'a, Result<RateSlice, StoreError>> {
+        Box::pin(self.lease_rate_row(limiter, request))
+    }
+
+    fn open_circuit<'a>(&'a self, breaker: &'a str, open_for: Duration) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(self.open_circuit_row(breaker, open_for))
+    }
+
+    fn circuit_open_for<'a>(&'a self, breaker: &'a str) -> BoxFuture<'a, Result<Option<Duration>, StoreError>> {
+        Box::pin(self.circuit_open_for_row(breaker))
+    }
 }
