@@ -53,6 +53,18 @@ pub trait Integration: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// Shares the rate limits and circuit breakers of the integration's HTTP
+    /// client with every process using `store` (see
+    /// [`RuntimeBuilder::shared_protection`](crate::engine::RuntimeBuilder::shared_protection)).
+    /// Returns whether they are shared now: generated integrations share
+    /// their client's; an integration without such a client cannot, and the
+    /// default says so (`false`), so the runtime refuses to build rather than
+    /// limit per process when sharing was asked for.
+    fn share_protection(&self, store: &std::sync::Arc<dyn crate::Store>) -> bool {
+        let _ = store;
+        false
+    }
+
     /// The webhook signing secret(s) the integration was configured with
     /// (several comma-separated ones during a rotation); `None` when it has
     /// no webhook, or leaves the secret to the environment.
@@ -283,6 +295,10 @@ impl<G: Generated> Integration for G {
 
     fn circuit_states(&self) -> Vec<(String, crate::CircuitState)> {
         self.http().circuit_states()
+    }
+
+    fn share_protection(&self, store: &std::sync::Arc<dyn crate::Store>) -> bool {
+        self.http().share_protection(std::sync::Arc::clone(store))
     }
 
     fn webhook_secret(&self) -> Option<crate::Secret> {

@@ -132,6 +132,7 @@ pub struct RuntimeBuilder {
     settings: Settings,
     changes_capacity: usize,
     metrics: Metrics,
+    shared_protection: bool,
 }
 
 impl fmt::Debug for RuntimeBuilder {
@@ -140,6 +141,7 @@ impl fmt::Debug for RuntimeBuilder {
             .field("has_store", &self.store.is_some())
             .field("integrations", &self.integrations.len())
             .field("settings", &self.settings)
+            .field("shared_protection", &self.shared_protection)
             .finish()
     }
 }
@@ -244,13 +246,54 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Whether the rate limits and circuit breakers of the integrations are
+    /// shared by every process on the store (default `false`: per process).
+    ///
+    /// Per process, `N` worker processes let `N` times a rate limit reach
+    /// the provider, and each breaker counts only its own process's
+    /// failures. Shared, each limiter is one GCRA in the store: a process
+    /// leases about 100 ms of the budget per store round trip, so the
+    /// provider sees at most `burst + rate * (T + 0.1 s)` requests in any
+    /// window `T`, from all processes together. A process whose breaker
+    /// opens records it in the store; the others read it at most every
+    /// 250 ms, so they stop sending within 250 ms (plus the requests they
+    /// already had in flight). While the store cannot be reached, requests
+    /// are refused as rate limited (tried again a second later), never sent
+    /// unlimited; breakers then count their own failures. Concurrency
+    /// limits stay per process.
+    ///
+    /// Off by default: a single process (the embedded case) gains nothing
+    /// and would pay a store write per slice. Turn it on for several
+    /// processes on one PostgreSQL database (or one SQLite file). Every
+    /// integration must be able to share (generated ones can: the build
+    /// fails otherwise), and its client must not share through another
+    /// store already.
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "postgres")]
+    /// # async fn demo(tts: impl integration_runtime::Integration) -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = integration_runtime::PostgresStore::connect("postgres://app@db.internal/app").await?;
+    /// let rt = integration_runtime::Runtime::builder()
+    ///     .store(store)
+    ///     .integration(tts)
+    ///     .shared_protection(true)
+    ///     .build()
+    ///     .await?;
+    /// # let _ = rt; Ok(()) }
+    /// ```
+    pub fn shared_protection(mut self, shared: bool) -> Self {
+        self.shared_protection = shared;
+        self
+    }
+
     /// Checks the settings and builds the runtime.
     ///
     /// Describes the runtime's metrics (help texts, units) to the `metrics`
     /// recorder installed at this point, if any.
     ///
     /// Fails when the store or every integration is missing, two
-    /// integrations share a name, or a number is zero.
+    /// integrations share a name, a number is zero, or an integration
+    /// cannot share its protection when [`shared_protection`](Self::shared_protection) is on.
     pub async fn build(self) -> Result<Runtime, EngineError> {
         let Some(store) = self.store else {
             return Err(EngineError::config("no store: call `.store(..)`"));
@@ -278,6 +321,17 @@ impl RuntimeBuilder {
             let name = integration.descriptor().name;
             if integrations.insert(name, integration).is_some() {
                 return Err(EngineError::config(format!("integration `{name}` is registered twice")));
+            }
+        }
+        if self.shared_protection {
+            for (name, integration) in &integrations {
+                if !integration.share_protection(&store) {
+                    return Err(EngineError::config(format!(
+                        "integration `{name}` cannot share its rate limits and circuit breakers \
+                         (no HTTP client of the runtime, or one shared already): \
+                         turn `shared_protection` off or give it a fresh client"
+                    )));
+                }
             }
         }
         crate::metrics::describe();
@@ -317,6 +371,7 @@ impl Runtime {
             },
             changes_capacity: DEFAULT_CHANGES_CAPACITY,
             metrics: Metrics::new(),
+            shared_protection: false,
         }
     }
 

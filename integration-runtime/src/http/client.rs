@@ -21,6 +21,7 @@ use crate::error::{ClientError, ConfigError};
 use crate::json_path::extract_message;
 use crate::policy::{CircuitState, Outcome, Policies, Refusal};
 use crate::secret::Secret;
+use crate::store::Store;
 
 /// Sends requests to one provider. Cheap to clone (an `Arc` inside).
 #[derive(Clone)]
@@ -300,6 +301,19 @@ impl HttpClient {
         self
     }
 
+    /// Shares this client's rate limits and circuit breakers (and its
+    /// clones') with every process using `store`, from now on: what
+    /// `RuntimeBuilder::shared_protection` does for the clients of its
+    /// integrations. Names are stable across processes: the integration's,
+    /// and `Integration.endpoint` for an endpoint with a setting of its own.
+    ///
+    /// Returns `false`, changing nothing, for a client built without its
+    /// integration's descriptor ([`new`](HttpClient::new): no stable names)
+    /// or already shared.
+    pub fn share_protection(&self, store: Arc<dyn Store>) -> bool {
+        self.inner.policies.share_through(self.inner.integration, store)
+    }
+
     /// The base URL, without a trailing slash.
     pub fn base_url(&self) -> &str {
         &self.inner.base
@@ -415,7 +429,7 @@ impl HttpClient {
             }
         }
         span.record("latency_ms", millis(started.elapsed()));
-        admission.finish(outcome_of(&result));
+        admission.finish(outcome_of(&result)).await;
         result
     }
 

@@ -118,10 +118,23 @@ impl CircuitBreaker {
         })
     }
 
-    fn record(&self, generation: u64, probe: bool, outcome: Outcome, now: Instant) {
+    /// Opens the circuit until `until` (another process opened it), unless it
+    /// is open at least that long already. Attempts in flight no longer count.
+    pub(crate) fn open_until(&self, until: Instant) {
+        let mut state = self.lock();
+        if matches!(state.phase, Phase::Open { until: mine } if mine >= until) {
+            return;
+        }
+        state.phase = Phase::Open { until };
+        state.generation += 1;
+    }
+
+    /// Records an attempt's outcome; returns how long the circuit stays open
+    /// when this outcome opened it.
+    fn record(&self, generation: u64, probe: bool, outcome: Outcome, now: Instant) -> Option<Duration> {
         let mut state = self.lock();
         if state.generation != generation {
-            return;
+            return None;
         }
         let next = match (state.phase, outcome) {
             (_, Outcome::Neutral) => {
@@ -130,14 +143,14 @@ impl CircuitBreaker {
                         *admitted = admitted.saturating_sub(1);
                     }
                 }
-                return;
+                return None;
             }
             (Phase::Closed { .. }, Outcome::Success) => Phase::Closed { failures: 0 },
             (Phase::Closed { failures }, Outcome::Failure) => {
                 let failures = failures.saturating_add(1);
                 if failures < self.threshold {
                     state.phase = Phase::Closed { failures };
-                    return;
+                    return None;
                 }
                 Phase::Open {
                     until: now + self.open_for,
@@ -147,13 +160,14 @@ impl CircuitBreaker {
             (Phase::HalfOpen { .. }, Outcome::Failure) => Phase::Open {
                 until: now + self.open_for,
             },
-            (Phase::Open { .. }, _) => return,
+            (Phase::Open { .. }, _) => return None,
         };
         let changed = !matches!((state.phase, next), (Phase::Closed { .. }, Phase::Closed { .. }));
         state.phase = next;
         if changed {
             state.generation += 1;
         }
+        matches!(next, Phase::Open { .. }).then_some(self.open_for)
     }
 
     /// The state as of `now` (an open circuit whose time is up reads as half open).
@@ -179,16 +193,18 @@ pub(crate) struct BreakerPermit {
 }
 
 impl BreakerPermit {
-    /// Tells the breaker how the attempt went.
-    pub(crate) fn finish(mut self, outcome: Outcome, now: Instant) {
+    /// Tells the breaker how the attempt went; returns how long the circuit
+    /// stays open when this outcome opened it.
+    pub(crate) fn finish(mut self, outcome: Outcome, now: Instant) -> Option<Duration> {
         self.done = true;
-        self.breaker.record(self.generation, self.probe, outcome, now);
+        self.breaker.record(self.generation, self.probe, outcome, now)
     }
 }
 
 impl Drop for BreakerPermit {
     fn drop(&mut self) {
         if !self.done {
+            // Neutral: never opens the circuit.
             self.breaker
                 .record(self.generation, self.probe, Outcome::Neutral, Instant::now());
         }
@@ -289,5 +305,36 @@ mod tests {
         // A request admitted while closed succeeds after the circuit opened.
         slow.finish(Outcome::Success, t0 + ms(10));
         assert!(matches!(cb.state(t0 + ms(10)), CircuitState::Open { .. }));
+    }
+
+    #[test]
+    fn the_failure_that_opens_the_circuit_says_for_how_long() {
+        let t0 = Instant::now();
+        let cb = breaker(2, 100, 1);
+        assert_eq!(cb.acquire(t0).unwrap().finish(Outcome::Failure, t0), None);
+        assert_eq!(cb.acquire(t0).unwrap().finish(Outcome::Failure, t0), Some(ms(100)));
+        let t1 = t0 + ms(100);
+        // A failed probe re-opens: said as well.
+        assert_eq!(cb.acquire(t1).unwrap().finish(Outcome::Failure, t1), Some(ms(100)));
+    }
+
+    #[test]
+    fn an_open_from_elsewhere_opens_this_breaker() {
+        let t0 = Instant::now();
+        let cb = breaker(5, 100, 1);
+        let in_flight = cb.acquire(t0).unwrap();
+        cb.open_until(t0 + ms(300));
+        assert_eq!(cb.acquire(t0 + ms(10)).unwrap_err(), Rejected(Some(ms(290))));
+        // An earlier end does not shorten it, and outcomes of before are ignored.
+        cb.open_until(t0 + ms(100));
+        assert_eq!(in_flight.finish(Outcome::Failure, t0 + ms(10)), None);
+        assert_eq!(
+            cb.state(t0 + ms(200)),
+            CircuitState::Open {
+                until: (t0 + ms(300)).into_std()
+            }
+        );
+        // Then it half-opens, as after an open of its own.
+        assert_eq!(cb.state(t0 + ms(300)), CircuitState::HalfOpen);
     }
 }

@@ -9,6 +9,10 @@
 //! descriptor, instances are keyed by their setting: endpoints with equal
 //! settings share one.
 //!
+//! With `RuntimeBuilder::shared_protection`, rate limits and circuit
+//! breakers are shared by every process through the store instead (see
+//! [`shared`]); concurrency limits stay per process.
+//!
 //! Retries are not made here: a refused attempt comes back as an error the
 //! engine reschedules (`is_circuit_open()`, `is_rate_limited()`), after a
 //! delay computed by [`backoff`] (as are retries and polls).
@@ -16,8 +20,9 @@
 pub(crate) mod backoff;
 mod circuit_breaker;
 mod rate_limit;
+mod shared;
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -27,8 +32,10 @@ pub use circuit_breaker::CircuitState;
 pub(crate) use circuit_breaker::Outcome;
 use circuit_breaker::{BreakerPermit, CircuitBreaker};
 use rate_limit::Gcra;
+use shared::{Backend, CircuitView, SharedLimiter};
 
 use crate::descriptor::{CircuitBreakerPolicy, PolicyDescriptor, RateLimitPolicy};
+use crate::store::Store;
 
 /// Which instance of a component an attempt uses.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -89,16 +96,21 @@ pub(crate) enum Refusal {
 #[derive(Debug)]
 pub(crate) struct Admission {
     breaker: Option<BreakerPermit>,
+    /// Where to tell the other processes that this attempt opened the circuit.
+    shared_circuit: Option<(Arc<CircuitView>, Backend)>,
     _slot: Option<OwnedSemaphorePermit>,
     /// How long admission waited (rate limit and concurrency limit).
     pub(crate) waited: Duration,
 }
 
 impl Admission {
-    /// Reports the attempt's outcome to the circuit breaker and frees the slot.
-    pub(crate) fn finish(self, outcome: Outcome) {
-        if let Some(permit) = self.breaker {
-            permit.finish(outcome, Instant::now());
+    /// Reports the attempt's outcome to the circuit breaker (and, when this
+    /// outcome opened a shared circuit, to the store) and frees the slot.
+    pub(crate) async fn finish(self, outcome: Outcome) {
+        let Some(permit) = self.breaker else { return };
+        let opened = permit.finish(outcome, Instant::now());
+        if let (Some(open_for), Some((circuit, backend))) = (opened, self.shared_circuit) {
+            circuit.publish(&*backend.store, open_for).await;
         }
     }
 }
@@ -111,6 +123,25 @@ pub(crate) struct Policies {
     breakers: Registry<CircuitBreakerPolicy, CircuitBreaker>,
     limiters: Registry<RateLimitPolicy, Option<Mutex<Gcra>>>,
     bulkheads: Registry<u32, Semaphore>,
+    /// Set when rate limits and breakers are shared through a store.
+    shared: OnceLock<Shared>,
+}
+
+/// The shared counterparts of the rate limiters and breakers, by the same keys.
+#[derive(Debug)]
+struct Shared {
+    backend: Backend,
+    limiters: Registry<RateLimitPolicy, Option<SharedLimiter>>,
+    circuits: Registry<CircuitBreakerPolicy, CircuitView>,
+}
+
+/// The name of a component's instance: `integration`, or
+/// `integration.endpoint` for an endpoint with a setting of its own.
+fn name_of<C>(integration: &str, key: Key<C>) -> String {
+    match key {
+        Key::Shared(_) => integration.to_owned(),
+        Key::Endpoint(endpoint, _) => format!("{integration}.{endpoint}"),
+    }
 }
 
 /// The key of an endpoint's `setting`, given the integration's (`None`: unknown).
@@ -135,6 +166,7 @@ impl Policies {
             breakers: Registry::new(),
             limiters: Registry::new(),
             bulkheads: Registry::new(),
+            shared: OnceLock::new(),
         };
         // The integration's breaker exists from the start, for health checks.
         if let Some(setting) = integration.and_then(|p| p.circuit_breaker) {
@@ -143,10 +175,45 @@ impl Policies {
         policies
     }
 
-    fn breaker(&self, endpoint: &'static str, policy: &PolicyDescriptor) -> Option<Arc<CircuitBreaker>> {
+    /// Shares the rate limits and circuit breakers through `store`, under
+    /// the name `integration`, from now on. `false` (nothing changes) when
+    /// the integration's policy is unknown (no stable names to share
+    /// under) or they are shared already.
+    pub(crate) fn share_through(&self, integration: &'static str, store: Arc<dyn Store>) -> bool {
+        if self.integration.is_none() || integration.is_empty() {
+            return false;
+        }
+        let shared = Shared {
+            backend: Backend { store, integration },
+            limiters: Registry::new(),
+            circuits: Registry::new(),
+        };
+        self.shared.set(shared).is_ok()
+    }
+
+    /// The breaker of an attempt, and its shared view when shared.
+    fn breaker(
+        &self,
+        endpoint: &'static str,
+        policy: &PolicyDescriptor,
+    ) -> Option<(Arc<CircuitBreaker>, Option<Arc<CircuitView>>)> {
         let setting = policy.circuit_breaker?;
         let shared = self.integration.map(|p| p.circuit_breaker);
-        Some(self.breakers.get(key(shared, endpoint, setting), CircuitBreaker::new))
+        let key = key(shared, endpoint, setting);
+        let view = self.shared.get().map(|shared| {
+            let name = name_of(shared.backend.integration, key);
+            shared.circuits.get(key, |_| CircuitView::new(name))
+        });
+        Some((self.breakers.get(key, CircuitBreaker::new), view))
+    }
+
+    /// Opens `breaker` while the circuit is open for every process.
+    async fn follow_shared(&self, breaker: &CircuitBreaker, view: Option<&CircuitView>) {
+        if let (Some(view), Some(shared)) = (view, self.shared.get()) {
+            if let Some(until) = view.open_until(&*shared.backend.store).await {
+                breaker.open_until(until);
+            }
+        }
     }
 
     /// Waits for the rate limit (bounded by the request's timeout).
@@ -154,19 +221,30 @@ impl Policies {
         let Some(setting) = policy.rate_limit else {
             return Ok(Duration::ZERO);
         };
-        let shared = self.integration.map(|p| p.rate_limit);
-        let limiter = self.limiters.get(key(shared, endpoint, setting), |setting| {
-            Gcra::new(setting).map(Mutex::new)
-        });
-        let Some(limiter) = limiter.as_ref() else {
-            return Ok(Duration::ZERO);
-        };
+        let integration = self.integration.map(|p| p.rate_limit);
+        let key = key(integration, endpoint, setting);
         let now = Instant::now();
-        let wait = limiter
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .reserve(now, timeout_of(policy))
-            .map_err(Refusal::RateLimited)?;
+        let wait = match self.shared.get() {
+            Some(shared) => {
+                let name = name_of(shared.backend.integration, key);
+                let limiter = shared.limiters.get(key, |setting| SharedLimiter::new(name, setting));
+                let Some(limiter) = limiter.as_ref() else {
+                    return Ok(Duration::ZERO);
+                };
+                limiter.reserve(&*shared.backend.store, timeout_of(policy)).await?
+            }
+            None => {
+                let limiter = self.limiters.get(key, |setting| Gcra::new(setting).map(Mutex::new));
+                let Some(limiter) = limiter.as_ref() else {
+                    return Ok(Duration::ZERO);
+                };
+                let reserved = limiter
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .reserve(now, timeout_of(policy));
+                reserved.map_err(Refusal::RateLimited)?
+            }
+        };
         if !wait.is_zero() {
             tokio::time::sleep_until(now + wait).await;
         }
@@ -177,13 +255,14 @@ impl Policies {
     /// for, and a concurrency slot is taken (each wait bounded by the timeout).
     pub(crate) async fn admit(&self, endpoint: &'static str, policy: &PolicyDescriptor) -> Result<Admission, Refusal> {
         let breaker = self.breaker(endpoint, policy);
+        let started = Instant::now();
         // Fail fast, before spending a rate-limit slot on an attempt that cannot go.
-        if let Some(breaker) = &breaker {
+        if let Some((breaker, view)) = &breaker {
+            self.follow_shared(breaker, view.as_deref()).await;
             breaker
                 .check(Instant::now())
                 .map_err(|rejected| self.circuit_refusal(rejected, policy))?;
         }
-        let started = Instant::now();
         self.pace(endpoint, policy).await?;
         let slot = match policy.concurrency {
             None => None,
@@ -203,16 +282,22 @@ impl Policies {
                 permit.ok()
             }
         };
-        let permit = match &breaker {
-            Some(breaker) => Some(
-                breaker
+        let (permit, shared_circuit) = match breaker {
+            Some((breaker, view)) => {
+                // The rate limit may have made it wait: another process may
+                // have opened the circuit meanwhile.
+                self.follow_shared(&breaker, view.as_deref()).await;
+                let permit = breaker
                     .acquire(Instant::now())
-                    .map_err(|rejected| self.circuit_refusal(rejected, policy))?,
-            ),
-            None => None,
+                    .map_err(|rejected| self.circuit_refusal(rejected, policy))?;
+                let backend = self.shared.get().map(|shared| shared.backend.clone());
+                (Some(permit), view.zip(backend))
+            }
+            None => (None, None),
         };
         Ok(Admission {
             breaker: permit,
+            shared_circuit,
             _slot: slot,
             waited: started.elapsed(),
         })
@@ -253,13 +338,7 @@ impl Policies {
         self.breakers
             .all()
             .into_iter()
-            .map(|(key, breaker)| {
-                let name = match key {
-                    Key::Shared(_) => integration.to_owned(),
-                    Key::Endpoint(endpoint, _) => format!("{integration}.{endpoint}"),
-                };
-                (name, breaker.state(now))
-            })
+            .map(|(key, breaker)| (name_of(integration, key), breaker.state(now)))
             .collect()
     }
 }
@@ -316,22 +395,22 @@ mod tests {
         let policies = Policies::new(Some(&LIMITED));
         let first = policies.admit("a", &LIMITED).await.unwrap();
         assert_eq!(first.waited, Duration::ZERO);
-        first.finish(Outcome::Success);
+        first.finish(Outcome::Success).await;
         // Same setting: the same limiter, 500 ms later.
         let second = policies.admit("b", &LIMITED).await.unwrap();
         assert_eq!(second.waited, Duration::from_millis(500));
-        second.finish(Outcome::Success);
+        second.finish(Outcome::Success).await;
         // A differing endpoint setting: its own limiter, no wait.
         let own = policies.admit("c", &OTHER).await.unwrap();
         assert_eq!(own.waited, Duration::ZERO);
-        own.finish(Outcome::Success);
+        own.finish(Outcome::Success).await;
 
         static SHORT: PolicyDescriptor = PolicyDescriptor {
             timeout_ms: 100,
             ..LIMITED
         };
         let policies = Policies::new(None);
-        policies.admit("a", &SHORT).await.unwrap().finish(Outcome::Success);
+        policies.admit("a", &SHORT).await.unwrap().finish(Outcome::Success).await;
         assert_eq!(
             policies.admit("a", &SHORT).await.unwrap_err(),
             Refusal::RateLimited(Duration::from_millis(500))
@@ -341,7 +420,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_open_circuit_refuses_with_the_time_left() {
         let policies = Policies::new(Some(&LIMITED));
-        policies.admit("a", &LIMITED).await.unwrap().finish(Outcome::Failure);
+        policies.admit("a", &LIMITED).await.unwrap().finish(Outcome::Failure).await;
         assert!(matches!(policies.circuit_state(), CircuitState::Open { .. }));
         tokio::time::advance(Duration::from_secs(10)).await;
         assert_eq!(
@@ -351,10 +430,10 @@ mod tests {
         tokio::time::advance(Duration::from_secs(50)).await;
         assert_eq!(policies.circuit_state(), CircuitState::HalfOpen);
         let probe = policies.admit("a", &LIMITED).await.unwrap();
-        probe.finish(Outcome::Success);
+        probe.finish(Outcome::Success).await;
         assert_eq!(policies.circuit_state(), CircuitState::Closed);
         // An endpoint with its own breaker is reported on its own.
-        policies.admit("b", &OTHER).await.unwrap().finish(Outcome::Failure);
+        policies.admit("b", &OTHER).await.unwrap().finish(Outcome::Failure).await;
         assert_eq!(
             policies.circuit_states("Tts"),
             [
@@ -390,7 +469,7 @@ mod tests {
                 waited: Duration::from_millis(200)
             }
         );
-        held.finish(Outcome::Success);
-        policies.admit("a", &ONE).await.unwrap().finish(Outcome::Success);
+        held.finish(Outcome::Success).await;
+        policies.admit("a", &ONE).await.unwrap().finish(Outcome::Success).await;
     }
 }

@@ -15,6 +15,16 @@ use crate::descriptor::RateLimitPolicy;
 /// The slowest rate honoured; slower ones are taken as this (one request in ~11 days).
 const MIN_PER_SECOND: f64 = 1e-6;
 
+/// The interval and the tolerance of a GCRA for `policy`, or `None` when
+/// the rate is not a positive number (no limit). A burst of 0 is taken as 1.
+pub(crate) fn spacing(policy: RateLimitPolicy) -> Option<(Duration, Duration)> {
+    if !(policy.per_second.is_finite() && policy.per_second > 0.0) {
+        return None;
+    }
+    let interval = Duration::from_secs_f64(1.0 / policy.per_second.max(MIN_PER_SECOND));
+    Some((interval, interval * policy.burst.max(1).saturating_sub(1)))
+}
+
 /// One limiter: `burst` requests at once, then one every `1 / per_second` seconds.
 #[derive(Debug)]
 pub(crate) struct Gcra {
@@ -30,13 +40,10 @@ impl Gcra {
     /// A limiter for `policy`, or `None` when the rate is not a positive number
     /// (no limit). A burst of 0 is taken as 1.
     pub(crate) fn new(policy: RateLimitPolicy) -> Option<Self> {
-        if !(policy.per_second.is_finite() && policy.per_second > 0.0) {
-            return None;
-        }
-        let interval = Duration::from_secs_f64(1.0 / policy.per_second.max(MIN_PER_SECOND));
+        let (interval, tolerance) = spacing(policy)?;
         Some(Gcra {
             interval,
-            tolerance: interval * policy.burst.max(1).saturating_sub(1),
+            tolerance,
             tat: None,
         })
     }
