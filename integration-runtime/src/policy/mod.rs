@@ -410,7 +410,12 @@ mod tests {
             ..LIMITED
         };
         let policies = Policies::new(None);
-        policies.admit("a", &SHORT).await.unwrap().finish(Outcome::Success).await;
+        policies
+            .admit("a", &SHORT)
+            .await
+            .unwrap()
+            .finish(Outcome::Success)
+            .await;
         assert_eq!(
             policies.admit("a", &SHORT).await.unwrap_err(),
             Refusal::RateLimited(Duration::from_millis(500))
@@ -420,7 +425,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_open_circuit_refuses_with_the_time_left() {
         let policies = Policies::new(Some(&LIMITED));
-        policies.admit("a", &LIMITED).await.unwrap().finish(Outcome::Failure).await;
+        policies
+            .admit("a", &LIMITED)
+            .await
+            .unwrap()
+            .finish(Outcome::Failure)
+            .await;
         assert!(matches!(policies.circuit_state(), CircuitState::Open { .. }));
         tokio::time::advance(Duration::from_secs(10)).await;
         assert_eq!(
@@ -433,7 +443,12 @@ mod tests {
         probe.finish(Outcome::Success).await;
         assert_eq!(policies.circuit_state(), CircuitState::Closed);
         // An endpoint with its own breaker is reported on its own.
-        policies.admit("b", &OTHER).await.unwrap().finish(Outcome::Failure).await;
+        policies
+            .admit("b", &OTHER)
+            .await
+            .unwrap()
+            .finish(Outcome::Failure)
+            .await;
         assert_eq!(
             policies.circuit_states("Tts"),
             [

@@ -62,7 +62,9 @@ pub(super) struct Backend {
 
 impl std::fmt::Debug for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Backend").field("integration", &self.integration).finish_non_exhaustive()
+        f.debug_struct("Backend")
+            .field("integration", &self.integration)
+            .finish_non_exhaustive()
     }
 }
 
@@ -215,7 +217,10 @@ mod tests {
     async fn a_wait_beyond_the_bound_is_refused() {
         let store = MemoryStore::new();
         let a = limiter(1.0, 1);
-        assert_eq!(a.reserve(&store, Some(Duration::from_millis(10))).await, Ok(Duration::ZERO));
+        assert_eq!(
+            a.reserve(&store, Some(Duration::from_millis(10))).await,
+            Ok(Duration::ZERO)
+        );
         assert!(matches!(
             a.reserve(&store, Some(Duration::from_millis(10))).await,
             Err(Refusal::RateLimited(wait)) if wait > Duration::from_millis(900)

@@ -115,9 +115,9 @@ use chrono::{DateTime, Utc};
 
 pub use error::StoreError;
 pub use memory::MemoryStore;
-pub use protection::{RateRequest, RateSlice};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresStore};
+pub use protection::{RateRequest, RateSlice};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use types::{
@@ -127,15 +127,15 @@ pub use types::{
 
 use crate::call::CallId;
 pub(crate) use crate::integration::BoxFuture;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) use protection::LeaseBinds;
+pub(crate) use protection::{micros, now_micros, open_for};
 #[cfg(feature = "sqlite")]
 pub(crate) use shared::from_millis;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) use shared::{
     call_from_row, from_json, status_counts, stored_count, terminal_fields, to_json, CallRow, Target,
 };
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub(crate) use protection::LeaseBinds;
-pub(crate) use protection::{micros, now_micros, open_for};
 pub(crate) use shared::{
     check_same_request, lease_deadline, new_call_id, notification_columns, now, page_of, plan_append, truncate,
 };
@@ -321,11 +321,8 @@ pub trait Store: Send + Sync {
     ///
     /// Concurrent leases of one limiter, from any process, never get
     /// overlapping cells: together they are spaced as one limiter's.
-    fn lease_rate<'a>(
-        &'a self,
-        limiter: &'a str,
-        request: RateRequest,
-    ) -> BoxFuture<'a, Result<RateSlice, StoreError>>;
+    fn lease_rate<'a>(&'a self, limiter: &'a str, request: RateRequest)
+        -> BoxFuture<'a, Result<RateSlice, StoreError>>;
 
     /// Records that the circuit breaker `breaker` is open for `open_for`
     /// from now, for every process: the circuit stays open until the later

@@ -137,7 +137,10 @@ pub(crate) fn lease(stored: Option<i64>, now: i64, request: &RateRequest) -> (Op
         return (None, slice_at(0, start, now));
     }
     let advance = micros(request.interval * request.cells.max(1));
-    (Some(start.saturating_add(advance)), slice_at(request.cells.max(1), start, now))
+    (
+        Some(start.saturating_add(advance)),
+        slice_at(request.cells.max(1), start, now),
+    )
 }
 
 /// A slice of `cells` whose first cell's TAT is `start`.
@@ -172,11 +175,10 @@ mod tests {
         assert_eq!(tat, Some(now + 300_000));
         assert_eq!(slice.ahead, Duration::ZERO);
         // The tolerance lets the first two go at once, then the pace.
-        assert_eq!((0..3).map(|i| slice.wait(i, &request)).collect::<Vec<_>>(), [
-            ms(0),
-            ms(0),
-            ms(100)
-        ]);
+        assert_eq!(
+            (0..3).map(|i| slice.wait(i, &request)).collect::<Vec<_>>(),
+            [ms(0), ms(0), ms(100)]
+        );
         let (tat, slice) = lease(tat, now, &request);
         assert_eq!(tat, Some(now + 600_000));
         assert_eq!(slice.ahead, ms(300));

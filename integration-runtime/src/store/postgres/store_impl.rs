@@ -11,12 +11,12 @@ use sqlx::AssertSqlSafe;
 use super::rows::{event_from_row, CALL_COLUMNS};
 use super::writes::settle;
 use super::PostgresStore;
-use crate::store::{RateRequest, RateSlice};
 use crate::store::{
     call_from_row, lease_deadline, notification_columns, now, page_of, status_counts, AppendOutcome, BoxFuture, CallId,
     CallRecord, CallWithEvents, Created, ListOrder, ListQuery, NewCall, NewEvent, NotificationOutcome, Page,
     StatusCounts, Store, StoreError, Target,
 };
+use crate::store::{RateRequest, RateSlice};
 
 impl Store for PostgresStore {
     fn create(&self, call: NewCall) -> BoxFuture<'_, Result<Created, StoreError>> {
