@@ -461,3 +461,18 @@ async fn an_open_circuit_stops_the_other_processes() {
     assert!(before > 0, "the healthy workers never sent");
     assert!(late.is_empty(), "sent after the shared open: {late:?}");
 }
+
+#[tokio::test]
+async fn a_client_shares_through_one_store_only() {
+    let shared = |integration: Arc<shared_guard::SharedGuard>| {
+        Runtime::builder()
+            .store(integration_runtime::MemoryStore::new())
+            .integration_arc(integration)
+            .shared_protection(true)
+            .build()
+    };
+    let integration = Arc::new(integration("http://127.0.0.1:9".to_owned()));
+    shared(integration.clone()).await.expect("a fresh client shares");
+    let error = shared(integration).await.expect_err("its limits live in the first store");
+    assert!(error.to_string().contains("cannot share"), "{error}");
+}

@@ -611,6 +611,8 @@ async fn any_schema_name_is_quoted_safely() {
         [
             "integration_call_events",
             "integration_calls",
+            "integration_circuit_breakers",
+            "integration_rate_limiters",
             "integration_store_migrations"
         ]
     );
