@@ -473,6 +473,8 @@ async fn a_client_shares_through_one_store_only() {
     };
     let integration = Arc::new(integration("http://127.0.0.1:9".to_owned()));
     shared(integration.clone()).await.expect("a fresh client shares");
-    let error = shared(integration).await.expect_err("its limits live in the first store");
+    let error = shared(integration)
+        .await
+        .expect_err("its limits live in the first store");
     assert!(error.to_string().contains("cannot share"), "{error}");
 }

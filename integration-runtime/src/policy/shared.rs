@@ -103,21 +103,9 @@ impl SharedLimiter {
         while cells.front().is_some_and(|&at| at + LATE < now) {
             cells.pop_front();
         }
-        if cells.is_empty() {
-            let request = self.slice.max_wait(max_wait);
-            let slice = store.lease_rate(&self.name, request).await.map_err(|error| {
-                tracing::warn!(limiter = %self.name, error = %error, "cannot lease from the shared rate limit; refusing");
-                Refusal::RateLimited(STORE_RETRY)
-            })?;
-            if slice.cells == 0 {
-                return Err(Refusal::RateLimited(slice.wait(0, &request)));
-            }
-            // From after the round trip: the requests can only go later.
-            let leased = Instant::now();
-            cells.extend((0..slice.cells).map(|index| leased + slice.wait(index, &request)));
-        }
-        let Some(&at) = cells.front() else {
-            unreachable!("a slice leases at least one request");
+        let at = match cells.front() {
+            Some(&at) => at,
+            None => self.lease(&mut cells, store, max_wait).await?,
         };
         let wait = at.saturating_duration_since(Instant::now());
         if max_wait.is_some_and(|max| wait > max) {
@@ -125,6 +113,27 @@ impl SharedLimiter {
         }
         cells.pop_front();
         Ok(wait)
+    }
+
+    /// Leases a slice into `cells` (empty); returns when its first request may go.
+    async fn lease(
+        &self,
+        cells: &mut VecDeque<Instant>,
+        store: &dyn Store,
+        max_wait: Option<Duration>,
+    ) -> Result<Instant, Refusal> {
+        let request = self.slice.max_wait(max_wait);
+        let slice = store.lease_rate(&self.name, request).await.map_err(|error| {
+            tracing::warn!(limiter = %self.name, error = %error, "cannot lease from the shared rate limit; refusing");
+            Refusal::RateLimited(STORE_RETRY)
+        })?;
+        if slice.cells == 0 {
+            return Err(Refusal::RateLimited(slice.wait(0, &request)));
+        }
+        // From after the round trip: the requests can only go later.
+        let leased = Instant::now();
+        cells.extend((0..slice.cells).map(|index| leased + slice.wait(index, &request)));
+        Ok(leased + slice.wait(0, &request))
     }
 }
 
@@ -225,6 +234,34 @@ mod tests {
             a.reserve(&store, Some(Duration::from_millis(10))).await,
             Err(Refusal::RateLimited(wait)) if wait > Duration::from_millis(900)
         ));
+    }
+
+    /// A SQLite store whose protection tables are gone: every lease and
+    /// read fails.
+    #[cfg(feature = "sqlite")]
+    async fn broken_store() -> (crate::SqliteStore, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("shared-protection-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = crate::SqliteStore::open(dir.join("calls.db")).await.unwrap();
+        sqlx::raw_sql("DROP TABLE integration_rate_limiters; DROP TABLE integration_circuit_breakers")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        (store, dir)
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[tokio::test]
+    async fn a_store_failure_refuses_instead_of_sending_unlimited() {
+        let (store, dir) = broken_store().await;
+        let a = limiter(1_000.0, 10);
+        assert_eq!(a.reserve(&store, None).await, Err(Refusal::RateLimited(STORE_RETRY)));
+        // The breaker falls back on its own failures.
+        let view = CircuitView::new("Tts".to_owned());
+        view.publish(&store, Duration::from_secs(5)).await;
+        assert_eq!(view.open_until(&store).await, None);
+        drop(store);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[tokio::test(start_paused = true)]
