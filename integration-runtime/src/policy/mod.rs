@@ -201,8 +201,8 @@ impl Policies {
         let shared = self.integration.map(|p| p.circuit_breaker);
         let key = key(shared, endpoint, setting);
         let view = self.shared.get().map(|shared| {
-            let name = name_of(shared.backend.integration, key);
-            shared.circuits.get(key, |_| CircuitView::new(name))
+            let name = || name_of(shared.backend.integration, key);
+            shared.circuits.get(key, |_| CircuitView::new(name()))
         });
         Some((self.breakers.get(key, CircuitBreaker::new), view))
     }
@@ -226,8 +226,8 @@ impl Policies {
         let now = Instant::now();
         let wait = match self.shared.get() {
             Some(shared) => {
-                let name = name_of(shared.backend.integration, key);
-                let limiter = shared.limiters.get(key, |setting| SharedLimiter::new(name, setting));
+                let name = || name_of(shared.backend.integration, key);
+                let limiter = shared.limiters.get(key, |setting| SharedLimiter::new(name(), setting));
                 let Some(limiter) = limiter.as_ref() else {
                     return Ok(Duration::ZERO);
                 };
@@ -456,6 +456,23 @@ mod tests {
                 ("Tts.b".to_owned(), CircuitState::Closed)
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn clients_sharing_a_store_share_their_breakers_and_limits() {
+        let store: Arc<dyn Store> = Arc::new(crate::MemoryStore::new());
+        let (a, b) = (Policies::new(Some(&LIMITED)), Policies::new(Some(&LIMITED)));
+        assert!(a.share_through("Tts", Arc::clone(&store)));
+        assert!(b.share_through("Tts", Arc::clone(&store)));
+        assert!(!a.share_through("Tts", Arc::clone(&store)), "shared already");
+        assert!(!Policies::new(None).share_through("Tts", store), "no stable names");
+        // `a` sends and fails once (the threshold): its circuit opens for all.
+        a.admit("send", &LIMITED).await.unwrap().finish(Outcome::Failure).await;
+        assert!(matches!(
+            b.admit("send", &LIMITED).await.unwrap_err(),
+            Refusal::CircuitOpen(left) if left > Duration::from_secs(59)
+        ));
+        assert!(matches!(b.circuit_state(), CircuitState::Open { .. }));
     }
 
     #[test]
