@@ -83,8 +83,8 @@
 //!
 //! [`Store::lease_rate`], [`Store::open_circuit`] and
 //! [`Store::circuit_open_for`] hold the state of rate limits and circuit
-//! breakers that every process of a deployment shares (the runtime's
-//! `RuntimeBuilder::shared_protection`). A process leases a slice of a rate
+//! breakers that every process of a deployment shares
+//! ([`RuntimeBuilder::shared_protection`](crate::RuntimeBuilder::shared_protection)). A process leases a slice of a rate
 //! limit's budget per store round trip, not one request, and reads the
 //! circuits through a short cache: the store is not asked once per request.
 //!

@@ -76,6 +76,13 @@ pub struct RateSlice {
 }
 
 impl RateSlice {
+    /// A slice of `cells` requests (0: refused) of a limiter whose
+    /// theoretical arrival time was `ahead` of the store's clock: what a
+    /// store of your own returns.
+    pub fn new(cells: u32, ahead: Duration) -> Self {
+        RateSlice { cells, ahead }
+    }
+
     /// How long after the lease cell `index` (from 0) of the slice may be
     /// sent, for the limiter of `request`; for a refused slice (`cells ==
     /// 0`), `wait(0)` is the wait that was refused.
@@ -146,10 +153,7 @@ pub(crate) fn lease(stored: Option<i64>, now: i64, request: &RateRequest) -> (Op
 /// A slice of `cells` whose first cell's TAT is `start`.
 fn slice_at(cells: u32, start: i64, now: i64) -> RateSlice {
     let ahead = u64::try_from(start.max(now) - now).unwrap_or(0);
-    RateSlice {
-        cells,
-        ahead: Duration::from_micros(ahead),
-    }
+    RateSlice::new(cells, Duration::from_micros(ahead))
 }
 
 /// How long a circuit opened until `open_until` (microseconds) stays open
