@@ -453,8 +453,10 @@ async fn an_open_circuit_stops_the_other_processes() {
         .map(|&at| at - opened)
         .collect();
     let failed = provider.arrivals(Route::Failing).len();
+    let last = sent.iter().max().map(|&at| at.saturating_duration_since(opened));
     eprintln!(
-        "breaker: {before} healthy requests before the open, {} within {STOP_BOUND:?} after, {} later; {failed} failures",
+        "breaker: {before} healthy requests before the open, {} within {STOP_BOUND:?} after, {} later \
+         (the last {last:?} after the open); {failed} failures",
         sent.len() - before - late.len(),
         late.len()
     );
