@@ -27,7 +27,7 @@ mod worker;
 
 use clap::{Parser, Subcommand};
 
-use common::{Figure, Result};
+use common::{line, Figure, Result};
 
 integration_runtime::integration!("specs/bench_sync.toml");
 integration_runtime::integration!("specs/bench_hook.toml");
@@ -53,7 +53,7 @@ struct Common {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Every figure, then the crash harness; exits non-zero when the crash harness fails.
+    /// Every figure, then the crash harness (SQLite, and PostgreSQL when INTEGRATION_TEST_DATABASE_URL is set); exits non-zero when it fails.
     All(Common),
     /// Sync-call pipeline vs a raw reqwest loop (A) and apalis + SQLite (B).
     Sync(Common),
@@ -67,7 +67,7 @@ enum Command {
     Rss(Common),
     /// Macro expansion time for a generated 50-endpoint spec.
     Macro(MacroArgs),
-    /// SIGKILL crash harness: kills a worker child at random moments; exits non-zero on any loss.
+    /// SIGKILL crash harness: kills worker children at random moments (SQLite, or PostgreSQL with --postgres); exits non-zero on any loss.
     Crash(CrashArgs),
     /// Fault harness: one hostile provider per fault; prints what happened (exits non-zero only on harness errors).
     Faults,
@@ -100,6 +100,9 @@ struct CrashArgs {
     /// Seed of the kill moments (default: from the clock; printed).
     #[arg(long)]
     seed: Option<u64>,
+    /// Four worker processes on PostgreSQL (INTEGRATION_TEST_DATABASE_URL) instead of one on SQLite.
+    #[arg(long)]
+    postgres: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -134,9 +137,24 @@ async fn run(command: Command) -> Result<bool> {
             figures.extend(latency::run(common.quick).await?);
             figures.extend(rss::run(common.quick).await?);
             figures.extend(macro_time::run(common.quick, !common.quick).await?);
-            let (crash_figures, ok) = crash::run(common.quick, None, None, None).await?;
+            let (crash_figures, ok) = crash::run(common.quick, None, None, None, None).await?;
             figures.extend(crash_figures);
-            ok
+            let postgres_ok = match std::env::var("INTEGRATION_TEST_DATABASE_URL") {
+                Ok(url) => {
+                    let (crash_figures, ok) = crash::run(common.quick, None, None, None, Some(&url)).await?;
+                    figures.extend(crash_figures);
+                    ok
+                }
+                Err(_) => {
+                    line(
+                        "crash harness on PostgreSQL",
+                        "skipped",
+                        "INTEGRATION_TEST_DATABASE_URL is unset",
+                    );
+                    true
+                }
+            };
+            ok && postgres_ok
         }
         Command::Sync(c) => extend(&mut figures, sync::run(c.quick).await?),
         Command::Postgres(c) => extend(&mut figures, postgres::run(c.quick).await?),
@@ -146,7 +164,14 @@ async fn run(command: Command) -> Result<bool> {
         Command::Macro(m) => extend(&mut figures, macro_time::run(m.common.quick, m.cargo).await?),
         Command::Faults => extend(&mut figures, faults::run().await?),
         Command::Crash(c) => {
-            let (crash_figures, ok) = crash::run(c.common.quick, c.kills, c.calls, c.seed).await?;
+            let url = match c.postgres {
+                true => Some(
+                    std::env::var("INTEGRATION_TEST_DATABASE_URL")
+                        .map_err(|_| "crash --postgres needs INTEGRATION_TEST_DATABASE_URL")?,
+                ),
+                false => None,
+            };
+            let (crash_figures, ok) = crash::run(c.common.quick, c.kills, c.calls, c.seed, url.as_deref()).await?;
             figures.extend(crash_figures);
             ok
         }

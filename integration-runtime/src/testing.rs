@@ -98,6 +98,7 @@ macro_rules! store_conformance_tests {
             claim_respects_the_limit_and_due_order,
             concurrent_claimers_never_share_a_call,
             an_expired_lease_is_claimable_again,
+            a_call_created_under_a_lease_is_its_owners_until_the_lease_ends,
             extending_a_lease_keeps_the_call,
             release_and_lease_checks,
             reschedule_sets_the_next_run_and_counts_attempts,

@@ -79,6 +79,16 @@
 //! once; a short one means the backlog is drained, and the loop waits for
 //! the store's wake-up or `poll_idle`.
 //!
+//! A call created through a runtime whose worker is running and has a free
+//! slot skips the claim: [`Runtime::create`] reserves the slot, stores the
+//! call already leased to this worker
+//! ([`NewCall::leased_to`](crate::NewCall::leased_to), in the same write),
+//! and hands it to the worker in memory, which starts it at once. The lease
+//! is stored, so the handoff is as durable as a claim: if the process dies
+//! first, the lease runs out and any worker claims the call. With every
+//! slot busy, or no worker running, calls are created unleased and claimed
+//! as usual.
+//!
 //! # Crash safety
 //!
 //! A claim is a lease, renewed every third of `lease` while the call runs.
@@ -127,6 +137,7 @@
 mod connections;
 mod error;
 pub(crate) mod events;
+mod handoff;
 mod hooks;
 pub(crate) mod retry;
 mod runtime;

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use super::error::EngineError;
 use super::events::EventSink;
+use super::handoff::Handoff;
 use super::hooks::{Hook, HookOn, HookResult};
 use super::{StatusChange, DEFAULT_CHANGES_CAPACITY};
 use crate::call::{CallId, IntoCall, TypedCall};
@@ -79,6 +80,8 @@ pub(crate) struct Inner {
     pub(crate) running: AtomicBool,
     /// `true` while `run` is running.
     pub(crate) stopped: watch::Sender<bool>,
+    /// From `create` to this runtime's running worker.
+    pub(crate) handoff: Handoff,
 }
 
 /// The engine: creates calls, runs workers that drive them to a terminal
@@ -349,6 +352,7 @@ impl RuntimeBuilder {
                 shutdown,
                 running: AtomicBool::new(false),
                 stopped,
+                handoff: Handoff::default(),
             }),
         })
     }
@@ -387,11 +391,31 @@ impl Runtime {
         self.store_new(call).await
     }
 
-    async fn store_new(&self, call: NewCall) -> Result<CallId, EngineError> {
+    /// Stores `call`; when this runtime's worker has a free slot, under its
+    /// lease, and hands it over (see `handoff`).
+    async fn store_new(&self, mut call: NewCall) -> Result<CallId, EngineError> {
         let integration = call.integration.clone();
+        let reserved = call.run_at.is_none().then(|| self.inner.handoff.reserve()).flatten();
+        let handed = match reserved {
+            Some(reserved) => {
+                let settings = &self.inner.settings;
+                call = call.leased_to(settings.worker_id.clone(), settings.lease);
+                Some((reserved, call.clone()))
+            }
+            None => None,
+        };
         let created = self.inner.store.create(call).await?;
-        if created.created {
-            self.inner.metrics.call_created(&integration);
+        if !created.created {
+            // An existing call (a replayed key): not leased to us, and the slot goes back.
+            return Ok(created.id);
+        }
+        self.inner.metrics.call_created(&integration);
+        if let Some((reserved, call)) = handed {
+            if let Err(id) = reserved.hand(CallRecord::created(created.id, call, crate::store::now())) {
+                // The worker stopped after the reservation: give the lease up
+                // so that any runtime claims the call now, not after the lease.
+                let _ = self.inner.store.release(id, &self.inner.settings.worker_id).await;
+            }
         }
         Ok(created.id)
     }

@@ -7,11 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use super::events::news::{events_of, failed, generated_external_id, initialized, processing, terminal_of};
+use super::handoff::Handed;
 use super::retry::{is_retryable_class, may_retry_start};
 use super::runtime::Inner;
 use crate::call::{CallId, CallOptions, RemoteStatus};
@@ -50,6 +51,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
     let mut tasks = JoinSet::new();
     let mut shutdown = inner.shutdown.subscribe();
     let mut ready: VecDeque<CallRecord> = VecDeque::new();
+    let mut handed = inner.handoff.open(slots.clone());
     // The claim in progress, with how many calls it asked for.
     let mut claiming: Option<(usize, ClaimFuture<'_>)> = None;
     // Created with each claim, so a wake-up between a claim that found
@@ -69,13 +71,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                 break;
             };
             let call = ready.pop_front().expect("not empty");
-            let tracked = InFlight::new(in_flight.clone(), call.id);
-            let inner = inner.clone();
-            tasks.spawn(async move {
-                // Dropped last, also when the task panics or is aborted.
-                let _slot = (permit, tracked);
-                execute(&inner, call).await;
-            });
+            start_task(&mut tasks, &inner, &in_flight, permit, call);
         }
         let room = (slots.available_permits() + ahead).saturating_sub(ready.len());
         if claiming.is_none() && !idle && room > 0 {
@@ -102,6 +98,8 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                     }
                 }
             }
+            // A call created by this runtime, leased to this worker, in a slot reserved for it.
+            Some(Handed { slot, call }) = handed.recv() => start_task(&mut tasks, &inner, &in_flight, slot, call),
             // A slot came free.
             permit = slots.clone().acquire_owned(), if full => drop(permit),
             // `work` was created with the claim that made the loop idle.
@@ -113,7 +111,13 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         }
     }
 
-    // Shutdown: no more claims. Calls claimed but not started go back at once.
+    // Shutdown: no more claims or handoffs. Calls claimed or handed but not
+    // started go back at once.
+    inner.handoff.close();
+    handed.close();
+    while let Ok(Handed { call, .. }) = handed.try_recv() {
+        ready.push_back(call);
+    }
     if let Some((_, claim)) = claiming.take() {
         ready.extend(not_running(claim.await.unwrap_or_default(), &in_flight));
     }
@@ -132,6 +136,23 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             let _ = inner.store.release(id, worker).await;
         }
     }
+}
+
+/// Starts `call` in a task holding its slot, tracked as in flight.
+fn start_task(
+    tasks: &mut JoinSet<()>,
+    inner: &Arc<Inner>,
+    in_flight: &Arc<Mutex<HashSet<crate::CallId>>>,
+    slot: OwnedSemaphorePermit,
+    call: CallRecord,
+) {
+    let tracked = InFlight::new(in_flight.clone(), call.id);
+    let inner = inner.clone();
+    tasks.spawn(async move {
+        // Dropped last, also when the task panics or is aborted.
+        let _slot = (slot, tracked);
+        execute(&inner, call).await;
+    });
 }
 
 /// The claimed calls that are not running here already. A call still running

@@ -81,29 +81,7 @@ impl MemoryStore {
                 .insert((call.integration.clone(), key.clone()), seq);
         }
         state.by_id.insert(id, seq);
-        state.calls.insert(
-            seq,
-            CallRecord {
-                id,
-                integration: call.integration,
-                endpoint: call.endpoint,
-                status: CallStatus::Pending,
-                external_id: None,
-                params: call.params,
-                response_data: None,
-                error: None,
-                attempts: 0,
-                idempotency_key: call.idempotency_key,
-                created_at: now,
-                updated_at: now,
-                completed_at: None,
-                next_run_at: Some(call.run_at.map_or(now, truncate)),
-                lease_owner: None,
-                lease_expires_at: None,
-                notification_attempts: 0,
-                notification_error: None,
-            },
-        );
+        state.calls.insert(seq, CallRecord::created(id, call, now));
         Ok(Created { id, created: true })
     }
 
@@ -381,8 +359,10 @@ fn is_claimable(call: &CallRecord, now: DateTime<Utc>) -> bool {
 impl Store for MemoryStore {
     fn create(&self, call: NewCall) -> BoxFuture<'_, Result<Created, StoreError>> {
         Box::pin(async move {
+            // A leased call is not claimable yet: waking workers would be for nothing.
+            let claimable = call.lease.is_none();
             let created = self.create_now(call)?;
-            if created.created {
+            if created.created && claimable {
                 self.work.notify_waiters();
             }
             Ok(created)

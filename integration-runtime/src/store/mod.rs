@@ -121,8 +121,8 @@ pub use protection::{RateRequest, RateSlice};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use types::{
-    AppendOutcome, CallRecord, CallWithEvents, Created, Cursor, EventPayload, EventRecord, EventSource, ListOrder,
-    ListQuery, NewCall, NewEvent, NotificationOutcome, Page, StatusCounts, MAX_PAGE_SIZE,
+    AppendOutcome, CallRecord, CallWithEvents, Created, Cursor, EventPayload, EventRecord, EventSource, InitialLease,
+    ListOrder, ListQuery, NewCall, NewEvent, NotificationOutcome, Page, StatusCounts, MAX_PAGE_SIZE,
 };
 
 use crate::call::CallId;

@@ -2,12 +2,13 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::CallId;
+use super::{lease_deadline, truncate, CallId};
 use crate::lifecycle::{CallStatus, EventKind, Transition};
 
 /// A call to create: what business code asked for, not yet sent.
@@ -24,6 +25,17 @@ pub struct NewCall {
     pub idempotency_key: Option<String>,
     /// When a worker may first claim the call; `None` means now.
     pub run_at: Option<DateTime<Utc>>,
+    /// A lease the call is created under: see [`NewCall::leased_to`].
+    pub lease: Option<InitialLease>,
+}
+
+/// A lease a call is created under ([`NewCall::leased_to`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitialLease {
+    /// The worker the call is leased to.
+    pub owner: String,
+    /// How long the lease lasts from the creation.
+    pub duration: Duration,
 }
 
 impl NewCall {
@@ -35,6 +47,7 @@ impl NewCall {
             params,
             idempotency_key: None,
             run_at: None,
+            lease: None,
         }
     }
 
@@ -49,6 +62,20 @@ impl NewCall {
     #[must_use]
     pub fn run_at(mut self, at: DateTime<Utc>) -> Self {
         self.run_at = Some(at);
+        self
+    }
+
+    /// Creates the call already leased to `owner` for `duration`, in the
+    /// same write: the creating process hands it to its own worker without
+    /// a claim, and no other worker claims it until the lease ends (then
+    /// it is claimable as usual, so a crash of `owner` loses nothing). An
+    /// idempotency key that names an existing call leases nothing.
+    #[must_use]
+    pub fn leased_to(mut self, owner: impl Into<String>, duration: Duration) -> Self {
+        self.lease = Some(InitialLease {
+            owner: owner.into(),
+            duration,
+        });
         self
     }
 }
@@ -111,6 +138,31 @@ pub struct CallRecord {
 }
 
 impl CallRecord {
+    /// The record `call` is stored as when created at `now` with `id`.
+    pub(crate) fn created(id: CallId, call: NewCall, now: DateTime<Utc>) -> CallRecord {
+        let lease_expires_at = call.lease.as_ref().map(|lease| lease_deadline(now, lease.duration));
+        CallRecord {
+            id,
+            integration: call.integration,
+            endpoint: call.endpoint,
+            status: CallStatus::Pending,
+            external_id: None,
+            params: call.params,
+            response_data: None,
+            error: None,
+            attempts: 0,
+            idempotency_key: call.idempotency_key,
+            created_at: now,
+            updated_at: now,
+            completed_at: None,
+            next_run_at: Some(call.run_at.map_or(now, truncate)),
+            lease_owner: call.lease.map(|lease| lease.owner),
+            lease_expires_at,
+            notification_attempts: 0,
+            notification_error: None,
+        }
+    }
+
     /// Whether the call reached `completed` or `failed`.
     pub fn is_terminal(&self) -> bool {
         self.status.is_terminal()

@@ -194,3 +194,41 @@ pub async fn postpone_does_not_count_an_attempt(store: Arc<dyn Store>) {
     let missing = store.postpone(CallId::new(), "w", later).await.unwrap_err();
     assert!(missing.is_not_found(), "{missing}");
 }
+
+pub async fn a_call_created_under_a_lease_is_its_owners_until_the_lease_ends(store: Arc<dyn Store>) {
+    let before = now();
+    let leased = store.create(call(1).leased_to("w1", LONG)).await.unwrap();
+    assert!(leased.created);
+    let record = store.get(leased.id).await.unwrap().unwrap();
+    assert_eq!(record.lease_owner.as_deref(), Some("w1"));
+    let until = record.lease_expires_at.expect("leased at creation");
+    assert!(until >= before + chrono::Duration::seconds(59), "{until} vs {before}");
+    // Due as any new call: claimable by anyone once the lease is gone.
+    assert_eq!(record.next_run_at, Some(record.created_at));
+
+    // Nobody else claims it; its owner works it like a claimed call.
+    assert!(ids(&*store, "w2", 10, LONG).await.is_empty());
+    store.extend_lease(leased.id, "w1", LONG).await.unwrap();
+    assert!(store
+        .extend_lease(leased.id, "w2", LONG)
+        .await
+        .unwrap_err()
+        .is_lease_lost());
+    store.release(leased.id, "w1").await.unwrap();
+    assert_eq!(ids(&*store, "w2", 10, LONG).await, [leased.id]);
+
+    // A lease that runs out (its owner crashed) leaves the call claimable.
+    let orphan = store.create(call(2).leased_to("gone", SHORT)).await.unwrap();
+    tokio::time::sleep(PAST_SHORT).await;
+    assert_eq!(ids(&*store, "w3", 10, LONG).await, [orphan.id]);
+
+    // A replayed key leases nothing: the existing call stays as it was.
+    let first = store.create(call(3).idempotency_key("k")).await.unwrap();
+    let again = store
+        .create(call(3).idempotency_key("k").leased_to("w4", LONG))
+        .await
+        .unwrap();
+    assert_eq!((again.id, again.created), (first.id, false));
+    let existing = store.get(first.id).await.unwrap().unwrap();
+    assert_eq!((existing.lease_owner, existing.lease_expires_at), (None, None));
+}

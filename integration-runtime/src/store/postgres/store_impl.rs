@@ -21,9 +21,11 @@ use crate::store::{RateRequest, RateSlice};
 impl Store for PostgresStore {
     fn create(&self, call: NewCall) -> BoxFuture<'_, Result<Created, StoreError>> {
         Box::pin(async move {
+            // A leased call is not claimable yet: waking workers would be for nothing.
+            let claimable = call.lease.is_none();
             let mut conn = self.pool.acquire().await?;
             let created = self.insert_call(&mut conn, call).await?;
-            if created.created {
+            if created.created && claimable {
                 self.work.notify_waiters();
             }
             Ok(created)

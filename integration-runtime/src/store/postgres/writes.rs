@@ -12,8 +12,8 @@ use super::PostgresStore;
 use crate::lifecycle::Transition;
 use crate::store::call_from_row;
 use crate::store::{
-    check_same_request, new_call_id, now, plan_append, terminal_fields, to_json, truncate, AppendOutcome, CallId,
-    CallRecord, Created, NewCall, NewEvent, StoreError, Target,
+    check_same_request, lease_deadline, new_call_id, now, plan_append, terminal_fields, to_json, truncate,
+    AppendOutcome, CallId, CallRecord, Created, NewCall, NewEvent, StoreError, Target,
 };
 
 impl PostgresStore {
@@ -28,12 +28,13 @@ impl PostgresStore {
         let inserted: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
             "WITH inserted AS ( \
                  INSERT INTO {calls} (id, integration, endpoint, status, params, attempts, \
-                     idempotency_key, created_at, updated_at, next_run_at) \
-                 VALUES ($1, $2, $3, 'pending', $4::json, 0, $5, $6, $6, $7) \
+                     idempotency_key, created_at, updated_at, next_run_at, lease_owner, lease_expires_at) \
+                 VALUES ($1, $2, $3, 'pending', $4::json, 0, $5, $6, $6, $7, $9, $10) \
                  ON CONFLICT (integration, idempotency_key) DO NOTHING \
-                 RETURNING seq, next_run_at) \
+                 RETURNING seq, next_run_at, lease_owner) \
              SELECT seq FROM inserted \
-             WHERE CASE WHEN next_run_at <= $6 THEN pg_notify($8, '') IS NOT NULL ELSE true END"
+             WHERE CASE WHEN next_run_at <= $6 AND lease_owner IS NULL \
+                 THEN pg_notify($8, '') IS NOT NULL ELSE true END"
         )))
         .bind(id.as_uuid())
         .bind(&call.integration)
@@ -43,6 +44,8 @@ impl PostgresStore {
         .bind(now)
         .bind(call.run_at.map_or(now, truncate))
         .bind(&self.channel)
+        .bind(call.lease.as_ref().map(|lease| lease.owner.as_str()))
+        .bind(call.lease.as_ref().map(|lease| lease_deadline(now, lease.duration)))
         .fetch_optional(&mut *conn)
         .await?;
         if inserted.is_some() {

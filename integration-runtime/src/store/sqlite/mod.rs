@@ -249,8 +249,8 @@ async fn insert_call(conn: &mut SqliteConnection, call: NewCall) -> Result<Creat
     // instead of an error; the existing call is read back below.
     let inserted = sqlx::query(
         "INSERT INTO integration_calls (id, integration, endpoint, status, params, attempts, \
-         idempotency_key, created_at, updated_at, next_run_at) \
-         VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?) \
+         idempotency_key, created_at, updated_at, next_run_at, lease_owner, lease_expires_at) \
+         VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?) \
          ON CONFLICT (integration, idempotency_key) DO NOTHING",
     )
     .bind(id.to_string())
@@ -262,6 +262,12 @@ async fn insert_call(conn: &mut SqliteConnection, call: NewCall) -> Result<Creat
     .bind(now.timestamp_millis())
     .bind(now.timestamp_millis())
     .bind(call.run_at.map_or(now, truncate).timestamp_millis())
+    .bind(call.lease.as_ref().map(|lease| lease.owner.as_str()))
+    .bind(
+        call.lease
+            .as_ref()
+            .map(|lease| lease_deadline(now, lease.duration).timestamp_millis()),
+    )
     .execute(&mut *conn)
     .await?;
     if inserted.rows_affected() == 1 {

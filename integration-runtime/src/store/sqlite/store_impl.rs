@@ -5,8 +5,10 @@ use super::*;
 impl Store for SqliteStore {
     fn create(&self, call: NewCall) -> BoxFuture<'_, Result<Created, StoreError>> {
         Box::pin(async move {
+            // A leased call is not claimable yet: waking workers would be for nothing.
+            let claimable = call.lease.is_none();
             let created = self.writer.write(|conn| Box::pin(insert_call(conn, call))).await?;
-            if created.created {
+            if created.created && claimable {
                 self.work.notify_waiters();
             }
             Ok(created)
