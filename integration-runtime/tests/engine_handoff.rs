@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use integration_runtime::store::{Created, NewEvent, NotificationOutcome};
+use integration_runtime::store::{Created, NewEvent, NotificationOutcome, RateRequest, RateSlice};
 use integration_runtime::{
     AppendOutcome, BoxFuture, CallId, CallRecord, CallStatus, CallWithEvents, ListQuery, MemoryStore, Page, Runtime,
     StatusCounts, Store, StoreError,
@@ -112,6 +112,19 @@ impl Store for NoClaims {
     }
     fn finish_notification(&self, id: CallId, outcome: NotificationOutcome) -> BoxFuture<'_, Result<(), StoreError>> {
         self.store.finish_notification(id, outcome)
+    }
+    fn lease_rate<'a>(
+        &'a self,
+        limiter: &'a str,
+        request: RateRequest,
+    ) -> BoxFuture<'a, Result<RateSlice, StoreError>> {
+        self.store.lease_rate(limiter, request)
+    }
+    fn open_circuit<'a>(&'a self, breaker: &'a str, open_for: Duration) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.store.open_circuit(breaker, open_for)
+    }
+    fn circuit_open_for<'a>(&'a self, breaker: &'a str) -> BoxFuture<'a, Result<Option<Duration>, StoreError>> {
+        self.store.circuit_open_for(breaker)
     }
 }
 
