@@ -3,7 +3,7 @@
 //! ```sh
 //! cargo run --release -p integration-bench -- all            # every figure (< 10 min on 2 cores)
 //! cargo run --release -p integration-bench -- all --quick    # the same, small (seconds; for CI)
-//! cargo run --release -p integration-bench -- sync|postgres|webhook|latency|rss|macro|crash
+//! cargo run --release -p integration-bench -- sync|postgres|shared-rate|webhook|latency|rss|macro|crash
 //! cargo run --release -p integration-bench -- faults         # hostile providers, one row per fault (~30 s)
 //! ```
 //!
@@ -21,6 +21,7 @@ mod peer;
 mod pg_cost;
 mod postgres;
 mod rss;
+mod shared_rate;
 mod sync;
 mod webhook;
 mod worker;
@@ -31,6 +32,7 @@ use common::{line, Figure, Result};
 
 integration_runtime::integration!("specs/bench_sync.toml");
 integration_runtime::integration!("specs/bench_hook.toml");
+integration_runtime::integration!("specs/bench_limited.toml");
 
 /// Command line.
 #[derive(Debug, Parser)]
@@ -59,6 +61,8 @@ enum Command {
     Sync(Common),
     /// PostgreSQL store, 1, 2 and 4 worker processes and their cost per call (needs INTEGRATION_TEST_DATABASE_URL).
     Postgres(Common),
+    /// A rate-limited provider behind 4 PostgreSQL worker processes: the limit per process vs shared through the store.
+    SharedRate(Common),
     /// Webhook ingest through the runtime's receiver vs a bare axum handler.
     Webhook(Common),
     /// create -> `initialized` latency on an idle runtime.
@@ -133,6 +137,7 @@ async fn run(command: Command) -> Result<bool> {
             common::print_machine(common.quick);
             figures.extend(sync::run(common.quick).await?);
             figures.extend(postgres::run(common.quick).await?);
+            figures.extend(shared_rate::run(common.quick).await?);
             figures.extend(webhook::run(common.quick).await?);
             figures.extend(latency::run(common.quick).await?);
             figures.extend(rss::run(common.quick).await?);
@@ -158,6 +163,7 @@ async fn run(command: Command) -> Result<bool> {
         }
         Command::Sync(c) => extend(&mut figures, sync::run(c.quick).await?),
         Command::Postgres(c) => extend(&mut figures, postgres::run(c.quick).await?),
+        Command::SharedRate(c) => extend(&mut figures, shared_rate::run(c.quick).await?),
         Command::Webhook(c) => extend(&mut figures, webhook::run(c.quick).await?),
         Command::Latency(c) => extend(&mut figures, latency::run(c.quick).await?),
         Command::Rss(c) => extend(&mut figures, rss::run(c.quick).await?),

@@ -39,6 +39,12 @@ pub(crate) struct WorkerArgs {
     /// The lease owner name.
     #[arg(long)]
     worker_id: Option<String>,
+    /// Run the rate-limited integration (`specs/bench_limited.toml`) instead.
+    #[arg(long)]
+    limited: bool,
+    /// Share rate limits and circuit breakers with the other processes through the store.
+    #[arg(long)]
+    shared_protection: bool,
 }
 
 /// Opens the store the arguments name.
@@ -55,9 +61,13 @@ async fn store(args: &WorkerArgs) -> Result<Arc<dyn Store>> {
 pub(crate) async fn run(args: WorkerArgs) -> Result<()> {
     let _ = tracing::subscriber::set_global_default(StderrWarnings);
     let store = store(&args).await?;
-    let mut builder = Runtime::builder()
-        .store(store)
-        .integration(bench_sync(&args.url)?)
+    let builder = Runtime::builder().store(store);
+    let builder = match args.limited {
+        true => builder.integration(crate::shared_rate::integration(&args.url)?),
+        false => builder.integration(bench_sync(&args.url)?),
+    };
+    let mut builder = builder
+        .shared_protection(args.shared_protection)
         .concurrency(args.concurrency)
         .claim_batch(args.concurrency as u32)
         .lease(Duration::from_millis(args.lease_ms))
