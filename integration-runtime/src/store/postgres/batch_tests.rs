@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use sqlx::postgres::PgSslMode;
-use sqlx::AssertSqlSafe;
+use sqlx::{AssertSqlSafe, Connection};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -322,5 +322,47 @@ async fn a_batch_folds_in_order_and_a_failing_request_fails_alone() {
     assert_eq!((key_again.id, key_again.created), (key.id, false));
     assert!(key_other.unwrap_err().is_conflict());
     assert!(plain.unwrap().created);
+    store.pool().close().await;
+}
+
+#[tokio::test]
+async fn writes_survive_pooled_connections_the_server_closed() {
+    let Some(url) = test_url() else { return };
+    let schema = TestSchema::new(&url);
+    let name = format!("irt_{}", &schema.name[9..25]);
+    let connect: PgConnectOptions = url.parse().unwrap();
+    let store = PostgresStore::connect_with(
+        connect.application_name(&name),
+        PostgresOptions::default().schema(&schema.name).listen(false),
+    )
+    .await
+    .unwrap();
+    for n in 0..3 {
+        store
+            .create(NewCall::new("acme", "send", json!({ "n": n })))
+            .await
+            .unwrap();
+    }
+    // Every session of the store ends while idle in its pool.
+    let mut admin = PgConnection::connect(&url).await.unwrap();
+    let terminated: Vec<bool> =
+        sqlx::query_scalar("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1")
+            .bind(&name)
+            .fetch_all(&mut admin)
+            .await
+            .unwrap();
+    assert!(!terminated.is_empty() && terminated.iter().all(|t| *t));
+    while sqlx::query_scalar::<_, i64>("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
+        .bind(&name)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap()
+        > 0
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Used within the last second, so not tested before use.
+    let created = store.create(NewCall::new("acme", "send", json!({ "n": 3 }))).await;
+    created.expect("the writer tried again on a live connection");
     store.pool().close().await;
 }

@@ -23,10 +23,15 @@ use batch::Tables;
 use listen::{channel_name, AbortOnDrop};
 use schema::{migrate, quote_identifier, MIGRATIONS};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::Connection;
 use tokio::sync::Notify;
 use writer::Writer;
 
 use crate::store::{Created, NewCall, StoreError};
+
+/// A pooled connection idle longer than this is tested (one round trip)
+/// before it is used (see [`PostgresStore::connect_with`]).
+const TEST_IDLE_AFTER: Duration = Duration::from_secs(1);
 
 /// How a [`PostgresStore`] lays out its tables and talks to the database.
 ///
@@ -234,9 +239,13 @@ impl PostgresOptions {
 /// # When the database restarts or fails over
 ///
 /// Statements in flight fail with a backend error ([`StoreError::is_backend`]:
-/// retry later). The pool tests a connection before handing it out and
-/// replaces dead ones, so once the database accepts connections again the
-/// next operation succeeds without restarting the process; the listener
+/// retry later). The pool ([`PostgresStore::connect`] and
+/// [`PostgresStore::connect_with`]) tests a connection when it comes back
+/// and before handing it out again after a second of idleness, and replaces
+/// dead ones; a connection the server closed within a second of its last
+/// use fails its next operation once (the writer tries its batch again on
+/// another connection at once). So once the database accepts connections
+/// again, operations succeed without restarting the process; the listener
 /// reconnects by itself with a backoff (up to 5 s) and then wakes its
 /// waiters. Nothing is lost: a transaction either committed before the
 /// failure or left nothing. When the connection breaks while a batch's
@@ -301,11 +310,25 @@ impl PostgresStore {
     }
 
     /// Opens a pool of `options.max_connections` connections with `connect`
-    /// and migrates the schema.
+    /// and migrates the schema. The pool tests a connection before use only
+    /// after a second of idleness (see "When the database restarts").
     pub async fn connect_with(connect: PgConnectOptions, options: PostgresOptions) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
+            // sqlx tests every connection when it comes back to the pool;
+            // testing it again before each use cost a round trip in four.
+            // Only a connection idle for a while may have been closed by
+            // the server since: test those.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for < TEST_IDLE_AFTER {
+                        return Ok(true);
+                    }
+                    conn.ping().await.map(|()| true)
+                })
+            })
             .connect_with(connect)
             .await?;
         Self::from_pool(pool, options).await

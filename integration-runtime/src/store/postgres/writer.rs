@@ -20,7 +20,9 @@
 //! unique constraint, a lock timeout), the transaction is rolled back and
 //! every request runs again alone, in a transaction of its own, so only
 //! the one at fault fails. When the connection breaks before `COMMIT`,
-//! nothing was written and every caller hears a backend error: safe to
+//! nothing was written: the batch runs again on another connection (a
+//! pooled connection the server closed meanwhile fails only so), and if the
+//! server stays unreachable every caller hears a backend error, safe to
 //! retry.
 //!
 //! # A `COMMIT` without an answer
@@ -161,7 +163,20 @@ impl Batch {
         if requests == 0 {
             return false;
         }
-        match attempt(pool, tables, &self.creates, &self.turns).await {
+        let mut attempted = attempt(pool, tables, &self.creates, &self.turns).await;
+        // Typically pooled connections the server closed meanwhile (they are
+        // not tested before every use, see `PostgresStore::connect_with`):
+        // again on another one, at most once per connection of the pool.
+        let mut tries = pool.options().get_max_connections();
+        while let Err(Failure::Unsent(error)) = &attempted {
+            if tries == 0 {
+                break;
+            }
+            tries -= 1;
+            tracing::debug!(%error, "a batch of store writes failed before its commit; trying it again");
+            attempted = attempt(pool, tables, &self.creates, &self.turns).await;
+        }
+        match attempted {
             Ok(ran) => {
                 let due = ran.due();
                 answer(self.create_replies, ran.creates.results);
@@ -263,38 +278,49 @@ enum Failure {
     /// The server refused a statement (and rolled the transaction back):
     /// possibly because of one request, so worth retrying alone.
     Refused(StoreError),
-    /// The connection or the pool failed, or the transaction is known not
-    /// to have committed, or its outcome could not be learned.
+    /// The connection or the pool failed before `COMMIT` was sent: nothing
+    /// can have committed, so the batch may run again on another connection.
+    Unsent(StoreError),
+    /// The transaction is known not to have committed, its outcome could
+    /// not be learned, or trying again would not help.
     Lost(StoreError),
 }
 
 impl Failure {
     fn into_error(self) -> StoreError {
         match self {
-            Failure::Refused(error) | Failure::Lost(error) => error,
+            Failure::Refused(error) | Failure::Unsent(error) | Failure::Lost(error) => error,
         }
     }
 
+    /// The failure of a statement before `COMMIT`.
     fn of(error: StoreError) -> Self {
-        if refused_by_server(&error) {
-            Failure::Refused(error)
-        } else {
-            Failure::Lost(error)
+        match std::error::Error::source(&error).and_then(|source| source.downcast_ref::<sqlx::Error>()) {
+            Some(cause) if connection_lost(cause) => Failure::Unsent(error),
+            Some(sqlx::Error::Database(_)) => Failure::Refused(error),
+            // Rows that cannot be read back: trying again would not help.
+            _ => Failure::Lost(error),
         }
     }
 }
 
-/// Whether the server answered the statement with an error (the
-/// connection is fine, the transaction rolled back).
-fn refused_by_server(error: &StoreError) -> bool {
-    std::error::Error::source(error)
-        .and_then(|source| source.downcast_ref::<sqlx::Error>())
-        .is_some_and(|error| matches!(error, sqlx::Error::Database(_)))
+/// Whether `error` says the connection is gone (the server may have ended
+/// the session after or instead of answering), not that the server refused
+/// a statement on a live session.
+fn connection_lost(error: &sqlx::Error) -> bool {
+    match error {
+        // Class 08: connection exception; 57P01-57P05: the session was
+        // terminated (an administrator, a shutdown, a crash, idle timeouts).
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => true,
+    }
 }
 
 /// Runs `creates` and `turns` in one transaction and commits it.
 async fn attempt(pool: &PgPool, tables: &Tables, creates: &[NewCall], turns: &[Appends]) -> Result<Ran, Failure> {
-    let mut tx = pool.begin().await.map_err(|error| Failure::Lost(error.into()))?;
+    let mut tx = pool.begin().await.map_err(|error| Failure::Unsent(error.into()))?;
     let ran = match run(tables, &mut tx, creates, turns).await {
         Ok(ran) => ran,
         Err(error) => {
@@ -307,8 +333,11 @@ async fn attempt(pool: &PgPool, tables: &Tables, creates: &[NewCall], turns: &[A
     let xact = ran.creates.xact.clone().or_else(|| ran.turns.xact.clone());
     match tx.commit().await {
         Ok(()) => Ok(ran),
-        // The server answered: the transaction rolled back.
-        Err(error @ sqlx::Error::Database(_)) => Err(Failure::Refused(error.into())),
+        // The server refused the commit: the transaction rolled back.
+        Err(error) if !connection_lost(&error) => Err(Failure::Refused(error.into())),
+        // The session ended around the COMMIT: an error answering it may
+        // come after the commit itself (a backend terminated while
+        // committing reports so once the commit is durable).
         // Nothing was written: the results are what they would be.
         Err(_) if xact.is_none() => Ok(ran),
         Err(error) => {
