@@ -1,7 +1,7 @@
-//! Group commit: the creates and worker turns of one [`PostgresStore`]
-//! (`super::PostgresStore`) that queue up while a batch is in flight go
-//! into the next transaction together, written with a few set-based
-//! statements (the `batch` module) whatever the batch holds.
+//! Group commit: the creates and worker turns of one `PostgresStore` that
+//! queue up while a batch is in flight go into the next transaction
+//! together, written with a few set-based statements (the `batch` module)
+//! whatever the batch holds.
 //!
 //! Why: on a busy server the cost of a call is its statements and round
 //! trips (parse, plan, execute, a network turn each), more than its commits.
