@@ -50,6 +50,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::postgres::{PgConnection, PgPool};
+use sqlx::Connection;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::batch::{finish_turns, insert_calls, notify, Tables, Wrote};
@@ -320,7 +321,10 @@ fn connection_lost(error: &sqlx::Error) -> bool {
 
 /// Runs `creates` and `turns` in one transaction and commits it.
 async fn attempt(pool: &PgPool, tables: &Tables, creates: &[NewCall], turns: &[Appends]) -> Result<Ran, Failure> {
-    let mut tx = pool.begin().await.map_err(|error| Failure::Unsent(error.into()))?;
+    // No connection within the pool's timeout: the server is unreachable,
+    // and trying again at once would only make the callers wait longer.
+    let mut conn = pool.acquire().await.map_err(|error| Failure::Lost(error.into()))?;
+    let mut tx = conn.begin().await.map_err(|error| Failure::Unsent(error.into()))?;
     let ran = match run(tables, &mut tx, creates, turns).await {
         Ok(ran) => ran,
         Err(error) => {
