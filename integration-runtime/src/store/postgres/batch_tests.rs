@@ -366,3 +366,40 @@ async fn writes_survive_pooled_connections_the_server_closed() {
     created.expect("the writer tried again on a live connection");
     store.pool().close().await;
 }
+
+#[tokio::test]
+async fn only_batches_that_make_a_call_due_notify() {
+    let Some(url) = test_url() else { return };
+    let schema = TestSchema::new(&url);
+    let store = super::tests::open(&url, &schema.name).await;
+    let mut listener = sqlx::postgres::PgListener::connect(&url).await.unwrap();
+    listener.listen(&store.channel).await.unwrap();
+    let id = claimed(&store, 1).await;
+    assert_eq!(listener.recv().await.unwrap().payload(), "", "a call due now");
+
+    let later = now() + chrono::Duration::hours(1);
+    store
+        .create(NewCall::new("acme", "send", json!({})).run_at(later))
+        .await
+        .unwrap();
+    let completed = vec![NewEvent::completed("done", json!({"ok": true}))];
+    store.finish_turn(id, "w", completed, None).await.unwrap();
+    // Notifications arrive in commit order: the marker comes first unless
+    // the writes above notified.
+    sqlx::query("SELECT pg_notify($1, 'marker')")
+        .bind(&store.channel)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(listener.recv().await.unwrap().payload(), "marker");
+
+    let due = claimed(&store, 2).await;
+    assert_eq!(listener.recv().await.unwrap().payload(), "");
+    store.finish_turn(due, "w", Vec::new(), Some(now())).await.unwrap();
+    assert_eq!(
+        listener.recv().await.unwrap().payload(),
+        "",
+        "a turn that made its call due"
+    );
+    store.pool().close().await;
+}
