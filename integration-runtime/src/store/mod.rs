@@ -75,9 +75,10 @@
 //! store (feature `postgres`, on by default) is documented on its type,
 //! `PostgresStore`. Writes are batched where it matters: one claim statement
 //! leases a whole batch, and [`Store::finish_turn`] records a worker's turn
-//! (its events and the reschedule) in one transaction. The SQLite store also
-//! group-commits: concurrent writes share one transaction (see
-//! `SqliteStore`).
+//! (its events and the reschedule) in one transaction. Both SQL stores also
+//! group-commit: concurrent writes share one transaction (see
+//! `SqliteStore`; on PostgreSQL, creates and turns, see `PostgresStore`),
+//! and the in-memory fold of a batch's appends is shared (`folding`).
 //!
 //! # Provider protection shared by processes
 //!
@@ -94,6 +95,8 @@
 //! millisecond, so every backend returns the same values.
 
 mod error;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod folding;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;

@@ -4,6 +4,9 @@
 //! workers, notifications, database restarts, what stays per process) is on
 //! [`PostgresStore`], since this module is private.
 
+mod batch;
+#[cfg(test)]
+mod batch_tests;
 mod listen;
 mod protection;
 mod rows;
@@ -11,17 +14,25 @@ mod schema;
 mod store_impl;
 #[cfg(test)]
 mod tests;
+mod writer;
 mod writes;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use batch::Tables;
 use listen::{channel_name, AbortOnDrop};
 use schema::{migrate, quote_identifier, MIGRATIONS};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::Connection;
 use tokio::sync::Notify;
+use writer::Writer;
 
 use crate::store::{Created, NewCall, StoreError};
+
+/// A pooled connection idle longer than this is tested (one round trip)
+/// before it is used (see [`PostgresStore::connect_with`]).
+const TEST_IDLE_AFTER: Duration = Duration::from_secs(1);
 
 /// How a [`PostgresStore`] lays out its tables and talks to the database.
 ///
@@ -181,12 +192,36 @@ impl PostgresOptions {
 /// its position. Listings are for operators, not a work queue: claiming
 /// never misses a call.
 ///
+/// # Batched writes
+///
+/// Creates ([`Store::create`](crate::Store::create)) and worker turns
+/// ([`Store::finish_turn`](crate::Store::finish_turn)) go through one writer
+/// per store: the ones that queue up while a batch is in flight share the
+/// next transaction, written with a few set-based statements (`UNNEST`
+/// arrays, `RETURNING`) whatever the batch holds. All creates are one
+/// `INSERT ... ON CONFLICT DO NOTHING` (plus one read of the calls whose
+/// idempotency key was taken); all turns are one `SELECT ... FOR UPDATE` of
+/// their calls, in id order (so two processes' batches cannot deadlock),
+/// one read of their event keys, one `INSERT` of their events and one
+/// `UPDATE` of their calls. A lone request is a batch of one, sent at once.
+///
+/// Requests fold in queue order, so a batch behaves as its requests run one
+/// after the other. What a request itself gets wrong (a lost lease, an
+/// unknown call, a reused idempotency key) is its own result, and its
+/// batch-mates commit; when the server refuses a statement of the batch (an
+/// external id another process set meanwhile, a lock timeout), every
+/// request runs again alone, so only the one at fault fails. A request
+/// whose caller stopped waiting before its batch started is not run.
+/// Appends by webhooks, leases and the other writes are one statement or
+/// one transaction each.
+///
 /// # Waking workers: LISTEN/NOTIFY
 ///
 /// A create, a release, a reschedule and a finished turn that make a call
 /// due now send `pg_notify` on the store's channel, in the same transaction
 /// (so a rolled back outbox call wakes nobody, and a committed one wakes
-/// workers only once it is visible). The first [`Store::wait_for_work`](crate::Store::wait_for_work) of a
+/// workers only once it is visible); a batch sends one at most, and none
+/// when no call of it became due. The first [`Store::wait_for_work`](crate::Store::wait_for_work) of a
 /// store starts a background task that `LISTEN`s on a connection of its own
 /// (not taken from the pool) and wakes every waiter of that store on each
 /// notification. Changes made through the same store object wake its
@@ -205,12 +240,21 @@ impl PostgresOptions {
 /// # When the database restarts or fails over
 ///
 /// Statements in flight fail with a backend error ([`StoreError::is_backend`]:
-/// retry later). The pool tests a connection before handing it out and
-/// replaces dead ones, so once the database accepts connections again the
-/// next operation succeeds without restarting the process; the listener
+/// retry later). The pool ([`PostgresStore::connect`] and
+/// [`PostgresStore::connect_with`]) tests a connection when it comes back
+/// and before handing it out again after a second of idleness, and replaces
+/// dead ones; a connection the server closed within a second of its last
+/// use fails its next operation once (the writer tries its batch again on
+/// another connection at once). So once the database accepts connections
+/// again, operations succeed without restarting the process; the listener
 /// reconnects by itself with a backoff (up to 5 s) and then wakes its
 /// waiters. Nothing is lost: a transaction either committed before the
-/// failure or left nothing. A worker that could not write its result keeps
+/// failure or left nothing. When the connection breaks while a batch's
+/// `COMMIT` is in flight, the writer asks the server (`pg_xact_status`)
+/// whether it committed before answering, so a worker is not told that a
+/// turn the database recorded failed (it would record it again); only a
+/// server unreachable for 30 s leaves the outcome unknown, and a turn tried
+/// again then finds its lease released if the first try committed. A worker that could not write its result keeps
 /// no lease alive: its leases expire and other workers (or itself) claim the
 /// calls again, and because appends are idempotent on their keys, replaying
 /// an already recorded step records nothing twice.
@@ -267,6 +311,8 @@ pub struct PostgresStore {
     /// The `NOTIFY` channel of this schema.
     channel: String,
     work: Arc<Notify>,
+    /// Batches creates and turns (see the `writer` module).
+    writer: Writer,
     listen: bool,
     listener: OnceLock<AbortOnDrop>,
 }
@@ -285,11 +331,25 @@ impl PostgresStore {
     }
 
     /// Opens a pool of `options.max_connections` connections with `connect`
-    /// and migrates the schema.
+    /// and migrates the schema. The pool tests a connection before use only
+    /// after a second of idleness (see "When the database restarts").
     pub async fn connect_with(connect: PgConnectOptions, options: PostgresOptions) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
+            // sqlx tests every connection when it comes back to the pool;
+            // testing it again before each use cost a round trip in four.
+            // Only a connection idle for a while may have been closed by
+            // the server since: test those.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for < TEST_IDLE_AFTER {
+                        return Ok(true);
+                    }
+                    conn.ping().await.map(|()| true)
+                })
+            })
             .connect_with(connect)
             .await?;
         Self::from_pool(pool, options).await
@@ -316,15 +376,22 @@ impl PostgresStore {
         };
         let quoted = quote_identifier(&schema)?;
         migrate(&pool, &schema, &quoted, MIGRATIONS).await?;
-        Ok(PostgresStore {
-            pool,
+        let tables = Tables {
             calls: format!("{quoted}.integration_calls"),
             events: format!("{quoted}.integration_call_events"),
+            channel: channel_name(&schema),
+        };
+        let work = Arc::new(Notify::new());
+        Ok(PostgresStore {
+            writer: Writer::start(pool.clone(), tables.clone(), work.clone()),
+            pool,
+            calls: tables.calls,
+            events: tables.events,
             limiters: format!("{quoted}.integration_rate_limiters"),
             breakers: format!("{quoted}.integration_circuit_breakers"),
-            channel: channel_name(&schema),
+            channel: tables.channel,
             schema,
-            work: Arc::new(Notify::new()),
+            work,
             listen: options.listen,
             listener: OnceLock::new(),
         })

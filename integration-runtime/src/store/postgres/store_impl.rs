@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use sqlx::AssertSqlSafe;
 
 use super::rows::{event_from_row, CALL_COLUMNS};
-use super::writes::settle;
 use super::PostgresStore;
+use crate::store::folding::{Appends, OwnedTarget, Turn};
 use crate::store::{
     call_from_row, lease_deadline, notification_columns, now, page_of, status_counts, AppendOutcome, BoxFuture, CallId,
     CallRecord, CallWithEvents, Created, ListOrder, ListQuery, NewCall, NewEvent, NotificationOutcome, Page,
@@ -20,16 +20,8 @@ use crate::store::{RateRequest, RateSlice};
 
 impl Store for PostgresStore {
     fn create(&self, call: NewCall) -> BoxFuture<'_, Result<Created, StoreError>> {
-        Box::pin(async move {
-            // A leased call is not claimable yet: waking workers would be for nothing.
-            let claimable = call.lease.is_none();
-            let mut conn = self.pool.acquire().await?;
-            let created = self.insert_call(&mut conn, call).await?;
-            if created.created && claimable {
-                self.work.notify_waiters();
-            }
-            Ok(created)
-        })
+        // The writer wakes local waiters (and notifies) when the call is due.
+        Box::pin(self.writer.create(call))
     }
 
     fn claim<'a>(
@@ -146,30 +138,16 @@ impl Store for PostgresStore {
         events: Vec<NewEvent>,
         next_run_at: Option<DateTime<Utc>>,
     ) -> BoxFuture<'a, Result<Vec<AppendOutcome>, StoreError>> {
-        Box::pin(async move {
-            let mut tx = self.pool.begin().await?;
-            let finished = async {
-                // The row stays locked until the transaction ends: the lease
-                // cannot change hands between this check and the reschedule.
-                let (seq, mut call) = self.lock_call(&mut tx, Target::Id(id)).await?;
-                if call.lease_owner.as_deref() != Some(worker) {
-                    return Err(StoreError::lease_lost(id, worker));
-                }
-                let mut outcomes = Vec::with_capacity(events.len());
-                for event in events {
-                    outcomes.push(self.append_locked(&mut tx, seq, &mut call, event).await?);
-                }
-                match self.end_turn(&mut *tx, id, worker, next_run_at, true).await? {
-                    0 => Err(StoreError::lease_lost(id, worker)),
-                    _ => Ok(outcomes),
-                }
-            }
-            .await;
-            // Any error rolls back everything: the appends too.
-            let outcomes = settle(tx, finished).await?;
-            self.work.notify_waiters();
-            Ok(outcomes)
-        })
+        let turn = Appends {
+            target: OwnedTarget::Id(id),
+            events,
+            turn: Some(Turn {
+                worker: worker.to_owned(),
+                next_run_at,
+            }),
+        };
+        // The writer wakes local waiters (and notifies) when the call is due.
+        Box::pin(self.writer.finish_turn(turn))
     }
 
     fn append_event(&self, id: CallId, event: NewEvent) -> BoxFuture<'_, Result<AppendOutcome, StoreError>> {

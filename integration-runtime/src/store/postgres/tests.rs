@@ -12,7 +12,7 @@ use crate::store::{now, CallId, Store};
 use crate::testing::Fixture;
 
 /// The test database's URL, or `None` (saying so) when it is not configured.
-fn test_url() -> Option<String> {
+pub(super) fn test_url() -> Option<String> {
     match std::env::var("INTEGRATION_TEST_DATABASE_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
@@ -24,13 +24,13 @@ fn test_url() -> Option<String> {
 
 /// A fresh schema name, dropped with everything in it when this is
 /// dropped, even after a failed assertion.
-struct TestSchema {
+pub(super) struct TestSchema {
     url: String,
-    name: String,
+    pub(super) name: String,
 }
 
 impl TestSchema {
-    fn new(url: &str) -> Self {
+    pub(super) fn new(url: &str) -> Self {
         TestSchema {
             url: url.to_owned(),
             name: format!("irt_unit_{}", uuid::Uuid::new_v4().simple()),
@@ -66,7 +66,7 @@ impl Drop for TestSchema {
     }
 }
 
-async fn open(url: &str, schema: &str) -> PostgresStore {
+pub(super) async fn open(url: &str, schema: &str) -> PostgresStore {
     PostgresStore::connect_with(
         url.parse().expect("valid test database URL"),
         PostgresOptions::default().schema(schema).max_connections(4),

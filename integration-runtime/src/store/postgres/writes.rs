@@ -7,76 +7,29 @@ use sqlx::postgres::PgConnection;
 // schema name and constant column lists only; values are always bound.
 use sqlx::{AssertSqlSafe, Postgres, Transaction};
 
+use super::batch::{insert_calls, notify};
 use super::rows::CALL_COLUMNS;
 use super::PostgresStore;
 use crate::lifecycle::Transition;
 use crate::store::call_from_row;
 use crate::store::{
-    check_same_request, lease_deadline, new_call_id, now, plan_append, terminal_fields, to_json, truncate,
-    AppendOutcome, CallId, CallRecord, Created, NewCall, NewEvent, StoreError, Target,
+    now, plan_append, terminal_fields, to_json, truncate, AppendOutcome, CallId, CallRecord, Created, NewCall,
+    NewEvent, StoreError, Target,
 };
 
 impl PostgresStore {
+    /// Creates `call` in `conn`'s transaction (the caller's own, with
+    /// `create_in_tx`); the notification, if the call is due, goes with it.
     pub(super) async fn insert_call(&self, conn: &mut PgConnection, call: NewCall) -> Result<Created, StoreError> {
-        let calls = &self.calls;
-        let now = now();
-        let id = new_call_id();
-        // The conflict clause makes a concurrent create with the same key a
-        // no-op instead of an error (which would abort the caller's
-        // transaction); the existing call is read back below. The
-        // notification is part of the statement, so of its transaction.
-        let inserted: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
-            "WITH inserted AS ( \
-                 INSERT INTO {calls} (id, integration, endpoint, status, params, attempts, \
-                     idempotency_key, created_at, updated_at, next_run_at, lease_owner, lease_expires_at) \
-                 VALUES ($1, $2, $3, 'pending', $4::json, 0, $5, $6, $6, $7, $9, $10) \
-                 ON CONFLICT (integration, idempotency_key) DO NOTHING \
-                 RETURNING seq, next_run_at, lease_owner) \
-             SELECT seq FROM inserted \
-             WHERE CASE WHEN next_run_at <= $6 AND lease_owner IS NULL \
-                 THEN pg_notify($8, '') IS NOT NULL ELSE true END"
-        )))
-        .bind(id.as_uuid())
-        .bind(&call.integration)
-        .bind(&call.endpoint)
-        .bind(to_json(&call.params)?)
-        .bind(&call.idempotency_key)
-        .bind(now)
-        .bind(call.run_at.map_or(now, truncate))
-        .bind(&self.channel)
-        .bind(call.lease.as_ref().map(|lease| lease.owner.as_str()))
-        .bind(call.lease.as_ref().map(|lease| lease_deadline(now, lease.duration)))
-        .fetch_optional(&mut *conn)
-        .await?;
-        if inserted.is_some() {
-            return Ok(Created { id, created: true });
+        let inserted = insert_calls(&self.calls, conn, std::slice::from_ref(&call), now()).await?;
+        if inserted.due {
+            notify(conn, &self.channel).await?;
         }
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {CALL_COLUMNS} FROM {calls} c \
-             WHERE c.integration = $1 AND c.idempotency_key = $2"
-        )))
-        .bind(&call.integration)
-        .bind(&call.idempotency_key)
-        .fetch_optional(&mut *conn)
-        .await?;
-        let Some(row) = row else {
-            // Only possible outside READ COMMITTED: the conflicting row is
-            // not in this transaction's snapshot.
-            return Err(StoreError::new(
+        inserted.results.into_iter().next().unwrap_or_else(|| {
+            Err(StoreError::new(
                 crate::store::error::ErrorKind::Backend,
-                format_args!(
-                    "idempotency key `{}` of `{}` is taken by a call this transaction cannot \
-                     see; create calls in READ COMMITTED transactions",
-                    call.idempotency_key.as_deref().unwrap_or_default(),
-                    call.integration
-                ),
-            ));
-        };
-        let (_, existing) = call_from_row(&row)?;
-        check_same_request(&existing, &call)?;
-        Ok(Created {
-            id: existing.id,
-            created: false,
+                "creating a call gave no result",
+            ))
         })
     }
 

@@ -45,7 +45,7 @@ mod store_impl;
 mod tests;
 mod writer;
 
-use appends::{Appends, OwnedTarget, Turn};
+use super::folding::{Appends, OwnedTarget, Turn};
 use rows::{event_from_row, parse_id, CALL_COLUMNS};
 use schema::{migrate, MIGRATIONS};
 use writer::Writer;

@@ -42,8 +42,9 @@ use sqlx::{AssertSqlSafe, ConnectOptions};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::appends::{append_batch, Appends};
+use super::appends::append_batch;
 use crate::store::error::ErrorKind;
+use crate::store::folding::Appends;
 use crate::store::{AppendOutcome, BoxFuture, StoreError};
 
 /// The most writes one transaction takes. Bounds how long a batch holds the
