@@ -818,6 +818,48 @@ async fn calls_claimed_ahead_wait_for_a_slot_and_go_back_at_shutdown() {
     }
 }
 
+/// A call claimed ahead waits for a slot without a heartbeat. If its lease
+/// runs out meanwhile, another worker may own it: it must not be started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_lease_ran_out_while_waiting_for_a_slot_is_not_started() {
+    let script = Script::slow(json!({"echoed": "x"}), Duration::from_millis(1500));
+    let server = provider("/send", &script).await;
+    let store = Arc::new(MemoryStore::new());
+    let first = sync_builder(store.clone(), &server)
+        .worker_id("first")
+        .concurrency(2)
+        .claim_batch(4)
+        .lease(Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap();
+    let ids = create_messages(&first, 3).await;
+    let first_worker = spawn_run(&first);
+    // Two calls run; the third waits in the first worker for a slot, leased.
+    wait_until("two calls sent", || script.hits().len() == 2).await;
+    // Its lease runs out; a second worker claims and sends it.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let second = sync_builder(store.clone(), &server)
+        .worker_id("second")
+        .lease(Duration::from_secs(5))
+        .build()
+        .await
+        .unwrap();
+    let second_worker = spawn_run(&second);
+    for id in &ids {
+        assert_eq!(wait_terminal(&first, *id).await.status, CallStatus::Completed);
+    }
+    // The first worker's slots came free while the second still ran the call.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut keys: Vec<_> = script.hits().into_iter().filter_map(|h| h.key).collect();
+    keys.sort();
+    let mut expected: Vec<_> = ids.iter().map(ToString::to_string).collect();
+    expected.sort();
+    assert_eq!(keys, expected, "each call sent once");
+    stop(&first, first_worker).await;
+    stop(&second, second_worker).await;
+}
+
 /// The engine on PostgreSQL, when `INTEGRATION_TEST_DATABASE_URL` is set
 /// (skipped otherwise): calls finish and hooks fire once.
 #[cfg(feature = "postgres")]

@@ -71,6 +71,12 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                 break;
             };
             let call = ready.pop_front().expect("not empty");
+            if lease_too_short_to_start(&call, settings.lease) {
+                // Another worker may own it by now; if not, it is claimable
+                // again once the lease is over. The slot goes back.
+                tracing::debug!(call = %call.id, "lease ran out while the call waited for a slot");
+                continue;
+            }
             start_task(&mut tasks, &inner, &in_flight, permit, call);
         }
         let room = (slots.available_permits() + ahead).saturating_sub(ready.len());
@@ -136,6 +142,19 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             let _ = inner.store.release(id, worker).await;
         }
     }
+}
+
+/// Whether the lease of a call that waited for a slot ends before the first
+/// renewal of its heartbeat (a third of `lease` after the start): started
+/// now, it could run without a lease, next to the worker that claims it next.
+fn lease_too_short_to_start(call: &CallRecord, lease: Duration) -> bool {
+    let Some(until) = call.lease_expires_at else {
+        return false;
+    };
+    let first_renewal = chrono::Duration::from_std(lease / 3).unwrap_or(chrono::Duration::MAX);
+    Utc::now()
+        .checked_add_signed(first_renewal)
+        .is_none_or(|renewal| until <= renewal)
 }
 
 /// Starts `call` in a task holding its slot, tracked as in flight.
