@@ -221,7 +221,9 @@ impl PostgresOptions {
 /// due now send `pg_notify` on the store's channel, in the same transaction
 /// (so a rolled back outbox call wakes nobody, and a committed one wakes
 /// workers only once it is visible); a batch sends one at most, and none
-/// when no call of it became due. The first [`Store::wait_for_work`](crate::Store::wait_for_work) of a
+/// when no call of it became due. A call created under a lease
+/// ([`NewCall::leased_to`](crate::NewCall::leased_to): the creating runtime
+/// hands it to its own worker) is due for nobody else, and wakes nobody. The first [`Store::wait_for_work`](crate::Store::wait_for_work) of a
 /// store starts a background task that `LISTEN`s on a connection of its own
 /// (not taken from the pool) and wakes every waiter of that store on each
 /// notification. Changes made through the same store object wake its
@@ -254,8 +256,8 @@ impl PostgresOptions {
 /// whether it committed before answering, so a worker is not told that a
 /// turn the database recorded failed (it would record it again); only a
 /// server unreachable for 30 s leaves the outcome unknown, and a turn tried
-/// again then finds its lease released if the first try committed. A worker that could not write its result keeps
-/// no lease alive: its leases expire and other workers (or itself) claim the
+/// again then finds its lease released if the first try committed. A
+/// worker that could not write its result keeps no lease alive: its leases expire and other workers (or itself) claim the
 /// calls again, and because appends are idempotent on their keys, replaying
 /// an already recorded step records nothing twice.
 ///
