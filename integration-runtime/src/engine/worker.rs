@@ -41,12 +41,14 @@ type ClaimFuture<'a> = BoxFuture<'a, Result<Vec<CallRecord>, StoreError>>;
 /// The loop keeps up to half a claim batch of calls claimed ahead of its
 /// free slots (`ready`), and claims again while calls run: a finished call's
 /// slot is refilled at once instead of after a store round trip. Calls wait
-/// there for milliseconds, far less than a lease.
+/// there for milliseconds, far less than a lease. It claims again once half
+/// of those are gone (or none is left), so a claim serves several calls.
 pub(crate) async fn run(inner: Arc<Inner>) {
     let settings = inner.settings.clone();
     let worker = settings.worker_id.as_str();
     let slots = Arc::new(Semaphore::new(settings.concurrency));
     let ahead = (settings.claim_batch as usize).min(settings.concurrency) / 2;
+    let refill = (ahead / 2).max(1);
     let in_flight: Arc<Mutex<HashSet<crate::CallId>>> = Arc::default();
     let mut tasks = JoinSet::new();
     let mut shutdown = inner.shutdown.subscribe();
@@ -80,7 +82,11 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             start_task(&mut tasks, &inner, &in_flight, permit, call);
         }
         let room = (slots.available_permits() + ahead).saturating_sub(ready.len());
-        if claiming.is_none() && !idle && room > 0 {
+        // While calls wait in `ready`, claim once half of the calls kept
+        // ahead are gone, not for every freed slot: one claim (a store
+        // write) then serves several calls.
+        let worth_claiming = room > 0 && (ready.is_empty() || room >= refill);
+        if claiming.is_none() && !idle && worth_claiming {
             let limit = room.min(settings.claim_batch as usize);
             work = Some(inner.store.wait_for_work());
             let claim = inner
