@@ -39,6 +39,8 @@
 // axum serves the fake providers under load.
 #![cfg(all(feature = "postgres", feature = "server"))]
 
+mod process_support;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::process::{Child, Command, Stdio};
@@ -52,8 +54,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use integration_runtime::{PostgresOptions, PostgresStore, Runtime};
 use serde_json::{json, Value};
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 integration_runtime::integration!("tests/specs/engine_sync.toml");
 
@@ -85,14 +86,7 @@ fn child_worker() {
     ) else {
         return;
     };
-    // Orphaned (the parent died without killing us): stop.
-    let parent = std::os::unix::process::parent_id();
-    std::thread::spawn(move || loop {
-        std::thread::sleep(Duration::from_millis(250));
-        if std::os::unix::process::parent_id() != parent {
-            std::process::exit(3);
-        }
-    });
+    process_support::exit_when_orphaned();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -189,7 +183,7 @@ impl TestDb {
     }
 
     fn quoted_schema(&self) -> String {
-        format!("\"{}\"", self.schema.replace('"', "\"\""))
+        process_support::quote_schema(&self.schema)
     }
 
     fn calls(&self) -> String {
@@ -245,38 +239,7 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let options = self.connect_options();
-        let quoted = self.quoted_schema();
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                // The server may be coming back from a restart.
-                let mut tries = 0;
-                let mut conn = loop {
-                    match PgConnection::connect_with(&options).await {
-                        Ok(conn) => break conn,
-                        Err(error) if tries >= 50 => return Err(error),
-                        Err(_) => {
-                            tries += 1;
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                        }
-                    }
-                };
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                    "SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS {quoted} CASCADE"
-                )))
-                .execute(&mut conn)
-                .await?;
-                conn.close().await
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop test schema {}: {dropped:?}", self.schema);
-        }
+        process_support::drop_schema(self.connect_options(), &self.schema);
     }
 }
 

@@ -24,6 +24,8 @@
 // axum serves the fake provider.
 #![cfg(all(feature = "postgres", feature = "sqlite", feature = "server"))]
 
+mod process_support;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -35,8 +37,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use integration_runtime::{IntoStore, PostgresOptions, PostgresStore, Runtime, SqliteStore};
 use serde_json::{json, Value};
-use sqlx::postgres::{PgConnectOptions, PgConnection};
-use sqlx::Connection;
+use sqlx::postgres::PgConnectOptions;
 
 integration_runtime::integration!("tests/specs/shared_protection.toml");
 
@@ -71,14 +72,7 @@ fn child_worker() {
     let (Ok(provider), Ok(worker)) = (std::env::var(CHILD_PROVIDER), std::env::var(CHILD_WORKER)) else {
         return;
     };
-    // Orphaned (the parent died without killing us): stop.
-    let parent = std::os::unix::process::parent_id();
-    std::thread::spawn(move || loop {
-        std::thread::sleep(Duration::from_millis(250));
-        if std::os::unix::process::parent_id() != parent {
-            std::process::exit(3);
-        }
-    });
+    process_support::exit_when_orphaned();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -258,25 +252,7 @@ impl Drop for Backend {
                 return;
             }
         };
-        let options: PgConnectOptions = url.parse().expect("valid URL");
-        let quoted = format!("\"{}\"", schema.replace('"', "\"\""));
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let mut conn = PgConnection::connect_with(&options).await?;
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {quoted} CASCADE")))
-                    .execute(&mut conn)
-                    .await?;
-                conn.close().await
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop test schema {schema}: {dropped:?}");
-        }
+        process_support::drop_schema(url.parse().expect("valid URL"), schema);
     }
 }
 

@@ -7,6 +7,8 @@
 //! works in a fresh schema that is dropped at its end, even when it fails.
 #![cfg(feature = "postgres")]
 
+mod process_support;
+
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -71,35 +73,13 @@ impl TestDb {
     }
 
     fn quoted_schema(&self) -> String {
-        format!("\"{}\"", self.schema.replace('"', "\"\""))
+        process_support::quote_schema(&self.schema)
     }
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let options = self.connect_options();
-        let quoted = self.quoted_schema();
-        // A runtime of its own on a thread of its own: this runs inside the
-        // test's runtime.
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let mut conn = PgConnection::connect_with(&options).await?;
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                    "SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS {quoted} CASCADE"
-                )))
-                .execute(&mut conn)
-                .await?;
-                conn.close().await
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop test schema {}: {dropped:?}", self.schema);
-        }
+        process_support::drop_schema(self.connect_options(), &self.schema);
     }
 }
 
