@@ -41,14 +41,12 @@ type ClaimFuture<'a> = BoxFuture<'a, Result<Vec<CallRecord>, StoreError>>;
 /// The loop keeps up to half a claim batch of calls claimed ahead of its
 /// free slots (`ready`), and claims again while calls run: a finished call's
 /// slot is refilled at once instead of after a store round trip. Calls wait
-/// there for milliseconds, far less than a lease. It claims again once half
-/// of those are gone (or none is left), so a claim serves several calls.
+/// there for milliseconds, far less than a lease.
 pub(crate) async fn run(inner: Arc<Inner>) {
     let settings = inner.settings.clone();
     let worker = settings.worker_id.as_str();
     let slots = Arc::new(Semaphore::new(settings.concurrency));
     let ahead = (settings.claim_batch as usize).min(settings.concurrency) / 2;
-    let refill = (ahead / 2).max(1);
     let in_flight: Arc<Mutex<HashSet<crate::CallId>>> = Arc::default();
     let mut tasks = JoinSet::new();
     let mut shutdown = inner.shutdown.subscribe();
@@ -73,20 +71,16 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                 break;
             };
             let call = ready.pop_front().expect("not empty");
-            if lease_too_short_to_start(&call, settings.lease) {
+            if lease_left(&call).is_some_and(|left| left.is_zero()) {
                 // Another worker may own it by now; if not, it is claimable
-                // again once the lease is over. The slot goes back.
+                // again. The slot goes back.
                 tracing::debug!(call = %call.id, "lease ran out while the call waited for a slot");
                 continue;
             }
             start_task(&mut tasks, &inner, &in_flight, permit, call);
         }
         let room = (slots.available_permits() + ahead).saturating_sub(ready.len());
-        // While calls wait in `ready`, claim once half of the calls kept
-        // ahead are gone, not for every freed slot: one claim (a store
-        // write) then serves several calls.
-        let worth_claiming = room > 0 && (ready.is_empty() || room >= refill);
-        if claiming.is_none() && !idle && worth_claiming {
+        if claiming.is_none() && !idle && room > 0 {
             let limit = room.min(settings.claim_batch as usize);
             work = Some(inner.store.wait_for_work());
             let claim = inner
@@ -150,17 +144,10 @@ pub(crate) async fn run(inner: Arc<Inner>) {
     }
 }
 
-/// Whether the lease of a call that waited for a slot ends before the first
-/// renewal of its heartbeat (a third of `lease` after the start): started
-/// now, it could run without a lease, next to the worker that claims it next.
-fn lease_too_short_to_start(call: &CallRecord, lease: Duration) -> bool {
-    let Some(until) = call.lease_expires_at else {
-        return false;
-    };
-    let first_renewal = chrono::Duration::from_std(lease / 3).unwrap_or(chrono::Duration::MAX);
-    Utc::now()
-        .checked_add_signed(first_renewal)
-        .is_none_or(|renewal| until <= renewal)
+/// How much of the call's lease is left (zero: none), when it has one.
+fn lease_left(call: &CallRecord) -> Option<Duration> {
+    let until = call.lease_expires_at?;
+    Some((until - Utc::now()).to_std().unwrap_or(Duration::ZERO))
 }
 
 /// Starts `call` in a task holding its slot, tracked as in flight.
@@ -236,7 +223,7 @@ pub(crate) async fn execute(inner: &Inner, call: CallRecord) {
 async fn execute_turn(inner: &Inner, call: CallRecord) {
     let id = call.id;
     let worker = inner.settings.worker_id.as_str();
-    match with_heartbeat(inner, id, step(inner, &call)).await {
+    match with_heartbeat(inner, id, lease_left(&call), step(inner, &call)).await {
         Ok(()) => {}
         Err(error) if error.is_lease_lost() || error.is_not_found() => {
             tracing::debug!(call = %id, %error, "lost the lease; another worker owns the call");
@@ -250,16 +237,21 @@ async fn execute_turn(inner: &Inner, call: CallRecord) {
     }
 }
 
-/// Runs `work`, extending the lease every third of it. Stops the work when
-/// the lease was lost (another worker owns the call now).
+/// Runs `work`, extending the lease every third of it (the first time
+/// sooner when only `left` of it is left). Stops the renewals when the lease
+/// was lost (another worker owns the call now).
 async fn with_heartbeat(
     inner: &Inner,
     id: crate::CallId,
+    left: Option<Duration>,
     work: impl Future<Output = Result<(), StoreError>>,
 ) -> Result<(), StoreError> {
     let lease = inner.settings.lease;
     let period = (lease / 3).max(Duration::from_millis(10));
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    // A call that waited for a slot has less than its whole lease left: the
+    // first renewal comes halfway through what is left, before it runs out.
+    let first = left.map_or(period, |left| period.min(left / 2));
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + first, period);
     tokio::pin!(work);
     // The renewal runs NEXT TO the work, never instead of it: awaiting it in
     // the select arm would stop polling the work, and a work step holding the

@@ -41,6 +41,8 @@ pub(crate) struct Turn {
 #[derive(Clone)]
 pub(crate) enum OwnedTarget {
     Id(CallId),
+    // Only the SQLite writer takes appends by external id (webhooks).
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     External { integration: String, external_id: String },
 }
 
@@ -73,6 +75,8 @@ pub(crate) struct Folded {
 impl Folded {
     /// Whether the batch left the call due now: released, not terminal,
     /// scheduled no later than `now` (a worker waiting for work can take it).
+    /// Only the PostgreSQL writer notifies other processes.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn due_at(&self, now: DateTime<Utc>) -> bool {
         let call = &self.call;
         self.changed
@@ -138,6 +142,8 @@ pub(crate) fn requested_ids(requests: &[Appends]) -> Vec<CallId> {
 /// The `(integration, external id)` pairs to read: the calls `requests`
 /// name by external id, and (on the calls found so far) the owners of the
 /// external ids their events would set, to report conflicts before writing.
+/// Only the SQLite writer takes appends by external id.
+#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
 pub(crate) fn external_ids_to_read(calls: &Calls, requests: &[Appends]) -> Vec<(String, String)> {
     let mut pairs = Vec::new();
     for request in requests {

@@ -1,10 +1,8 @@
-//! How calls reach the worker.
+//! Calls created by a running runtime go to its own worker without a claim:
+//! created under the worker's lease and handed over in process.
 //!
-//! - Calls created by a running runtime go to its own worker without a
-//!   claim: created under the worker's lease and handed over in process.
-//!   The store here is the in-memory one behind a wrapper whose claims can
-//!   be made to find nothing: a call that completes anyway was handed over.
-//! - Claims refill the worker in batches, not one call per freed slot.
+//! The store here is the in-memory one behind a wrapper whose claims find
+//! nothing: a call that completes anyway was handed over, not claimed.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -23,48 +21,19 @@ integration_runtime::integration!("tests/specs/engine_sync.toml");
 
 const LIMIT: Duration = Duration::from_secs(20);
 
-/// The in-memory store, counting claims; with `find_nothing`, claims find nothing.
-struct Counted {
+/// The in-memory store, except that claims find nothing (and are counted).
+struct NoClaims {
     store: MemoryStore,
-    find_nothing: bool,
-    /// Claims made.
     claims: AtomicUsize,
-    /// Claims that leased at least one call.
-    fruitful: AtomicUsize,
 }
 
-impl Counted {
-    fn new(find_nothing: bool) -> Self {
-        Counted {
-            store: MemoryStore::new(),
-            find_nothing,
-            claims: AtomicUsize::new(0),
-            fruitful: AtomicUsize::new(0),
-        }
-    }
-}
-
-impl Store for Counted {
+impl Store for NoClaims {
     fn create(&self, call: integration_runtime::NewCall) -> BoxFuture<'_, Result<Created, StoreError>> {
         self.store.create(call)
     }
-    fn claim<'a>(
-        &'a self,
-        worker: &'a str,
-        limit: u32,
-        lease: Duration,
-    ) -> BoxFuture<'a, Result<Vec<CallRecord>, StoreError>> {
+    fn claim<'a>(&'a self, _: &'a str, _: u32, _: Duration) -> BoxFuture<'a, Result<Vec<CallRecord>, StoreError>> {
         self.claims.fetch_add(1, Ordering::Relaxed);
-        if self.find_nothing {
-            return Box::pin(async { Ok(Vec::new()) });
-        }
-        Box::pin(async move {
-            let claimed = self.store.claim(worker, limit, lease).await?;
-            if !claimed.is_empty() {
-                self.fruitful.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(claimed)
-        })
+        Box::pin(async { Ok(Vec::new()) })
     }
     fn extend_lease<'a>(
         &'a self,
@@ -206,7 +175,10 @@ async fn wait_status(rt: &Runtime, id: CallId, status: CallStatus) -> CallRecord
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_created_while_the_worker_runs_complete_without_a_claim() {
     let server = provider(Duration::ZERO).await;
-    let store = Arc::new(Counted::new(true));
+    let store = Arc::new(NoClaims {
+        store: MemoryStore::new(),
+        claims: AtomicUsize::new(0),
+    });
     let rt = runtime(store.clone(), &server, 4).await;
     let worker = tokio::spawn({
         let rt = rt.clone();
@@ -265,34 +237,4 @@ async fn without_a_running_worker_calls_are_created_unleased() {
     let id = rt.create(message(1)).await.unwrap();
     let call = rt.get(id).await.unwrap().unwrap();
     assert_eq!((call.lease_owner, call.lease_expires_at), (None, None));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn claims_refill_the_worker_in_batches() {
-    const CALLS: usize = 200;
-    let server = provider(Duration::from_millis(5)).await;
-    let store = Arc::new(Counted::new(false));
-    let rt = runtime(store.clone(), &server, 16).await;
-    // Created before the worker runs: every call goes through a claim.
-    let mut ids = Vec::new();
-    for n in 0..CALLS {
-        ids.push(rt.create(message(n)).await.unwrap());
-    }
-    let worker = tokio::spawn({
-        let rt = rt.clone();
-        async move { rt.run().await.unwrap() }
-    });
-    for id in &ids {
-        wait_status(&rt, *id, CallStatus::Completed).await;
-    }
-    tokio::time::timeout(LIMIT, rt.shutdown(Duration::from_secs(2)))
-        .await
-        .unwrap();
-    worker.await.unwrap();
-    // Refilled one call per freed slot, this would be about one claim per call.
-    let fruitful = store.fruitful.load(Ordering::Relaxed);
-    assert!(
-        fruitful <= CALLS / 4,
-        "{fruitful} claims leased calls for {CALLS} calls"
-    );
 }
