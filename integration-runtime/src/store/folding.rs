@@ -43,7 +43,10 @@ pub(crate) enum OwnedTarget {
     Id(CallId),
     // Only the SQLite writer takes appends by external id (webhooks).
     #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
-    External { integration: String, external_id: String },
+    External {
+        integration: String,
+        external_id: String,
+    },
 }
 
 impl OwnedTarget {
