@@ -4,129 +4,20 @@
 //! The store here is the in-memory one behind a wrapper whose claims find
 //! nothing: a call that completes anyway was handed over, not claimed.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod store_quirks;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use integration_runtime::store::{Created, NewEvent, NotificationOutcome, RateRequest, RateSlice};
-use integration_runtime::{
-    AppendOutcome, BoxFuture, CallId, CallRecord, CallStatus, CallWithEvents, ListQuery, MemoryStore, Page, Runtime,
-    StatusCounts, Store, StoreError,
-};
+use integration_runtime::{CallId, CallRecord, CallStatus, MemoryStore, Runtime, Store};
 use serde_json::json;
+use store_quirks::Quirky;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 integration_runtime::integration!("tests/specs/engine_sync.toml");
 
 const LIMIT: Duration = Duration::from_secs(20);
-
-/// The in-memory store, except that claims find nothing (and are counted).
-struct NoClaims {
-    store: MemoryStore,
-    claims: AtomicUsize,
-}
-
-impl Store for NoClaims {
-    fn create(&self, call: integration_runtime::NewCall) -> BoxFuture<'_, Result<Created, StoreError>> {
-        self.store.create(call)
-    }
-    fn claim<'a>(&'a self, _: &'a str, _: u32, _: Duration) -> BoxFuture<'a, Result<Vec<CallRecord>, StoreError>> {
-        self.claims.fetch_add(1, Ordering::Relaxed);
-        Box::pin(async { Ok(Vec::new()) })
-    }
-    fn extend_lease<'a>(
-        &'a self,
-        id: CallId,
-        worker: &'a str,
-        lease: Duration,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.store.extend_lease(id, worker, lease)
-    }
-    fn release<'a>(&'a self, id: CallId, worker: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.store.release(id, worker)
-    }
-    fn reschedule<'a>(
-        &'a self,
-        id: CallId,
-        worker: &'a str,
-        next: Option<chrono::DateTime<chrono::Utc>>,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.store.reschedule(id, worker, next)
-    }
-    fn finish_turn<'a>(
-        &'a self,
-        id: CallId,
-        worker: &'a str,
-        events: Vec<NewEvent>,
-        next: Option<chrono::DateTime<chrono::Utc>>,
-    ) -> BoxFuture<'a, Result<Vec<AppendOutcome>, StoreError>> {
-        self.store.finish_turn(id, worker, events, next)
-    }
-    fn append_event(&self, id: CallId, event: NewEvent) -> BoxFuture<'_, Result<AppendOutcome, StoreError>> {
-        self.store.append_event(id, event)
-    }
-    fn append_event_by_external_id<'a>(
-        &'a self,
-        integration: &'a str,
-        external_id: &'a str,
-        event: NewEvent,
-    ) -> BoxFuture<'a, Result<AppendOutcome, StoreError>> {
-        self.store.append_event_by_external_id(integration, external_id, event)
-    }
-    fn get(&self, id: CallId) -> BoxFuture<'_, Result<Option<CallRecord>, StoreError>> {
-        self.store.get(id)
-    }
-    fn get_with_events(&self, id: CallId) -> BoxFuture<'_, Result<Option<CallWithEvents>, StoreError>> {
-        self.store.get_with_events(id)
-    }
-    fn find_by_external_id<'a>(
-        &'a self,
-        integration: &'a str,
-        external_id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<CallRecord>, StoreError>> {
-        self.store.find_by_external_id(integration, external_id)
-    }
-    fn list<'a>(&'a self, query: &'a ListQuery) -> BoxFuture<'a, Result<Page, StoreError>> {
-        self.store.list(query)
-    }
-    fn count_by_status<'a>(&'a self, integration: Option<&'a str>) -> BoxFuture<'a, Result<StatusCounts, StoreError>> {
-        self.store.count_by_status(integration)
-    }
-    fn wait_for_work(&self) -> BoxFuture<'_, ()> {
-        self.store.wait_for_work()
-    }
-    fn probe_write(&self) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.store.probe_write()
-    }
-    fn postpone<'a>(
-        &'a self,
-        id: CallId,
-        worker: &'a str,
-        until: chrono::DateTime<chrono::Utc>,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.store.postpone(id, worker, until)
-    }
-    fn claim_notifications(&self, limit: u32, lease: Duration) -> BoxFuture<'_, Result<Vec<CallRecord>, StoreError>> {
-        self.store.claim_notifications(limit, lease)
-    }
-    fn finish_notification(&self, id: CallId, outcome: NotificationOutcome) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.store.finish_notification(id, outcome)
-    }
-    fn lease_rate<'a>(
-        &'a self,
-        limiter: &'a str,
-        request: RateRequest,
-    ) -> BoxFuture<'a, Result<RateSlice, StoreError>> {
-        self.store.lease_rate(limiter, request)
-    }
-    fn open_circuit<'a>(&'a self, breaker: &'a str, open_for: Duration) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.store.open_circuit(breaker, open_for)
-    }
-    fn circuit_open_for<'a>(&'a self, breaker: &'a str) -> BoxFuture<'a, Result<Option<Duration>, StoreError>> {
-        self.store.circuit_open_for(breaker)
-    }
-}
 
 async fn provider(delay: Duration) -> MockServer {
     let server = MockServer::start().await;
@@ -175,10 +66,7 @@ async fn wait_status(rt: &Runtime, id: CallId, status: CallStatus) -> CallRecord
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_created_while_the_worker_runs_complete_without_a_claim() {
     let server = provider(Duration::ZERO).await;
-    let store = Arc::new(NoClaims {
-        store: MemoryStore::new(),
-        claims: AtomicUsize::new(0),
-    });
+    let store = Arc::new(Quirky::new().claims_find_nothing());
     let rt = runtime(store.clone(), &server, 4).await;
     let worker = tokio::spawn({
         let rt = rt.clone();
@@ -186,7 +74,7 @@ async fn calls_created_while_the_worker_runs_complete_without_a_claim() {
     });
     // The worker has claimed (and found nothing) at least once: it runs.
     let started = Instant::now();
-    while store.claims.load(Ordering::Relaxed) == 0 {
+    while store.claims() == 0 {
         assert!(started.elapsed() < LIMIT, "the worker never claimed");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

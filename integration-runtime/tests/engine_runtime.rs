@@ -6,6 +6,8 @@
 // helpers that only the SQLite tests use stay unused.
 #![cfg_attr(not(feature = "sqlite"), allow(dead_code, unused_imports))]
 
+mod store_quirks;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -17,6 +19,7 @@ use integration_runtime::{
     CallId, CallRecord, CallStatus, EventKind, IntoStore, ListQuery, MemoryStore, Runtime, RuntimeBuilder,
 };
 use serde_json::{json, Value};
+use store_quirks::Quirky;
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
@@ -947,7 +950,6 @@ async fn an_open_circuit_postpones_without_spending_an_attempt() {
         .build()
         .await
         .unwrap();
-    let started = Instant::now();
     let id = rt.create(engine_breaker::Message { text: "x".into() }).await.unwrap();
     let worker = spawn_run(&rt);
     let call = wait_terminal(&rt, id).await;
@@ -964,7 +966,33 @@ async fn an_open_circuit_postpones_without_spending_an_attempt() {
         "{:?}",
         hits[2].at - hits[1].at
     );
-    assert!(started.elapsed() < Duration::from_secs(5));
+    stop(&rt, worker).await;
+}
+
+/// A turn's last write takes effect before its answer arrives; meanwhile the
+/// worker claims the call again (its retry is due) while still counting it
+/// as running here. That claim must run it once the turn is over, not sit on
+/// it until the lease runs out (a minute here, past the test's limit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_claimed_again_before_its_turn_ended_runs_when_the_turn_ends() {
+    let script = Script::new(|n, _| match n {
+        0 => ResponseTemplate::new(500).set_body_json(json!({"message": "once"})),
+        _ => ResponseTemplate::new(200).set_body_json(json!({"echoed": "ok"})),
+    });
+    let server = provider("/send", &script).await;
+    let store = Arc::new(Quirky::new().late_turn_answers(Duration::from_millis(300)));
+    let rt = fast(Runtime::builder())
+        .store(store.clone())
+        .integration(sync_integration(&server))
+        .lease(Duration::from_secs(60))
+        .build()
+        .await
+        .unwrap();
+    let worker = spawn_run(&rt);
+    let id = rt.create(message("hi")).await.unwrap();
+    let call = wait_terminal(&rt, id).await;
+    assert_eq!(call.status, CallStatus::Completed);
+    assert_eq!((call.attempts, script.hits().len()), (2, 2));
     stop(&rt, worker).await;
 }
 

@@ -433,12 +433,15 @@ async fn waits_beyond_the_timeout_are_refused_and_endpoints_with_their_own_limit
         after > Duration::from_millis(300) && after <= Duration::from_millis(500),
         "{after:?}"
     );
-    assert!(started.elapsed() < Duration::from_millis(100));
+    // Refused at once, not after waiting out the 300+ ms it was told.
+    assert!(started.elapsed() < Duration::from_millis(300));
     assert_eq!(received(&server).await, 1);
-    // An endpoint whose rate limit differs has its own limiter.
+    // An endpoint whose rate limit differs has its own limiter: its requests
+    // do not wait for the one above.
+    let fast_started = Instant::now();
     for _ in 0..3 {
         client.send(request("fast", &FAST)).await.unwrap();
     }
-    assert!(started.elapsed() < Duration::from_millis(250));
+    assert!(fast_started.elapsed() < Duration::from_millis(300));
     assert_eq!(received(&server).await, 4);
 }

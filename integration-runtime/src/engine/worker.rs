@@ -1,7 +1,7 @@
 //! The worker loop: claim due calls in bounded batches, execute each under
 //! its lease, and schedule what comes next through the store.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -47,7 +47,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
     let worker = settings.worker_id.as_str();
     let slots = Arc::new(Semaphore::new(settings.concurrency));
     let ahead = (settings.claim_batch as usize).min(settings.concurrency) / 2;
-    let in_flight: Arc<Mutex<HashSet<crate::CallId>>> = Arc::default();
+    let in_flight: Arc<Mutex<Running>> = Arc::default();
     let mut tasks = JoinSet::new();
     let mut shutdown = inner.shutdown.subscribe();
     let mut ready: VecDeque<CallRecord> = VecDeque::new();
@@ -134,7 +134,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
     let deadline = (*shutdown.borrow()).unwrap_or_else(tokio::time::Instant::now);
     let drained = tokio::time::timeout_at(deadline, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
-        let unfinished: Vec<_> = lock(&in_flight).iter().copied().collect();
+        let unfinished: Vec<_> = lock(&in_flight).keys().copied().collect();
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
         for id in unfinished {
@@ -150,11 +150,17 @@ fn lease_left(call: &CallRecord) -> Option<Duration> {
     Some((until - Utc::now()).to_std().unwrap_or(Duration::ZERO))
 }
 
-/// Starts `call` in a task holding its slot, tracked as in flight.
+/// The calls running on this worker, each with whether a claim found it
+/// again while it ran.
+type Running = HashMap<crate::CallId, bool>;
+
+/// Starts `call` in a task holding its slot, tracked as in flight. When a
+/// claim found the call again while it ran, the same task takes the next
+/// turn, if the lease of that claim is still this worker's.
 fn start_task(
     tasks: &mut JoinSet<()>,
     inner: &Arc<Inner>,
-    in_flight: &Arc<Mutex<HashSet<crate::CallId>>>,
+    in_flight: &Arc<Mutex<Running>>,
     slot: OwnedSemaphorePermit,
     call: CallRecord,
 ) {
@@ -162,30 +168,89 @@ fn start_task(
     let inner = inner.clone();
     tasks.spawn(async move {
         // Dropped last, also when the task panics or is aborted.
-        let _slot = (slot, tracked);
-        execute(&inner, call).await;
+        let _slot = slot;
+        let mut call = call;
+        loop {
+            execute(&inner, call).await;
+            if !tracked.claimed_again() {
+                break;
+            }
+            match still_leased(&inner, tracked.id).await {
+                Some(fresh) if inner.shutdown.borrow().is_none() => call = fresh,
+                Some(fresh) => {
+                    let _ = inner.store.release(fresh.id, &inner.settings.worker_id).await;
+                    break;
+                }
+                None => break,
+            }
+        }
     });
 }
 
-/// The claimed calls that are not running here already. A call still running
-/// whose lease ran out (a slow store) comes back to this same worker: the
-/// running execution owns it again, so it must not be started (or given
-/// back) a second time.
-fn not_running(calls: Vec<CallRecord>, in_flight: &Mutex<HashSet<crate::CallId>>) -> Vec<CallRecord> {
-    let running = lock(in_flight);
-    calls.into_iter().filter(|call| !running.contains(&call.id)).collect()
+/// Call `id` as the store has it now, when this worker still holds a lease
+/// on it that has time left.
+async fn still_leased(inner: &Inner, id: crate::CallId) -> Option<CallRecord> {
+    match inner.store.get(id).await {
+        Ok(Some(call))
+            if call.lease_owner.as_deref() == Some(inner.settings.worker_id.as_str())
+                && lease_left(&call).is_some_and(|left| !left.is_zero()) =>
+        {
+            Some(call)
+        }
+        Ok(_) => None,
+        Err(error) => {
+            // The lease runs out and the call is claimed again then.
+            tracing::warn!(call = %id, %error, "could not read a call claimed again while it ran");
+            None
+        }
+    }
+}
+
+/// The claimed calls that are not running here already.
+///
+/// A running call is claimed again in two ways. Its lease ran out while a
+/// slow store held it up; the running execution owns it again, and its last
+/// write will end that lease. Or its last write took effect (a retry came
+/// due) before the answer reached the task; then the claim's lease is the
+/// only one, and nobody else will run the call until it runs out. Both wait
+/// for the running turn to end, which then runs the call again if it still
+/// holds a lease ([`start_task`]).
+fn not_running(calls: Vec<CallRecord>, in_flight: &Mutex<Running>) -> Vec<CallRecord> {
+    let mut running = lock(in_flight);
+    calls
+        .into_iter()
+        .filter_map(|call| match running.get_mut(&call.id) {
+            Some(claimed_again) => {
+                *claimed_again = true;
+                None
+            }
+            None => Some(call),
+        })
+        .collect()
 }
 
 /// Membership of a call in the in-flight set, for as long as it runs.
 struct InFlight {
-    set: Arc<Mutex<HashSet<crate::CallId>>>,
+    set: Arc<Mutex<Running>>,
     id: crate::CallId,
 }
 
 impl InFlight {
-    fn new(set: Arc<Mutex<HashSet<crate::CallId>>>, id: crate::CallId) -> Self {
-        lock(&set).insert(id);
+    fn new(set: Arc<Mutex<Running>>, id: crate::CallId) -> Self {
+        lock(&set).insert(id, false);
         InFlight { set, id }
+    }
+
+    /// After a turn: whether a claim found the call while it ran (it stays
+    /// in flight for the next turn). If not, the call leaves the set in the
+    /// same step, so a later claim starts it anew instead of being missed.
+    fn claimed_again(&self) -> bool {
+        let mut running = lock(&self.set);
+        let claimed = running.get_mut(&self.id).is_some_and(std::mem::take);
+        if !claimed {
+            running.remove(&self.id);
+        }
+        claimed
     }
 }
 
