@@ -1,5 +1,5 @@
 //! What PostgreSQL work costs, read from outside the runtime: commits from
-//! `pg_stat_database`, CPU time from `/proc/<pid>/stat`, and statements and
+//! `pg_stat_database`, WAL flushes from `pg_stat_wal`, CPU time from `/proc/<pid>/stat`, and statements and
 //! round trips counted on the wire by a relay in front of the server.
 
 use std::collections::{HashMap, HashSet};
@@ -52,6 +52,17 @@ impl BenchDatabase {
             .fetch_one(&self.admin)
             .await?;
         Ok(u64::try_from(commits)?)
+    }
+
+    /// WAL flushes (`fsync`s) of the whole server so far. Commits that wait
+    /// for the disk together share one flush, so this counts what the disk
+    /// did, where `commits` counts what was asked of it. Published like the
+    /// commits; the server's background writers are in.
+    pub(crate) async fn wal_flushes(&self) -> Result<u64> {
+        let flushes: i64 = sqlx::query_scalar("SELECT wal_sync FROM pg_stat_wal")
+            .fetch_one(&self.admin)
+            .await?;
+        Ok(u64::try_from(flushes)?)
     }
 
     /// Waits until no session is connected to the bench database.

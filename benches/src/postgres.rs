@@ -34,6 +34,8 @@ pub(crate) async fn open(url: &str, schema: &str, max_connections: u32) -> Resul
 struct Cost {
     rate: f64,
     commits: f64,
+    /// WAL flushes of the server.
+    wal_flushes: f64,
     statements: f64,
     round_trips: f64,
     /// CPU microseconds of the worker processes.
@@ -45,8 +47,9 @@ struct Cost {
 /// One per-call column of the figure: its name, how to print it, and where it is.
 type Metric = (&'static str, usize, fn(&Cost) -> f64);
 
-const PER_CALL: [Metric; 5] = [
+const PER_CALL: [Metric; 6] = [
     ("commits", 2, |c| c.commits),
+    ("WAL flushes", 2, |c| c.wal_flushes),
     ("statements", 1, |c| c.statements),
     ("round trips", 1, |c| c.round_trips),
     ("worker CPU µs", 0, |c| c.worker_cpu),
@@ -93,6 +96,7 @@ pub(crate) async fn run(quick: bool) -> Result<Vec<Figure>> {
     println!(
         "  {calls} calls per run, a database of its own; {durability}.\n  \
          commits: xact_commit of that database over the execution (the bench's own few status queries included);\n  \
+         WAL flushes: wal_sync of pg_stat_wal, server-wide (commits waiting together share one flush);\n  \
          CPU: utime+stime from /proc of the worker processes and of the postgres processes (backends of other\n  \
          databases left out; the server's background processes in); statements (Execute + Query messages) and\n  \
          round trips (ReadyForQuery) counted by a relay between workers and server, in a second run of the same\n  \
@@ -198,6 +202,7 @@ async fn measure(
     // at once: with every session gone, the counter holds all of them.
     database.wait_no_sessions().await?;
     let commits = database.commits().await?;
+    let wal_flushes = database.wal_flushes().await?;
     let server = cpu.server()?;
     let wire_before = wire.map_or((0, 0), WireCounter::counts);
     let worker_url = match wire {
@@ -249,11 +254,13 @@ async fn measure(
     let (elapsed, worker_cpu, server_cpu) = executed?;
     database.wait_no_sessions().await?;
     let commits = database.commits().await? - commits;
+    let wal_flushes = database.wal_flushes().await? - wal_flushes;
     let (statements, round_trips) = wire.map_or((0, 0), WireCounter::counts);
     let per_call = |count: u64| count as f64 / calls as f64;
     Ok(Cost {
         rate: calls as f64 / elapsed.as_secs_f64(),
         commits: per_call(commits),
+        wal_flushes: per_call(wal_flushes),
         statements: per_call(statements - wire_before.0),
         round_trips: per_call(round_trips - wire_before.1),
         worker_cpu: per_call(worker_cpu),
