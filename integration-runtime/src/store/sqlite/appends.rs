@@ -1,9 +1,9 @@
 //! Appending events, for every request in a writer batch at once.
 //!
 //! Appends are the hot path (a sync call ends with three events and a
-//! reschedule; every webhook is an append), and each SQL statement is a round
-//! trip to SQLite's thread while the batch holds the write lock. So the
-//! writer hands all the append requests it dequeued to [`append_batch`],
+//! reschedule; every webhook is an append), and each SQL statement (bound,
+//! stepped, its B-tree pages walked) costs while the batch holds the write
+//! lock. So the writer hands all the append requests it dequeued to [`append_batch`],
 //! which reads every call they touch in one statement, folds each request's
 //! events in memory through the state machine, then writes all new events
 //! with one `INSERT` and all changed calls with one `UPDATE`: a handful of

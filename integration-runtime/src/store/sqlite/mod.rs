@@ -23,14 +23,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use rusqlite::types::Value;
+use rusqlite::{params_from_iter, Connection, OptionalExtension, Params};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
 // `AssertSqlSafe`: the dynamic SQL here is put together from constant
 // column lists and placeholder counts only; values are always bound.
-use rusqlite::types::Value;
-use rusqlite::{params_from_iter, Connection, OptionalExtension, Params};
 use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::Notify;
 
