@@ -142,14 +142,49 @@ impl From<sqlx::Error> for StoreError {
 fn cannot_write(error: &dyn sqlx::error::DatabaseError) -> bool {
     #[cfg(feature = "sqlite")]
     if let Some(sqlite) = error.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
-        // Primary result codes: SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY, SQLITE_FULL.
-        let primary = sqlx::error::DatabaseError::code(sqlite)
+        return sqlx::error::DatabaseError::code(sqlite)
             .and_then(|code| code.parse::<i32>().ok())
-            .map(|code| code & 0xff);
-        return matches!(primary, Some(5 | 6 | 8 | 13));
+            .is_some_and(sqlite_cannot_write);
     }
     // SQLSTATEs: disk_full, read_only_sql_transaction, lock_not_available.
     matches!(error.code().as_deref(), Some("53100" | "25006" | "55P03"))
+}
+
+/// [`cannot_write`] for an SQLite result code (primary or extended).
+#[cfg(feature = "sqlite")]
+fn sqlite_cannot_write(code: i32) -> bool {
+    use rusqlite::ffi;
+    matches!(
+        code & 0xff,
+        ffi::SQLITE_BUSY | ffi::SQLITE_LOCKED | ffi::SQLITE_READONLY | ffi::SQLITE_FULL
+    )
+}
+
+/// The SQLite store's writer runs on rusqlite (same library as sqlx's
+/// driver): its errors fall into the same kinds as sqlx's.
+#[cfg(feature = "sqlite")]
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        use rusqlite::{ffi, Error};
+        let kind = match &error {
+            Error::QueryReturnedNoRows => ErrorKind::NotFound,
+            Error::SqliteFailure(failure, _)
+                if matches!(
+                    failure.extended_code,
+                    ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                ) =>
+            {
+                ErrorKind::Conflict
+            }
+            Error::SqliteFailure(failure, _) if sqlite_cannot_write(failure.extended_code) => ErrorKind::Unavailable,
+            Error::FromSqlConversionFailure(..) | Error::IntegralValueOutOfRange(..) | Error::InvalidColumnType(..) => {
+                ErrorKind::Corrupt
+            }
+            _ => ErrorKind::Backend,
+        };
+        let message = format!("database error: {error}");
+        StoreError::with_source(kind, message, error)
+    }
 }
 
 #[cfg(test)]
@@ -170,6 +205,27 @@ mod tests {
         assert!(StoreError::from(sqlx::Error::RowNotFound).is_not_found());
         assert!(StoreError::from(sqlx::Error::PoolTimedOut).is_backend());
         assert!(!StoreError::from(sqlx::Error::PoolTimedOut).is_unavailable());
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn rusqlite_errors_map_to_the_kinds_of_sqlx_ones() {
+        use rusqlite::{ffi, Error};
+        let failure = |code| StoreError::from(Error::SqliteFailure(ffi::Error::new(code), None));
+        assert!(StoreError::from(Error::QueryReturnedNoRows).is_not_found());
+        for code in [
+            ffi::SQLITE_BUSY,
+            ffi::SQLITE_LOCKED,
+            ffi::SQLITE_READONLY,
+            ffi::SQLITE_FULL,
+        ] {
+            assert!(failure(code).is_unavailable(), "{code}");
+        }
+        assert!(failure(ffi::SQLITE_CONSTRAINT_UNIQUE).is_conflict());
+        assert!(!failure(ffi::SQLITE_CONSTRAINT_NOTNULL).is_conflict());
+        assert!(!failure(ffi::SQLITE_IOERR).is_unavailable() && failure(ffi::SQLITE_IOERR).is_backend());
+        let decode = Error::InvalidColumnType(0, "status".into(), rusqlite::types::Type::Integer);
+        assert!(StoreError::from(decode).is_corrupt());
     }
 
     #[cfg(feature = "sqlite")]

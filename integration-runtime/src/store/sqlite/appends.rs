@@ -1,9 +1,9 @@
 //! Appending events, for every request in a writer batch at once.
 //!
 //! Appends are the hot path (a sync call ends with three events and a
-//! reschedule; every webhook is an append), and each SQL statement is a round
-//! trip to SQLite's thread while the batch holds the write lock. So the
-//! writer hands all the append requests it dequeued to [`append_batch`],
+//! reschedule; every webhook is an append), and each SQL statement (bound,
+//! stepped, its B-tree pages walked) costs while the batch holds the write
+//! lock. So the writer hands all the append requests it dequeued to [`append_batch`],
 //! which reads every call they touch in one statement, folds each request's
 //! events in memory through the state machine, then writes all new events
 //! with one `INSERT` and all changed calls with one `UPDATE`: a handful of
@@ -17,10 +17,10 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::SqliteConnection;
-use sqlx::AssertSqlSafe;
+use rusqlite::types::Value;
+use rusqlite::{params_from_iter, Connection};
 
-use super::{call_from_row, CALL_COLUMNS};
+use super::{select_calls, CALL_COLUMNS};
 use crate::call::CallId;
 use crate::store::folding::{
     external_ids_to_read, fold_all, requested_ids, requested_keys, stored_keys, Appends, Calls, NewRow, UsedKeys,
@@ -29,31 +29,31 @@ use crate::store::{now, to_json, AppendOutcome, StoreError};
 
 /// Each request's outcomes (or why it wrote nothing), in request order.
 /// Errs when a statement failed: then the whole batch must roll back.
-pub(super) async fn append_batch(
-    conn: &mut SqliteConnection,
+pub(super) fn append_batch(
+    conn: &Connection,
     requests: Vec<Appends>,
 ) -> Result<Vec<Result<Vec<AppendOutcome>, StoreError>>, StoreError> {
-    let mut calls = load(conn, &requests).await?;
-    let used = used_keys(conn, &calls, &requests).await?;
+    let mut calls = load(conn, &requests)?;
+    let used = used_keys(conn, &calls, &requests)?;
     let now = now();
     let folded = fold_all(&mut calls, used, requests, now);
-    let ids = insert_events(conn, &folded.inserts, now).await?;
-    write_changed(&calls, conn, now).await?;
+    let ids = insert_events(conn, &folded.inserts, now)?;
+    write_changed(&calls, conn, now)?;
     Ok(folded.resolve(&ids))
 }
 
 /// Reads the calls the requests name, and those owning the external ids
 /// their events would set (to report conflicts before writing).
-async fn load(conn: &mut SqliteConnection, requests: &[Appends]) -> Result<Calls, StoreError> {
+fn load(conn: &Connection, requests: &[Appends]) -> Result<Calls, StoreError> {
     let mut calls = Calls::default();
     let ids: Vec<String> = requested_ids(requests).iter().map(CallId::to_string).collect();
-    read_ids(&mut calls, conn, &ids).await?;
+    read_ids(&mut calls, conn, &ids)?;
     let pairs = external_ids_to_read(&calls, requests);
-    read_external(&mut calls, conn, &pairs).await?;
+    read_external(&mut calls, conn, &pairs)?;
     Ok(calls)
 }
 
-async fn read_ids(calls: &mut Calls, conn: &mut SqliteConnection, ids: &[String]) -> Result<(), StoreError> {
+fn read_ids(calls: &mut Calls, conn: &Connection, ids: &[String]) -> Result<(), StoreError> {
     if ids.is_empty() {
         return Ok(());
     }
@@ -61,21 +61,13 @@ async fn read_ids(calls: &mut Calls, conn: &mut SqliteConnection, ids: &[String]
         "SELECT {CALL_COLUMNS} FROM integration_calls WHERE id IN ({})",
         placeholders(ids.len(), "?")
     );
-    let mut select = sqlx::query(AssertSqlSafe(sql));
-    for id in ids {
-        select = select.bind(id.as_str());
-    }
-    for row in select.fetch_all(&mut *conn).await? {
-        calls.add(call_from_row(&row)?);
+    for call in select_calls(conn, &sql, params_from_iter(ids))? {
+        calls.add(call);
     }
     Ok(())
 }
 
-async fn read_external(
-    calls: &mut Calls,
-    conn: &mut SqliteConnection,
-    pairs: &[(String, String)],
-) -> Result<(), StoreError> {
+fn read_external(calls: &mut Calls, conn: &Connection, pairs: &[(String, String)]) -> Result<(), StoreError> {
     // One query per integration: `integration = ? AND external_id IN
     // (...)` walks the unique index, where a row-value `IN` would scan.
     let mut by_integration: HashMap<&str, Vec<&str>> = HashMap::new();
@@ -84,12 +76,9 @@ async fn read_external(
     }
     for (integration, external_ids) in by_integration {
         let sql = select_by_external_ids(external_ids.len());
-        let mut select = sqlx::query(AssertSqlSafe(sql)).bind(integration);
-        for external_id in external_ids {
-            select = select.bind(external_id);
-        }
-        for row in select.fetch_all(&mut *conn).await? {
-            calls.add(call_from_row(&row)?);
+        let values = std::iter::once(integration).chain(external_ids);
+        for call in select_calls(conn, &sql, params_from_iter(values))? {
+            calls.add(call);
         }
     }
     Ok(())
@@ -97,7 +86,7 @@ async fn read_external(
 
 /// One `UPDATE` for every call the batch changed, with the values folded
 /// in memory (the batch holds the write lock since it read them).
-async fn write_changed(calls: &Calls, conn: &mut SqliteConnection, now: DateTime<Utc>) -> Result<(), StoreError> {
+fn write_changed(calls: &Calls, conn: &Connection, now: DateTime<Utc>) -> Result<(), StoreError> {
     const COLUMNS: usize = 12;
     let changed: Vec<_> = calls.changed().collect();
     for chunk in changed.chunks(MAX_VARIABLES / COLUMNS) {
@@ -111,25 +100,26 @@ async fn write_changed(calls: &Calls, conn: &mut SqliteConnection, now: DateTime
                  FROM (VALUES {}) AS v WHERE integration_calls.seq = v.column1",
             placeholders(chunk.len(), "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
         );
-        let mut update = sqlx::query(AssertSqlSafe(sql));
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * COLUMNS);
         for folded in chunk {
             let call = &folded.call;
             let (response_data, error) = folded.terminal.clone().unwrap_or_default();
-            update = update
-                .bind(folded.seq)
-                .bind(call.status.as_str())
-                .bind(call.external_id.clone())
-                .bind(now.timestamp_millis())
-                .bind(response_data)
-                .bind(error)
-                .bind(call.completed_at.map(|at| at.timestamp_millis()))
-                .bind(folded.terminal.is_some())
-                .bind(call.next_run_at.map(|at| at.timestamp_millis()))
-                .bind(i64::from(call.attempts))
-                .bind(call.lease_owner.clone())
-                .bind(call.lease_expires_at.map(|at| at.timestamp_millis()));
+            values.extend([
+                Value::Integer(folded.seq),
+                Value::Text(call.status.as_str().to_owned()),
+                Value::from(call.external_id.clone()),
+                Value::Integer(now.timestamp_millis()),
+                Value::from(response_data),
+                Value::from(error),
+                Value::from(call.completed_at.map(|at| at.timestamp_millis())),
+                Value::from(folded.terminal.is_some()),
+                Value::from(call.next_run_at.map(|at| at.timestamp_millis())),
+                Value::from(call.attempts),
+                Value::from(call.lease_owner.clone()),
+                Value::from(call.lease_expires_at.map(|at| at.timestamp_millis())),
+            ]);
         }
-        update.execute(&mut *conn).await?;
+        conn.prepare_cached(&sql)?.execute(params_from_iter(values))?;
     }
     Ok(())
 }
@@ -151,7 +141,7 @@ fn placeholders(count: usize, one: &str) -> String {
 }
 
 /// The ids of the events already stored under the keys the requests use.
-async fn used_keys(conn: &mut SqliteConnection, calls: &Calls, requests: &[Appends]) -> Result<UsedKeys, StoreError> {
+fn used_keys(conn: &Connection, calls: &Calls, requests: &[Appends]) -> Result<UsedKeys, StoreError> {
     let keys = requested_keys(requests);
     if keys.is_empty() || calls.by_id.is_empty() {
         // No events (a turn that only reschedules), or no call found.
@@ -160,7 +150,7 @@ async fn used_keys(conn: &mut SqliteConnection, calls: &Calls, requests: &[Appen
     if calls.by_id.len() + keys.len() > MAX_VARIABLES {
         // Past the variable limit (thousands of keys in one batch), read
         // per call instead.
-        return used_keys_per_call(conn, calls).await;
+        return used_keys_per_call(conn, calls);
     }
     let sql = format!(
         "SELECT call_id, event_key, id FROM integration_call_events \
@@ -168,40 +158,42 @@ async fn used_keys(conn: &mut SqliteConnection, calls: &Calls, requests: &[Appen
         placeholders(calls.by_id.len(), "?"),
         placeholders(keys.len(), "?")
     );
-    let mut select = sqlx::query_as::<_, (String, String, i64)>(AssertSqlSafe(sql));
-    for id in calls.by_id.keys() {
-        select = select.bind(id.to_string());
-    }
-    for key in keys {
-        select = select.bind(key);
-    }
-    Ok(stored_keys(collect_keys(select.fetch_all(&mut *conn).await?)?))
+    let values = calls
+        .by_id
+        .keys()
+        .map(CallId::to_string)
+        .chain(keys.into_iter().map(str::to_owned));
+    Ok(stored_keys(key_rows(conn, &sql, params_from_iter(values))?))
 }
 
-async fn used_keys_per_call(conn: &mut SqliteConnection, calls: &Calls) -> Result<UsedKeys, StoreError> {
+fn used_keys_per_call(conn: &Connection, calls: &Calls) -> Result<UsedKeys, StoreError> {
     let mut rows = Vec::new();
     for id in calls.by_id.keys() {
-        rows.extend(
-            sqlx::query_as::<_, (String, String, i64)>(
-                "SELECT call_id, event_key, id FROM integration_call_events WHERE call_id = ?",
-            )
-            .bind(id.to_string())
-            .fetch_all(&mut *conn)
-            .await?,
-        );
+        let sql = "SELECT call_id, event_key, id FROM integration_call_events WHERE call_id = ?";
+        rows.extend(key_rows(conn, sql, [id.to_string()])?);
     }
-    Ok(stored_keys(collect_keys(rows)?))
+    Ok(stored_keys(rows))
 }
 
-fn collect_keys(rows: Vec<(String, String, i64)>) -> Result<Vec<(CallId, String, i64)>, StoreError> {
-    rows.into_iter()
-        .map(|(call_id, key, id)| Ok((super::parse_id(&call_id)?, key, id)))
-        .collect()
+/// The `call_id, event_key, id` rows `sql` returns.
+fn key_rows(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<(CallId, String, i64)>, StoreError> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let mut rows = statement.query(params)?;
+    let mut keys = Vec::new();
+    while let Some(row) = rows.next()? {
+        let call_id: String = row.get(0)?;
+        keys.push((super::parse_id(&call_id)?, row.get(1)?, row.get(2)?));
+    }
+    Ok(keys)
 }
 
 /// Inserts the batch's new events; returns their ids by (call, key).
-async fn insert_events(
-    conn: &mut SqliteConnection,
+fn insert_events(
+    conn: &Connection,
     rows: &[NewRow],
     now: DateTime<Utc>,
 ) -> Result<HashMap<(CallId, String), i64>, StoreError> {
@@ -213,17 +205,18 @@ async fn insert_events(
              VALUES {} RETURNING call_id, event_key, id",
             placeholders(chunk.len(), "(?, ?, ?, ?, ?, ?)")
         );
-        let mut insert = sqlx::query_as::<_, (String, String, i64)>(AssertSqlSafe(sql));
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * COLUMNS);
         for row in chunk {
-            insert = insert
-                .bind(row.call_id.to_string())
-                .bind(row.event.kind.as_str())
-                .bind(row.event.key.as_str())
-                .bind(to_json(&row.event.payload)?)
-                .bind(row.applied)
-                .bind(now.timestamp_millis());
+            values.extend([
+                Value::Text(row.call_id.to_string()),
+                Value::Text(row.event.kind.as_str().to_owned()),
+                Value::Text(row.event.key.clone()),
+                Value::Text(to_json(&row.event.payload)?),
+                Value::from(row.applied),
+                Value::Integer(now.timestamp_millis()),
+            ]);
         }
-        let inserted = collect_keys(insert.fetch_all(&mut *conn).await?)?;
+        let inserted = key_rows(conn, &sql, params_from_iter(values))?;
         ids.extend(inserted.into_iter().map(|(call_id, key, id)| ((call_id, key), id)));
     }
     Ok(ids)

@@ -8,7 +8,11 @@
 //! Reads use the pool. Every write goes through one writer connection that
 //! group-commits: writes queued while a commit is in flight share the next
 //! transaction (the `writer` module), and the appends among them are folded
-//! and written together (the `appends` module).
+//! and written together (the `appends` module). The writer's connection is
+//! rusqlite's, on a thread of its own, opened like the pool's (the
+//! `database` module): a batch's statements are plain calls into SQLite, not
+//! a round trip each to sqlx's worker thread. Both bindings link one SQLite
+//! library, so the file's locks are the same for both.
 //!
 //! Every transaction that reads before it writes starts with `BEGIN
 //! IMMEDIATE`: a deferred transaction that must upgrade to a writer after
@@ -19,6 +23,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use rusqlite::types::Value;
+use rusqlite::{params_from_iter, Connection, OptionalExtension, Params};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -37,6 +43,7 @@ use super::{
 use crate::lifecycle::CallStatus;
 
 mod appends;
+mod database;
 mod protection;
 mod rows;
 mod schema;
@@ -46,6 +53,7 @@ mod tests;
 mod writer;
 
 use super::folding::{Appends, OwnedTarget, Turn};
+use database::Database;
 use rows::{event_from_row, parse_id, CALL_COLUMNS};
 use schema::{migrate, MIGRATIONS};
 use writer::Writer;
@@ -96,11 +104,12 @@ impl SqliteStore {
     /// timeout are recommended.
     ///
     /// The pool serves reads; the store's writes run on one more connection,
-    /// opened with the pool's options, so the database must be a file (each
-    /// connection to `:memory:` is a database of its own).
+    /// to the pool's database file (with its VFS) and with its connections'
+    /// `synchronous` and `foreign_keys` settings, so the database must be a
+    /// file (each connection to `:memory:` is a database of its own).
     pub async fn from_pool(pool: SqlitePool) -> Result<Self, StoreError> {
         migrate(&pool, MIGRATIONS).await?;
-        let writer = Writer::start((*pool.connect_options()).clone()).await?;
+        let writer = Writer::start(Database::of(&pool).await?).await?;
         Ok(SqliteStore {
             pool,
             writer,
@@ -136,25 +145,22 @@ impl SqliteStore {
     /// # let _ = call; Ok(()) }
     /// ```
     pub async fn create_in_tx(&self, conn: &mut SqliteConnection, call: NewCall) -> Result<Created, StoreError> {
-        insert_call(conn, call).await
+        insert_call_in_tx(conn, call).await
     }
 
-    /// Runs a leasing `UPDATE ... RETURNING {CALL_COLUMNS}` (`sql`, its
-    /// parameters bound by `bind`) as an unsynced write, and returns the
-    /// leased calls ordered by `order`, then creation.
+    /// Runs a leasing `UPDATE ... RETURNING {CALL_COLUMNS}` (`sql`, with
+    /// `values` bound) as an unsynced write, and returns the leased calls
+    /// ordered by `order`, then creation.
     async fn lease_calls(
         &self,
         sql: String,
-        bind: impl for<'q> FnOnce(Update<'q>) -> Update<'q> + Send + 'static,
+        values: Vec<Value>,
         order: fn(&CallRecord) -> Option<DateTime<Utc>>,
     ) -> Result<Vec<CallRecord>, StoreError> {
-        let rows = self
+        let mut calls = self
             .writer
-            .write_unsynced(move |conn| {
-                Box::pin(async move { Ok(bind(sqlx::query(AssertSqlSafe(sql))).fetch_all(&mut *conn).await?) })
-            })
+            .write_unsynced(move |conn| select_calls(conn, &sql, params_from_iter(values)))
             .await?;
-        let mut calls = rows.iter().map(call_from_row).collect::<Result<Vec<_>, _>>()?;
         // RETURNING has no defined order.
         calls.sort_by_key(|(seq, call)| (order(call), *seq));
         Ok(calls.into_iter().map(|(_, call)| call).collect())
@@ -164,7 +170,7 @@ impl SqliteStore {
     /// call may be due.
     async fn give_back<W>(&self, write: W) -> Result<(), StoreError>
     where
-        W: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<(), StoreError>> + Send + 'static,
+        W: FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static,
     {
         self.writer.write(write).await?;
         self.work.notify_waiters();
@@ -182,46 +188,45 @@ impl SqliteStore {
     }
 }
 
-type Update<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
-
-/// Runs `update` (an `UPDATE ... WHERE id = ? AND lease_owner = ?` whose
-/// last two binds are those) and turns "no row" into not-found or
-/// lease-lost.
-async fn leased_update(
-    conn: &mut SqliteConnection,
-    id: CallId,
-    worker: &str,
-    update: Update<'_>,
-) -> Result<(), StoreError> {
-    let done = update
-        .bind(id.to_string())
-        .bind(worker.to_owned())
-        .execute(&mut *conn)
-        .await?;
-    if done.rows_affected() > 0 {
-        return Ok(());
+/// Runs `sql`, which returns call rows ([`CALL_COLUMNS`]), on the writer's
+/// connection.
+fn select_calls(conn: &Connection, sql: &str, params: impl Params) -> Result<Vec<(i64, CallRecord)>, StoreError> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let mut rows = statement.query(params)?;
+    let mut calls = Vec::new();
+    while let Some(row) = rows.next()? {
+        calls.push(call_from_row(row)?);
     }
-    check_lease(conn, id, worker).await?;
-    Err(StoreError::lease_lost(id, worker))
+    Ok(calls)
 }
 
-/// The write of a lease-checked `update`, for the writer (see
-/// [`leased_update`]).
+/// The write of a lease-checked update, for the writer: `sql` is an
+/// `UPDATE ... WHERE id = ? AND lease_owner = ?`, its other parameters
+/// (before those two) are `values`. "No row" becomes not-found or
+/// lease-lost.
 fn leased(
     id: CallId,
     worker: &str,
-    update: Update<'static>,
-) -> impl for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<(), StoreError>> + Send + 'static {
+    sql: &'static str,
+    mut values: Vec<Value>,
+) -> impl FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static {
     let worker = worker.to_owned();
-    move |conn| Box::pin(async move { leased_update(conn, id, &worker, update).await })
+    move |conn| {
+        values.extend([Value::Text(id.to_string()), Value::Text(worker.clone())]);
+        if conn.prepare_cached(sql)?.execute(params_from_iter(values))? > 0 {
+            return Ok(());
+        }
+        check_lease(conn, id, &worker)?;
+        Err(StoreError::lease_lost(id, &worker))
+    }
 }
 
 /// Fails unless `worker` holds the lease on call `id`.
-async fn check_lease(conn: &mut SqliteConnection, id: CallId, worker: &str) -> Result<(), StoreError> {
-    let owner: Option<Option<String>> = sqlx::query_scalar("SELECT lease_owner FROM integration_calls WHERE id = ?")
-        .bind(id.to_string())
-        .fetch_optional(&mut *conn)
-        .await?;
+fn check_lease(conn: &Connection, id: CallId, worker: &str) -> Result<(), StoreError> {
+    let owner: Option<Option<String>> = conn
+        .prepare_cached("SELECT lease_owner FROM integration_calls WHERE id = ?")?
+        .query_row([id.to_string()], |row| row.get(0))
+        .optional()?;
     match owner {
         None => Err(StoreError::not_found(format_args!("call {id}"))),
         Some(owner) if owner.as_deref() == Some(worker) => Ok(()),
@@ -229,61 +234,111 @@ async fn check_lease(conn: &mut SqliteConnection, id: CallId, worker: &str) -> R
     }
 }
 
-/// Ends a worker's turn: the schedule, an attempt counted, the lease given back.
-fn reschedule_update(next_run_at: Option<DateTime<Utc>>) -> Update<'static> {
-    sqlx::query(
-        "UPDATE integration_calls SET \
-         next_run_at = CASE WHEN status IN ('completed', 'failed') THEN NULL ELSE ? END, \
-         attempts = attempts + 1, lease_owner = NULL, lease_expires_at = NULL, \
-         updated_at = ? \
-         WHERE id = ? AND lease_owner = ?",
-    )
-    .bind(next_run_at.map(|at| truncate(at).timestamp_millis()))
-    .bind(now().timestamp_millis())
+/// Inserts a call, unless its idempotency key is taken; the values are
+/// those of a [`CallInsert`].
+const INSERT_CALL: &str = "INSERT INTO integration_calls (id, integration, endpoint, status, params, attempts, \
+     idempotency_key, created_at, updated_at, next_run_at, lease_owner, lease_expires_at) \
+     VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?) \
+     ON CONFLICT (integration, idempotency_key) DO NOTHING";
+
+/// The call stored under an integration (first parameter) and idempotency key.
+fn select_by_key() -> String {
+    format!("SELECT {CALL_COLUMNS} FROM integration_calls WHERE integration = ? AND idempotency_key = ?")
 }
 
-async fn insert_call(conn: &mut SqliteConnection, call: NewCall) -> Result<Created, StoreError> {
-    let now = now();
-    let id = new_call_id();
-    // The conflict clause makes a concurrent create with the same key a no-op
-    // instead of an error; the existing call is read back below.
-    let inserted = sqlx::query(
-        "INSERT INTO integration_calls (id, integration, endpoint, status, params, attempts, \
-         idempotency_key, created_at, updated_at, next_run_at, lease_owner, lease_expires_at) \
-         VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (integration, idempotency_key) DO NOTHING",
-    )
-    .bind(id.to_string())
-    .bind(&call.integration)
-    .bind(&call.endpoint)
-    .bind(CallStatus::Pending.as_str())
-    .bind(to_json(&call.params)?)
-    .bind(&call.idempotency_key)
-    .bind(now.timestamp_millis())
-    .bind(now.timestamp_millis())
-    .bind(call.run_at.map_or(now, truncate).timestamp_millis())
-    .bind(call.lease.as_ref().map(|lease| lease.owner.as_str()))
-    .bind(
-        call.lease
+/// A call about to be inserted with [`INSERT_CALL`]: by the writer, or in
+/// the caller's own transaction (the outbox).
+struct CallInsert {
+    id: CallId,
+    values: Vec<Value>,
+}
+
+impl CallInsert {
+    fn new(call: &NewCall) -> Result<Self, StoreError> {
+        let now = now();
+        let id = new_call_id();
+        let lease_owner = call.lease.as_ref().map(|lease| lease.owner.clone());
+        let lease_expires_at = call
+            .lease
             .as_ref()
-            .map(|lease| lease_deadline(now, lease.duration).timestamp_millis()),
-    )
-    .execute(&mut *conn)
-    .await?;
-    if inserted.rows_affected() == 1 {
-        return Ok(Created { id, created: true });
+            .map(|lease| lease_deadline(now, lease.duration).timestamp_millis());
+        let values = vec![
+            Value::Text(id.to_string()),
+            Value::Text(call.integration.clone()),
+            Value::Text(call.endpoint.clone()),
+            Value::Text(CallStatus::Pending.as_str().to_owned()),
+            Value::Text(to_json(&call.params)?),
+            Value::from(call.idempotency_key.clone()),
+            Value::Integer(now.timestamp_millis()),
+            Value::Integer(now.timestamp_millis()),
+            Value::Integer(call.run_at.map_or(now, truncate).timestamp_millis()),
+            Value::from(lease_owner),
+            Value::from(lease_expires_at),
+        ];
+        Ok(CallInsert { id, values })
     }
-    let row = sqlx::query(AssertSqlSafe(format!(
-        "SELECT {CALL_COLUMNS} FROM integration_calls WHERE integration = ? AND idempotency_key = ?"
-    )))
-    .bind(&call.integration)
-    .bind(&call.idempotency_key)
-    .fetch_one(&mut *conn)
-    .await?;
-    let (_, existing) = call_from_row(&row)?;
-    check_same_request(&existing, &call)?;
-    Ok(Created {
-        id: existing.id,
-        created: false,
-    })
+
+    /// What the caller hears: the new call, or (the insert stored nothing)
+    /// the call `existing` under the key, which must be the same request.
+    fn outcome(self, call: &NewCall, existing: Option<CallRecord>) -> Result<Created, StoreError> {
+        let Some(existing) = existing else {
+            return Ok(Created {
+                id: self.id,
+                created: true,
+            });
+        };
+        check_same_request(&existing, call)?;
+        Ok(Created {
+            id: existing.id,
+            created: false,
+        })
+    }
+}
+
+/// [`Store::create`]'s write. The conflict clause makes a concurrent create
+/// with the same key a no-op instead of an error; the existing call is read
+/// back.
+fn insert_call(conn: &Connection, call: NewCall) -> Result<Created, StoreError> {
+    let insert = CallInsert::new(&call)?;
+    let inserted = conn
+        .prepare_cached(INSERT_CALL)?
+        .execute(params_from_iter(&insert.values))?
+        == 1;
+    let existing = match inserted {
+        true => None,
+        false => {
+            let mut select = conn.prepare_cached(&select_by_key())?;
+            let key = (&call.integration, &call.idempotency_key);
+            Some(select.query_row(key, |row| Ok(call_from_row(row)))??.1)
+        }
+    };
+    insert.outcome(&call, existing)
+}
+
+/// [`insert_call`] in the caller's transaction.
+async fn insert_call_in_tx(conn: &mut SqliteConnection, call: NewCall) -> Result<Created, StoreError> {
+    let insert = CallInsert::new(&call)?;
+    let mut statement = sqlx::query(INSERT_CALL);
+    for value in &insert.values {
+        statement = match value.clone() {
+            Value::Null => statement.bind(None::<i64>),
+            Value::Integer(value) => statement.bind(value),
+            Value::Real(value) => statement.bind(value),
+            Value::Text(value) => statement.bind(value),
+            Value::Blob(value) => statement.bind(value),
+        };
+    }
+    let inserted = statement.execute(&mut *conn).await?.rows_affected() == 1;
+    let existing = match inserted {
+        true => None,
+        false => {
+            let row = sqlx::query(AssertSqlSafe(select_by_key()))
+                .bind(&call.integration)
+                .bind(&call.idempotency_key)
+                .fetch_one(&mut *conn)
+                .await?;
+            Some(call_from_row(&row)?.1)
+        }
+    };
+    insert.outcome(&call, existing)
 }

@@ -18,32 +18,24 @@ impl SqliteStore {
         let (tat, refused_at) = self
             .writer
             .write_unsynced(move |conn| {
-                Box::pin(async move {
-                    let tat: Option<i64> = sqlx::query_scalar(
+                let tat: Option<i64> = conn
+                    .prepare_cached(
                         "INSERT INTO integration_rate_limiters (limiter, tat) VALUES (?1, ?2 + ?3) \
                          ON CONFLICT (limiter) DO UPDATE SET tat = max(tat, ?2) + ?3 \
                          WHERE max(tat, ?2) - ?4 - ?2 <= ?5 \
                          RETURNING tat",
-                    )
-                    .bind(&limiter)
-                    .bind(now)
-                    .bind(advance)
-                    .bind(tolerance)
-                    .bind(max_wait)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-                    // Refused: read the TAT for the wait, after the only write.
-                    let refused_at = match tat {
-                        Some(_) => None,
-                        None => {
-                            sqlx::query_scalar("SELECT tat FROM integration_rate_limiters WHERE limiter = ?1")
-                                .bind(&limiter)
-                                .fetch_optional(&mut *conn)
-                                .await?
-                        }
-                    };
-                    Ok((tat, refused_at))
-                })
+                    )?
+                    .query_row((&limiter, now, advance, tolerance, max_wait), |row| row.get(0))
+                    .optional()?;
+                // Refused: read the TAT for the wait, after the only write.
+                let refused_at = match tat {
+                    Some(_) => None,
+                    None => conn
+                        .prepare_cached("SELECT tat FROM integration_rate_limiters WHERE limiter = ?1")?
+                        .query_row([&limiter], |row| row.get(0))
+                        .optional()?,
+                };
+                Ok((tat, refused_at))
             })
             .await?;
         Ok(binds.slice(&request, tat, refused_at))
@@ -55,17 +47,12 @@ impl SqliteStore {
         let until = now_micros().saturating_add(micros(open_for));
         self.writer
             .write_unsynced(move |conn| {
-                Box::pin(async move {
-                    sqlx::query(
-                        "INSERT INTO integration_circuit_breakers (breaker, open_until) VALUES (?1, ?2) \
-                         ON CONFLICT (breaker) DO UPDATE SET open_until = max(open_until, excluded.open_until)",
-                    )
-                    .bind(breaker)
-                    .bind(until)
-                    .execute(&mut *conn)
-                    .await?;
-                    Ok(())
-                })
+                conn.prepare_cached(
+                    "INSERT INTO integration_circuit_breakers (breaker, open_until) VALUES (?1, ?2) \
+                     ON CONFLICT (breaker) DO UPDATE SET open_until = max(open_until, excluded.open_until)",
+                )?
+                .execute((breaker, until))?;
+                Ok(())
             })
             .await
     }

@@ -47,6 +47,29 @@ impl CallRow for SqliteRow {
     }
 }
 
+/// The same, read by the writer.
+impl CallRow for rusqlite::Row<'_> {
+    fn text(&self, column: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.get(column)?)
+    }
+
+    fn time(&self, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        timestamp(column, self.get(column)?)
+    }
+
+    fn count(&self, column: &str) -> Result<u32, StoreError> {
+        stored_count(column, self.get(column)?)
+    }
+
+    fn id(&self) -> Result<CallId, StoreError> {
+        parse_id(&self.get::<_, String>("id")?)
+    }
+
+    fn seq(&self) -> Result<i64, StoreError> {
+        Ok(self.get("seq")?)
+    }
+}
+
 pub(super) fn event_from_row(row: &SqliteRow) -> Result<EventRecord, StoreError> {
     let kind: String = row.try_get("kind")?;
     let payload: String = row.try_get("payload")?;

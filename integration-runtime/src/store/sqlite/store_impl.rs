@@ -7,7 +7,7 @@ impl Store for SqliteStore {
         Box::pin(async move {
             // A leased call is not claimable yet: waking workers would be for nothing.
             let claimable = call.lease.is_none();
-            let created = self.writer.write(|conn| Box::pin(insert_call(conn, call))).await?;
+            let created = self.writer.write(|conn| insert_call(conn, call)).await?;
             if created.created && claimable {
                 self.work.notify_waiters();
             }
@@ -25,7 +25,6 @@ impl Store for SqliteStore {
             if limit == 0 {
                 return Ok(Vec::new());
             }
-            let worker = worker.to_owned();
             let now = now();
             // One statement selects and leases: SQLite runs it under the
             // write lock, so concurrent claimers see disjoint sets. The
@@ -40,20 +39,13 @@ impl Store for SqliteStore {
                      ORDER BY next_run_at, seq LIMIT ?4) \
                  RETURNING {CALL_COLUMNS}"
             );
-            let deadline = lease_deadline(now, lease).timestamp_millis();
-            let order = |call: &CallRecord| call.next_run_at;
-            self.lease_calls(
-                sql,
-                move |update| {
-                    update
-                        .bind(worker)
-                        .bind(deadline)
-                        .bind(now.timestamp_millis())
-                        .bind(i64::from(limit))
-                },
-                order,
-            )
-            .await
+            let values = vec![
+                Value::Text(worker.to_owned()),
+                Value::Integer(lease_deadline(now, lease).timestamp_millis()),
+                Value::Integer(now.timestamp_millis()),
+                Value::from(limit),
+            ];
+            self.lease_calls(sql, values, |call| call.next_run_at).await
         })
     }
 
@@ -64,23 +56,21 @@ impl Store for SqliteStore {
         lease: Duration,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         let now = now();
-        let update = sqlx::query(
-            "UPDATE integration_calls SET lease_expires_at = ?, updated_at = ? \
-             WHERE id = ? AND lease_owner = ?",
-        )
-        .bind(lease_deadline(now, lease).timestamp_millis())
-        .bind(now.timestamp_millis());
-        Box::pin(self.writer.write_unsynced(leased(id, worker, update)))
+        let sql = "UPDATE integration_calls SET lease_expires_at = ?, updated_at = ? \
+                   WHERE id = ? AND lease_owner = ?";
+        let values = vec![
+            Value::Integer(lease_deadline(now, lease).timestamp_millis()),
+            Value::Integer(now.timestamp_millis()),
+        ];
+        Box::pin(self.writer.write_unsynced(leased(id, worker, sql, values)))
     }
 
     fn release<'a>(&'a self, id: CallId, worker: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
-        let update = sqlx::query(
-            "UPDATE integration_calls \
-             SET lease_owner = NULL, lease_expires_at = NULL, updated_at = ? \
-             WHERE id = ? AND lease_owner = ?",
-        )
-        .bind(now().timestamp_millis());
-        Box::pin(self.give_back(leased(id, worker, update)))
+        let sql = "UPDATE integration_calls \
+                   SET lease_owner = NULL, lease_expires_at = NULL, updated_at = ? \
+                   WHERE id = ? AND lease_owner = ?";
+        let values = vec![Value::Integer(now().timestamp_millis())];
+        Box::pin(self.give_back(leased(id, worker, sql, values)))
     }
 
     fn reschedule<'a>(
@@ -89,7 +79,17 @@ impl Store for SqliteStore {
         worker: &'a str,
         next_run_at: Option<DateTime<Utc>>,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(self.give_back(leased(id, worker, reschedule_update(next_run_at))))
+        // The schedule, an attempt counted, the lease given back.
+        let sql = "UPDATE integration_calls SET \
+                   next_run_at = CASE WHEN status IN ('completed', 'failed') THEN NULL ELSE ? END, \
+                   attempts = attempts + 1, lease_owner = NULL, lease_expires_at = NULL, \
+                   updated_at = ? \
+                   WHERE id = ? AND lease_owner = ?";
+        let values = vec![
+            Value::from(next_run_at.map(|at| truncate(at).timestamp_millis())),
+            Value::Integer(now().timestamp_millis()),
+        ];
+        Box::pin(self.give_back(leased(id, worker, sql, values)))
     }
 
     fn finish_turn<'a>(
@@ -258,16 +258,12 @@ impl Store for SqliteStore {
             // it) without an fsync per health check.
             self.writer
                 .write_unsynced(move |conn| {
-                    Box::pin(async move {
-                        sqlx::query(
-                            "INSERT INTO integration_store_probe (id, written_at) VALUES (1, ?) \
-                             ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at",
-                        )
-                        .bind(at)
-                        .execute(&mut *conn)
-                        .await?;
-                        Ok(())
-                    })
+                    conn.prepare_cached(
+                        "INSERT INTO integration_store_probe (id, written_at) VALUES (1, ?) \
+                         ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at",
+                    )?
+                    .execute([at])?;
+                    Ok(())
                 })
                 .await
         })
@@ -279,15 +275,15 @@ impl Store for SqliteStore {
         worker: &'a str,
         next_run_at: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        let update = sqlx::query(
-            "UPDATE integration_calls SET \
-             next_run_at = CASE WHEN status IN ('completed', 'failed') THEN NULL ELSE ? END, \
-             lease_owner = NULL, lease_expires_at = NULL, updated_at = ? \
-             WHERE id = ? AND lease_owner = ?",
-        )
-        .bind(truncate(next_run_at).timestamp_millis())
-        .bind(now().timestamp_millis());
-        Box::pin(self.give_back(leased(id, worker, update)))
+        let sql = "UPDATE integration_calls SET \
+                   next_run_at = CASE WHEN status IN ('completed', 'failed') THEN NULL ELSE ? END, \
+                   lease_owner = NULL, lease_expires_at = NULL, updated_at = ? \
+                   WHERE id = ? AND lease_owner = ?";
+        let values = vec![
+            Value::Integer(truncate(next_run_at).timestamp_millis()),
+            Value::Integer(now().timestamp_millis()),
+        ];
+        Box::pin(self.give_back(leased(id, worker, sql, values)))
     }
 
     fn claim_notifications(&self, limit: u32, lease: Duration) -> BoxFuture<'_, Result<Vec<CallRecord>, StoreError>> {
@@ -305,42 +301,34 @@ impl Store for SqliteStore {
                      ORDER BY notify_at, seq LIMIT ?3) \
                  RETURNING {CALL_COLUMNS}"
             );
-            let deadline = lease_deadline(now, lease).timestamp_millis();
-            let order = |call: &CallRecord| call.completed_at;
-            self.lease_calls(
-                sql,
-                move |update| {
-                    update
-                        .bind(deadline)
-                        .bind(now.timestamp_millis())
-                        .bind(i64::from(limit))
-                },
-                order,
-            )
-            .await
+            let values = vec![
+                Value::Integer(lease_deadline(now, lease).timestamp_millis()),
+                Value::Integer(now.timestamp_millis()),
+                Value::from(limit),
+            ];
+            self.lease_calls(sql, values, |call| call.completed_at).await
         })
     }
 
     fn finish_notification(&self, id: CallId, outcome: NotificationOutcome) -> BoxFuture<'_, Result<(), StoreError>> {
         let (retry_at, failed, error) = notification_columns(outcome);
         Box::pin(self.writer.write_unsynced(move |conn| {
-            Box::pin(async move {
-                let done = sqlx::query(
+            let changed = conn
+                .prepare_cached(
                     "UPDATE integration_calls SET notify_at = ?, \
                      notification_attempts = notification_attempts + ?, \
                      notification_error = COALESCE(?, notification_error) WHERE id = ?",
-                )
-                .bind(retry_at.map(|at| truncate(at).timestamp_millis()))
-                .bind(i64::from(failed))
-                .bind(error)
-                .bind(id.to_string())
-                .execute(&mut *conn)
-                .await?;
-                if done.rows_affected() == 0 {
-                    return Err(StoreError::not_found(format_args!("call {id}")));
-                }
-                Ok(())
-            })
+                )?
+                .execute((
+                    retry_at.map(|at| truncate(at).timestamp_millis()),
+                    i64::from(failed),
+                    error,
+                    id.to_string(),
+                ))?;
+            if changed == 0 {
+                return Err(StoreError::not_found(format_args!("call {id}")));
+            }
+            Ok(())
         }))
     }
 

@@ -321,7 +321,10 @@ async fn a_database_of_the_previous_schema_upgrades_and_keeps_its_calls() {
 }
 
 /// The steps of an `EXPLAIN QUERY PLAN` query.
-async fn query_plan(store: &SqliteStore, explain: Update<'_>) -> Vec<String> {
+async fn query_plan(
+    store: &SqliteStore,
+    explain: sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+) -> Vec<String> {
     let rows = explain.fetch_all(store.pool()).await.unwrap();
     rows.iter().map(|row| row.get::<String, _>("detail")).collect()
 }

@@ -17,6 +17,13 @@
 //! An idle store pays nothing for this: a lone write is a batch of one, sent
 //! at once.
 //!
+//! The connection is rusqlite's, owned by a thread of the writer's own:
+//! writes are closures over it, their statements plain calls into SQLite
+//! (prepared once, then taken from the connection's cache), so a batch holds
+//! the file's write lock for the time SQLite works, not for a round trip per
+//! statement between the runtime's threads and a database thread. Callers
+//! queue their writes on a channel and hear back on their own one.
+//!
 //! Leases and notification marks are written without waiting for the disk
 //! ([`Writer::write_unsynced`]): a batch that holds nothing else commits with
 //! `synchronous=NORMAL`. Losing one in a power cut only repeats work the
@@ -35,17 +42,17 @@
 //! hears [`StoreError::is_unavailable`] within the bound, and nothing of its
 //! write is stored.
 
-use std::time::Duration;
+use std::thread;
+use std::time::{Duration, Instant};
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use sqlx::{AssertSqlSafe, ConnectOptions};
+use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
 
 use super::appends::append_batch;
+use super::database::Database;
 use crate::store::error::ErrorKind;
 use crate::store::folding::Appends;
-use crate::store::{AppendOutcome, BoxFuture, StoreError};
+use crate::store::{AppendOutcome, StoreError};
 
 /// The most writes one transaction takes. Bounds how long a batch holds the
 /// file's write lock, not how many callers may wait.
@@ -58,11 +65,8 @@ const QUEUE: usize = 4 * MAX_BATCH;
 /// database is reported in seconds, not after a pile-up of busy timeouts.
 pub(crate) const WRITE_WAIT: Duration = Duration::from_secs(5);
 
-/// The busy timeout is set in steps of this, so a batch whose writes did not
-/// wait (nearly all) keeps the connection's setting without a `PRAGMA`.
-const BUSY_STEP_MS: u64 = 100;
-
-/// The handle to the writer task; the task ends when the handle is dropped.
+/// The handle to the writer thread; the thread ends when the handle is
+/// dropped (after the writes already queued).
 #[derive(Debug)]
 pub(super) struct Writer {
     jobs: mpsc::Sender<(Instant, Item)>,
@@ -89,13 +93,23 @@ impl Item {
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 impl Writer {
-    /// Opens the writer's own connection with `options` (its busy timeout
-    /// replaced by [`WRITE_WAIT`]) and starts the task.
-    pub(super) async fn start(options: SqliteConnectOptions) -> Result<Self, StoreError> {
-        let options = options.busy_timeout(WRITE_WAIT);
-        let connection = options.connect().await?;
+    /// Opens the writer's connection to `database` on a thread of its own,
+    /// which then serves the writes.
+    pub(super) async fn start(database: Database) -> Result<Self, StoreError> {
         let (jobs, queue) = mpsc::channel(QUEUE);
-        tokio::spawn(serve(connection, options, queue));
+        let (opened, open) = oneshot::channel();
+        thread::Builder::new()
+            .name("integration-sqlite-writer".to_owned())
+            .spawn(move || match database.open() {
+                Ok(connection) => {
+                    if opened.send(Ok(())).is_ok() {
+                        serve(connection, &database, queue);
+                    }
+                }
+                Err(error) => drop(opened.send(Err(error))),
+            })
+            .map_err(|error| StoreError::backend("starting the store's writer thread failed", error))?;
+        open.await.map_err(|_| stopped())??;
         Ok(Writer { jobs })
     }
 
@@ -108,7 +122,7 @@ impl Writer {
     pub(super) async fn write<T, W>(&self, write: W) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        W: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
+        W: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         self.enqueue(true, write).await
     }
@@ -119,7 +133,7 @@ impl Writer {
     pub(super) async fn write_unsynced<T, W>(&self, write: W) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        W: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
+        W: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         self.enqueue(false, write).await
     }
@@ -127,7 +141,7 @@ impl Writer {
     async fn enqueue<T, W>(&self, durable: bool, write: W) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        W: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
+        W: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         self.request(|reply| Item::Write(Box::new(Queued { write, durable, reply })))
             .await
@@ -162,13 +176,13 @@ trait Job: Send {
     /// savepoint when it shares the batch).
     fn atomic(&self) -> bool;
     /// Runs the write; what it returns is held until the commit.
-    fn run<'c>(self: Box<Self>, connection: &'c mut SqliteConnection) -> BoxFuture<'c, Box<dyn Ran>>;
+    fn run(self: Box<Self>, connection: &Connection) -> Box<dyn Ran>;
     /// Answers the caller without running: the batch could not start.
     fn refuse(self: Box<Self>, error: StoreError);
 }
 
 /// A write that ran, waiting to learn whether its transaction committed.
-trait Ran: Send {
+trait Ran {
     fn succeeded(&self) -> bool;
     /// Answers the caller: the write's own result if the batch committed (or
     /// the write failed anyway), else why the batch failed.
@@ -189,7 +203,7 @@ struct Done<T> {
 impl<T, W> Job for Queued<T, W>
 where
     T: Send + 'static,
-    W: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
+    W: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
 {
     fn durable(&self) -> bool {
         self.durable
@@ -199,11 +213,11 @@ where
         true
     }
 
-    fn run<'c>(self: Box<Self>, connection: &'c mut SqliteConnection) -> BoxFuture<'c, Box<dyn Ran>> {
+    fn run(self: Box<Self>, connection: &Connection) -> Box<dyn Ran> {
         let Queued { write, reply, .. } = *self;
-        Box::pin(async move {
-            let result = write(connection).await;
-            Box::new(Done { result, reply }) as Box<dyn Ran>
+        Box::new(Done {
+            result: write(connection),
+            reply,
         })
     }
 
@@ -244,11 +258,11 @@ impl Job for AppendJob {
         false
     }
 
-    fn run<'c>(self: Box<Self>, connection: &'c mut SqliteConnection) -> BoxFuture<'c, Box<dyn Ran>> {
+    fn run(self: Box<Self>, connection: &Connection) -> Box<dyn Ran> {
         let AppendJob { requests, replies } = *self;
-        Box::pin(async move {
-            let result = append_batch(connection, requests).await;
-            Box::new(AppendsDone { result, replies }) as Box<dyn Ran>
+        Box::new(AppendsDone {
+            result: append_batch(connection, requests),
+            replies,
         })
     }
 
@@ -300,26 +314,32 @@ fn batch_failed(error: &StoreError) -> StoreError {
     }
 }
 
-/// The writer task: one batch at a time, until every handle is dropped.
-async fn serve(
-    mut connection: SqliteConnection,
-    options: SqliteConnectOptions,
-    mut queue: mpsc::Receiver<(Instant, Item)>,
-) {
-    let mut sync = Synchronous::read(&mut connection).await;
-    let mut busy = BusyTimeout::new();
+/// The writer thread: one batch at a time, until the handle is dropped and
+/// the queue is empty.
+fn serve(mut connection: Connection, database: &Database, mut queue: mpsc::Receiver<(Instant, Item)>) {
+    let mut sync = Synchronous::read(&connection);
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    while let Some(first) = queue.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
         let Some(oldest) = refuse_expired(&mut batch) else {
             continue;
         };
         let jobs = into_jobs(batch.drain(..).map(|(_, item)| item));
-        let result = match busy
-            .set(&mut connection, WRITE_WAIT.saturating_sub(oldest.elapsed()))
-            .await
-        {
-            Ok(()) => commit_batch(&mut connection, &mut sync, jobs).await,
+        // The batch waits for a lock held elsewhere only as long as its
+        // oldest write may still wait (zero would wait not at all).
+        let left = WRITE_WAIT
+            .saturating_sub(oldest.elapsed())
+            .max(Duration::from_millis(1));
+        let result = match connection.busy_timeout(left) {
+            Ok(()) => commit_batch(&connection, &mut sync, jobs),
             Err(error) => {
+                let error = StoreError::from(error);
                 for job in jobs {
                     job.refuse(batch_failed(&error));
                 }
@@ -336,11 +356,10 @@ async fn serve(
                 tracing::warn!(%error, "a batch of store writes failed; reconnecting the writer");
                 // The connection's state is unknown (a failed ROLLBACK, a broken
                 // file handle): start the next batch on a fresh one.
-                match options.connect().await {
+                match database.open() {
                     Ok(fresh) => {
                         connection = fresh;
-                        sync = Synchronous::read(&mut connection).await;
-                        busy = BusyTimeout::new();
+                        sync = Synchronous::read(&connection);
                     }
                     Err(error) => {
                         tracing::warn!(%error, "reconnecting the store's writer failed; keeping the old connection")
@@ -368,33 +387,6 @@ fn refuse_expired(batch: &mut Vec<(Instant, Item)>) -> Option<Instant> {
     }
     *batch = live;
     batch.iter().map(|(at, _)| *at).min()
-}
-
-/// The writer connection's busy timeout: how long the next `BEGIN
-/// IMMEDIATE` waits for a lock held elsewhere.
-struct BusyTimeout {
-    current_ms: u64,
-}
-
-impl BusyTimeout {
-    /// The connection's setting as opened ([`Writer::start`]).
-    fn new() -> Self {
-        BusyTimeout {
-            current_ms: WRITE_WAIT.as_millis() as u64,
-        }
-    }
-
-    /// Lets the next batch wait `left` at most, rounded up to a step.
-    async fn set(&mut self, connection: &mut SqliteConnection, left: Duration) -> Result<(), StoreError> {
-        let wanted = (left.as_millis() as u64).div_ceil(BUSY_STEP_MS).max(1) * BUSY_STEP_MS;
-        if wanted != self.current_ms {
-            sqlx::query(AssertSqlSafe(format!("PRAGMA busy_timeout = {wanted}")))
-                .execute(&mut *connection)
-                .await?;
-            self.current_ms = wanted;
-        }
-        Ok(())
-    }
 }
 
 /// The batch's jobs: each write on its own, then every append in one job.
@@ -430,11 +422,10 @@ struct Synchronous {
 const NORMAL: i64 = 1;
 
 impl Synchronous {
-    async fn read(connection: &mut SqliteConnection) -> Self {
+    fn read(connection: &Connection) -> Self {
         // Unreadable: assume FULL, which only costs speed.
-        let configured = sqlx::query_scalar("PRAGMA synchronous")
-            .fetch_one(&mut *connection)
-            .await
+        let configured = connection
+            .pragma_query_value(None, "synchronous", |row| row.get(0))
             .unwrap_or(2);
         Synchronous {
             configured,
@@ -444,14 +435,14 @@ impl Synchronous {
 
     /// Sets the level for the next batch (outside a transaction, where
     /// SQLite allows it).
-    async fn set(&mut self, connection: &mut SqliteConnection, durable: bool) -> Result<(), StoreError> {
+    fn set(&mut self, connection: &Connection, durable: bool) -> Result<(), StoreError> {
         let wanted = if durable {
             self.configured
         } else {
             self.configured.min(NORMAL)
         };
         if wanted != self.current {
-            execute(connection, pragma(wanted)).await?;
+            execute(connection, pragma(wanted))?;
             self.current = wanted;
         }
         Ok(())
@@ -469,19 +460,14 @@ fn pragma(level: i64) -> &'static str {
 
 /// Runs `jobs` in one transaction, at the durability they need, and answers
 /// each. Errs (after answering every job) when the transaction itself failed.
-async fn commit_batch(
-    connection: &mut SqliteConnection,
-    sync: &mut Synchronous,
-    jobs: Vec<Box<dyn Job>>,
-) -> Result<(), StoreError> {
+fn commit_batch(connection: &Connection, sync: &mut Synchronous, jobs: Vec<Box<dyn Job>>) -> Result<(), StoreError> {
     // A lone job needs no savepoint: the transaction is its own.
     let alone = jobs.len() == 1;
     let durable = jobs.iter().any(|job| job.durable());
     let mut jobs = jobs.into_iter();
-    let began = match sync.set(connection, durable).await {
-        Ok(()) => execute(connection, "BEGIN IMMEDIATE").await,
-        Err(error) => Err(error),
-    };
+    let began = sync
+        .set(connection, durable)
+        .and_then(|()| execute(connection, "BEGIN IMMEDIATE"));
     if let Err(error) = began {
         for job in jobs {
             job.refuse(batch_failed(&error));
@@ -492,9 +478,9 @@ async fn commit_batch(
     let mut failure = None;
     for job in jobs.by_ref() {
         let step = if alone || job.atomic() {
-            Ok(job.run(connection).await)
+            Ok(job.run(connection))
         } else {
-            run_in_savepoint(connection, job).await
+            run_in_savepoint(connection, job)
         };
         match step {
             Ok(done) => ran.push(done),
@@ -506,13 +492,13 @@ async fn commit_batch(
     }
     let outcome = match failure {
         // The lone job failed: undo it (its caller hears its own error).
-        None if alone && !ran.iter().all(|done| done.succeeded()) => execute(connection, "ROLLBACK").await,
-        None => execute(connection, "COMMIT").await,
+        None if alone && !ran.iter().all(|done| done.succeeded()) => execute(connection, "ROLLBACK"),
+        None => execute(connection, "COMMIT"),
         Some(error) => Err(error),
     };
     if outcome.is_err() {
         // Whatever the transaction held is gone; nothing was answered yet.
-        let _ = execute(connection, "ROLLBACK").await;
+        let _ = execute(connection, "ROLLBACK");
     }
     for done in ran {
         done.answer(outcome.as_ref().map(|_| ()));
@@ -527,27 +513,27 @@ async fn commit_batch(
 
 /// Runs one job between `SAVEPOINT` and `RELEASE`, rolling back to the
 /// savepoint when it fails. Errs only when the transaction cannot go on.
-async fn run_in_savepoint(connection: &mut SqliteConnection, job: Box<dyn Job>) -> Result<Box<dyn Ran>, StoreError> {
-    if let Err(error) = execute(connection, "SAVEPOINT store_write").await {
+fn run_in_savepoint(connection: &Connection, job: Box<dyn Job>) -> Result<Box<dyn Ran>, StoreError> {
+    if let Err(error) = execute(connection, "SAVEPOINT store_write") {
         job.refuse(batch_failed(&error));
         return Err(error);
     }
-    let done = job.run(connection).await;
+    let done = job.run(connection);
     if !done.succeeded() {
-        if let Err(error) = execute(connection, "ROLLBACK TO store_write").await {
+        if let Err(error) = execute(connection, "ROLLBACK TO store_write") {
             done.answer(Err(&error));
             return Err(error);
         }
     }
-    if let Err(error) = execute(connection, "RELEASE store_write").await {
+    if let Err(error) = execute(connection, "RELEASE store_write") {
         done.answer(Err(&error));
         return Err(error);
     }
     Ok(done)
 }
 
-async fn execute(connection: &mut SqliteConnection, sql: &'static str) -> Result<(), StoreError> {
-    sqlx::query(sql).execute(&mut *connection).await?;
+fn execute(connection: &Connection, sql: &'static str) -> Result<(), StoreError> {
+    connection.prepare_cached(sql)?.execute([])?;
     Ok(())
 }
 
@@ -555,35 +541,31 @@ async fn execute(connection: &mut SqliteConnection, sql: &'static str) -> Result
 mod tests {
     use super::*;
 
-    async fn level(connection: &mut SqliteConnection) -> i64 {
-        sqlx::query_scalar("PRAGMA synchronous")
-            .fetch_one(&mut *connection)
-            .await
+    fn level(connection: &Connection) -> i64 {
+        connection
+            .pragma_query_value(None, "synchronous", |row| row.get(0))
             .unwrap()
     }
 
-    #[tokio::test]
-    async fn lease_only_batches_skip_the_sync_and_others_restore_it() {
+    #[test]
+    fn lease_only_batches_skip_the_sync_and_others_restore_it() {
         let dir = super::super::tests::temp_dir();
-        let options = SqliteConnectOptions::new()
-            .filename(dir.join("sync.db"))
-            .create_if_missing(true)
-            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-            .synchronous(sqlx::sqlite::SqliteSynchronous::Extra);
-        let mut connection = options.connect().await.unwrap();
-        let mut sync = Synchronous::read(&mut connection).await;
-        assert_eq!(level(&mut connection).await, 3);
+        let connection = Connection::open(dir.join("sync.db")).unwrap();
+        connection.pragma_update(None, "journal_mode", "wal").unwrap();
+        execute(&connection, pragma(3)).unwrap();
+        let mut sync = Synchronous::read(&connection);
+        assert_eq!(level(&connection), 3);
 
-        sync.set(&mut connection, false).await.unwrap();
-        assert_eq!(level(&mut connection).await, NORMAL);
-        sync.set(&mut connection, true).await.unwrap();
-        assert_eq!(level(&mut connection).await, 3, "the configured level comes back");
+        sync.set(&connection, false).unwrap();
+        assert_eq!(level(&connection), NORMAL);
+        sync.set(&connection, true).unwrap();
+        assert_eq!(level(&connection), 3, "the configured level comes back");
 
         // A connection configured below NORMAL is never raised by leases.
-        execute(&mut connection, "PRAGMA synchronous = OFF").await.unwrap();
-        let mut sync = Synchronous::read(&mut connection).await;
-        sync.set(&mut connection, false).await.unwrap();
-        assert_eq!(level(&mut connection).await, 0);
+        execute(&connection, pragma(0)).unwrap();
+        let mut sync = Synchronous::read(&connection);
+        sync.set(&connection, false).unwrap();
+        assert_eq!(level(&connection), 0);
         drop(connection);
         std::fs::remove_dir_all(dir).ok();
     }
