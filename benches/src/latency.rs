@@ -121,8 +121,8 @@ async fn measure(
             p50.as_secs_f64() / f50.as_secs_f64().max(1e-9),
             ms(f50)
         ),
-        "p50 < 2 ms",
-        Some(p50 < Duration::from_millis(2)),
+        "p50 < 1.5 ms",
+        Some(p50 < Duration::from_micros(1_500)),
     );
     if quiet {
         return Ok(((p50, p99), figure));
@@ -139,7 +139,7 @@ async fn measure(
     line(
         "create -> initialized",
         &format!("p50 {} p99 {}", ms(p50), ms(p99)),
-        &format!("target p50 < 2 ms; {durability}"),
+        &format!("target p50 < 1.5 ms; {durability}"),
     );
     let ratio = p50.as_secs_f64() / f50.as_secs_f64().max(1e-9);
     line(
