@@ -483,6 +483,16 @@ fn commit_batch(connection: &Connection, sync: &mut Synchronous, jobs: Vec<Box<d
             run_in_savepoint(connection, job)
         };
         match step {
+            // SQLite rolls the whole transaction back on some failures (a
+            // full disk, an I/O error): the rest of the batch would run
+            // outside any transaction, each write committed on its own.
+            Ok(done) if !done.succeeded() && connection.is_autocommit() => {
+                ran.push(done);
+                failure = Some(StoreError::unavailable(
+                    "the database rolled back the transaction after a write failed (its disk is full, or it failed)",
+                ));
+                break;
+            }
             Ok(done) => ran.push(done),
             Err(error) => {
                 failure = Some(error);
@@ -566,6 +576,53 @@ mod tests {
         let mut sync = Synchronous::read(&connection);
         sync.set(&connection, false).unwrap();
         assert_eq!(level(&connection), 0);
+        drop(connection);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// A queued write of `value` into table `t`, and where its caller hears back.
+    fn insert(value: Vec<u8>) -> (Box<dyn Job>, oneshot::Receiver<Result<(), StoreError>>) {
+        let (reply, answer) = oneshot::channel();
+        let write = move |connection: &Connection| -> Result<(), StoreError> {
+            connection.execute("INSERT INTO t VALUES (?1)", [value])?;
+            Ok(())
+        };
+        let job = Queued {
+            write,
+            durable: true,
+            reply,
+        };
+        (Box::new(job), answer)
+    }
+
+    /// A write that fills the disk makes SQLite roll back the whole
+    /// transaction. The writes after it must not then run outside any
+    /// transaction, each committed on its own while its caller hears that
+    /// the batch was not.
+    #[test]
+    fn a_write_whose_failure_ends_the_transaction_ends_the_batch() {
+        let dir = super::super::tests::temp_dir();
+        let connection = Connection::open(dir.join("full.db")).unwrap();
+        connection.pragma_update(None, "journal_mode", "wal").unwrap();
+        execute(&connection, "CREATE TABLE t (x)").unwrap();
+        // 20 pages of 4 KiB: the second write does not fit.
+        connection.pragma_update(None, "max_page_count", 20).unwrap();
+        let mut sync = Synchronous::read(&connection);
+        let (first, first_answer) = insert(b"first".to_vec());
+        let (second, second_answer) = insert(vec![0; 200_000]);
+        let (third, third_answer) = insert(b"third".to_vec());
+
+        let batch = commit_batch(&connection, &mut sync, vec![first, second, third]);
+        let error = batch.unwrap_err();
+        assert!(error.is_unavailable(), "{error}");
+        let rows: i64 = connection
+            .query_row("SELECT count(*) FROM t", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(rows, 0, "nothing of the batch is stored");
+        for answer in [first_answer, second_answer, third_answer] {
+            let answer = answer.blocking_recv().unwrap();
+            assert!(answer.as_ref().is_err_and(StoreError::is_unavailable), "{answer:?}");
+        }
         drop(connection);
         std::fs::remove_dir_all(dir).ok();
     }
