@@ -82,7 +82,7 @@ async fn run(db: &std::path::Path) -> anyhow::Result<(Vec<integration_runtime::C
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let db = common::scratch_db("sync_api");
+    let db = common::scratch_db("sync_api").keep();
     let (calls, hooks) = run(&db).await?;
     common::print_calls(&calls);
     println!("{hooks} completion hooks ran; state in {}", db.display());

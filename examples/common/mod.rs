@@ -10,12 +10,46 @@ use integration_runtime::{CallId, CallRecord, Runtime};
 /// The workspace's `specs/` folder.
 pub(crate) const SPECS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../specs");
 
-/// A fresh SQLite file path in a temporary folder of its own.
-pub(crate) fn scratch_db(example: &str) -> PathBuf {
+/// A fresh SQLite file path in a temporary folder of its own, which goes
+/// away with it (unless [kept](ScratchDb::keep)).
+pub(crate) fn scratch_db(example: &str) -> ScratchDb {
     let dir = std::env::temp_dir().join(format!("integration-example-{example}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir is writable");
-    dir.join(format!("{example}.db"))
+    let file = dir.join(format!("{example}.db"));
+    ScratchDb { dir: Some(dir), file }
+}
+
+/// The path of a scratch SQLite file; its folder is removed on drop, so
+/// test runs leave nothing behind.
+pub(crate) struct ScratchDb {
+    /// `None` once kept.
+    dir: Option<PathBuf>,
+    file: PathBuf,
+}
+
+impl ScratchDb {
+    /// The file's path, left in place for the user to look at.
+    pub(crate) fn keep(mut self) -> PathBuf {
+        self.dir = None;
+        std::mem::take(&mut self.file)
+    }
+}
+
+impl std::ops::Deref for ScratchDb {
+    type Target = std::path::Path;
+
+    fn deref(&self) -> &std::path::Path {
+        &self.file
+    }
+}
+
+impl Drop for ScratchDb {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 /// Waits until every call is terminal; returns them in order.

@@ -23,11 +23,28 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn scratch(name: &str) -> PathBuf {
+/// A fresh folder of the test's own, removed when the test is done with it.
+fn scratch(name: &str) -> Scratch {
     let dir = std::env::temp_dir().join(format!("integration-cli-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    Scratch(dir)
+}
+
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// What a `--json` run printed.
@@ -91,15 +108,17 @@ fn check_reports_every_mistake_with_its_position_and_fails() {
     assert!(text(&out.stdout).contains("checked 2 spec(s): 1 valid, 1 with errors"));
 }
 
-/// A spec with one mistake, written to a scratch folder.
-fn broken_spec(name: &str) -> PathBuf {
-    let file = scratch(name).join("broken.toml");
+/// A spec with one mistake, written to a scratch folder (which goes with
+/// the first of the pair).
+fn broken_spec(name: &str) -> (Scratch, PathBuf) {
+    let dir = scratch(name);
+    let file = dir.join("broken.toml");
     std::fs::write(
         &file,
         "[integration]\nname = \"Broken\"\nbase_url = \"https://x.example.com\"\n\n[endpoints.get]\nmethod = \"GETT\"\npath = \"/things\"\n",
     )
     .unwrap();
-    file
+    (dir, file)
 }
 
 /// `integration check file` run on a pseudo-terminal by `script`, with
@@ -124,7 +143,7 @@ fn check_on_a_terminal(file: &Path, no_color: Option<&str>) -> Option<String> {
 
 #[test]
 fn check_colours_diagnostics_on_a_terminal_unless_no_color_is_set() {
-    let file = broken_spec("tty");
+    let (_dir, file) = broken_spec("tty");
     let Some(coloured) = check_on_a_terminal(&file, None) else {
         return;
     };
@@ -137,7 +156,7 @@ fn check_colours_diagnostics_on_a_terminal_unless_no_color_is_set() {
 
 #[test]
 fn check_prints_plain_diagnostics_into_a_pipe() {
-    let file = broken_spec("pipe");
+    let (_dir, file) = broken_spec("pipe");
     let out = run(&["check", file.to_str().unwrap()]);
     let stderr = text(&out.stderr);
     assert!(stderr.contains("unknown HTTP method `GETT`"), "{stderr}");
