@@ -164,24 +164,24 @@ fn start_task(
     slot: OwnedSemaphorePermit,
     call: CallRecord,
 ) {
-    let tracked = InFlight::new(in_flight.clone(), call.id);
+    let mut tracked = InFlight::new(in_flight.clone(), call.id);
     let inner = inner.clone();
     tasks.spawn(async move {
         // Dropped last, also when the task panics or is aborted.
         let _slot = slot;
-        let mut call = call;
+        let mut next = Some(call);
         loop {
-            execute(&inner, call).await;
+            if let Some(call) = next.take() {
+                execute(&inner, call).await;
+            }
+            // Asked again after every look at the store, so a claim that
+            // came meanwhile is never left unrun.
             if !tracked.claimed_again() {
                 break;
             }
-            match still_leased(&inner, tracked.id).await {
-                Some(fresh) if inner.shutdown.borrow().is_none() => call = fresh,
-                Some(fresh) => {
-                    let _ = inner.store.release(fresh.id, &inner.settings.worker_id).await;
-                    break;
-                }
-                None => break,
+            next = still_leased(&inner, tracked.id).await;
+            if let Some(call) = next.take_if(|_| inner.shutdown.borrow().is_some()) {
+                let _ = inner.store.release(call.id, &inner.settings.worker_id).await;
             }
         }
     });
@@ -233,22 +233,25 @@ fn not_running(calls: Vec<CallRecord>, in_flight: &Mutex<Running>) -> Vec<CallRe
 struct InFlight {
     set: Arc<Mutex<Running>>,
     id: crate::CallId,
+    /// Left the set already: the id may be another task's entry by now.
+    left: bool,
 }
 
 impl InFlight {
     fn new(set: Arc<Mutex<Running>>, id: crate::CallId) -> Self {
         lock(&set).insert(id, false);
-        InFlight { set, id }
+        InFlight { set, id, left: false }
     }
 
     /// After a turn: whether a claim found the call while it ran (it stays
     /// in flight for the next turn). If not, the call leaves the set in the
     /// same step, so a later claim starts it anew instead of being missed.
-    fn claimed_again(&self) -> bool {
+    fn claimed_again(&mut self) -> bool {
         let mut running = lock(&self.set);
         let claimed = running.get_mut(&self.id).is_some_and(std::mem::take);
         if !claimed {
             running.remove(&self.id);
+            self.left = true;
         }
         claimed
     }
@@ -256,7 +259,9 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        lock(&self.set).remove(&self.id);
+        if !self.left {
+            lock(&self.set).remove(&self.id);
+        }
     }
 }
 
