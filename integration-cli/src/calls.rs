@@ -33,6 +33,22 @@ pub(crate) enum CallsCommand {
         after_help = "Examples:\n  INTEGRATION_OPS_TOKEN=... integration calls refresh --ops-url http://127.0.0.1:8080/ops 1b4e28ba-2fa1-11d2-883f-0016d3cca427"
     )]
     Refresh(RefreshArgs),
+    /// Cancel a call, through a running service's operations API: a pending
+    /// call fails at once (kind `cancelled`); a processing one is stopped
+    /// through the spec's cancel endpoint.
+    #[command(
+        after_help = "Examples:\n  INTEGRATION_OPS_TOKEN=... integration calls cancel --ops-url http://127.0.0.1:8080/ops 1b4e28ba-2fa1-11d2-883f-0016d3cca427 --reason \"order withdrawn\""
+    )]
+    Cancel(CancelArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CancelArgs {
+    #[command(flatten)]
+    target: RefreshArgs,
+    /// Why: kept in the call's error text.
+    #[arg(long, default_value = "")]
+    reason: String,
 }
 
 #[derive(Debug, Args)]
@@ -86,20 +102,23 @@ pub(crate) struct ShowArgs {
     id: String,
 }
 
+/// Runs `work` on a single-threaded async runtime.
+pub(crate) fn block_on<T>(work: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?
+        .block_on(work)
+}
+
 pub(crate) fn run(command: CallsCommand) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let result = runtime.block_on(async {
+    let result = block_on(async {
         match command {
             CallsCommand::List(args) => list(args).await,
             CallsCommand::Show(args) => show(args).await,
             CallsCommand::Retry(args) => retry(args).await,
             CallsCommand::Refresh(args) => refresh(args).await,
+            CallsCommand::Cancel(args) => cancel(args).await,
         }
     });
     match result {
@@ -112,22 +131,24 @@ pub(crate) fn run(command: CallsCommand) -> ExitCode {
 }
 
 async fn open(store: &StoreArgs) -> Result<Arc<dyn Store>, String> {
-    if store.db.starts_with("postgres://") || store.db.starts_with("postgresql://") {
-        let pg = PostgresStore::connect(&store.db)
+    open_store(&store.db).await
+}
+
+/// The store `db` names: a PostgreSQL URL, or an existing SQLite file.
+pub(crate) async fn open_store(db: &str) -> Result<Arc<dyn Store>, String> {
+    if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+        let pg = PostgresStore::connect(db)
             .await
             .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
         return Ok(Arc::new(pg));
     }
-    let path = std::path::Path::new(&store.db);
+    let path = std::path::Path::new(db);
     if !path.exists() {
-        return Err(format!(
-            "{} does not exist (the runtime creates it on first start)",
-            store.db
-        ));
+        return Err(format!("{db} does not exist (the runtime creates it on first start)"));
     }
     let sqlite = SqliteStore::open(path)
         .await
-        .map_err(|e| format!("cannot open {}: {e}", store.db))?;
+        .map_err(|e| format!("cannot open {db}: {e}"))?;
     Ok(Arc::new(sqlite))
 }
 
@@ -166,6 +187,7 @@ async fn list(args: ListArgs) -> Result<(), String> {
                 c.external_id.clone().unwrap_or_else(|| "-".into()),
                 c.attempts.to_string(),
                 c.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                c.error_kind.map_or_else(String::new, |kind| kind.to_string()),
                 c.error.clone().unwrap_or_default(),
             ]
         })
@@ -180,6 +202,7 @@ async fn list(args: ListArgs) -> Result<(), String> {
                 "EXTERNAL ID",
                 "ATTEMPTS",
                 "CREATED (UTC)",
+                "KIND",
                 "ERROR"
             ],
             &rows
@@ -213,6 +236,12 @@ async fn show(args: ShowArgs) -> Result<(), String> {
         c.completed_at.map_or_else(|| "-".to_owned(), |t| t.to_string()));
     if let Some(error) = &c.error {
         println!("error       {error}");
+    }
+    if let Some(kind) = c.error_kind {
+        println!("error kind  {kind}");
+    }
+    if let Some(deadline) = c.deadline_at {
+        println!("deadline    {deadline}");
     }
     if let Some(error) = &c.notification_error {
         println!(
@@ -252,6 +281,7 @@ fn call_json(c: &CallRecord) -> serde_json::Value {
     json!({
         "id": c.id, "integration": c.integration, "endpoint": c.endpoint, "status": c.status,
         "external_id": c.external_id, "params": c.params, "response_data": c.response_data, "error": c.error,
+        "error_kind": c.error_kind, "deadline_at": c.deadline_at, "spec_fingerprint": c.spec_fingerprint,
         "attempts": c.attempts, "created_at": c.created_at, "completed_at": c.completed_at,
         "notification_attempts": c.notification_attempts, "notification_error": c.notification_error,
     })
@@ -296,11 +326,24 @@ async fn retry(args: ShowArgs) -> Result<(), String> {
 }
 
 async fn refresh(args: RefreshArgs) -> Result<(), String> {
+    post_to_ops(&args, "refresh", None).await
+}
+
+async fn cancel(args: CancelArgs) -> Result<(), String> {
+    post_to_ops(&args.target, "cancel", Some(json!({ "reason": args.reason }))).await
+}
+
+/// Posts to `/calls/{id}/{action}` of the operations API and prints its answer.
+async fn post_to_ops(args: &RefreshArgs, action: &str, body: Option<serde_json::Value>) -> Result<(), String> {
     let id = CallId::from_str(&args.id).map_err(|_| format!("`{}` is not a call id (a UUID)", args.id))?;
-    let url = format!("{}/calls/{id}/refresh", args.ops_url.trim_end_matches('/'));
-    let response = reqwest::Client::new()
-        .post(&url)
-        .bearer_auth(&args.ops_token)
+    let url = format!("{}/calls/{id}/{action}", args.ops_url.trim_end_matches('/'));
+    let mut request = reqwest::Client::new().post(&url).bearer_auth(&args.ops_token);
+    if let Some(body) = body {
+        request = request
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+    }
+    let response = request
         .send()
         .await
         .map_err(|e| format!("cannot reach the operations API at {}: {e}", args.ops_url))?;

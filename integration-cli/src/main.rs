@@ -4,6 +4,7 @@
 
 mod calls;
 mod specs;
+mod stranded;
 
 use std::process::ExitCode;
 
@@ -21,7 +22,7 @@ struct Cli {
 enum Command {
     /// Validate specs and print every problem with its place in the file.
     #[command(
-        after_help = "Examples:\n  integration check specs/\n  integration check specs/volc_tts.toml specs/payments.toml\n\nExit status: 0 when every spec is valid, 1 when any has errors, 2 when a file cannot be read."
+        after_help = "Examples:\n  integration check specs/\n  integration check specs/volc_tts.toml specs/payments.toml\n  integration check specs/ --db integrations.db\n\nExit status: 0 when every spec is valid (and, with --db, strands no stored call), 1 when any has errors (or would strand stored calls), 2 when a file or the store cannot be read."
     )]
     Check(specs::CheckArgs),
     /// Print the Rust code generated for a spec, formatted.

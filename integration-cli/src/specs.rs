@@ -13,6 +13,11 @@ pub(crate) struct CheckArgs {
     /// Spec files, or folders searched for `*.toml` files.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
+    /// Also tell which unfinished calls stored here (an SQLite file or a
+    /// PostgreSQL URL) these specs could no longer finish: the calls a
+    /// deploy of them would strand.
+    #[arg(long)]
+    db: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -52,6 +57,7 @@ pub(crate) fn check(args: &CheckArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     let (mut valid, mut invalid, mut unreadable) = (0, 0, 0);
+    let mut parsed = Vec::new();
     for file in &files {
         let name = file.display().to_string();
         match std::fs::read_to_string(file) {
@@ -67,6 +73,7 @@ pub(crate) fn check(args: &CheckArgs) -> ExitCode {
                         spec.endpoints.len(),
                         spec.entities.len()
                     );
+                    parsed.push(spec);
                     valid += 1;
                 }
                 Err(diagnostics) => {
@@ -81,11 +88,53 @@ pub(crate) fn check(args: &CheckArgs) -> ExitCode {
         files.len()
     );
     if unreadable > 0 {
-        ExitCode::from(2)
+        return ExitCode::from(2);
     } else if invalid > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
+        return ExitCode::from(1);
+    }
+    match &args.db {
+        Some(db) => check_stored(db, &parsed),
+        None => ExitCode::SUCCESS,
+    }
+}
+
+/// Prints the stored calls `specs` would strand: exit status 1 when any, 2
+/// when the store cannot be read.
+fn check_stored(db: &str, specs: &[integration_spec::ir::Spec]) -> ExitCode {
+    let found = crate::calls::block_on(async {
+        let store = crate::calls::open_store(db).await?;
+        let mut stranded = Vec::new();
+        for spec in specs {
+            let calls = integration_runtime::stranded_calls(&*store, &crate::stranded::ParsedSpec(spec))
+                .await
+                .map_err(|e| format!("cannot read the stored calls of {}: {e}", spec.integration.name))?;
+            stranded.extend(calls);
+        }
+        Ok::<_, String>(stranded)
+    });
+    match found {
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+        Ok(stranded) if stranded.is_empty() => {
+            println!("no stored call would be stranded by these specs");
+            ExitCode::SUCCESS
+        }
+        Ok(stranded) => {
+            for call in &stranded {
+                println!(
+                    "stranded: {} call {} ({}, endpoint `{}`): {}",
+                    call.integration, call.call_id, call.status, call.endpoint, call.reason
+                );
+            }
+            println!(
+                "{} stored call(s) could not be finished under these specs; a runtime started with them fails \
+                 them with the kind `spec_changed` (or only reports them: `RuntimeBuilder::on_spec_change`)",
+                stranded.len()
+            );
+            ExitCode::from(1)
+        }
     }
 }
 

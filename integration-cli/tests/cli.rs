@@ -390,3 +390,68 @@ async fn calls_refresh_goes_through_the_operations_api() {
         integration_runtime::CallStatus::Completed
     );
 }
+
+#[tokio::test]
+async fn check_with_a_store_names_the_calls_a_spec_change_would_strand() {
+    let dir = scratch("stranded");
+    let db = dir.join("calls.db");
+    let store = SqliteStore::open(&db).await.unwrap();
+    let source = std::fs::read_to_string(workspace().join("specs/volc_tts.toml")).unwrap();
+    let current = integration_spec::fingerprint(&source);
+    let old = |call: NewCall| call.spec_fingerprint("fnv1a64:0000000000000000");
+    let hello = json!({ "text": "hello" });
+    let gone = store
+        .create(old(NewCall::new("VolcTts", "synthesize_v1", hello.clone())))
+        .await
+        .unwrap()
+        .id;
+    let undecodable = store
+        .create(old(NewCall::new("VolcTts", "synthesize", json!({ "txt": "hello" }))))
+        .await
+        .unwrap()
+        .id;
+    // Fine under the current spec, or created under it, or finished: not stranded.
+    store
+        .create(old(NewCall::new("VolcTts", "synthesize", hello.clone())))
+        .await
+        .unwrap();
+    store
+        .create(NewCall::new("VolcTts", "synthesize", json!({})).spec_fingerprint(current))
+        .await
+        .unwrap();
+    finished_call(&store, "", "task-9", NewEvent::failed("fail", "no")).await;
+    drop(store);
+
+    let out = run(&["check", "specs/volc_tts.toml", "--db", db.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    let stranded: Vec<&str> = stdout.lines().filter(|l| l.starts_with("stranded:")).collect();
+    assert_eq!(stranded.len(), 2, "{stdout}");
+    assert!(
+        stranded
+            .iter()
+            .any(|l| l.contains(&gone.to_string()) && l.contains("endpoint `synthesize_v1` is no longer in the spec")),
+        "{stdout}"
+    );
+    assert!(
+        stranded
+            .iter()
+            .any(|l| l.contains(&undecodable.to_string()) && l.contains("field `text` is required and missing")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("2 stored call(s) could not be finished"), "{stdout}");
+
+    let clean = scratch("not-stranded");
+    let empty = clean.join("calls.db");
+    drop(SqliteStore::open(&empty).await.unwrap());
+    let out = run(&["check", "specs/volc_tts.toml", "--db", empty.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("no stored call would be stranded"));
+    let missing = run(&["check", "specs/volc_tts.toml", "--db", "/nonexistent/calls.db"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        text(&missing.stderr).contains("does not exist"),
+        "{}",
+        text(&missing.stderr)
+    );
+}

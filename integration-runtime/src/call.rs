@@ -68,6 +68,10 @@ pub enum RemoteStatus {
     Completed,
     /// The provider gave up on the call.
     Failed,
+    /// The provider cancelled the call (a state the spec maps to
+    /// `"cancelled"`): the call fails with kind
+    /// [`FailureKind::Cancelled`](crate::FailureKind::Cancelled).
+    Cancelled,
 }
 
 impl RemoteStatus {
@@ -76,7 +80,7 @@ impl RemoteStatus {
         match self {
             RemoteStatus::Processing => EventKind::Processing,
             RemoteStatus::Completed => EventKind::Completed,
-            RemoteStatus::Failed => EventKind::Failed,
+            RemoteStatus::Failed | RemoteStatus::Cancelled => EventKind::Failed,
         }
     }
 
@@ -86,6 +90,7 @@ impl RemoteStatus {
             RemoteStatus::Processing => "processing",
             RemoteStatus::Completed => "completed",
             RemoteStatus::Failed => "failed",
+            RemoteStatus::Cancelled => "cancelled",
         }
     }
 }

@@ -18,6 +18,10 @@ pub struct IntegrationDescriptor {
     pub polling: Option<PollingDescriptor>,
     /// How webhooks are received, when the spec has `[webhook]`.
     pub webhook: Option<WebhookDescriptor>,
+    /// The fingerprint of the spec's text (`integration_spec::fingerprint`),
+    /// recorded with every call created under it; empty for a hand-written
+    /// descriptor.
+    pub fingerprint: &'static str,
 }
 
 impl IntegrationDescriptor {
@@ -48,6 +52,13 @@ pub struct EndpointDescriptor {
     pub policy: PolicyDescriptor,
     /// The request entity's fields, and which go to the path and headers.
     pub request_fields: RequestFields,
+    /// How long a call of this endpoint may take, in seconds from when it
+    /// is due, before it fails with [`FailureKind::Timeout`](crate::FailureKind::Timeout);
+    /// `None`: no deadline (sync endpoints, unless the spec sets one).
+    pub give_up_after_s: Option<u64>,
+    /// The endpoint that asks the provider to stop a call of this one
+    /// (the spec's `cancel`), if any.
+    pub cancel: Option<&'static str>,
 }
 
 /// The fields of an endpoint's request entity, by their JSON names, and
@@ -79,6 +90,8 @@ impl EndpointDescriptor {
             idempotency_key: None,
             policy,
             request_fields: RequestFields::NONE,
+            give_up_after_s: None,
+            cancel: None,
         }
     }
 }
@@ -281,7 +294,8 @@ pub struct PollingDescriptor {
     pub backoff: f64,
     /// Cap of the delay, in milliseconds.
     pub max_interval_ms: u64,
-    /// Deadline from creation, in seconds; then the call fails with a timeout.
+    /// The deadline of polled calls, in seconds (the endpoints' effective
+    /// deadline is [`EndpointDescriptor::give_up_after_s`]).
     pub give_up_after_s: u64,
 }
 
@@ -346,6 +360,8 @@ mod tests {
                 path: &[],
                 headers: &[],
             },
+            give_up_after_s: Some(600),
+            cancel: None,
         },
         EndpointDescriptor {
             name: "query",
@@ -364,6 +380,8 @@ mod tests {
                 path: &[],
                 headers: &[],
             },
+            give_up_after_s: None,
+            cancel: None,
         },
     ];
 
@@ -390,6 +408,7 @@ mod tests {
             tolerance_s: 300,
             max_body_bytes: 1 << 20,
         }),
+        fingerprint: "",
     };
 
     #[test]

@@ -43,6 +43,19 @@ pub trait Integration: Send + Sync + 'static {
     fn poll<'a>(&'a self, external_id: &'a str)
         -> Option<BoxFuture<'a, Result<Reply<serde_json::Value>, ClientError>>>;
 
+    /// Asks the provider to stop the call of `endpoint` it knows as
+    /// `external_id`, through the cancel endpoint the spec ties to
+    /// `endpoint` (its `cancel` key); `None` when it has none. The default
+    /// has none.
+    fn cancel<'a>(
+        &'a self,
+        endpoint: &'a str,
+        external_id: &'a str,
+    ) -> Option<BoxFuture<'a, Result<Reply<serde_json::Value>, ClientError>>> {
+        let _ = (endpoint, external_id);
+        None
+    }
+
     /// Reads a verified webhook payload; `None` when the spec has no webhook.
     fn read_webhook(&self, payload: &serde_json::Value) -> Option<Result<Reply<serde_json::Value>, ClientError>>;
 
@@ -200,6 +213,8 @@ pub struct CallGlue {
         &'a serde_json::Value,
         &'a CallOptions,
     ) -> BoxFuture<'a, JsonReply>,
+    /// The endpoint that cancels the calls this one starts (spec: `cancel`).
+    cancel: Option<PollGlue>,
 }
 
 impl CallGlue {
@@ -209,7 +224,15 @@ impl CallGlue {
             exchange,
             validate: validate_params::<R>,
             start: start::<R, T>,
+            cancel: None,
         }
+    }
+
+    /// The same endpoint, whose calls `cancel` asks the provider to stop.
+    #[must_use]
+    pub const fn cancelled_by(mut self, cancel: PollGlue) -> Self {
+        self.cancel = Some(cancel);
+        self
     }
 
     fn name(&self) -> &'static str {
@@ -217,7 +240,8 @@ impl CallGlue {
     }
 }
 
-/// The polling endpoint, in a [`Glue`] table.
+/// An endpoint addressed by a call's external id, in a [`Glue`] table: the
+/// polling endpoint, or a cancel endpoint.
 #[derive(Debug)]
 pub struct PollGlue {
     exchange: &'static Exchange,
@@ -225,7 +249,7 @@ pub struct PollGlue {
 }
 
 impl PollGlue {
-    /// The polling endpoint `exchange`, whose result is a `T`.
+    /// The endpoint `exchange`, whose result is a `T`.
     pub const fn new<T: DeserializeOwned + Serialize + Send>(exchange: &'static Exchange) -> Self {
         PollGlue {
             exchange,
@@ -287,6 +311,11 @@ impl<G: Generated> Integration for G {
             .poll
             .as_ref()
             .map(|glue| (glue.poll)(self.http(), glue.exchange, external_id))
+    }
+
+    fn cancel<'a>(&'a self, endpoint: &'a str, external_id: &'a str) -> Option<BoxFuture<'a, JsonReply>> {
+        let glue = G::GLUE.call(endpoint).ok()?.cancel.as_ref()?;
+        Some((glue.poll)(self.http(), glue.exchange, external_id))
     }
 
     fn read_webhook(&self, payload: &serde_json::Value) -> Option<JsonReply> {

@@ -36,6 +36,7 @@ mod conforms;
 mod descriptor;
 pub mod engine;
 mod error;
+mod failure;
 mod form;
 mod http;
 mod integration;
@@ -79,12 +80,13 @@ pub use descriptor::{
     SignatureScheme, WebhookDescriptor,
 };
 pub use engine::{
-    lifecycle_event_key, provider_idempotency_key, EngineError, HookResult, IntoStore, Runtime, RuntimeBuilder,
-    StatusChange,
+    lifecycle_event_key, provider_idempotency_key, stranded_calls, stranded_reason, CancelError, EngineError,
+    HookResult, IntoStore, Runtime, RuntimeBuilder, SpecChangePolicy, SpecView, StatusChange, StrandedCall,
 };
 #[cfg(feature = "server")]
 pub use engine::{ServeOptions, OPS_TOKEN_ENV};
 pub use error::{ClientError, ConfigError, ValidationError};
+pub use failure::{FailureKind, ParseFailureKindError};
 pub use integration::{BoxFuture, Integration};
 pub use lifecycle::{CallStatus, EventKind, ParseLifecycleError, Transition};
 pub use metrics::{Metrics, MetricsExporter};

@@ -46,7 +46,7 @@
 //! | metric | type | labels |
 //! | --- | --- | --- |
 //! | `integration_calls_created_total` | counter | `integration` |
-//! | `integration_calls_finished_total` | counter | `integration`, `status` (`completed`, `failed`) |
+//! | `integration_calls_finished_total` | counter | `integration`, `status` (`completed`, `failed`), `kind` (a failure's [`FailureKind`](crate::FailureKind), empty for `completed`) |
 //! | `integration_attempts_total` | counter | `integration`, `endpoint`, `outcome` |
 //! | `integration_attempt_duration_seconds` | histogram | `integration`, `endpoint` |
 //! | `integration_webhook_deliveries_total` | counter | `integration`, `result` (`accepted`, `rejected`), `reason` |
@@ -234,13 +234,19 @@ impl Metrics {
         ::metrics::counter!(CALLS_CREATED.name, "integration" => integration.to_owned()).increment(1);
     }
 
-    /// Counts a call that reached a terminal `status`.
-    pub fn call_finished(&self, integration: &str, status: CallStatus) {
-        self.inner.calls_finished.get(&[integration, status.as_str()]).inc();
+    /// Counts a call that reached a terminal `status`, failed with `kind`
+    /// (`None` for a completion, or a failure of no known kind).
+    pub fn call_finished(&self, integration: &str, status: CallStatus, kind: Option<crate::FailureKind>) {
+        let kind = kind.map_or("", crate::FailureKind::as_str);
+        self.inner
+            .calls_finished
+            .get(&[integration, status.as_str(), kind])
+            .inc();
         ::metrics::counter!(
             CALLS_FINISHED.name,
             "integration" => integration.to_owned(),
             "status" => status.as_str(),
+            "kind" => kind,
         )
         .increment(1);
     }
@@ -308,7 +314,12 @@ impl Metrics {
     fn render_registry(&self, out: &mut String) {
         let r = &*self.inner;
         counters(out, &CALLS_CREATED, &["integration"], &r.calls_created);
-        counters(out, &CALLS_FINISHED, &["integration", "status"], &r.calls_finished);
+        counters(
+            out,
+            &CALLS_FINISHED,
+            &["integration", "status", "kind"],
+            &r.calls_finished,
+        );
         counters(out, &ATTEMPTS, &["integration", "endpoint", "outcome"], &r.attempts);
         histograms(out, &ATTEMPT_SECONDS, &["integration", "endpoint"], &r.attempt_seconds);
         counters(
@@ -523,7 +534,7 @@ mod tests {
         let metrics = Metrics::new();
         metrics.call_created("A");
         metrics.call_created("A");
-        metrics.call_finished("A", CallStatus::Failed);
+        metrics.call_finished("A", CallStatus::Failed, Some(crate::FailureKind::Timeout));
         metrics.attempt("A", "go", "ok", Duration::from_millis(20));
         metrics.attempt("A", "go", "ok", Duration::from_secs(60));
         metrics.webhook_delivery("A\"b", false, "signature_mismatch", Duration::ZERO);
@@ -533,7 +544,9 @@ mod tests {
             out.contains("integration_calls_created_total{integration=\"A\"} 2\n"),
             "{out}"
         );
-        assert!(out.contains("integration_calls_finished_total{integration=\"A\",status=\"failed\"} 1\n"));
+        assert!(
+            out.contains("integration_calls_finished_total{integration=\"A\",status=\"failed\",kind=\"timeout\"} 1\n")
+        );
         assert!(
             out.contains(
                 "integration_attempt_duration_seconds_bucket{integration=\"A\",endpoint=\"go\",le=\"0.025\"} 1\n"

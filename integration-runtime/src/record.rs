@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::call::{CallId, IntoCall, TypedCall};
 use crate::descriptor::IntegrationDescriptor;
 use crate::error::{unknown_endpoint, ClientError};
+use crate::failure::FailureKind;
 use crate::integration::read_stored;
 use crate::lifecycle::{CallStatus, EventKind};
 use crate::store::CallRecord;
@@ -72,6 +73,11 @@ pub struct Call<R, S> {
     pub completed_at: Option<DateTime<Utc>>,
     /// Why it failed.
     pub error: Option<String>,
+    /// Why it failed, as a value to branch on (`None` unless failed, and
+    /// for calls that failed before kinds were stored).
+    pub error_kind: Option<FailureKind>,
+    /// When it fails with [`FailureKind::Timeout`] if it has not ended.
+    pub deadline_at: Option<DateTime<Utc>>,
     /// How many times the runtime has sent it.
     pub attempts: u32,
 }
@@ -106,6 +112,8 @@ pub enum Event<S> {
         external_id: String,
         /// Why.
         error: String,
+        /// Why, as a value to branch on.
+        kind: Option<FailureKind>,
     },
 }
 
@@ -155,6 +163,8 @@ impl<R: CallRequest, S: CallResponse> TypedCall for Call<R, S> {
             created_at: record.created_at,
             completed_at: record.completed_at,
             error: record.error.clone(),
+            error_kind: record.error_kind,
+            deadline_at: record.deadline_at,
             attempts: record.attempts,
         })
     }

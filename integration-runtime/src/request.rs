@@ -356,6 +356,8 @@ mod tests {
             path: &["kind"],
             headers: &[],
         },
+        give_up_after_s: None,
+        cancel: None,
     };
 
     /// Every kind of source, in the path, the query, headers and the body.

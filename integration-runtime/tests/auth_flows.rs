@@ -23,6 +23,7 @@ static DESCRIPTOR: IntegrationDescriptor = IntegrationDescriptor {
     policy: PolicyDescriptor::DEFAULT,
     polling: None,
     webhook: None,
+    fingerprint: "",
 };
 
 fn get(path: &str) -> HttpRequest {

@@ -202,7 +202,7 @@ async fn a_webhook_completion_through_the_router_is_published_counted_and_wakes_
         metric(
             &samples,
             "integration_calls_finished_total",
-            &[("integration", "HookTts"), ("status", "completed")]
+            &[("integration", "HookTts"), ("status", "completed"), ("kind", "")]
         ),
         Some(1.0),
         "{text}"

@@ -295,6 +295,7 @@ async fn transport_faults_open_the_circuit_breaker() {
         },
         polling: None,
         webhook: None,
+        fingerprint: "",
     };
     let (base, _written, _server) = raw_server(|stream, _| cut_short(stream, false)).await;
     let client = HttpClient::for_integration(&BREAKING, &base, Auth::None).unwrap();

@@ -220,7 +220,10 @@ async fn engine_records_calls_attempts_and_webhooks_to_the_global_recorder_and_i
     let start = [tts, ("endpoint", "synthesize")];
     assert_eq!(capture.counter("integration_calls_created_total", &[tts]), 2);
     assert_eq!(
-        capture.counter("integration_calls_finished_total", &[tts, ("status", "completed")]),
+        capture.counter(
+            "integration_calls_finished_total",
+            &[tts, ("status", "completed"), ("kind", "")]
+        ),
         2,
         "the call completed by polling and the one its webhook completed: both go through the event sink"
     );
@@ -275,7 +278,7 @@ async fn engine_records_calls_attempts_and_webhooks_to_the_global_recorder_and_i
         metric(
             &samples,
             "integration_calls_finished_total",
-            &[tts, ("status", "completed")]
+            &[tts, ("status", "completed"), ("kind", "")]
         ),
         Some(2.0)
     );

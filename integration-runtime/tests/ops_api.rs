@@ -10,7 +10,9 @@ use std::time::Instant;
 
 use integration_runtime::ops::{CircuitReport, Health, OpsApi};
 use integration_runtime::store::NewEvent;
-use integration_runtime::{CallId, CallStatus, CircuitState, Integration, Metrics, NewCall, Secret, Store};
+use integration_runtime::{
+    CallId, CallStatus, CircuitState, FailureKind, Integration, Metrics, NewCall, Secret, Store,
+};
 use serde_json::{json, Value};
 use webhook_support::{answer, initialized_call, metric, parse_prometheus, serve, sqlite_store, Answer, TempDir};
 use wiremock::matchers::{header, method, path};
@@ -357,7 +359,7 @@ async fn metrics_export_store_state_circuits_and_recorded_counts() {
     env.failed("f").await;
     let metrics = Metrics::new();
     metrics.call_created("HookTts");
-    metrics.call_finished("HookTts", CallStatus::Failed);
+    metrics.call_finished("HookTts", CallStatus::Failed, Some(FailureKind::Rejected));
     metrics.attempt("HookTts", "synthesize", "ok", std::time::Duration::from_millis(30));
     let circuits = || {
         vec![CircuitReport {
@@ -391,7 +393,7 @@ async fn metrics_export_store_state_circuits_and_recorded_counts() {
         metric(
             &samples,
             "integration_calls_finished_total",
-            &[tts[0], ("status", "failed")]
+            &[tts[0], ("status", "failed"), ("kind", "rejected")]
         ),
         Some(1.0)
     );

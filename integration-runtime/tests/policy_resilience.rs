@@ -31,6 +31,7 @@ const fn integration(policy: PolicyDescriptor) -> IntegrationDescriptor {
         policy,
         polling: None,
         webhook: None,
+        fingerprint: "",
     }
 }
 

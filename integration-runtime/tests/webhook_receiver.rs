@@ -467,6 +467,7 @@ static NO_WEBHOOK: integration_runtime::IntegrationDescriptor = integration_runt
     policy: integration_runtime::PolicyDescriptor::DEFAULT,
     polling: None,
     webhook: None,
+    fingerprint: "",
 };
 
 impl Integration for NoWebhook {

@@ -361,6 +361,78 @@ pub(crate) fn async_endpoint_can_finish(
     }
 }
 
+/// `give_up_after_s` bounds the calls an endpoint starts; on an endpoint
+/// that starts none it would mean nothing.
+pub(crate) fn deadline_fits(cx: &mut Collector, endpoint: &Endpoint) {
+    if endpoint.give_up_after_s.is_some() && !endpoint.starts_calls() {
+        cx.error(
+            endpoint.span.clone(),
+            format!("endpoints.{}.give_up_after_s", endpoint.name),
+            format!(
+                "endpoint `{}` starts no calls, so `give_up_after_s` has nothing to bound",
+                endpoint.name
+            ),
+        )
+        .help("set `give_up_after_s` on the endpoint that starts the calls (the one with `request`)");
+    }
+}
+
+/// With `[polling]`, polled calls end at `[polling] give_up_after_s`; a
+/// second deadline in `[webhook]` would contradict it.
+pub(crate) fn one_async_deadline(cx: &mut Collector, webhook: &Webhook, span: Span) {
+    if webhook.give_up_after_s.is_some() {
+        cx.error(
+            span,
+            "webhook.give_up_after_s",
+            "the spec has `[polling]`, whose `give_up_after_s` is the deadline of async calls",
+        )
+        .help("set the deadline in `[polling]` (or on the endpoint), and remove it from `[webhook]`");
+    }
+}
+
+/// `cancel` names the endpoint that asks the provider to stop a call: one
+/// that exists, addresses the call by `{external_id}` and starts nothing,
+/// on an endpoint whose calls run long enough to be stopped (async).
+pub(crate) fn cancel_endpoint_fits(cx: &mut Collector, endpoint: &Endpoint, endpoints: &[Endpoint]) {
+    let Some((name, span)) = &endpoint.cancel else {
+        return;
+    };
+    let key_path = format!("endpoints.{}.cancel", endpoint.name);
+    if !(endpoint.starts_calls() && endpoint.mode == Mode::Async) {
+        cx.error(
+            span.clone(),
+            key_path.clone(),
+            format!(
+                "`cancel` is for async endpoints that start calls; `{}` is not one",
+                endpoint.name
+            ),
+        )
+        .help("a sync call ends with its answer: there is nothing left to cancel");
+        return;
+    }
+    let Some(target) = endpoints.iter().find(|e| &e.name == name) else {
+        cx.error(span.clone(), key_path, format!("unknown endpoint `{name}`"))
+            .expected_one_of(name, endpoints.iter().map(|e| e.name.as_str()));
+        return;
+    };
+    if !target.path.contains(&PathPart::ExternalId) {
+        cx.error(
+            span.clone(),
+            key_path.clone(),
+            format!("cancel endpoint `{name}` does not use `{{external_id}}` in its path"),
+        )
+        .help("a cancel request addresses one call, e.g. `path = \"/tasks/{external_id}/cancel\"`");
+    }
+    if target.request.is_some() {
+        cx.error(
+            span.clone(),
+            key_path,
+            format!("cancel endpoint `{name}` has a `request` entity"),
+        )
+        .help("a cancel request is built from the external id alone; remove `request`");
+    }
+}
+
 /// An async call is followed by its external id (polls address it, webhooks
 /// name it), so a reply without one cannot be followed: a generated id
 /// would match nothing.

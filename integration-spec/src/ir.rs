@@ -28,6 +28,9 @@ pub struct Spec {
     pub webhook: Option<Webhook>,
     /// `[policy]`, with defaults filled in.
     pub policy: Policy,
+    /// The fingerprint of the spec's text ([`fingerprint`](crate::fingerprint)),
+    /// recorded with every call created under it.
+    pub fingerprint: String,
 }
 
 /// `[integration]`.
@@ -324,6 +327,12 @@ pub struct Endpoint {
     /// Set for list endpoints (those with `paginate`): the items of each page
     /// and how the next page is asked for. List endpoints start no calls.
     pub list: Option<List>,
+    /// `give_up_after_s`: the deadline of the calls this endpoint starts, in
+    /// seconds from when they are due; overrides `[polling]` and `[webhook]`.
+    pub give_up_after_s: Option<u64>,
+    /// `cancel`: the endpoint that asks the provider to stop a call this
+    /// endpoint started, and where the name is written.
+    pub cancel: Option<(String, Span)>,
 }
 
 /// What a list endpoint returns and how it pages.
@@ -503,6 +512,8 @@ pub enum RemoteStatus {
     Completed,
     /// Failed.
     Failed,
+    /// Cancelled: the call failed, and its failure kind is `cancelled`.
+    Cancelled,
 }
 
 /// How a typed result is extracted.
@@ -534,7 +545,7 @@ pub struct Polling {
     pub backoff: f64,
     /// Cap of the delay.
     pub max_interval_ms: u64,
-    /// Deadline from creation.
+    /// The deadline of polled calls, in seconds from when they are due.
     pub give_up_after_s: u64,
 }
 
@@ -555,6 +566,9 @@ pub struct Webhook {
     pub error: Option<JsonPath>,
     /// Largest accepted body.
     pub max_body_bytes: u64,
+    /// The deadline of calls finished only by webhook, in seconds from when
+    /// they are due; `None`: not written (the default applies).
+    pub give_up_after_s: Option<u64>,
 }
 
 /// Webhook signature verification.

@@ -47,3 +47,26 @@ pub mod codegen;
 mod expand;
 pub mod macros;
 pub use expand::{Caller, DeriveKind};
+
+/// The fingerprint of a spec's text: `fnv1a64:` and 16 hex digits.
+///
+/// Every call records the fingerprint of the spec it was created under, so
+/// a runtime (and `integration check --db`) can tell which stored calls were
+/// created under another version of the spec and check whether the current
+/// one can still finish them. Any change of the text, comments included,
+/// changes it: it only says *which* calls to check, never what changed.
+/// FNV-1a is not a cryptographic hash; nothing here needs one.
+///
+/// ```
+/// let a = integration_spec::fingerprint("[integration]\nname = \"A\"\n");
+/// assert_eq!(a.len(), "fnv1a64:".len() + 16);
+/// assert_ne!(a, integration_spec::fingerprint("[integration]\nname = \"B\"\n"));
+/// ```
+pub fn fingerprint(source: &str) -> String {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let hash = source
+        .bytes()
+        .fold(OFFSET, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(PRIME));
+    format!("fnv1a64:{hash:016x}")
+}

@@ -346,5 +346,6 @@ pub mod job_runner {
         policy: __POLICY,
         polling: __rt::None,
         webhook: __rt::None,
+        fingerprint: "fnv1a64:b92c5e4c6947fa74",
     };
 }

@@ -545,6 +545,7 @@ pub mod payments {
                     path: &[],
                     headers: &[],
                 },
+                give_up_after_s: __rt::Some(86400u64),
                 ..__rt::EndpointDescriptor::new(
                     "create_payment",
                     "POST",
@@ -574,5 +575,6 @@ pub mod payments {
             tolerance_s: 300u64,
             max_body_bytes: 1048576usize,
         }),
+        fingerprint: "fnv1a64:20d94ba0b65edf95",
     };
 }

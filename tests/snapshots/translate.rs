@@ -413,5 +413,6 @@ pub mod translate {
         policy: __POLICY,
         polling: __rt::None,
         webhook: __rt::None,
+        fingerprint: "fnv1a64:3d9d75bc3d3e3366",
     };
 }

@@ -389,6 +389,7 @@ pub mod volc_tts {
                     path: &[],
                     headers: &[],
                 },
+                give_up_after_s: __rt::Some(600u64),
                 ..__rt::EndpointDescriptor::new(
                     "synthesize",
                     "POST",
@@ -418,5 +419,6 @@ pub mod volc_tts {
             tolerance_s: 300u64,
             max_body_bytes: 1048576usize,
         }),
+        fingerprint: "fnv1a64:f9ee9b13871d1eeb",
     };
 }

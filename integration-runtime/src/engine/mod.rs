@@ -133,6 +133,7 @@
 //! [`Runtime::subscribe`] is different: a live, lossy broadcast of the
 //! status changes made through this process, for dashboards and tests.
 
+mod cancel;
 #[cfg(feature = "server")]
 mod connections;
 mod error;
@@ -143,10 +144,13 @@ pub(crate) mod retry;
 mod runtime;
 #[cfg(feature = "server")]
 mod serve;
+mod spec_change;
 mod worker;
 
 use chrono::{DateTime, Utc};
 
+pub(crate) use cancel::cancel;
+pub use cancel::CancelError;
 #[cfg(feature = "server")]
 pub use connections::ServeOptions;
 pub use error::EngineError;
@@ -155,6 +159,7 @@ pub use hooks::HookResult;
 pub use runtime::{IntoStore, Runtime, RuntimeBuilder};
 #[cfg(feature = "server")]
 pub use serve::OPS_TOKEN_ENV;
+pub use spec_change::{stranded_calls, stranded_reason, SpecChangePolicy, SpecView, StrandedCall};
 pub use worker::provider_idempotency_key;
 
 use crate::call::CallId;

@@ -134,6 +134,8 @@ mod tests {
                 path: &[],
                 headers: &[],
             },
+            give_up_after_s: None,
+            cancel: None,
         };
         let error = ClientError::status_error("send", 502, None);
         let reset = ClientError::transport("send", "connection reset".into());

@@ -11,10 +11,12 @@ use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
+use super::cancel::CancelError;
 use super::error::EngineError;
 use super::events::EventSink;
 use super::handoff::Handoff;
 use super::hooks::{Hook, HookOn, HookResult};
+use super::spec_change::{SpecChangePolicy, StrandedCall};
 use super::{StatusChange, DEFAULT_CHANGES_CAPACITY};
 use crate::call::{CallId, IntoCall, TypedCall};
 use crate::error::invalid_request;
@@ -63,6 +65,8 @@ pub(crate) struct Settings {
     pub(crate) hook_retry: Duration,
     /// Real time per spec time for polling (1.0: as the spec says).
     pub(crate) polling_time_scale: f64,
+    /// What startup does with stored calls a changed spec cannot finish.
+    pub(crate) spec_change: SpecChangePolicy,
 }
 
 /// What the worker loop, the hook dispatcher and the runtime's handles share.
@@ -178,6 +182,15 @@ impl RuntimeBuilder {
     /// ```
     pub fn polling_time_scale(mut self, scale: f64) -> Self {
         self.settings.polling_time_scale = scale;
+        self
+    }
+
+    /// What [`Runtime::run`] does at startup with the stored calls the
+    /// registered specs can no longer finish (see
+    /// [`Runtime::stranded_calls`]): fail them with the kind `spec_changed`
+    /// (the default) or only log them.
+    pub fn on_spec_change(mut self, policy: SpecChangePolicy) -> Self {
+        self.settings.spec_change = policy;
         self
     }
 
@@ -372,6 +385,7 @@ impl Runtime {
                 poll_idle: Duration::from_secs(1),
                 hook_retry: Duration::from_secs(10),
                 polling_time_scale: 1.0,
+                spec_change: SpecChangePolicy::default(),
             },
             changes_capacity: DEFAULT_CHANGES_CAPACITY,
             metrics: Metrics::new(),
@@ -533,7 +547,57 @@ impl Runtime {
             .map_err(|error| EngineError::invalid(invalid_request(endpoint, error)))?;
         let mut call = NewCall::new(integration, endpoint, params);
         call.idempotency_key = key;
+        if let Some(seconds) = descriptor.give_up_after_s {
+            // The deadline runs in spec time, as polls do.
+            let limit = seconds as f64 * self.inner.settings.polling_time_scale;
+            call.give_up_after = Some(Duration::try_from_secs_f64(limit).unwrap_or(Duration::MAX));
+        }
+        let fingerprint = found.descriptor().fingerprint;
+        if !fingerprint.is_empty() {
+            call.spec_fingerprint = Some(fingerprint.to_owned());
+        }
         Ok(call)
+    }
+
+    // ----- cancelling -----------------------------------------------------
+
+    /// Cancels call `id`, for `reason` (kept in its error text; may be
+    /// empty).
+    ///
+    /// - A `pending` call (never acknowledged by the provider) fails at once
+    ///   with kind [`FailureKind::Cancelled`](crate::FailureKind::Cancelled)
+    ///   and is never sent. (A start request already in flight at that
+    ///   moment may still reach the provider; its answer is then recorded
+    ///   as ignored events.)
+    /// - A `processing` call is stopped by the provider: the runtime sends
+    ///   the cancel endpoint the spec ties to the call's start endpoint
+    ///   (`cancel = "..."`). Its answer decides: no status, `failed` or
+    ///   `cancelled` fails the call with kind `cancelled`; `processing`
+    ///   leaves it processing until its poll or webhook reports the end;
+    ///   `completed` records the completion (the provider finished first).
+    /// - A terminal call is refused ([`CancelError::is_terminal`]).
+    ///
+    /// Returns the call as it is afterwards. A cancellation racing a
+    /// completion ends in exactly one terminal event, whichever is recorded
+    /// first; when the other wins, the error
+    /// [`is_terminal`](CancelError::is_terminal) says how the call ended.
+    pub async fn cancel(&self, id: CallId, reason: &str) -> Result<CallRecord, CancelError> {
+        let integrations = &self.inner.integrations;
+        super::cancel(&self.inner.events, |name| integrations.get(name).cloned(), id, reason).await
+    }
+
+    /// The stored calls the registered specs can no longer finish: created
+    /// under another version of a spec whose endpoint is gone, that can no
+    /// longer be followed, or whose parameters no longer decode. What
+    /// `run` does with them is the builder's
+    /// [`on_spec_change`](RuntimeBuilder::on_spec_change).
+    pub async fn stranded_calls(&self) -> Result<Vec<StrandedCall>, EngineError> {
+        let mut stranded = Vec::new();
+        for integration in self.inner.integrations.values() {
+            let spec: &dyn Integration = integration.as_ref();
+            stranded.extend(super::stranded_calls(&*self.inner.store, spec).await?);
+        }
+        Ok(stranded)
     }
 
     // ----- queries --------------------------------------------------------
@@ -684,6 +748,9 @@ impl Runtime {
             return Err(EngineError::already_running());
         }
         self.inner.stopped.send_replace(false);
+        let inner = self.inner.clone();
+        // Next to the workers, not before them: a large store is read a page at a time.
+        tokio::spawn(async move { super::spec_change::settle(&inner).await });
         let dispatcher = tokio::spawn(super::hooks::dispatch(self.inner.clone()));
         super::worker::run(self.inner.clone()).await;
         // The dispatcher stops on the same signal; it never fails.

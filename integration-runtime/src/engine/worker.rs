@@ -15,9 +15,11 @@ use super::events::news::{events_of, failed, generated_external_id, initialized,
 use super::handoff::Handed;
 use super::retry::{is_retryable_class, may_retry_start};
 use super::runtime::Inner;
+use super::spec_change::{failure_message, stranded_under};
 use crate::call::{CallId, CallOptions, RemoteStatus};
-use crate::descriptor::{Mode, RetryOn};
+use crate::descriptor::{EndpointDescriptor, Mode, RetryOn};
 use crate::error::ClientError;
+use crate::failure::FailureKind;
 use crate::integration::{BoxFuture, Integration};
 use crate::lifecycle::CallStatus;
 use crate::policy::backoff::{poll_delay, retry_delay, unit_random};
@@ -358,13 +360,20 @@ async fn step(inner: &Inner, call: &CallRecord) -> Result<(), StoreError> {
         // Not ours: offer it again later, without counting an attempt.
         return inner.store.postpone(call.id, worker, after(FOREIGN_CALL_DELAY)).await;
     };
+    if let Some(reason) = stranded_under(call, integration.as_ref()) {
+        tracing::warn!(%reason, "a stored call cannot be finished under the current spec");
+        return fail_in_turn(inner, call, FailureKind::SpecChanged, failure_message(&reason)).await;
+    }
+    let endpoint = integration.descriptor().endpoint(&call.endpoint);
+    if let Some(deadline) = deadline(call, endpoint, inner.settings.polling_time_scale) {
+        if !call.is_terminal() && Utc::now() >= deadline {
+            return time_out(inner, call, endpoint).await;
+        }
+    }
     match call.status {
         CallStatus::Pending => start(inner, integration.as_ref(), call).await,
         CallStatus::Processing => {
-            let mode = integration
-                .descriptor()
-                .endpoint(&call.endpoint)
-                .map(|endpoint| endpoint.mode);
+            let mode = endpoint.map(|endpoint| endpoint.mode);
             if mode == Some(Mode::Sync) {
                 // A sync call is only `processing` when its worker died
                 // between `initialized` and the result: send it again (same
@@ -410,7 +419,7 @@ async fn start(inner: &Inner, integration: &dyn Integration, call: &CallRecord) 
             "endpoint `{}` of `{}` does not exist or does not start calls",
             call.endpoint, call.integration
         );
-        return fail_unanswered(inner, call, message).await;
+        return fail_unanswered(inner, call, FailureKind::SpecChanged, message).await;
     };
     let options = CallOptions {
         idempotency_key: Some(provider_idempotency_key(call.id)),
@@ -441,15 +450,20 @@ async fn start(inner: &Inner, integration: &dyn Integration, call: &CallRecord) 
             if attempt < retry.max_attempts && may_retry_start(endpoint, &error) {
                 let delay = retry_delay(retry, attempt, error.retry_after(), unit_random());
                 tracing::warn!(%error, retry_in_ms = millis(delay), "the attempt failed; the call will be retried");
-                return inner.store.reschedule(call.id, worker, Some(after(delay))).await;
+                // Never past the deadline: the call times out then instead.
+                let at = not_after_deadline(after(delay), call, Some(endpoint), inner);
+                return inner.store.reschedule(call.id, worker, Some(at)).await;
             }
-            let message = if attempt > 1 {
-                format!("{error} (gave up after {attempt} attempts)")
+            let (kind, message) = if attempt > 1 {
+                (
+                    FailureKind::Exhausted,
+                    format!("{error} (gave up after {attempt} attempts)"),
+                )
             } else {
-                error.to_string()
+                (FailureKind::of(&error), error.to_string())
             };
             tracing::warn!(error = %message, "the attempt failed; the call fails");
-            return fail_unanswered(inner, call, message).await;
+            return fail_unanswered(inner, call, kind, message).await;
         }
     };
     match endpoint.mode {
@@ -475,13 +489,13 @@ async fn start(inner: &Inner, integration: &dyn Integration, call: &CallRecord) 
                      where the spec's `external_id` path points, so the call cannot be followed",
                     call.endpoint, reply.http_status
                 );
-                return fail_unanswered(inner, call, message).await;
+                return fail_unanswered(inner, call, FailureKind::InvalidAnswer, message).await;
             };
             tracing::Span::current().record("external_id", external_id.as_str());
             let mut events = vec![initialized(&external_id)];
             events.extend(events_of(&reply));
             // A terminal answer clears the schedule in the store.
-            let next = next_poll(integration, call, None, inner.settings.polling_time_scale);
+            let next = next_turn(inner, integration, call, None);
             record_answer(inner, call, &external_id, events, next).await
         }
     }
@@ -502,7 +516,7 @@ async fn record_answer(
         Err(error) if error.is_conflict() && !error.is_lease_lost() => {
             let message =
                 format!("the provider's id `{external_id}` for this call already belongs to another call: {error}");
-            fail_unanswered(inner, call, message).await
+            fail_unanswered(inner, call, FailureKind::InvalidAnswer, message).await
         }
         Err(error) => Err(error),
     }
@@ -511,12 +525,20 @@ async fn record_answer(
 /// Fails a call the provider never acknowledged: `initialized` with a
 /// generated id (every call has one), then `failed`, and unschedules it, in
 /// one store write.
-async fn fail_unanswered(inner: &Inner, call: &CallRecord, message: String) -> Result<(), StoreError> {
-    let events = vec![initialized(&generated_external_id(call.id)), failed(message.clone())];
+async fn fail_unanswered(
+    inner: &Inner,
+    call: &CallRecord,
+    kind: FailureKind,
+    message: String,
+) -> Result<(), StoreError> {
+    let events = vec![
+        initialized(&generated_external_id(call.id)),
+        failed(kind, message.clone()),
+    ];
     match finish_turn(inner, call, EventSource::Start, events, None).await {
         // The call already has another external id: `failed` still applies.
         Err(error) if error.is_conflict() && !error.is_lease_lost() => {
-            finish_turn(inner, call, EventSource::Start, vec![failed(message)], None)
+            finish_turn(inner, call, EventSource::Start, vec![failed(kind, message)], None)
                 .await
                 .map(drop)
         }
@@ -524,30 +546,80 @@ async fn fail_unanswered(inner: &Inner, call: &CallRecord, message: String) -> R
     }
 }
 
-/// When to poll next: `None` without polling (a webhook finishes the call).
-/// The schedule runs in spec time; `scale` maps it to real time
-/// (see `RuntimeBuilder::polling_time_scale`).
-fn next_poll(
+/// When the worker takes the call up next: its next poll, never past its
+/// deadline; without polling, the deadline itself (a webhook normally
+/// finishes the call first); `None` without either. The poll schedule runs
+/// in spec time; `polling_time_scale` maps it to real time (see
+/// `RuntimeBuilder::polling_time_scale`).
+fn next_turn(
+    inner: &Inner,
     integration: &dyn Integration,
     call: &CallRecord,
     at_least: Option<Duration>,
-    scale: f64,
 ) -> Option<DateTime<Utc>> {
-    let polling = integration.descriptor().polling?;
+    let descriptor = integration.descriptor();
+    let scale = inner.settings.polling_time_scale;
+    let deadline = deadline(call, descriptor.endpoint(&call.endpoint), scale);
+    let Some(polling) = descriptor.polling else {
+        return deadline;
+    };
     let elapsed = (Utc::now() - call.created_at).to_std().unwrap_or_default();
     let mut delay = poll_delay(&polling, elapsed.div_f64(scale)).mul_f64(scale);
     if let Some(floor) = at_least {
         delay = delay.max(floor);
     }
     let next = after(delay);
-    Some(next.min(give_up_at(call, polling.give_up_after_s, scale)))
+    Some(deadline.map_or(next, |deadline| next.min(deadline)))
 }
 
-fn give_up_at(call: &CallRecord, give_up_after_s: u64, scale: f64) -> DateTime<Utc> {
-    let millis = (give_up_after_s as f64 * 1000.0 * scale).min(i64::MAX as f64) as i64;
+/// When the call fails with [`FailureKind::Timeout`] if it has not ended:
+/// the deadline stored with it, or (a call stored before deadlines were)
+/// its endpoint's `give_up_after_s` from its creation.
+pub(crate) fn deadline(call: &CallRecord, endpoint: Option<&EndpointDescriptor>, scale: f64) -> Option<DateTime<Utc>> {
+    call.deadline_at.or_else(|| {
+        let seconds = endpoint?.give_up_after_s?;
+        Some(deadline_from(call.created_at, seconds, scale))
+    })
+}
+
+/// `seconds` of spec time after `start`, in real time.
+pub(crate) fn deadline_from(start: DateTime<Utc>, seconds: u64, scale: f64) -> DateTime<Utc> {
+    let millis = (seconds as f64 * 1000.0 * scale).min(i64::MAX as f64) as i64;
     chrono::Duration::try_milliseconds(millis)
-        .and_then(|d| call.created_at.checked_add_signed(d))
+        .and_then(|d| start.checked_add_signed(d))
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// `at`, or the call's deadline when that comes first.
+fn not_after_deadline(
+    at: DateTime<Utc>,
+    call: &CallRecord,
+    endpoint: Option<&EndpointDescriptor>,
+    inner: &Inner,
+) -> DateTime<Utc> {
+    deadline(call, endpoint, inner.settings.polling_time_scale).map_or(at, |deadline| at.min(deadline))
+}
+
+/// Fails a call whose deadline passed, with [`FailureKind::Timeout`].
+async fn time_out(inner: &Inner, call: &CallRecord, endpoint: Option<&EndpointDescriptor>) -> Result<(), StoreError> {
+    let limit = endpoint
+        .and_then(|endpoint| endpoint.give_up_after_s)
+        .map_or_else(String::new, |seconds| format!(" (`give_up_after_s` = {seconds})"));
+    let message = format!("timed out: the call did not end by its deadline{limit}");
+    tracing::warn!(error = %message, "the call fails");
+    fail_in_turn(inner, call, FailureKind::Timeout, message).await
+}
+
+/// Fails a call in this worker's turn, whatever its status: one never
+/// acknowledged as [`fail_unanswered`] does, one in `processing` with
+/// `failed` alone.
+async fn fail_in_turn(inner: &Inner, call: &CallRecord, kind: FailureKind, message: String) -> Result<(), StoreError> {
+    match call.status {
+        CallStatus::Pending => fail_unanswered(inner, call, kind, message).await,
+        _ => finish_turn(inner, call, EventSource::Poll, vec![failed(kind, message)], None)
+            .await
+            .map(drop),
+    }
 }
 
 /// Polls a call the provider acknowledged, or gives up on it.
@@ -555,51 +627,40 @@ async fn follow_up(inner: &Inner, integration: &dyn Integration, call: &CallReco
     let worker = inner.settings.worker_id.as_str();
     let descriptor = integration.descriptor();
     let (Some(polling), Some(external_id)) = (descriptor.polling, call.external_id.as_deref()) else {
-        // Nothing to poll: an event (webhook) finishes the call.
-        return inner.store.reschedule(call.id, worker, None).await;
+        // Nothing to poll: an event (webhook) finishes the call, or its
+        // deadline does (checked before this turn).
+        let next = next_turn(inner, integration, call, None);
+        return inner.store.reschedule(call.id, worker, next).await;
     };
-    if Utc::now() >= give_up_at(call, polling.give_up_after_s, inner.settings.polling_time_scale) {
-        let message = format!(
-            "timed out: no final status within {} s of creation (polling `{}`)",
-            polling.give_up_after_s, polling.endpoint
-        );
-        return finish_turn(inner, call, EventSource::Poll, vec![failed(message)], None)
-            .await
-            .map(drop);
-    }
     let Some(poll) = integration.poll(external_id) else {
-        return inner.store.reschedule(call.id, worker, None).await;
+        let next = next_turn(inner, integration, call, None);
+        return inner.store.reschedule(call.id, worker, next).await;
     };
     match poll.await {
         Ok(reply) => {
             // A terminal answer clears the schedule in the store.
-            let next = next_poll(integration, call, None, inner.settings.polling_time_scale);
+            let next = next_turn(inner, integration, call, None);
             finish_turn(inner, call, EventSource::Poll, events_of(&reply), next)
                 .await
                 .map(drop)
         }
         Err(error) if refused_locally(&error) => {
             let wait = refusal_wait(&error, Duration::from_millis(polling.interval_ms));
-            let next = next_poll(integration, call, Some(wait), inner.settings.polling_time_scale)
-                .unwrap_or_else(|| after(wait));
+            let next = next_turn(inner, integration, call, Some(wait)).unwrap_or_else(|| after(wait));
             inner.store.postpone(call.id, worker, next).await
         }
         // Polls keep going through any transient failure, whatever the
         // start's retry policy says.
         Err(error) if is_retryable_class(&error, &RetryOn::TRANSIENT) => {
             tracing::warn!(%error, "the poll failed; polling again later");
-            let next = next_poll(
-                integration,
-                call,
-                error.retry_after(),
-                inner.settings.polling_time_scale,
-            );
+            let next = next_turn(inner, integration, call, error.retry_after());
             inner.store.reschedule(call.id, worker, next).await
         }
         Err(error) => {
             let message = format!("polling `{}` failed: {error}", polling.endpoint);
             tracing::warn!(error = %message, "the poll failed; the call fails");
-            finish_turn(inner, call, EventSource::Poll, vec![failed(message)], None)
+            let failure = failed(FailureKind::of(&error), message);
+            finish_turn(inner, call, EventSource::Poll, vec![failure], None)
                 .await
                 .map(drop)
         }

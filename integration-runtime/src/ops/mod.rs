@@ -24,6 +24,7 @@
 //! | `GET /failed?integration=X[&limit=N][&after=C][&order=oldest\|newest]` | The dead-letter view: failed calls of `X`, newest first unless `order=oldest`, same paging. |
 //! | `GET /calls/{id}` | The call with its whole event log: `{"call": {...}, "events": [...]}`; `404` if unknown. |
 //! | `POST /calls/{id}/refresh` | Asks the provider now ([`Integration::poll`] with the call's external id) and records the answer through the runtime's event sink, like a poll: lifecycle keys (news already recorded by a poll, a webhook or an earlier refresh is a duplicate; a call never gets a second terminal event), source `refresh`. Answers `{"outcome": "applied" \| "ignored" \| "duplicate", "call": {...}}`. `409` when the call is terminal, has no external id yet, or its integration is not given to the API or has no polling; `502` when the provider fails or answers without a status. |
+//! | `POST /calls/{id}/cancel` | Cancels the call ([`Runtime::cancel`](crate::Runtime::cancel)): a pending call fails at once with kind `cancelled`; a processing one is stopped through the spec's cancel endpoint. Optional body `{"reason": "..."}`. Answers `{"call": {...}}` (the call afterwards: `failed`, or still `processing` while the provider stops it, or `completed` when it finished first). `409` (`already_terminal`) for a finished call, or when another event ended it first; `409` (`not_cancellable`) when the provider cannot be asked (no cancel endpoint, or the integration is not given to the API); `502` when the provider refuses or fails. |
 //! | `POST /calls/{id}/retry` | Retries a **failed** call: see below. `409` (`not_retryable`) for any other status. |
 //!
 //! # Retry semantics
@@ -161,6 +162,7 @@ impl OpsApi {
             .route("/failed", get(failed_calls))
             .route("/calls/{id}", get(show_call))
             .route("/calls/{id}/refresh", post(refresh_call))
+            .route("/calls/{id}/cancel", post(cancel_call))
             .route("/calls/{id}/retry", post(retry_call))
             .route_layer(middleware::from_fn_with_state(Arc::clone(&state), authorize))
             .with_state(state)
@@ -388,6 +390,46 @@ async fn refresh_call(State(state): State<Arc<OpsState>>, Path(id): Path<String>
     let outcome = outcomes.pop().expect("one event recorded");
     let call = load(&state, id).await?;
     Ok(Json(json!({"outcome": outcome_name(&outcome), "call": call})))
+}
+
+/// The optional body of `POST /calls/{id}/cancel`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CancelBody {
+    #[serde(default)]
+    reason: String,
+}
+
+async fn cancel_call(
+    State(state): State<Arc<OpsState>>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, Rejection> {
+    let id = parse_id(&id)?;
+    let reason = match body.iter().all(u8::is_ascii_whitespace) {
+        true => String::new(),
+        false => {
+            serde_json::from_slice::<CancelBody>(&body)
+                .map_err(|e| bad_request(format!("the body must be `{{\"reason\": \"...\"}}` or empty: {e}")))?
+                .reason
+        }
+    };
+    let call = crate::engine::cancel(&state.events, |name| state.integrations.get(name).cloned(), id, &reason)
+        .await
+        .map_err(|error| {
+            if error.is_not_found() {
+                Rejection::new(StatusCode::NOT_FOUND, "not_found", error.to_string())
+            } else if error.is_terminal() {
+                conflict("already_terminal", error.to_string())
+            } else if error.is_not_cancellable() {
+                conflict("not_cancellable", error.to_string())
+            } else if error.is_provider() {
+                Rejection::new(StatusCode::BAD_GATEWAY, "provider_error", error.to_string())
+            } else {
+                Rejection::new(StatusCode::SERVICE_UNAVAILABLE, "store_error", error.to_string()).retry_after(5)
+            }
+        })?;
+    Ok(Json(json!({ "call": call })))
 }
 
 async fn retry_call(State(state): State<Arc<OpsState>>, Path(id): Path<String>) -> Result<Response, Rejection> {

@@ -17,7 +17,9 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use super::{plan_append, terminal_fields, truncate, AppendOutcome, CallId, CallRecord, NewEvent, StoreError, Target};
+use super::{
+    plan_append, terminal_fields, truncate, AppendOutcome, CallId, CallRecord, NewEvent, StoreError, Target, Terminal,
+};
 use crate::lifecycle::{CallStatus, Transition};
 
 /// Events for the call `target` names and, with a `turn`, the end of that
@@ -71,8 +73,8 @@ pub(crate) struct Folded {
     pub(crate) call: CallRecord,
     /// Set when the batch changed the row.
     pub(crate) changed: bool,
-    /// Set by the event that made the call terminal: (response_data, error).
-    pub(crate) terminal: Option<(Option<String>, Option<String>)>,
+    /// Set by the event that made the call terminal.
+    pub(crate) terminal: Option<Terminal>,
 }
 
 impl Folded {

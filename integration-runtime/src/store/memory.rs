@@ -244,7 +244,10 @@ impl State {
             call.updated_at = now;
             match to {
                 CallStatus::Completed => call.response_data = event.payload.result.clone(),
-                CallStatus::Failed => call.error = event.payload.error.clone(),
+                CallStatus::Failed => {
+                    call.error = event.payload.error.clone();
+                    call.error_kind = event.payload.error_kind;
+                }
                 CallStatus::Pending | CallStatus::Processing => {}
             }
             if to.is_terminal() {

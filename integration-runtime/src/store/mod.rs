@@ -137,7 +137,7 @@ pub(crate) use protection::{micros, now_micros, open_for};
 pub(crate) use shared::from_millis;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) use shared::{
-    call_from_row, from_json, status_counts, stored_count, terminal_fields, to_json, CallRow, Target,
+    call_from_row, from_json, status_counts, stored_count, terminal_fields, to_json, CallRow, Target, Terminal,
 };
 pub(crate) use shared::{
     check_same_request, lease_deadline, new_call_id, notification_columns, now, page_of, plan_append, truncate,

@@ -78,6 +78,10 @@ pub(crate) fn call_from_row(row: &impl CallRow) -> Result<(i64, CallRecord), Sto
             .map(|stored| from_json("response_data", &stored))
             .transpose()?,
         error: row.text("error")?,
+        error_kind: row
+            .text("error_kind")?
+            .map(|kind| kind.parse().map_err(StoreError::corrupt))
+            .transpose()?,
         attempts: row.count("attempts")?,
         idempotency_key: row.text("idempotency_key")?,
         created_at: time("created_at")?,
@@ -88,6 +92,8 @@ pub(crate) fn call_from_row(row: &impl CallRow) -> Result<(i64, CallRecord), Sto
         lease_expires_at: row.time("lease_expires_at")?,
         notification_attempts: row.count("notification_attempts")?,
         notification_error: row.text("notification_error")?,
+        deadline_at: row.time("deadline_at")?,
+        spec_fingerprint: row.text("spec_fingerprint")?,
     };
     Ok((row.seq()?, call))
 }
@@ -137,15 +143,28 @@ pub(crate) fn plan_append(
 /// `(response_data, error)`. Only the moving event writes them, so a call's
 /// terminal fields are written exactly once.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub(crate) fn terminal_fields(
-    to: CallStatus,
-    event: &NewEvent,
-) -> Result<(Option<String>, Option<String>), StoreError> {
+pub(crate) fn terminal_fields(to: CallStatus, event: &NewEvent) -> Result<Terminal, StoreError> {
     Ok(match to {
-        CallStatus::Completed => (event.payload.result.as_ref().map(to_json).transpose()?, None),
-        CallStatus::Failed => (None, event.payload.error.clone()),
-        CallStatus::Pending | CallStatus::Processing => (None, None),
+        CallStatus::Completed => Terminal {
+            response_data: event.payload.result.as_ref().map(to_json).transpose()?,
+            ..Terminal::default()
+        },
+        CallStatus::Failed => Terminal {
+            error: event.payload.error.clone(),
+            error_kind: event.payload.error_kind.map(|kind| kind.as_str().to_owned()),
+            ..Terminal::default()
+        },
+        CallStatus::Pending | CallStatus::Processing => Terminal::default(),
     })
+}
+
+/// The columns the event that makes a call terminal writes, as stored:
+/// the result as JSON text, or the error and its kind.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Terminal {
+    pub(crate) response_data: Option<String>,
+    pub(crate) error: Option<String>,
+    pub(crate) error_kind: Option<String>,
 }
 
 /// What [`Store::finish_notification`] writes for `outcome`, the same in

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{lease_deadline, truncate, CallId};
+use crate::failure::FailureKind;
 use crate::lifecycle::{CallStatus, EventKind, Transition};
 
 /// A call to create: what business code asked for, not yet sent.
@@ -27,6 +28,13 @@ pub struct NewCall {
     pub run_at: Option<DateTime<Utc>>,
     /// A lease the call is created under: see [`NewCall::leased_to`].
     pub lease: Option<InitialLease>,
+    /// How long the call may take from when it is due (`run_at`, or its
+    /// creation) before it fails with [`FailureKind::Timeout`]: the store
+    /// keeps the deadline as [`CallRecord::deadline_at`]. `None`: no deadline.
+    pub give_up_after: Option<Duration>,
+    /// The fingerprint of the spec the call is created under (see
+    /// [`IntegrationDescriptor::fingerprint`](crate::IntegrationDescriptor::fingerprint)).
+    pub spec_fingerprint: Option<String>,
 }
 
 /// A lease a call is created under ([`NewCall::leased_to`]).
@@ -48,6 +56,8 @@ impl NewCall {
             idempotency_key: None,
             run_at: None,
             lease: None,
+            give_up_after: None,
+            spec_fingerprint: None,
         }
     }
 
@@ -62,6 +72,32 @@ impl NewCall {
     #[must_use]
     pub fn run_at(mut self, at: DateTime<Utc>) -> Self {
         self.run_at = Some(at);
+        self
+    }
+
+    /// Fails the call with [`FailureKind::Timeout`] when it has not ended
+    /// within `limit` of when it is due (the runtime sets it from the spec's
+    /// `give_up_after_s`).
+    #[must_use]
+    pub fn give_up_after(mut self, limit: Duration) -> Self {
+        self.give_up_after = Some(limit);
+        self
+    }
+
+    /// When the call is first due, if stored at `now`.
+    pub(crate) fn due_at(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        self.run_at.map_or(now, truncate)
+    }
+
+    /// The deadline of the call, if stored at `now`.
+    pub(crate) fn deadline_at(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.give_up_after.map(|limit| lease_deadline(self.due_at(now), limit))
+    }
+
+    /// Records the fingerprint of the spec the call is created under.
+    #[must_use]
+    pub fn spec_fingerprint(mut self, fingerprint: impl Into<String>) -> Self {
+        self.spec_fingerprint = Some(fingerprint.into());
         self
     }
 
@@ -110,6 +146,10 @@ pub struct CallRecord {
     pub response_data: Option<Value>,
     /// The error, once failed.
     pub error: Option<String>,
+    /// Why the call failed, once failed (`None` for calls that failed
+    /// before kinds were stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<FailureKind>,
     /// How many times the call was rescheduled by a worker.
     pub attempts: u32,
     /// The caller's idempotency key.
@@ -127,6 +167,15 @@ pub struct CallRecord {
     pub lease_owner: Option<String>,
     /// When the lease ends.
     pub lease_expires_at: Option<DateTime<Utc>>,
+    /// When the call fails with [`FailureKind::Timeout`] if it has not
+    /// ended; `None`: no deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_at: Option<DateTime<Utc>>,
+    /// The fingerprint of the spec the call was created under; `None` for
+    /// calls created before fingerprints were stored, or through a store
+    /// directly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_fingerprint: Option<String>,
     /// How many deliveries of the call's terminal notification (its hooks)
     /// failed so far.
     #[serde(default)]
@@ -141,6 +190,7 @@ impl CallRecord {
     /// The record `call` is stored as when created at `now` with `id`.
     pub(crate) fn created(id: CallId, call: NewCall, now: DateTime<Utc>) -> CallRecord {
         let lease_expires_at = call.lease.as_ref().map(|lease| lease_deadline(now, lease.duration));
+        let (next_run_at, deadline_at) = (call.due_at(now), call.deadline_at(now));
         CallRecord {
             id,
             integration: call.integration,
@@ -150,14 +200,17 @@ impl CallRecord {
             params: call.params,
             response_data: None,
             error: None,
+            error_kind: None,
             attempts: 0,
             idempotency_key: call.idempotency_key,
             created_at: now,
             updated_at: now,
             completed_at: None,
-            next_run_at: Some(call.run_at.map_or(now, truncate)),
+            next_run_at: Some(next_run_at),
             lease_owner: call.lease.map(|lease| lease.owner),
             lease_expires_at,
+            deadline_at,
+            spec_fingerprint: call.spec_fingerprint,
             notification_attempts: 0,
             notification_error: None,
         }
@@ -197,6 +250,9 @@ pub struct EventPayload {
     /// The error (`failed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why the call failed (`failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<FailureKind>,
     /// The sender's id of the webhook delivery that reported the event
     /// (Standard Webhooks `webhook-id`, Stripe event id): a later delivery
     /// under the same id is a duplicate, whatever it says.
@@ -223,10 +279,15 @@ pub enum EventSource {
     Refresh,
     /// Application code, through `Runtime::record_reply`.
     Manual,
+    /// A cancellation (`Runtime::cancel`, the operations API), and the
+    /// provider's answer to it.
+    Cancel,
+    /// The runtime's check of stored calls against a changed spec, at startup.
+    SpecCheck,
 }
 
 impl EventSource {
-    /// The name stored and shown: `start`, `poll`, `webhook`, `refresh`, `manual`.
+    /// The name stored and shown: `start`, `poll`, `webhook`, `refresh`, `manual`, `cancel`, `spec_check`.
     pub fn as_str(self) -> &'static str {
         match self {
             EventSource::Start => "start",
@@ -234,6 +295,8 @@ impl EventSource {
             EventSource::Webhook => "webhook",
             EventSource::Refresh => "refresh",
             EventSource::Manual => "manual",
+            EventSource::Cancel => "cancel",
+            EventSource::SpecCheck => "spec_check",
         }
     }
 }
@@ -283,11 +346,19 @@ impl NewEvent {
         event
     }
 
-    /// The call failed with `error`.
+    /// The call failed with `error` (give its kind with [`NewEvent::error_kind`]).
     pub fn failed(key: impl Into<String>, error: impl Into<String>) -> Self {
         let mut event = Self::new(EventKind::Failed, key);
         event.payload.error = Some(error.into());
         event
+    }
+
+    /// Says why the call failed (a `failed` event); the store keeps it on
+    /// the call as [`CallRecord::error_kind`].
+    #[must_use]
+    pub fn error_kind(mut self, kind: FailureKind) -> Self {
+        self.payload.error_kind = Some(kind);
+        self
     }
 
     /// Attaches the provider's id of the call; the store sets it on the call

@@ -237,12 +237,21 @@ fn glue(spec: &Spec, names: &Names) -> TokenStream {
         ..
     } = names;
     let integration_name = &spec.integration.name;
+    let spec_of = |name: &str| spec.endpoint(name);
     let calls = spec.call_endpoints().map(|e| {
         let name = &e.name;
         let spec = spec_name(name);
         let entity = format_ident!("{}", e.request.as_deref().unwrap_or_default());
         let result_ty = result_type(e.result.as_ref());
-        quote!(__rt::CallGlue::new::<#entity, #result_ty>(&#spec))
+        let glue = quote!(__rt::CallGlue::new::<#entity, #result_ty>(&#spec));
+        match e.cancel.as_ref().and_then(|(cancel, _)| spec_of(cancel)) {
+            Some(cancel) => {
+                let cancel_spec = spec_name(&cancel.name);
+                let cancel_ty = result_type(cancel.result.as_ref());
+                quote!(#glue.cancelled_by(__rt::PollGlue::new::<#cancel_ty>(&#cancel_spec)))
+            }
+            None => glue,
+        }
     });
     let poll = match spec.polling.as_ref().and_then(|p| spec.endpoint(&p.endpoint)) {
         Some(endpoint) => {

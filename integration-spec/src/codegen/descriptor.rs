@@ -8,6 +8,7 @@ use crate::ir::*;
 
 pub(super) fn generate(spec: &Spec, _names: &Names) -> TokenStream {
     let name = &spec.integration.name;
+    let fingerprint = &spec.fingerprint;
     let module = crate::case::to_snake(name);
     // Endpoints without overrides share the integration's policy constant.
     let endpoints = spec.endpoints.iter().map(|e| endpoint(e, spec));
@@ -73,6 +74,7 @@ pub(super) fn generate(spec: &Spec, _names: &Names) -> TokenStream {
             policy: __POLICY,
             polling: #polling,
             webhook: #webhook,
+            fingerprint: #fingerprint,
         };
     }
 }
@@ -119,11 +121,37 @@ fn endpoint(e: &Endpoint, spec: &Spec) -> TokenStream {
     if let Some(request_fields) = request_fields(e, spec) {
         fields.push(quote!(request_fields: #request_fields));
     }
+    if let Some(seconds) = deadline(e, spec) {
+        fields.push(quote!(give_up_after_s: __rt::Some(#seconds)));
+    }
+    if let Some((cancel, _)) = &e.cancel {
+        fields.push(quote!(cancel: __rt::Some(#cancel)));
+    }
     let base = quote!(__rt::EndpointDescriptor::new(#name, #method, #path, #policy));
     if fields.is_empty() {
         return base;
     }
     quote!(__rt::EndpointDescriptor { #(#fields,)* ..#base })
+}
+
+/// How long the calls `e` starts may take, in seconds from when they are
+/// due: the endpoint's own `give_up_after_s`; for an async endpoint, else
+/// `[polling]`'s, else `[webhook]`'s, else a day. `None`: no deadline (a
+/// sync endpoint without one, whose calls end with their answer).
+fn deadline(e: &Endpoint, spec: &Spec) -> Option<u64> {
+    /// The deadline of webhook-only calls when the spec sets none.
+    const WEBHOOK_DEFAULT_S: u64 = 86_400;
+    if !e.starts_calls() {
+        return None;
+    }
+    e.give_up_after_s.or_else(|| match e.mode {
+        Mode::Sync => None,
+        Mode::Async => Some(match (&spec.polling, &spec.webhook) {
+            (Some(polling), _) => polling.give_up_after_s,
+            (None, Some(webhook)) => webhook.give_up_after_s.unwrap_or(WEBHOOK_DEFAULT_S),
+            (None, None) => WEBHOOK_DEFAULT_S,
+        }),
+    })
 }
 
 /// The request entity's field names, and those the path and headers read;

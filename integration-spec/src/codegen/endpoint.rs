@@ -265,6 +265,7 @@ pub(super) fn reply_spec(
                     RemoteStatus::Processing => quote!(__rt::RemoteStatus::Processing),
                     RemoteStatus::Completed => quote!(__rt::RemoteStatus::Completed),
                     RemoteStatus::Failed => quote!(__rt::RemoteStatus::Failed),
+                    RemoteStatus::Cancelled => quote!(__rt::RemoteStatus::Cancelled),
                 };
                 quote!((#external, #status))
             });

@@ -29,6 +29,8 @@ pub(super) const ENDPOINT_KEYS: &[&str] = &[
     "policy",
     "items",
     "paginate",
+    "give_up_after_s",
+    "cancel",
 ];
 
 impl Lower<'_> {
@@ -182,6 +184,8 @@ impl Lower<'_> {
             None => integration_policy.clone(),
         };
         let list = self.list(name, t, entities, &query, api_key_query);
+        let give_up_after_s = t.positive(self.cx, "give_up_after_s");
+        let cancel = t.str(self.cx, "cancel").map(|(name, span)| (name.to_owned(), span));
         // A list endpoint finishes nothing later; `mode = "async"` was reported.
         let mode = if list.is_some() { Mode::Sync } else { mode };
         let endpoint = Endpoint {
@@ -209,6 +213,8 @@ impl Lower<'_> {
             idempotency_key,
             policy,
             list,
+            give_up_after_s,
+            cancel,
         };
         Some((endpoint, external_id_given))
     }

@@ -60,7 +60,8 @@ pub fn parse(source: &str, file: &str) -> Result<Spec, Diagnostics> {
         entries: document.get_ref(),
     };
     root.reject_unknown(&mut cx, TOP_KEYS);
-    let spec = Lower { cx: &mut cx }.spec(root);
+    let mut spec = Lower { cx: &mut cx }.spec(root);
+    spec.fingerprint = crate::fingerprint(source);
     if cx.has_errors() {
         Err(cx.into_diagnostics(file, source))
     } else {
@@ -117,6 +118,11 @@ impl Lower<'_> {
             );
             check::retry_needs_idempotency(self.cx, endpoint);
             check::idempotency_key_fits(self.cx, endpoint);
+            check::deadline_fits(self.cx, endpoint);
+            check::cancel_endpoint_fits(self.cx, endpoint, &endpoints);
+        }
+        if let (Some(_), Some(webhook), Some(e)) = (&polling, &webhook, root.get("webhook")) {
+            check::one_async_deadline(self.cx, webhook, e.key_span.into());
         }
         Spec {
             integration,
@@ -126,6 +132,8 @@ impl Lower<'_> {
             polling,
             webhook,
             policy,
+            // Set by `parse`, which has the text.
+            fingerprint: String::new(),
         }
     }
 

@@ -52,10 +52,11 @@ impl Lower<'_> {
                 Some(("processing", _)) => RemoteStatus::Processing,
                 Some(("completed", _)) => RemoteStatus::Completed,
                 Some(("failed", _)) => RemoteStatus::Failed,
+                Some(("cancelled", _)) => RemoteStatus::Cancelled,
                 Some((other, span)) => {
                     self.cx
                         .error(span, item.key_path(), format!("`{other}` is not a lifecycle state"))
-                        .expected_one_of(other, ["processing", "completed", "failed"]);
+                        .expected_one_of(other, ["processing", "completed", "failed", "cancelled"]);
                     invalid = true;
                     continue;
                 }

@@ -21,6 +21,7 @@ impl Lower<'_> {
                 "result",
                 "error",
                 "max_body_bytes",
+                "give_up_after_s",
             ],
         )?;
         let path = t
@@ -55,6 +56,7 @@ impl Lower<'_> {
             .str(self.cx, "error")
             .and_then(|(text, span)| self.json_path(text, span, "webhook.error"));
         let max_body_bytes = t.positive(self.cx, "max_body_bytes").unwrap_or(1 << 20);
+        let give_up_after_s = t.positive(self.cx, "give_up_after_s");
         Some(Webhook {
             path: path?,
             verify: verify?,
@@ -63,6 +65,7 @@ impl Lower<'_> {
             result,
             error,
             max_body_bytes,
+            give_up_after_s,
         })
     }
 

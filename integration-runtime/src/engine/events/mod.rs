@@ -30,6 +30,7 @@ use tokio::sync::{broadcast, Notify};
 
 use super::{EngineError, Runtime, StatusChange};
 use crate::call::{CallId, Reply};
+use crate::failure::FailureKind;
 use crate::lifecycle::EventKind;
 use crate::metrics::Metrics;
 use crate::store::{AppendOutcome, CallRecord, CallWithEvents, EventSource, NewEvent, Store, StoreError};
@@ -87,7 +88,6 @@ impl EventSink {
         }))
     }
 
-    #[cfg(feature = "server")]
     pub(crate) fn store(&self) -> &Arc<dyn Store> {
         &self.0.store
     }
@@ -127,7 +127,7 @@ impl EventSink {
         next_run_at: Option<DateTime<Utc>>,
     ) -> Result<Vec<AppendOutcome>, StoreError> {
         let events = stamped(events, source, None);
-        let kinds: Vec<EventKind> = events.iter().map(|event| event.kind).collect();
+        let kinds: Vec<_> = events.iter().map(Published::of).collect();
         let started = Instant::now();
         let mut delay = TURN_WRITE_FIRST_DELAY;
         let outcomes = loop {
@@ -186,7 +186,7 @@ impl EventSink {
         }
         let mut outcomes = Vec::new();
         for event in stamped(events, source, delivery_id) {
-            let kind = event.kind;
+            let kind = Published::of(&event);
             let store = &self.0.store;
             let outcome = match subject {
                 Subject::Call(id) => store.append_event(id, event).await?,
@@ -217,21 +217,37 @@ impl EventSink {
         self.0.store.get_with_events(id).await
     }
 
-    fn publish(&self, integration: &str, event: EventKind, outcome: &AppendOutcome) {
+    fn publish(&self, integration: &str, event: Published, outcome: &AppendOutcome) {
         if let AppendOutcome::Applied { call_id, from, to, .. } = *outcome {
             // No receiver is fine: the broadcast is best-effort.
             let _ = self.0.changes.send(StatusChange {
                 call_id,
                 integration: integration.to_owned(),
-                event,
+                event: event.kind,
                 from,
                 to,
                 at: Utc::now(),
             });
             if to.is_terminal() {
-                self.0.metrics.call_finished(integration, to);
+                self.0.metrics.call_finished(integration, to, event.error_kind);
                 self.0.terminal.notify_one();
             }
+        }
+    }
+}
+
+/// What publishing needs of an appended event.
+#[derive(Clone, Copy)]
+struct Published {
+    kind: EventKind,
+    error_kind: Option<FailureKind>,
+}
+
+impl Published {
+    fn of(event: &NewEvent) -> Self {
+        Published {
+            kind: event.kind,
+            error_kind: event.payload.error_kind,
         }
     }
 }

@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use crate::call::{CallId, RemoteStatus, Reply};
+use crate::failure::FailureKind;
 use crate::lifecycle::EventKind;
 use crate::store::NewEvent;
 
@@ -51,12 +52,15 @@ pub(crate) fn completed(result: Value) -> NewEvent {
     NewEvent::completed(lifecycle_event_key(EventKind::Completed), result)
 }
 
-pub(crate) fn failed(error: impl Into<String>) -> NewEvent {
-    NewEvent::failed(lifecycle_event_key(EventKind::Failed), error)
+pub(crate) fn failed(kind: FailureKind, error: impl Into<String>) -> NewEvent {
+    NewEvent::failed(lifecycle_event_key(EventKind::Failed), error).error_kind(kind)
 }
 
 /// What a failed status says when the provider gave no message.
 const UNEXPLAINED_FAILURE: &str = "the provider reports that the call failed";
+
+/// What a cancelled status says when the provider gave no message.
+const UNEXPLAINED_CANCEL: &str = "the provider reports that the call was cancelled";
 
 /// The events a status reply implies: `processing` first, so a reply that
 /// already says the end still shows the whole sequence; none without a
@@ -78,7 +82,12 @@ pub(crate) fn terminal_of(status: RemoteStatus, reply: &Reply<Value>) -> Option<
         RemoteStatus::Processing => None,
         RemoteStatus::Completed => Some(completed(reply.result.clone().unwrap_or(Value::Null))),
         RemoteStatus::Failed => Some(failed(
+            FailureKind::ProviderFailed,
             reply.error.clone().unwrap_or_else(|| UNEXPLAINED_FAILURE.to_owned()),
+        )),
+        RemoteStatus::Cancelled => Some(failed(
+            FailureKind::Cancelled,
+            reply.error.clone().unwrap_or_else(|| UNEXPLAINED_CANCEL.to_owned()),
         )),
     }
 }
@@ -120,5 +129,12 @@ mod tests {
         let failed = events_of(&reply(Some(RemoteStatus::Failed)));
         assert_eq!(failed[1].key, "terminal");
         assert_eq!(failed[1].payload.error.as_deref(), Some(UNEXPLAINED_FAILURE));
+        assert_eq!(failed[1].payload.error_kind, Some(FailureKind::ProviderFailed));
+        let cancelled = events_of(&reply(Some(RemoteStatus::Cancelled)));
+        assert_eq!(
+            (cancelled[1].kind, cancelled[1].key.as_str()),
+            (EventKind::Failed, "terminal")
+        );
+        assert_eq!(cancelled[1].payload.error_kind, Some(FailureKind::Cancelled));
     }
 }

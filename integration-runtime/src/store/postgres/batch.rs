@@ -90,6 +90,8 @@ pub(super) async fn insert_calls(
             .push(call.lease.as_ref().map(|lease| lease.owner.clone()));
         rows.lease_ends
             .push(call.lease.as_ref().map(|lease| lease_deadline(now, lease.duration)));
+        rows.deadlines.push(call.deadline_at(now));
+        rows.fingerprints.push(call.spec_fingerprint.clone());
     }
     let mut results: Vec<Result<Created, StoreError>> = prepared
         .into_iter()
@@ -100,13 +102,14 @@ pub(super) async fn insert_calls(
     // caller's own with `create_in_tx`); existing calls are read back below.
     let inserted = sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO {calls} (id, integration, endpoint, status, params, attempts, \
-             idempotency_key, created_at, updated_at, next_run_at, lease_owner, lease_expires_at) \
+             idempotency_key, created_at, updated_at, next_run_at, lease_owner, lease_expires_at, \
+             deadline_at, spec_fingerprint) \
          SELECT n.id, n.integration, n.endpoint, 'pending', n.params::json, 0, n.key, $6, $6, n.next_run_at, \
-             n.lease_owner, n.lease_expires_at \
+             n.lease_owner, n.lease_expires_at, n.deadline_at, n.fingerprint \
          FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $7::timestamptz[], \
-                     $8::text[], $9::timestamptz[]) \
+                     $8::text[], $9::timestamptz[], $10::timestamptz[], $11::text[]) \
              WITH ORDINALITY AS n(id, integration, endpoint, params, key, next_run_at, lease_owner, \
-                                  lease_expires_at, position) \
+                                  lease_expires_at, deadline_at, fingerprint, position) \
          ORDER BY n.position \
          ON CONFLICT (integration, idempotency_key) DO NOTHING \
          RETURNING id, next_run_at <= $6 AND lease_owner IS NULL AS due, pg_current_xact_id()::text AS xact"
@@ -120,6 +123,8 @@ pub(super) async fn insert_calls(
     .bind(&rows.next_run_at)
     .bind(&rows.lease_owners)
     .bind(&rows.lease_ends)
+    .bind(&rows.deadlines)
+    .bind(&rows.fingerprints)
     .fetch_all(&mut *conn)
     .await?;
     let mut due = false;
@@ -161,6 +166,8 @@ struct Rows {
     lease_owners: Vec<Option<String>>,
     lease_ends: Vec<Option<DateTime<Utc>>>,
     next_run_at: Vec<DateTime<Utc>>,
+    deadlines: Vec<Option<DateTime<Utc>>>,
+    fingerprints: Vec<Option<String>>,
 }
 
 /// The stored calls holding the idempotency keys of `creates`, by
@@ -325,6 +332,7 @@ async fn update_calls(
     let mut external_ids = Vec::with_capacity(changed.len());
     let mut responses = Vec::with_capacity(changed.len());
     let mut errors = Vec::with_capacity(changed.len());
+    let mut error_kinds = Vec::with_capacity(changed.len());
     let mut completed_at = Vec::with_capacity(changed.len());
     let mut terminal = Vec::with_capacity(changed.len());
     let mut next_run_at = Vec::with_capacity(changed.len());
@@ -333,12 +341,13 @@ async fn update_calls(
     let mut lease_expires_at = Vec::with_capacity(changed.len());
     for folded in changed {
         let call = &folded.call;
-        let (response_data, error) = folded.terminal.clone().unwrap_or_default();
+        let fields = folded.terminal.clone().unwrap_or_default();
         seqs.push(folded.seq);
         statuses.push(call.status.as_str());
         external_ids.push(call.external_id.as_deref());
-        responses.push(response_data);
-        errors.push(error);
+        responses.push(fields.response_data);
+        errors.push(fields.error);
+        error_kinds.push(fields.error_kind);
         completed_at.push(call.completed_at);
         terminal.push(folded.terminal.is_some());
         next_run_at.push(call.next_run_at);
@@ -352,11 +361,12 @@ async fn update_calls(
              error = COALESCE(v.error, c.error), completed_at = v.completed_at, \
              notify_at = CASE WHEN v.terminal THEN $12 ELSE c.notify_at END, \
              next_run_at = v.next_run_at, attempts = v.attempts, \
-             lease_owner = v.lease_owner, lease_expires_at = v.lease_expires_at \
+             lease_owner = v.lease_owner, lease_expires_at = v.lease_expires_at, \
+             error_kind = COALESCE(v.error_kind, c.error_kind) \
          FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], \
-                 $7::bool[], $8::timestamptz[], $9::int[], $10::text[], $11::timestamptz[]) \
+                 $7::bool[], $8::timestamptz[], $9::int[], $10::text[], $11::timestamptz[], $13::text[]) \
              AS v(seq, status, external_id, response_data, error, completed_at, terminal, next_run_at, \
-                 attempts, lease_owner, lease_expires_at) \
+                 attempts, lease_owner, lease_expires_at, error_kind) \
          WHERE c.seq = v.seq"
     )))
     .bind(&seqs)
@@ -371,6 +381,7 @@ async fn update_calls(
     .bind(&lease_owners)
     .bind(&lease_expires_at)
     .bind(now)
+    .bind(&error_kinds)
     .execute(&mut *conn)
     .await?;
     Ok(())

@@ -11,7 +11,8 @@ use crate::store::{from_json, stored_count, CallId, CallRow, EventPayload, Event
 pub(super) const CALL_COLUMNS: &str = "c.seq, c.id, c.integration, c.endpoint, c.status, c.external_id, \
      c.params::text AS params, c.response_data::text AS response_data, c.error, c.attempts, \
      c.idempotency_key, c.created_at, c.updated_at, c.completed_at, c.next_run_at, \
-     c.lease_owner, c.lease_expires_at, c.notification_attempts, c.notification_error";
+     c.lease_owner, c.lease_expires_at, c.notification_attempts, c.notification_error, \
+     c.error_kind, c.deadline_at, c.spec_fingerprint";
 
 /// A call row, columns as in [`CALL_COLUMNS`].
 impl CallRow for PgRow {

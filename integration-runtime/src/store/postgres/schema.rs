@@ -97,6 +97,19 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
     );
     "#,
     ),
+    (
+        5,
+        "calls over time: failure kinds, deadlines, spec fingerprints",
+        r#"
+    -- Why a failed call failed (`FailureKind`); NULL for calls that failed before.
+    -- When the call fails with a timeout if it has not ended.
+    -- The fingerprint of the spec the call was created under.
+    ALTER TABLE {schema}.integration_calls
+        ADD COLUMN IF NOT EXISTS error_kind TEXT,
+        ADD COLUMN IF NOT EXISTS deadline_at TIMESTAMPTZ,
+        ADD COLUMN IF NOT EXISTS spec_fingerprint TEXT;
+    "#,
+    ),
 ];
 
 /// The longest identifier PostgreSQL keeps (`NAMEDATALEN - 1` bytes).

@@ -145,22 +145,24 @@ impl PostgresStore {
 
         if let Transition::Moved(_, to) = plan.transition {
             // Only the moving event writes the terminal fields: exactly once.
-            let (response_data, error) = terminal_fields(to, &event)?;
+            let fields = terminal_fields(to, &event)?;
             sqlx::query(AssertSqlSafe(format!(
                 "UPDATE {calls} SET status = $1, updated_at = $2, \
                  response_data = COALESCE($3::json, response_data), \
                  error = COALESCE($4, error), \
                  completed_at = CASE WHEN $5 THEN $2 ELSE completed_at END, \
                  next_run_at = CASE WHEN $5 THEN NULL ELSE next_run_at END, \
-                 notify_at = CASE WHEN $5 THEN $2 ELSE notify_at END \
+                 notify_at = CASE WHEN $5 THEN $2 ELSE notify_at END, \
+                 error_kind = COALESCE($7, error_kind) \
                  WHERE seq = $6"
             )))
             .bind(to.as_str())
             .bind(now)
-            .bind(response_data)
-            .bind(error)
+            .bind(fields.response_data)
+            .bind(fields.error)
             .bind(to.is_terminal())
             .bind(seq)
+            .bind(fields.error_kind)
             .execute(&mut *conn)
             .await?;
         }

@@ -87,7 +87,7 @@ fn read_external(calls: &mut Calls, conn: &Connection, pairs: &[(String, String)
 /// One `UPDATE` for every call the batch changed, with the values folded
 /// in memory (the batch holds the write lock since it read them).
 fn write_changed(calls: &Calls, conn: &Connection, now: DateTime<Utc>) -> Result<(), StoreError> {
-    const COLUMNS: usize = 12;
+    const COLUMNS: usize = 13;
     let changed: Vec<_> = calls.changed().collect();
     for chunk in changed.chunks(MAX_VARIABLES / COLUMNS) {
         let sql = format!(
@@ -96,27 +96,29 @@ fn write_changed(calls: &Calls, conn: &Connection, now: DateTime<Utc>) -> Result
                  error = COALESCE(v.column6, error), completed_at = v.column7, \
                  notify_at = CASE WHEN v.column8 THEN v.column4 ELSE notify_at END, \
                  next_run_at = v.column9, attempts = v.column10, \
-                 lease_owner = v.column11, lease_expires_at = v.column12 \
+                 lease_owner = v.column11, lease_expires_at = v.column12, \
+                 error_kind = COALESCE(v.column13, error_kind) \
                  FROM (VALUES {}) AS v WHERE integration_calls.seq = v.column1",
-            placeholders(chunk.len(), "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+            placeholders(chunk.len(), "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
         );
         let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * COLUMNS);
         for folded in chunk {
             let call = &folded.call;
-            let (response_data, error) = folded.terminal.clone().unwrap_or_default();
+            let terminal = folded.terminal.clone().unwrap_or_default();
             values.extend([
                 Value::Integer(folded.seq),
                 Value::Text(call.status.as_str().to_owned()),
                 Value::from(call.external_id.clone()),
                 Value::Integer(now.timestamp_millis()),
-                Value::from(response_data),
-                Value::from(error),
+                Value::from(terminal.response_data),
+                Value::from(terminal.error),
                 Value::from(call.completed_at.map(|at| at.timestamp_millis())),
                 Value::from(folded.terminal.is_some()),
                 Value::from(call.next_run_at.map(|at| at.timestamp_millis())),
                 Value::from(call.attempts),
                 Value::from(call.lease_owner.clone()),
                 Value::from(call.lease_expires_at.map(|at| at.timestamp_millis())),
+                Value::from(terminal.error_kind),
             ]);
         }
         conn.prepare_cached(&sql)?.execute(params_from_iter(values))?;

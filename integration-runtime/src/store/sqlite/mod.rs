@@ -237,8 +237,9 @@ fn check_lease(conn: &Connection, id: CallId, worker: &str) -> Result<(), StoreE
 /// Inserts a call, unless its idempotency key is taken; the values are
 /// those of a [`CallInsert`].
 const INSERT_CALL: &str = "INSERT INTO integration_calls (id, integration, endpoint, status, params, attempts, \
-     idempotency_key, created_at, updated_at, next_run_at, lease_owner, lease_expires_at) \
-     VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?) \
+     idempotency_key, created_at, updated_at, next_run_at, lease_owner, lease_expires_at, deadline_at, \
+     spec_fingerprint) \
+     VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?) \
      ON CONFLICT (integration, idempotency_key) DO NOTHING";
 
 /// The call stored under an integration (first parameter) and idempotency key.
@@ -274,6 +275,8 @@ impl CallInsert {
             Value::Integer(call.run_at.map_or(now, truncate).timestamp_millis()),
             Value::from(lease_owner),
             Value::from(lease_expires_at),
+            Value::from(call.deadline_at(now).map(|at| at.timestamp_millis())),
+            Value::from(call.spec_fingerprint.clone()),
         ];
         Ok(CallInsert { id, values })
     }

@@ -4,7 +4,8 @@ use super::*;
 
 pub(super) const CALL_COLUMNS: &str = "seq, id, integration, endpoint, status, external_id, params, \
      response_data, error, attempts, idempotency_key, created_at, updated_at, completed_at, \
-     next_run_at, lease_owner, lease_expires_at, notification_attempts, notification_error";
+     next_run_at, lease_owner, lease_expires_at, notification_attempts, notification_error, \
+     error_kind, deadline_at, spec_fingerprint";
 
 pub(super) fn timestamp(column: &str, millis: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
     millis

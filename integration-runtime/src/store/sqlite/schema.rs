@@ -106,6 +106,18 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
     );
     "#,
     ),
+    (
+        6,
+        "calls over time: failure kinds, deadlines, spec fingerprints",
+        r#"
+    -- Why a failed call failed (`FailureKind`); NULL for calls that failed before.
+    ALTER TABLE integration_calls ADD COLUMN error_kind TEXT;
+    -- When the call fails with a timeout if it has not ended (ms since the epoch).
+    ALTER TABLE integration_calls ADD COLUMN deadline_at INTEGER;
+    -- The fingerprint of the spec the call was created under.
+    ALTER TABLE integration_calls ADD COLUMN spec_fingerprint TEXT;
+    "#,
+    ),
 ];
 
 /// Applies the `steps` not recorded yet (all of [`MIGRATIONS`] but in tests

@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/cancel_mistakes.toml");
+
+fn main() {}

@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/deadline_mistakes.toml");
+
+fn main() {}
