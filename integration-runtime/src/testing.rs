@@ -125,6 +125,8 @@ macro_rules! store_conformance_tests {
             a_rate_lease_beyond_its_wait_leases_nothing,
             concurrent_rate_leases_never_overlap,
             an_open_circuit_is_shared_until_it_expires,
+            a_call_keeps_its_deadline_and_spec_fingerprint,
+            a_failure_keeps_the_kind_its_terminal_event_says,
         );
     };
     ($make:expr) => {

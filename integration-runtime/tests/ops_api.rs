@@ -271,6 +271,49 @@ async fn refresh_asks_the_provider_and_records_its_answer() {
 }
 
 #[tokio::test]
+async fn cancel_fails_a_pending_call_and_refuses_what_it_cannot_stop() {
+    let env = env().await;
+    let cancel = |id: CallId, body: &'static str| {
+        let request = env
+            .http
+            .post(format!("{}/ops/calls/{id}/cancel", env.base))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(body);
+        async move { answer(request.send().await.unwrap()).await }
+    };
+    let pending = env.pending("p").await;
+    let cancelled = cancel(pending, r#"{"reason": "customer left"}"#).await;
+    assert_eq!(cancelled.status, 200, "{}", cancelled.text);
+    assert_eq!(cancelled.json["call"]["status"], json!("failed"));
+    assert_eq!(cancelled.json["call"]["error_kind"], json!("cancelled"));
+    assert_eq!(cancelled.json["call"]["error"], json!("cancelled: customer left"));
+    // No body is fine too; a finished call is refused.
+    let again = env.post(&format!("/calls/{pending}/cancel")).await;
+    assert_eq!((again.status, &again.json["error"]), (409, &json!("already_terminal")));
+    // HookTts declares no cancel endpoint: a processing call cannot be stopped.
+    let processing = initialized_call(&*env.store, "HookTts", "synthesize", json!({"text": "x"}), "t-x").await;
+    let refused = cancel(processing, "").await;
+    assert_eq!(
+        (refused.status, &refused.json["error"]),
+        (409, &json!("not_cancellable"))
+    );
+    assert!(
+        refused.json["message"].as_str().unwrap().contains("no cancel endpoint"),
+        "{}",
+        refused.text
+    );
+    assert_eq!(
+        env.store.get(processing).await.unwrap().unwrap().status,
+        CallStatus::Processing
+    );
+    let bad = cancel(processing, r#"{"why": 1}"#).await;
+    assert_eq!(bad.status, 400, "{}", bad.text);
+    let unknown = cancel(CallId::new(), "").await;
+    assert_eq!(unknown.status, 404);
+}
+
+#[tokio::test]
 async fn retry_creates_a_linked_new_call_once_and_refuses_live_ones() {
     let env = env().await;
     let old = env.failed("again").await;

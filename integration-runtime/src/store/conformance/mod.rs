@@ -8,6 +8,7 @@ mod events;
 mod leases;
 mod listing;
 mod notifications;
+mod over_time;
 mod protection;
 mod turns;
 
@@ -20,6 +21,7 @@ pub use events::*;
 pub use leases::*;
 pub use listing::*;
 pub use notifications::*;
+pub use over_time::*;
 pub use protection::*;
 pub use turns::*;
 
