@@ -455,3 +455,47 @@ async fn check_with_a_store_names_the_calls_a_spec_change_would_strand() {
         text(&missing.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_cancel_goes_through_the_operations_api() {
+    use std::sync::Arc;
+    let dir = scratch("cancel");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.join("integrations.db")).await.unwrap());
+    let id = create_call(&*store, "never").await;
+    let ops = integration_runtime::ops::OpsApi::new(Arc::clone(&store))
+        .token(Some(integration_runtime::Secret::new("ops-token")))
+        .router();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, ops).await });
+    let cancel = || {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_integration"))
+                .args([
+                    "calls",
+                    "cancel",
+                    "--ops-url",
+                    &url,
+                    &id.to_string(),
+                    "--reason",
+                    "order withdrawn",
+                ])
+                .env("INTEGRATION_OPS_TOKEN", "ops-token")
+                .output()
+                .unwrap()
+        })
+    };
+    let out = cancel().await.unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let call = store.get(id).await.unwrap().unwrap();
+    assert_eq!(call.error_kind, Some(integration_runtime::FailureKind::Cancelled));
+    assert_eq!(call.error.as_deref(), Some("cancelled: order withdrawn"));
+    let again = cancel().await.unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        text(&again.stderr).contains("already_terminal"),
+        "{}",
+        text(&again.stderr)
+    );
+}
