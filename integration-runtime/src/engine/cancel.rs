@@ -12,7 +12,7 @@
 
 use std::fmt;
 
-use super::events::news::{events_of, failed, generated_external_id, initialized};
+use super::events::news::{events_of, failed, generated_external_id};
 use super::events::{EventSink, Subject};
 use crate::call::{CallId, RemoteStatus, Reply};
 use crate::error::ClientError;
@@ -160,13 +160,15 @@ pub(crate) async fn cancel(
             }
             .into())
         }
-        // Never acknowledged: it ends here, with the generated id every call
-        // gets. A start already in flight may still reach the provider; its
-        // answer is then recorded as ignored events.
-        CallStatus::Pending => vec![
-            initialized(&generated_external_id(id)),
-            failed(FailureKind::Cancelled, reason.to_string()),
-        ],
+        // Never sent: it ends here, in one event (two appends would leave
+        // a window in which a worker could take up a call that is
+        // `processing` under an id no provider knows). It carries the
+        // generated id every call gets. A start already in flight may
+        // still reach the provider; its answer is then recorded as ignored
+        // events.
+        CallStatus::Pending => {
+            vec![failed(FailureKind::Cancelled, reason.to_string()).external_id(generated_external_id(id))]
+        }
         CallStatus::Processing => {
             let integration = find_integration(&call.integration).ok_or_else(|| Kind::UnknownIntegration {
                 id,

@@ -61,11 +61,24 @@
 //! store so polls survive restarts. The delay is `interval_ms` growing by
 //! `backoff` up to `max_interval_ms`, computed from the call's age
 //! (`interval + (backoff - 1) * age`, which is the geometric sequence
-//! without a per-call counter). A poll never runs past `give_up_after_s`
-//! from creation; then the call fails with a timeout error. Transient poll
-//! failures (5xx, 429, timeouts, connection) keep polling; others (4xx,
-//! an unmapped status) fail the call with the poll's error. An async
-//! integration without `[polling]` waits for its webhook, without deadline.
+//! without a per-call counter). Transient poll failures (5xx, 429, timeouts,
+//! connection) keep polling; others (4xx, an unmapped status) fail the call
+//! with the poll's error.
+//!
+//! # Deadlines, failure kinds, cancellation, spec changes
+//!
+//! Every call of an endpoint with a deadline stores it at creation
+//! ([`CallRecord::deadline_at`](crate::CallRecord::deadline_at):
+//! `give_up_after_s` after the call is due). Polls and retries are never
+//! scheduled past it; an async call without `[polling]` is scheduled *for*
+//! it, so a lost webhook still ends the call. The turn at the deadline fails
+//! the call with [`FailureKind::Timeout`](crate::FailureKind::Timeout); a
+//! completion recorded later is a duplicate of the terminal key. Every
+//! `failed` event carries a [`FailureKind`](crate::FailureKind).
+//! [`Runtime::cancel`] stops a call (see `cancel`), and a call created under
+//! another version of its spec that the current one cannot finish fails with
+//! the kind `spec_changed`, at startup or at its next turn (see
+//! `spec_change`).
 //!
 //! # Claiming, and why memory does not grow with the backlog
 //!

@@ -13,7 +13,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::events::news::{failed, generated_external_id, initialized};
+use super::events::news::{failed, generated_external_id};
 use super::events::Subject;
 use super::runtime::Inner;
 use crate::failure::FailureKind;
@@ -207,13 +207,13 @@ pub(crate) async fn settle(inner: &Inner) {
 }
 
 async fn fail(inner: &Inner, call: &StrandedCall) -> Result<(), StoreError> {
-    let message = failure_message(&call.reason);
-    let mut events = Vec::new();
+    let mut event = failed(FailureKind::SpecChanged, failure_message(&call.reason));
     if call.status == CallStatus::Pending {
-        // Every call has `initialized`; this one never reached the provider.
-        events.push(initialized(&generated_external_id(call.call_id)));
+        // Never sent: one event, with the generated id every call gets (see
+        // `cancel` for why not two).
+        event = event.external_id(generated_external_id(call.call_id));
     }
-    events.push(failed(FailureKind::SpecChanged, message));
+    let events = vec![event];
     inner
         .events
         .record(
