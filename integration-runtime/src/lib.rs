@@ -31,6 +31,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod call;
+mod clock;
 mod config;
 mod conforms;
 mod descriptor;
@@ -74,6 +75,7 @@ pub mod __private;
 pub use reqwest;
 
 pub use call::{CallId, CallOptions, FromResult, IntoCall, RemoteStatus, Reply, TypedCall};
+pub use clock::{Clock, TimeSource};
 pub use descriptor::{
     CircuitBreakerPolicy, EndpointDescriptor, IdempotencyKeyPlacement, IntegrationDescriptor, Mode, PolicyDescriptor,
     PollingDescriptor, RateLimitPolicy, RedirectPolicy, RequestFields, RetryOn, RetryPolicy, SignatureEncoding,

@@ -9,16 +9,21 @@
 //!   ([`FakeProviderBuilder::webhooks_to`]).
 //! - Polling without real waiting: the fake counts polls, not seconds
 //!   ([`FakeProviderBuilder::polls_until_done`]).
+//! - Virtual time: [`TestClock`], given to the runtime, runs a call through
+//!   retries, polls, its deadline and its pruning as fast as the test
+//!   advances it.
 //!
 //! [`FakeProvider`] shows a test's setup in a few lines; the tests shipped
 //! with this crate (its `tests/` folder) drive a generated client against
 //! the fake end to end.
 
+mod clock;
 mod json_write;
 mod provider;
 mod script;
 mod webhook;
 
+pub use clock::TestClock;
 pub use provider::{FakeProvider, FakeProviderBuilder, RecordedRequest};
 pub use script::Outcome;
 pub use webhook::{SignedDelivery, WebhookSender};

@@ -5,7 +5,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -146,13 +145,7 @@ fn outcome(inner: &Inner, call: &CallRecord, failure: Option<HookFailure>) -> No
             inner.metrics.hook_dead_lettered(&call.integration);
             NotificationOutcome::DeadLetter(error)
         }
-        Some(_) => {
-            let delay = chrono::Duration::from_std(inner.settings.hook_retry).unwrap_or(chrono::Duration::MAX);
-            let at = Utc::now()
-                .checked_add_signed(delay)
-                .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
-            NotificationOutcome::Retry(at)
-        }
+        Some(_) => NotificationOutcome::Retry(inner.settings.clock.after(inner.settings.hook_retry)),
     }
 }
 

@@ -19,9 +19,11 @@ use super::hooks::{Hook, HookOn, HookResult};
 use super::spec_change::{SpecChangePolicy, StrandedCall};
 use super::{StatusChange, DEFAULT_CHANGES_CAPACITY};
 use crate::call::{CallId, IntoCall, TypedCall};
+use crate::clock::Clock;
 use crate::error::invalid_request;
 use crate::integration::Integration;
 use crate::metrics::Metrics;
+use crate::store::truncate;
 use crate::store::{CallRecord, CallWithEvents, ListQuery, NewCall, Page, StatusCounts, Store};
 use crate::validate::{placement, Violations};
 
@@ -67,6 +69,8 @@ pub(crate) struct Settings {
     pub(crate) polling_time_scale: f64,
     /// What startup does with stored calls a changed spec cannot finish.
     pub(crate) spec_change: SpecChangePolicy,
+    /// Where a call's time is read (the store reads the same one).
+    pub(crate) clock: Clock,
 }
 
 /// What the worker loop, the hook dispatcher and the runtime's handles share.
@@ -140,6 +144,8 @@ pub struct RuntimeBuilder {
     changes_capacity: usize,
     metrics: Metrics,
     shared_protection: bool,
+    /// Given by [`RuntimeBuilder::clock`]: handed to the store at build.
+    clock_given: bool,
 }
 
 impl fmt::Debug for RuntimeBuilder {
@@ -191,6 +197,18 @@ impl RuntimeBuilder {
     /// (the default) or only log them.
     pub fn on_spec_change(mut self, policy: SpecChangePolicy) -> Self {
         self.settings.spec_change = policy;
+        self
+    }
+
+    /// The clock every call's time is read from (when it is due, when its
+    /// lease, retries, polls and deadline come, when it may be pruned),
+    /// handed to the store at [`build`](RuntimeBuilder::build): the system
+    /// clock unless a test gives another, such as the test kit's
+    /// `TestClock`, which it then advances. See [`Clock`] for what stays in
+    /// real time.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.settings.clock = clock;
+        self.clock_given = true;
         self
     }
 
@@ -318,6 +336,9 @@ impl RuntimeBuilder {
             return Err(EngineError::config("no integration: call `.integration(..)`"));
         }
         let settings = self.settings;
+        if self.clock_given {
+            store.use_clock(settings.clock.clone());
+        }
         if settings.concurrency == 0 || settings.claim_batch == 0 {
             return Err(EngineError::config(
                 "`concurrency` and `claim_batch` must be at least 1",
@@ -386,10 +407,12 @@ impl Runtime {
                 hook_retry: Duration::from_secs(10),
                 polling_time_scale: 1.0,
                 spec_change: SpecChangePolicy::default(),
+                clock: Clock::system(),
             },
             changes_capacity: DEFAULT_CHANGES_CAPACITY,
             metrics: Metrics::new(),
             shared_protection: false,
+            clock_given: false,
         }
     }
 
@@ -425,7 +448,11 @@ impl Runtime {
         }
         self.inner.metrics.call_created(&integration);
         if let Some((reserved, call)) = handed {
-            if let Err(id) = reserved.hand(CallRecord::created(created.id, call, crate::store::now())) {
+            if let Err(id) = reserved.hand(CallRecord::created(
+                created.id,
+                call,
+                truncate(self.inner.settings.clock.now()),
+            )) {
                 // The worker stopped after the reservation: give the lease up
                 // so that any runtime claims the call now, not after the lease.
                 let _ = self.inner.store.release(id, &self.inner.settings.worker_id).await;

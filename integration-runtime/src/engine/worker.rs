@@ -73,7 +73,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                 break;
             };
             let call = ready.pop_front().expect("not empty");
-            if lease_left(&call).is_some_and(|left| left.is_zero()) {
+            if lease_left(&inner, &call).is_some_and(|left| left.is_zero()) {
                 // Another worker may own it by now; if not, it is claimable
                 // again. The slot goes back.
                 tracing::debug!(call = %call.id, "lease ran out while the call waited for a slot");
@@ -147,9 +147,9 @@ pub(crate) async fn run(inner: Arc<Inner>) {
 }
 
 /// How much of the call's lease is left (zero: none), when it has one.
-fn lease_left(call: &CallRecord) -> Option<Duration> {
+fn lease_left(inner: &Inner, call: &CallRecord) -> Option<Duration> {
     let until = call.lease_expires_at?;
-    Some((until - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+    Some((until - inner.settings.clock.now()).to_std().unwrap_or(Duration::ZERO))
 }
 
 /// The calls running on this worker, each with whether a claim found it
@@ -195,7 +195,7 @@ async fn still_leased(inner: &Inner, id: crate::CallId) -> Option<CallRecord> {
     match inner.store.get(id).await {
         Ok(Some(call))
             if call.lease_owner.as_deref() == Some(inner.settings.worker_id.as_str())
-                && lease_left(&call).is_some_and(|left| !left.is_zero()) =>
+                && lease_left(inner, &call).is_some_and(|left| !left.is_zero()) =>
         {
             Some(call)
         }
@@ -295,7 +295,7 @@ pub(crate) async fn execute(inner: &Inner, call: CallRecord) {
 async fn execute_turn(inner: &Inner, call: CallRecord) {
     let id = call.id;
     let worker = inner.settings.worker_id.as_str();
-    match with_heartbeat(inner, id, lease_left(&call), step(inner, &call)).await {
+    match with_heartbeat(inner, id, lease_left(inner, &call), step(inner, &call)).await {
         Ok(()) => {}
         Err(error) if error.is_lease_lost() || error.is_not_found() => {
             tracing::debug!(call = %id, %error, "lost the lease; another worker owns the call");
@@ -358,7 +358,10 @@ async fn step(inner: &Inner, call: &CallRecord) -> Result<(), StoreError> {
     let worker = inner.settings.worker_id.as_str();
     let Some(integration) = inner.integrations.get(call.integration.as_str()) else {
         // Not ours: offer it again later, without counting an attempt.
-        return inner.store.postpone(call.id, worker, after(FOREIGN_CALL_DELAY)).await;
+        return inner
+            .store
+            .postpone(call.id, worker, inner.settings.clock.after(FOREIGN_CALL_DELAY))
+            .await;
     };
     if let Some(reason) = stranded_under(call, integration.as_ref()) {
         tracing::warn!(%reason, "a stored call cannot be finished under the current spec");
@@ -366,7 +369,7 @@ async fn step(inner: &Inner, call: &CallRecord) -> Result<(), StoreError> {
     }
     let endpoint = integration.descriptor().endpoint(&call.endpoint);
     if let Some(deadline) = deadline(call, endpoint, inner.settings.polling_time_scale) {
-        if !call.is_terminal() && Utc::now() >= deadline {
+        if !call.is_terminal() && inner.settings.clock.now() >= deadline {
             return time_out(inner, call, endpoint).await;
         }
     }
@@ -389,11 +392,6 @@ async fn step(inner: &Inner, call: &CallRecord) -> Result<(), StoreError> {
 
 fn millis(delay: Duration) -> u64 {
     u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)
-}
-
-fn after(delay: Duration) -> DateTime<Utc> {
-    let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
-    Utc::now().checked_add_signed(delay).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// The request was not sent: the integration's own circuit breaker or
@@ -444,14 +442,17 @@ async fn start(inner: &Inner, integration: &dyn Integration, call: &CallRecord) 
                 // Nothing was sent: wait for the circuit or limit, keep the attempt.
                 let fallback = Duration::from_millis(endpoint.policy.retry.initial_backoff_ms.max(100));
                 let wait = refusal_wait(&error, fallback);
-                return inner.store.postpone(call.id, worker, after(wait)).await;
+                return inner
+                    .store
+                    .postpone(call.id, worker, inner.settings.clock.after(wait))
+                    .await;
             }
             let retry = &endpoint.policy.retry;
             if attempt < retry.max_attempts && may_retry_start(endpoint, &error) {
                 let delay = retry_delay(retry, attempt, error.retry_after(), unit_random());
                 tracing::warn!(%error, retry_in_ms = millis(delay), "the attempt failed; the call will be retried");
                 // Never past the deadline: the call times out then instead.
-                let at = not_after_deadline(after(delay), call, Some(endpoint), inner);
+                let at = not_after_deadline(inner.settings.clock.after(delay), call, Some(endpoint), inner);
                 return inner.store.reschedule(call.id, worker, Some(at)).await;
             }
             let (kind, message) = if attempt > 1 {
@@ -563,12 +564,14 @@ fn next_turn(
     let Some(polling) = descriptor.polling else {
         return deadline;
     };
-    let elapsed = (Utc::now() - call.created_at).to_std().unwrap_or_default();
+    let elapsed = (inner.settings.clock.now() - call.created_at)
+        .to_std()
+        .unwrap_or_default();
     let mut delay = poll_delay(&polling, elapsed.div_f64(scale)).mul_f64(scale);
     if let Some(floor) = at_least {
         delay = delay.max(floor);
     }
-    let next = after(delay);
+    let next = inner.settings.clock.after(delay);
     Some(deadline.map_or(next, |deadline| next.min(deadline)))
 }
 
@@ -646,7 +649,8 @@ async fn follow_up(inner: &Inner, integration: &dyn Integration, call: &CallReco
         }
         Err(error) if refused_locally(&error) => {
             let wait = refusal_wait(&error, Duration::from_millis(polling.interval_ms));
-            let next = next_turn(inner, integration, call, Some(wait)).unwrap_or_else(|| after(wait));
+            let next =
+                next_turn(inner, integration, call, Some(wait)).unwrap_or_else(|| inner.settings.clock.after(wait));
             inner.store.postpone(call.id, worker, next).await
         }
         // Polls keep going through any transient failure, whatever the

@@ -10,11 +10,12 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 use super::{
-    check_same_request, lease_deadline, new_call_id, notification_columns, now, page_of, plan_append, truncate,
+    check_same_request, lease_deadline, new_call_id, notification_columns, page_of, plan_append, truncate,
     AppendOutcome, BoxFuture, CallId, CallRecord, CallWithEvents, Created, EventRecord, ListOrder, ListQuery, NewCall,
     NewEvent, NotificationOutcome, Page, RateRequest, RateSlice, StatusCounts, Store, StoreError,
 };
 use super::{micros, now_micros, open_for, protection};
+use crate::clock::SharedClock;
 use crate::lifecycle::{CallStatus, Transition};
 
 /// A [`Store`] that keeps everything in memory.
@@ -25,6 +26,8 @@ use crate::lifecycle::{CallStatus, Transition};
 pub struct MemoryStore {
     state: Mutex<State>,
     work: Notify,
+    /// The runtime's clock, once one uses the store.
+    clock: SharedClock,
 }
 
 #[derive(Debug, Default)]
@@ -71,7 +74,7 @@ impl MemoryStore {
                 });
             }
         }
-        let now = now();
+        let now = self.clock.now();
         let id = new_call_id();
         state.last_call_seq += 1;
         let seq = state.last_call_seq;
@@ -88,7 +91,7 @@ impl MemoryStore {
     fn claim_now(&self, worker: &str, limit: u32, lease: Duration) -> Vec<CallRecord> {
         let mut guard = self.state();
         let state = &mut *guard;
-        let now = now();
+        let now = self.clock.now();
         let limit = limit as usize;
         if limit == 0 {
             return Vec::new();
@@ -150,7 +153,7 @@ impl MemoryStore {
         if state.calls[&seq].lease_owner.as_deref() != Some(worker) {
             return Err(StoreError::lease_lost(id, worker));
         }
-        let now = now();
+        let now = self.clock.now();
         let done = change(state, seq, now)?;
         state.call_mut(seq).updated_at = now;
         Ok(done)
@@ -163,7 +166,7 @@ impl MemoryStore {
         event: NewEvent,
     ) -> Result<AppendOutcome, StoreError> {
         let seq = seq.ok_or_else(|| StoreError::not_found(what()))?;
-        self.state().append(seq, event, now())
+        self.state().append(seq, event, self.clock.now())
     }
 
     fn list_now(&self, query: &ListQuery) -> Page {
@@ -360,6 +363,10 @@ fn is_claimable(call: &CallRecord, now: DateTime<Utc>) -> bool {
 }
 
 impl Store for MemoryStore {
+    fn use_clock(&self, clock: crate::Clock) {
+        self.clock.set(clock);
+    }
+
     fn create(&self, call: NewCall) -> BoxFuture<'_, Result<Created, StoreError>> {
         Box::pin(async move {
             // A leased call is not claimable yet: waking workers would be for nothing.
@@ -534,7 +541,7 @@ impl Store for MemoryStore {
         Box::pin(async move {
             let mut guard = self.state();
             let state = &mut *guard;
-            let now = now();
+            let now = self.clock.now();
             let limit = limit as usize;
             if limit == 0 {
                 return Ok(Vec::new());

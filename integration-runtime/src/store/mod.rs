@@ -91,8 +91,9 @@
 //!
 //! # Time
 //!
-//! Stores read the wall clock themselves and keep timestamps to the
-//! millisecond, so every backend returns the same values.
+//! Stores read a call's time from their clock ([`Store::use_clock`]: the
+//! system clock, or the runtime's) and keep timestamps to the millisecond,
+//! so every backend returns the same values.
 
 mod error;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -140,7 +141,7 @@ pub(crate) use shared::{
     call_from_row, from_json, status_counts, stored_count, terminal_fields, to_json, CallRow, Target, Terminal,
 };
 pub(crate) use shared::{
-    check_same_request, lease_deadline, new_call_id, notification_columns, now, page_of, plan_append, truncate,
+    check_same_request, lease_deadline, new_call_id, notification_columns, page_of, plan_append, system_now, truncate,
 };
 
 /// Durable storage of calls and their append-only event logs.
@@ -336,4 +337,12 @@ pub trait Store: Send + Sync {
     /// How much longer the circuit breaker `breaker` stays open, as
     /// recorded by [`Store::open_circuit`]; `None` when it is not open.
     fn circuit_open_for<'a>(&'a self, breaker: &'a str) -> BoxFuture<'a, Result<Option<Duration>, StoreError>>;
+
+    /// Reads a call's time from `clock` from now on: when calls are due,
+    /// when leases end, the times it records. A store starts on the system
+    /// clock; a runtime hands it its own
+    /// ([`RuntimeBuilder::clock`](crate::RuntimeBuilder::clock)). Shared
+    /// rate limits and circuit breakers stay in real time: they protect a
+    /// real provider.
+    fn use_clock(&self, clock: crate::Clock);
 }

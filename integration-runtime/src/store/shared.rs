@@ -197,7 +197,11 @@ pub(crate) fn new_call_id() -> CallId {
 }
 
 /// Now, to the millisecond (what every backend stores).
-pub(crate) fn now() -> DateTime<Utc> {
+/// The system clock's time, to the millisecond: for what is not a call's
+/// time (when a migration ran) and for checks run on the system clock. A
+/// call's times come from the store's clock (`SharedClock`), which a
+/// runtime may replace.
+pub(crate) fn system_now() -> DateTime<Utc> {
     truncate(Utc::now())
 }
 

@@ -65,6 +65,9 @@ impl Quirky {
 }
 
 impl Store for Quirky {
+    fn use_clock(&self, clock: integration_runtime::Clock) {
+        self.store.use_clock(clock);
+    }
     fn create(&self, call: integration_runtime::NewCall) -> BoxFuture<'_, Result<Created, StoreError>> {
         self.store.create(call)
     }

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::{call, create, ids, LONG};
 use crate::lifecycle::CallStatus;
-use crate::store::{now, Created, NewCall, Store};
+use crate::store::{system_now as now, Created, NewCall, Store};
 
 pub async fn create_makes_a_pending_due_call(store: Arc<dyn Store>) {
     let before = now();

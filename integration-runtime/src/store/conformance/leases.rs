@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use super::{call, create, ids, LONG, PAST_SHORT, SHORT};
-use crate::store::{now, CallId, Store};
+use crate::store::{system_now as now, CallId, Store};
 
 pub async fn claim_respects_the_limit_and_due_order(store: Arc<dyn Store>) {
     let start = Utc::now() - chrono::Duration::seconds(10);

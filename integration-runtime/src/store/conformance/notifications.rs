@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::{call, create, LONG, PAST_SHORT, SHORT};
 use crate::lifecycle::CallStatus;
-use crate::store::{now, CallId, NewEvent, NotificationOutcome, Store};
+use crate::store::{system_now as now, CallId, NewEvent, NotificationOutcome, Store};
 
 pub async fn terminal_calls_are_notified_until_finished(store: Arc<dyn Store>) {
     let notified = |calls: Vec<crate::store::CallRecord>| calls.into_iter().map(|c| c.id).collect::<HashSet<_>>();

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::{call, create, ids, LONG};
 use crate::failure::FailureKind;
 use crate::lifecycle::CallStatus;
-use crate::store::{now, truncate, NewEvent, Store};
+use crate::store::{system_now as now, truncate, NewEvent, Store};
 
 pub async fn a_call_keeps_its_deadline_and_spec_fingerprint(store: Arc<dyn Store>) {
     // Due later: the deadline counts from when the call is due.

@@ -16,6 +16,7 @@ use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
 use super::rows::CALL_COLUMNS;
+use crate::clock::SharedClock;
 use crate::store::error::ErrorKind;
 use crate::store::folding::{fold_all, requested_ids, requested_keys, stored_keys, Appends, Calls, NewRow};
 use crate::store::{
@@ -31,6 +32,8 @@ pub(super) struct Tables {
     /// `"schema".integration_call_events`.
     pub(super) events: String,
     pub(super) channel: String,
+    /// The store's clock: when a batch writes.
+    pub(super) clock: SharedClock,
 }
 
 /// What a part of a batch did inside its transaction (not committed yet).

@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use super::tests::{test_url, TestSchema};
 use super::*;
 use crate::lifecycle::CallStatus;
-use crate::store::{now, AppendOutcome, CallId, NewEvent, Store};
+use crate::store::{system_now as now, AppendOutcome, CallId, NewEvent, Store};
 
 const LONG: Duration = Duration::from_secs(600);
 

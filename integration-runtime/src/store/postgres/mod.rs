@@ -28,6 +28,7 @@ use sqlx::Connection;
 use tokio::sync::Notify;
 use writer::Writer;
 
+use crate::clock::SharedClock;
 use crate::store::{Created, NewCall, StoreError};
 
 /// A pooled connection idle longer than this is tested (one round trip)
@@ -317,6 +318,8 @@ pub struct PostgresStore {
     writer: Writer,
     listen: bool,
     listener: OnceLock<AbortOnDrop>,
+    /// The runtime's clock, once one uses the store (shared with the writer).
+    clock: SharedClock,
 }
 
 impl PostgresStore {
@@ -382,6 +385,7 @@ impl PostgresStore {
             calls: format!("{quoted}.integration_calls"),
             events: format!("{quoted}.integration_call_events"),
             channel: channel_name(&schema),
+            clock: SharedClock::default(),
         };
         let work = Arc::new(Notify::new());
         Ok(PostgresStore {
@@ -396,6 +400,7 @@ impl PostgresStore {
             work,
             listen: options.listen,
             listener: OnceLock::new(),
+            clock: tables.clock,
         })
     }
 

@@ -5,7 +5,7 @@ use sqlx::postgres::PgPool;
 // schema name and constant column lists only; values are always bound.
 use sqlx::AssertSqlSafe;
 
-use crate::store::{now, StoreError};
+use crate::store::{system_now, StoreError};
 
 /// The schema, as additive steps: each runs once, in order, recorded in
 /// `integration_store_migrations`. Never edit or remove a step; add one.
@@ -190,7 +190,7 @@ pub(super) async fn migrate(
         )))
         .bind(version)
         .bind(description)
-        .bind(now())
+        .bind(system_now())
         .execute(&mut *tx)
         .await
         .map_err(|e| migration_error(version, e))?;

@@ -12,13 +12,17 @@ use super::rows::{event_from_row, CALL_COLUMNS};
 use super::PostgresStore;
 use crate::store::folding::{Appends, OwnedTarget, Turn};
 use crate::store::{
-    call_from_row, lease_deadline, notification_columns, now, page_of, status_counts, AppendOutcome, BoxFuture, CallId,
+    call_from_row, lease_deadline, notification_columns, page_of, status_counts, AppendOutcome, BoxFuture, CallId,
     CallRecord, CallWithEvents, Created, ListOrder, ListQuery, NewCall, NewEvent, NotificationOutcome, Page,
     StatusCounts, Store, StoreError, Target,
 };
 use crate::store::{RateRequest, RateSlice};
 
 impl Store for PostgresStore {
+    fn use_clock(&self, clock: crate::Clock) {
+        self.clock.set(clock);
+    }
+
     fn create(&self, call: NewCall) -> BoxFuture<'_, Result<Created, StoreError>> {
         // The writer wakes local waiters (and notifies) when the call is due.
         Box::pin(self.writer.create(call))
@@ -35,7 +39,7 @@ impl Store for PostgresStore {
                 return Ok(Vec::new());
             }
             let calls = &self.calls;
-            let now = now();
+            let now = self.clock.now();
             // One statement selects and leases. `SKIP LOCKED`: concurrent
             // claimers lock disjoint rows without waiting for each other;
             // a row leased (and committed) by another claimer since this
@@ -74,7 +78,7 @@ impl Store for PostgresStore {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             let calls = &self.calls;
-            let now = now();
+            let now = self.clock.now();
             let updated = sqlx::query(AssertSqlSafe(format!(
                 "UPDATE {calls} SET lease_expires_at = $1, updated_at = $2 \
                  WHERE id = $3 AND lease_owner = $4"
@@ -105,7 +109,7 @@ impl Store for PostgresStore {
                  SELECT count(*) FROM released \
                  WHERE CASE WHEN due THEN pg_notify($4, '') IS NOT NULL ELSE true END"
             )))
-            .bind(now())
+            .bind(self.clock.now())
             .bind(id.as_uuid())
             .bind(worker)
             .bind(&self.channel)
@@ -332,7 +336,7 @@ impl Store for PostgresStore {
                 return Ok(Vec::new());
             }
             let calls = &self.calls;
-            let now = now();
+            let now = self.clock.now();
             // As `claim`: one statement selects and leases, `SKIP LOCKED`
             // keeps concurrent dispatchers on disjoint rows.
             let rows = sqlx::query(AssertSqlSafe(format!(

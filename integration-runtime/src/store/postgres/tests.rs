@@ -8,7 +8,7 @@ use sqlx::{AssertSqlSafe, Connection};
 
 use super::schema::MAX_IDENTIFIER_BYTES;
 use super::*;
-use crate::store::{now, CallId, Store};
+use crate::store::{system_now as now, CallId, Store};
 use crate::testing::Fixture;
 
 /// The test database's URL, or `None` (saying so) when it is not configured.

@@ -56,7 +56,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use super::batch::{finish_turns, insert_calls, notify, Tables, Wrote};
 use crate::store::error::ErrorKind;
 use crate::store::folding::Appends;
-use crate::store::{now, AppendOutcome, Created, NewCall, StoreError};
+use crate::store::{AppendOutcome, Created, NewCall, StoreError};
 
 /// The most requests one transaction takes: bounds how long a batch holds
 /// its row locks, not how many callers may wait.
@@ -358,7 +358,7 @@ async fn run(
     creates: &[NewCall],
     turns: &[Appends],
 ) -> Result<Ran, StoreError> {
-    let now = now();
+    let now = tables.clock.now();
     let creates = if creates.is_empty() {
         Wrote::default()
     } else {

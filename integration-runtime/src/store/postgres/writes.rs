@@ -13,15 +13,15 @@ use super::PostgresStore;
 use crate::lifecycle::Transition;
 use crate::store::call_from_row;
 use crate::store::{
-    now, plan_append, terminal_fields, to_json, truncate, AppendOutcome, CallId, CallRecord, Created, NewCall,
-    NewEvent, StoreError, Target,
+    plan_append, terminal_fields, to_json, truncate, AppendOutcome, CallId, CallRecord, Created, NewCall, NewEvent,
+    StoreError, Target,
 };
 
 impl PostgresStore {
     /// Creates `call` in `conn`'s transaction (the caller's own, with
     /// `create_in_tx`); the notification, if the call is due, goes with it.
     pub(super) async fn insert_call(&self, conn: &mut PgConnection, call: NewCall) -> Result<Created, StoreError> {
-        let inserted = insert_calls(&self.calls, conn, std::slice::from_ref(&call), now()).await?;
+        let inserted = insert_calls(&self.calls, conn, std::slice::from_ref(&call), self.clock.now()).await?;
         if inserted.due {
             notify(conn, &self.channel).await?;
         }
@@ -111,7 +111,7 @@ impl PostgresStore {
         }
 
         let plan = plan_append(call.id, call.status, call.external_id.as_deref(), &event)?;
-        let now = now();
+        let now = self.clock.now();
         if let Some(external_id) = &plan.set_external_id {
             sqlx::query(AssertSqlSafe(format!(
                 "UPDATE {calls} SET external_id = $1, updated_at = $2 WHERE seq = $3"
@@ -200,7 +200,7 @@ impl PostgresStore {
              WHERE CASE WHEN due THEN pg_notify($5, '') IS NOT NULL ELSE true END"
         )))
         .bind(next_run_at.map(truncate))
-        .bind(now())
+        .bind(self.clock.now())
         .bind(id.as_uuid())
         .bind(worker)
         .bind(&self.channel)

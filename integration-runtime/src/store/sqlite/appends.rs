@@ -25,17 +25,17 @@ use crate::call::CallId;
 use crate::store::folding::{
     external_ids_to_read, fold_all, requested_ids, requested_keys, stored_keys, Appends, Calls, NewRow, UsedKeys,
 };
-use crate::store::{now, to_json, AppendOutcome, StoreError};
+use crate::store::{to_json, AppendOutcome, StoreError};
 
 /// Each request's outcomes (or why it wrote nothing), in request order.
 /// Errs when a statement failed: then the whole batch must roll back.
 pub(super) fn append_batch(
     conn: &Connection,
     requests: Vec<Appends>,
+    now: DateTime<Utc>,
 ) -> Result<Vec<Result<Vec<AppendOutcome>, StoreError>>, StoreError> {
     let mut calls = load(conn, &requests)?;
     let used = used_keys(conn, &calls, &requests)?;
-    let now = now();
     let folded = fold_all(&mut calls, used, requests, now);
     let ids = insert_events(conn, &folded.inserts, now)?;
     write_changed(&calls, conn, now)?;

@@ -35,11 +35,12 @@ use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::Notify;
 
 use super::{
-    call_from_row, check_same_request, from_json, from_millis, lease_deadline, new_call_id, notification_columns, now,
-    page_of, status_counts, stored_count, to_json, truncate, AppendOutcome, BoxFuture, CallId, CallRecord, CallRow,
-    CallWithEvents, Created, EventPayload, EventRecord, ListOrder, ListQuery, NewCall, NewEvent, NotificationOutcome,
-    Page, RateRequest, RateSlice, StatusCounts, Store, StoreError,
+    call_from_row, check_same_request, from_json, from_millis, lease_deadline, new_call_id, notification_columns,
+    page_of, status_counts, stored_count, system_now, to_json, truncate, AppendOutcome, BoxFuture, CallId, CallRecord,
+    CallRow, CallWithEvents, Created, EventPayload, EventRecord, ListOrder, ListQuery, NewCall, NewEvent,
+    NotificationOutcome, Page, RateRequest, RateSlice, StatusCounts, Store, StoreError,
 };
+use crate::clock::SharedClock;
 use crate::lifecycle::CallStatus;
 
 mod appends;
@@ -76,6 +77,8 @@ pub struct SqliteStore {
     /// Every write of the store: one connection, group commit.
     writer: Writer,
     work: Notify,
+    /// The runtime's clock, once one uses the store.
+    clock: SharedClock,
 }
 
 impl SqliteStore {
@@ -109,11 +112,13 @@ impl SqliteStore {
     /// file (each connection to `:memory:` is a database of its own).
     pub async fn from_pool(pool: SqlitePool) -> Result<Self, StoreError> {
         migrate(&pool, MIGRATIONS).await?;
-        let writer = Writer::start(Database::of(&pool).await?).await?;
+        let clock = SharedClock::default();
+        let writer = Writer::start(Database::of(&pool).await?, clock.clone()).await?;
         Ok(SqliteStore {
             pool,
             writer,
             work: Notify::new(),
+            clock,
         })
     }
 
@@ -145,7 +150,7 @@ impl SqliteStore {
     /// # let _ = call; Ok(()) }
     /// ```
     pub async fn create_in_tx(&self, conn: &mut SqliteConnection, call: NewCall) -> Result<Created, StoreError> {
-        insert_call_in_tx(conn, call).await
+        insert_call_in_tx(conn, call, self.clock.now()).await
     }
 
     /// Runs a leasing `UPDATE ... RETURNING {CALL_COLUMNS}` (`sql`, with
@@ -255,8 +260,7 @@ struct CallInsert {
 }
 
 impl CallInsert {
-    fn new(call: &NewCall) -> Result<Self, StoreError> {
-        let now = now();
+    fn new(call: &NewCall, now: DateTime<Utc>) -> Result<Self, StoreError> {
         let id = new_call_id();
         let lease_owner = call.lease.as_ref().map(|lease| lease.owner.clone());
         let lease_expires_at = call
@@ -301,8 +305,8 @@ impl CallInsert {
 /// [`Store::create`]'s write. The conflict clause makes a concurrent create
 /// with the same key a no-op instead of an error; the existing call is read
 /// back.
-fn insert_call(conn: &Connection, call: NewCall) -> Result<Created, StoreError> {
-    let insert = CallInsert::new(&call)?;
+fn insert_call(conn: &Connection, call: NewCall, now: DateTime<Utc>) -> Result<Created, StoreError> {
+    let insert = CallInsert::new(&call, now)?;
     let inserted = conn
         .prepare_cached(INSERT_CALL)?
         .execute(params_from_iter(&insert.values))?
@@ -319,8 +323,12 @@ fn insert_call(conn: &Connection, call: NewCall) -> Result<Created, StoreError> 
 }
 
 /// [`insert_call`] in the caller's transaction.
-async fn insert_call_in_tx(conn: &mut SqliteConnection, call: NewCall) -> Result<Created, StoreError> {
-    let insert = CallInsert::new(&call)?;
+async fn insert_call_in_tx(
+    conn: &mut SqliteConnection,
+    call: NewCall,
+    now: DateTime<Utc>,
+) -> Result<Created, StoreError> {
+    let insert = CallInsert::new(&call, now)?;
     let mut statement = sqlx::query(INSERT_CALL);
     for value in &insert.values {
         statement = match value.clone() {

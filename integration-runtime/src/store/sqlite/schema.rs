@@ -160,7 +160,7 @@ pub(super) async fn migrate(pool: &SqlitePool, steps: &[(i64, &str, &'static str
         )
         .bind(version)
         .bind(description)
-        .bind(now().timestamp_millis())
+        .bind(system_now().timestamp_millis())
         .execute(&mut *tx)
         .await
         .map_err(|e| migration_error(version, e))?;

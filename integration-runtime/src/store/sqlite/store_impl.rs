@@ -3,11 +3,16 @@
 use super::*;
 
 impl Store for SqliteStore {
+    fn use_clock(&self, clock: crate::Clock) {
+        self.clock.set(clock);
+    }
+
     fn create(&self, call: NewCall) -> BoxFuture<'_, Result<Created, StoreError>> {
         Box::pin(async move {
             // A leased call is not claimable yet: waking workers would be for nothing.
             let claimable = call.lease.is_none();
-            let created = self.writer.write(|conn| insert_call(conn, call)).await?;
+            let now = self.clock.now();
+            let created = self.writer.write(move |conn| insert_call(conn, call, now)).await?;
             if created.created && claimable {
                 self.work.notify_waiters();
             }
@@ -25,7 +30,7 @@ impl Store for SqliteStore {
             if limit == 0 {
                 return Ok(Vec::new());
             }
-            let now = now();
+            let now = self.clock.now();
             // One statement selects and leases: SQLite runs it under the
             // write lock, so concurrent claimers see disjoint sets. The
             // subquery walks `integration_calls_due` and stops at `limit`.
@@ -55,7 +60,7 @@ impl Store for SqliteStore {
         worker: &'a str,
         lease: Duration,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        let now = now();
+        let now = self.clock.now();
         let sql = "UPDATE integration_calls SET lease_expires_at = ?, updated_at = ? \
                    WHERE id = ? AND lease_owner = ?";
         let values = vec![
@@ -69,7 +74,7 @@ impl Store for SqliteStore {
         let sql = "UPDATE integration_calls \
                    SET lease_owner = NULL, lease_expires_at = NULL, updated_at = ? \
                    WHERE id = ? AND lease_owner = ?";
-        let values = vec![Value::Integer(now().timestamp_millis())];
+        let values = vec![Value::Integer(self.clock.now().timestamp_millis())];
         Box::pin(self.give_back(leased(id, worker, sql, values)))
     }
 
@@ -87,7 +92,7 @@ impl Store for SqliteStore {
                    WHERE id = ? AND lease_owner = ?";
         let values = vec![
             Value::from(next_run_at.map(|at| truncate(at).timestamp_millis())),
-            Value::Integer(now().timestamp_millis()),
+            Value::Integer(self.clock.now().timestamp_millis()),
         ];
         Box::pin(self.give_back(leased(id, worker, sql, values)))
     }
@@ -253,7 +258,7 @@ impl Store for SqliteStore {
 
     fn probe_write(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let at = now().timestamp_millis();
+            let at = self.clock.now().timestamp_millis();
             // Unsynced: the page reaches the WAL file (a full disk fails
             // it) without an fsync per health check.
             self.writer
@@ -281,7 +286,7 @@ impl Store for SqliteStore {
                    WHERE id = ? AND lease_owner = ?";
         let values = vec![
             Value::Integer(truncate(next_run_at).timestamp_millis()),
-            Value::Integer(now().timestamp_millis()),
+            Value::Integer(self.clock.now().timestamp_millis()),
         ];
         Box::pin(self.give_back(leased(id, worker, sql, values)))
     }
@@ -291,7 +296,7 @@ impl Store for SqliteStore {
             if limit == 0 {
                 return Ok(Vec::new());
             }
-            let now = now();
+            let now = self.clock.now();
             // As `claim`: one statement selects and leases, over a partial
             // index holding only calls with a pending notification.
             let sql = format!(

@@ -45,11 +45,13 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::appends::append_batch;
 use super::database::Database;
+use crate::clock::SharedClock;
 use crate::store::error::ErrorKind;
 use crate::store::folding::Appends;
 use crate::store::{AppendOutcome, StoreError};
@@ -95,7 +97,7 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 impl Writer {
     /// Opens the writer's connection to `database` on a thread of its own,
     /// which then serves the writes.
-    pub(super) async fn start(database: Database) -> Result<Self, StoreError> {
+    pub(super) async fn start(database: Database, clock: SharedClock) -> Result<Self, StoreError> {
         let (jobs, queue) = mpsc::channel(QUEUE);
         let (opened, open) = oneshot::channel();
         thread::Builder::new()
@@ -103,7 +105,7 @@ impl Writer {
             .spawn(move || match database.open() {
                 Ok(connection) => {
                     if opened.send(Ok(())).is_ok() {
-                        serve(connection, &database, queue);
+                        serve(connection, &database, queue, &clock);
                     }
                 }
                 Err(error) => drop(opened.send(Err(error))),
@@ -241,6 +243,7 @@ impl<T: Send + 'static> Ran for Done<T> {
 struct AppendJob {
     requests: Vec<Appends>,
     replies: Vec<Reply<Vec<AppendOutcome>>>,
+    now: DateTime<Utc>,
 }
 
 /// Each request's outcome, or why the whole append step failed.
@@ -259,9 +262,9 @@ impl Job for AppendJob {
     }
 
     fn run(self: Box<Self>, connection: &Connection) -> Box<dyn Ran> {
-        let AppendJob { requests, replies } = *self;
+        let AppendJob { requests, replies, now } = *self;
         Box::new(AppendsDone {
-            result: append_batch(connection, requests),
+            result: append_batch(connection, requests, now),
             replies,
         })
     }
@@ -316,7 +319,12 @@ fn batch_failed(error: &StoreError) -> StoreError {
 
 /// The writer thread: one batch at a time, until the handle is dropped and
 /// the queue is empty.
-fn serve(mut connection: Connection, database: &Database, mut queue: mpsc::Receiver<(Instant, Item)>) {
+fn serve(
+    mut connection: Connection,
+    database: &Database,
+    mut queue: mpsc::Receiver<(Instant, Item)>,
+    clock: &SharedClock,
+) {
     let mut sync = Synchronous::read(&connection);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.blocking_recv() {
@@ -330,7 +338,7 @@ fn serve(mut connection: Connection, database: &Database, mut queue: mpsc::Recei
         let Some(oldest) = refuse_expired(&mut batch) else {
             continue;
         };
-        let jobs = into_jobs(batch.drain(..).map(|(_, item)| item));
+        let jobs = into_jobs(batch.drain(..).map(|(_, item)| item), clock.now());
         // The batch waits for a lock held elsewhere only as long as its
         // oldest write may still wait (zero would wait not at all).
         let left = WRITE_WAIT
@@ -389,12 +397,14 @@ fn refuse_expired(batch: &mut Vec<(Instant, Item)>) -> Option<Instant> {
     batch.iter().map(|(at, _)| *at).min()
 }
 
-/// The batch's jobs: each write on its own, then every append in one job.
-fn into_jobs(items: impl Iterator<Item = Item>) -> Vec<Box<dyn Job>> {
+/// The batch's jobs: each write on its own, then every append in one job,
+/// recorded at `now`.
+fn into_jobs(items: impl Iterator<Item = Item>, now: DateTime<Utc>) -> Vec<Box<dyn Job>> {
     let mut jobs: Vec<Box<dyn Job>> = Vec::new();
     let mut appends = AppendJob {
         requests: Vec::new(),
         replies: Vec::new(),
+        now,
     };
     for item in items {
         match item {
