@@ -98,7 +98,7 @@ pub use store::SqliteStore;
 // (`NewEvent`, `Created`, `NotificationOutcome`, `MAX_PAGE_SIZE`) stays under `store::`.
 pub use store::{
     AppendOutcome, CallRecord, CallWithEvents, Cursor, EventPayload, EventRecord, EventSource, ListOrder, ListQuery,
-    MemoryStore, NewCall, Page, StatusCounts, Store, StoreError,
+    MemoryStore, NewCall, NotTerminal, Page, PruneRule, StatusCounts, Store, StoreError,
 };
 #[cfg(feature = "postgres")]
 pub use store::{PostgresOptions, PostgresStore};

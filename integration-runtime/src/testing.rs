@@ -125,6 +125,10 @@ macro_rules! store_conformance_tests {
             a_rate_lease_beyond_its_wait_leases_nothing,
             concurrent_rate_leases_never_overlap,
             an_open_circuit_is_shared_until_it_expires,
+            prune_takes_old_terminal_calls_of_the_statuses_asked,
+            a_pruned_call_is_gone_with_its_events_and_keys,
+            prune_keeps_calls_whose_notification_is_pending,
+            prune_takes_the_oldest_first_up_to_the_limit,
         );
     };
     ($make:expr) => {

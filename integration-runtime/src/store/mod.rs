@@ -101,6 +101,7 @@ mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod protection;
+mod prune;
 mod shared;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -121,6 +122,7 @@ pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use protection::{RateRequest, RateSlice};
+pub use prune::{NotTerminal, PruneRule};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use types::{
@@ -133,6 +135,7 @@ pub(crate) use crate::integration::BoxFuture;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) use protection::LeaseBinds;
 pub(crate) use protection::{micros, now_micros, open_for};
+pub(crate) use prune::oldest;
 #[cfg(feature = "sqlite")]
 pub(crate) use shared::from_millis;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -336,4 +339,20 @@ pub trait Store: Send + Sync {
     /// How much longer the circuit breaker `breaker` stays open, as
     /// recorded by [`Store::open_circuit`]; `None` when it is not open.
     fn circuit_open_for<'a>(&'a self, breaker: &'a str) -> BoxFuture<'a, Result<Option<Duration>, StoreError>>;
+
+    /// Deletes up to `limit` calls that `rule` matches, with their events,
+    /// in one transaction, earliest `completed_at` first (then creation
+    /// order); returns how many calls it deleted.
+    ///
+    /// Never deletes a call that is not terminal, nor one whose terminal
+    /// notification is still pending (its hooks not yet delivered or given
+    /// up): such a call waits for a later prune. A pruned call is gone for
+    /// good: `get`, `find_by_external_id` and `list` no longer find it, it
+    /// leaves the counts, and its idempotency key and external id are free
+    /// again.
+    ///
+    /// `limit` bounds the work of one transaction (and, in SQLite, how long
+    /// it holds the file's write lock): prune a large backlog in batches of
+    /// a few hundred, as the runtime's retention does.
+    fn prune<'a>(&'a self, rule: &'a PruneRule, limit: u32) -> BoxFuture<'a, Result<u64, StoreError>>;
 }

@@ -38,13 +38,14 @@ use super::{
     call_from_row, check_same_request, from_json, from_millis, lease_deadline, new_call_id, notification_columns, now,
     page_of, status_counts, stored_count, to_json, truncate, AppendOutcome, BoxFuture, CallId, CallRecord, CallRow,
     CallWithEvents, Created, EventPayload, EventRecord, ListOrder, ListQuery, NewCall, NewEvent, NotificationOutcome,
-    Page, RateRequest, RateSlice, StatusCounts, Store, StoreError,
+    Page, PruneRule, RateRequest, RateSlice, StatusCounts, Store, StoreError,
 };
 use crate::lifecycle::CallStatus;
 
 mod appends;
 mod database;
 mod protection;
+mod prune;
 mod rows;
 mod schema;
 mod store_impl;
