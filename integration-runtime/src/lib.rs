@@ -79,8 +79,8 @@ pub use descriptor::{
     SignatureScheme, WebhookDescriptor,
 };
 pub use engine::{
-    lifecycle_event_key, provider_idempotency_key, EngineError, HookResult, IntoStore, Runtime, RuntimeBuilder,
-    StatusChange,
+    lifecycle_event_key, provider_idempotency_key, EngineError, HookResult, IntoStore, Retention, Runtime,
+    RuntimeBuilder, StatusChange,
 };
 #[cfg(feature = "server")]
 pub use engine::{ServeOptions, OPS_TOKEN_ENV};
