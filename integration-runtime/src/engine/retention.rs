@@ -102,6 +102,15 @@ impl Retention {
         self
     }
 
+    /// Deletes, now, the finished calls of `store` this retention lets go,
+    /// batch by batch as the runtime does, and returns how many: for tools
+    /// that hold a store but no runtime (the CLI's `calls prune`). A
+    /// runtime's own pass is [`Runtime::prune`](crate::Runtime::prune),
+    /// which also counts them in its metrics.
+    pub async fn prune(&self, store: &dyn Store) -> Result<u64, StoreError> {
+        prune_all(store, &Metrics::new(), self, &|| false).await
+    }
+
     /// Whether no status has an age: every call is kept forever.
     pub fn keeps_everything(&self) -> bool {
         self.completed.is_none() && self.failed.is_none()
