@@ -352,12 +352,22 @@ async fn calls_prune_deletes_finished_calls_past_the_age_and_refuses_bad_input()
     assert_eq!(prune(&["--older-than", "1d"]), 0, "nothing finished a day ago");
     assert_eq!(prune(&["--older-than", "0d", "--status", "completed"]), 1);
     assert!(store.get(done).await.unwrap().is_none());
-    assert!(store.get(failed).await.unwrap().is_some(), "failed calls were not asked for");
+    assert!(
+        store.get(failed).await.unwrap().is_some(),
+        "failed calls were not asked for"
+    );
     let out = run(&["calls", "prune", "--db", db, "--older-than", "0s"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("deleted 1 call(s) (completed, failed)"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("deleted 1 call(s) (completed, failed)"),
+        "{}",
+        text(&out.stdout)
+    );
     assert!(store.get(failed).await.unwrap().is_none());
-    assert!(store.get(pending).await.unwrap().is_some(), "a pending call is never pruned");
+    assert!(
+        store.get(pending).await.unwrap().is_some(),
+        "a pending call is never pruned"
+    );
 
     for (args, expected) in [
         (&["--older-than", "30x"][..], "`30x` is not an age"),

@@ -124,7 +124,9 @@ async fn prunes_old_finished_calls_and_keeps_the_rest(store: Arc<dyn Store>) {
 async fn retention_on_sqlite() {
     let dir = std::env::temp_dir().join(format!("retention-it-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
-    let store = integration_runtime::SqliteStore::open(dir.join("calls.db")).await.unwrap();
+    let store = integration_runtime::SqliteStore::open(dir.join("calls.db"))
+        .await
+        .unwrap();
     prunes_old_finished_calls_and_keeps_the_rest(Arc::new(store)).await;
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -119,14 +119,17 @@ impl Retention {
     /// One rule per status with an age, with its cutoff as of `now`. An age
     /// reaching before the first representable time deletes nothing.
     fn rules(&self, now: DateTime<Utc>) -> Vec<PruneRule> {
-        [(CallStatus::Completed, self.completed), (CallStatus::Failed, self.failed)]
-            .into_iter()
-            .filter_map(|(status, age)| {
-                let age = chrono::Duration::from_std(age?).ok()?;
-                let cutoff = now.checked_sub_signed(age)?;
-                PruneRule::new([status], cutoff).ok()
-            })
-            .collect()
+        [
+            (CallStatus::Completed, self.completed),
+            (CallStatus::Failed, self.failed),
+        ]
+        .into_iter()
+        .filter_map(|(status, age)| {
+            let age = chrono::Duration::from_std(age?).ok()?;
+            let cutoff = now.checked_sub_signed(age)?;
+            PruneRule::new([status], cutoff).ok()
+        })
+        .collect()
     }
 }
 

@@ -10,9 +10,9 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 use super::{
-    check_same_request, lease_deadline, new_call_id, notification_columns, now, oldest, page_of, plan_append,
-    truncate, AppendOutcome, BoxFuture, CallId, CallRecord, CallWithEvents, Created, EventRecord, ListOrder, ListQuery,
-    NewCall, NewEvent, NotificationOutcome, Page, PruneRule, RateRequest, RateSlice, StatusCounts, Store, StoreError,
+    check_same_request, lease_deadline, new_call_id, notification_columns, now, oldest, page_of, plan_append, truncate,
+    AppendOutcome, BoxFuture, CallId, CallRecord, CallWithEvents, Created, EventRecord, ListOrder, ListQuery, NewCall,
+    NewEvent, NotificationOutcome, Page, PruneRule, RateRequest, RateSlice, StatusCounts, Store, StoreError,
 };
 use super::{micros, now_micros, open_for, protection};
 use crate::lifecycle::{CallStatus, Transition};

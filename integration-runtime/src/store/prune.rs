@@ -92,7 +92,10 @@ pub(crate) fn oldest<K: Ord, T>(candidates: impl IntoIterator<Item = (K, T)>, li
             kept.pop();
         }
     }
-    kept.into_sorted_vec().into_iter().map(|Keyed(_, value)| value).collect()
+    kept.into_sorted_vec()
+        .into_iter()
+        .map(|Keyed(_, value)| value)
+        .collect()
 }
 
 /// A value ordered by its key only.

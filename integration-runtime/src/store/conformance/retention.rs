@@ -69,10 +69,7 @@ pub async fn prune_takes_old_terminal_calls_of_the_statuses_asked(store: Arc<dyn
     let running = finished(&*store, 4, None).await;
     let pending = create(&*store, call(5)).await;
     let other = create(&*store, crate::store::NewCall::new("other", "send", json!({}))).await;
-    store
-        .append_event(other, NewEvent::failed("t", "no"))
-        .await
-        .unwrap();
+    store.append_event(other, NewEvent::failed("t", "no")).await.unwrap();
     store
         .finish_notification(other, NotificationOutcome::Delivered)
         .await
@@ -96,14 +93,21 @@ pub async fn prune_takes_old_terminal_calls_of_the_statuses_asked(store: Arc<dyn
     // Every call of every integration, whatever its status: only the
     // running and pending ones are left after this.
     let everything = store.prune(&rule(&BOTH, far_future()), 100).await.unwrap();
-    assert_eq!(everything, 2, "the newer completed call and the other integration's failed one");
+    assert_eq!(
+        everything, 2,
+        "the newer completed call and the other integration's failed one"
+    );
     let left = store.list(&ListQuery::new("acme")).await.unwrap();
     let mut left: Vec<_> = left.calls.iter().map(|c| (c.id, c.status)).collect();
     left.sort();
     let mut expected = vec![(running, CallStatus::Processing), (pending, CallStatus::Pending)];
     expected.sort();
     assert_eq!(left, expected, "calls still running are never pruned");
-    let kept = store.get_with_events(running).await.unwrap().expect("running call kept");
+    let kept = store
+        .get_with_events(running)
+        .await
+        .unwrap()
+        .expect("running call kept");
     assert_eq!(kept.events.len(), 2, "a kept call keeps its events");
     assert!(store.list(&ListQuery::new("other")).await.unwrap().calls.is_empty());
     assert_eq!(store.count_by_status(None).await.unwrap().total(), 2);
@@ -128,7 +132,10 @@ pub async fn a_pruned_call_is_gone_with_its_events_and_keys(store: Arc<dyn Store
 
     assert_eq!(store.prune(&rule(&BOTH, far_future()), 10).await.unwrap(), 1);
     assert!(store.get(id).await.unwrap().is_none());
-    assert!(store.get_with_events(id).await.unwrap().is_none(), "its events went with it");
+    assert!(
+        store.get_with_events(id).await.unwrap().is_none(),
+        "its events went with it"
+    );
     assert!(store.find_by_external_id("acme", "ext-1").await.unwrap().is_none());
     assert!(store
         .list(&ListQuery::new("acme").status(CallStatus::Completed))
@@ -182,7 +189,11 @@ pub async fn prune_keeps_calls_whose_notification_is_pending(store: Arc<dyn Stor
         .finish_notification(id, NotificationOutcome::DeadLetter("gone".into()))
         .await
         .unwrap();
-    assert_eq!(store.prune(&all, 10).await.unwrap(), 1, "hooks given up: nothing left to deliver");
+    assert_eq!(
+        store.prune(&all, 10).await.unwrap(),
+        1,
+        "hooks given up: nothing left to deliver"
+    );
     assert!(!exists(&*store, id).await);
 }
 
@@ -209,7 +220,10 @@ pub async fn prune_takes_the_oldest_first_up_to_the_limit(store: Arc<dyn Store>)
     let all = rule(&BOTH, far_future());
     assert_eq!(store.prune(&all, 0).await.unwrap(), 0, "a limit of 0 deletes nothing");
     assert_eq!(store.prune(&all, 2).await.unwrap(), 2, "the limit holds");
-    assert!(!exists(&*store, c).await && !exists(&*store, a).await, "the two oldest went");
+    assert!(
+        !exists(&*store, c).await && !exists(&*store, a).await,
+        "the two oldest went"
+    );
     assert!(exists(&*store, b).await, "the newest stays");
     assert_eq!(store.prune(&all, 2).await.unwrap(), 1);
     assert_eq!(store.prune(&all, 2).await.unwrap(), 0, "nothing left to prune");

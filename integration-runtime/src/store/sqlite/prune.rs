@@ -57,7 +57,10 @@ fn prune(conn: &Connection, statuses: &[&str], before: i64, limit: u32) -> Resul
 
 /// Runs `write`, which writes more than once, so that it changes nothing
 /// when it fails, as the writer asks of every write.
-fn in_savepoint<T>(conn: &Connection, write: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+fn in_savepoint<T>(
+    conn: &Connection,
+    write: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
     conn.execute_batch("SAVEPOINT store_prune")?;
     match write(conn) {
         Ok(done) => {
