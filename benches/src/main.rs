@@ -5,6 +5,7 @@
 //! cargo run --release -p integration-bench -- all --quick    # the same, small (seconds; for CI)
 //! cargo run --release -p integration-bench -- sync|postgres|shared-rate|webhook|latency|rss|macro|crash
 //! cargo run --release -p integration-bench -- faults         # hostile providers, one row per fault (~30 s)
+//! cargo run --release -p integration-bench -- prune [--quick] # deleting 10^6 old calls under load (not in `all`: minutes)
 //! ```
 //!
 //! Every figure is printed with its ratio to a baseline measured in the same
@@ -20,6 +21,7 @@ mod macro_time;
 mod peer;
 mod pg_cost;
 mod postgres;
+mod prune;
 mod rss;
 mod shared_rate;
 mod sync;
@@ -69,6 +71,8 @@ enum Command {
     Latency(Common),
     /// Worker RSS with 10^4, 10^5, 10^6 pending calls.
     Rss(Common),
+    /// Sync calls while 10^6 finished calls are pruned, vs not pruning; file size before and after (not in `all`).
+    Prune(Common),
     /// Macro expansion time for a generated 50-endpoint spec.
     Macro(MacroArgs),
     /// SIGKILL crash harness: kills worker children at random moments (SQLite, or PostgreSQL with --postgres); exits non-zero on any loss.
@@ -167,6 +171,7 @@ async fn run(command: Command) -> Result<bool> {
         Command::Webhook(c) => extend(&mut figures, webhook::run(c.quick).await?),
         Command::Latency(c) => extend(&mut figures, latency::run(c.quick).await?),
         Command::Rss(c) => extend(&mut figures, rss::run(c.quick).await?),
+        Command::Prune(c) => extend(&mut figures, prune::run(c.quick).await?),
         Command::Macro(m) => extend(&mut figures, macro_time::run(m.common.quick, m.cargo).await?),
         Command::Faults => extend(&mut figures, faults::run().await?),
         Command::Crash(c) => {

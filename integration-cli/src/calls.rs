@@ -1,12 +1,16 @@
-//! `calls list | show`: read stored calls from an SQLite file.
+//! `calls list | show | retry | refresh | cancel | prune`: stored calls, in an
+//! SQLite file or a PostgreSQL database.
 
 use std::process::ExitCode;
 use std::str::FromStr;
+use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use std::sync::Arc;
 
-use integration_runtime::{CallId, CallRecord, CallStatus, Cursor, ListQuery, PostgresStore, SqliteStore, Store};
+use integration_runtime::{
+    CallId, CallRecord, CallStatus, Cursor, ListQuery, PostgresStore, Retention, SqliteStore, Store,
+};
 use serde_json::json;
 
 #[derive(Debug, Subcommand)]
@@ -40,6 +44,12 @@ pub(crate) enum CallsCommand {
         after_help = "Examples:\n  INTEGRATION_OPS_TOKEN=... integration calls cancel --ops-url http://127.0.0.1:8080/ops 1b4e28ba-2fa1-11d2-883f-0016d3cca427 --reason \"order withdrawn\""
     )]
     Cancel(CancelArgs),
+    /// Delete finished calls (with their events) older than an age; calls
+    /// still running, and those whose hooks are not delivered yet, are kept.
+    #[command(
+        after_help = "Deletes in batches of --batch calls, 50 ms apart, so running workers are not held up.\n\nExamples:\n  integration calls prune --db integrations.db --older-than 30d\n  integration calls prune --db postgres://app@db/app --older-than 90d --status failed --json"
+    )]
+    Prune(PruneArgs),
 }
 
 #[derive(Debug, Args)]
@@ -49,6 +59,23 @@ pub(crate) struct CancelArgs {
     /// Why: kept in the call's error text.
     #[arg(long, default_value = "")]
     reason: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PruneArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Delete calls that finished more than this long ago: `<N>d` (days),
+    /// `<N>h`, `<N>m` or `<N>s`; `0d` deletes every finished call.
+    #[arg(long, value_name = "AGE")]
+    older_than: String,
+    /// Only calls in this status, `completed` or `failed` (repeat for both;
+    /// the default).
+    #[arg(long = "status", value_name = "STATUS")]
+    statuses: Vec<String>,
+    /// Most calls deleted in one transaction.
+    #[arg(long, default_value_t = 500)]
+    batch: u32,
 }
 
 #[derive(Debug, Args)]
@@ -119,6 +146,7 @@ pub(crate) fn run(command: CallsCommand) -> ExitCode {
             CallsCommand::Retry(args) => retry(args).await,
             CallsCommand::Refresh(args) => refresh(args).await,
             CallsCommand::Cancel(args) => cancel(args).await,
+            CallsCommand::Prune(args) => prune(args).await,
         }
     });
     match result {
@@ -354,4 +382,93 @@ async fn post_to_ops(args: &RefreshArgs, action: &str, body: Option<serde_json::
     }
     println!("{body}");
     Ok(())
+}
+
+async fn prune(args: PruneArgs) -> Result<(), String> {
+    // Bad input is reported before the store is touched.
+    let age = parse_age(&args.older_than)?;
+    let statuses = match args.statuses.is_empty() {
+        true => vec![CallStatus::Completed, CallStatus::Failed],
+        false => args
+            .statuses
+            .iter()
+            .map(|status| parse_terminal(status))
+            .collect::<Result<_, _>>()?,
+    };
+    let mut retention = Retention::new().batch(args.batch);
+    for status in &statuses {
+        retention = match status {
+            CallStatus::Completed => retention.completed_after(age),
+            _ => retention.failed_after(age),
+        };
+    }
+    let store = open(&args.store).await?;
+    let deleted = retention
+        .prune(&*store)
+        .await
+        .map_err(|e| format!("pruning stopped: {e}"))?;
+    let names: Vec<&str> = statuses.iter().map(|status| status.as_str()).collect();
+    if args.store.json {
+        println!(
+            "{}",
+            json!({ "deleted": deleted, "statuses": names, "older_than_s": age.as_secs() })
+        );
+    } else {
+        println!(
+            "deleted {deleted} call(s) ({}) finished more than {} ago",
+            names.join(", "),
+            args.older_than
+        );
+    }
+    Ok(())
+}
+
+/// `<N>d`, `<N>h`, `<N>m` or `<N>s`.
+fn parse_age(text: &str) -> Result<Duration, String> {
+    let unit_seconds = |unit: char| match unit {
+        'd' => Some(86_400),
+        'h' => Some(3_600),
+        'm' => Some(60),
+        's' => Some(1),
+        _ => None,
+    };
+    let wrong = || format!("`{text}` is not an age: use a whole number and a unit, as in 30d, 12h, 15m or 90s");
+    let unit = text.chars().last().ok_or_else(wrong)?;
+    let seconds = unit_seconds(unit).ok_or_else(wrong)?;
+    let count: u64 = text[..text.len() - 1].parse().map_err(|_| wrong())?;
+    count.checked_mul(seconds).map(Duration::from_secs).ok_or_else(wrong)
+}
+
+/// A status calls can be pruned in.
+fn parse_terminal(text: &str) -> Result<CallStatus, String> {
+    let status = CallStatus::from_str(text).map_err(|e| format!("{e}; use completed or failed"))?;
+    if !status.is_terminal() {
+        return Err(format!(
+            "`{status}` calls are still running and are never pruned; use completed or failed"
+        ));
+    }
+    Ok(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_take_a_unit() {
+        assert_eq!(parse_age("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert_eq!(parse_age("0d"), Ok(Duration::ZERO));
+        assert_eq!(parse_age("90s"), Ok(Duration::from_secs(90)));
+        for bad in ["", "30", "d", "-1d", "1.5d", "3w", "99999999999999999d"] {
+            let error = parse_age(bad).unwrap_err();
+            assert!(error.contains("is not an age"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn only_terminal_statuses_are_pruned() {
+        assert_eq!(parse_terminal("failed"), Ok(CallStatus::Failed));
+        assert!(parse_terminal("pending").unwrap_err().contains("never pruned"));
+        assert!(parse_terminal("done").unwrap_err().contains("use completed or failed"));
+    }
 }

@@ -190,6 +190,7 @@ fn help_shows_examples_for_every_command() {
         &["calls", "show", "--help"],
         &["calls", "retry", "--help"],
         &["calls", "refresh", "--help"],
+        &["calls", "prune", "--help"],
     ] {
         let out = run(command);
         assert!(out.status.success());
@@ -322,6 +323,65 @@ async fn calls_retry_creates_one_new_call_for_a_failed_one_and_refuses_others() 
         "{}",
         text(&out.stderr)
     );
+}
+
+#[tokio::test]
+async fn calls_prune_deletes_finished_calls_past_the_age_and_refuses_bad_input() {
+    let dir = scratch("prune");
+    let db = dir.join("integrations.db");
+    let store = SqliteStore::open(&db).await.unwrap();
+    let done = finished_call(&store, "hi", "task-1", NewEvent::completed("t", json!({ "url": "u" }))).await;
+    let failed = finished_call(&store, "ho", "task-2", NewEvent::failed("fail", "boom")).await;
+    let pending = create_call(&store, "later").await;
+    let db = db.to_str().unwrap();
+    let prune = |extra: &[&str]| {
+        let mut args = vec!["calls", "prune", "--db", db, "--json"];
+        args.extend_from_slice(extra);
+        let out = run(&args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        stdout_json(&out)["deleted"].as_u64().unwrap()
+    };
+
+    assert_eq!(prune(&["--older-than", "0d"]), 0, "hooks not delivered yet");
+    for id in [done, failed] {
+        store
+            .finish_notification(id, integration_runtime::store::NotificationOutcome::Delivered)
+            .await
+            .unwrap();
+    }
+    assert_eq!(prune(&["--older-than", "1d"]), 0, "nothing finished a day ago");
+    assert_eq!(prune(&["--older-than", "0d", "--status", "completed"]), 1);
+    assert!(store.get(done).await.unwrap().is_none());
+    assert!(
+        store.get(failed).await.unwrap().is_some(),
+        "failed calls were not asked for"
+    );
+    let out = run(&["calls", "prune", "--db", db, "--older-than", "0s"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("deleted 1 call(s) (completed, failed)"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(store.get(failed).await.unwrap().is_none());
+    assert!(
+        store.get(pending).await.unwrap().is_some(),
+        "a pending call is never pruned"
+    );
+
+    for (args, expected) in [
+        (&["--older-than", "30x"][..], "`30x` is not an age"),
+        (&["--older-than", "30"], "`30` is not an age"),
+        (&["--older-than", "1d", "--status", "pending"], "never pruned"),
+        (&["--older-than", "1d", "--status", "done"], "use completed or failed"),
+    ] {
+        let mut all = vec!["calls", "prune", "--db", db];
+        all.extend_from_slice(args);
+        let out = run(&all);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(text(&out.stderr).contains(expected), "{args:?}: {}", text(&out.stderr));
+    }
+    assert!(store.get(pending).await.unwrap().is_some(), "bad input deletes nothing");
 }
 
 integration_runtime::integration!("../specs/volc_tts.toml");

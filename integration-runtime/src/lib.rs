@@ -83,7 +83,7 @@ pub use descriptor::{
 };
 pub use engine::{
     lifecycle_event_key, provider_idempotency_key, stranded_calls, stranded_reason, CancelError, EngineError,
-    HookResult, IntoStore, Runtime, RuntimeBuilder, SpecChangePolicy, SpecView, StatusChange, StrandedCall,
+    HookResult, IntoStore, Retention, Runtime, RuntimeBuilder, SpecChangePolicy, SpecView, StatusChange, StrandedCall,
 };
 #[cfg(feature = "server")]
 pub use engine::{ServeOptions, OPS_TOKEN_ENV};
@@ -102,7 +102,7 @@ pub use store::SqliteStore;
 // (`NewEvent`, `Created`, `NotificationOutcome`, `MAX_PAGE_SIZE`) stays under `store::`.
 pub use store::{
     AppendOutcome, CallRecord, CallWithEvents, Cursor, EventPayload, EventRecord, EventSource, ListOrder, ListQuery,
-    MemoryStore, NewCall, Page, StatusCounts, Store, StoreError,
+    MemoryStore, NewCall, NotTerminal, Page, PruneRule, StatusCounts, Store, StoreError,
 };
 #[cfg(feature = "postgres")]
 pub use store::{PostgresOptions, PostgresStore};

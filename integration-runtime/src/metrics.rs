@@ -52,6 +52,7 @@
 //! | `integration_webhook_deliveries_total` | counter | `integration`, `result` (`accepted`, `rejected`), `reason` |
 //! | `integration_webhook_duration_seconds` | histogram | `integration` |
 //! | `integration_hook_dead_letters_total` | counter | `integration` |
+//! | `integration_calls_pruned_total` | counter | `status` (`completed`, `failed`) |
 //! | `integration_calls` | gauge | `integration`, `status` |
 //! | `integration_queue_depth` | gauge | `integration` |
 //! | `integration_store_up` | gauge | |
@@ -109,6 +110,11 @@ const WEBHOOK_SECONDS: Desc = Desc {
     help: "Time to verify, map and store a webhook delivery.",
 };
 
+const CALLS_PRUNED: Desc = Desc {
+    name: "integration_calls_pruned_total",
+    help: "Finished calls deleted, with their events, past their retention.",
+};
+
 const HOOK_DEAD_LETTERS: Desc = Desc {
     name: "integration_hook_dead_letters_total",
     help: "Terminal notifications given up: the call did not decode for its hook.",
@@ -123,6 +129,7 @@ pub(crate) fn describe() {
         ATTEMPTS,
         WEBHOOK_DELIVERIES,
         HOOK_DEAD_LETTERS,
+        CALLS_PRUNED,
     ] {
         ::metrics::describe_counter!(desc.name, desc.help);
     }
@@ -161,6 +168,7 @@ struct Registry {
     webhook_deliveries: Family<Counter>,
     webhook_seconds: Family<Histogram>,
     hook_dead_letters: Family<Counter>,
+    calls_pruned: Family<Counter>,
 }
 
 struct Family<M> {
@@ -196,7 +204,11 @@ struct Counter(AtomicU64);
 
 impl Counter {
     fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.add(1);
+    }
+
+    fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
     }
 }
 
@@ -299,6 +311,15 @@ impl Metrics {
         ::metrics::counter!(HOOK_DEAD_LETTERS.name, "integration" => integration.to_owned()).increment(1);
     }
 
+    /// Counts `n` calls in terminal `status` deleted past their retention.
+    pub(crate) fn calls_pruned(&self, status: CallStatus, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.inner.calls_pruned.get(&[status.as_str()]).add(n);
+        ::metrics::counter!(CALLS_PRUNED.name, "status" => status.as_str()).increment(n);
+    }
+
     /// An exporter of these metrics plus the state of `store` (and, once
     /// added, of integrations and circuit breakers).
     pub fn exporter(&self, store: Arc<dyn Store>) -> MetricsExporter {
@@ -330,6 +351,7 @@ impl Metrics {
         );
         histograms(out, &WEBHOOK_SECONDS, &["integration"], &r.webhook_seconds);
         counters(out, &HOOK_DEAD_LETTERS, &["integration"], &r.hook_dead_letters);
+        counters(out, &CALLS_PRUNED, &["status"], &r.calls_pruned);
     }
 }
 
@@ -538,6 +560,8 @@ mod tests {
         metrics.attempt("A", "go", "ok", Duration::from_millis(20));
         metrics.attempt("A", "go", "ok", Duration::from_secs(60));
         metrics.webhook_delivery("A\"b", false, "signature_mismatch", Duration::ZERO);
+        metrics.calls_pruned(CallStatus::Completed, 500);
+        metrics.calls_pruned(CallStatus::Completed, 3);
         let mut out = String::new();
         metrics.render_registry(&mut out);
         assert!(
@@ -562,5 +586,9 @@ mod tests {
         );
         assert!(out.contains("integration=\"A\\\"b\",result=\"rejected\""), "{out}");
         assert!(out.contains("# TYPE integration_attempts_total counter\n"));
+        assert!(
+            out.contains("integration_calls_pruned_total{status=\"completed\"} 503\n"),
+            "{out}"
+        );
     }
 }

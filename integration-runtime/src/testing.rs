@@ -127,6 +127,10 @@ macro_rules! store_conformance_tests {
             an_open_circuit_is_shared_until_it_expires,
             a_call_keeps_its_deadline_and_spec_fingerprint,
             a_failure_keeps_the_kind_its_terminal_event_says,
+            prune_takes_old_terminal_calls_of_the_statuses_asked,
+            a_pruned_call_is_gone_with_its_events_and_keys,
+            prune_keeps_calls_whose_notification_is_pending,
+            prune_takes_the_oldest_first_up_to_the_limit,
         );
     };
     ($make:expr) => {

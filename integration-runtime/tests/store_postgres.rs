@@ -553,9 +553,13 @@ async fn migrations_from_several_processes_at_once_are_safe() {
         .fetch_all(a.pool())
         .await
         .unwrap();
-    // Each step recorded once, in order (1, 2, ...).
-    let steps: Vec<i64> = (1..=first.len() as i64).collect();
-    assert_eq!(first, steps, "each step recorded once: {first:?}");
+    // Each step recorded once, in order (1, 2, ...; a number reserved by
+    // a step not merged yet may be missing).
+    assert_eq!(first.first(), Some(&1), "{first:?}");
+    assert!(
+        first.windows(2).all(|pair| pair[0] < pair[1]),
+        "each step recorded once: {first:?}"
+    );
     for store in [a, b, c, d] {
         store.pool().close().await;
     }

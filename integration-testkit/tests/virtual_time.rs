@@ -1,12 +1,12 @@
 //! Virtual time end to end: a runtime on a real SQLite file (and on
 //! PostgreSQL when `INTEGRATION_TEST_DATABASE_URL` is set) reads the test's
-//! clock, and a call goes through retries, its polls and its deadline in a
-//! fraction of a second of wall time.
+//! clock, and a call goes through retries, its polls, its deadline and its
+//! pruning a day later in about a second of wall time.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use integration_runtime::{CallStatus, FailureKind, Runtime, Secret, SqliteStore, Store};
+use integration_runtime::{CallStatus, FailureKind, Retention, Runtime, Secret, SqliteStore, Store};
 use integration_testkit::{FakeProvider, Outcome, TestClock};
 
 integration_runtime::integration!("../specs/volc_tts.toml");
@@ -51,7 +51,7 @@ async fn stores(dir: &std::path::Path) -> Vec<(&'static str, Arc<dyn Store>)> {
 }
 
 #[tokio::test]
-async fn retries_polls_and_a_deadline_take_virtual_time_not_wall_time() {
+async fn retries_polls_a_deadline_and_retention_take_virtual_time_not_wall_time() {
     let dir = std::env::temp_dir().join(format!("testkit-virtual-time-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for (name, store) in stores(&dir).await {
@@ -81,6 +81,11 @@ async fn retries_polls_and_a_deadline_take_virtual_time_not_wall_time() {
             .integration(tts)
             .clock(clock.clock())
             .poll_idle(Duration::from_millis(2))
+            .retention(
+                Retention::new()
+                    .failed_after(Duration::from_secs(86_400))
+                    .every(Duration::from_secs(3_600)),
+            )
             .build()
             .await
             .unwrap();
@@ -122,6 +127,23 @@ async fn retries_polls_and_a_deadline_take_virtual_time_not_wall_time() {
             wall < clock.elapsed() / 20,
             "{name}: {wall:?} of wall time for {:?} of virtual time",
             clock.elapsed()
+        );
+
+        // A day later (virtual), the retention task's next pass deletes it.
+        let pruning = Instant::now();
+        for _ in 0..30 {
+            clock.advance(Duration::from_secs(3_600));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if rt.get(id).await.unwrap().is_none() {
+                break;
+            }
+        }
+        assert_eq!(rt.get(id).await.unwrap(), None, "{name}: pruned a day after it failed");
+        assert!(clock.elapsed() >= Duration::from_secs(600 + 86_400), "{name}");
+        assert!(
+            pruning.elapsed() < Duration::from_secs(10),
+            "{name}: {:?}",
+            pruning.elapsed()
         );
         rt.shutdown(Duration::from_secs(1)).await;
         worker.await.unwrap().unwrap();

@@ -153,6 +153,7 @@ mod error;
 pub(crate) mod events;
 mod handoff;
 mod hooks;
+mod retention;
 pub(crate) mod retry;
 mod runtime;
 #[cfg(feature = "server")]
@@ -169,6 +170,7 @@ pub use connections::ServeOptions;
 pub use error::EngineError;
 pub use events::lifecycle_event_key;
 pub use hooks::HookResult;
+pub use retention::Retention;
 pub use runtime::{IntoStore, Runtime, RuntimeBuilder};
 #[cfg(feature = "server")]
 pub use serve::OPS_TOKEN_ENV;

@@ -16,6 +16,7 @@ use super::error::EngineError;
 use super::events::EventSink;
 use super::handoff::Handoff;
 use super::hooks::{Hook, HookOn, HookResult};
+use super::retention::Retention;
 use super::spec_change::{SpecChangePolicy, StrandedCall};
 use super::{StatusChange, DEFAULT_CHANGES_CAPACITY};
 use crate::call::{CallId, IntoCall, TypedCall};
@@ -71,6 +72,8 @@ pub(crate) struct Settings {
     pub(crate) spec_change: SpecChangePolicy,
     /// Where a call's time is read (the store reads the same one).
     pub(crate) clock: Clock,
+    /// How long finished calls are kept (default: forever).
+    pub(crate) retention: Retention,
 }
 
 /// What the worker loop, the hook dispatcher and the runtime's handles share.
@@ -273,6 +276,35 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How long finished calls are kept before [`Runtime::run`] deletes
+    /// them, with their events (default: forever, nothing is deleted).
+    ///
+    /// `run` then starts a background task that deletes the calls past
+    /// their age at once and then every [`Retention::every`], in batches of
+    /// [`Retention::batch`] calls [`Retention::pause`] apart, so that
+    /// workers are never held up for long. Calls still running, and those
+    /// whose hooks are not delivered yet, are kept whatever their age.
+    /// Deleted calls are counted in `integration_calls_pruned_total`.
+    ///
+    /// ```no_run
+    /// # async fn demo(tts: impl integration_runtime::Integration) -> Result<(), integration_runtime::EngineError> {
+    /// use std::time::Duration;
+    /// use integration_runtime::{MemoryStore, Retention, Runtime};
+    ///
+    /// const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+    /// let rt = Runtime::builder()
+    ///     .store(MemoryStore::new())
+    ///     .integration(tts)
+    ///     .retention(Retention::new().completed_after(30 * DAY).failed_after(90 * DAY))
+    ///     .build()
+    ///     .await?;
+    /// # let _ = rt; Ok(()) }
+    /// ```
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.settings.retention = retention;
+        self
+    }
+
     /// How many status changes a slow [`Runtime::subscribe`] receiver may
     /// fall behind before it misses some (default 1024).
     pub fn changes_capacity(mut self, capacity: usize) -> Self {
@@ -408,6 +440,7 @@ impl Runtime {
                 polling_time_scale: 1.0,
                 spec_change: SpecChangePolicy::default(),
                 clock: Clock::system(),
+                retention: Retention::new(),
             },
             changes_capacity: DEFAULT_CHANGES_CAPACITY,
             metrics: Metrics::new(),
@@ -766,7 +799,21 @@ impl Runtime {
 
     // ----- running --------------------------------------------------------
 
-    /// Runs the workers and the hook dispatcher until [`shutdown`](Runtime::shutdown).
+    /// Deletes, now, the finished calls `retention` lets go (with their
+    /// events), in its batches and pauses, and returns how many; as the
+    /// background task of [`RuntimeBuilder::retention`] does, for a one-off
+    /// pass (from an operator's tool, a scheduled job) whatever retention
+    /// the runtime runs with. Calls still running, and those whose hooks
+    /// are not delivered yet, are kept.
+    ///
+    /// Errors: [`EngineError::is_store`]; the batches deleted before the
+    /// failure stay deleted.
+    pub async fn prune(&self, retention: &Retention) -> Result<u64, EngineError> {
+        Ok(super::retention::prune_once(&self.inner, retention).await?)
+    }
+
+    /// Runs the workers and the hook dispatcher (and the pruning of old
+    /// calls, with a [`RuntimeBuilder::retention`]) until [`shutdown`](Runtime::shutdown).
     ///
     /// Returns once every in-flight call finished or the shutdown deadline
     /// passed (remaining calls are released for another worker).
@@ -779,9 +826,15 @@ impl Runtime {
         // Next to the workers, not before them: a large store is read a page at a time.
         tokio::spawn(async move { super::spec_change::settle(&inner).await });
         let dispatcher = tokio::spawn(super::hooks::dispatch(self.inner.clone()));
+        let retention = &self.inner.settings.retention;
+        let pruner = (!retention.keeps_everything())
+            .then(|| tokio::spawn(super::retention::run(self.inner.clone(), retention.clone())));
         super::worker::run(self.inner.clone()).await;
-        // The dispatcher stops on the same signal; it never fails.
+        // The dispatcher and the pruner stop on the same signal; they never fail.
         let _ = dispatcher.await;
+        if let Some(pruner) = pruner {
+            let _ = pruner.await;
+        }
         self.inner.running.store(false, Ordering::SeqCst);
         self.inner.stopped.send_replace(true);
         Ok(())

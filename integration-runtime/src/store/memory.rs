@@ -10,9 +10,9 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 use super::{
-    check_same_request, lease_deadline, new_call_id, notification_columns, page_of, plan_append, truncate,
+    check_same_request, lease_deadline, new_call_id, notification_columns, oldest, page_of, plan_append, truncate,
     AppendOutcome, BoxFuture, CallId, CallRecord, CallWithEvents, Created, EventRecord, ListOrder, ListQuery, NewCall,
-    NewEvent, NotificationOutcome, Page, RateRequest, RateSlice, StatusCounts, Store, StoreError,
+    NewEvent, NotificationOutcome, Page, PruneRule, RateRequest, RateSlice, StatusCounts, Store, StoreError,
 };
 use super::{micros, now_micros, open_for, protection};
 use crate::clock::SharedClock;
@@ -203,6 +203,29 @@ impl MemoryStore {
 }
 
 impl State {
+    /// Deletes the `limit` oldest calls `rule` matches whose notification is
+    /// not pending, with their events and every index entry.
+    fn prune(&mut self, rule: &PruneRule, limit: u32) -> u64 {
+        let candidates = self
+            .calls
+            .iter()
+            .filter(|(seq, call)| !self.notify_at.contains_key(seq) && rule.matches(call.status, call.completed_at))
+            .map(|(&seq, call)| ((call.completed_at, seq), seq));
+        let doomed = oldest(candidates, limit as usize);
+        for seq in &doomed {
+            let call = self.calls.remove(seq).expect("a candidate call exists");
+            self.events.remove(seq);
+            self.by_id.remove(&call.id);
+            if let Some(external_id) = call.external_id {
+                self.by_external_id.remove(&(call.integration.clone(), external_id));
+            }
+            if let Some(key) = call.idempotency_key {
+                self.by_idempotency_key.remove(&(call.integration, key));
+            }
+        }
+        doomed.len() as u64
+    }
+
     fn call_mut(&mut self, seq: i64) -> &mut CallRecord {
         self.calls.get_mut(&seq).expect("indexed call exists")
     }
@@ -621,6 +644,10 @@ impl Store for MemoryStore {
             let until = self.state().breakers.get(breaker).copied();
             Ok(open_for(until, now_micros()))
         })
+    }
+
+    fn prune<'a>(&'a self, rule: &'a PruneRule, limit: u32) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(async move { Ok(self.state().prune(rule, limit)) })
     }
 }
 

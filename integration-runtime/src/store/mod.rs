@@ -102,6 +102,7 @@ mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod protection;
+mod prune;
 mod shared;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -122,6 +123,7 @@ pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use protection::{RateRequest, RateSlice};
+pub use prune::{NotTerminal, PruneRule};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use types::{
@@ -134,6 +136,7 @@ pub(crate) use crate::integration::BoxFuture;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) use protection::LeaseBinds;
 pub(crate) use protection::{micros, now_micros, open_for};
+pub(crate) use prune::oldest;
 #[cfg(feature = "sqlite")]
 pub(crate) use shared::from_millis;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -345,4 +348,20 @@ pub trait Store: Send + Sync {
     /// rate limits and circuit breakers stay in real time: they protect a
     /// real provider.
     fn use_clock(&self, clock: crate::Clock);
+
+    /// Deletes up to `limit` calls that `rule` matches, with their events,
+    /// in one transaction, earliest `completed_at` first (then creation
+    /// order); returns how many calls it deleted.
+    ///
+    /// Never deletes a call that is not terminal, nor one whose terminal
+    /// notification is still pending (its hooks not yet delivered or given
+    /// up): such a call waits for a later prune. A pruned call is gone for
+    /// good: `get`, `find_by_external_id` and `list` no longer find it, it
+    /// leaves the counts, and its idempotency key and external id are free
+    /// again.
+    ///
+    /// `limit` bounds the work of one transaction (and, in SQLite, how long
+    /// it holds the file's write lock): prune a large backlog in batches of
+    /// a few hundred, as the runtime's retention does.
+    fn prune<'a>(&'a self, rule: &'a PruneRule, limit: u32) -> BoxFuture<'a, Result<u64, StoreError>>;
 }

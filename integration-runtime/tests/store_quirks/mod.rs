@@ -174,4 +174,12 @@ impl Store for Quirky {
     fn circuit_open_for<'a>(&'a self, breaker: &'a str) -> BoxFuture<'a, Result<Option<Duration>, StoreError>> {
         self.store.circuit_open_for(breaker)
     }
+
+    fn prune<'a>(
+        &'a self,
+        rule: &'a integration_runtime::PruneRule,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        self.store.prune(rule, limit)
+    }
 }

@@ -10,6 +10,7 @@ mod listing;
 mod notifications;
 mod over_time;
 mod protection;
+mod retention;
 mod turns;
 
 use std::time::Duration;
@@ -23,6 +24,7 @@ pub use listing::*;
 pub use notifications::*;
 pub use over_time::*;
 pub use protection::*;
+pub use retention::*;
 pub use turns::*;
 
 use super::{CallId, NewCall, Store};

@@ -9,6 +9,7 @@ mod batch;
 mod batch_tests;
 mod listen;
 mod protection;
+mod prune;
 mod rows;
 mod schema;
 mod store_impl;

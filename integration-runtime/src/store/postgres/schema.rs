@@ -110,6 +110,17 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         ADD COLUMN IF NOT EXISTS spec_fingerprint TEXT;
     "#,
     ),
+    (
+        6,
+        "pruning finished calls",
+        r#"
+    -- Only finished calls whose hooks are done: what `Store::prune` walks,
+    -- oldest first per status.
+    CREATE INDEX IF NOT EXISTS integration_calls_prunable
+        ON {schema}.integration_calls (status, completed_at, seq)
+        WHERE completed_at IS NOT NULL AND notify_at IS NULL;
+    "#,
+    ),
 ];
 
 /// The longest identifier PostgreSQL keeps (`NAMEDATALEN - 1` bytes).

@@ -16,7 +16,7 @@ use crate::store::{
     CallRecord, CallWithEvents, Created, ListOrder, ListQuery, NewCall, NewEvent, NotificationOutcome, Page,
     StatusCounts, Store, StoreError, Target,
 };
-use crate::store::{RateRequest, RateSlice};
+use crate::store::{PruneRule, RateRequest, RateSlice};
 
 impl Store for PostgresStore {
     fn use_clock(&self, clock: crate::Clock) {
@@ -394,5 +394,9 @@ impl Store for PostgresStore {
 
     fn circuit_open_for<'a>(&'a self, breaker: &'a str) -> BoxFuture<'a, Result<Option<Duration>, StoreError>> {
         Box::pin(self.circuit_open_for_row(breaker))
+    }
+
+    fn prune<'a>(&'a self, rule: &'a PruneRule, limit: u32) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(self.prune_calls(rule, limit))
     }
 }

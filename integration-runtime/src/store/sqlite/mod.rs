@@ -38,7 +38,7 @@ use super::{
     call_from_row, check_same_request, from_json, from_millis, lease_deadline, new_call_id, notification_columns,
     page_of, status_counts, stored_count, system_now, to_json, truncate, AppendOutcome, BoxFuture, CallId, CallRecord,
     CallRow, CallWithEvents, Created, EventPayload, EventRecord, ListOrder, ListQuery, NewCall, NewEvent,
-    NotificationOutcome, Page, RateRequest, RateSlice, StatusCounts, Store, StoreError,
+    NotificationOutcome, Page, PruneRule, RateRequest, RateSlice, StatusCounts, Store, StoreError,
 };
 use crate::clock::SharedClock;
 use crate::lifecycle::CallStatus;
@@ -46,6 +46,7 @@ use crate::lifecycle::CallStatus;
 mod appends;
 mod database;
 mod protection;
+mod prune;
 mod rows;
 mod schema;
 mod store_impl;

@@ -118,6 +118,18 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
     ALTER TABLE integration_calls ADD COLUMN spec_fingerprint TEXT;
     "#,
     ),
+    (
+        7,
+        "pruning finished calls",
+        r#"
+    -- Only finished calls whose hooks are done: what `Store::prune` walks,
+    -- oldest first per status, so a batch reads what it deletes (the seq,
+    -- SQLite's rowid, is in every index).
+    CREATE INDEX IF NOT EXISTS integration_calls_prunable
+        ON integration_calls (status, completed_at)
+        WHERE completed_at IS NOT NULL AND notify_at IS NULL;
+    "#,
+    ),
 ];
 
 /// Applies the `steps` not recorded yet (all of [`MIGRATIONS`] but in tests

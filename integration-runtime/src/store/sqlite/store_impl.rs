@@ -352,4 +352,8 @@ impl Store for SqliteStore {
     fn circuit_open_for<'a>(&'a self, breaker: &'a str) -> BoxFuture<'a, Result<Option<Duration>, StoreError>> {
         Box::pin(self.circuit_open_for_row(breaker))
     }
+
+    fn prune<'a>(&'a self, rule: &'a PruneRule, limit: u32) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(self.prune_calls(rule, limit))
+    }
 }
