@@ -125,6 +125,9 @@ macro_rules! store_conformance_tests {
             a_rate_lease_beyond_its_wait_leases_nothing,
             concurrent_rate_leases_never_overlap,
             an_open_circuit_is_shared_until_it_expires,
+            next_due_is_the_earliest_call_no_lease_holds,
+            claim_never_returns_a_call_before_its_run_at,
+            wait_for_work_wakes_when_a_call_is_scheduled_later,
         );
     };
     ($make:expr) => {

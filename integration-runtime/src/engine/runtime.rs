@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
@@ -14,6 +15,7 @@ use tokio::time::Instant;
 use super::error::EngineError;
 use super::events::EventSink;
 use super::handoff::Handoff;
+use super::worker::after;
 use super::hooks::{Hook, HookOn, HookResult};
 use super::{StatusChange, DEFAULT_CHANGES_CAPACITY};
 use crate::call::{CallId, IntoCall, TypedCall};
@@ -420,6 +422,25 @@ impl Runtime {
         Ok(created.id)
     }
 
+    /// As [`create`](Runtime::create) (validated the same way), but the
+    /// call is not sent before `when`: a worker claims it once it is due,
+    /// and an idle worker sleeps until then, so it starts on time. A time
+    /// in the past means now.
+    ///
+    /// The call is stored now, so it survives restarts; it is never handed
+    /// to this runtime's worker early (a call due later is created
+    /// unleased, for whichever worker is free when it is due).
+    pub async fn create_at<R: IntoCall>(&self, when: DateTime<Utc>, request: R) -> Result<CallId, EngineError> {
+        let call = self.prepare(request, None)?;
+        self.store_new(scheduled(call, when)).await
+    }
+
+    /// As [`create_at`](Runtime::create_at), `delay` from now.
+    pub async fn create_after<R: IntoCall>(&self, delay: Duration, request: R) -> Result<CallId, EngineError> {
+        let call = self.prepare(request, None)?;
+        self.store_new(scheduled(call, after(delay))).await
+    }
+
     /// As [`create`](Runtime::create), idempotent on the caller's `key`
     /// (unique per integration): the same key returns the call created
     /// first, and creates nothing. Reusing a key for another request is a
@@ -491,6 +512,15 @@ impl Runtime {
     /// ```
     pub fn new_call<R: IntoCall>(&self, request: R) -> Result<NewCall, EngineError> {
         self.prepare(request, None)
+    }
+
+    /// As [`new_call`](Runtime::new_call), for a call not sent before
+    /// `when` (see [`create_at`](Runtime::create_at)): the outbox's
+    /// scheduled call. A time in the past means now. On PostgreSQL, the
+    /// `NOTIFY` that tells idle workers of every process when it is due is
+    /// part of the caller's transaction.
+    pub fn new_call_at<R: IntoCall>(&self, when: DateTime<Utc>, request: R) -> Result<NewCall, EngineError> {
+        Ok(scheduled(self.prepare(request, None)?, when))
     }
 
     fn prepare<R: IntoCall>(&self, request: R, key: Option<String>) -> Result<NewCall, EngineError> {
@@ -732,6 +762,16 @@ impl Runtime {
 }
 
 /// Reads the typed record of a stored call.
+/// `call`, not due before `when`; a time in the past leaves it due now
+/// (and so free to be handed to the local worker).
+fn scheduled(call: NewCall, when: DateTime<Utc>) -> NewCall {
+    if when > crate::store::now() {
+        call.run_at(when)
+    } else {
+        call
+    }
+}
+
 pub(crate) fn typed<T: TypedCall>(record: &CallRecord) -> Result<T, EngineError> {
     if record.integration != T::INTEGRATION {
         return Err(EngineError::wrong_integration(

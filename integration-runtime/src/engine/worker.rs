@@ -57,8 +57,10 @@ pub(crate) async fn run(inner: Arc<Inner>) {
     // Created with each claim, so a wake-up between a claim that found
     // too little and the wait that follows is not lost.
     let mut work: Option<BoxFuture<'_, ()>> = None;
-    // The last claim found fewer calls than it asked for: wait for work.
+    // The last claim found fewer calls than it asked for: wait for work,
+    // or until the next call is due (`pause`), whichever comes first.
     let mut idle = false;
+    let mut pause: Option<BoxFuture<'_, ()>> = None;
 
     loop {
         if shutdown.borrow().is_some() {
@@ -96,11 +98,13 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                     Ok(calls) => {
                         idle = calls.len() < limit;
                         ready.extend(not_running(calls, &in_flight));
+                        pause = idle.then(|| until_next_due(&inner));
                     }
                     Err(error) => {
                         // The store is unavailable: try again after the idle delay.
                         tracing::warn!(worker, %error, "claiming due calls failed");
                         idle = true;
+                        pause = Some(Box::pin(tokio::time::sleep(settings.poll_idle)));
                     }
                 }
             }
@@ -112,7 +116,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             () = async { work.as_mut().expect("guarded by the condition").await }, if idle => {
                 idle = false;
             }
-            () = tokio::time::sleep(settings.poll_idle), if idle => idle = false,
+            () = async { pause.as_mut().expect("set with `idle`").await }, if idle => idle = false,
             _ = shutdown.changed() => {}
         }
     }
@@ -142,6 +146,31 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             let _ = inner.store.release(id, worker).await;
         }
     }
+}
+
+/// The shortest an idle worker sleeps when the store says a call is due
+/// now (one another claimer has locked, or came due meanwhile): claiming
+/// again at once would spin.
+const SHORTEST_PAUSE: Duration = Duration::from_millis(1);
+
+/// Sleeps until the next call is due ([`Store::next_due`](crate::Store::next_due)), at most `poll_idle`:
+/// polls, retries and scheduled calls start on time, not on the next tick
+/// of a timer. `poll_idle` stays the bound, for what no store wake-up
+/// announces (another process's writes without `LISTEN`, an expired lease).
+fn until_next_due(inner: &Arc<Inner>) -> BoxFuture<'static, ()> {
+    let inner = inner.clone();
+    Box::pin(async move {
+        let poll_idle = inner.settings.poll_idle;
+        let pause = match inner.store.next_due().await {
+            Ok(Some(due)) => (due - Utc::now()).to_std().unwrap_or_default().min(poll_idle),
+            Ok(None) => poll_idle,
+            Err(error) => {
+                tracing::warn!(%error, "reading when the next call is due failed");
+                poll_idle
+            }
+        };
+        tokio::time::sleep(pause.max(SHORTEST_PAUSE)).await;
+    })
 }
 
 /// How much of the call's lease is left (zero: none), when it has one.
@@ -382,7 +411,8 @@ fn millis(delay: Duration) -> u64 {
     u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn after(delay: Duration) -> DateTime<Utc> {
+/// Now plus `delay`, saturating.
+pub(super) fn after(delay: Duration) -> DateTime<Utc> {
     let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
     Utc::now().checked_add_signed(delay).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }

@@ -9,6 +9,7 @@ mod leases;
 mod listing;
 mod notifications;
 mod protection;
+mod scheduling;
 mod turns;
 
 use std::time::Duration;
@@ -21,6 +22,7 @@ pub use leases::*;
 pub use listing::*;
 pub use notifications::*;
 pub use protection::*;
+pub use scheduling::*;
 pub use turns::*;
 
 use super::{CallId, NewCall, Store};

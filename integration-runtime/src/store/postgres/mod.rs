@@ -21,7 +21,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use batch::Tables;
-use listen::{channel_name, AbortOnDrop};
+use listen::{channel_name, AbortOnDrop, Horizon};
 use schema::{migrate, quote_identifier, MIGRATIONS};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::Connection;
@@ -312,6 +312,8 @@ pub struct PostgresStore {
     breakers: String,
     /// The `NOTIFY` channel of this schema.
     channel: String,
+    /// When idle workers wake, as far as this process knows (see `listen::Horizon`).
+    horizon: Arc<Horizon>,
     work: Arc<Notify>,
     /// Batches creates and turns (see the `writer` module).
     writer: Writer,
@@ -382,6 +384,7 @@ impl PostgresStore {
             calls: format!("{quoted}.integration_calls"),
             events: format!("{quoted}.integration_call_events"),
             channel: channel_name(&schema),
+            horizon: Arc::default(),
         };
         let work = Arc::new(Notify::new());
         Ok(PostgresStore {
@@ -391,6 +394,7 @@ impl PostgresStore {
             events: tables.events,
             limiters: format!("{quoted}.integration_rate_limiters"),
             breakers: format!("{quoted}.integration_circuit_breakers"),
+            horizon: tables.horizon,
             channel: tables.channel,
             schema,
             work,

@@ -295,6 +295,25 @@ impl Store for PostgresStore {
         })
     }
 
+    fn next_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
+        Box::pin(async move {
+            let calls = &self.calls;
+            // Walks `integration_calls_due` in claim order; stops at the
+            // first call no lease will hold when it is due.
+            let due: Option<DateTime<Utc>> = sqlx::query_scalar(AssertSqlSafe(format!(
+                "SELECT next_run_at FROM {calls} \
+                 WHERE next_run_at IS NOT NULL AND status IN ('pending', 'processing') \
+                   AND (lease_expires_at IS NULL OR lease_expires_at <= GREATEST(next_run_at, $1)) \
+                 ORDER BY next_run_at, seq LIMIT 1"
+            )))
+            .bind(now())
+            .fetch_optional(&self.pool)
+            .await?;
+            self.horizon.learned(due);
+            Ok(due)
+        })
+    }
+
     fn probe_write(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await?;
