@@ -119,7 +119,10 @@ async fn check_punctual(arrivals: &Arrivals, due: &HashMap<String, DateTime<Utc>
         let Some(arrival) = arrived.get(text) else {
             panic!("{text}, due at {when}, never reached the provider");
         };
-        assert!(arrival >= when, "{text} reached the provider at {arrival}, before its time {when}");
+        assert!(
+            arrival >= when,
+            "{text} reached the provider at {arrival}, before its time {when}"
+        );
         let late = *arrival - *when;
         assert!(late <= LATE_AT_MOST, "{text} started {late} late (due {when})");
         latest = latest.max((late, text.as_str()));
@@ -197,7 +200,10 @@ async fn scheduled_calls_start_on_time_on_postgres() {
     let mut due = schedule(&producer, start).await;
     // The outbox: a scheduled call created in the caller's transaction.
     for n in CALLS..CALLS + 5 {
-        let when = at(start, Duration::from_millis(700) + Duration::from_millis(400) * u32::try_from(n - CALLS).unwrap());
+        let when = at(
+            start,
+            Duration::from_millis(700) + Duration::from_millis(400) * u32::try_from(n - CALLS).unwrap(),
+        );
         let mut tx = producer_store.pool().begin().await.unwrap();
         let call = producer.new_call_at(when, message(n)).unwrap();
         producer_store.create_in_tx(&mut tx, call).await.unwrap();

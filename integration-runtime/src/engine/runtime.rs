@@ -15,8 +15,8 @@ use tokio::time::Instant;
 use super::error::EngineError;
 use super::events::EventSink;
 use super::handoff::Handoff;
-use super::worker::after;
 use super::hooks::{Hook, HookOn, HookResult};
+use super::worker::after;
 use super::{StatusChange, DEFAULT_CHANGES_CAPACITY};
 use crate::call::{CallId, IntoCall, TypedCall};
 use crate::error::invalid_request;
@@ -231,8 +231,11 @@ impl RuntimeBuilder {
         self
     }
 
-    /// How long an idle worker waits before looking for due calls again
-    /// (default 1 s). Calls created through this store wake it at once.
+    /// The longest an idle worker waits before looking for due calls again
+    /// (default 1 s). It sleeps until the next call is due when that is
+    /// sooner, and calls created or rescheduled through this store (on
+    /// PostgreSQL, through any process's) wake it at once: this bound is for
+    /// what nothing announces.
     pub fn poll_idle(mut self, idle: Duration) -> Self {
         self.settings.poll_idle = idle;
         self

@@ -57,7 +57,10 @@ pub async fn claim_never_returns_a_call_before_its_run_at(store: Arc<dyn Store>)
                 pending.retain(|(id, _)| *id != record.id);
             }
             for (id, at) in &pending {
-                assert!(*at > now() - chrono::Duration::seconds(2), "{id} due at {at} was never claimed");
+                assert!(
+                    *at > now() - chrono::Duration::seconds(2),
+                    "{id} due at {at} was never claimed"
+                );
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }

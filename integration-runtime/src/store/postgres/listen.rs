@@ -174,7 +174,11 @@ impl Horizon {
             return;
         }
         let mut known = self.lock();
-        *known = Some(known.filter(|earliest| *earliest > now).map_or(at, |earliest| earliest.min(at)));
+        *known = Some(
+            known
+                .filter(|earliest| *earliest > now)
+                .map_or(at, |earliest| earliest.min(at)),
+        );
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<DateTime<Utc>>> {

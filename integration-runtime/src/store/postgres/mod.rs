@@ -229,6 +229,17 @@ impl PostgresOptions {
 /// notification. Changes made through the same store object wake its
 /// waiters directly.
 ///
+/// Idle workers sleep until the next call is due
+/// ([`Store::next_due`](crate::Store::next_due)). A write that schedules a
+/// call for later, sooner than the time this store knows idle workers wake
+/// at (the last `next_due` it read, lowered by every due time announced or
+/// written since), sends `pg_notify` with the due time as its payload
+/// (Unix milliseconds), in the same transaction and at most once per
+/// transaction; the listeners of every process lower their own horizon
+/// and wake their workers, which read `next_due` again and sleep until the
+/// new call. A call due later than that horizon needs no notification:
+/// workers wake before it and then see it.
+///
 /// Notifications are a hint and can be lost: nothing is queued for a
 /// process that is not listening at the moment (starting up, reconnecting),
 /// and they do not pass through a transaction-mode connection pooler

@@ -265,7 +265,8 @@ impl Store for SqliteStore {
             .fetch_optional(&self.pool)
             .await?;
             due.map(|ms| {
-                from_millis(ms).ok_or_else(|| StoreError::corrupt(format_args!("stored `next_run_at` is out of range: {ms}")))
+                from_millis(ms)
+                    .ok_or_else(|| StoreError::corrupt(format_args!("stored `next_run_at` is out of range: {ms}")))
             })
             .transpose()
         })
