@@ -297,18 +297,10 @@ impl Store for PostgresStore {
 
     fn next_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
         Box::pin(async move {
-            let calls = &self.calls;
-            // Walks `integration_calls_due` in claim order; stops at the
-            // first call no lease will hold when it is due.
-            let due: Option<DateTime<Utc>> = sqlx::query_scalar(AssertSqlSafe(format!(
-                "SELECT next_run_at FROM {calls} \
-                 WHERE next_run_at IS NOT NULL AND status IN ('pending', 'processing') \
-                   AND (lease_expires_at IS NULL OR lease_expires_at <= GREATEST(next_run_at, $1)) \
-                 ORDER BY next_run_at, seq LIMIT 1"
-            )))
-            .bind(now())
-            .fetch_optional(&self.pool)
-            .await?;
+            let due: Option<DateTime<Utc>> = sqlx::query_scalar(AssertSqlSafe(next_due_query(&self.calls)))
+                .bind(now())
+                .fetch_optional(&self.pool)
+                .await?;
             self.horizon.learned(due);
             Ok(due)
         })
@@ -410,4 +402,16 @@ impl Store for PostgresStore {
     fn circuit_open_for<'a>(&'a self, breaker: &'a str) -> BoxFuture<'a, Result<Option<Duration>, StoreError>> {
         Box::pin(self.circuit_open_for_row(breaker))
     }
+}
+
+/// The statement behind [`Store::next_due`] on the calls table `calls`: it
+/// walks `integration_calls_due` in claim order and stops at the first call
+/// no lease will hold when it is due.
+pub(super) fn next_due_query(calls: &str) -> String {
+    format!(
+        "SELECT next_run_at FROM {calls} \
+         WHERE next_run_at IS NOT NULL AND status IN ('pending', 'processing') \
+           AND (lease_expires_at IS NULL OR lease_expires_at <= GREATEST(next_run_at, $1)) \
+         ORDER BY next_run_at, seq LIMIT 1"
+    )
 }
