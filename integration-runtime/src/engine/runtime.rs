@@ -764,7 +764,6 @@ impl Runtime {
     }
 }
 
-/// Reads the typed record of a stored call.
 /// `call`, not due before `when`; a time in the past leaves it due now
 /// (and so free to be handed to the local worker).
 fn scheduled(call: NewCall, when: DateTime<Utc>) -> NewCall {
@@ -775,6 +774,7 @@ fn scheduled(call: NewCall, when: DateTime<Utc>) -> NewCall {
     }
 }
 
+/// Reads the typed record of a stored call.
 pub(crate) fn typed<T: TypedCall>(record: &CallRecord) -> Result<T, EngineError> {
     if record.integration != T::INTEGRATION {
         return Err(EngineError::wrong_integration(
