@@ -166,10 +166,11 @@ async fn scheduled_calls_start_on_time_on_sqlite() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut due = schedule(&rt, Utc::now()).await;
     // A time in the past means now.
-    rt.create_at(Utc::now() - chrono::Duration::hours(1), message(CALLS))
+    let asked = Utc::now();
+    rt.create_at(asked - chrono::Duration::hours(1), message(CALLS))
         .await
         .unwrap();
-    due.insert(format!("m{CALLS}"), Utc::now() - chrono::Duration::milliseconds(100));
+    due.insert(format!("m{CALLS}"), asked);
     check_punctual(&arrivals, &due).await;
     rt.shutdown(Duration::from_secs(5)).await;
     worker.await.unwrap();
