@@ -22,6 +22,7 @@ mod peer;
 mod pg_cost;
 mod postgres;
 mod prune;
+mod punctuality;
 mod rss;
 mod shared_rate;
 mod sync;
@@ -69,6 +70,8 @@ enum Command {
     Webhook(Common),
     /// create -> `initialized` latency on an idle runtime.
     Latency(Common),
+    /// Calls over time: how late an idle runtime's polls come against the spec's schedule (SQLite, and PostgreSQL when INTEGRATION_TEST_DATABASE_URL is set).
+    Punctuality(Common),
     /// Worker RSS with 10^4, 10^5, 10^6 pending calls.
     Rss(Common),
     /// Sync calls while 10^6 finished calls are pruned, vs not pruning; file size before and after (not in `all`).
@@ -144,6 +147,7 @@ async fn run(command: Command) -> Result<bool> {
             figures.extend(shared_rate::run(common.quick).await?);
             figures.extend(webhook::run(common.quick).await?);
             figures.extend(latency::run(common.quick).await?);
+            figures.extend(punctuality::run(common.quick).await?);
             figures.extend(rss::run(common.quick).await?);
             figures.extend(macro_time::run(common.quick, !common.quick).await?);
             let (crash_figures, ok) = crash::run(common.quick, None, None, None, None).await?;
@@ -170,6 +174,7 @@ async fn run(command: Command) -> Result<bool> {
         Command::SharedRate(c) => extend(&mut figures, shared_rate::run(c.quick).await?),
         Command::Webhook(c) => extend(&mut figures, webhook::run(c.quick).await?),
         Command::Latency(c) => extend(&mut figures, latency::run(c.quick).await?),
+        Command::Punctuality(c) => extend(&mut figures, punctuality::run(c.quick).await?),
         Command::Rss(c) => extend(&mut figures, rss::run(c.quick).await?),
         Command::Prune(c) => extend(&mut figures, prune::run(c.quick).await?),
         Command::Macro(m) => extend(&mut figures, macro_time::run(m.common.quick, m.cargo).await?),

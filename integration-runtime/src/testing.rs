@@ -131,6 +131,9 @@ macro_rules! store_conformance_tests {
             a_pruned_call_is_gone_with_its_events_and_keys,
             prune_keeps_calls_whose_notification_is_pending,
             prune_takes_the_oldest_first_up_to_the_limit,
+            next_due_is_the_earliest_call_no_lease_holds,
+            claim_never_returns_a_call_before_its_run_at,
+            wait_for_work_wakes_when_a_call_is_scheduled_later,
         );
     };
     ($make:expr) => {

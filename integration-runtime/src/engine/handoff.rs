@@ -9,6 +9,10 @@
 //! the stored row, so nothing depends on the channel for durability: if the
 //! process dies first, the lease runs out and any worker claims the call,
 //! as after any crash.
+//!
+//! Only a call due now is handed: a call scheduled for later
+//! ([`Runtime::create_at`](crate::Runtime::create_at)) is created unleased
+//! and claimed when it is due, by whichever worker is free then.
 
 use std::sync::{Arc, Mutex, PoisonError};
 

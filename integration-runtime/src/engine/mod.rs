@@ -90,7 +90,9 @@
 //! are in flight and never more than that many are held in memory, however
 //! many millions are due. A full batch is followed by another claim at
 //! once; a short one means the backlog is drained, and the loop waits for
-//! the store's wake-up or `poll_idle`.
+//! the store's wake-up or until the next call is due
+//! ([`Store::next_due`](crate::Store::next_due)), at most `poll_idle`: polls,
+//! retries and scheduled calls start on time, not on a timer's next tick.
 //!
 //! A call created through a runtime whose worker is running and has a free
 //! slot skips the claim: [`Runtime::create`] reserves the slot, stores the

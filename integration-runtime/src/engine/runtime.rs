@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
@@ -263,8 +264,11 @@ impl RuntimeBuilder {
         self
     }
 
-    /// How long an idle worker waits before looking for due calls again
-    /// (default 1 s). Calls created through this store wake it at once.
+    /// The longest an idle worker waits before looking for due calls again
+    /// (default 1 s). It sleeps until the next call is due when that is
+    /// sooner, and calls created or rescheduled through this store (on
+    /// PostgreSQL, through any process's) wake it at once: this bound is for
+    /// what nothing announces.
     pub fn poll_idle(mut self, idle: Duration) -> Self {
         self.settings.poll_idle = idle;
         self
@@ -494,6 +498,31 @@ impl Runtime {
         Ok(created.id)
     }
 
+    /// As [`create`](Runtime::create) (validated the same way), but the
+    /// call is not sent before `when`: a worker claims it once it is due,
+    /// and an idle worker sleeps until then, so it starts on time. A time
+    /// in the past means now.
+    ///
+    /// The call is stored now, so it survives restarts; it is never handed
+    /// to this runtime's worker early (a call due later is created
+    /// unleased, for whichever worker is free when it is due).
+    pub async fn create_at<R: IntoCall>(&self, when: DateTime<Utc>, request: R) -> Result<CallId, EngineError> {
+        let call = self.prepare(request, None)?;
+        self.store_new(scheduled(call, when, self.inner.settings.clock.now()))
+            .await
+    }
+
+    /// As [`create_at`](Runtime::create_at), `delay` from now.
+    pub async fn create_after<R: IntoCall>(&self, delay: Duration, request: R) -> Result<CallId, EngineError> {
+        let call = self.prepare(request, None)?;
+        self.store_new(scheduled(
+            call,
+            self.inner.settings.clock.after(delay),
+            self.inner.settings.clock.now(),
+        ))
+        .await
+    }
+
     /// As [`create`](Runtime::create), idempotent on the caller's `key`
     /// (unique per integration): the same key returns the call created
     /// first, and creates nothing. Reusing a key for another request is a
@@ -565,6 +594,19 @@ impl Runtime {
     /// ```
     pub fn new_call<R: IntoCall>(&self, request: R) -> Result<NewCall, EngineError> {
         self.prepare(request, None)
+    }
+
+    /// As [`new_call`](Runtime::new_call), for a call not sent before
+    /// `when` (see [`create_at`](Runtime::create_at)): the outbox's
+    /// scheduled call. A time in the past means now. On PostgreSQL, the
+    /// `NOTIFY` that tells idle workers of every process when it is due is
+    /// part of the caller's transaction.
+    pub fn new_call_at<R: IntoCall>(&self, when: DateTime<Utc>, request: R) -> Result<NewCall, EngineError> {
+        Ok(scheduled(
+            self.prepare(request, None)?,
+            when,
+            self.inner.settings.clock.now(),
+        ))
     }
 
     fn prepare<R: IntoCall>(&self, request: R, key: Option<String>) -> Result<NewCall, EngineError> {
@@ -875,6 +917,16 @@ impl Runtime {
     /// Whether shutdown was requested.
     pub fn is_shutting_down(&self) -> bool {
         self.inner.shutdown.borrow().is_some()
+    }
+}
+
+/// `call`, not due before `when`; a time in the past leaves it due now
+/// (and so free to be handed to the local worker).
+fn scheduled(call: NewCall, when: DateTime<Utc>, now: DateTime<Utc>) -> NewCall {
+    if when > now {
+        call.run_at(when)
+    } else {
+        call
     }
 }
 

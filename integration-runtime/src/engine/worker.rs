@@ -59,8 +59,10 @@ pub(crate) async fn run(inner: Arc<Inner>) {
     // Created with each claim, so a wake-up between a claim that found
     // too little and the wait that follows is not lost.
     let mut work: Option<BoxFuture<'_, ()>> = None;
-    // The last claim found fewer calls than it asked for: wait for work.
+    // The last claim found fewer calls than it asked for: wait for work,
+    // or until the next call is due (`pause`), whichever comes first.
     let mut idle = false;
+    let mut pause: Option<BoxFuture<'_, ()>> = None;
 
     loop {
         if shutdown.borrow().is_some() {
@@ -98,11 +100,13 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                     Ok(calls) => {
                         idle = calls.len() < limit;
                         ready.extend(not_running(calls, &in_flight));
+                        pause = idle.then(|| until_next_due(&inner));
                     }
                     Err(error) => {
                         // The store is unavailable: try again after the idle delay.
                         tracing::warn!(worker, %error, "claiming due calls failed");
                         idle = true;
+                        pause = Some(Box::pin(tokio::time::sleep(settings.poll_idle)));
                     }
                 }
             }
@@ -114,7 +118,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             () = async { work.as_mut().expect("guarded by the condition").await }, if idle => {
                 idle = false;
             }
-            () = tokio::time::sleep(settings.poll_idle), if idle => idle = false,
+            () = async { pause.as_mut().expect("set with `idle`").await }, if idle => idle = false,
             _ = shutdown.changed() => {}
         }
     }
@@ -144,6 +148,41 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             let _ = inner.store.release(id, worker).await;
         }
     }
+}
+
+/// The shortest an idle worker sleeps when the store says a call is due
+/// now (one another claimer has locked, or came due meanwhile): claiming
+/// again at once would spin.
+const SHORTEST_PAUSE: Duration = Duration::from_millis(1);
+
+/// Sleeps until the next call is due ([`Store::next_due`](crate::Store::next_due)), at most `poll_idle`:
+/// polls, retries and scheduled calls start on time, not on the next tick
+/// of a timer. `poll_idle` stays the bound, for what no store wake-up
+/// announces (another process's writes without `LISTEN`, an expired lease).
+fn until_next_due(inner: &Arc<Inner>) -> BoxFuture<'static, ()> {
+    let inner = inner.clone();
+    Box::pin(async move {
+        let poll_idle = inner.settings.poll_idle;
+        let clock = &inner.settings.clock;
+        let due = match inner.store.next_due().await {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::warn!(%error, "reading when the next call is due failed");
+                None
+            }
+        };
+        match due {
+            Some(due) if due <= clock.now() => tokio::time::sleep(SHORTEST_PAUSE).await,
+            // The runtime's clock: a test clock advanced to `due` wakes it.
+            Some(due) => {
+                tokio::select! {
+                    () = clock.sleep_until(due) => {}
+                    () = tokio::time::sleep(poll_idle) => {}
+                }
+            }
+            None => tokio::time::sleep(poll_idle.max(SHORTEST_PAUSE)).await,
+        }
+    })
 }
 
 /// How much of the call's lease is left (zero: none), when it has one.

@@ -83,11 +83,16 @@ impl Folded {
     /// Only the PostgreSQL writer notifies other processes.
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn due_at(&self, now: DateTime<Utc>) -> bool {
+        self.scheduled_at().is_some_and(|at| at <= now)
+    }
+
+    /// When the batch left the call due, if it changed it, released it and
+    /// left it scheduled: a call due later is announced to idle workers.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn scheduled_at(&self) -> Option<DateTime<Utc>> {
         let call = &self.call;
-        self.changed
-            && call.lease_owner.is_none()
-            && !call.status.is_terminal()
-            && call.next_run_at.is_some_and(|at| at <= now)
+        let scheduled = self.changed && call.lease_owner.is_none() && !call.status.is_terminal();
+        call.next_run_at.filter(|_| scheduled)
     }
 }
 

@@ -542,6 +542,21 @@ impl Store for MemoryStore {
         Box::pin(self.work.notified())
     }
 
+    fn next_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
+        Box::pin(async move {
+            let now = self.clock.now();
+            // The claimable calls, and those that will be once their time comes.
+            let due = self
+                .state()
+                .calls
+                .values()
+                .filter(|call| is_claimable(call, call.next_run_at.unwrap_or(now).max(now)))
+                .filter_map(|call| call.next_run_at)
+                .min();
+            Ok(due)
+        })
+    }
+
     fn probe_write(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         // Memory can always be written.
         Box::pin(async { Ok(()) })

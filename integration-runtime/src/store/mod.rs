@@ -273,8 +273,24 @@ pub trait Store: Send + Sync {
     ///
     /// A hint only: it may wake spuriously and misses changes made by other
     /// processes or inside a caller's transaction, so workers also claim on a
-    /// timer.
+    /// timer. A write that schedules a call for later (a poll, a retry, a
+    /// scheduled create) wakes the waiters too, so that a worker sleeping
+    /// until [`Store::next_due`] learns of the sooner time.
     fn wait_for_work(&self) -> BoxFuture<'_, ()>;
+
+    /// When the next call becomes due: the earliest `next_run_at` of a
+    /// `pending` or `processing` call that no lease holds at that time (or
+    /// now, if later): in the past when one is due now; `None` when no such
+    /// call is scheduled.
+    ///
+    /// An idle worker sleeps until then instead of a fixed tick, so polls,
+    /// retries and scheduled calls start on time. Leased calls are left out:
+    /// the worker holding one ends its turn with a write that wakes the
+    /// workers (or, after a crash, the lease runs out and the worker's
+    /// `poll_idle` bound finds the call). Served by the index that serves
+    /// [`Store::claim`], in its order: one index entry read, skipping only
+    /// the leased calls ahead of it.
+    fn next_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>>;
 
     /// Proves that the store can write now, for health checks: a read
     /// succeeding says nothing of a locked database or a full disk.

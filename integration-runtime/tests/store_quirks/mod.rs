@@ -144,6 +144,9 @@ impl Store for Quirky {
     fn wait_for_work(&self) -> BoxFuture<'_, ()> {
         self.store.wait_for_work()
     }
+    fn next_due(&self) -> BoxFuture<'_, Result<Option<chrono::DateTime<chrono::Utc>>, StoreError>> {
+        self.store.next_due()
+    }
     fn probe_write(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         self.store.probe_write()
     }

@@ -11,6 +11,7 @@ mod notifications;
 mod over_time;
 mod protection;
 mod retention;
+mod scheduling;
 mod turns;
 
 use std::time::Duration;
@@ -25,6 +26,7 @@ pub use notifications::*;
 pub use over_time::*;
 pub use protection::*;
 pub use retention::*;
+pub use scheduling::*;
 pub use turns::*;
 
 use super::{CallId, NewCall, Store};

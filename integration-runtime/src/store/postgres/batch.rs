@@ -6,6 +6,7 @@
 //! whatever the batch size (PostgreSQL plans it once per connection).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgConnection;
@@ -15,6 +16,7 @@ use sqlx::Row;
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
+use super::listen::{announcement, Horizon};
 use super::rows::CALL_COLUMNS;
 use crate::clock::SharedClock;
 use crate::store::error::ErrorKind;
@@ -34,6 +36,8 @@ pub(super) struct Tables {
     pub(super) channel: String,
     /// The store's clock: when a batch writes.
     pub(super) clock: SharedClock,
+    /// When idle workers wake: whether a call scheduled for later is worth a `NOTIFY`.
+    pub(super) horizon: Arc<Horizon>,
 }
 
 /// What a part of a batch did inside its transaction (not committed yet).
@@ -42,6 +46,9 @@ pub(super) struct Wrote<T> {
     pub(super) results: Vec<Result<T, StoreError>>,
     /// A call is due now because of it: workers must be woken.
     pub(super) due: bool,
+    /// The earliest due time of the calls it left scheduled and unleased
+    /// (now or later): idle workers must hear of it.
+    pub(super) earliest: Option<DateTime<Utc>>,
     /// The id of the transaction (`pg_current_xact_id()`), when it wrote
     /// something: how the outcome of an unanswered `COMMIT` is found out.
     pub(super) xact: Option<String>,
@@ -52,6 +59,7 @@ impl<T> Default for Wrote<T> {
         Wrote {
             results: Vec::new(),
             due: false,
+            earliest: None,
             xact: None,
         }
     }
@@ -115,7 +123,8 @@ pub(super) async fn insert_calls(
                                   lease_expires_at, deadline_at, fingerprint, position) \
          ORDER BY n.position \
          ON CONFLICT (integration, idempotency_key) DO NOTHING \
-         RETURNING id, next_run_at <= $6 AND lease_owner IS NULL AS due, pg_current_xact_id()::text AS xact"
+         RETURNING id, next_run_at <= $6 AND lease_owner IS NULL AS due, \
+             CASE WHEN lease_owner IS NULL THEN next_run_at END AS scheduled, pg_current_xact_id()::text AS xact"
     )))
     .bind(&rows.ids)
     .bind(&rows.integrations)
@@ -131,11 +140,13 @@ pub(super) async fn insert_calls(
     .fetch_all(&mut *conn)
     .await?;
     let mut due = false;
+    let mut earliest = None;
     let mut xact = None;
     let mut new_ids = std::collections::HashSet::with_capacity(inserted.len());
     for row in &inserted {
         new_ids.insert(row.try_get::<Uuid, _>("id")?);
         due |= row.try_get::<bool, _>("due")?;
+        earliest = earlier(earliest, row.try_get("scheduled")?);
         xact = Some(row.try_get::<String, _>("xact")?);
     }
     let replayed: Vec<usize> = (0..creates.len())
@@ -154,7 +165,12 @@ pub(super) async fn insert_calls(
             };
         }
     }
-    Ok(Wrote { results, due, xact })
+    Ok(Wrote {
+        results,
+        due,
+        earliest,
+        xact,
+    })
 }
 
 /// The columns of the calls to insert, one array each.
@@ -266,9 +282,11 @@ pub(super) async fn finish_turns(
     let event_ids = insert_events(events, conn, &folded.inserts, now).await?;
     update_calls(calls_table, conn, &calls, now).await?;
     let due = calls.changed().any(|call| call.due_at(now));
+    let earliest = calls.changed().filter_map(|call| call.scheduled_at()).min();
     Ok(Wrote {
         results: folded.resolve(&event_ids),
         due,
+        earliest,
         xact,
     })
 }
@@ -390,12 +408,42 @@ async fn update_calls(
     Ok(())
 }
 
+/// The earlier of two optional due times.
+pub(super) fn earlier(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Wakes the workers listening on `channel` when the transaction commits
-/// (`NOTIFY` is transactional): once per batch, only when a call became due.
-pub(super) async fn notify(conn: &mut PgConnection, channel: &str) -> Result<(), StoreError> {
-    sqlx::query("SELECT pg_notify($1, '')")
+/// (`NOTIFY` is transactional): once per batch, only when a call became due
+/// (`payload` empty) or was scheduled sooner than the workers would wake
+/// (`payload`: its due time, see `listen::Horizon`).
+async fn notify(conn: &mut PgConnection, channel: &str, payload: &str) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_notify($1, $2)")
         .bind(channel)
+        .bind(payload)
         .execute(&mut *conn)
         .await?;
     Ok(())
+}
+
+/// Notifies, in `conn`'s transaction, what workers must hear of a write
+/// that left a call due now (`due`) or scheduled the earliest one at
+/// `earliest`: at most one `NOTIFY`, and none for a call due no sooner than
+/// the idle workers wake anyway.
+pub(super) async fn notify_scheduled(
+    conn: &mut PgConnection,
+    (channel, horizon): (&str, &Horizon),
+    due: bool,
+    earliest: Option<DateTime<Utc>>,
+) -> Result<(), StoreError> {
+    if due {
+        return notify(conn, channel, "").await;
+    }
+    match earliest.filter(|at| horizon.must_announce(*at)) {
+        Some(at) => notify(conn, channel, &announcement(at)).await,
+        None => Ok(()),
+    }
 }

@@ -22,7 +22,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use batch::Tables;
-use listen::{channel_name, AbortOnDrop};
+use listen::{channel_name, AbortOnDrop, Horizon};
 use schema::{migrate, quote_identifier, MIGRATIONS};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::Connection;
@@ -231,6 +231,17 @@ impl PostgresOptions {
 /// notification. Changes made through the same store object wake its
 /// waiters directly.
 ///
+/// Idle workers sleep until the next call is due
+/// ([`Store::next_due`](crate::Store::next_due)). A write that schedules a
+/// call for later, sooner than the time this store knows idle workers wake
+/// at (the last `next_due` it read, lowered by every due time announced or
+/// written since), sends `pg_notify` with the due time as its payload
+/// (Unix milliseconds), in the same transaction and at most once per
+/// transaction; the listeners of every process lower their own horizon
+/// and wake their workers, which read `next_due` again and sleep until the
+/// new call. A call due later than that horizon needs no notification:
+/// workers wake before it and then see it.
+///
 /// Notifications are a hint and can be lost: nothing is queued for a
 /// process that is not listening at the moment (starting up, reconnecting),
 /// and they do not pass through a transaction-mode connection pooler
@@ -314,6 +325,8 @@ pub struct PostgresStore {
     breakers: String,
     /// The `NOTIFY` channel of this schema.
     channel: String,
+    /// When idle workers wake, as far as this process knows (see `listen::Horizon`).
+    horizon: Arc<Horizon>,
     work: Arc<Notify>,
     /// Batches creates and turns (see the `writer` module).
     writer: Writer,
@@ -382,11 +395,13 @@ impl PostgresStore {
         };
         let quoted = quote_identifier(&schema)?;
         migrate(&pool, &schema, &quoted, MIGRATIONS).await?;
+        let clock = SharedClock::default();
         let tables = Tables {
             calls: format!("{quoted}.integration_calls"),
             events: format!("{quoted}.integration_call_events"),
             channel: channel_name(&schema),
-            clock: SharedClock::default(),
+            horizon: Arc::new(Horizon::new(clock.clone())),
+            clock,
         };
         let work = Arc::new(Notify::new());
         Ok(PostgresStore {
@@ -396,6 +411,7 @@ impl PostgresStore {
             events: tables.events,
             limiters: format!("{quoted}.integration_rate_limiters"),
             breakers: format!("{quoted}.integration_circuit_breakers"),
+            horizon: tables.horizon,
             channel: tables.channel,
             schema,
             work,

@@ -299,6 +299,17 @@ impl Store for PostgresStore {
         })
     }
 
+    fn next_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
+        Box::pin(async move {
+            let due: Option<DateTime<Utc>> = sqlx::query_scalar(AssertSqlSafe(next_due_query(&self.calls)))
+                .bind(self.clock.now())
+                .fetch_optional(&self.pool)
+                .await?;
+            self.horizon.learned(due);
+            Ok(due)
+        })
+    }
+
     fn probe_write(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await?;
@@ -399,4 +410,16 @@ impl Store for PostgresStore {
     fn prune<'a>(&'a self, rule: &'a PruneRule, limit: u32) -> BoxFuture<'a, Result<u64, StoreError>> {
         Box::pin(self.prune_calls(rule, limit))
     }
+}
+
+/// The statement behind [`Store::next_due`] on the calls table `calls`: it
+/// walks `integration_calls_due` in claim order and stops at the first call
+/// no lease will hold when it is due.
+pub(super) fn next_due_query(calls: &str) -> String {
+    format!(
+        "SELECT next_run_at FROM {calls} \
+         WHERE next_run_at IS NOT NULL AND status IN ('pending', 'processing') \
+           AND (lease_expires_at IS NULL OR lease_expires_at <= GREATEST(next_run_at, $1)) \
+         ORDER BY next_run_at, seq LIMIT 1"
+    )
 }

@@ -166,7 +166,7 @@ async fn the_default_schema_is_the_current_one() {
 }
 
 #[tokio::test]
-async fn claiming_walks_the_due_index() {
+async fn claiming_and_next_due_walk_the_due_index() {
     let Some(url) = test_url() else { return };
     let schema = TestSchema::new(&url);
     let store = open(&url, &schema.name).await;
@@ -200,6 +200,22 @@ async fn claiming_walks_the_due_index() {
         "claim does not use the due index: {plan:#?}"
     );
     assert!(!plan.iter().any(|line| line.contains("Sort")), "claim sorts: {plan:#?}");
+    let plan: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "EXPLAIN (COSTS OFF) {}",
+        super::store_impl::next_due_query(calls)
+    )))
+    .bind(now())
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert!(
+        plan.iter().any(|line| line.contains("integration_calls_due")),
+        "next_due does not use the due index: {plan:#?}"
+    );
+    assert!(
+        !plan.iter().any(|line| line.contains("Sort")),
+        "next_due sorts: {plan:#?}"
+    );
     assert_eq!(store.claim("w", 100, Duration::from_secs(60)).await.unwrap().len(), 50);
     store.pool().close().await;
 }

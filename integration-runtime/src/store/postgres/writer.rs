@@ -53,7 +53,9 @@ use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::Connection;
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use super::batch::{finish_turns, insert_calls, notify, Tables, Wrote};
+use chrono::{DateTime, Utc};
+
+use super::batch::{earlier, finish_turns, insert_calls, notify_scheduled, Tables, Wrote};
 use crate::store::error::ErrorKind;
 use crate::store::folding::Appends;
 use crate::store::{AppendOutcome, Created, NewCall, StoreError};
@@ -96,7 +98,7 @@ pub(super) struct Writer {
 impl Writer {
     /// Starts the writer task on the current Tokio runtime: it writes to
     /// `tables` with connections of `pool`, and wakes `work`'s waiters when
-    /// a batch made a call due.
+    /// a batch made a call due or scheduled one.
     pub(super) fn start(pool: PgPool, tables: Tables, work: Arc<Notify>) -> Self {
         let (jobs, queue) = mpsc::channel(QUEUE);
         tokio::spawn(serve(pool, tables, work, queue));
@@ -142,7 +144,9 @@ async fn serve(pool: PgPool, tables: Tables, work: Arc<Notify>, mut queue: mpsc:
                 }
             }
         }
-        if batch.write(&pool, &tables).await {
+        // Also for a call due later: a local worker may sleep past it.
+        if let Some(at) = batch.write(&pool, &tables).await {
+            tables.horizon.heard(at);
             work.notify_waiters();
         }
     }
@@ -158,11 +162,12 @@ struct Batch {
 }
 
 impl Batch {
-    /// Writes the batch and answers every caller; whether a call became due.
-    async fn write(self, pool: &PgPool, tables: &Tables) -> bool {
+    /// Writes the batch and answers every caller; the earliest due time of
+    /// the calls it left scheduled (now or later).
+    async fn write(self, pool: &PgPool, tables: &Tables) -> Option<DateTime<Utc>> {
         let requests = self.creates.len() + self.turns.len();
         if requests == 0 {
-            return false;
+            return None;
         }
         let mut attempted = attempt(pool, tables, &self.creates, &self.turns).await;
         // Typically pooled connections the server closed meanwhile (they are
@@ -179,10 +184,10 @@ impl Batch {
         }
         match attempted {
             Ok(ran) => {
-                let due = ran.due();
+                let earliest = ran.earliest();
                 answer(self.create_replies, ran.creates.results);
                 answer(self.turn_replies, ran.turns.results);
-                due
+                earliest
             }
             Err(Failure::Refused(_)) if requests > 1 => self.write_one_by_one(pool, tables).await,
             Err(failure) if requests == 1 => {
@@ -192,29 +197,29 @@ impl Batch {
                 } else if let Some(reply) = self.turn_replies.into_iter().next() {
                     let _ = reply.send(Err(turn_error(failure)));
                 }
-                false
+                None
             }
             Err(failure) => {
                 let error = failure.into_error();
                 refuse(self.create_replies, &error);
                 refuse(self.turn_replies, &error);
-                false
+                None
             }
         }
     }
 
     /// Runs every request alone, after the server refused the batch: only
     /// the request at fault fails.
-    async fn write_one_by_one(self, pool: &PgPool, tables: &Tables) -> bool {
-        let mut due = false;
+    async fn write_one_by_one(self, pool: &PgPool, tables: &Tables) -> Option<DateTime<Utc>> {
+        let mut due = None;
         for (call, reply) in self.creates.into_iter().zip(self.create_replies) {
             let result = attempt(pool, tables, std::slice::from_ref(&call), &[]).await;
-            due |= result.as_ref().is_ok_and(Ran::due);
+            due = earlier(due, result.as_ref().ok().and_then(Ran::earliest));
             let _ = reply.send(result.map_err(Failure::into_error).and_then(|ran| first(ran.creates)));
         }
         for (turn, reply) in self.turns.into_iter().zip(self.turn_replies) {
             let result = attempt(pool, tables, &[], std::slice::from_ref(&turn)).await;
-            due |= result.as_ref().is_ok_and(Ran::due);
+            due = earlier(due, result.as_ref().ok().and_then(Ran::earliest));
             let result = match result {
                 Ok(ran) => first(ran.turns),
                 Err(failure) => Err(turn_error(failure)),
@@ -271,6 +276,11 @@ struct Ran {
 impl Ran {
     fn due(&self) -> bool {
         self.creates.due || self.turns.due
+    }
+
+    /// The earliest due time of the calls the batch left scheduled.
+    fn earliest(&self) -> Option<DateTime<Utc>> {
+        earlier(self.creates.earliest, self.turns.earliest)
     }
 }
 
@@ -370,9 +380,7 @@ async fn run(
         finish_turns(tables, conn, turns, now).await?
     };
     let ran = Ran { creates, turns };
-    if ran.due() {
-        notify(conn, &tables.channel).await?;
-    }
+    notify_scheduled(conn, (&tables.channel, &tables.horizon), ran.due(), ran.earliest()).await?;
     Ok(ran)
 }
 

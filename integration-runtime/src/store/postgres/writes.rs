@@ -7,7 +7,8 @@ use sqlx::postgres::PgConnection;
 // schema name and constant column lists only; values are always bound.
 use sqlx::{AssertSqlSafe, Postgres, Transaction};
 
-use super::batch::{insert_calls, notify};
+use super::batch::{insert_calls, notify_scheduled};
+use super::listen::announcement;
 use super::rows::CALL_COLUMNS;
 use super::PostgresStore;
 use crate::lifecycle::Transition;
@@ -22,9 +23,8 @@ impl PostgresStore {
     /// `create_in_tx`); the notification, if the call is due, goes with it.
     pub(super) async fn insert_call(&self, conn: &mut PgConnection, call: NewCall) -> Result<Created, StoreError> {
         let inserted = insert_calls(&self.calls, conn, std::slice::from_ref(&call), self.clock.now()).await?;
-        if inserted.due {
-            notify(conn, &self.channel).await?;
-        }
+        // The store's own listener (if it listens) hears the announcement after the commit.
+        notify_scheduled(conn, (&self.channel, &self.horizon), inserted.due, inserted.earliest).await?;
         inserted.results.into_iter().next().unwrap_or_else(|| {
             Err(StoreError::new(
                 crate::store::error::ErrorKind::Backend,
@@ -176,7 +176,8 @@ impl PostgresStore {
     /// Ends `worker`'s turn on `id` if it holds the lease: sets `next_run_at`
     /// (cleared on a terminal call), counts an attempt if `attempt`, releases
     /// the lease, and notifies the store's channel (in the same statement,
-    /// so the same transaction) when the call is due. Returns how many rows
+    /// so the same transaction) when the call is due, or due later than now
+    /// but sooner than idle workers wake (`listen::Horizon`). Returns how many rows
     /// it changed (0: the lease is not `worker`'s, or no such call).
     pub(super) async fn end_turn(
         &self,
@@ -187,6 +188,9 @@ impl PostgresStore {
         attempt: bool,
     ) -> Result<i64, StoreError> {
         let calls = &self.calls;
+        let now = self.clock.now();
+        // Due later: announced to idle workers when they would sleep past it.
+        let later = next_run_at.map(truncate).filter(|at| *at > now);
         let updated = sqlx::query_scalar(AssertSqlSafe(format!(
             "WITH ended AS ( \
                  UPDATE {calls} SET \
@@ -195,18 +199,26 @@ impl PostgresStore {
                      attempts = attempts + $6, lease_owner = NULL, \
                      lease_expires_at = NULL, updated_at = $2 \
                  WHERE id = $3 AND lease_owner = $4 \
-                 RETURNING next_run_at <= $2 AS due) \
+                 RETURNING next_run_at <= $2 AS due, next_run_at IS NOT NULL AS scheduled) \
              SELECT count(*) FROM ended \
-             WHERE CASE WHEN due THEN pg_notify($5, '') IS NOT NULL ELSE true END"
+             WHERE CASE WHEN due THEN pg_notify($5, '') IS NOT NULL \
+                 WHEN scheduled AND $7::text IS NOT NULL THEN pg_notify($5, $7) IS NOT NULL \
+                 ELSE true END"
         )))
         .bind(next_run_at.map(truncate))
-        .bind(self.clock.now())
+        .bind(now)
         .bind(id.as_uuid())
         .bind(worker)
         .bind(&self.channel)
         .bind(i32::from(attempt))
+        .bind(later.filter(|at| self.horizon.must_announce(*at)).map(announcement))
         .fetch_one(executor)
         .await?;
+        if updated > 0 {
+            if let Some(at) = later {
+                self.horizon.heard(at);
+            }
+        }
         Ok(updated)
     }
 

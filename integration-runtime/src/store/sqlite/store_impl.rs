@@ -256,6 +256,27 @@ impl Store for SqliteStore {
         Box::pin(self.work.notified())
     }
 
+    fn next_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
+        Box::pin(async move {
+            // Walks `integration_calls_due` in claim order; stops at the
+            // first call no lease will hold when it is due.
+            let due: Option<i64> = sqlx::query_scalar(
+                "SELECT next_run_at FROM integration_calls \
+                 WHERE next_run_at IS NOT NULL AND status IN ('pending', 'processing') \
+                   AND (lease_expires_at IS NULL OR lease_expires_at <= MAX(next_run_at, ?1)) \
+                 ORDER BY next_run_at, seq LIMIT 1",
+            )
+            .bind(self.clock.now().timestamp_millis())
+            .fetch_optional(&self.pool)
+            .await?;
+            due.map(|ms| {
+                from_millis(ms)
+                    .ok_or_else(|| StoreError::corrupt(format_args!("stored `next_run_at` is out of range: {ms}")))
+            })
+            .transpose()
+        })
+    }
+
     fn probe_write(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             let at = self.clock.now().timestamp_millis();
