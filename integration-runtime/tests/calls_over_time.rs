@@ -11,11 +11,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use integration_runtime::{
-    CallId, CallRecord, CallStatus, EventKind, EventSource, FailureKind, IntoStore, Runtime, Secret, SqliteStore, Store,
+    CallId, CallRecord, CallStatus, EventKind, EventSource, FailureKind, IntoStore, Runtime, Secret, Store,
 };
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+mod webhook_support;
+
+use webhook_support::TempDir;
 
 integration_runtime::integration!("tests/specs/engine_lifetime.toml");
 
@@ -23,27 +27,10 @@ use engine_life::{EngineLife, EngineLifeConfig, Job};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
-/// A fresh directory, deleted on drop.
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("over-time-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        std::fs::remove_dir_all(&self.0).ok();
-    }
-}
-
 /// The stores every scenario runs on: an SQLite file, and a fresh schema
 /// on PostgreSQL when `INTEGRATION_TEST_DATABASE_URL` is set (said when not).
 async fn stores(dir: &TempDir) -> Vec<(&'static str, Arc<dyn Store>)> {
-    let sqlite: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.0.join("calls.db")).await.unwrap());
+    let (_, sqlite) = webhook_support::sqlite_store(dir).await;
     let mut stores = vec![("sqlite", sqlite)];
     match std::env::var("INTEGRATION_TEST_DATABASE_URL")
         .ok()
