@@ -8,6 +8,9 @@
 //! The bound here is generous (machines under load); the bench figure
 //! `punctuality` measures the real lateness.
 
+// Both stores are the subject; without either feature there is nothing to run.
+#![cfg(all(feature = "sqlite", feature = "postgres"))]
+
 mod process_support;
 
 use std::collections::HashMap;

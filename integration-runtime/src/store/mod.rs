@@ -139,12 +139,14 @@ pub(crate) use protection::{micros, now_micros, open_for};
 pub(crate) use prune::oldest;
 #[cfg(feature = "sqlite")]
 pub(crate) use shared::from_millis;
+#[cfg(any(feature = "sqlite", feature = "postgres", test, feature = "testing"))]
+pub(crate) use shared::system_now;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) use shared::{
     call_from_row, from_json, status_counts, stored_count, terminal_fields, to_json, CallRow, Target, Terminal,
 };
 pub(crate) use shared::{
-    check_same_request, lease_deadline, new_call_id, notification_columns, page_of, plan_append, system_now, truncate,
+    check_same_request, lease_deadline, new_call_id, notification_columns, page_of, plan_append, truncate,
 };
 
 /// Durable storage of calls and their append-only event logs.

@@ -160,6 +160,7 @@ pub(crate) fn terminal_fields(to: CallStatus, event: &NewEvent) -> Result<Termin
 
 /// The columns the event that makes a call terminal writes, as stored:
 /// the result as JSON text, or the error and its kind.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Terminal {
     pub(crate) response_data: Option<String>,
@@ -201,6 +202,7 @@ pub(crate) fn new_call_id() -> CallId {
 /// time (when a migration ran) and for checks run on the system clock. A
 /// call's times come from the store's clock (`SharedClock`), which a
 /// runtime may replace.
+#[cfg(any(feature = "sqlite", feature = "postgres", test, feature = "testing"))]
 pub(crate) fn system_now() -> DateTime<Utc> {
     truncate(Utc::now())
 }
