@@ -176,3 +176,29 @@ impl TimeSource for TestClock {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With Tokio's time paused (and auto-advancing whenever the runtime
+    /// idles), a sleep on the test clock still waits for the test's advance.
+    #[tokio::test(start_paused = true)]
+    async fn sleeps_end_when_the_test_advances_not_when_tokio_time_does() {
+        let clock = TestClock::new();
+        let due = clock.now() + chrono::Duration::seconds(10);
+        let mut sleep = clock.clock().sleep_until(due);
+        // An hour of Tokio's (paused, auto-advanced) time: still asleep.
+        let outcome = tokio::time::timeout(Duration::from_secs(3_600), &mut sleep).await;
+        assert!(outcome.is_err(), "woke without an advance");
+        clock.advance(Duration::from_secs(9));
+        assert!(tokio::time::timeout(Duration::from_secs(1), &mut sleep).await.is_err());
+        clock.advance(Duration::from_secs(1));
+        tokio::time::timeout(Duration::from_secs(1), &mut sleep)
+            .await
+            .expect("woke at its time");
+        assert_eq!(clock.elapsed(), Duration::from_secs(10));
+        // A time already reached needs no advance.
+        clock.clock().sleep_until(due).await;
+    }
+}
