@@ -17,8 +17,10 @@ use serde_json::{json, Value};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
+mod runtime_support;
 mod webhook_support;
 
+use runtime_support::{postgres_store, spawn_run, stop};
 use webhook_support::TempDir;
 
 integration_runtime::integration!("tests/specs/engine_lifetime.toml");
@@ -32,21 +34,9 @@ const LIMIT: Duration = Duration::from_secs(20);
 async fn stores(dir: &TempDir) -> Vec<(&'static str, Arc<dyn Store>)> {
     let (_, sqlite) = webhook_support::sqlite_store(dir).await;
     let mut stores = vec![("sqlite", sqlite)];
-    match std::env::var("INTEGRATION_TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    {
-        Some(url) => {
-            let schema = format!("over_time_{}", uuid::Uuid::new_v4().simple());
-            let store = integration_runtime::PostgresStore::connect_with(
-                url.parse().unwrap(),
-                integration_runtime::PostgresOptions::default().schema(schema),
-            )
-            .await
-            .unwrap();
-            stores.push(("postgres", Arc::new(store)));
-        }
-        None => eprintln!("PostgreSQL part skipped: INTEGRATION_TEST_DATABASE_URL is not set"),
+    // Without the URL, `postgres_store` says the PostgreSQL part is skipped.
+    if let Some((store, _)) = postgres_store("over_time").await {
+        stores.push(("postgres", Arc::new(store)));
     }
     stores
 }
@@ -129,18 +119,6 @@ async fn runtime(store: Arc<dyn Store>, server: &MockServer) -> Runtime {
         .build()
         .await
         .unwrap()
-}
-
-fn spawn_run(rt: &Runtime) -> tokio::task::JoinHandle<()> {
-    let rt = rt.clone();
-    tokio::spawn(async move { rt.run().await.unwrap() })
-}
-
-async fn stop(rt: &Runtime, worker: tokio::task::JoinHandle<()>) {
-    tokio::time::timeout(LIMIT, rt.shutdown(Duration::from_secs(2)))
-        .await
-        .expect("shutdown in time");
-    tokio::time::timeout(LIMIT, worker).await.expect("run ends").unwrap();
 }
 
 fn job(text: &str) -> Job {

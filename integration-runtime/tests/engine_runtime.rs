@@ -6,6 +6,7 @@
 // helpers that only the SQLite tests use stay unused.
 #![cfg_attr(not(feature = "sqlite"), allow(dead_code, unused_imports))]
 
+mod runtime_support;
 mod store_quirks;
 
 use std::collections::HashMap;
@@ -18,6 +19,9 @@ use integration_runtime::SqliteStore;
 use integration_runtime::{
     CallId, CallRecord, CallStatus, EventKind, IntoStore, ListQuery, MemoryStore, Runtime, RuntimeBuilder,
 };
+#[cfg(feature = "postgres")]
+use runtime_support::postgres_store;
+use runtime_support::{spawn_run, stop};
 use serde_json::{json, Value};
 use store_quirks::Quirky;
 use wiremock::matchers::{method, path, path_regex};
@@ -183,41 +187,6 @@ async fn sync_runtime(store: impl IntoStore, server: &MockServer) -> Runtime {
 
 async fn async_runtime(store: impl IntoStore, server: &MockServer) -> Runtime {
     async_builder(store, server).build().await.unwrap()
-}
-
-fn spawn_run(rt: &Runtime) -> tokio::task::JoinHandle<()> {
-    let rt = rt.clone();
-    tokio::spawn(async move { rt.run().await.unwrap() })
-}
-
-async fn stop(rt: &Runtime, worker: tokio::task::JoinHandle<()>) {
-    tokio::time::timeout(LIMIT, rt.shutdown(Duration::from_secs(2)))
-        .await
-        .expect("shutdown in time");
-    tokio::time::timeout(LIMIT, worker).await.expect("run ends").unwrap();
-}
-
-/// A store in a fresh schema named `{prefix}_{uuid}` on the server of
-/// `INTEGRATION_TEST_DATABASE_URL`, and the schema's name; `None`, after
-/// saying so, when that is not set.
-#[cfg(feature = "postgres")]
-async fn postgres_store(prefix: &str) -> Option<(integration_runtime::PostgresStore, String)> {
-    let Some(url) = std::env::var("INTEGRATION_TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        eprintln!("skipping: INTEGRATION_TEST_DATABASE_URL is not set");
-        return None;
-    };
-    let schema = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
-    let connect: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
-    let store = integration_runtime::PostgresStore::connect_with(
-        connect,
-        integration_runtime::PostgresOptions::default().schema(schema.clone()),
-    )
-    .await
-    .unwrap();
-    Some((store, schema))
 }
 
 /// Waits until `done` holds, failing with `what` after [`LIMIT`].

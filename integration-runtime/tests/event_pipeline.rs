@@ -6,6 +6,7 @@
 
 #![cfg(all(feature = "sqlite", feature = "server"))]
 
+mod runtime_support;
 mod webhook_support;
 
 use std::sync::{Arc, Mutex};
@@ -16,6 +17,7 @@ use integration_runtime::webhook::signature::standard;
 use integration_runtime::{
     CallId, CallStatus, CallWithEvents, EventKind, EventSource, Integration, RemoteStatus, Reply, Runtime, Secret,
 };
+use runtime_support::{spawn_run, stop};
 use serde_json::{json, Value};
 use webhook_support::{answer, metric, parse_prometheus, serve, sqlite_store, TempDir};
 use wiremock::matchers::{method, path, path_regex};
@@ -116,18 +118,6 @@ fn terminal_events(logged: &CallWithEvents) -> usize {
         .iter()
         .filter(|e| matches!(e.kind, EventKind::Completed | EventKind::Failed))
         .count()
-}
-
-fn spawn_run(rt: &Runtime) -> tokio::task::JoinHandle<()> {
-    let rt = rt.clone();
-    tokio::spawn(async move { rt.run().await.unwrap() })
-}
-
-async fn stop(rt: &Runtime, run: tokio::task::JoinHandle<()>) {
-    tokio::time::timeout(LIMIT, rt.shutdown(Duration::from_secs(2)))
-        .await
-        .expect("shutdown in time");
-    tokio::time::timeout(LIMIT, run).await.expect("run ends").unwrap();
 }
 
 fn request(text: &str) -> hook_tts::Synthesis {

@@ -13,6 +13,8 @@ use integration_runtime::store::{NewEvent, NotificationOutcome};
 use integration_runtime::{CallId, CallStatus, Metrics, NewCall, Retention, Runtime, Store};
 use serde_json::json;
 
+mod runtime_support;
+
 integration_runtime::integration!("tests/specs/engine_sync.toml");
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -137,21 +139,9 @@ async fn retention_on_sqlite() {
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_on_postgres() {
-    let Some(url) = std::env::var("INTEGRATION_TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        eprintln!("skipping: INTEGRATION_TEST_DATABASE_URL is not set");
+    let Some((store, schema)) = runtime_support::postgres_store("retention").await else {
         return;
     };
-    let schema = format!("retention_{}", uuid::Uuid::new_v4().simple());
-    let connect: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
-    let store = integration_runtime::PostgresStore::connect_with(
-        connect,
-        integration_runtime::PostgresOptions::default().schema(schema.clone()),
-    )
-    .await
-    .unwrap();
     let pool = store.pool().clone();
     prunes_old_finished_calls_and_keeps_the_rest(Arc::new(store)).await;
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))

@@ -415,21 +415,53 @@ pub(crate) fn cancel_endpoint_fits(cx: &mut Collector, endpoint: &Endpoint, endp
             .expected_one_of(name, endpoints.iter().map(|e| e.name.as_str()));
         return;
     };
-    if !target.path.contains(&PathPart::ExternalId) {
-        cx.error(
-            span.clone(),
-            key_path.clone(),
-            format!("cancel endpoint `{name}` does not use `{{external_id}}` in its path"),
-        )
-        .help("a cancel request addresses one call, e.g. `path = \"/tasks/{external_id}/cancel\"`");
-    }
-    if target.request.is_some() {
-        cx.error(
-            span.clone(),
-            key_path,
-            format!("cancel endpoint `{name}` has a `request` entity"),
-        )
-        .help("a cancel request is built from the external id alone; remove `request`");
+    CANCEL.addresses_one_call(cx, target, span, &key_path);
+}
+
+/// What an endpoint named to address one call by its external id (the
+/// polling endpoint, a cancel endpoint) must be, and how its mistakes read.
+struct ByExternalId {
+    /// `polling`, `cancel`.
+    role: &'static str,
+    /// Help when the path lacks `{external_id}`.
+    path_help: &'static str,
+    /// Help when it has a request entity.
+    request_help: &'static str,
+}
+
+const POLLING: ByExternalId = ByExternalId {
+    role: "polling",
+    path_help: "status queries address one call, e.g. `path = \"/tasks/{external_id}\"`",
+    request_help: "a status query is built from the external id alone; remove `request`",
+};
+
+const CANCEL: ByExternalId = ByExternalId {
+    role: "cancel",
+    path_help: "a cancel request addresses one call, e.g. `path = \"/tasks/{external_id}/cancel\"`",
+    request_help: "a cancel request is built from the external id alone; remove `request`",
+};
+
+impl ByExternalId {
+    /// `target` takes `{external_id}` in its path and has no request: the
+    /// call's external id is all it is built from.
+    fn addresses_one_call(&self, cx: &mut Collector, target: &Endpoint, span: &Span, key_path: &str) {
+        let (role, name) = (self.role, &target.name);
+        if !target.path.contains(&PathPart::ExternalId) {
+            cx.error(
+                span.clone(),
+                key_path,
+                format!("{role} endpoint `{name}` does not use `{{external_id}}` in its path"),
+            )
+            .help(self.path_help);
+        }
+        if target.request.is_some() {
+            cx.error(
+                span.clone(),
+                key_path,
+                format!("{role} endpoint `{name}` has a `request` entity"),
+            )
+            .help(self.request_help);
+        }
     }
 }
 
@@ -515,17 +547,7 @@ pub(crate) fn async_results_agree(
 /// say what state it is in.
 pub(crate) fn polling_endpoint_fits(cx: &mut Collector, polling: &Polling, endpoint: Option<&Endpoint>, span: Span) {
     let Some(endpoint) = endpoint else { return };
-    if !endpoint.path.contains(&PathPart::ExternalId) {
-        cx.error(
-            span.clone(),
-            "polling.endpoint",
-            format!(
-                "polling endpoint `{}` does not use `{{external_id}}` in its path",
-                polling.endpoint
-            ),
-        )
-        .help("status queries address one call, e.g. `path = \"/tasks/{external_id}\"`");
-    }
+    POLLING.addresses_one_call(cx, endpoint, &span, "polling.endpoint");
     if endpoint.status.is_none() {
         cx.error(
             span.clone(),
@@ -533,14 +555,6 @@ pub(crate) fn polling_endpoint_fits(cx: &mut Collector, polling: &Polling, endpo
             format!("polling endpoint `{}` has no `status`", polling.endpoint),
         )
         .help("add `status = { path = \"$.state\", map = { ... } }` to the endpoint");
-    }
-    if endpoint.request.is_some() {
-        cx.error(
-            span,
-            "polling.endpoint",
-            format!("polling endpoint `{}` has a `request` entity", polling.endpoint),
-        )
-        .help("a status query is built from the external id alone; remove `request`");
     }
 }
 
