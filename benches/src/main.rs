@@ -3,7 +3,7 @@
 //! ```sh
 //! cargo run --release -p integration-bench -- all            # every figure (< 10 min on 2 cores)
 //! cargo run --release -p integration-bench -- all --quick    # the same, small (seconds; for CI)
-//! cargo run --release -p integration-bench -- sync|postgres|shared-rate|webhook|latency|rss|macro|crash
+//! cargo run --release -p integration-bench -- sync|connections|postgres|shared-rate|webhook|latency|rss|macro|crash
 //! cargo run --release -p integration-bench -- faults         # hostile providers, one row per fault (~30 s)
 //! cargo run --release -p integration-bench -- prune [--quick] # deleting 10^6 old calls under load (not in `all`: minutes)
 //! ```
@@ -13,6 +13,7 @@
 //! records the numbers and how to reproduce them.
 
 mod common;
+mod connections;
 mod crash;
 mod faults;
 mod graphile;
@@ -62,6 +63,8 @@ enum Command {
     All(Common),
     /// Sync-call pipeline vs a raw reqwest loop (A) and apalis + SQLite (B).
     Sync(Common),
+    /// Sync calls spread over 100 connections vs the same calls on the default connection.
+    Connections(Common),
     /// PostgreSQL store, 1, 2 and 4 worker processes and their cost per call (needs INTEGRATION_TEST_DATABASE_URL).
     Postgres(Common),
     /// A rate-limited provider behind 4 PostgreSQL worker processes: the limit per process vs shared through the store.
@@ -143,6 +146,7 @@ async fn run(command: Command) -> Result<bool> {
         Command::All(common) => {
             common::print_machine(common.quick);
             figures.extend(sync::run(common.quick).await?);
+            figures.extend(connections::run(common.quick).await?);
             figures.extend(postgres::run(common.quick).await?);
             figures.extend(shared_rate::run(common.quick).await?);
             figures.extend(webhook::run(common.quick).await?);
@@ -170,6 +174,7 @@ async fn run(command: Command) -> Result<bool> {
             ok && postgres_ok
         }
         Command::Sync(c) => extend(&mut figures, sync::run(c.quick).await?),
+        Command::Connections(c) => extend(&mut figures, connections::run(c.quick).await?),
         Command::Postgres(c) => extend(&mut figures, postgres::run(c.quick).await?),
         Command::SharedRate(c) => extend(&mut figures, shared_rate::run(c.quick).await?),
         Command::Webhook(c) => extend(&mut figures, webhook::run(c.quick).await?),

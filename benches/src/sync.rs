@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use integration_runtime::{Runtime, SqliteStore};
+use integration_runtime::{IntoCall, Runtime, SqliteStore};
 use serde_json::Value;
 
 use crate::common::{bench_sync, line, message, sqlite_pragmas, Figure, Provider, Result, Scratch};
@@ -114,6 +114,18 @@ async fn runtime_run(url: &str, scratch: &Scratch, calls: u64, normal: bool) -> 
         .build()
         .await?;
 
+    let create_rate = create_all(&rt, calls, message).await?;
+    let rate = execute_all(&rt, calls).await?;
+    Ok((create_rate, rate, pragmas))
+}
+
+/// Creates `calls` calls, `request(i)` each, from [`CONCURRENCY`] tasks.
+/// Returns creates/s.
+pub(crate) async fn create_all<R: IntoCall + Send + 'static>(
+    rt: &Runtime,
+    calls: u64,
+    request: fn(u64) -> R,
+) -> Result<f64> {
     let started = Instant::now();
     let next = Arc::new(AtomicU64::new(0));
     let mut creators = tokio::task::JoinSet::new();
@@ -125,29 +137,33 @@ async fn runtime_run(url: &str, scratch: &Scratch, calls: u64, normal: bool) -> 
                 if i >= calls {
                     return Ok::<_, integration_runtime::EngineError>(());
                 }
-                rt.create(message(i)).await?;
+                rt.create(request(i)).await?;
             }
         });
     }
     while let Some(result) = creators.join_next().await {
         result??;
     }
-    let create_rate = calls as f64 / started.elapsed().as_secs_f64();
+    Ok(calls as f64 / started.elapsed().as_secs_f64())
+}
 
+/// Runs the runtime until the `calls` stored calls are terminal, then
+/// stops it; fails unless all completed. Returns executions/s.
+pub(crate) async fn execute_all(rt: &Runtime, calls: u64) -> Result<f64> {
     let started = Instant::now();
     let worker = tokio::spawn({
         let rt = rt.clone();
         async move { rt.run().await }
     });
-    wait_terminal(&rt, calls, Duration::from_secs(600)).await?;
+    wait_terminal(rt, calls, Duration::from_secs(600)).await?;
     let rate = calls as f64 / started.elapsed().as_secs_f64();
     rt.shutdown(Duration::from_secs(5)).await;
     worker.await??;
     let counts = rt.count_by_status(None).await?;
     if counts.completed != calls {
-        return Err(format!("sync: expected {calls} completed calls, store has {counts:?}").into());
+        return Err(format!("expected {calls} completed calls, store has {counts:?}").into());
     }
-    Ok((create_rate, rate, pragmas))
+    Ok(rate)
 }
 
 /// Waits until `calls` calls are terminal (checked every 10 ms).

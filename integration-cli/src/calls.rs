@@ -17,7 +17,7 @@ use serde_json::json;
 pub(crate) enum CallsCommand {
     /// List calls of one integration, newest first.
     #[command(
-        after_help = "Examples:\n  integration calls list --db integrations.db --integration VolcTts\n  integration calls list --db integrations.db --integration VolcTts --status failed --json"
+        after_help = "Examples:\n  integration calls list --db integrations.db --integration VolcTts\n  integration calls list --db integrations.db --integration VolcTts --status failed --json\n  integration calls list --db integrations.db --integration VolcTts --connection acme"
     )]
     List(ListArgs),
     /// Show one call with its events.
@@ -78,14 +78,51 @@ pub(crate) struct PruneArgs {
     batch: u32,
 }
 
+/// Where a running service's operations API is, and its token.
 #[derive(Debug, Args)]
-pub(crate) struct RefreshArgs {
+pub(crate) struct OpsArgs {
     /// Base URL of the service's operations API (e.g. `http://127.0.0.1:8080/ops`).
     #[arg(long)]
     ops_url: String,
     /// Bearer token of the operations API.
     #[arg(long, env = "INTEGRATION_OPS_TOKEN", hide_env_values = true)]
     ops_token: String,
+}
+
+impl OpsArgs {
+    /// The URL of the route `segments` under the API's base, each segment
+    /// percent-encoded (a connection id may hold `@` or `:`).
+    pub(crate) fn url(&self, segments: &[&str]) -> Result<reqwest::Url, String> {
+        let not_a_base = || format!("`{}` is not the base URL of an HTTP API", self.ops_url);
+        let mut url = reqwest::Url::parse(&self.ops_url).map_err(|e| format!("{}: {e}", not_a_base()))?;
+        url.path_segments_mut()
+            .map_err(|()| not_a_base())?
+            .pop_if_empty()
+            .extend(segments);
+        Ok(url)
+    }
+
+    /// Sends `request` (built from [`OpsArgs::url`]) with the token; the
+    /// answer's body, or an error saying what the API answered.
+    pub(crate) async fn send(&self, request: reqwest::RequestBuilder) -> Result<String, String> {
+        let response = request
+            .bearer_auth(&self.ops_token)
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach the operations API at {}: {e}", self.ops_url))?;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(format!("the operations API answered {status}: {body}"));
+        }
+        Ok(body)
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RefreshArgs {
+    #[command(flatten)]
+    ops: OpsArgs,
     /// The call id.
     id: String,
 }
@@ -97,10 +134,10 @@ pub(crate) struct StoreArgs {
     /// current schema (normally `public`); for another schema add
     /// `?options[search_path]=<schema>` (a `?schema=` parameter is ignored).
     #[arg(long)]
-    db: String,
+    pub(crate) db: String,
     /// Print JSON instead of a table.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -113,6 +150,9 @@ pub(crate) struct ListArgs {
     /// Only calls in this status: pending, processing, completed, failed.
     #[arg(long)]
     status: Option<String>,
+    /// Only calls sent with this connection (its id).
+    #[arg(long)]
+    connection: Option<String>,
     /// Page size (at most 1000).
     #[arg(long, default_value_t = 50)]
     limit: u32,
@@ -149,13 +189,7 @@ pub(crate) fn run(command: CallsCommand) -> ExitCode {
             CallsCommand::Prune(args) => prune(args).await,
         }
     });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::from(1)
-        }
-    }
+    crate::exit_with(result)
 }
 
 async fn open(store: &StoreArgs) -> Result<Arc<dyn Store>, String> {
@@ -190,6 +224,9 @@ async fn list(args: ListArgs) -> Result<(), String> {
             CallStatus::from_str(status).map_err(|e| format!("{e}; use pending, processing, completed or failed"))?,
         );
     }
+    if let Some(connection) = &args.connection {
+        query = query.connection(connection);
+    }
     if let Some(after) = &args.after {
         query = query.after(
             Cursor::from_str(after).map_err(|_| format!("`{after}` is not a cursor printed by a previous page"))?,
@@ -211,6 +248,7 @@ async fn list(args: ListArgs) -> Result<(), String> {
             vec![
                 c.id.to_string(),
                 c.endpoint.clone(),
+                c.connection.clone().unwrap_or_else(|| "-".into()),
                 c.status.to_string(),
                 c.external_id.clone().unwrap_or_else(|| "-".into()),
                 c.attempts.to_string(),
@@ -226,6 +264,7 @@ async fn list(args: ListArgs) -> Result<(), String> {
             &[
                 "ID",
                 "ENDPOINT",
+                "CONNECTION",
                 "STATUS",
                 "EXTERNAL ID",
                 "ATTEMPTS",
@@ -262,6 +301,9 @@ async fn show(args: ShowArgs) -> Result<(), String> {
     println!("call        {}\nintegration {}\nendpoint    {}\nstatus      {}\nexternal id {}\nattempts    {}\ncreated     {}\ncompleted   {}",
         c.id, c.integration, c.endpoint, c.status, c.external_id.as_deref().unwrap_or("-"), c.attempts, c.created_at,
         c.completed_at.map_or_else(|| "-".to_owned(), |t| t.to_string()));
+    if let Some(connection) = &c.connection {
+        println!("connection  {connection}");
+    }
     if let Some(error) = &c.error {
         println!("error       {error}");
     }
@@ -307,7 +349,7 @@ async fn show(args: ShowArgs) -> Result<(), String> {
 
 fn call_json(c: &CallRecord) -> serde_json::Value {
     json!({
-        "id": c.id, "integration": c.integration, "endpoint": c.endpoint, "status": c.status,
+        "id": c.id, "integration": c.integration, "endpoint": c.endpoint, "connection": c.connection, "status": c.status,
         "external_id": c.external_id, "params": c.params, "response_data": c.response_data, "error": c.error,
         "error_kind": c.error_kind, "deadline_at": c.deadline_at, "spec_fingerprint": c.spec_fingerprint,
         "attempts": c.attempts, "created_at": c.created_at, "completed_at": c.completed_at,
@@ -316,7 +358,7 @@ fn call_json(c: &CallRecord) -> serde_json::Value {
 }
 
 /// A plain text table with aligned columns.
-fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -364,23 +406,14 @@ async fn cancel(args: CancelArgs) -> Result<(), String> {
 /// Posts to `/calls/{id}/{action}` of the operations API and prints its answer.
 async fn post_to_ops(args: &RefreshArgs, action: &str, body: Option<serde_json::Value>) -> Result<(), String> {
     let id = CallId::from_str(&args.id).map_err(|_| format!("`{}` is not a call id (a UUID)", args.id))?;
-    let url = format!("{}/calls/{id}/{action}", args.ops_url.trim_end_matches('/'));
-    let mut request = reqwest::Client::new().post(&url).bearer_auth(&args.ops_token);
+    let url = args.ops.url(&["calls", &id.to_string(), action])?;
+    let mut request = reqwest::Client::new().post(url);
     if let Some(body) = body {
         request = request
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.to_string());
     }
-    let response = request
-        .send()
-        .await
-        .map_err(|e| format!("cannot reach the operations API at {}: {e}", args.ops_url))?;
-    let status = response.status();
-    let body = response.text().await.unwrap_or_default();
-    if !status.is_success() {
-        return Err(format!("the operations API answered {status}: {body}"));
-    }
-    println!("{body}");
+    println!("{}", args.ops.send(request).await?);
     Ok(())
 }
 

@@ -1,8 +1,11 @@
-//! `integration`: check and expand specs, and look at stored calls.
+//! `integration`: check and expand specs, look at stored calls, manage
+//! connections and credential keys.
 //!
 //! Run `integration --help` (or `cargo run -p integration-cli -- --help`).
 
 mod calls;
+mod connections;
+mod keys;
 mod specs;
 mod stranded;
 
@@ -10,7 +13,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Check and expand integration specs, and inspect stored calls.
+/// Check and expand integration specs, inspect stored calls, manage connections.
 #[derive(Debug, Parser)]
 #[command(name = "integration", version, about, long_about = None)]
 struct Cli {
@@ -33,6 +36,13 @@ enum Command {
     /// Inspect stored calls.
     #[command(subcommand)]
     Calls(calls::CallsCommand),
+    /// List, show and revoke connections (an integration's customers);
+    /// re-seal their credentials under a new key.
+    #[command(subcommand)]
+    Connections(connections::ConnectionsCommand),
+    /// Make credential keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 fn main() -> ExitCode {
@@ -41,5 +51,18 @@ fn main() -> ExitCode {
         Command::Check(args) => specs::check(&args),
         Command::Expand(args) => specs::expand(&args),
         Command::Calls(command) => calls::run(command),
+        Command::Connections(command) => connections::run(command),
+        Command::Keys(command) => keys::run(command),
+    }
+}
+
+/// Exit status 0, or 1 with the error on stderr.
+fn exit_with(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(1)
+        }
     }
 }

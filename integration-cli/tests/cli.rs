@@ -79,7 +79,8 @@ fn check_accepts_the_specs_folder() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("ok: specs/volc_tts.toml (VolcTts"), "{stdout}");
-    assert!(stdout.contains("checked 4 spec(s): 4 valid, 0 with errors"), "{stdout}");
+    assert!(stdout.contains("ok: specs/crm.toml (Crm"), "{stdout}");
+    assert!(stdout.contains("checked 5 spec(s): 5 valid, 0 with errors"), "{stdout}");
 }
 
 #[test]
@@ -191,6 +192,12 @@ fn help_shows_examples_for_every_command() {
         &["calls", "retry", "--help"],
         &["calls", "refresh", "--help"],
         &["calls", "prune", "--help"],
+        &["calls", "cancel", "--help"],
+        &["connections", "list", "--help"],
+        &["connections", "show", "--help"],
+        &["connections", "revoke", "--help"],
+        &["connections", "reseal", "--help"],
+        &["keys", "generate", "--help"],
     ] {
         let out = run(command);
         assert!(out.status.success());
@@ -558,4 +565,251 @@ async fn calls_cancel_goes_through_the_operations_api() {
         "{}",
         text(&again.stderr)
     );
+}
+
+/// A keyring of the current key `current` and the retired ones `old`, as
+/// the variables hold them.
+fn keyring(current: &str, old: &[&str]) -> integration_runtime::Keyring {
+    use integration_runtime::connection::{CREDENTIAL_KEY_ENV, OLD_CREDENTIAL_KEYS_ENV};
+    let (current, old) = (current.to_owned(), old.join(","));
+    integration_runtime::Keyring::from_vars(move |var| match var {
+        CREDENTIAL_KEY_ENV => Some(current.clone()),
+        OLD_CREDENTIAL_KEYS_ENV => Some(old.clone()),
+        _ => None,
+    })
+    .unwrap()
+}
+
+/// A runtime over the SQLite file `db` with `VolcTts` (its provider never
+/// reached: the runtime does not run) and the credential keys `keys`.
+async fn keyed_runtime(db: &Path, keys: integration_runtime::Keyring) -> integration_runtime::Runtime {
+    let tts = volc_tts::VolcTts::new(volc_tts::VolcTtsConfig {
+        base_url: "http://127.0.0.1:9".into(),
+        token: integration_runtime::Secret::new("app-token"),
+        webhook_secret: integration_runtime::Secret::new("whsec_dW51c2Vk"),
+    })
+    .unwrap();
+    integration_runtime::Runtime::builder()
+        .store(SqliteStore::open(db).await.unwrap())
+        .integration(tts)
+        .keyring(keys)
+        .build()
+        .await
+        .unwrap()
+}
+
+async fn put_bearer(rt: &integration_runtime::Runtime, id: &str, token: &str) {
+    let connection =
+        integration_runtime::NewConnection::new("VolcTts", id, integration_runtime::Credentials::bearer(token));
+    rt.put_connection(connection).await.unwrap();
+}
+
+#[test]
+fn keys_generate_prints_a_key_the_runtime_reads() {
+    let out = run(&["keys", "generate", "k9"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    assert_eq!(keyring(printed.trim(), &[]).current_key_id(), "k9");
+    let other = text(&run(&["keys", "generate", "k9"]).stdout);
+    assert_ne!(printed, other, "every key is new");
+
+    let out = run(&["keys", "generate"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let this_month = chrono::Utc::now().format("%Y-%m").to_string();
+    assert_eq!(keyring(text(&out.stdout).trim(), &[]).current_key_id(), this_month);
+
+    let bad = run(&["keys", "generate", "no spaces"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        text(&bad.stderr).contains("may only hold letters"),
+        "{}",
+        text(&bad.stderr)
+    );
+    assert!(bad.stdout.is_empty(), "no key printed for a bad id");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_listed_shown_and_revoked_through_the_operations_api() {
+    let dir = scratch("connections");
+    let db = dir.join("integrations.db");
+    let rt = keyed_runtime(&db, keyring(&integration_runtime::Keyring::generate("k1"), &[])).await;
+    put_bearer(&rt, "acme", "acme-secret-1").await;
+    put_bearer(&rt, "globex", "globex-secret-2").await;
+    let synthesis = |text: &str| volc_tts::Synthesis {
+        text: text.into(),
+        voice: "v".into(),
+        speed: None,
+        format: volc_tts::SynthesisFormat::Mp3,
+    };
+    use integration_runtime::IntoCall;
+    // Not running: the calls stay pending.
+    let acme_call = rt.create(synthesis("a").on_connection("acme")).await.unwrap();
+    let globex_call = rt.create(synthesis("g").on_connection("globex")).await.unwrap();
+    rt.create(synthesis("d")).await.unwrap();
+    let router = rt.router(Some(integration_runtime::Secret::new("ops-token"))).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ops_url = format!("http://{}/ops", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let cli = |args: &[&str]| {
+        let mut all: Vec<String> = vec!["connections".into()];
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        all.extend(["--ops-url".to_owned(), ops_url.clone()]);
+        tokio::task::spawn_blocking(move || {
+            let out = Command::new(env!("CARGO_BIN_EXE_integration"))
+                .args(&all)
+                .env("INTEGRATION_OPS_TOKEN", "ops-token")
+                .output()
+                .unwrap();
+            for secret in ["acme-secret-1", "globex-secret-2", "app-token"] {
+                let printed = format!("{}{}", text(&out.stdout), text(&out.stderr));
+                assert!(!printed.contains(secret), "{all:?} printed a secret: {printed}");
+            }
+            out
+        })
+    };
+
+    let out = cli(&["list"]).await.unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed = text(&out.stdout);
+    let acme_row: Vec<&str> = listed
+        .lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|cells| cells.get(1) == Some(&"acme"))
+        .unwrap_or_default();
+    assert_eq!(
+        acme_row[..6],
+        ["VolcTts", "acme", "token", "k1", "-", "live"],
+        "{listed}"
+    );
+    assert!(listed.contains("2 connection(s)"), "{listed}");
+    let out = cli(&["list", "--integration", "VolcTts", "--json"]).await.unwrap();
+    let listed = stdout_json(&out);
+    let ids: Vec<&str> = listed["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["acme", "globex"]);
+    assert_eq!(listed["connections"][1]["credential_names"], json!(["token"]));
+    let none = stdout_json(&cli(&["list", "--integration", "Other", "--json"]).await.unwrap());
+    assert_eq!(none, json!({ "connections": [] }));
+
+    let out = cli(&["show", "VolcTts", "globex"]).await.unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains("connection  globex") && shown.contains("key         k1"),
+        "{shown}"
+    );
+    let shown = stdout_json(&cli(&["show", "VolcTts", "globex", "--json"]).await.unwrap());
+    assert_eq!(shown["connection"]["key_id"], json!("k1"));
+
+    let out = cli(&["revoke", "VolcTts", "acme"]).await.unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("revoked connection `acme` of `VolcTts`; 1 call(s)"),
+        "{}",
+        text(&out.stdout)
+    );
+    let call = rt.get(acme_call).await.unwrap().unwrap();
+    assert_eq!(call.error_kind, Some(integration_runtime::FailureKind::Revoked));
+    assert_eq!(
+        rt.get(globex_call).await.unwrap().unwrap().status,
+        integration_runtime::CallStatus::Pending
+    );
+    let shown = text(&cli(&["show", "VolcTts", "acme"]).await.unwrap().stdout);
+    assert!(shown.contains("status      revoked"), "{shown}");
+
+    let unknown = cli(&["show", "VolcTts", "nobody"]).await.unwrap();
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(text(&unknown.stderr).contains("404"), "{}", text(&unknown.stderr));
+    let unknown = cli(&["revoke", "VolcTts", "nobody"]).await.unwrap();
+    assert_eq!(unknown.status.code(), Some(1));
+
+    // The calls of one connection, from the store.
+    let db = db.to_str().unwrap();
+    let out = run(&[
+        "calls",
+        "list",
+        "--db",
+        db,
+        "--integration",
+        "VolcTts",
+        "--connection",
+        "globex",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let calls = stdout_json(&out);
+    assert_eq!(calls["calls"].as_array().unwrap().len(), 1, "{calls}");
+    assert_eq!(calls["calls"][0]["id"], json!(globex_call.to_string()));
+    assert_eq!(calls["calls"][0]["connection"], json!("globex"));
+    let all = stdout_json(&run(&[
+        "calls",
+        "list",
+        "--db",
+        db,
+        "--integration",
+        "VolcTts",
+        "--json",
+    ]));
+    assert_eq!(all["calls"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn connections_reseal_moves_stored_credentials_to_the_new_key() {
+    let dir = scratch("reseal");
+    let db = dir.join("integrations.db");
+    let old_key = integration_runtime::Keyring::generate("k1");
+    let new_key = integration_runtime::Keyring::generate("k2");
+    let rt = keyed_runtime(&db, keyring(&old_key, &[])).await;
+    put_bearer(&rt, "acme", "acme-secret-1").await;
+    drop(rt);
+    let reseal = |vars: &[(&str, &str)]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_integration"));
+        command
+            .args(["connections", "reseal", "--db", db.to_str().unwrap(), "--json"])
+            .env_remove("INTEGRATION_CREDENTIAL_KEY")
+            .env_remove("INTEGRATION_CREDENTIAL_OLD_KEYS");
+        for (name, value) in vars {
+            command.env(name, value);
+        }
+        command.output().unwrap()
+    };
+
+    let missing = reseal(&[]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        text(&missing.stderr).contains("INTEGRATION_CREDENTIAL_KEY is not set"),
+        "{}",
+        text(&missing.stderr)
+    );
+    let invalid = reseal(&[("INTEGRATION_CREDENTIAL_KEY", "k2:not-base64!")]);
+    assert_eq!(invalid.status.code(), Some(1));
+    let said = text(&invalid.stderr);
+    assert!(said.contains("INTEGRATION_CREDENTIAL_KEY is not a valid key"), "{said}");
+    // Without the old key the value cannot be opened: refused, nothing lost.
+    let without_old = reseal(&[("INTEGRATION_CREDENTIAL_KEY", &new_key)]);
+    assert_eq!(without_old.status.code(), Some(1));
+    assert!(
+        text(&without_old.stderr).contains("`k1`"),
+        "{}",
+        text(&without_old.stderr)
+    );
+
+    let rotation = [
+        ("INTEGRATION_CREDENTIAL_KEY", new_key.as_str()),
+        ("INTEGRATION_CREDENTIAL_OLD_KEYS", old_key.as_str()),
+    ];
+    let out = reseal(&rotation);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(stdout_json(&out), json!({ "resealed": 1, "key_id": "k2" }));
+    assert_eq!(stdout_json(&reseal(&rotation))["resealed"], json!(0), "all moved");
+
+    // Only the new key now: the runtime starts and opens the connection.
+    let rt = keyed_runtime(&db, keyring(&new_key, &[])).await;
+    let acme = rt.connection("VolcTts", "acme").await.unwrap().unwrap();
+    assert_eq!(acme.key_id.as_deref(), Some("k2"));
+    assert_eq!(acme.credential_names, ["token"]);
 }

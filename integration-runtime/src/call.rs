@@ -157,6 +157,47 @@ pub trait IntoCall {
     fn endpoint(&self) -> &'static str;
     /// The request as the JSON parameters stored with the call.
     fn into_params(self) -> serde_json::Value;
+
+    /// The connection the call is sent with; `None` (the default): the
+    /// integration's default connection.
+    fn connection(&self) -> Option<&str> {
+        None
+    }
+
+    /// This request, sent with the connection `id` of its integration:
+    /// `runtime.create(request.on_connection("acme"))`.
+    fn on_connection(self, id: impl Into<String>) -> OnConnection<Self>
+    where
+        Self: Sized,
+    {
+        OnConnection {
+            request: self,
+            connection: id.into(),
+        }
+    }
+}
+
+/// A request sent with one connection ([`IntoCall::on_connection`]).
+#[derive(Debug, Clone)]
+pub struct OnConnection<R> {
+    request: R,
+    connection: String,
+}
+
+impl<R: IntoCall> IntoCall for OnConnection<R> {
+    const INTEGRATION: &'static str = R::INTEGRATION;
+
+    fn endpoint(&self) -> &'static str {
+        self.request.endpoint()
+    }
+
+    fn into_params(self) -> serde_json::Value {
+        self.request.into_params()
+    }
+
+    fn connection(&self) -> Option<&str> {
+        Some(&self.connection)
+    }
 }
 
 /// A generated call record type (`XCall`), readable from a stored call.

@@ -272,6 +272,9 @@ pub struct CircuitBreakerPolicy {
     pub open_for_ms: u64,
     /// Trial requests let through while half open.
     pub half_open_probes: u32,
+    /// Whose failures it counts: the integration's, or each connection's
+    /// own (spec: `scope`).
+    pub scope: PolicyScope,
 }
 
 /// A token-bucket rate limit.
@@ -281,6 +284,22 @@ pub struct RateLimitPolicy {
     pub per_second: f64,
     /// Requests allowed at once above the sustained rate.
     pub burst: u32,
+    /// Whose budget it is: the integration's, or each connection's own
+    /// (spec: `scope`); a connection's own budget may replace it
+    /// (`RateBudget`).
+    pub scope: PolicyScope,
+}
+
+/// Who a rate limit or circuit breaker is for (spec: `scope`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum PolicyScope {
+    /// One for the integration, shared by all its connections: the
+    /// provider's own capacity, an outage that hits everyone. The default.
+    #[default]
+    Integration,
+    /// One per connection: a customer's quota at the provider is theirs,
+    /// and one customer's failing credentials do not stop the others.
+    Connection,
 }
 
 /// How calls of an async integration are polled.

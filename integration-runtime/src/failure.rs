@@ -61,11 +61,16 @@ pub enum FailureKind {
     /// cannot finish it (its endpoint is gone, it can no longer be polled
     /// or receive webhooks, its parameters no longer decode).
     SpecChanged,
+    /// The call's connection was revoked (before or while it ran): its
+    /// credentials are no longer used.
+    Revoked,
+    /// The call names a connection its integration does not have.
+    UnknownConnection,
 }
 
 impl FailureKind {
     /// Every kind.
-    pub const ALL: [FailureKind; 13] = [
+    pub const ALL: [FailureKind; 15] = [
         FailureKind::Timeout,
         FailureKind::Cancelled,
         FailureKind::ProviderFailed,
@@ -79,6 +84,8 @@ impl FailureKind {
         FailureKind::ResponseTooLarge,
         FailureKind::Config,
         FailureKind::SpecChanged,
+        FailureKind::Revoked,
+        FailureKind::UnknownConnection,
     ];
 
     /// The kind as stored and shown: `timeout`, `cancelled`, ...
@@ -97,6 +104,8 @@ impl FailureKind {
             FailureKind::ResponseTooLarge => "response_too_large",
             FailureKind::Config => "config",
             FailureKind::SpecChanged => "spec_changed",
+            FailureKind::Revoked => "revoked",
+            FailureKind::UnknownConnection => "unknown_connection",
         }
     }
 
@@ -134,7 +143,7 @@ impl fmt::Display for FailureKind {
 
 /// The text was not a known failure kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown failure kind `{0}` (known: timeout, cancelled, provider_failed, rejected, server_error, unreachable, exhausted, auth, invalid_params, invalid_answer, response_too_large, config, spec_changed)")]
+#[error("unknown failure kind `{0}` (known: timeout, cancelled, provider_failed, rejected, server_error, unreachable, exhausted, auth, invalid_params, invalid_answer, response_too_large, config, spec_changed, revoked, unknown_connection)")]
 pub struct ParseFailureKindError(String);
 
 impl FromStr for FailureKind {

@@ -78,6 +78,41 @@ pub trait Integration: Send + Sync + 'static {
         false
     }
 
+    /// This integration sending for one connection: its credentials, base
+    /// URL and rate budget in place of the integration's, its own limits
+    /// where the spec scopes them per connection, its tokens in the store.
+    /// `None` when the integration cannot (the default: an integration
+    /// without the runtime's HTTP client); generated integrations can.
+    ///
+    /// # Errors
+    ///
+    /// The connection's settings do not fit the integration (a credential
+    /// its auth kind needs is missing, a bad base URL).
+    fn connect(
+        &self,
+        context: crate::connection::ConnectionContext,
+    ) -> Option<Result<std::sync::Arc<dyn Integration>, crate::ConfigError>> {
+        let _ = context;
+        None
+    }
+
+    /// Keeps the OAuth2 tokens of the integration's default connection in
+    /// the store from now on, so every process shares them and a rotated
+    /// refresh token survives a restart. Returns whether it does: generated
+    /// integrations with OAuth2 auth do; the default does not.
+    fn keep_tokens(&self, tokens: crate::connection::SharedTokens) -> bool {
+        let _ = tokens;
+        false
+    }
+
+    /// The runtime's HTTP client the integration sends with, if it has one
+    /// (generated integrations do): the connect flow asks its OAuth2
+    /// endpoints through it.
+    #[doc(hidden)]
+    fn http_client(&self) -> Option<&HttpClient> {
+        None
+    }
+
     /// The webhook signing secret(s) the integration was configured with
     /// (several comma-separated ones during a rotation); `None` when it has
     /// no webhook, or leaves the secret to the environment.
@@ -186,6 +221,18 @@ pub trait Generated: Send + Sync + 'static {
     /// See [`Integration::webhook_secret`].
     fn webhook_secret(&self) -> Option<crate::Secret> {
         None
+    }
+
+    /// The integration sending with `http` (a connection's client): see
+    /// [`Integration::connect`]. Not for generated code to override.
+    fn with_client(http: HttpClient) -> std::sync::Arc<dyn Integration>
+    where
+        Self: Sized,
+    {
+        std::sync::Arc::new(Connected::<Self> {
+            http,
+            generated: std::marker::PhantomData,
+        })
     }
 }
 
@@ -332,6 +379,42 @@ impl<G: Generated> Integration for G {
 
     fn webhook_secret(&self) -> Option<crate::Secret> {
         Generated::webhook_secret(self)
+    }
+
+    fn connect(
+        &self,
+        context: crate::connection::ConnectionContext,
+    ) -> Option<Result<std::sync::Arc<dyn Integration>, crate::ConfigError>> {
+        Some(self.http().for_connection(context).map(G::with_client))
+    }
+
+    fn keep_tokens(&self, tokens: crate::connection::SharedTokens) -> bool {
+        self.http().is_oauth2() && self.http().keep_tokens(tokens)
+    }
+
+    fn http_client(&self) -> Option<&HttpClient> {
+        Some(self.http())
+    }
+}
+
+/// A generated integration sending for one connection: the same glue,
+/// the connection's client.
+struct Connected<G> {
+    http: HttpClient,
+    generated: std::marker::PhantomData<fn() -> G>,
+}
+
+impl<G: Generated> Generated for Connected<G> {
+    const GLUE: &'static Glue = G::GLUE;
+
+    fn http(&self) -> &HttpClient {
+        &self.http
+    }
+
+    // A connection of a connection is one of the integration: the type
+    // stays `Connected<G>` (and does not nest without end).
+    fn with_client(http: HttpClient) -> std::sync::Arc<dyn Integration> {
+        G::with_client(http)
     }
 }
 

@@ -34,6 +34,7 @@ mod call;
 mod clock;
 mod config;
 mod conforms;
+pub mod connection;
 mod descriptor;
 pub mod engine;
 mod error;
@@ -74,12 +75,13 @@ pub mod __private;
 /// integration's `with_reqwest_client` with it, so its version matches.
 pub use reqwest;
 
-pub use call::{CallId, CallOptions, FromResult, IntoCall, RemoteStatus, Reply, TypedCall};
+pub use call::{CallId, CallOptions, FromResult, IntoCall, OnConnection, RemoteStatus, Reply, TypedCall};
 pub use clock::{Clock, TimeSource};
+pub use connection::{Connection, Credentials, Keyring, NewConnection};
 pub use descriptor::{
     CircuitBreakerPolicy, EndpointDescriptor, IdempotencyKeyPlacement, IntegrationDescriptor, Mode, PolicyDescriptor,
-    PollingDescriptor, RateLimitPolicy, RedirectPolicy, RequestFields, RetryOn, RetryPolicy, SignatureEncoding,
-    SignatureScheme, WebhookDescriptor,
+    PolicyScope, PollingDescriptor, RateLimitPolicy, RedirectPolicy, RequestFields, RetryOn, RetryPolicy,
+    SignatureEncoding, SignatureScheme, WebhookDescriptor,
 };
 pub use engine::{
     lifecycle_event_key, provider_idempotency_key, stranded_calls, stranded_reason, CancelError, EngineError,

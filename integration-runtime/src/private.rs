@@ -43,6 +43,7 @@ pub use ::std::vec::Vec;
 pub use crate::{
     Call, CallOptions, CallRequest, CallResponse, CallStatus, CircuitBreakerPolicy, ClientError, ConfigError,
     EndpointDescriptor, Event, FromResult, IdempotencyKeyPlacement, IntegrationDescriptor, IntoCall, Mode, Paginator,
-    PolicyDescriptor, PollingDescriptor, RateLimitPolicy, RedirectPolicy, RemoteStatus, Reply, RequestFields, RetryOn,
-    RetryPolicy, Secret, SignatureEncoding, SignatureScheme, ValidationError, WebhookDescriptor,
+    PolicyDescriptor, PolicyScope, PollingDescriptor, RateLimitPolicy, RedirectPolicy, RemoteStatus, Reply,
+    RequestFields, RetryOn, RetryPolicy, Secret, SignatureEncoding, SignatureScheme, ValidationError,
+    WebhookDescriptor,
 };

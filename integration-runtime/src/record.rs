@@ -80,6 +80,9 @@ pub struct Call<R, S> {
     pub deadline_at: Option<DateTime<Utc>>,
     /// How many times the runtime has sent it.
     pub attempts: u32,
+    /// The connection it is sent with; `None`: the integration's default
+    /// connection.
+    pub connection: Option<String>,
 }
 
 /// A lifecycle event of a call: `initialized -> processing -> completed | failed`.
@@ -165,6 +168,7 @@ impl<R: CallRequest, S: CallResponse> TypedCall for Call<R, S> {
             error: record.error.clone(),
             error_kind: record.error_kind,
             deadline_at: record.deadline_at,
+            connection: record.connection.clone(),
             attempts: record.attempts,
         })
     }

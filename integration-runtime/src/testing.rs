@@ -134,6 +134,18 @@ macro_rules! store_conformance_tests {
             next_due_is_the_earliest_call_no_lease_holds,
             claim_never_returns_a_call_before_its_run_at,
             wait_for_work_wakes_when_a_call_is_scheduled_later,
+            connections_are_stored_listed_and_replaced,
+            new_credentials_delete_the_connections_tokens,
+            revoking_keeps_the_first_time_and_deletes_the_tokens,
+            one_process_at_a_time_leases_a_connections_tokens,
+            only_the_lease_holder_saves_tokens_and_saving_ends_the_lease,
+            releasing_a_token_lease_frees_it_for_another_process,
+            an_authorization_is_taken_once,
+            storing_an_authorization_purges_the_expired_ones,
+            sealed_values_lists_every_kind,
+            replace_sealed_compares_and_sets,
+            calls_carry_their_connection,
+            an_idempotency_key_is_one_connections_request,
         );
     };
     ($make:expr) => {

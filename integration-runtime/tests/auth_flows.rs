@@ -107,6 +107,7 @@ fn client_credentials(server: &MockServer) -> HttpClient {
             client_secret: Some(Secret::new("csecret")),
             scopes: vec![],
             refresh_token: None,
+            authorization_url: None,
         }),
     )
     .unwrap()
@@ -303,6 +304,7 @@ fn refreshing(server: &MockServer) -> HttpClient {
             client_secret: None,
             scopes: vec!["read".into()],
             refresh_token: Some(Secret::new("rt-1")),
+            authorization_url: None,
         }),
     )
     .unwrap()
@@ -439,6 +441,7 @@ async fn secrets_show_in_no_debug_output_error_or_log_line() {
             client_secret: Some(Secret::new(secrets[7])),
             scopes: vec![],
             refresh_token: Some(Secret::new(secrets[8])),
+            authorization_url: None,
         }),
     ];
     let mut shown = String::new();
@@ -554,6 +557,7 @@ async fn a_token_endpoint_that_drops_the_connection_is_retried() {
             client_secret: Some(Secret::new("csecret")),
             scopes: vec![],
             refresh_token: None,
+            authorization_url: None,
         }),
     )
     .unwrap();
@@ -664,6 +668,7 @@ async fn secrets_echoed_in_a_successful_answer_are_redacted() {
                 client_secret: Some(Secret::new("csecret")),
                 scopes: vec![],
                 refresh_token: None,
+                authorization_url: None,
             }),
             &["at-echoed-6Vb9"],
         ),

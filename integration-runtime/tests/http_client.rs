@@ -380,6 +380,7 @@ async fn oauth2_client_credentials_token_is_fetched_once() {
             client_secret: Some(Secret::new("csecret")),
             scopes: vec!["read".into(), "write".into()],
             refresh_token: None,
+            authorization_url: None,
         }),
     )
     .unwrap();
@@ -436,6 +437,7 @@ async fn oauth2_refresh_token_is_used_and_rotated() {
             client_secret: None,
             scopes: vec![],
             refresh_token: Some(Secret::new("rt-1")),
+            authorization_url: None,
         }),
     )
     .unwrap();
@@ -490,6 +492,7 @@ async fn oauth2_token_failures_are_auth_errors() {
             client_secret: Some(Secret::new("csecret")),
             scopes: vec![],
             refresh_token: None,
+            authorization_url: None,
         }),
     )
     .unwrap();

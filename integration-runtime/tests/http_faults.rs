@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use integration_runtime::__private::{paginator, Auth, HttpClient, HttpRequest, Pagination, Seg};
 use integration_runtime::{
-    CircuitBreakerPolicy, ClientError, IntegrationDescriptor, Paginator, PolicyDescriptor, RetryOn, RetryPolicy,
+    CircuitBreakerPolicy, ClientError, IntegrationDescriptor, Paginator, PolicyDescriptor, PolicyScope, RetryOn,
+    RetryPolicy,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -290,6 +291,7 @@ async fn transport_faults_open_the_circuit_breaker() {
                 failure_threshold: 2,
                 open_for_ms: 60_000,
                 half_open_probes: 1,
+                scope: PolicyScope::Integration,
             }),
             ..PolicyDescriptor::DEFAULT
         },

@@ -189,6 +189,7 @@ async fn given_client_is_used_for_oauth2_token_requests() {
             client_secret: Some(Secret::new("cs")),
             scopes: vec![],
             refresh_token: None,
+            authorization_url: None,
         }),
     )
     .unwrap()

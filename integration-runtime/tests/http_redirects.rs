@@ -70,6 +70,7 @@ fn auth_kinds(origin: &MockServer) -> Vec<(&'static str, Auth)> {
                 client_secret: Some(Secret::new("csecret-oauth")),
                 scopes: vec![],
                 refresh_token: None,
+                authorization_url: None,
             }),
         ),
     ]

@@ -1,5 +1,6 @@
 //! The operations API, `/health` and `/metrics` over real HTTP, against a
-//! SQLite store and (for refresh) a mock provider.
+//! SQLite store and (for refresh) a mock provider; connections through a
+//! runtime's router, with a credential key.
 
 #![cfg(all(feature = "sqlite", feature = "server"))]
 
@@ -8,10 +9,12 @@ mod webhook_support;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use integration_runtime::connection::{Keyring, CREDENTIAL_KEY_ENV};
 use integration_runtime::ops::{CircuitReport, Health, OpsApi};
 use integration_runtime::store::NewEvent;
 use integration_runtime::{
-    CallId, CallStatus, CircuitState, FailureKind, Integration, Metrics, NewCall, Secret, Store,
+    CallId, CallStatus, CircuitState, Credentials, FailureKind, Integration, IntoCall, Metrics, NewCall, NewConnection,
+    Runtime, Secret, Store,
 };
 use serde_json::{json, Value};
 use webhook_support::{answer, initialized_call, metric, parse_prometheus, serve, sqlite_store, Answer, TempDir};
@@ -461,4 +464,241 @@ async fn metrics_export_store_state_circuits_and_recorded_counts() {
         Some(2.0)
     );
     assert_eq!(metric(&samples, "integration_store_up", &[]), Some(1.0));
+}
+
+integration_runtime::integration!("tests/specs/engine_connections.toml");
+
+const ACME_SECRET: &str = "acme-secret-token-4f1c";
+const GLOBEX_SECRET: &str = "globex-secret-token-9b2e";
+
+/// A runtime with a credential key (not running: its calls stay pending),
+/// two connections of `Tenants`, and its router served with the ops API.
+struct Connected {
+    _dir: TempDir,
+    rt: Runtime,
+    store: Arc<dyn Store>,
+    key: String,
+    base: String,
+    http: reqwest::Client,
+    acme_calls: Vec<CallId>,
+    globex_call: CallId,
+    default_call: CallId,
+}
+
+async fn connected() -> Connected {
+    let dir = TempDir::new();
+    let (_, store) = sqlite_store(&dir).await;
+    let key = Keyring::generate("k1");
+    let var = key.clone();
+    let keyring = Keyring::from_vars(move |name| (name == CREDENTIAL_KEY_ENV).then(|| var.clone())).unwrap();
+    let tenants = tenants::Tenants::new(tenants::TenantsConfig {
+        base_url: "http://127.0.0.1:9".to_owned(),
+        token: Secret::new("app-token"),
+    })
+    .unwrap();
+    let rt = Runtime::builder()
+        .store(Arc::clone(&store))
+        .integration(tenants)
+        .keyring(keyring)
+        .build()
+        .await
+        .unwrap();
+    for (id, secret) in [("acme", ACME_SECRET), ("globex", GLOBEX_SECRET)] {
+        rt.put_connection(NewConnection::new("Tenants", id, Credentials::bearer(secret)))
+            .await
+            .unwrap();
+    }
+    let note = |text: &str| {
+        tenants::TenantsRequest::Save(tenants::Note {
+            text: text.to_owned(),
+            region: "us".to_owned(),
+        })
+    };
+    let mut acme_calls = Vec::new();
+    for text in ["a1", "a2"] {
+        acme_calls.push(rt.create(note(text).on_connection("acme")).await.unwrap());
+    }
+    let globex_call = rt.create(note("g1").on_connection("globex")).await.unwrap();
+    let default_call = rt.create(note("d1")).await.unwrap();
+    let base = serve(rt.router(Some(Secret::new(TOKEN))).unwrap()).await;
+    Connected {
+        _dir: dir,
+        rt,
+        store,
+        key,
+        base,
+        http: reqwest::Client::new(),
+        acme_calls,
+        globex_call,
+        default_call,
+    }
+}
+
+impl Connected {
+    async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
+        let answer = answer(request.bearer_auth(TOKEN).send().await.unwrap()).await;
+        // Whatever the route: no credential, no key, no sealed value.
+        for secret in [
+            ACME_SECRET,
+            GLOBEX_SECRET,
+            "app-token",
+            &self.key,
+            self.key.split(':').nth(1).unwrap(),
+        ] {
+            assert!(!answer.text.contains(secret), "a secret in an answer: {}", answer.text);
+        }
+        assert!(
+            !answer.text.contains("v1.k1."),
+            "a sealed value in an answer: {}",
+            answer.text
+        );
+        answer
+    }
+
+    async fn get(&self, path: &str) -> Answer {
+        self.send(self.http.get(format!("{}/ops{path}", self.base))).await
+    }
+
+    async fn post(&self, path: &str) -> Answer {
+        self.send(self.http.post(format!("{}/ops{path}", self.base))).await
+    }
+}
+
+fn ids_of(listed: &Value, field: &str, member: &str) -> Vec<String> {
+    listed[field]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item[member].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn connections_are_listed_shown_and_revoked_without_a_secret() {
+    let env = connected().await;
+    let listed = env.get("/connections").await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    assert_eq!(ids_of(&listed.json, "connections", "id"), ["acme", "globex"]);
+    for connection in listed.json["connections"].as_array().unwrap() {
+        assert_eq!(connection["integration"], json!("Tenants"));
+        assert_eq!(connection["credential_names"], json!(["token"]));
+        assert_eq!(connection["key_id"], json!("k1"));
+        assert_eq!(connection["revoked_at"], Value::Null);
+    }
+    let of_tenants = env.get("/connections?integration=Tenants").await;
+    assert_eq!(of_tenants.json["connections"].as_array().unwrap().len(), 2);
+    let of_other = env.get("/connections?integration=HookTts").await;
+    assert_eq!(of_other.json, json!({"connections": []}));
+
+    let shown = env.get("/connections/Tenants/acme").await;
+    assert_eq!(shown.status, 200, "{}", shown.text);
+    assert_eq!(shown.json["connection"], listed.json["connections"][0]);
+
+    let revoked = env.post("/connections/Tenants/acme/revoke").await;
+    assert_eq!(revoked.status, 200, "{}", revoked.text);
+    assert_eq!(revoked.json["calls_failed"], json!(2));
+    assert_eq!(revoked.json["connection"]["id"], json!("acme"));
+    assert_eq!(revoked.json["connection"]["credential_names"], json!(["token"]));
+    assert!(revoked.json["connection"]["revoked_at"].is_string(), "{}", revoked.text);
+    for id in &env.acme_calls {
+        let call = env.store.get(*id).await.unwrap().unwrap();
+        assert_eq!(
+            (call.status, call.error_kind),
+            (CallStatus::Failed, Some(FailureKind::Revoked))
+        );
+    }
+    for id in [env.globex_call, env.default_call] {
+        let call = env.store.get(id).await.unwrap().unwrap();
+        assert_eq!(call.status, CallStatus::Pending, "other connections' calls stay");
+    }
+    let runtime_view = env.rt.connection("Tenants", "acme").await.unwrap().unwrap();
+    assert!(runtime_view.is_revoked());
+    let again = env.post("/connections/Tenants/acme/revoke").await;
+    assert_eq!(
+        (again.status, &again.json["calls_failed"]),
+        (200, &json!(0)),
+        "{}",
+        again.text
+    );
+    let shown = env.get("/connections/Tenants/acme").await;
+    assert_eq!(
+        shown.json["connection"]["revoked_at"],
+        revoked.json["connection"]["revoked_at"]
+    );
+
+    for unknown in [
+        env.get("/connections/Tenants/nobody").await,
+        env.get("/connections/Nothing/acme").await,
+        env.post("/connections/Tenants/nobody/revoke").await,
+    ] {
+        assert_eq!(
+            (unknown.status, &unknown.json["error"]),
+            (404, &json!("not_found")),
+            "{}",
+            unknown.text
+        );
+    }
+    let bad = env.get("/connections?integration=Tenants&id=acme").await;
+    assert_eq!(bad.status, 400, "{}", bad.text);
+}
+
+#[tokio::test]
+async fn connection_routes_need_the_token() {
+    let env = connected().await;
+    for request in [
+        env.http.get(format!("{}/ops/connections", env.base)),
+        env.http.get(format!("{}/ops/connections/Tenants/acme", env.base)),
+        env.http
+            .post(format!("{}/ops/connections/Tenants/acme/revoke", env.base)),
+        env.http
+            .post(format!("{}/ops/connections/Tenants/acme/revoke", env.base))
+            .bearer_auth("ops-token-0123456788"),
+    ] {
+        let refused = answer(request.send().await.unwrap()).await;
+        assert_eq!((refused.status, &refused.json["error"]), (401, &json!("unauthorized")));
+    }
+    let acme = env.rt.connection("Tenants", "acme").await.unwrap().unwrap();
+    assert!(!acme.is_revoked(), "a refused revoke revokes nothing");
+    assert_eq!(
+        env.store.get(env.acme_calls[0]).await.unwrap().unwrap().status,
+        CallStatus::Pending
+    );
+}
+
+#[tokio::test]
+async fn an_api_without_the_key_shows_no_credential_names() {
+    let env = connected().await;
+    let ops = OpsApi::new(Arc::clone(&env.store))
+        .token(Some(Secret::new(TOKEN)))
+        .router();
+    let base = serve(axum::Router::new().nest("/ops", ops)).await;
+    let request = env.http.get(format!("{base}/ops/connections/Tenants/globex"));
+    let shown = env.send(request).await;
+    assert_eq!(shown.status, 200, "{}", shown.text);
+    assert_eq!(shown.json["connection"]["credential_names"], json!([]));
+    assert_eq!(shown.json["connection"]["key_id"], json!("k1"));
+}
+
+#[tokio::test]
+async fn calls_are_filtered_by_connection() {
+    let env = connected().await;
+    let all = env.get("/calls?integration=Tenants").await;
+    assert_eq!(all.json["calls"].as_array().unwrap().len(), 4, "{}", all.text);
+    let acme = env.get("/calls?integration=Tenants&connection=acme").await;
+    assert_eq!(acme.status, 200, "{}", acme.text);
+    let expected: Vec<String> = env.acme_calls.iter().map(ToString::to_string).collect();
+    assert_eq!(ids_of(&acme.json, "calls", "id"), expected);
+    for call in acme.json["calls"].as_array().unwrap() {
+        assert_eq!(call["connection"], json!("acme"));
+    }
+    let globex = env.get("/calls?integration=Tenants&connection=globex").await;
+    assert_eq!(ids_of(&globex.json, "calls", "id"), [env.globex_call.to_string()]);
+    let nobody = env.get("/calls?integration=Tenants&connection=nobody").await;
+    assert_eq!(nobody.json["calls"], json!([]));
+
+    env.post("/connections/Tenants/acme/revoke").await;
+    let failed = env.get("/failed?integration=Tenants&connection=acme").await;
+    assert_eq!(ids_of(&failed.json, "calls", "id").len(), 2, "{}", failed.text);
+    let failed_globex = env.get("/failed?integration=Tenants&connection=globex").await;
+    assert_eq!(failed_globex.json["calls"], json!([]));
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use integration_runtime::__private::{Auth, HttpClient, HttpRequest};
 use integration_runtime::{
-    CircuitBreakerPolicy, CircuitState, IntegrationDescriptor, PolicyDescriptor, RateLimitPolicy,
+    CircuitBreakerPolicy, CircuitState, IntegrationDescriptor, PolicyDescriptor, PolicyScope, RateLimitPolicy,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -20,6 +20,7 @@ const fn breaker(failure_threshold: u32, open_for_ms: u64) -> Option<CircuitBrea
         failure_threshold,
         open_for_ms,
         half_open_probes: 1,
+        scope: PolicyScope::Integration,
     })
 }
 
@@ -357,6 +358,7 @@ async fn the_rate_limit_holds_the_configured_rate() {
         rate_limit: Some(RateLimitPolicy {
             per_second: 20.0,
             burst: 1,
+            scope: PolicyScope::Integration,
         }),
         ..PolicyDescriptor::DEFAULT
     };
@@ -385,6 +387,7 @@ async fn a_burst_goes_at_once_then_the_rate_applies() {
         rate_limit: Some(RateLimitPolicy {
             per_second: 10.0,
             burst: 5,
+            scope: PolicyScope::Integration,
         }),
         ..PolicyDescriptor::DEFAULT
     };
@@ -412,6 +415,7 @@ async fn waits_beyond_the_timeout_are_refused_and_endpoints_with_their_own_limit
         rate_limit: Some(RateLimitPolicy {
             per_second: 2.0,
             burst: 1,
+            scope: PolicyScope::Integration,
         }),
         ..PolicyDescriptor::DEFAULT
     };
@@ -419,6 +423,7 @@ async fn waits_beyond_the_timeout_are_refused_and_endpoints_with_their_own_limit
         rate_limit: Some(RateLimitPolicy {
             per_second: 100.0,
             burst: 1,
+            scope: PolicyScope::Integration,
         }),
         ..POLICY
     };

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use integration_runtime::store::NewEvent;
+use integration_runtime::store::{ConnectionRow, ConnectionStore, NewEvent};
 use integration_runtime::{
     AppendOutcome, CallId, CallStatus, EventKind, ListQuery, NewCall, PostgresOptions, PostgresStore, Store,
 };
@@ -600,10 +600,31 @@ async fn any_schema_name_is_quoted_safely() {
             "integration_call_events",
             "integration_calls",
             "integration_circuit_breakers",
+            "integration_connection_authorizations",
+            "integration_connection_tokens",
+            "integration_connections",
             "integration_rate_limiters",
             "integration_store_migrations"
         ]
     );
+    // The connection statements name the schema too.
+    let connection = ConnectionRow {
+        integration: "acme".into(),
+        id: "cust-1".into(),
+        credentials: "sealed".into(),
+        base_url: None,
+        params: json!({}),
+        rate_per_second: None,
+        rate_burst: None,
+        created_at: chrono::Utc::now(),
+        updated_at: chrono::Utc::now(),
+        revoked_at: None,
+    };
+    store.put_connection(connection).await.unwrap();
+    assert!(store.lease_token("acme", "cust-1", "w", LEASE).await.unwrap());
+    assert!(store.save_token("acme", "cust-1", "w", "tokens".into()).await.unwrap());
+    assert_eq!(store.sealed_values().await.unwrap().len(), 2);
+    assert!(store.revoke_connection("acme", "cust-1").await.unwrap().is_some());
     // Notifications work on its (long, odd) channel too.
     let store = Arc::new(store);
     let other = db.store().await;

@@ -108,6 +108,21 @@ pub enum Auth {
         /// Requested scopes.
         scopes: Vec<String>,
     },
+    /// OAuth2 authorization code grant: each connection's user authorizes
+    /// the integration through the runtime's connect flow; the integration
+    /// has no token of its own.
+    OAuth2AuthorizationCode {
+        /// Where users are sent to authorize, literal or from the environment.
+        authorization_url: BaseUrl,
+        /// Token endpoint URL, literal or from the environment.
+        token_url: BaseUrl,
+        /// Client id.
+        client_id: SecretRef,
+        /// Client secret.
+        client_secret: SecretRef,
+        /// Requested scopes.
+        scopes: Vec<String>,
+    },
     /// OAuth2 refresh token grant.
     OAuth2RefreshToken {
         /// Token endpoint URL, literal or from the environment.
@@ -675,6 +690,8 @@ pub struct CircuitBreaker {
     pub open_for_ms: u64,
     /// Probe calls allowed while half-open.
     pub half_open_probes: u32,
+    /// Whose failures it counts.
+    pub scope: Scope,
 }
 
 /// Rate limit (GCRA).
@@ -684,6 +701,18 @@ pub struct RateLimit {
     pub per_second: f64,
     /// Burst size.
     pub burst: u32,
+    /// Whose budget it is.
+    pub scope: Scope,
+}
+
+/// `scope`: who a rate limit or circuit breaker is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scope {
+    /// One for the integration, shared by all its connections (the default).
+    #[default]
+    Integration,
+    /// One per connection.
+    Connection,
 }
 
 impl Default for Policy {

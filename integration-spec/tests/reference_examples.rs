@@ -192,6 +192,7 @@ fn every_key_has_an_example() {
         "key",
         "in",
         "token_url",
+        "authorization_url",
         "client_id",
         "client_secret",
         "scopes",
@@ -270,6 +271,7 @@ fn every_key_has_an_example() {
         "half_open_probes",
         "per_second",
         "burst",
+        "scope",
     ];
     const VALUES: &[&str] = &[
         // auth kinds, api key places
@@ -278,6 +280,7 @@ fn every_key_has_an_example() {
         "\"basic\"",
         "\"api_key\"",
         "\"oauth2_client_credentials\"",
+        "\"oauth2_authorization_code\"",
         "\"oauth2_refresh_token\"",
         "\"header\"",
         "\"query\"",
@@ -320,6 +323,9 @@ fn every_key_has_an_example() {
         // redirect policies
         "\"same_origin\"",
         "\"any_origin\"",
+        // policy scopes
+        "\"integration\"",
+        "\"connection\"",
         // pagination styles
         "\"cursor\"",
         "\"cursor_header\"",

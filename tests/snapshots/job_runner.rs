@@ -210,6 +210,7 @@ pub mod job_runner {
                     client_secret: __rt::Some(config.client_secret.clone()),
                     scopes: ::std::vec![__rt::String::from("reports:write")],
                     refresh_token: __rt::None,
+                    authorization_url: __rt::None,
                 }),
             )?;
             __rt::Ok(JobRunnerClient { http })

@@ -514,10 +514,12 @@ pub mod payments {
             failure_threshold: 10u32,
             open_for_ms: 60000u64,
             half_open_probes: 2u32,
+            scope: __rt::PolicyScope::Integration,
         }),
         rate_limit: __rt::Some(__rt::RateLimitPolicy {
             per_second: 25f64,
             burst: 25u32,
+            scope: __rt::PolicyScope::Integration,
         }),
         ..__rt::PolicyDescriptor::DEFAULT
     };

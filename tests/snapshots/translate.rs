@@ -374,6 +374,7 @@ pub mod translate {
         rate_limit: __rt::Some(__rt::RateLimitPolicy {
             per_second: 50f64,
             burst: 100u32,
+            scope: __rt::PolicyScope::Integration,
         }),
         concurrency: __rt::Some(16u32),
         ..__rt::PolicyDescriptor::DEFAULT

@@ -364,10 +364,12 @@ pub mod volc_tts {
             failure_threshold: 5u32,
             open_for_ms: 30000u64,
             half_open_probes: 1u32,
+            scope: __rt::PolicyScope::Integration,
         }),
         rate_limit: __rt::Some(__rt::RateLimitPolicy {
             per_second: 20f64,
             burst: 40u32,
+            scope: __rt::PolicyScope::Integration,
         }),
         concurrency: __rt::Some(32u32),
         ..__rt::PolicyDescriptor::DEFAULT

@@ -5,6 +5,9 @@
 #![allow(missing_docs)]
 
 #[rustfmt::skip] // prettyplease output, compared byte for byte
+#[path = "../snapshots/crm.rs"]
+pub mod crm_snapshot;
+#[rustfmt::skip] // prettyplease output, compared byte for byte
 #[path = "../snapshots/job_runner.rs"]
 pub mod job_runner_snapshot;
 #[rustfmt::skip] // prettyplease output, compared byte for byte

@@ -12,6 +12,7 @@
 
 use std::fmt;
 
+use super::connected::{Connections, Resolution};
 use super::events::news::{events_of, failed, generated_external_id};
 use super::events::{EventSink, Subject};
 use crate::call::{CallId, RemoteStatus, Reply};
@@ -49,6 +50,12 @@ enum Kind {
         "integration `{integration}` of call {id} is not registered here, so its provider cannot be asked to stop it"
     )]
     UnknownIntegration { id: CallId, integration: String },
+    #[error("call {id} runs under connection `{connection}`, which cannot be used here: {why}")]
+    Connection {
+        id: CallId,
+        connection: String,
+        why: String,
+    },
     #[error("the provider did not cancel call {id}: {error}")]
     Provider {
         id: CallId,
@@ -74,7 +81,10 @@ impl CancelError {
     /// The provider works on the call and the spec declares no way to stop
     /// it (no `cancel` endpoint), or its integration is not registered.
     pub fn is_not_cancellable(&self) -> bool {
-        matches!(self.kind, Kind::NotCancellable { .. } | Kind::UnknownIntegration { .. })
+        matches!(
+            self.kind,
+            Kind::NotCancellable { .. } | Kind::UnknownIntegration { .. } | Kind::Connection { .. }
+        )
     }
 
     /// The cancel request failed or was refused; nothing was recorded and
@@ -138,7 +148,10 @@ impl fmt::Display for Reason<'_> {
 }
 
 /// Cancels call `id` (see the [module docs](self)); `integration` is the
-/// call's integration when this process has it. Returns the call as it is
+/// call's integration when this process has it. A call of a connection is
+/// cancelled at the provider with that connection's credentials, through
+/// `connections` (with the process's worker id); without them it is not
+/// cancelled there, never with the default connection's. Returns the call as it is
 /// after the cancellation: `failed` with kind `cancelled`, or still
 /// `processing` when the provider accepted to stop it but has not yet (its
 /// poll or webhook reports the end), or `completed` when the provider's
@@ -146,6 +159,7 @@ impl fmt::Display for Reason<'_> {
 pub(crate) async fn cancel(
     events: &EventSink,
     find_integration: impl FnOnce(&str) -> Option<std::sync::Arc<dyn Integration>>,
+    connections: Option<(&Connections, &str)>,
     id: CallId,
     reason: &str,
 ) -> Result<CallRecord, CancelError> {
@@ -174,6 +188,22 @@ pub(crate) async fn cancel(
                 id,
                 integration: call.integration.clone(),
             })?;
+            let integration = match call.connection.as_deref() {
+                None => integration,
+                Some(connection) => {
+                    let unusable = |why: String| Kind::Connection {
+                        id,
+                        connection: connection.to_owned(),
+                        why,
+                    };
+                    let (connections, owner) =
+                        connections.ok_or_else(|| unusable("this process does not open connections".to_owned()))?;
+                    match connections.resolve(&integration, &call, connection, owner).await? {
+                        Resolution::Ready(connected, _) => connected,
+                        Resolution::Fails(_, why) => return Err(unusable(why).into()),
+                    }
+                }
+            };
             let not_cancellable = || Kind::NotCancellable {
                 id,
                 integration: call.integration.clone(),

@@ -150,6 +150,9 @@
 
 mod cancel;
 #[cfg(feature = "server")]
+mod connect;
+mod connected;
+#[cfg(feature = "server")]
 mod connections;
 mod error;
 pub(crate) mod events;
@@ -167,6 +170,9 @@ use chrono::{DateTime, Utc};
 
 pub(crate) use cancel::cancel;
 pub use cancel::CancelError;
+#[cfg(feature = "server")]
+pub(crate) use connected::{revoke, shown, Connections};
+pub use connected::{ConnectionError, Revoked};
 #[cfg(feature = "server")]
 pub use connections::ServeOptions;
 pub use error::EngineError;

@@ -75,6 +75,9 @@ pub(crate) struct Settings {
     pub(crate) clock: Clock,
     /// How long finished calls are kept (default: forever).
     pub(crate) retention: Retention,
+    /// Where the runtime's router is reached from browsers and providers,
+    /// without a trailing slash (the connect flow's links and callbacks).
+    pub(crate) public_url: Option<String>,
 }
 
 /// What the worker loop, the hook dispatcher and the runtime's handles share.
@@ -94,6 +97,8 @@ pub(crate) struct Inner {
     pub(crate) stopped: watch::Sender<bool>,
     /// From `create` to this runtime's running worker.
     pub(crate) handoff: Handoff,
+    /// The connections' vault and connected integrations.
+    pub(crate) connections: Arc<super::connected::Connections>,
 }
 
 /// The engine: creates calls, runs workers that drive them to a terminal
@@ -150,6 +155,8 @@ pub struct RuntimeBuilder {
     shared_protection: bool,
     /// Given by [`RuntimeBuilder::clock`]: handed to the store at build.
     clock_given: bool,
+    /// The credential keyring, when given (else read from the environment).
+    keyring: Option<crate::connection::Keyring>,
 }
 
 impl fmt::Debug for RuntimeBuilder {
@@ -356,6 +363,27 @@ impl RuntimeBuilder {
         self
     }
 
+    /// The URL at which browsers and providers reach [`Runtime::router`]
+    /// (say `https://app.example.com/integrations`): the connect flow's
+    /// links ([`Runtime::connect_link`]) and the OAuth2 redirect URI
+    /// registered with the provider (`<url>/connect/<Integration>/callback`)
+    /// start with it. Without it the connect flow is not served.
+    pub fn public_url(mut self, url: impl Into<String>) -> Self {
+        self.settings.public_url = Some(url.into().trim_end_matches('/').to_owned());
+        self
+    }
+
+    /// The keys connections' credentials are sealed with in the store (see
+    /// [`connection`](crate::connection)). Without this, the runtime reads
+    /// them from [`CREDENTIAL_KEY_ENV`](crate::connection::CREDENTIAL_KEY_ENV)
+    /// and [`OLD_CREDENTIAL_KEYS_ENV`](crate::connection::OLD_CREDENTIAL_KEYS_ENV)
+    /// when set; with neither, connections cannot be stored or used (calls
+    /// without a connection run as always).
+    pub fn keyring(mut self, keyring: crate::connection::Keyring) -> Self {
+        self.keyring = Some(keyring);
+        self
+    }
+
     /// Checks the settings and builds the runtime.
     ///
     /// Describes the runtime's metrics (help texts, units) to the `metrics`
@@ -364,6 +392,9 @@ impl RuntimeBuilder {
     /// Fails when the store or every integration is missing, two
     /// integrations share a name, a number is zero, or an integration
     /// cannot share its protection when [`shared_protection`](Self::shared_protection) is on.
+    /// Fails too when a credential key variable is set but is not a key,
+    /// or the keys do not open the credentials the store holds (or the
+    /// store holds some and no key is set).
     pub async fn build(self) -> Result<Runtime, EngineError> {
         let Some(store) = self.store else {
             return Err(EngineError::config("no store: call `.store(..)`"));
@@ -407,6 +438,15 @@ impl RuntimeBuilder {
                 }
             }
         }
+        let keyring = match self.keyring {
+            Some(keyring) => Some(Arc::new(keyring)),
+            None => match crate::connection::Keyring::from_env() {
+                Ok(keyring) => Some(Arc::new(keyring)),
+                Err(error) if error.is_missing() => None,
+                Err(error) => return Err(EngineError::config(error.to_string())),
+            },
+        };
+        let connections = super::connected::connections_at_build(&store, keyring, &integrations, &settings).await?;
         crate::metrics::describe();
         let events = EventSink::new(Arc::clone(&store), self.metrics.clone(), self.changes_capacity);
         let (shutdown, _) = watch::channel(None);
@@ -423,6 +463,7 @@ impl RuntimeBuilder {
                 running: AtomicBool::new(false),
                 stopped,
                 handoff: Handoff::default(),
+                connections: Arc::new(connections),
             }),
         })
     }
@@ -442,6 +483,7 @@ impl Runtime {
                 poll_idle: Duration::from_secs(1),
                 hook_retry: Duration::from_secs(10),
                 polling_time_scale: 1.0,
+                public_url: None,
                 spec_change: SpecChangePolicy::default(),
                 clock: Clock::system(),
                 retention: Retention::new(),
@@ -450,6 +492,7 @@ impl Runtime {
             metrics: Metrics::new(),
             shared_protection: false,
             clock_given: false,
+            keyring: None,
         }
     }
 
@@ -611,7 +654,20 @@ impl Runtime {
 
     fn prepare<R: IntoCall>(&self, request: R, key: Option<String>) -> Result<NewCall, EngineError> {
         let endpoint = request.endpoint();
-        self.prepare_json(R::INTEGRATION, endpoint, request.into_params(), key)
+        let connection = request.connection().map(str::to_owned);
+        let mut call = self.prepare_json(R::INTEGRATION, endpoint, request.into_params(), key)?;
+        if let Some(id) = connection {
+            if let Some(problem) = crate::connection::id_problem(&id) {
+                let mut violations = Violations::new();
+                violations.push("connection".to_owned(), problem);
+                return Err(EngineError::invalid(invalid_request(
+                    endpoint,
+                    violations.finish().expect_err("one violation"),
+                )));
+            }
+            call.connection = Some(id);
+        }
+        Ok(call)
     }
 
     fn prepare_json(
@@ -685,7 +741,15 @@ impl Runtime {
     /// [`is_terminal`](CancelError::is_terminal) says how the call ended.
     pub async fn cancel(&self, id: CallId, reason: &str) -> Result<CallRecord, CancelError> {
         let integrations = &self.inner.integrations;
-        super::cancel(&self.inner.events, |name| integrations.get(name).cloned(), id, reason).await
+        let connections = Some((&*self.inner.connections, self.inner.settings.worker_id.as_str()));
+        super::cancel(
+            &self.inner.events,
+            |name| integrations.get(name).cloned(),
+            connections,
+            id,
+            reason,
+        )
+        .await
     }
 
     /// The stored calls the registered specs can no longer finish: created

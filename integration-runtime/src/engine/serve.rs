@@ -69,8 +69,16 @@ impl Runtime {
         for integration in &integrations {
             exporter = exporter.integration(&**integration);
         }
-        let mut router = webhooks.merge(health).merge(exporter.router());
-        let mut ops = OpsApi::with_sink(self.inner.events.clone()).token(ops_token);
+        let mut router = webhooks
+            .merge(health)
+            .merge(exporter.router())
+            .merge(self.connect_router());
+        let mut ops = OpsApi::with_sink(self.inner.events.clone())
+            .connections(
+                Arc::clone(&self.inner.connections),
+                self.inner.settings.worker_id.clone(),
+            )
+            .token(ops_token);
         if ops.is_enabled() {
             for integration in integrations {
                 ops = ops.integration(integration);

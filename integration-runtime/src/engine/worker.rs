@@ -11,6 +11,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use super::connected::Resolution;
 use super::events::news::{events_of, failed, generated_external_id, initialized, processing, terminal_of};
 use super::handoff::Handed;
 use super::retry::{is_retryable_class, may_retry_start};
@@ -406,6 +407,22 @@ async fn step(inner: &Inner, call: &CallRecord) -> Result<(), StoreError> {
         tracing::warn!(%reason, "a stored call cannot be finished under the current spec");
         return fail_in_turn(inner, call, FailureKind::SpecChanged, failure_message(&reason)).await;
     }
+    // A call of a connection is sent with that connection's integration
+    // client and parameter overrides; the rest of the turn is the same.
+    let connected;
+    let (integration, call) = match call.connection.as_deref() {
+        None => (integration, call),
+        Some(id) => match inner.connections.resolve(integration, call, id, worker).await? {
+            Resolution::Ready(client, params) => {
+                connected = (client, CallRecord { params, ..call.clone() });
+                (&connected.0, &connected.1)
+            }
+            Resolution::Fails(kind, message) => {
+                tracing::warn!(connection = id, %message, "the call's connection cannot be used");
+                return fail_in_turn(inner, call, kind, message).await;
+            }
+        },
+    };
     let endpoint = integration.descriptor().endpoint(&call.endpoint);
     if let Some(deadline) = deadline(call, endpoint, inner.settings.polling_time_scale) {
         if !call.is_terminal() && inner.settings.clock.now() >= deadline {

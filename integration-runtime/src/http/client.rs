@@ -49,8 +49,15 @@ pub(super) struct Inner {
     /// Credentials learnt at run time (access and rotated refresh tokens), also
     /// scrubbed; the most recent few only (`LEARNT_SECRETS` in `auth::redact`).
     pub(super) learnt: Mutex<Vec<String>>,
-    /// Circuit breaker, rate limit and concurrency limit.
-    pub(super) policies: Policies,
+    /// Circuit breaker, rate limit and concurrency limit; a connection's
+    /// client has its own for the settings scoped per connection.
+    pub(super) policies: Arc<Policies>,
+    /// The connection this client sends for; `None`: the integration's
+    /// default connection.
+    pub(super) connection: Option<String>,
+    /// Where OAuth2 tokens are kept for every process, once the runtime
+    /// gave a store (see `auth::shared`); in memory only before.
+    pub(super) tokens: std::sync::OnceLock<crate::connection::TokenVault>,
 }
 
 /// What an attempt's result tells the circuit breaker.
@@ -225,6 +232,9 @@ impl HttpClient {
             if let Err(problem) = parse_http_url(&config.token_url) {
                 invalid.push(("OAuth2 token URL".to_owned(), problem));
             }
+            if let Some(Err(problem)) = config.authorization_url.as_deref().map(parse_http_url) {
+                invalid.push(("OAuth2 authorization URL".to_owned(), problem));
+            }
         }
         if let Auth::ApiKeyHeader { name, .. } = &auth {
             if HeaderName::from_bytes(name.as_bytes()).is_err() {
@@ -257,12 +267,11 @@ impl HttpClient {
                 base,
                 auth,
                 clients: Mutex::new(vec![(default_connect, client)]),
-                token: Arc::new(tokio::sync::Mutex::new(TokenState {
-                    access: None,
-                    refresh_token,
-                })),
+                token: Arc::new(tokio::sync::Mutex::new(TokenState::new(refresh_token))),
                 learnt: Mutex::new(Vec::new()),
-                policies: Policies::new(integration.map(|i| &i.policy)),
+                policies: Arc::new(Policies::new(integration.map(|i| &i.policy))),
+                connection: None,
+                tokens: std::sync::OnceLock::new(),
                 secrets: secrets
                     .iter()
                     .map(|s| s.expose().to_owned())
@@ -372,6 +381,7 @@ impl HttpClient {
         let span = tracing::info_span!(
             "http_attempt",
             integration = self.inner.integration,
+            connection = self.inner.connection.as_deref(),
             endpoint = request.endpoint,
             method = request.method,
             status = tracing::field::Empty,
@@ -597,6 +607,7 @@ mod tests {
                 client_secret: None,
                 scopes: vec![],
                 refresh_token: None,
+                authorization_url: None,
             }),
         )
         .unwrap_err();

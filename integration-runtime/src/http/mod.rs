@@ -14,10 +14,12 @@
 mod answer;
 mod auth;
 mod client;
+mod connected;
 mod prepare;
 mod redirect;
 mod request;
 
 pub use self::auth::{Auth, OAuth2Config};
 pub use self::client::HttpClient;
+pub use self::connected::{ConnectionContext, SharedTokens};
 pub use self::request::{BodyEncoding, HttpRequest, HttpResponse};

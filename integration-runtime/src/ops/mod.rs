@@ -20,12 +20,15 @@
 //! | route | what it does |
 //! | --- | --- |
 //! | `GET /integrations` | The integrations given to the API, with their call counts by status. |
-//! | `GET /calls?integration=X[&status=S][&limit=N][&after=C][&order=oldest\|newest]` | One page of calls of integration `X` (required), optionally of status `S`; `limit` 1..=1000 (default 100); `after` is the previous page's `next`; oldest first unless `order=newest`. Answers `{"calls": [...], "next": "C" \| null}`. |
-//! | `GET /failed?integration=X[&limit=N][&after=C][&order=oldest\|newest]` | The dead-letter view: failed calls of `X`, newest first unless `order=oldest`, same paging. |
+//! | `GET /calls?integration=X[&status=S][&connection=ID][&limit=N][&after=C][&order=oldest\|newest]` | One page of calls of integration `X` (required), optionally of status `S`, optionally only those of connection `ID`; `limit` 1..=1000 (default 100); `after` is the previous page's `next`; oldest first unless `order=newest`. Answers `{"calls": [...], "next": "C" \| null}`. |
+//! | `GET /failed?integration=X[&connection=ID][&limit=N][&after=C][&order=oldest\|newest]` | The dead-letter view: failed calls of `X`, newest first unless `order=oldest`, same paging. |
 //! | `GET /calls/{id}` | The call with its whole event log: `{"call": {...}, "events": [...]}`; `404` if unknown. |
 //! | `POST /calls/{id}/refresh` | Asks the provider now ([`Integration::poll`] with the call's external id) and records the answer through the runtime's event sink, like a poll: lifecycle keys (news already recorded by a poll, a webhook or an earlier refresh is a duplicate; a call never gets a second terminal event), source `refresh`. Answers `{"outcome": "applied" \| "ignored" \| "duplicate", "call": {...}}`. `409` when the call is terminal, has no external id yet, or its integration is not given to the API or has no polling; `502` when the provider fails or answers without a status. |
 //! | `POST /calls/{id}/cancel` | Cancels the call ([`Runtime::cancel`](crate::Runtime::cancel)): a pending call fails at once with kind `cancelled`; a processing one is stopped through the spec's cancel endpoint. Optional body `{"reason": "..."}`. Answers `{"call": {...}}` (the call afterwards: `failed`, or still `processing` while the provider stops it, or `completed` when it finished first). `409` (`already_terminal`) for a finished call, or when another event ended it first; `409` (`not_cancellable`) when the provider cannot be asked (no cancel endpoint, or the integration is not given to the API); `502` when the provider refuses or fails. |
 //! | `POST /calls/{id}/retry` | Retries a **failed** call: see below. `409` (`not_retryable`) for any other status. |
+//! | `GET /connections[?integration=X]` | Every connection (of `X`, when given), revoked ones included, by integration then id: `{"connections": [...]}`. Each shows its id, integration, the *names* of its credentials and the id of the key that sealed them (never a value), base URL, parameter overrides, rate budget and times (`revoked_at` when revoked). Credential names are empty when the API has no key to open them (an API not built by [`Runtime::router`](crate::Runtime::router)). |
+//! | `GET /connections/{integration}/{id}` | One connection: `{"connection": {...}}`; `404` if unknown. |
+//! | `POST /connections/{integration}/{id}/revoke` | Revokes it ([`Runtime::revoke_connection`](crate::Runtime::revoke_connection)): its tokens are deleted and every call of it that has not ended fails with kind `revoked`. Answers `{"connection": {...}, "calls_failed": N}`; `404` if unknown. |
 //!
 //! # Retry semantics
 //!
@@ -39,6 +42,7 @@
 //! is `{"call_id": <new>, "retry_of": <old>, "created": bool}`. The engine
 //! picks the new call up like any other pending call.
 
+mod connections;
 mod health;
 
 use std::collections::BTreeMap;
@@ -58,8 +62,10 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::call::CallId;
+use crate::connection::Vault;
 use crate::engine::events::news::{self, terminal_of};
 use crate::engine::events::{EventSink, Subject};
+use crate::engine::Connections;
 use crate::integration::Integration;
 use crate::lifecycle::CallStatus;
 use crate::metrics::Metrics;
@@ -77,6 +83,10 @@ pub struct OpsApi {
     events: Option<EventSink>,
     integrations: BTreeMap<String, Arc<dyn Integration>>,
     token: Option<Secret>,
+    /// The runtime's connections (and the worker id renewals are leased
+    /// under): they open credentials to show their names, and cancel a
+    /// connection's call with its credentials.
+    connections: Option<(Arc<Connections>, String)>,
 }
 
 impl fmt::Debug for OpsApi {
@@ -92,7 +102,17 @@ struct OpsState {
     store: Arc<dyn Store>,
     events: EventSink,
     integrations: BTreeMap<String, Arc<dyn Integration>>,
+    connections: Option<(Arc<Connections>, String)>,
     token_digest: [u8; 32],
+}
+
+impl OpsState {
+    /// The vault that opens connections' credentials, when the runtime has a key.
+    fn vault(&self) -> Option<&Vault> {
+        self.connections
+            .as_ref()
+            .and_then(|(connections, _)| connections.vault.as_ref())
+    }
 }
 
 impl OpsApi {
@@ -103,6 +123,7 @@ impl OpsApi {
             events: None,
             integrations: BTreeMap::new(),
             token: None,
+            connections: None,
         }
     }
 
@@ -112,6 +133,15 @@ impl OpsApi {
             events: Some(events.clone()),
             ..OpsApi::new(Arc::clone(events.store()))
         }
+    }
+
+    /// Uses the runtime's connections, with `worker` as the holder of
+    /// token renewals: credential names are shown, and a connection's call
+    /// is cancelled with its own credentials (never without them).
+    #[must_use]
+    pub(crate) fn connections(mut self, connections: Arc<Connections>, worker: String) -> Self {
+        self.connections = Some((connections, worker));
+        self
     }
 
     /// Makes `integration` refreshable and listed under `/integrations`.
@@ -154,6 +184,7 @@ impl OpsApi {
             store: self.store,
             events,
             integrations: self.integrations,
+            connections: self.connections,
             token_digest: Sha256::digest(token.expose().as_bytes()).into(),
         });
         Router::new()
@@ -164,6 +195,12 @@ impl OpsApi {
             .route("/calls/{id}/refresh", post(refresh_call))
             .route("/calls/{id}/cancel", post(cancel_call))
             .route("/calls/{id}/retry", post(retry_call))
+            .route("/connections", get(connections::list_connections))
+            .route("/connections/{integration}/{id}", get(connections::show_connection))
+            .route(
+                "/connections/{integration}/{id}/revoke",
+                post(connections::revoke_connection),
+            )
             .route_layer(middleware::from_fn_with_state(Arc::clone(&state), authorize))
             .with_state(state)
     }
@@ -233,6 +270,7 @@ async fn load(state: &OpsState, id: CallId) -> Result<CallRecord, Rejection> {
 struct ListParams {
     integration: Option<String>,
     status: Option<String>,
+    connection: Option<String>,
     limit: Option<u32>,
     after: Option<String>,
     order: Option<String>,
@@ -250,6 +288,9 @@ impl ListParams {
                 .parse()
                 .map_err(|e| bad_request(format!("{e}; expected pending, processing, completed or failed")))?;
             query = query.status(status);
+        }
+        if let Some(connection) = self.connection.filter(|c| !c.is_empty()) {
+            query = query.connection(connection);
         }
         if let Some(limit) = self.limit {
             query = query.limit(limit);
@@ -414,21 +455,30 @@ async fn cancel_call(
                 .reason
         }
     };
-    let call = crate::engine::cancel(&state.events, |name| state.integrations.get(name).cloned(), id, &reason)
-        .await
-        .map_err(|error| {
-            if error.is_not_found() {
-                Rejection::new(StatusCode::NOT_FOUND, "not_found", error.to_string())
-            } else if error.is_terminal() {
-                conflict("already_terminal", error.to_string())
-            } else if error.is_not_cancellable() {
-                conflict("not_cancellable", error.to_string())
-            } else if error.is_provider() {
-                Rejection::new(StatusCode::BAD_GATEWAY, "provider_error", error.to_string())
-            } else {
-                Rejection::new(StatusCode::SERVICE_UNAVAILABLE, "store_error", error.to_string()).retry_after(5)
-            }
-        })?;
+    let call = crate::engine::cancel(
+        &state.events,
+        |name| state.integrations.get(name).cloned(),
+        state
+            .connections
+            .as_ref()
+            .map(|(connections, worker)| (&**connections, worker.as_str())),
+        id,
+        &reason,
+    )
+    .await
+    .map_err(|error| {
+        if error.is_not_found() {
+            Rejection::new(StatusCode::NOT_FOUND, "not_found", error.to_string())
+        } else if error.is_terminal() {
+            conflict("already_terminal", error.to_string())
+        } else if error.is_not_cancellable() {
+            conflict("not_cancellable", error.to_string())
+        } else if error.is_provider() {
+            Rejection::new(StatusCode::BAD_GATEWAY, "provider_error", error.to_string())
+        } else {
+            Rejection::new(StatusCode::SERVICE_UNAVAILABLE, "store_error", error.to_string()).retry_after(5)
+        }
+    })?;
     Ok(Json(json!({ "call": call })))
 }
 

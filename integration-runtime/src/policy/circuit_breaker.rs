@@ -214,12 +214,14 @@ impl Drop for BreakerPermit {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::descriptor::PolicyScope;
 
     fn breaker(threshold: u32, open_for_ms: u64, probes: u32) -> Arc<CircuitBreaker> {
         Arc::new(CircuitBreaker::new(CircuitBreakerPolicy {
             failure_threshold: threshold,
             open_for_ms,
             half_open_probes: probes,
+            scope: PolicyScope::Integration,
         }))
     }
 

@@ -13,12 +13,20 @@
 //! breakers are shared by every process through the store instead (see
 //! [`shared`]); concurrency limits stay per process.
 //!
+//! A connection's client has policies of its own derived from the
+//! integration's ([`Policies::for_connection`], see [`connection`]): what
+//! the spec scopes per connection is the connection's own, the rest is the
+//! integration's.
+//!
 //! Retries are not made here: a refused attempt comes back as an error the
 //! engine reschedules (`is_circuit_open()`, `is_rate_limited()`), after a
 //! delay computed by [`backoff`] (as are retries and polls).
 
 pub(crate) mod backoff;
 mod circuit_breaker;
+mod connection;
+#[cfg(test)]
+mod connection_tests;
 mod rate_limit;
 mod shared;
 
@@ -34,7 +42,7 @@ use circuit_breaker::{BreakerPermit, CircuitBreaker};
 use rate_limit::Gcra;
 use shared::{Backend, CircuitView, SharedLimiter};
 
-use crate::descriptor::{CircuitBreakerPolicy, PolicyDescriptor, RateLimitPolicy};
+use crate::descriptor::{CircuitBreakerPolicy, PolicyDescriptor, PolicyScope, RateLimitPolicy};
 use crate::store::Store;
 
 /// Which instance of a component an attempt uses.
@@ -44,6 +52,13 @@ enum Key<C> {
     Shared(C),
     /// An endpoint whose setting differs from the integration's.
     Endpoint(&'static str, C),
+}
+
+impl<C: Copy> Key<C> {
+    fn setting(self) -> C {
+        let (Key::Shared(setting) | Key::Endpoint(_, setting)) = self;
+        setting
+    }
 }
 
 /// Instances of one component, created on first use.
@@ -64,8 +79,7 @@ impl<C: PartialEq + Copy, T> Registry<C, T> {
         if let Some((_, value)) = entries.iter().find(|(k, _)| *k == key) {
             return Arc::clone(value);
         }
-        let (Key::Shared(setting) | Key::Endpoint(_, setting)) = key;
-        let value = Arc::new(make(setting));
+        let value = Arc::new(make(key.setting()));
         entries.push((key, Arc::clone(&value)));
         value
     }
@@ -115,11 +129,13 @@ impl Admission {
     }
 }
 
-/// The policies of one integration.
+/// The policies of one integration, or of one of its connections.
 #[derive(Debug)]
 pub(crate) struct Policies {
     /// The integration-wide policy, when the client knows its descriptor.
     integration: Option<&'static PolicyDescriptor>,
+    /// Set for a connection's policies: the integration's, and the connection.
+    connection: Option<connection::ConnectionScope>,
     breakers: Registry<CircuitBreakerPolicy, CircuitBreaker>,
     limiters: Registry<RateLimitPolicy, Option<Mutex<Gcra>>>,
     bulkheads: Registry<u32, Semaphore>,
@@ -135,13 +151,42 @@ struct Shared {
     circuits: Registry<CircuitBreakerPolicy, CircuitView>,
 }
 
+impl Shared {
+    fn new(backend: Backend) -> Self {
+        Shared {
+            backend,
+            limiters: Registry::new(),
+            circuits: Registry::new(),
+        }
+    }
+}
+
 /// The name of a component's instance: `integration`, or
-/// `integration.endpoint` for an endpoint with a setting of its own.
-fn name_of<C>(integration: &str, key: Key<C>) -> String {
-    match key {
+/// `integration.endpoint` for an endpoint with a setting of its own;
+/// followed by `@connection` for a connection's own instance.
+fn name_of<C>(integration: &str, connection: Option<&str>, key: Key<C>) -> String {
+    let name = match key {
         Key::Shared(_) => integration.to_owned(),
         Key::Endpoint(endpoint, _) => format!("{integration}.{endpoint}"),
+    };
+    match connection {
+        Some(connection) => format!("{name}@{connection}"),
+        None => name,
     }
+}
+
+/// The most restrictive of `states` (open before half open before closed).
+fn worst(states: impl IntoIterator<Item = CircuitState>) -> CircuitState {
+    states
+        .into_iter()
+        .fold(CircuitState::Closed, |worst, state| match (worst, state) {
+            (CircuitState::Open { until: a }, CircuitState::Open { until: b }) => {
+                CircuitState::Open { until: a.max(b) }
+            }
+            (open @ CircuitState::Open { .. }, _) | (_, open @ CircuitState::Open { .. }) => open,
+            (CircuitState::HalfOpen, _) | (_, CircuitState::HalfOpen) => CircuitState::HalfOpen,
+            _ => CircuitState::Closed,
+        })
 }
 
 /// The key of an endpoint's `setting`, given the integration's (`None`: unknown).
@@ -163,6 +208,7 @@ impl Policies {
     pub(crate) fn new(integration: Option<&'static PolicyDescriptor>) -> Self {
         let policies = Policies {
             integration,
+            connection: None,
             breakers: Registry::new(),
             limiters: Registry::new(),
             bulkheads: Registry::new(),
@@ -178,17 +224,36 @@ impl Policies {
     /// Shares the rate limits and circuit breakers through `store`, under
     /// the name `integration`, from now on. `false` (nothing changes) when
     /// the integration's policy is unknown (no stable names to share
-    /// under) or they are shared already.
+    /// under), they are shared already, or these are a connection's
+    /// policies (they follow their integration's).
     pub(crate) fn share_through(&self, integration: &'static str, store: Arc<dyn Store>) -> bool {
-        if self.integration.is_none() || integration.is_empty() {
+        if self.integration.is_none() || integration.is_empty() || self.connection.is_some() {
             return false;
         }
-        let shared = Shared {
-            backend: Backend { store, integration },
-            limiters: Registry::new(),
-            circuits: Registry::new(),
-        };
-        self.shared.set(shared).is_ok()
+        self.shared.set(Shared::new(Backend { store, integration })).is_ok()
+    }
+
+    /// The shared counterparts of this client's own instances, when they
+    /// are shared. A connection's are when its integration's are, as read
+    /// now: the integration may have become shared after the connection's
+    /// policies were made.
+    fn shared(&self) -> Option<&Shared> {
+        match &self.connection {
+            None => self.shared.get(),
+            Some(scope) => {
+                let backend = &scope.parent.shared.get()?.backend;
+                Some(self.shared.get_or_init(|| Shared::new(backend.clone())))
+            }
+        }
+    }
+
+    /// The name of this client's own instance `key`.
+    fn instance_name<C>(&self, integration: &str, key: Key<C>) -> String {
+        name_of(
+            integration,
+            self.connection.as_ref().map(|scope| scope.name.as_str()),
+            key,
+        )
     }
 
     /// The breaker of an attempt, and its shared view when shared.
@@ -198,40 +263,62 @@ impl Policies {
         policy: &PolicyDescriptor,
     ) -> Option<(Arc<CircuitBreaker>, Option<Arc<CircuitView>>)> {
         let setting = policy.circuit_breaker?;
-        let shared = self.integration.map(|p| p.circuit_breaker);
-        let key = key(shared, endpoint, setting);
-        let view = self.shared.get().map(|shared| {
-            let name = || name_of(shared.backend.integration, key);
-            shared.circuits.get(key, |_| CircuitView::new(name()))
+        if let Some(parent) = self.integration_owned(setting.scope) {
+            return parent.breaker(endpoint, policy);
+        }
+        let key = key(self.integration.map(|p| p.circuit_breaker), endpoint, setting);
+        let view = self.shared().map(|shared| {
+            shared.circuits.get(key, |_| {
+                CircuitView::new(self.instance_name(shared.backend.integration, key))
+            })
         });
         Some((self.breakers.get(key, CircuitBreaker::new), view))
     }
 
     /// Opens `breaker` while the circuit is open for every process.
     async fn follow_shared(&self, breaker: &CircuitBreaker, view: Option<&CircuitView>) {
-        if let (Some(view), Some(shared)) = (view, self.shared.get()) {
+        if let (Some(view), Some(shared)) = (view, self.shared()) {
             if let Some(until) = view.open_until(&*shared.backend.store).await {
                 breaker.open_until(until);
             }
         }
     }
 
-    /// Waits for the rate limit (bounded by the request's timeout).
+    /// The key of an endpoint's rate limit `setting` among this client's limiters.
+    fn rate_key(&self, endpoint: &'static str, setting: RateLimitPolicy) -> Key<RateLimitPolicy> {
+        key(self.integration.map(|p| p.rate_limit), endpoint, setting)
+    }
+
+    /// Waits for the rate limits (bounded, together, by the request's timeout).
     pub(crate) async fn pace(&self, endpoint: &'static str, policy: &PolicyDescriptor) -> Result<Duration, Refusal> {
-        let Some(setting) = policy.rate_limit else {
-            return Ok(Duration::ZERO);
-        };
-        let integration = self.integration.map(|p| p.rate_limit);
-        let key = key(integration, endpoint, setting);
+        let timeout = timeout_of(policy);
+        let (own, integration) = self.rate_limits(endpoint, policy);
+        let mut waited = Duration::ZERO;
+        // A connection's own limit first: when the integration's then
+        // refuses, the slot lost is the connection's, not one of the
+        // capacity every connection shares.
+        if let Some(key) = own {
+            waited += self.take(key, timeout).await?;
+        }
+        if let Some((parent, key)) = integration {
+            let left = timeout.map(|timeout| timeout.saturating_sub(waited));
+            waited += parent.take(key, left).await?;
+        }
+        Ok(waited)
+    }
+
+    /// Takes the next request of this client's limiter `key` and waits for
+    /// it; refused when that wait would be longer than `max_wait`.
+    async fn take(&self, key: Key<RateLimitPolicy>, max_wait: Option<Duration>) -> Result<Duration, Refusal> {
         let now = Instant::now();
-        let wait = match self.shared.get() {
+        let wait = match self.shared() {
             Some(shared) => {
-                let name = || name_of(shared.backend.integration, key);
+                let name = || self.instance_name(shared.backend.integration, key);
                 let limiter = shared.limiters.get(key, |setting| SharedLimiter::new(name(), setting));
                 let Some(limiter) = limiter.as_ref() else {
                     return Ok(Duration::ZERO);
                 };
-                limiter.reserve(&*shared.backend.store, timeout_of(policy)).await?
+                limiter.reserve(&*shared.backend.store, max_wait).await?
             }
             None => {
                 let limiter = self.limiters.get(key, |setting| Gcra::new(setting).map(Mutex::new));
@@ -241,7 +328,7 @@ impl Policies {
                 let reserved = limiter
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .reserve(now, timeout_of(policy));
+                    .reserve(now, max_wait);
                 reserved.map_err(Refusal::RateLimited)?
             }
         };
@@ -267,8 +354,10 @@ impl Policies {
         let slot = match policy.concurrency {
             None => None,
             Some(limit) => {
-                let shared = self.integration.map(|p| p.concurrency);
-                let semaphore = self.bulkheads.get(key(shared, endpoint, limit), |limit| {
+                // Concurrency limits are the integration's, connections included.
+                let owner = self.connection.as_ref().map_or(self, |scope| &*scope.parent);
+                let shared = owner.integration.map(|p| p.concurrency);
+                let semaphore = owner.bulkheads.get(key(shared, endpoint, limit), |limit| {
                     Semaphore::new(limit.max(1) as usize)
                 });
                 let acquire = semaphore.acquire_owned();
@@ -290,7 +379,7 @@ impl Policies {
                 let permit = breaker
                     .acquire(Instant::now())
                     .map_err(|rejected| self.circuit_refusal(rejected, policy))?;
-                let backend = self.shared.get().map(|shared| shared.backend.clone());
+                let backend = self.shared().map(|shared| shared.backend.clone());
                 (Some(permit), view.zip(backend))
             }
             None => (None, None),
@@ -314,31 +403,28 @@ impl Policies {
         Refusal::CircuitOpen(hint)
     }
 
-    /// The integration's circuit: the most restrictive state of its breakers
-    /// (open before half open before closed).
+    /// The circuit of this client: the most restrictive state of the
+    /// breakers its attempts go through (open before half open before
+    /// closed). For a connection: its own and the integration-scoped ones of
+    /// its integration.
     pub(crate) fn circuit_state(&self) -> CircuitState {
         let now = Instant::now();
-        let mut worst = CircuitState::Closed;
-        for (_, breaker) in self.breakers.all() {
-            worst = match (worst, breaker.state(now)) {
-                (CircuitState::Open { until: a }, CircuitState::Open { until: b }) => {
-                    CircuitState::Open { until: a.max(b) }
-                }
-                (open @ CircuitState::Open { .. }, _) | (_, open @ CircuitState::Open { .. }) => open,
-                (CircuitState::HalfOpen, _) | (_, CircuitState::HalfOpen) => CircuitState::HalfOpen,
-                _ => CircuitState::Closed,
-            };
-        }
-        worst
+        let own = self.breakers.all().into_iter();
+        let integration = self.connection.iter().flat_map(|scope| {
+            let breakers = scope.parent.breakers.all().into_iter();
+            breakers.filter(|(key, _)| key.setting().scope == PolicyScope::Integration)
+        });
+        worst(own.chain(integration).map(|(_, breaker)| breaker.state(now)))
     }
 
-    /// Every breaker's state, named `integration` or `integration.endpoint`.
+    /// Every breaker's state of this client's own, named `integration` or
+    /// `integration.endpoint` (followed by `@connection` for a connection's).
     pub(crate) fn circuit_states(&self, integration: &str) -> Vec<(String, CircuitState)> {
         let now = Instant::now();
         self.breakers
             .all()
             .into_iter()
-            .map(|(key, breaker)| (name_of(integration, key), breaker.state(now)))
+            .map(|(key, breaker)| (self.instance_name(integration, key), breaker.state(now)))
             .collect()
     }
 }
@@ -346,16 +432,19 @@ impl Policies {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::descriptor::PolicyScope;
 
     static LIMITED: PolicyDescriptor = PolicyDescriptor {
         rate_limit: Some(RateLimitPolicy {
             per_second: 2.0,
             burst: 1,
+            scope: PolicyScope::Integration,
         }),
         circuit_breaker: Some(CircuitBreakerPolicy {
             failure_threshold: 1,
             open_for_ms: 60_000,
             half_open_probes: 1,
+            scope: PolicyScope::Integration,
         }),
         concurrency: Some(1),
         ..PolicyDescriptor::DEFAULT
@@ -364,11 +453,13 @@ mod tests {
         rate_limit: Some(RateLimitPolicy {
             per_second: 1.0,
             burst: 1,
+            scope: PolicyScope::Integration,
         }),
         circuit_breaker: Some(CircuitBreakerPolicy {
             failure_threshold: 2,
             open_for_ms: 60_000,
             half_open_probes: 1,
+            scope: PolicyScope::Integration,
         }),
         ..LIMITED
     };
@@ -379,6 +470,7 @@ mod tests {
             failure_threshold: 1,
             open_for_ms: 1,
             half_open_probes: 1,
+            scope: PolicyScope::Integration,
         };
         let other = CircuitBreakerPolicy {
             failure_threshold: 2,

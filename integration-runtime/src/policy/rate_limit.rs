@@ -66,9 +66,15 @@ impl Gcra {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::descriptor::PolicyScope;
 
     fn limiter(per_second: f64, burst: u32) -> Gcra {
-        Gcra::new(RateLimitPolicy { per_second, burst }).unwrap()
+        Gcra::new(RateLimitPolicy {
+            per_second,
+            burst,
+            scope: PolicyScope::Integration,
+        })
+        .unwrap()
     }
 
     fn ms(n: u64) -> Duration {
@@ -115,11 +121,17 @@ mod tests {
     #[test]
     fn non_positive_rates_mean_no_limit() {
         for per_second in [0.0, -1.0, f64::NAN, f64::INFINITY] {
-            assert!(Gcra::new(RateLimitPolicy { per_second, burst: 1 }).is_none());
+            assert!(Gcra::new(RateLimitPolicy {
+                per_second,
+                burst: 1,
+                scope: PolicyScope::Integration,
+            })
+            .is_none());
         }
         assert!(Gcra::new(RateLimitPolicy {
             per_second: 1e-300,
-            burst: 0
+            burst: 0,
+            scope: PolicyScope::Integration,
         })
         .is_some());
     }

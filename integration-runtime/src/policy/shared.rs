@@ -24,7 +24,9 @@
 //!
 //! Limiters and breakers are named by the integration (`Tts`), or by
 //! integration and endpoint (`Tts.send`) for an endpoint with a setting of
-//! its own: the same names in every process.
+//! its own: the same names in every process. A connection's own instances
+//! (settings the spec scopes per connection, its rate budget) add the
+//! connection: `Tts@acme`, `Tts.send@acme` (see [`connection`](super::connection)).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -193,10 +195,19 @@ impl CircuitView {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::descriptor::PolicyScope;
     use crate::store::MemoryStore;
 
     fn limiter(per_second: f64, burst: u32) -> SharedLimiter {
-        SharedLimiter::new("Tts".to_owned(), RateLimitPolicy { per_second, burst }).unwrap()
+        SharedLimiter::new(
+            "Tts".to_owned(),
+            RateLimitPolicy {
+                per_second,
+                burst,
+                scope: PolicyScope::Integration,
+            },
+        )
+        .unwrap()
     }
 
     #[test]

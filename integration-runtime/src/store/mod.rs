@@ -95,6 +95,9 @@
 //! system clock, or the runtime's) and keep timestamps to the millisecond,
 //! so every backend returns the same values.
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod connection_rows;
+mod connections;
 mod error;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod folding;
@@ -118,6 +121,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+pub use connections::{AuthorizationRow, ConnectionRow, ConnectionStore, SealedPlace, SealedValue, TokenRow};
 pub use error::StoreError;
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
@@ -165,7 +169,7 @@ pub(crate) use shared::{
 /// contract (a non-atomic turn, a postponement that counts an attempt,
 /// hooks that never fire). A store written elsewhere proves it meets the
 /// contract with the conformance suite (feature `testing`).
-pub trait Store: Send + Sync {
+pub trait Store: ConnectionStore + Send + Sync {
     /// Creates a pending call, due at `call.run_at` (or now).
     ///
     /// With an idempotency key that already names a call of the same

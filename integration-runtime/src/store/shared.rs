@@ -94,6 +94,7 @@ pub(crate) fn call_from_row(row: &impl CallRow) -> Result<(i64, CallRecord), Sto
         notification_error: row.text("notification_error")?,
         deadline_at: row.time("deadline_at")?,
         spec_fingerprint: row.text("spec_fingerprint")?,
+        connection: row.text("connection")?,
     };
     Ok((row.seq()?, call))
 }
@@ -240,7 +241,8 @@ pub(crate) fn page_of(mut rows: Vec<(i64, CallRecord)>, limit: usize) -> Page {
 
 /// An idempotency key may only be replayed for the same request.
 pub(crate) fn check_same_request(existing: &CallRecord, call: &NewCall) -> Result<(), StoreError> {
-    if existing.endpoint == call.endpoint && existing.params == call.params {
+    // Another connection is another customer's request, however alike.
+    if existing.endpoint == call.endpoint && existing.params == call.params && existing.connection == call.connection {
         Ok(())
     } else {
         Err(StoreError::conflict(format_args!(
@@ -261,6 +263,10 @@ pub(crate) async fn assert_upgraded_call_kept(store: &dyn super::Store, id: Call
     assert_eq!(call.status, CallStatus::Completed);
     assert_eq!(call.params, serde_json::json!({"a": 1}));
     assert_eq!(call.attempts, 2);
+    assert_eq!(
+        call.connection, None,
+        "calls from before connections use the default one"
+    );
     assert_eq!(
         (call.notification_attempts, call.notification_error.as_deref()),
         (0, None)

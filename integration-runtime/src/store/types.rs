@@ -35,6 +35,10 @@ pub struct NewCall {
     /// The fingerprint of the spec the call is created under (see
     /// [`IntegrationDescriptor::fingerprint`](crate::IntegrationDescriptor::fingerprint)).
     pub spec_fingerprint: Option<String>,
+    /// The connection whose credentials, base URL and budget the call is
+    /// sent with; `None`: the integration's default connection (its
+    /// settings from the environment).
+    pub connection: Option<String>,
 }
 
 /// A lease a call is created under ([`NewCall::leased_to`]).
@@ -58,7 +62,16 @@ impl NewCall {
             lease: None,
             give_up_after: None,
             spec_fingerprint: None,
+            connection: None,
         }
+    }
+
+    /// Sends the call with the connection `id` of its integration (see
+    /// [`NewCall::connection`](NewCall#structfield.connection)).
+    #[must_use]
+    pub fn on_connection(mut self, id: impl Into<String>) -> Self {
+        self.connection = Some(id.into());
+        self
     }
 
     /// Sets the caller's idempotency key.
@@ -176,6 +189,10 @@ pub struct CallRecord {
     /// directly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec_fingerprint: Option<String>,
+    /// The connection the call is sent with; `None`: the integration's
+    /// default connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
     /// How many deliveries of the call's terminal notification (its hooks)
     /// failed so far.
     #[serde(default)]
@@ -211,6 +228,7 @@ impl CallRecord {
             lease_expires_at,
             deadline_at,
             spec_fingerprint: call.spec_fingerprint,
+            connection: call.connection,
             notification_attempts: 0,
             notification_error: None,
         }
@@ -284,10 +302,12 @@ pub enum EventSource {
     Cancel,
     /// The runtime's check of stored calls against a changed spec, at startup.
     SpecCheck,
+    /// The revocation of the call's connection.
+    Revoke,
 }
 
 impl EventSource {
-    /// The name stored and shown: `start`, `poll`, `webhook`, `refresh`, `manual`, `cancel`, `spec_check`.
+    /// The name stored and shown: `start`, `poll`, `webhook`, `refresh`, `manual`, `cancel`, `spec_check`, `revoke`.
     pub fn as_str(self) -> &'static str {
         match self {
             EventSource::Start => "start",
@@ -297,6 +317,7 @@ impl EventSource {
             EventSource::Manual => "manual",
             EventSource::Cancel => "cancel",
             EventSource::SpecCheck => "spec_check",
+            EventSource::Revoke => "revoke",
         }
     }
 }
@@ -514,6 +535,9 @@ pub struct ListQuery {
     pub integration: String,
     /// Only calls with this status; `None`: any.
     pub status: Option<CallStatus>,
+    /// Only calls sent with this connection; `None`: any (those of the
+    /// default connection included).
+    pub connection: Option<String>,
     /// Continue after this position (the previous page's [`Page::next`]).
     pub after: Option<Cursor>,
     /// At most this many calls (clamped to 1..=[`MAX_PAGE_SIZE`]).
@@ -528,6 +552,7 @@ impl ListQuery {
         ListQuery {
             integration: integration.into(),
             status: None,
+            connection: None,
             after: None,
             limit: 100,
             order: ListOrder::OldestFirst,
@@ -538,6 +563,13 @@ impl ListQuery {
     #[must_use]
     pub fn status(mut self, status: CallStatus) -> Self {
         self.status = Some(status);
+        self
+    }
+
+    /// Only calls sent with the connection `id`.
+    #[must_use]
+    pub fn connection(mut self, id: impl Into<String>) -> Self {
+        self.connection = Some(id.into());
         self
     }
 

@@ -7,7 +7,10 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use integration_runtime::store::{Created, NewEvent, NotificationOutcome, RateRequest, RateSlice};
+use integration_runtime::store::{
+    AuthorizationRow, ConnectionRow, ConnectionStore, Created, NewEvent, NotificationOutcome, RateRequest, RateSlice,
+    SealedValue, TokenRow,
+};
 use integration_runtime::{
     AppendOutcome, BoxFuture, CallId, CallRecord, CallWithEvents, ListQuery, MemoryStore, Page, StatusCounts, Store,
     StoreError,
@@ -184,5 +187,84 @@ impl Store for Quirky {
         limit: u32,
     ) -> BoxFuture<'a, Result<u64, StoreError>> {
         self.store.prune(rule, limit)
+    }
+}
+
+/// Connections have no quirks: the in-memory store's, as they are.
+impl ConnectionStore for Quirky {
+    fn put_connection(&self, row: ConnectionRow) -> BoxFuture<'_, Result<ConnectionRow, StoreError>> {
+        self.store.put_connection(row)
+    }
+    fn connection<'a>(
+        &'a self,
+        integration: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ConnectionRow>, StoreError>> {
+        self.store.connection(integration, id)
+    }
+    fn connections<'a>(
+        &'a self,
+        integration: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<ConnectionRow>, StoreError>> {
+        self.store.connections(integration)
+    }
+    fn revoke_connection<'a>(
+        &'a self,
+        integration: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ConnectionRow>, StoreError>> {
+        self.store.revoke_connection(integration, id)
+    }
+    fn token<'a>(
+        &'a self,
+        integration: &'a str,
+        connection: &'a str,
+    ) -> BoxFuture<'a, Result<Option<TokenRow>, StoreError>> {
+        self.store.token(integration, connection)
+    }
+    fn lease_token<'a>(
+        &'a self,
+        integration: &'a str,
+        connection: &'a str,
+        owner: &'a str,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.store.lease_token(integration, connection, owner, lease)
+    }
+    fn save_token<'a>(
+        &'a self,
+        integration: &'a str,
+        connection: &'a str,
+        owner: &'a str,
+        tokens: String,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.store.save_token(integration, connection, owner, tokens)
+    }
+    fn release_token<'a>(
+        &'a self,
+        integration: &'a str,
+        connection: &'a str,
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.store.release_token(integration, connection, owner)
+    }
+    fn put_authorization(&self, row: AuthorizationRow) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.store.put_authorization(row)
+    }
+    fn take_authorization<'a>(
+        &'a self,
+        state_digest: &'a str,
+    ) -> BoxFuture<'a, Result<Option<AuthorizationRow>, StoreError>> {
+        self.store.take_authorization(state_digest)
+    }
+    fn sealed_values(&self) -> BoxFuture<'_, Result<Vec<SealedValue>, StoreError>> {
+        self.store.sealed_values()
+    }
+    fn replace_sealed<'a>(
+        &'a self,
+        value: &'a SealedValue,
+        resealed: String,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.store.replace_sealed(value, resealed)
     }
 }

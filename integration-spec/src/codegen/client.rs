@@ -34,6 +34,11 @@ fn secrets(spec: &Spec) -> Vec<SecretField<'_>> {
             client_id,
             client_secret,
             ..
+        }
+        | Auth::OAuth2AuthorizationCode {
+            client_id,
+            client_secret,
+            ..
         } => {
             vec![
                 required("client_id", client_id),
@@ -79,9 +84,12 @@ fn config(spec: &Spec, names: &Names) -> TokenStream {
     let field_names = secrets.iter().map(|s| &s.field);
     let base_url = url_setting(&spec.integration.base_url, &format!("base URL of {integration_name}"));
     let token_url = match &spec.auth {
-        Auth::OAuth2ClientCredentials { token_url, .. } | Auth::OAuth2RefreshToken { token_url, .. } => Some(
-            url_setting(token_url, &format!("OAuth2 token URL of {integration_name}")),
-        ),
+        Auth::OAuth2ClientCredentials { token_url, .. }
+        | Auth::OAuth2AuthorizationCode { token_url, .. }
+        | Auth::OAuth2RefreshToken { token_url, .. } => Some(url_setting(
+            token_url,
+            &format!("OAuth2 token URL of {integration_name}"),
+        )),
         _ => None,
     };
     let token_url_field = token_url.as_ref().map(|_| {
@@ -90,6 +98,21 @@ fn config(spec: &Spec, names: &Names) -> TokenStream {
     });
     let token_url_read = token_url.as_ref().map(|read| quote!(let token_url = #read;));
     let token_url_init = token_url.as_ref().map(|_| quote!(token_url,));
+    let authorization_url = match &spec.auth {
+        Auth::OAuth2AuthorizationCode { authorization_url, .. } => Some(url_setting(
+            authorization_url,
+            &format!("OAuth2 authorization URL of {integration_name}"),
+        )),
+        _ => None,
+    };
+    let authorization_url_field = authorization_url.as_ref().map(|_| {
+        quote!(/// Where each connection's user is sent to authorize the integration.
+        pub authorization_url: __rt::String,)
+    });
+    let authorization_url_read = authorization_url
+        .as_ref()
+        .map(|read| quote!(let authorization_url = #read;));
+    let authorization_url_init = authorization_url.as_ref().map(|_| quote!(authorization_url,));
     let doc = format!(" Settings of the `{integration_name}` integration. Secrets are redacted in `Debug` output.");
     quote! {
         #[doc = #doc]
@@ -98,6 +121,7 @@ fn config(spec: &Spec, names: &Names) -> TokenStream {
             /// Where requests go.
             pub base_url: __rt::String,
             #token_url_field
+            #authorization_url_field
             #(#fields)*
         }
 
@@ -108,9 +132,10 @@ fn config(spec: &Spec, names: &Names) -> TokenStream {
                 let mut env = __rt::EnvReader::new(#integration_name);
                 let base_url = #base_url;
                 #token_url_read
+                #authorization_url_read
                 #(#reads)*
                 env.finish()?;
-                __rt::Ok(#config { base_url, #token_url_init #(#field_names),* })
+                __rt::Ok(#config { base_url, #token_url_init #authorization_url_init #(#field_names),* })
             }
         }
     }
@@ -154,15 +179,25 @@ fn auth_expr(spec: &Spec) -> TokenStream {
             name,
             ..
         } => quote!(__rt::Auth::ApiKeyQuery { name: #name, key: config.api_key.clone() }),
-        Auth::OAuth2ClientCredentials { scopes, .. } => quote! {
-            __rt::Auth::OAuth2(__rt::OAuth2Config {
-                token_url: config.token_url.clone(),
-                client_id: config.client_id.clone(),
-                client_secret: __rt::Some(config.client_secret.clone()),
-                scopes: ::std::vec![#(__rt::String::from(#scopes)),*],
-                refresh_token: __rt::None,
-            })
-        },
+        Auth::OAuth2ClientCredentials { scopes, .. } | Auth::OAuth2AuthorizationCode { scopes, .. } => {
+            // Only the authorization-code kind sends users somewhere to
+            // authorize a connection.
+            let authorization_url = if matches!(spec.auth, Auth::OAuth2AuthorizationCode { .. }) {
+                quote!(__rt::Some(config.authorization_url.clone()))
+            } else {
+                quote!(__rt::None)
+            };
+            quote! {
+                __rt::Auth::OAuth2(__rt::OAuth2Config {
+                    token_url: config.token_url.clone(),
+                    client_id: config.client_id.clone(),
+                    client_secret: __rt::Some(config.client_secret.clone()),
+                    scopes: ::std::vec![#(__rt::String::from(#scopes)),*],
+                    refresh_token: __rt::None,
+                    authorization_url: #authorization_url,
+                })
+            }
+        }
         Auth::OAuth2RefreshToken { client_secret, .. } => {
             let secret = if client_secret.is_some() {
                 quote!(__rt::Some(config.client_secret.clone()))
@@ -176,6 +211,7 @@ fn auth_expr(spec: &Spec) -> TokenStream {
                     client_secret: #secret,
                     scopes: __rt::Vec::new(),
                     refresh_token: __rt::Some(config.refresh_token.clone()),
+                    authorization_url: __rt::None,
                 })
             }
         }

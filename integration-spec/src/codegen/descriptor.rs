@@ -213,18 +213,28 @@ fn policy(p: &Policy) -> TokenStream {
         failure_threshold,
         open_for_ms,
         half_open_probes,
+        scope,
     }) = &p.circuit_breaker
     {
+        let scope = policy_scope(*scope);
         fields.push(quote!(circuit_breaker: __rt::Some(__rt::CircuitBreakerPolicy {
             failure_threshold: #failure_threshold,
             open_for_ms: #open_for_ms,
             half_open_probes: #half_open_probes,
+            scope: #scope,
         })));
     }
-    if let Some(RateLimit { per_second, burst }) = &p.rate_limit {
+    if let Some(RateLimit {
+        per_second,
+        burst,
+        scope,
+    }) = &p.rate_limit
+    {
+        let scope = policy_scope(*scope);
         fields.push(quote!(rate_limit: __rt::Some(__rt::RateLimitPolicy {
             per_second: #per_second,
             burst: #burst,
+            scope: #scope,
         })));
     }
     if let Some(c) = p.concurrency {
@@ -243,6 +253,13 @@ fn policy(p: &Policy) -> TokenStream {
         fields.push(quote!(redirects: #redirects));
     }
     quote!(__rt::PolicyDescriptor { #(#fields,)* ..__rt::PolicyDescriptor::DEFAULT })
+}
+
+fn policy_scope(scope: Scope) -> TokenStream {
+    match scope {
+        Scope::Integration => quote!(__rt::PolicyScope::Integration),
+        Scope::Connection => quote!(__rt::PolicyScope::Connection),
+    }
 }
 
 /// A retry policy as the fields that differ from `RetryPolicy::SPEC_DEFAULT`.

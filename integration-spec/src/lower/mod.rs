@@ -207,7 +207,9 @@ impl Lower<'_> {
 mod tests {
     use super::*;
 
-    const MINIMAL: &str = r#"
+    /// A spec whose last table is the `ping` endpoint: lines appended to it
+    /// are keys of that endpoint.
+    pub(super) const MINIMAL: &str = r#"
 [integration]
 name = "Echo"
 base_url = "https://echo.example.com"
@@ -222,7 +224,8 @@ request = "Ping"
 body = { text = "{text}" }
 "#;
 
-    fn errors(src: &str) -> Vec<String> {
+    /// Every diagnostic of `src`, rendered; empty when it parses.
+    pub(super) fn errors(src: &str) -> Vec<String> {
         match parse(src, "t.toml") {
             Ok(_) => Vec::new(),
             Err(d) => d.iter().map(|x| d.render(x)).collect(),

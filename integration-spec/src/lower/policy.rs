@@ -1,6 +1,7 @@
 //! The `[policy]` section and its per-endpoint overrides: timeouts, retry
 //! (attempts, backoff, which failures), circuit breaker, rate limit,
-//! concurrency, response size limit and redirects.
+//! concurrency, response size limit and redirects. Rate limits and circuit
+//! breakers have a `scope`: one for the integration, or one per connection.
 
 use toml::de::DeValue;
 
@@ -28,6 +29,7 @@ pub(super) const RETRY_KEYS: &[&str] = &[
 ];
 pub(super) const RETRY_CLASSES: &[&str] = &["5xx", "429", "timeout", "connect", "transport", "too_large"];
 pub(super) const REDIRECT_POLICIES: &[&str] = &["none", "same_origin", "any_origin"];
+pub(super) const SCOPES: &[&str] = &["integration", "connection"];
 
 impl Lower<'_> {
     pub(super) fn policy(&mut self, t: Table<'_, '_>, mut policy: Policy) -> Policy {
@@ -115,12 +117,13 @@ impl Lower<'_> {
             self.cx,
             "circuit_breaker",
             &cb_path,
-            &["failure_threshold", "open_for_ms", "half_open_probes"],
+            &["failure_threshold", "open_for_ms", "half_open_probes", "scope"],
         ) {
             let base = policy.circuit_breaker.take().unwrap_or(CircuitBreaker {
                 failure_threshold: 5,
                 open_for_ms: 30_000,
                 half_open_probes: 1,
+                scope: Scope::Integration,
             });
             policy.circuit_breaker = Some(CircuitBreaker {
                 failure_threshold: c
@@ -130,10 +133,11 @@ impl Lower<'_> {
                 half_open_probes: c
                     .positive(self.cx, "half_open_probes")
                     .map_or(base.half_open_probes, |v| v.min(u64::from(u32::MAX)) as u32),
+                scope: self.scope(c, &cb_path).unwrap_or(base.scope),
             });
         }
         let rl_path = join(path, "rate_limit");
-        if let Some(r) = t.table(self.cx, "rate_limit", &rl_path, &["per_second", "burst"]) {
+        if let Some(r) = t.table(self.cx, "rate_limit", &rl_path, &["per_second", "burst", "scope"]) {
             let per_second = r.number(self.cx, "per_second");
             if per_second.is_some_and(|v| v <= 0.0) {
                 self.cx
@@ -149,16 +153,107 @@ impl Lower<'_> {
                     .error(r.span.into(), rl_path.clone(), "missing key `per_second` in rate limit")
                     .help("add `per_second = 10`");
             }
-            // An endpoint's rate limit inherits the integration's burst unless it sets its own.
-            let inherited_burst = policy.rate_limit.as_ref().map_or(1, |r| r.burst);
+            // An endpoint's rate limit inherits the integration's burst and
+            // scope unless it sets its own.
+            let (inherited_burst, inherited_scope) = policy
+                .rate_limit
+                .as_ref()
+                .map_or((1, Scope::Integration), |r| (r.burst, r.scope));
             let burst = r
                 .positive(self.cx, "burst")
                 .map_or(inherited_burst, |v| v.min(u64::from(u32::MAX)) as u32);
             policy.rate_limit = Some(RateLimit {
                 per_second: per_second.unwrap_or(1.0),
                 burst,
+                scope: self.scope(r, &rl_path).unwrap_or(inherited_scope),
             });
         }
         policy
+    }
+
+    /// `scope` of a rate limit or circuit breaker table at `path`; `None`
+    /// when absent or wrong (reported).
+    fn scope(&mut self, t: Table<'_, '_>, path: &str) -> Option<Scope> {
+        match t.str(self.cx, "scope")? {
+            ("integration", _) => Some(Scope::Integration),
+            ("connection", _) => Some(Scope::Connection),
+            (other, span) => {
+                self.cx
+                    .error(span, join(path, "scope"), format!("unknown scope `{other}`"))
+                    .expected_one_of(other, SCOPES.iter().copied());
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{errors, MINIMAL};
+    use crate::ir::Scope;
+    use crate::parse;
+
+    #[test]
+    fn scope_defaults_to_integration_and_endpoint_overrides_inherit_it() {
+        let spec = parse(
+            &format!("{MINIMAL}\n[policy]\nrate_limit = {{ per_second = 5 }}\ncircuit_breaker = {{}}\n"),
+            "t.toml",
+        )
+        .unwrap_or_else(|d| panic!("{d}"));
+        assert_eq!(spec.policy.rate_limit.unwrap().scope, Scope::Integration);
+        assert_eq!(spec.policy.circuit_breaker.unwrap().scope, Scope::Integration);
+
+        let integration_level = "\n[policy]\nrate_limit = { per_second = 5, burst = 5, scope = \"connection\" }\ncircuit_breaker = { failure_threshold = 3, scope = \"connection\" }\n";
+        let spec = parse(&format!("{MINIMAL}{integration_level}"), "t.toml").unwrap_or_else(|d| panic!("{d}"));
+        assert_eq!(spec.policy.rate_limit.as_ref().unwrap().scope, Scope::Connection);
+        assert_eq!(spec.policy.circuit_breaker.as_ref().unwrap().scope, Scope::Connection);
+        assert_eq!(
+            spec.endpoints[0].policy, spec.policy,
+            "no override: the integration's policy"
+        );
+
+        let inherits = "policy = { rate_limit = { per_second = 1 }, circuit_breaker = { open_for_ms = 5000 } }\n";
+        let spec =
+            parse(&format!("{MINIMAL}{inherits}{integration_level}"), "t.toml").unwrap_or_else(|d| panic!("{d}"));
+        let ping = &spec.endpoints[0].policy;
+        let rate_limit = ping.rate_limit.as_ref().unwrap();
+        assert_eq!((rate_limit.per_second, rate_limit.burst), (1.0, 5));
+        assert_eq!(rate_limit.scope, Scope::Connection, "inherited like `burst`");
+        assert_eq!(ping.circuit_breaker.as_ref().unwrap().scope, Scope::Connection);
+
+        let own = "policy = { rate_limit = { per_second = 1, scope = \"integration\" }, circuit_breaker = { scope = \"integration\" } }\n";
+        let spec = parse(&format!("{MINIMAL}{own}{integration_level}"), "t.toml").unwrap_or_else(|d| panic!("{d}"));
+        let ping = &spec.endpoints[0].policy;
+        assert_eq!(ping.rate_limit.as_ref().unwrap().scope, Scope::Integration);
+        let breaker = ping.circuit_breaker.as_ref().unwrap();
+        assert_eq!((breaker.scope, breaker.failure_threshold), (Scope::Integration, 3));
+    }
+
+    #[test]
+    fn wrong_scopes_are_all_reported_where_written_with_the_two_values() {
+        let src = format!(
+            "{MINIMAL}policy = {{ circuit_breaker = {{ scope = \"tenant\" }} }}\n\n[policy]\nrate_limit = {{ per_second = 5, scope = \"conection\" }}\n"
+        );
+        let errs = errors(&src);
+        assert_eq!(errs.len(), 2, "{errs:#?}");
+        assert!(
+            errs[0].contains("t.toml:14:40: unknown scope `tenant`")
+                && errs[0].contains("expected one of `integration`, `connection`"),
+            "{}",
+            errs[0]
+        );
+        assert!(
+            errs[1].contains("t.toml:17:40: unknown scope `conection`")
+                && errs[1].contains("did you mean `connection`?"),
+            "{}",
+            errs[1]
+        );
+        let errs = errors(&format!(
+            "{MINIMAL}\n[policy]\nrate_limit = {{ per_second = 5, scope = 1 }}\n"
+        ));
+        assert!(
+            errs.len() == 1 && errs[0].contains("t.toml:16:40: `scope` must be a string"),
+            "{errs:#?}"
+        );
     }
 }

@@ -4,11 +4,13 @@
 
 mod oauth2;
 mod redact;
+mod shared;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 
 pub(super) use self::oauth2::TokenState;
 use super::client::HttpClient;
+use crate::connection::Credentials;
 use crate::descriptor::PolicyDescriptor;
 use crate::error::ClientError;
 use crate::secret::Secret;
@@ -62,6 +64,89 @@ pub struct OAuth2Config {
     pub scopes: Vec<String>,
     /// A refresh token: selects the refresh-token grant.
     pub refresh_token: Option<Secret>,
+    /// The provider's authorization endpoint, for the authorization-code
+    /// grant (spec: `oauth2_authorization_code`): each connection is
+    /// authorized by its user through the connect flow, and the
+    /// integration has no token of its own.
+    pub authorization_url: Option<String>,
+}
+
+impl Auth {
+    /// The credential names this scheme takes from a connection, and
+    /// which of them it needs.
+    fn connection_names(&self) -> (&'static [&'static str], &'static [&'static str]) {
+        match self {
+            Auth::None => (&[], &[]),
+            Auth::Bearer(_) => (&["token"], &["token"]),
+            Auth::Basic { .. } => (&["username", "password"], &["username", "password"]),
+            Auth::ApiKeyHeader { .. } | Auth::ApiKeyQuery { .. } => (&["api_key"], &["api_key"]),
+            // The customer's own client.
+            Auth::OAuth2(config) if config.refresh_token.is_none() && config.authorization_url.is_none() => {
+                (&["client_id", "client_secret"], &["client_id", "client_secret"])
+            }
+            // The application's client (unless the connection names
+            // another) and the customer's grant.
+            Auth::OAuth2(config) if config.authorization_url.is_none() => {
+                (&["client_id", "client_secret", "refresh_token"], &["refresh_token"])
+            }
+            Auth::OAuth2(_) => (&["client_id", "client_secret", "refresh_token"], &[]),
+        }
+    }
+
+    /// This scheme with a connection's `credentials` in place of the
+    /// integration's: every credential the request carries is the
+    /// connection's, except an OAuth2 client the connection does not
+    /// replace (the application's own, registered with the provider).
+    pub(crate) fn for_connection(&self, credentials: &Credentials) -> Result<Auth, String> {
+        let (takes, needs) = self.connection_names();
+        if let Some(unknown) = credentials.names().find(|name| !takes.contains(name)) {
+            return Err(if takes.is_empty() {
+                format!("the integration sends no credentials, so `{unknown}` cannot be used")
+            } else {
+                format!(
+                    "`{unknown}` is not a credential of this integration (it takes: {})",
+                    takes.join(", ")
+                )
+            });
+        }
+        let missing: Vec<&str> = needs
+            .iter()
+            .copied()
+            .filter(|name| credentials.get(name).is_none_or(|value| value.is_empty()))
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!("the connection lacks {}", missing.join(", ")));
+        }
+        let take = |name: &str| credentials.get(name).unwrap_or_else(|| Secret::new(""));
+        Ok(match self {
+            Auth::None => Auth::None,
+            Auth::Bearer(_) => Auth::Bearer(take("token")),
+            Auth::Basic { .. } => Auth::Basic {
+                username: take("username"),
+                password: take("password"),
+            },
+            Auth::ApiKeyHeader { name, .. } => Auth::ApiKeyHeader {
+                name,
+                key: take("api_key"),
+            },
+            Auth::ApiKeyQuery { name, .. } => Auth::ApiKeyQuery {
+                name,
+                key: take("api_key"),
+            },
+            Auth::OAuth2(config) => {
+                let own_client = credentials.get("client_id");
+                Auth::OAuth2(OAuth2Config {
+                    client_secret: match &own_client {
+                        Some(_) => credentials.get("client_secret"),
+                        None => config.client_secret.clone(),
+                    },
+                    client_id: own_client.unwrap_or_else(|| config.client_id.clone()),
+                    refresh_token: credentials.get("refresh_token"),
+                    ..config.clone()
+                })
+            }
+        })
+    }
 }
 
 /// The configured credentials of `auth`, scrubbed from every message.
@@ -130,6 +215,15 @@ impl HttpClient {
                     )
                 })?;
                 headers.insert(name, value);
+            }
+            Auth::OAuth2(config) if config.authorization_url.is_some() && self.inner.connection.is_none() => {
+                return Err(ClientError::config(
+                    endpoint,
+                    format!(
+                        "`{}` authorizes each connection through the connect flow: send the call with a connection",
+                        self.inner.integration
+                    ),
+                ));
             }
             Auth::OAuth2(config) => {
                 let token = self.access_token(endpoint, config, policy).await?;

@@ -30,6 +30,32 @@ const TOKEN_BACKOFF: Duration = Duration::from_millis(100);
 pub(in crate::http) struct TokenState {
     pub(in crate::http) access: Option<(Secret, Option<Instant>)>,
     pub(in crate::http) refresh_token: Option<Secret>,
+    /// The digest of the refresh token the client was configured with
+    /// (see `StoredTokens::seed`).
+    pub(in crate::http) seed: String,
+    /// The last access token the provider refused: not taken again from
+    /// the store, where it may still be until a renewal replaces it.
+    pub(in crate::http) refused: Option<Secret>,
+}
+
+impl TokenState {
+    pub(in crate::http) fn new(refresh_token: Option<Secret>) -> Self {
+        TokenState {
+            access: None,
+            seed: crate::connection::StoredTokens::seed_of(refresh_token.as_ref().map(Secret::expose)),
+            refresh_token,
+            refused: None,
+        }
+    }
+}
+
+/// What a token endpoint granted.
+pub(crate) struct Grant {
+    pub(crate) access_token: Secret,
+    /// When to renew the access token (a little before it expires).
+    pub(crate) renew_at: Option<Instant>,
+    /// A new refresh token, when the provider sent one.
+    pub(crate) refresh_token: Option<Secret>,
 }
 
 /// Whether a token request's result is worth repeating: the endpoint is
@@ -52,6 +78,7 @@ impl HttpClient {
             .is_some_and(|(token, _)| token.expose() == used.expose())
         {
             state.access = None;
+            state.refused = Some(used.clone());
         }
     }
 
@@ -77,7 +104,16 @@ impl HttpClient {
         let client = self.clone();
         let config = config.clone();
         let owned_endpoint = endpoint.to_owned();
-        let fetch = async move { client.fetch_token(&owned_endpoint, &config, policy, &mut state).await };
+        let fetch = async move {
+            match client.inner.tokens.get() {
+                Some(vault) => {
+                    client
+                        .shared_token(&owned_endpoint, &config, policy, vault, &mut state)
+                        .await
+                }
+                None => client.fetch_token(&owned_endpoint, &config, policy, &mut state).await,
+            }
+        };
         tokio::spawn(fetch.in_current_span()).await.unwrap_or_else(|_| {
             Err(ClientError::auth(
                 endpoint,
@@ -88,7 +124,7 @@ impl HttpClient {
     }
 
     /// Asks the token endpoint for an access token and stores it in `state`.
-    async fn fetch_token(
+    pub(super) async fn fetch_token(
         &self,
         endpoint: &str,
         config: &OAuth2Config,
@@ -112,7 +148,78 @@ impl HttpClient {
             form.insert("client_id".into(), config.client_id.expose().into());
         }
         let form = encode_form(&Value::Object(form));
-        let (requested_at, answer) = self.request_token(endpoint, config, policy, &form).await?;
+        let grant = self.grant(endpoint, config, policy, &form).await?;
+        if let Some(new_refresh) = grant.refresh_token {
+            state.refresh_token = Some(new_refresh);
+        }
+        state.access = Some((grant.access_token.clone(), grant.renew_at));
+        Ok(grant.access_token)
+    }
+
+    /// Exchanges an authorization `code` (with its PKCE `verifier`, sent to
+    /// the provider with `redirect_uri`) for the first tokens of a
+    /// connection: the authorization-code grant of the connect flow.
+    #[cfg(feature = "server")]
+    pub(crate) async fn exchange_code(
+        &self,
+        code: &str,
+        verifier: &str,
+        redirect_uri: &str,
+    ) -> Result<Grant, ClientError> {
+        let endpoint = "authorization code";
+        let super::Auth::OAuth2(config) = &self.inner.auth else {
+            return Err(ClientError::config(
+                endpoint,
+                "the integration does not use OAuth2".to_owned(),
+            ));
+        };
+        let mut form = serde_json::Map::new();
+        form.insert("grant_type".into(), "authorization_code".into());
+        form.insert("code".into(), code.into());
+        form.insert("redirect_uri".into(), redirect_uri.into());
+        form.insert("code_verifier".into(), verifier.into());
+        if config.client_secret.is_none() {
+            form.insert("client_id".into(), config.client_id.expose().into());
+        }
+        let form = encode_form(&Value::Object(form));
+        self.grant(endpoint, config, &PolicyDescriptor::DEFAULT, &form).await
+    }
+
+    /// The provider's authorization URL for the connect flow: the user
+    /// consents there and the provider sends them back to `redirect_uri`
+    /// with a code. `None` when the integration's auth is not the
+    /// authorization-code grant.
+    #[cfg(feature = "server")]
+    pub(crate) fn authorize_url(&self, state: &str, challenge: &str, redirect_uri: &str) -> Option<reqwest::Url> {
+        let super::Auth::OAuth2(config) = &self.inner.auth else {
+            return None;
+        };
+        let mut url = reqwest::Url::parse(config.authorization_url.as_deref()?).ok()?;
+        {
+            let mut query = url.query_pairs_mut();
+            query
+                .append_pair("response_type", "code")
+                .append_pair("client_id", config.client_id.expose())
+                .append_pair("redirect_uri", redirect_uri)
+                .append_pair("state", state)
+                .append_pair("code_challenge", challenge)
+                .append_pair("code_challenge_method", "S256");
+            if !config.scopes.is_empty() {
+                query.append_pair("scope", &config.scopes.join(" "));
+            }
+        }
+        Some(url)
+    }
+
+    /// Posts `form` to the token endpoint and reads the tokens it grants.
+    async fn grant(
+        &self,
+        endpoint: &str,
+        config: &OAuth2Config,
+        policy: &PolicyDescriptor,
+        form: &str,
+    ) -> Result<Grant, ClientError> {
+        let (requested_at, answer) = self.request_token(endpoint, config, policy, form).await?;
         let Answer { status, body, .. } = answer;
         if !(200..300).contains(&status) {
             let detail = [&[Seg::Key("error_description")][..], &[Seg::Key("error")][..]]
@@ -140,22 +247,24 @@ impl HttpClient {
             _ => None,
         };
         // Renew shortly before expiry: a tenth of the lifetime early, at most a minute.
-        let expires_at = expires_in.filter(|s| s.is_finite() && *s >= 0.0).map(|seconds| {
+        let renew_at = expires_in.filter(|s| s.is_finite() && *s >= 0.0).map(|seconds| {
             let lifetime = Duration::from_secs_f64(seconds.min(1e9));
             requested_at + lifetime - (lifetime / 10).min(Duration::from_secs(60))
         });
         self.learn(access_token);
-        let token = Secret::new(access_token);
-        if let Some(new_refresh) = body
+        let refresh_token = body
             .get("refresh_token")
             .and_then(Value::as_str)
             .filter(|t| !t.is_empty())
-        {
-            self.learn(new_refresh);
-            state.refresh_token = Some(Secret::new(new_refresh));
-        }
-        state.access = Some((token.clone(), expires_at));
-        Ok(token)
+            .map(|token| {
+                self.learn(token);
+                Secret::new(token)
+            });
+        Ok(Grant {
+            access_token: Secret::new(access_token),
+            renew_at,
+            refresh_token,
+        })
     }
 
     /// Posts `form` to the token endpoint, again after a transient failure

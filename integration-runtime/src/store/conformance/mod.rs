@@ -3,6 +3,7 @@
 //! one test per check. Leases here are tens of milliseconds, so nothing
 //! sleeps long.
 
+mod connections;
 mod creating;
 mod events;
 mod leases;
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
+pub use connections::*;
 pub use creating::*;
 pub use events::*;
 pub use leases::*;

@@ -103,6 +103,7 @@ pub(super) async fn insert_calls(
             .push(call.lease.as_ref().map(|lease| lease_deadline(now, lease.duration)));
         rows.deadlines.push(call.deadline_at(now));
         rows.fingerprints.push(call.spec_fingerprint.clone());
+        rows.connections.push(call.connection.clone());
     }
     let mut results: Vec<Result<Created, StoreError>> = prepared
         .into_iter()
@@ -114,13 +115,13 @@ pub(super) async fn insert_calls(
     let inserted = sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO {calls} (id, integration, endpoint, status, params, attempts, \
              idempotency_key, created_at, updated_at, next_run_at, lease_owner, lease_expires_at, \
-             deadline_at, spec_fingerprint) \
+             deadline_at, spec_fingerprint, connection) \
          SELECT n.id, n.integration, n.endpoint, 'pending', n.params::json, 0, n.key, $6, $6, n.next_run_at, \
-             n.lease_owner, n.lease_expires_at, n.deadline_at, n.fingerprint \
+             n.lease_owner, n.lease_expires_at, n.deadline_at, n.fingerprint, n.connection \
          FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $7::timestamptz[], \
-                     $8::text[], $9::timestamptz[], $10::timestamptz[], $11::text[]) \
+                     $8::text[], $9::timestamptz[], $10::timestamptz[], $11::text[], $12::text[]) \
              WITH ORDINALITY AS n(id, integration, endpoint, params, key, next_run_at, lease_owner, \
-                                  lease_expires_at, deadline_at, fingerprint, position) \
+                                  lease_expires_at, deadline_at, fingerprint, connection, position) \
          ORDER BY n.position \
          ON CONFLICT (integration, idempotency_key) DO NOTHING \
          RETURNING id, next_run_at <= $6 AND lease_owner IS NULL AS due, \
@@ -137,6 +138,7 @@ pub(super) async fn insert_calls(
     .bind(&rows.lease_ends)
     .bind(&rows.deadlines)
     .bind(&rows.fingerprints)
+    .bind(&rows.connections)
     .fetch_all(&mut *conn)
     .await?;
     let mut due = false;
@@ -187,6 +189,8 @@ struct Rows {
     next_run_at: Vec<DateTime<Utc>>,
     deadlines: Vec<Option<DateTime<Utc>>>,
     fingerprints: Vec<Option<String>>,
+    /// The connection each call is sent with ([`NewCall::connection`]).
+    connections: Vec<Option<String>>,
 }
 
 /// The stored calls holding the idempotency keys of `creates`, by

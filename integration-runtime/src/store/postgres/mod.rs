@@ -7,6 +7,7 @@
 mod batch;
 #[cfg(test)]
 mod batch_tests;
+mod connections;
 mod listen;
 mod protection;
 mod prune;
@@ -30,6 +31,7 @@ use tokio::sync::Notify;
 use writer::Writer;
 
 use crate::clock::SharedClock;
+use crate::store::connection_rows::ConnectionTables;
 use crate::store::{Created, NewCall, StoreError};
 
 /// A pooled connection idle longer than this is tested (one round trip)
@@ -323,6 +325,8 @@ pub struct PostgresStore {
     limiters: String,
     /// `"schema".integration_circuit_breakers`.
     breakers: String,
+    /// The connection tables, schema-qualified.
+    connection_tables: ConnectionTables,
     /// The `NOTIFY` channel of this schema.
     channel: String,
     /// When idle workers wake, as far as this process knows (see `listen::Horizon`).
@@ -411,6 +415,7 @@ impl PostgresStore {
             events: tables.events,
             limiters: format!("{quoted}.integration_rate_limiters"),
             breakers: format!("{quoted}.integration_circuit_breakers"),
+            connection_tables: ConnectionTables::after(&format!("{quoted}.")),
             horizon: tables.horizon,
             channel: tables.channel,
             schema,

@@ -5,6 +5,7 @@ use sqlx::Row;
 
 use chrono::{DateTime, Utc};
 
+use crate::store::connection_rows::ConnectionColumns;
 use crate::store::{from_json, stored_count, CallId, CallRow, EventPayload, EventRecord, StoreError};
 
 /// The columns of a call, read through the alias `c`.
@@ -12,7 +13,7 @@ pub(super) const CALL_COLUMNS: &str = "c.seq, c.id, c.integration, c.endpoint, c
      c.params::text AS params, c.response_data::text AS response_data, c.error, c.attempts, \
      c.idempotency_key, c.created_at, c.updated_at, c.completed_at, c.next_run_at, \
      c.lease_owner, c.lease_expires_at, c.notification_attempts, c.notification_error, \
-     c.error_kind, c.deadline_at, c.spec_fingerprint";
+     c.error_kind, c.deadline_at, c.spec_fingerprint, c.connection";
 
 /// A call row, columns as in [`CALL_COLUMNS`].
 impl CallRow for PgRow {
@@ -34,6 +35,17 @@ impl CallRow for PgRow {
 
     fn seq(&self) -> Result<i64, StoreError> {
         Ok(self.try_get("seq")?)
+    }
+}
+
+/// A connection row: rate budgets as `double precision` and `bigint`.
+impl ConnectionColumns for PgRow {
+    fn real(&self, column: &str) -> Result<Option<f64>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn integer(&self, column: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.try_get(column)?)
     }
 }
 

@@ -121,6 +121,65 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         WHERE completed_at IS NOT NULL AND notify_at IS NULL;
     "#,
     ),
+    (
+        7,
+        "connections: one spec, many customers",
+        r#"
+    -- The connection a call is sent with; NULL: the integration's default
+    -- (every call created before this step).
+    ALTER TABLE {schema}.integration_calls ADD COLUMN IF NOT EXISTS connection TEXT;
+    -- Listing one connection's calls, of any status or of one, in creation
+    -- order. Partial: calls of the default connection cost nothing more.
+    CREATE INDEX IF NOT EXISTS integration_calls_by_connection
+        ON {schema}.integration_calls (integration, connection, seq) WHERE connection IS NOT NULL;
+    CREATE INDEX IF NOT EXISTS integration_calls_by_connection_status
+        ON {schema}.integration_calls (integration, connection, status, seq) WHERE connection IS NOT NULL;
+
+    -- One row per connection. `credentials` is sealed by the runtime's
+    -- keyring (never a secret in clear); the other columns are what the
+    -- operations API shows. Keys collate as bytes ("C"): listed in the
+    -- order of every other store, whatever the database's locale.
+    CREATE TABLE IF NOT EXISTS {schema}.integration_connections (
+        integration     TEXT COLLATE "C" NOT NULL,
+        id              TEXT COLLATE "C" NOT NULL,
+        credentials     TEXT             NOT NULL,
+        base_url        TEXT,
+        -- Parameter overrides: a JSON object, kept as written.
+        params          JSON             NOT NULL,
+        rate_per_second DOUBLE PRECISION,
+        rate_burst      BIGINT,
+        created_at      TIMESTAMPTZ      NOT NULL,
+        updated_at      TIMESTAMPTZ      NOT NULL,
+        revoked_at      TIMESTAMPTZ,
+        PRIMARY KEY (integration, id)
+    );
+    -- The OAuth2 tokens of a connection (sealed), and the lease of the one
+    -- process renewing them. `connection` is empty for the integration's
+    -- default connection, which has no row above: no foreign key.
+    CREATE TABLE IF NOT EXISTS {schema}.integration_connection_tokens (
+        integration      TEXT NOT NULL,
+        connection       TEXT NOT NULL,
+        tokens           TEXT,
+        lease_owner      TEXT,
+        lease_expires_at TIMESTAMPTZ,
+        updated_at       TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (integration, connection)
+    );
+    -- Pending authorizations of the connect flow, by the digest of their
+    -- state (the state itself is a bearer secret); `verifier` is sealed.
+    CREATE TABLE IF NOT EXISTS {schema}.integration_connection_authorizations (
+        state_digest TEXT        PRIMARY KEY,
+        integration  TEXT        NOT NULL,
+        connection   TEXT        NOT NULL,
+        verifier     TEXT        NOT NULL,
+        return_to    TEXT        NOT NULL,
+        expires_at   TIMESTAMPTZ NOT NULL
+    );
+    -- What the purge of expired authorizations walks.
+    CREATE INDEX IF NOT EXISTS integration_connection_authorizations_expiry
+        ON {schema}.integration_connection_authorizations (expires_at);
+    "#,
+    ),
 ];
 
 /// The longest identifier PostgreSQL keeps (`NAMEDATALEN - 1` bytes).

@@ -239,14 +239,18 @@ impl Store for PostgresStore {
                 ListOrder::OldestFirst => ("c.seq > $2", "ASC", i64::MIN),
                 ListOrder::NewestFirst => ("c.seq < $2", "DESC", i64::MAX),
             };
-            let status_filter = if query.status.is_some() {
-                "AND c.status = $4"
-            } else {
-                ""
-            };
+            // The optional filters' parameters follow the three fixed ones.
+            let mut filters = String::new();
+            if query.status.is_some() {
+                filters.push_str(" AND c.status = $4");
+            }
+            if query.connection.is_some() {
+                let at = 4 + usize::from(query.status.is_some());
+                filters.push_str(&format!(" AND c.connection = ${at}"));
+            }
             let sql = format!(
                 "SELECT {CALL_COLUMNS} FROM {calls} c \
-                 WHERE c.integration = $1 AND {after} {status_filter} \
+                 WHERE c.integration = $1 AND {after}{filters} \
                  ORDER BY c.seq {direction} LIMIT $3"
             );
             // One row more than the page tells whether another page exists.
@@ -256,6 +260,9 @@ impl Store for PostgresStore {
                 .bind(i64::from(limit) + 1);
             if let Some(status) = query.status {
                 select = select.bind(status.as_str());
+            }
+            if let Some(connection) = &query.connection {
+                select = select.bind(connection);
             }
             let rows = select.fetch_all(&self.pool).await?;
             let rows = rows.iter().map(call_from_row).collect::<Result<Vec<_>, _>>()?;

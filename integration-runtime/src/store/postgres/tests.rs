@@ -221,6 +221,52 @@ async fn claiming_and_next_due_walk_the_due_index() {
 }
 
 #[tokio::test]
+async fn listing_a_connections_calls_walks_its_index_without_sorting() {
+    let Some(url) = test_url() else { return };
+    let schema = TestSchema::new(&url);
+    let store = open(&url, &schema.name).await;
+    let calls = &store.calls;
+    // Mostly finished calls of 50 connections and of the default one.
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "INSERT INTO {calls} (id, integration, endpoint, status, params, created_at, updated_at, connection) \
+         SELECT gen_random_uuid(), 'acme', 'send', \
+             CASE WHEN g % 20 = 0 THEN 'pending' ELSE 'completed' END, '{{}}', now(), now(), \
+             CASE WHEN g % 3 = 0 THEN NULL ELSE 'cust-' || (g % 50) END \
+         FROM generate_series(1, 5000) AS g; \
+         ANALYZE {calls}"
+    )))
+    .execute(store.pool())
+    .await
+    .unwrap();
+    for (status_filter, index) in [
+        ("", "integration_calls_by_connection"),
+        ("AND c.status = 'pending'", "integration_calls_by_connection_status"),
+    ] {
+        let plan: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "EXPLAIN (COSTS OFF) SELECT c.seq FROM {calls} c \
+             WHERE c.integration = $1 AND c.seq < $2 AND c.connection = $3 {status_filter} \
+             ORDER BY c.seq DESC LIMIT $4"
+        )))
+        .bind("acme")
+        .bind(i64::MAX)
+        .bind("cust-7")
+        .bind(101_i64)
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        assert!(
+            plan.iter().any(|line| line.contains(&format!("{index} "))),
+            "the listing does not use {index}: {plan:#?}"
+        );
+        assert!(
+            !plan.iter().any(|line| line.contains("Sort")),
+            "the listing sorts: {plan:#?}"
+        );
+    }
+    store.pool().close().await;
+}
+
+#[tokio::test]
 async fn without_listen_waiters_still_wake_on_local_changes() {
     let Some(url) = test_url() else { return };
     let schema = TestSchema::new(&url);

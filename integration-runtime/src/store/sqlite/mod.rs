@@ -44,6 +44,7 @@ use crate::clock::SharedClock;
 use crate::lifecycle::CallStatus;
 
 mod appends;
+mod connections;
 mod database;
 mod protection;
 mod prune;
@@ -244,8 +245,8 @@ fn check_lease(conn: &Connection, id: CallId, worker: &str) -> Result<(), StoreE
 /// those of a [`CallInsert`].
 const INSERT_CALL: &str = "INSERT INTO integration_calls (id, integration, endpoint, status, params, attempts, \
      idempotency_key, created_at, updated_at, next_run_at, lease_owner, lease_expires_at, deadline_at, \
-     spec_fingerprint) \
-     VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?) \
+     spec_fingerprint, connection) \
+     VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
      ON CONFLICT (integration, idempotency_key) DO NOTHING";
 
 /// The call stored under an integration (first parameter) and idempotency key.
@@ -282,6 +283,7 @@ impl CallInsert {
             Value::from(lease_expires_at),
             Value::from(call.deadline_at(now).map(|at| at.timestamp_millis())),
             Value::from(call.spec_fingerprint.clone()),
+            Value::from(call.connection.clone()),
         ];
         Ok(CallInsert { id, values })
     }

@@ -1,11 +1,12 @@
 //! Reading stored rows back into calls and events.
 
 use super::*;
+use crate::store::connection_rows::ConnectionColumns;
 
 pub(super) const CALL_COLUMNS: &str = "seq, id, integration, endpoint, status, external_id, params, \
      response_data, error, attempts, idempotency_key, created_at, updated_at, completed_at, \
      next_run_at, lease_owner, lease_expires_at, notification_attempts, notification_error, \
-     error_kind, deadline_at, spec_fingerprint";
+     error_kind, deadline_at, spec_fingerprint, connection";
 
 pub(super) fn timestamp(column: &str, millis: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
     millis
@@ -83,4 +84,26 @@ pub(super) fn event_from_row(row: &SqliteRow) -> Result<EventRecord, StoreError>
         applied: row.try_get("applied")?,
         recorded_at: required_timestamp(row, "recorded_at")?,
     })
+}
+
+/// A connection row read from the pool: rate budgets as `REAL` and `INTEGER`.
+impl ConnectionColumns for SqliteRow {
+    fn real(&self, column: &str) -> Result<Option<f64>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn integer(&self, column: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+}
+
+/// The same, read by the writer.
+impl ConnectionColumns for rusqlite::Row<'_> {
+    fn real(&self, column: &str) -> Result<Option<f64>, StoreError> {
+        Ok(self.get(column)?)
+    }
+
+    fn integer(&self, column: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.get(column)?)
+    }
 }

@@ -130,6 +130,64 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         WHERE completed_at IS NOT NULL AND notify_at IS NULL;
     "#,
     ),
+    (
+        8,
+        "connections: one spec, many customers",
+        r#"
+    -- The connection a call is sent with; NULL: the integration's default
+    -- (every call created before this step).
+    ALTER TABLE integration_calls ADD COLUMN connection TEXT;
+    -- Listing one connection's calls, of any status or of one, in creation
+    -- order. Partial: calls of the default connection cost nothing more.
+    CREATE INDEX IF NOT EXISTS integration_calls_by_connection
+        ON integration_calls (integration, connection, seq) WHERE connection IS NOT NULL;
+    CREATE INDEX IF NOT EXISTS integration_calls_by_connection_status
+        ON integration_calls (integration, connection, status, seq) WHERE connection IS NOT NULL;
+
+    -- One row per connection. `credentials` is sealed by the runtime's
+    -- keyring (never a secret in clear); the other columns are what the
+    -- operations API shows. Times: milliseconds since the Unix epoch.
+    CREATE TABLE IF NOT EXISTS integration_connections (
+        integration     TEXT    NOT NULL,
+        id              TEXT    NOT NULL,
+        credentials     TEXT    NOT NULL,
+        base_url        TEXT,
+        -- Parameter overrides: a JSON object.
+        params          TEXT    NOT NULL,
+        rate_per_second REAL,
+        rate_burst      INTEGER,
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL,
+        revoked_at      INTEGER,
+        PRIMARY KEY (integration, id)
+    );
+    -- The OAuth2 tokens of a connection (sealed), and the lease of the one
+    -- process renewing them. `connection` is empty for the integration's
+    -- default connection, which has no row above: no foreign key.
+    CREATE TABLE IF NOT EXISTS integration_connection_tokens (
+        integration      TEXT    NOT NULL,
+        connection       TEXT    NOT NULL,
+        tokens           TEXT,
+        lease_owner      TEXT,
+        lease_expires_at INTEGER,
+        updated_at       INTEGER NOT NULL,
+        PRIMARY KEY (integration, connection)
+    );
+    -- Pending authorizations of the connect flow, by the digest of their
+    -- state (the state itself is a bearer secret); `verifier` is sealed.
+    CREATE TABLE IF NOT EXISTS integration_connection_authorizations (
+        state_digest TEXT    PRIMARY KEY,
+        integration  TEXT    NOT NULL,
+        connection   TEXT    NOT NULL,
+        verifier     TEXT    NOT NULL,
+        return_to    TEXT    NOT NULL,
+        expires_at   INTEGER NOT NULL
+    );
+    -- What the purge of expired authorizations walks.
+    CREATE INDEX IF NOT EXISTS integration_connection_authorizations_expiry
+        ON integration_connection_authorizations (expires_at);
+    "#,
+    ),
 ];
 
 /// Applies the `steps` not recorded yet (all of [`MIGRATIONS`] but in tests

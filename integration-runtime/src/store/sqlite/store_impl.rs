@@ -200,10 +200,15 @@ impl Store for SqliteStore {
                 ListOrder::OldestFirst => ("seq > ?", "ASC"),
                 ListOrder::NewestFirst => ("seq < ?", "DESC"),
             };
+            let connection_filter = if query.connection.is_some() {
+                "AND connection = ?"
+            } else {
+                ""
+            };
             let status_filter = if query.status.is_some() { "AND status = ?" } else { "" };
             let sql = format!(
                 "SELECT {CALL_COLUMNS} FROM integration_calls \
-                 WHERE integration = ? {status_filter} AND {after} \
+                 WHERE integration = ? {connection_filter} {status_filter} AND {after} \
                  ORDER BY seq {direction} LIMIT ?"
             );
             let start = query.after.map_or(
@@ -214,6 +219,9 @@ impl Store for SqliteStore {
                 |cursor| cursor.0,
             );
             let mut select = sqlx::query(AssertSqlSafe(sql)).bind(&query.integration);
+            if let Some(connection) = &query.connection {
+                select = select.bind(connection);
+            }
             if let Some(status) = query.status {
                 select = select.bind(status.as_str());
             }

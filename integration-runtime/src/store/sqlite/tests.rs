@@ -353,6 +353,37 @@ async fn claiming_walks_the_due_index() {
 }
 
 #[tokio::test]
+async fn listing_a_connections_calls_walks_its_index_without_sorting() {
+    let dir = temp_dir();
+    let store = open_in(&dir).await;
+    for (status, index) in [
+        (None, "integration_calls_by_connection"),
+        (Some("pending"), "integration_calls_by_connection_status"),
+    ] {
+        let status_filter = if status.is_some() { "AND status = ?" } else { "" };
+        let sql = format!(
+            "EXPLAIN QUERY PLAN SELECT {CALL_COLUMNS} FROM integration_calls \
+             WHERE integration = ? AND connection = ? {status_filter} AND seq < ? ORDER BY seq DESC LIMIT ?"
+        );
+        let mut explain = sqlx::query(AssertSqlSafe(sql)).bind("acme").bind("cust-1");
+        if let Some(status) = status {
+            explain = explain.bind(status);
+        }
+        let plan = query_plan(&store, explain.bind(i64::MAX).bind(101_i64)).await;
+        assert!(
+            plan.iter().any(|step| step.contains(index)),
+            "{status:?}: the listing does not use {index}: {plan:?}"
+        );
+        assert!(
+            !plan.iter().any(|step| step.contains("TEMP B-TREE")),
+            "{status:?}: the listing sorts: {plan:?}"
+        );
+    }
+    drop(store);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test]
 async fn appends_find_calls_by_external_id_through_the_index() {
     let dir = temp_dir();
     let store = open_in(&dir).await;

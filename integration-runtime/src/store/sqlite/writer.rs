@@ -11,8 +11,10 @@
 //! them inside one `BEGIN IMMEDIATE` transaction, commits once, and only then
 //! answers each caller. A write that fails leaves the others in the batch
 //! untouched: writes queued with [`Writer::write`] must change nothing when
-//! they fail (each is one statement, or reads after its only statement), and
-//! the batch's appends, which write several statements, run in a savepoint.
+//! they fail (each is one statement, or reads after its only statement),
+//! while the batch's appends and the writes queued with
+//! [`Writer::write_statements`], which write several statements, run in a
+//! savepoint.
 //!
 //! An idle store pays nothing for this: a lone write is a batch of one, sent
 //! at once.
@@ -126,7 +128,18 @@ impl Writer {
         T: Send + 'static,
         W: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        self.enqueue(true, write).await
+        self.enqueue(true, true, write).await
+    }
+
+    /// As [`Writer::write`], for a write of several statements: in a batch
+    /// with others it runs in a savepoint, so that when it fails nothing of
+    /// it is written (alone, its transaction is rolled back).
+    pub(super) async fn write_statements<T, W>(&self, write: W) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        W: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.enqueue(true, false, write).await
     }
 
     /// As [`Writer::write`], for a write whose loss in a power cut only
@@ -137,16 +150,23 @@ impl Writer {
         T: Send + 'static,
         W: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        self.enqueue(false, write).await
+        self.enqueue(false, true, write).await
     }
 
-    async fn enqueue<T, W>(&self, durable: bool, write: W) -> Result<T, StoreError>
+    async fn enqueue<T, W>(&self, durable: bool, atomic: bool, write: W) -> Result<T, StoreError>
     where
         T: Send + 'static,
         W: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        self.request(|reply| Item::Write(Box::new(Queued { write, durable, reply })))
-            .await
+        self.request(|reply| {
+            Item::Write(Box::new(Queued {
+                write,
+                durable,
+                atomic,
+                reply,
+            }))
+        })
+        .await
     }
 
     /// Appends events (and ends a worker's turn), together with the other
@@ -194,6 +214,8 @@ trait Ran {
 struct Queued<T, W> {
     write: W,
     durable: bool,
+    /// The write changes nothing when it fails (one statement that writes).
+    atomic: bool,
     reply: Reply<T>,
 }
 
@@ -212,7 +234,7 @@ where
     }
 
     fn atomic(&self) -> bool {
-        true
+        self.atomic
     }
 
     fn run(self: Box<Self>, connection: &Connection) -> Box<dyn Ran> {
@@ -600,9 +622,47 @@ mod tests {
         let job = Queued {
             write,
             durable: true,
+            atomic: true,
             reply,
         };
         (Box::new(job), answer)
+    }
+
+    /// A write of several statements (`Writer::write_statements`) that
+    /// fails after its first is undone alone: its batch-mates commit.
+    #[test]
+    fn a_failed_write_of_several_statements_leaves_nothing_and_its_batch_commits() {
+        let dir = super::super::tests::temp_dir();
+        let connection = Connection::open(dir.join("several.db")).unwrap();
+        execute(&connection, "CREATE TABLE t (x)").unwrap();
+        let mut sync = Synchronous::read(&connection);
+        let (before, before_answer) = insert(b"before".to_vec());
+        let (reply, half_answer) = oneshot::channel();
+        let half_done = Queued {
+            write: |connection: &Connection| -> Result<(), StoreError> {
+                connection.execute("INSERT INTO t VALUES (?1)", [b"half".to_vec()])?;
+                Err(StoreError::conflict("the second statement failed"))
+            },
+            durable: true,
+            atomic: false,
+            reply,
+        };
+        let (after, after_answer) = insert(b"after".to_vec());
+
+        commit_batch(&connection, &mut sync, vec![before, Box::new(half_done), after]).unwrap();
+        let rows: Vec<Vec<u8>> = connection
+            .prepare("SELECT x FROM t ORDER BY rowid")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows, [b"before".to_vec(), b"after".to_vec()]);
+        assert!(half_answer.blocking_recv().unwrap().unwrap_err().is_conflict());
+        before_answer.blocking_recv().unwrap().unwrap();
+        after_answer.blocking_recv().unwrap().unwrap();
+        drop(connection);
+        std::fs::remove_dir_all(dir).ok();
     }
 
     /// A write that fills the disk makes SQLite roll back the whole

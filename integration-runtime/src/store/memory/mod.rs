@@ -18,6 +18,8 @@ use super::{micros, now_micros, open_for, protection};
 use crate::clock::SharedClock;
 use crate::lifecycle::{CallStatus, Transition};
 
+mod connections;
+
 /// A [`Store`] that keeps everything in memory.
 ///
 /// Operations run under one mutex, never held across an `.await`, which is
@@ -47,6 +49,8 @@ struct State {
     limiters: HashMap<String, i64>,
     /// Shared circuit breakers: open until (microseconds).
     breakers: HashMap<String, i64>,
+    /// Connections, their tokens and pending authorizations.
+    connections: connections::Connections,
 }
 
 impl MemoryStore {
@@ -172,8 +176,14 @@ impl MemoryStore {
     fn list_now(&self, query: &ListQuery) -> Page {
         let state = self.state();
         let limit = query.clamped_limit() as usize;
-        let matches =
-            |call: &&CallRecord| call.integration == query.integration && query.status.is_none_or(|s| call.status == s);
+        let matches = |call: &&CallRecord| {
+            call.integration == query.integration
+                && query.status.is_none_or(|s| call.status == s)
+                && query
+                    .connection
+                    .as_ref()
+                    .is_none_or(|id| call.connection.as_ref() == Some(id))
+        };
         // One row more than the page tells whether another page exists.
         let rows: Vec<(i64, CallRecord)> = match query.order {
             ListOrder::OldestFirst => {

@@ -1,0 +1,3 @@
+integration_runtime::integration!("./specs/scope_unknown.toml");
+
+fn main() {}
