@@ -582,3 +582,48 @@ async fn a_connections_call_is_cancelled_at_the_connections_provider() {
         "nothing went to the default host"
     );
 }
+
+/// A clock that never moves: every write lands in the same millisecond.
+struct Frozen(chrono::DateTime<chrono::Utc>);
+
+impl integration_runtime::TimeSource for Frozen {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.0
+    }
+
+    fn sleep_until(&self, _: chrono::DateTime<chrono::Utc>) -> integration_runtime::BoxFuture<'static, ()> {
+        Box::pin(std::future::ready(()))
+    }
+}
+
+#[tokio::test]
+async fn new_credentials_are_used_even_when_stored_in_the_same_millisecond() {
+    let dir = TempDir::new();
+    let (_, store) = webhook_support::sqlite_store(&dir).await;
+    let (server, seen) = provider().await;
+    let tenants = Tenants::new(TenantsConfig {
+        base_url: server.uri(),
+        token: Secret::new("app-token"),
+    })
+    .unwrap();
+    let rt = Runtime::builder()
+        .store(store)
+        .integration(tenants)
+        .keyring(keyring(&[(CREDENTIAL_KEY_ENV, &Keyring::generate("k1"))]))
+        .clock(integration_runtime::Clock::new(Frozen(chrono::Utc::now())))
+        .poll_idle(Duration::from_millis(20))
+        .build()
+        .await
+        .unwrap();
+    let run = spawn_run(&rt);
+    for token in ["first-token", "rotated-token"] {
+        rt.put_connection(NewConnection::new("Tenants", "acme", Credentials::bearer(token)))
+            .await
+            .unwrap();
+        let id = rt.create(note(token).on_connection("acme")).await.unwrap();
+        wait_terminal(&rt, &[id]).await;
+    }
+    stop(&rt, run).await;
+    let seen: Vec<String> = seen.seen().into_iter().map(|s| s.authorization).collect();
+    assert_eq!(seen, vec!["Bearer first-token", "Bearer rotated-token"]);
+}

@@ -92,6 +92,14 @@ pub struct RateBudget {
 }
 
 impl RateBudget {
+    /// The budget stored on `row`, if it has one.
+    pub(crate) fn of_row(row: &ConnectionRow) -> Option<RateBudget> {
+        row.rate_per_second.map(|per_second| RateBudget {
+            per_second,
+            burst: row.rate_burst.unwrap_or(1),
+        })
+    }
+
     pub(crate) fn policy(self) -> RateLimitPolicy {
         RateLimitPolicy {
             per_second: self.per_second,
@@ -197,10 +205,7 @@ impl Connection {
             key_id: crate::connection::Keyring::key_id_of(&row.credentials).map(str::to_owned),
             base_url: row.base_url.clone(),
             params: row.params.as_object().cloned().unwrap_or_default(),
-            rate_budget: row.rate_per_second.map(|per_second| RateBudget {
-                per_second,
-                burst: row.rate_burst.unwrap_or(1),
-            }),
+            rate_budget: RateBudget::of_row(row),
             created_at: row.created_at,
             updated_at: row.updated_at,
             revoked_at: row.revoked_at,

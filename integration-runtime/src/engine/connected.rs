@@ -9,15 +9,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::events::news::{failed, generated_external_id};
 use super::events::{EventSink, Subject};
 use super::{EngineError, Runtime};
 use crate::connection::{
-    describe, id_problem, Connection, ConnectionContext, Credentials, KeyringError, NewConnection, SealError,
-    SharedTokens, Vault, CREDENTIAL_KEY_ENV,
+    describe, id_problem, Connection, ConnectionContext, Credentials, KeyringError, NewConnection, RateBudget,
+    SealError, SharedTokens, Vault, CREDENTIAL_KEY_ENV,
 };
 use crate::failure::FailureKind;
 use crate::integration::Integration;
@@ -138,8 +137,10 @@ pub struct Revoked {
 }
 
 /// Connected integrations by (integration, connection id), each with the
-/// `updated_at` of the row it was built from.
-type ConnectedCache = HashMap<(String, String), (DateTime<Utc>, Arc<dyn Integration>)>;
+/// sealed credentials of the row it was built from: every put seals them
+/// afresh (a new nonce), so a changed row never matches, even within the
+/// millisecond `updated_at` is kept to.
+type ConnectedCache = HashMap<(String, String), (String, Arc<dyn Integration>)>;
 
 /// The engine's side of connections: the vault, when a key is configured,
 /// and the connected integrations built so far.
@@ -195,10 +196,7 @@ impl Connections {
             id: row.id.clone(),
             credentials,
             base_url: row.base_url.clone(),
-            budget: row.rate_per_second.map(|per_second| crate::connection::RateBudget {
-                per_second,
-                burst: row.rate_burst.unwrap_or(1),
-            }),
+            budget: RateBudget::of_row(row),
             tokens: vault.tokens(&row.integration, &row.id, owner),
         }
     }
@@ -234,7 +232,7 @@ impl Connections {
         let params = overridden(&call.params, &row.params);
         let key = (name.clone(), id.to_owned());
         if let Some((version, connected)) = self.cache.lock().unwrap_or_else(PoisonError::into_inner).get(&key) {
-            if *version == row.updated_at {
+            if *version == row.credentials {
                 return Ok(Resolution::Ready(Arc::clone(connected), params));
             }
         }
@@ -259,7 +257,7 @@ impl Connections {
         if cache.len() >= CACHED_CONNECTIONS {
             cache.clear();
         }
-        cache.insert(key, (row.updated_at, Arc::clone(&connected)));
+        cache.insert(key, (row.credentials.clone(), Arc::clone(&connected)));
         Ok(Resolution::Ready(connected, params))
     }
 }
