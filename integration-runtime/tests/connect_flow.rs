@@ -600,3 +600,27 @@ async fn a_rotated_refresh_token_survives_a_restart() {
         assert!(served.active(token).await, "{backend}: the renewed token is live");
     }
 }
+
+#[tokio::test]
+async fn changing_a_connections_settings_keeps_its_grant() {
+    let dir = TempDir::new();
+    let (_, store) = webhook_support::sqlite_store(&dir).await;
+    let Some(served) = served(store).await else { return };
+    served.connect("acme").await;
+    // The application moves acme to another host of the provider: the
+    // same (no) credentials, so the authorization stands.
+    let (other_host, other_bearers) = resource().await;
+    served
+        .rt
+        .put_connection(
+            integration_runtime::NewConnection::new("Accounts", "acme", integration_runtime::Credentials::new())
+                .base_url(other_host.uri()),
+        )
+        .await
+        .unwrap();
+    let id = served.rt.create(entry("moved").on_connection("acme")).await.unwrap();
+    served.run_calls(&[id]).await;
+    assert_eq!(other_bearers.seen().len(), 1, "sent to the connection's new host");
+    assert!(served.active(&other_bearers.seen()[0]).await);
+    assert_eq!(served.server.token_requests().await, json!({"authorization_code": 1}));
+}

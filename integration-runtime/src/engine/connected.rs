@@ -137,10 +137,20 @@ pub struct Revoked {
 }
 
 /// Connected integrations by (integration, connection id), each with the
-/// sealed credentials of the row it was built from: every put seals them
-/// afresh (a new nonce), so a changed row never matches, even within the
-/// millisecond `updated_at` is kept to.
-type ConnectedCache = HashMap<(String, String), (String, Arc<dyn Integration>)>;
+/// row it was built from (see [`same_settings`]).
+type ConnectedCache = HashMap<(String, String), (ConnectionRow, Arc<dyn Integration>)>;
+
+/// Whether a client built from `built` serves `row`: the same sealed
+/// credentials (new ones are sealed afresh, with a new nonce), base URL,
+/// overrides and budget. Not by `updated_at`: it is kept to the
+/// millisecond, and two puts may share one.
+fn same_settings(built: &ConnectionRow, row: &ConnectionRow) -> bool {
+    built.credentials == row.credentials
+        && built.base_url == row.base_url
+        && built.params == row.params
+        && built.rate_per_second == row.rate_per_second
+        && built.rate_burst == row.rate_burst
+}
 
 /// The engine's side of connections: the vault, when a key is configured,
 /// and the connected integrations built so far.
@@ -232,7 +242,7 @@ impl Connections {
         let params = overridden(&call.params, &row.params);
         let key = (name.clone(), id.to_owned());
         if let Some((version, connected)) = self.cache.lock().unwrap_or_else(PoisonError::into_inner).get(&key) {
-            if *version == row.credentials {
+            if same_settings(version, &row) {
                 return Ok(Resolution::Ready(Arc::clone(connected), params));
             }
         }
@@ -257,7 +267,7 @@ impl Connections {
         if cache.len() >= CACHED_CONNECTIONS {
             cache.clear();
         }
-        cache.insert(key, (row.credentials.clone(), Arc::clone(&connected)));
+        cache.insert(key, (row, Arc::clone(&connected)));
         Ok(Resolution::Ready(connected, params))
     }
 }
@@ -294,10 +304,23 @@ impl Runtime {
                 ));
             }
         }
+        // Unchanged credentials keep their sealed text, so the store keeps
+        // the connection's tokens: changing a connected connection's base
+        // URL or budget must not undo its authorization.
+        let existing = vault.store.connection(&connection.integration, &connection.id).await?;
+        let unchanged = existing.filter(|row| {
+            vault
+                .open_credentials(row)
+                .is_ok_and(|credentials| credentials == connection.credentials)
+        });
+        let sealed = match unchanged {
+            Some(row) => row.credentials,
+            None => vault.seal_credentials(&connection.integration, &connection.id, &connection.credentials),
+        };
         let row = ConnectionRow {
             integration: connection.integration.clone(),
             id: connection.id.clone(),
-            credentials: vault.seal_credentials(&connection.integration, &connection.id, &connection.credentials),
+            credentials: sealed,
             base_url: connection.base_url.clone(),
             params: Value::Object(connection.params.clone()),
             rate_per_second: connection.rate_budget.map(|b| b.per_second),
